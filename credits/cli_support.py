@@ -1,0 +1,95 @@
+"""What every CLI command shares: settings, one transaction, errors as one line."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from decimal import Decimal, InvalidOperation
+from functools import wraps
+from typing import Any, NoReturn, ParamSpec, TypeVar
+
+import click
+from sqlalchemy.orm import Session, sessionmaker
+
+from credits.db import make_engine, make_session_factory, session_scope
+from credits.errors import CreditsError
+from credits.ledger.models import MICRO_PER_CREDIT
+from credits.settings import Settings, SettingsError, load_settings
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def fail(message: str) -> NoReturn:
+    """One line on stderr and exit status 1."""
+    click.echo(f"error: {message}", err=True)
+    sys.exit(1)
+
+
+def reports_errors(command: Callable[P, R]) -> Callable[P, R]:
+    """Turns a refusal into ``error: <detail>`` and exit 1, never a traceback."""
+
+    @wraps(command)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return command(*args, **kwargs)
+        except (CreditsError, SettingsError) as error:
+            fail(str(error))
+
+    return wrapper
+
+
+def _context_object() -> dict[str, Any]:
+    context = click.get_current_context()
+    context.ensure_object(dict)
+    obj: dict[str, Any] = context.find_root().obj
+    return obj
+
+
+def cli_settings() -> Settings:
+    """The settings, read once per invocation (tests may place their own in ``obj``)."""
+    obj = _context_object()
+    if "settings" not in obj:
+        obj["settings"] = load_settings()
+    settings: Settings = obj["settings"]
+    return settings
+
+
+def cli_session_factory() -> sessionmaker[Session]:
+    obj = _context_object()
+    if "session_factory" not in obj:
+        settings = cli_settings()
+        obj["session_factory"] = make_session_factory(
+            make_engine(
+                settings.database_url, sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms
+            )
+        )
+    factory: sessionmaker[Session] = obj["session_factory"]
+    return factory
+
+
+@contextmanager
+def cli_transaction() -> Iterator[Session]:
+    """One transaction for one command."""
+    with session_scope(cli_session_factory()) as session:
+        yield session
+
+
+def parse_credits(text: str) -> int:
+    """'12.5' credits → 12_500_000 micro-credits; more than six decimals is refused."""
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        raise click.BadParameter(f"{text!r} is not a number of credits") from None
+    micro = value * MICRO_PER_CREDIT
+    if not value.is_finite() or micro != micro.to_integral_value():
+        raise click.BadParameter(f"{text!r} has more precision than one micro-credit")
+    return int(micro)
+
+
+def format_credits(micro: int) -> str:
+    """12_500_000 → '12.5'."""
+    value = Decimal(micro) / MICRO_PER_CREDIT
+    text = f"{value:f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text

@@ -1,0 +1,273 @@
+"""The ledger's moving parts shared by every service: validation, idempotency,
+row locks, counter updates, transfer rows and their audit events.
+
+Nothing here commits; every function runs in the caller's transaction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, cast
+
+from sqlalchemy import Row, Table, and_, insert, or_, select, update
+from sqlalchemy.orm import Session
+
+from credits.audit.service import canonical_json, record_events
+from credits.errors import InvalidInput
+from credits.identity.actor import Actor
+from credits.ledger.errors import (
+    AccountNotActive,
+    AccountNotFound,
+    CurrencyMismatch,
+    IdempotencyKeyReused,
+    InsufficientCredits,
+    InvalidAmount,
+)
+from credits.ledger.models import Account, AccountStatus, Currency, Transfer, TransferKind
+from credits.ledger.schemas import TransferOut
+
+ACCOUNTS = cast(Table, Account.__table__)
+TRANSFERS = cast(Table, Transfer.__table__)
+MAX_KEY_LENGTH = 200
+# Amounts fit a signed 64-bit counter with room for sums of many of them.
+MAX_AMOUNT = 2**53
+
+POSTED_KINDS = (
+    TransferKind.GRANT.value,
+    TransferKind.CAPTURE.value,
+    TransferKind.EXPIRE.value,
+    TransferKind.ADJUST.value,
+)
+
+
+def check_amount(amount: object, *, name: str = "amount") -> int:
+    """A positive integer of micro-credits; bools and floats are refused."""
+    if type(amount) is not int:
+        raise InvalidAmount(f"{name} must be an integer number of micro-credits, got {amount!r}")
+    if amount <= 0:
+        raise InvalidAmount(f"{name} must be positive, got {amount}")
+    if amount > MAX_AMOUNT:
+        raise InvalidAmount(f"{name} must be at most {MAX_AMOUNT}, got {amount}")
+    return amount
+
+
+def check_currency(currency: object) -> Currency:
+    try:
+        return Currency(str(currency))
+    except ValueError:
+        allowed = ", ".join(c.value for c in Currency)
+        raise InvalidInput(f"currency must be one of {allowed}, got {currency!r}") from None
+
+
+def check_key(key: object) -> str:
+    if not isinstance(key, str) or not key.strip():
+        raise InvalidInput("an idempotency key is required")
+    if len(key) > MAX_KEY_LENGTH:
+        raise InvalidInput(f"an idempotency key is at most {MAX_KEY_LENGTH} characters")
+    return key
+
+
+def request_hash(kind: TransferKind, fields: Mapping[str, Any]) -> str:
+    """What a request asked for, so a replayed key can be told from a reused one."""
+    document = {"kind": kind.value, **fields}
+    return hashlib.sha256(canonical_json(document).encode()).hexdigest()
+
+
+def find_replay(session: Session, key: str, digest: str) -> list[TransferOut] | None:
+    """The transfers an earlier request with ``key`` wrote, or None if it is new.
+
+    Raises IdempotencyKeyReused when the key was used for a different request.
+    """
+    rows = session.execute(
+        select(TRANSFERS).where(TRANSFERS.c.idempotency_key == key).order_by(TRANSFERS.c.part)
+    ).all()
+    if not rows:
+        return None
+    if rows[0].request_hash != digest:
+        raise IdempotencyKeyReused(
+            f"idempotency key {key!r} was already used for a different request"
+        )
+    return [TransferOut.model_validate(row._mapping) for row in rows]
+
+
+def lock_accounts(session: Session, account_ids: Iterable[int]) -> dict[int, Row[Any]]:
+    """Locks the accounts in id order (so two transfers never deadlock) and reads them."""
+    wanted = sorted(set(account_ids))
+    rows = session.execute(
+        select(ACCOUNTS).where(ACCOUNTS.c.id.in_(wanted)).order_by(ACCOUNTS.c.id).with_for_update()
+    ).all()
+    found = {row.id: row for row in rows}
+    for account_id in wanted:
+        if account_id not in found:
+            raise AccountNotFound(f"account {account_id} does not exist", account_id=account_id)
+    return found
+
+
+def lock_project_accounts(
+    session: Session, project_id: int, currency: Currency, extra_ids: Sequence[int] = ()
+) -> list[Row[Any]]:
+    """Locks every account of a project in one currency (plus ``extra_ids``), in id order."""
+    condition = and_(ACCOUNTS.c.project_id == project_id, ACCOUNTS.c.currency == currency.value)
+    if extra_ids:
+        condition = or_(condition, ACCOUNTS.c.id.in_(extra_ids))
+    return list(
+        session.execute(
+            select(ACCOUNTS).where(condition).order_by(ACCOUNTS.c.id).with_for_update()
+        ).all()
+    )
+
+
+def available(account: Row[Any]) -> int:
+    return int(account.credits_posted - account.debits_posted - account.debits_pending)
+
+
+def require_currency(account: Row[Any], currency: Currency) -> None:
+    if account.currency != currency.value:
+        raise CurrencyMismatch(
+            f"account {account.id} holds {account.currency}, not {currency.value}",
+            account_id=account.id,
+        )
+
+
+def require_spendable(account: Row[Any], now: datetime) -> None:
+    """An account may be spent from only while active and within its dates."""
+    require_receivable(account, now)
+    if account.starts_at is not None and account.starts_at > now:
+        raise AccountNotActive(
+            f"account {account.id} starts at {account.starts_at.isoformat()}",
+            account_id=account.id,
+        )
+
+
+def require_receivable(account: Row[Any], now: datetime) -> None:
+    """An account may be paid into while active and not ended (an award may precede
+    its start date)."""
+    if account.status != AccountStatus.ACTIVE.value:
+        raise AccountNotActive(f"account {account.id} is {account.status}", account_id=account.id)
+    if account.expires_at is not None and account.expires_at <= now:
+        raise AccountNotActive(
+            f"account {account.id} expired at {account.expires_at.isoformat()}",
+            account_id=account.id,
+        )
+
+
+@dataclass
+class CounterChange:
+    """How one account's four counters move in one request."""
+
+    debits_pending: int = 0
+    debits_posted: int = 0
+    credits_pending: int = 0
+    credits_posted: int = 0
+
+
+class Counters:
+    """Collects counter changes per account, then applies them in id order."""
+
+    def __init__(self) -> None:
+        self._changes: dict[int, CounterChange] = {}
+
+    def __getitem__(self, account_id: int) -> CounterChange:
+        return self._changes.setdefault(account_id, CounterChange())
+
+    def apply(self, session: Session) -> None:
+        """One conditional UPDATE per account.
+
+        The WHERE clause repeats the overdraft rule so a flagged account can
+        never go below zero even if a caller skipped the row lock; the CHECK
+        constraint is the last line behind it.
+        """
+        for account_id in sorted(self._changes):
+            change = self._changes[account_id]
+            c = ACCOUNTS.c
+            statement = (
+                update(ACCOUNTS)
+                .where(c.id == account_id)
+                .where(
+                    or_(
+                        c.no_overdraft.is_(False),
+                        c.credits_posted
+                        + change.credits_posted
+                        - c.debits_posted
+                        - change.debits_posted
+                        - c.debits_pending
+                        - change.debits_pending
+                        >= 0,
+                    )
+                )
+                .values(
+                    debits_pending=c.debits_pending + change.debits_pending,
+                    debits_posted=c.debits_posted + change.debits_posted,
+                    credits_pending=c.credits_pending + change.credits_pending,
+                    credits_posted=c.credits_posted + change.credits_posted,
+                )
+            )
+            if session.execute(statement).rowcount != 1:  # type: ignore[attr-defined]
+                raise InsufficientCredits(
+                    f"account {account_id} would go below zero", account_id=account_id
+                )
+
+
+def insert_transfers(session: Session, rows: Sequence[Mapping[str, Any]]) -> list[TransferOut]:
+    """Appends transfer rows and returns them as written, in the order given."""
+    written = session.execute(insert(TRANSFERS).returning(TRANSFERS), list(rows)).all()
+    transfers = [TransferOut.model_validate(row._mapping) for row in written]
+    return sorted(transfers, key=lambda transfer: transfer.part)
+
+
+def transfer_row(
+    *,
+    key: str,
+    part: int,
+    digest: str,
+    kind: TransferKind,
+    currency: Currency,
+    debit_account_id: int,
+    credit_account_id: int,
+    amount: int,
+    actor: Actor,
+    now: datetime,
+    pending: bool = False,
+    pending_id: int | None = None,
+    reference: str | None = None,
+    reason: str | None = None,
+) -> dict[str, Any]:
+    return {
+        "idempotency_key": key,
+        "part": part,
+        "request_hash": digest,
+        "kind": kind.value,
+        "currency": currency.value,
+        "debit_account_id": debit_account_id,
+        "credit_account_id": credit_account_id,
+        "amount": amount,
+        "pending": pending,
+        "pending_id": pending_id,
+        "reference": reference,
+        "actor": actor.label,
+        "reason": reason,
+        "created_at": now,
+    }
+
+
+def audit_transfers(
+    session: Session, transfers: Sequence[TransferOut], actor: Actor, now: datetime
+) -> None:
+    """One audit event per transfer, in the same transaction."""
+    record_events(
+        session,
+        [
+            {
+                "event_type": f"ledger.{transfer.kind.value}",
+                "actor": actor.label,
+                "subject_type": "ledger_transfer",
+                "subject_id": str(transfer.id),
+                "data": transfer.model_dump(mode="json", exclude={"created_at", "actor"}),
+            }
+            for transfer in transfers
+        ],
+        occurred_at=now,
+    )

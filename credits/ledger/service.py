@@ -1,0 +1,389 @@
+"""Ledger services: accounts, grants, adjustments and expiry.
+
+Holds, captures and voids live in :mod:`credits.ledger.holds` and are
+re-exported here, so callers import every ledger service from one place.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Row, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from credits.audit.service import record_event
+from credits.db import utcnow
+from credits.errors import InvalidInput
+from credits.identity.actor import Actor
+from credits.identity.models import Role
+from credits.ledger import journal
+from credits.ledger.errors import (
+    AdjustmentForbidden,
+    InsufficientCredits,
+    InvalidAmount,
+    NotExpired,
+    ReasonRequired,
+)
+from credits.ledger.holds import capture, place_hold, void_hold
+from credits.ledger.models import Account, AccountKind, AccountStatus, Currency, TransferKind
+from credits.ledger.queries import get_account, system_account_id
+from credits.ledger.schemas import AccountOut, TransferResult
+
+__all__ = [
+    "adjust",
+    "capture",
+    "expire_account",
+    "grant",
+    "open_account",
+    "place_hold",
+    "set_account_status",
+    "void_hold",
+]
+
+ACCOUNTS = journal.ACCOUNTS
+# Accounts that hold someone's credits may never go below zero; system
+# accounts (the mint, the sinks) are where credits come from and go to.
+GUARDED_KINDS = frozenset({AccountKind.ALLOCATION, AccountKind.PROGRAM_POOL})
+
+
+def project_sink_code(project_id: int, currency: Currency) -> str:
+    return f"project:{project_id}:usage:{currency.value}"
+
+
+def open_account(
+    session: Session,
+    *,
+    code: str,
+    currency: Currency | str,
+    actor: Actor,
+    kind: AccountKind | str = AccountKind.ALLOCATION,
+    project_id: int | None = None,
+    starts_at: datetime | None = None,
+    expires_at: datetime | None = None,
+    no_overdraft: bool | None = None,
+) -> AccountOut:
+    """Opens an empty account; an allocation also gets its project's usage sink.
+
+    Allocation and program-pool accounts refuse overdrafts unless told
+    otherwise. Raises InvalidInput for a bad kind, dates or a taken code.
+    """
+    currency = journal.check_currency(currency)
+    kind = _check_kind(kind)
+    code = code.strip()
+    if not code:
+        raise InvalidInput("an account needs a code")
+    if starts_at is not None and expires_at is not None and expires_at <= starts_at:
+        raise InvalidInput("an account must expire after it starts")
+    if session.scalar(select(Account.id).where(Account.code == code)) is not None:
+        raise InvalidInput(f"an account with code {code!r} already exists")
+    if kind is AccountKind.ALLOCATION and project_id is not None:
+        _ensure_project_sink(session, project_id, currency)
+    account_id = session.execute(
+        insert(ACCOUNTS)
+        .values(
+            code=code,
+            currency=currency.value,
+            kind=kind.value,
+            status=AccountStatus.ACTIVE.value,
+            no_overdraft=kind in GUARDED_KINDS if no_overdraft is None else no_overdraft,
+            project_id=project_id,
+            starts_at=starts_at,
+            expires_at=expires_at,
+            debits_pending=0,
+            debits_posted=0,
+            credits_pending=0,
+            credits_posted=0,
+            created_at=utcnow(),
+        )
+        .returning(ACCOUNTS.c.id)
+    ).scalar_one()
+    _audit_account(session, account_id, "ledger.account_opened", actor, {"code": code})
+    return get_account(session, account_id=account_id)
+
+
+def _check_kind(kind: AccountKind | str) -> AccountKind:
+    try:
+        return AccountKind(kind)
+    except ValueError:
+        allowed = ", ".join(k.value for k in AccountKind)
+        raise InvalidInput(f"account kind must be one of {allowed}, got {kind!r}") from None
+
+
+def _ensure_project_sink(session: Session, project_id: int, currency: Currency) -> None:
+    """Creates the project's usage sink once, even when two awards race for it."""
+    values = {
+        "code": project_sink_code(project_id, currency),
+        "currency": currency.value,
+        "kind": AccountKind.USAGE_SINK.value,
+        "status": AccountStatus.ACTIVE.value,
+        "no_overdraft": False,
+        "project_id": project_id,
+        "debits_pending": 0,
+        "debits_posted": 0,
+        "credits_pending": 0,
+        "credits_posted": 0,
+        "created_at": utcnow(),
+    }
+    dialect = session.get_bind().dialect.name
+    builder = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    session.execute(
+        builder(ACCOUNTS).values(**values).on_conflict_do_nothing(index_elements=["code"])
+    )
+
+
+def set_account_status(
+    session: Session, *, account_id: int, status: AccountStatus | str, actor: Actor, reason: str
+) -> AccountOut:
+    """Suspends or reactivates an account; a suspended account takes no new holds."""
+    status = AccountStatus(status)
+    if not reason.strip():
+        raise ReasonRequired("changing an account's status needs a reason")
+    locked = journal.lock_accounts(session, [account_id])[account_id]
+    if locked.status == status.value:
+        return get_account(session, account_id=account_id)
+    session.execute(update(ACCOUNTS).where(ACCOUNTS.c.id == account_id).values(status=status.value))
+    _audit_account(
+        session,
+        account_id,
+        "ledger.account_status",
+        actor,
+        {"from": locked.status, "to": status.value, "reason": reason},
+    )
+    return get_account(session, account_id=account_id)
+
+
+def _audit_account(
+    session: Session, account_id: int, event_type: str, actor: Actor, data: dict[str, Any]
+) -> None:
+    record_event(
+        session,
+        event_type=event_type,
+        actor=actor.label,
+        subject_type="ledger_account",
+        subject_id=str(account_id),
+        data=data,
+    )
+
+
+def grant(
+    session: Session,
+    *,
+    key: str,
+    from_account_id: int,
+    to_account_id: int,
+    amount: int,
+    actor: Actor,
+    reason: str | None = None,
+    reference: str | None = None,
+    now: datetime | None = None,
+) -> TransferResult:
+    """Posts ``amount`` from one account to another of the same currency.
+
+    Funding a program pool from the mint, or an award from a pool to an
+    allocation. The receiving account must be active and within its dates.
+    Raises InsufficientCredits, CurrencyMismatch, AccountNotActive,
+    AccountNotFound, InvalidAmount, IdempotencyKeyReused.
+    """
+    key = journal.check_key(key)
+    amount = journal.check_amount(amount)
+    if from_account_id == to_account_id:
+        raise InvalidInput("a grant moves credits between two different accounts")
+    digest = journal.request_hash(
+        TransferKind.GRANT,
+        {
+            "from": from_account_id,
+            "to": to_account_id,
+            "amount": amount,
+            "reason": reason,
+            "reference": reference,
+        },
+    )
+    if (prior := journal.find_replay(session, key, digest)) is not None:
+        return TransferResult(transfers=prior, replayed=True)
+    now = now or utcnow()
+    locked = journal.lock_accounts(session, [from_account_id, to_account_id])
+    source, target = locked[from_account_id], locked[to_account_id]
+    currency = Currency(source.currency)
+    journal.require_currency(target, currency)
+    journal.require_spendable(source, now)
+    journal.require_receivable(target, now)
+    _require_covers(source, amount)
+    return _post(
+        session,
+        key=key,
+        digest=digest,
+        kind=TransferKind.GRANT,
+        currency=currency,
+        debit=source.id,
+        credit=target.id,
+        amount=amount,
+        actor=actor,
+        now=now,
+        reason=reason,
+        reference=reference,
+    )
+
+
+def _require_covers(account: Row[Any], amount: int) -> None:
+    if account.no_overdraft and journal.available(account) < amount:
+        raise InsufficientCredits(
+            f"account {account.id} has {journal.available(account)} available, needs {amount}",
+            required=amount,
+            available=journal.available(account),
+        )
+
+
+def _post(
+    session: Session,
+    *,
+    key: str,
+    digest: str,
+    kind: TransferKind,
+    currency: Currency,
+    debit: int,
+    credit: int,
+    amount: int,
+    actor: Actor,
+    now: datetime,
+    reason: str | None = None,
+    reference: str | None = None,
+) -> TransferResult:
+    """Writes one posted transfer, moves both counters and audits it."""
+    counters = journal.Counters()
+    counters[debit].debits_posted += amount
+    counters[credit].credits_posted += amount
+    counters.apply(session)
+    row = journal.transfer_row(
+        key=key,
+        part=0,
+        digest=digest,
+        kind=kind,
+        currency=currency,
+        debit_account_id=debit,
+        credit_account_id=credit,
+        amount=amount,
+        actor=actor,
+        now=now,
+        reason=reason,
+        reference=reference,
+    )
+    transfers = journal.insert_transfers(session, [row])
+    journal.audit_transfers(session, transfers, actor, now)
+    return TransferResult(transfers=transfers)
+
+
+def adjust(
+    session: Session,
+    *,
+    key: str,
+    account_id: int,
+    amount: int,
+    actor: Actor,
+    reason: str,
+    now: datetime | None = None,
+) -> TransferResult:
+    """Ops correct a balance: a positive amount adds credits, a negative one removes them.
+
+    The other side is the currency's adjustments account. Needs the ops role
+    and a reason. Raises AdjustmentForbidden, ReasonRequired, InvalidAmount,
+    InsufficientCredits (a removal may not overdraw), IdempotencyKeyReused.
+    """
+    if not actor.has_role(Role.OPS):
+        raise AdjustmentForbidden("only ops may adjust a balance")
+    if not isinstance(reason, str) or not reason.strip():
+        raise ReasonRequired("an adjustment needs a reason")
+    key = journal.check_key(key)
+    if type(amount) is not int or amount == 0:
+        raise InvalidAmount(f"an adjustment is a non-zero integer of micro-credits, got {amount!r}")
+    journal.check_amount(abs(amount))
+    digest = journal.request_hash(
+        TransferKind.ADJUST, {"account_id": account_id, "amount": amount, "reason": reason}
+    )
+    if (prior := journal.find_replay(session, key, digest)) is not None:
+        return TransferResult(transfers=prior, replayed=True)
+    now = now or utcnow()
+    account = get_account(session, account_id=account_id)
+    other = system_account_id(session, AccountKind.ADJUSTMENTS, account.currency)
+    if other == account_id:
+        raise InvalidInput("the adjustments account cannot be adjusted against itself")
+    locked = journal.lock_accounts(session, [account_id, other])
+    debit, credit = (other, account_id) if amount > 0 else (account_id, other)
+    _require_covers(locked[debit], abs(amount))
+    return _post(
+        session,
+        key=key,
+        digest=digest,
+        kind=TransferKind.ADJUST,
+        currency=account.currency,
+        debit=debit,
+        credit=credit,
+        amount=abs(amount),
+        actor=actor,
+        now=now,
+        reason=reason,
+    )
+
+
+def expire_account(
+    session: Session,
+    *,
+    account_id: int,
+    actor: Actor,
+    now: datetime | None = None,
+    key: str | None = None,
+) -> TransferResult:
+    """Moves an ended account's unreserved remainder to the expiry sink.
+
+    Open holds keep their credits so running work can still be charged; once
+    they are voided, a later sweep moves what they released. The account is
+    marked expired. Without a key, one is derived from the account's counters,
+    so re-running a sweep on unchanged state moves nothing twice.
+    Raises NotExpired, AccountNotFound, IdempotencyKeyReused.
+    """
+    now = now or utcnow()
+    account = get_account(session, account_id=account_id)
+    sink = system_account_id(session, AccountKind.EXPIRY_SINK, account.currency)
+    locked = journal.lock_accounts(session, [account_id, sink])[account_id]
+    if locked.expires_at is None or locked.expires_at > now:
+        raise NotExpired(f"account {account_id} has not reached its end date")
+    remainder = journal.available(locked)
+    key = journal.check_key(key or _expiry_key(locked))
+    digest = journal.request_hash(TransferKind.EXPIRE, {"account_id": account_id})
+    if (prior := journal.find_replay(session, key, digest)) is not None:
+        return TransferResult(transfers=prior, replayed=True)
+    if locked.status != AccountStatus.EXPIRED.value:
+        session.execute(
+            update(ACCOUNTS)
+            .where(ACCOUNTS.c.id == account_id)
+            .values(status=AccountStatus.EXPIRED.value)
+        )
+        _audit_account(
+            session,
+            account_id,
+            "ledger.account_status",
+            actor,
+            {"from": locked.status, "to": AccountStatus.EXPIRED.value, "reason": "ended"},
+        )
+    if remainder <= 0:
+        return TransferResult(transfers=[])
+    return _post(
+        session,
+        key=key,
+        digest=digest,
+        kind=TransferKind.EXPIRE,
+        currency=account.currency,
+        debit=account_id,
+        credit=sink,
+        amount=remainder,
+        actor=actor,
+        now=now,
+    )
+
+
+def _expiry_key(account: Row[Any]) -> str:
+    return (
+        f"expire:{account.id}:{account.credits_posted}:"
+        f"{account.debits_posted}:{account.debits_pending}"
+    )

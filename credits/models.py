@@ -1,0 +1,10 @@
+"""Imports every domain's models so that the metadata is complete (Alembic, tests)."""
+
+from credits.audit import models as audit_models
+from credits.db import Base
+from credits.identity import models as identity_models
+from credits.ledger import models as ledger_models
+
+metadata = Base.metadata
+
+__all__ = ["audit_models", "identity_models", "ledger_models", "metadata"]

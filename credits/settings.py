@@ -1,0 +1,151 @@
+"""Every setting of the platform, typed and read once from the environment.
+
+Settings come from variables prefixed ``CREDITS_`` (``CREDITS_DATABASE_URL`` …).
+The embedded profile needs none of them; production must name its database,
+broker and secret key.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Self
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "CREDITS_"
+SECRET_KEY_FILE = "secret_key"  # noqa: S105 - a file name, not a secret
+MIN_SECRET_KEY_LENGTH = 32
+
+DATABASE_SCHEMES = ("sqlite", "postgresql", "postgresql+psycopg")
+BROKER_SCHEMES = ("redis", "rediss", "amqp", "sqla+sqlite", "sqla+postgresql", "memory")
+STORAGE_SCHEMES = ("file", "s3", "memory")
+
+
+class Profile(StrEnum):
+    EMBEDDED = "embedded"
+    PRODUCTION = "production"
+
+
+class ExecutorName(StrEnum):
+    LOCAL = "local"
+    SIMULATED = "simulated"
+    KUBERNETES = "kubernetes"
+
+
+class SettingsError(Exception):
+    """A setting is missing or malformed; the message names it in one line."""
+
+
+def _scheme(url: str) -> str:
+    return url.split("://", 1)[0] if "://" in url else ""
+
+
+class Settings(BaseSettings):
+    """The platform's configuration; build it with :func:`load_settings`."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
+
+    profile: Profile = Profile.EMBEDDED
+    var_dir: Path = Path("var")
+    database_url: str = ""
+    broker_url: str = ""
+    executor: ExecutorName = ExecutorName.LOCAL
+    storage_url: str = ""
+    secret_key: str = ""
+    sqlite_busy_timeout_ms: int = Field(default=10_000, ge=0)
+    database_pool_size: int = Field(default=10, ge=1, le=200)
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    instance_name: str = Field(default="credits", min_length=1, max_length=63)
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_scheme_is_supported(cls, value: str) -> str:
+        if value and _scheme(value) not in DATABASE_SCHEMES:
+            raise ValueError(f"scheme must be one of {', '.join(DATABASE_SCHEMES)}")
+        return value
+
+    @field_validator("broker_url")
+    @classmethod
+    def _broker_scheme_is_supported(cls, value: str) -> str:
+        if value and _scheme(value) not in BROKER_SCHEMES:
+            raise ValueError(f"scheme must be one of {', '.join(BROKER_SCHEMES)}")
+        return value
+
+    @field_validator("storage_url")
+    @classmethod
+    def _storage_scheme_is_supported(cls, value: str) -> str:
+        if value and _scheme(value) not in STORAGE_SCHEMES:
+            raise ValueError(f"scheme must be one of {', '.join(STORAGE_SCHEMES)}")
+        return value
+
+    @model_validator(mode="after")
+    def _production_names_its_services(self) -> Self:
+        if self.profile is not Profile.PRODUCTION:
+            return self
+        for name in ("database_url", "broker_url", "storage_url", "secret_key"):
+            if not getattr(self, name):
+                raise ValueError(f"{ENV_PREFIX}{name.upper()} is required in production")
+        if len(self.secret_key) < MIN_SECRET_KEY_LENGTH:
+            raise ValueError(
+                f"{ENV_PREFIX}SECRET_KEY must be at least {MIN_SECRET_KEY_LENGTH} characters"
+            )
+        return self
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+def _embedded_defaults(settings: Settings) -> Settings:
+    var = settings.var_dir
+    updates: dict[str, Any] = {}
+    if not settings.database_url:
+        updates["database_url"] = f"sqlite:///{var / 'credits.db'}"
+    if not settings.broker_url:
+        updates["broker_url"] = f"sqla+sqlite:///{var / 'broker.db'}"
+    if not settings.storage_url:
+        updates["storage_url"] = f"file://{(var / 'storage').resolve()}"
+    if not settings.secret_key:
+        updates["secret_key"] = _embedded_secret_key(var)
+    return settings.model_copy(update=updates)
+
+
+def _embedded_secret_key(var_dir: Path) -> str:
+    """Reads the key kept under ``var/``, generating it on first start."""
+    path = var_dir / SECRET_KEY_FILE
+    if path.exists():
+        return path.read_text().strip()
+    var_dir.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(48)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(key + "\n")
+    return key
+
+
+def _one_line(error: ValidationError) -> str:
+    first = error.errors()[0]
+    location = ".".join(str(part) for part in first["loc"])
+    message = str(first["msg"]).removeprefix("Value error, ")
+    if not location:
+        return f"invalid settings: {message}"
+    return f"invalid setting {ENV_PREFIX}{location.upper()}: {message}"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Reads the environment (and ``overrides``), filling embedded defaults.
+
+    Raises :class:`SettingsError` with one line naming the bad setting.
+    """
+    try:
+        settings = Settings(**overrides)
+    except ValidationError as error:
+        raise SettingsError(_one_line(error)) from None
+    if settings.profile is Profile.EMBEDDED:
+        settings = _embedded_defaults(settings)
+    return settings

@@ -1,0 +1,39 @@
+# Sourced by scripts/up and scripts/test: creates or refreshes .venv from pyproject.toml.
+# Usage: ensure_venv [extras]   e.g. ensure_venv dev
+ensure_venv() {
+    local extras="${1:-}"
+    local root python stamp spec wanted
+    root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+    python="${PYTHON:-}"
+    if [ -z "$python" ]; then
+        for candidate in python3.13 python3.12 python3.11 python3; do
+            if command -v "$candidate" >/dev/null 2>&1 &&
+                "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+                python="$candidate"
+                break
+            fi
+        done
+    fi
+    if [ -z "$python" ]; then
+        echo "error: Python 3.11 or newer is needed (set PYTHON=/path/to/python3.11)" >&2
+        return 1
+    fi
+    if [ ! -x "$root/.venv/bin/python" ]; then
+        echo "creating .venv with $python" >&2
+        "$python" -m venv "$root/.venv"
+        "$root/.venv/bin/python" -m pip install --quiet --upgrade pip
+    fi
+    spec="."
+    [ -n "$extras" ] && spec=".[$extras]"
+    # Reinstall only when pyproject.toml changed or extras are missing; the stamp
+    # holds "<hash of pyproject.toml> <extras installed>".
+    wanted="$(sha256sum "$root/pyproject.toml" | cut -c1-16)"
+    stamp="$root/.venv/.credits-installed"
+    local have_hash="" have_extras=""
+    [ -f "$stamp" ] && read -r have_hash have_extras <"$stamp" || true
+    if [ "$have_hash" != "$wanted" ] || { [ -n "$extras" ] && [ "$have_extras" != "$extras" ]; }; then
+        echo "installing credits ($spec) into .venv" >&2
+        (cd "$root" && .venv/bin/python -m pip install --quiet --disable-pip-version-check -e "$spec")
+        echo "$wanted $extras" >"$stamp"
+    fi
+}

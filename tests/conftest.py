@@ -1,0 +1,161 @@
+"""Shared fixtures: migrated SQLite and PostgreSQL databases, rolled-back sessions.
+
+Every test gets a session joined to an outer transaction through savepoints, so
+services may flush and entry points may "commit" while the test still rolls
+everything back. PostgreSQL tests run when ``CREDITS_TEST_POSTGRES_URL`` is set
+and fail, never skip, when it is set but unreachable (and in CI when unset).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+from credits.db import make_engine
+from credits.migrate import upgrade
+
+POSTGRES_ENV = "CREDITS_TEST_POSTGRES_URL"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No test reads the developer's CREDITS_* settings or writes to ./var."""
+    for name in list(os.environ):
+        if name.startswith("CREDITS_") and name != POSTGRES_ENV:
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("CREDITS_VAR_DIR", str(tmp_path / "var"))
+
+
+def migrated_sqlite_url(directory: Path) -> str:
+    url = f"sqlite:///{directory / 'credits.db'}"
+    upgrade(url)
+    return url
+
+
+@pytest.fixture(scope="session")
+def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return migrated_sqlite_url(tmp_path_factory.mktemp("sqlite"))
+
+
+@pytest.fixture(scope="session")
+def sqlite_engine(sqlite_url: str) -> Iterator[Engine]:
+    engine = make_engine(sqlite_url)
+    yield engine
+    engine.dispose()
+
+
+def _postgres_admin_url() -> str:
+    url = os.environ.get(POSTGRES_ENV)
+    if url:
+        return url
+    if os.environ.get("CI"):
+        pytest.fail(f"{POSTGRES_ENV} is not set: CI must run the PostgreSQL suites")
+    pytest.skip(f"{POSTGRES_ENV} is not set; PostgreSQL suites run in CI")
+
+
+def create_postgres_database() -> tuple[str, str]:
+    """Creates an empty, uniquely named database; returns (its URL, the admin URL)."""
+    admin_url = _postgres_admin_url()
+    name = f"credits_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(_psycopg(admin_url), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as error:  # any failure to reach it must fail loudly
+        pytest.fail(f"PostgreSQL at {POSTGRES_ENV} is unreachable: {error}")
+    finally:
+        admin.dispose()
+    url = make_url(_psycopg(admin_url)).set(database=name)
+    return url.render_as_string(hide_password=False), admin_url
+
+
+def drop_postgres_database(url: str, admin_url: str) -> None:
+    name = make_url(url).database
+    admin = create_engine(_psycopg(admin_url), isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def _psycopg(url: str) -> str:
+    if url.startswith("postgresql://"):
+        return "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    return url
+
+
+@pytest.fixture(scope="session")
+def postgres_empty_url() -> Iterator[str]:
+    """An empty database, not migrated: for migration tests."""
+    url, admin_url = create_postgres_database()
+    yield url
+    drop_postgres_database(url, admin_url)
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    url, admin_url = create_postgres_database()
+    upgrade(url)
+    yield url
+    drop_postgres_database(url, admin_url)
+
+
+@pytest.fixture(scope="session")
+def postgres_engine(postgres_url: str) -> Iterator[Engine]:
+    engine = make_engine(postgres_url)
+    yield engine
+    engine.dispose()
+
+
+def _rolled_back_session(engine: Engine) -> Iterator[Session]:
+    connection = engine.connect()
+    outer = connection.begin()
+    session = Session(
+        bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False
+    )
+    try:
+        yield session
+    finally:
+        session.close()
+        outer.rollback()
+        connection.close()
+
+
+@pytest.fixture
+def session(sqlite_engine: Engine) -> Iterator[Session]:
+    """A SQLite session whose every change is rolled back after the test."""
+    yield from _rolled_back_session(sqlite_engine)
+
+
+@pytest.fixture
+def pg_session(postgres_engine: Engine) -> Iterator[Session]:
+    yield from _rolled_back_session(postgres_engine)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def any_session(request: pytest.FixtureRequest) -> Iterator[Session]:
+    """The same test on SQLite and on PostgreSQL."""
+    engine: Engine = request.getfixturevalue(
+        "sqlite_engine" if request.param == "sqlite" else "postgres_engine"
+    )
+    yield from _rolled_back_session(engine)
+
+
+@pytest.fixture
+def joined_session_factory(session: Session) -> sessionmaker[Session]:
+    """A factory whose sessions share the test's rolled-back connection.
+
+    Entry points (API, CLI) open their own ``session_scope``; with this factory
+    their commits release a savepoint and the test still rolls everything back.
+    """
+    return sessionmaker(
+        bind=session.connection(),
+        join_transaction_mode="create_savepoint",
+        expire_on_commit=False,
+    )
