@@ -8,8 +8,6 @@ import uuid
 import click
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from credits.cli_support import (
     cli_transaction,
@@ -18,9 +16,7 @@ from credits.cli_support import (
     parse_credits,
     reports_errors,
 )
-from credits.errors import NotFound
-from credits.identity.actor import Actor
-from credits.identity.models import Role, User
+from credits.identity.service import actor_for_email
 from credits.ledger import queries, service
 from credits.ledger.verify import verify_ledger
 
@@ -99,7 +95,7 @@ def adjust(account_id: int, amount: str, reason: str, as_email: str, key: str | 
     """Add or remove credits on an account (ops only, with a reason)."""
     micro = parse_credits(amount)
     with cli_transaction() as session:
-        actor = _ops_actor(session, as_email)
+        actor = actor_for_email(session, as_email)
         result = service.adjust(
             session,
             key=key or f"cli-adjust:{uuid.uuid4()}",
@@ -112,16 +108,4 @@ def adjust(account_id: int, amount: str, reason: str, as_email: str, key: str | 
     note = " (replayed)" if result.replayed else ""
     click.echo(
         f"transfer {transfer.id}: {format_credits(micro)} credits on account {account_id}{note}"
-    )
-
-
-def _ops_actor(session: Session, email: str) -> Actor:
-    """The user named by ``--as``; the service decides whether they may act."""
-    user = session.scalar(select(User).where(User.email == email.strip().lower()))
-    if user is None:
-        raise NotFound(f"no user has email {email}")
-    return Actor.for_user(
-        user_id=user.id,
-        email=user.email,
-        roles=frozenset(Role(role.role) for role in user.roles),
     )

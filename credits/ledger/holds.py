@@ -27,7 +27,7 @@ from credits.ledger.models import (
     HoldStatus,
     TransferKind,
 )
-from credits.ledger.queries import get_hold, system_account_id
+from credits.ledger.queries import get_hold, project_sink_code, system_account_id
 from credits.ledger.schemas import HoldOut, TransferResult
 
 HOLD_PARTS = cast(Table, HoldPart.__table__)
@@ -101,13 +101,29 @@ def _lock_account(
     sink_account_id: int | None,
     now: datetime,
 ) -> tuple[list[Row[Any]], int]:
-    sink_id = sink_account_id or system_account_id(session, AccountKind.USAGE_SINK, currency)
+    sink_id = sink_account_id or _default_sink_id(session, account_id, currency)
     locked = journal.lock_accounts(session, [account_id, sink_id])
     account = locked[account_id]
     journal.require_currency(account, currency)
     journal.require_currency(locked[sink_id], currency)
     journal.require_spendable(account, now)
     return [account], sink_id
+
+
+def _default_sink_id(session: Session, account_id: int, currency: Currency) -> int:
+    """The usage sink of the account's project, or the currency's shared one."""
+    project_id = session.scalar(
+        select(journal.ACCOUNTS.c.project_id).where(journal.ACCOUNTS.c.id == account_id)
+    )
+    if project_id is not None:
+        sink_id = session.scalar(
+            select(journal.ACCOUNTS.c.id).where(
+                journal.ACCOUNTS.c.code == project_sink_code(project_id, currency)
+            )
+        )
+        if sink_id is not None:
+            return int(sink_id)
+    return system_account_id(session, AccountKind.USAGE_SINK, currency)
 
 
 def _lock_project(

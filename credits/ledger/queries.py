@@ -33,6 +33,10 @@ def system_account_code(kind: AccountKind, currency: Currency) -> str:
     return f"system:{kind.value}:{currency.value}"
 
 
+def project_sink_code(project_id: int, currency: Currency) -> str:
+    return f"project:{project_id}:usage:{currency.value}"
+
+
 def system_account_id(session: Session, kind: AccountKind, currency: Currency) -> int:
     """The id of a system account seeded by the first migration."""
     code = system_account_code(kind, currency)

@@ -28,7 +28,7 @@ from credits.ledger.errors import (
 )
 from credits.ledger.holds import capture, place_hold, void_hold
 from credits.ledger.models import Account, AccountKind, AccountStatus, Currency, TransferKind
-from credits.ledger.queries import get_account, system_account_id
+from credits.ledger.queries import get_account, project_sink_code, system_account_id
 from credits.ledger.schemas import AccountOut, TransferResult
 
 __all__ = [
@@ -46,10 +46,6 @@ ACCOUNTS = journal.ACCOUNTS
 # Accounts that hold someone's credits may never go below zero; system
 # accounts (the mint, the sinks) are where credits come from and go to.
 GUARDED_KINDS = frozenset({AccountKind.ALLOCATION, AccountKind.PROGRAM_POOL})
-
-
-def project_sink_code(project_id: int, currency: Currency) -> str:
-    return f"project:{project_id}:usage:{currency.value}"
 
 
 def open_account(

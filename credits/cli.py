@@ -1,0 +1,19 @@
+"""The ``credits`` command: thin commands that open one transaction and call a service."""
+
+from __future__ import annotations
+
+import click
+
+from credits.cli_db import db, serve
+from credits.identity.cli import tokens, users
+from credits.ledger.cli import ledger
+
+
+@click.group()
+@click.version_option(package_name="credits")
+def main() -> None:
+    """credits: GPU-hour and labelling credits for research funders."""
+
+
+for _group in (db, serve, users, tokens, ledger):
+    main.add_command(_group)

@@ -1,0 +1,186 @@
+"""Every branch of the access helpers, one test per condition."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy.orm import Session
+
+from credits.identity.access import (
+    can_read_ledger_account,
+    get_ledger_account_for_actor,
+    require_actor,
+    require_any_role,
+    require_scope,
+)
+from credits.identity.actor import Actor
+from credits.identity.errors import AuthenticationRequired, MissingRole, MissingScope
+from credits.identity.models import Role, Scope
+from credits.ledger.errors import AccountNotFound
+from credits.ledger.models import Account, AccountKind, Currency
+
+PROJECT_ID = 7
+
+
+def _person(*roles: Role, scopes: frozenset[Scope] | None = None) -> Actor:
+    return Actor.for_user(
+        user_id=1, email="ada@example.org", roles=frozenset(roles), scopes=scopes, token_id=None
+    )
+
+
+def _account(session: Session, *, project_id: int | None) -> Account:
+    # No ledger service opens project accounts yet; a row is all these tests need.
+    account = Account(
+        code=f"test:project:{project_id}:gpu",
+        currency=Currency.GPU.value,
+        kind=AccountKind.ALLOCATION.value,
+        no_overdraft=True,
+        project_id=project_id,
+        credits_posted=5_000_000,
+    )
+    session.add(account)
+    session.flush()
+    return account
+
+
+# require_actor
+
+
+def test_require_actor_refuses_an_anonymous_request() -> None:
+    with pytest.raises(AuthenticationRequired) as raised:
+        require_actor(None)
+
+    assert raised.value.status == 401
+
+
+def test_require_actor_returns_the_actor() -> None:
+    actor = _person(Role.RESEARCHER)
+
+    assert require_actor(actor) is actor
+
+
+# require_scope
+
+
+def test_require_scope_allows_an_unscoped_credential() -> None:
+    require_scope(_person(scopes=None), Scope.WRITE)
+
+
+def test_require_scope_allows_a_token_with_that_scope() -> None:
+    require_scope(_person(scopes=frozenset({Scope.READ})), Scope.READ)
+
+
+def test_require_scope_allows_an_admin_token_every_scope() -> None:
+    require_scope(_person(scopes=frozenset({Scope.ADMIN})), Scope.METER)
+
+
+def test_require_scope_refuses_a_token_without_that_scope() -> None:
+    with pytest.raises(MissingScope) as raised:
+        require_scope(_person(Role.OPS, scopes=frozenset({Scope.READ})), Scope.WRITE)
+
+    assert raised.value.status == 403
+    assert raised.value.extra == {"scope": "write"}
+    assert "'write'" in raised.value.detail
+
+
+def test_require_scope_refuses_a_token_with_no_scope_left() -> None:
+    with pytest.raises(MissingScope):
+        require_scope(_person(scopes=frozenset()), Scope.READ)
+
+
+# require_any_role
+
+
+def test_require_any_role_allows_a_holder_of_one_of_the_roles() -> None:
+    require_any_role(_person(Role.FUNDER), Role.OPS, Role.FUNDER)
+
+
+def test_require_any_role_refuses_an_actor_without_any_of_them() -> None:
+    with pytest.raises(MissingRole) as raised:
+        require_any_role(_person(Role.RESEARCHER, Role.REVIEWER), Role.OPS, Role.FUNDER)
+
+    assert raised.value.status == 403
+    assert raised.value.detail == "this needs one of the roles: ops, funder"
+    assert raised.value.extra == {"roles": ["ops", "funder"]}
+
+
+def test_require_any_role_refuses_the_system_actor_which_holds_no_roles() -> None:
+    with pytest.raises(MissingRole):
+        require_any_role(Actor.system("scheduler"), Role.OPS)
+
+
+def test_require_any_role_without_roles_is_a_programming_error() -> None:
+    with pytest.raises(ValueError, match="at least one role"):
+        require_any_role(_person(Role.OPS))
+
+
+# can_read_ledger_account
+
+
+@pytest.mark.parametrize("project_id", [None, PROJECT_ID])
+@pytest.mark.parametrize("role", [Role.OPS, Role.FUNDER])
+def test_ops_and_funders_read_every_account(role: Role, project_id: int | None) -> None:
+    assert can_read_ledger_account(_person(role), account_project_id=project_id)
+
+
+@pytest.mark.parametrize("role", [Role.RESEARCHER, Role.REVIEWER])
+def test_others_never_read_a_system_account(role: Role) -> None:
+    assert not can_read_ledger_account(_person(role), account_project_id=None)
+
+
+@pytest.mark.parametrize("role", [Role.RESEARCHER, Role.REVIEWER])
+def test_others_read_no_project_account_until_membership_exists(role: Role) -> None:
+    assert not can_read_ledger_account(_person(role), account_project_id=PROJECT_ID)
+
+
+def test_an_actor_without_roles_reads_nothing() -> None:
+    assert not can_read_ledger_account(Actor.system("cli"), account_project_id=None)
+    assert not can_read_ledger_account(_person(), account_project_id=PROJECT_ID)
+
+
+# get_ledger_account_for_actor
+
+
+def test_ops_loads_a_project_account(session: Session) -> None:
+    account = _account(session, project_id=PROJECT_ID)
+
+    loaded = get_ledger_account_for_actor(session, _person(Role.OPS), account.id)
+
+    assert loaded.id == account.id
+    assert loaded.project_id == PROJECT_ID
+    assert loaded.available == 5_000_000
+
+
+def test_a_funder_loads_a_system_account(session: Session) -> None:
+    account = _account(session, project_id=None)
+
+    loaded = get_ledger_account_for_actor(session, _person(Role.FUNDER), account.id)
+
+    assert loaded.code == account.code
+
+
+def test_a_read_scoped_token_loads_an_account(session: Session) -> None:
+    account = _account(session, project_id=PROJECT_ID)
+    actor = _person(Role.OPS, scopes=frozenset({Scope.READ}))
+
+    assert get_ledger_account_for_actor(session, actor, account.id).id == account.id
+
+
+def test_an_unreadable_account_looks_exactly_like_a_missing_one(session: Session) -> None:
+    account = _account(session, project_id=PROJECT_ID)
+    missing_id = account.id + 1000
+
+    with pytest.raises(AccountNotFound) as refused:
+        get_ledger_account_for_actor(session, _person(Role.RESEARCHER), account.id)
+    with pytest.raises(AccountNotFound) as missing:
+        get_ledger_account_for_actor(session, _person(Role.OPS), missing_id)
+
+    assert refused.value.status == missing.value.status == 404
+    assert refused.value.detail == f"no ledger account has the id {account.id}"
+    assert missing.value.detail == f"no ledger account has the id {missing_id}"
+
+
+def test_a_token_without_read_scope_is_refused_before_the_lookup(session: Session) -> None:
+    actor = _person(Role.OPS, scopes=frozenset({Scope.WRITE}))
+
+    with pytest.raises(MissingScope):
+        get_ledger_account_for_actor(session, actor, 999_999)
