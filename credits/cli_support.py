@@ -41,9 +41,10 @@ def reports_errors(command: Callable[P, R]) -> Callable[P, R]:
 
 
 def _context_object() -> dict[str, Any]:
-    context = click.get_current_context()
-    context.ensure_object(dict)
-    obj: dict[str, Any] = context.find_root().obj
+    root = click.get_current_context().find_root()
+    if root.obj is None:
+        root.obj = {}
+    obj: dict[str, Any] = root.obj
     return obj
 
 

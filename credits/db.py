@@ -127,11 +127,20 @@ def session_scope(factory: Callable[[], Session]) -> Iterator[Session]:
         session.close()
 
 
+# Two requests with one idempotency key race to insert it; the loser's retry
+# finds the winner's rows and replays them.
+IDEMPOTENCY_CONSTRAINTS = frozenset({"uq_ledger_transfers_idempotency_key_part"})
+
+
 def _is_retryable(error: DBAPIError) -> bool:
-    """Serialization failures, deadlocks and a locked SQLite file may succeed on retry."""
+    """Serialization failures, deadlocks, a locked SQLite file and an idempotency-key
+    race may all succeed when the transaction runs again."""
     code = getattr(error.orig, "sqlstate", None)
     if code in {"40001", "40P01"}:
         return True
+    if code == "23505":
+        diag = getattr(error.orig, "diag", None)
+        return getattr(diag, "constraint_name", None) in IDEMPOTENCY_CONSTRAINTS
     return isinstance(error, OperationalError) and "database is locked" in str(error.orig)
 
 

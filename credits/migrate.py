@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from alembic import command
@@ -15,7 +16,8 @@ def alembic_config(
     *, database_url: str | None = None, connection: Connection | None = None
 ) -> Config:
     """A Config pointing at ``migrations/``, bound to a URL or an open connection."""
-    config = Config(str(PROJECT_ROOT / "alembic.ini"))
+    # Alembic's default stdout is bound when alembic is imported; pass today's.
+    config = Config(str(PROJECT_ROOT / "alembic.ini"), stdout=sys.stdout)
     config.set_main_option("script_location", str(PROJECT_ROOT / "migrations"))
     config.attributes["configure_logger"] = False
     if database_url is not None:

@@ -1,0 +1,170 @@
+"""Real commits on PostgreSQL: concurrent holds never overdraw, keys never double-spend."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from conftest import create_postgres_database, drop_postgres_database
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from credits.cli import main
+from credits.db import make_engine, make_session_factory, run_in_transaction, session_scope, utcnow
+from credits.identity.actor import Actor
+from credits.ledger import queries, service
+from credits.ledger.errors import InsufficientCredits
+from credits.ledger.models import AccountKind, Currency
+from credits.migrate import upgrade
+
+pytestmark = pytest.mark.postgres
+
+SYSTEM = Actor.system("concurrency-test")
+THREADS = 32
+HOLD = 1_000_000
+
+
+@pytest.fixture
+def committed_postgres() -> Iterator[tuple[str, Engine]]:
+    """A throwaway migrated database: these tests commit for real."""
+    url, admin_url = create_postgres_database()
+    upgrade(url)
+    engine = make_engine(url, pool_size=THREADS)
+    yield url, engine
+    engine.dispose()
+    drop_postgres_database(url, admin_url)
+
+
+def fund_project(factory: sessionmaker[Session], *, project_id: int, amounts: list[int]) -> None:
+    with session_scope(factory) as session:
+        source = queries.system_account_id(session, AccountKind.SOURCE, Currency.GPU)
+        for index, amount in enumerate(amounts):
+            account = service.open_account(
+                session,
+                code=f"p{project_id}-a{index}",
+                currency="gpu",
+                project_id=project_id,
+                expires_at=utcnow() + timedelta(days=index + 1),
+                actor=SYSTEM,
+            )
+            service.grant(
+                session,
+                key=f"fund-{account.id}",
+                from_account_id=source,
+                to_account_id=account.id,
+                amount=amount,
+                actor=SYSTEM,
+            )
+
+
+def run_together(count: int, work: Callable[[int], Any]) -> list[Any]:
+    """Starts ``count`` threads at one barrier; returns each result or exception."""
+    barrier = threading.Barrier(count)
+    results: list[Any] = [None] * count
+
+    def run(index: int) -> None:
+        barrier.wait()
+        try:
+            results[index] = work(index)
+        except Exception as error:  # the test inspects every outcome
+            results[index] = error
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    return results
+
+
+def verify_through_cli(url: str) -> str:
+    result = CliRunner().invoke(main, ["ledger", "verify"], env={"CREDITS_DATABASE_URL": url})
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_concurrent_holds_succeed_exactly_as_far_as_the_balance_covers(
+    committed_postgres: tuple[str, Engine],
+) -> None:
+    url, engine = committed_postgres
+    factory = make_session_factory(engine)
+    # 11.5 holds' worth over two allocations: exactly 11 can succeed.
+    fund_project(factory, project_id=1, amounts=[6 * HOLD, 5 * HOLD + HOLD // 2])
+
+    def hold(index: int) -> Any:
+        return run_in_transaction(
+            factory,
+            lambda session: service.place_hold(
+                session,
+                key=f"job-{index}",
+                currency="gpu",
+                amount=HOLD,
+                project_id=1,
+                actor=SYSTEM,
+            ),
+        )
+
+    results = run_together(THREADS, hold)
+    placed = [r for r in results if not isinstance(r, Exception)]
+    refused = [r for r in results if isinstance(r, Exception)]
+    assert len(placed) == 11
+    assert all(isinstance(error, InsufficientCredits) for error in refused), refused
+    with session_scope(factory) as session:
+        accounts = queries.list_accounts(session, project_id=1, kind="allocation")
+    assert all(account.available >= 0 for account in accounts)
+    assert sum(account.available for account in accounts) == HOLD // 2
+    assert "ledger OK" in verify_through_cli(url)
+
+
+def test_the_same_key_sent_concurrently_holds_once(
+    committed_postgres: tuple[str, Engine],
+) -> None:
+    url, engine = committed_postgres
+    factory = make_session_factory(engine)
+    fund_project(factory, project_id=2, amounts=[100 * HOLD])
+
+    def hold(_: int) -> Any:
+        return run_in_transaction(
+            factory,
+            lambda session: service.place_hold(
+                session, key="same-job", currency="gpu", amount=HOLD, project_id=2, actor=SYSTEM
+            ),
+        )
+
+    results = run_together(8, hold)
+    assert not [r for r in results if isinstance(r, Exception)], results
+    assert sum(1 for r in results if not r.replayed) == 1
+    assert len({tuple(part.transfer_id for part in r.parts) for r in results}) == 1
+    with session_scope(factory) as session:
+        (account,) = queries.list_accounts(session, project_id=2, kind="allocation")
+    assert account.debits_pending == HOLD
+    assert "ledger OK" in verify_through_cli(url)
+
+
+def test_concurrent_captures_never_exceed_the_hold(committed_postgres: tuple[str, Engine]) -> None:
+    url, engine = committed_postgres
+    factory = make_session_factory(engine)
+    fund_project(factory, project_id=3, amounts=[10 * HOLD])
+    with session_scope(factory) as session:
+        service.place_hold(
+            session, key="h", currency="gpu", amount=10 * HOLD, project_id=3, actor=SYSTEM
+        )
+
+    def capture(index: int) -> Any:
+        return run_in_transaction(
+            factory,
+            lambda session: service.capture(
+                session, key=f"c-{index}", hold_key="h", amount=HOLD, actor=SYSTEM
+            ),
+        )
+
+    results = run_together(16, capture)
+    assert sum(1 for r in results if not isinstance(r, Exception)) == 10
+    with session_scope(factory) as session:
+        hold = queries.get_hold(session, hold_key="h")
+    assert (hold.captured, hold.remaining) == (10 * HOLD, 0)
+    assert "ledger OK" in verify_through_cli(url)
