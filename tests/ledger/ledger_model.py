@@ -172,5 +172,7 @@ class LedgerModel:
         account.status = "expired"
         remainder = account.available
         if remainder > 0:
-            self._move(account_id, self.sinks[f"expiry:{account.currency}"], remainder, pending=False)
+            self._move(
+                account_id, self.sinks[f"expiry:{account.currency}"], remainder, pending=False
+            )
         return max(remainder, 0)

@@ -62,9 +62,7 @@ def ledger_machine(engine: Engine) -> type[RuleBasedStateMachine]:
             super().__init__()
             self.connection = engine.connect()
             self.outer = self.connection.begin()
-            self.session = Session(
-                bind=self.connection, join_transaction_mode="create_savepoint"
-            )
+            self.session = Session(bind=self.connection, join_transaction_mode="create_savepoint")
             self.now = T0
             self.run = next(_runs)
             self.keys = itertools.count()
@@ -158,10 +156,10 @@ def ledger_machine(engine: Engine) -> type[RuleBasedStateMachine]:
             params = {"from_account_id": source, "to_account_id": target, "amount": amount}
             self._remember(
                 "grant",
-                lambda p: service.grant(self.session, actor=SYSTEM, now=self.now, **p),
-                params,
-                lambda m: m.grant(source, target, amount, self.now),
-                {**params, "amount": amount + 1},
+                call=lambda p: service.grant(self.session, actor=SYSTEM, now=self.now, **p),
+                params=params,
+                model_call=lambda m: m.grant(source, target, amount, self.now),
+                changed={**params, "amount": amount + 1},
             )
 
         @rule(
@@ -183,9 +181,9 @@ def ledger_machine(engine: Engine) -> type[RuleBasedStateMachine]:
             }
             ok = self._remember(
                 key,
-                lambda p: service.place_hold(self.session, actor=SYSTEM, now=self.now, **p),
-                params,
-                lambda m: m.place_hold(
+                call=lambda p: service.place_hold(self.session, actor=SYSTEM, now=self.now, **p),
+                params=params,
+                model_call=lambda m: m.place_hold(
                     key,
                     project_id=params["project_id"],
                     account_id=account_id,
@@ -193,7 +191,7 @@ def ledger_machine(engine: Engine) -> type[RuleBasedStateMachine]:
                     amount=amount,
                     now=self.now,
                 ),
-                {**params, "amount": amount + 1},
+                changed={**params, "amount": amount + 1},
                 given_key=key,
             )
             return key if ok else multiple()
@@ -203,10 +201,10 @@ def ledger_machine(engine: Engine) -> type[RuleBasedStateMachine]:
             params = {"hold_key": hold, "amount": amount}
             self._remember(
                 "capture",
-                lambda p: service.capture(self.session, actor=SYSTEM, now=self.now, **p),
-                params,
-                lambda m: m.capture(hold, amount),
-                {**params, "amount": amount + 1},
+                call=lambda p: service.capture(self.session, actor=SYSTEM, now=self.now, **p),
+                params=params,
+                model_call=lambda m: m.capture(hold, amount),
+                changed={**params, "amount": amount + 1},
             )
 
         @rule(hold=holds)
@@ -214,10 +212,10 @@ def ledger_machine(engine: Engine) -> type[RuleBasedStateMachine]:
             params = {"hold_key": hold, "reason": "done"}
             self._remember(
                 "void",
-                lambda p: service.void_hold(self.session, actor=SYSTEM, now=self.now, **p),
-                params,
-                lambda m: m.void(hold),
-                {**params, "reason": "changed"},
+                call=lambda p: service.void_hold(self.session, actor=SYSTEM, now=self.now, **p),
+                params=params,
+                model_call=lambda m: m.void(hold),
+                changed={**params, "reason": "changed"},
             )
 
         @rule(
@@ -231,10 +229,10 @@ def ledger_machine(engine: Engine) -> type[RuleBasedStateMachine]:
             params = {"account_id": account_id, "amount": amount, "reason": "correction"}
             self._remember(
                 "adjust",
-                lambda p: service.adjust(self.session, actor=actor, now=self.now, **p),
-                params,
-                lambda m: m.adjust(account_id, amount, is_ops=as_ops),
-                {**params, "amount": amount * 2},
+                call=lambda p: service.adjust(self.session, actor=actor, now=self.now, **p),
+                params=params,
+                model_call=lambda m: m.adjust(account_id, amount, is_ops=as_ops),
+                changed={**params, "amount": amount * 2},
             )
 
         @rule(index=st.integers(0, len(ALLOCATIONS) - 1))
@@ -275,6 +273,7 @@ def ledger_machine(engine: Engine) -> type[RuleBasedStateMachine]:
         def _remember(
             self,
             kind: str,
+            *,
             call: Callable[[dict[str, Any]], Any],
             params: dict[str, Any],
             model_call: Callable[[LedgerModel], Any],
@@ -338,12 +337,10 @@ MACHINE_SETTINGS = settings(
 
 @pytest.mark.slow
 def test_ledger_matches_its_model_on_sqlite(sqlite_engine: Engine) -> None:
-    run_state_machine_as_test(lambda: ledger_machine(sqlite_engine)(), settings=MACHINE_SETTINGS)
+    run_state_machine_as_test(ledger_machine(sqlite_engine), settings=MACHINE_SETTINGS)
 
 
 @pytest.mark.slow
 @pytest.mark.postgres
 def test_ledger_matches_its_model_on_postgresql(postgres_engine: Engine) -> None:
-    run_state_machine_as_test(
-        lambda: ledger_machine(postgres_engine)(), settings=MACHINE_SETTINGS
-    )
+    run_state_machine_as_test(ledger_machine(postgres_engine), settings=MACHINE_SETTINGS)

@@ -1,0 +1,122 @@
+"""Who is calling: the app's state, the bearer token of each request, and GET /api/v1/me.
+
+The token is resolved lazily, on the first :func:`current_actor` of a request,
+in its own transaction (resolving records the token's last use). No header
+means an anonymous caller; routes that need one call ``require_actor``. A
+malformed header or a bad token is a 401 problem whatever the route, with a
+``WWW-Authenticate: Bearer`` challenge (RFC 6750).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from flask import Blueprint, Flask, Response, current_app, g, request
+from flask.typing import ResponseReturnValue
+from pydantic import BaseModel
+from sqlalchemy.orm import Session, sessionmaker
+
+from credits.api.openapi import operation
+from credits.api.problems import credits_error_response
+from credits.db import session_scope
+from credits.errors import Unauthenticated
+from credits.identity.access import require_actor
+from credits.identity.actor import Actor
+from credits.identity.models import Role, Scope
+from credits.identity.service import resolve_token
+from credits.settings import Settings
+
+EXTENSION_KEY = "credits"
+REALM = "credits"
+# RFC 6750 section 2.1: "Bearer" 1*SP b64token.
+_BEARER = re.compile(r"Bearer +([A-Za-z0-9\-._~+/]+=*)", re.IGNORECASE)
+_ACTOR_KEY = "credits_actor"
+
+blueprint = Blueprint("auth", __name__, url_prefix="/api/v1")
+
+
+@dataclass(frozen=True)
+class CreditsExtension:
+    """What the app holds for its routes, under ``app.extensions["credits"]``."""
+
+    settings: Settings
+    session_factory: sessionmaker[Session]
+
+
+def credits_extension() -> CreditsExtension:
+    extension = current_app.extensions[EXTENSION_KEY]
+    if not isinstance(extension, CreditsExtension):
+        raise TypeError("app.extensions['credits'] is not a CreditsExtension")
+    return extension
+
+
+def session_factory() -> sessionmaker[Session]:
+    return credits_extension().session_factory
+
+
+class MalformedAuthorization(Unauthenticated):
+    slug = "malformed-authorization"
+    title = "Malformed Authorization header"
+
+
+def _bearer_secret(header: str) -> str:
+    match = _BEARER.fullmatch(header.strip())
+    if match is None:
+        raise MalformedAuthorization("Send the API token as 'Authorization: Bearer <token>'.")
+    return match.group(1)
+
+
+def _resolve_actor() -> Actor | None:
+    header = request.headers.get("Authorization")
+    if header is None:
+        return None
+    secret = _bearer_secret(header)
+    with session_scope(session_factory()) as session:
+        return resolve_token(session, secret=secret)
+
+
+def current_actor() -> Actor | None:
+    """The caller of this request, or None when it sent no credentials."""
+    if _ACTOR_KEY not in g:
+        g.credits_actor = _resolve_actor()
+    actor = g.credits_actor
+    return actor if isinstance(actor, Actor) else None
+
+
+def _challenge(error: Unauthenticated) -> Response:
+    """A 401 problem carrying the Bearer challenge; ``invalid_token`` when one was sent."""
+    response = credits_error_response(error)
+    challenge = f'Bearer realm="{REALM}"'
+    if "Authorization" in request.headers:
+        challenge += ', error="invalid_token"'
+    response.headers["WWW-Authenticate"] = challenge
+    return response
+
+
+def init_app(app: Flask) -> None:
+    app.register_error_handler(Unauthenticated, _challenge)
+
+
+class MeOut(BaseModel):
+    """The caller as the API sees it; ``scopes`` is null for a token with every right."""
+
+    label: str
+    user_id: int | None
+    email: str | None
+    roles: list[Role]
+    scopes: list[Scope] | None
+
+
+@blueprint.get("/me")
+@operation("Who the token belongs to", response=MeOut)
+def me() -> ResponseReturnValue:
+    """The user, roles and token scopes behind the bearer token."""
+    actor = require_actor(current_actor())
+    return MeOut(
+        label=actor.label,
+        user_id=actor.user_id,
+        email=actor.email,
+        roles=sorted(actor.roles),
+        scopes=None if actor.scopes is None else sorted(actor.scopes),
+    ).model_dump(mode="json")

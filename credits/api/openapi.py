@@ -1,0 +1,245 @@
+"""The OpenAPI 3.1 document, built from the app's routes and the pydantic schemas.
+
+A route declares what the document needs with :func:`operation` (a summary,
+its response and query models, the problems it may answer); method, path and
+path parameters come from the Flask URL rule itself, so the document cannot
+disagree with the routing. ``components.schemas`` is one
+``models_json_schema`` pass over every model named, plus ``Problem``. The
+document is served, without authentication, at GET /api/v1/openapi.json.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from http import HTTPStatus
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any, TypeVar
+
+from flask import Blueprint, Flask, current_app
+from flask.typing import ResponseReturnValue
+from pydantic import BaseModel
+from pydantic.json_schema import JsonSchemaMode, models_json_schema
+from werkzeug.routing import Rule
+
+from credits.api.problems import PROBLEM_MEDIA_TYPE, Problem
+
+OPENAPI_VERSION = "3.1.0"
+REF_TEMPLATE = "#/components/schemas/{model}"
+SECURITY_SCHEME = "bearer"
+_ATTRIBUTE = "_credits_operation"
+_IMPLICIT_METHODS = frozenset({"HEAD", "OPTIONS"})
+_RULE_ARGUMENT = re.compile(r"<(?:(?P<converter>\w+)(?:\([^)]*\))?:)?(?P<name>\w+)>")
+_CONVERTER_SCHEMAS: dict[str, dict[str, Any]] = {
+    "int": {"type": "integer", "minimum": 0},
+    "float": {"type": "number"},
+    "uuid": {"type": "string", "format": "uuid"},
+}
+
+View = TypeVar("View", bound=Callable[..., Any])
+ModelKey = tuple[type[BaseModel], JsonSchemaMode]
+
+blueprint = Blueprint("openapi", __name__, url_prefix="/api/v1")
+
+
+@dataclass(frozen=True)
+class Operation:
+    """What a route tells the document beyond what its URL rule says."""
+
+    summary: str
+    response: type[BaseModel] | None = None
+    query: type[BaseModel] | None = None
+    status: int = 200
+    problems: tuple[int, ...] = ()
+    authenticated: bool = True
+
+    def problem_statuses(self) -> list[int]:
+        """Declared problems, plus 401 for authenticated routes and 422 for query models."""
+        implied = {401} if self.authenticated else set()
+        implied |= {422} if self.query is not None else set()
+        return sorted(set(self.problems) | implied)
+
+
+def operation(
+    summary: str,
+    *,
+    response: type[BaseModel] | None = None,
+    query: type[BaseModel] | None = None,
+    status: int = 200,
+    problems: tuple[int, ...] = (),
+    authenticated: bool = True,
+) -> Callable[[View], View]:
+    """Declares a route for the document; place it under the ``@blueprint.get`` line."""
+
+    def declare(view: View) -> View:
+        setattr(
+            view,
+            _ATTRIBUTE,
+            Operation(summary, response, query, status, problems, authenticated),
+        )
+        return view
+
+    return declare
+
+
+def operation_of(view: Callable[..., Any]) -> Operation | None:
+    found = getattr(view, _ATTRIBUTE, None)
+    return found if isinstance(found, Operation) else None
+
+
+@dataclass(frozen=True)
+class _Route:
+    rule: Rule
+    method: str
+    view: Callable[..., Any]
+    operation: Operation
+
+
+def openapi_path(rule: str) -> str:
+    """``/accounts/<int:account_id>`` → ``/accounts/{account_id}``."""
+    return _RULE_ARGUMENT.sub(lambda match: "{" + match["name"] + "}", rule)
+
+
+def _documented_routes(app: Flask) -> Iterator[_Route]:
+    for rule in sorted(app.url_map.iter_rules(), key=lambda rule: rule.rule):
+        view = app.view_functions[rule.endpoint]
+        declared = operation_of(view)
+        if declared is None:
+            continue
+        for method in sorted((rule.methods or set()) - _IMPLICIT_METHODS):
+            yield _Route(rule, method, view, declared)
+
+
+def _component_schemas(routes: list[_Route]) -> tuple[dict[ModelKey, Any], dict[str, Any]]:
+    keys: dict[ModelKey, None] = {(Problem, "serialization"): None}
+    for route in routes:
+        if route.operation.response is not None:
+            keys[(route.operation.response, "serialization")] = None
+        if route.operation.query is not None:
+            keys[(route.operation.query, "validation")] = None
+    key_map, document = models_json_schema(list(keys), ref_template=REF_TEMPLATE)
+    return {key: key_map[key] for key in keys}, document.get("$defs", {})
+
+
+def _path_parameters(rule: Rule) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": match["name"],
+            "in": "path",
+            "required": True,
+            "schema": _CONVERTER_SCHEMAS.get(match["converter"] or "", {"type": "string"}),
+        }
+        for match in _RULE_ARGUMENT.finditer(rule.rule)
+    ]
+
+
+def _query_parameters(schema: dict[str, Any]) -> list[dict[str, Any]]:
+    required = set(schema.get("required", []))
+    parameters = []
+    for name, field_schema in schema.get("properties", {}).items():
+        field = {key: value for key, value in field_schema.items() if key != "title"}
+        parameter = {"name": name, "in": "query", "required": name in required}
+        if "description" in field:
+            parameter["description"] = field.pop("description")
+        parameters.append({**parameter, "schema": field})
+    return parameters
+
+
+def _ref_name(reference: dict[str, Any]) -> str:
+    return str(reference["$ref"]).rsplit("/", 1)[1]
+
+
+class _DocumentBuilder:
+    """One document from one app: the routes, their schemas, their responses."""
+
+    def __init__(self, app: Flask) -> None:
+        self.routes = list(_documented_routes(app))
+        self.refs, self.schemas = _component_schemas(self.routes)
+
+    def build(self) -> dict[str, Any]:
+        paths: dict[str, dict[str, Any]] = {}
+        for route in self.routes:
+            path = paths.setdefault(openapi_path(route.rule.rule), {})
+            path[route.method.lower()] = self._operation(route)
+        return {
+            "openapi": OPENAPI_VERSION,
+            "info": {"title": "credits API", "version": _package_version()},
+            "paths": paths,
+            "components": {
+                "schemas": self.schemas,
+                "securitySchemes": {
+                    SECURITY_SCHEME: {"type": "http", "scheme": "bearer"},
+                },
+            },
+        }
+
+    def _operation(self, route: _Route) -> dict[str, Any]:
+        declared = route.operation
+        document: dict[str, Any] = {
+            "operationId": route.rule.endpoint,
+            "summary": declared.summary,
+            "tags": [route.rule.endpoint.split(".", 1)[0]],
+            "parameters": _path_parameters(route.rule) + self._query(declared),
+            "responses": self._responses(declared),
+            "security": [{SECURITY_SCHEME: []}] if declared.authenticated else [],
+        }
+        description = inspect.getdoc(route.view)
+        if description:
+            document["description"] = description
+        return document
+
+    def _query(self, declared: Operation) -> list[dict[str, Any]]:
+        if declared.query is None:
+            return []
+        reference = self.refs[(declared.query, "validation")]
+        return _query_parameters(self.schemas[_ref_name(reference)])
+
+    def _responses(self, declared: Operation) -> dict[str, Any]:
+        success: dict[str, Any] = {"type": "object"}
+        if declared.response is not None:
+            success = self.refs[(declared.response, "serialization")]
+        responses: dict[str, Any] = {
+            str(declared.status): {
+                "description": HTTPStatus(declared.status).phrase,
+                "content": {"application/json": {"schema": success}},
+            }
+        }
+        for status in declared.problem_statuses():
+            responses[str(status)] = self._problem(HTTPStatus(status).phrase, status)
+        responses["default"] = self._problem("Unexpected error", 500)
+        return responses
+
+    def _problem(self, description: str, status: int) -> dict[str, Any]:
+        response: dict[str, Any] = {
+            "description": description,
+            "content": {PROBLEM_MEDIA_TYPE: {"schema": self.refs[(Problem, "serialization")]}},
+        }
+        if status == 401:
+            response["headers"] = {
+                "WWW-Authenticate": {
+                    "description": 'Bearer challenge, with error="invalid_token" for a bad token',
+                    "schema": {"type": "string"},
+                }
+            }
+        return response
+
+
+def _package_version() -> str:
+    try:
+        return version("credits")
+    except PackageNotFoundError:
+        return "0.0.0"
+
+
+def build_document(app: Flask) -> dict[str, Any]:
+    """The OpenAPI 3.1 document for every route of ``app`` that declares an operation."""
+    return _DocumentBuilder(app).build()
+
+
+@blueprint.get("/openapi.json")
+@operation("This OpenAPI document", authenticated=False)
+def openapi_document() -> ResponseReturnValue:
+    """The API's OpenAPI 3.1 description; no token needed."""
+    return build_document(current_app)

@@ -1,0 +1,62 @@
+"""The Flask application factory, and ``serve`` for ``credits serve``.
+
+Nothing is built at import time: :func:`create_app` makes the engine (unless a
+session factory is given, as tests do), stores it with the settings in
+``app.extensions["credits"]``, registers the API blueprints and renders every
+error as an RFC 9457 problem document.
+"""
+
+from __future__ import annotations
+
+import waitress
+from flask import Flask
+from flask.json.provider import DefaultJSONProvider
+from sqlalchemy.orm import Session, sessionmaker
+
+from credits.api import auth, health, ledger, openapi, problems
+from credits.api.auth import EXTENSION_KEY, CreditsExtension
+from credits.db import make_engine, make_session_factory
+from credits.settings import Settings, load_settings
+
+BLUEPRINTS = (health.blueprint, openapi.blueprint, auth.blueprint, ledger.blueprint)
+
+
+class _OrderedJSONProvider(DefaultJSONProvider):
+    """Keeps members in the order the schemas declare them (``type`` first in a problem)."""
+
+    sort_keys = False
+
+
+def _default_session_factory(settings: Settings) -> sessionmaker[Session]:
+    engine = make_engine(
+        settings.database_url,
+        sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms,
+        pool_size=settings.database_pool_size,
+    )
+    return make_session_factory(engine)
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    session_factory: sessionmaker[Session] | None = None,
+) -> Flask:
+    """A configured app; ``settings`` default to the environment's."""
+    settings = settings or load_settings()
+    app = Flask(__name__)
+    app.json = _OrderedJSONProvider(app)
+    app.config["SECRET_KEY"] = settings.secret_key
+    app.extensions[EXTENSION_KEY] = CreditsExtension(
+        settings=settings,
+        session_factory=session_factory or _default_session_factory(settings),
+    )
+    problems.init_app(app)
+    auth.init_app(app)
+    for blueprint in BLUEPRINTS:
+        app.register_blueprint(blueprint)
+    return app
+
+
+def serve(settings: Settings) -> None:
+    """Serves the app with waitress on the configured host and port until stopped."""
+    waitress.serve(create_app(settings), host=settings.host, port=settings.port)

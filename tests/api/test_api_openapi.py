@@ -1,0 +1,78 @@
+"""The OpenAPI document: valid 3.1, complete, and public."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from api_helpers import joined_app
+from flask import Flask
+from openapi_spec_validator import OpenAPIV31SpecValidator
+from sqlalchemy.orm import Session, sessionmaker
+
+from credits.api.openapi import openapi_path
+
+API_PREFIX = "/api/v1"
+IMPLICIT_METHODS = {"HEAD", "OPTIONS"}
+
+
+@pytest.fixture
+def app(joined_session_factory: sessionmaker[Session]) -> Flask:
+    return joined_app(joined_session_factory)
+
+
+@pytest.fixture
+def document(app: Flask) -> dict[str, Any]:
+    response = app.test_client().get("/api/v1/openapi.json")
+    assert response.status_code == 200
+    body: dict[str, Any] = response.get_json()
+    return body
+
+
+def test_openapi_document_is_valid_openapi_3_1(document: dict[str, Any]) -> None:
+    OpenAPIV31SpecValidator(document).validate()
+
+    assert document["openapi"] == "3.1.0"
+
+
+def test_every_api_route_is_in_the_document(app: Flask, document: dict[str, Any]) -> None:
+    routes = [rule for rule in app.url_map.iter_rules() if rule.rule.startswith(API_PREFIX)]
+    assert routes
+
+    for rule in routes:
+        operations = document["paths"].get(openapi_path(rule.rule), {})
+        for method in (rule.methods or set()) - IMPLICIT_METHODS:
+            assert method.lower() in operations, f"{method} {rule.rule} is not documented"
+
+
+def test_openapi_needs_no_token(document: dict[str, Any]) -> None:
+    assert document["paths"]["/api/v1/openapi.json"]["get"]["security"] == []
+
+
+def test_authenticated_operations_declare_bearer_and_a_401_problem(
+    document: dict[str, Any],
+) -> None:
+    operation = document["paths"]["/api/v1/accounts/{account_id}"]["get"]
+
+    assert operation["security"] == [{"bearer": []}]
+    assert document["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+    problem = operation["responses"]["401"]["content"]["application/problem+json"]
+    assert problem["schema"] == {"$ref": "#/components/schemas/Problem"}
+
+
+def test_responses_refer_to_pydantic_component_schemas(document: dict[str, Any]) -> None:
+    operation = document["paths"]["/api/v1/accounts/{account_id}/balance"]["get"]
+
+    schema = operation["responses"]["200"]["content"]["application/json"]["schema"]
+    assert schema == {"$ref": "#/components/schemas/BalanceOut"}
+    assert "available" in document["components"]["schemas"]["BalanceOut"]["properties"]
+
+
+def test_query_models_become_query_parameters(document: dict[str, Any]) -> None:
+    operation = document["paths"]["/api/v1/accounts/{account_id}/transfers"]["get"]
+
+    parameters = {(p["in"], p["name"]): p for p in operation["parameters"]}
+    assert set(parameters) == {("path", "account_id"), ("query", "before"), ("query", "limit")}
+    assert parameters[("query", "limit")]["schema"]["maximum"] == 500
+    assert parameters[("path", "account_id")]["required"] is True
+    assert "422" in operation["responses"]
