@@ -18,6 +18,7 @@ from credits.cli_support import (
 )
 from credits.identity.service import actor_for_email
 from credits.ledger import queries, service
+from credits.ledger.models import AccountKind, AccountStatus, Currency
 from credits.ledger.verify import verify_ledger
 
 
@@ -109,3 +110,62 @@ def adjust(account_id: int, amount: str, reason: str, as_email: str, key: str | 
     click.echo(
         f"transfer {transfer.id}: {format_credits(micro)} credits on account {account_id}{note}"
     )
+
+
+@ledger.command()
+@click.option("--project", "project_id", type=int, help="Only this project's accounts.")
+@click.option("--currency", type=click.Choice([c.value for c in Currency]))
+@click.option("--kind", type=click.Choice([k.value for k in AccountKind]))
+@reports_errors
+def accounts(project_id: int | None, currency: str | None, kind: str | None) -> None:
+    """List accounts with their balances in credits."""
+    with cli_transaction() as session:
+        rows = queries.list_accounts(session, project_id=project_id, currency=currency, kind=kind)
+    table = Table()
+    for column in (
+        "id",
+        "code",
+        "kind",
+        "currency",
+        "status",
+        "ends",
+        "posted",
+        "held",
+        "available",
+    ):
+        table.add_column(
+            column, justify="right" if column in {"posted", "held", "available"} else "left"
+        )
+    for account in rows:
+        table.add_row(
+            str(account.id),
+            account.code,
+            account.kind.value,
+            account.currency.value,
+            account.status.value,
+            account.expires_at.date().isoformat() if account.expires_at else "",
+            format_credits(account.credits_posted - account.debits_posted),
+            format_credits(account.debits_pending),
+            format_credits(account.available),
+        )
+    Console(width=160).print(table)
+
+
+@ledger.command("set-status")
+@click.option("--account", "account_id", type=int, required=True, help="Account id.")
+@click.option(
+    "--status",
+    type=click.Choice([AccountStatus.ACTIVE.value, AccountStatus.SUSPENDED.value]),
+    required=True,
+)
+@click.option("--reason", required=True, help="Why; kept in the audit log.")
+@click.option("--as", "as_email", required=True, help="Email of the ops user making the change.")
+@reports_errors
+def set_status(account_id: int, status: str, reason: str, as_email: str) -> None:
+    """Suspend an account (no new holds) or make it active again (ops only)."""
+    with cli_transaction() as session:
+        actor = actor_for_email(session, as_email)
+        account = service.set_account_status(
+            session, account_id=account_id, status=status, actor=actor, reason=reason
+        )
+    click.echo(f"account {account.id} {account.code} is {account.status.value}")

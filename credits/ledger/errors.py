@@ -64,3 +64,8 @@ class ReasonRequired(InvalidInput):
 class NotExpired(Conflict):
     slug = "not-expired"
     title = "Account has not reached its end date"
+
+
+class StatusChangeForbidden(Forbidden):
+    slug = "status-change-forbidden"
+    title = "Changing an account's status needs the ops role"

@@ -25,6 +25,7 @@ from credits.ledger.errors import (
     InvalidAmount,
     NotExpired,
     ReasonRequired,
+    StatusChangeForbidden,
 )
 from credits.ledger.holds import capture, place_hold, void_hold
 from credits.ledger.models import Account, AccountKind, AccountStatus, Currency, TransferKind
@@ -132,8 +133,18 @@ def _ensure_project_sink(session: Session, project_id: int, currency: Currency) 
 def set_account_status(
     session: Session, *, account_id: int, status: AccountStatus | str, actor: Actor, reason: str
 ) -> AccountOut:
-    """Suspends or reactivates an account; a suspended account takes no new holds."""
-    status = AccountStatus(status)
+    """Suspends or reactivates an account; a suspended account takes no new holds.
+
+    Needs the ops role (or the platform itself) and a reason. Raises
+    StatusChangeForbidden, ReasonRequired,
+    AccountNotFound, InvalidInput (an unknown status).
+    """
+    if not actor.has_role(Role.OPS) and actor.user_id is not None:
+        raise StatusChangeForbidden("only ops may change an account's status")
+    try:
+        status = AccountStatus(status)
+    except ValueError:
+        raise InvalidInput(f"unknown account status {status!r}") from None
     if not reason.strip():
         raise ReasonRequired("changing an account's status needs a reason")
     locked = journal.lock_accounts(session, [account_id])[account_id]
