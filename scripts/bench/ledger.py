@@ -1,0 +1,548 @@
+"""Ledger throughput: holds and captures per second through the service layer.
+
+Each operation is one ``place_hold`` or ``capture`` in its own transaction
+(``run_in_transaction``), at 1, 4 and 16 concurrent clients, on SQLite and on
+PostgreSQL. Every run gets a fresh database, migrated, with one funded
+allocation per client project; afterwards ``verify_ledger`` must pass.
+With ``pgbench`` on PATH, PostgreSQL's own write rate (``pgbench -N``) on
+the same server is the baseline.
+
+    .venv/bin/python scripts/bench/ledger.py --quick
+    .venv/bin/python scripts/bench/ledger.py --seconds 10 --processes
+
+Each run prints one line per operation::
+
+    backend=postgresql clients=16 workers=threads op=hold per_s=… p50_ms=… p99_ms=… ops=… \
+        statements_per_op=…
+
+``statements_per_op`` counts what SQLAlchemy sends: on SQLite that includes
+``BEGIN IMMEDIATE``; on PostgreSQL the driver's BEGIN and COMMIT and the
+pool's pre-ping are not counted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import multiprocessing
+import os
+import queue
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any, Protocol
+
+from sqlalchemy import Engine, event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+from credits import migrate
+from credits.db import make_engine, make_session_factory, run_in_transaction, session_scope
+from credits.identity.actor import Actor
+from credits.ledger.models import AccountKind, Currency
+from credits.ledger.queries import system_account_id
+from credits.ledger.service import capture, grant, open_account, place_hold
+from credits.ledger.verify import verify_ledger
+
+ACTOR = Actor.system("bench")
+GRANT_AMOUNT = 10**15  # micro-credits per client: holds never run out
+SETUP_HOLD_AMOUNT = 10**12  # the set-up hold alone covers 10**9 captures
+HOLD_AMOUNT = 1_000_000
+CAPTURE_AMOUNT = 1_000
+PGBENCH_CLIENTS = 16
+PGBENCH_SCALE = 16
+QUICK_SECONDS = 1.0
+QUICK_BUDGET_S = 30.0
+BARRIER_TIMEOUT_S = 300.0
+TPS_PATTERN = re.compile(r"^tps = ([0-9.]+)", re.MULTILINE)
+
+
+class BenchError(Exception):
+    """The benchmark could not run or the ledger failed verification."""
+
+
+class Barrier(Protocol):
+    """``threading.Barrier`` or a multiprocessing one."""
+
+    def wait(self, timeout: float | None = None) -> int: ...
+
+    def abort(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One (backend, clients) run; picklable so processes can receive it."""
+
+    backend: str
+    url: str
+    clients: int
+    seconds: float
+    run_id: str
+
+
+@dataclass
+class Phase:
+    """One client's timings for one operation."""
+
+    latencies_ms: list[float] = field(default_factory=list)
+    started: float = 0.0
+    ended: float = 0.0
+    statements: int = 0
+
+
+@dataclass
+class ClientResult:
+    hold: Phase
+    capture: Phase
+
+
+@dataclass(frozen=True)
+class Summary:
+    op: str
+    ops: int
+    per_s: float
+    p50_ms: float
+    p99_ms: float
+    statements_per_op: float
+
+
+class StatementCounter:
+    """Counts statements per thread through SQLAlchemy's ``before_cursor_execute``."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._counts: dict[int, int] = {}
+        event.listen(engine, "before_cursor_execute", self._count)
+
+    def _count(self, *_args: Any) -> None:
+        ident = threading.get_ident()
+        self._counts[ident] = self._counts.get(ident, 0) + 1
+
+    def mine(self) -> int:
+        return self._counts.get(threading.get_ident(), 0)
+
+
+# --- one client ------------------------------------------------------------------------------
+
+
+def _project_id(client: int) -> int:
+    """Client 0 owns project 1: a project id of 0 would read as "none" too easily."""
+    return client + 1
+
+
+def _setup_hold_key(spec: RunSpec, client: int) -> str:
+    return f"bench:{spec.run_id}:setup-hold:{client}"
+
+
+def _timed_loop(
+    seconds: float, counter: StatementCounter, operation: Callable[[int], None]
+) -> Phase:
+    phase = Phase(started=time.monotonic())
+    deadline = phase.started + seconds
+    before = counter.mine()
+    n = 0
+    while time.monotonic() < deadline:
+        began = time.perf_counter()
+        operation(n)
+        phase.latencies_ms.append((time.perf_counter() - began) * 1000)
+        n += 1
+    phase.ended = time.monotonic()
+    phase.statements = counter.mine() - before
+    return phase
+
+
+def run_client(
+    spec: RunSpec,
+    client: int,
+    factory: sessionmaker[Session],
+    counter: StatementCounter,
+    barrier: Barrier,
+) -> ClientResult:
+    """Holds until the deadline, then captures from the holds it placed, round-robin."""
+    project_id = _project_id(client)
+    hold_keys = [_setup_hold_key(spec, client)]
+
+    def hold(n: int) -> None:
+        key = f"bench:{spec.run_id}:hold:{client}:{n}"
+        run_in_transaction(
+            factory,
+            lambda session: place_hold(
+                session,
+                key=key,
+                currency=Currency.GPU,
+                amount=HOLD_AMOUNT,
+                actor=ACTOR,
+                project_id=project_id,
+            ),
+        )
+        hold_keys.append(key)
+
+    def take(n: int) -> None:
+        hold_key = hold_keys[n % len(hold_keys)]
+        run_in_transaction(
+            factory,
+            lambda session: capture(
+                session,
+                key=f"bench:{spec.run_id}:capture:{client}:{n}",
+                hold_key=hold_key,
+                amount=CAPTURE_AMOUNT,
+                actor=ACTOR,
+            ),
+        )
+
+    try:
+        barrier.wait(BARRIER_TIMEOUT_S)
+        holds = _timed_loop(spec.seconds, counter, hold)
+        barrier.wait(BARRIER_TIMEOUT_S)
+        captures = _timed_loop(spec.seconds, counter, take)
+    except BaseException:
+        barrier.abort()  # the other clients stop waiting for this one
+        raise
+    return ClientResult(hold=holds, capture=captures)
+
+
+# --- workers: threads sharing one engine, or one process per client -------------------------
+
+
+def run_threads(spec: RunSpec) -> list[ClientResult]:
+    engine = make_engine(spec.url, pool_size=spec.clients)
+    counter = StatementCounter(engine)
+    factory = make_session_factory(engine)
+    barrier = threading.Barrier(spec.clients)
+    try:
+        with ThreadPoolExecutor(max_workers=spec.clients) as pool:
+            futures = [
+                pool.submit(run_client, spec, client, factory, counter, barrier)
+                for client in range(spec.clients)
+            ]
+            return [future.result() for future in futures]
+    finally:
+        engine.dispose()
+
+
+def _process_main(
+    spec: RunSpec, client: int, barrier: Barrier, results: multiprocessing.Queue[Any]
+) -> None:
+    engine = make_engine(spec.url, pool_size=1)
+    try:
+        counter = StatementCounter(engine)
+        result = run_client(spec, client, make_session_factory(engine), counter, barrier)
+        results.put((client, result))
+    except BaseException as error:
+        results.put((client, f"{type(error).__name__}: {error}"))
+        raise
+    finally:
+        engine.dispose()
+
+
+def run_processes(spec: RunSpec) -> list[ClientResult]:
+    """One spawned process per client, each with its own engine (no shared GIL)."""
+    context = multiprocessing.get_context("spawn")
+    barrier = context.Barrier(spec.clients)
+    results: multiprocessing.Queue[Any] = context.Queue()
+    processes = [
+        context.Process(target=_process_main, args=(spec, client, barrier, results))
+        for client in range(spec.clients)
+    ]
+    for process in processes:
+        process.start()
+    try:
+        collected = dict(results.get(timeout=BARRIER_TIMEOUT_S) for _ in processes)
+    except queue.Empty:
+        raise BenchError("a client process ended without a result") from None
+    finally:
+        for process in processes:
+            process.join(timeout=30)
+    failures = [f"client {c}: {r}" for c, r in collected.items() if isinstance(r, str)]
+    if failures:
+        raise BenchError("; ".join(failures))
+    return [collected[client] for client in range(spec.clients)]
+
+
+# --- databases ------------------------------------------------------------------------------
+
+
+def _bench_database_name() -> str:
+    return f"credits_bench_{uuid.uuid4().hex[:12]}"
+
+
+@contextmanager
+def postgres_database(admin_url: str) -> Iterator[str]:
+    """A throwaway database on the server, dropped (WITH FORCE) however the block ends."""
+    name = _bench_database_name()
+    admin = make_engine(admin_url, pool_size=1).execution_options(isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+        try:
+            yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+        finally:
+            with admin.connect() as connection:
+                connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    finally:
+        admin.engine.dispose()
+
+
+@contextmanager
+def sqlite_database() -> Iterator[str]:
+    with tempfile.TemporaryDirectory(prefix="credits-bench-") as directory:
+        yield f"sqlite:///{Path(directory) / 'ledger.db'}"
+
+
+def fresh_database(backend: str, postgres_url: str | None) -> AbstractContextManager[str]:
+    if backend == "sqlite":
+        return sqlite_database()
+    if postgres_url is None:
+        raise BenchError("a PostgreSQL run needs --postgres-url")
+    return postgres_database(postgres_url)
+
+
+def set_up(spec: RunSpec) -> None:
+    """Migrates, then gives every client project a funded allocation and one open hold."""
+    migrate.upgrade(spec.url)
+    engine = make_engine(spec.url)
+    factory = make_session_factory(engine)
+    try:
+        for client in range(spec.clients):
+            run_in_transaction(factory, partial(_fund, spec=spec, client=client))
+    finally:
+        engine.dispose()
+
+
+def _fund(session: Session, spec: RunSpec, client: int) -> None:
+    project_id = _project_id(client)
+    account = open_account(
+        session,
+        code=f"bench:{spec.run_id}:allocation:{project_id}",
+        currency=Currency.GPU,
+        actor=ACTOR,
+        project_id=project_id,
+    )
+    grant(
+        session,
+        key=f"bench:{spec.run_id}:grant:{client}",
+        from_account_id=system_account_id(session, AccountKind.SOURCE, Currency.GPU),
+        to_account_id=account.id,
+        amount=GRANT_AMOUNT,
+        actor=ACTOR,
+    )
+    place_hold(
+        session,
+        key=_setup_hold_key(spec, client),
+        currency=Currency.GPU,
+        amount=SETUP_HOLD_AMOUNT,
+        actor=ACTOR,
+        project_id=project_id,
+    )
+
+
+def verify(url: str) -> int:
+    """Runs ``verify_ledger``; returns the transfers checked or raises BenchError."""
+    engine = make_engine(url)
+    try:
+        with session_scope(make_session_factory(engine)) as session:
+            report = verify_ledger(session)
+    finally:
+        engine.dispose()
+    if not report.ok:
+        raise BenchError(f"verify_ledger failed on {url}: " + "; ".join(report.problems))
+    return report.transfers_checked
+
+
+# --- figures --------------------------------------------------------------------------------
+
+
+def summarise(op: str, phases: Sequence[Phase]) -> Summary:
+    latencies = sorted(ms for phase in phases for ms in phase.latencies_ms)
+    window = max(p.ended for p in phases) - min(p.started for p in phases)
+    ops = len(latencies)
+    statements = sum(phase.statements for phase in phases)
+    if ops >= 2:
+        cuts = statistics.quantiles(latencies, n=100, method="inclusive")
+        p50, p99 = cuts[49], cuts[98]
+    else:
+        p50 = p99 = latencies[0] if latencies else math.nan
+    return Summary(
+        op=op,
+        ops=ops,
+        per_s=ops / window if window > 0 else 0.0,
+        p50_ms=p50,
+        p99_ms=p99,
+        statements_per_op=statements / ops if ops else math.nan,
+    )
+
+
+def line(spec: RunSpec, workers: str, summary: Summary) -> str:
+    return (
+        f"backend={spec.backend} clients={spec.clients} workers={workers} op={summary.op} "
+        f"per_s={summary.per_s:.1f} p50_ms={summary.p50_ms:.2f} p99_ms={summary.p99_ms:.2f} "
+        f"ops={summary.ops} statements_per_op={summary.statements_per_op:.1f}"
+    )
+
+
+# --- pgbench baseline -----------------------------------------------------------------------
+
+
+def _libpq(url: str) -> tuple[str, dict[str, str]]:
+    """A libpq URI without the password, and the environment that carries it."""
+    parsed = make_url(url)
+    environment = dict(os.environ)
+    if parsed.password is not None:
+        environment["PGPASSWORD"] = str(parsed.password)
+    plain = parsed.set(drivername="postgresql", password=None)
+    return plain.render_as_string(hide_password=False), environment
+
+
+def pgbench_tps(admin_url: str, seconds: int) -> float:
+    """``pgbench -N`` (no branch/teller updates) at 16 clients on its own throwaway database."""
+    with postgres_database(admin_url) as url:
+        uri, environment = _libpq(url)
+        subprocess.run(
+            # G: generate rows server-side, much faster than client-side at scale 16
+            ["pgbench", "-i", "-s", str(PGBENCH_SCALE), "-I", "dtGvp", uri],
+            env=environment,
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        completed = subprocess.run(
+            ["pgbench", "-N", "-c", str(PGBENCH_CLIENTS), "-j", "2", "-T", str(seconds), "-n", uri],
+            env=environment,
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=seconds + 120,
+        )
+    found = TPS_PATTERN.search(completed.stdout)
+    if found is None:
+        raise BenchError(f"no tps in pgbench output: {completed.stdout!r}")
+    return float(found.group(1))
+
+
+# --- the whole benchmark --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Options:
+    backends: tuple[str, ...]
+    postgres_url: str | None
+    clients: tuple[int, ...]
+    seconds: float
+    workers: str
+    quick: bool
+
+
+def bench_backend(backend: str, options: Options) -> dict[int, Summary]:
+    """Every client count on fresh databases; returns the hold figures by client count."""
+    holds: dict[int, Summary] = {}
+    transfers = 0
+    runner = run_processes if options.workers == "processes" else run_threads
+    for clients in options.clients:
+        with fresh_database(backend, options.postgres_url) as url:
+            spec = RunSpec(backend, url, clients, options.seconds, uuid.uuid4().hex[:8])
+            set_up(spec)
+            results = runner(spec)
+            holds[clients] = summarise("hold", [r.hold for r in results])
+            print(line(spec, options.workers, holds[clients]))
+            print(line(spec, options.workers, summarise("capture", [r.capture for r in results])))
+            transfers += verify(url)
+    print(f"backend={backend} verify=ok databases={len(options.clients)} transfers={transfers}")
+    return holds
+
+
+def baseline(options: Options, postgres_holds: dict[int, Summary]) -> None:
+    if options.postgres_url is None or "postgresql" not in options.backends:
+        return
+    if shutil.which("pgbench") is None:
+        print("note: pgbench is not on PATH; no baseline")
+        return
+    tps = pgbench_tps(options.postgres_url, max(1, math.ceil(options.seconds)))
+    ours = postgres_holds.get(PGBENCH_CLIENTS)
+    ratio = f"{ours.per_s / tps:.3f}" if ours is not None and tps > 0 else "n/a"
+    print(f"baseline=pgbench-N clients={PGBENCH_CLIENTS} tps={tps:.1f} ratio={ratio}")
+
+
+def parse_options(argv: Sequence[str] | None = None) -> Options:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
+    parser.add_argument(
+        "--postgres-url",
+        default=os.environ.get("CREDITS_BENCH_POSTGRES_URL")
+        or os.environ.get("CREDITS_TEST_POSTGRES_URL"),
+        help="server to create throwaway databases on "
+        "(default: $CREDITS_BENCH_POSTGRES_URL or $CREDITS_TEST_POSTGRES_URL)",
+    )
+    only = parser.add_mutually_exclusive_group()
+    only.add_argument("--sqlite-only", action="store_true")
+    only.add_argument("--postgres-only", action="store_true")
+    parser.add_argument("--clients", default="1,4,16", help="comma-separated (default 1,4,16)")
+    parser.add_argument("--seconds", type=float, default=5.0, help="per operation and run")
+    parser.add_argument("--processes", action="store_true", help="one process per client")
+    parser.add_argument(
+        "--quick", action="store_true", help=f"{QUICK_SECONDS:g} s per operation and run"
+    )
+    args = parser.parse_args(argv)
+    try:
+        clients = tuple(int(part) for part in args.clients.split(","))
+    except ValueError:
+        parser.error(f"--clients must be comma-separated integers, got {args.clients!r}")
+    if any(count < 1 for count in clients) or args.seconds <= 0:
+        parser.error("--clients must be at least 1 and --seconds positive")
+    if args.postgres_only and not args.postgres_url:
+        parser.error("--postgres-only needs --postgres-url or $CREDITS_BENCH_POSTGRES_URL")
+    backends = ("sqlite",) if args.sqlite_only else ("sqlite", "postgresql")
+    if args.postgres_only:
+        backends = ("postgresql",)
+    return Options(
+        backends=backends,
+        postgres_url=args.postgres_url or None,
+        clients=clients,
+        seconds=QUICK_SECONDS if args.quick else args.seconds,
+        workers="processes" if args.processes else "threads",
+        quick=args.quick,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    started = time.monotonic()
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+    options = parse_options(argv)
+    postgres_holds: dict[int, Summary] = {}
+    try:
+        for backend in options.backends:
+            if backend == "postgresql" and options.postgres_url is None:
+                print(
+                    "note: no PostgreSQL URL (--postgres-url, CREDITS_BENCH_POSTGRES_URL or "
+                    "CREDITS_TEST_POSTGRES_URL); PostgreSQL runs skipped"
+                )
+                continue
+            holds = bench_backend(backend, options)
+            if backend == "postgresql":
+                postgres_holds = holds
+        baseline(options, postgres_holds)
+    except (BenchError, subprocess.CalledProcessError) as error:
+        detail = getattr(error, "stderr", None) or ""
+        print(f"error: {error} {detail}".strip(), file=sys.stderr)
+        return 1
+    wall = time.monotonic() - started
+    budget = f" budget_s={QUICK_BUDGET_S:g}" if options.quick else ""
+    print(f"wall_s={wall:.1f}{budget}")
+    if options.quick and wall > QUICK_BUDGET_S:
+        print(f"error: --quick took {wall:.1f} s, over its {QUICK_BUDGET_S:g} s", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,60 @@
+"""``credits db`` through click, the way the console script runs it: settings from the env."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+from sqlalchemy import func, select
+
+from credits.cli import main
+from credits.db import make_engine
+from credits.ledger.models import Account, Transfer
+
+
+@pytest.fixture
+def database_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'cli.db'}"
+
+
+def _db(database_url: str, *args: str) -> Result:
+    return CliRunner().invoke(main, ["db", *args], env={"CREDITS_DATABASE_URL": database_url})
+
+
+def _counts(database_url: str) -> tuple[int, int]:
+    engine = make_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            accounts = connection.scalar(select(func.count()).select_from(Account))
+            transfers = connection.scalar(select(func.count()).select_from(Transfer))
+    finally:
+        engine.dispose()
+    return int(accounts or 0), int(transfers or 0)
+
+
+def test_db_upgrade_migrates_the_database_named_in_the_environment(database_url: str) -> None:
+    result = _db(database_url, "upgrade")
+
+    assert result.exit_code == 0, result.output
+    assert result.output == "database at head\n"
+    assert _counts(database_url) == (10, 0)
+
+
+def test_db_current_prints_the_revision_after_upgrade(database_url: str) -> None:
+    assert _db(database_url, "upgrade").exit_code == 0
+
+    result = _db(database_url, "current")
+
+    assert result.exit_code == 0, result.output
+    assert "0001" in result.output
+
+
+def test_a_second_db_upgrade_changes_nothing(database_url: str) -> None:
+    assert _db(database_url, "upgrade").exit_code == 0
+    before = _counts(database_url)
+
+    result = _db(database_url, "upgrade")
+
+    assert result.exit_code == 0, result.output
+    assert _counts(database_url) == before == (10, 0)

@@ -1,0 +1,200 @@
+"""Settings: embedded defaults, the generated secret key, production's demands, bad values."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from credits.settings import (
+    MIN_SECRET_KEY_LENGTH,
+    SECRET_KEY_FILE,
+    ExecutorName,
+    Profile,
+    SettingsError,
+    load_settings,
+)
+
+PRODUCTION = {
+    "CREDITS_PROFILE": "production",
+    "CREDITS_DATABASE_URL": "postgresql://credits@db.example.org/credits",
+    "CREDITS_BROKER_URL": "redis://broker.example.org:6379/0",
+    "CREDITS_STORAGE_URL": "s3://credits-datasets",
+    "CREDITS_SECRET_KEY": "k" * MIN_SECRET_KEY_LENGTH,
+}
+
+
+@pytest.fixture
+def var_dir() -> Path:
+    """The folder the autouse fixture named in CREDITS_VAR_DIR (not yet created)."""
+    return Path(os.environ["CREDITS_VAR_DIR"])
+
+
+def _set(monkeypatch: pytest.MonkeyPatch, values: dict[str, str]) -> None:
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)
+
+
+def test_embedded_profile_needs_no_settings_and_keeps_everything_under_var_dir(
+    var_dir: Path,
+) -> None:
+    settings = load_settings()
+
+    assert settings.profile is Profile.EMBEDDED
+    assert settings.var_dir == var_dir
+    assert settings.database_url == f"sqlite:///{var_dir / 'credits.db'}"
+    assert settings.is_sqlite
+    assert settings.broker_url == f"sqla+sqlite:///{var_dir / 'broker.db'}"
+    assert settings.storage_url == f"file://{(var_dir / 'storage').resolve()}"
+    assert settings.executor is ExecutorName.LOCAL
+    assert (settings.host, settings.port) == ("127.0.0.1", 8000)
+
+
+def test_embedded_profile_keeps_urls_that_are_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CREDITS_DATABASE_URL", "postgresql://localhost/credits")
+
+    settings = load_settings()
+
+    assert settings.database_url == "postgresql://localhost/credits"
+    assert not settings.is_sqlite
+
+
+def test_embedded_secret_key_is_generated_once_readable_only_by_its_owner(var_dir: Path) -> None:
+    first = load_settings()
+
+    key_file = var_dir / SECRET_KEY_FILE
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    assert key_file.read_text().strip() == first.secret_key
+    assert len(first.secret_key) >= MIN_SECRET_KEY_LENGTH
+
+
+def test_embedded_secret_key_is_reused_on_the_next_load(var_dir: Path) -> None:
+    first = load_settings()
+    written = (var_dir / SECRET_KEY_FILE).read_bytes()
+
+    second = load_settings()
+
+    assert second.secret_key == first.secret_key
+    assert (var_dir / SECRET_KEY_FILE).read_bytes() == written
+
+
+def test_embedded_secret_key_from_the_environment_writes_no_key_file(
+    monkeypatch: pytest.MonkeyPatch, var_dir: Path
+) -> None:
+    monkeypatch.setenv("CREDITS_SECRET_KEY", "s" * MIN_SECRET_KEY_LENGTH)
+
+    settings = load_settings()
+
+    assert settings.secret_key == "s" * MIN_SECRET_KEY_LENGTH
+    assert not (var_dir / SECRET_KEY_FILE).exists()
+
+
+def test_production_with_every_service_named_loads_without_embedded_defaults(
+    monkeypatch: pytest.MonkeyPatch, var_dir: Path
+) -> None:
+    _set(monkeypatch, PRODUCTION)
+
+    settings = load_settings()
+
+    assert settings.profile is Profile.PRODUCTION
+    assert settings.database_url == PRODUCTION["CREDITS_DATABASE_URL"]
+    assert settings.secret_key == PRODUCTION["CREDITS_SECRET_KEY"]
+    assert not var_dir.exists()
+
+
+@pytest.mark.parametrize(
+    "missing",
+    ["CREDITS_DATABASE_URL", "CREDITS_BROKER_URL", "CREDITS_STORAGE_URL", "CREDITS_SECRET_KEY"],
+)
+def test_production_refuses_to_start_without_a_service_url_or_key(
+    monkeypatch: pytest.MonkeyPatch, missing: str
+) -> None:
+    _set(monkeypatch, {name: value for name, value in PRODUCTION.items() if name != missing})
+
+    with pytest.raises(SettingsError, match=missing) as raised:
+        load_settings()
+
+    assert "required in production" in str(raised.value)
+
+
+def test_production_refuses_a_secret_key_shorter_than_32_characters(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _set(monkeypatch, {**PRODUCTION, "CREDITS_SECRET_KEY": "k" * (MIN_SECRET_KEY_LENGTH - 1)})
+
+    with pytest.raises(SettingsError, match="CREDITS_SECRET_KEY") as raised:
+        load_settings()
+
+    assert "at least 32" in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("CREDITS_EXECUTOR", "foo"),
+        ("CREDITS_DATABASE_URL", "mysql://x"),
+        ("CREDITS_PORT", "0"),
+        ("CREDITS_PORT", "eighty"),
+        ("CREDITS_BROKER_URL", "ftp://x"),
+        ("CREDITS_STORAGE_URL", "gs://bucket"),
+        ("CREDITS_PROFILE", "staging"),
+    ],
+)
+def test_a_bad_value_is_refused_in_one_line_naming_its_variable(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+
+    with pytest.raises(SettingsError) as raised:
+        load_settings()
+
+    message = str(raised.value)
+    assert variable in message
+    assert "\n" not in message
+    assert message.startswith("invalid setting")
+
+
+def test_a_bad_value_is_refused_before_anything_is_written(
+    monkeypatch: pytest.MonkeyPatch, var_dir: Path
+) -> None:
+    monkeypatch.setenv("CREDITS_EXECUTOR", "foo")
+
+    with pytest.raises(SettingsError):
+        load_settings()
+
+    assert not var_dir.exists()
+
+
+def _credits_command() -> Path:
+    """The console script installed next to this interpreter (.venv/bin/credits)."""
+    command = Path(sys.executable).with_name("credits")
+    if not command.exists():
+        pytest.fail(f"console script {command} is not installed; run `pip install -e .`")
+    return command
+
+
+def test_cli_reports_a_bad_setting_as_one_error_line_without_a_traceback(
+    tmp_path: Path,
+) -> None:
+    environment = {**os.environ, "CREDITS_EXECUTOR": "foo"}
+
+    completed = subprocess.run(  # noqa: S603 - our own console script, fixed arguments
+        [str(_credits_command()), "db", "upgrade"],
+        cwd=tmp_path,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert completed.returncode != 0
+    assert "Traceback" not in completed.stderr
+    lines = completed.stderr.splitlines()
+    assert len(lines) == 1, completed.stderr
+    assert lines[0].startswith("error:")
+    assert "CREDITS_EXECUTOR" in lines[0]
