@@ -99,14 +99,18 @@ def make_engine(url: str, *, sqlite_busy_timeout_ms: int = 10_000, pool_size: in
     """Builds an engine for ``url`` with this platform's connection settings."""
     if url.startswith("sqlite"):
         path = _sqlite_path(url)
+        pool: dict[str, Any] = {}
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": sqlite_busy_timeout_ms / 1000})
+            pool = {"pool_size": pool_size, "max_overflow": pool_size}
+        engine = create_engine(url, connect_args={"timeout": sqlite_busy_timeout_ms / 1000}, **pool)
         _install_sqlite_pragmas(engine, sqlite_busy_timeout_ms)
         return engine
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
-    return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    # No pre-ping: it costs a round trip on every checkout of the ledger's hot
+    # path; a connection found dead is retried by run_in_transaction instead.
+    return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_recycle=3600)
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
@@ -133,8 +137,10 @@ IDEMPOTENCY_CONSTRAINTS = frozenset({"uq_ledger_transfers_idempotency_key_part"}
 
 
 def _is_retryable(error: DBAPIError) -> bool:
-    """Serialization failures, deadlocks, a locked SQLite file and an idempotency-key
-    race may all succeed when the transaction runs again."""
+    """A dropped connection, serialization failures, deadlocks, a locked SQLite file
+    and an idempotency-key race may all succeed when the transaction runs again."""
+    if error.connection_invalidated:
+        return True
     code = getattr(error.orig, "sqlstate", None)
     if code in {"40001", "40P01"}:
         return True

@@ -6,15 +6,16 @@ import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import insert, select
+from sqlalchemy import Table, insert, select
 from sqlalchemy.orm import Session
 
 from credits.audit.models import AuditEvent
 from credits.audit.schemas import AuditEventOut, AuditMismatch
 from credits.db import utcnow
 
+_INSERT_EVENTS = insert(cast(Table, AuditEvent.__table__))
 # RFC 6962 prefixes a leaf with 0x00 so a leaf can never be mistaken for a node.
 LEAF_PREFIX = b"\x00"
 
@@ -97,7 +98,8 @@ def record_events(
         return
     at = occurred_at or utcnow()
     rows = [_event_row(occurred_at=at, **event) for event in events]
-    session.execute(insert(AuditEvent), rows)
+    # Core, not the ORM's bulk path: audit rows are written on every ledger call.
+    session.connection().execute(_INSERT_EVENTS, rows)
 
 
 def list_events(

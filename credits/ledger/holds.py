@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Row, Table, insert, select, update
+from sqlalchemy import Row, Table, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from credits.db import utcnow
@@ -28,10 +28,29 @@ from credits.ledger.models import (
     TransferKind,
 )
 from credits.ledger.queries import get_hold, project_sink_code, system_account_id
-from credits.ledger.schemas import HoldOut, TransferResult
+from credits.ledger.schemas import HoldOut, HoldPartOut, TransferResult
 
 HOLD_PARTS = cast(Table, HoldPart.__table__)
 TRANSFERS = journal.TRANSFERS
+_P = HOLD_PARTS.c
+_INSERT_PARTS = insert(HOLD_PARTS)
+_LOCK_HOLD = (
+    select(
+        HOLD_PARTS,
+        TRANSFERS.c.debit_account_id,
+        TRANSFERS.c.credit_account_id,
+        TRANSFERS.c.currency,
+    )
+    .join(TRANSFERS, TRANSFERS.c.id == _P.transfer_id)
+    .where(_P.hold_key == bindparam("hold_key"))
+    .order_by(_P.part)
+    .with_for_update(of=HOLD_PARTS)
+)
+_UPDATE_PART = (
+    update(HOLD_PARTS)
+    .where(_P.transfer_id == bindparam("part_id"))
+    .values(captured=bindparam("captured"), voided=bindparam("voided"), status=bindparam("status"))
+)
 
 
 def place_hold(
@@ -229,40 +248,29 @@ def _write_hold(
         )
     counters.apply(session)
     transfers = journal.insert_transfers(session, rows)
-    session.execute(
-        insert(HOLD_PARTS),
-        [
-            {
-                "transfer_id": transfer.id,
-                "hold_key": key,
-                "part": transfer.part,
-                "account_id": transfer.debit_account_id,
-                "amount": transfer.amount,
-                "captured": 0,
-                "voided": 0,
-                "status": HoldStatus.OPEN.value,
-            }
-            for transfer in transfers
-        ],
+    parts = [
+        HoldPartOut(
+            transfer_id=transfer.id,
+            part=transfer.part,
+            account_id=transfer.debit_account_id,
+            amount=transfer.amount,
+            captured=0,
+            voided=0,
+            status=HoldStatus.OPEN,
+        )
+        for transfer in transfers
+    ]
+    journal.connection(session).execute(
+        _INSERT_PARTS,
+        [{**part.model_dump(exclude={"remaining"}), "hold_key": key} for part in parts],
     )
     journal.audit_transfers(session, transfers, actor, now)
-    return get_hold(session, hold_key=key)
+    return HoldOut(hold_key=key, currency=currency, parts=parts)
 
 
 def _lock_hold(session: Session, hold_key: str) -> list[Row[Any]]:
     """The hold's parts with their transfer's accounts, locked, in part order."""
-    rows = session.execute(
-        select(
-            HOLD_PARTS,
-            TRANSFERS.c.debit_account_id,
-            TRANSFERS.c.credit_account_id,
-            TRANSFERS.c.currency,
-        )
-        .join(TRANSFERS, TRANSFERS.c.id == HOLD_PARTS.c.transfer_id)
-        .where(HOLD_PARTS.c.hold_key == hold_key)
-        .order_by(HOLD_PARTS.c.part)
-        .with_for_update(of=HOLD_PARTS)
-    ).all()
+    rows = journal.connection(session).execute(_LOCK_HOLD, {"hold_key": hold_key}).all()
     if not rows:
         raise HoldNotFound(f"no hold has key {hold_key!r}", hold_key=hold_key)
     return list(rows)
@@ -418,8 +426,12 @@ def _update_part(session: Session, part: Row[Any], kind: TransferKind, amount: i
         status = HoldStatus.CAPTURED
     else:
         status = HoldStatus.OPEN
-    session.execute(
-        update(HOLD_PARTS)
-        .where(HOLD_PARTS.c.transfer_id == part.transfer_id)
-        .values(captured=captured, voided=voided, status=status.value)
+    journal.connection(session).execute(
+        _UPDATE_PART,
+        {
+            "part_id": part.transfer_id,
+            "captured": captured,
+            "voided": voided,
+            "status": status.value,
+        },
     )
