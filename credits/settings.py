@@ -116,16 +116,37 @@ def _embedded_defaults(settings: Settings) -> Settings:
 
 
 def _embedded_secret_key(var_dir: Path) -> str:
-    """Reads the key kept under ``var/``, generating it on first start."""
+    """Reads the key kept under ``var/``, generating it on first start.
+
+    The key is written to a temporary file and linked into place, so two
+    processes starting together (web and worker) agree on one key and neither
+    reads a half-written file.
+    """
     path = var_dir / SECRET_KEY_FILE
-    if path.exists():
-        return path.read_text().strip()
-    var_dir.mkdir(parents=True, exist_ok=True)
-    key = secrets.token_urlsafe(48)
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(descriptor, "w") as handle:
-        handle.write(key + "\n")
+    if not path.exists():
+        var_dir.mkdir(parents=True, exist_ok=True)
+        _write_new_key(path)
+    key = path.read_text().strip()
+    if len(key) < MIN_SECRET_KEY_LENGTH:
+        raise SettingsError(
+            f"invalid setting {ENV_PREFIX}SECRET_KEY: {path} holds fewer than "
+            f"{MIN_SECRET_KEY_LENGTH} characters; delete it to generate a new one"
+        )
     return key
+
+
+def _write_new_key(path: Path) -> None:
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(secrets.token_urlsafe(48) + "\n")
+    try:
+        # link() fails if another process won the race; its key is then the key.
+        os.link(temporary, path)
+    except FileExistsError:
+        pass
+    finally:
+        temporary.unlink()
 
 
 def _one_line(error: ValidationError) -> str:

@@ -6,6 +6,7 @@ import os
 import stat
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -198,3 +199,28 @@ def test_cli_reports_a_bad_setting_as_one_error_line_without_a_traceback(
     assert len(lines) == 1, completed.stderr
     assert lines[0].startswith("error:")
     assert "CREDITS_EXECUTOR" in lines[0]
+
+
+def test_processes_starting_together_agree_on_one_secret_key(var_dir: Path) -> None:
+    barrier = threading.Barrier(8)
+    keys: list[str] = []
+
+    def start() -> None:
+        barrier.wait()
+        keys.append(load_settings().secret_key)
+
+    threads = [threading.Thread(target=start) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(keys) == 8 and len(set(keys)) == 1
+    assert sorted(path.name for path in var_dir.iterdir()) == ["secret_key"]
+
+
+def test_a_truncated_secret_key_file_is_refused(var_dir: Path) -> None:
+    var_dir.mkdir(parents=True, exist_ok=True)
+    (var_dir / "secret_key").write_text("short\n")
+    with pytest.raises(SettingsError, match="CREDITS_SECRET_KEY") as refused:
+        load_settings()
+    assert "\n" not in str(refused.value)
