@@ -312,9 +312,12 @@ def adjust(
         return TransferResult(transfers=prior, replayed=True)
     now = now or utcnow()
     account = get_account(session, account_id=account_id)
+    if account.kind not in GUARDED_KINDS:
+        raise InvalidInput(
+            f"account {account_id} is a {account.kind.value} account; adjustments apply to "
+            "allocation and program-pool accounts"
+        )
     other = system_account_id(session, AccountKind.ADJUSTMENTS, account.currency)
-    if other == account_id:
-        raise InvalidInput("the adjustments account cannot be adjusted against itself")
     locked = journal.lock_accounts(session, [account_id, other])
     debit, credit = (other, account_id) if amount > 0 else (account_id, other)
     _require_covers(locked[debit], abs(amount))

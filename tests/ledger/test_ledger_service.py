@@ -468,3 +468,14 @@ def test_account_status_change_is_audited_and_needs_a_reason(any_session: Sessio
     events = list_events(any_session, subject_type="ledger_account", subject_id=str(account.id))
     assert events[-1].event_type == "ledger.account_status"
     assert '"to":"suspended"' in events[-1].canonical_json
+
+
+def test_adjusting_a_system_account_is_refused(any_session: Session) -> None:
+    error = assert_refused_and_unchanged(
+        any_session,
+        InvalidInput,
+        lambda: service.adjust(
+            any_session, key="a", account_id=source_id(any_session), amount=5, actor=OPS, reason="r"
+        ),
+    )
+    assert "adjustments apply to allocation and program-pool accounts" in error.detail
