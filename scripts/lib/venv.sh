@@ -33,7 +33,13 @@ ensure_venv() {
     [ -f "$stamp" ] && read -r have_hash have_extras <"$stamp" || true
     if [ "$have_hash" != "$wanted" ] || { [ -n "$extras" ] && [ "$have_extras" != "$extras" ]; }; then
         echo "installing credits ($spec) into .venv" >&2
-        (cd "$root" && .venv/bin/python -m pip install --quiet --disable-pip-version-check -e "$spec")
+        # Build-backend chatter goes to a log; it is shown only when the install fails.
+        if ! (cd "$root" && .venv/bin/python -m pip install --quiet --disable-pip-version-check \
+            -e "$spec" >"$root/.venv/install.log" 2>&1); then
+            cat "$root/.venv/install.log" >&2
+            echo "error: installing credits into .venv failed (log: .venv/install.log)" >&2
+            return 1
+        fi
         echo "$wanted $extras" >"$stamp"
     fi
 }
