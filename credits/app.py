@@ -13,12 +13,18 @@ from flask import Flask
 from flask.json.provider import DefaultJSONProvider
 from sqlalchemy.orm import Session, sessionmaker
 
-from credits.api import auth, health, ledger, openapi, problems
+from credits.api import auth, health, ledger, openapi, pool, problems
 from credits.api.auth import EXTENSION_KEY, CreditsExtension
 from credits.db import make_engine, make_session_factory
 from credits.settings import Settings, load_settings
 
-BLUEPRINTS = (health.blueprint, openapi.blueprint, auth.blueprint, ledger.blueprint)
+BLUEPRINTS = (
+    health.blueprint,
+    openapi.blueprint,
+    auth.blueprint,
+    ledger.blueprint,
+    pool.blueprint,
+)
 
 
 class _OrderedJSONProvider(DefaultJSONProvider):

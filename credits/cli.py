@@ -7,6 +7,7 @@ import click
 from credits.cli_db import db, serve
 from credits.identity.cli import tokens, users
 from credits.ledger.cli import ledger
+from credits.pool.cli import pool
 
 
 @click.group()
@@ -15,5 +16,5 @@ def main() -> None:
     """credits: GPU-hour and labelling credits for research funders."""
 
 
-for _group in (db, serve, users, tokens, ledger):
+for _group in (db, serve, users, tokens, ledger, pool):
     main.add_command(_group)

@@ -4,7 +4,8 @@ from credits.audit import models as audit_models
 from credits.db import Base
 from credits.identity import models as identity_models
 from credits.ledger import models as ledger_models
+from credits.pool import models as pool_models
 
 metadata = Base.metadata
 
-__all__ = ["audit_models", "identity_models", "ledger_models", "metadata"]
+__all__ = ["audit_models", "identity_models", "ledger_models", "metadata", "pool_models"]

@@ -1,0 +1,173 @@
+"""``credits pool``: GPU flavours and their effective-dated rates (ops)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from credits.cli_support import (
+    cli_transaction,
+    fail,
+    format_credits,
+    parse_credits,
+    reports_errors,
+)
+from credits.db import utcnow
+from credits.identity.service import actor_for_email
+from credits.pool import service
+from credits.pool.schemas import FlavourList, RateList
+
+
+@click.group()
+def pool() -> None:
+    """GPU flavours in the pool and what a GPU-hour of each costs."""
+
+
+@pool.group()
+def flavours() -> None:
+    """The kinds of GPU node a job may ask for."""
+
+
+@pool.group()
+def rates() -> None:
+    """Effective-dated rates in credits per GPU-hour; history is never rewritten."""
+
+
+@flavours.command("add")
+@click.option("--name", required=True, help="Slug, e.g. a100-80gb.")
+@click.option(
+    "--node-label", "node_label_value", required=True, help="Node label value, e.g. NVIDIA-H100."
+)
+@click.option("--gpu-memory-gb", type=int, required=True, help="Memory of one GPU, in GB.")
+@click.option("--gpus-per-node", type=int, required=True, help="GPUs on one node (1 to 64).")
+@click.option("--description", help="What the flavour is for.")
+@click.option("--as", "as_email", required=True, help="Email of the ops user making the change.")
+@reports_errors
+def add_flavour(
+    *,
+    name: str,
+    node_label_value: str,
+    gpu_memory_gb: int,
+    gpus_per_node: int,
+    description: str | None,
+    as_email: str,
+) -> None:
+    """Add a GPU flavour (ops only); it has no rate until one is set."""
+    with cli_transaction() as session:
+        flavour = service.add_flavour(
+            session,
+            name=name,
+            node_label_value=node_label_value,
+            gpu_memory_gb=gpu_memory_gb,
+            gpus_per_node=gpus_per_node,
+            description=description,
+            actor=actor_for_email(session, as_email),
+        )
+    click.echo(
+        f"flavour {flavour.name}: {flavour.gpus_per_node} x {flavour.gpu_memory_gb} GB GPUs "
+        f"per node, node label value {flavour.node_label_value}"
+    )
+
+
+@flavours.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@reports_errors
+def list_flavours(as_json: bool) -> None:
+    """List flavours with the rate in force now, in credits per GPU-hour."""
+    with cli_transaction() as session:
+        found = service.list_flavours(session)
+        in_force = {rate.flavour: rate for rate in service.list_rates(session) if rate.in_force}
+    if as_json:
+        click.echo(FlavourList(items=found).model_dump_json(indent=2))
+        return
+    table = Table()
+    for column in ("name", "node label value", "GPU GB", "GPUs/node", "rate now", "description"):
+        table.add_column(column, justify="right" if column.startswith(("GPU", "rate")) else "left")
+    for flavour in found:
+        rate = in_force.get(flavour.name)
+        table.add_row(
+            flavour.name,
+            flavour.node_label_value,
+            str(flavour.gpu_memory_gb),
+            str(flavour.gpus_per_node),
+            "" if rate is None else format_credits(rate.micro_credits_per_gpu_hour),
+            flavour.description or "",
+        )
+    Console(width=160).print(table)
+
+
+def _parse_time(text: str | None) -> datetime:
+    """An ISO 8601 time with a timezone, or now when none is given."""
+    if text is None:
+        return utcnow()
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        fail(f"{text!r} is not an ISO 8601 time, e.g. 2030-01-01T00:00:00Z")
+    if moment.utcoffset() is None:
+        fail(f"{text!r} has no timezone; add Z or an offset such as +02:00")
+    return moment
+
+
+def _parse_rate(text: str) -> int:
+    try:
+        return parse_credits(text)
+    except click.BadParameter as error:
+        fail(error.format_message())
+
+
+@rates.command("set")
+@click.option("--flavour", required=True, help="Flavour name, e.g. a100-80gb.")
+@click.option("--credits-per-gpu-hour", "rate", required=True, help="Credits, e.g. 2.5.")
+@click.option("--effective-from", help="ISO 8601 time with a timezone; default: now.")
+@click.option("--reason", help="Why; kept with the rate and in the audit log.")
+@click.option("--as", "as_email", required=True, help="Email of the ops user making the change.")
+@reports_errors
+def set_rate(
+    flavour: str, rate: str, effective_from: str | None, reason: str | None, as_email: str
+) -> None:
+    """Set a flavour's rate from a time on (ops only); it may not start in the past."""
+    micro = _parse_rate(rate)
+    starts = _parse_time(effective_from)
+    with cli_transaction() as session:
+        version = service.set_rate(
+            session,
+            flavour=flavour,
+            credits_per_gpu_hour_micro=micro,
+            effective_from=starts,
+            reason=reason,
+            actor=actor_for_email(session, as_email),
+        )
+    click.echo(
+        f"rate {version.id}: {format_credits(version.micro_credits_per_gpu_hour)} credits per "
+        f"GPU-hour on {version.flavour} from {version.effective_from.isoformat()}"
+    )
+
+
+@rates.command("list")
+@click.option("--flavour", help="Only this flavour's rates.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (micro-credits) instead.")
+@reports_errors
+def list_rates(flavour: str | None, as_json: bool) -> None:
+    """Rate history, newest first; the version in force now is marked."""
+    with cli_transaction() as session:
+        found = service.list_rates(session, flavour=flavour)
+    if as_json:
+        click.echo(RateList(items=found).model_dump_json(indent=2))
+        return
+    table = Table()
+    for column in ("flavour", "effective from", "credits/GPU-hour", "in force", "by", "reason"):
+        table.add_column(column, justify="right" if column.startswith("credits") else "left")
+    for rate in found:
+        table.add_row(
+            rate.flavour,
+            rate.effective_from.isoformat(),
+            format_credits(rate.micro_credits_per_gpu_hour),
+            "yes" if rate.in_force else "",
+            rate.actor,
+            rate.reason or "",
+        )
+    Console(width=160).print(table)
