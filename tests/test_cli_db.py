@@ -11,8 +11,8 @@ from sqlalchemy import func, select
 
 from credits.cli import main
 from credits.db import make_engine
-from credits.migrate import alembic_config
 from credits.ledger.models import Account, Transfer
+from credits.migrate import alembic_config
 
 
 @pytest.fixture
