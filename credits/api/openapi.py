@@ -54,11 +54,13 @@ class Operation:
     status: int = 200
     problems: tuple[int, ...] = ()
     authenticated: bool = True
+    body: type[BaseModel] | None = None
 
     def problem_statuses(self) -> list[int]:
-        """Declared problems, plus 401 for authenticated routes and 422 for query models."""
+        """Declared problems, plus 401 for authenticated routes and 422 for query or
+        body models."""
         implied = {401} if self.authenticated else set()
-        implied |= {422} if self.query is not None else set()
+        implied |= {422} if self.query is not None or self.body is not None else set()
         return sorted(set(self.problems) | implied)
 
 
@@ -70,14 +72,18 @@ def operation(
     status: int = 200,
     problems: tuple[int, ...] = (),
     authenticated: bool = True,
+    body: type[BaseModel] | None = None,
 ) -> Callable[[View], View]:
-    """Declares a route for the document; place it under the ``@blueprint.get`` line."""
+    """Declares a route for the document; place it under the ``@blueprint.get`` line.
+
+    ``body`` is the pydantic model the route parses its JSON request body with.
+    """
 
     def declare(view: View) -> View:
         setattr(
             view,
             _ATTRIBUTE,
-            Operation(summary, response, query, status, problems, authenticated),
+            Operation(summary, response, query, status, problems, authenticated, body),
         )
         return view
 
@@ -119,6 +125,8 @@ def _component_schemas(routes: list[_Route]) -> tuple[dict[ModelKey, Any], dict[
             keys[(route.operation.response, "serialization")] = None
         if route.operation.query is not None:
             keys[(route.operation.query, "validation")] = None
+        if route.operation.body is not None:
+            keys[(route.operation.body, "validation")] = None
     key_map, document = models_json_schema(list(keys), ref_template=REF_TEMPLATE)
     return {key: key_map[key] for key in keys}, document.get("$defs", {})
 
@@ -185,6 +193,13 @@ class _DocumentBuilder:
             "responses": self._responses(declared),
             "security": [{SECURITY_SCHEME: []}] if declared.authenticated else [],
         }
+        if declared.body is not None:
+            document["requestBody"] = {
+                "required": True,
+                "content": {
+                    "application/json": {"schema": self.refs[(declared.body, "validation")]}
+                },
+            }
         description = inspect.getdoc(route.view)
         if description:
             document["description"] = description

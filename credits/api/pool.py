@@ -68,7 +68,13 @@ def list_rates(name: str) -> ResponseReturnValue:
 
 
 @blueprint.post("/flavours")
-@operation("Add a GPU flavour", response=FlavourOut, status=201, problems=(400, 403, 409, 415, 422))
+@operation(
+    "Add a GPU flavour",
+    response=FlavourOut,
+    body=FlavourIn,
+    status=201,
+    problems=(400, 403, 409, 415, 422),
+)
 def add_flavour() -> ResponseReturnValue:
     """Ops only. Body: a FlavourIn document; the new flavour has no rate until one is set."""
     actor = _operator()
@@ -83,6 +89,7 @@ def add_flavour() -> ResponseReturnValue:
 @operation(
     "Set a flavour's rate from a time on",
     response=RateOut,
+    body=RateIn,
     status=201,
     problems=(400, 403, 404, 409, 415, 422),
 )

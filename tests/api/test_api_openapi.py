@@ -76,3 +76,17 @@ def test_query_models_become_query_parameters(document: dict[str, Any]) -> None:
     assert parameters[("query", "limit")]["schema"]["maximum"] == 500
     assert parameters[("path", "account_id")]["required"] is True
     assert "422" in operation["responses"]
+
+
+@pytest.mark.parametrize(
+    ("path", "model"),
+    [("/api/v1/pool/flavours", "FlavourIn"), ("/api/v1/pool/flavours/{name}/rates", "RateIn")],
+)
+def test_routes_that_take_a_body_document_it(
+    document: dict[str, Any], path: str, model: str
+) -> None:
+    body = document["paths"][path]["post"]["requestBody"]
+    schema = body["content"]["application/json"]["schema"]
+    assert body["required"] is True
+    assert schema == {"$ref": f"#/components/schemas/{model}"}
+    assert "properties" in document["components"]["schemas"][model]
