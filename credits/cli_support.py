@@ -71,9 +71,20 @@ def cli_session_factory() -> sessionmaker[Session]:
 
 
 @contextmanager
-def cli_transaction() -> Iterator[Session]:
-    """One transaction for one command."""
+def cli_transaction(*, snapshot: bool = False) -> Iterator[Session]:
+    """One transaction for one command.
+
+    ``snapshot`` reads everything from one consistent, read-only view
+    (REPEATABLE READ on PostgreSQL; SQLite's BEGIN IMMEDIATE already gives one).
+    """
     with session_scope(cli_session_factory()) as session:
+        if snapshot and session.get_bind().dialect.name == "postgresql":
+            session.connection(
+                execution_options={
+                    "isolation_level": "REPEATABLE READ",
+                    "postgresql_readonly": True,
+                }
+            )
         yield session
 
 

@@ -67,7 +67,7 @@ def balance(account_id: int | None, code: str | None, as_json: bool) -> None:
 @reports_errors
 def verify(as_json: bool) -> None:
     """Check counters, holds and audit hashes against the journal; exit 1 on any mismatch."""
-    with cli_transaction() as session:
+    with cli_transaction(snapshot=True) as session:
         report = verify_ledger(session)
     if as_json:
         click.echo(report.model_dump_json(indent=2))

@@ -1,22 +1,21 @@
-"""Two-phase transfers: place a hold, capture from it in parts, void the rest."""
+"""Placing a hold: the pending half of a two-phase transfer.
+
+Settling it (capture, void) lives in :mod:`credits.ledger.settle`.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Row, Table, bindparam, insert, select, update
+from sqlalchemy import Row, Table, insert, select
 from sqlalchemy.orm import Session
 
-from credits.db import utcnow
 from credits.errors import InvalidInput
 from credits.identity.actor import Actor
 from credits.ledger import journal
 from credits.ledger.errors import (
     AccountNotFound,
-    CaptureExceedsHold,
-    HoldClosed,
-    HoldNotFound,
     InsufficientCredits,
 )
 from credits.ledger.models import (
@@ -28,29 +27,12 @@ from credits.ledger.models import (
     TransferKind,
 )
 from credits.ledger.queries import get_hold, project_sink_code, system_account_id
-from credits.ledger.schemas import HoldOut, HoldPartOut, TransferResult
+from credits.ledger.schemas import HoldOut, HoldPartOut
 
 HOLD_PARTS = cast(Table, HoldPart.__table__)
 TRANSFERS = journal.TRANSFERS
 _P = HOLD_PARTS.c
 _INSERT_PARTS = insert(HOLD_PARTS)
-_LOCK_HOLD = (
-    select(
-        HOLD_PARTS,
-        TRANSFERS.c.debit_account_id,
-        TRANSFERS.c.credit_account_id,
-        TRANSFERS.c.currency,
-    )
-    .join(TRANSFERS, TRANSFERS.c.id == _P.transfer_id)
-    .where(_P.hold_key == bindparam("hold_key"))
-    .order_by(_P.part)
-    .with_for_update(of=HOLD_PARTS)
-)
-_UPDATE_PART = (
-    update(HOLD_PARTS)
-    .where(_P.transfer_id == bindparam("part_id"))
-    .values(captured=bindparam("captured"), voided=bindparam("voided"), status=bindparam("status"))
-)
 
 
 def place_hold(
@@ -66,23 +48,27 @@ def place_hold(
     reference: str | None = None,
     now: datetime | None = None,
 ) -> HoldOut:
-    """Reserves ``amount`` from a project's allocations, or from one account.
+    """Reserves ``amount`` from a project's allocations, or from one allocation.
 
     A project's hold spans its active allocation accounts, soonest-expiring
     first, all or nothing. The reserved credits pay into the project's usage
-    sink (or ``sink_account_id``) when captured.
+    sink (or ``sink_account_id``, a usage sink of the same project) when
+    captured. A replay returns the hold as it stands now, ``replayed`` set.
 
     Raises InsufficientCredits (with ``required`` and ``available``),
     AccountNotActive, CurrencyMismatch, AccountNotFound, InvalidAmount,
+    InvalidInput (a source that is no allocation, a wrong sink),
     IdempotencyKeyReused.
     """
     key = journal.check_key(key)
     amount = journal.check_amount(amount)
     currency = journal.check_currency(currency)
+    now = journal.check_time(now)
     if (project_id is None) == (account_id is None):
         raise InvalidInput("a hold names either a project or an account")
     digest = journal.request_hash(
         TransferKind.HOLD,
+        actor,
         {
             "currency": currency.value,
             "amount": amount,
@@ -93,19 +79,23 @@ def place_hold(
         },
     )
     if journal.find_replay(session, key, digest) is not None:
-        return get_hold(session, hold_key=key).model_copy(update={"replayed": True})
-    now = now or utcnow()
+        return _replayed(session, key)
     if account_id is None:
-        sources, sink_id = _lock_project(session, project_id or 0, currency, sink_account_id, now)
+        sources, sink_id = _lock_project(session, project_id or 0, currency, sink_account_id)
     else:
-        sources, sink_id = _lock_account(session, account_id, currency, sink_account_id, now)
-    split = _split(amount, sources)
+        sources, sink_id = _lock_account(session, account_id, currency, sink_account_id)
+    # A request with this key may have committed while this one waited for the locks.
+    if journal.find_replay(session, key, digest) is not None:
+        return _replayed(session, key)
+    spendable = _spend_order([row for row in sources if _can_spend(row, now)])
+    if account_id is not None:
+        journal.require_spendable(sources[0], now)
     return _write_hold(
         session,
         key=key,
         digest=digest,
         currency=currency,
-        split=split,
+        split=_split(amount, spendable),
         sink_id=sink_id,
         actor=actor,
         reference=reference,
@@ -113,19 +103,23 @@ def place_hold(
     )
 
 
+def _replayed(session: Session, key: str) -> HoldOut:
+    return get_hold(session, hold_key=key).model_copy(update={"replayed": True})
+
+
 def _lock_account(
-    session: Session,
-    account_id: int,
-    currency: Currency,
-    sink_account_id: int | None,
-    now: datetime,
+    session: Session, account_id: int, currency: Currency, sink_account_id: int | None
 ) -> tuple[list[Row[Any]], int]:
+    """Locks one allocation and its sink, in id order."""
     sink_id = sink_account_id or _default_sink_id(session, account_id, currency)
     locked = journal.lock_accounts(session, [account_id, sink_id])
     account = locked[account_id]
+    if account.kind != AccountKind.ALLOCATION.value:
+        raise InvalidInput(
+            f"account {account_id} is a {account.kind} account; holds draw on allocations"
+        )
     journal.require_currency(account, currency)
-    journal.require_currency(locked[sink_id], currency)
-    journal.require_spendable(account, now)
+    _check_sink(locked[sink_id], currency, account.project_id)
     return [account], sink_id
 
 
@@ -146,29 +140,34 @@ def _default_sink_id(session: Session, account_id: int, currency: Currency) -> i
 
 
 def _lock_project(
-    session: Session,
-    project_id: int,
-    currency: Currency,
-    sink_account_id: int | None,
-    now: datetime,
+    session: Session, project_id: int, currency: Currency, sink_account_id: int | None
 ) -> tuple[list[Row[Any]], int]:
-    extra = [sink_account_id] if sink_account_id is not None else []
-    rows = journal.lock_project_accounts(session, project_id, currency, extra)
-    sink_id = sink_account_id or _project_sink_id(rows)
-    if sink_id is None:
-        sink_id = system_account_id(session, AccountKind.USAGE_SINK, currency)
-        journal.lock_accounts(session, [sink_id])
-    elif sink_account_id is not None:
-        sink = next((row for row in rows if row.id == sink_id), None)
-        if sink is None:
-            raise AccountNotFound(f"account {sink_id} does not exist", account_id=sink_id)
-        journal.require_currency(sink, currency)
-    return _spend_order([row for row in rows if _can_spend(row, now)]), sink_id
+    """Locks the project's accounts in the currency and the sink, all in id order.
+
+    The shared sink is named up front so that it, too, is locked in id order
+    when the project has no sink of its own.
+    """
+    fallback = sink_account_id or system_account_id(session, AccountKind.USAGE_SINK, currency)
+    rows = journal.lock_project_accounts(session, project_id, currency, [fallback])
+    by_id = {row.id: row for row in rows}
+    if fallback not in by_id:
+        raise AccountNotFound(f"account {fallback} does not exist", account_id=fallback)
+    own_sink = next(
+        (row.id for row in rows if row.code == project_sink_code(project_id, currency)), None
+    )
+    sink_id = sink_account_id or own_sink or fallback
+    _check_sink(by_id[sink_id], currency, project_id)
+    sources = [row for row in rows if row.project_id == project_id and row.id != sink_id]
+    return sources, sink_id
 
 
-def _project_sink_id(rows: list[Row[Any]]) -> int | None:
-    sinks = [row.id for row in rows if row.kind == AccountKind.USAGE_SINK.value]
-    return sinks[0] if sinks else None
+def _check_sink(sink: Row[Any], currency: Currency, project_id: int | None) -> None:
+    """Captured credits go to a usage sink of the same currency and project."""
+    if sink.kind != AccountKind.USAGE_SINK.value:
+        raise InvalidInput(f"account {sink.id} is a {sink.kind} account, not a usage sink")
+    journal.require_currency(sink, currency)
+    if sink.project_id is not None and sink.project_id != project_id:
+        raise InvalidInput(f"usage sink {sink.id} belongs to another project")
 
 
 def _can_spend(row: Row[Any], now: datetime) -> bool:
@@ -266,172 +265,3 @@ def _write_hold(
     )
     journal.audit_transfers(session, transfers, actor, now)
     return HoldOut(hold_key=key, currency=currency, parts=parts)
-
-
-def _lock_hold(session: Session, hold_key: str) -> list[Row[Any]]:
-    """The hold's parts with their transfer's accounts, locked, in part order."""
-    rows = journal.connection(session).execute(_LOCK_HOLD, {"hold_key": hold_key}).all()
-    if not rows:
-        raise HoldNotFound(f"no hold has key {hold_key!r}", hold_key=hold_key)
-    return list(rows)
-
-
-def _require_open(parts: list[Row[Any]], hold_key: str) -> list[Row[Any]]:
-    open_parts = [part for part in parts if part.status == HoldStatus.OPEN.value]
-    if open_parts:
-        return open_parts
-    if any(part.status == HoldStatus.VOIDED.value for part in parts):
-        raise HoldClosed(f"hold {hold_key!r} was already voided", hold_key=hold_key)
-    raise HoldClosed(f"hold {hold_key!r} is fully captured", hold_key=hold_key)
-
-
-def capture(
-    session: Session,
-    *,
-    key: str,
-    hold_key: str,
-    amount: int,
-    actor: Actor,
-    reference: str | None = None,
-    now: datetime | None = None,
-) -> TransferResult:
-    """Posts ``amount`` of an open hold; a hold may be captured many times.
-
-    The parts are drawn in the order the hold placed them. Never more than
-    the hold has left: raises CaptureExceedsHold (with ``remaining``),
-    HoldClosed, HoldNotFound, InvalidAmount, IdempotencyKeyReused.
-    """
-    key = journal.check_key(key)
-    amount = journal.check_amount(amount)
-    digest = journal.request_hash(
-        TransferKind.CAPTURE, {"hold_key": hold_key, "amount": amount, "reference": reference}
-    )
-    if (prior := journal.find_replay(session, key, digest)) is not None:
-        return TransferResult(transfers=prior, replayed=True)
-    now = now or utcnow()
-    open_parts = _require_open(_lock_hold(session, hold_key), hold_key)
-    remaining = sum(_remaining(part) for part in open_parts)
-    if amount > remaining:
-        raise CaptureExceedsHold(
-            f"capture of {amount} exceeds the {remaining} left on hold {hold_key!r}",
-            requested=amount,
-            remaining=remaining,
-        )
-    takes = []
-    left = amount
-    for part in open_parts:
-        take = min(left, _remaining(part))
-        if take:
-            takes.append((part, take))
-            left -= take
-    return _settle(
-        session,
-        key=key,
-        digest=digest,
-        kind=TransferKind.CAPTURE,
-        takes=takes,
-        actor=actor,
-        note=reference,
-        now=now,
-    )
-
-
-def void_hold(
-    session: Session,
-    *,
-    key: str,
-    hold_key: str,
-    actor: Actor,
-    reason: str | None = None,
-    now: datetime | None = None,
-) -> TransferResult:
-    """Releases whatever the hold has not captured; the hold is then closed.
-
-    Raises HoldClosed on a second void or a fully captured hold, HoldNotFound,
-    IdempotencyKeyReused.
-    """
-    key = journal.check_key(key)
-    digest = journal.request_hash(TransferKind.VOID, {"hold_key": hold_key, "reason": reason})
-    if (prior := journal.find_replay(session, key, digest)) is not None:
-        return TransferResult(transfers=prior, replayed=True)
-    now = now or utcnow()
-    open_parts = _require_open(_lock_hold(session, hold_key), hold_key)
-    takes = [(part, _remaining(part)) for part in open_parts]
-    return _settle(
-        session,
-        key=key,
-        digest=digest,
-        kind=TransferKind.VOID,
-        takes=takes,
-        actor=actor,
-        note=reason,
-        now=now,
-    )
-
-
-def _remaining(part: Row[Any]) -> int:
-    return int(part.amount - part.captured - part.voided)
-
-
-def _settle(
-    session: Session,
-    *,
-    key: str,
-    digest: str,
-    kind: TransferKind,
-    takes: list[tuple[Row[Any], int]],
-    actor: Actor,
-    note: str | None,
-    now: datetime,
-) -> TransferResult:
-    """Writes one capture or void transfer per hold part and moves the counters."""
-    counters = journal.Counters()
-    rows = []
-    for index, (part, amount) in enumerate(takes):
-        _update_part(session, part, kind, amount)
-        counters[part.debit_account_id].debits_pending -= amount
-        counters[part.credit_account_id].credits_pending -= amount
-        if kind is TransferKind.CAPTURE:
-            counters[part.debit_account_id].debits_posted += amount
-            counters[part.credit_account_id].credits_posted += amount
-        rows.append(
-            journal.transfer_row(
-                key=key,
-                part=index,
-                digest=digest,
-                kind=kind,
-                currency=Currency(part.currency),
-                debit_account_id=part.debit_account_id,
-                credit_account_id=part.credit_account_id,
-                amount=amount,
-                actor=actor,
-                now=now,
-                pending_id=part.transfer_id,
-                reference=note if kind is TransferKind.CAPTURE else None,
-                reason=note if kind is TransferKind.VOID else None,
-            )
-        )
-    counters.apply(session)
-    transfers = journal.insert_transfers(session, rows)
-    journal.audit_transfers(session, transfers, actor, now)
-    return TransferResult(transfers=transfers)
-
-
-def _update_part(session: Session, part: Row[Any], kind: TransferKind, amount: int) -> None:
-    captured = part.captured + (amount if kind is TransferKind.CAPTURE else 0)
-    voided = part.voided + (amount if kind is TransferKind.VOID else 0)
-    if kind is TransferKind.VOID:
-        status = HoldStatus.VOIDED
-    elif captured == part.amount:
-        status = HoldStatus.CAPTURED
-    else:
-        status = HoldStatus.OPEN
-    journal.connection(session).execute(
-        _UPDATE_PART,
-        {
-            "part_id": part.transfer_id,
-            "captured": captured,
-            "voided": voided,
-            "status": status.value,
-        },
-    )

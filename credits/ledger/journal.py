@@ -16,6 +16,7 @@ from sqlalchemy import Connection, Row, Table, and_, bindparam, insert, or_, sel
 from sqlalchemy.orm import Session
 
 from credits.audit.service import canonical_json, record_events
+from credits.db import utcnow
 from credits.errors import InvalidInput
 from credits.identity.actor import Actor
 from credits.ledger.errors import (
@@ -23,7 +24,6 @@ from credits.ledger.errors import (
     AccountNotFound,
     CurrencyMismatch,
     IdempotencyKeyReused,
-    InsufficientCredits,
     InvalidAmount,
 )
 from credits.ledger.models import Account, AccountStatus, Currency, Transfer, TransferKind
@@ -34,6 +34,10 @@ TRANSFERS = cast(Table, Transfer.__table__)
 MAX_KEY_LENGTH = 200
 # Amounts fit a signed 64-bit counter with room for sums of many of them.
 MAX_AMOUNT = 2**53
+
+
+class CounterGuardTripped(RuntimeError):
+    """A counter update hit the overdraft guard that the service had checked."""
 
 
 def connection(session: Session) -> Connection:
@@ -117,17 +121,34 @@ def check_currency(currency: object) -> Currency:
         raise InvalidInput(f"currency must be one of {allowed}, got {currency!r}") from None
 
 
+# Keys the ledger derives itself (expiry sweeps) start with this; a caller's
+# key may not, so a client can never occupy a key the platform will need.
+RESERVED_KEY_PREFIX = "ledger:"
+
+
 def check_key(key: object) -> str:
     if not isinstance(key, str) or not key.strip():
         raise InvalidInput("an idempotency key is required")
     if len(key) > MAX_KEY_LENGTH:
         raise InvalidInput(f"an idempotency key is at most {MAX_KEY_LENGTH} characters")
+    if key.startswith(RESERVED_KEY_PREFIX):
+        raise InvalidInput(f"idempotency keys starting with {RESERVED_KEY_PREFIX!r} are reserved")
     return key
 
 
-def request_hash(kind: TransferKind, fields: Mapping[str, Any]) -> str:
-    """What a request asked for, so a replayed key can be told from a reused one."""
-    document = {"kind": kind.value, **fields}
+def check_time(moment: datetime | None, *, name: str = "now") -> datetime:
+    """An aware time (default: now); a naive one is refused, never guessed."""
+    if moment is None:
+        return utcnow()
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise InvalidInput(f"{name} must carry a timezone, got {moment.isoformat()}")
+    return moment
+
+
+def request_hash(kind: TransferKind, actor: Actor, fields: Mapping[str, Any]) -> str:
+    """What a request asked for and who asked, so a replayed key can be told from a
+    reused one; another actor's request under the same key is a reuse, never a replay."""
+    document = {"kind": kind.value, "actor": actor.label, **fields}
     return hashlib.sha256(canonical_json(document).encode()).hexdigest()
 
 
@@ -227,7 +248,7 @@ class Counters:
     def apply(self, session: Session) -> None:
         """One conditional UPDATE per account, sent together, in account id order.
 
-        Raises InsufficientCredits when a flagged account would go below zero.
+        Raises CounterGuardTripped when a flagged account would go below zero.
         """
         params = [
             {
@@ -241,7 +262,10 @@ class Counters:
         ]
         result = connection(session).execute(_APPLY_COUNTERS, params)
         if result.rowcount != len(params):
-            raise InsufficientCredits("an account would go below zero")
+            # Callers check balances under the row lock first, so this is a bug,
+            # not a refusal: it must abort the whole transaction, never be
+            # caught as a CreditsError and committed half-applied.
+            raise CounterGuardTripped(f"an overdraft guard refused one of {len(params)} updates")
 
 
 def insert_transfers(session: Session, rows: Sequence[Mapping[str, Any]]) -> list[TransferOut]:

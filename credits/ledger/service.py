@@ -20,6 +20,7 @@ from credits.identity.actor import Actor
 from credits.identity.models import Role
 from credits.ledger import journal
 from credits.ledger.errors import (
+    AccountNotActive,
     AdjustmentForbidden,
     InsufficientCredits,
     InvalidAmount,
@@ -27,10 +28,11 @@ from credits.ledger.errors import (
     ReasonRequired,
     StatusChangeForbidden,
 )
-from credits.ledger.holds import capture, place_hold, void_hold
+from credits.ledger.holds import place_hold
 from credits.ledger.models import Account, AccountKind, AccountStatus, Currency, TransferKind
 from credits.ledger.queries import get_account, project_sink_code, system_account_id
 from credits.ledger.schemas import AccountOut, TransferResult
+from credits.ledger.settle import capture, void_hold
 
 __all__ = [
     "adjust",
@@ -71,12 +73,15 @@ def open_account(
     code = code.strip()
     if not code:
         raise InvalidInput("an account needs a code")
+    for name, moment in (("starts_at", starts_at), ("expires_at", expires_at)):
+        if moment is not None:
+            journal.check_time(moment, name=name)
     if starts_at is not None and expires_at is not None and expires_at <= starts_at:
         raise InvalidInput("an account must expire after it starts")
     if session.scalar(select(Account.id).where(Account.code == code)) is not None:
         raise InvalidInput(f"an account with code {code!r} already exists")
     if kind is AccountKind.ALLOCATION and project_id is not None:
-        _ensure_project_sink(session, project_id, currency)
+        _ensure_project_sink(session, project_id, currency, actor)
     account_id = session.execute(
         insert(ACCOUNTS)
         .values(
@@ -108,7 +113,9 @@ def _check_kind(kind: AccountKind | str) -> AccountKind:
         raise InvalidInput(f"account kind must be one of {allowed}, got {kind!r}") from None
 
 
-def _ensure_project_sink(session: Session, project_id: int, currency: Currency) -> None:
+def _ensure_project_sink(
+    session: Session, project_id: int, currency: Currency, actor: Actor
+) -> None:
     """Creates the project's usage sink once, even when two awards race for it."""
     values = {
         "code": project_sink_code(project_id, currency),
@@ -125,9 +132,14 @@ def _ensure_project_sink(session: Session, project_id: int, currency: Currency) 
     }
     dialect = session.get_bind().dialect.name
     builder = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    session.execute(
-        builder(ACCOUNTS).values(**values).on_conflict_do_nothing(index_elements=["code"])
-    )
+    created = session.execute(
+        builder(ACCOUNTS)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=["code"])
+        .returning(ACCOUNTS.c.id)
+    ).scalar()
+    if created is not None:
+        _audit_account(session, created, "ledger.account_opened", actor, {"code": values["code"]})
 
 
 def set_account_status(
@@ -145,7 +157,7 @@ def set_account_status(
         status = AccountStatus(status)
     except ValueError:
         raise InvalidInput(f"unknown account status {status!r}") from None
-    if not reason.strip():
+    if not isinstance(reason, str) or not reason.strip():
         raise ReasonRequired("changing an account's status needs a reason")
     locked = journal.lock_accounts(session, [account_id])[account_id]
     if locked.status == status.value:
@@ -162,7 +174,13 @@ def set_account_status(
 
 
 def _audit_account(
-    session: Session, account_id: int, event_type: str, actor: Actor, data: dict[str, Any]
+    session: Session,
+    account_id: int,
+    event_type: str,
+    actor: Actor,
+    data: dict[str, Any],
+    *,
+    now: datetime | None = None,
 ) -> None:
     record_event(
         session,
@@ -171,7 +189,24 @@ def _audit_account(
         subject_type="ledger_account",
         subject_id=str(account_id),
         data=data,
+        occurred_at=now,
     )
+
+
+def _lock_unless_replayed(
+    session: Session, key: str, digest: str, account_ids: list[int]
+) -> tuple[dict[int, Row[Any]], TransferResult | None]:
+    """Locks the accounts, unless ``key`` was used before: then its first result.
+
+    The key is looked up again once the accounts are locked, since a request
+    with the same key may have committed while this one waited.
+    """
+    if (prior := journal.find_replay(session, key, digest)) is not None:
+        return {}, TransferResult(transfers=prior, replayed=True)
+    locked = journal.lock_accounts(session, account_ids)
+    if (prior := journal.find_replay(session, key, digest)) is not None:
+        return {}, TransferResult(transfers=prior, replayed=True)
+    return locked, None
 
 
 def grant(
@@ -197,8 +232,10 @@ def grant(
     amount = journal.check_amount(amount)
     if from_account_id == to_account_id:
         raise InvalidInput("a grant moves credits between two different accounts")
+    now = journal.check_time(now)
     digest = journal.request_hash(
         TransferKind.GRANT,
+        actor,
         {
             "from": from_account_id,
             "to": to_account_id,
@@ -207,10 +244,9 @@ def grant(
             "reference": reference,
         },
     )
-    if (prior := journal.find_replay(session, key, digest)) is not None:
-        return TransferResult(transfers=prior, replayed=True)
-    now = now or utcnow()
-    locked = journal.lock_accounts(session, [from_account_id, to_account_id])
+    locked, prior = _lock_unless_replayed(session, key, digest, [from_account_id, to_account_id])
+    if prior is not None:
+        return prior
     source, target = locked[from_account_id], locked[to_account_id]
     currency = Currency(source.currency)
     journal.require_currency(target, currency)
@@ -305,12 +341,10 @@ def adjust(
     if type(amount) is not int or amount == 0:
         raise InvalidAmount(f"an adjustment is a non-zero integer of micro-credits, got {amount!r}")
     journal.check_amount(abs(amount))
+    now = journal.check_time(now)
     digest = journal.request_hash(
-        TransferKind.ADJUST, {"account_id": account_id, "amount": amount, "reason": reason}
+        TransferKind.ADJUST, actor, {"account_id": account_id, "amount": amount, "reason": reason}
     )
-    if (prior := journal.find_replay(session, key, digest)) is not None:
-        return TransferResult(transfers=prior, replayed=True)
-    now = now or utcnow()
     account = get_account(session, account_id=account_id)
     if account.kind not in GUARDED_KINDS:
         raise InvalidInput(
@@ -318,7 +352,11 @@ def adjust(
             "allocation and program-pool accounts"
         )
     other = system_account_id(session, AccountKind.ADJUSTMENTS, account.currency)
-    locked = journal.lock_accounts(session, [account_id, other])
+    locked, prior = _lock_unless_replayed(session, key, digest, [account_id, other])
+    if prior is not None:
+        return prior
+    if amount > 0:
+        _require_not_ended(locked[account_id], now)
     debit, credit = (other, account_id) if amount > 0 else (account_id, other)
     _require_covers(locked[debit], abs(amount))
     return _post(
@@ -336,31 +374,41 @@ def adjust(
     )
 
 
+def _require_not_ended(account: Row[Any], now: datetime) -> None:
+    """Credits added to an ended account would sit there until the next sweep;
+    a suspended one may still be corrected."""
+    ended = account.status == AccountStatus.EXPIRED.value or (
+        account.expires_at is not None and account.expires_at <= now
+    )
+    if ended:
+        raise AccountNotActive(f"account {account.id} has ended", account_id=account.id)
+
+
 def expire_account(
     session: Session,
     *,
     account_id: int,
     actor: Actor,
     now: datetime | None = None,
-    key: str | None = None,
 ) -> TransferResult:
     """Moves an ended account's unreserved remainder to the expiry sink.
 
     Open holds keep their credits so running work can still be charged; once
     they are voided, a later sweep moves what they released. The account is
-    marked expired. Without a key, one is derived from the account's counters,
-    so re-running a sweep on unchanged state moves nothing twice.
+    marked expired. The key is derived from the account's counters, in the
+    ledger's reserved key space, so re-running a sweep on unchanged state moves
+    nothing twice and no client key can collide with it.
     Raises NotExpired, AccountNotFound, IdempotencyKeyReused.
     """
-    now = now or utcnow()
+    now = journal.check_time(now)
     account = get_account(session, account_id=account_id)
     sink = system_account_id(session, AccountKind.EXPIRY_SINK, account.currency)
     locked = journal.lock_accounts(session, [account_id, sink])[account_id]
     if locked.expires_at is None or locked.expires_at > now:
         raise NotExpired(f"account {account_id} has not reached its end date")
     remainder = journal.available(locked)
-    key = journal.check_key(key or _expiry_key(locked))
-    digest = journal.request_hash(TransferKind.EXPIRE, {"account_id": account_id})
+    key = _expiry_key(locked)
+    digest = journal.request_hash(TransferKind.EXPIRE, actor, {"account_id": account_id})
     if (prior := journal.find_replay(session, key, digest)) is not None:
         return TransferResult(transfers=prior, replayed=True)
     if locked.status != AccountStatus.EXPIRED.value:
@@ -375,6 +423,7 @@ def expire_account(
             "ledger.account_status",
             actor,
             {"from": locked.status, "to": AccountStatus.EXPIRED.value, "reason": "ended"},
+            now=now,
         )
     if remainder <= 0:
         return TransferResult(transfers=[])
@@ -394,6 +443,6 @@ def expire_account(
 
 def _expiry_key(account: Row[Any]) -> str:
     return (
-        f"expire:{account.id}:{account.credits_posted}:"
+        f"{journal.RESERVED_KEY_PREFIX}expire:{account.id}:{account.credits_posted}:"
         f"{account.debits_posted}:{account.debits_pending}"
     )

@@ -7,11 +7,17 @@ Checks, each reported by name on failure:
 - every hold part equals its pending transfer, and its captured and voided
   amounts equal the transfers that settled it, never above the hold;
 - every capture and void names a hold with the same accounts;
-- every transfer has an audit event, and every audit leaf hash matches.
+- a hold is pending, a capture or void names its hold, nothing else does;
+- every transfer has exactly one audit event that says what its row says,
+  every such event names a transfer, and every audit leaf hash matches.
+
+Run it inside one snapshot (``cli_transaction(snapshot=True)``) so that
+commits landing between its queries cannot show up as mismatches.
 """
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any, cast
@@ -23,9 +29,10 @@ from credits.audit.models import AuditEvent
 from credits.audit.service import find_leaf_mismatches
 from credits.ledger.journal import ACCOUNTS, POSTED_KINDS, TRANSFERS, available
 from credits.ledger.models import HoldPart, HoldStatus, TransferKind
-from credits.ledger.schemas import VerifyReport
+from credits.ledger.schemas import TransferOut, VerifyReport
 
 HOLD_PARTS = cast(Table, HoldPart.__table__)
+SETTLING_KINDS = (TransferKind.CAPTURE.value, TransferKind.VOID.value)
 COUNTERS = ("debits_pending", "debits_posted", "credits_pending", "credits_posted")
 
 
@@ -39,7 +46,8 @@ def verify_ledger(session: Session) -> VerifyReport:
         *_balance_problems(accounts),
         *_overdraft_problems(accounts),
         *_hold_problems(session, parts),
-        *_audit_problems(session, transfers),
+        *_kind_problems(session),
+        *_audit_problems(session),
     ]
     audited = session.scalar(select(func.count()).select_from(AuditEvent)) or 0
     return VerifyReport(
@@ -167,24 +175,60 @@ def _part_problems(
 
 
 def _expected_status(amount: int, captured: int, voided: int) -> str:
-    if voided > 0:
+    """A void takes all that is left; a capture of the rest closes the part."""
+    if voided > 0 and captured + voided == amount:
         return HoldStatus.VOIDED.value
+    if voided > 0:
+        return "impossible: voided with credits left"
     if captured == amount:
         return HoldStatus.CAPTURED.value
     return HoldStatus.OPEN.value
 
 
-def _audit_problems(session: Session, transfers: int) -> list[str]:
-    audited = session.scalar(
-        select(func.count(func.distinct(AuditEvent.subject_id))).where(
-            AuditEvent.subject_type == "ledger_transfer"
-        )
-    )
+def _kind_problems(session: Session) -> list[str]:
+    """A hold is pending and names no hold; a capture or void names one; others neither."""
     problems = []
-    if audited != transfers:
-        problems.append(f"{transfers} transfers but {audited} have an audit event")
+    for row in session.execute(select(TRANSFERS).order_by(TRANSFERS.c.id)):
+        settles = row.kind in SETTLING_KINDS
+        if row.pending != (row.kind == TransferKind.HOLD.value):
+            problems.append(f"transfer {row.id} ({row.kind}) has pending={row.pending}")
+        if settles != (row.pending_id is not None):
+            problems.append(f"transfer {row.id} ({row.kind}) has pending_id={row.pending_id}")
+    return problems
+
+
+def _audit_problems(session: Session) -> list[str]:
+    """Each transfer has exactly one event that says what the transfer row says."""
+    events: dict[str, list[Row[Any]]] = defaultdict(list)
+    for event in session.execute(
+        select(AuditEvent.__table__).where(AuditEvent.subject_type == "ledger_transfer")
+    ):
+        events[event.subject_id].append(event)
+    problems = []
+    for row in session.execute(select(TRANSFERS).order_by(TRANSFERS.c.id)):
+        found = events.pop(str(row.id), [])
+        if len(found) != 1:
+            problems.append(f"transfer {row.id} has {len(found)} audit events, not 1")
+            continue
+        if not _event_matches(found[0], row):
+            problems.append(f"audit event {found[0].id} does not match transfer {row.id}")
+    problems += [
+        f"audit event names transfer {subject}, which does not exist" for subject in events
+    ]
     problems += [
         f"audit event {mismatch.event_id}: leaf hash does not match its canonical JSON"
         for mismatch in find_leaf_mismatches(session)
     ]
     return problems
+
+
+def _event_matches(event: Row[Any], transfer: Row[Any]) -> bool:
+    expected = TransferOut.model_validate(transfer._mapping).model_dump(
+        mode="json", exclude={"created_at", "actor"}
+    )
+    document: dict[str, Any] = json.loads(event.canonical_json)
+    return bool(
+        event.event_type == f"ledger.{transfer.kind}"
+        and event.actor == transfer.actor
+        and document.get("data") == expected
+    )

@@ -7,17 +7,19 @@ from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
 
+import click
 import pytest
 from click.testing import CliRunner
 from conftest import create_postgres_database, drop_postgres_database
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from credits.cli import main
+from credits.cli_support import cli_transaction
 from credits.db import make_engine, make_session_factory, run_in_transaction, session_scope, utcnow
 from credits.identity.actor import Actor
 from credits.ledger import queries, service
-from credits.ledger.errors import InsufficientCredits
+from credits.ledger.errors import CaptureExceedsHold, HoldClosed, InsufficientCredits
 from credits.ledger.models import AccountKind, Currency
 from credits.migrate import upgrade
 
@@ -78,6 +80,9 @@ def run_together(count: int, work: Callable[[int], Any]) -> list[Any]:
         thread.start()
     for thread in threads:
         thread.join(timeout=60)
+    hung = [thread.name for thread in threads if thread.is_alive()]
+    assert not hung, f"threads still running after 60 s (a deadlock?): {hung}"
+    assert all(result is not None for result in results)
     return results
 
 
@@ -125,7 +130,8 @@ def test_the_same_key_sent_concurrently_holds_once(
 ) -> None:
     url, engine = committed_postgres
     factory = make_session_factory(engine)
-    fund_project(factory, project_id=2, amounts=[100 * HOLD])
+    # Exactly one hold's worth: a retry that re-ran instead of replaying would be refused.
+    fund_project(factory, project_id=2, amounts=[HOLD])
 
     def hold(_: int) -> Any:
         return run_in_transaction(
@@ -164,7 +170,59 @@ def test_concurrent_captures_never_exceed_the_hold(committed_postgres: tuple[str
 
     results = run_together(16, capture)
     assert sum(1 for r in results if not isinstance(r, Exception)) == 10
+    refused = [r for r in results if isinstance(r, Exception)]
+    assert all(isinstance(error, (CaptureExceedsHold, HoldClosed)) for error in refused), refused
     with session_scope(factory) as session:
         hold = queries.get_hold(session, hold_key="h")
     assert (hold.captured, hold.remaining) == (10 * HOLD, 0)
     assert "ledger OK" in verify_through_cli(url)
+
+
+def test_the_same_capture_and_void_sent_concurrently_settle_once(
+    committed_postgres: tuple[str, Engine],
+) -> None:
+    url, engine = committed_postgres
+    factory = make_session_factory(engine)
+    fund_project(factory, project_id=4, amounts=[2 * HOLD])
+    with session_scope(factory) as session:
+        for key in ("h1", "h2"):
+            service.place_hold(
+                session, key=key, currency="gpu", amount=HOLD, project_id=4, actor=SYSTEM
+            )
+
+    def settle(index: int) -> Any:
+        if index % 2:
+            return run_in_transaction(
+                factory,
+                lambda session: service.void_hold(session, key="v", hold_key="h2", actor=SYSTEM),
+            )
+        return run_in_transaction(
+            factory,
+            lambda session: service.capture(
+                session, key="c", hold_key="h1", amount=HOLD, actor=SYSTEM
+            ),
+        )
+
+    results = run_together(8, settle)
+    assert not [r for r in results if isinstance(r, Exception)], results
+    assert sum(1 for r in results if not r.replayed) == 2
+    with session_scope(factory) as session:
+        captured = queries.get_hold(session, hold_key="h1")
+        voided = queries.get_hold(session, hold_key="h2")
+    assert (captured.captured, voided.voided) == (HOLD, HOLD)
+    assert "ledger OK" in verify_through_cli(url)
+
+
+def test_verify_reads_one_snapshot_on_postgresql(committed_postgres: tuple[str, Engine]) -> None:
+    _, engine = committed_postgres
+    factory = make_session_factory(engine)
+
+    @click.command()
+    def show() -> None:
+        with cli_transaction(snapshot=True) as session:
+            level = session.execute(text("SHOW transaction_isolation")).scalar()
+            read_only = session.execute(text("SHOW transaction_read_only")).scalar()
+        click.echo(f"{level} {read_only}")
+
+    result = CliRunner().invoke(show, obj={"session_factory": factory})
+    assert result.output.strip() == "repeatable read on"

@@ -156,9 +156,15 @@ class LedgerModel:
         if posted:
             self._move(part.account_id, part.sink_id, amount, pending=False)
 
-    def adjust(self, account_id: int, amount: int, *, is_ops: bool) -> None:
+    def adjust(self, account_id: int, amount: int, *, is_ops: bool, now: datetime) -> None:
         if not is_ops:
             raise AdjustmentForbidden("ops only")
+        account = self.accounts[account_id]
+        ended = account.status == "expired" or (
+            account.expires_at is not None and account.expires_at <= now
+        )
+        if amount > 0 and ended:
+            raise AccountNotActive("ended")
         other = self.sinks[f"adjustments:{self.accounts[account_id].currency}"]
         debit, credit = (other, account_id) if amount > 0 else (account_id, other)
         if self.accounts[debit].no_overdraft and self.accounts[debit].available < abs(amount):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -21,7 +21,7 @@ from sqlalchemy import select, text
 from sqlalchemy.exc import DatabaseError
 from sqlalchemy.orm import Session
 
-from credits.audit.service import leaf_hash, list_events
+from credits.audit.service import leaf_hash, list_events, record_event
 from credits.db import utcnow
 from credits.errors import CreditsError, InvalidInput
 from credits.ledger import queries, service
@@ -39,7 +39,7 @@ from credits.ledger.errors import (
     NotExpired,
     ReasonRequired,
 )
-from credits.ledger.models import AccountKind, AccountStatus, Currency, Transfer
+from credits.ledger.models import AccountKind, AccountStatus, Currency, HoldPart, Transfer
 from credits.ledger.verify import verify_ledger
 
 
@@ -49,12 +49,18 @@ def assert_refused_and_unchanged(
     """The action raises ``error`` and writes no transfer or audit row."""
     transfers, events = transfer_count(session), audit_count(session)
     accounts = [a.model_dump() for a in queries.list_accounts(session)]
+    parts = hold_parts(session)
     with pytest.raises(error) as raised, session.begin_nested():
         action()
     assert transfer_count(session) == transfers
     assert audit_count(session) == events
     assert [a.model_dump() for a in queries.list_accounts(session)] == accounts
+    assert hold_parts(session) == parts
     return raised.value
+
+
+def hold_parts(session: Session) -> list[tuple[Any, ...]]:
+    return [tuple(row) for row in session.execute(select(HoldPart.__table__)).all()]
 
 
 def test_grant_moves_credits_and_keeps_the_books_balanced(any_session: Session) -> None:
@@ -479,3 +485,130 @@ def test_adjusting_a_system_account_is_refused(any_session: Session) -> None:
         ),
     )
     assert "adjustments apply to allocation and program-pool accounts" in error.detail
+
+
+def test_holds_draw_only_on_allocations(any_session: Session) -> None:
+    funded_allocation(any_session, amount=100)
+    assert_refused_and_unchanged(
+        any_session,
+        InvalidInput,
+        lambda: service.place_hold(
+            any_session,
+            key="h",
+            currency="gpu",
+            amount=1,
+            account_id=source_id(any_session),
+            actor=SYSTEM,
+        ),
+    )
+
+
+def test_a_hold_cannot_pay_into_another_projects_sink_or_a_non_sink(any_session: Session) -> None:
+    mine = funded_allocation(any_session, amount=100, project_id=1)
+    theirs = funded_allocation(any_session, amount=100, project_id=2)
+    their_sink = queries.get_account_by_code(any_session, code="project:2:usage:gpu")
+    for sink in (their_sink.id, theirs.id):
+        for target in ({"project_id": 1}, {"account_id": mine.id}):
+            assert_refused_and_unchanged(
+                any_session,
+                InvalidInput,
+                lambda sink=sink, target=target: service.place_hold(
+                    any_session,
+                    key="h",
+                    currency="gpu",
+                    amount=1,
+                    sink_account_id=sink,
+                    actor=SYSTEM,
+                    **target,
+                ),
+            )
+
+
+def test_keys_in_the_ledgers_reserved_space_are_refused(any_session: Session) -> None:
+    funded_allocation(any_session, amount=100)
+    error = assert_refused_and_unchanged(
+        any_session,
+        InvalidInput,
+        lambda: service.place_hold(
+            any_session, key="ledger:expire:1", currency="gpu", amount=1, project_id=1, actor=SYSTEM
+        ),
+    )
+    assert "reserved" in error.detail
+
+
+def test_a_naive_time_is_refused_not_guessed(any_session: Session) -> None:
+    funded_allocation(any_session, amount=100)
+    naive = datetime(2031, 1, 1)  # noqa: DTZ001 - the naive time under test
+    assert_refused_and_unchanged(
+        any_session,
+        InvalidInput,
+        lambda: service.place_hold(
+            any_session, key="h", currency="gpu", amount=1, project_id=1, actor=SYSTEM, now=naive
+        ),
+    )
+    with pytest.raises(InvalidInput, match="expires_at must carry a timezone"):
+        service.open_account(any_session, code="x", currency="gpu", expires_at=naive, actor=SYSTEM)
+
+
+def test_another_actor_reusing_a_key_is_refused_not_replayed(any_session: Session) -> None:
+    funded_allocation(any_session, amount=100)
+    service.place_hold(any_session, key="h", currency="gpu", amount=1, project_id=1, actor=SYSTEM)
+    assert_refused_and_unchanged(
+        any_session,
+        IdempotencyKeyReused,
+        lambda: service.place_hold(
+            any_session, key="h", currency="gpu", amount=1, project_id=1, actor=OPS
+        ),
+    )
+
+
+def test_positive_adjustment_of_an_ended_account_is_refused_but_suspended_is_allowed(
+    any_session: Session,
+) -> None:
+    ended = funded_allocation(any_session, amount=100, expires_at=utcnow() + timedelta(hours=1))
+    later = utcnow() + timedelta(hours=2)
+    assert_refused_and_unchanged(
+        any_session,
+        AccountNotActive,
+        lambda: service.adjust(
+            any_session, key="a", account_id=ended.id, amount=5, actor=OPS, reason="r", now=later
+        ),
+    )
+    suspended = funded_allocation(any_session, amount=100)
+    service.set_account_status(
+        any_session, account_id=suspended.id, status="suspended", actor=OPS, reason="r"
+    )
+    service.adjust(any_session, key="b", account_id=suspended.id, amount=5, actor=OPS, reason="r")
+    assert available(any_session, suspended.id) == 105
+
+
+def test_verify_reports_audit_events_that_do_not_match_the_journal(any_session: Session) -> None:
+    account = funded_allocation(any_session, amount=100)
+    (grant,) = queries.list_transfers(any_session, account_id=account.id).items
+    record_event(
+        any_session,
+        event_type="ledger.grant",
+        actor="system:test",
+        subject_type="ledger_transfer",
+        subject_id=str(grant.id),
+        data={"amount": 1},
+    )
+    record_event(
+        any_session,
+        event_type="ledger.grant",
+        actor="system:test",
+        subject_type="ledger_transfer",
+        subject_id="987654",
+        data={},
+    )
+    problems = verify_ledger(any_session).problems
+    assert f"transfer {grant.id} has 2 audit events, not 1" in problems
+    assert "audit event names transfer 987654, which does not exist" in problems
+
+
+def test_verify_reports_a_hold_part_marked_settled_with_credits_left(any_session: Session) -> None:
+    funded_allocation(any_session, amount=100)
+    service.place_hold(any_session, key="h", currency="gpu", amount=10, project_id=1, actor=SYSTEM)
+    any_session.execute(text("UPDATE ledger_hold_parts SET status = 'voided' WHERE hold_key = 'h'"))
+    problems = verify_ledger(any_session).problems
+    assert any("hold 'h' part 0 is voided" in problem for problem in problems), problems

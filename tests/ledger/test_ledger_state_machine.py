@@ -231,7 +231,7 @@ def ledger_machine(engine: Engine) -> type[RuleBasedStateMachine]:
                 "adjust",
                 call=lambda p: service.adjust(self.session, actor=actor, now=self.now, **p),
                 params=params,
-                model_call=lambda m: m.adjust(account_id, amount, is_ops=as_ops),
+                model_call=lambda m: m.adjust(account_id, amount, is_ops=as_ops, now=self.now),
                 changed={**params, "amount": amount * 2},
             )
 
