@@ -26,7 +26,12 @@ from credits.ledger.models import (
     HoldStatus,
     TransferKind,
 )
-from credits.ledger.queries import get_hold, project_sink_code, system_account_id
+from credits.ledger.queries import (
+    get_hold,
+    project_sink_code,
+    system_account_code,
+    system_account_id,
+)
 from credits.ledger.schemas import HoldOut, HoldPartOut
 
 HOLD_PARTS = cast(Table, HoldPart.__table__)
@@ -78,13 +83,13 @@ def place_hold(
             "reference": reference,
         },
     )
-    if journal.find_replay(session, key, digest) is not None:
-        return _replayed(session, key)
+    # The replay check comes after the locks: a request with the same key may
+    # commit while this one waits for them. What the lock helpers refuse (kinds,
+    # sinks) cannot change between a request and its replay.
     if account_id is None:
         sources, sink_id = _lock_project(session, project_id or 0, currency, sink_account_id)
     else:
         sources, sink_id = _lock_account(session, account_id, currency, sink_account_id)
-    # A request with this key may have committed while this one waited for the locks.
     if journal.find_replay(session, key, digest) is not None:
         return _replayed(session, key)
     spendable = _spend_order([row for row in sources if _can_spend(row, now)])
@@ -144,18 +149,30 @@ def _lock_project(
 ) -> tuple[list[Row[Any]], int]:
     """Locks the project's accounts in the currency and the sink, all in id order.
 
-    The shared sink is named up front so that it, too, is locked in id order
-    when the project has no sink of its own.
+    The shared sink is locked in the same statement, so that it too is taken
+    in id order when the project has no sink of its own.
     """
-    fallback = sink_account_id or system_account_id(session, AccountKind.USAGE_SINK, currency)
-    rows = journal.lock_project_accounts(session, project_id, currency, [fallback])
-    by_id = {row.id: row for row in rows}
-    if fallback not in by_id:
-        raise AccountNotFound(f"account {fallback} does not exist", account_id=fallback)
-    own_sink = next(
-        (row.id for row in rows if row.code == project_sink_code(project_id, currency)), None
+    shared_code = system_account_code(AccountKind.USAGE_SINK, currency)
+    rows = journal.lock_project_accounts(
+        session,
+        project_id,
+        currency,
+        extra_ids=[sink_account_id] if sink_account_id is not None else [],
+        extra_code=shared_code,
     )
-    sink_id = sink_account_id or own_sink or fallback
+    by_id = {row.id: row for row in rows}
+    if sink_account_id is not None and sink_account_id not in by_id:
+        raise AccountNotFound(
+            f"account {sink_account_id} does not exist", account_id=sink_account_id
+        )
+    sinks = {row.code: row.id for row in rows}
+    sink_id = (
+        sink_account_id
+        or sinks.get(project_sink_code(project_id, currency))
+        or sinks.get(shared_code)
+    )
+    if sink_id is None:
+        raise AccountNotFound(f"system account {shared_code} is missing; run `credits db upgrade`")
     _check_sink(by_id[sink_id], currency, project_id)
     sources = [row for row in rows if row.project_id == project_id and row.id != sink_id]
     return sources, sink_id

@@ -62,6 +62,7 @@ _LOCK_PROJECT = (
         or_(
             and_(_A.project_id == bindparam("project_id"), _A.currency == bindparam("currency")),
             _A.id.in_(bindparam("extra_ids", expanding=True)),
+            _A.code == bindparam("extra_code"),
         )
     )
     .order_by(_A.id)
@@ -179,17 +180,22 @@ def lock_accounts(session: Session, account_ids: Iterable[int]) -> dict[int, Row
 
 
 def lock_project_accounts(
-    session: Session, project_id: int, currency: Currency, extra_ids: Sequence[int] = ()
+    session: Session,
+    project_id: int,
+    currency: Currency,
+    *,
+    extra_ids: Sequence[int] = (),
+    extra_code: str = "",
 ) -> list[Row[Any]]:
-    """Locks every account of a project in one currency (plus ``extra_ids``), in id order."""
-    return list(
-        connection(session)
-        .execute(
-            _LOCK_PROJECT,
-            {"project_id": project_id, "currency": currency.value, "extra_ids": list(extra_ids)},
-        )
-        .all()
-    )
+    """Locks every account of a project in one currency, plus the accounts named by
+    ``extra_ids`` and ``extra_code``, all in id order and in one statement."""
+    parameters = {
+        "project_id": project_id,
+        "currency": currency.value,
+        "extra_ids": list(extra_ids),
+        "extra_code": extra_code,
+    }
+    return list(connection(session).execute(_LOCK_PROJECT, parameters).all())
 
 
 def available(account: Row[Any]) -> int:

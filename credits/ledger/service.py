@@ -198,11 +198,9 @@ def _lock_unless_replayed(
 ) -> tuple[dict[int, Row[Any]], TransferResult | None]:
     """Locks the accounts, unless ``key`` was used before: then its first result.
 
-    The key is looked up again once the accounts are locked, since a request
-    with the same key may have committed while this one waited.
+    The key is looked up once the accounts are locked, since a request with the
+    same key may have committed while this one waited.
     """
-    if (prior := journal.find_replay(session, key, digest)) is not None:
-        return {}, TransferResult(transfers=prior, replayed=True)
     locked = journal.lock_accounts(session, account_ids)
     if (prior := journal.find_replay(session, key, digest)) is not None:
         return {}, TransferResult(transfers=prior, replayed=True)

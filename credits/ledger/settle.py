@@ -48,11 +48,9 @@ def _lock_hold_unless_replayed(
 ) -> list[Row[Any]] | TransferResult:
     """The first result when ``key`` was used before, else the hold's locked parts.
 
-    The key is looked up again once the hold is locked: a request with the same
-    key may have settled the hold while this one waited.
+    The key is looked up once the hold is locked: a request with the same key
+    may have settled the hold while this one waited.
     """
-    if (prior := journal.find_replay(session, key, digest)) is not None:
-        return TransferResult(transfers=prior, replayed=True)
     parts = _lock_hold(session, hold_key)
     if (prior := journal.find_replay(session, key, digest)) is not None:
         return TransferResult(transfers=prior, replayed=True)
