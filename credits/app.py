@@ -13,7 +13,7 @@ from flask import Flask
 from flask.json.provider import DefaultJSONProvider
 from sqlalchemy.orm import Session, sessionmaker
 
-from credits.api import auth, health, ledger, openapi, pool, problems
+from credits.api import auth, grants, health, ledger, openapi, pool, problems
 from credits.api.auth import EXTENSION_KEY, CreditsExtension
 from credits.db import make_engine, make_session_factory
 from credits.settings import Settings, load_settings
@@ -24,6 +24,7 @@ BLUEPRINTS = (
     auth.blueprint,
     ledger.blueprint,
     pool.blueprint,
+    grants.blueprint,
 )
 
 

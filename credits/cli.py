@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from credits.cli_db import db, serve
+from credits.grants.cli import programs, projects
 from credits.identity.cli import tokens, users
 from credits.ledger.cli import ledger
 from credits.pool.cli import pool
@@ -16,5 +17,5 @@ def main() -> None:
     """credits: GPU-hour and labelling credits for research funders."""
 
 
-for _group in (db, serve, users, tokens, ledger, pool):
+for _group in (db, serve, users, tokens, ledger, pool, programs, projects):
     main.add_command(_group)

@@ -2,10 +2,18 @@
 
 from credits.audit import models as audit_models
 from credits.db import Base
+from credits.grants import models as grants_models
 from credits.identity import models as identity_models
 from credits.ledger import models as ledger_models
 from credits.pool import models as pool_models
 
 metadata = Base.metadata
 
-__all__ = ["audit_models", "identity_models", "ledger_models", "metadata", "pool_models"]
+__all__ = [
+    "audit_models",
+    "grants_models",
+    "identity_models",
+    "ledger_models",
+    "metadata",
+    "pool_models",
+]

@@ -55,6 +55,7 @@ class Operation:
     problems: tuple[int, ...] = ()
     authenticated: bool = True
     body: type[BaseModel] | None = None
+    body_required: bool = True
 
     def problem_statuses(self) -> list[int]:
         """Declared problems, plus 401 for authenticated routes and 422 for query or
@@ -73,17 +74,21 @@ def operation(
     problems: tuple[int, ...] = (),
     authenticated: bool = True,
     body: type[BaseModel] | None = None,
+    body_required: bool = True,
 ) -> Callable[[View], View]:
     """Declares a route for the document; place it under the ``@blueprint.get`` line.
 
-    ``body`` is the pydantic model the route parses its JSON request body with.
+    ``body`` is the pydantic model the route parses its JSON request body with;
+    ``body_required=False`` when the route also accepts no body at all.
     """
 
     def declare(view: View) -> View:
         setattr(
             view,
             _ATTRIBUTE,
-            Operation(summary, response, query, status, problems, authenticated, body),
+            Operation(
+                summary, response, query, status, problems, authenticated, body, body_required
+            ),
         )
         return view
 
@@ -195,7 +200,7 @@ class _DocumentBuilder:
         }
         if declared.body is not None:
             document["requestBody"] = {
-                "required": True,
+                "required": declared.body_required,
                 "content": {
                     "application/json": {"schema": self.refs[(declared.body, "validation")]}
                 },

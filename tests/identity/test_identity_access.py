@@ -5,9 +5,11 @@ from __future__ import annotations
 import pytest
 from sqlalchemy.orm import Session
 
+from credits.grants.projects import create_project
 from credits.identity.access import (
     can_read_ledger_account,
     get_ledger_account_for_actor,
+    is_project_member,
     require_actor,
     require_any_role,
     require_scope,
@@ -15,10 +17,12 @@ from credits.identity.access import (
 from credits.identity.actor import Actor
 from credits.identity.errors import AuthenticationRequired, MissingRole, MissingScope
 from credits.identity.models import Role, Scope
+from credits.identity.service import actor_for_email, create_user
 from credits.ledger.errors import AccountNotFound
 from credits.ledger.models import Account, AccountKind, Currency
 
 PROJECT_ID = 7
+SYSTEM = Actor.system("tests")
 
 
 def _person(*roles: Role, scopes: frozenset[Scope] | None = None) -> Actor:
@@ -128,8 +132,24 @@ def test_others_never_read_a_system_account(role: Role) -> None:
 
 
 @pytest.mark.parametrize("role", [Role.RESEARCHER, Role.REVIEWER])
-def test_others_read_no_project_account_until_membership_exists(role: Role) -> None:
+def test_others_read_no_project_account_of_a_project_they_are_not_on(role: Role) -> None:
     assert not can_read_ledger_account(_person(role), account_project_id=PROJECT_ID)
+    assert not can_read_ledger_account(
+        _person(role), account_project_id=PROJECT_ID, is_project_member=False
+    )
+
+
+@pytest.mark.parametrize("role", [Role.RESEARCHER, Role.REVIEWER])
+def test_members_read_their_projects_accounts(role: Role) -> None:
+    assert can_read_ledger_account(
+        _person(role), account_project_id=PROJECT_ID, is_project_member=True
+    )
+
+
+def test_membership_never_opens_a_system_account() -> None:
+    assert not can_read_ledger_account(
+        _person(Role.RESEARCHER), account_project_id=None, is_project_member=True
+    )
 
 
 def test_an_actor_without_roles_reads_nothing() -> None:
@@ -177,6 +197,40 @@ def test_an_unreadable_account_looks_exactly_like_a_missing_one(session: Session
     assert refused.value.status == missing.value.status == 404
     assert refused.value.detail == f"no ledger account has the id {account.id}"
     assert missing.value.detail == f"no ledger account has the id {missing_id}"
+
+
+def _project_with_member(session: Session, email: str) -> tuple[int, Actor]:
+    pi = create_user(
+        session, email=email, name="Pia", roles=[Role.RESEARCHER], institution="U", actor=SYSTEM
+    )
+    actor = actor_for_email(session, pi.email)
+    project = create_project(session, title="Ice", field_of_science="Glaciology", actor=actor)
+    return project.id, actor
+
+
+def test_a_project_member_loads_their_projects_account(session: Session) -> None:
+    project_id, member = _project_with_member(session, "pia@example.org")
+    account = _account(session, project_id=project_id)
+
+    assert is_project_member(session, member, project_id)
+    assert get_ledger_account_for_actor(session, member, account.id).id == account.id
+
+
+def test_a_member_of_another_project_gets_not_found(session: Session) -> None:
+    _, member = _project_with_member(session, "pia@example.org")
+    other_id, _ = _project_with_member(session, "otto@example.org")
+    account = _account(session, project_id=other_id)
+
+    assert not is_project_member(session, member, other_id)
+    with pytest.raises(AccountNotFound):
+        get_ledger_account_for_actor(session, member, account.id)
+
+
+def test_no_one_is_a_member_of_no_project_and_the_system_of_none(session: Session) -> None:
+    project_id, member = _project_with_member(session, "pia@example.org")
+
+    assert not is_project_member(session, member, None)
+    assert not is_project_member(session, Actor.system("cli"), project_id)
 
 
 def test_a_token_without_read_scope_is_refused_before_the_lookup(session: Session) -> None:

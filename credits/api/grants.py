@@ -1,0 +1,400 @@
+"""Programs and projects under /api/v1.
+
+Each route authenticates, checks the token's scope, loads any existing object
+through an access helper (which answers 404 for one outside the caller's
+reach, so ids cannot be probed), calls one service in one transaction and
+renders its schema. Lists are paged by id: pass a page's ``next_cursor`` as
+``cursor``, or follow the ``Link: rel="next"`` header.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from flask import Blueprint, request, url_for
+from flask.typing import ResponseReturnValue
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from credits.api.auth import current_actor, session_factory
+from credits.api.openapi import operation
+from credits.db import session_scope
+from credits.errors import CreditsError
+from credits.grants import funding, programs, projects
+from credits.grants.models import (
+    MAX_MEAN_SCORE,
+    MAX_REVIEWERS,
+    MIN_MEAN_SCORE,
+    ProgramStatus,
+    ProjectStatus,
+)
+from credits.grants.queries import DEFAULT_PAGE, MAX_PAGE
+from credits.grants.schemas import (
+    Criterion,
+    FundingOut,
+    ProgramOut,
+    ProgramPage,
+    ProjectDetail,
+    ProjectOut,
+    ProjectPage,
+)
+from credits.identity.access import (
+    get_program_for_actor,
+    get_project_for_actor,
+    list_programs_for_actor,
+    list_projects_for_actor,
+    require_actor,
+    require_scope,
+)
+from credits.identity.actor import Actor
+from credits.identity.models import Scope
+from credits.ledger.models import Currency
+
+blueprint = Blueprint("grants", __name__, url_prefix="/api/v1")
+
+
+class IdempotencyKeyRequired(CreditsError):
+    status = 400
+    slug = "idempotency-key-required"
+    title = "Idempotency-Key header required"
+
+
+# Query strings and bodies: extra members are refused.
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ProgramQuery(_Strict):
+    cursor: int | None = Field(default=None, ge=1, description="a page's next_cursor")
+    limit: int = Field(default=DEFAULT_PAGE, ge=1, le=MAX_PAGE)
+    status: ProgramStatus | None = None
+    owner: int | None = Field(default=None, ge=1, description="only programs this user owns")
+
+
+class ProjectQuery(_Strict):
+    cursor: int | None = Field(default=None, ge=1, description="a page's next_cursor")
+    limit: int = Field(default=DEFAULT_PAGE, ge=1, le=MAX_PAGE)
+    status: ProjectStatus | None = None
+
+
+class ProgramCreate(_Strict):
+    name: str = Field(min_length=1, max_length=200)
+    description: str = Field(min_length=1)
+    opens_at: AwareDatetime
+    closes_at: AwareDatetime
+    criteria: list[Criterion] = Field(min_length=1)
+    min_reviewers: int = Field(ge=1, le=MAX_REVIEWERS)
+    min_mean_score: int = Field(ge=MIN_MEAN_SCORE, le=MAX_MEAN_SCORE)
+    initial_share_percent: int | None = Field(default=None, ge=1, le=100)
+    owner_ids: list[int] = Field(default_factory=list)
+
+
+class ProgramUpdate(_Strict):
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    description: str | None = Field(default=None, min_length=1)
+    opens_at: AwareDatetime | None = None
+    closes_at: AwareDatetime | None = None
+    criteria: list[Criterion] | None = Field(default=None, min_length=1)
+    min_reviewers: int | None = Field(default=None, ge=1, le=MAX_REVIEWERS)
+    min_mean_score: int | None = Field(default=None, ge=MIN_MEAN_SCORE, le=MAX_MEAN_SCORE)
+    initial_share_percent: int | None = Field(default=None, ge=1, le=100)
+
+
+class OwnerAdd(_Strict):
+    user_id: int = Field(ge=1)
+
+
+class FundIn(_Strict):
+    currency: Currency
+    amount_micro: int = Field(gt=0, description="micro-credits (1 credit = 1,000,000)")
+    reason: str = Field(min_length=1)
+
+
+class ProjectCreate(_Strict):
+    title: str = Field(min_length=1, max_length=300)
+    field_of_science: str = Field(min_length=1, max_length=200)
+    institution: str | None = Field(default=None, max_length=200)
+    pi_user_id: int | None = Field(default=None, ge=1, description="ops only; default: you")
+
+
+class MemberAdd(_Strict):
+    user_id: int = Field(ge=1)
+    role: Literal["manager", "member"]
+
+
+class ReasonIn(_Strict):
+    reason: str = Field(min_length=1)
+
+
+class ArchiveIn(_Strict):
+    reason: str | None = None
+
+
+def _caller(scope: Scope) -> Actor:
+    actor = require_actor(current_actor())
+    require_scope(actor, scope)
+    return actor
+
+
+def _body() -> Any:
+    return request.get_json()
+
+
+def _page_headers(endpoint: str, query: BaseModel, next_cursor: int | None) -> dict[str, str]:
+    if next_cursor is None:
+        return {}
+    values = query.model_dump(mode="json", exclude_none=True) | {"cursor": next_cursor}
+    return {"Link": f'<{url_for(endpoint, **values)}>; rel="next"'}
+
+
+# Programs.
+
+
+@blueprint.get("/programs")
+@operation("List programs", response=ProgramPage, query=ProgramQuery, problems=(403,))
+def list_programs() -> ResponseReturnValue:
+    """Programs the caller may see, by id: ops all, a funder their own, a researcher open
+    and closed calls."""
+    actor = _caller(Scope.READ)
+    query = ProgramQuery.model_validate(request.args.to_dict())
+    with session_scope(session_factory()) as session:
+        page = list_programs_for_actor(
+            session,
+            actor,
+            status=query.status,
+            owner_id=query.owner,
+            cursor=query.cursor,
+            limit=query.limit,
+        )
+    headers = _page_headers(".list_programs", query, page.next_cursor)
+    return page.model_dump(mode="json"), 200, headers
+
+
+@blueprint.post("/programs")
+@operation(
+    "Create a program",
+    body=ProgramCreate,
+    response=ProgramOut,
+    status=201,
+    problems=(403, 404, 422),
+)
+def create_program() -> ResponseReturnValue:
+    """A draft program from a ProgramCreate body; a funder creating it becomes an owner."""
+    actor = _caller(Scope.WRITE)
+    body = ProgramCreate.model_validate(_body())
+    with session_scope(session_factory()) as session:
+        program = programs.create_program(session, actor=actor, **body.model_dump())
+    return program.model_dump(mode="json"), 201
+
+
+@blueprint.get("/programs/<int:program_id>")
+@operation("Get a program", response=ProgramOut, problems=(403, 404))
+def get_program(program_id: int) -> ResponseReturnValue:
+    """One program with its owners and its budget per currency."""
+    actor = _caller(Scope.READ)
+    with session_scope(session_factory()) as session:
+        program = get_program_for_actor(session, actor, program_id)
+    return program.model_dump(mode="json")
+
+
+@blueprint.patch("/programs/<int:program_id>")
+@operation(
+    "Edit a draft program", body=ProgramUpdate, response=ProgramOut, problems=(403, 404, 409, 422)
+)
+def update_program(program_id: int) -> ResponseReturnValue:
+    """Changes the fields a ProgramUpdate body names; only a draft can be edited."""
+    actor = _caller(Scope.WRITE)
+    body = ProgramUpdate.model_validate(_body())
+    changes = body.model_dump(exclude={"initial_share_percent"}, exclude_none=True)
+    if "initial_share_percent" in body.model_fields_set:
+        changes["initial_share_percent"] = body.initial_share_percent
+    with session_scope(session_factory()) as session:
+        get_program_for_actor(session, actor, program_id, scope=Scope.WRITE)
+        program = programs.update_program(session, program_id=program_id, actor=actor, **changes)
+    return program.model_dump(mode="json")
+
+
+@blueprint.post("/programs/<int:program_id>/open")
+@operation("Open a draft program", response=ProgramOut, problems=(403, 404, 409, 422))
+def open_program(program_id: int) -> ResponseReturnValue:
+    """draft → open: the call takes proposals within its window."""
+    actor = _caller(Scope.WRITE)
+    with session_scope(session_factory()) as session:
+        get_program_for_actor(session, actor, program_id, scope=Scope.WRITE)
+        program = programs.open_program(session, program_id=program_id, actor=actor)
+    return program.model_dump(mode="json")
+
+
+@blueprint.post("/programs/<int:program_id>/close")
+@operation("Close an open program", response=ProgramOut, problems=(403, 404, 409))
+def close_program(program_id: int) -> ResponseReturnValue:
+    """open → closed: no more proposals."""
+    actor = _caller(Scope.WRITE)
+    with session_scope(session_factory()) as session:
+        get_program_for_actor(session, actor, program_id, scope=Scope.WRITE)
+        program = programs.close_program(session, program_id=program_id, actor=actor)
+    return program.model_dump(mode="json")
+
+
+@blueprint.post("/programs/<int:program_id>/owners")
+@operation("Add a program owner", body=OwnerAdd, response=ProgramOut, problems=(403, 404, 409, 422))
+def add_program_owner(program_id: int) -> ResponseReturnValue:
+    """Makes the funder named by an OwnerAdd body an owner of the program."""
+    actor = _caller(Scope.WRITE)
+    body = OwnerAdd.model_validate(_body())
+    with session_scope(session_factory()) as session:
+        get_program_for_actor(session, actor, program_id, scope=Scope.WRITE)
+        program = programs.add_program_owner(
+            session, program_id=program_id, user_id=body.user_id, actor=actor
+        )
+    return program.model_dump(mode="json")
+
+
+@blueprint.post("/programs/<int:program_id>/fund")
+@operation(
+    "Fund a program's pool",
+    body=FundIn,
+    response=FundingOut,
+    status=201,
+    problems=(400, 403, 404, 422),
+)
+def fund_program(program_id: int) -> ResponseReturnValue:
+    """Moves a FundIn body's micro-credits from the mint into the pool; needs an
+    ``Idempotency-Key`` header, and replays the first result when it is sent again."""
+    actor = _caller(Scope.WRITE)
+    key = request.headers.get("Idempotency-Key", "").strip()
+    if not key:
+        raise IdempotencyKeyRequired("funding a program needs an Idempotency-Key header")
+    body = FundIn.model_validate(_body())
+    with session_scope(session_factory()) as session:
+        get_program_for_actor(session, actor, program_id, scope=Scope.WRITE)
+        funded = funding.fund_program(
+            session, program_id=program_id, key=key, actor=actor, **body.model_dump()
+        )
+    return funded.model_dump(mode="json"), 201
+
+
+# Projects.
+
+
+@blueprint.get("/projects")
+@operation("List projects", response=ProjectPage, query=ProjectQuery, problems=(403,))
+def list_projects() -> ResponseReturnValue:
+    """Projects the caller may see, by id: ops all, everyone else those they are on."""
+    actor = _caller(Scope.READ)
+    query = ProjectQuery.model_validate(request.args.to_dict())
+    with session_scope(session_factory()) as session:
+        page = list_projects_for_actor(
+            session, actor, status=query.status, cursor=query.cursor, limit=query.limit
+        )
+    headers = _page_headers(".list_projects", query, page.next_cursor)
+    return page.model_dump(mode="json"), 200, headers
+
+
+@blueprint.post("/projects")
+@operation(
+    "Create a project",
+    body=ProjectCreate,
+    response=ProjectOut,
+    status=201,
+    problems=(403, 404, 422),
+)
+def create_project() -> ResponseReturnValue:
+    """A project from a ProjectCreate body; a researcher becomes its PI, ops name one."""
+    actor = _caller(Scope.WRITE)
+    body = ProjectCreate.model_validate(_body())
+    with session_scope(session_factory()) as session:
+        project = projects.create_project(session, actor=actor, **body.model_dump())
+    return project.model_dump(mode="json"), 201
+
+
+@blueprint.get("/projects/<int:project_id>")
+@operation("Get a project", response=ProjectDetail, problems=(403, 404))
+def get_project(project_id: int) -> ResponseReturnValue:
+    """One project with its members and its ledger accounts."""
+    actor = _caller(Scope.READ)
+    with session_scope(session_factory()) as session:
+        project = get_project_for_actor(session, actor, project_id)
+    return project.model_dump(mode="json")
+
+
+@blueprint.post("/projects/<int:project_id>/members")
+@operation(
+    "Add a project member",
+    body=MemberAdd,
+    response=ProjectOut,
+    status=201,
+    problems=(403, 404, 409, 422),
+)
+def add_member(project_id: int) -> ResponseReturnValue:
+    """Adds the researcher a MemberAdd body names, as manager or member (PI, managers, ops)."""
+    actor = _caller(Scope.WRITE)
+    body = MemberAdd.model_validate(_body())
+    with session_scope(session_factory()) as session:
+        get_project_for_actor(session, actor, project_id, scope=Scope.WRITE)
+        project = projects.add_member(
+            session, project_id=project_id, user_id=body.user_id, role=body.role, actor=actor
+        )
+    return project.model_dump(mode="json"), 201
+
+
+@blueprint.delete("/projects/<int:project_id>/members/<int:user_id>")
+@operation("Remove a project member", response=ProjectOut, problems=(403, 404, 409))
+def remove_member(project_id: int, user_id: int) -> ResponseReturnValue:
+    """Takes a member off the project; the PI never comes off."""
+    actor = _caller(Scope.WRITE)
+    with session_scope(session_factory()) as session:
+        get_project_for_actor(session, actor, project_id, scope=Scope.WRITE)
+        project = projects.remove_member(
+            session, project_id=project_id, user_id=user_id, actor=actor
+        )
+    return project.model_dump(mode="json")
+
+
+@blueprint.post("/projects/<int:project_id>/suspend")
+@operation("Suspend a project", body=ReasonIn, response=ProjectOut, problems=(403, 404, 409, 422))
+def suspend_project(project_id: int) -> ResponseReturnValue:
+    """active → suspended, with its allocations: no new holds (ops, ReasonIn body)."""
+    actor = _caller(Scope.WRITE)
+    body = ReasonIn.model_validate(_body())
+    with session_scope(session_factory()) as session:
+        get_project_for_actor(session, actor, project_id, scope=Scope.WRITE)
+        project = projects.suspend_project(
+            session, project_id=project_id, actor=actor, reason=body.reason
+        )
+    return project.model_dump(mode="json")
+
+
+@blueprint.post("/projects/<int:project_id>/unsuspend")
+@operation("Unsuspend a project", body=ReasonIn, response=ProjectOut, problems=(403, 404, 409, 422))
+def unsuspend_project(project_id: int) -> ResponseReturnValue:
+    """suspended → active, with its unexpired allocations (ops, ReasonIn body)."""
+    actor = _caller(Scope.WRITE)
+    body = ReasonIn.model_validate(_body())
+    with session_scope(session_factory()) as session:
+        get_project_for_actor(session, actor, project_id, scope=Scope.WRITE)
+        project = projects.unsuspend_project(
+            session, project_id=project_id, actor=actor, reason=body.reason
+        )
+    return project.model_dump(mode="json")
+
+
+@blueprint.post("/projects/<int:project_id>/archive")
+@operation(
+    "Archive a project",
+    body=ArchiveIn,
+    body_required=False,
+    response=ProjectOut,
+    problems=(403, 404, 409, 422),
+)
+def archive_project(project_id: int) -> ResponseReturnValue:
+    """active or suspended → archived, for good (the PI or ops; optional ArchiveIn body)."""
+    actor = _caller(Scope.WRITE)
+    body = ArchiveIn.model_validate(request.get_json(silent=True) or {})
+    with session_scope(session_factory()) as session:
+        get_project_for_actor(session, actor, project_id, scope=Scope.WRITE)
+        project = projects.archive_project(
+            session, project_id=project_id, actor=actor, reason=body.reason
+        )
+    return project.model_dump(mode="json")

@@ -1,0 +1,1 @@
+"""Grant administration: programs (funding calls) and projects with their members."""

@@ -1,0 +1,395 @@
+"""Projects: create, members, suspend, unsuspend, archive.
+
+A project's status::
+
+    active ──suspend_project──▶ suspended ──unsuspend_project──▶ active
+      │                            │
+      └──────archive_project───────┴──▶ archived (final)
+
+Suspending a project suspends each of its active allocation accounts in the
+ledger, so no new hold can be placed on them; unsuspending makes every
+suspended allocation account of the project active again, unless it has
+reached its end date (the expiry sweep takes those). Archiving suspends the
+active allocations too. Members can be added and removed while a project is
+active or suspended, never once it is archived.
+
+Every function takes the caller's session, checks who is acting and what
+state the project is in before it writes, flushes and never commits, and
+appends an audit event in the caller's transaction. A refused call changes
+nothing.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from credits.audit.service import record_event
+from credits.db import utcnow
+from credits.grants.errors import (
+    AlreadyProjectMember,
+    CannotRemovePi,
+    InvalidProject,
+    MemberNotFound,
+    NotAResearcher,
+    ProjectForbidden,
+    ProjectStatusConflict,
+)
+from credits.grants.models import MemberRole, Project, ProjectMember, ProjectStatus
+from credits.grants.queries import (
+    get_project,
+    list_projects,
+    load_project,
+    member_role,
+    render_project,
+)
+from credits.grants.schemas import ProjectOut
+from credits.identity.access import (
+    can_add_member,
+    can_archive_project,
+    can_create_project,
+    can_remove_member,
+    can_suspend_project,
+)
+from credits.identity.actor import Actor
+from credits.identity.errors import UserNotFound
+from credits.identity.models import Role, User
+from credits.ledger.errors import ReasonRequired
+from credits.ledger.models import Account, AccountKind, AccountStatus
+from credits.ledger.service import set_account_status
+
+__all__ = [
+    "add_member",
+    "archive_project",
+    "create_project",
+    "get_project",
+    "list_projects",
+    "remove_member",
+    "suspend_project",
+    "unsuspend_project",
+]
+
+TITLE_MAX_LENGTH = 300
+NAME_MAX_LENGTH = 200
+# The PI or ops archive a project, but only ops change ledger account statuses;
+# the account changes an archive makes are the platform's, on their behalf.
+GRANTS_SYSTEM = Actor.system("grants")
+
+
+def _clean_text(value: str | None, *, field: str, limit: int) -> str:
+    text = value.strip() if isinstance(value, str) else ""
+    if not text:
+        raise InvalidProject(f"a project needs a {field.replace('_', ' ')}", field=field)
+    if len(text) > limit:
+        raise InvalidProject(f"a project's {field} has at most {limit} characters", field=field)
+    return text
+
+
+def _clean_reason(reason: str | None, action: str) -> str:
+    text = reason.strip() if isinstance(reason, str) else ""
+    if not text:
+        raise ReasonRequired(f"{action} a project needs a reason")
+    return text
+
+
+def _load_researcher(session: Session, user_id: int) -> User:
+    """The user, who must hold the researcher role; raises UserNotFound, NotAResearcher."""
+    user = session.get(User, user_id)
+    if user is None:
+        raise UserNotFound(f"no user has the id {user_id}", user_id=user_id)
+    if not any(held.role == Role.RESEARCHER.value for held in user.roles):
+        raise NotAResearcher(f"{user.email} is not a researcher", user_id=user_id)
+    return user
+
+
+def _require_status(project: Project, allowed: set[ProjectStatus], action: str) -> None:
+    if ProjectStatus(project.status) not in allowed:
+        raise ProjectStatusConflict(
+            f"project {project.id} is {project.status}; it cannot {action}",
+            current_status=project.status,
+        )
+
+
+def _audit(session: Session, event_type: str, project: Project, actor: Actor, **data: Any) -> None:
+    record_event(
+        session,
+        event_type=event_type,
+        actor=actor.label,
+        subject_type="project",
+        subject_id=str(project.id),
+        data=data,
+    )
+
+
+def _allocations(session: Session, project_id: int, status: AccountStatus) -> list[Account]:
+    return list(
+        session.scalars(
+            select(Account)
+            .where(
+                Account.project_id == project_id,
+                Account.kind == AccountKind.ALLOCATION.value,
+                Account.status == status.value,
+            )
+            .order_by(Account.id)
+        )
+    )
+
+
+def _set_allocations(
+    session: Session,
+    account_ids: list[int],
+    status: AccountStatus,
+    *,
+    actor: Actor,
+    reason: str,
+) -> None:
+    for account_id in account_ids:
+        set_account_status(
+            session, account_id=account_id, status=status, actor=actor, reason=reason
+        )
+
+
+# Services.
+
+
+def create_project(
+    session: Session,
+    *,
+    title: str,
+    field_of_science: str,
+    actor: Actor,
+    institution: str | None = None,
+    pi_user_id: int | None = None,
+) -> ProjectOut:
+    """Creates an active project whose PI is its first member, with role ``pi``.
+
+    A researcher creates a project with themselves as PI; ops may name any
+    researcher. The institution defaults to the PI's. Appends ``project.created``.
+
+    Raises ProjectForbidden, InvalidProject, UserNotFound, NotAResearcher.
+    """
+    pi_id = pi_user_id if pi_user_id is not None else actor.user_id
+    if pi_id is None:
+        raise InvalidProject("name the project's PI", field="pi_user_id")
+    if not can_create_project(actor, pi_user_id=pi_id):
+        raise ProjectForbidden("a researcher creates projects with themselves as PI")
+    clean_title = _clean_text(title, field="title", limit=TITLE_MAX_LENGTH)
+    clean_field = _clean_text(field_of_science, field="field_of_science", limit=NAME_MAX_LENGTH)
+    pi = _load_researcher(session, pi_id)
+    project = Project(
+        title=clean_title,
+        pi_user_id=pi.id,
+        institution=_clean_text(
+            institution or pi.institution, field="institution", limit=NAME_MAX_LENGTH
+        ),
+        field_of_science=clean_field,
+        status=ProjectStatus.ACTIVE.value,
+        members=[ProjectMember(user=pi, role=MemberRole.PI.value)],
+    )
+    session.add(project)
+    session.flush()
+    _audit(
+        session,
+        "project.created",
+        project,
+        actor,
+        title=project.title,
+        pi_user_id=pi.id,
+        institution=project.institution,
+        field_of_science=project.field_of_science,
+    )
+    return render_project(project)
+
+
+def add_member(
+    session: Session,
+    *,
+    project_id: int,
+    user_id: int,
+    role: MemberRole | str,
+    actor: Actor,
+) -> ProjectOut:
+    """Adds a researcher to the project as ``manager`` or ``member``.
+
+    Ops, the PI and managers may add; not while the project is archived.
+    Appends ``project.member_added``.
+
+    Raises ProjectNotFound, ProjectStatusConflict (archived), ProjectForbidden,
+    InvalidProject (role), UserNotFound, NotAResearcher, AlreadyProjectMember.
+    """
+    project = load_project(session, project_id, lock=True)
+    _require_status(project, {ProjectStatus.ACTIVE, ProjectStatus.SUSPENDED}, "change its members")
+    if not can_add_member(actor, actor_role=member_role(project, actor.user_id)):
+        raise ProjectForbidden(f"only the PI, a manager or ops add members to project {project.id}")
+    if role not in {MemberRole.MANAGER.value, MemberRole.MEMBER.value}:
+        raise InvalidProject("a new member's role is manager or member", field="role")
+    user = _load_researcher(session, user_id)
+    if (held := member_role(project, user_id)) is not None:
+        raise AlreadyProjectMember(
+            f"{user.email} is already on project {project.id} as {held.value}",
+            user_id=user_id,
+            role=held.value,
+        )
+    project.members.append(ProjectMember(user=user, role=MemberRole(role).value))
+    session.flush()
+    _audit(
+        session,
+        "project.member_added",
+        project,
+        actor,
+        user_id=user_id,
+        email=user.email,
+        role=MemberRole(role).value,
+    )
+    return render_project(project)
+
+
+def remove_member(session: Session, *, project_id: int, user_id: int, actor: Actor) -> ProjectOut:
+    """Takes a member or manager off the project; appends ``project.member_removed``.
+
+    Ops and the PI remove anyone but the PI; a manager removes plain members;
+    a member or manager may remove themselves. Not while archived.
+
+    Raises ProjectNotFound, ProjectStatusConflict (archived), MemberNotFound,
+    CannotRemovePi, ProjectForbidden.
+    """
+    project = load_project(session, project_id, lock=True)
+    _require_status(project, {ProjectStatus.ACTIVE, ProjectStatus.SUSPENDED}, "change its members")
+    target = next((m for m in project.members if m.user_id == user_id), None)
+    if target is None:
+        raise MemberNotFound(f"user {user_id} is not on project {project.id}", user_id=user_id)
+    target_role = MemberRole(target.role)
+    if target_role is MemberRole.PI:
+        raise CannotRemovePi(
+            f"user {user_id} is the PI of project {project.id} and cannot be removed",
+            role=target_role.value,
+        )
+    allowed = can_remove_member(
+        actor,
+        actor_role=member_role(project, actor.user_id),
+        target_user_id=user_id,
+        target_role=target_role,
+    )
+    if not allowed:
+        raise ProjectForbidden(f"you may not remove user {user_id} from project {project.id}")
+    project.members.remove(target)
+    session.flush()
+    _audit(
+        session,
+        "project.member_removed",
+        project,
+        actor,
+        user_id=user_id,
+        email=target.user.email,
+        role=target_role.value,
+    )
+    return render_project(project)
+
+
+def suspend_project(session: Session, *, project_id: int, actor: Actor, reason: str) -> ProjectOut:
+    """Suspends an active project and each of its active allocation accounts (ops only).
+
+    A suspended account takes no new holds; holds already placed may still be
+    captured or voided. Appends ``project.suspended`` naming the accounts.
+
+    Raises ProjectNotFound, ProjectForbidden, ReasonRequired,
+    ProjectStatusConflict (not active).
+    """
+    project = load_project(session, project_id, lock=True)
+    if not can_suspend_project(actor):
+        raise ProjectForbidden("only ops suspend a project")
+    why = _clean_reason(reason, "suspending")
+    _require_status(project, {ProjectStatus.ACTIVE}, "be suspended")
+    accounts = [a.id for a in _allocations(session, project.id, AccountStatus.ACTIVE)]
+    _set_allocations(
+        session,
+        accounts,
+        AccountStatus.SUSPENDED,
+        actor=actor,
+        reason=f"project {project.id} suspended: {why}",
+    )
+    project.status = ProjectStatus.SUSPENDED.value
+    session.flush()
+    _audit(session, "project.suspended", project, actor, reason=why, accounts=accounts)
+    return render_project(project)
+
+
+def unsuspend_project(
+    session: Session,
+    *,
+    project_id: int,
+    actor: Actor,
+    reason: str,
+    now: datetime | None = None,
+) -> ProjectOut:
+    """Makes a suspended project active again, with its allocation accounts (ops only).
+
+    Every suspended allocation account of the project becomes active unless
+    it has reached its end date. Appends ``project.unsuspended`` naming them.
+
+    Raises ProjectNotFound, ProjectForbidden, ReasonRequired,
+    ProjectStatusConflict (not suspended).
+    """
+    now = now or utcnow()
+    project = load_project(session, project_id, lock=True)
+    if not can_suspend_project(actor):
+        raise ProjectForbidden("only ops unsuspend a project")
+    why = _clean_reason(reason, "unsuspending")
+    _require_status(project, {ProjectStatus.SUSPENDED}, "be unsuspended")
+    accounts = [
+        a.id
+        for a in _allocations(session, project.id, AccountStatus.SUSPENDED)
+        if a.expires_at is None or a.expires_at > now
+    ]
+    _set_allocations(
+        session,
+        accounts,
+        AccountStatus.ACTIVE,
+        actor=actor,
+        reason=f"project {project.id} unsuspended: {why}",
+    )
+    project.status = ProjectStatus.ACTIVE.value
+    session.flush()
+    _audit(session, "project.unsuspended", project, actor, reason=why, accounts=accounts)
+    return render_project(project)
+
+
+def archive_project(
+    session: Session, *, project_id: int, actor: Actor, reason: str | None = None
+) -> ProjectOut:
+    """Archives an active or suspended project for good (ops or its PI).
+
+    Its active allocation accounts are suspended so nothing more is spent;
+    members can no longer change. Appends ``project.archived``.
+
+    Raises ProjectNotFound, ProjectForbidden, ProjectStatusConflict (archived).
+    """
+    project = load_project(session, project_id, lock=True)
+    if not can_archive_project(actor, actor_role=member_role(project, actor.user_id)):
+        raise ProjectForbidden(f"only the PI or ops archive project {project.id}")
+    _require_status(project, {ProjectStatus.ACTIVE, ProjectStatus.SUSPENDED}, "be archived")
+    why = reason.strip() if isinstance(reason, str) and reason.strip() else None
+    accounts = [a.id for a in _allocations(session, project.id, AccountStatus.ACTIVE)]
+    _set_allocations(
+        session,
+        accounts,
+        AccountStatus.SUSPENDED,
+        actor=actor if actor.has_role(Role.OPS) else GRANTS_SYSTEM,
+        reason=f"project {project.id} archived by {actor.label}" + (f": {why}" if why else ""),
+    )
+    previous = project.status
+    project.status = ProjectStatus.ARCHIVED.value
+    session.flush()
+    _audit(
+        session,
+        "project.archived",
+        project,
+        actor,
+        reason=why,
+        accounts=accounts,
+        **{"from": previous},
+    )
+    return render_project(project)

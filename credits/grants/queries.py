@@ -1,0 +1,224 @@
+"""Read-only grants queries: loading and rendering programs and projects.
+
+Kept apart from the services so that :mod:`credits.identity.access` can load
+scoped objects through them without importing the services that import it.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import ColumnElement, select
+from sqlalchemy.orm import Session
+
+from credits.grants.errors import ProgramNotFound, ProjectNotFound
+from credits.grants.models import (
+    MemberRole,
+    Program,
+    ProgramOwner,
+    ProgramStatus,
+    Project,
+    ProjectStatus,
+)
+from credits.grants.schemas import (
+    Criterion,
+    MemberOut,
+    OwnerOut,
+    ProgramBudget,
+    ProgramOut,
+    ProgramPage,
+    ProjectDetail,
+    ProjectOut,
+    ProjectPage,
+)
+from credits.ledger.models import Account, Currency
+from credits.ledger.queries import list_accounts
+
+DEFAULT_PAGE = 50
+MAX_PAGE = 500
+
+
+def pool_code(program_id: int, currency: Currency) -> str:
+    """The code of a program's pool account in one currency."""
+    return f"program:{program_id}:pool:{currency.value}"
+
+
+# Programs.
+
+
+def load_program(session: Session, program_id: int, *, lock: bool = False) -> Program:
+    """The program row, locked for update when asked; raises ProgramNotFound."""
+    program = session.get(Program, program_id, with_for_update=lock, populate_existing=True)
+    if program is None:
+        raise ProgramNotFound(f"no program has the id {program_id}")
+    return program
+
+
+def owner_ids(program: Program) -> frozenset[int]:
+    return frozenset(owner.user_id for owner in program.owners)
+
+
+def _budgets(session: Session, program_ids: list[int]) -> dict[str, ProgramBudget]:
+    codes = [pool_code(pid, currency) for pid in program_ids for currency in Currency]
+    rows = session.scalars(
+        select(Account).where(Account.code.in_(codes)).execution_options(populate_existing=True)
+    )
+    return {
+        account.code: ProgramBudget(
+            currency=Currency(account.currency),
+            account_id=account.id,
+            funded=account.credits_posted,
+            awarded=account.debits_posted,
+            held=account.debits_pending,
+            remaining=account.credits_posted - account.debits_posted - account.debits_pending,
+        )
+        for account in rows
+    }
+
+
+def _program_out(program: Program, budgets: dict[str, ProgramBudget]) -> ProgramOut:
+    return ProgramOut(
+        id=program.id,
+        name=program.name,
+        description=program.description,
+        status=ProgramStatus(program.status),
+        opens_at=program.opens_at,
+        closes_at=program.closes_at,
+        criteria=[Criterion.model_validate(item) for item in program.criteria],
+        min_reviewers=program.min_reviewers,
+        min_mean_score=program.min_mean_score,
+        initial_share_percent=program.initial_share_percent,
+        created_at=program.created_at,
+        opened_at=program.opened_at,
+        closed_at=program.closed_at,
+        owners=[
+            OwnerOut(
+                user_id=owner.user_id,
+                email=owner.user.email,
+                name=owner.user.name,
+                added_at=owner.added_at,
+            )
+            for owner in program.owners
+        ],
+        budget=[
+            budgets[code]
+            for currency in Currency
+            if (code := pool_code(program.id, currency)) in budgets
+        ],
+    )
+
+
+def render_program(session: Session, program: Program) -> ProgramOut:
+    return _program_out(program, _budgets(session, [program.id]))
+
+
+def get_program(session: Session, *, program_id: int) -> ProgramOut:
+    """One program with its owners and its budget per currency; raises ProgramNotFound."""
+    return render_program(session, load_program(session, program_id))
+
+
+def list_programs(
+    session: Session,
+    *,
+    status: ProgramStatus | None = None,
+    owner_id: int | None = None,
+    cursor: int | None = None,
+    limit: int = DEFAULT_PAGE,
+    visible: ColumnElement[bool] | None = None,
+) -> ProgramPage:
+    """Programs by id after ``cursor``, ``limit`` at a time; ``visible`` narrows to a reader's."""
+    limit = max(1, min(limit, MAX_PAGE))
+    query = select(Program).order_by(Program.id).limit(limit + 1)
+    if visible is not None:
+        query = query.where(visible)
+    if status is not None:
+        query = query.where(Program.status == status.value)
+    if owner_id is not None:
+        owned = select(ProgramOwner.program_id).where(ProgramOwner.user_id == owner_id)
+        query = query.where(Program.id.in_(owned))
+    if cursor is not None:
+        query = query.where(Program.id > cursor)
+    rows = list(session.scalars(query.execution_options(populate_existing=True)))
+    page = rows[:limit]
+    budgets = _budgets(session, [program.id for program in page])
+    return ProgramPage(
+        items=[_program_out(program, budgets) for program in page],
+        next_cursor=page[-1].id if len(rows) > limit else None,
+    )
+
+
+# Projects.
+
+
+def load_project(session: Session, project_id: int, *, lock: bool = False) -> Project:
+    """The project row, locked for update when asked; raises ProjectNotFound."""
+    project = session.get(Project, project_id, with_for_update=lock, populate_existing=True)
+    if project is None:
+        raise ProjectNotFound(f"no project has the id {project_id}")
+    return project
+
+
+def member_ids(project: Project) -> frozenset[int]:
+    return frozenset(member.user_id for member in project.members)
+
+
+def member_role(project: Project, user_id: int | None) -> MemberRole | None:
+    """The user's role on the project, or None when they are not on it."""
+    for member in project.members:
+        if member.user_id == user_id:
+            return MemberRole(member.role)
+    return None
+
+
+def render_project(project: Project) -> ProjectOut:
+    return ProjectOut(
+        id=project.id,
+        title=project.title,
+        pi_user_id=project.pi_user_id,
+        institution=project.institution,
+        field_of_science=project.field_of_science,
+        status=ProjectStatus(project.status),
+        created_at=project.created_at,
+        members=[
+            MemberOut(
+                user_id=member.user_id,
+                email=member.user.email,
+                name=member.user.name,
+                role=MemberRole(member.role),
+                added_at=member.added_at,
+            )
+            for member in project.members
+        ],
+    )
+
+
+def get_project(session: Session, *, project_id: int) -> ProjectDetail:
+    """One project with its members and ledger accounts; raises ProjectNotFound."""
+    project = load_project(session, project_id)
+    return ProjectDetail(
+        **render_project(project).model_dump(),
+        accounts=list_accounts(session, project_id=project.id),
+    )
+
+
+def list_projects(
+    session: Session,
+    *,
+    status: ProjectStatus | None = None,
+    cursor: int | None = None,
+    limit: int = DEFAULT_PAGE,
+    visible: ColumnElement[bool] | None = None,
+) -> ProjectPage:
+    """Projects by id after ``cursor``, ``limit`` at a time; ``visible`` narrows to a reader's."""
+    limit = max(1, min(limit, MAX_PAGE))
+    query = select(Project).order_by(Project.id).limit(limit + 1)
+    if visible is not None:
+        query = query.where(visible)
+    if status is not None:
+        query = query.where(Project.status == status.value)
+    if cursor is not None:
+        query = query.where(Project.id > cursor)
+    rows = list(session.scalars(query.execution_options(populate_existing=True)))
+    page = rows[:limit]
+    return ProjectPage(
+        items=[render_project(project) for project in page],
+        next_cursor=page[-1].id if len(rows) > limit else None,
+    )
