@@ -13,8 +13,9 @@ from flask import Flask
 from flask.json.provider import DefaultJSONProvider
 from sqlalchemy.orm import Session, sessionmaker
 
-from credits.api import auth, grants, health, ledger, openapi, pool, problems
+from credits.api import auth, grants, health, ledger, openapi, pool, problems, proposals
 from credits.api.auth import EXTENSION_KEY, CreditsExtension
+from credits.api.converters import IdConverter
 from credits.db import make_engine, make_session_factory
 from credits.settings import Settings, load_settings
 
@@ -25,6 +26,7 @@ BLUEPRINTS = (
     ledger.blueprint,
     pool.blueprint,
     grants.blueprint,
+    proposals.blueprint,
 )
 
 
@@ -52,6 +54,7 @@ def create_app(
     settings = settings or load_settings()
     app = Flask(__name__)
     app.json = _OrderedJSONProvider(app)
+    app.url_map.converters["int"] = IdConverter  # before any rule is added
     app.config["SECRET_KEY"] = settings.secret_key
     app.extensions[EXTENSION_KEY] = CreditsExtension(
         settings=settings,

@@ -5,9 +5,11 @@ from __future__ import annotations
 import click
 
 from credits.cli_db import db, serve
+from credits.grants.allocations_cli import allocations
 from credits.grants.cli import programs, projects
 from credits.identity.cli import tokens, users
 from credits.ledger.cli import ledger
+from credits.notifications.cli import notifications
 from credits.pool.cli import pool
 
 
@@ -17,5 +19,16 @@ def main() -> None:
     """credits: GPU-hour and labelling credits for research funders."""
 
 
-for _group in (db, serve, users, tokens, ledger, pool, programs, projects):
+for _group in (
+    db,
+    serve,
+    users,
+    tokens,
+    ledger,
+    pool,
+    programs,
+    projects,
+    allocations,
+    notifications,
+):
     main.add_command(_group)

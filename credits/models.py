@@ -5,6 +5,7 @@ from credits.db import Base
 from credits.grants import models as grants_models
 from credits.identity import models as identity_models
 from credits.ledger import models as ledger_models
+from credits.notifications import models as notifications_models
 from credits.pool import models as pool_models
 
 metadata = Base.metadata
@@ -15,5 +16,6 @@ __all__ = [
     "identity_models",
     "ledger_models",
     "metadata",
+    "notifications_models",
     "pool_models",
 ]

@@ -13,7 +13,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Self
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "CREDITS_"
@@ -61,6 +61,17 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     instance_name: str = Field(default="credits", min_length=1, max_length=63)
+    # Notifications: SMTP when smtp_host is set (required in production), else a Maildir.
+    smtp_host: str = ""
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_user: str = ""
+    smtp_password: SecretStr = SecretStr("")
+    smtp_from: str = "credits@localhost"
+    smtp_starttls: bool = True
+    maildir_path: Path | None = None
+    notification_digest_hour: int = Field(default=7, ge=0, le=23)
+    # Runs Celery tasks in the calling process (tests, or a machine with no worker).
+    task_always_eager: bool = False
 
     @field_validator("database_url")
     @classmethod
@@ -99,6 +110,11 @@ class Settings(BaseSettings):
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+    @property
+    def maildir(self) -> Path:
+        """Where the embedded profile delivers mail: ``maildir_path`` or ``var_dir/maildir``."""
+        return self.maildir_path or self.var_dir / "maildir"
 
 
 def _embedded_defaults(settings: Settings) -> Settings:

@@ -13,6 +13,7 @@ from flask.typing import ResponseReturnValue
 from pydantic import BaseModel, ConfigDict, Field
 
 from credits.api.auth import current_actor, session_factory
+from credits.api.converters import MAX_ID
 from credits.api.openapi import operation
 from credits.db import session_scope
 from credits.identity.access import (
@@ -36,7 +37,7 @@ blueprint = Blueprint("ledger", __name__, url_prefix="/api/v1")
 class AccountFilters(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    project_id: int | None = Field(default=None, ge=1)
+    project_id: int | None = Field(default=None, ge=1, le=MAX_ID)
     currency: Currency | None = None
     kind: AccountKind | None = None
 
@@ -45,7 +46,10 @@ class TransferQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     before: int | None = Field(
-        default=None, ge=1, description="only transfers with a smaller id: a page's next_before"
+        default=None,
+        ge=1,
+        le=MAX_ID,
+        description="only transfers with a smaller id: a page's next_before",
     )
     limit: int = Field(default=DEFAULT_PAGE, ge=1, le=MAX_PAGE)
 

@@ -24,16 +24,18 @@ from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 from werkzeug.routing import Rule
 
+from credits.api.converters import MAX_ID
 from credits.api.problems import PROBLEM_MEDIA_TYPE, Problem
 
 OPENAPI_VERSION = "3.1.0"
 REF_TEMPLATE = "#/components/schemas/{model}"
 SECURITY_SCHEME = "bearer"
+IDEMPOTENCY_HEADER = "Idempotency-Key"
 _ATTRIBUTE = "_credits_operation"
 _IMPLICIT_METHODS = frozenset({"HEAD", "OPTIONS"})
 _RULE_ARGUMENT = re.compile(r"<(?:(?P<converter>\w+)(?:\([^)]*\))?:)?(?P<name>\w+)>")
 _CONVERTER_SCHEMAS: dict[str, dict[str, Any]] = {
-    "int": {"type": "integer", "minimum": 0},
+    "int": {"type": "integer", "minimum": 0, "maximum": MAX_ID},
     "float": {"type": "number"},
     "uuid": {"type": "string", "format": "uuid"},
 }
@@ -56,12 +58,16 @@ class Operation:
     authenticated: bool = True
     body: type[BaseModel] | None = None
     body_required: bool = True
+    idempotency_key: bool = False
 
     def problem_statuses(self) -> list[int]:
-        """Declared problems, plus 401 for authenticated routes and 422 for query or
-        body models."""
-        implied = {401} if self.authenticated else set()
+        """Declared problems, plus 401 for authenticated routes, 422 for query or body
+        models, 400 (malformed JSON) and 415 (not JSON) for a required body, and 500."""
+        implied = {500}
+        implied |= {401} if self.authenticated else set()
         implied |= {422} if self.query is not None or self.body is not None else set()
+        implied |= {400, 415} if self.body is not None and self.body_required else set()
+        implied |= {400} if self.idempotency_key else set()
         return sorted(set(self.problems) | implied)
 
 
@@ -75,21 +81,29 @@ def operation(
     authenticated: bool = True,
     body: type[BaseModel] | None = None,
     body_required: bool = True,
+    idempotency_key: bool = False,
 ) -> Callable[[View], View]:
     """Declares a route for the document; place it under the ``@blueprint.get`` line.
 
     ``body`` is the pydantic model the route parses its JSON request body with;
     ``body_required=False`` when the route also accepts no body at all.
+    ``idempotency_key=True`` documents the required ``Idempotency-Key`` header
+    of a request that moves credits (and the 400 its absence answers).
     """
 
     def declare(view: View) -> View:
-        setattr(
-            view,
-            _ATTRIBUTE,
-            Operation(
-                summary, response, query, status, problems, authenticated, body, body_required
-            ),
+        declared = Operation(
+            summary,
+            response,
+            query,
+            status,
+            problems,
+            authenticated,
+            body,
+            body_required,
+            idempotency_key,
         )
+        setattr(view, _ATTRIBUTE, declared)
         return view
 
     return declare
@@ -148,6 +162,20 @@ def _path_parameters(rule: Rule) -> list[dict[str, Any]]:
     ]
 
 
+def _header_parameters(declared: Operation) -> list[dict[str, Any]]:
+    if not declared.idempotency_key:
+        return []
+    return [
+        {
+            "name": IDEMPOTENCY_HEADER,
+            "in": "header",
+            "required": True,
+            "description": "the same key with the same request replays the first result",
+            "schema": {"type": "string", "minLength": 1},
+        }
+    ]
+
+
 def _query_parameters(schema: dict[str, Any]) -> list[dict[str, Any]]:
     required = set(schema.get("required", []))
     parameters = []
@@ -194,7 +222,9 @@ class _DocumentBuilder:
             "operationId": route.rule.endpoint,
             "summary": declared.summary,
             "tags": [route.rule.endpoint.split(".", 1)[0]],
-            "parameters": _path_parameters(route.rule) + self._query(declared),
+            "parameters": (
+                _path_parameters(route.rule) + self._query(declared) + _header_parameters(declared)
+            ),
             "responses": self._responses(declared),
             "security": [{SECURITY_SCHEME: []}] if declared.authenticated else [],
         }
@@ -226,9 +256,10 @@ class _DocumentBuilder:
                 "content": {"application/json": {"schema": success}},
             }
         }
+        # Every status is listed, with no "default" catch-all, so that a client (and the
+        # schemathesis test) can tell a documented answer from a surprise.
         for status in declared.problem_statuses():
             responses[str(status)] = self._problem(HTTPStatus(status).phrase, status)
-        responses["default"] = self._problem("Unexpected error", 500)
         return responses
 
     def _problem(self, description: str, status: int) -> dict[str, Any]:

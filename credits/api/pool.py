@@ -38,7 +38,7 @@ def _operator() -> Actor:
 
 
 @blueprint.get("/flavours")
-@operation("List GPU flavours", response=FlavourList)
+@operation("List GPU flavours", response=FlavourList, problems=(403,))
 def list_flavours() -> ResponseReturnValue:
     """Every GPU flavour in the pool, by name."""
     _reader()

@@ -88,3 +88,104 @@ class CannotRemovePi(Conflict):
 
     slug = "cannot-remove-pi"
     title = "The PI cannot be removed from the project"
+
+
+class ProposalNotFound(NotFound):
+    slug = "proposal-not-found"
+    title = "Proposal not found"
+
+
+class AllocationNotFound(NotFound):
+    slug = "allocation-not-found"
+    title = "Allocation not found"
+
+
+class TrancheNotFound(NotFound):
+    slug = "tranche-not-found"
+    title = "Tranche not found"
+
+
+class InvalidProposal(InvalidInput):
+    slug = "invalid-proposal"
+    title = "Invalid proposal"
+
+
+class IncompleteProposal(InvalidInput):
+    """Submission found a required part missing; ``extra["missing"]`` names each."""
+
+    slug = "incomplete-proposal"
+    title = "The proposal is not complete"
+
+
+class InvalidReview(InvalidInput):
+    slug = "invalid-review"
+    title = "Invalid review"
+
+
+class InvalidAward(InvalidInput):
+    slug = "invalid-award"
+    title = "Invalid award"
+
+
+class ProposalStatusConflict(Conflict):
+    """The proposal is not in a state that allows this; ``extra["current_status"]`` is its state."""
+
+    slug = "proposal-status-conflict"
+    title = "Proposal is not in a state that allows this"
+
+
+class AllocationStatusConflict(Conflict):
+    """The allocation is not in a state that allows this; ``extra["current_status"]``."""
+
+    slug = "allocation-status-conflict"
+    title = "Allocation is not in a state that allows this"
+
+
+class TrancheStatusConflict(Conflict):
+    """The tranche was released already; ``extra["current_status"]`` is its state."""
+
+    slug = "tranche-status-conflict"
+    title = "Tranche is not pending"
+
+
+class ProposalForbidden(Forbidden):
+    slug = "proposal-forbidden"
+    title = "Not allowed on this proposal"
+
+
+class NotAReviewer(InvalidInput):
+    """A reviewer must hold the reviewer role."""
+
+    slug = "not-a-reviewer"
+    title = "Reviewers must hold the reviewer role"
+
+
+class AlreadyAssigned(Conflict):
+    slug = "already-assigned"
+    title = "The reviewer is already assigned to this proposal"
+
+
+class ReviewerConflicted(Conflict):
+    """The reviewer declared a conflict of interest with this proposal."""
+
+    slug = "reviewer-conflicted"
+    title = "The reviewer declared a conflict of interest"
+
+
+class NotEnoughReviews(Conflict):
+    """Fewer completed reviews than the program asks for, and no override reason."""
+
+    slug = "not-enough-reviews"
+    title = "Not enough completed reviews for a decision"
+
+
+class ScoreBelowMinimum(Conflict):
+    """The reviews' mean is below the program's minimum, and no override reason was given."""
+
+    slug = "score-below-minimum"
+    title = "The mean review score is below the program's minimum"
+
+
+class AllocationForbidden(Forbidden):
+    slug = "allocation-forbidden"
+    title = "Not allowed on this allocation"

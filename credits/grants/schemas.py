@@ -9,9 +9,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from credits.grants.models import (
     MAX_MEAN_SCORE,
     MIN_MEAN_SCORE,
+    AllocationStatus,
     MemberRole,
     ProgramStatus,
     ProjectStatus,
+    ProposalKind,
+    ProposalStatus,
+    TrancheStatus,
 )
 from credits.ledger.models import Currency
 from credits.ledger.schemas import AccountOut, TransferOut
@@ -116,3 +120,112 @@ class ProjectPage(BaseModel):
 
     items: list[ProjectOut]
     next_cursor: int | None
+
+
+class ProposalOut(BaseModel):
+    id: int
+    program_id: int
+    project_id: int
+    kind: ProposalKind
+    status: ProposalStatus
+    title: str
+    abstract: str
+    justification: str
+    requested: dict[Currency, int] = Field(description="micro-credits per currency")
+    starts_at: datetime | None
+    ends_at: datetime | None
+    allocation_id: int | None = Field(description="the allocation a supplement or extension names")
+    created_by_user_id: int
+    created_at: datetime
+    submitted_at: datetime | None
+    decided_at: datetime | None
+    decided_by_user_id: int | None
+    decision_reason: str | None
+    override_reason: str | None
+
+
+class ProposalPage(BaseModel):
+    """Proposals by id; pass ``next_cursor`` as ``cursor`` for the next page."""
+
+    items: list[ProposalOut]
+    next_cursor: int | None
+
+
+class AssignmentOut(BaseModel):
+    proposal_id: int
+    reviewer_user_id: int
+    assigned_by_user_id: int
+    assigned_at: datetime
+    conflict_declared_at: datetime | None
+
+
+class ReviewOut(BaseModel):
+    id: int
+    proposal_id: int
+    reviewer_user_id: int
+    scores: dict[str, int]
+    mean_score: int = Field(description="mean of the scores in hundredths (350 = 3.50)")
+    comment: str
+    submitted_at: datetime
+    updated_at: datetime
+
+
+class ReviewSummary(BaseModel):
+    """What the deciders see: assignments, completed reviews and the mean of their means."""
+
+    proposal_id: int
+    min_reviewers: int
+    assignments: list[AssignmentOut]
+    reviews: list[ReviewOut]
+    mean_score: int | None = Field(description="hundredths; null before the first review")
+
+
+class TrancheOut(BaseModel):
+    id: int
+    award_id: int
+    allocation_id: int
+    amount_micro: int
+    status: TrancheStatus
+    progress_report: str | None
+    released_at: datetime | None
+    released_by_user_id: int | None
+
+
+class AllocationOut(BaseModel):
+    id: int
+    award_id: int
+    program_id: int
+    project_id: int
+    currency: Currency
+    account_id: int
+    awarded_micro: int = Field(description="every award into it, released or pending")
+    released_micro: int = Field(description="what has reached the ledger account")
+    available_micro: int = Field(description="what the ledger account can still spend")
+    starts_at: datetime
+    expires_at: datetime
+    status: AllocationStatus = Field(description="the ledger account's status")
+    created_at: datetime
+
+
+class AllocationPage(BaseModel):
+    """Allocations by id; pass ``next_cursor`` as ``cursor`` for the next page."""
+
+    items: list[AllocationOut]
+    next_cursor: int | None
+
+
+class AwardOut(BaseModel):
+    """An award with what it created or changed; ``replayed`` when the key was seen before."""
+
+    id: int
+    proposal_id: int
+    program_id: int
+    project_id: int
+    amounts: dict[Currency, int]
+    starts_at: datetime
+    ends_at: datetime
+    decided_by_user_id: int
+    created_at: datetime
+    allocations: list[AllocationOut]
+    tranches: list[TrancheOut]
+    replayed: bool = False

@@ -27,6 +27,7 @@ from credits.ledger.models import (
     TransferKind,
 )
 from credits.ledger.queries import (
+    LedgerNotMigrated,
     get_hold,
     project_sink_code,
     system_account_code,
@@ -172,7 +173,9 @@ def _lock_project(
         or sinks.get(shared_code)
     )
     if sink_id is None:
-        raise AccountNotFound(f"system account {shared_code} is missing; run `credits db upgrade`")
+        raise LedgerNotMigrated(
+            f"system account {shared_code} is missing; run `credits db upgrade`"
+        )
     _check_sink(by_id[sink_id], currency, project_id)
     sources = [row for row in rows if row.project_id == project_id and row.id != sink_id]
     return sources, sink_id

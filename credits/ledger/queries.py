@@ -42,8 +42,13 @@ def system_account_id(session: Session, kind: AccountKind, currency: Currency) -
     code = system_account_code(kind, currency)
     account_id = session.scalar(select(Account.id).where(Account.code == code))
     if account_id is None:
-        raise AccountNotFound(f"system account {code} is missing; run `credits db upgrade`")
+        # Seeded by the first migration: missing means a broken install, not bad input.
+        raise LedgerNotMigrated(f"system account {code} is missing; run `credits db upgrade`")
     return account_id
+
+
+class LedgerNotMigrated(RuntimeError):
+    """The database lacks what the migrations seed."""
 
 
 def get_account(session: Session, *, account_id: int) -> AccountOut:

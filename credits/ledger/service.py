@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, insert, select, update
+from sqlalchemy import Row, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -29,7 +29,7 @@ from credits.ledger.errors import (
     StatusChangeForbidden,
 )
 from credits.ledger.holds import place_hold
-from credits.ledger.models import Account, AccountKind, AccountStatus, Currency, TransferKind
+from credits.ledger.models import AccountKind, AccountStatus, Currency, TransferKind
 from credits.ledger.queries import get_account, project_sink_code, system_account_id
 from credits.ledger.schemas import AccountOut, TransferResult
 from credits.ledger.settle import capture, void_hold
@@ -78,12 +78,10 @@ def open_account(
             journal.check_time(moment, name=name)
     if starts_at is not None and expires_at is not None and expires_at <= starts_at:
         raise InvalidInput("an account must expire after it starts")
-    if session.scalar(select(Account.id).where(Account.code == code)) is not None:
-        raise InvalidInput(f"an account with code {code!r} already exists")
     if kind is AccountKind.ALLOCATION and project_id is not None:
         _ensure_project_sink(session, project_id, currency, actor)
     account_id = session.execute(
-        insert(ACCOUNTS)
+        _insert_if_new(session)
         .values(
             code=code,
             currency=currency.value,
@@ -99,8 +97,12 @@ def open_account(
             credits_posted=0,
             created_at=utcnow(),
         )
+        .on_conflict_do_nothing(index_elements=["code"])
         .returning(ACCOUNTS.c.id)
-    ).scalar_one()
+    ).scalar()
+    if account_id is None:
+        # Also what a concurrent open of the same code sees: a refusal, not a 500.
+        raise InvalidInput(f"an account with code {code!r} already exists")
     _audit_account(session, account_id, "ledger.account_opened", actor, {"code": code})
     return get_account(session, account_id=account_id)
 
@@ -111,6 +113,13 @@ def _check_kind(kind: AccountKind | str) -> AccountKind:
     except ValueError:
         allowed = ", ".join(k.value for k in AccountKind)
         raise InvalidInput(f"account kind must be one of {allowed}, got {kind!r}") from None
+
+
+def _insert_if_new(session: Session) -> postgresql.Insert | sqlite.Insert:
+    """An INSERT that can skip a row whose unique code exists (ON CONFLICT DO NOTHING)."""
+    if session.get_bind().dialect.name == "postgresql":
+        return postgresql.insert(ACCOUNTS)
+    return sqlite.insert(ACCOUNTS)
 
 
 def _ensure_project_sink(
@@ -130,10 +139,8 @@ def _ensure_project_sink(
         "credits_posted": 0,
         "created_at": utcnow(),
     }
-    dialect = session.get_bind().dialect.name
-    builder = postgresql.insert if dialect == "postgresql" else sqlite.insert
     created = session.execute(
-        builder(ACCOUNTS)
+        _insert_if_new(session)
         .values(**values)
         .on_conflict_do_nothing(index_elements=["code"])
         .returning(ACCOUNTS.c.id)
@@ -437,6 +444,45 @@ def expire_account(
         actor=actor,
         now=now,
     )
+
+
+def extend_account(
+    session: Session,
+    *,
+    account_id: int,
+    expires_at: datetime,
+    actor: Actor,
+    reason: str,
+) -> AccountOut:
+    """Moves an account's end date later; appends ``ledger.account_extended``.
+
+    Only a later date: history already swept is never reopened. Raises
+    AccountNotFound, ReasonRequired, InvalidInput (no end date to move, or not
+    later), AccountNotActive (expired already).
+    """
+    journal.check_time(expires_at, name="expires_at")
+    if not isinstance(reason, str) or not reason.strip():
+        raise ReasonRequired("extending an account needs a reason")
+    locked = journal.lock_accounts(session, [account_id])[account_id]
+    if locked.status == AccountStatus.EXPIRED.value:
+        raise AccountNotActive(f"account {account_id} has expired", account_id=account_id)
+    if locked.expires_at is None or expires_at <= locked.expires_at:
+        raise InvalidInput(f"account {account_id} can only be extended to a later end date")
+    session.execute(
+        update(ACCOUNTS).where(ACCOUNTS.c.id == account_id).values(expires_at=expires_at)
+    )
+    _audit_account(
+        session,
+        account_id,
+        "ledger.account_extended",
+        actor,
+        {
+            "from": locked.expires_at.isoformat(),
+            "to": expires_at.isoformat(),
+            "reason": reason.strip(),
+        },
+    )
+    return get_account(session, account_id=account_id)
 
 
 def _expiry_key(account: Row[Any]) -> str:

@@ -10,7 +10,9 @@ from flask import Flask
 from openapi_spec_validator import OpenAPIV31SpecValidator
 from sqlalchemy.orm import Session, sessionmaker
 
-from credits.api.openapi import openapi_path
+from credits.api.converters import MAX_ID
+from credits.api.openapi import build_document, openapi_path
+from credits.api.openapi import operation as declare_operation
 
 API_PREFIX = "/api/v1"
 IMPLICIT_METHODS = {"HEAD", "OPTIONS"}
@@ -90,3 +92,41 @@ def test_routes_that_take_a_body_document_it(
     assert body["required"] is True
     assert schema == {"$ref": f"#/components/schemas/{model}"}
     assert "properties" in document["components"]["schemas"][model]
+
+
+def test_every_status_is_listed_and_there_is_no_catch_all(document: dict[str, Any]) -> None:
+    for path, operations in document["paths"].items():
+        for method, declared in operations.items():
+            responses = declared["responses"]
+            assert "default" not in responses, f"{method} {path}"
+            assert "500" in responses, f"{method} {path}"
+
+
+def test_a_required_json_body_documents_malformed_and_unsupported_bodies(
+    document: dict[str, Any],
+) -> None:
+    responses = document["paths"]["/api/v1/pool/flavours"]["post"]["responses"]
+
+    assert {"400", "415", "422"} <= set(responses)
+
+
+def test_path_ids_are_bounded_like_the_converter(document: dict[str, Any]) -> None:
+    operation = document["paths"]["/api/v1/accounts/{account_id}"]["get"]
+
+    schema = operation["parameters"][0]["schema"]
+    assert schema == {"type": "integer", "minimum": 0, "maximum": MAX_ID}
+
+
+def test_a_route_that_needs_an_idempotency_key_documents_the_header() -> None:
+    app = Flask(__name__)
+
+    @app.post("/things")
+    @declare_operation("Make a thing", idempotency_key=True)
+    def make_thing() -> dict[str, str]:
+        return {}
+
+    made = build_document(app)["paths"]["/things"]["post"]
+
+    header = next(p for p in made["parameters"] if p["in"] == "header")
+    assert (header["name"], header["required"]) == ("Idempotency-Key", True)
+    assert "400" in made["responses"]

@@ -612,3 +612,9 @@ def test_verify_reports_a_hold_part_marked_settled_with_credits_left(any_session
     any_session.execute(text("UPDATE ledger_hold_parts SET status = 'voided' WHERE hold_key = 'h'"))
     problems = verify_ledger(any_session).problems
     assert any("hold 'h' part 0 is voided" in problem for problem in problems), problems
+
+
+def test_opening_an_account_with_a_taken_code_is_refused(any_session: Session) -> None:
+    service.open_account(any_session, code="dup", currency="gpu", actor=SYSTEM)
+    with pytest.raises(InvalidInput, match="already exists"):
+        service.open_account(any_session, code="dup", currency="label", actor=SYSTEM)

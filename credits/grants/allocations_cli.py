@@ -1,0 +1,112 @@
+"""``credits allocations``: list, run the expiry sweep, adjust (ops).
+
+One transaction and one service call per command, like :mod:`credits.grants.cli`.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from credits.cli_support import cli_transaction, format_credits, parse_credits, reports_errors
+from credits.grants.allocations import adjust_allocation, expire_allocations
+from credits.grants.proposal_queries import list_allocations
+from credits.grants.queries import MAX_PAGE
+from credits.grants.schemas import AllocationOut
+from credits.identity.actor import Actor
+from credits.identity.service import actor_for_email
+
+SWEEPER = Actor.system("allocations-sweep")
+
+
+def _print(found: list[AllocationOut], title: str | None = None) -> None:
+    table = Table(title=title)
+    headers = ["id", "project", "program", "currency", "awarded", "available", "starts", "expires"]
+    for header in [*headers, "status"]:
+        table.add_column(header)
+    for a in found:
+        table.add_row(
+            str(a.id),
+            str(a.project_id),
+            str(a.program_id),
+            a.currency.value,
+            format_credits(a.awarded_micro),
+            format_credits(a.available_micro),
+            a.starts_at.date().isoformat(),
+            a.expires_at.isoformat(timespec="seconds"),
+            a.status.value,
+        )
+    Console(width=160).print(table)
+
+
+@click.group()
+def allocations() -> None:
+    """Awarded credits per project, currency and period: list, expire, adjust."""
+
+
+@allocations.command("list")
+@click.option("--project", "project_id", type=int, help="Only this project's allocations.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (micro-credits) instead.")
+@reports_errors
+def list_command(project_id: int | None, as_json: bool) -> None:
+    """List allocations by id, with what their ledger accounts hold."""
+    found: list[AllocationOut] = []
+    cursor: int | None = None
+    with cli_transaction() as session:
+        while True:
+            page = list_allocations(session, project_id=project_id, cursor=cursor, limit=MAX_PAGE)
+            found += page.items
+            if (cursor := page.next_cursor) is None:
+                break
+    if as_json:
+        click.echo(json.dumps([allocation.model_dump(mode="json") for allocation in found]))
+        return
+    _print(found)
+
+
+@allocations.command("expire")
+@click.option("--as", "as_email", help="Email of an ops user; the platform's sweeper by default.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (micro-credits) instead.")
+@reports_errors
+def expire_command(as_email: str | None, as_json: bool) -> None:
+    """Move each ended allocation's unreserved remainder to the expiry sink (safe to re-run)."""
+    with cli_transaction() as session:
+        actor = actor_for_email(session, as_email) if as_email else SWEEPER
+        swept = expire_allocations(session, actor=actor)
+    if as_json:
+        click.echo(json.dumps([allocation.model_dump(mode="json") for allocation in swept]))
+        return
+    click.echo(f"{len(swept)} allocation(s) expired")
+    if swept:
+        _print(swept)
+
+
+@allocations.command("adjust")
+@click.argument("allocation_id", type=int)
+@click.option("--amount", required=True, help="Credits to add (2.5) or remove (-2.5).")
+@click.option("--reason", required=True, help="Why; kept in the journal and the audit log.")
+@click.option("--as", "as_email", required=True, help="Email of an ops user.")
+@click.option("--key", help="Idempotency key; a random one is used when omitted.")
+@reports_errors
+def adjust_command(
+    *, allocation_id: int, amount: str, reason: str, as_email: str, key: str | None
+) -> None:
+    """Correct an allocation's balance through the ledger (ops, with a reason)."""
+    micro = parse_credits(amount)
+    with cli_transaction() as session:
+        allocation = adjust_allocation(
+            session,
+            allocation_id=allocation_id,
+            amount=micro,
+            actor=actor_for_email(session, as_email),
+            reason=reason,
+            key=key or f"cli:{uuid.uuid4()}",
+        )
+    click.echo(
+        f"allocation {allocation.id}: {format_credits(micro)} {allocation.currency.value}; "
+        f"available {format_credits(allocation.available_micro)}"
+    )

@@ -1,0 +1,300 @@
+"""Reviews: owners assign reviewers, reviewers score or declare a conflict of interest.
+
+- A program's owner (or ops) assigns a user holding the reviewer role to a
+  submitted or in_review proposal; the first assignment moves it from
+  submitted to in_review. A reviewer who declared a conflict on it, or who is
+  on the applying project, cannot be assigned (ReviewerConflicted).
+- An assigned reviewer declares a conflict; from then on the proposal is out
+  of their reach (404 on read) and any review they gave stops counting.
+- An assigned reviewer without a conflict scores an in_review proposal: every
+  program criterion, each an integer 1-5, and a comment. One review per
+  reviewer and proposal; sending it again before the decision replaces it
+  (the audit log keeps each version).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from credits.db import utcnow
+from credits.grants.errors import (
+    AlreadyAssigned,
+    InvalidReview,
+    NotAReviewer,
+    NotEnoughReviews,
+    ProposalForbidden,
+    ProposalNotFound,
+    ReviewerConflicted,
+    ScoreBelowMinimum,
+)
+from credits.grants.models import (
+    MAX_REVIEWERS,
+    Program,
+    Proposal,
+    ProposalStatus,
+    Review,
+    ReviewAssignment,
+)
+from credits.grants.proposal_queries import (
+    assignments_of,
+    counted_reviews,
+    load_assignment,
+    load_proposal,
+    render_assignment,
+    render_review,
+)
+from credits.grants.proposals import audit_proposal, require_status
+from credits.grants.queries import load_program, load_project, member_ids, owner_ids
+from credits.grants.schemas import AssignmentOut, ReviewOut, ReviewSummary
+from credits.identity.access import can_administer_program
+from credits.identity.actor import Actor
+from credits.identity.errors import UserNotFound
+from credits.identity.models import Role, User
+from credits.notifications.events import notify_reviewer_assigned
+
+__all__ = [
+    "assign_reviewer",
+    "check_decision_reviews",
+    "declare_conflict",
+    "get_review_summary",
+    "mean_hundredths",
+    "mean_of_reviews",
+    "submit_review",
+]
+
+COMMENT_MAX_LENGTH = 20_000
+REVIEWABLE = frozenset({ProposalStatus.SUBMITTED, ProposalStatus.IN_REVIEW})
+
+
+def mean_hundredths(values: list[int]) -> int:
+    """The mean of ``values`` in integer hundredths, rounded down (3, 4 → 350)."""
+    return sum(values) * 100 // len(values)
+
+
+def mean_of_reviews(reviews: list[Review]) -> int | None:
+    """The mean of the reviews' means, in hundredths rounded down; None without reviews."""
+    if not reviews:
+        return None
+    return sum(review.mean_score for review in reviews) // len(reviews)
+
+
+def _require_decider(actor: Actor, program: Program) -> None:
+    if not can_administer_program(actor, owner_ids=owner_ids(program)):
+        raise ProposalForbidden(f"only an owner of program {program.id} or ops may do this")
+
+
+def _load_reviewer(session: Session, user_id: int) -> User:
+    user = session.get(User, user_id)
+    if user is None:
+        raise UserNotFound(f"no user has the id {user_id}", user_id=user_id)
+    if not any(held.role == Role.REVIEWER.value for held in user.roles):
+        raise NotAReviewer(f"{user.email} is not a reviewer", user_id=user_id)
+    return user
+
+
+def _own_assignment(session: Session, proposal: Proposal, actor: Actor) -> ReviewAssignment:
+    """The actor's unconflicted assignment; otherwise the proposal is out of their reach."""
+    assignment = load_assignment(session, proposal.id, actor.user_id)
+    if assignment is None or assignment.conflict_declared_at is not None:
+        raise ProposalNotFound(f"no proposal has the id {proposal.id}")
+    return assignment
+
+
+def _clean_scores(program: Program, scores: Mapping[str, Any]) -> dict[str, int]:
+    keys = [criterion["key"] for criterion in program.criteria]
+    if not isinstance(scores, Mapping) or set(scores) != set(keys):
+        raise InvalidReview(
+            f"score every criterion of program {program.id} and no other: {', '.join(keys)}",
+            field="scores",
+        )
+    for key in keys:
+        if type(scores[key]) is not int or not 1 <= scores[key] <= 5:
+            raise InvalidReview(f"scores[{key}] must be an integer from 1 to 5", field="scores")
+    return {key: scores[key] for key in keys}
+
+
+def assign_reviewer(
+    session: Session,
+    *,
+    proposal_id: int,
+    reviewer_user_id: int,
+    actor: Actor,
+    now: datetime | None = None,
+) -> AssignmentOut:
+    """Asks a reviewer to review the proposal; submitted → in_review on the first one.
+
+    Appends ``proposal.reviewer_assigned`` (with ``from`` when the status
+    moved). Raises ProposalNotFound, ProposalForbidden, ProposalStatusConflict
+    (not submitted or in_review), UserNotFound, NotAReviewer,
+    ReviewerConflicted (declared one, or is on the applying project),
+    AlreadyAssigned, InvalidReview (too many reviewers).
+    """
+    now = now or utcnow()
+    proposal = load_proposal(session, proposal_id, lock=True)
+    _require_decider(actor, load_program(session, proposal.program_id))
+    require_status(proposal, REVIEWABLE, "be assigned reviewers")
+    user = _load_reviewer(session, reviewer_user_id)
+    existing = load_assignment(session, proposal.id, reviewer_user_id)
+    if existing is not None and existing.conflict_declared_at is not None:
+        raise ReviewerConflicted(
+            f"{user.email} declared a conflict of interest with proposal {proposal.id}",
+            user_id=reviewer_user_id,
+        )
+    if reviewer_user_id in member_ids(load_project(session, proposal.project_id)):
+        raise ReviewerConflicted(
+            f"{user.email} is on the applying project {proposal.project_id}",
+            user_id=reviewer_user_id,
+        )
+    if existing is not None:
+        raise AlreadyAssigned(
+            f"{user.email} already reviews proposal {proposal.id}", user_id=reviewer_user_id
+        )
+    if len(assignments_of(session, proposal.id)) >= MAX_REVIEWERS:
+        raise InvalidReview(f"a proposal has at most {MAX_REVIEWERS} reviewers", field="user_id")
+    assignment = ReviewAssignment(
+        proposal_id=proposal.id,
+        reviewer_user_id=reviewer_user_id,
+        assigned_by_user_id=actor.user_id,
+        assigned_at=now,
+    )
+    session.add(assignment)
+    moved = {}
+    if proposal.status == ProposalStatus.SUBMITTED.value:
+        proposal.status = ProposalStatus.IN_REVIEW.value
+        moved = {"from": ProposalStatus.SUBMITTED.value, "to": ProposalStatus.IN_REVIEW.value}
+    session.flush()
+    audit_proposal(
+        session, "proposal.reviewer_assigned", proposal, actor, user_id=reviewer_user_id, **moved
+    )
+    notify_reviewer_assigned(session, proposal_id=proposal.id, reviewer_user_id=reviewer_user_id)
+    return render_assignment(assignment)
+
+
+def declare_conflict(
+    session: Session, *, proposal_id: int, actor: Actor, reason: str, now: datetime | None = None
+) -> AssignmentOut:
+    """The assigned reviewer declares a conflict; appends ``proposal.conflict_declared``.
+
+    From then on the proposal answers them as missing and their review, if
+    any, no longer counts. Allowed until the decision. Raises ProposalNotFound
+    (not assigned, or declared already), ProposalStatusConflict (decided or
+    withdrawn), InvalidReview (no reason).
+    """
+    now = now or utcnow()
+    proposal = load_proposal(session, proposal_id, lock=True)
+    assignment = _own_assignment(session, proposal, actor)
+    require_status(proposal, REVIEWABLE, "take conflict declarations")
+    why = reason.strip() if isinstance(reason, str) else ""
+    if not why:
+        raise InvalidReview("declaring a conflict of interest needs a reason", field="reason")
+    assignment.conflict_declared_at = now
+    assignment.conflict_reason = why[:COMMENT_MAX_LENGTH]
+    session.flush()
+    audit_proposal(session, "proposal.conflict_declared", proposal, actor, reason=why)
+    return render_assignment(assignment)
+
+
+def submit_review(
+    session: Session,
+    *,
+    proposal_id: int,
+    actor: Actor,
+    scores: Mapping[str, Any],
+    comment: str,
+    now: datetime | None = None,
+) -> ReviewOut:
+    """Scores an in_review proposal as an assigned reviewer; a second call replaces the first.
+
+    Appends ``proposal.reviewed`` with the scores, the mean and whether it
+    replaced an earlier review. Raises ProposalNotFound (not assigned, or a
+    conflict declared), ProposalStatusConflict (not in_review), InvalidReview.
+    """
+    now = now or utcnow()
+    proposal = load_proposal(session, proposal_id, lock=True)
+    _own_assignment(session, proposal, actor)
+    require_status(proposal, frozenset({ProposalStatus.IN_REVIEW}), "be reviewed")
+    cleaned = _clean_scores(load_program(session, proposal.program_id), scores)
+    text = comment.strip() if isinstance(comment, str) else ""
+    if not text or len(text) > COMMENT_MAX_LENGTH:
+        raise InvalidReview(
+            f"a review needs a comment of at most {COMMENT_MAX_LENGTH} characters",
+            field="comment",
+        )
+    review = session.scalar(
+        select(Review).where(
+            Review.proposal_id == proposal.id, Review.reviewer_user_id == actor.user_id
+        )
+    )
+    replaced = review is not None
+    if review is None:
+        review = Review(proposal_id=proposal.id, reviewer_user_id=actor.user_id, submitted_at=now)
+        session.add(review)
+    review.scores = cleaned
+    review.mean_score = mean_hundredths(list(cleaned.values()))
+    review.comment = text
+    review.updated_at = now
+    session.flush()
+    audit_proposal(
+        session,
+        "proposal.reviewed",
+        proposal,
+        actor,
+        scores=cleaned,
+        mean_score=review.mean_score,
+        replaced=replaced,
+    )
+    return render_review(review)
+
+
+def get_review_summary(session: Session, *, proposal_id: int, actor: Actor) -> ReviewSummary:
+    """Assignments, counted reviews and their mean, for the program's owners and ops.
+
+    Raises ProposalNotFound, ProposalForbidden.
+    """
+    proposal = load_proposal(session, proposal_id)
+    program = load_program(session, proposal.program_id)
+    _require_decider(actor, program)
+    reviews = counted_reviews(session, proposal.id)
+    return ReviewSummary(
+        proposal_id=proposal.id,
+        min_reviewers=program.min_reviewers,
+        assignments=[render_assignment(a) for a in assignments_of(session, proposal.id)],
+        reviews=[render_review(review) for review in reviews],
+        mean_score=mean_of_reviews(reviews),
+    )
+
+
+def check_decision_reviews(
+    session: Session,
+    proposal: Proposal,
+    program: Program,
+    *,
+    override_reason: str | None,
+    awarding: bool,
+) -> dict[str, Any]:
+    """What the reviews say; raises NotEnoughReviews, ScoreBelowMinimum unless overridden."""
+    reviews = counted_reviews(session, proposal.id)
+    mean = mean_of_reviews(reviews)
+    facts: dict[str, Any] = {"reviews": len(reviews), "mean_score": mean}
+    if override_reason is not None:
+        return facts | {"override_reason": override_reason}
+    if len(reviews) < program.min_reviewers:
+        raise NotEnoughReviews(
+            f"proposal {proposal.id} has {len(reviews)} of the {program.min_reviewers} "
+            "reviews its program needs; decide with an override reason to go ahead",
+            completed=len(reviews),
+            required=program.min_reviewers,
+        )
+    if awarding and mean is not None and mean < program.min_mean_score:
+        raise ScoreBelowMinimum(
+            f"proposal {proposal.id} scored {mean / 100:.2f}; program {program.id} awards "
+            f"from {program.min_mean_score / 100:.2f}; give an override reason to go ahead",
+            mean_score=mean,
+            min_mean_score=program.min_mean_score,
+        )
+    return facts

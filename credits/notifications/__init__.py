@@ -1,0 +1,1 @@
+"""Notifications: an outbox written with the event, delivered after commit."""

@@ -1,0 +1,189 @@
+"""The Celery app factory and its thin tasks.
+
+Nothing is built at import: ``make_celery(settings)`` builds an app, and the
+``celery`` command line finds one through this module's ``app`` attribute,
+built from the environment on first access::
+
+    celery -A credits.worker worker --loglevel=INFO
+    celery -A credits.worker beat
+
+A task takes ids and plain values, opens one ``session_scope`` and calls one
+idempotent service; it may run twice (``task_acks_late``) and the service
+makes that harmless.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+from celery import Celery
+from celery.schedules import crontab
+from sqlalchemy.orm import Session, sessionmaker
+
+from credits.db import make_engine, session_scope, utcnow
+from credits.grants.allocations import expire_allocations
+from credits.identity.actor import Actor
+from credits.notifications.events import queue_expiry_digests, queue_low_balance_notices
+from credits.notifications.mail import Mailer, make_mailer
+from credits.notifications.service import TASK_SENDER, send_pending
+from credits.settings import Settings, load_settings
+
+SEND_NOTIFICATIONS = "credits.notifications.send_pending"
+QUEUE_EXPIRY_DIGESTS = "credits.notifications.queue_expiry_digests"
+QUEUE_LOW_BALANCE_NOTICES = "credits.notifications.queue_low_balance_notices"
+EXPIRE_ALLOCATIONS = "credits.allocations.expire"
+SWEEPER = Actor.system("allocations-sweep")
+SEND_INTERVAL = timedelta(minutes=1)
+
+
+class WorkerResources:
+    """What tasks share in one worker process, built on first use (after the fork)."""
+
+    def __init__(
+        self,
+        app: Celery,
+        settings: Settings,
+        *,
+        session_factory: sessionmaker[Session] | None = None,
+        mailer: Mailer | None = None,
+    ) -> None:
+        self.app = app
+        self.settings = settings
+        self._session_factory = session_factory
+        self._mailer = mailer
+
+    @property
+    def session_factory(self) -> sessionmaker[Session]:
+        if self._session_factory is None:
+            engine = make_engine(
+                self.settings.database_url,
+                sqlite_busy_timeout_ms=self.settings.sqlite_busy_timeout_ms,
+                pool_size=self.settings.database_pool_size,
+            )
+            self._session_factory = sessionmaker(
+                bind=engine, expire_on_commit=False, info={TASK_SENDER: task_sender(self.app)}
+            )
+        return self._session_factory
+
+    @property
+    def mailer(self) -> Mailer:
+        if self._mailer is None:
+            self._mailer = make_mailer(self.settings)
+        return self._mailer
+
+
+def task_sender(app: Celery) -> Callable[[], None]:
+    """A zero-argument callable that asks a worker to run the notification sender.
+
+    Put it in ``session.info[TASK_SENDER]`` (``sessionmaker(info=...)``) and
+    enqueued notifications are sent right after their transaction commits.
+    """
+
+    def send() -> None:
+        app.tasks[SEND_NOTIFICATIONS].delay()
+
+    return send
+
+
+def register_notification_tasks(app: Celery, resources: WorkerResources) -> None:
+    @app.task(name=SEND_NOTIFICATIONS, shared=False)
+    def send_notifications(limit: int = 100) -> dict[str, list[int]]:
+        with session_scope(resources.session_factory) as session:
+            report = send_pending(
+                session,
+                mailer=resources.mailer,
+                limit=limit,
+                mail_from=resources.settings.smtp_from,
+            )
+        return report.model_dump()
+
+    @app.task(name=QUEUE_EXPIRY_DIGESTS, shared=False)
+    def expiry_digests() -> int:
+        with session_scope(resources.session_factory) as session:
+            return queue_expiry_digests(session, now=utcnow())
+
+    @app.task(name=QUEUE_LOW_BALANCE_NOTICES, shared=False)
+    def low_balance_notices() -> int:
+        with session_scope(resources.session_factory) as session:
+            return queue_low_balance_notices(session, now=utcnow())
+
+
+def register_grants_tasks(app: Celery, resources: WorkerResources) -> None:
+    @app.task(name=EXPIRE_ALLOCATIONS, shared=False)
+    def expire_ended_allocations() -> list[int]:
+        """The expiry sweep; a second run in the same state moves nothing."""
+        with session_scope(resources.session_factory) as session:
+            return [allocation.id for allocation in expire_allocations(session, actor=SWEEPER)]
+
+
+# Each domain with tasks adds its register function here.
+TASK_REGISTRARS: tuple[Callable[[Celery, WorkerResources], None], ...] = (
+    register_notification_tasks,
+    register_grants_tasks,
+)
+
+
+def beat_schedule(settings: Settings, registered: set[str]) -> dict[str, dict[str, Any]]:
+    """Periodic work; an entry whose task is not registered yet is left out."""
+    daily = settings.notification_digest_hour
+    schedule: dict[str, dict[str, Any]] = {
+        "send-notifications": {"task": SEND_NOTIFICATIONS, "schedule": SEND_INTERVAL},
+        "expire-allocations": {"task": EXPIRE_ALLOCATIONS, "schedule": crontab(minute=5)},
+        "expiry-digests": {
+            "task": QUEUE_EXPIRY_DIGESTS,
+            "schedule": crontab(hour=daily, minute=0),
+        },
+        "low-balance-notices": {
+            "task": QUEUE_LOW_BALANCE_NOTICES,
+            "schedule": crontab(hour=daily, minute=10),
+        },
+    }
+    return {name: entry for name, entry in schedule.items() if entry["task"] in registered}
+
+
+def make_celery(
+    settings: Settings,
+    *,
+    session_factory: sessionmaker[Session] | None = None,
+    mailer: Mailer | None = None,
+) -> Celery:
+    """A Celery app on ``settings.broker_url`` with every task and the beat schedule.
+
+    ``session_factory`` and ``mailer`` replace the ones built from settings (tests).
+    """
+    app = Celery("credits", set_as_current=False)
+    app.conf.update(
+        broker_url=settings.broker_url,
+        broker_connection_retry_on_startup=True,
+        task_always_eager=settings.task_always_eager,
+        task_eager_propagates=True,
+        task_ignore_result=True,
+        # Tasks are idempotent, so a task lost with its worker is run again.
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        timezone="UTC",
+        enable_utc=True,
+    )
+    resources = WorkerResources(app, settings, session_factory=session_factory, mailer=mailer)
+    for register in TASK_REGISTRARS:
+        register(app, resources)
+    app.conf.beat_schedule = beat_schedule(settings, set(app.tasks))
+    return app
+
+
+@functools.cache
+def celery_app() -> Celery:
+    """The app of this process, from the environment's settings, built once."""
+    return make_celery(load_settings())
+
+
+def __getattr__(name: str) -> Celery:
+    # `celery -A credits.worker` reads `app`; building it lazily keeps imports free
+    # of settings, engines and brokers.
+    if name == "app":
+        return celery_app()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

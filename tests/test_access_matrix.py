@@ -1,0 +1,458 @@
+"""Who reaches what: every route of the URL map, called by every kind of caller.
+
+Each row of ``MATRIX`` is one (method, rule) with a target, a valid body and
+the answer each persona of tests/api_world.py must get: ``OK`` for any 2xx,
+otherwise the exact status (401 anonymous, 404 for an object out of reach,
+403 for a wrong role or for an object the caller may see but not change).
+A route of the URL map without a row fails :func:`test_every_route_has_a_row`,
+so every new route must say who may call it; a row may repeat a route with
+another target (program P and its draft, project A and B). A new persona goes
+in tests/api_world.py and gets the default answer of every row until named.
+
+Isolation: every request runs inside its own SAVEPOINT, rolled back after the
+response, so one persona's successful POST (an archive, a new owner) never
+changes what the next persona meets; each persona sees the world exactly as
+:func:`build_world` left it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from api_world import (
+    ANONYMOUS,
+    CONFLICTED_REVIEWER,
+    FUNDER_P,
+    FUNDER_Q,
+    OPS,
+    PERSONAS,
+    RESEARCHER_A,
+    RESEARCHER_B,
+    REVIEWER,
+    World,
+    build_world,
+    program_body,
+)
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy.orm import Session, sessionmaker
+
+from credits.app import create_app
+from credits.db import utcnow
+from credits.settings import load_settings
+
+OK = "2xx"
+Expect = int | str
+IMPLICIT_METHODS = frozenset({"HEAD", "OPTIONS"})
+_ARGUMENT = re.compile(r"<(?:\w+(?:\([^)]*\))?:)?(?P<name>\w+)>")
+
+RESEARCHERS = (RESEARCHER_A, RESEARCHER_B)
+FUNDERS = (FUNDER_P, FUNDER_Q)
+
+
+def expect(default: Expect, **answers: Expect) -> dict[str, Expect]:
+    """``default`` for every persona not named; anonymous gets 401 unless named."""
+    unknown = set(answers) - set(PERSONAS)
+    assert not unknown, f"unknown personas {unknown}"
+    return {ANONYMOUS: 401} | dict.fromkeys(PERSONAS[1:], default) | answers
+
+
+def only(*personas: str, others: Expect = 404, **answers: Expect) -> dict[str, Expect]:
+    """``OK`` for ``personas``, ``others`` for the rest (anonymous: 401)."""
+    return expect(others, **dict.fromkeys(personas, OK), **answers)
+
+
+class Fixed(str):
+    """A URL argument given as is, rather than the name of a World field."""
+
+    __slots__ = ()
+
+
+@dataclass(frozen=True)
+class Row:
+    """One call: ``path`` names the World field (or a Fixed value) each URL argument takes."""
+
+    method: str
+    rule: str
+    answers: dict[str, Expect]
+    path: dict[str, str] = field(default_factory=dict)
+    body: Callable[[World], Any] | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    note: str = ""
+
+    @property
+    def id(self) -> str:
+        target = ",".join(f"{name}={value}" for name, value in self.path.items())
+        return f"{self.method} {self.rule}" + (f" [{target}]" if target else "")
+
+
+def _flavour_body(_: World) -> dict[str, Any]:
+    return {
+        "name": "h100-80gb",
+        "node_label_value": "NVIDIA-H100-80GB-HBM3",
+        "gpu_memory_gb": 80,
+        "gpus_per_node": 8,
+    }
+
+
+def _rate_body(_: World) -> dict[str, Any]:
+    starts = utcnow() + timedelta(days=1)
+    return {"micro_credits_per_gpu_hour": 3_000_000, "effective_from": starts.isoformat()}
+
+
+def _program_body(world: World) -> dict[str, Any]:
+    """A new call for funder Q: ops must name an owner, a funder becomes one as well."""
+    values = program_body(name="New call", owner_ids=[world.user_ids[FUNDER_Q]])
+    return values | {key: values[key].isoformat() for key in ("opens_at", "closes_at")}
+
+
+PUBLIC = expect(OK, anonymous=OK)
+ANY_TOKEN = expect(OK)
+# Ops and funders read every ledger account; project members their project's.
+ACCOUNT_A = only(OPS, *FUNDERS, RESEARCHER_A)
+# Program P is open: its owner and ops run it, researchers see the call but may
+# not change it, reviewers and the other funder do not see it at all.
+ADMINISTER_P = only(OPS, FUNDER_P, **dict.fromkeys(RESEARCHERS, 403))
+# A draft is seen by its owners and ops alone.
+DRAFT_P = only(OPS, FUNDER_P)
+# Project A: researcher A is its PI; nobody else but ops is on it.
+PROJECT_A = only(OPS, RESEARCHER_A)
+OPS_ON_PROJECT_A = only(OPS, **{RESEARCHER_A: 403})
+POOL_CHANGE = expect(403, ops=OK)
+# Proposal in review: project A's members and ops see it, program P's owner once it
+# was submitted, an assigned reviewer until they declare a conflict (then 404).
+SEES_IN_REVIEW = only(OPS, RESEARCHER_A, FUNDER_P, REVIEWER, **{CONFLICTED_REVIEWER: 404})
+DECIDE_IN_REVIEW = only(OPS, FUNDER_P, **dict.fromkeys((RESEARCHER_A, REVIEWER), 403))
+EDIT_IN_REVIEW = only(OPS, RESEARCHER_A, **dict.fromkeys((FUNDER_P, REVIEWER), 403))
+# Reviewing is the assigned reviewer's alone: to anyone else, ops included, the
+# proposal is out of their reviewing reach, so it answers 404 (reviews._own_assignment).
+REVIEW_IN_REVIEW = only(REVIEWER, **{CONFLICTED_REVIEWER: 404})
+IN_REVIEW = {"proposal_id": "proposal_in_review"}
+
+MATRIX: tuple[Row, ...] = (
+    # Probes and the document: anyone.
+    Row("GET", "/healthz", PUBLIC),
+    Row("GET", "/readyz", PUBLIC),
+    Row("GET", "/api/v1/openapi.json", PUBLIC),
+    Row("GET", "/api/v1/me", ANY_TOKEN),
+    # Flask's own static route: the app ships no static folder, so nothing is there.
+    Row(
+        "GET",
+        "/static/<path:filename>",
+        expect(404, anonymous=404),
+        {"filename": Fixed("app.css")},
+    ),
+    # Ledger.
+    Row("GET", "/api/v1/accounts", expect(403, ops=OK, funder_p=OK, funder_q=OK)),
+    Row("GET", "/api/v1/accounts/<int:account_id>", ACCOUNT_A, {"account_id": "account_a"}),
+    Row("GET", "/api/v1/accounts/<int:account_id>/balance", ACCOUNT_A, {"account_id": "account_a"}),
+    Row(
+        "GET",
+        "/api/v1/accounts/<int:account_id>/transfers",
+        ACCOUNT_A,
+        {"account_id": "account_a"},
+    ),
+    # GPU pool: any token reads, ops change.
+    Row("GET", "/api/v1/pool/flavours", ANY_TOKEN),
+    Row("POST", "/api/v1/pool/flavours", POOL_CHANGE, body=_flavour_body),
+    Row("GET", "/api/v1/pool/flavours/<name>", ANY_TOKEN, {"name": "flavour"}),
+    Row("GET", "/api/v1/pool/flavours/<name>/rates", ANY_TOKEN, {"name": "flavour"}),
+    Row(
+        "POST",
+        "/api/v1/pool/flavours/<name>/rates",
+        POOL_CHANGE,
+        {"name": "flavour"},
+        body=_rate_body,
+    ),
+    # Programs.
+    Row("GET", "/api/v1/programs", ANY_TOKEN),
+    Row(
+        "POST",
+        "/api/v1/programs",
+        only(OPS, *FUNDERS, others=403),
+        body=_program_body,
+    ),
+    Row(
+        "GET",
+        "/api/v1/programs/<int:program_id>",
+        only(OPS, FUNDER_P, *RESEARCHERS),
+        {"program_id": "program_p"},
+        note="an open call: researchers see it, reviewers and other funders do not",
+    ),
+    Row("GET", "/api/v1/programs/<int:program_id>", DRAFT_P, {"program_id": "program_p_draft"}),
+    Row(
+        "GET",
+        "/api/v1/programs/<int:program_id>",
+        only(OPS, FUNDER_Q),
+        {"program_id": "program_q"},
+    ),
+    Row(
+        "PATCH",
+        "/api/v1/programs/<int:program_id>",
+        DRAFT_P,
+        {"program_id": "program_p_draft"},
+        body=lambda _: {"description": "A new description."},
+    ),
+    Row(
+        "POST", "/api/v1/programs/<int:program_id>/open", DRAFT_P, {"program_id": "program_p_draft"}
+    ),
+    Row(
+        "POST", "/api/v1/programs/<int:program_id>/close", ADMINISTER_P, {"program_id": "program_p"}
+    ),
+    Row(
+        "POST",
+        "/api/v1/programs/<int:program_id>/owners",
+        ADMINISTER_P,
+        {"program_id": "program_p"},
+        body=lambda world: {"user_id": world.user_ids[FUNDER_Q]},
+    ),
+    Row(
+        "POST",
+        "/api/v1/programs/<int:program_id>/fund",
+        ADMINISTER_P,
+        {"program_id": "program_p"},
+        body=lambda _: {"currency": "gpu", "amount_micro": 5_000_000, "reason": "top-up"},
+        headers={"Idempotency-Key": "matrix-fund"},
+    ),
+    # Projects.
+    Row("GET", "/api/v1/projects", ANY_TOKEN),
+    Row(
+        "POST",
+        "/api/v1/projects",
+        only(OPS, RESEARCHER_A, others=403),
+        body=lambda world: {
+            "title": "Glacier flow",
+            "field_of_science": "Glaciology",
+            "pi_user_id": world.user_ids[RESEARCHER_A],
+        },
+        note="researcher A names themselves as PI; researcher B may not name A",
+    ),
+    Row("GET", "/api/v1/projects/<int:project_id>", PROJECT_A, {"project_id": "project_a"}),
+    Row(
+        "GET",
+        "/api/v1/projects/<int:project_id>",
+        only(OPS, RESEARCHER_B),
+        {"project_id": "project_b"},
+    ),
+    Row(
+        "POST",
+        "/api/v1/projects/<int:project_id>/members",
+        PROJECT_A,
+        {"project_id": "project_a"},
+        body=lambda world: {"user_id": world.user_ids[RESEARCHER_B], "role": "member"},
+    ),
+    Row(
+        "DELETE",
+        "/api/v1/projects/<int:project_id>/members/<int:user_id>",
+        PROJECT_A,
+        {"project_id": "project_a", "user_id": "member_a"},
+    ),
+    Row(
+        "POST",
+        "/api/v1/projects/<int:project_id>/suspend",
+        OPS_ON_PROJECT_A,
+        {"project_id": "project_a"},
+        body=lambda _: {"reason": "audit"},
+    ),
+    Row(
+        "POST",
+        "/api/v1/projects/<int:project_id>/unsuspend",
+        OPS_ON_PROJECT_A,
+        {"project_id": "project_a_suspended"},
+        body=lambda _: {"reason": "audit done"},
+    ),
+    Row(
+        "POST",
+        "/api/v1/projects/<int:project_id>/archive",
+        PROJECT_A,
+        {"project_id": "project_a"},
+        body=lambda _: {"reason": "finished"},
+    ),
+    # Proposals and reviews.
+    Row("GET", "/api/v1/proposals", ANY_TOKEN),
+    Row(
+        "POST",
+        "/api/v1/proposals",
+        PROJECT_A,
+        body=lambda world: {
+            "program_id": world.program_p,
+            "project_id": world.project_a,
+            "kind": "new",
+            "title": "Firn density",
+        },
+        note="the project decides who drafts: others do not see project A",
+    ),
+    Row("GET", "/api/v1/proposals/<int:proposal_id>", SEES_IN_REVIEW, IN_REVIEW),
+    Row(
+        "GET",
+        "/api/v1/proposals/<int:proposal_id>",
+        PROJECT_A,
+        {"proposal_id": "proposal_draft"},
+        note="a draft: not yet the program owner's to see",
+    ),
+    Row(
+        "PATCH",
+        "/api/v1/proposals/<int:proposal_id>",
+        PROJECT_A,
+        {"proposal_id": "proposal_draft"},
+        body=lambda _: {"title": "Ice sheet models, revised"},
+    ),
+    Row(
+        "POST",
+        "/api/v1/proposals/<int:proposal_id>/submit",
+        PROJECT_A,
+        {"proposal_id": "proposal_draft"},
+    ),
+    Row(
+        "POST",
+        "/api/v1/proposals/<int:proposal_id>/withdraw",
+        EDIT_IN_REVIEW,
+        IN_REVIEW,
+        body=lambda _: {"reason": "resubmitting"},
+    ),
+    Row(
+        "POST",
+        "/api/v1/proposals/<int:proposal_id>/reviewers",
+        DECIDE_IN_REVIEW,
+        IN_REVIEW,
+        body=lambda world: {"user_id": world.reviewer_spare},
+    ),
+    Row(
+        "POST",
+        "/api/v1/proposals/<int:proposal_id>/conflict",
+        REVIEW_IN_REVIEW,
+        IN_REVIEW,
+        body=lambda _: {"reason": "same department"},
+    ),
+    Row(
+        "PUT",
+        "/api/v1/proposals/<int:proposal_id>/review",
+        REVIEW_IN_REVIEW,
+        IN_REVIEW,
+        body=lambda _: {"scores": {"merit": 4, "fit": 5}, "comment": "Sound plan."},
+    ),
+    Row(
+        "GET",
+        "/api/v1/proposals/<int:proposal_id>/reviews",
+        DECIDE_IN_REVIEW,
+        IN_REVIEW,
+    ),
+    Row(
+        "POST",
+        "/api/v1/proposals/<int:proposal_id>/award",
+        DECIDE_IN_REVIEW,
+        IN_REVIEW,
+        body=lambda _: {
+            "amounts": {"gpu": 1_000_000},
+            "starts_at": utcnow().isoformat(),
+            "ends_at": (utcnow() + timedelta(days=90)).isoformat(),
+            "override_reason": "urgent",
+        },
+        headers={"Idempotency-Key": "matrix-award"},
+    ),
+    Row(
+        "POST",
+        "/api/v1/proposals/<int:proposal_id>/reject",
+        DECIDE_IN_REVIEW,
+        IN_REVIEW,
+        body=lambda _: {"reason": "out of scope", "override_reason": "urgent"},
+    ),
+    # Allocations and tranches.
+    Row("GET", "/api/v1/allocations", ANY_TOKEN),
+    Row(
+        "GET",
+        "/api/v1/allocations/<int:allocation_id>",
+        only(OPS, RESEARCHER_A, FUNDER_P),
+        {"allocation_id": "allocation"},
+    ),
+    Row(
+        "POST",
+        "/api/v1/tranches/<int:tranche_id>/release",
+        only(OPS, FUNDER_P, **{RESEARCHER_A: 403}),
+        {"tranche_id": "tranche"},
+        body=lambda _: {"progress_report": "Half the runs are done."},
+        headers={"Idempotency-Key": "matrix-release"},
+    ),
+)
+
+
+@pytest.fixture
+def app(joined_session_factory: sessionmaker[Session]) -> Flask:
+    return create_app(load_settings(), session_factory=joined_session_factory)
+
+
+def _url(row: Row, world: World) -> str:
+    def value(match: re.Match[str]) -> str:
+        name = match["name"]
+        assert name in row.path, f"{row.id}: the row names no target for <{name}>"
+        target = row.path[name]
+        return target if isinstance(target, Fixed) else str(getattr(world, target))
+
+    return _ARGUMENT.sub(value, row.rule)
+
+
+def _status(client: FlaskClient, session: Session, row: Row, world: World, persona: str) -> int:
+    """The status ``persona`` gets, inside a SAVEPOINT that is rolled back afterwards."""
+    body = row.body(world) if row.body is not None else None
+    # On the connection, not the Session: Session.begin_nested() emits its SAVEPOINT
+    # lazily, only once the test session itself next touches the database.
+    savepoint = session.connection().begin_nested()
+    try:
+        response = client.open(
+            _url(row, world),
+            method=row.method,
+            json=body,
+            headers=world.headers[persona] | row.headers,
+        )
+    finally:
+        savepoint.rollback()
+    return response.status_code
+
+
+def _matches(expected: Expect, status: int) -> bool:
+    if expected == OK:
+        return 200 <= status < 300
+    return status == expected
+
+
+def _routes(app: Flask) -> set[tuple[str, str]]:
+    return {
+        (method, rule.rule)
+        for rule in app.url_map.iter_rules()
+        for method in (rule.methods or set()) - IMPLICIT_METHODS
+    }
+
+
+def test_every_route_has_a_row(app: Flask) -> None:
+    covered = {(row.method, row.rule) for row in MATRIX}
+    routes = _routes(app)
+
+    missing = sorted(routes - covered)
+    stale = sorted(covered - routes)
+    assert not missing, f"routes with no row in the access matrix: {missing}"
+    assert not stale, f"matrix rows for routes that do not exist: {stale}"
+
+
+def test_every_row_names_every_persona() -> None:
+    for row in MATRIX:
+        assert set(row.answers) == set(PERSONAS), row.id
+
+
+@pytest.mark.parametrize("row", MATRIX, ids=[row.id for row in MATRIX])
+def test_access(app: Flask, session: Session, row: Row) -> None:
+    world = build_world(session)
+    client = app.test_client()
+
+    got = {persona: _status(client, session, row, world, persona) for persona in PERSONAS}
+
+    wrong = {
+        persona: f"expected {row.answers[persona]}, got {status}"
+        for persona, status in got.items()
+        if not _matches(row.answers[persona], status)
+    }
+    assert not wrong, f"{row.id}: {wrong}" + (f" ({row.note})" if row.note else "")

@@ -1,0 +1,145 @@
+"""schemathesis against the served OpenAPI document: no 5xx, every answer as documented.
+
+The schema is loaded from the app itself (GET /api/v1/openapi.json through
+WSGI) and every operation gets generated requests, valid ones and invalid
+ones, as ops and as a researcher (tests/api_world.py builds both, with the
+objects they reach). Operations with ids in their path are tried twice: with
+generated ids, and with the ids of real objects, so that the 2xx answers are
+checked too. Each request runs in a SAVEPOINT rolled back after its checks,
+so every example meets the same world.
+
+Checks: no server error; the status is one the operation documents (the
+document has no ``default`` catch-all); the content type and the body match
+what is documented for that status; documented headers are present.
+Generation is derandomized with a fixed example count, so a run is
+repeatable and takes seconds.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import schemathesis
+from api_world import OPS, RESEARCHER_A, World, build_world
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis.strategies import SearchStrategy
+from schemathesis import GenerationMode
+from schemathesis.core.failures import FailureGroup
+from sqlalchemy.orm import Session, sessionmaker
+
+from credits.app import create_app
+from credits.settings import load_settings
+
+# Examples per strategy, (valid, invalid), by persona: ops reach every branch, the
+# researcher's requests end sooner (403, 404) and need fewer to cover them.
+EXAMPLES = {OPS: (60, 30), RESEARCHER_A: (20, 10)}
+CHECKS = [
+    schemathesis.checks.not_a_server_error,
+    schemathesis.checks.status_code_conformance,
+    schemathesis.checks.content_type_conformance,
+    schemathesis.checks.response_schema_conformance,
+    schemathesis.checks.response_headers_conformance,
+]
+# The World field each path parameter takes when the ids are pinned to real objects.
+PINNED = {
+    "account_id": "account_a",
+    "program_id": "program_p",
+    "project_id": "project_a",
+    "user_id": "member_a",
+    "name": "flavour",
+    "proposal_id": "proposal_in_review",
+    "allocation_id": "allocation",
+    "tranche_id": "tranche",
+}
+# Known failures, each reported and waiting for a fix in a file this test does not own;
+# a known failure that no longer happens needs no change here.
+# TODO(#3): bound the id fields of credits/api/grants.py and credits/api/proposals.py
+# (le=MAX_ID from credits.api.converters), as credits/api/ledger.py does: a larger
+# number reaches SQLite, which raises OverflowError, a 500. grants.py: ProgramQuery.owner
+# and .cursor, ProjectQuery.cursor, ProjectCreate.pi_user_id, OwnerAdd.user_id,
+# MemberAdd.user_id, ProgramCreate.owner_ids; proposals.py: ProposalQuery and
+# AllocationQuery (cursor, program_id, project_id), ProposalCreate (project_id,
+# program_id, allocation_id), ReviewerAdd.user_id.
+KNOWN = {
+    "GET /api/v1/programs: Server error",
+    "POST /api/v1/programs: Server error",
+    "POST /api/v1/programs/{program_id}/owners: Server error",
+    "GET /api/v1/projects: Server error",
+    "POST /api/v1/projects: Server error",
+    "POST /api/v1/projects/{project_id}/members: Server error",
+    "GET /api/v1/proposals: Server error",
+    "POST /api/v1/proposals: Server error",
+    "POST /api/v1/proposals/{proposal_id}/reviewers: Server error",
+    "GET /api/v1/allocations: Server error",
+}
+
+
+@pytest.fixture
+def schema(joined_session_factory: sessionmaker[Session]) -> Any:
+    app = create_app(load_settings(), session_factory=joined_session_factory)
+    return schemathesis.openapi.from_wsgi("/api/v1/openapi.json", app)
+
+
+def _strategies(
+    operation: Any, world: World, valid: int, invalid: int
+) -> list[tuple[SearchStrategy[Any], int]]:
+    """(strategy, example count) pairs: valid and invalid requests, then real ids."""
+    found = [(operation.as_strategy(), valid)]
+    if any(True for _ in operation.iter_parameters()) or operation.body:
+        found.append((operation.as_strategy(GenerationMode.NEGATIVE), invalid))
+    names = {parameter.name for parameter in operation.path_parameters}
+    if names and names <= set(PINNED):
+        real = {name: getattr(world, PINNED[name]) for name in names}
+        found.append((operation.as_strategy(path_parameters=real), valid))
+    return found
+
+
+def _explore(
+    session: Session,
+    strategy: SearchStrategy[Any],
+    examples: int,
+    headers: dict[str, str],
+    failures: dict[str, str],
+) -> None:
+    """Sends ``examples`` generated requests; records the first case of each distinct failure."""
+
+    @settings(
+        max_examples=examples,
+        derandomize=True,
+        database=None,
+        deadline=None,
+        phases=[Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(case=strategy)
+    def send(case: Any) -> None:
+        savepoint = session.connection().begin_nested()
+        try:
+            response = case.call(headers=headers)
+            case.validate_response(response, checks=CHECKS, headers=headers)
+        except FailureGroup as group:
+            for failure in group.exceptions:
+                key = f"{case.operation.label}: {failure.title}"
+                failures.setdefault(key, f"{failure.message}\n{case.as_curl_command()}")
+        finally:
+            savepoint.rollback()
+
+    send()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("persona", list(EXAMPLES))
+def test_every_operation_answers_as_documented(session: Session, schema: Any, persona: str) -> None:
+    world = build_world(session)
+    failures: dict[str, str] = {}
+    valid, invalid = EXAMPLES[persona]
+
+    for result in schema.get_all_operations():
+        operation = result.ok()
+        for strategy, examples in _strategies(operation, world, valid, invalid):
+            _explore(session, strategy, examples, world.headers[persona], failures)
+
+    unexpected = {key: detail for key, detail in failures.items() if key not in KNOWN}
+    report = "\n\n".join(f"{key}\n{detail}" for key, detail in sorted(unexpected.items()))
+    assert not unexpected, f"{len(unexpected)} distinct failure(s):\n\n{report}"
