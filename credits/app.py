@@ -52,7 +52,8 @@ def create_app(
 ) -> Flask:
     """A configured app; ``settings`` default to the environment's."""
     settings = settings or load_settings()
-    app = Flask(__name__)
+    # No app-wide static route: the browser UI serves its files from its blueprint.
+    app = Flask(__name__, static_folder=None)
     app.json = _OrderedJSONProvider(app)
     app.url_map.converters["int"] = IdConverter  # before any rule is added
     app.config["SECRET_KEY"] = settings.secret_key

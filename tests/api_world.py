@@ -30,7 +30,7 @@ SYSTEM = Actor.system("tests")
 FLAVOUR = "a100-80gb"
 CRITERIA = [{"key": "merit", "label": "Scientific merit"}, {"key": "fit", "label": "Fit"}]
 
-# Who calls. ``None`` stands for the anonymous caller, who sends no token.
+# Who calls. The anonymous caller sends no Authorization header at all.
 ANONYMOUS = "anonymous"
 OPS = "ops"
 RESEARCHER_A = "researcher_a"  # PI of project A

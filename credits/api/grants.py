@@ -9,13 +9,14 @@ renders its schema. Lists are paged by id: pass a page's ``next_cursor`` as
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from flask import Blueprint, request, url_for
 from flask.typing import ResponseReturnValue
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from credits.api.auth import current_actor, session_factory
+from credits.api.converters import MAX_ID
 from credits.api.openapi import operation
 from credits.db import session_scope
 from credits.errors import CreditsError
@@ -66,14 +67,16 @@ class _Strict(BaseModel):
 
 
 class ProgramQuery(_Strict):
-    cursor: int | None = Field(default=None, ge=1, description="a page's next_cursor")
+    cursor: int | None = Field(default=None, ge=1, le=MAX_ID, description="a page's next_cursor")
     limit: int = Field(default=DEFAULT_PAGE, ge=1, le=MAX_PAGE)
     status: ProgramStatus | None = None
-    owner: int | None = Field(default=None, ge=1, description="only programs this user owns")
+    owner: int | None = Field(
+        default=None, ge=1, le=MAX_ID, description="only programs this user owns"
+    )
 
 
 class ProjectQuery(_Strict):
-    cursor: int | None = Field(default=None, ge=1, description="a page's next_cursor")
+    cursor: int | None = Field(default=None, ge=1, le=MAX_ID, description="a page's next_cursor")
     limit: int = Field(default=DEFAULT_PAGE, ge=1, le=MAX_PAGE)
     status: ProjectStatus | None = None
 
@@ -87,7 +90,7 @@ class ProgramCreate(_Strict):
     min_reviewers: int = Field(ge=1, le=MAX_REVIEWERS)
     min_mean_score: int = Field(ge=MIN_MEAN_SCORE, le=MAX_MEAN_SCORE)
     initial_share_percent: int | None = Field(default=None, ge=1, le=100)
-    owner_ids: list[int] = Field(default_factory=list)
+    owner_ids: list[Annotated[int, Field(ge=1, le=MAX_ID)]] = Field(default_factory=list)
 
 
 class ProgramUpdate(_Strict):
@@ -102,7 +105,7 @@ class ProgramUpdate(_Strict):
 
 
 class OwnerAdd(_Strict):
-    user_id: int = Field(ge=1)
+    user_id: int = Field(ge=1, le=MAX_ID)
 
 
 class FundIn(_Strict):
@@ -115,11 +118,13 @@ class ProjectCreate(_Strict):
     title: str = Field(min_length=1, max_length=300)
     field_of_science: str = Field(min_length=1, max_length=200)
     institution: str | None = Field(default=None, max_length=200)
-    pi_user_id: int | None = Field(default=None, ge=1, description="ops only; default: you")
+    pi_user_id: int | None = Field(
+        default=None, ge=1, le=MAX_ID, description="ops only; default: you"
+    )
 
 
 class MemberAdd(_Strict):
-    user_id: int = Field(ge=1)
+    user_id: int = Field(ge=1, le=MAX_ID)
     role: Literal["manager", "member"]
 
 
@@ -254,6 +259,7 @@ def add_program_owner(program_id: int) -> ResponseReturnValue:
 @blueprint.post("/programs/<int:program_id>/fund")
 @operation(
     "Fund a program's pool",
+    idempotency_key=True,
     body=FundIn,
     response=FundingOut,
     status=201,

@@ -18,12 +18,12 @@ from credits.api.openapi import operation
 from credits.db import session_scope
 from credits.identity.access import (
     get_ledger_account_for_actor,
+    list_ledger_accounts_for_actor,
     require_actor,
-    require_any_role,
     require_scope,
 )
 from credits.identity.actor import Actor
-from credits.identity.models import Role, Scope
+from credits.identity.models import Scope
 from credits.ledger import queries
 from credits.ledger.models import AccountKind, Currency
 from credits.ledger.schemas import AccountOut, BalanceOut, TransferPage
@@ -75,13 +75,16 @@ def _next_link(account_id: int, page: TransferPage, limit: int) -> dict[str, str
 @blueprint.get("/accounts")
 @operation("List accounts", response=AccountList, query=AccountFilters, problems=(403,))
 def list_accounts() -> ResponseReturnValue:
-    """Every account matching the filters, by id; for the ops and funder roles."""
+    """Accounts matching the filters, by id: ops see all, a funder their programs'."""
     actor = _reader()
-    require_any_role(actor, Role.OPS, Role.FUNDER)
     filters = AccountFilters.model_validate(request.args.to_dict())
     with session_scope(session_factory()) as session:
-        accounts = queries.list_accounts(
-            session, project_id=filters.project_id, currency=filters.currency, kind=filters.kind
+        accounts = list_ledger_accounts_for_actor(
+            session,
+            actor,
+            project_id=filters.project_id,
+            currency=filters.currency,
+            kind=filters.kind,
         )
     return AccountList(items=accounts).model_dump(mode="json")
 

@@ -16,6 +16,7 @@ from flask.typing import ResponseReturnValue
 from pydantic import AwareDatetime, Field
 
 from credits.api.auth import session_factory
+from credits.api.converters import MAX_ID
 from credits.api.grants import IdempotencyKeyRequired, _caller, _page_headers, _Strict
 from credits.api.openapi import operation
 from credits.db import session_scope
@@ -52,24 +53,24 @@ Amounts = dict[Currency, int]
 
 
 class ProposalQuery(_Strict):
-    cursor: int | None = Field(default=None, ge=1, description="a page's next_cursor")
+    cursor: int | None = Field(default=None, ge=1, le=MAX_ID, description="a page's next_cursor")
     limit: int = Field(default=DEFAULT_PAGE, ge=1, le=MAX_PAGE)
-    program_id: int | None = Field(default=None, ge=1)
-    project_id: int | None = Field(default=None, ge=1)
+    program_id: int | None = Field(default=None, ge=1, le=MAX_ID)
+    project_id: int | None = Field(default=None, ge=1, le=MAX_ID)
     status: ProposalStatus | None = None
 
 
 class AllocationQuery(_Strict):
-    cursor: int | None = Field(default=None, ge=1, description="a page's next_cursor")
+    cursor: int | None = Field(default=None, ge=1, le=MAX_ID, description="a page's next_cursor")
     limit: int = Field(default=DEFAULT_PAGE, ge=1, le=MAX_PAGE)
-    project_id: int | None = Field(default=None, ge=1)
-    program_id: int | None = Field(default=None, ge=1)
+    project_id: int | None = Field(default=None, ge=1, le=MAX_ID)
+    program_id: int | None = Field(default=None, ge=1, le=MAX_ID)
     currency: Currency | None = None
 
 
 class ProposalCreate(_Strict):
-    program_id: int = Field(ge=1)
-    project_id: int = Field(ge=1)
+    program_id: int = Field(ge=1, le=MAX_ID)
+    project_id: int = Field(ge=1, le=MAX_ID)
     kind: ProposalKind
     title: str = Field(default="", max_length=300)
     abstract: str = ""
@@ -77,7 +78,9 @@ class ProposalCreate(_Strict):
     requested: Amounts = Field(default_factory=dict, description="micro-credits per currency")
     starts_at: AwareDatetime | None = None
     ends_at: AwareDatetime | None = None
-    allocation_id: int | None = Field(default=None, ge=1, description="supplement, extension")
+    allocation_id: int | None = Field(
+        default=None, ge=1, le=MAX_ID, description="supplement, extension"
+    )
 
 
 class ProposalUpdate(_Strict):
@@ -94,7 +97,7 @@ class OptionalReason(_Strict):
 
 
 class ReviewerAdd(_Strict):
-    user_id: int = Field(ge=1)
+    user_id: int = Field(ge=1, le=MAX_ID)
 
 
 class ConflictIn(_Strict):
@@ -307,6 +310,7 @@ def get_reviews(proposal_id: int) -> ResponseReturnValue:
 @blueprint.post("/proposals/<int:proposal_id>/award")
 @operation(
     "Award a proposal",
+    idempotency_key=True,
     body=AwardIn,
     response=AwardOut,
     status=201,
@@ -380,6 +384,7 @@ def get_allocation(allocation_id: int) -> ResponseReturnValue:
 @blueprint.post("/tranches/<int:tranche_id>/release")
 @operation(
     "Release a tranche",
+    idempotency_key=True,
     body=ReleaseIn,
     response=TrancheOut,
     problems=(400, 402, 403, 404, 409, 422),

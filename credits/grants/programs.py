@@ -54,7 +54,6 @@ from credits.grants.queries import (
 from credits.grants.schemas import Criterion, ProgramOut
 from credits.identity.access import can_administer_program, can_create_program
 from credits.identity.actor import Actor
-from credits.identity.errors import UserNotFound
 from credits.identity.models import Role, User
 from credits.ledger.models import AccountKind, Currency
 from credits.ledger.service import open_account
@@ -138,14 +137,16 @@ def _check_share(value: int | None) -> int | None:
 
 
 def _load_funders(session: Session, user_ids: Iterable[int]) -> list[User]:
-    """The users, each holding the funder role; raises UserNotFound, NotAFunder."""
+    """The users, each holding the funder role; raises NotAFunder.
+
+    A missing user and one without the role get the same answer, without an
+    email, so that owner ids cannot be used to map who uses the platform.
+    """
     funders = []
     for user_id in sorted(set(user_ids)):
         user = session.get(User, user_id)
-        if user is None:
-            raise UserNotFound(f"no user has the id {user_id}", user_id=user_id)
-        if not any(held.role == Role.FUNDER.value for held in user.roles):
-            raise NotAFunder(f"{user.email} is not a funder", user_id=user_id)
+        if user is None or not any(held.role == Role.FUNDER.value for held in user.roles):
+            raise NotAFunder(f"user {user_id} is not a funder on this platform", user_id=user_id)
         funders.append(user)
     return funders
 

@@ -55,7 +55,6 @@ from credits.identity.access import (
     can_suspend_project,
 )
 from credits.identity.actor import Actor
-from credits.identity.errors import UserNotFound
 from credits.identity.models import Role, User
 from credits.ledger.errors import ReasonRequired
 from credits.ledger.models import Account, AccountKind, AccountStatus
@@ -96,12 +95,16 @@ def _clean_reason(reason: str | None, action: str) -> str:
 
 
 def _load_researcher(session: Session, user_id: int) -> User:
-    """The user, who must hold the researcher role; raises UserNotFound, NotAResearcher."""
+    """The user, who must hold the researcher role; raises NotAResearcher.
+
+    A missing user and one without the role get the same answer, without an
+    email, so that adding ids one by one cannot map who uses the platform.
+    """
     user = session.get(User, user_id)
-    if user is None:
-        raise UserNotFound(f"no user has the id {user_id}", user_id=user_id)
-    if not any(held.role == Role.RESEARCHER.value for held in user.roles):
-        raise NotAResearcher(f"{user.email} is not a researcher", user_id=user_id)
+    if user is None or not any(held.role == Role.RESEARCHER.value for held in user.roles):
+        raise NotAResearcher(
+            f"user {user_id} is not a researcher on this platform", user_id=user_id
+        )
     return user
 
 

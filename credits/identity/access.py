@@ -46,6 +46,7 @@ from credits.grants.schemas import (
 from credits.identity.actor import Actor
 from credits.identity.errors import AuthenticationRequired, MissingRole, MissingScope
 from credits.identity.models import Role, Scope
+from credits.ledger import queries as ledger_queries
 from credits.ledger.errors import AccountNotFound
 from credits.ledger.models import Account, Currency
 from credits.ledger.schemas import AccountOut
@@ -84,23 +85,69 @@ def require_any_role(actor: Actor, *roles: Role) -> None:
 
 
 def can_read_ledger_account(
-    actor: Actor, *, account_project_id: int | None, is_project_member: bool = False
+    actor: Actor,
+    *,
+    account_project_id: int | None,
+    is_project_member: bool = False,
+    funds_account: bool = False,
 ) -> bool:
     """True when the actor may see this ledger account's balance and transfers.
 
-    Ops and funders read every account. System accounts (program pools, sinks,
-    adjustments: no project) are for them alone. A project's accounts are
-    readable by the project's members, whatever their role on it;
-    ``is_project_member`` says whether the actor is one (see
-    :func:`is_project_member`).
+    Ops read every account. A funder reads the accounts their programs fund:
+    the programs' pools and the allocations they awarded (``funds_account``,
+    see :func:`funded_account_ids`). A project's accounts are readable by its
+    members, whatever their role on it (``is_project_member``). System
+    accounts (the mint, sinks, adjustments) are for ops alone.
     """
     if actor.has_role(Role.OPS):
         return True
-    if actor.has_role(Role.FUNDER):
+    if actor.has_role(Role.FUNDER) and funds_account:
         return True
     if account_project_id is None:
         return False
     return is_project_member
+
+
+def funded_account_ids(session: Session, actor: Actor) -> set[int]:
+    """The ledger accounts of the programs the actor owns: pools and awarded allocations."""
+    if actor.user_id is None or not actor.has_role(Role.FUNDER):
+        return set()
+    owned = list(
+        session.scalars(
+            select(ProgramOwner.program_id).where(ProgramOwner.user_id == actor.user_id)
+        )
+    )
+    if not owned:
+        return set()
+    pool_codes = [
+        grants_queries.pool_code(program, currency) for program in owned for currency in Currency
+    ]
+    pools = session.scalars(select(Account.id).where(Account.code.in_(pool_codes)))
+    allocations = session.scalars(
+        select(Allocation.account_id).where(Allocation.program_id.in_(owned))
+    )
+    return {*pools, *allocations}
+
+
+def list_ledger_accounts_for_actor(
+    session: Session,
+    actor: Actor,
+    *,
+    project_id: int | None = None,
+    currency: str | None = None,
+    kind: str | None = None,
+) -> list[AccountOut]:
+    """Accounts matching the filters that the actor may read: ops all, a funder
+    their programs' accounts; others must go through their projects."""
+    require_scope(actor, Scope.READ)
+    require_any_role(actor, Role.OPS, Role.FUNDER)
+    accounts = ledger_queries.list_accounts(
+        session, project_id=project_id, currency=currency, kind=kind
+    )
+    if actor.has_role(Role.OPS):
+        return accounts
+    funded = funded_account_ids(session, actor)
+    return [account for account in accounts if account.id in funded]
 
 
 def is_project_member(session: Session, actor: Actor, project_id: int | None) -> bool:
@@ -129,8 +176,9 @@ def get_ledger_account_for_actor(session: Session, actor: Actor, account_id: int
     if account is None:
         raise AccountNotFound(f"no ledger account has the id {account_id}")
     member = is_project_member(session, actor, account.project_id)
+    funds = account.id in funded_account_ids(session, actor)
     if not can_read_ledger_account(
-        actor, account_project_id=account.project_id, is_project_member=member
+        actor, account_project_id=account.project_id, is_project_member=member, funds_account=funds
     ):
         raise AccountNotFound(f"no ledger account has the id {account_id}")
     return AccountOut.model_validate(account)

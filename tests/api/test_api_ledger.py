@@ -106,17 +106,17 @@ def test_unauthenticated_account_read_is_401(client: FlaskClient, account_id: in
     assert response.headers["WWW-Authenticate"].startswith("Bearer")
 
 
-def test_funder_reads_an_account(
+def test_funder_cannot_read_an_account_no_program_of_theirs_funds(
     client: FlaskClient, auth_headers: AuthHeaders, account_id: int
 ) -> None:
     headers = auth_headers("po@funder.example", Role.FUNDER)
 
     response = client.get(f"/api/v1/accounts/{account_id}", headers=headers)
+    listed = client.get("/api/v1/accounts", headers=headers)
 
-    assert response.status_code == 200
-    body = response.get_json()
-    assert body["code"] == "alloc:7:gpu"
-    assert body["available"] == sum(GRANTS)
+    assert response.status_code == 404
+    assert listed.status_code == 200
+    assert account_id not in [account["id"] for account in listed.get_json()["items"]]
 
 
 def test_researcher_cannot_read_someone_elses_account_and_gets_404(

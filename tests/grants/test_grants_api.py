@@ -273,7 +273,7 @@ def test_owners_are_added_once(
     assert len(added.get_json()["owners"]) == 2
     _problem(twice, 409, "already-program-owner")
     _problem(researcher, 422, "not-a-funder")
-    _problem(missing, 404, "user-not-found")
+    _problem(missing, 422, "not-a-funder")
 
 
 def test_funding_needs_an_idempotency_key_and_replays_by_it(

@@ -31,7 +31,6 @@ from credits.grants.errors import (
 from credits.grants.models import ProgramStatus
 from credits.grants.queries import pool_code
 from credits.identity.actor import Actor
-from credits.identity.errors import UserNotFound
 from credits.identity.models import Role
 from credits.ledger import queries as ledger_queries
 from credits.ledger.models import AccountKind, Currency
@@ -122,7 +121,7 @@ def test_every_owner_must_be_a_funder(session: Session, funder: Actor, researche
 def test_an_unknown_owner_is_refused(session: Session, funder: Actor) -> None:
     refused(
         session,
-        UserNotFound,
+        NotAFunder,
         programs.create_program,
         actor=funder,
         **program_values(owner_ids=[987_654]),

@@ -33,7 +33,6 @@ from credits.grants.errors import (
 )
 from credits.grants.models import MemberRole, ProjectMember, ProjectStatus
 from credits.identity.actor import Actor
-from credits.identity.errors import UserNotFound
 from credits.identity.models import Role
 from credits.ledger.models import AccountKind, Currency
 
@@ -114,7 +113,7 @@ def test_ops_names_the_pi_and_the_institution(session: Session, ops: Actor, pi: 
         ("ops", {}, NotAResearcher),  # ops must name a PI, or be a researcher
         ("system", {}, InvalidProject),
         ("ops", {"pi_user_id": "funder"}, NotAResearcher),
-        ("ops", {"pi_user_id": 987_654}, UserNotFound),
+        ("ops", {"pi_user_id": 987_654}, NotAResearcher),
         ("pi", {"title": "  "}, InvalidProject),
         ("pi", {"title": "t" * 301}, InvalidProject),
         ("pi", {"field_of_science": ""}, InvalidProject),
@@ -268,7 +267,7 @@ def test_unknown_users_and_projects_are_not_found(
 ) -> None:
     refused(
         session,
-        UserNotFound,
+        NotAResearcher,
         projects.add_member,
         project_id=project_id,
         user_id=987_654,
@@ -401,3 +400,18 @@ def test_projects_are_listed_by_id_with_status_and_cursor(
 def test_an_unknown_project_is_not_found(session: Session) -> None:
     with pytest.raises(ProjectNotFound):
         projects.get_project(session, project_id=987_654)
+
+
+def test_an_unknown_user_and_a_non_researcher_get_the_same_answer(session: Session) -> None:
+    pi = person(session, "lead@uni.example", Role.RESEARCHER)
+    funder = person(session, "fund@funder.example", Role.FUNDER)
+    project = new_project(session, pi)
+    answers = []
+    for user_id in (uid(funder), 987_654):
+        with pytest.raises(NotAResearcher) as refused_add, session.begin_nested():
+            projects.add_member(
+                session, project_id=project.id, user_id=user_id, role="member", actor=pi
+            )
+        answers.append(refused_add.value.detail.replace(str(user_id), "ID"))
+        assert "@" not in refused_add.value.detail
+    assert answers[0] == answers[1]

@@ -121,9 +121,20 @@ def test_require_any_role_without_roles_is_a_programming_error() -> None:
 
 
 @pytest.mark.parametrize("project_id", [None, PROJECT_ID])
-@pytest.mark.parametrize("role", [Role.OPS, Role.FUNDER])
-def test_ops_and_funders_read_every_account(role: Role, project_id: int | None) -> None:
-    assert can_read_ledger_account(_person(role), account_project_id=project_id)
+def test_ops_read_every_account(project_id: int | None) -> None:
+    assert can_read_ledger_account(_person(Role.OPS), account_project_id=project_id)
+
+
+@pytest.mark.parametrize("project_id", [None, PROJECT_ID])
+def test_a_funder_reads_only_accounts_their_programs_fund(project_id: int | None) -> None:
+    funder = _person(Role.FUNDER)
+    assert can_read_ledger_account(funder, account_project_id=project_id, funds_account=True)
+    assert not can_read_ledger_account(funder, account_project_id=project_id)
+
+
+def test_funding_an_account_opens_it_to_funders_only() -> None:
+    researcher = _person(Role.RESEARCHER)
+    assert not can_read_ledger_account(researcher, account_project_id=None, funds_account=True)
 
 
 @pytest.mark.parametrize("role", [Role.RESEARCHER, Role.REVIEWER])
@@ -170,12 +181,11 @@ def test_ops_loads_a_project_account(session: Session) -> None:
     assert loaded.available == 5_000_000
 
 
-def test_a_funder_loads_a_system_account(session: Session) -> None:
+def test_a_funder_cannot_load_a_system_account(session: Session) -> None:
     account = _account(session, project_id=None)
 
-    loaded = get_ledger_account_for_actor(session, _person(Role.FUNDER), account.id)
-
-    assert loaded.code == account.code
+    with pytest.raises(AccountNotFound):
+        get_ledger_account_for_actor(session, _person(Role.FUNDER), account.id)
 
 
 def test_a_read_scoped_token_loads_an_account(session: Session) -> None:
