@@ -27,10 +27,8 @@ from credits.ledger.models import (
     TransferKind,
 )
 from credits.ledger.queries import (
-    LedgerNotMigrated,
     get_hold,
     project_sink_code,
-    system_account_code,
     system_account_id,
 )
 from credits.ledger.schemas import HoldOut, HoldPartOut
@@ -148,37 +146,38 @@ def _default_sink_id(session: Session, account_id: int, currency: Currency) -> i
 def _lock_project(
     session: Session, project_id: int, currency: Currency, sink_account_id: int | None
 ) -> tuple[list[Row[Any]], int]:
-    """Locks the project's accounts in the currency and the sink, all in id order.
+    """Locks the project's accounts in the currency (and an explicit sink) in id order.
 
-    The shared sink is locked in the same statement, so that it too is taken
-    in id order when the project has no sink of its own.
+    The currency's shared sink is never locked here: every project without a
+    sink of its own would then queue on that one row. A project's own sink is
+    created with its first allocation, so the shared one serves only accounts
+    opened without a project; its counter UPDATE takes the row lock late, and
+    the rare deadlock that order allows is retried by ``run_in_transaction``.
     """
-    shared_code = system_account_code(AccountKind.USAGE_SINK, currency)
     rows = journal.lock_project_accounts(
         session,
         project_id,
         currency,
         extra_ids=[sink_account_id] if sink_account_id is not None else [],
-        extra_code=shared_code,
     )
     by_id = {row.id: row for row in rows}
     if sink_account_id is not None and sink_account_id not in by_id:
         raise AccountNotFound(
             f"account {sink_account_id} does not exist", account_id=sink_account_id
         )
-    sinks = {row.code: row.id for row in rows}
-    sink_id = (
-        sink_account_id
-        or sinks.get(project_sink_code(project_id, currency))
-        or sinks.get(shared_code)
+    own_sink = next(
+        (row for row in rows if row.code == project_sink_code(project_id, currency)), None
     )
-    if sink_id is None:
-        raise LedgerNotMigrated(
-            f"system account {shared_code} is missing; run `credits db upgrade`"
-        )
-    _check_sink(by_id[sink_id], currency, project_id)
-    sources = [row for row in rows if row.project_id == project_id and row.id != sink_id]
-    return sources, sink_id
+    if sink_account_id is not None:
+        sink = by_id[sink_account_id]
+    elif own_sink is not None:
+        sink = own_sink
+    else:
+        shared = system_account_id(session, AccountKind.USAGE_SINK, currency)
+        sink = journal.read_account(session, shared)
+    _check_sink(sink, currency, project_id)
+    sources = [row for row in rows if row.project_id == project_id and row.id != sink.id]
+    return sources, sink.id
 
 
 def _check_sink(sink: Row[Any], currency: Currency, project_id: int | None) -> None:

@@ -62,7 +62,6 @@ _LOCK_PROJECT = (
         or_(
             and_(_A.project_id == bindparam("project_id"), _A.currency == bindparam("currency")),
             _A.id.in_(bindparam("extra_ids", expanding=True)),
-            _A.code == bindparam("extra_code"),
         )
     )
     .order_by(_A.id)
@@ -185,17 +184,23 @@ def lock_project_accounts(
     currency: Currency,
     *,
     extra_ids: Sequence[int] = (),
-    extra_code: str = "",
 ) -> list[Row[Any]]:
     """Locks every account of a project in one currency, plus the accounts named by
-    ``extra_ids`` and ``extra_code``, all in id order and in one statement."""
+    ``extra_ids``, all in id order and in one statement."""
     parameters = {
         "project_id": project_id,
         "currency": currency.value,
         "extra_ids": list(extra_ids),
-        "extra_code": extra_code,
     }
     return list(connection(session).execute(_LOCK_PROJECT, parameters).all())
+
+
+def read_account(session: Session, account_id: int) -> Row[Any]:
+    """One account's row, without a lock."""
+    row = connection(session).execute(select(ACCOUNTS).where(_A.id == account_id)).first()
+    if row is None:
+        raise AccountNotFound(f"account {account_id} does not exist", account_id=account_id)
+    return row
 
 
 def available(account: Row[Any]) -> int:
