@@ -151,8 +151,10 @@ def list_ledger_accounts_for_actor(
 
 
 def is_project_member(session: Session, actor: Actor, project_id: int | None) -> bool:
-    """True when the actor is a user on the project ``project_id``, in any role."""
+    """True when the actor is a researcher on the project ``project_id``, in any role."""
     if actor.user_id is None:
+        return False
+    if not actor.has_role(Role.RESEARCHER):
         return False
     if project_id is None:
         return False
@@ -283,18 +285,26 @@ def can_create_project(actor: Actor, *, pi_user_id: int) -> bool:
 
 
 def can_read_project(actor: Actor, *, member_ids: Collection[int]) -> bool:
-    """True when the actor may see the project; keep in step with :func:`visible_projects`."""
+    """True when the actor may see the project; keep in step with :func:`visible_projects`.
+
+    Membership counts only while the member holds the researcher role, so that
+    revoking the role takes a person's project powers with it.
+    """
     if actor.has_role(Role.OPS):
         return True
     if actor.user_id is None:
+        return False
+    if not actor.has_role(Role.RESEARCHER):
         return False
     return actor.user_id in member_ids
 
 
 def can_add_member(actor: Actor, *, actor_role: MemberRole | None) -> bool:
-    """Ops, the PI and managers add members and managers."""
+    """Ops, the PI and managers (who still hold the researcher role) add members."""
     if actor.has_role(Role.OPS):
         return True
+    if not actor.has_role(Role.RESEARCHER):
+        return False
     if actor_role is MemberRole.PI:
         return True
     return actor_role is MemberRole.MANAGER
@@ -313,9 +323,16 @@ def can_remove_member(
         return False
     if actor.has_role(Role.OPS):
         return True
-    if actor_role is MemberRole.PI:
-        return True
     if actor.user_id == target_user_id:
+        return True
+    if not actor.has_role(Role.RESEARCHER):
+        return False
+    return _role_may_remove(actor_role, target_role)
+
+
+def _role_may_remove(actor_role: MemberRole | None, target_role: MemberRole) -> bool:
+    """The PI removes anyone else; a manager removes plain members only."""
+    if actor_role is MemberRole.PI:
         return True
     if actor_role is not MemberRole.MANAGER:
         return False
@@ -328,9 +345,11 @@ def can_suspend_project(actor: Actor) -> bool:
 
 
 def can_archive_project(actor: Actor, *, actor_role: MemberRole | None) -> bool:
-    """Ops and the project's PI archive a project."""
+    """Ops and the project's PI (while a researcher) archive a project."""
     if actor.has_role(Role.OPS):
         return True
+    if not actor.has_role(Role.RESEARCHER):
+        return False
     return actor_role is MemberRole.PI
 
 
@@ -339,6 +358,8 @@ def visible_projects(actor: Actor) -> ColumnElement[bool]:
     if actor.has_role(Role.OPS):
         return true()
     if actor.user_id is None:
+        return false()
+    if not actor.has_role(Role.RESEARCHER):
         return false()
     joined = select(ProjectMember.project_id).where(ProjectMember.user_id == actor.user_id)
     return Project.id.in_(joined)

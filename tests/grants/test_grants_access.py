@@ -10,6 +10,7 @@ from credits.grants.errors import ProgramNotFound, ProjectNotFound
 from credits.grants.models import MemberRole, ProgramStatus
 from credits.grants.programs import close_program, list_programs, open_program
 from credits.grants.projects import list_projects
+from credits.identity import access
 from credits.identity.access import (
     can_add_member,
     can_administer_program,
@@ -28,6 +29,9 @@ from credits.identity.access import (
 from credits.identity.actor import Actor
 from credits.identity.errors import MissingScope
 from credits.identity.models import Role, Scope
+from credits.identity.service import actor_for_email, revoke_role
+
+SYSTEM = Actor.system("test")
 
 ME = 1
 SOMEONE = 2
@@ -289,3 +293,13 @@ def test_loading_checks_the_scope_the_use_needs(session: Session, world: dict[st
         get_program_for_actor(session, read_only, 1, scope=Scope.WRITE)
     with pytest.raises(MissingScope):
         list_programs_for_actor(session, pia.model_copy(update={"scopes": frozenset()}))
+
+
+def test_a_member_who_loses_the_researcher_role_loses_the_project(session: Session) -> None:
+    pi = person(session, "lead2@uni.example", Role.RESEARCHER)
+    project = new_project(session, pi)
+    revoke_role(session, email="lead2@uni.example", role=Role.RESEARCHER, actor=SYSTEM)
+    former = actor_for_email(session, "lead2@uni.example")
+    with pytest.raises(ProjectNotFound):
+        access.get_project_for_actor(session, former, project.id)
+    assert not access.is_project_member(session, former, project.id)
