@@ -13,7 +13,7 @@ from flask import Flask
 from flask.json.provider import DefaultJSONProvider
 from sqlalchemy.orm import Session, sessionmaker
 
-from credits.api import auth, grants, health, ledger, openapi, pool, problems, proposals
+from credits.api import auth, grants, guards, health, ledger, openapi, pool, problems, proposals
 from credits.api.auth import EXTENSION_KEY, CreditsExtension
 from credits.api.converters import IdConverter
 from credits.db import make_engine, make_session_factory
@@ -62,6 +62,7 @@ def create_app(
         session_factory=session_factory or _default_session_factory(settings),
     )
     problems.init_app(app)
+    guards.init_app(app)
     auth.init_app(app)
     for blueprint in BLUEPRINTS:
         app.register_blueprint(blueprint)

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 
 from flask import Blueprint, request, url_for
 from flask.typing import ResponseReturnValue
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from credits.api.auth import current_actor, session_factory
 from credits.api.converters import MAX_ID
@@ -49,6 +49,7 @@ from credits.identity.access import (
 from credits.identity.actor import Actor
 from credits.identity.models import Scope
 from credits.ledger.models import Currency
+from credits.schema_types import ApiTime
 
 blueprint = Blueprint("grants", __name__, url_prefix="/api/v1")
 
@@ -84,33 +85,33 @@ class ProjectQuery(_Strict):
 class ProgramCreate(_Strict):
     name: str = Field(min_length=1, max_length=200)
     description: str = Field(min_length=1)
-    opens_at: AwareDatetime
-    closes_at: AwareDatetime
+    opens_at: ApiTime
+    closes_at: ApiTime
     criteria: list[Criterion] = Field(min_length=1)
-    min_reviewers: int = Field(ge=1, le=MAX_REVIEWERS)
-    min_mean_score: int = Field(ge=MIN_MEAN_SCORE, le=MAX_MEAN_SCORE)
-    initial_share_percent: int | None = Field(default=None, ge=1, le=100)
-    owner_ids: list[Annotated[int, Field(ge=1, le=MAX_ID)]] = Field(default_factory=list)
+    min_reviewers: StrictInt = Field(ge=1, le=MAX_REVIEWERS)
+    min_mean_score: StrictInt = Field(ge=MIN_MEAN_SCORE, le=MAX_MEAN_SCORE)
+    initial_share_percent: StrictInt | None = Field(default=None, ge=1, le=100)
+    owner_ids: list[Annotated[StrictInt, Field(ge=1, le=MAX_ID)]] = Field(default_factory=list)
 
 
 class ProgramUpdate(_Strict):
     name: str | None = Field(default=None, min_length=1, max_length=200)
     description: str | None = Field(default=None, min_length=1)
-    opens_at: AwareDatetime | None = None
-    closes_at: AwareDatetime | None = None
+    opens_at: ApiTime | None = None
+    closes_at: ApiTime | None = None
     criteria: list[Criterion] | None = Field(default=None, min_length=1)
-    min_reviewers: int | None = Field(default=None, ge=1, le=MAX_REVIEWERS)
-    min_mean_score: int | None = Field(default=None, ge=MIN_MEAN_SCORE, le=MAX_MEAN_SCORE)
-    initial_share_percent: int | None = Field(default=None, ge=1, le=100)
+    min_reviewers: StrictInt | None = Field(default=None, ge=1, le=MAX_REVIEWERS)
+    min_mean_score: StrictInt | None = Field(default=None, ge=MIN_MEAN_SCORE, le=MAX_MEAN_SCORE)
+    initial_share_percent: StrictInt | None = Field(default=None, ge=1, le=100)
 
 
 class OwnerAdd(_Strict):
-    user_id: int = Field(ge=1, le=MAX_ID)
+    user_id: StrictInt = Field(ge=1, le=MAX_ID)
 
 
 class FundIn(_Strict):
     currency: Currency
-    amount_micro: int = Field(gt=0, description="micro-credits (1 credit = 1,000,000)")
+    amount_micro: StrictInt = Field(gt=0, description="micro-credits (1 credit = 1,000,000)")
     reason: str = Field(min_length=1)
 
 
@@ -118,13 +119,13 @@ class ProjectCreate(_Strict):
     title: str = Field(min_length=1, max_length=300)
     field_of_science: str = Field(min_length=1, max_length=200)
     institution: str | None = Field(default=None, max_length=200)
-    pi_user_id: int | None = Field(
+    pi_user_id: StrictInt | None = Field(
         default=None, ge=1, le=MAX_ID, description="ops only; default: you"
     )
 
 
 class MemberAdd(_Strict):
-    user_id: int = Field(ge=1, le=MAX_ID)
+    user_id: StrictInt = Field(ge=1, le=MAX_ID)
     role: Literal["manager", "member"]
 
 

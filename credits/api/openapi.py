@@ -61,11 +61,11 @@ class Operation:
     idempotency_key: bool = False
 
     def problem_statuses(self) -> list[int]:
-        """Declared problems, plus 401 for authenticated routes, 422 for query or body
-        models, 400 (malformed JSON) and 415 (not JSON) for a required body, and 500."""
-        implied = {500}
+        """Declared problems, plus 401 for authenticated routes, 422 (every request is
+        refused that way when it carries a NUL character, see ``api/guards.py``), 400
+        (malformed JSON) and 415 (not JSON) for a required body, and 500."""
+        implied = {500, 422}
         implied |= {401} if self.authenticated else set()
-        implied |= {422} if self.query is not None or self.body is not None else set()
         implied |= {400, 415} if self.body is not None and self.body_required else set()
         implied |= {400} if self.idempotency_key else set()
         return sorted(set(self.problems) | implied)

@@ -13,7 +13,7 @@ from typing import Any
 
 from flask import Blueprint, request
 from flask.typing import ResponseReturnValue
-from pydantic import AwareDatetime, Field
+from pydantic import Field, StrictInt
 
 from credits.api.auth import session_factory
 from credits.api.converters import MAX_ID
@@ -46,10 +46,12 @@ from credits.identity.access import (
 )
 from credits.identity.models import Scope
 from credits.ledger.models import Currency
+from credits.schema_types import ApiTime
 
 blueprint = Blueprint("proposals", __name__, url_prefix="/api/v1")
 
-Amounts = dict[Currency, int]
+# Strict: a JSON true or 1.0 is not an amount of micro-credits.
+Amounts = dict[Currency, StrictInt]
 
 
 class ProposalQuery(_Strict):
@@ -69,16 +71,16 @@ class AllocationQuery(_Strict):
 
 
 class ProposalCreate(_Strict):
-    program_id: int = Field(ge=1, le=MAX_ID)
-    project_id: int = Field(ge=1, le=MAX_ID)
+    program_id: StrictInt = Field(ge=1, le=MAX_ID)
+    project_id: StrictInt = Field(ge=1, le=MAX_ID)
     kind: ProposalKind
     title: str = Field(default="", max_length=300)
     abstract: str = ""
     justification: str = ""
     requested: Amounts = Field(default_factory=dict, description="micro-credits per currency")
-    starts_at: AwareDatetime | None = None
-    ends_at: AwareDatetime | None = None
-    allocation_id: int | None = Field(
+    starts_at: ApiTime | None = None
+    ends_at: ApiTime | None = None
+    allocation_id: StrictInt | None = Field(
         default=None, ge=1, le=MAX_ID, description="supplement, extension"
     )
 
@@ -88,8 +90,8 @@ class ProposalUpdate(_Strict):
     abstract: str | None = None
     justification: str | None = None
     requested: Amounts | None = None
-    starts_at: AwareDatetime | None = None
-    ends_at: AwareDatetime | None = None
+    starts_at: ApiTime | None = None
+    ends_at: ApiTime | None = None
 
 
 class OptionalReason(_Strict):
@@ -97,7 +99,7 @@ class OptionalReason(_Strict):
 
 
 class ReviewerAdd(_Strict):
-    user_id: int = Field(ge=1, le=MAX_ID)
+    user_id: StrictInt = Field(ge=1, le=MAX_ID)
 
 
 class ConflictIn(_Strict):
@@ -105,14 +107,14 @@ class ConflictIn(_Strict):
 
 
 class ReviewIn(_Strict):
-    scores: dict[str, int] = Field(description="every program criterion, 1-5")
+    scores: dict[str, StrictInt] = Field(description="every program criterion, 1-5")
     comment: str = Field(min_length=1)
 
 
 class AwardIn(_Strict):
     amounts: Amounts = Field(default_factory=dict, description="micro-credits per currency")
-    starts_at: AwareDatetime | None = Field(default=None, description="new and renewal only")
-    ends_at: AwareDatetime | None = Field(default=None, description="not for a supplement")
+    starts_at: ApiTime | None = Field(default=None, description="new and renewal only")
+    ends_at: ApiTime | None = Field(default=None, description="not for a supplement")
     reason: str | None = None
     override_reason: str | None = Field(default=None, description="decide with fewer reviews")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from credits.pool.models import (
     FLAVOUR_NAME_PATTERN,
@@ -12,6 +12,7 @@ from credits.pool.models import (
     MAX_GPUS_PER_NODE,
     NODE_LABEL_MAX_LENGTH,
 )
+from credits.schema_types import ApiTime
 
 TEXT_MAX_LENGTH = 2000
 
@@ -74,7 +75,7 @@ class RateIn(BaseModel):
 
     # strict: 2.0 is a float, and floats never reach a money path.
     micro_credits_per_gpu_hour: int = Field(strict=True, gt=0, examples=[2_500_000])
-    effective_from: AwareDatetime | None = Field(
+    effective_from: ApiTime | None = Field(
         default=None, description="ISO 8601 with a timezone; now when omitted"
     )
     reason: str | None = Field(default=None, max_length=TEXT_MAX_LENGTH)

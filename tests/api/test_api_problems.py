@@ -144,3 +144,20 @@ def test_uncaught_exception_is_500_without_details_and_is_logged(
     assert "Traceback" not in text
     assert "RuntimeError" not in text
     assert any(record.exc_info for record in caplog.records)
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/api/v1/pool/flavours/a100%00", None),
+        ("/api/v1/accounts?kind=allo%00cation", None),
+        ("/api/v1/pool/flavours", {"name": "a100\u0000", "node_label_value": "x"}),
+    ],
+)
+def test_a_nul_character_anywhere_is_a_422_problem(
+    joined_session_factory: sessionmaker[Session], path: str, body: object
+) -> None:
+    client = joined_app(joined_session_factory).test_client()
+    response = client.post(path, json=body) if body is not None else client.get(path)
+    assert response.status_code == 422
+    assert response.get_json()["type"].endswith("/nul-character")

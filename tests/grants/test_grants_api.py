@@ -490,3 +490,30 @@ def test_the_openapi_document_lists_the_grants_routes(
     assert "201" in paths["/api/v1/programs/{program_id}/fund"]["post"]["responses"]
     assert "409" in paths["/api/v1/projects/{project_id}/suspend"]["post"]["responses"]
     assert "delete" in paths["/api/v1/projects/{project_id}/members/{user_id}"]
+
+
+@pytest.mark.parametrize("opens_at", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"])
+def test_a_time_outside_any_grants_life_is_a_422_not_a_500(
+    session: Session, joined_session_factory: sessionmaker[Session], opens_at: str
+) -> None:
+    headers = token_headers(session, "far@funder.example", Role.FUNDER)
+    client = joined_app(joined_session_factory).test_client()
+    body = {**_program_body(), "opens_at": opens_at}
+    response = client.post("/api/v1/programs", json=body, headers=headers)
+    assert response.status_code == 422, response.get_json()
+
+
+@pytest.mark.parametrize("amount", [True, 1.0, "7"])
+def test_funding_takes_only_integer_micro_credits(
+    session: Session, joined_session_factory: sessionmaker[Session], amount: object
+) -> None:
+    headers = token_headers(session, "strict@funder.example", Role.FUNDER)
+    client = joined_app(joined_session_factory).test_client()
+    created = client.post("/api/v1/programs", json=_program_body(), headers=headers)
+    assert created.status_code == 201, created.get_json()
+    response = client.post(
+        f"/api/v1/programs/{created.get_json()['id']}/fund",
+        json={"currency": "gpu", "amount_micro": amount, "reason": "FY27"},
+        headers={**headers, "Idempotency-Key": "k"},
+    )
+    assert response.status_code == 422, response.get_json()
