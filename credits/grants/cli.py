@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import TypeVar
 
@@ -33,13 +33,26 @@ CURRENCY_CHOICE = click.Choice([currency.value for currency in Currency])
 Item = TypeVar("Item", bound=BaseModel)
 
 
-def _parse_time(text: str, option: str) -> datetime:
-    """An ISO 8601 date or time; one without a zone is taken as UTC."""
+def _parse_time(text: str, option: str, *, end_of_day: bool = False) -> datetime:
+    """An ISO 8601 time with a zone, or a bare date (UTC).
+
+    A bare date opens at its first instant; as a closing time (``end_of_day``)
+    it takes in the whole day and closes at the next midnight. A time without a
+    zone is refused rather than guessed.
+    """
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:
         raise click.BadParameter(f"{text!r} is not an ISO 8601 time", param_hint=option) from None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+    if len(text.strip()) == len("2027-03-31"):
+        day = moment.replace(tzinfo=UTC)
+        return day + timedelta(days=1) if end_of_day else day
+    if moment.tzinfo is None:
+        raise click.BadParameter(
+            f"{text!r} has no timezone; add one (e.g. Z or +01:00) or give a bare date",
+            param_hint=option,
+        )
+    return moment
 
 
 def _parse_criterion(text: str) -> dict[str, str]:
@@ -119,8 +132,14 @@ def programs() -> None:
 @click.option("--name", required=True)
 @click.option("--description", required=True)
 @click.option("--owner", "owners", multiple=True, help="Email of an owner funder; repeatable.")
-@click.option("--opens", required=True, help="ISO 8601 time the call opens (UTC if no zone).")
-@click.option("--closes", required=True, help="ISO 8601 time the call closes.")
+@click.option(
+    "--opens", required=True, help="When the call opens: a time with a zone, or a date (UTC)."
+)
+@click.option(
+    "--closes",
+    required=True,
+    help="When it closes: a time with a zone, or a date (UTC; the whole day is open).",
+)
 @click.option("--criteria", "criteria", multiple=True, required=True, help="key:Label; repeatable.")
 @click.option("--min-reviewers", type=int, required=True)
 @click.option("--min-mean-score", required=True, help="1 to 5, two decimals at most (3.5).")
@@ -141,7 +160,8 @@ def create_program(
     as_email: str,
 ) -> None:
     """Create a draft program; a funder creating it becomes an owner."""
-    opens_at, closes_at = _parse_time(opens, "--opens"), _parse_time(closes, "--closes")
+    opens_at = _parse_time(opens, "--opens")
+    closes_at = _parse_time(closes, "--closes", end_of_day=True)
     parsed_criteria = [_parse_criterion(item) for item in criteria]
     score = _parse_score(min_mean_score)
     with cli_transaction() as session:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 import pytest
 from click.testing import CliRunner, Result
@@ -117,7 +118,12 @@ def test_refused_creations_print_one_error_line(
 
 @pytest.mark.parametrize(
     ("flag", "value"),
-    [("--min-mean-score", "3.555"), ("--opens", "soon"), ("--criteria", "no-label")],
+    [
+        ("--min-mean-score", "3.555"),
+        ("--opens", "soon"),
+        ("--opens", "2031-01-01T09:00:00"),
+        ("--criteria", "no-label"),
+    ],
 )
 def test_malformed_options_are_usage_errors(
     session: Session, run: Run, cast: dict[str, Actor], flag: str, value: str
@@ -248,3 +254,16 @@ def test_projects_suspend_and_unsuspend(session: Session, run: Run, cast: dict[s
     assert ledger_queries.get_account(session, account_id=account.id).status is (
         AccountStatus.ACTIVE
     )
+
+
+def test_a_bare_closing_date_keeps_the_whole_day_open(
+    session: Session, run: Run, cast: dict[str, Actor]
+) -> None:
+    args = [*CREATE, "--closes", "2031-03-31", "--as", "fay@funder.example"]
+
+    result = run(*args)
+
+    assert result.exit_code == 0, result.output
+    (program,) = program_service.list_programs(session).items
+    assert program.opens_at == datetime(2031, 1, 1, tzinfo=UTC)
+    assert program.closes_at == datetime(2031, 4, 1, tzinfo=UTC)
