@@ -43,6 +43,7 @@ from credits.grants.models import (
     Tranche,
     TrancheStatus,
 )
+from credits.grants.projects import suspension_reason_prefix
 from credits.grants.proposal_queries import (
     load_allocation,
     load_tranche,
@@ -209,7 +210,7 @@ def suspend_with_project(session: Session, allocation: Allocation, project: Proj
         account_id=allocation.account_id,
         status=AccountStatus.SUSPENDED,
         actor=PLATFORM,
-        reason=f"project {project.id} is suspended",
+        reason=f"{suspension_reason_prefix(project.id)}: new allocation",
     )
     allocation.status = AllocationStatus.SUSPENDED.value
 

@@ -21,12 +21,14 @@ nothing.
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from credits.audit.models import AuditEvent
 from credits.audit.service import record_event
 from credits.db import utcnow
 from credits.grants.errors import (
@@ -139,6 +141,32 @@ def _allocations(session: Session, project_id: int, status: AccountStatus) -> li
             .order_by(Account.id)
         )
     )
+
+
+def suspension_reason_prefix(project_id: int) -> str:
+    """How every account status change made by a project's suspension begins."""
+    return f"project {project_id} suspended"
+
+
+def _suspended_by_project(session: Session, project_id: int, account_ids: list[int]) -> list[int]:
+    """The accounts whose latest status change came from the project's suspension.
+
+    An account ops suspended on its own stays suspended when the project comes back.
+    """
+    latest: dict[str, str] = {}
+    events = session.execute(
+        select(AuditEvent.subject_id, AuditEvent.canonical_json)
+        .where(
+            AuditEvent.subject_type == "ledger_account",
+            AuditEvent.event_type == "ledger.account_status",
+            AuditEvent.subject_id.in_([str(account_id) for account_id in account_ids]),
+        )
+        .order_by(AuditEvent.id)
+    )
+    for subject_id, canonical in events:
+        latest[subject_id] = str(json.loads(canonical)["data"].get("reason", ""))
+    prefix = suspension_reason_prefix(project_id)
+    return [a for a in account_ids if latest.get(str(a), "").startswith(prefix)]
 
 
 def _set_allocations(
@@ -312,7 +340,7 @@ def suspend_project(session: Session, *, project_id: int, actor: Actor, reason: 
         accounts,
         AccountStatus.SUSPENDED,
         actor=actor,
-        reason=f"project {project.id} suspended: {why}",
+        reason=f"{suspension_reason_prefix(project.id)}: {why}",
     )
     project.status = ProjectStatus.SUSPENDED.value
     session.flush()
@@ -330,8 +358,10 @@ def unsuspend_project(
 ) -> ProjectOut:
     """Makes a suspended project active again, with its allocation accounts (ops only).
 
-    Every suspended allocation account of the project becomes active unless
-    it has reached its end date. Appends ``project.unsuspended`` naming them.
+    The allocation accounts the suspension froze (and those awarded while it
+    lasted) become active unless they have reached their end date; one that ops
+    suspended on its own stays suspended. Appends ``project.unsuspended``
+    naming them.
 
     Raises ProjectNotFound, ProjectForbidden, ReasonRequired,
     ProjectStatusConflict (not suspended).
@@ -342,11 +372,15 @@ def unsuspend_project(
         raise ProjectForbidden("only ops unsuspend a project")
     why = _clean_reason(reason, "unsuspending")
     _require_status(project, {ProjectStatus.SUSPENDED}, "be unsuspended")
-    accounts = [
-        a.id
-        for a in _allocations(session, project.id, AccountStatus.SUSPENDED)
-        if a.expires_at is None or a.expires_at > now
-    ]
+    accounts = _suspended_by_project(
+        session,
+        project.id,
+        [
+            a.id
+            for a in _allocations(session, project.id, AccountStatus.SUSPENDED)
+            if a.expires_at is None or a.expires_at > now
+        ],
+    )
     _set_allocations(
         session,
         accounts,

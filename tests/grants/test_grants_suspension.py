@@ -296,3 +296,20 @@ def test_an_archived_project_takes_no_members(
         role="member",
         actor=pi,
     )
+
+
+def test_unsuspending_keeps_an_account_ops_suspended_on_its_own(
+    session: Session, project_id: int, ops: Actor
+) -> None:
+    frozen = allocation(session, project_id)
+    plain = allocation(session, project_id)
+    ledger.set_account_status(
+        session, account_id=frozen.id, status="suspended", actor=ops, reason="fraud check"
+    )
+    projects.suspend_project(session, project_id=project_id, actor=ops, reason="audit")
+    projects.unsuspend_project(session, project_id=project_id, actor=ops, reason="cleared")
+
+    assert ledger_queries.get_account(session, account_id=frozen.id).status is (
+        AccountStatus.SUSPENDED
+    )
+    assert ledger_queries.get_account(session, account_id=plain.id).status is (AccountStatus.ACTIVE)
