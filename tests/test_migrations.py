@@ -235,3 +235,19 @@ def test_postgres_refuses_to_truncate_append_only_tables(
         pg_session.execute(text(statement))
 
     assert pg_session.scalar(count) == before
+
+
+def test_downgrading_below_programs_is_refused_once_a_pool_exists(fresh_url: str) -> None:
+    migrate.upgrade(fresh_url)
+    _execute(
+        fresh_url,
+        "INSERT INTO ledger_accounts (code, currency, kind, status, no_overdraft, "
+        "debits_pending, debits_posted, credits_pending, credits_posted, created_at) "
+        "VALUES ('program:1:pool:gpu', 'gpu', 'program_pool', 'active', true, 0, 0, 0, 0, "
+        "CURRENT_TIMESTAMP)",
+    )
+
+    with pytest.raises(RuntimeError, match="program pool account"):
+        migrate.downgrade(fresh_url, "0002")
+
+    assert "programs" in _tables(fresh_url)

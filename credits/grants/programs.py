@@ -19,7 +19,7 @@ nothing.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import Enum
 from typing import Any, Final
 
@@ -269,7 +269,8 @@ def update_program(
 
     ``initial_share_percent=None`` clears the tranche policy. The result is
     checked as a whole (the window must still close after it opens). Appends
-    ``program.updated`` with the fields that changed.
+    ``program.updated`` with each field that really changed, from and to;
+    an edit that changes nothing appends nothing.
 
     Raises ProgramNotFound, ProgramForbidden, ProgramStatusConflict (not a
     draft), InvalidProgram.
@@ -302,11 +303,25 @@ def update_program(
         for field, moment in (("opens_at", opens_at), ("closes_at", closes_at))
         if moment is not None
     }
-    for field, value in changes.items():
-        setattr(program, field, value)
+    changed = {
+        field: {"from": _audit_value(getattr(program, field)), "to": _audit_value(value)}
+        for field, value in changes.items()
+        if _audit_value(getattr(program, field)) != _audit_value(value)
+    }
+    if not changed:
+        return render_program(session, program)
+    for field in changed:
+        setattr(program, field, changes[field])
     session.flush()
-    _audit(session, "program.updated", program, actor, fields=sorted(changes))
+    _audit(session, "program.updated", program, actor, changes=changed)
     return render_program(session, program)
+
+
+def _audit_value(value: Any) -> Any:
+    """A field's value as the audit log records it: times in UTC, ISO 8601."""
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat()
+    return value
 
 
 def add_program_owner(

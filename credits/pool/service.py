@@ -118,8 +118,9 @@ def _check_aware(moment: datetime, *, field: str) -> datetime:
 # Loading, inserting and rendering.
 
 
-def _load_flavour(session: Session, name: str) -> GpuFlavour:
-    flavour = session.scalar(select(GpuFlavour).where(GpuFlavour.name == name.strip()))
+def _load_flavour(session: Session, name: str, *, lock: bool = False) -> GpuFlavour:
+    query = select(GpuFlavour).where(GpuFlavour.name == name.strip())
+    flavour = session.scalar(query.with_for_update() if lock else query)
     if flavour is None:
         raise FlavourNotFound(f"no GPU flavour is named {name.strip()!r}", flavour=name.strip())
     return flavour
@@ -265,10 +266,15 @@ def set_rate(
     """
     _require_ops(actor, "set a GPU rate")
     rate = journal.check_amount(credits_per_gpu_hour_micro, name="a rate")
-    now = _check_aware(now, field="now") if now is not None else utcnow()
-    starts = _start_time(_check_aware(effective_from, field="effective_from"), now)
+    requested = _check_aware(effective_from, field="effective_from")
     note = _clean_text(reason, field="reason")
-    row = _load_flavour(session, flavour)
+    # One rate change per flavour at a time, and the clock read once the lock is
+    # held, so that two changes cannot interleave their notions of "now".
+    row = _load_flavour(session, flavour, lock=True)
+    now = _check_aware(now, field="now") if now is not None else utcnow()
+    starts = _start_time(requested, now)
+    if starts != requested:
+        _refuse_reordering(session, row, requested)
     taken = RateExists(
         f"flavour {row.name!r} already has a rate version from {starts.isoformat()}",
         flavour=row.name,
@@ -315,6 +321,23 @@ def _start_time(effective_from: datetime, now: datetime) -> datetime:
         effective_from=effective_from.isoformat(),
         now=now.isoformat(),
     )
+
+
+def _refuse_reordering(session: Session, flavour: GpuFlavour, requested: datetime) -> None:
+    """A start moved up to now may not jump over a version set for after ``requested``."""
+    later = session.scalar(
+        select(RateVersion.effective_from)
+        .where(RateVersion.flavour_id == flavour.id, RateVersion.effective_from > requested)
+        .order_by(RateVersion.effective_from)
+        .limit(1)
+    )
+    if later is not None:
+        raise RateInPast(
+            f"effective_from {requested.isoformat()} lies before the version already set "
+            f"for {later.isoformat()}; a rate cannot be slipped in ahead of it",
+            effective_from=requested.isoformat(),
+            now=later.isoformat(),
+        )
 
 
 def _version_at(session: Session, flavour_id: int, starts: datetime) -> int | None:

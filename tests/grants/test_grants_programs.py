@@ -201,9 +201,19 @@ def test_a_draft_program_is_edited_field_by_field(session: Session, funder: Acto
     assert updated.min_mean_score == 400
     assert updated.description == program.description
     assert updated.initial_share_percent == 50
-    assert event_data(session, "program", program.id, "program.updated") == {
-        "fields": ["closes_at", "criteria", "min_mean_score", "name"]
-    }
+    changes = event_data(session, "program", program.id, "program.updated")["changes"]
+    assert sorted(changes) == ["closes_at", "criteria", "min_mean_score", "name"]
+    assert changes["min_mean_score"] == {"from": program.min_mean_score, "to": 400}
+    assert changes["name"]["to"] == "Compute for oceans"
+
+
+def test_an_edit_that_changes_nothing_appends_no_event(session: Session, funder: Actor) -> None:
+    program = new_program(session, funder)
+
+    programs.update_program(session, program_id=program.id, actor=funder, name=program.name)
+    programs.update_program(session, program_id=program.id, actor=funder)
+
+    assert [e for e in events(session, "program", program.id) if e[0] == "program.updated"] == []
 
 
 def test_editing_can_clear_the_tranche_policy(session: Session, funder: Actor) -> None:

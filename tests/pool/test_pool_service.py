@@ -237,6 +237,34 @@ def test_a_start_just_before_now_is_taken_as_now(any_session: Session) -> None:
     assert (rate.effective_from, rate.in_force) == (T0, True)
 
 
+@pytest.mark.parametrize(
+    ("before_now", "taken"),
+    [(timedelta(seconds=60), True), (timedelta(seconds=60, microseconds=1), False)],
+)
+def test_the_grace_before_now_ends_at_exactly_sixty_seconds(
+    any_session: Session, before_now: timedelta, taken: bool
+) -> None:
+    _flavour(any_session)
+    if taken:
+        assert _rate(any_session, 1_000_000, T0 - before_now, now=T0).effective_from == T0
+        return
+    with pytest.raises(RateInPast):
+        _rate(any_session, 1_000_000, T0 - before_now, now=T0)
+
+
+def test_a_start_moved_up_to_now_cannot_jump_over_a_scheduled_version(
+    any_session: Session,
+) -> None:
+    _flavour(any_session)
+    _rate(any_session, 2_000_000, T0 - timedelta(seconds=10), now=T0 - timedelta(seconds=20))
+    before = _counts(any_session)
+
+    with pytest.raises(RateInPast, match="cannot be slipped in ahead"):
+        _rate(any_session, 1_000_000, T0 - timedelta(seconds=30), now=T0)
+
+    assert _counts(any_session) == before
+
+
 def test_a_second_version_at_the_same_time_is_a_conflict(any_session: Session) -> None:
     _flavour(any_session)
     _rate(any_session, 1_000_000, T0 + DAY)
