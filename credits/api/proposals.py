@@ -37,8 +37,10 @@ from credits.grants.schemas import (
     TrancheOut,
 )
 from credits.identity.access import (
-    get_allocation_for_actor,
     get_project_for_actor,
+)
+from credits.identity.access_proposals import (
+    get_allocation_for_actor,
     get_proposal_for_actor,
     list_allocations_for_actor,
     list_proposals_for_actor,

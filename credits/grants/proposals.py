@@ -50,7 +50,7 @@ from credits.grants.models import (
 from credits.grants.proposal_queries import load_allocation, load_proposal, render_proposal
 from credits.grants.queries import load_program, load_project, member_role
 from credits.grants.schemas import ProposalOut
-from credits.identity.access import can_edit_proposal
+from credits.identity.access_proposals import can_edit_proposal
 from credits.identity.actor import Actor
 from credits.ledger.models import Account, AccountStatus, Currency
 from credits.notifications.events import notify_proposal_submitted

@@ -27,7 +27,7 @@ from credits.grants.reviews import (
     get_review_summary,
     submit_review,
 )
-from credits.identity.access import get_proposal_for_actor
+from credits.identity.access_proposals import get_proposal_for_actor
 from credits.identity.models import Role
 
 SCORES = {"merit": 4, "fit": 3}
