@@ -92,13 +92,18 @@ def _audit(
 
 
 def _committed_elsewhere(session: Session, program_id: int, currency: str) -> int:
-    """Micro-credits the program still owes in pending tranches of one currency."""
+    """Micro-credits the program still owes in pending tranches of one currency.
+
+    A tranche of an allocation that has ended can never be released (its
+    account takes no more grants), so it no longer holds the program's budget.
+    """
     pending = session.scalar(
         select(func.coalesce(func.sum(Tranche.amount_micro), 0))
         .join(Allocation, Allocation.id == Tranche.allocation_id)
         .where(
             Allocation.program_id == program_id,
             Allocation.currency == currency,
+            Allocation.expires_at > utcnow(),
             Tranche.status == TrancheStatus.PENDING.value,
         )
     )

@@ -189,7 +189,8 @@ def award_proposal(
     ):
         return replayed
     require_status(proposal, REVIEWABLE, "be awarded")
-    project = load_project(session, proposal.project_id)
+    # Locked so that a suspension in flight is seen: its allocations start suspended.
+    project = load_project(session, proposal.project_id, lock=True)
     if project.status == ProjectStatus.ARCHIVED.value:
         raise ProjectStatusConflict(
             f"project {project.id} is archived", current_status=project.status

@@ -14,6 +14,7 @@ from credits.grants.models import (
     Allocation,
     AllocationStatus,
     Award,
+    ProjectMember,
     Proposal,
     ProposalKind,
     ProposalStatus,
@@ -123,15 +124,25 @@ def assignments_of(session: Session, proposal_id: int) -> list[ReviewAssignment]
 
 
 def counted_reviews(session: Session, proposal_id: int) -> list[Review]:
-    """The proposal's reviews by reviewers still assigned without a conflict."""
+    """The proposal's reviews by reviewers still assigned without a conflict, and
+    not (or no longer) members of the applying project."""
     unconflicted = select(ReviewAssignment.reviewer_user_id).where(
         ReviewAssignment.proposal_id == proposal_id,
         ReviewAssignment.conflict_declared_at.is_(None),
     )
+    applicants = (
+        select(ProjectMember.user_id)
+        .join(Proposal, Proposal.project_id == ProjectMember.project_id)
+        .where(Proposal.id == proposal_id)
+    )
     return list(
         session.scalars(
             select(Review)
-            .where(Review.proposal_id == proposal_id, Review.reviewer_user_id.in_(unconflicted))
+            .where(
+                Review.proposal_id == proposal_id,
+                Review.reviewer_user_id.in_(unconflicted),
+                Review.reviewer_user_id.not_in(applicants),
+            )
             .order_by(Review.reviewer_user_id)
         )
     )

@@ -194,7 +194,9 @@ def live_allocation(
             f"allocation {allocation_id} was awarded by another program", field="allocation_id"
         )
     account = session.get(Account, allocation.account_id)
-    if account is None or account.status == AccountStatus.EXPIRED.value:
+    ended = account is None or account.status == AccountStatus.EXPIRED.value
+    # Past its end date it has ended, even before the hourly sweep marks it so.
+    if ended or allocation.expires_at <= utcnow():
         raise InvalidProposal(f"allocation {allocation_id} has ended", field="allocation_id")
     return allocation
 

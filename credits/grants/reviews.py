@@ -218,6 +218,11 @@ def submit_review(
     proposal = load_proposal(session, proposal_id, lock=True)
     _own_assignment(session, proposal, actor)
     require_status(proposal, frozenset({ProposalStatus.IN_REVIEW}), "be reviewed")
+    if actor.user_id in member_ids(load_project(session, proposal.project_id)):
+        # Joined the applying project after being assigned: no longer impartial.
+        raise ReviewerConflicted(
+            f"you are on the applying project {proposal.project_id}", user_id=actor.user_id
+        )
     cleaned = _clean_scores(load_program(session, proposal.program_id), scores)
     text = comment.strip() if isinstance(comment, str) else ""
     if not text or len(text) > COMMENT_MAX_LENGTH:

@@ -464,8 +464,7 @@ def extend_account(
     if not isinstance(reason, str) or not reason.strip():
         raise ReasonRequired("extending an account needs a reason")
     locked = journal.lock_accounts(session, [account_id])[account_id]
-    if locked.status == AccountStatus.EXPIRED.value:
-        raise AccountNotActive(f"account {account_id} has expired", account_id=account_id)
+    _require_not_ended(locked, utcnow())
     if locked.expires_at is None or expires_at <= locked.expires_at:
         raise InvalidInput(f"account {account_id} can only be extended to a later end date")
     session.execute(
