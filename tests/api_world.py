@@ -20,7 +20,8 @@ from credits.db import utcnow
 from credits.grants import awards, funding, programs, projects, proposals, reviews
 from credits.identity.actor import Actor
 from credits.identity.models import Role
-from credits.identity.service import actor_for_email, create_token, create_user
+from credits.identity.service import actor_for_email, create_user
+from credits.identity.tokens import create_token
 from credits.ledger import service as ledger
 from credits.ledger.models import AccountKind, Currency
 from credits.ledger.queries import system_account_id

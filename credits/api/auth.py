@@ -24,7 +24,7 @@ from credits.errors import Unauthenticated
 from credits.identity.access import require_actor
 from credits.identity.actor import Actor
 from credits.identity.models import Role, Scope
-from credits.identity.service import resolve_token
+from credits.identity.tokens import resolve_token
 from credits.settings import Settings
 
 EXTENSION_KEY = "credits"

@@ -15,6 +15,7 @@ import click
 from credits.cli_support import cli_transaction, reports_errors
 from credits.db import utcnow
 from credits.identity import service
+from credits.identity import tokens as token_service
 from credits.identity.actor import Actor
 from credits.identity.models import Role, Scope
 from credits.identity.schemas import TokenOut, UserOut
@@ -129,7 +130,7 @@ def tokens() -> None:
     "--expires-in-days",
     type=int,
     default=None,
-    help=f"1 to {service.MAX_TOKEN_DAYS}; {service.DEFAULT_TOKEN_DAYS} when not given.",
+    help=f"1 to {token_service.MAX_TOKEN_DAYS}; {token_service.DEFAULT_TOKEN_DAYS} when not given.",
 )
 @click.option("--never-expires", is_flag=True, help="A token without an expiry date.")
 @click.option("--scope", "scopes", type=SCOPE_CHOICE, multiple=True, help="Repeatable; none: all.")
@@ -147,9 +148,9 @@ def create_token(
         raise click.UsageError("--never-expires and --expires-in-days exclude each other")
     days = expires_in_days
     if days is None and not never_expires:
-        days = service.DEFAULT_TOKEN_DAYS
+        days = token_service.DEFAULT_TOKEN_DAYS
     with cli_transaction() as session:
-        created = service.create_token(
+        created = token_service.create_token(
             session,
             email=email,
             actor=_cli_actor(),
@@ -184,7 +185,7 @@ def _token_state(token: TokenOut, now: datetime) -> str:
 def list_tokens(email: str | None) -> None:
     """List tokens: prefix, scopes, expiry and state, never a secret."""
     with cli_transaction() as session:
-        found = service.list_tokens(session, email=email)
+        found = token_service.list_tokens(session, email=email)
     now = utcnow()
     rows = [
         [
@@ -209,5 +210,5 @@ def list_tokens(email: str | None) -> None:
 def revoke_token(token_id: int) -> None:
     """Revoke the token TOKEN_ID at once."""
     with cli_transaction() as session:
-        token = service.revoke_token(session, token_id=token_id, actor=_cli_actor())
+        token = token_service.revoke_token(session, token_id=token_id, actor=_cli_actor())
     click.echo(f"revoked token {token.id} ({token.prefix}…)")

@@ -8,11 +8,8 @@ the change commit or roll back together.
 
 from __future__ import annotations
 
-import hashlib
 import re
-import secrets
 from collections.abc import Iterable
-from datetime import datetime, timedelta
 from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
@@ -20,7 +17,6 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from credits.audit.service import record_event, record_events
-from credits.db import utcnow
 from credits.errors import InvalidInput
 from credits.identity.actor import Actor
 from credits.identity.errors import (
@@ -28,43 +24,24 @@ from credits.identity.errors import (
     EmailTaken,
     InvalidCredentials,
     InvalidEmail,
-    InvalidExpiry,
     InvalidName,
     InvalidOrcid,
     InvalidRole,
-    InvalidScope,
-    InvalidToken,
     OrcidTaken,
-    TokenAlreadyRevoked,
-    TokenExpired,
-    TokenNotFound,
-    TokenOwnerInactive,
-    TokenRevoked,
     UserNotFound,
     WeakPassword,
 )
-from credits.identity.models import ApiToken, Role, Scope, User, UserRole
+from credits.identity.models import Role, Scope, User, UserRole
 from credits.identity.passwords import dummy_hash, hash_password, needs_rehash, verify_password
-from credits.identity.schemas import CreatedToken, TokenOut, UserOut
+from credits.identity.schemas import UserOut
 
 MIN_PASSWORD_LENGTH = 12
 # Argon2 hashes any length, but a megabyte "password" is a cheap way to burn CPU.
 MAX_PASSWORD_LENGTH = 1024
 NAME_MAX_LENGTH = 200
-TOKEN_NAME_MAX_LENGTH = 100
-TOKEN_PREFIX = "crd_"  # noqa: S105 - the public marker every token starts with
-# "crd_" and eight random characters: enough to tell tokens apart in a listing,
-# far too few to help anyone guess the other 35.
-TOKEN_DISPLAY_LENGTH = 12
-DEFAULT_TOKEN_DAYS = 90
-MAX_TOKEN_DAYS = 3650
-# Writing last_used_at on every request would turn every read into a row write
-# (and a row lock on PostgreSQL); to the minute is as precise as anyone needs.
-LAST_USED_RESOLUTION = timedelta(minutes=1)
 ORCID_PATTERN = re.compile(r"[0-9]{4}-[0-9]{4}-[0-9]{4}-[0-9]{3}[0-9X]")
 BAD_CREDENTIALS = "email or password is incorrect"
 ALLOWED_ROLES = ", ".join(role.value for role in Role)
-ALLOWED_SCOPES = ", ".join(scope.value for scope in Scope)
 
 
 # Validation: pure functions, each raising the error that names what is wrong.
@@ -109,7 +86,7 @@ def _clean_orcid(orcid: str | None) -> str | None:
     return text
 
 
-def _clean_name(name: str, *, limit: int = NAME_MAX_LENGTH, required: bool = True) -> str:
+def clean_name(name: str, *, limit: int = NAME_MAX_LENGTH, required: bool = True) -> str:
     """``name`` stripped; raises InvalidName when required and blank, or too long."""
     text = name.strip()
     if required and not text:
@@ -158,44 +135,10 @@ def _parse_roles(roles: Iterable[Role | str]) -> list[Role]:
     return parsed
 
 
-def _parse_scopes(scopes: Iterable[str]) -> list[Scope]:
-    """Distinct scopes, sorted; empty means every right of the user. Raises InvalidScope."""
-    items = [scopes] if isinstance(scopes, str) else list(scopes)
-    parsed: set[Scope] = set()
-    for item in items:
-        try:
-            parsed.add(Scope(str(item).strip().lower()))
-        except ValueError:
-            raise InvalidScope(
-                f"unknown scope {str(item)!r}; allowed scopes: {ALLOWED_SCOPES}",
-                allowed=[s.value for s in Scope],
-            ) from None
-    return sorted(parsed)
-
-
-def _token_lifetime(expires_in_days: int | None) -> timedelta | None:
-    """None for a token that never expires; raises InvalidExpiry outside 1..3650 days."""
-    if expires_in_days is None:
-        return None
-    # bool is an int in Python; True days is a bug in the caller, not one day.
-    if isinstance(expires_in_days, bool) or not 1 <= expires_in_days <= MAX_TOKEN_DAYS:
-        raise InvalidExpiry(
-            f"a token expires in 1 to {MAX_TOKEN_DAYS} days, or never; not {expires_in_days!r}"
-        )
-    return timedelta(days=expires_in_days)
-
-
-def _secret_hash(secret: str) -> str:
-    # A plain SHA-256 is enough: the secret has 256 random bits, so there is
-    # nothing for a slow hash to protect, and an equality lookup on the hash
-    # gives nothing away through timing.
-    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
-
-
 # Loading and rendering.
 
 
-def _load_user(session: Session, email: str) -> User:
+def load_user(session: Session, email: str) -> User:
     """The user with ``email`` (compared lowercased); raises UserNotFound."""
     key = email.strip().lower()
     user = session.scalar(select(User).where(User.email == key))
@@ -214,7 +157,7 @@ def _refuse_taken(session: Session, *, email: str, orcid: str | None) -> None:
         raise OrcidTaken(f"a user with the ORCID iD {orcid} already exists", orcid=orcid)
 
 
-def _actor_for(
+def actor_for(
     user: User, *, scopes: frozenset[Scope] | None = None, token_id: int | None = None
 ) -> Actor:
     return Actor.for_user(
@@ -233,18 +176,6 @@ def _user_event(event_type: str, user: User, actor: Actor, **data: Any) -> dict[
         "subject_type": "user",
         "subject_id": str(user.id),
         "data": {"email": user.email, **data},
-    }
-
-
-def _token_event(event_type: str, token: ApiToken, actor: Actor, **data: Any) -> dict[str, Any]:
-    # Never the secret, nor its prefix: the prefix is part of the secret, and the
-    # append-only log keeps whatever it is given for good.
-    return {
-        "event_type": event_type,
-        "actor": actor.label,
-        "subject_type": "api_token",
-        "subject_id": str(token.id),
-        "data": {"email": token.user.email, "user_id": token.user_id, **data},
     }
 
 
@@ -274,7 +205,7 @@ def create_user(
     of one email both pass the check; the second fails at the UNIQUE constraint.)
     """
     clean_email = normalize_email(email)
-    clean_name = _clean_name(name)
+    cleaned_name = clean_name(name)
     clean_institution = _clean_institution(institution)
     clean_orcid = _clean_orcid(orcid)
     granted = _parse_roles(roles)
@@ -282,7 +213,7 @@ def create_user(
     _refuse_taken(session, email=clean_email, orcid=clean_orcid)
     user = User(
         email=clean_email,
-        name=clean_name,
+        name=cleaned_name,
         institution=clean_institution,
         orcid=clean_orcid,
         # Hashing is the slow step, so it comes after every cheap refusal.
@@ -308,7 +239,7 @@ def list_users(session: Session) -> list[UserOut]:
 
 def get_user_by_email(session: Session, email: str) -> UserOut:
     """The user with ``email`` (any case, surrounding spaces ignored); raises UserNotFound."""
-    return UserOut.model_validate(_load_user(session, email))
+    return UserOut.model_validate(load_user(session, email))
 
 
 def actor_for_email(session: Session, email: str) -> Actor:
@@ -317,7 +248,7 @@ def actor_for_email(session: Session, email: str) -> Actor:
     Only the CLI, run by someone with shell access to the platform, acts as
     another user this way; what the actor may do is still checked by services.
     """
-    return _actor_for(_load_user(session, email))
+    return actor_for(load_user(session, email))
 
 
 def grant_role(session: Session, *, email: str, role: Role | str, actor: Actor) -> UserOut:
@@ -329,7 +260,7 @@ def grant_role(session: Session, *, email: str, role: Role | str, actor: Actor) 
     Raises InvalidRole, UserNotFound.
     """
     wanted = _parse_role(role)
-    user = _load_user(session, email)
+    user = load_user(session, email)
     if any(held.role == wanted.value for held in user.roles):
         return UserOut.model_validate(user)
     user.roles.append(UserRole(role=wanted.value))
@@ -347,7 +278,7 @@ def revoke_role(session: Session, *, email: str, role: Role | str, actor: Actor)
     Raises InvalidRole, UserNotFound.
     """
     unwanted = _parse_role(role)
-    user = _load_user(session, email)
+    user = load_user(session, email)
     held = next((item for item in user.roles if item.role == unwanted.value), None)
     if held is None:
         return UserOut.model_validate(user)
@@ -367,7 +298,7 @@ def set_password(session: Session, *, email: str, password: str, actor: Actor) -
     Raises WeakPassword, UserNotFound.
     """
     checked = _check_password(password)
-    user = _load_user(session, email)
+    user = load_user(session, email)
     user.password_hash = hash_password(checked)
     session.flush()
     record_event(session, **_user_event("user.password_set", user, actor))
@@ -394,113 +325,4 @@ def authenticate_password(session: Session, *, email: str, password: str) -> Act
     if needs_rehash(stored):
         user.password_hash = hash_password(password)
         session.flush()
-    return _actor_for(user)
-
-
-# API tokens.
-
-
-def create_token(
-    session: Session,
-    *,
-    email: str,
-    actor: Actor,
-    name: str = "",
-    expires_in_days: int | None = DEFAULT_TOKEN_DAYS,
-    scopes: Iterable[str] = (),
-) -> CreatedToken:
-    """Creates an API token for the user; the secret is in the result and nowhere else.
-
-    The secret is ``crd_`` and 43 URL-safe characters; only its SHA-256 is
-    stored, with its first 12 characters as a display prefix. Scopes are
-    stored sorted and space-separated; none means every right of the user.
-    ``expires_in_days`` is 1 to 3650, or None for a token that never expires.
-    Appends ``token.created`` (never with the secret).
-
-    Raises InvalidName, InvalidScope, InvalidExpiry, UserNotFound.
-    """
-    label = _clean_name(name, limit=TOKEN_NAME_MAX_LENGTH, required=False)
-    granted = _parse_scopes(scopes)
-    lifetime = _token_lifetime(expires_in_days)
-    user = _load_user(session, email)
-    secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    now = utcnow()
-    token = ApiToken(
-        user=user,
-        name=label,
-        prefix=secret[:TOKEN_DISPLAY_LENGTH],
-        secret_hash=_secret_hash(secret),
-        scopes=" ".join(scope.value for scope in granted),
-        created_at=now,
-        expires_at=None if lifetime is None else now + lifetime,
-    )
-    session.add(token)
-    session.flush()
-    expires_at = None if token.expires_at is None else token.expires_at.isoformat()
-    scopes_data = [scope.value for scope in granted]
-    event = _token_event(
-        "token.created", token, actor, name=label, scopes=scopes_data, expires_at=expires_at
-    )
-    record_event(session, **event)
-    return CreatedToken(token=TokenOut.model_validate(token), secret=secret)
-
-
-def revoke_token(session: Session, *, token_id: int, actor: Actor) -> TokenOut:
-    """Revokes the token now and appends ``token.revoked``.
-
-    Raises TokenNotFound, TokenAlreadyRevoked (revoking twice is refused, so a
-    caller learns that someone else already did it).
-    """
-    # Locked so that two concurrent revocations cannot both append an event.
-    token = session.get(ApiToken, token_id, with_for_update=True)
-    if token is None:
-        raise TokenNotFound(f"no API token has the id {token_id}", token_id=token_id)
-    if token.revoked_at is not None:
-        raise TokenAlreadyRevoked(
-            f"API token {token_id} was already revoked at {token.revoked_at.isoformat()}",
-            token_id=token_id,
-        )
-    token.revoked_at = utcnow()
-    session.flush()
-    record_event(session, **_token_event("token.revoked", token, actor, name=token.name))
-    return TokenOut.model_validate(token)
-
-
-def list_tokens(session: Session, *, email: str | None = None) -> list[TokenOut]:
-    """Every token, or the user's when ``email`` is given, oldest first.
-
-    Raises UserNotFound for an unknown ``email``.
-    """
-    query = select(ApiToken).order_by(ApiToken.id)
-    if email is not None:
-        query = query.where(ApiToken.user_id == _load_user(session, email).id)
-    return [TokenOut.model_validate(token) for token in session.scalars(query)]
-
-
-def resolve_token(session: Session, *, secret: str, now: datetime | None = None) -> Actor:
-    """The actor a token secret stands for; records when the token was last used.
-
-    ``now`` (an aware UTC time) defaults to the clock. ``last_used_at`` is
-    written at most once a minute. The actor's scopes are None when the token
-    has none, meaning every right of its user.
-
-    Raises InvalidToken for an unknown secret, and its subclasses TokenRevoked,
-    TokenExpired and TokenOwnerInactive.
-    """
-    at = now or utcnow()
-    token = session.scalar(select(ApiToken).where(ApiToken.secret_hash == _secret_hash(secret)))
-    if token is None:
-        raise InvalidToken("the API token is not recognised")
-    if token.revoked_at is not None:
-        raise TokenRevoked(f"the API token {token.prefix}… has been revoked")
-    if token.expires_at is not None and token.expires_at <= at:
-        raise TokenExpired(
-            f"the API token {token.prefix}… expired at {token.expires_at:%Y-%m-%d %H:%M} UTC"
-        )
-    if not token.user.is_active:
-        raise TokenOwnerInactive(f"the account of API token {token.prefix}… is deactivated")
-    if token.last_used_at is None or at - token.last_used_at >= LAST_USED_RESOLUTION:
-        token.last_used_at = at
-        session.flush()
-    scopes = frozenset(Scope(item) for item in token.scopes.split()) or None
-    return _actor_for(token.user, scopes=scopes, token_id=token.id)
+    return actor_for(user)

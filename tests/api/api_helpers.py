@@ -14,7 +14,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from credits.app import create_app
 from credits.identity.actor import Actor
 from credits.identity.models import Role
-from credits.identity.service import create_token, create_user
+from credits.identity.service import create_user
+from credits.identity.tokens import create_token
 from credits.settings import load_settings
 
 SYSTEM = Actor.system("tests")

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from credits.api.problems import PROBLEM_MEDIA_TYPE
 from credits.identity.actor import Actor
 from credits.identity.models import Role
-from credits.identity.service import list_tokens, revoke_token
+from credits.identity.tokens import list_tokens, revoke_token
 
 AuthHeaders = Callable[..., dict[str, str]]
 

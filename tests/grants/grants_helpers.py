@@ -23,7 +23,8 @@ from credits.grants.projects import add_member, create_project
 from credits.grants.schemas import ProgramOut, ProjectOut
 from credits.identity.actor import Actor
 from credits.identity.models import Role
-from credits.identity.service import actor_for_email, create_token, create_user
+from credits.identity.service import actor_for_email, create_user
+from credits.identity.tokens import create_token
 from credits.ledger import service as ledger
 from credits.ledger.models import Account, AccountKind, Currency, Transfer
 from credits.ledger.queries import system_account_id

@@ -9,7 +9,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from credits.grants.funding import fund_program
 from credits.identity.actor import Actor
 from credits.identity.models import Role
-from credits.identity.service import create_token, revoke_role
+from credits.identity.service import revoke_role
+from credits.identity.tokens import create_token
 from credits.ledger.queries import get_account_by_code
 
 SYSTEM = Actor.system("test")

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from credits.api.problems import PROBLEM_MEDIA_TYPE
 from credits.db import utcnow
 from credits.identity.actor import Actor
-from credits.identity.service import create_token
+from credits.identity.tokens import create_token
 
 Headers = dict[str, str]
 

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from credits.audit.service import list_events
 from credits.identity import service
+from credits.identity import tokens as token_service
 from credits.identity.cli import tokens, users
 from credits.identity.models import ApiToken, Role, User
 
@@ -199,7 +200,7 @@ def test_tokens_create_prints_the_secret_alone_on_stdout(
     assert row is not None
     assert row.secret_hash == hashlib.sha256(secret.encode()).hexdigest()
     assert row.scopes == "read"
-    assert service.resolve_token(session, secret=secret).email == EMAIL
+    assert token_service.resolve_token(session, secret=secret).email == EMAIL
 
 
 def test_tokens_create_defaults_to_90_days(session: Session, invoke: _Invoker) -> None:
@@ -208,7 +209,7 @@ def test_tokens_create_defaults_to_90_days(session: Session, invoke: _Invoker) -
     result = invoke(tokens, ["create", "--email", EMAIL])
 
     assert result.exit_code == 0, result.output
-    token = service.list_tokens(session, email=EMAIL)[0]
+    token = token_service.list_tokens(session, email=EMAIL)[0]
     assert token.expires_at is not None
     assert (token.expires_at - token.created_at).days == 90
 
@@ -220,7 +221,7 @@ def test_tokens_create_never_expires(session: Session, invoke: _Invoker) -> None
 
     assert result.exit_code == 0, result.output
     assert "expires never" in result.stderr
-    assert service.list_tokens(session, email=EMAIL)[0].expires_at is None
+    assert token_service.list_tokens(session, email=EMAIL)[0].expires_at is None
 
 
 def test_tokens_create_refuses_both_expiry_options(invoke: _Invoker) -> None:
@@ -245,7 +246,7 @@ def test_tokens_create_refuses_an_expiry_out_of_range(
     assert result.exit_code == 1
     assert result.stderr.startswith("error: a token expires in 1 to 3650 days")
     assert result.stdout == ""
-    assert service.list_tokens(session, email=EMAIL) == []
+    assert token_service.list_tokens(session, email=EMAIL) == []
 
 
 def test_tokens_list_shows_state_and_never_a_secret(invoke: _Invoker) -> None:
@@ -271,7 +272,7 @@ def test_tokens_revoke_revokes_and_a_second_revoke_fails(
 ) -> None:
     _create_ada(invoke, "--role", "researcher")
     invoke(tokens, ["create", "--email", EMAIL])
-    token_id = service.list_tokens(session, email=EMAIL)[0].id
+    token_id = token_service.list_tokens(session, email=EMAIL)[0].id
 
     first = invoke(tokens, ["revoke", str(token_id)])
     second = invoke(tokens, ["revoke", str(token_id)])

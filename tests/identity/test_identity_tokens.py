@@ -15,6 +15,7 @@ from credits.audit.models import AuditEvent
 from credits.audit.service import leaf_hash, list_events
 from credits.db import utcnow
 from credits.identity import service
+from credits.identity import tokens as token_service
 from credits.identity.actor import Actor
 from credits.identity.errors import (
     InvalidExpiry,
@@ -53,7 +54,7 @@ def _make_user(session: Session) -> int:
 
 
 def _token(session: Session, **overrides: Any) -> CreatedToken:
-    return service.create_token(session, email=EMAIL, actor=ACTOR, **overrides)
+    return token_service.create_token(session, email=EMAIL, actor=ACTOR, **overrides)
 
 
 def _counts(session: Session) -> tuple[int, int]:
@@ -77,7 +78,7 @@ def test_token_secret_is_returned_once_and_only_its_hash_is_stored(
     assert row.prefix == secret[:12] == created.token.prefix
     assert row.user_id == any_user_id
     assert secret not in repr(created)
-    assert all(secret not in t.model_dump_json() for t in service.list_tokens(any_session))
+    assert all(secret not in t.model_dump_json() for t in token_service.list_tokens(any_session))
 
 
 def test_two_tokens_never_share_a_secret(session: Session, user_id: int) -> None:
@@ -157,7 +158,7 @@ def test_a_token_for_an_unknown_user_is_refused(session: Session) -> None:
     before = _counts(session)
 
     with pytest.raises(UserNotFound):
-        service.create_token(session, email="nobody@example.org", actor=ACTOR)
+        token_service.create_token(session, email="nobody@example.org", actor=ACTOR)
 
     assert _counts(session) == before
 
@@ -187,7 +188,7 @@ def test_resolve_token_returns_the_users_actor_and_marks_it_used(
 ) -> None:
     created = _token(any_session)
 
-    actor = service.resolve_token(any_session, secret=created.secret)
+    actor = token_service.resolve_token(any_session, secret=created.secret)
 
     assert actor.user_id == any_user_id
     assert actor.email == EMAIL
@@ -204,7 +205,7 @@ def test_a_scoped_token_resolves_to_an_actor_with_those_scopes(
 ) -> None:
     created = _token(session, scopes=["read", "meter"])
 
-    actor = service.resolve_token(session, secret=created.secret)
+    actor = token_service.resolve_token(session, secret=created.secret)
 
     assert actor.scopes == frozenset({Scope.READ, Scope.METER})
     assert actor.allows_scope(Scope.READ)
@@ -217,12 +218,12 @@ def test_last_used_is_written_at_most_once_a_minute(session: Session, user_id: i
     assert row is not None
     start = utcnow()
 
-    service.resolve_token(session, secret=created.secret, now=start)
-    service.resolve_token(session, secret=created.secret, now=start + timedelta(seconds=59))
+    token_service.resolve_token(session, secret=created.secret, now=start)
+    token_service.resolve_token(session, secret=created.secret, now=start + timedelta(seconds=59))
     assert row.last_used_at == start
 
     later = start + timedelta(minutes=1)
-    service.resolve_token(session, secret=created.secret, now=later)
+    token_service.resolve_token(session, secret=created.secret, now=later)
     assert row.last_used_at == later
 
 
@@ -231,7 +232,7 @@ def test_an_unknown_secret_is_refused(session: Session, user_id: int, secret: st
     _token(session)
 
     with pytest.raises(InvalidToken) as raised:
-        service.resolve_token(session, secret=secret)
+        token_service.resolve_token(session, secret=secret)
 
     assert type(raised.value) is InvalidToken
     assert raised.value.status == 401
@@ -242,9 +243,11 @@ def test_a_token_is_refused_from_the_moment_it_expires(session: Session, user_id
     expires_at = created.token.expires_at
     assert expires_at is not None
 
-    service.resolve_token(session, secret=created.secret, now=expires_at - timedelta(seconds=1))
+    token_service.resolve_token(
+        session, secret=created.secret, now=expires_at - timedelta(seconds=1)
+    )
     with pytest.raises(TokenExpired) as raised:
-        service.resolve_token(session, secret=created.secret, now=expires_at)
+        token_service.resolve_token(session, secret=created.secret, now=expires_at)
 
     assert "expired" in raised.value.detail
     assert raised.value.status == 401
@@ -253,7 +256,7 @@ def test_a_token_is_refused_from_the_moment_it_expires(session: Session, user_id
 def test_a_token_that_never_expires_resolves_years_later(session: Session, user_id: int) -> None:
     created = _token(session, expires_in_days=None)
 
-    actor = service.resolve_token(
+    actor = token_service.resolve_token(
         session, secret=created.secret, now=utcnow() + timedelta(days=365 * 20)
     )
 
@@ -268,7 +271,7 @@ def test_a_token_of_a_deactivated_user_is_refused(session: Session, user_id: int
     session.flush()
 
     with pytest.raises(TokenOwnerInactive) as raised:
-        service.resolve_token(session, secret=created.secret)
+        token_service.resolve_token(session, secret=created.secret)
 
     assert "deactivated" in raised.value.detail
 
@@ -276,18 +279,18 @@ def test_a_token_of_a_deactivated_user_is_refused(session: Session, user_id: int
 def test_revoked_token_is_refused(any_session: Session, any_user_id: int) -> None:
     created = _token(any_session)
 
-    revoked = service.revoke_token(any_session, token_id=created.token.id, actor=ACTOR)
+    revoked = token_service.revoke_token(any_session, token_id=created.token.id, actor=ACTOR)
 
     assert revoked.revoked_at is not None
     with pytest.raises(TokenRevoked) as raised:
-        service.resolve_token(any_session, secret=created.secret)
+        token_service.resolve_token(any_session, secret=created.secret)
     assert "revoked" in raised.value.detail
 
 
 def test_revoke_token_appends_an_event(session: Session, user_id: int) -> None:
     created = _token(session, name="laptop")
 
-    service.revoke_token(session, token_id=created.token.id, actor=ACTOR)
+    token_service.revoke_token(session, token_id=created.token.id, actor=ACTOR)
 
     events = list_events(session, subject_type="api_token", subject_id=str(created.token.id))
     assert [e.event_type for e in events] == ["token.created", "token.revoked"]
@@ -303,11 +306,11 @@ def test_revoking_a_revoked_token_is_refused_and_appends_nothing(
     session: Session, user_id: int
 ) -> None:
     created = _token(session)
-    first = service.revoke_token(session, token_id=created.token.id, actor=ACTOR)
+    first = token_service.revoke_token(session, token_id=created.token.id, actor=ACTOR)
     before = _counts(session)
 
     with pytest.raises(TokenAlreadyRevoked) as raised:
-        service.revoke_token(session, token_id=created.token.id, actor=ACTOR)
+        token_service.revoke_token(session, token_id=created.token.id, actor=ACTOR)
 
     assert raised.value.status == 409
     assert _counts(session) == before
@@ -318,7 +321,7 @@ def test_revoking_a_revoked_token_is_refused_and_appends_nothing(
 
 def test_revoking_an_unknown_token_is_not_found(session: Session) -> None:
     with pytest.raises(TokenNotFound):
-        service.revoke_token(session, token_id=999_999, actor=ACTOR)
+        token_service.revoke_token(session, token_id=999_999, actor=ACTOR)
 
 
 def test_list_tokens_filters_by_user_email(session: Session, user_id: int) -> None:
@@ -326,12 +329,17 @@ def test_list_tokens_filters_by_user_email(session: Session, user_id: int) -> No
     service.create_user(
         session, email="grace@example.org", name="Grace Hopper", roles=["ops"], actor=ACTOR
     )
-    theirs = service.create_token(session, email="grace@example.org", actor=ACTOR)
+    theirs = token_service.create_token(session, email="grace@example.org", actor=ACTOR)
 
-    assert [t.id for t in service.list_tokens(session, email="ADA@example.org")] == [mine.token.id]
-    assert [t.id for t in service.list_tokens(session)][-2:] == [mine.token.id, theirs.token.id]
+    assert [t.id for t in token_service.list_tokens(session, email="ADA@example.org")] == [
+        mine.token.id
+    ]
+    assert [t.id for t in token_service.list_tokens(session)][-2:] == [
+        mine.token.id,
+        theirs.token.id,
+    ]
 
 
 def test_list_tokens_of_an_unknown_user_is_not_found(session: Session) -> None:
     with pytest.raises(UserNotFound):
-        service.list_tokens(session, email="nobody@example.org")
+        token_service.list_tokens(session, email="nobody@example.org")

@@ -15,7 +15,8 @@ from credits.app import create_app
 from credits.db import utcnow
 from credits.identity.actor import Actor
 from credits.identity.models import Role
-from credits.identity.service import create_token, create_user
+from credits.identity.service import create_user
+from credits.identity.tokens import create_token
 from credits.pool import service
 from credits.settings import load_settings
 

@@ -1,0 +1,197 @@
+"""API tokens: created with a secret shown once, stored as a SHA-256, scoped,
+expiring and revocable; resolved into the actor of a request."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from credits.audit.service import record_event
+from credits.db import utcnow
+from credits.identity.actor import Actor
+from credits.identity.errors import (
+    InvalidExpiry,
+    InvalidScope,
+    InvalidToken,
+    TokenAlreadyRevoked,
+    TokenExpired,
+    TokenNotFound,
+    TokenOwnerInactive,
+    TokenRevoked,
+)
+from credits.identity.models import ApiToken, Scope
+from credits.identity.schemas import CreatedToken, TokenOut
+from credits.identity.service import actor_for, clean_name, load_user
+
+TOKEN_NAME_MAX_LENGTH = 100
+TOKEN_PREFIX = "crd_"  # noqa: S105 - the public marker every token starts with
+# "crd_" and eight random characters: enough to tell tokens apart in a listing,
+# far too few to help anyone guess the other 35.
+TOKEN_DISPLAY_LENGTH = 12
+DEFAULT_TOKEN_DAYS = 90
+MAX_TOKEN_DAYS = 3650
+# Writing last_used_at on every request would turn every read into a row write
+# (and a row lock on PostgreSQL); to the minute is as precise as anyone needs.
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+ALLOWED_SCOPES = ", ".join(scope.value for scope in Scope)
+
+
+def _parse_scopes(scopes: Iterable[str]) -> list[Scope]:
+    """Distinct scopes, sorted; empty means every right of the user. Raises InvalidScope."""
+    items = [scopes] if isinstance(scopes, str) else list(scopes)
+    parsed: set[Scope] = set()
+    for item in items:
+        try:
+            parsed.add(Scope(str(item).strip().lower()))
+        except ValueError:
+            raise InvalidScope(
+                f"unknown scope {str(item)!r}; allowed scopes: {ALLOWED_SCOPES}",
+                allowed=[s.value for s in Scope],
+            ) from None
+    return sorted(parsed)
+
+
+def _token_lifetime(expires_in_days: int | None) -> timedelta | None:
+    """None for a token that never expires; raises InvalidExpiry outside 1..3650 days."""
+    if expires_in_days is None:
+        return None
+    # bool is an int in Python; True days is a bug in the caller, not one day.
+    if isinstance(expires_in_days, bool) or not 1 <= expires_in_days <= MAX_TOKEN_DAYS:
+        raise InvalidExpiry(
+            f"a token expires in 1 to {MAX_TOKEN_DAYS} days, or never; not {expires_in_days!r}"
+        )
+    return timedelta(days=expires_in_days)
+
+
+def _secret_hash(secret: str) -> str:
+    # A plain SHA-256 is enough: the secret has 256 random bits, so there is
+    # nothing for a slow hash to protect, and an equality lookup on the hash
+    # gives nothing away through timing.
+    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
+
+
+def _token_event(event_type: str, token: ApiToken, actor: Actor, **data: Any) -> dict[str, Any]:
+    # Never the secret, nor its prefix: the prefix is part of the secret, and the
+    # append-only log keeps whatever it is given for good.
+    return {
+        "event_type": event_type,
+        "actor": actor.label,
+        "subject_type": "api_token",
+        "subject_id": str(token.id),
+        "data": {"email": token.user.email, "user_id": token.user_id, **data},
+    }
+
+
+# API tokens.
+
+
+def create_token(
+    session: Session,
+    *,
+    email: str,
+    actor: Actor,
+    name: str = "",
+    expires_in_days: int | None = DEFAULT_TOKEN_DAYS,
+    scopes: Iterable[str] = (),
+) -> CreatedToken:
+    """Creates an API token for the user; the secret is in the result and nowhere else.
+
+    The secret is ``crd_`` and 43 URL-safe characters; only its SHA-256 is
+    stored, with its first 12 characters as a display prefix. Scopes are
+    stored sorted and space-separated; none means every right of the user.
+    ``expires_in_days`` is 1 to 3650, or None for a token that never expires.
+    Appends ``token.created`` (never with the secret).
+
+    Raises InvalidName, InvalidScope, InvalidExpiry, UserNotFound.
+    """
+    label = clean_name(name, limit=TOKEN_NAME_MAX_LENGTH, required=False)
+    granted = _parse_scopes(scopes)
+    lifetime = _token_lifetime(expires_in_days)
+    user = load_user(session, email)
+    secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    now = utcnow()
+    token = ApiToken(
+        user=user,
+        name=label,
+        prefix=secret[:TOKEN_DISPLAY_LENGTH],
+        secret_hash=_secret_hash(secret),
+        scopes=" ".join(scope.value for scope in granted),
+        created_at=now,
+        expires_at=None if lifetime is None else now + lifetime,
+    )
+    session.add(token)
+    session.flush()
+    expires_at = None if token.expires_at is None else token.expires_at.isoformat()
+    scopes_data = [scope.value for scope in granted]
+    event = _token_event(
+        "token.created", token, actor, name=label, scopes=scopes_data, expires_at=expires_at
+    )
+    record_event(session, **event)
+    return CreatedToken(token=TokenOut.model_validate(token), secret=secret)
+
+
+def revoke_token(session: Session, *, token_id: int, actor: Actor) -> TokenOut:
+    """Revokes the token now and appends ``token.revoked``.
+
+    Raises TokenNotFound, TokenAlreadyRevoked (revoking twice is refused, so a
+    caller learns that someone else already did it).
+    """
+    # Locked so that two concurrent revocations cannot both append an event.
+    token = session.get(ApiToken, token_id, with_for_update=True)
+    if token is None:
+        raise TokenNotFound(f"no API token has the id {token_id}", token_id=token_id)
+    if token.revoked_at is not None:
+        raise TokenAlreadyRevoked(
+            f"API token {token_id} was already revoked at {token.revoked_at.isoformat()}",
+            token_id=token_id,
+        )
+    token.revoked_at = utcnow()
+    session.flush()
+    record_event(session, **_token_event("token.revoked", token, actor, name=token.name))
+    return TokenOut.model_validate(token)
+
+
+def list_tokens(session: Session, *, email: str | None = None) -> list[TokenOut]:
+    """Every token, or the user's when ``email`` is given, oldest first.
+
+    Raises UserNotFound for an unknown ``email``.
+    """
+    query = select(ApiToken).order_by(ApiToken.id)
+    if email is not None:
+        query = query.where(ApiToken.user_id == load_user(session, email).id)
+    return [TokenOut.model_validate(token) for token in session.scalars(query)]
+
+
+def resolve_token(session: Session, *, secret: str, now: datetime | None = None) -> Actor:
+    """The actor a token secret stands for; records when the token was last used.
+
+    ``now`` (an aware UTC time) defaults to the clock. ``last_used_at`` is
+    written at most once a minute. The actor's scopes are None when the token
+    has none, meaning every right of its user.
+
+    Raises InvalidToken for an unknown secret, and its subclasses TokenRevoked,
+    TokenExpired and TokenOwnerInactive.
+    """
+    at = now or utcnow()
+    token = session.scalar(select(ApiToken).where(ApiToken.secret_hash == _secret_hash(secret)))
+    if token is None:
+        raise InvalidToken("the API token is not recognised")
+    if token.revoked_at is not None:
+        raise TokenRevoked(f"the API token {token.prefix}… has been revoked")
+    if token.expires_at is not None and token.expires_at <= at:
+        raise TokenExpired(
+            f"the API token {token.prefix}… expired at {token.expires_at:%Y-%m-%d %H:%M} UTC"
+        )
+    if not token.user.is_active:
+        raise TokenOwnerInactive(f"the account of API token {token.prefix}… is deactivated")
+    if token.last_used_at is None or at - token.last_used_at >= LAST_USED_RESOLUTION:
+        token.last_used_at = at
+        session.flush()
+    scopes = frozenset(Scope(item) for item in token.scopes.split()) or None
+    return actor_for(token.user, scopes=scopes, token_id=token.id)
