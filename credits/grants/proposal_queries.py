@@ -23,7 +23,7 @@ from credits.grants.models import (
     Tranche,
     TrancheStatus,
 )
-from credits.grants.queries import DEFAULT_PAGE, MAX_PAGE
+from credits.grants.queries import DEFAULT_PAGE, keyset_page
 from credits.grants.schemas import (
     AllocationOut,
     AllocationPage,
@@ -82,23 +82,20 @@ def list_proposals(
     visible: ColumnElement[bool] | None = None,
 ) -> ProposalPage:
     """Proposals by id after ``cursor``, ``limit`` at a time; ``visible`` narrows to a reader's."""
-    limit = max(1, min(limit, MAX_PAGE))
-    query = select(Proposal).order_by(Proposal.id).limit(limit + 1)
-    if visible is not None:
-        query = query.where(visible)
-    if program_id is not None:
-        query = query.where(Proposal.program_id == program_id)
-    if project_id is not None:
-        query = query.where(Proposal.project_id == project_id)
-    if status is not None:
-        query = query.where(Proposal.status == status.value)
-    if cursor is not None:
-        query = query.where(Proposal.id > cursor)
-    rows = list(session.scalars(query.execution_options(populate_existing=True)))
-    page = rows[:limit]
+    page, next_cursor = keyset_page(
+        session,
+        Proposal,
+        [
+            visible,
+            None if program_id is None else Proposal.program_id == program_id,
+            None if project_id is None else Proposal.project_id == project_id,
+            None if status is None else Proposal.status == status.value,
+        ],
+        cursor=cursor,
+        limit=limit,
+    )
     return ProposalPage(
-        items=[render_proposal(proposal) for proposal in page],
-        next_cursor=page[-1].id if len(rows) > limit else None,
+        items=[render_proposal(proposal) for proposal in page], next_cursor=next_cursor
     )
 
 
@@ -248,21 +245,19 @@ def list_allocations(
 ) -> AllocationPage:
     """Allocations by id after ``cursor``, ``limit`` at a time; ``visible`` narrows to
     a reader's."""
-    limit = max(1, min(limit, MAX_PAGE))
-    query = select(Allocation).order_by(Allocation.id).limit(limit + 1)
-    if visible is not None:
-        query = query.where(visible)
-    if project_id is not None:
-        query = query.where(Allocation.project_id == project_id)
-    if program_id is not None:
-        query = query.where(Allocation.program_id == program_id)
-    if currency is not None:
-        query = query.where(Allocation.currency == currency.value)
-    if cursor is not None:
-        query = query.where(Allocation.id > cursor)
-    rows = list(session.scalars(query.execution_options(populate_existing=True)))
-    page = rows[:limit]
+    page, next_cursor = keyset_page(
+        session,
+        Allocation,
+        [
+            visible,
+            None if project_id is None else Allocation.project_id == project_id,
+            None if program_id is None else Allocation.program_id == program_id,
+            None if currency is None else Allocation.currency == currency.value,
+        ],
+        cursor=cursor,
+        limit=limit,
+    )
     return AllocationPage(
         items=[render_allocation(session, allocation) for allocation in page],
-        next_cursor=page[-1].id if len(rows) > limit else None,
+        next_cursor=next_cursor,
     )

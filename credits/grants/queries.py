@@ -6,9 +6,13 @@ scoped objects through them without importing the services that import it.
 
 from __future__ import annotations
 
-from sqlalchemy import ColumnElement, select
+from collections.abc import Iterable
+from typing import TypeVar
+
+from sqlalchemy import ColumnElement, inspect, select
 from sqlalchemy.orm import Session
 
+from credits.db import Base
 from credits.grants.errors import ProgramNotFound, ProjectNotFound
 from credits.grants.models import (
     MemberRole,
@@ -34,6 +38,34 @@ from credits.ledger.queries import list_accounts
 
 DEFAULT_PAGE = 50
 MAX_PAGE = 500
+
+
+Listed = TypeVar("Listed", bound=Base)
+
+
+def keyset_page(
+    session: Session,
+    model: type[Listed],
+    conditions: Iterable[ColumnElement[bool] | None],
+    *,
+    cursor: int | None,
+    limit: int,
+) -> tuple[list[Listed], int | None]:
+    """One page of ``model`` rows by id after ``cursor``, and the next page's cursor
+    (None on the last page). Conditions that are None are left out; ``limit`` is
+    kept within 1..MAX_PAGE."""
+    limit = max(1, min(limit, MAX_PAGE))
+    (key,) = inspect(model).primary_key
+    query = select(model).where(*(c for c in conditions if c is not None))
+    if cursor is not None:
+        query = query.where(key > cursor)
+    query = query.order_by(key).limit(limit + 1)
+    rows = list(session.scalars(query.execution_options(populate_existing=True)))
+    page = rows[:limit]
+    if len(rows) <= limit:
+        return page, None
+    identity = inspect(page[-1]).identity
+    return page, int(identity[0]) if identity else None
 
 
 def pool_code(program_id: int, currency: Currency) -> str:
@@ -125,23 +157,21 @@ def list_programs(
     visible: ColumnElement[bool] | None = None,
 ) -> ProgramPage:
     """Programs by id after ``cursor``, ``limit`` at a time; ``visible`` narrows to a reader's."""
-    limit = max(1, min(limit, MAX_PAGE))
-    query = select(Program).order_by(Program.id).limit(limit + 1)
-    if visible is not None:
-        query = query.where(visible)
-    if status is not None:
-        query = query.where(Program.status == status.value)
-    if owner_id is not None:
-        owned = select(ProgramOwner.program_id).where(ProgramOwner.user_id == owner_id)
-        query = query.where(Program.id.in_(owned))
-    if cursor is not None:
-        query = query.where(Program.id > cursor)
-    rows = list(session.scalars(query.execution_options(populate_existing=True)))
-    page = rows[:limit]
+    owned = select(ProgramOwner.program_id).where(ProgramOwner.user_id == owner_id)
+    page, next_cursor = keyset_page(
+        session,
+        Program,
+        [
+            visible,
+            None if status is None else Program.status == status.value,
+            None if owner_id is None else Program.id.in_(owned),
+        ],
+        cursor=cursor,
+        limit=limit,
+    )
     budgets = _budgets(session, [program.id for program in page])
     return ProgramPage(
-        items=[_program_out(program, budgets) for program in page],
-        next_cursor=page[-1].id if len(rows) > limit else None,
+        items=[_program_out(program, budgets) for program in page], next_cursor=next_cursor
     )
 
 
@@ -208,17 +238,11 @@ def list_projects(
     visible: ColumnElement[bool] | None = None,
 ) -> ProjectPage:
     """Projects by id after ``cursor``, ``limit`` at a time; ``visible`` narrows to a reader's."""
-    limit = max(1, min(limit, MAX_PAGE))
-    query = select(Project).order_by(Project.id).limit(limit + 1)
-    if visible is not None:
-        query = query.where(visible)
-    if status is not None:
-        query = query.where(Project.status == status.value)
-    if cursor is not None:
-        query = query.where(Project.id > cursor)
-    rows = list(session.scalars(query.execution_options(populate_existing=True)))
-    page = rows[:limit]
-    return ProjectPage(
-        items=[render_project(project) for project in page],
-        next_cursor=page[-1].id if len(rows) > limit else None,
+    page, next_cursor = keyset_page(
+        session,
+        Project,
+        [visible, None if status is None else Project.status == status.value],
+        cursor=cursor,
+        limit=limit,
     )
+    return ProjectPage(items=[render_project(project) for project in page], next_cursor=next_cursor)
