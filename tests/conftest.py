@@ -26,9 +26,10 @@ POSTGRES_ENV = "CREDITS_TEST_POSTGRES_URL"
 
 @pytest.fixture(autouse=True)
 def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No test reads the developer's CREDITS_* settings or writes to ./var."""
+    """No test reads the developer's CREDITS_* settings or writes to ./var; the
+    CREDITS_TEST_* variables that name test services are kept."""
     for name in list(os.environ):
-        if name.startswith("CREDITS_") and name != POSTGRES_ENV:
+        if name.startswith("CREDITS_") and not name.startswith("CREDITS_TEST_"):
             monkeypatch.delenv(name)
     monkeypatch.setenv("CREDITS_VAR_DIR", str(tmp_path / "var"))
 
@@ -51,13 +52,18 @@ def sqlite_engine(sqlite_url: str) -> Iterator[Engine]:
     engine.dispose()
 
 
-def _postgres_admin_url() -> str:
-    url = os.environ.get(POSTGRES_ENV)
+def required_service_url(env: str, service: str) -> str:
+    """The URL of a service a suite needs: skip locally when unset, fail in CI."""
+    url = os.environ.get(env)
     if url:
         return url
     if os.environ.get("CI"):
-        pytest.fail(f"{POSTGRES_ENV} is not set: CI must run the PostgreSQL suites")
-    pytest.skip(f"{POSTGRES_ENV} is not set; PostgreSQL suites run in CI")
+        pytest.fail(f"{env} is not set: CI must run the {service} suites")
+    pytest.skip(f"{env} is not set; {service} suites run in CI")
+
+
+def _postgres_admin_url() -> str:
+    return required_service_url(POSTGRES_ENV, "PostgreSQL")
 
 
 def create_postgres_database() -> tuple[str, str]:

@@ -1,13 +1,11 @@
 """Celery: thin tasks run eagerly, the beat schedule, and real round trips through a broker.
 
 The Redis round trip needs ``CREDITS_TEST_REDIS_URL`` (CI sets it) and fails,
-never skips, in CI when it is missing. The variable is read at import: the
-autouse fixture in conftest clears every other CREDITS_* variable.
+never skips, in CI when it is missing (``conftest.required_service_url``).
 """
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
 from collections.abc import Iterator
@@ -16,7 +14,7 @@ from pathlib import Path
 import pytest
 from celery import Celery
 from celery.contrib.testing.worker import start_worker
-from conftest import migrated_sqlite_url
+from conftest import migrated_sqlite_url, required_service_url
 from notifications_helpers import FakeMailer, outbox
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -36,7 +34,6 @@ from credits.worker import (
 )
 
 REDIS_ENV = "CREDITS_TEST_REDIS_URL"
-REDIS_URL = os.environ.get(REDIS_ENV)
 
 
 def _enqueue(session: Session, key: str = "test:1") -> int:
@@ -148,11 +145,7 @@ def test_the_daily_sweep_tasks_run_eagerly(joined_session_factory: sessionmaker[
 
 @pytest.fixture
 def redis_url() -> str:
-    if REDIS_URL:
-        return REDIS_URL
-    if os.environ.get("CI"):
-        pytest.fail(f"{REDIS_ENV} is not set: CI must run the Redis round trip")
-    pytest.skip(f"{REDIS_ENV} is not set; the Redis round trip runs in CI")
+    return required_service_url(REDIS_ENV, "Redis")
 
 
 @pytest.fixture
