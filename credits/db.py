@@ -133,7 +133,9 @@ def session_scope(factory: Callable[[], Session]) -> Iterator[Session]:
 
 # Two requests with one idempotency key race to insert it; the loser's retry
 # finds the winner's rows and replays them.
-IDEMPOTENCY_CONSTRAINTS = frozenset({"uq_ledger_transfers_idempotency_key_part"})
+IDEMPOTENCY_CONSTRAINTS = frozenset(
+    {"uq_ledger_transfers_idempotency_key_part", "uq_jobs_request_key"}
+)
 
 
 def _is_retryable(error: DBAPIError) -> bool:

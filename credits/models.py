@@ -4,6 +4,7 @@ from credits.audit import models as audit_models
 from credits.db import Base
 from credits.grants import models as grants_models
 from credits.identity import models as identity_models
+from credits.jobs import models as jobs_models
 from credits.ledger import models as ledger_models
 from credits.notifications import models as notifications_models
 from credits.pool import models as pool_models
@@ -14,6 +15,7 @@ __all__ = [
     "audit_models",
     "grants_models",
     "identity_models",
+    "jobs_models",
     "ledger_models",
     "metadata",
     "notifications_models",

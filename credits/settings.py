@@ -36,6 +36,11 @@ class ExecutorName(StrEnum):
     KUBERNETES = "kubernetes"
 
 
+class SchedulerOrdering(StrEnum):
+    FIFO = "fifo"
+    FAIRSHARE = "fairshare"
+
+
 class SettingsError(Exception):
     """A setting is missing or malformed; the message names it in one line."""
 
@@ -53,6 +58,8 @@ class Settings(BaseSettings):
     var_dir: Path = Path("var")
     database_url: str = ""
     broker_url: str = ""
+    # The Celery queue tasks go to; instances sharing one broker each need their own.
+    task_queue: str = Field(default="credits", min_length=1, max_length=200)
     executor: ExecutorName = ExecutorName.LOCAL
     storage_url: str = ""
     secret_key: str = ""
@@ -72,6 +79,34 @@ class Settings(BaseSettings):
     notification_digest_hour: int = Field(default=7, ge=0, le=23)
     # Runs Celery tasks in the calling process (tests, or a machine with no worker).
     task_always_eager: bool = False
+    # Jobs: the longest max runtime a spec may ask for (credits are held for it).
+    jobs_max_runtime_seconds: int = Field(default=7 * 86400, ge=60, le=366 * 86400)
+    scheduler_policy: SchedulerOrdering = SchedulerOrdering.FAIRSHARE
+    scheduler_backfill: bool = True
+    # Past GPU usage counts half as much after this many hours in the fair-share order.
+    fairshare_half_life_hours: float = Field(default=168.0, gt=0, le=24 * 3650)
+    # How often the embedded loop (and Celery beat) runs a scheduling pass and a reconcile.
+    scheduler_interval_seconds: float = Field(default=5.0, gt=0, le=3600)
+    # Local executor: GPU slots from nvidia-smi when present, else this many virtual ones.
+    local_gpu_slots: int = Field(default=4, ge=0, le=64)
+    local_flavour: str = Field(default="local-gpu", pattern=r"^[a-z0-9][a-z0-9-]{1,62}$")
+    # Simulated executor: nodes as "flavour:NODESxGPUS,..." e.g. "a100-80gb:4x8".
+    simulated_nodes: str = "local-gpu:1x4"
+    simulated_job_seconds: float = Field(default=30.0, gt=0)
+    # Kubernetes executor: Jobs go to this namespace; kubeconfig None means in-cluster
+    # config, falling back to the default kubeconfig.
+    kubernetes_namespace: str = Field(
+        default="credits-jobs", pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
+    )
+    kubernetes_kubeconfig: Path | None = None
+    kubernetes_context: str | None = None
+    # The node label whose value names a GPU flavour (GPU feature discovery's product).
+    kubernetes_flavour_label: str = Field(default="nvidia.com/gpu.product", min_length=1)
+    # "flavour=node-label-value,..." e.g. "a100-80gb=NVIDIA-A100-SXM4-80GB"; empty: the
+    # label value is the flavour name.
+    kubernetes_flavours: str = ""
+    kubernetes_gpu_taint_key: str = Field(default="nvidia.com/gpu", min_length=1)
+    kubernetes_ttl_seconds_after_finished: int = Field(default=3600, ge=0)
 
     @field_validator("database_url")
     @classmethod
@@ -110,6 +145,11 @@ class Settings(BaseSettings):
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+    @property
+    def jobs_dir(self) -> Path:
+        """Where the local executor keeps each job's request, status and logs."""
+        return self.var_dir / "jobs"
 
     @property
     def maildir(self) -> Path:

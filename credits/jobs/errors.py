@@ -1,0 +1,37 @@
+"""Problems a job request can run into; each maps to one problem type in the API."""
+
+from __future__ import annotations
+
+from credits.errors import Conflict, InvalidInput, NotFound
+
+
+class JobNotFound(NotFound):
+    slug = "job-not-found"
+    title = "Job not found"
+
+
+class UnknownFlavour(InvalidInput):
+    slug = "unknown-flavour"
+    title = "Unknown GPU flavour"
+
+
+class JobNeverFits(InvalidInput):
+    """No node, or gang of whole nodes, of the flavour could ever hold the request."""
+
+    slug = "job-never-fits"
+    title = "The job can never fit the pool"
+
+
+class RuntimeOverCap(InvalidInput):
+    slug = "runtime-over-cap"
+    title = "Max runtime over the platform's cap"
+
+
+class ProjectCannotSubmit(Conflict):
+    slug = "project-cannot-submit"
+    title = "The project cannot submit jobs"
+
+
+class JobStateConflict(Conflict):
+    slug = "job-state-conflict"
+    title = "The job is not in a state that allows this"

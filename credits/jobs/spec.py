@@ -1,0 +1,124 @@
+"""What a researcher asks for when submitting a GPU job.
+
+Checks that need the database or the pool (does the flavour exist, can any
+node ever hold this many GPUs, is the runtime under the platform's cap) live
+in the submission service; everything that can be said about the document on
+its own is said here, field by field.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+from credits.pool.models import FLAVOUR_NAME_PATTERN
+
+# A DNS-1123 label, so the name can be part of a Kubernetes object name.
+JOB_NAME_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
+ENV_NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+LABEL_KEY_PATTERN = re.compile(
+    r"^([a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$"
+)
+LABEL_VALUE_PATTERN = re.compile(r"^([A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?)?$")
+MAX_ENV_VALUE_BYTES = 32 * 1024
+MAX_ENV_TOTAL_BYTES = 256 * 1024
+MAX_ENV_ENTRIES = 128
+MAX_LABELS = 32
+MAX_GPUS = 1024
+# Set by the platform for every job; a spec may not override them.
+RESERVED_ENV_NAMES = frozenset({"CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES"})
+RESERVED_ENV_PREFIX = "CREDITS_"
+RESERVED_LABEL_PREFIX = "credits.dev/"
+# Read by the simulated executor only (tests, demos); harmless elsewhere.
+SIMULATION_LABELS = frozenset(
+    {"credits.dev/simulated-duration-s", "credits.dev/simulated-exit-code"}
+)
+DEFAULT_CPU_PER_GPU = 4.0
+DEFAULT_MEMORY_GB_PER_GPU = 32.0
+
+Argument = Annotated[str, StringConstraints(max_length=4096, pattern=r"^[^\x00]*$")]
+
+
+class JobSpec(BaseModel):
+    """A GPU job: what to run, on how many GPUs of which flavour, for how long at most."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+
+    name: str = Field(pattern=JOB_NAME_PATTERN, examples=["train-resnet"])
+    image: str = Field(
+        min_length=1,
+        max_length=512,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._/:@-]*$",
+        description="container image; the local executor runs the command on the host instead",
+        examples=["nvcr.io/nvidia/pytorch:24.10-py3"],
+    )
+    command: list[Argument] = Field(min_length=1, max_length=64, examples=[["python", "train.py"]])
+    args: list[Argument] = Field(default_factory=list, max_length=256)
+    env: dict[str, str] = Field(default_factory=dict)
+    working_dir: str | None = Field(
+        default=None, max_length=1024, pattern=r"^/[^\x00]*$", description="an absolute path"
+    )
+    flavour: str = Field(pattern=FLAVOUR_NAME_PATTERN, examples=["a100-80gb"])
+    gpus: int = Field(strict=True, ge=1, le=MAX_GPUS)
+    cpu: float | None = Field(
+        default=None, gt=0, le=4096, description=f"cores; default {DEFAULT_CPU_PER_GPU:g} per GPU"
+    )
+    memory_gb: float | None = Field(
+        default=None,
+        gt=0,
+        le=65536,
+        description=f"GiB; default {DEFAULT_MEMORY_GB_PER_GPU:g} per GPU",
+    )
+    max_runtime_seconds: int = Field(
+        strict=True, ge=1, description="the job is stopped after this; credits are held for it"
+    )
+    labels: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("env")
+    @classmethod
+    def _env_is_safe(cls, env: dict[str, str]) -> dict[str, str]:
+        if len(env) > MAX_ENV_ENTRIES:
+            raise ValueError(f"at most {MAX_ENV_ENTRIES} environment variables")
+        total = 0
+        for name, value in env.items():
+            if not ENV_NAME_PATTERN.match(name):
+                raise ValueError(f"{name!r} is not a valid environment variable name")
+            if name in RESERVED_ENV_NAMES or name.startswith(RESERVED_ENV_PREFIX):
+                raise ValueError(f"{name!r} is set by the platform and cannot be overridden")
+            if "\x00" in value:
+                raise ValueError(f"the value of {name!r} contains a NUL character")
+            size = len(value.encode())
+            if size > MAX_ENV_VALUE_BYTES:
+                raise ValueError(f"the value of {name!r} is over {MAX_ENV_VALUE_BYTES} bytes")
+            total += size
+        if total > MAX_ENV_TOTAL_BYTES:
+            raise ValueError(f"environment values total over {MAX_ENV_TOTAL_BYTES} bytes")
+        return env
+
+    @field_validator("labels")
+    @classmethod
+    def _labels_are_kubernetes_labels(cls, labels: dict[str, str]) -> dict[str, str]:
+        if len(labels) > MAX_LABELS:
+            raise ValueError(f"at most {MAX_LABELS} labels")
+        for key, value in labels.items():
+            if not LABEL_KEY_PATTERN.match(key):
+                raise ValueError(f"{key!r} is not a valid label key")
+            if key.startswith(RESERVED_LABEL_PREFIX) and key not in SIMULATION_LABELS:
+                raise ValueError(f"label keys under {RESERVED_LABEL_PREFIX!r} are the platform's")
+            if not LABEL_VALUE_PATTERN.match(value):
+                raise ValueError(f"{value!r} is not a valid label value for {key!r}")
+        return labels
+
+    @property
+    def cpu_millicores(self) -> int:
+        cores = self.cpu if self.cpu is not None else DEFAULT_CPU_PER_GPU * self.gpus
+        return max(1, round(cores * 1000))
+
+    @property
+    def memory_mb(self) -> int:
+        gib = (
+            self.memory_gb if self.memory_gb is not None else DEFAULT_MEMORY_GB_PER_GPU * self.gpus
+        )
+        return max(1, round(gib * 1024))
