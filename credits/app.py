@@ -13,11 +13,23 @@ from flask import Flask
 from flask.json.provider import DefaultJSONProvider
 from sqlalchemy.orm import Session, sessionmaker
 
-from credits.api import auth, grants, guards, health, ledger, openapi, pool, problems, proposals
+from credits.api import (
+    auth,
+    grants,
+    guards,
+    health,
+    jobs,
+    ledger,
+    openapi,
+    pool,
+    problems,
+    proposals,
+)
 from credits.api.auth import EXTENSION_KEY, CreditsExtension
 from credits.api.converters import IdConverter
 from credits.db import make_engine, make_session_factory
-from credits.settings import Settings, load_settings
+from credits.jobs.executors.base import Executor
+from credits.settings import Profile, Settings, load_settings
 
 BLUEPRINTS = (
     health.blueprint,
@@ -27,6 +39,7 @@ BLUEPRINTS = (
     pool.blueprint,
     grants.blueprint,
     proposals.blueprint,
+    jobs.blueprint,
 )
 
 
@@ -49,8 +62,10 @@ def create_app(
     settings: Settings | None = None,
     *,
     session_factory: sessionmaker[Session] | None = None,
+    executor: Executor | None = None,
 ) -> Flask:
-    """A configured app; ``settings`` default to the environment's."""
+    """A configured app; ``settings`` default to the environment's, ``executor`` to
+    the one the settings name."""
     settings = settings or load_settings()
     # No app-wide static route: the browser UI serves its files from its blueprint.
     app = Flask(__name__, static_folder=None)
@@ -60,6 +75,7 @@ def create_app(
     app.extensions[EXTENSION_KEY] = CreditsExtension(
         settings=settings,
         session_factory=session_factory or _default_session_factory(settings),
+        executor=executor,
     )
     problems.init_app(app)
     guards.init_app(app)
@@ -70,5 +86,21 @@ def create_app(
 
 
 def serve(settings: Settings) -> None:
-    """Serves the app with waitress on the configured host and port until stopped."""
-    waitress.serve(create_app(settings), host=settings.host, port=settings.port)
+    """Serves the app with waitress on the configured host and port until stopped.
+
+    On the embedded profile the jobs loop (scheduling passes and reconciles)
+    runs in a background thread; in production Celery beat runs that work.
+    """
+    app = create_app(settings)
+    loop = None
+    if settings.profile is Profile.EMBEDDED:
+        from credits.jobs.runtime import JobsLoop, executor_for  # noqa: PLC0415
+
+        extension = app.extensions[EXTENSION_KEY]
+        loop = JobsLoop(extension.session_factory, executor_for(settings), settings)
+        loop.start()
+    try:
+        waitress.serve(app, host=settings.host, port=settings.port)
+    finally:
+        if loop is not None:
+            loop.stop()

@@ -8,6 +8,7 @@ from credits.cli_db import db, serve
 from credits.grants.allocations_cli import allocations
 from credits.grants.cli import programs, projects
 from credits.identity.cli import tokens, users
+from credits.jobs.cli import jobs
 from credits.ledger.cli import ledger
 from credits.notifications.cli import notifications
 from credits.pool.cli import pool
@@ -30,5 +31,6 @@ for _group in (
     projects,
     allocations,
     notifications,
+    jobs,
 ):
     main.add_command(_group)

@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from credits.db import make_engine, session_scope, utcnow
 from credits.grants.allocations import expire_allocations
 from credits.identity.actor import Actor
+from credits.jobs.executors.base import Executor
 from credits.notifications.events import queue_expiry_digests, queue_low_balance_notices
 from credits.notifications.mail import Mailer, make_mailer
 from credits.notifications.service import TASK_SENDER, send_pending
@@ -35,6 +36,8 @@ SEND_NOTIFICATIONS = "credits.notifications.send_pending"
 QUEUE_EXPIRY_DIGESTS = "credits.notifications.queue_expiry_digests"
 QUEUE_LOW_BALANCE_NOTICES = "credits.notifications.queue_low_balance_notices"
 EXPIRE_ALLOCATIONS = "credits.allocations.expire"
+SCHEDULE_JOBS = "jobs.schedule"
+RECONCILE_JOBS = "jobs.reconcile"
 SWEEPER = Actor.system("allocations-sweep")
 SEND_INTERVAL = timedelta(minutes=1)
 
@@ -49,11 +52,13 @@ class WorkerResources:
         *,
         session_factory: sessionmaker[Session] | None = None,
         mailer: Mailer | None = None,
+        executor: Executor | None = None,
     ) -> None:
         self.app = app
         self.settings = settings
         self._session_factory = session_factory
         self._mailer = mailer
+        self._executor = executor
 
     @property
     def session_factory(self) -> sessionmaker[Session]:
@@ -73,6 +78,14 @@ class WorkerResources:
         if self._mailer is None:
             self._mailer = make_mailer(self.settings)
         return self._mailer
+
+    @property
+    def executor(self) -> Executor:
+        if self._executor is None:
+            from credits.jobs.runtime import executor_for  # noqa: PLC0415 - after the fork
+
+            self._executor = executor_for(self.settings)
+        return self._executor
 
 
 def task_sender(app: Celery) -> Callable[[], None]:
@@ -119,18 +132,41 @@ def register_grants_tasks(app: Celery, resources: WorkerResources) -> None:
             return [allocation.id for allocation in expire_allocations(session, actor=SWEEPER)]
 
 
+def register_jobs_tasks(app: Celery, resources: WorkerResources) -> None:
+    from credits.jobs.reconciler import reconcile  # noqa: PLC0415 - keeps imports light
+    from credits.jobs.runtime import run_schedule  # noqa: PLC0415
+
+    @app.task(name=SCHEDULE_JOBS, shared=False)
+    def schedule_jobs() -> list[int]:
+        """One scheduling pass; returns the ids of the jobs it started. Passes are
+        serialised in the database, so two at once start nothing twice."""
+        started = run_schedule(resources.session_factory, resources.executor, resources.settings)
+        if started.started:
+            app.tasks[RECONCILE_JOBS].delay()
+        return started.started
+
+    @app.task(name=RECONCILE_JOBS, shared=False)
+    def reconcile_jobs() -> dict[str, list[Any]]:
+        """One reconcile: launch, stop, observe, settle; safe to run twice or at once."""
+        return reconcile(resources.session_factory, resources.executor).model_dump()
+
+
 # Each domain with tasks adds its register function here.
 TASK_REGISTRARS: tuple[Callable[[Celery, WorkerResources], None], ...] = (
     register_notification_tasks,
     register_grants_tasks,
+    register_jobs_tasks,
 )
 
 
 def beat_schedule(settings: Settings, registered: set[str]) -> dict[str, dict[str, Any]]:
     """Periodic work; an entry whose task is not registered yet is left out."""
     daily = settings.notification_digest_hour
+    jobs_interval = timedelta(seconds=settings.scheduler_interval_seconds)
     schedule: dict[str, dict[str, Any]] = {
         "send-notifications": {"task": SEND_NOTIFICATIONS, "schedule": SEND_INTERVAL},
+        "schedule-jobs": {"task": SCHEDULE_JOBS, "schedule": jobs_interval},
+        "reconcile-jobs": {"task": RECONCILE_JOBS, "schedule": jobs_interval},
         "expire-allocations": {"task": EXPIRE_ALLOCATIONS, "schedule": crontab(minute=5)},
         "expiry-digests": {
             "task": QUEUE_EXPIRY_DIGESTS,
@@ -149,14 +185,17 @@ def make_celery(
     *,
     session_factory: sessionmaker[Session] | None = None,
     mailer: Mailer | None = None,
+    executor: Executor | None = None,
 ) -> Celery:
     """A Celery app on ``settings.broker_url`` with every task and the beat schedule.
 
-    ``session_factory`` and ``mailer`` replace the ones built from settings (tests).
+    ``session_factory``, ``mailer`` and ``executor`` replace the ones built from
+    settings (tests).
     """
     app = Celery("credits", set_as_current=False)
     app.conf.update(
         broker_url=settings.broker_url,
+        task_default_queue=settings.task_queue,
         broker_connection_retry_on_startup=True,
         task_always_eager=settings.task_always_eager,
         task_eager_propagates=True,
@@ -168,7 +207,9 @@ def make_celery(
         timezone="UTC",
         enable_utc=True,
     )
-    resources = WorkerResources(app, settings, session_factory=session_factory, mailer=mailer)
+    resources = WorkerResources(
+        app, settings, session_factory=session_factory, mailer=mailer, executor=executor
+    )
     for register in TASK_REGISTRARS:
         register(app, resources)
     app.conf.beat_schedule = beat_schedule(settings, set(app.tasks))

@@ -10,7 +10,7 @@ A plain module, not a conftest.py, for the reason given in tests/api/api_helpers
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
@@ -22,6 +22,10 @@ from credits.identity.actor import Actor
 from credits.identity.models import Role
 from credits.identity.service import actor_for_email, create_user
 from credits.identity.tokens import create_token
+from credits.jobs.executors.base import NodeCapacity
+from credits.jobs.executors.simulated import SimulatedExecutor
+from credits.jobs.service import submit_job
+from credits.jobs.spec import JobSpec
 from credits.ledger import service as ledger
 from credits.ledger.models import AccountKind, Currency
 from credits.ledger.queries import system_account_id
@@ -82,6 +86,7 @@ class World:
     proposal_in_review: int  # project A's, to P; both reviewers assigned, one conflicted
     allocation: int  # awarded to project A by program P
     tranche: int  # the pending rest of that award
+    job_a: int  # queued in project A, submitted by researcher A
 
 
 def _user(session: Session, email: str, *roles: Role) -> Actor:
@@ -221,6 +226,37 @@ def _proposals(
     return draft, in_review, award.allocations[0].id, award.tranches[0].id
 
 
+def world_executor() -> SimulatedExecutor:
+    """The pool the world's app runs jobs on: two nodes of the world's flavour."""
+    return SimulatedExecutor(
+        [NodeCapacity(name=f"gpu-{i}", flavour=FLAVOUR, gpus=8) for i in range(2)],
+        clock=utcnow,
+    )
+
+
+def job_body(**overrides: Any) -> dict[str, Any]:
+    document: dict[str, Any] = {
+        "name": "train",
+        "image": "python:3.12",
+        "command": ["python", "-c", "print('hi')"],
+        "flavour": FLAVOUR,
+        "gpus": 1,
+        "max_runtime_seconds": 600,
+    }
+    return document | overrides
+
+
+def _job(session: Session, actor: Actor, project_id: int) -> int:
+    job = submit_job(
+        session,
+        project_id=project_id,
+        spec=JobSpec.model_validate(job_body()),
+        actor=actor,
+        max_runtime_cap=86400,
+    )
+    return job.id
+
+
 def build_world(session: Session) -> World:
     """Every persona with an unscoped token, and the objects of :class:`World`."""
     actors = {name: _user(session, f"{name}@example.org", *roles) for name, roles in _ROLES.items()}
@@ -272,6 +308,8 @@ def build_world(session: Session) -> World:
         proposal_in_review=in_review,
         allocation=allocation,
         tranche=tranche,
+        job_a=0,
     )
+    world = replace(world, job_a=_job(session, actors[RESEARCHER_A], project_a.id))
     session.flush()
     return world

@@ -36,7 +36,9 @@ from api_world import (
     REVIEWER,
     World,
     build_world,
+    job_body,
     program_body,
+    world_executor,
 )
 from flask import Flask
 from flask.testing import FlaskClient
@@ -164,6 +166,19 @@ MATRIX: tuple[Row, ...] = (
         {"name": "flavour"},
         body=_rate_body,
     ),
+    Row("GET", "/api/v1/pool/status", ANY_TOKEN),
+    # GPU jobs: project A's members and ops submit, read and cancel project A's jobs.
+    Row(
+        "POST",
+        "/api/v1/projects/<int:project_id>/jobs",
+        PROJECT_A,
+        {"project_id": "project_a"},
+        body=lambda _: job_body(),
+    ),
+    Row("GET", "/api/v1/jobs", ANY_TOKEN),
+    Row("GET", "/api/v1/jobs/<int:job_id>", PROJECT_A, {"job_id": "job_a"}),
+    Row("GET", "/api/v1/jobs/<int:job_id>/logs", PROJECT_A, {"job_id": "job_a"}),
+    Row("POST", "/api/v1/jobs/<int:job_id>/cancel", PROJECT_A, {"job_id": "job_a"}),
     # Programs.
     Row("GET", "/api/v1/programs", ANY_TOKEN),
     Row(
@@ -378,7 +393,9 @@ MATRIX: tuple[Row, ...] = (
 
 @pytest.fixture
 def app(joined_session_factory: sessionmaker[Session]) -> Flask:
-    return create_app(load_settings(), session_factory=joined_session_factory)
+    return create_app(
+        load_settings(), session_factory=joined_session_factory, executor=world_executor()
+    )
 
 
 def _url(row: Row, world: World) -> str:

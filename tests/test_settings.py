@@ -183,7 +183,7 @@ def test_cli_reports_a_bad_setting_as_one_error_line_without_a_traceback(
 ) -> None:
     environment = {**os.environ, "CREDITS_EXECUTOR": "foo"}
 
-    completed = subprocess.run(  # noqa: S603 - our own console script, fixed arguments
+    completed = subprocess.run(
         [str(_credits_command()), "db", "upgrade"],
         cwd=tmp_path,
         env=environment,

@@ -25,6 +25,7 @@ from credits.identity.access import require_actor
 from credits.identity.actor import Actor
 from credits.identity.models import Role, Scope
 from credits.identity.tokens import resolve_token
+from credits.jobs.executors.base import Executor
 from credits.settings import Settings
 
 EXTENSION_KEY = "credits"
@@ -42,6 +43,8 @@ class CreditsExtension:
 
     settings: Settings
     session_factory: sessionmaker[Session]
+    # None: the process's executor for the settings, built on first use.
+    executor: Executor | None = None
 
 
 def credits_extension() -> CreditsExtension:
@@ -53,6 +56,16 @@ def credits_extension() -> CreditsExtension:
 
 def session_factory() -> sessionmaker[Session]:
     return credits_extension().session_factory
+
+
+def job_executor() -> Executor:
+    """The executor that runs this app's jobs."""
+    extension = credits_extension()
+    if extension.executor is not None:
+        return extension.executor
+    from credits.jobs.runtime import executor_for  # noqa: PLC0415 - executors load on first use
+
+    return executor_for(extension.settings)
 
 
 class MalformedAuthorization(Unauthenticated):

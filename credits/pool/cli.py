@@ -171,3 +171,13 @@ def list_rates(flavour: str | None, as_json: bool) -> None:
             rate.reason or "",
         )
     Console(width=160).print(table)
+
+
+@pool.command("status")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@reports_errors
+def status(*, as_json: bool) -> None:
+    """Capacity, GPUs in use and free, and the queue, per flavour."""
+    from credits.jobs.cli import pool_status_command  # noqa: PLC0415 - executors load only here
+
+    pool_status_command(as_json=as_json)

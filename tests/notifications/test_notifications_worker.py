@@ -28,6 +28,8 @@ from credits.worker import (
     EXPIRE_ALLOCATIONS,
     QUEUE_EXPIRY_DIGESTS,
     QUEUE_LOW_BALANCE_NOTICES,
+    RECONCILE_JOBS,
+    SCHEDULE_JOBS,
     SEND_NOTIFICATIONS,
     make_celery,
     task_sender,
@@ -74,6 +76,8 @@ def test_the_beat_schedule_runs_the_sender_and_the_daily_sweeps() -> None:
         QUEUE_EXPIRY_DIGESTS,
         QUEUE_LOW_BALANCE_NOTICES,
         EXPIRE_ALLOCATIONS,
+        SCHEDULE_JOBS,
+        RECONCILE_JOBS,
     }
     assert schedule["expiry-digests"]["schedule"].hour == {6}
     assert all(entry["task"] in app.tasks for entry in schedule.values())

@@ -1,0 +1,131 @@
+"""GPU job routes: submit into a project, list and read jobs, tail logs, cancel.
+
+A submission holds credits for the job's worst case (GPUs x max runtime x the
+flavour's rate in force) in the same transaction that queues it; without
+enough credits it is a 402 problem naming ``required`` and ``available``.
+An ``Idempotency-Key`` header makes a retried submission return the first job.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, request, url_for
+from flask.typing import ResponseReturnValue
+from pydantic import BaseModel, ConfigDict, Field
+
+from credits.api.auth import credits_extension, current_actor, job_executor, session_factory
+from credits.api.openapi import operation
+from credits.db import session_scope
+from credits.identity.access import require_actor, require_scope
+from credits.identity.actor import Actor
+from credits.identity.models import Scope
+from credits.jobs import queries, service
+from credits.jobs.runtime import pool_nodes
+from credits.jobs.schemas import JobDetail, JobLogs, JobOut, JobPage, JobQuery, PoolStatus
+from credits.jobs.spec import JobSpec
+
+blueprint = Blueprint("jobs", __name__, url_prefix="/api/v1")
+
+MAX_TAIL_LINES = 10_000
+
+
+class LogQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    tail: int = Field(default=200, ge=1, le=MAX_TAIL_LINES, description="lines from the end")
+
+
+def _caller(scope: Scope) -> Actor:
+    actor = require_actor(current_actor())
+    require_scope(actor, scope)
+    return actor
+
+
+@blueprint.post("/projects/<int:project_id>/jobs")
+@operation(
+    "Submit a GPU job",
+    body=JobSpec,
+    response=JobOut,
+    status=201,
+    idempotency_key=True,
+    problems=(400, 402, 403, 404, 409, 415, 422),
+)
+def submit_job(project_id: int) -> ResponseReturnValue:
+    """Validates the JobSpec, holds credits for its worst case and queues it. A
+    replay of an ``Idempotency-Key`` answers 200 with the first job."""
+    actor = _caller(Scope.WRITE)
+    spec = JobSpec.model_validate(request.get_json())
+    key = request.headers.get("Idempotency-Key", "").strip() or None
+    settings = credits_extension().settings
+    shapes = pool_nodes(job_executor())
+    with session_scope(session_factory()) as session:
+        job = service.submit_job(
+            session,
+            project_id=project_id,
+            spec=spec,
+            actor=actor,
+            max_runtime_cap=settings.jobs_max_runtime_seconds,
+            pool_nodes=shapes,
+            idempotency_key=key,
+        )
+    headers = {"Location": url_for(".get_job", job_id=job.id)}
+    return job.model_dump(mode="json"), 200 if job.replayed else 201, headers
+
+
+@blueprint.get("/jobs")
+@operation("List jobs", response=JobPage, query=JobQuery, problems=(403,))
+def list_jobs() -> ResponseReturnValue:
+    """Jobs of the projects the caller may see, by id, filtered by project, state and flavour."""
+    actor = _caller(Scope.READ)
+    query = JobQuery.model_validate(request.args.to_dict())
+    with session_scope(session_factory()) as session:
+        page = queries.list_jobs_for_actor(session, actor, query)
+    headers = {}
+    if page.next_cursor is not None:
+        values = query.model_dump(mode="json", exclude_none=True) | {"cursor": page.next_cursor}
+        headers["Link"] = f'<{url_for(".list_jobs", **values)}>; rel="next"'
+    return page.model_dump(mode="json"), 200, headers
+
+
+@blueprint.get("/jobs/<int:job_id>")
+@operation("Get a job", response=JobDetail, problems=(403, 404))
+def get_job(job_id: int) -> ResponseReturnValue:
+    """The job with its spec, state timeline (events) and runs; charges in micro-credits."""
+    actor = _caller(Scope.READ)
+    with session_scope(session_factory()) as session:
+        detail = queries.get_job_detail(session, actor, job_id)
+    return detail.model_dump(mode="json")
+
+
+@blueprint.get("/jobs/<int:job_id>/logs")
+@operation("Tail a job's logs", response=JobLogs, query=LogQuery, problems=(403, 404))
+def job_logs(job_id: int) -> ResponseReturnValue:
+    """The last ``tail`` lines of the job's output, from its executor."""
+    actor = _caller(Scope.READ)
+    query = LogQuery.model_validate(request.args.to_dict())
+    with session_scope(session_factory()) as session:
+        queries.load_job_for_actor(session, actor, job_id)
+    text = job_executor().logs(job_id, tail_lines=query.tail)
+    return JobLogs(job_id=job_id, tail_lines=query.tail, text=text).model_dump(mode="json")
+
+
+@blueprint.post("/jobs/<int:job_id>/cancel")
+@operation("Cancel a job", response=JobOut, problems=(403, 404, 409))
+def cancel_job(job_id: int) -> ResponseReturnValue:
+    """A queued job is cancelled at once and its hold voided; a starting or running
+    one is stopped by the executor and charged for what ran. A finished job is a 409."""
+    actor = _caller(Scope.WRITE)
+    with session_scope(session_factory()) as session:
+        job = service.cancel_job(session, job_id=job_id, actor=actor)
+    return job.model_dump(mode="json")
+
+
+@blueprint.get("/pool/status")
+@operation("Pool capacity and queue", response=PoolStatus, problems=(403,))
+def pool_status() -> ResponseReturnValue:
+    """Nodes, GPUs, GPUs in use and free, and the queue, per flavour."""
+    _caller(Scope.READ)
+    executor = job_executor()
+    capacity = executor.capacity()
+    with session_scope(session_factory()) as session:
+        status = queries.pool_status(session, capacity, executor=executor.name)
+    return status.model_dump(mode="json")

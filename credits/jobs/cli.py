@@ -1,0 +1,191 @@
+"""``credits jobs``: ops look at, cancel and read the logs of GPU jobs; run the cycle by hand."""
+
+from __future__ import annotations
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from credits.cli_support import (
+    cli_session_factory,
+    cli_settings,
+    cli_transaction,
+    format_credits,
+    reports_errors,
+)
+from credits.identity.actor import Actor
+from credits.identity.models import Role
+from credits.identity.service import actor_for_email
+from credits.jobs import queries, service
+from credits.jobs.executors.base import Executor
+from credits.jobs.models import JobState
+from credits.jobs.reconciler import reconcile
+from credits.jobs.runtime import executor_for, run_schedule
+from credits.jobs.schemas import JobQuery, PoolStatus
+
+# Whoever can run this command can read the database; reads see every project.
+CLI_READER = Actor(label="cli:ops", roles=frozenset({Role.OPS}))
+
+
+def cli_executor() -> Executor:
+    """The executor of this invocation (tests may place their own in ``obj["executor"]``)."""
+    obj = click.get_current_context().find_root().obj or {}
+    executor = obj.get("executor")
+    if isinstance(executor, Executor):
+        return executor
+    return executor_for(cli_settings())
+
+
+@click.group()
+def jobs() -> None:
+    """GPU jobs: list, show, cancel, logs; run a scheduling pass or a reconcile by hand."""
+
+
+@jobs.command("list")
+@click.option("--project", type=int, help="Only this project's jobs.")
+@click.option("--state", type=click.Choice([s.value for s in JobState]), help="Only this state.")
+@click.option("--flavour", help="Only this GPU flavour.")
+@click.option("--limit", type=click.IntRange(1, 200), default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@reports_errors
+def list_jobs(
+    *, project: int | None, state: str | None, flavour: str | None, limit: int, as_json: bool
+) -> None:
+    """Jobs by id, oldest first."""
+    query = JobQuery(
+        project=project, state=JobState(state) if state else None, flavour=flavour, limit=limit
+    )
+    with cli_transaction(snapshot=True) as session:
+        page = queries.list_jobs_for_actor(session, CLI_READER, query)
+    if as_json:
+        click.echo(page.model_dump_json(indent=2))
+        return
+    table = Table("id", "project", "name", "state", "flavour", "GPUs", "held", "charged")
+    for job in page.items:
+        table.add_row(
+            str(job.id),
+            str(job.project_id),
+            job.name,
+            job.state.value,
+            job.flavour,
+            str(job.gpus),
+            format_credits(job.hold_micro),
+            format_credits(job.charged_micro),
+        )
+    Console().print(table)
+
+
+@jobs.command("show")
+@click.argument("job_id", type=int)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@reports_errors
+def show_job(*, job_id: int, as_json: bool) -> None:
+    """One job: spec, timeline, runs and charges."""
+    with cli_transaction(snapshot=True) as session:
+        detail = queries.get_job_detail(session, CLI_READER, job_id)
+    if as_json:
+        click.echo(detail.model_dump_json(indent=2))
+        return
+    click.echo(
+        f"job {detail.id} {detail.name!r} ({detail.state.value}) project {detail.project_id}"
+    )
+    click.echo(f"  {detail.gpus} x {detail.flavour}, max runtime {detail.max_runtime_seconds} s")
+    held, charged = format_credits(detail.hold_micro), format_credits(detail.charged_micro)
+    rate = format_credits(detail.micro_credits_per_gpu_hour)
+    click.echo(f"  held {held}, charged {charged} credits at {rate} per GPU-hour")
+    if detail.reason:
+        click.echo(f"  reason: {detail.reason}")
+    for event in detail.events:
+        source = event.from_state.value if event.from_state else "-"
+        note = f"  ({event.reason})" if event.reason else ""
+        click.echo(f"  {event.at.isoformat()}  {source} -> {event.to_state.value}{note}")
+
+
+@jobs.command("cancel")
+@click.argument("job_id", type=int)
+@click.option("--as", "as_email", required=True, help="Email of the ops user cancelling it.")
+@reports_errors
+def cancel(*, job_id: int, as_email: str) -> None:
+    """Cancel a job: a queued one at once, an active one at the next reconcile."""
+    with cli_transaction() as session:
+        job = service.cancel_job(session, job_id=job_id, actor=actor_for_email(session, as_email))
+    if job.state is JobState.CANCELLED:
+        click.echo(f"job {job.id} cancelled; its hold was released")
+    else:
+        click.echo(f"job {job.id} is {job.state.value}; the executor will stop it")
+
+
+@jobs.command("logs")
+@click.argument("job_id", type=int)
+@click.option("--tail", type=click.IntRange(1, 10_000), default=200, show_default=True)
+@reports_errors
+def logs(*, job_id: int, tail: int) -> None:
+    """The last lines of a job's output."""
+    with cli_transaction(snapshot=True) as session:
+        queries.load_job_for_actor(session, CLI_READER, job_id)
+    click.echo(cli_executor().logs(job_id, tail_lines=tail), nl=False)
+
+
+@jobs.command("limit")
+@click.argument("project_id", type=int)
+@click.argument("max_gpus", type=int, required=False)
+@click.option("--as", "as_email", required=True, help="Email of the ops user.")
+@reports_errors
+def limit(*, project_id: int, max_gpus: int | None, as_email: str) -> None:
+    """Cap the GPUs a project's jobs may hold at once; without MAX_GPUS, remove the cap."""
+    with cli_transaction() as session:
+        service.set_project_gpu_limit(
+            session,
+            project_id=project_id,
+            max_concurrent_gpus=max_gpus,
+            actor=actor_for_email(session, as_email),
+        )
+    shown = "no cap" if max_gpus is None else f"at most {max_gpus} GPUs at once"
+    click.echo(f"project {project_id}: {shown}")
+
+
+@jobs.command("schedule")
+@reports_errors
+def schedule() -> None:
+    """Run one scheduling pass now."""
+    out = run_schedule(cli_session_factory(), cli_executor(), cli_settings())
+    click.echo(f"started {len(out.started)} job(s); {out.queued} still queued")
+
+
+@jobs.command("reconcile")
+@reports_errors
+def reconcile_now() -> None:
+    """Run one reconcile now: launch, stop, observe, settle."""
+    out = reconcile(cli_session_factory(), cli_executor())
+    click.echo(
+        f"launched {len(out.launched)}, stopping {len(out.cancelled)}, "
+        f"{len(out.transitions)} transition(s), settled {len(out.settled)}"
+    )
+
+
+def pool_status_command(*, as_json: bool) -> None:
+    """``credits pool status``: capacity, free GPUs and the queue per flavour."""
+    executor = cli_executor()
+    capacity = executor.capacity()
+    with cli_transaction(snapshot=True) as session:
+        status = queries.pool_status(session, capacity, executor=executor.name)
+    if as_json:
+        click.echo(status.model_dump_json(indent=2))
+        return
+    _print_pool(status)
+
+
+def _print_pool(status: PoolStatus) -> None:
+    table = Table("flavour", "nodes", "GPUs", "in use", "free", "queued jobs", "queued GPUs")
+    for row in status.flavours:
+        table.add_row(
+            row.flavour,
+            str(row.nodes),
+            str(row.gpus),
+            str(row.gpus_in_use),
+            str(row.gpus_free),
+            str(row.queued_jobs),
+            str(row.queued_gpus),
+        )
+    Console().print(f"executor: {status.executor}")
+    Console().print(table)

@@ -1,0 +1,175 @@
+"""Reading jobs: one job with its timeline and runs, pages of jobs, the pool's state."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Select, func, select
+from sqlalchemy.orm import Session
+
+from credits.grants.models import Project
+from credits.grants.queries import keyset_page
+from credits.identity.access import visible_projects
+from credits.identity.actor import Actor
+from credits.jobs.errors import JobNotFound
+from credits.jobs.executors.base import Capacity
+from credits.jobs.models import Job, JobEvent, JobRun, JobState
+from credits.jobs.schemas import (
+    FlavourStatus,
+    JobDetail,
+    JobEventOut,
+    JobOut,
+    JobPage,
+    JobQuery,
+    JobRunOut,
+    PlacementOut,
+    PoolStatus,
+)
+from credits.jobs.spec import JobSpec
+from credits.jobs.transitions import placement_from_json
+from credits.pool.models import GpuFlavour
+
+ACTIVE_STATES = (JobState.STARTING.value, JobState.RUNNING.value)
+
+
+def _placement(text: str | None) -> list[PlacementOut]:
+    return [PlacementOut(node=part.node, gpus=part.gpus) for part in placement_from_json(text)]
+
+
+def flavour_names(session: Session) -> dict[int, str]:
+    return dict(session.execute(select(GpuFlavour.id, GpuFlavour.name)).all())
+
+
+def job_out(session: Session, job: Job, flavours: dict[int, str] | None = None) -> JobOut:
+    names = flavours if flavours is not None else flavour_names(session)
+    return JobOut(
+        id=job.id,
+        project_id=job.project_id,
+        name=job.name,
+        state=JobState(job.state),
+        flavour=names.get(job.flavour_id, str(job.flavour_id)),
+        gpus=job.gpus,
+        max_runtime_seconds=job.max_runtime_seconds,
+        rate_version_id=job.rate_version_id,
+        micro_credits_per_gpu_hour=job.micro_credits_per_gpu_hour,
+        hold_key=job.hold_key,
+        hold_micro=job.hold_micro,
+        charged_micro=job.charged_micro,
+        overage_micro=job.overage_micro,
+        attempt=job.attempt,
+        placement=_placement(job.placement_json),
+        submitted_by=job.submitted_by,
+        submitted_at=job.submitted_at,
+        started_at=job.started_at,
+        finished_at=job.finished_at,
+        cancel_requested_at=job.cancel_requested_at,
+        exit_code=job.exit_code,
+        reason=job.reason,
+        settled_at=job.settled_at,
+    )
+
+
+def load_job_for_actor(session: Session, actor: Actor, job_id: int, *, lock: bool = False) -> Job:
+    """The job, when the actor may see its project; JobNotFound otherwise (same message
+    whether it exists or not, so ids cannot be probed)."""
+    query = select(Job).where(Job.id == job_id, Job.project_id.in_(_visible_project_ids(actor)))
+    if lock:
+        query = query.with_for_update()
+    job = session.scalar(query.execution_options(populate_existing=True))
+    if job is None:
+        raise JobNotFound(f"no job has the id {job_id}")
+    return job
+
+
+def _visible_project_ids(actor: Actor) -> Select[Any]:
+    return select(Project.id).where(visible_projects(actor))
+
+
+def get_job_detail(session: Session, actor: Actor, job_id: int) -> JobDetail:
+    job = load_job_for_actor(session, actor, job_id)
+    events = session.scalars(
+        select(JobEvent).where(JobEvent.job_id == job.id).order_by(JobEvent.id)
+    )
+    runs = session.scalars(select(JobRun).where(JobRun.job_id == job.id).order_by(JobRun.attempt))
+    return JobDetail(
+        **job_out(session, job).model_dump(),
+        spec=JobSpec.model_validate_json(job.spec_json),
+        events=[
+            JobEventOut(
+                from_state=JobState(event.from_state) if event.from_state else None,
+                to_state=JobState(event.to_state),
+                at=event.at,
+                actor=event.actor,
+                reason=event.reason,
+            )
+            for event in events
+        ],
+        runs=[
+            JobRunOut(
+                attempt=run.attempt,
+                placement=_placement(run.placement_json),
+                gpus=run.gpus,
+                started_at=run.started_at,
+                finished_at=run.finished_at,
+                outcome=run.outcome,
+            )
+            for run in runs
+        ],
+    )
+
+
+def list_jobs_for_actor(session: Session, actor: Actor, query: JobQuery) -> JobPage:
+    flavours = flavour_names(session)
+    flavour_id = None
+    if query.flavour is not None:
+        flavour_id = next((fid for fid, name in flavours.items() if name == query.flavour), -1)
+    rows, next_cursor = keyset_page(
+        session,
+        Job,
+        [
+            Job.project_id.in_(_visible_project_ids(actor)),
+            Job.project_id == query.project if query.project is not None else None,
+            Job.state == query.state.value if query.state is not None else None,
+            Job.flavour_id == flavour_id if flavour_id is not None else None,
+        ],
+        cursor=query.cursor,
+        limit=query.limit,
+    )
+    return JobPage(items=[job_out(session, job, flavours) for job in rows], next_cursor=next_cursor)
+
+
+def pool_status(session: Session, capacity: Capacity, *, executor: str) -> PoolStatus:
+    """Capacity and free GPUs per flavour, with the queue, as ops want to see it."""
+    flavours = flavour_names(session)
+    counts: dict[tuple[str, str], tuple[int, int]] = {}
+    rows = session.execute(
+        select(Job.flavour_id, Job.state, func.count(), func.coalesce(func.sum(Job.gpus), 0))
+        .where(Job.state.in_((JobState.QUEUED.value, *ACTIVE_STATES)))
+        .group_by(Job.flavour_id, Job.state)
+    )
+    for flavour_id, state, jobs, gpus in rows:
+        counts[(flavours.get(flavour_id, str(flavour_id)), state)] = (int(jobs), int(gpus))
+    names = sorted({node.flavour for node in capacity.nodes} | {name for name, _ in counts})
+    return PoolStatus(
+        executor=executor,
+        flavours=[_flavour_status(name, capacity, counts) for name in names],
+    )
+
+
+def _flavour_status(
+    name: str, capacity: Capacity, counts: dict[tuple[str, str], tuple[int, int]]
+) -> FlavourStatus:
+    nodes = [node for node in capacity.nodes if node.flavour == name and node.schedulable]
+    total = sum(node.gpus for node in nodes)
+    in_use = sum(counts.get((name, state), (0, 0))[1] for state in ACTIVE_STATES)
+    queued_jobs, queued_gpus = counts.get((name, JobState.QUEUED.value), (0, 0))
+    return FlavourStatus(
+        flavour=name,
+        nodes=len(nodes),
+        gpus=total,
+        gpus_in_use=in_use,
+        gpus_free=max(0, total - in_use),
+        queued_jobs=queued_jobs,
+        queued_gpus=queued_gpus,
+        running_jobs=sum(counts.get((name, state), (0, 0))[0] for state in ACTIVE_STATES),
+    )

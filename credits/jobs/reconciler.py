@@ -1,0 +1,347 @@
+"""Moves each job toward what its executor observes.
+
+A reconcile is five steps, each in its own transactions, each safe to repeat:
+
+1. launch every ``starting`` job (launch is idempotent by job and attempt);
+2. ask the executor to stop every active job whose cancel was requested;
+3. observe every active job and record what happened: running, finished,
+   preempted (back to the queue, hold kept) or lost;
+4. settle every finished job not yet settled: capture its usage, void the rest;
+5. tell the executor it may forget every settled job (on Kubernetes, the
+   metering finalizer comes off only now, so a Job cannot vanish uncharged).
+
+The database is the source of truth: a reconciler started after a crash, or
+on another machine, finds the work by job id, so killing it between any two
+lines and running it again reaches the same state as a run that was never
+interrupted.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable
+from datetime import datetime
+
+from sqlalchemy import ColumnElement, select
+from sqlalchemy.orm import Session
+
+from credits.db import run_in_transaction, utcnow
+from credits.jobs.executors.base import (
+    Executor,
+    ExecutorError,
+    LaunchRequest,
+    Observation,
+    Phase,
+)
+from credits.jobs.models import FINAL_STATES, Job, JobRun, JobState
+from credits.jobs.schemas import ReconcileOut
+from credits.jobs.settlement import settle_job
+from credits.jobs.spec import JobSpec
+from credits.jobs.transitions import move, placement_from_json
+from credits.pool.models import GpuFlavour
+
+RECONCILER_ACTOR = "system:reconciler"
+logger = logging.getLogger(__name__)
+
+SessionFactory = Callable[[], Session]
+Clock = Callable[[], datetime]
+
+FINAL_PHASE_STATES = {
+    Phase.SUCCEEDED: JobState.SUCCEEDED,
+    Phase.FAILED: JobState.FAILED,
+    Phase.TIMED_OUT: JobState.TIMED_OUT,
+    Phase.CANCELLED: JobState.CANCELLED,
+}
+
+
+def reconcile(
+    factory: SessionFactory, executor: Executor, *, clock: Clock = utcnow
+) -> ReconcileOut:
+    """One full reconcile: every step in order."""
+    report = ReconcileOut()
+    for step in RECONCILE_STEPS:
+        step(factory, executor, clock, report)
+    return report
+
+
+def _ids(factory: SessionFactory, *conditions: ColumnElement[bool]) -> list[int]:
+    def read(session: Session) -> list[int]:
+        return list(session.scalars(select(Job.id).where(*conditions).order_by(Job.id)))
+
+    return run_in_transaction(factory, read)
+
+
+def launch_starting(
+    factory: SessionFactory, executor: Executor, clock: Clock, report: ReconcileOut
+) -> None:
+    requests = run_in_transaction(factory, _launch_requests)
+    for request in requests:
+        try:
+            executor.launch(request)
+        except ExecutorError as error:
+            if error.transient:
+                logger.warning("launch of job %s will be retried: %s", request.job_id, error)
+                continue
+            _fail_unlaunchable(factory, request, str(error), clock())
+            report.transitions.append(f"{request.job_id}:starting->failed")
+            continue
+        report.launched.append(request.job_id)
+
+
+def _launch_requests(session: Session) -> list[LaunchRequest]:
+    rows = session.execute(
+        select(Job, GpuFlavour)
+        .join(GpuFlavour, GpuFlavour.id == Job.flavour_id)
+        .where(Job.state == JobState.STARTING.value, Job.cancel_requested_at.is_(None))
+        .order_by(Job.id)
+    ).all()
+    return [launch_request(job, flavour) for job, flavour in rows]
+
+
+def launch_request(job: Job, flavour: GpuFlavour) -> LaunchRequest:
+    spec = JobSpec.model_validate_json(job.spec_json)
+    return LaunchRequest(
+        job_id=job.id,
+        attempt=job.attempt,
+        project_id=job.project_id,
+        name=spec.name,
+        image=spec.image,
+        command=tuple(spec.command),
+        args=tuple(spec.args),
+        env=dict(spec.env),
+        working_dir=spec.working_dir,
+        flavour=flavour.name,
+        node_label_value=flavour.node_label_value,
+        gpus=job.gpus,
+        cpu_millicores=spec.cpu_millicores,
+        memory_mb=spec.memory_mb,
+        max_runtime_seconds=job.max_runtime_seconds,
+        placement=placement_from_json(job.placement_json),
+        labels=dict(spec.labels),
+    )
+
+
+def _fail_unlaunchable(
+    factory: SessionFactory, request: LaunchRequest, reason: str, now: datetime
+) -> None:
+    def fail(session: Session) -> None:
+        job = _locked(session, request.job_id)
+        if job.state != JobState.STARTING.value or job.attempt != request.attempt:
+            return
+        _finish(session, job, JobState.FAILED, at=now, reason=f"could not launch: {reason}")
+
+    run_in_transaction(factory, fail)
+
+
+def stop_cancelled(
+    factory: SessionFactory, executor: Executor, clock: Clock, report: ReconcileOut
+) -> None:
+    del clock
+    ids = _ids(
+        factory,
+        Job.state.in_((JobState.STARTING.value, JobState.RUNNING.value)),
+        Job.cancel_requested_at.is_not(None),
+    )
+    for job_id in ids:
+        try:
+            executor.cancel(job_id)
+        except ExecutorError as error:
+            logger.warning("cancel of job %s will be retried: %s", job_id, error)
+            continue
+        report.cancelled.append(job_id)
+
+
+def observe_active(
+    factory: SessionFactory, executor: Executor, clock: Clock, report: ReconcileOut
+) -> None:
+    active = run_in_transaction(factory, _active_jobs)
+    if not active:
+        return
+    try:
+        observations = executor.observe(list(active))
+    except ExecutorError as error:
+        logger.warning("observing %d jobs will be retried: %s", len(active), error)
+        return
+    for job_id, (state, attempt) in active.items():
+        observation = observations.get(job_id)
+        if _nothing_new(state, attempt, observation):
+            continue
+        transition = run_in_transaction(
+            factory, functools.partial(_apply, job_id=job_id, seen=observation, clock=clock)
+        )
+        if transition:
+            report.transitions.append(f"{job_id}:{transition}")
+
+
+def _active_jobs(session: Session) -> dict[int, tuple[str, int]]:
+    rows = session.execute(
+        select(Job.id, Job.state, Job.attempt)
+        .where(Job.state.in_((JobState.STARTING.value, JobState.RUNNING.value)))
+        .order_by(Job.id)
+    )
+    return {job_id: (state, attempt) for job_id, state, attempt in rows}
+
+
+def _nothing_new(state: str, attempt: int, seen: Observation | None) -> bool:
+    """True when the observation cannot change the job, so no transaction is spent
+    on it (a sweep over thousands of running jobs stays cheap). _apply decides all
+    the rest under the job's lock."""
+    if seen is None:
+        return False
+    if seen.attempt != attempt:
+        return True
+    if seen.phase is Phase.PENDING:
+        return seen.started_at is None
+    return seen.phase is Phase.RUNNING and state == JobState.RUNNING.value
+
+
+def _apply(session: Session, *, job_id: int, seen: Observation | None, clock: Clock) -> str | None:
+    """Records one observation on a locked job; returns "from->to" when the state moved."""
+    now = clock()
+    job = _locked(session, job_id)
+    before = JobState(job.state)
+    if not before.is_active:
+        return None
+    if seen is None:
+        _unseen(session, job, now)
+    elif seen.attempt == job.attempt:
+        _seen(session, job, seen, now)
+    after = JobState(job.state)
+    return None if after is before else f"{before.value}->{after.value}"
+
+
+def _unseen(session: Session, job: Job, now: datetime) -> None:
+    """The executor does not know the job: not launched yet, or lost."""
+    if job.state == JobState.STARTING.value:
+        if job.cancel_requested_at is not None:
+            _finish(session, job, JobState.CANCELLED, at=now, reason="cancelled before it started")
+        return
+    _finish(
+        session,
+        job,
+        JobState.FAILED,
+        at=now,
+        reason="the executor no longer knows this job (deleted outside the platform, or lost)",
+    )
+
+
+def _seen(session: Session, job: Job, seen: Observation, now: datetime) -> None:
+    run = _current_run(session, job)
+    if seen.started_at is not None and run.started_at is None:
+        run.started_at = seen.started_at
+        if job.started_at is None:
+            job.started_at = seen.started_at
+    if seen.phase is Phase.PENDING:
+        return
+    if seen.phase is Phase.RUNNING:
+        if job.state == JobState.STARTING.value:
+            move(session, job, JobState.RUNNING, actor=RECONCILER_ACTOR, at=now, reason=seen.reason)
+        return
+    if seen.phase is Phase.PREEMPTED and job.cancel_requested_at is None:
+        _end_run(run, seen, now)
+        job.placement_json = None
+        move(
+            session,
+            job,
+            JobState.QUEUED,
+            actor=RECONCILER_ACTOR,
+            at=now,
+            reason=f"preempted: {seen.reason or 'by the pool'}; queued again, hold kept",
+        )
+        return
+    state = FINAL_PHASE_STATES.get(seen.phase, JobState.CANCELLED)
+    job.exit_code = seen.exit_code
+    _finish(session, job, state, at=seen.finished_at or now, reason=seen.reason, seen=seen)
+
+
+def _finish(
+    session: Session,
+    job: Job,
+    state: JobState,
+    *,
+    at: datetime,
+    reason: str | None,
+    seen: Observation | None = None,
+) -> None:
+    run = _current_run(session, job) if job.attempt else None
+    if run is not None:
+        _end_run(run, seen, at)
+    job.finished_at = at
+    job.reason = reason
+    move(session, job, state, actor=RECONCILER_ACTOR, at=at, reason=reason)
+
+
+def _end_run(run: JobRun, seen: Observation | None, now: datetime) -> None:
+    if run.finished_at is not None:
+        return
+    if seen is not None and seen.finished_at is not None:
+        run.finished_at = seen.finished_at
+    elif run.started_at is not None:
+        run.finished_at = now
+    if run.started_at is not None and run.finished_at is not None:
+        run.finished_at = max(run.finished_at, run.started_at)
+    run.outcome = seen.phase.value if seen is not None else "lost"
+
+
+def settle_finished(
+    factory: SessionFactory, executor: Executor, clock: Clock, report: ReconcileOut
+) -> None:
+    del executor
+    ids = _ids(factory, Job.state.in_([s.value for s in FINAL_STATES]), Job.settled_at.is_(None))
+    for job_id in ids:
+
+        def settle(session: Session, j: int = job_id) -> None:
+            job = _locked(session, j)
+            settle_job(session, job, now=clock())
+
+        run_in_transaction(factory, settle)
+        report.settled.append(job_id)
+
+
+def release_settled(
+    factory: SessionFactory, executor: Executor, clock: Clock, report: ReconcileOut
+) -> None:
+    ids = _ids(factory, Job.settled_at.is_not(None), Job.released_at.is_(None))
+    for job_id in ids:
+        try:
+            executor.release(job_id)
+        except ExecutorError as error:
+            logger.warning("release of job %s will be retried: %s", job_id, error)
+            continue
+
+        def mark(session: Session, j: int = job_id) -> None:
+            _locked(session, j).released_at = clock()
+
+        run_in_transaction(factory, mark)
+        report.released.append(job_id)
+
+
+def _locked(session: Session, job_id: int) -> Job:
+    job = session.scalar(
+        select(Job)
+        .where(Job.id == job_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    if job is None:
+        raise LookupError(f"job {job_id} vanished")
+    return job
+
+
+def _current_run(session: Session, job: Job) -> JobRun:
+    run = session.scalar(
+        select(JobRun).where(JobRun.job_id == job.id, JobRun.attempt == job.attempt)
+    )
+    if run is None:
+        raise LookupError(f"job {job.id} has no run for attempt {job.attempt}")
+    return run
+
+
+RECONCILE_STEPS: tuple[Callable[[SessionFactory, Executor, Clock, ReconcileOut], None], ...] = (
+    launch_starting,
+    stop_cancelled,
+    observe_active,
+    settle_finished,
+    release_settled,
+)

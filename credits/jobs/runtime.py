@@ -1,0 +1,141 @@
+"""Wiring jobs to settings: which executor, which policy, and the periodic cycle.
+
+The cycle (a scheduling pass, then a reconcile) is what Celery beat runs as
+``jobs.schedule`` and ``jobs.reconcile`` in production, and what the embedded
+profile runs in a background thread of ``credits serve``; both call the same
+services.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import threading
+from collections.abc import Callable
+from datetime import datetime
+
+from sqlalchemy.orm import Session
+
+from credits.db import run_in_transaction, utcnow
+from credits.jobs import scheduler
+from credits.jobs.executors.base import Executor, ExecutorError
+from credits.jobs.executors.gpus import discover_gpu_slots
+from credits.jobs.executors.local import LocalExecutor
+from credits.jobs.executors.simulated import SimulatedExecutor, simulated_nodes_from_spec
+from credits.jobs.reconciler import reconcile
+from credits.jobs.scheduling import schedule_pass
+from credits.jobs.schemas import ReconcileOut, SchedulePassOut
+from credits.settings import ExecutorName, Settings, SettingsError
+
+logger = logging.getLogger(__name__)
+
+_executors: dict[tuple[str, str], Executor] = {}
+_executors_lock = threading.Lock()
+
+
+def make_executor(settings: Settings) -> Executor:
+    """A new executor as the settings choose it."""
+    if settings.executor is ExecutorName.LOCAL:
+        return LocalExecutor(
+            settings.jobs_dir,
+            flavour=settings.local_flavour,
+            slots=discover_gpu_slots(settings.local_gpu_slots),
+        )
+    if settings.executor is ExecutorName.SIMULATED:
+        try:
+            nodes = simulated_nodes_from_spec(settings.simulated_nodes)
+        except ValueError as error:
+            raise SettingsError(f"CREDITS_SIMULATED_NODES: {error}") from error
+        return SimulatedExecutor(
+            nodes, clock=utcnow, default_duration_s=settings.simulated_job_seconds
+        )
+    module = importlib.import_module("credits.jobs.executors.kubernetes")
+    factory: Callable[[Settings], Executor] = module.executor_from_settings
+    return factory(settings)
+
+
+def executor_for(settings: Settings) -> Executor:
+    """This process's executor for these settings, built once: the simulated one
+    keeps its pool in memory, and every caller in the process must see the same."""
+    key = (settings.executor.value, str(settings.var_dir))
+    with _executors_lock:
+        if key not in _executors:
+            _executors[key] = make_executor(settings)
+        return _executors[key]
+
+
+def policy_from_settings(settings: Settings) -> scheduler.Policy:
+    return scheduler.Policy(
+        ordering=settings.scheduler_policy.value, backfill=settings.scheduler_backfill
+    )
+
+
+def pool_nodes(executor: Executor) -> dict[str, tuple[int, int]]:
+    """(nodes, GPUs per node) per flavour, for refusing jobs that could never fit."""
+    shapes: dict[str, tuple[int, int]] = {}
+    for node in executor.capacity().nodes:
+        count, per_node = shapes.get(node.flavour, (0, 0))
+        shapes[node.flavour] = (count + 1, max(per_node, node.gpus))
+    return shapes
+
+
+def run_schedule(
+    factory: Callable[[], Session],
+    executor: Executor,
+    settings: Settings,
+    *,
+    now: datetime | None = None,
+) -> SchedulePassOut:
+    capacity = executor.capacity()
+    policy = policy_from_settings(settings)
+    half_life = settings.fairshare_half_life_hours * 3600.0
+    return run_in_transaction(
+        factory,
+        lambda session: schedule_pass(
+            session,
+            capacity=capacity,
+            policy=policy,
+            half_life_s=half_life,
+            now=now or utcnow(),
+        ),
+    )
+
+
+def run_cycle(
+    factory: Callable[[], Session], executor: Executor, settings: Settings
+) -> tuple[SchedulePassOut, ReconcileOut]:
+    """Reconcile, schedule, then reconcile again so that new starts launch at once."""
+    reconcile(factory, executor)
+    scheduled = run_schedule(factory, executor, settings)
+    return scheduled, reconcile(factory, executor)
+
+
+class JobsLoop:
+    """The embedded profile's scheduler and reconciler: a daemon thread."""
+
+    def __init__(
+        self, factory: Callable[[], Session], executor: Executor, settings: Settings
+    ) -> None:
+        self._factory = factory
+        self._executor = executor
+        self._settings = settings
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="credits-jobs", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                run_cycle(self._factory, self._executor, self._settings)
+            except (ExecutorError, SettingsError) as error:
+                logger.warning("jobs cycle: %s", error)
+            except Exception:
+                # The loop must outlive one bad cycle; the next one retries.
+                logger.exception("jobs cycle failed")
+            self._stop.wait(self._settings.scheduler_interval_seconds)

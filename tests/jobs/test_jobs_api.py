@@ -1,0 +1,195 @@
+"""The jobs API: submit, list, read, logs, cancel, pool status, and their problems."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from flask.testing import FlaskClient
+from jobs_world import FLAVOUR, RATE, SYSTEM, JobsWorld, build_jobs_world
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from credits.app import create_app
+from credits.identity.tokens import create_token
+from credits.jobs.models import Job
+from credits.settings import load_settings
+
+
+@pytest.fixture
+def world(joined_session_factory: sessionmaker[Session]) -> JobsWorld:
+    return build_jobs_world(joined_session_factory)
+
+
+@pytest.fixture
+def client(world: JobsWorld, joined_session_factory: sessionmaker[Session]) -> FlaskClient:
+    app = create_app(
+        load_settings(), session_factory=joined_session_factory, executor=world.executor
+    )
+    with world.session() as session:
+        secret = create_token(session, email="pi@example.org", actor=SYSTEM).secret
+    client = app.test_client()
+    client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {secret}"
+    return client
+
+
+def _body(**overrides: Any) -> dict[str, Any]:
+    document: dict[str, Any] = {
+        "name": "train",
+        "image": "python:3.12",
+        "command": ["python", "train.py"],
+        "flavour": FLAVOUR,
+        "gpus": 2,
+        "max_runtime_seconds": 3600,
+        "labels": {"credits.dev/simulated-duration-s": "60"},
+    }
+    return document | overrides
+
+
+def _jobs(world: JobsWorld) -> int:
+    with world.session() as session:
+        return int(session.scalar(select(func.count()).select_from(Job)) or 0)
+
+
+def test_submit_answers_201_with_the_queued_job_and_its_hold(
+    client: FlaskClient, world: JobsWorld
+) -> None:
+    response = client.post(f"/api/v1/projects/{world.project_id}/jobs", json=_body())
+    assert response.status_code == 201, response.json
+    job = response.json
+    assert job["state"] == "queued"
+    assert job["hold_micro"] == 2 * RATE
+    assert response.headers["Location"].endswith(f"/api/v1/jobs/{job['id']}")
+
+
+def test_submit_without_enough_credits_is_a_402_naming_both_amounts(
+    client: FlaskClient, world: JobsWorld
+) -> None:
+    response = client.post(
+        f"/api/v1/projects/{world.project_id}/jobs",
+        json=_body(gpus=8, max_runtime_seconds=6 * 86400),
+    )
+    assert response.status_code == 402
+    problem = response.json
+    assert problem["type"].endswith("/insufficient-credits")
+    assert problem["required"] == 8 * 6 * 24 * RATE
+    assert problem["available"] == 100_000_000
+    assert _jobs(world) == 0
+
+
+@pytest.mark.parametrize(
+    ("overrides", "slug"),
+    [
+        ({"gpus": 0}, "invalid-input"),
+        ({"name": "Has Spaces"}, "invalid-input"),
+        ({"env": {"CUDA_VISIBLE_DEVICES": "0"}}, "invalid-input"),
+        ({"env": {"1BAD": "x"}}, "invalid-input"),
+        ({"env": {"BIG": "x" * 40_000}}, "invalid-input"),
+        ({"command": []}, "invalid-input"),
+        ({"surprise": True}, "invalid-input"),
+        ({"flavour": "nope-nope"}, "unknown-flavour"),
+        ({"gpus": 12}, "job-never-fits"),
+        ({"gpus": 64}, "job-never-fits"),
+        ({"max_runtime_seconds": 400 * 86400}, "runtime-over-cap"),
+    ],
+)
+def test_bad_submission_is_a_422_problem_and_nothing_is_held(
+    client: FlaskClient, world: JobsWorld, overrides: dict[str, Any], slug: str
+) -> None:
+    before = world.available()
+    response = client.post(f"/api/v1/projects/{world.project_id}/jobs", json=_body(**overrides))
+    assert response.status_code == 422, response.json
+    assert response.json["type"].endswith(f"/{slug}")
+    assert world.available() == before
+    assert _jobs(world) == 0
+
+
+def test_field_errors_name_the_field(client: FlaskClient, world: JobsWorld) -> None:
+    response = client.post(
+        f"/api/v1/projects/{world.project_id}/jobs", json=_body(gpus="two", image="")
+    )
+    fields = {tuple(error["loc"]) for error in response.json["errors"]}
+    assert ("gpus",) in fields
+    assert ("image",) in fields
+
+
+def test_submission_replayed_with_its_idempotency_key_answers_200_with_the_first_job(
+    client: FlaskClient, world: JobsWorld
+) -> None:
+    url = f"/api/v1/projects/{world.project_id}/jobs"
+    first = client.post(url, json=_body(), headers={"Idempotency-Key": "abc"})
+    again = client.post(url, json=_body(), headers={"Idempotency-Key": "abc"})
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert again.json["id"] == first.json["id"]
+    reused = client.post(url, json=_body(gpus=1), headers={"Idempotency-Key": "abc"})
+    assert reused.status_code == 422
+    assert _jobs(world) == 1
+
+
+def test_list_filters_by_state_and_flavour(client: FlaskClient, world: JobsWorld) -> None:
+    url = f"/api/v1/projects/{world.project_id}/jobs"
+    first = client.post(url, json=_body()).json
+    client.post(url, json=_body(name="second"))
+    client.post(f"/api/v1/jobs/{first['id']}/cancel")
+    cancelled = client.get("/api/v1/jobs", query_string={"state": "cancelled"}).json
+    assert [job["id"] for job in cancelled["items"]] == [first["id"]]
+    queued = client.get(
+        "/api/v1/jobs", query_string={"state": "queued", "project": world.project_id}
+    ).json
+    assert [job["name"] for job in queued["items"]] == ["second"]
+    other = client.get("/api/v1/jobs", query_string={"flavour": "h100"}).json
+    assert other["items"] == []
+    bad = client.get("/api/v1/jobs", query_string={"state": "sleeping"})
+    assert bad.status_code == 422
+
+
+def test_job_runs_and_its_detail_logs_and_charges_show_it(
+    client: FlaskClient, world: JobsWorld
+) -> None:
+    job = client.post(f"/api/v1/projects/{world.project_id}/jobs", json=_body()).json
+    world.cycle()
+    world.clock.advance(60)
+    world.cycle()
+    detail = client.get(f"/api/v1/jobs/{job['id']}").json
+    assert detail["state"] == "succeeded"
+    assert [event["to_state"] for event in detail["events"]] == [
+        "queued",
+        "starting",
+        "running",
+        "succeeded",
+    ]
+    assert detail["charged_micro"] == -(-2 * 60 * RATE // 3600)
+    assert detail["runs"][0]["outcome"] == "succeeded"
+    logs = client.get(f"/api/v1/jobs/{job['id']}/logs", query_string={"tail": 5}).json
+    assert logs["text"]
+    assert len(logs["text"].splitlines()) <= 5
+
+
+def test_cancel_of_a_finished_job_is_a_409(client: FlaskClient, world: JobsWorld) -> None:
+    job = client.post(f"/api/v1/projects/{world.project_id}/jobs", json=_body()).json
+    assert client.post(f"/api/v1/jobs/{job['id']}/cancel").json["state"] == "cancelled"
+    again = client.post(f"/api/v1/jobs/{job['id']}/cancel")
+    assert again.status_code == 409
+    assert again.json["type"].endswith("/job-state-conflict")
+
+
+def test_unknown_job_is_a_404(client: FlaskClient) -> None:
+    assert client.get("/api/v1/jobs/999999").status_code == 404
+    assert client.post("/api/v1/jobs/999999/cancel").status_code == 404
+
+
+def test_pool_status_shows_capacity_and_queue(client: FlaskClient, world: JobsWorld) -> None:
+    client.post(f"/api/v1/projects/{world.project_id}/jobs", json=_body(gpus=16))
+    client.post(f"/api/v1/projects/{world.project_id}/jobs", json=_body(name="b", gpus=4))
+    world.cycle()
+    [row] = client.get("/api/v1/pool/status").json["flavours"]
+    assert row == {
+        "flavour": FLAVOUR,
+        "nodes": 2,
+        "gpus": 16,
+        "gpus_in_use": 16,
+        "gpus_free": 0,
+        "queued_jobs": 1,
+        "queued_gpus": 4,
+        "running_jobs": 1,
+    }

@@ -1,0 +1,359 @@
+"""Jobs from submission to settlement on the simulated executor, through the services."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from jobs_world import CAP, RATE, JobsWorld, build_jobs_world
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from credits.grants import projects
+from credits.jobs.errors import (
+    JobNeverFits,
+    JobStateConflict,
+    ProjectCannotSubmit,
+    RuntimeOverCap,
+    UnknownFlavour,
+)
+from credits.jobs.executors.base import ExecutorError, NodeCapacity
+from credits.jobs.models import Job, JobEvent, JobState
+from credits.jobs.queries import get_job_detail
+from credits.jobs.service import cancel_job
+from credits.ledger.errors import IdempotencyKeyReused, InsufficientCredits
+from credits.ledger.queries import get_hold
+from credits.ledger.verify import verify_ledger
+from credits.pool import service as pool
+from credits.pool.errors import NoRateInForce
+
+
+@pytest.fixture
+def world(joined_session_factory: sessionmaker[Session]) -> JobsWorld:
+    return build_jobs_world(joined_session_factory)
+
+
+def cost(gpu_seconds: int) -> int:
+    """Micro-credits for GPU-seconds at the world's rate, rounded up."""
+    return -(-gpu_seconds * RATE // 3600)
+
+
+def _job(world: JobsWorld, job_id: int) -> Job:
+    with world.session() as session:
+        job = session.get(Job, job_id)
+        assert job is not None
+        session.expunge(job)
+        return job
+
+
+def _states(world: JobsWorld, job_id: int) -> list[str]:
+    with world.session() as session:
+        return list(
+            session.scalars(
+                select(JobEvent.to_state).where(JobEvent.job_id == job_id).order_by(JobEvent.id)
+            )
+        )
+
+
+def _hold_left(world: JobsWorld, hold_key: str) -> int:
+    with world.session() as session:
+        hold = get_hold(session, hold_key=hold_key)
+    return sum(part.remaining for part in hold.parts)
+
+
+def _ledger_ok(world: JobsWorld) -> None:
+    with world.session() as session:
+        report = verify_ledger(session)
+    assert report.ok, report
+
+
+def test_submission_holds_gpus_times_max_runtime_times_rate(world: JobsWorld) -> None:
+    before = world.available()
+    job = world.submit(gpus=2, max_runtime_seconds=1800)
+    assert job.state is JobState.QUEUED
+    assert job.hold_micro == 2 * RATE // 2  # 2 GPUs x half an hour x 2.5 credits
+    assert world.available() == before - job.hold_micro
+    assert _hold_left(world, job.hold_key) == job.hold_micro
+    assert _states(world, job.id) == ["queued"]
+
+
+def test_hold_rounds_up_to_a_whole_micro_credit(world: JobsWorld) -> None:
+    job = world.submit(gpus=1, max_runtime_seconds=7)
+    # 7 s x 2,500,000 / 3600 = 4861.1 micro-credits
+    assert job.hold_micro == 4862
+
+
+def test_job_keeps_the_rate_version_it_was_held_at(world: JobsWorld) -> None:
+    job = world.submit()
+    detail_rate = job.rate_version_id
+    assert job.micro_credits_per_gpu_hour == RATE
+    with world.session() as session:
+        assert session.get(Job, job.id).rate_version_id == detail_rate  # type: ignore[union-attr]
+
+
+def test_hold_larger_than_available_is_refused_with_amounts_and_nothing_held(
+    world: JobsWorld,
+) -> None:
+    before = world.available()
+    with pytest.raises(InsufficientCredits) as refused:
+        world.submit(gpus=8, max_runtime_seconds=6 * 86400)
+    assert refused.value.extra["required"] == 8 * 6 * 24 * RATE
+    assert refused.value.extra["available"] == before
+    assert world.available() == before
+    with world.session() as session:
+        assert session.scalar(select(Job.id)) is None
+
+
+@pytest.mark.parametrize(
+    ("overrides", "error"),
+    [
+        ({"flavour": "h100-nope"}, UnknownFlavour),
+        ({"gpus": 12}, JobNeverFits),  # over a node, not whole nodes
+        ({"gpus": 24}, JobNeverFits),  # whole nodes, more than the pool has
+        ({"max_runtime_seconds": CAP + 1}, RuntimeOverCap),
+    ],
+)
+def test_request_that_cannot_be_admitted_is_refused_and_holds_nothing(
+    world: JobsWorld, overrides: dict[str, object], error: type[Exception]
+) -> None:
+    before = world.available()
+    with pytest.raises(error):
+        world.submit(**overrides)
+    assert world.available() == before
+
+
+def test_gang_of_whole_nodes_is_admitted(world: JobsWorld) -> None:
+    assert world.submit(gpus=16).state is JobState.QUEUED
+
+
+def test_suspended_project_cannot_submit(world: JobsWorld) -> None:
+    with world.session() as session:
+        projects.suspend_project(
+            session, project_id=world.project_id, actor=world.ops, reason="audit"
+        )
+    with pytest.raises(ProjectCannotSubmit):
+        world.submit()
+
+
+def test_flavour_without_a_rate_is_refused(world: JobsWorld) -> None:
+    with world.session() as session:
+        pool.add_flavour(
+            session,
+            name="h100",
+            node_label_value="H100",
+            gpu_memory_gb=80,
+            gpus_per_node=8,
+            actor=world.ops,
+        )
+    world.executor = type(world.executor)(
+        [*world.executor.capacity().nodes, *_h100_nodes()], clock=world.clock
+    )
+    with pytest.raises(NoRateInForce):
+        world.submit(flavour="h100")
+
+
+def _h100_nodes() -> list[NodeCapacity]:
+    return [NodeCapacity(name="h100-0", flavour="h100", gpus=8)]
+
+
+def test_same_idempotency_key_returns_the_first_job(world: JobsWorld) -> None:
+    first = world.submit(key="k1")
+    again = world.submit(key="k1")
+    assert again.id == first.id
+    assert again.replayed
+    assert world.available() == 100_000_000 - first.hold_micro
+
+
+def test_idempotency_key_reused_for_another_spec_is_refused(world: JobsWorld) -> None:
+    world.submit(key="k1")
+    with pytest.raises(IdempotencyKeyReused):
+        world.submit(key="k1", gpus=4)
+
+
+def test_job_runs_to_success_and_pays_only_for_what_ran(world: JobsWorld) -> None:
+    job = world.submit(gpus=2, max_runtime_seconds=3600, duration=600)
+    world.cycle()
+    assert _job(world, job.id).state == JobState.RUNNING.value
+    world.clock.advance(600)
+    world.cycle()
+    done = _job(world, job.id)
+    assert done.state == JobState.SUCCEEDED.value
+    assert done.exit_code == 0
+    assert done.charged_micro == cost(2 * 600)
+    assert _hold_left(world, job.hold_key) == 0
+    assert world.available() == 100_000_000 - done.charged_micro
+    assert _states(world, job.id) == ["queued", "starting", "running", "succeeded"]
+    _ledger_ok(world)
+
+
+def test_detail_shows_events_runs_and_charges(world: JobsWorld) -> None:
+    job = world.submit(duration=60)
+    world.cycle()
+    world.clock.advance(60)
+    world.cycle()
+    with world.session() as session:
+        detail = get_job_detail(session, world.researcher, job.id)
+    assert [event.to_state for event in detail.events][-1] is JobState.SUCCEEDED
+    assert len(detail.runs) == 1
+    assert detail.runs[0].started_at == detail.started_at
+    assert detail.runs[0].finished_at - detail.runs[0].started_at == timedelta(seconds=60)
+    assert detail.charged_micro == cost(2 * 60)
+    assert detail.spec.name == "train"
+
+
+def test_cancel_while_queued_voids_the_whole_hold(world: JobsWorld) -> None:
+    job = world.submit()
+    with world.session() as session:
+        out = cancel_job(session, job_id=job.id, actor=world.researcher, now=world.clock())
+    assert out.state is JobState.CANCELLED
+    assert out.charged_micro == 0
+    assert _hold_left(world, job.hold_key) == 0
+    assert world.available() == 100_000_000
+    _ledger_ok(world)
+
+
+def test_cancel_while_running_charges_the_time_it_ran(world: JobsWorld) -> None:
+    job = world.submit(gpus=1, duration=3000)
+    world.cycle()
+    world.clock.advance(300)
+    with world.session() as session:
+        out = cancel_job(session, job_id=job.id, actor=world.researcher, now=world.clock())
+    assert out.state is JobState.RUNNING
+    assert out.cancel_requested_at is not None
+    world.cycle()
+    done = _job(world, job.id)
+    assert done.state == JobState.CANCELLED.value
+    assert done.charged_micro == cost(300)
+    assert _hold_left(world, job.hold_key) == 0
+    _ledger_ok(world)
+
+
+def test_cancel_of_a_finished_job_is_a_state_conflict(world: JobsWorld) -> None:
+    job = world.submit()
+    with world.session() as session:
+        cancel_job(session, job_id=job.id, actor=world.researcher, now=world.clock())
+    with pytest.raises(JobStateConflict), world.session() as session:
+        cancel_job(session, job_id=job.id, actor=world.researcher, now=world.clock())
+
+
+def test_job_over_its_max_runtime_is_timed_out_and_charged_the_max(world: JobsWorld) -> None:
+    job = world.submit(gpus=1, max_runtime_seconds=120, duration=999)
+    world.cycle()
+    world.clock.advance(200)
+    world.cycle()
+    done = _job(world, job.id)
+    assert done.state == JobState.TIMED_OUT.value
+    assert done.charged_micro == done.hold_micro == cost(120)
+
+
+def test_failed_job_records_its_exit_code(world: JobsWorld) -> None:
+    job = world.submit(labels={"credits.dev/simulated-exit-code": "3"}, duration=10)
+    world.cycle()
+    world.clock.advance(10)
+    world.cycle()
+    done = _job(world, job.id)
+    assert done.state == JobState.FAILED.value
+    assert done.exit_code == 3
+
+
+def test_preempted_job_is_queued_again_keeping_its_hold_and_pays_for_both_runs(
+    world: JobsWorld,
+) -> None:
+    job = world.submit(gpus=1, duration=600)
+    world.cycle()
+    world.clock.advance(100)
+    world.executor.preempt(job.id)
+    world.reconcile()
+    requeued = _job(world, job.id)
+    assert requeued.state == JobState.QUEUED.value
+    assert _hold_left(world, job.hold_key) == job.hold_micro
+    world.cycle()
+    assert _job(world, job.id).attempt == 2
+    world.clock.advance(600)
+    world.cycle()
+    done = _job(world, job.id)
+    assert done.state == JobState.SUCCEEDED.value
+    assert done.charged_micro == cost(100 + 600)
+    assert _states(world, job.id) == [
+        "queued",
+        "starting",
+        "running",
+        "queued",
+        "starting",
+        "running",
+        "succeeded",
+    ]
+    _ledger_ok(world)
+
+
+def test_job_the_executor_lost_fails_and_is_charged_until_noticed(world: JobsWorld) -> None:
+    job = world.submit(gpus=1, duration=600)
+    world.cycle()
+    world.clock.advance(120)
+    # A new, empty pool: the platform restarted on a simulated executor that forgot it.
+    world.executor = type(world.executor)(world.executor.capacity().nodes, clock=world.clock)
+    world.reconcile()
+    done = _job(world, job.id)
+    assert done.state == JobState.FAILED.value
+    assert "no longer knows" in (done.reason or "")
+    assert done.charged_micro == cost(120)
+
+
+def test_jobs_wait_for_capacity_and_start_when_it_frees(world: JobsWorld) -> None:
+    first = world.submit(gpus=16, duration=100)
+    second = world.submit(gpus=8, duration=100)
+    world.cycle()
+    assert _job(world, first.id).state == JobState.RUNNING.value
+    assert _job(world, second.id).state == JobState.QUEUED.value
+    world.clock.advance(100)
+    world.cycle()
+    assert _job(world, first.id).state == JobState.SUCCEEDED.value
+    assert _job(world, second.id).state == JobState.RUNNING.value
+
+
+def test_suspended_project_jobs_stay_queued(world: JobsWorld) -> None:
+    job = world.submit()
+    with world.session() as session:
+        projects.suspend_project(
+            session, project_id=world.project_id, actor=world.ops, reason="audit"
+        )
+    world.cycle()
+    assert _job(world, job.id).state == JobState.QUEUED.value
+
+
+class _ReleaseRecorder:
+    """Wraps the simulated pool to see when, and after what, jobs are released."""
+
+    def __init__(self, world: JobsWorld, *, fail_first: bool = False) -> None:
+        self.inner = world.executor
+        self.released: list[tuple[int, bool]] = []
+        self.fail_first = fail_first
+        self.world = world
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+    def release(self, job_id: int) -> None:
+        if self.fail_first:
+            self.fail_first = False
+            raise ExecutorError("API server unavailable")
+        self.released.append((job_id, _job(self.world, job_id).settled_at is not None))
+
+
+def test_executor_releases_a_job_only_after_it_is_settled_and_retries_a_failed_release(
+    world: JobsWorld,
+) -> None:
+    job = world.submit(duration=10)
+    recorder = _ReleaseRecorder(world, fail_first=True)
+    world.executor = recorder  # type: ignore[assignment]
+    world.cycle()
+    world.clock.advance(10)
+    world.reconcile()
+    assert recorder.released == []
+    assert _job(world, job.id).settled_at is not None
+    assert _job(world, job.id).released_at is None
+    world.reconcile()
+    assert recorder.released == [(job.id, True)]
+    assert _job(world, job.id).released_at is not None
+    world.reconcile()
+    assert recorder.released == [(job.id, True)]

@@ -1,0 +1,185 @@
+"""``./scripts/up`` runs a real job on the local executor, submit to succeeded,
+with its log readable through the API."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from credits.db import make_engine, make_session_factory, session_scope, utcnow
+from credits.grants import projects
+from credits.identity.actor import Actor
+from credits.identity.models import Role
+from credits.identity.service import actor_for_email, create_user
+from credits.identity.tokens import create_token
+from credits.ledger import service as ledger
+from credits.ledger.models import AccountKind, Currency
+from credits.ledger.queries import system_account_id
+from credits.pool import service as pool
+
+ROOT = Path(__file__).resolve().parents[2]
+SYSTEM = Actor.system("tests")
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    port = _free_port()
+    var = tmp_path / "var"
+    env = {
+        **os.environ,
+        "CREDITS_VAR_DIR": str(var),
+        "CREDITS_PORT": str(port),
+        "CREDITS_EXECUTOR": "local",
+        "CREDITS_LOCAL_GPU_SLOTS": "2",
+        "CREDITS_SCHEDULER_INTERVAL_SECONDS": "0.3",
+    }
+    log = (tmp_path / "up.log").open("wb")
+    process = subprocess.Popen(
+        [str(ROOT / "scripts" / "up")],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        _wait_ready(base, process, tmp_path / "up.log")
+        yield base, var
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+        log.close()
+
+
+def _wait_ready(base: str, process: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        assert process.poll() is None, log.read_text()
+        try:
+            if _call("GET", f"{base}/readyz")[0] == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.3)
+    raise AssertionError(f"not ready in 120 s:\n{log.read_text()}")
+
+
+def _call(
+    method: str, url: str, body: Any = None, headers: dict[str, str] | None = None
+) -> tuple[int, Any]:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, method=method, headers=headers or {})  # noqa: S310 - our own http URL
+    if data is not None:
+        request.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - our own http URL
+            return response.status, json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"null")
+
+
+def _researcher_with_credits(var: Path) -> tuple[str, int]:
+    engine = make_engine(f"sqlite:///{var / 'credits.db'}")
+    with session_scope(make_session_factory(engine)) as session:
+        create_user(
+            session,
+            email="pi@example.org",
+            name="PI",
+            roles=(Role.RESEARCHER,),
+            institution="Uni",
+            actor=SYSTEM,
+        )
+        researcher = actor_for_email(session, "pi@example.org")
+        project = projects.create_project(
+            session, title="Local", field_of_science="Testing", actor=researcher
+        )
+        account = ledger.open_account(
+            session,
+            code="up-allocation",
+            currency=Currency.GPU,
+            project_id=project.id,
+            expires_at=utcnow() + timedelta(days=30),
+            actor=SYSTEM,
+        )
+        ledger.grant(
+            session,
+            key="up-fund",
+            from_account_id=system_account_id(session, AccountKind.SOURCE, Currency.GPU),
+            to_account_id=account.id,
+            amount=10_000_000,
+            actor=SYSTEM,
+        )
+        pool.add_flavour(
+            session,
+            name="local-gpu",
+            node_label_value="local",
+            gpu_memory_gb=16,
+            gpus_per_node=2,
+            actor=SYSTEM,
+        )
+        pool.set_rate(
+            session,
+            flavour="local-gpu",
+            credits_per_gpu_hour_micro=1_000_000,
+            effective_from=utcnow(),
+            actor=SYSTEM,
+        )
+        secret = create_token(session, email="pi@example.org", actor=SYSTEM).secret
+        project_id = project.id
+    engine.dispose()
+    return secret, project_id
+
+
+@pytest.mark.slow
+def test_scripts_up_runs_a_local_job_to_success_with_readable_logs(
+    served: tuple[str, Path],
+) -> None:
+    base, var = served
+    secret, project_id = _researcher_with_credits(var)
+    headers = {"Authorization": f"Bearer {secret}"}
+    spec: dict[str, Any] = {
+        "name": "hello",
+        "image": "ignored-by-the-local-executor",
+        "command": [
+            sys.executable,
+            "-c",
+            "import os; print('hello from', os.environ['CUDA_VISIBLE_DEVICES'])",
+        ],
+        "flavour": "local-gpu",
+        "gpus": 1,
+        "max_runtime_seconds": 60,
+    }
+    status, job = _call("POST", f"{base}/api/v1/projects/{project_id}/jobs", spec, headers)
+    assert status == 201, job
+    job_id = job["id"]
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and job["state"] not in {"succeeded", "failed"}:
+        time.sleep(0.3)
+        job = _call("GET", f"{base}/api/v1/jobs/{job_id}", headers=headers)[1]
+    assert job["state"] == "succeeded", job
+    assert job["settled_at"] is not None
+    logs = _call("GET", f"{base}/api/v1/jobs/{job_id}/logs", headers=headers)[1]
+    assert "hello from 0" in logs["text"] or "hello from 1" in logs["text"], logs
