@@ -1,0 +1,213 @@
+"""What a Kubernetes Job and its pods mean as an :class:`Observation`: pure functions.
+
+The cache keeps a small record of each object (not the object itself: ten
+thousand Jobs and their pods must fit in a few tens of MiB), and a job's
+observation is computed from the current records whenever it is asked for.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from credits.jobs.executors.base import Observation, Phase
+from credits.jobs.manifests import (
+    ATTEMPT_LABEL,
+    CANCELLED_ANNOTATION,
+    INDEX_ANNOTATION,
+    JOB_ID_LABEL,
+    JOB_NAME_LABEL,
+)
+
+PREEMPTION_REASONS = frozenset({"NodeLost", "DisruptionTarget", "Evicted", "Preempting"})
+DELETED_OUTSIDE = "deleted outside the platform"
+
+
+@dataclass(frozen=True, slots=True)
+class JobRecord:
+    """What observe needs of one batch/v1 Job."""
+
+    name: str
+    uid: str
+    resource_version: str
+    job_id: int
+    attempt: int
+    pods_wanted: int
+    active_deadline_s: int | None
+    finalizers: tuple[str, ...]
+    deleting_at: datetime | None
+    cancelled_at: datetime | None
+    start_time: datetime | None
+    # ("Complete" | "Failed", reason, message, when) of the finishing condition.
+    finished: tuple[str, str, str, datetime | None] | None
+
+
+@dataclass(frozen=True, slots=True)
+class PodRecord:
+    """What observe needs of one pod of a Job."""
+
+    name: str
+    resource_version: str
+    job_name: str
+    index: int | None
+    phase: str
+    reason: str | None
+    node: str | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    exit_code: int | None
+    preempted: bool
+
+
+def parse_time(text: Any) -> datetime | None:
+    if not isinstance(text, str) or not text:
+        return None
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def job_record(obj: dict[str, Any]) -> JobRecord | None:
+    """The record of a Job made by the platform; None for one without its labels."""
+    meta = obj.get("metadata") or {}
+    labels = meta.get("labels") or {}
+    try:
+        job_id, attempt = int(labels[JOB_ID_LABEL]), int(labels[ATTEMPT_LABEL])
+    except (KeyError, ValueError):
+        return None
+    spec, status = obj.get("spec") or {}, obj.get("status") or {}
+    finished = None
+    for cond in status.get("conditions") or []:
+        if cond.get("type") in ("Complete", "Failed") and cond.get("status") == "True":
+            when = parse_time(cond.get("lastTransitionTime"))
+            if cond["type"] == "Complete":
+                when = parse_time(status.get("completionTime")) or when
+            finished = (cond["type"], cond.get("reason") or "", cond.get("message") or "", when)
+    return JobRecord(
+        name=meta.get("name", ""),
+        uid=meta.get("uid", ""),
+        resource_version=str(meta.get("resourceVersion", "")),
+        job_id=job_id,
+        attempt=attempt,
+        pods_wanted=int(spec.get("completions") or spec.get("parallelism") or 1),
+        active_deadline_s=spec.get("activeDeadlineSeconds"),
+        finalizers=tuple(meta.get("finalizers") or ()),
+        deleting_at=parse_time(meta.get("deletionTimestamp")),
+        cancelled_at=parse_time((meta.get("annotations") or {}).get(CANCELLED_ANNOTATION)),
+        start_time=parse_time(status.get("startTime")),
+        finished=finished,
+    )
+
+
+def pod_record(obj: dict[str, Any]) -> PodRecord | None:
+    meta = obj.get("metadata") or {}
+    job_name = (meta.get("labels") or {}).get(JOB_NAME_LABEL)
+    if job_name is None:
+        return None
+    status = obj.get("status") or {}
+    index = (meta.get("annotations") or {}).get(INDEX_ANNOTATION)
+    started = finished = exit_code = None
+    for container in status.get("containerStatuses") or []:
+        state = container.get("state") or {}
+        if "running" in state:
+            started = parse_time(state["running"].get("startedAt"))
+        elif "terminated" in state:
+            term = state["terminated"]
+            started = parse_time(term.get("startedAt"))
+            finished = parse_time(term.get("finishedAt"))
+            exit_code = term.get("exitCode")
+    disrupted = any(
+        c.get("type") == "DisruptionTarget" and c.get("status") == "True"
+        for c in status.get("conditions") or []
+    )
+    return PodRecord(
+        name=meta.get("name", ""),
+        resource_version=str(meta.get("resourceVersion", "")),
+        job_name=job_name,
+        index=int(index) if index is not None and str(index).isdigit() else None,
+        phase=status.get("phase") or "Pending",
+        reason=status.get("reason"),
+        node=(obj.get("spec") or {}).get("nodeName"),
+        started_at=started,
+        finished_at=finished,
+        exit_code=exit_code,
+        preempted=disrupted or status.get("reason") in PREEMPTION_REASONS,
+    )
+
+
+def observe_job(job: JobRecord, pods: list[PodRecord]) -> Observation:
+    """The observation of one attempt, from its Job and every pod it had."""
+    base = Observation(job.job_id, job.attempt, Phase.PENDING, started_at=_started(job, pods))
+    complete = job.finished is not None and job.finished[0] == "Complete"
+    if job.cancelled_at is not None and not complete:
+        return _final(base, Phase.CANCELLED, job.cancelled_at, "cancelled")
+    lost = [pod for pod in pods if pod.preempted and pod.phase == "Failed"]
+    if lost and not complete:
+        pod = lost[0]
+        reason = f"node {pod.node} lost" if pod.reason == "NodeLost" else f"pod {pod.reason}"
+        return _final(base, Phase.PREEMPTED, pod.finished_at or job.deleting_at, reason)
+    if job.finished is not None:
+        return _finished(job, job.finished, pods, base)
+    if job.deleting_at is not None:
+        return _final(base, Phase.FAILED, job.deleting_at, DELETED_OUTSIDE)
+    running = {pod.index for pod in pods if pod.phase in ("Running", "Succeeded")}
+    if len(running) >= job.pods_wanted and base.started_at is not None:
+        return Observation(job.job_id, job.attempt, Phase.RUNNING, started_at=base.started_at)
+    return Observation(job.job_id, job.attempt, Phase.PENDING)
+
+
+def _started(job: JobRecord, pods: list[PodRecord]) -> datetime | None:
+    """When every pod had started: a gang runs only once its last pod does."""
+    starts: dict[int | None, datetime] = {}
+    for pod in pods:
+        if pod.started_at is not None:
+            starts[pod.index] = max(pod.started_at, starts.get(pod.index, pod.started_at))
+    if not starts or len(starts) < job.pods_wanted:
+        return None
+    return max(starts.values())
+
+
+def _finished(
+    job: JobRecord,
+    finished: tuple[str, str, str, datetime | None],
+    pods: list[PodRecord],
+    base: Observation,
+) -> Observation:
+    kind, reason, message, when = finished
+    last_exit = max((p.finished_at for p in pods if p.finished_at), default=None)
+    if kind == "Complete":
+        return _final(base, Phase.SUCCEEDED, when or last_exit, None, exit_code=0)
+    if reason == "DeadlineExceeded":
+        text = f"max runtime {job.active_deadline_s} s reached"
+        return _final(base, Phase.TIMED_OUT, when or last_exit, text)
+    failed = sorted(
+        (p for p in pods if p.phase == "Failed" and p.exit_code not in (None, 0)),
+        key=lambda p: (p.finished_at is None, p.finished_at, p.index or 0),
+    )
+    if failed:
+        pod = failed[0]
+        text = f"exit code {pod.exit_code}"
+        if pod.reason:
+            text += f" ({pod.reason})"
+        return _final(base, Phase.FAILED, pod.finished_at or when, text, exit_code=pod.exit_code)
+    return _final(base, Phase.FAILED, when or last_exit, f"{reason}: {message}".strip(": "))
+
+
+def _final(
+    base: Observation,
+    phase: Phase,
+    at: datetime | None,
+    reason: str | None,
+    *,
+    exit_code: int | None = None,
+) -> Observation:
+    if at is not None and base.started_at is not None:
+        at = max(at, base.started_at)
+    return Observation(
+        base.job_id,
+        base.attempt,
+        phase,
+        started_at=base.started_at,
+        finished_at=at,
+        exit_code=exit_code,
+        reason=reason,
+    )

@@ -1,0 +1,417 @@
+"""The Kubernetes executor: one batch/v1 Job per job attempt on a GPU pool.
+
+Launch creates the Job (and, for a gang, its headless Service); AlreadyExists
+is success, so a launch retried after a lost answer makes no second Job. Every
+Job carries the finalizer ``credits.dev/metering``: whoever deletes it, the
+object stays (with a deletionTimestamp) until :meth:`release`, which the
+reconciler calls only once the job's usage is settled. Cancel first patches a
+``credits.dev/cancelled-at`` annotation onto the Job, then deletes it, so a
+platform restarted in between still knows the deletion was its own.
+
+Observe reads a cache of the installation's Jobs and pods kept by a
+label-selected list and a watch (see ``kube_cache``); the observation of a job
+is computed from its latest attempt's current Job and pods (``kube_status``).
+Errors are sorted in ``kube_calls``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+from collections.abc import Callable, Collection, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from kubernetes import client, config
+
+from credits.jobs.executors.base import (
+    Capacity,
+    ExecutorError,
+    LaunchRequest,
+    NodeCapacity,
+    Observation,
+)
+from credits.jobs.executors.kube_cache import ListWatchSource, WatchedCache
+from credits.jobs.executors.kube_calls import AlreadyExists, NotFound, RetryPolicy, call
+from credits.jobs.executors.kube_status import (
+    JobRecord,
+    PodRecord,
+    job_record,
+    observe_job,
+    pod_record,
+)
+from credits.jobs.manifests import (
+    CANCELLED_ANNOTATION,
+    GPU_RESOURCE,
+    METERING_FINALIZER,
+    ManifestOptions,
+    instance_selector,
+    is_gang,
+    job_manifest,
+    job_selector,
+    service_manifest,
+)
+from credits.settings import Settings, SettingsError
+
+logger = logging.getLogger(__name__)
+Obj = dict[str, Any]
+_RELEASE_TRIES = 5
+
+
+class KubernetesExecutor:
+    """Jobs as batch/v1 Jobs in one namespace; see the module docstring."""
+
+    name = "kubernetes"
+
+    def __init__(
+        self,
+        api_client: Any,
+        options: ManifestOptions,
+        *,
+        flavours: Mapping[str, str] | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        policy: RetryPolicy | None = None,
+    ) -> None:
+        """``flavours``: node label value -> flavour name, for capacity; nodes whose
+        value is not in it are left out (when it is empty, the value is the name)."""
+        self._api_client = api_client
+        self._batch = client.BatchV1Api(api_client)
+        self._core = client.CoreV1Api(api_client)
+        self.options = options
+        self._flavours = dict(flavours or {})
+        self._clock = clock
+        self._policy = policy or RetryPolicy()
+        selector = instance_selector(options.instance)
+        ns = options.namespace
+        self.jobs: WatchedCache[JobRecord] = WatchedCache(
+            ListWatchSource(
+                "jobs",
+                self._batch.list_namespaced_job,
+                self._batch.read_namespaced_job,
+                ns,
+                selector,
+                self._policy,
+            ),
+            job_record,
+        )
+        self.pods: WatchedCache[PodRecord] = WatchedCache(
+            ListWatchSource(
+                "pods",
+                self._core.list_namespaced_pod,
+                self._core.read_namespaced_pod,
+                ns,
+                selector,
+                self._policy,
+            ),
+            pod_record,
+        )
+
+    def close(self) -> None:
+        """Stops the watch threads and closes the ApiClient (the executor owns it)."""
+        self.jobs.stop()
+        self.pods.stop()
+        self._api_client.close()
+
+    # -- the Executor protocol -----------------------------------------------------
+
+    def launch(self, request: LaunchRequest) -> None:
+        """Creates the attempt's Job (and a gang's Service); AlreadyExists is success.
+
+        Raises ExecutorError: transient after retries, permanent (422, 403, a gang
+        of unequal slices) with the API's message.
+        """
+        try:
+            manifest = job_manifest(request, self.options)
+        except ValueError as error:
+            raise ExecutorError(str(error), transient=False) from error
+        name = manifest["metadata"]["name"]
+        what = f"creating Job {name}"
+        created: Obj | None
+        try:
+            created = _json(
+                self._call(
+                    what,
+                    self._batch.create_namespaced_job,
+                    self._ns,
+                    manifest,
+                    _preload_content=False,
+                )
+            )
+        except AlreadyExists:
+            created = self._read_job(name)
+        if created is None:
+            raise ExecutorError(f"{what}: it exists but cannot be read", transient=True)
+        self.jobs.put(created)
+        if is_gang(request):
+            service = service_manifest(request, self.options, owner_uid=created["metadata"]["uid"])
+            with contextlib.suppress(AlreadyExists):
+                self._call(
+                    f"creating Service {name}",
+                    self._core.create_namespaced_service,
+                    self._ns,
+                    service,
+                    _preload_content=False,
+                )
+
+    def cancel(self, job_id: int) -> None:
+        """Marks every attempt's Job cancelled, then deletes it (Background); the
+        metering finalizer keeps the object until release. Gone is success."""
+        for obj in self._list_jobs(job_id):
+            meta = obj["metadata"]
+            if meta.get("deletionTimestamp"):
+                continue
+            name = meta["name"]
+            at = self._clock().astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            patch = {"metadata": {"annotations": {CANCELLED_ANNOTATION: at}}}
+            try:
+                patched = self._call(
+                    f"marking Job {name} cancelled",
+                    self._batch.patch_namespaced_job,
+                    name,
+                    self._ns,
+                    patch,
+                    _preload_content=False,
+                )
+                self.jobs.put(_json(patched))
+                self._call(
+                    f"deleting Job {name}",
+                    self._batch.delete_namespaced_job,
+                    name,
+                    self._ns,
+                    propagation_policy="Background",
+                    _preload_content=False,
+                )
+            except NotFound:
+                continue
+            self.jobs.mark_dirty(name)
+
+    def observe(self, job_ids: Collection[int]) -> dict[int, Observation]:
+        """The latest attempt of each job the cache knows; see ``kube_status``."""
+        self.jobs.start()
+        self.pods.start()
+        self.jobs.refresh()
+        self.pods.refresh()
+        wanted = set(job_ids)
+        latest: dict[int, JobRecord] = {}
+        for record in self.jobs.records().values():
+            if record.job_id in wanted:
+                current = latest.get(record.job_id)
+                if current is None or record.attempt > current.attempt:
+                    latest[record.job_id] = record
+        names = {record.name for record in latest.values()}
+        by_job: dict[str, list[PodRecord]] = {}
+        for pods in (self.pods.departed(), self.pods.records()):
+            for pod in pods.values():
+                if pod.job_name in names:
+                    by_job.setdefault(pod.job_name, []).append(pod)
+        return {
+            job_id: observe_job(record, by_job.get(record.name, []))
+            for job_id, record in latest.items()
+        }
+
+    def release(self, job_id: int) -> None:
+        """Removes the metering finalizer from every attempt's Job (a JSON patch
+        that tests the finalizer's index first) and deletes a gang's Service."""
+        for obj in self._list_jobs(job_id):
+            self._remove_finalizer(obj)
+            name = obj["metadata"]["name"]
+            if (obj.get("spec") or {}).get("completionMode") != "Indexed":
+                continue
+            with contextlib.suppress(NotFound):
+                self._call(
+                    f"deleting Service {name}",
+                    self._core.delete_namespaced_service,
+                    name,
+                    self._ns,
+                    _preload_content=False,
+                )
+        released = {job_id}
+        self.pods.forget_departed(lambda pod: _job_id_of(pod.job_name) not in released)
+
+    def logs(self, job_id: int, *, tail_lines: int = 200) -> str:
+        """The rank 0 pod's log of the latest attempt ('' before it starts)."""
+        jobs = self._list_jobs(job_id)
+        if not jobs or tail_lines <= 0:
+            return ""
+        latest = max(jobs, key=lambda obj: int(obj["metadata"]["labels"]["credits.dev/attempt"]))
+        name = latest["metadata"]["name"]
+        response = self._call(
+            f"listing pods of {name}",
+            self._core.list_namespaced_pod,
+            self._ns,
+            label_selector=f"batch.kubernetes.io/job-name={name}",
+            _preload_content=False,
+        )
+        pods = sorted(json.loads(response.data).get("items") or [], key=_rank)
+        if not pods:
+            return ""
+        pod_name = pods[0]["metadata"]["name"]
+        try:
+            text = self._call(
+                f"reading the log of {pod_name}",
+                self._core.read_namespaced_pod_log,
+                pod_name,
+                self._ns,
+                tail_lines=tail_lines,
+            )
+        except (NotFound, ExecutorError):
+            # A pod still starting answers 400: it has no log yet.
+            return ""
+        return str(text)
+
+    def capacity(self) -> Capacity:
+        """Ready, schedulable nodes with the flavour label: their total GPUs."""
+        label = self.options.flavour_label
+        response = self._call(
+            "listing nodes", self._core.list_node, label_selector=label, _preload_content=False
+        )
+        nodes: list[NodeCapacity] = []
+        for node in json.loads(response.data).get("items") or []:
+            capacity = _node_capacity(node, label, self._flavours)
+            if capacity is not None:
+                nodes.append(capacity)
+        return Capacity(nodes=tuple(nodes))
+
+    # -- internals -----------------------------------------------------------------
+
+    @property
+    def _ns(self) -> str:
+        return self.options.namespace
+
+    def _call(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        return call(what, self._policy, fn, *args, **kwargs)
+
+    def _read_job(self, name: str) -> Obj | None:
+        try:
+            response = self._call(
+                f"reading Job {name}",
+                self._batch.read_namespaced_job,
+                name,
+                self._ns,
+                _preload_content=False,
+            )
+        except NotFound:
+            return None
+        return _json(response)
+
+    def _list_jobs(self, job_id: int) -> list[Obj]:
+        response = self._call(
+            f"listing the Jobs of job {job_id}",
+            self._batch.list_namespaced_job,
+            self._ns,
+            label_selector=job_selector(self.options.instance, job_id),
+            _preload_content=False,
+        )
+        return list(json.loads(response.data).get("items") or [])
+
+    def _remove_finalizer(self, obj: Obj) -> None:
+        name = obj["metadata"]["name"]
+        for _ in range(_RELEASE_TRIES):
+            finalizers = obj["metadata"].get("finalizers") or []
+            if METERING_FINALIZER not in finalizers:
+                return
+            index = finalizers.index(METERING_FINALIZER)
+            path = f"/metadata/finalizers/{index}"
+            patch = [
+                {"op": "test", "path": path, "value": METERING_FINALIZER},
+                {"op": "remove", "path": path},
+            ]
+            try:
+                self._call(
+                    f"releasing Job {name}",
+                    self._batch.patch_namespaced_job,
+                    name,
+                    self._ns,
+                    patch,
+                    _preload_content=False,
+                )
+                self.jobs.mark_dirty(name)
+                return
+            except NotFound:
+                return
+            except ExecutorError as error:
+                # The list changed under us (the test op failed): read it again.
+                if error.transient:
+                    raise
+            fresh = self._read_job(name)
+            if fresh is None:
+                return
+            obj = fresh
+        raise ExecutorError(f"releasing Job {name}: its finalizers keep changing", transient=True)
+
+
+def _json(response: Any) -> Obj:
+    return dict(json.loads(response.data))
+
+
+def _job_id_of(job_name: str) -> int | None:
+    parts = job_name.rsplit("-", 2)
+    return int(parts[1]) if len(parts) == 3 and parts[1].isdigit() else None
+
+
+def _rank(pod: Obj) -> tuple[int, str]:
+    annotations = pod["metadata"].get("annotations") or {}
+    index = annotations.get("batch.kubernetes.io/job-completion-index", "0")
+    return (int(index) if str(index).isdigit() else 0, pod["metadata"]["name"])
+
+
+def _node_capacity(node: Obj, label: str, flavours: Mapping[str, str]) -> NodeCapacity | None:
+    meta, spec, status = node["metadata"], node.get("spec") or {}, node.get("status") or {}
+    value = (meta.get("labels") or {}).get(label)
+    if value is None or (flavours and value not in flavours):
+        return None
+    ready = any(
+        c.get("type") == "Ready" and c.get("status") == "True"
+        for c in status.get("conditions") or []
+    )
+    if not ready or spec.get("unschedulable"):
+        return None
+    gpus = int((status.get("allocatable") or {}).get(GPU_RESOURCE) or 0)
+    if gpus <= 0:
+        return None
+    return NodeCapacity(name=meta["name"], flavour=flavours.get(value, value), gpus=gpus)
+
+
+def parse_flavours(text: str) -> dict[str, str]:
+    """``"a100-80gb=NVIDIA-A100-SXM4-80GB,h100=..."`` -> {node label value: flavour}."""
+    mapping: dict[str, str] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        flavour, sep, value = part.partition("=")
+        if not sep or not flavour.strip() or not value.strip():
+            raise ValueError(f"bad flavour mapping {part!r}; write flavour=node-label-value")
+        mapping[value.strip()] = flavour.strip()
+    return mapping
+
+
+def executor_from_settings(settings: Settings) -> KubernetesExecutor:
+    """The executor as ``CREDITS_KUBERNETES_*`` configure it: a kubeconfig when one
+    is named, else in-cluster config, else the default kubeconfig."""
+    try:
+        flavours = parse_flavours(settings.kubernetes_flavours)
+    except ValueError as error:
+        raise SettingsError(f"CREDITS_KUBERNETES_FLAVOURS: {error}") from error
+    configuration = client.Configuration()
+    if settings.kubernetes_kubeconfig is not None:
+        config.load_kube_config(  # type: ignore[no-untyped-call]
+            config_file=str(settings.kubernetes_kubeconfig),
+            context=settings.kubernetes_context,
+            client_configuration=configuration,
+        )
+    else:
+        try:
+            config.load_incluster_config(  # type: ignore[no-untyped-call]
+                client_configuration=configuration
+            )
+        except config.ConfigException:
+            config.load_kube_config(  # type: ignore[no-untyped-call]
+                context=settings.kubernetes_context, client_configuration=configuration
+            )
+    options = ManifestOptions(
+        namespace=settings.kubernetes_namespace,
+        instance=settings.instance_name,
+        flavour_label=settings.kubernetes_flavour_label,
+        gpu_taint_key=settings.kubernetes_gpu_taint_key,
+        ttl_seconds_after_finished=settings.kubernetes_ttl_seconds_after_finished,
+    )
+    return KubernetesExecutor(client.ApiClient(configuration), options, flavours=flavours)

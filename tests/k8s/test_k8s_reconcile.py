@@ -1,0 +1,254 @@
+"""Jobs through the real scheduler and reconciler onto the Kubernetes executor and the
+API emulator: every way a Job can end, each job charged exactly once.
+
+The emulator's virtual clock is set to the jobs world's start, and the world's clock
+reads the emulator's, so the two never drift apart.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+from k8s_controllers import EPOCH
+from k8s_kube import NAMESPACE, Kube, make_executor, synced
+from sqlalchemy.orm import Session, sessionmaker
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "jobs"))
+from jobs_world import RATE, START, Clock, JobsWorld, build_jobs_world
+
+from credits.jobs.models import Job, JobRun, JobState
+from credits.ledger.verify import verify_ledger
+
+pytest_plugins = ["k8s_fixtures", "k8s_executor_fixtures"]
+
+
+class EmulatorClock(Clock):
+    """The jobs world's clock, reading the emulator's virtual time."""
+
+    def __init__(self, kube: Kube) -> None:
+        super().__init__()
+        self.kube = kube
+
+    def __call__(self) -> datetime:
+        return self.kube.now()
+
+
+@pytest.fixture
+def world(joined_session_factory: sessionmaker[Session], kube: Kube) -> JobsWorld:
+    kube.emu.clock.now = (START - EPOCH).total_seconds()
+    built = build_jobs_world(joined_session_factory, clock=EmulatorClock(kube))
+    built.executor = kube.executor  # type: ignore[assignment]
+    return built
+
+
+def _reconcile(world: JobsWorld, kube: Kube) -> None:
+    synced(kube)
+    world.reconcile()
+
+
+def _start(world: JobsWorld, kube: Kube, **overrides: object) -> int:
+    """Submits, schedules and launches one job; returns its id."""
+    job = world.submit(**overrides)  # type: ignore[arg-type]
+    world.schedule()
+    world.reconcile()
+    assert kube.job(job.id) is not None
+    return job.id
+
+
+def _job(world: JobsWorld, job_id: int) -> Job:
+    with world.session() as session:
+        job = session.get(Job, job_id)
+        assert job is not None
+        session.expunge(job)
+        return job
+
+
+def _charged_for(world: JobsWorld, job_id: int) -> int:
+    """What the job's runs cost at the world's rate, from their recorded times."""
+    with world.session() as session:
+        job = session.get(Job, job_id)
+        assert job is not None
+        runs = session.query(JobRun).filter(JobRun.job_id == job_id).all()
+        micro = 0
+        for run in runs:
+            if run.started_at is not None and run.finished_at is not None:
+                seconds = (run.finished_at - run.started_at).total_seconds()
+                micro += int(seconds * 1_000_000) * job.gpus
+    return -(-micro * RATE // (3600 * 1_000_000))
+
+
+def _settled_once(world: JobsWorld, job_id: int, expected: int) -> None:
+    """Settled, charged the observed run time (usage records of 60 s are each rounded
+    up to a whole micro-credit, hence the small slack), and the ledger balances."""
+    job = _job(world, job_id)
+    assert job.settled_at is not None
+    assert expected <= job.charged_micro <= expected + 3
+    with world.session() as session:
+        report = verify_ledger(session)
+    assert report.ok, report
+
+
+def _finish(world: JobsWorld, kube: Kube, job_id: int) -> None:
+    """Reconciles until settled and released (twice more: nothing changes)."""
+    for _ in range(3):
+        _reconcile(world, kube)
+    assert _job(world, job_id).released_at is not None
+
+
+@pytest.fixture(autouse=True)
+def _no_leaks(kube: Kube) -> Iterator[None]:
+    yield
+    kube.emu.clear_faults()
+
+
+def test_full_lifecycle_succeeds_is_charged_then_released_and_ttl_deletes(
+    world: JobsWorld, kube: Kube
+) -> None:
+    kube.emu.set_run_duration(NAMESPACE, kube.name(1), 600)
+    job_id = _start(world, kube, gpus=2)
+    assert job_id == 1
+    kube.emu.advance(1)
+    _reconcile(world, kube)
+    assert _job(world, job_id).state == JobState.RUNNING.value
+    kube.emu.advance(700)
+    _finish(world, kube, job_id)
+    job = _job(world, job_id)
+    assert job.state == JobState.SUCCEEDED.value
+    _settled_once(world, job_id, -(-2 * 600 * RATE // 3600))
+    kube.emu.advance(601)  # past ttlSecondsAfterFinished, now that the finalizer is off
+    assert kube.job(job_id) is None
+
+
+def test_restart_mid_run_a_new_executor_finds_the_running_job(world: JobsWorld, kube: Kube) -> None:
+    kube.emu.set_run_duration(NAMESPACE, kube.name(1), 300)
+    job_id = _start(world, kube)
+    kube.emu.advance(5)
+    _reconcile(world, kube)
+    kube.executor.close()
+    kube.executor = make_executor(kube.emu)  # the platform restarted
+    world.executor = kube.executor  # type: ignore[assignment]
+    _reconcile(world, kube)
+    assert _job(world, job_id).state == JobState.RUNNING.value
+    kube.emu.advance(400)
+    _finish(world, kube, job_id)
+    assert _job(world, job_id).state == JobState.SUCCEEDED.value
+    _settled_once(world, job_id, -(-2 * 300 * RATE // 3600))
+
+
+def test_create_answered_500_is_retried_without_a_duplicate(world: JobsWorld, kube: Kube) -> None:
+    kube.emu.set_run_duration(NAMESPACE, kube.name(1), 60)
+    kube.emu.fail_next("create", "jobs", 500)
+    job_id = _start(world, kube)
+    world.reconcile()  # launches again: AlreadyExists is success
+    assert len(kube.emu.objects("jobs", NAMESPACE)) == 1
+    kube.emu.advance(100)
+    _finish(world, kube, job_id)
+    _settled_once(world, job_id, -(-2 * 60 * RATE // 3600))
+
+
+def test_job_deleted_outside_fails_and_is_charged_for_what_ran(
+    world: JobsWorld, kube: Kube
+) -> None:
+    kube.emu.set_run_duration(NAMESPACE, kube.name(1), None)
+    job_id = _start(world, kube)
+    kube.emu.advance(1)
+    _reconcile(world, kube)
+    kube.emu.advance(120)
+    kube.emu.delete("jobs", NAMESPACE, kube.name(job_id))
+    _finish(world, kube, job_id)
+    job = _job(world, job_id)
+    assert (job.state, job.reason) == (JobState.FAILED.value, "deleted outside the platform")
+    # the pod started at launch and ran through the two advances
+    _settled_once(world, job_id, -(-2 * 121 * RATE // 3600))
+    assert _charged_for(world, job_id) == -(-2 * 121 * RATE // 3600)
+    assert job.charged_micro == _job(world, job_id).charged_micro  # settling again: no change
+    assert kube.job(job_id) is None  # released: the deletion completed
+
+
+def test_node_lost_preempts_requeues_and_the_rerun_is_charged_once(
+    world: JobsWorld, kube: Kube
+) -> None:
+    kube.emu.set_run_duration(NAMESPACE, kube.name(1, 1), None)
+    kube.emu.set_run_duration(NAMESPACE, kube.name(1, 2), 50)
+    job_id = _start(world, kube)
+    kube.emu.advance(1)
+    _reconcile(world, kube)
+    kube.emu.advance(30)
+    (pod,) = kube.emu.job_pods(NAMESPACE, kube.name(job_id))
+    kube.emu.lose_node(pod["spec"]["nodeName"])
+    _reconcile(world, kube)
+    assert _job(world, job_id).state == JobState.QUEUED.value
+    world.schedule()
+    world.reconcile()
+    assert kube.job(job_id, 2) is not None
+    kube.emu.advance(100)
+    _finish(world, kube, job_id)
+    assert _job(world, job_id).state == JobState.SUCCEEDED.value
+    _settled_once(world, job_id, -(-2 * (31 + 50) * RATE // 3600))
+    assert kube.job(job_id, 1) is not None  # the first attempt's finalizer is off too
+    assert not kube.job(job_id, 1)["metadata"].get("finalizers")  # type: ignore[index]
+
+
+def test_deadline_exceeded_is_timed_out_and_charged_the_max_runtime(
+    world: JobsWorld, kube: Kube
+) -> None:
+    kube.emu.set_run_duration(NAMESPACE, kube.name(1), None)
+    job_id = _start(world, kube, max_runtime_seconds=300)
+    kube.emu.advance(400)
+    _finish(world, kube, job_id)
+    assert _job(world, job_id).state == JobState.TIMED_OUT.value
+    _settled_once(world, job_id, -(-2 * 300 * RATE // 3600))
+
+
+def test_gang_on_two_nodes_is_charged_from_when_both_pods_run(world: JobsWorld, kube: Kube) -> None:
+    kube.emu.set_run_duration(NAMESPACE, kube.name(1), 100)
+    job_id = _start(world, kube, gpus=16)
+    assert kube.job(job_id)["spec"]["completionMode"] == "Indexed"  # type: ignore[index]
+    kube.emu.advance(1)
+    _reconcile(world, kube)
+    assert _job(world, job_id).state == JobState.RUNNING.value
+    kube.emu.advance(200)
+    _finish(world, kube, job_id)
+    _settled_once(world, job_id, -(-16 * 100 * RATE // 3600))
+
+
+def test_permanent_422_fails_the_job_with_the_reason_and_charges_nothing(
+    world: JobsWorld, kube: Kube
+) -> None:
+    kube.emu.fail_next("create", "jobs", 422, message="spec.template.spec: Invalid value")
+    job = world.submit()
+    world.schedule()
+    world.reconcile()
+    _finish(world, kube, job.id)
+    failed = _job(world, job.id)
+    assert failed.state == JobState.FAILED.value
+    assert failed.reason is not None and "spec.template.spec: Invalid value" in failed.reason
+    _settled_once(world, job.id, 0)
+
+
+def test_conflict_on_cancel_is_retried_and_the_job_is_cancelled(
+    world: JobsWorld, kube: Kube
+) -> None:
+    from credits.jobs.service import cancel_job  # noqa: PLC0415 - only this test
+
+    kube.emu.set_run_duration(NAMESPACE, kube.name(1), None)
+    job_id = _start(world, kube)
+    kube.emu.advance(1)
+    _reconcile(world, kube)
+    kube.emu.advance(59)
+    with world.session() as session:
+        cancel_job(session, job_id=job_id, actor=world.researcher, now=world.clock())
+    kube.emu.fail_next("patch", "jobs", 409)
+    _finish(world, kube, job_id)
+    assert _job(world, job_id).state == JobState.CANCELLED.value
+    _settled_once(world, job_id, -(-2 * 60 * RATE // 3600))
+
+
+def test_clock_offset_is_what_the_world_sees(world: JobsWorld, kube: Kube) -> None:
+    assert world.clock() == START
+    kube.emu.advance(10)
+    assert world.clock() == START + timedelta(seconds=10)
