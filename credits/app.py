@@ -24,6 +24,8 @@ from credits.api import (
     pool,
     problems,
     proposals,
+    reports,
+    usage,
 )
 from credits.api.auth import EXTENSION_KEY, CreditsExtension
 from credits.api.converters import IdConverter
@@ -40,6 +42,8 @@ BLUEPRINTS = (
     grants.blueprint,
     proposals.blueprint,
     jobs.blueprint,
+    usage.blueprint,
+    reports.blueprint,
 )
 
 

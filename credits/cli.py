@@ -12,6 +12,7 @@ from credits.jobs.cli import jobs
 from credits.ledger.cli import ledger
 from credits.notifications.cli import notifications
 from credits.pool.cli import pool
+from credits.reports.cli import reports
 
 
 @click.group()
@@ -32,5 +33,6 @@ for _group in (
     allocations,
     notifications,
     jobs,
+    reports,
 ):
     main.add_command(_group)

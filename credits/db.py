@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -58,6 +59,11 @@ class UtcDateTime(TypeDecorator[datetime]):
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+def in_values(column: str, values: type[StrEnum]) -> str:
+    """SQL for a CHECK that ``column`` holds one of an enum's values."""
+    return f"{column} IN ({', '.join(repr(v.value) for v in values)})"
 
 
 def utcnow() -> datetime:
@@ -134,7 +140,11 @@ def session_scope(factory: Callable[[], Session]) -> Iterator[Session]:
 # Two requests with one idempotency key race to insert it; the loser's retry
 # finds the winner's rows and replays them.
 IDEMPOTENCY_CONSTRAINTS = frozenset(
-    {"uq_ledger_transfers_idempotency_key_part", "uq_jobs_request_key"}
+    {
+        "uq_ledger_transfers_idempotency_key_part",
+        "uq_jobs_request_key",
+        "uq_usage_records_source_record_id",
+    }
 )
 
 

@@ -6,6 +6,7 @@ from credits.grants import models as grants_models
 from credits.identity import models as identity_models
 from credits.jobs import models as jobs_models
 from credits.ledger import models as ledger_models
+from credits.metering import models as metering_models
 from credits.notifications import models as notifications_models
 from credits.pool import models as pool_models
 
@@ -18,6 +19,7 @@ __all__ = [
     "jobs_models",
     "ledger_models",
     "metadata",
+    "metering_models",
     "notifications_models",
     "pool_models",
 ]

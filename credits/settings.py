@@ -79,6 +79,30 @@ class Settings(BaseSettings):
     notification_digest_hour: int = Field(default=7, ge=0, le=23)
     # Runs Celery tasks in the calling process (tests, or a machine with no worker).
     task_always_eager: bool = False
+    # GPU telemetry: DCGM exporter /metrics URLs, comma-separated (none: NVML on this
+    # host for the local executor); scraped every telemetry_interval_seconds.
+    dcgm_exporter_urls: str = ""
+    telemetry_interval_seconds: float = Field(default=30.0, gt=0, le=3600)
+    # Metering: usage records cover this many seconds each; a batch settles this many.
+    metering_interval_seconds: int = Field(default=60, ge=1, le=86400)
+    settlement_batch_size: int = Field(default=500, ge=1, le=10_000)
+    # Usage reported through the API may end at most this long ago.
+    usage_late_window_hours: float = Field(default=72.0, gt=0, le=24 * 366)
+    # Reports: energy x PUE x grid intensity gives kg CO2e (per pool; overrides per
+    # flavour as "flavour=PUE:G_PER_KWH,..."); jobs under this mean GPU utilisation idle.
+    energy_pue: float = Field(default=1.2, ge=1)
+    grid_intensity_g_per_kwh: float = Field(default=350.0, ge=0)
+    energy_by_flavour: str = ""
+    idle_gpu_util_percent: float = Field(default=10.0, ge=0, le=100)
+
+    @field_validator("energy_by_flavour")
+    @classmethod
+    def _energy_by_flavour_parses(cls, value: str) -> str:
+        from credits.reports.energy import parse_energy_by_flavour  # noqa: PLC0415 - no cycle
+
+        parse_energy_by_flavour(value)
+        return value
+
     # Jobs: the longest max runtime a spec may ask for (credits are held for it).
     jobs_max_runtime_seconds: int = Field(default=7 * 86400, ge=60, le=366 * 86400)
     scheduler_policy: SchedulerOrdering = SchedulerOrdering.FAIRSHARE
@@ -145,6 +169,10 @@ class Settings(BaseSettings):
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+    @property
+    def dcgm_urls(self) -> list[str]:
+        return [url.strip() for url in self.dcgm_exporter_urls.split(",") if url.strip()]
 
     @property
     def jobs_dir(self) -> Path:

@@ -38,6 +38,10 @@ QUEUE_LOW_BALANCE_NOTICES = "credits.notifications.queue_low_balance_notices"
 EXPIRE_ALLOCATIONS = "credits.allocations.expire"
 SCHEDULE_JOBS = "jobs.schedule"
 RECONCILE_JOBS = "jobs.reconcile"
+SETTLE_USAGE = "metering.settle"
+COLLECT_TELEMETRY = "metering.collect_telemetry"
+QUEUE_UNDERUSED_NUDGES = "reports.nudges.underused"
+QUEUE_IDLE_GPU_NUDGES = "reports.nudges.idle_gpus"
 SWEEPER = Actor.system("allocations-sweep")
 SEND_INTERVAL = timedelta(minutes=1)
 
@@ -146,9 +150,63 @@ def register_jobs_tasks(app: Celery, resources: WorkerResources) -> None:
         return started.started
 
     @app.task(name=RECONCILE_JOBS, shared=False)
-    def reconcile_jobs() -> dict[str, list[Any]]:
-        """One reconcile: launch, stop, observe, settle; safe to run twice or at once."""
-        return reconcile(resources.session_factory, resources.executor).model_dump()
+    def reconcile_jobs() -> dict[str, Any]:
+        """One reconcile: launch, stop, observe, meter, settle finished jobs, release;
+        safe to run twice or at once."""
+        report = reconcile(
+            resources.session_factory,
+            resources.executor,
+            interval_s=resources.settings.metering_interval_seconds,
+        )
+        if report.metered:
+            app.tasks[SETTLE_USAGE].delay()
+        return report.model_dump()
+
+
+def register_metering_tasks(app: Celery, resources: WorkerResources) -> None:
+    from credits.metering.collector import TelemetryCollector  # noqa: PLC0415
+    from credits.metering.service import collect_telemetry, settle_all_pending  # noqa: PLC0415
+
+    collector = TelemetryCollector()
+
+    @app.task(name=COLLECT_TELEMETRY, shared=False)
+    def collect_gpu_telemetry() -> int:
+        """Scrapes DCGM exporters (or NVML on this host); telemetry feeds reports and
+        nudges, never charges."""
+        return collect_telemetry(
+            resources.session_factory, collector, resources.settings, resources.executor
+        )
+
+    @app.task(name=SETTLE_USAGE, shared=False)
+    def settle_usage() -> dict[str, int]:
+        """Settles pending usage records in batches; concurrent runs take different
+        records (SKIP LOCKED) and a record is charged once."""
+        report = settle_all_pending(
+            resources.session_factory, batch_size=resources.settings.settlement_batch_size
+        )
+        return {
+            "records": report.records,
+            "captured_micro": report.captured_micro,
+            "overage_micro": report.overage_micro,
+        }
+
+
+def register_reports_tasks(app: Celery, resources: WorkerResources) -> None:
+    from credits.reports import nudges  # noqa: PLC0415 - keeps imports light
+
+    @app.task(name=QUEUE_UNDERUSED_NUDGES, shared=False)
+    def underused_nudges() -> int:
+        """Allocations forecast to expire mostly unused; deduplicated, safe to rerun."""
+        with session_scope(resources.session_factory) as session:
+            return nudges.queue_underused_allocations(session, now=utcnow())
+
+    @app.task(name=QUEUE_IDLE_GPU_NUDGES, shared=False)
+    def idle_gpu_nudges() -> int:
+        """Jobs whose GPUs idled, from telemetry; deduplicated, safe to rerun."""
+        with session_scope(resources.session_factory) as session:
+            return nudges.queue_idle_gpu_notices(
+                session, now=utcnow(), idle_percent=resources.settings.idle_gpu_util_percent
+            )
 
 
 # Each domain with tasks adds its register function here.
@@ -156,6 +214,8 @@ TASK_REGISTRARS: tuple[Callable[[Celery, WorkerResources], None], ...] = (
     register_notification_tasks,
     register_grants_tasks,
     register_jobs_tasks,
+    register_metering_tasks,
+    register_reports_tasks,
 )
 
 
@@ -167,6 +227,11 @@ def beat_schedule(settings: Settings, registered: set[str]) -> dict[str, dict[st
         "send-notifications": {"task": SEND_NOTIFICATIONS, "schedule": SEND_INTERVAL},
         "schedule-jobs": {"task": SCHEDULE_JOBS, "schedule": jobs_interval},
         "reconcile-jobs": {"task": RECONCILE_JOBS, "schedule": jobs_interval},
+        "settle-usage": {"task": SETTLE_USAGE, "schedule": jobs_interval},
+        "collect-telemetry": {
+            "task": COLLECT_TELEMETRY,
+            "schedule": timedelta(seconds=settings.telemetry_interval_seconds),
+        },
         "expire-allocations": {"task": EXPIRE_ALLOCATIONS, "schedule": crontab(minute=5)},
         "expiry-digests": {
             "task": QUEUE_EXPIRY_DIGESTS,
@@ -175,6 +240,14 @@ def beat_schedule(settings: Settings, registered: set[str]) -> dict[str, dict[st
         "low-balance-notices": {
             "task": QUEUE_LOW_BALANCE_NOTICES,
             "schedule": crontab(hour=daily, minute=10),
+        },
+        "underused-nudges": {
+            "task": QUEUE_UNDERUSED_NUDGES,
+            "schedule": crontab(hour=daily, minute=20),
+        },
+        "idle-gpu-nudges": {
+            "task": QUEUE_IDLE_GPU_NUDGES,
+            "schedule": crontab(hour=daily, minute=30),
         },
     }
     return {name: entry for name, entry in schedule.items() if entry["task"] in registered}

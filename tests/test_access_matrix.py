@@ -113,6 +113,22 @@ def _program_body(world: World) -> dict[str, Any]:
     return values | {key: values[key].isoformat() for key in ("opens_at", "closes_at")}
 
 
+def _usage_body(world: World) -> dict[str, Any]:
+    end = utcnow() - timedelta(minutes=1)
+    record = {
+        "source": "matrix-meter",
+        "record_id": "r1",
+        "project_id": world.project_a,
+        "currency": "gpu",
+        "quantity": "60",
+        "unit": "gpu_second",
+        "start": (end - timedelta(minutes=1)).isoformat(),
+        "end": end.isoformat(),
+        "resource": world.flavour,
+    }
+    return {"records": [record]}
+
+
 PUBLIC = expect(OK, anonymous=OK)
 ANY_TOKEN = expect(OK)
 # Ops read every ledger account; project members their project's; funders the
@@ -167,6 +183,9 @@ MATRIX: tuple[Row, ...] = (
         body=_rate_body,
     ),
     Row("GET", "/api/v1/pool/status", ANY_TOKEN),
+    # Usage from outside meters: any token with the meter scope may send a batch;
+    # each record is then judged (a record for a project out of reach is rejected).
+    Row("POST", "/api/v1/usage/records", ANY_TOKEN, body=_usage_body),
     # GPU jobs: project A's members and ops submit, read and cancel project A's jobs.
     Row(
         "POST",
@@ -371,6 +390,23 @@ MATRIX: tuple[Row, ...] = (
         DECIDE_IN_REVIEW,
         IN_REVIEW,
         body=lambda _: {"reason": "out of scope", "override_reason": "urgent"},
+    ),
+    # Reports: a program's for its owners and ops (researchers see the call, not the
+    # report); a project's for its members, ops and the funders who awarded it.
+    Row(
+        "GET", "/api/v1/programs/<int:program_id>/report", ADMINISTER_P, {"program_id": "program_p"}
+    ),
+    Row(
+        "GET",
+        "/api/v1/projects/<int:project_id>/report",
+        only(OPS, RESEARCHER_A, FUNDER_P),
+        {"project_id": "project_a"},
+    ),
+    Row(
+        "GET",
+        "/api/v1/projects/<int:project_id>/report",
+        only(OPS, RESEARCHER_B),
+        {"project_id": "project_b"},
     ),
     # Allocations and tranches.
     Row("GET", "/api/v1/allocations", ANY_TOKEN),

@@ -25,7 +25,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from credits.db import Base, BigId, UtcDateTime, utcnow
+from credits.db import Base, BigId, UtcDateTime, in_values, utcnow
 from credits.identity.models import User
 
 # Mean review scores are integer hundredths: 350 is 3.50 on the 1-5 scale.
@@ -52,16 +52,12 @@ class MemberRole(StrEnum):
     MEMBER = "member"
 
 
-def _in(column: str, values: type[StrEnum]) -> str:
-    return f"{column} IN ({', '.join(repr(v.value) for v in values)})"
-
-
 class Program(Base):
     """A funding call: its window, its review policy and its tranche policy."""
 
     __tablename__ = "programs"
     __table_args__ = (
-        CheckConstraint(_in("status", ProgramStatus), name="status"),
+        CheckConstraint(in_values("status", ProgramStatus), name="status"),
         CheckConstraint("closes_at > opens_at", name="closes_after_opens"),
         CheckConstraint(f"min_reviewers BETWEEN 1 AND {MAX_REVIEWERS}", name="min_reviewers"),
         CheckConstraint(
@@ -117,7 +113,7 @@ class Project(Base):
     """A research project: who leads it, where, in what field, and whether it may spend."""
 
     __tablename__ = "projects"
-    __table_args__ = (CheckConstraint(_in("status", ProjectStatus), name="status"),)
+    __table_args__ = (CheckConstraint(in_values("status", ProjectStatus), name="status"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     title: Mapped[str] = mapped_column(String(300))
@@ -140,7 +136,7 @@ class ProjectMember(Base):
 
     __tablename__ = "project_members"
     __table_args__ = (
-        CheckConstraint(_in("role", MemberRole), name="role"),
+        CheckConstraint(in_values("role", MemberRole), name="role"),
         # One PI per project, whatever the code does.
         Index(
             "uq_project_members_one_pi",
@@ -194,8 +190,8 @@ class Proposal(Base):
 
     __tablename__ = "proposals"
     __table_args__ = (
-        CheckConstraint(_in("kind", ProposalKind), name="kind"),
-        CheckConstraint(_in("status", ProposalStatus), name="status"),
+        CheckConstraint(in_values("kind", ProposalKind), name="kind"),
+        CheckConstraint(in_values("status", ProposalStatus), name="status"),
         CheckConstraint(
             "kind NOT IN ('supplement', 'extension') OR allocation_id IS NOT NULL",
             name="names_allocation",
@@ -294,7 +290,7 @@ class Allocation(Base):
 
     __tablename__ = "allocations"
     __table_args__ = (
-        CheckConstraint(_in("status", AllocationStatus), name="status"),
+        CheckConstraint(in_values("status", AllocationStatus), name="status"),
         CheckConstraint("expires_at > starts_at", name="expires_after_starts"),
         CheckConstraint("awarded_micro > 0", name="awarded_positive"),
         Index("ix_allocations_project_currency", "project_id", "currency"),
@@ -321,7 +317,7 @@ class Tranche(Base):
 
     __tablename__ = "tranches"
     __table_args__ = (
-        CheckConstraint(_in("status", TrancheStatus), name="status"),
+        CheckConstraint(in_values("status", TrancheStatus), name="status"),
         CheckConstraint("amount_micro > 0", name="amount_positive"),
     )
 

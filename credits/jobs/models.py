@@ -23,7 +23,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from credits.db import Base, BigId, UtcDateTime, utcnow
+from credits.db import Base, BigId, UtcDateTime, in_values, utcnow
 
 
 class JobState(StrEnum):
@@ -50,16 +50,12 @@ FINAL_STATES = frozenset(
 )
 
 
-def _in(column: str, values: type[StrEnum]) -> str:
-    return f"{column} IN ({', '.join(repr(v.value) for v in values)})"
-
-
 class Job(Base):
     """One GPU job: its spec, the rate and hold it was admitted with, where it stands."""
 
     __tablename__ = "jobs"
     __table_args__ = (
-        CheckConstraint(_in("state", JobState), name="state"),
+        CheckConstraint(in_values("state", JobState), name="state"),
         CheckConstraint("gpus >= 1", name="gpus_positive"),
         CheckConstraint("max_runtime_seconds >= 1", name="max_runtime_positive"),
         CheckConstraint("hold_micro > 0", name="hold_positive"),
@@ -143,6 +139,11 @@ class JobRun(Base):
     finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime, index=True)
     # The executor phase that ended it: succeeded, failed, preempted, ...
     outcome: Mapped[str | None] = mapped_column(String(16))
+    # The executor last reported it running at or after this moment; a running job
+    # is metered no further than this, so a finish noticed late is never overcharged.
+    seen_running_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # Usage records cover this run from started_at up to here.
+    metered_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
 class ProjectGpuLimit(Base):

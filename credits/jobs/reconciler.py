@@ -1,13 +1,16 @@
 """Moves each job toward what its executor observes.
 
-A reconcile is five steps, each in its own transactions, each safe to repeat:
+A reconcile is six steps, each in its own transactions, each safe to repeat:
 
 1. launch every ``starting`` job (launch is idempotent by job and attempt);
 2. ask the executor to stop every active job whose cancel was requested;
 3. observe every active job and record what happened: running, finished,
    preempted (back to the queue, hold kept) or lost;
-4. settle every finished job not yet settled: capture its usage, void the rest;
-5. tell the executor it may forget every settled job (on Kubernetes, the
+4. meter running jobs: a usage record for every interval each has completed
+   (settled into the ledger by the metering task, so balances move while jobs run);
+5. settle every finished job not yet settled: meter it to its end, capture
+   its usage, void the rest;
+6. tell the executor it may forget every settled job (on Kubernetes, the
    metering finalizer comes off only now, so a Job cannot vanish uncharged).
 
 The database is the source of truth: a reconciler started after a crash, or
@@ -21,9 +24,10 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, select
+from sqlalchemy import ColumnElement, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from credits.db import run_in_transaction, utcnow
@@ -39,9 +43,11 @@ from credits.jobs.schemas import ReconcileOut
 from credits.jobs.settlement import settle_job
 from credits.jobs.spec import JobSpec
 from credits.jobs.transitions import move, placement_from_json
+from credits.metering.job_records import meter_active_jobs
 from credits.pool.models import GpuFlavour
 
 RECONCILER_ACTOR = "system:reconciler"
+DEFAULT_INTERVAL_S = 60
 logger = logging.getLogger(__name__)
 
 SessionFactory = Callable[[], Session]
@@ -55,13 +61,29 @@ FINAL_PHASE_STATES = {
 }
 
 
+@dataclass(frozen=True)
+class Reconciliation:
+    """What every step works with."""
+
+    factory: SessionFactory
+    executor: Executor
+    clock: Clock = utcnow
+    # Metering interval: usage records cover this many seconds each.
+    interval_s: int = DEFAULT_INTERVAL_S
+
+
 def reconcile(
-    factory: SessionFactory, executor: Executor, *, clock: Clock = utcnow
+    factory: SessionFactory,
+    executor: Executor,
+    *,
+    clock: Clock = utcnow,
+    interval_s: int = DEFAULT_INTERVAL_S,
 ) -> ReconcileOut:
     """One full reconcile: every step in order."""
+    context = Reconciliation(factory, executor, clock, interval_s)
     report = ReconcileOut()
     for step in RECONCILE_STEPS:
-        step(factory, executor, clock, report)
+        step(context, report)
     return report
 
 
@@ -72,9 +94,8 @@ def _ids(factory: SessionFactory, *conditions: ColumnElement[bool]) -> list[int]
     return run_in_transaction(factory, read)
 
 
-def launch_starting(
-    factory: SessionFactory, executor: Executor, clock: Clock, report: ReconcileOut
-) -> None:
+def launch_starting(context: Reconciliation, report: ReconcileOut) -> None:
+    factory, executor, clock = context.factory, context.executor, context.clock
     requests = run_in_transaction(factory, _launch_requests)
     for request in requests:
         try:
@@ -134,10 +155,8 @@ def _fail_unlaunchable(
     run_in_transaction(factory, fail)
 
 
-def stop_cancelled(
-    factory: SessionFactory, executor: Executor, clock: Clock, report: ReconcileOut
-) -> None:
-    del clock
+def stop_cancelled(context: Reconciliation, report: ReconcileOut) -> None:
+    factory, executor = context.factory, context.executor
     ids = _ids(
         factory,
         Job.state.in_((JobState.STARTING.value, JobState.RUNNING.value)),
@@ -152,17 +171,27 @@ def stop_cancelled(
         report.cancelled.append(job_id)
 
 
-def observe_active(
-    factory: SessionFactory, executor: Executor, clock: Clock, report: ReconcileOut
-) -> None:
+def observe_active(context: Reconciliation, report: ReconcileOut) -> None:
+    factory, executor, clock = context.factory, context.executor, context.clock
     active = run_in_transaction(factory, _active_jobs)
     if not active:
         return
+    asked_at = clock()
     try:
         observations = executor.observe(list(active))
     except ExecutorError as error:
         logger.warning("observing %d jobs will be retried: %s", len(active), error)
         return
+    still_running = [
+        (job_id, attempt)
+        for job_id, (state, attempt) in active.items()
+        if state == JobState.RUNNING.value
+        and _nothing_new(state, attempt, observations.get(job_id))
+    ]
+    if still_running:
+        run_in_transaction(
+            factory, functools.partial(_mark_seen_running, runs=still_running, at=asked_at)
+        )
     for job_id, (state, attempt) in active.items():
         observation = observations.get(job_id)
         if _nothing_new(state, attempt, observation):
@@ -181,6 +210,19 @@ def _active_jobs(session: Session) -> dict[int, tuple[str, int]]:
         .order_by(Job.id)
     )
     return {job_id: (state, attempt) for job_id, state, attempt in rows}
+
+
+def _mark_seen_running(session: Session, *, runs: list[tuple[int, int]], at: datetime) -> None:
+    """One statement for every run still running: metering may count up to ``at``."""
+    session.execute(
+        update(JobRun)
+        .where(
+            tuple_(JobRun.job_id, JobRun.attempt).in_(runs),
+            (JobRun.seen_running_at.is_(None)) | (JobRun.seen_running_at < at),
+        )
+        .values(seen_running_at=at)
+        .execution_options(synchronize_session=False)
+    )
 
 
 def _nothing_new(state: str, attempt: int, seen: Observation | None) -> bool:
@@ -235,6 +277,10 @@ def _seen(session: Session, job: Job, seen: Observation, now: datetime) -> None:
     if seen.phase is Phase.PENDING:
         return
     if seen.phase is Phase.RUNNING:
+        if seen.started_at is not None and (
+            run.seen_running_at is None or run.seen_running_at < seen.started_at
+        ):
+            run.seen_running_at = seen.started_at
         if job.state == JobState.STARTING.value:
             move(session, job, JobState.RUNNING, actor=RECONCILER_ACTOR, at=now, reason=seen.reason)
         return
@@ -284,24 +330,31 @@ def _end_run(run: JobRun, seen: Observation | None, now: datetime) -> None:
     run.outcome = seen.phase.value if seen is not None else "lost"
 
 
-def settle_finished(
-    factory: SessionFactory, executor: Executor, clock: Clock, report: ReconcileOut
-) -> None:
-    del executor
+def meter_running(context: Reconciliation, report: ReconcileOut) -> None:
+    """Usage records for every interval running jobs have completed, so the balance
+    moves while they run; settlement (metering.settle) charges them."""
+
+    def meter(session: Session) -> int:
+        return meter_active_jobs(session, now=context.clock(), interval_s=context.interval_s)
+
+    report.metered += run_in_transaction(context.factory, meter)
+
+
+def settle_finished(context: Reconciliation, report: ReconcileOut) -> None:
+    factory, clock = context.factory, context.clock
     ids = _ids(factory, Job.state.in_([s.value for s in FINAL_STATES]), Job.settled_at.is_(None))
     for job_id in ids:
 
         def settle(session: Session, j: int = job_id) -> None:
             job = _locked(session, j)
-            settle_job(session, job, now=clock())
+            settle_job(session, job, now=clock(), interval_s=context.interval_s)
 
         run_in_transaction(factory, settle)
         report.settled.append(job_id)
 
 
-def release_settled(
-    factory: SessionFactory, executor: Executor, clock: Clock, report: ReconcileOut
-) -> None:
+def release_settled(context: Reconciliation, report: ReconcileOut) -> None:
+    factory, executor, clock = context.factory, context.executor, context.clock
     ids = _ids(factory, Job.settled_at.is_not(None), Job.released_at.is_(None))
     for job_id in ids:
         try:
@@ -338,10 +391,11 @@ def _current_run(session: Session, job: Job) -> JobRun:
     return run
 
 
-RECONCILE_STEPS: tuple[Callable[[SessionFactory, Executor, Clock, ReconcileOut], None], ...] = (
+RECONCILE_STEPS: tuple[Callable[[Reconciliation, ReconcileOut], None], ...] = (
     launch_starting,
     stop_cancelled,
     observe_active,
+    meter_running,
     settle_finished,
     release_settled,
 )

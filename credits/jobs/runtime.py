@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import logging
 import threading
+import time
 from collections.abc import Callable
 from datetime import datetime
 
@@ -25,6 +26,8 @@ from credits.jobs.executors.simulated import SimulatedExecutor, simulated_nodes_
 from credits.jobs.reconciler import reconcile
 from credits.jobs.scheduling import schedule_pass
 from credits.jobs.schemas import ReconcileOut, SchedulePassOut
+from credits.metering.collector import TelemetryCollector
+from credits.metering.service import collect_telemetry, settle_all_pending
 from credits.settings import ExecutorName, Settings, SettingsError
 
 logger = logging.getLogger(__name__)
@@ -104,10 +107,14 @@ def run_schedule(
 def run_cycle(
     factory: Callable[[], Session], executor: Executor, settings: Settings
 ) -> tuple[SchedulePassOut, ReconcileOut]:
-    """Reconcile, schedule, then reconcile again so that new starts launch at once."""
-    reconcile(factory, executor)
+    """Reconcile, schedule, reconcile again so that new starts launch at once, then
+    settle the usage metered so far."""
+    interval = settings.metering_interval_seconds
+    reconcile(factory, executor, interval_s=interval)
     scheduled = run_schedule(factory, executor, settings)
-    return scheduled, reconcile(factory, executor)
+    reconciled = reconcile(factory, executor, interval_s=interval)
+    settle_all_pending(factory, batch_size=settings.settlement_batch_size)
+    return scheduled, reconciled
 
 
 class JobsLoop:
@@ -130,9 +137,14 @@ class JobsLoop:
         self._thread.join(timeout)
 
     def _run(self) -> None:
+        collector = TelemetryCollector()
+        next_telemetry = 0.0
         while not self._stop.is_set():
             try:
                 run_cycle(self._factory, self._executor, self._settings)
+                if time.monotonic() >= next_telemetry:
+                    collect_telemetry(self._factory, collector, self._settings, self._executor)
+                    next_telemetry = time.monotonic() + self._settings.telemetry_interval_seconds
             except (ExecutorError, SettingsError) as error:
                 logger.warning("jobs cycle: %s", error)
             except Exception:

@@ -118,5 +118,6 @@ class ReconcileOut(BaseModel):
     launched: list[int] = Field(default_factory=list)
     cancelled: list[int] = Field(default_factory=list)
     transitions: list[str] = Field(default_factory=list)
+    metered: int = Field(default=0, description="usage records written for running jobs")
     settled: list[int] = Field(default_factory=list)
     released: list[int] = Field(default_factory=list)

@@ -1,69 +1,42 @@
-"""Charging a finished job for what it ran, and releasing the rest of its hold.
+"""Settling a finished job: meter it to its end, charge its records, release the rest.
 
-The charge is what the executor observed, never what was asked: each run's
-GPUs x (finish - start) at the rate version the job was admitted at, rounded
-up to a whole micro-credit once over all runs. Captures and voids carry
-idempotency keys derived from the job, so settling twice charges once.
+The charge is what the executor observed, never what was asked: usage records
+of each run (GPUs x observed time, interval by interval, at the rate version
+the job was admitted at) captured from the job's hold; whatever the hold no
+longer covers is booked to the overage account. Then the rest of the hold is
+voided. Every ledger call carries a key derived from the job or its records,
+and the records are settled once, so settling twice charges once.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from credits.identity.actor import Actor
-from credits.jobs.models import Job, JobRun
+from credits.jobs.models import Job
 from credits.ledger.queries import get_hold
-from credits.ledger.settle import capture, void_hold
+from credits.ledger.settle import void_hold
+from credits.metering.job_records import meter_job
+from credits.metering.models import UsageRecord
+from credits.metering.settlement import settle_job_records
 
 SETTLER = Actor.system("jobs-settlement")
-MICROSECONDS_PER_HOUR = 3_600_000_000
+DEFAULT_INTERVAL_S = 60
 
 
-def gpu_microseconds(runs: list[JobRun]) -> int:
-    """GPU-time observed over every run that started and finished."""
-    total = 0
-    for run in runs:
-        if run.started_at is None or run.finished_at is None:
-            continue
-        span = run.finished_at - run.started_at
-        total += run.gpus * (
-            span.days * 86_400_000_000 + span.seconds * 1_000_000 + span.microseconds
-        )
-    return total
-
-
-def usage_amount(gpu_us: int, micro_credits_per_gpu_hour: int) -> int:
-    """Micro-credits for ``gpu_us`` GPU-microseconds, rounded up; integers only."""
-    return -(-gpu_us * micro_credits_per_gpu_hour // MICROSECONDS_PER_HOUR)
-
-
-def settle_job(session: Session, job: Job, *, now: datetime) -> None:
-    """Captures the job's usage from its hold and voids the rest; sets charged_micro.
-
-    Usage beyond what the hold has left is recorded in ``overage_micro``,
-    never drawn from elsewhere, so a project cannot overdraw.
-    """
+def settle_job(
+    session: Session, job: Job, *, now: datetime, interval_s: int = DEFAULT_INTERVAL_S
+) -> None:
+    """Charges the finished job for its runs and voids what is left of its hold."""
     if job.settled_at is not None:
         return
-    runs = list(session.scalars(select(JobRun).where(JobRun.job_id == job.id)))
-    amount = usage_amount(gpu_microseconds(runs), job.micro_credits_per_gpu_hour)
+    meter_job(session, job, now=now, interval_s=interval_s)
+    settle_job_records(session, job.id, now=now)
     hold = get_hold(session, hold_key=job.hold_key)
-    left = sum(part.amount - part.captured - part.voided for part in hold.parts)
-    charged = min(amount, left)
-    if charged > 0:
-        capture(
-            session,
-            key=f"job:{job.id}:capture",
-            hold_key=job.hold_key,
-            amount=charged,
-            actor=SETTLER,
-            reference=f"job {job.id}",
-            now=now,
-        )
-    if left - charged > 0:
+    if any(part.remaining for part in hold.parts):
         void_hold(
             session,
             key=f"job:{job.id}:void",
@@ -72,6 +45,12 @@ def settle_job(session: Session, job: Job, *, now: datetime) -> None:
             reason=f"job {job.id} finished; unused hold released",
             now=now,
         )
-    job.charged_micro = charged
-    job.overage_micro = amount - charged
+    captured, overage = session.execute(
+        select(
+            func.coalesce(func.sum(UsageRecord.captured_micro), 0),
+            func.coalesce(func.sum(UsageRecord.overage_micro), 0),
+        ).where(UsageRecord.job_id == job.id)
+    ).one()
+    job.charged_micro = int(captured)
+    job.overage_micro = int(overage)
     job.settled_at = now

@@ -22,7 +22,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from credits.db import Base, BigId, UtcDateTime, utcnow
+from credits.db import Base, BigId, UtcDateTime, in_values, utcnow
 
 MICRO_PER_CREDIT = 1_000_000
 
@@ -63,18 +63,14 @@ class HoldStatus(StrEnum):
     VOIDED = "voided"
 
 
-def _in(column: str, values: type[StrEnum]) -> str:
-    return f"{column} IN ({', '.join(repr(v.value) for v in values)})"
-
-
 class Account(Base):
     """One balance in one currency: an allocation's, or a system account's."""
 
     __tablename__ = "ledger_accounts"
     __table_args__ = (
-        CheckConstraint(_in("currency", Currency), name="currency"),
-        CheckConstraint(_in("kind", AccountKind), name="kind"),
-        CheckConstraint(_in("status", AccountStatus), name="status"),
+        CheckConstraint(in_values("currency", Currency), name="currency"),
+        CheckConstraint(in_values("kind", AccountKind), name="kind"),
+        CheckConstraint(in_values("status", AccountStatus), name="status"),
         CheckConstraint(
             "debits_pending >= 0 AND debits_posted >= 0"
             " AND credits_pending >= 0 AND credits_posted >= 0",
@@ -117,8 +113,8 @@ class Transfer(Base):
         UniqueConstraint("idempotency_key", "part"),
         CheckConstraint("amount > 0", name="amount_positive"),
         CheckConstraint("debit_account_id <> credit_account_id", name="distinct_accounts"),
-        CheckConstraint(_in("currency", Currency), name="currency"),
-        CheckConstraint(_in("kind", TransferKind), name="kind"),
+        CheckConstraint(in_values("currency", Currency), name="currency"),
+        CheckConstraint(in_values("kind", TransferKind), name="kind"),
         CheckConstraint("part >= 0", name="part_not_negative"),
         Index("ix_ledger_transfers_debit_account_id_id", "debit_account_id", "id"),
         Index("ix_ledger_transfers_credit_account_id_id", "credit_account_id", "id"),
@@ -154,7 +150,7 @@ class HoldPart(Base):
     __table_args__ = (
         CheckConstraint("captured >= 0 AND voided >= 0", name="settled_not_negative"),
         CheckConstraint("captured + voided <= amount", name="within_hold"),
-        CheckConstraint(_in("status", HoldStatus), name="status"),
+        CheckConstraint(in_values("status", HoldStatus), name="status"),
         Index("ix_ledger_hold_parts_hold_key_part", "hold_key", "part", unique=True),
     )
 

@@ -47,6 +47,7 @@ def test_the_tasks_start_and_finish_a_job(
         "launched": [],
         "cancelled": [],
         "transitions": [],
+        "metered": 0,
         "settled": [],
         "released": [],
     }

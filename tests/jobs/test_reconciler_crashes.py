@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from credits.db import make_engine, make_session_factory
 from credits.jobs.models import Job, JobEvent, JobRun
-from credits.jobs.reconciler import RECONCILE_STEPS, reconcile
+from credits.jobs.reconciler import RECONCILE_STEPS, Reconciliation, reconcile
 from credits.jobs.schemas import ReconcileOut
 from credits.jobs.service import cancel_job
 from credits.ledger.models import Account
@@ -122,7 +122,7 @@ def test_reconciler_killed_between_steps_then_rerun_matches_an_uninterrupted_run
     world = fresh_world()
     report = ReconcileOut()
     for step in RECONCILE_STEPS[:steps_done]:
-        step(world.factory, world.executor, world.clock, report)
+        step(Reconciliation(world.factory, world.executor, world.clock), report)
     world.reconcile()
     assert _snapshot(world) == _snapshot(expected)
 

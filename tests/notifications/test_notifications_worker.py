@@ -25,12 +25,16 @@ from credits.notifications.mail import MaildirMailer
 from credits.notifications.service import TASK_SENDER, enqueue_notification
 from credits.settings import load_settings
 from credits.worker import (
+    COLLECT_TELEMETRY,
     EXPIRE_ALLOCATIONS,
     QUEUE_EXPIRY_DIGESTS,
+    QUEUE_IDLE_GPU_NUDGES,
     QUEUE_LOW_BALANCE_NOTICES,
+    QUEUE_UNDERUSED_NUDGES,
     RECONCILE_JOBS,
     SCHEDULE_JOBS,
     SEND_NOTIFICATIONS,
+    SETTLE_USAGE,
     make_celery,
     task_sender,
 )
@@ -78,6 +82,10 @@ def test_the_beat_schedule_runs_the_sender_and_the_daily_sweeps() -> None:
         EXPIRE_ALLOCATIONS,
         SCHEDULE_JOBS,
         RECONCILE_JOBS,
+        SETTLE_USAGE,
+        COLLECT_TELEMETRY,
+        QUEUE_UNDERUSED_NUDGES,
+        QUEUE_IDLE_GPU_NUDGES,
     }
     assert schedule["expiry-digests"]["schedule"].hour == {6}
     assert all(entry["task"] in app.tasks for entry in schedule.values())

@@ -151,6 +151,19 @@ class LocalExecutor:
             transient=len(free) + stopping >= gpus,
         )
 
+    def slot_owners(self) -> dict[str, int]:
+        """Which job each busy GPU slot belongs to, for attributing NVML telemetry."""
+        owners: dict[str, int] = {}
+        for job_dir in self._jobs_dir.iterdir():
+            for attempt_dir in _attempt_dirs_in(job_dir):
+                if not (attempt_dir / RUNNER_FILE).exists():
+                    continue
+                if _observe_attempt(attempt_dir).phase.is_final:
+                    continue
+                record = read_json(attempt_dir / REQUEST_FILE) or {}
+                owners |= dict.fromkeys(record.get("slots", []), int(record["job_id"]))
+        return owners
+
     def _busy_slots(self) -> dict[str, bool]:
         """Slots held by live attempts, each with whether its attempt is being stopped."""
         busy: dict[str, bool] = {}

@@ -1,0 +1,46 @@
+"""Usage ingestion: meters outside the platform report what projects used.
+
+``POST /api/v1/usage/records`` takes up to 1,000 records and answers one
+verdict per record (accepted, duplicate, rejected with a reason). It needs a
+token with the ``meter`` scope whose user is ops or on each record's project.
+Resending a batch is safe: records are unique by (source, record_id).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from flask import Blueprint, request
+from flask.typing import ResponseReturnValue
+
+from credits.api.auth import credits_extension, current_actor, session_factory
+from credits.api.openapi import operation
+from credits.db import run_in_transaction, utcnow
+from credits.identity.access import require_actor, require_scope
+from credits.identity.models import Scope
+from credits.metering.ingest import ingest_batch
+from credits.metering.schemas import UsageBatchIn, UsageBatchOut
+
+blueprint = Blueprint("usage", __name__, url_prefix="/api/v1/usage")
+
+
+@blueprint.post("/records")
+@operation(
+    "Report usage records",
+    body=UsageBatchIn,
+    response=UsageBatchOut,
+    problems=(400, 403, 415, 422),
+)
+def report_usage() -> ResponseReturnValue:
+    """Stores each acceptable record as pending usage, settled into the ledger by the
+    metering task; the answer lists every record's outcome in the order sent."""
+    actor = require_actor(current_actor())
+    require_scope(actor, Scope.METER)
+    batch = UsageBatchIn.model_validate(request.get_json())
+    window = timedelta(hours=credits_extension().settings.usage_late_window_hours)
+    now = utcnow()
+    result = run_in_transaction(
+        session_factory(),
+        lambda session: ingest_batch(session, batch, actor=actor, late_window=window, now=now),
+    )
+    return result.model_dump(mode="json")

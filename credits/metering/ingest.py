@@ -1,0 +1,241 @@
+"""Usage from meters outside the platform: a batch in, one verdict per record out.
+
+Each record is judged on its own (accepted, duplicate, or rejected with a
+reason) and the accepted ones are stored as pending usage, all in the
+caller's transaction: a batch is applied whole or, on a refusal of the batch
+itself, not at all. A record is unique by (source, record_id); the same
+record again is a duplicate, and the same id with a different payload is
+rejected, so a meter may resend a batch as often as it likes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy import select, tuple_
+from sqlalchemy.orm import Session
+
+from credits.audit.service import canonical_json
+from credits.grants.models import Project
+from credits.grants.queries import member_ids
+from credits.identity.access import can_read_project, require_scope
+from credits.identity.actor import Actor
+from credits.identity.models import Scope
+from credits.ledger.models import Account, Currency
+from credits.ledger.queries import project_sink_code
+from credits.metering.intervals import MICROSECONDS, MICROSECONDS_PER_HOUR
+from credits.metering.models import RecordStatus, UsageRecord, UsageUnit
+from credits.metering.schemas import (
+    RecordOutcome,
+    RecordResult,
+    UsageBatchIn,
+    UsageBatchOut,
+    UsageRecordIn,
+)
+from credits.pool.models import GpuFlavour, RateVersion
+
+# A meter's clock may run a little ahead of ours.
+CLOCK_SKEW = timedelta(minutes=5)
+MAX_EVIDENCE_BYTES = 16 * 1024
+
+
+class Rejected(Exception):
+    """One record cannot be accepted; the message says why."""
+
+
+def ingest_batch(
+    session: Session, batch: UsageBatchIn, *, actor: Actor, late_window: timedelta, now: datetime
+) -> UsageBatchOut:
+    """Judges and stores a batch; raises MissingScope without the ``meter`` scope."""
+    require_scope(actor, Scope.METER)
+    judge = _Judge(session, actor, late_window, now)
+    judge.prefetch(batch.records)
+    results = [judge.record(index, raw) for index, raw in enumerate(batch.records)]
+    session.flush()
+    results = [judge.with_id(result) for result in results]
+    counts = dict.fromkeys(RecordOutcome, 0)
+    for result in results:
+        counts[result.outcome] += 1
+    return UsageBatchOut(
+        accepted=counts[RecordOutcome.ACCEPTED],
+        duplicates=counts[RecordOutcome.DUPLICATE],
+        rejected=counts[RecordOutcome.REJECTED],
+        results=results,
+    )
+
+
+class _Judge:
+    """Judges one batch, reading what it needs once (known records, projects,
+    usage sinks, rates) so a batch of a thousand costs a handful of queries."""
+
+    def __init__(self, session: Session, actor: Actor, late_window: timedelta, now: datetime):
+        self.session = session
+        self.actor = actor
+        self.late_window = late_window
+        self.now = now
+        self.projects: dict[int, bool] = {}
+        self.sinks: dict[tuple[int, Currency], bool] = {}
+        self.rates: dict[str, list[tuple[datetime, int, int]]] = {}
+        self.known: dict[tuple[str, str], tuple[str, int | None, int]] = {}
+        self.added: dict[int, UsageRecord] = {}
+
+    def prefetch(self, raws: list[dict[str, Any]]) -> None:
+        keys = {
+            (raw["source"], raw["record_id"])
+            for raw in raws
+            if isinstance(raw.get("source"), str) and isinstance(raw.get("record_id"), str)
+        }
+        if not keys:
+            return
+        rows = self.session.execute(
+            select(
+                UsageRecord.source,
+                UsageRecord.record_id,
+                UsageRecord.request_hash,
+                UsageRecord.id,
+                UsageRecord.amount_micro,
+            ).where(tuple_(UsageRecord.source, UsageRecord.record_id).in_(sorted(keys)))
+        )
+        for source, record_id, digest, row_id, amount in rows:
+            self.known[(source, record_id)] = (digest, row_id, amount)
+
+    def record(self, index: int, raw: Mapping[str, Any]) -> RecordResult:
+        source = raw.get("source") if isinstance(raw.get("source"), str) else None
+        record_id = raw.get("record_id") if isinstance(raw.get("record_id"), str) else None
+        result = RecordResult(
+            index=index, source=source, record_id=record_id, outcome=RecordOutcome.REJECTED
+        )
+        try:
+            record = UsageRecordIn.model_validate(raw)
+        except ValidationError as error:
+            return result.model_copy(update={"reason": _first_error(error)})
+        try:
+            return self._judge(index, result, record)
+        except Rejected as refusal:
+            return result.model_copy(update={"reason": str(refusal)})
+
+    def with_id(self, result: RecordResult) -> RecordResult:
+        row = self.added.get(result.index)
+        return result if row is None else result.model_copy(update={"id": row.id})
+
+    def _judge(self, index: int, result: RecordResult, record: UsageRecordIn) -> RecordResult:
+        digest = _digest(record)
+        known = self.known.get((record.source, record.record_id))
+        if known is not None:
+            if known[0] != digest:
+                raise Rejected("this record_id was already used with a different payload")
+            return result.model_copy(
+                update={
+                    "outcome": RecordOutcome.DUPLICATE,
+                    "id": known[1],
+                    "amount_micro": known[2],
+                }
+            )
+        self._check(record)
+        amount, rate_id = self._price(record)
+        row = UsageRecord(
+            source=record.source,
+            record_id=record.record_id,
+            job_id=None,
+            project_id=record.project_id,
+            currency=record.currency.value,
+            unit=record.unit.value,
+            quantity_micro=int(record.quantity * MICROSECONDS),
+            amount_micro=amount,
+            rate_version_id=rate_id,
+            resource=record.resource,
+            started_at=record.start,
+            ended_at=record.end,
+            evidence_json=canonical_json(record.evidence) if record.evidence is not None else None,
+            request_hash=digest,
+            status=RecordStatus.PENDING.value,
+            captured_micro=0,
+            overage_micro=0,
+        )
+        self.session.add(row)
+        self.added[index] = row
+        # A second copy later in the same batch is a duplicate of this one.
+        self.known[(record.source, record.record_id)] = (digest, None, amount)
+        return result.model_copy(update={"outcome": RecordOutcome.ACCEPTED, "amount_micro": amount})
+
+    def _check(self, record: UsageRecordIn) -> None:
+        if record.end < record.start:
+            raise Rejected("end is before start")
+        if record.end > self.now + CLOCK_SKEW:
+            raise Rejected("end is in the future")
+        if record.end < self.now - self.late_window:
+            hours = self.late_window.total_seconds() / 3600
+            raise Rejected(f"too late: usage must be reported within {hours:g} hours of its end")
+        if record.evidence is not None and len(json.dumps(record.evidence)) > MAX_EVIDENCE_BYTES:
+            raise Rejected(f"evidence is over {MAX_EVIDENCE_BYTES} bytes")
+        if not self._may_meter(record.project_id):
+            raise Rejected(f"no project has the id {record.project_id}")
+        if not self._has_sink(record.project_id, record.currency):
+            raise Rejected(f"project {record.project_id} has no {record.currency.value} allocation")
+
+    def _may_meter(self, project_id: int) -> bool:
+        if project_id not in self.projects:
+            project = self.session.get(Project, project_id)
+            self.projects[project_id] = project is not None and can_read_project(
+                self.actor, member_ids=member_ids(project)
+            )
+        return self.projects[project_id]
+
+    def _has_sink(self, project_id: int, currency: Currency) -> bool:
+        key = (project_id, currency)
+        if key not in self.sinks:
+            code = project_sink_code(project_id, currency)
+            found = self.session.scalar(select(Account.id).where(Account.code == code))
+            self.sinks[key] = found is not None
+        return self.sinks[key]
+
+    def _price(self, record: UsageRecordIn) -> tuple[int, int | None]:
+        if record.unit is UsageUnit.CREDIT:
+            return int(record.quantity * MICROSECONDS), None
+        if record.currency is not Currency.GPU:
+            raise Rejected(f"{record.unit.value} usage is charged in gpu credits")
+        if not record.resource:
+            raise Rejected("GPU usage names its flavour in resource")
+        rate_id, per_hour = self._rate(record.resource, record.start)
+        seconds = record.quantity * (3600 if record.unit is UsageUnit.GPU_HOUR else 1)
+        gpu_us = int(seconds * MICROSECONDS)
+        amount = -(-(gpu_us * per_hour) // MICROSECONDS_PER_HOUR)
+        return int(amount), rate_id
+
+    def _rate(self, flavour: str, at: datetime) -> tuple[int, int]:
+        """The version in force at ``at``: (id, micro-credits per GPU-hour)."""
+        if flavour not in self.rates:
+            self.rates[flavour] = [
+                (row.effective_from, row.id, row.micro_credits_per_gpu_hour)
+                for row in self.session.execute(
+                    select(
+                        RateVersion.effective_from,
+                        RateVersion.id,
+                        RateVersion.micro_credits_per_gpu_hour,
+                    )
+                    .join(GpuFlavour, GpuFlavour.id == RateVersion.flavour_id)
+                    .where(GpuFlavour.name == flavour)
+                    .order_by(RateVersion.effective_from.desc())
+                )
+            ]
+        for starts, rate_id, per_hour in self.rates[flavour]:
+            if starts <= at:
+                return rate_id, per_hour
+        if not self.rates[flavour]:
+            raise Rejected(f"no GPU flavour is named {flavour!r} (or it has no rate)")
+        raise Rejected(f"GPU flavour {flavour!r} had no rate in force at {at.isoformat()}")
+
+
+def _digest(record: UsageRecordIn) -> str:
+    return hashlib.sha256(canonical_json(record.model_dump(mode="json")).encode()).hexdigest()
+
+
+def _first_error(error: ValidationError) -> str:
+    first = error.errors(include_url=False, include_input=False)[0]
+    where = ".".join(str(part) for part in first["loc"])
+    return f"{where}: {first['msg']}" if where else str(first["msg"])

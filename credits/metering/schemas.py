@@ -1,0 +1,73 @@
+"""Shapes of the usage ingestion API."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from credits.ledger.models import Currency
+from credits.metering.models import UsageUnit
+from credits.schema_types import ApiTime
+
+MAX_BATCH = 1000
+SOURCE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,99}$"
+
+
+class UsageRecordIn(BaseModel):
+    """One record from a meter outside the platform."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    source: str = Field(pattern=SOURCE_PATTERN, description="the meter, e.g. labelstudio.uni.edu")
+    record_id: str = Field(
+        min_length=1, max_length=200, pattern=r"^[^\x00]+$", description="unique per source"
+    )
+    project_id: int = Field(strict=True, ge=1, le=2**62)
+    currency: Currency
+    quantity: Decimal = Field(ge=0, max_digits=24, decimal_places=6)
+    unit: UsageUnit = Field(
+        description="gpu_second or gpu_hour (priced at the flavour named by `resource`), "
+        "or credit (the quantity is the amount)"
+    )
+    start: ApiTime
+    end: ApiTime
+    resource: str | None = Field(default=None, max_length=200, pattern=r"^[^\x00]*$")
+    evidence: dict[str, Any] | None = Field(
+        default=None, description="anything that backs the record up (a task id, a URL)"
+    )
+
+
+class UsageBatchIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    records: list[dict[str, Any]] = Field(
+        min_length=1,
+        max_length=MAX_BATCH,
+        description=f"1 to {MAX_BATCH} UsageRecordIn objects; each is judged on its own",
+    )
+
+
+class RecordOutcome(StrEnum):
+    ACCEPTED = "accepted"
+    DUPLICATE = "duplicate"
+    REJECTED = "rejected"
+
+
+class RecordResult(BaseModel):
+    index: int
+    source: str | None
+    record_id: str | None
+    outcome: RecordOutcome
+    reason: str | None = None
+    id: int | None = None
+    amount_micro: int | None = None
+
+
+class UsageBatchOut(BaseModel):
+    accepted: int
+    duplicates: int
+    rejected: int
+    results: list[RecordResult]

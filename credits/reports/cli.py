@@ -1,0 +1,152 @@
+"""``credits reports``: program and project reports, and the nudges run once."""
+
+from __future__ import annotations
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from credits.cli_support import cli_settings, cli_transaction, format_credits, reports_errors
+from credits.db import utcnow
+from credits.reports.csv_export import to_csv
+from credits.reports.energy import policy_from_settings
+from credits.reports.nudges import run_nudges
+from credits.reports.schemas import ProgramReport, ProjectReport
+from credits.reports.service import program_report, project_report
+
+_BALANCE = ("awarded", "released", "adjusted", "held", "used", "expired", "available", "overage")
+
+
+@click.group()
+def reports() -> None:
+    """Reports for funders and projects, and the nudges they send."""
+
+
+def _table(title: str, headers: list[str], rows: list[list[str]]) -> Table:
+    table = Table(title=title)
+    for header in headers:
+        table.add_column(header)
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
+def _print(report: ProgramReport | ProjectReport, heading: str) -> None:
+    console = Console(width=160)
+    console.print(f"[bold]{heading}[/bold] at {report.generated_at:%Y-%m-%d %H:%M} UTC")
+    console.print(
+        _table(
+            "balances (credits)",
+            ["currency", *_BALANCE, "forecast unused"],
+            [
+                [b.currency.value]
+                + [format_credits(getattr(b, name)) for name in _BALANCE]
+                + [format_credits(b.forecast_unused)]
+                for b in report.balances
+            ],
+        )
+    )
+    console.print(
+        _table(
+            "allocations",
+            ["account", "project", "expires", "used", "available", "forecast unused", "kWh"],
+            [
+                [
+                    a.code,
+                    str(a.project_id),
+                    f"{a.expires_at:%Y-%m-%d}" if a.expires_at else "-",
+                    format_credits(a.used),
+                    format_credits(a.available),
+                    format_credits(a.forecast_unused),
+                    f"{a.footprint.kwh:.3f}",
+                ]
+                for a in report.allocations
+            ],
+        )
+    )
+    console.print(
+        _table(
+            "usage by flavour and month",
+            ["currency", "flavour", "month", "used", "overage", "GPU-hours", "jobs", "kg CO2e"],
+            [
+                [
+                    u.currency.value,
+                    u.flavour,
+                    u.month,
+                    format_credits(u.used),
+                    format_credits(u.overage),
+                    f"{u.gpu_hours:.2f}",
+                    str(u.jobs),
+                    f"{u.footprint.kg_co2e:.3f}",
+                ]
+                for u in report.usage
+            ],
+        )
+    )
+    for burn in report.burndown:
+        when = burn.projected_exhaustion.isoformat() if burn.projected_exhaustion else "-"
+        console.print(
+            f"burn-down {burn.currency.value}: {format_credits(burn.rate_per_day)}/day, "
+            f"{format_credits(burn.spendable)} spendable, exhausted {when}, "
+            f"{format_credits(burn.forecast_unused)} forecast to expire unused"
+        )
+    eff = report.efficiency
+    util = "-" if eff.mean_gpu_util_percent is None else f"{eff.mean_gpu_util_percent:.1f}%"
+    console.print(
+        f"GPU efficiency {util} over {eff.measured_gpu_seconds / 3600:.2f} of "
+        f"{eff.gpu_seconds / 3600:.2f} GPU-hours; energy {report.footprint.kwh:.3f} kWh, "
+        f"{report.footprint.kg_co2e:.3f} kg CO2e"
+    )
+    outcomes = ", ".join(f"{o.state} {o.jobs}" for o in report.outcomes) or "no jobs"
+    console.print(f"jobs: {outcomes}")
+
+
+def _emit(report: ProgramReport | ProjectReport, heading: str, as_csv: bool, as_json: bool) -> None:
+    if as_csv and as_json:
+        raise click.UsageError("choose one of --csv and --json")
+    if as_csv:
+        click.echo(to_csv(report), nl=False)
+    elif as_json:
+        click.echo(report.model_dump_json(indent=2))
+    else:
+        _print(report, heading)
+
+
+@reports.command()
+@click.argument("program_id", type=click.IntRange(min=1))
+@click.option("--csv", "as_csv", is_flag=True, help="Print one flat CSV table.")
+@click.option("--json", "as_json", is_flag=True, help="Print the JSON report.")
+@reports_errors
+def program(program_id: int, as_csv: bool, as_json: bool) -> None:
+    """Report on a program's allocations."""
+    energy = policy_from_settings(cli_settings())
+    with cli_transaction(snapshot=True) as session:
+        report = program_report(session, program_id, utcnow(), energy=energy)
+    _emit(report, f"program {report.program_id}: {report.name}", as_csv, as_json)
+
+
+@reports.command()
+@click.argument("project_id", type=click.IntRange(min=1))
+@click.option("--csv", "as_csv", is_flag=True, help="Print one flat CSV table.")
+@click.option("--json", "as_json", is_flag=True, help="Print the JSON report.")
+@reports_errors
+def project(project_id: int, as_csv: bool, as_json: bool) -> None:
+    """Report on a project."""
+    energy = policy_from_settings(cli_settings())
+    with cli_transaction(snapshot=True) as session:
+        report = project_report(session, project_id, utcnow(), energy=energy)
+    heading = f"project {report.project_id}: {report.title} ({report.institution})"
+    _emit(report, heading, as_csv, as_json)
+
+
+@reports.command()
+@reports_errors
+def nudges() -> None:
+    """Queue every nudge once: allocations expiring mostly unused, idle GPUs, low balances."""
+    settings = cli_settings()
+    with cli_transaction() as session:
+        report = run_nudges(session, now=utcnow(), idle_percent=settings.idle_gpu_util_percent)
+    click.echo(
+        f"queued {report.underused} underused-allocation, {report.idle} idle-GPU "
+        f"and {report.low_balance} low-balance notices"
+    )

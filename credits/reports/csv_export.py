@@ -1,0 +1,88 @@
+"""A report as one flat CSV table: one row per figure (long format).
+
+Columns (``COLUMNS``): ``section`` (balance, allocation, usage, month,
+burndown, burndown_day, efficiency, footprint, outcome, job, by_project,
+by_institution), then the row's keys, empty where they do not apply:
+``currency``, ``flavour``, ``month`` (YYYY-MM), ``date`` (YYYY-MM-DD),
+``project_id``, ``institution``, ``allocation_id``, ``account_id``,
+``job_id``, ``state``; then ``metric`` (a field name of the JSON report, such
+as ``used`` or ``kg_co2e``) and ``value``. Money is in micro-credits.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from typing import Any
+
+from credits.reports.schemas import ProgramReport, ProjectReport
+
+COLUMNS = (
+    "section",
+    "currency",
+    "flavour",
+    "month",
+    "date",
+    "project_id",
+    "institution",
+    "allocation_id",
+    "account_id",
+    "job_id",
+    "state",
+    "metric",
+    "value",
+)
+_KEYS = frozenset(COLUMNS[1:-2])
+Row = dict[str, Any]
+
+
+def _figures(section: str, item: dict[str, Any], keys: Row) -> Iterator[Row]:
+    for metric, value in item.items():
+        if metric in _KEYS or isinstance(value, list):
+            continue
+        if isinstance(value, dict):
+            yield from _figures(section, value, keys)
+            continue
+        yield {"section": section, **keys, "metric": metric, "value": value}
+
+
+def _keys(item: dict[str, Any]) -> Row:
+    return {key: item[key] for key in _KEYS if key in item and item[key] is not None}
+
+
+def _section(section: str, items: list[Any]) -> Iterator[Row]:
+    for model in items:
+        item = model.model_dump(mode="json")
+        yield from _figures(section, item, _keys(item))
+
+
+def report_rows(report: ProgramReport | ProjectReport) -> Iterator[Row]:
+    """Every figure of the report as a row of ``COLUMNS``."""
+    sections: list[tuple[str, list[Any]]] = [
+        ("balance", report.balances),
+        ("allocation", report.allocations),
+        ("usage", report.usage),
+        ("month", report.months),
+        ("burndown", report.burndown),
+        ("efficiency", [report.efficiency]),
+        ("footprint", [report.footprint]),
+        ("outcome", report.outcomes),
+        ("job", report.jobs),
+    ]
+    if isinstance(report, ProgramReport):
+        sections += [("by_project", report.by_project), ("by_institution", report.by_institution)]
+    for name, items in sections:
+        yield from _section(name, items)
+    for burn in report.burndown:
+        for day in burn.daily:
+            keys = {"currency": burn.currency.value, "date": day.date.isoformat()}
+            yield from _figures("burndown_day", day.model_dump(mode="json"), keys)
+
+
+def to_csv(report: ProgramReport | ProjectReport) -> str:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=COLUMNS, restval="", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(report_rows(report))
+    return out.getvalue()

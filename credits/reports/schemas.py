@@ -1,0 +1,179 @@
+"""What a report returns. Money is integer micro-credits (1 credit = 1,000,000);
+energy is kWh of GPU-board energy, carbon kg CO2e after PUE and grid intensity.
+
+Balance figures of an allocation account, all from the ledger:
+
+- ``awarded``: what the award decided (the allocation's ``awarded_micro``,
+  pending tranches included); an account without an allocation row counts
+  what was granted into it;
+- ``released``: grants posted into the account, less grants out of it;
+- ``adjusted``: ops adjustments in, less adjustments out;
+- ``held``: reserved by open holds (``debits_pending``);
+- ``used``: captured from holds (job and metered usage);
+- ``expired``: moved to the expiry sink at the end;
+- ``available``: ``released + adjusted - used - expired - held``, which is the
+  ledger's ``credits_posted - debits_posted - debits_pending``;
+- ``overage``: usage no hold or allocation covered, booked from the overage
+  account (per project; not part of ``available``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from pydantic import BaseModel, Field
+
+from credits.ledger.models import Currency
+
+
+class Footprint(BaseModel):
+    kwh: float = Field(description="GPU energy in kWh (before PUE)")
+    kg_co2e: float = Field(description="kWh x PUE x grid intensity / 1000")
+
+
+class Efficiency(BaseModel):
+    gpu_seconds: float = Field(description="charged GPU-seconds")
+    measured_gpu_seconds: float = Field(description="charged GPU-seconds of jobs with telemetry")
+    mean_gpu_util_percent: float | None = Field(
+        description="mean GPU utilisation weighted by charged GPU-seconds; None without telemetry"
+    )
+
+
+class Balance(BaseModel):
+    currency: Currency
+    awarded: int
+    released: int
+    adjusted: int
+    held: int
+    used: int
+    expired: int
+    available: int
+    overage: int
+    forecast_unused: int = Field(description="forecast to expire unused, over all allocations")
+
+
+class AllocationLine(BaseModel):
+    account_id: int
+    allocation_id: int | None
+    program_id: int | None
+    project_id: int
+    code: str
+    currency: Currency
+    status: str
+    starts_at: dt.datetime | None
+    expires_at: dt.datetime | None
+    awarded: int
+    released: int
+    adjusted: int
+    held: int
+    used: int
+    expired: int
+    available: int
+    forecast_unused: int = Field(
+        description="available at expiry less the use projected until then at the last "
+        "7 days' rate, spending soonest-expiring first; never negative"
+    )
+    footprint: Footprint
+
+
+class UsageLine(BaseModel):
+    """Usage records by currency, flavour and month (of the record's start)."""
+
+    currency: Currency
+    flavour: str
+    month: str = Field(description="YYYY-MM, UTC")
+    used: int = Field(description="captured micro-credits")
+    overage: int
+    gpu_hours: float
+    jobs: int
+    footprint: Footprint = Field(description="energy of jobs by the month telemetry began")
+
+
+class MonthLine(BaseModel):
+    """Ledger movements by currency and month (of the transfer)."""
+
+    currency: Currency
+    month: str
+    released: int
+    used: int
+    expired: int
+    overage: int
+
+
+class BurnDay(BaseModel):
+    date: dt.date
+    used: int
+    cumulative_used: int
+
+
+class BurnDown(BaseModel):
+    currency: Currency
+    daily: list[BurnDay]
+    rate_per_day: int = Field(description="mean use per day over the last 7 days")
+    spendable: int = Field(description="available now in allocations that have started")
+    projected_exhaustion: dt.date | None = Field(
+        description="when spendable runs out at rate_per_day; None without recent use"
+    )
+    forecast_unused: int
+
+
+class JobLine(BaseModel):
+    job_id: int
+    project_id: int
+    flavour: str
+    state: str
+    gpus: int
+    gpu_seconds: float
+    charged: int
+    overage: int
+    samples: int
+    mean_gpu_util_percent: float | None
+    footprint: Footprint
+
+
+class OutcomeCount(BaseModel):
+    state: str
+    jobs: int
+
+
+class GroupLine(BaseModel):
+    """A program's allocations summed by project or by institution."""
+
+    project_id: int | None
+    title: str
+    institution: str
+    currency: Currency
+    awarded: int
+    released: int
+    held: int
+    used: int
+    expired: int
+    available: int
+    forecast_unused: int
+    footprint: Footprint
+
+
+class ReportBody(BaseModel):
+    generated_at: dt.datetime
+    balances: list[Balance]
+    allocations: list[AllocationLine]
+    usage: list[UsageLine]
+    months: list[MonthLine]
+    burndown: list[BurnDown]
+    efficiency: Efficiency
+    footprint: Footprint
+    outcomes: list[OutcomeCount]
+    jobs: list[JobLine]
+
+
+class ProjectReport(ReportBody):
+    project_id: int
+    title: str
+    institution: str
+
+
+class ProgramReport(ReportBody):
+    program_id: int
+    name: str
+    by_project: list[GroupLine]
+    by_institution: list[GroupLine]

@@ -1,0 +1,271 @@
+"""Reports on a program or a project: balances, usage, burn-down, efficiency, energy.
+
+Read-only: a report flushes nothing and may run inside any transaction. Every
+money figure is a sum of ledger transfers or usage records, so it agrees with
+``credits.ledger.queries.get_balance`` to the micro-credit (see
+:mod:`credits.reports.schemas` for what each figure means).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from collections.abc import Iterable
+from decimal import Decimal
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from credits.grants.errors import ProgramNotFound, ProjectNotFound
+from credits.grants.models import Allocation, Program, Project
+from credits.jobs.models import Job
+from credits.ledger.models import Account
+from credits.metering.energy import EnergyFootprint
+from credits.metering.models import UsageRecord
+from credits.reports import activity as act
+from credits.reports import burndown
+from credits.reports.energy import EnergyPolicy
+from credits.reports.figures import (
+    AccountFigures,
+    Flows,
+    add_overage,
+    add_project_overage,
+    load_accounts,
+    load_flows,
+)
+from credits.reports.schemas import (
+    AllocationLine,
+    Balance,
+    BurnDown,
+    GroupLine,
+    MonthLine,
+    ProgramReport,
+    ProjectReport,
+    ReportBody,
+)
+
+DEFAULT_POLICY = EnergyPolicy.from_values(pue=1.2, grid_g_per_kwh=350.0)
+
+
+def project_report(
+    session: Session, project_id: int, now: dt.datetime, *, energy: EnergyPolicy | None = None
+) -> ProjectReport:
+    """The report of one project over all its allocations; raises ProjectNotFound."""
+    project = session.get(Project, project_id)
+    if project is None:
+        raise ProjectNotFound(f"no project has the id {project_id}")
+    accounts = load_accounts(session, Account.project_id == project_id)
+    flows = load_flows(session, accounts)
+    add_project_overage(session, flows, [project_id])
+    activity = act.load_activity(
+        session,
+        jobs=Job.project_id == project_id,
+        records=UsageRecord.project_id == project_id,
+        policy=energy or DEFAULT_POLICY,
+    )
+    forecast = forecasts(flows, now)
+    body = _body(flows, activity, forecast, now)
+    return ProjectReport(
+        project_id=project.id,
+        title=project.title,
+        institution=project.institution,
+        **body.model_dump(),
+    )
+
+
+def program_report(
+    session: Session, program_id: int, now: dt.datetime, *, energy: EnergyPolicy | None = None
+) -> ProgramReport:
+    """The report of one program over the allocations it awarded; raises ProgramNotFound.
+
+    Jobs count when their holds drew on the program's allocations; overage is
+    the overage of those jobs' usage records.
+    """
+    program = session.get(Program, program_id)
+    if program is None:
+        raise ProgramNotFound(f"no program has the id {program_id}")
+    accounts = load_accounts(session, Allocation.program_id == program_id)
+    flows = load_flows(session, accounts)
+    activity = act.load_activity(
+        session,
+        jobs=act.jobs_drawing_on(list(accounts)),
+        records=None,
+        policy=energy or DEFAULT_POLICY,
+    )
+    add_overage(flows, ((cur, month, u.overage) for (cur, _, month), u in activity.usage.items()))
+    forecast = _program_forecasts(session, accounts, now)
+    body = _body(flows, activity, forecast, now)
+    projects = _projects(session, {a.project_id for a in accounts.values()})
+    return ProgramReport(
+        program_id=program.id,
+        name=program.name,
+        by_project=_by_project(body.allocations, projects),
+        by_institution=_by_institution(body.allocations, projects),
+        **body.model_dump(),
+    )
+
+
+def forecasts(flows: Flows, now: dt.datetime) -> dict[int, int]:
+    """Forecast unused per account, each project and currency at its own 7-day rate."""
+    groups: dict[tuple[int, str], list[AccountFigures]] = defaultdict(list)
+    for account in flows.accounts.values():
+        groups[(account.project_id, account.currency)].append(account)
+    forecast: dict[int, int] = {}
+    for members in groups.values():
+        ids = {a.id for a in members}
+        rate = burndown.rate_per_second((c for c in flows.captures if c.account_id in ids), now)
+        forecast.update(burndown.forecast_unused(members, rate, now))
+    return forecast
+
+
+def _program_forecasts(
+    session: Session, accounts: dict[int, AccountFigures], now: dt.datetime
+) -> dict[int, int]:
+    """A project spends all its allocations, whoever funded them: the forecast of a
+    program's allocations comes from each project's whole set of accounts."""
+    project_ids = {a.project_id for a in accounts.values()}
+    if not project_ids:
+        return {}
+    everything = load_accounts(session, Account.project_id.in_(project_ids))
+    return forecasts(load_flows(session, everything), now)
+
+
+def _body(
+    flows: Flows, activity: act.Activity, forecast: dict[int, int], now: dt.datetime
+) -> ReportBody:
+    footprints = act.account_footprints(activity)
+    allocations = [_allocation_line(a, forecast, footprints) for a in flows.accounts.values()]
+    currencies = sorted({a.currency for a in flows.accounts.values()} | set(flows.overage))
+    jobs = list(activity.jobs.values())
+    return ReportBody(
+        generated_at=now,
+        balances=[_balance(c, allocations, flows.overage.get(c, 0)) for c in currencies],
+        allocations=allocations,
+        usage=act.usage_lines(activity),
+        months=_months(flows),
+        burndown=[_burn_down(c, flows, forecast, now) for c in currencies],
+        efficiency=act.efficiency(jobs),
+        footprint=act.footprint_out(EnergyFootprint.total(job.footprint for job in jobs)),
+        outcomes=act.outcomes(activity),
+        jobs=act.job_lines(activity),
+    )
+
+
+def _allocation_line(
+    account: AccountFigures, forecast: dict[int, int], footprints: dict[int, EnergyFootprint]
+) -> AllocationLine:
+    return AllocationLine(
+        account_id=account.id,
+        allocation_id=account.allocation_id,
+        program_id=account.program_id,
+        project_id=account.project_id,
+        code=account.code,
+        currency=account.currency,
+        status=account.status,
+        starts_at=account.starts_at,
+        expires_at=account.expires_at,
+        awarded=account.awarded,
+        released=account.released,
+        adjusted=account.adjusted,
+        held=account.held,
+        used=account.used,
+        expired=account.expired,
+        available=account.available,
+        forecast_unused=forecast.get(account.id, 0),
+        footprint=act.footprint_out(footprints.get(account.id, EnergyFootprint())),
+    )
+
+
+def _balance(currency: str, lines: list[AllocationLine], overage: int) -> Balance:
+    mine = [line for line in lines if line.currency.value == currency]
+    return Balance(
+        currency=currency,
+        awarded=sum(line.awarded for line in mine),
+        released=sum(line.released for line in mine),
+        adjusted=sum(line.adjusted for line in mine),
+        held=sum(line.held for line in mine),
+        used=sum(line.used for line in mine),
+        expired=sum(line.expired for line in mine),
+        available=sum(line.available for line in mine),
+        overage=overage,
+        forecast_unused=sum(line.forecast_unused for line in mine),
+    )
+
+
+def _months(flows: Flows) -> list[MonthLine]:
+    return [
+        MonthLine(
+            currency=currency,
+            month=month,
+            released=figures.released,
+            used=figures.used,
+            expired=figures.expired,
+            overage=figures.overage,
+        )
+        for (currency, month), figures in sorted(flows.months.items())
+    ]
+
+
+def _burn_down(currency: str, flows: Flows, forecast: dict[int, int], now: dt.datetime) -> BurnDown:
+    accounts = [a for a in flows.accounts.values() if a.currency == currency]
+    captures = [c for c in flows.captures if c.currency == currency]
+    return burndown.burn_down(currency, accounts, captures, forecast, now)
+
+
+def _projects(session: Session, ids: Iterable[int]) -> dict[int, tuple[str, str]]:
+    rows = session.execute(
+        select(Project.id, Project.title, Project.institution).where(Project.id.in_(list(ids)))
+    )
+    return {int(row.id): (str(row.title), str(row.institution)) for row in rows}
+
+
+def _group(
+    lines: list[AllocationLine], key: str, project_id: int | None, title: str, institution: str
+) -> GroupLine:
+    return GroupLine(
+        project_id=project_id,
+        title=title,
+        institution=institution,
+        currency=key,
+        awarded=sum(line.awarded for line in lines),
+        released=sum(line.released for line in lines),
+        held=sum(line.held for line in lines),
+        used=sum(line.used for line in lines),
+        expired=sum(line.expired for line in lines),
+        available=sum(line.available for line in lines),
+        forecast_unused=sum(line.forecast_unused for line in lines),
+        footprint=act.footprint_out(
+            EnergyFootprint.total(
+                EnergyFootprint(
+                    kwh=Decimal(str(line.footprint.kwh)),
+                    kg_co2e=Decimal(str(line.footprint.kg_co2e)),
+                )
+                for line in lines
+            )
+        ),
+    )
+
+
+def _by_project(
+    lines: list[AllocationLine], projects: dict[int, tuple[str, str]]
+) -> list[GroupLine]:
+    groups: dict[tuple[int, str], list[AllocationLine]] = defaultdict(list)
+    for line in lines:
+        groups[(line.project_id, line.currency.value)].append(line)
+    return [
+        _group(members, currency, pid, *projects.get(pid, ("", "")))
+        for (pid, currency), members in sorted(groups.items())
+    ]
+
+
+def _by_institution(
+    lines: list[AllocationLine], projects: dict[int, tuple[str, str]]
+) -> list[GroupLine]:
+    groups: dict[tuple[str, str], list[AllocationLine]] = defaultdict(list)
+    for line in lines:
+        institution = projects.get(line.project_id, ("", ""))[1]
+        groups[(institution, line.currency.value)].append(line)
+    return [
+        _group(members, currency, None, "", institution)
+        for (institution, currency), members in sorted(groups.items())
+    ]

@@ -1,0 +1,106 @@
+"""Eight settlement workers on PostgreSQL settle every usage record exactly once."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import pytest
+from conftest import create_postgres_database, drop_postgres_database
+from jobs_world import JobsWorld, build_jobs_world
+from sqlalchemy import Engine, func, select
+
+from credits.db import make_engine, make_session_factory
+from credits.jobs.models import Job
+from credits.ledger.models import Account, Currency, Transfer, TransferKind
+from credits.ledger.queries import project_sink_code
+from credits.ledger.verify import verify_ledger
+from credits.metering.models import RecordStatus, UsageRecord
+from credits.metering.service import settle_all_pending
+from credits.migrate import upgrade
+
+pytestmark = pytest.mark.postgres
+
+WORKERS = 8
+
+
+@pytest.fixture
+def committed_postgres() -> Iterator[Engine]:
+    url, admin_url = create_postgres_database()
+    upgrade(url)
+    engine = make_engine(url, pool_size=WORKERS + 2)
+    yield engine
+    engine.dispose()
+    drop_postgres_database(url, admin_url)
+
+
+def _running_jobs_with_pending_usage(engine: Engine) -> JobsWorld:
+    world = build_jobs_world(make_session_factory(engine), nodes=4, credits_micro=10**12)
+    for index in range(12):
+        world.submit(name=f"job-{index}", gpus=2, max_runtime_seconds=7200, duration=1500)
+    world.cycle()
+    world.clock.advance(900)
+    world.reconcile()  # meters 15 one-minute intervals of each running job
+    return world
+
+
+def test_eight_concurrent_settlement_workers_charge_each_record_once(
+    committed_postgres: Engine,
+) -> None:
+    world = _running_jobs_with_pending_usage(committed_postgres)
+    with world.session() as session:
+        pending = session.scalar(
+            select(func.count()).where(UsageRecord.status == RecordStatus.PENDING.value)
+        )
+    assert pending and pending >= 100
+    barrier = threading.Barrier(WORKERS)
+    failures: list[BaseException] = []
+
+    def worker() -> None:
+        try:
+            barrier.wait()
+            settle_all_pending(world.factory, batch_size=9, clock=world.clock)
+        except BaseException as error:
+            failures.append(error)
+
+    threads = [threading.Thread(target=worker) for _ in range(WORKERS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert failures == []
+    with world.session() as session:
+        statuses = dict(
+            session.execute(
+                select(UsageRecord.status, func.count()).group_by(UsageRecord.status)
+            ).all()
+        )
+        usage, captured, overage = session.execute(
+            select(
+                func.sum(UsageRecord.amount_micro),
+                func.sum(UsageRecord.captured_micro),
+                func.sum(UsageRecord.overage_micro),
+            )
+        ).one()
+        captures = session.scalar(
+            select(func.coalesce(func.sum(Transfer.amount), 0)).where(
+                Transfer.kind == TransferKind.CAPTURE.value
+            )
+        )
+        sink = session.scalar(
+            select(Account).where(Account.code == project_sink_code(world.project_id, Currency.GPU))
+        )
+        assert sink is not None
+        per_job = session.execute(
+            select(Job.hold_micro, func.sum(UsageRecord.captured_micro))
+            .join(UsageRecord, UsageRecord.job_id == Job.id)
+            .group_by(Job.id, Job.hold_micro)
+        ).all()
+        assert verify_ledger(session).ok
+    assert statuses == {RecordStatus.SETTLED.value: pending}
+    assert usage == captured + overage
+    assert overage == 0
+    assert captures == captured
+    assert sink.credits_posted == usage
+    assert len(per_job) == 12
+    assert all(0 < charged <= hold for hold, charged in per_job)

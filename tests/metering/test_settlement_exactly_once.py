@@ -1,0 +1,156 @@
+"""Usage is charged exactly once: balances move while jobs run, replays and crashes
+change nothing, usage beyond the hold is booked as overage, never overdrawn."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from jobs_world import RATE, JobsWorld, build_jobs_world
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from credits.db import session_scope
+from credits.jobs.models import Job, JobRun
+from credits.ledger.models import Account, AccountKind, Currency
+from credits.ledger.queries import project_sink_code, system_account_id
+from credits.ledger.verify import verify_ledger
+from credits.metering.models import RecordStatus, UsageRecord
+from credits.metering.service import settle_all_pending
+from credits.metering.settlement import settle_pending
+
+
+@pytest.fixture
+def world(joined_session_factory: sessionmaker[Session]) -> JobsWorld:
+    return build_jobs_world(joined_session_factory)
+
+
+def _cost(gpu_seconds: int) -> int:
+    return -(-gpu_seconds * RATE // 3600)
+
+
+def _settle(world: JobsWorld) -> None:
+    settle_all_pending(world.factory, batch_size=7, clock=world.clock)
+
+
+def _usage_equals_captures_plus_overage(world: JobsWorld) -> None:
+    with world.session() as session:
+        usage = session.scalar(select(func.sum(UsageRecord.amount_micro))) or 0
+        captured = session.scalar(select(func.sum(UsageRecord.captured_micro))) or 0
+        overage = session.scalar(select(func.sum(UsageRecord.overage_micro))) or 0
+        pending = session.scalar(
+            select(func.count()).where(UsageRecord.status == RecordStatus.PENDING.value)
+        )
+        sink = session.scalar(
+            select(Account).where(Account.code == project_sink_code(world.project_id, Currency.GPU))
+        )
+        assert sink is not None
+        assert report_ok(session)
+    assert pending == 0
+    assert usage == captured + overage
+    assert sink.credits_posted == usage
+
+
+def _used(world: JobsWorld) -> int:
+    with world.session() as session:
+        account = session.get(Account, world.account_id)
+        assert account is not None
+        return int(account.debits_posted)
+
+
+def report_ok(session: Session) -> bool:
+    report = verify_ledger(session)
+    return bool(report.ok)
+
+
+def test_balance_moves_while_a_job_runs_and_the_total_is_exact(world: JobsWorld) -> None:
+    job = world.submit(gpus=2, max_runtime_seconds=3600, duration=600)
+    world.cycle()
+    used = [_used(world)]
+    for _ in range(5):
+        world.clock.advance(60)
+        world.cycle()
+        _settle(world)
+        used.append(_used(world))
+    # Charged interval by interval while running, from the hold (so what the
+    # project may still spend, already net of the hold, does not move).
+    assert used == sorted(used)
+    assert used[-1] > used[0] == 0
+    with world.session() as session:
+        assert session.get(Job, job.id).state == "running"  # type: ignore[union-attr]
+    world.clock.advance(300)
+    world.cycle()
+    with world.session() as session:
+        done = session.get(Job, job.id)
+        assert done is not None
+        assert done.state == "succeeded"
+        assert done.charged_micro == _cost(2 * 600)
+        assert done.overage_micro == 0
+    _usage_equals_captures_plus_overage(world)
+
+
+def test_settling_twice_or_concurrently_in_one_process_charges_once(world: JobsWorld) -> None:
+    world.submit(gpus=1, duration=400)
+    world.cycle()
+    world.clock.advance(400)
+    world.reconcile()  # meters nothing settled yet for the running part
+    _settle(world)
+    _settle(world)
+    _usage_equals_captures_plus_overage(world)
+
+
+def test_a_worker_that_dies_before_commit_leaves_the_records_for_the_next(
+    world: JobsWorld,
+) -> None:
+    world.submit(gpus=1, duration=600)
+    world.cycle()
+    world.clock.advance(300)
+    world.cycle()  # meters five intervals, then settles them; add more to settle by hand
+    world.clock.advance(120)
+    world.reconcile()
+    with world.session() as session:
+        pending_before = session.scalar(
+            select(func.count()).where(UsageRecord.status == RecordStatus.PENDING.value)
+        )
+    assert pending_before
+    with pytest.raises(RuntimeError), session_scope(world.factory) as session:
+        settle_pending(session, now=world.clock(), limit=100)
+        raise RuntimeError("worker killed between capture and acknowledgement")
+    with world.session() as session:
+        assert (
+            session.scalar(
+                select(func.count()).where(UsageRecord.status == RecordStatus.PENDING.value)
+            )
+            == pending_before
+        )
+    _settle(world)
+    _usage_equals_captures_plus_overage(world)
+
+
+def test_usage_beyond_the_hold_is_booked_as_overage_and_flags_the_job(world: JobsWorld) -> None:
+    late = world.submit(gpus=1, max_runtime_seconds=60, duration=30)
+    world.cycle()
+    world.clock.advance(30)
+    # The executor's clock ran ahead of the deadline: its observed run is 90 s long,
+    # 30 s more than the hold covers.
+    with world.session() as session:
+        run = session.scalar(select(JobRun).where(JobRun.job_id == late.id))
+        assert run is not None and run.started_at is not None
+        run.finished_at = run.started_at + timedelta(seconds=90)
+        row = session.get(Job, late.id)
+        assert row is not None
+        row.state = "succeeded"
+        row.finished_at = run.finished_at
+    world.reconcile()
+    with world.session() as session:
+        flagged = session.get(Job, late.id)
+        assert flagged is not None
+        assert flagged.charged_micro == late.hold_micro
+        assert flagged.overage_micro == _cost(90) - late.hold_micro > 0
+        overage = session.get(
+            Account, system_account_id(session, AccountKind.OVERAGE, Currency.GPU)
+        )
+        assert overage is not None
+        assert overage.debits_posted == flagged.overage_micro
+    assert world.available() == 100_000_000 - late.hold_micro
+    _usage_equals_captures_plus_overage(world)

@@ -1,0 +1,69 @@
+"""Burn-down arithmetic: the 7-day rate, exhaustion, and the spend-order forecast."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from credits.reports.burndown import burn_down, forecast_unused, rate_per_second
+from credits.reports.figures import AccountFigures, Capture
+
+NOW = datetime(2027, 3, 1, 12, 0, tzinfo=UTC)
+DAY = Decimal(86400)
+
+
+def _account(account_id: int, available: int, days_left: float, **extra: object) -> AccountFigures:
+    values: dict[str, object] = {
+        "id": account_id,
+        "code": f"a{account_id}",
+        "currency": "gpu",
+        "project_id": 1,
+        "status": "active",
+        "starts_at": NOW - timedelta(days=30),
+        "expires_at": NOW + timedelta(days=days_left),
+        "held": 0,
+        "available": available,
+    } | extra
+    return AccountFigures(**values)  # type: ignore[arg-type]
+
+
+def _capture(days_ago: float, amount: int) -> Capture:
+    return Capture(account_id=1, currency="gpu", at=NOW - timedelta(days=days_ago), amount=amount)
+
+
+def test_rate_counts_only_the_last_seven_days() -> None:
+    captures = [_capture(1, 700), _capture(6.9, 700), _capture(7.5, 10_000)]
+    assert rate_per_second(captures, NOW) * DAY * 7 == 1400
+
+
+def test_no_use_forecasts_everything_unused_and_no_exhaustion() -> None:
+    accounts = [_account(1, 1000, 10)]
+    forecast = forecast_unused(accounts, Decimal(0), NOW)
+    burn = burn_down("gpu", accounts, [], forecast, NOW)
+    assert forecast == {1: 1000}
+    assert burn.projected_exhaustion is None
+    assert burn.daily == []
+
+
+def test_spend_order_fills_the_soonest_expiring_first() -> None:
+    """100/day: the first (5 days, 300) runs out on day 3; the second then has 7
+    days of its 10 left and uses 700 of 1000; the third starts only on day 10."""
+    rate = Decimal(100) / DAY
+    accounts = [_account(2, 1000, 10), _account(1, 300, 5), _account(3, 500, 12)]
+    assert forecast_unused(accounts, rate, NOW) == {1: 0, 2: 300, 3: 300}
+
+
+def test_exhaustion_date_and_daily_series() -> None:
+    accounts = [_account(1, 7000, 365)]
+    captures = [_capture(d + 0.1, 100) for d in range(7)]
+    burn = burn_down("gpu", accounts, captures, forecast_unused(accounts, Decimal(0), NOW), NOW)
+    assert burn.rate_per_day == 100
+    assert burn.projected_exhaustion == (NOW + timedelta(days=70)).date()
+    assert [day.used for day in burn.daily] == [100] * 7
+    assert burn.daily[-1].cumulative_used == 700
+
+
+def test_an_account_not_yet_started_waits_for_its_start() -> None:
+    rate = Decimal(100) / DAY
+    later = _account(1, 1000, 20, starts_at=NOW + timedelta(days=15))
+    assert forecast_unused([later], rate, NOW) == {1: 500}

@@ -1,0 +1,208 @@
+"""Reports agree with the ledger to the micro-credit on a seeded scenario."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from reports_world import AWARD_A, AWARD_B, CREDIT, ReportsWorld, add_telemetry, build_reports_world
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from credits.jobs.models import Job, JobState
+from credits.ledger import service as ledger
+from credits.ledger.models import AccountKind, Currency, Transfer, TransferKind
+from credits.ledger.queries import get_balance, project_sink_code, system_account_id
+from credits.ledger.verify import verify_ledger
+from credits.metering.models import UsageRecord
+from credits.reports.energy import EnergyPolicy
+from credits.reports.schemas import ProgramReport, ProjectReport
+from credits.reports.service import program_report, project_report
+
+SYSTEM_PUE = EnergyPolicy.from_values(pue=1.5, grid_g_per_kwh=400.0)
+KWH_MJ = 3_600_000_000
+
+
+@pytest.fixture
+def world(joined_session_factory: sessionmaker[Session]) -> ReportsWorld:
+    world = build_reports_world(joined_session_factory)
+    world.a.submit(gpus=2, duration=600)
+    world.a.submit(gpus=1, duration=1200, labels={"credits.dev/simulated-exit-code": "1"})
+    world.b.submit(gpus=4, duration=300)
+    world.run_until_done()
+    return world
+
+
+def _jobs(session: Session, project_id: int) -> list[Job]:
+    return list(session.scalars(select(Job).where(Job.project_id == project_id)))
+
+
+def _check_lines_against_ledger(session: Session, report: ProjectReport | ProgramReport) -> None:
+    for line in report.allocations:
+        balance = get_balance(session, account_id=line.account_id)
+        assert line.available == balance.available
+        assert line.held == balance.held
+        assert line.released + line.adjusted - line.used - line.expired == balance.posted
+        assert line.available == (
+            line.released + line.adjusted - line.used - line.expired - line.held
+        )
+
+
+def test_project_report_agrees_with_the_ledger(session: Session, world: ReportsWorld) -> None:
+    jobs = _jobs(session, world.a.project_id)
+    assert {job.state for job in jobs} == {JobState.SUCCEEDED.value, JobState.FAILED.value}
+    now = world.clock()
+
+    report = project_report(session, world.a.project_id, now)
+
+    _check_lines_against_ledger(session, report)
+    (balance,) = report.balances
+    charged = sum(job.charged_micro for job in jobs)
+    assert charged > 0
+    assert balance.awarded == balance.released == AWARD_A
+    assert balance.used == charged
+    assert balance.held == 0
+    assert balance.available == AWARD_A - charged
+    assert balance.available == get_balance(session, account_id=world.a.account_id).available
+    assert sum(line.used for line in report.usage) == charged
+    assert sum(month.used for month in report.months) == charged
+    assert {o.state: o.jobs for o in report.outcomes} == {"failed": 1, "succeeded": 1}
+    assert sum(job.charged for job in report.jobs) == charged
+    gpu_seconds = session.scalar(
+        select(func.sum(UsageRecord.quantity_micro)).where(
+            UsageRecord.project_id == world.a.project_id
+        )
+    )
+    assert report.efficiency.gpu_seconds == pytest.approx(gpu_seconds / 1_000_000)
+    assert report.efficiency.gpu_seconds == pytest.approx(2 * 600 + 1 * 1200, abs=120)
+    assert report.efficiency.mean_gpu_util_percent is None
+    assert report.usage[0].flavour == "a100-80gb"
+    assert verify_ledger(session).ok
+
+
+def test_program_report_sums_both_projects(session: Session, world: ReportsWorld) -> None:
+    report = program_report(session, world.program_id, world.clock())
+
+    _check_lines_against_ledger(session, report)
+    (balance,) = report.balances
+    used = {
+        pid: sum(job.charged_micro for job in _jobs(session, pid))
+        for pid in (world.a.project_id, world.b.project_id)
+    }
+    assert balance.awarded == AWARD_A + AWARD_B
+    assert balance.used == sum(used.values())
+    assert balance.available == AWARD_A + AWARD_B - sum(used.values())
+    by_project = {line.project_id: line for line in report.by_project}
+    assert by_project[world.a.project_id].used == used[world.a.project_id]
+    assert by_project[world.b.project_id].used == used[world.b.project_id]
+    assert by_project[world.b.project_id].institution == "Uni B"
+    institutions = {line.institution: line.used for line in report.by_institution}
+    assert institutions == {"Uni A": used[world.a.project_id], "Uni B": used[world.b.project_id]}
+    assert {o.state: o.jobs for o in report.outcomes} == {"failed": 1, "succeeded": 2}
+    assert {line.allocation_id for line in report.allocations} == {
+        world.allocation_a,
+        world.allocation_b,
+    }
+
+
+def test_expiry_and_overage_are_reported_where_they_belong(
+    session: Session, world: ReportsWorld
+) -> None:
+    """An account outside the program expires in project B's report only; overage
+    booked to B's usage sink shows in B's balance."""
+    now = world.clock()
+    extra = ledger.open_account(
+        session,
+        code="b-extra",
+        currency=Currency.GPU,
+        project_id=world.b.project_id,
+        starts_at=now - timedelta(hours=1),
+        expires_at=now + timedelta(hours=1),
+        actor=world.a.ops,
+    )
+    ledger.grant(
+        session,
+        key="b-extra-fund",
+        from_account_id=system_account_id(session, AccountKind.SOURCE, Currency.GPU),
+        to_account_id=extra.id,
+        amount=5 * CREDIT,
+        actor=world.a.ops,
+        now=now,
+    )
+    ledger.book_overage(
+        session,
+        key="b-overage",
+        project_id=world.b.project_id,
+        currency=Currency.GPU,
+        amount=123_457,
+        actor=world.a.ops,
+        now=now,
+    )
+    later = now + timedelta(hours=2)
+    ledger.expire_account(session, account_id=extra.id, actor=world.a.ops, now=later)
+
+    project = project_report(session, world.b.project_id, later)
+    program = program_report(session, world.program_id, later)
+
+    _check_lines_against_ledger(session, project)
+    (balance,) = project.balances
+    assert balance.expired == 5 * CREDIT
+    assert balance.overage == 123_457
+    sink_overage = session.scalar(
+        select(func.sum(Transfer.amount)).where(
+            Transfer.kind == TransferKind.GRANT.value,
+            Transfer.credit_account_id.in_(
+                select(ledger.ACCOUNTS.c.id).where(
+                    ledger.ACCOUNTS.c.code == project_sink_code(world.b.project_id, Currency.GPU)
+                )
+            ),
+        )
+    )
+    assert balance.overage == sink_overage
+    assert program.balances[0].expired == 0
+    assert project.balances[0].awarded == AWARD_B + 5 * CREDIT
+
+
+def test_efficiency_and_energy_come_from_telemetry(session: Session, world: ReportsWorld) -> None:
+    first, second = sorted(_jobs(session, world.a.project_id), key=lambda job: job.id)
+    at = world.clock()
+    add_telemetry(session, first.id, samples=10, util=80.0, energy_mj=KWH_MJ, at=at)
+    add_telemetry(session, second.id, samples=10, util=20.0, energy_mj=2 * KWH_MJ, at=at)
+
+    report = project_report(session, world.a.project_id, at, energy=SYSTEM_PUE)
+
+    jobs = {job.job_id: job for job in report.jobs}
+    weights = {job_id: jobs[job_id].gpu_seconds for job_id in jobs}
+    expected = (80 * weights[first.id] + 20 * weights[second.id]) / sum(weights.values())
+    assert report.efficiency.mean_gpu_util_percent == pytest.approx(expected, abs=1e-3)
+    assert jobs[first.id].footprint.kwh == pytest.approx(1.0)
+    # 1 kWh x PUE 1.5 x 400 g/kWh = 0.6 kg.
+    assert jobs[first.id].footprint.kg_co2e == pytest.approx(0.6)
+    assert report.footprint.kwh == pytest.approx(3.0)
+    assert report.footprint.kg_co2e == pytest.approx(1.8)
+    (line,) = report.allocations
+    assert line.footprint.kg_co2e == pytest.approx(1.8)
+    program = program_report(session, world.program_id, at, energy=SYSTEM_PUE)
+    assert program.footprint.kwh == pytest.approx(3.0)
+    (group,) = [g for g in program.by_project if g.project_id == world.a.project_id]
+    assert group.footprint.kg_co2e == pytest.approx(1.8)
+
+
+def test_burn_down_projects_exhaustion_from_last_week(
+    session: Session, world: ReportsWorld
+) -> None:
+    now = world.clock()
+    report = project_report(session, world.a.project_id, now)
+
+    (burn,) = report.burndown
+    used = report.balances[0].used
+    assert burn.rate_per_day == used // 7
+    assert burn.spendable == report.balances[0].available
+    assert burn.daily[-1].cumulative_used == used
+    days = burn.spendable / (used / 7)
+    assert burn.projected_exhaustion == (now + timedelta(days=days)).date()
+    # 30 days at the rate use about 4/7 of what is left... never more than available.
+    assert 0 <= burn.forecast_unused <= burn.spendable
+    quiet = project_report(session, world.a.project_id, now + timedelta(days=8))
+    assert quiet.burndown[0].projected_exhaustion is None
+    assert quiet.burndown[0].forecast_unused == quiet.balances[0].available
