@@ -1,0 +1,21 @@
+"""The browser UI: server-rendered pages over the same services as the API.
+
+``init_app(app)`` registers the UI's blueprints on the app ``create_app``
+builds. Every page reads the logged-in user from the Flask session (a signed,
+HttpOnly, SameSite=Lax cookie, Secure outside the embedded profile's plain
+HTTP), every form carries a CSRF token, and every page calls one service.
+"""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from admin_ui import auth, web
+from admin_ui.pages import blueprints
+
+
+def init_app(app: Flask) -> None:
+    web.init_app(app)
+    app.register_blueprint(auth.blueprint)
+    for blueprint in blueprints():
+        app.register_blueprint(blueprint)

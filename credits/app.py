@@ -13,6 +13,7 @@ from flask import Flask
 from flask.json.provider import DefaultJSONProvider
 from sqlalchemy.orm import Session, sessionmaker
 
+import admin_ui
 from credits.api import (
     auth,
     grants,
@@ -86,6 +87,7 @@ def create_app(
     auth.init_app(app)
     for blueprint in BLUEPRINTS:
         app.register_blueprint(blueprint)
+    admin_ui.init_app(app)
     return app
 
 

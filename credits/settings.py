@@ -79,6 +79,12 @@ class Settings(BaseSettings):
     notification_digest_hour: int = Field(default=7, ge=0, le=23)
     # Runs Celery tasks in the calling process (tests, or a machine with no worker).
     task_always_eager: bool = False
+    # Browser sign-in through an OpenID Connect provider (an institution's, CILogon):
+    # on when an issuer is set; local passwords keep working beside it.
+    oidc_issuer: str = ""
+    oidc_client_id: str = ""
+    oidc_client_secret: SecretStr = SecretStr("")
+    oidc_display_name: str = "your institution"
     # GPU telemetry: DCGM exporter /metrics URLs, comma-separated (none: NVML on this
     # host for the local executor); scraped every telemetry_interval_seconds.
     dcgm_exporter_urls: str = ""

@@ -469,9 +469,12 @@ def _matches(expected: Expect, status: int) -> bool:
 
 
 def _routes(app: Flask) -> set[tuple[str, str]]:
+    """The API's routes; the browser UI's (endpoints ``ui_*``) have their own matrix,
+    tests/ui/test_ui_access.py, as they answer a session cookie, not a token."""
     return {
         (method, rule.rule)
         for rule in app.url_map.iter_rules()
+        if not rule.endpoint.startswith("ui_")
         for method in (rule.methods or set()) - IMPLICIT_METHODS
     }
 

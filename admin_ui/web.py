@@ -1,0 +1,191 @@
+"""What every page shares: the signed-in user, CSRF, a transaction, rendering.
+
+Pages are thin: they parse a form, call one service in one transaction with
+:func:`transaction`, and render. A refusal from a service (a ``CreditsError``)
+is shown on the form it came from, never as a traceback.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from functools import wraps
+from typing import Any, ParamSpec, TypeVar
+
+from flask import Flask, abort, current_app, g, redirect, render_template, request, session, url_for
+from flask.typing import ResponseReturnValue
+from markupsafe import Markup
+from sqlalchemy.orm import Session
+
+from credits.api.auth import EXTENSION_KEY, session_factory
+from credits.db import session_scope
+from credits.errors import CreditsError
+from credits.identity.actor import Actor
+from credits.identity.models import Role, User
+from credits.identity.service import actor_for
+from credits.settings import Profile
+
+P = ParamSpec("P")
+R = TypeVar("R")
+CSRF_FIELD = "csrf_token"
+USER_KEY = "user_id"
+MICRO = 1_000_000
+NOTHING = "\u2013"  # an en dash where a value is missing
+
+
+def init_app(app: Flask) -> None:
+    settings = app.extensions[EXTENSION_KEY].settings
+    app.config.update(
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        # The embedded profile serves plain HTTP on 127.0.0.1; everywhere else the
+        # session cookie is sent over HTTPS only.
+        SESSION_COOKIE_SECURE=settings.profile is not Profile.EMBEDDED,
+        SESSION_COOKIE_NAME="credits_session",
+    )
+    app.jinja_env.globals.update(
+        csrf_token=csrf_token, credits=format_credits, nav=nav_links, badge=badge
+    )
+    app.jinja_env.filters.update(credits=format_credits, when=format_when)
+    app.before_request(_check_csrf)
+
+
+def current_actor() -> Actor | None:
+    """The signed-in user as an Actor (roles read afresh on every request), or None."""
+    if "ui_actor" in g:
+        actor: Actor | None = g.ui_actor
+        return actor
+    actor = None
+    user_id = session.get(USER_KEY)
+    if isinstance(user_id, int):
+        with session_scope(session_factory()) as db:
+            user = db.get(User, user_id)
+            if user is not None and user.is_active:
+                actor = actor_for(user)
+    if actor is None:
+        session.pop(USER_KEY, None)
+    g.ui_actor = actor
+    return actor
+
+
+def sign_in(user_id: int) -> None:
+    session.clear()
+    session[USER_KEY] = user_id
+    session[CSRF_FIELD] = secrets.token_urlsafe(32)
+
+
+def login_required(view: Callable[P, ResponseReturnValue]) -> Callable[P, ResponseReturnValue]:
+    @wraps(view)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> ResponseReturnValue:
+        if current_actor() is None:
+            return redirect(url_for("ui_auth.login", next=request.full_path))
+        return view(*args, **kwargs)
+
+    return wrapper
+
+
+def actor() -> Actor:
+    """The signed-in actor; only inside a view guarded by :func:`login_required`."""
+    found = current_actor()
+    if found is None:
+        abort(401)
+    return found
+
+
+def require_role(*roles: Role) -> Actor:
+    """The signed-in actor when it holds one of ``roles``; a 404 page otherwise."""
+    found = actor()
+    if not any(found.has_role(role) for role in roles):
+        abort(404)
+    return found
+
+
+@contextmanager
+def transaction() -> Iterator[Session]:
+    with session_scope(session_factory()) as db:
+        yield db
+
+
+def csrf_token() -> str:
+    token = session.get(CSRF_FIELD)
+    if not isinstance(token, str):
+        token = secrets.token_urlsafe(32)
+        session[CSRF_FIELD] = token
+    return token
+
+
+def _check_csrf() -> ResponseReturnValue | None:
+    """Every state-changing request to a UI page carries the session's token."""
+    if request.method in {"GET", "HEAD", "OPTIONS"}:
+        return None
+    # Only the UI's own pages: the API authenticates with bearer tokens, not cookies.
+    if not (request.endpoint or "").startswith("ui_"):
+        return None
+    sent = request.form.get(CSRF_FIELD) or request.headers.get("X-CSRF-Token", "")
+    expected = session.get(CSRF_FIELD)
+    if not isinstance(expected, str) or not secrets.compare_digest(sent, expected):
+        return render_template(
+            "error.html",
+            title="Form expired",
+            message=(
+                "This form has expired or did not come from this site. Go back, reload the page"
+                " and try again."
+            ),
+        ), 400
+    return None
+
+
+def render(template: str, **context: Any) -> str:
+    return render_template(template, me=current_actor(), **context)
+
+
+def refusal(error: CreditsError) -> str:
+    """A service's refusal as one line for a form."""
+    return str(error)
+
+
+def format_credits(micro: int | None) -> str:
+    """12_500_000 → '12.5' credits, with thousands separators."""
+    if micro is None:
+        return NOTHING
+    whole, fraction = divmod(abs(micro), MICRO)
+    sign = "-" if micro < 0 else ""
+    text = f"{sign}{whole:,}"
+    if fraction:
+        text += f".{fraction:06d}".rstrip("0")
+    return text
+
+
+def format_when(moment: datetime | None) -> str:
+    if moment is None:
+        return NOTHING
+    return moment.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def nav_links() -> list[tuple[str, str]]:
+    """The navigation for the signed-in user's roles: (label, endpoint)."""
+    me = current_actor()
+    if me is None:
+        return []
+    links = [("Home", "ui_home.dashboard")]
+    wanted = [
+        (Role.RESEARCHER, "Jobs", "ui_jobs.list_jobs"),
+        (Role.RESEARCHER, "Programs", "ui_researcher.open_programs"),
+        (Role.REVIEWER, "Reviews", "ui_review.assigned"),
+        (Role.FUNDER, "Programs", "ui_funder.programs"),
+        (Role.OPS, "Pool", "ui_ops.pool"),
+        (Role.OPS, "Projects", "ui_ops.projects"),
+        (Role.OPS, "Audit", "ui_ops.audit"),
+    ]
+    for role, label, endpoint in wanted:
+        usable = me.has_role(role) and endpoint in current_app.view_functions
+        if usable and (label, endpoint) not in links:
+            links.append((label, endpoint))
+    links.append(("API tokens", "ui_auth.tokens"))
+    return links
+
+
+def badge(state: str) -> Markup:
+    return Markup('<span class="badge badge-{0}">{0}</span>').format(state)

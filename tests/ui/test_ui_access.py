@@ -1,0 +1,110 @@
+"""Who reaches which browser page: every UI route, every persona, each answer asserted."""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import re
+from pathlib import Path
+
+import pytest
+from api_world import ANONYMOUS, PERSONAS, World, build_world, world_executor
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy.orm import Session, sessionmaker
+from ui_matrix import LOGIN, OK, UiRow
+
+from credits.app import create_app
+from credits.settings import load_settings
+
+IMPLICIT_METHODS = frozenset({"HEAD", "OPTIONS"})
+_ARGUMENT = re.compile(r"<(?:\w+(?:\([^)]*\))?:)?(?P<name>\w+)>")
+CSRF = "matrix-csrf-token"
+# Routes every visitor may open: sign-in pages and the UI's static files.
+PUBLIC_ENDPOINTS = frozenset(
+    {
+        "ui_auth.login",
+        "ui_auth.login_submit",
+        "ui_auth.login_oidc",
+        "ui_auth.oidc_callback",
+        "ui_auth.static",
+        "ui_auth.logout",
+    }
+)
+
+
+def _rows() -> list[UiRow]:
+    rows: list[UiRow] = []
+    for module in pkgutil.iter_modules([str(Path(__file__).parent)]):
+        if module.name.startswith("ui_rows_"):
+            rows.extend(importlib.import_module(module.name).ROWS)
+    return rows
+
+
+ROWS = _rows()
+
+
+@pytest.fixture
+def app(joined_session_factory: sessionmaker[Session]) -> Flask:
+    return create_app(
+        load_settings(), session_factory=joined_session_factory, executor=world_executor()
+    )
+
+
+def _ui_routes(app: Flask) -> set[tuple[str, str]]:
+    return {
+        (method, rule.rule)
+        for rule in app.url_map.iter_rules()
+        if rule.endpoint.startswith("ui_") and rule.endpoint not in PUBLIC_ENDPOINTS
+        for method in (rule.methods or set()) - IMPLICIT_METHODS
+    }
+
+
+def test_every_ui_route_has_a_row(app: Flask) -> None:
+    covered = {(row.method, row.rule) for row in ROWS}
+    routes = _ui_routes(app)
+    assert not sorted(routes - covered), f"UI routes with no row: {sorted(routes - covered)}"
+    assert not sorted(covered - routes), (
+        f"rows for UI routes that do not exist: {sorted(covered - routes)}"
+    )
+
+
+def _url(row: UiRow, world: World) -> str:
+    def value(match: re.Match[str]) -> str:
+        name = match["name"]
+        assert name in row.path, f"{row.id}: the row names no target for <{name}>"
+        return str(getattr(world, row.path[name]))
+
+    return _ARGUMENT.sub(value, row.rule)
+
+
+def _answer(
+    client: FlaskClient, session: Session, row: UiRow, world: World, persona: str
+) -> str | int:
+    if persona != ANONYMOUS:
+        with client.session_transaction() as cookie:
+            cookie["user_id"] = world.user_ids.get(persona, world.member_a)
+            cookie["csrf_token"] = CSRF
+    form = (row.form(world) if row.form else {}) | (
+        {"csrf_token": CSRF} if row.method == "POST" else {}
+    )
+    savepoint = session.connection().begin_nested()
+    try:
+        response = client.open(_url(row, world), method=row.method, data=form)
+    finally:
+        savepoint.rollback()
+    if response.status_code in {301, 302, 303, 307, 308}:
+        return LOGIN if "/login" in response.headers.get("Location", "") else OK
+    if 200 <= response.status_code < 300:
+        return OK
+    return response.status_code
+
+
+@pytest.mark.parametrize("row", ROWS, ids=[row.id for row in ROWS])
+def test_ui_access(app: Flask, session: Session, row: UiRow) -> None:
+    world = build_world(session)
+    got = {
+        persona: _answer(app.test_client(), session, row, world, persona) for persona in PERSONAS
+    }
+    wrong = {p: (row.answers[p], got[p]) for p in PERSONAS if row.answers[p] != got[p]}
+    assert not wrong, f"{row.id}: persona: (expected, got) {wrong}"
