@@ -111,6 +111,8 @@ class Settings(BaseSettings):
 
     # Jobs: the longest max runtime a spec may ask for (credits are held for it).
     jobs_max_runtime_seconds: int = Field(default=7 * 86400, ge=60, le=366 * 86400)
+    # A job the pool has not started this long after the scheduler started it fails.
+    jobs_start_timeout_seconds: float = Field(default=3600.0, gt=0, le=7 * 86400)
     scheduler_policy: SchedulerOrdering = SchedulerOrdering.FAIRSHARE
     scheduler_backfill: bool = True
     # Past GPU usage counts half as much after this many hours in the fair-share order.

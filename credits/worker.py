@@ -137,8 +137,7 @@ def register_grants_tasks(app: Celery, resources: WorkerResources) -> None:
 
 
 def register_jobs_tasks(app: Celery, resources: WorkerResources) -> None:
-    from credits.jobs.reconciler import reconcile  # noqa: PLC0415 - keeps imports light
-    from credits.jobs.runtime import run_schedule  # noqa: PLC0415
+    from credits.jobs.runtime import reconcile_with, run_schedule  # noqa: PLC0415
 
     @app.task(name=SCHEDULE_JOBS, shared=False)
     def schedule_jobs() -> list[int]:
@@ -153,11 +152,7 @@ def register_jobs_tasks(app: Celery, resources: WorkerResources) -> None:
     def reconcile_jobs() -> dict[str, Any]:
         """One reconcile: launch, stop, observe, meter, settle finished jobs, release;
         safe to run twice or at once."""
-        report = reconcile(
-            resources.session_factory,
-            resources.executor,
-            interval_s=resources.settings.metering_interval_seconds,
-        )
+        report = reconcile_with(resources.session_factory, resources.executor, resources.settings)
         if report.metered:
             app.tasks[SETTLE_USAGE].delay()
         return report.model_dump()

@@ -2,7 +2,8 @@
 
 ``POST /api/v1/usage/records`` takes up to 1,000 records and answers one
 verdict per record (accepted, duplicate, rejected with a reason). It needs a
-token with the ``meter`` scope whose user is ops or on each record's project.
+token that names the ``meter`` scope (a login or an unscoped token is not
+enough), whose user is ops or on each record's project.
 Resending a batch is safe: records are unique by (source, record_id).
 """
 
@@ -16,9 +17,8 @@ from flask.typing import ResponseReturnValue
 from credits.api.auth import credits_extension, current_actor, session_factory
 from credits.api.openapi import operation
 from credits.db import run_in_transaction, utcnow
-from credits.identity.access import require_actor, require_scope
-from credits.identity.models import Scope
-from credits.metering.ingest import ingest_batch
+from credits.identity.access import require_actor
+from credits.metering.ingest import ingest_batch, require_meter_token
 from credits.metering.schemas import UsageBatchIn, UsageBatchOut
 
 blueprint = Blueprint("usage", __name__, url_prefix="/api/v1/usage")
@@ -35,7 +35,7 @@ def report_usage() -> ResponseReturnValue:
     """Stores each acceptable record as pending usage, settled into the ledger by the
     metering task; the answer lists every record's outcome in the order sent."""
     actor = require_actor(current_actor())
-    require_scope(actor, Scope.METER)
+    require_meter_token(actor)
     batch = UsageBatchIn.model_validate(request.get_json())
     window = timedelta(hours=credits_extension().settings.usage_late_window_hours)
     now = utcnow()

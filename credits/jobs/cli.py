@@ -19,8 +19,7 @@ from credits.identity.service import actor_for_email
 from credits.jobs import queries, service
 from credits.jobs.executors.base import Executor
 from credits.jobs.models import JobState
-from credits.jobs.reconciler import reconcile
-from credits.jobs.runtime import executor_for, run_schedule
+from credits.jobs.runtime import executor_for, reconcile_with, run_schedule
 from credits.jobs.schemas import JobQuery, PoolStatus
 
 # Whoever can run this command can read the database; reads see every project.
@@ -156,7 +155,7 @@ def schedule() -> None:
 @reports_errors
 def reconcile_now() -> None:
     """Run one reconcile now: launch, stop, observe, settle."""
-    out = reconcile(cli_session_factory(), cli_executor())
+    out = reconcile_with(cli_session_factory(), cli_executor(), cli_settings())
     click.echo(
         f"launched {len(out.launched)}, stopping {len(out.cancelled)}, "
         f"{len(out.transitions)} transition(s), settled {len(out.settled)}"

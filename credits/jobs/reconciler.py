@@ -25,12 +25,14 @@ import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import TypeVar
 
-from sqlalchemy import ColumnElement, select, tuple_, update
+from sqlalchemy import ColumnElement, func, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from credits.db import run_in_transaction, utcnow
+from credits.jobs.exclusive import exclusive
 from credits.jobs.executors.base import (
     Executor,
     ExecutorError,
@@ -38,7 +40,7 @@ from credits.jobs.executors.base import (
     Observation,
     Phase,
 )
-from credits.jobs.models import FINAL_STATES, Job, JobRun, JobState
+from credits.jobs.models import FINAL_STATES, Job, JobEvent, JobRun, JobState
 from credits.jobs.schemas import ReconcileOut
 from credits.jobs.settlement import settle_job
 from credits.jobs.spec import JobSpec
@@ -48,6 +50,10 @@ from credits.pool.models import GpuFlavour
 
 RECONCILER_ACTOR = "system:reconciler"
 DEFAULT_INTERVAL_S = 60
+DEFAULT_START_TIMEOUT_S = 3600.0
+# Any constant will do; every reconcile takes the same PostgreSQL advisory lock.
+RECONCILE_LOCK_KEY = 0x7265636E  # "recn"
+T = TypeVar("T")
 logger = logging.getLogger(__name__)
 
 SessionFactory = Callable[[], Session]
@@ -70,6 +76,8 @@ class Reconciliation:
     clock: Clock = utcnow
     # Metering interval: usage records cover this many seconds each.
     interval_s: int = DEFAULT_INTERVAL_S
+    # A job not running this long after the scheduler started it is given up.
+    start_timeout_s: float = DEFAULT_START_TIMEOUT_S
 
 
 def reconcile(
@@ -78,13 +86,30 @@ def reconcile(
     *,
     clock: Clock = utcnow,
     interval_s: int = DEFAULT_INTERVAL_S,
+    start_timeout_s: float = DEFAULT_START_TIMEOUT_S,
 ) -> ReconcileOut:
-    """One full reconcile: every step in order."""
-    context = Reconciliation(factory, executor, clock, interval_s)
+    """One full reconcile: every step in order, unless another one is running
+    against the same database (then nothing, and ``skipped``)."""
+    context = Reconciliation(factory, executor, clock, interval_s, start_timeout_s)
     report = ReconcileOut()
-    for step in RECONCILE_STEPS:
-        step(context, report)
+    with exclusive(factory, RECONCILE_LOCK_KEY) as held:
+        if not held:
+            report.skipped = True
+            return report
+        for step in RECONCILE_STEPS:
+            step(context, report)
     return report
+
+
+def _each(report: ReconcileOut, job_id: int, work: Callable[[], T]) -> T | None:
+    """Runs one job's work; an error is logged and reported, and the sweep goes on,
+    so that one job that cannot be handled never stops the others."""
+    try:
+        return work()
+    except Exception as error:
+        logger.exception("reconciling job %s failed", job_id)
+        report.errors.append(f"{job_id}: {type(error).__name__}: {error}")
+        return None
 
 
 def _ids(factory: SessionFactory, *conditions: ColumnElement[bool]) -> list[int]:
@@ -171,6 +196,62 @@ def stop_cancelled(context: Reconciliation, report: ReconcileOut) -> None:
         report.cancelled.append(job_id)
 
 
+def give_up_slow_starts(context: Reconciliation, report: ReconcileOut) -> None:
+    """A job still ``starting`` long after the scheduler started it (its launch keeps
+    failing, or the pool never runs it) is stopped and failed, releasing its hold,
+    rather than waiting forever."""
+    factory, executor, clock = context.factory, context.executor, context.clock
+    cutoff = clock() - timedelta(seconds=context.start_timeout_s)
+    stuck = run_in_transaction(factory, functools.partial(_started_before, cutoff=cutoff))
+    for job_id, attempt in stuck:
+        try:
+            executor.cancel(job_id)
+        except ExecutorError as error:
+            logger.warning("stopping slow start of job %s will be retried: %s", job_id, error)
+            continue
+        reason = f"did not start within {context.start_timeout_s:g} s"
+        moved = _each(
+            report,
+            job_id,
+            functools.partial(
+                run_in_transaction,
+                factory,
+                functools.partial(
+                    _fail_if_starting, job_id=job_id, attempt=attempt, reason=reason, clock=clock
+                ),
+            ),
+        )
+        if moved:
+            report.transitions.append(f"{job_id}:starting->failed")
+
+
+def _started_before(session: Session, *, cutoff: datetime) -> list[tuple[int, int]]:
+    """Starting jobs whose latest move to ``starting`` is older than ``cutoff``."""
+    started = (
+        select(JobEvent.job_id, func.max(JobEvent.at).label("at"))
+        .where(JobEvent.to_state == JobState.STARTING.value)
+        .group_by(JobEvent.job_id)
+        .subquery()
+    )
+    rows = session.execute(
+        select(Job.id, Job.attempt)
+        .join(started, started.c.job_id == Job.id)
+        .where(Job.state == JobState.STARTING.value, started.c.at < cutoff)
+        .order_by(Job.id)
+    )
+    return [(job_id, attempt) for job_id, attempt in rows]
+
+
+def _fail_if_starting(
+    session: Session, *, job_id: int, attempt: int, reason: str, clock: Clock
+) -> bool:
+    job = _locked(session, job_id)
+    if job.state != JobState.STARTING.value or job.attempt != attempt:
+        return False
+    _finish(session, job, JobState.FAILED, at=clock(), reason=reason)
+    return True
+
+
 def observe_active(context: Reconciliation, report: ReconcileOut) -> None:
     factory, executor, clock = context.factory, context.executor, context.clock
     active = run_in_transaction(factory, _active_jobs)
@@ -196,8 +277,14 @@ def observe_active(context: Reconciliation, report: ReconcileOut) -> None:
         observation = observations.get(job_id)
         if _nothing_new(state, attempt, observation):
             continue
-        transition = run_in_transaction(
-            factory, functools.partial(_apply, job_id=job_id, seen=observation, clock=clock)
+        transition = _each(
+            report,
+            job_id,
+            functools.partial(
+                run_in_transaction,
+                factory,
+                functools.partial(_apply, job_id=job_id, seen=observation, clock=clock),
+            ),
         )
         if transition:
             report.transitions.append(f"{job_id}:{transition}")
@@ -345,11 +432,13 @@ def settle_finished(context: Reconciliation, report: ReconcileOut) -> None:
     ids = _ids(factory, Job.state.in_([s.value for s in FINAL_STATES]), Job.settled_at.is_(None))
     for job_id in ids:
 
-        def settle(session: Session, j: int = job_id) -> None:
+        def settle(session: Session, j: int = job_id) -> bool:
             job = _locked(session, j)
             settle_job(session, job, now=clock(), interval_s=context.interval_s)
+            return True
 
-        run_in_transaction(factory, settle)
+        if _each(report, job_id, functools.partial(run_in_transaction, factory, settle)) is None:
+            continue
         report.settled.append(job_id)
 
 
@@ -394,6 +483,7 @@ def _current_run(session: Session, job: Job) -> JobRun:
 RECONCILE_STEPS: tuple[Callable[[Reconciliation, ReconcileOut], None], ...] = (
     launch_starting,
     stop_cancelled,
+    give_up_slow_starts,
     observe_active,
     meter_running,
     settle_finished,

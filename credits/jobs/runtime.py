@@ -104,15 +104,26 @@ def run_schedule(
     )
 
 
+def reconcile_with(
+    factory: Callable[[], Session], executor: Executor, settings: Settings
+) -> ReconcileOut:
+    """One reconcile with the settings' metering interval and start timeout."""
+    return reconcile(
+        factory,
+        executor,
+        interval_s=settings.metering_interval_seconds,
+        start_timeout_s=settings.jobs_start_timeout_seconds,
+    )
+
+
 def run_cycle(
     factory: Callable[[], Session], executor: Executor, settings: Settings
 ) -> tuple[SchedulePassOut, ReconcileOut]:
     """Reconcile, schedule, reconcile again so that new starts launch at once, then
     settle the usage metered so far."""
-    interval = settings.metering_interval_seconds
-    reconcile(factory, executor, interval_s=interval)
+    reconcile_with(factory, executor, settings)
     scheduled = run_schedule(factory, executor, settings)
-    reconciled = reconcile(factory, executor, interval_s=interval)
+    reconciled = reconcile_with(factory, executor, settings)
     settle_all_pending(factory, batch_size=settings.settlement_batch_size)
     return scheduled, reconciled
 

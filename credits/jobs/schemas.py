@@ -121,3 +121,5 @@ class ReconcileOut(BaseModel):
     metered: int = Field(default=0, description="usage records written for running jobs")
     settled: list[int] = Field(default_factory=list)
     released: list[int] = Field(default_factory=list)
+    errors: list[str] = Field(default_factory=list, description="jobs that could not be handled")
+    skipped: bool = Field(default=False, description="another reconcile was running")

@@ -11,7 +11,12 @@ from sqlalchemy.orm import Session
 
 from credits.identity.actor import Actor
 from credits.ledger import journal
-from credits.ledger.errors import CaptureExceedsHold, HoldClosed, HoldNotFound
+from credits.ledger.errors import (
+    CaptureExceedsHold,
+    HoldClosed,
+    HoldNotFound,
+    IdempotencyKeyReused,
+)
 from credits.ledger.holds import HOLD_PARTS, TRANSFERS
 from credits.ledger.models import Currency, HoldStatus, TransferKind
 from credits.ledger.schemas import TransferResult
@@ -249,8 +254,8 @@ def capture_up_to(
 
     One locking query, one counter update, one insert of transfers and one of
     audit events for the whole batch: settlement of thousands of usage records
-    costs a handful of statements. A request whose key was used before captures
-    nothing again (its hold is reported as 0), so a replayed batch is harmless.
+    costs a handful of statements. Raises IdempotencyKeyReused when any key was
+    used before: a batch is never applied twice, nor half.
     """
     now = journal.check_time(now)
     wanted = {
@@ -270,10 +275,12 @@ def capture_up_to(
     by_hold: dict[str, list[Row[Any]]] = {}
     for part in parts:
         by_hold.setdefault(part.hold_key, []).append(part)
+    if used:
+        # Settlement never asks twice for one key; if it did, charging again or
+        # treating it as nothing would both be wrong, so the whole batch stops.
+        raise IdempotencyKeyReused(f"capture keys already used: {sorted(used)[:5]}")
     for hold_key, hold_parts in by_hold.items():
         key, amount = wanted[hold_key]
-        if key in used:
-            continue
         digest = journal.request_hash(
             TransferKind.CAPTURE,
             actor,

@@ -23,9 +23,11 @@ from sqlalchemy.orm import Session
 from credits.audit.service import canonical_json
 from credits.grants.models import Project
 from credits.grants.queries import member_ids
-from credits.identity.access import can_read_project, require_scope
+from credits.identity.access import can_read_project
 from credits.identity.actor import Actor
+from credits.identity.errors import MissingScope
 from credits.identity.models import Scope
+from credits.ledger.journal import MAX_AMOUNT
 from credits.ledger.models import Account, Currency
 from credits.ledger.queries import project_sink_code
 from credits.metering.intervals import MICROSECONDS, MICROSECONDS_PER_HOUR
@@ -41,6 +43,8 @@ from credits.pool.models import GpuFlavour, RateVersion
 
 # A meter's clock may run a little ahead of ours.
 CLOCK_SKEW = timedelta(minutes=5)
+# The platform's own meters (credits.jobs) write under these sources.
+RESERVED_SOURCE_PREFIX = "credits."
 MAX_EVIDENCE_BYTES = 16 * 1024
 
 
@@ -52,7 +56,7 @@ def ingest_batch(
     session: Session, batch: UsageBatchIn, *, actor: Actor, late_window: timedelta, now: datetime
 ) -> UsageBatchOut:
     """Judges and stores a batch; raises MissingScope without the ``meter`` scope."""
-    require_scope(actor, Scope.METER)
+    require_meter_token(actor)
     judge = _Judge(session, actor, late_window, now)
     judge.prefetch(batch.records)
     results = [judge.record(index, raw) for index, raw in enumerate(batch.records)]
@@ -67,6 +71,17 @@ def ingest_batch(
         rejected=counts[RecordOutcome.REJECTED],
         results=results,
     )
+
+
+def require_meter_token(actor: Actor) -> None:
+    """Usage is reported with a token that names the ``meter`` scope (or ``admin``):
+    a login or an unscoped token, which carry every other right, may not charge."""
+    scopes = actor.scopes
+    if scopes is None or not ({Scope.METER, Scope.ADMIN} & scopes):
+        raise MissingScope(
+            "usage is reported with an API token that has the 'meter' scope",
+            scope=Scope.METER.value,
+        )
 
 
 class _Judge:
@@ -138,6 +153,8 @@ class _Judge:
             )
         self._check(record)
         amount, rate_id = self._price(record)
+        if amount > MAX_AMOUNT:
+            raise Rejected(f"the amount, {amount} micro-credits, is over the ledger's limit")
         row = UsageRecord(
             source=record.source,
             record_id=record.record_id,
@@ -164,6 +181,8 @@ class _Judge:
         return result.model_copy(update={"outcome": RecordOutcome.ACCEPTED, "amount_micro": amount})
 
     def _check(self, record: UsageRecordIn) -> None:
+        if record.source.startswith(RESERVED_SOURCE_PREFIX):
+            raise Rejected(f"sources starting with {RESERVED_SOURCE_PREFIX!r} are the platform's")
         if record.end < record.start:
             raise Rejected("end is before start")
         if record.end > self.now + CLOCK_SKEW:

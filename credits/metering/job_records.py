@@ -50,15 +50,37 @@ def meter_runs(
 
 
 def meter_active_jobs(session: Session, *, now: datetime, interval_s: int) -> int:
-    """Records every interval that has ended for each running job's current run."""
-    runs = session.execute(
-        select(JobRun, Job)
+    """Records every interval that has ended for each running job's current run.
+
+    A light first read finds the runs with a completed interval not yet metered;
+    only those are loaded and locked, so a sweep over thousands of running jobs
+    that are all up to date costs one query.
+    """
+    interval_us = interval_s * MICROSECONDS
+    now_us = to_us(now)
+    candidates = session.execute(
+        select(JobRun.id, JobRun.started_at, JobRun.metered_until, JobRun.seen_running_at)
         .join(Job, Job.id == JobRun.job_id)
         .where(
             Job.state.in_(ACTIVE),
             JobRun.attempt == Job.attempt,
             JobRun.started_at.is_not(None),
+            JobRun.finished_at.is_(None),
         )
+    ).all()
+    due = [
+        run_id
+        for run_id, started, metered, seen in candidates
+        if seen is not None
+        and started is not None
+        and complete_until(min(now_us, to_us(seen)), interval_us) > to_us(metered or started)
+    ]
+    if not due:
+        return 0
+    runs = session.execute(
+        select(JobRun, Job)
+        .join(Job, Job.id == JobRun.job_id)
+        .where(JobRun.id.in_(due))
         .with_for_update(of=JobRun)
     ).all()
     return meter_runs(session, [(run, job) for run, job in runs], now=now, interval_s=interval_s)

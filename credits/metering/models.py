@@ -33,6 +33,9 @@ JOBS_SOURCE = "credits.jobs"
 class RecordStatus(StrEnum):
     PENDING = "pending"
     SETTLED = "settled"
+    # Settling it failed on its own (a ledger refusal): set aside for ops, never retried
+    # in a loop, and never blocking the records behind it.
+    FAILED = "failed"
 
 
 class UsageUnit(StrEnum):
@@ -75,6 +78,7 @@ class UsageRecord(Base):
     captured_micro: Mapped[int] = mapped_column(BigInteger, default=0)
     overage_micro: Mapped[int] = mapped_column(BigInteger, default=0)
     settled_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 

@@ -3,20 +3,30 @@ collect GPU telemetry."""
 
 from __future__ import annotations
 
+import functools
+import logging
 from collections.abc import Callable
 from datetime import datetime
 
 from sqlalchemy.orm import Session
 
 from credits.db import run_in_transaction, utcnow
+from credits.errors import CreditsError
 from credits.jobs.executors.base import Executor
 from credits.jobs.executors.local import LocalExecutor
 from credits.metering.collector import TelemetryCollector
 from credits.metering.nvml import read_nvml
-from credits.metering.settlement import SettleReport, settle_pending
+from credits.metering.settlement import (
+    SettleReport,
+    pending_ids,
+    set_aside,
+    settle_one,
+    settle_pending,
+)
 from credits.metering.telemetry import TelemetryUnavailable
 from credits.settings import Settings
 
+logger = logging.getLogger(__name__)
 # One run settles at most this many batches, so a task never runs unbounded.
 MAX_BATCHES_PER_RUN = 200
 
@@ -29,19 +39,65 @@ def settle_all_pending(
     max_batches: int = MAX_BATCHES_PER_RUN,
 ) -> SettleReport:
     """Settles pending usage records batch by batch, each batch one transaction,
-    until none are left (or ``max_batches``)."""
+    until none are left (or ``max_batches``).
+
+    A batch the ledger refuses (a record it cannot book) is settled record by
+    record instead, and a record refused on its own is set aside as ``failed``
+    with the reason, so one bad record never stops the ones behind it.
+    """
     total = SettleReport()
     for _ in range(max_batches):
-        batch = run_in_transaction(
-            factory, lambda session: settle_pending(session, now=clock(), limit=batch_size)
-        )
+        try:
+            batch = run_in_transaction(
+                factory, lambda session: settle_pending(session, now=clock(), limit=batch_size)
+            )
+        except CreditsError as error:
+            logger.warning("a settlement batch was refused (%s); settling one by one", error)
+            batch = _settle_one_by_one(factory, batch_size, clock)
         total.records += batch.records
         total.captured_micro += batch.captured_micro
         total.overage_micro += batch.overage_micro
+        total.failed += batch.failed
         total.jobs |= batch.jobs
-        if batch.records < batch_size:
+        if batch.records + batch.failed < batch_size:
             break
     return total
+
+
+def _settle_id(session: Session, *, record_id: int, clock: Callable[[], datetime]) -> SettleReport:
+    return settle_one(session, record_id, now=clock())
+
+
+def _set_aside_id(
+    session: Session, *, record_id: int, reason: str, clock: Callable[[], datetime]
+) -> None:
+    set_aside(session, record_id, reason, now=clock())
+
+
+def _settle_one_by_one(
+    factory: Callable[[], Session], batch_size: int, clock: Callable[[], datetime]
+) -> SettleReport:
+    report = SettleReport()
+    for record_id in run_in_transaction(
+        factory, lambda session: pending_ids(session, limit=batch_size)
+    ):
+        try:
+            one = run_in_transaction(
+                factory, functools.partial(_settle_id, record_id=record_id, clock=clock)
+            )
+        except CreditsError as error:
+            reason = str(error)
+            run_in_transaction(
+                factory,
+                functools.partial(_set_aside_id, record_id=record_id, reason=reason, clock=clock),
+            )
+            report.failed += 1
+            continue
+        report.records += one.records
+        report.captured_micro += one.captured_micro
+        report.overage_micro += one.overage_micro
+        report.jobs |= one.jobs
+    return report
 
 
 def collect_telemetry(

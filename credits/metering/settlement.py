@@ -43,6 +43,7 @@ class SettleReport:
     records: int = 0
     captured_micro: int = 0
     overage_micro: int = 0
+    failed: int = 0
     jobs: set[int] = field(default_factory=set)
 
 
@@ -89,6 +90,37 @@ def settle_pending(session: Session, *, now: datetime, limit: int = 500) -> Sett
     if session.get_bind().dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True)
     return settle_rows(session, session.execute(query).all(), now=now)
+
+
+def pending_ids(session: Session, *, limit: int) -> list[int]:
+    """The ids the next batch would take, oldest first (not locked)."""
+    return list(
+        session.scalars(
+            select(_R.id)
+            .where(_R.status == RecordStatus.PENDING.value)
+            .order_by(_R.id)
+            .limit(limit)
+        )
+    )
+
+
+def settle_one(session: Session, record_id: int, *, now: datetime) -> SettleReport:
+    """Settles one record if it is still pending (used to isolate a failing batch)."""
+    rows = session.execute(
+        select(*_PENDING_COLUMNS)
+        .where(_R.id == record_id, _R.status == RecordStatus.PENDING.value)
+        .with_for_update()
+    ).all()
+    return settle_rows(session, rows, now=now)
+
+
+def set_aside(session: Session, record_id: int, error: str, *, now: datetime) -> None:
+    """Marks a record that cannot be settled as failed, with why, for ops to look at."""
+    session.execute(
+        update(UsageRecord)
+        .where(_R.id == record_id, _R.status == RecordStatus.PENDING.value)
+        .values(status=RecordStatus.FAILED.value, error=error[:2000], settled_at=now)
+    )
 
 
 def settle_job_records(session: Session, job_id: int, *, now: datetime) -> SettleReport:

@@ -10,6 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from credits.grants import projects
+from credits.jobs import reconciler
 from credits.jobs.errors import (
     JobNeverFits,
     JobStateConflict,
@@ -17,9 +18,11 @@ from credits.jobs.errors import (
     RuntimeOverCap,
     UnknownFlavour,
 )
+from credits.jobs.exclusive import exclusive
 from credits.jobs.executors.base import ExecutorError, NodeCapacity
 from credits.jobs.models import Job, JobEvent, JobState
 from credits.jobs.queries import get_job_detail
+from credits.jobs.reconciler import reconcile
 from credits.jobs.service import cancel_job
 from credits.ledger.errors import IdempotencyKeyReused, InsufficientCredits
 from credits.ledger.queries import get_hold
@@ -358,3 +361,64 @@ def test_executor_releases_a_job_only_after_it_is_settled_and_retries_a_failed_r
     assert _job(world, job.id).released_at is not None
     world.reconcile()
     assert recorder.released == [(job.id, True)]
+
+
+class _NeverStarts(_ReleaseRecorder):
+    """A pool that accepts launches and never runs them (no capacity, a broken node)."""
+
+    def observe(self, job_ids: object) -> dict[int, object]:
+        del job_ids
+        return {}
+
+    def launch(self, request: object) -> None:
+        del request
+
+
+def test_a_job_that_never_starts_is_given_up_after_the_start_timeout(world: JobsWorld) -> None:
+    job = world.submit(duration=10)
+    world.executor = _NeverStarts(world)  # type: ignore[assignment]
+    world.schedule()
+    world.reconcile()
+    assert _job(world, job.id).state == JobState.STARTING.value
+    world.clock.advance(3601)
+    report = reconcile(world.factory, world.executor, clock=world.clock, start_timeout_s=3600)
+    done = _job(world, job.id)
+    assert f"{job.id}:starting->failed" in report.transitions
+    assert done.state == JobState.FAILED.value
+    assert done.reason == "did not start within 3600 s"
+    assert done.charged_micro == 0
+    assert _hold_left(world, job.hold_key) == 0
+
+
+def test_one_job_that_cannot_be_settled_does_not_stop_the_others(
+    world: JobsWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = world.submit(duration=10)
+    second = world.submit(name="second", duration=10)
+    world.cycle()
+    world.clock.advance(10)
+    real_settle = reconciler.settle_job
+
+    def flaky(session: Session, job: Job, **kwargs: object) -> None:
+        if job.id == first.id:
+            raise RuntimeError("disk on fire")
+        real_settle(session, job, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(reconciler, "settle_job", flaky)
+    report = world.reconcile()
+    assert report.settled == [second.id]
+    assert report.errors == [f"{first.id}: RuntimeError: disk on fire"]
+    assert _job(world, first.id).settled_at is None
+    monkeypatch.setattr(reconciler, "settle_job", real_settle)
+    assert world.reconcile().settled == [first.id]
+
+
+def test_a_second_reconcile_while_one_runs_does_nothing(world: JobsWorld) -> None:
+    world.submit(duration=10)
+    world.schedule()
+    with exclusive(world.factory, reconciler.RECONCILE_LOCK_KEY) as held:
+        assert held
+        report = world.reconcile()
+    assert report.skipped
+    assert report.launched == []
+    assert world.reconcile().launched

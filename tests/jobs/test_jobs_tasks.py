@@ -50,4 +50,6 @@ def test_the_tasks_start_and_finish_a_job(
         "metered": 0,
         "settled": [],
         "released": [],
+        "errors": [],
+        "skipped": False,
     }

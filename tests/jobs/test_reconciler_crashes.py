@@ -27,8 +27,8 @@ from credits.jobs.service import cancel_job
 from credits.ledger.models import Account
 
 
-class Killed(Exception):
-    """The reconciler's process died."""
+class Killed(BaseException):
+    """The reconciler's process died (not an Exception: nothing in it may catch it)."""
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ from credits.ledger.queries import project_sink_code, system_account_id
 from credits.ledger.verify import verify_ledger
 from credits.metering.models import RecordStatus, UsageRecord
 from credits.metering.service import settle_all_pending
-from credits.metering.settlement import settle_pending
+from credits.metering.settlement import settle_one, settle_pending
 
 
 @pytest.fixture
@@ -153,4 +153,67 @@ def test_usage_beyond_the_hold_is_booked_as_overage_and_flags_the_job(world: Job
         assert overage is not None
         assert overage.debits_posted == flagged.overage_micro
     assert world.available() == 100_000_000 - late.hold_micro
+    _usage_equals_captures_plus_overage(world)
+
+
+def test_a_record_the_ledger_refuses_is_set_aside_and_the_rest_still_settle(
+    world: JobsWorld,
+) -> None:
+    job = world.submit(gpus=1, duration=600)
+    world.cycle()
+    world.clock.advance(300)
+    world.reconcile()
+    with world.session() as session:
+        # A record whose project has no usage sink in its currency cannot be booked.
+        poisoned = UsageRecord(
+            source="meter",
+            record_id="poison",
+            job_id=None,
+            project_id=world.project_id,
+            currency="label",
+            unit="credit",
+            quantity_micro=1,
+            amount_micro=1,
+            started_at=world.clock(),
+            ended_at=world.clock(),
+            request_hash="x",
+            status=RecordStatus.PENDING.value,
+            captured_micro=0,
+            overage_micro=0,
+        )
+        session.add(poisoned)
+        session.flush()
+        poisoned_id = poisoned.id
+    report = settle_all_pending(world.factory, batch_size=500, clock=world.clock)
+    assert report.failed == 1
+    assert report.records > 0
+    with world.session() as session:
+        row = session.get(UsageRecord, poisoned_id)
+        assert row is not None
+        assert row.status == RecordStatus.FAILED.value
+        assert row.error
+        pending = session.scalar(
+            select(func.count()).where(UsageRecord.status == RecordStatus.PENDING.value)
+        )
+    assert pending == 0
+    assert job.id in report.jobs
+
+
+def test_records_settled_out_of_order_charge_the_same(world: JobsWorld) -> None:
+    world.submit(gpus=1, duration=900)
+    world.cycle()
+    world.clock.advance(600)
+    world.reconcile()
+    with world.session() as session:
+        ids = list(
+            session.scalars(
+                select(UsageRecord.id)
+                .where(UsageRecord.status == RecordStatus.PENDING.value)
+                .order_by(UsageRecord.id.desc())
+            )
+        )
+    assert len(ids) >= 5
+    for record_id in ids:  # newest first
+        with world.session() as session:
+            settle_one(session, record_id, now=world.clock())
     _usage_equals_captures_plus_overage(world)

@@ -13,6 +13,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from credits.app import create_app
 from credits.db import utcnow
+from credits.grants import projects
+from credits.identity.models import Role
+from credits.identity.service import create_user
 from credits.identity.tokens import create_token
 from credits.metering.models import UsageRecord
 from credits.metering.service import settle_all_pending
@@ -168,3 +171,57 @@ def test_usage_beyond_what_the_project_has_is_overage_never_an_overdraft(
     assert report.captured_micro == 100_000_000
     assert report.overage_micro == 50_000_000
     assert world.available() == 0
+
+
+def test_a_login_or_unscoped_token_cannot_report_usage(
+    world: JobsWorld, joined_session_factory: sessionmaker[Session]
+) -> None:
+    app = create_app(
+        load_settings(), session_factory=joined_session_factory, executor=world.executor
+    )
+    with world.session() as session:
+        secret = create_token(session, email="pi@example.org", actor=SYSTEM).secret
+    client = app.test_client()
+    response = client.post(
+        URL, json={"records": [_record(world)]}, headers={"Authorization": f"Bearer {secret}"}
+    )
+    assert response.status_code == 403
+    assert _stored(world) == 0
+
+
+def test_a_project_the_caller_is_not_on_is_rejected_like_an_unknown_one(
+    client: FlaskClient, world: JobsWorld
+) -> None:
+    with world.session() as session:
+        someone = create_user(
+            session,
+            email="other@example.org",
+            name="Other",
+            roles=(Role.RESEARCHER,),
+            institution="Elsewhere",
+            actor=SYSTEM,
+        )
+        other = projects.create_project(
+            session,
+            title="Someone else's",
+            field_of_science="Physics",
+            actor=world.ops,
+            pi_user_id=someone.id,
+        )
+    results = client.post(URL, json={"records": [_record(world, project_id=other.id)]}).json
+    assert results["results"][0]["reason"] == f"no project has the id {other.id}"
+
+
+def test_the_platforms_own_sources_and_amounts_over_the_ledger_limit_are_rejected(
+    client: FlaskClient, world: JobsWorld
+) -> None:
+    batch = {
+        "records": [
+            _record(world, "job:1:1:0", source="credits.jobs"),
+            _record(world, "huge", unit="credit", quantity="9000000000000", resource=None),
+        ]
+    }
+    reasons = [r["reason"] for r in client.post(URL, json=batch).json["results"]]
+    assert "platform's" in reasons[0]
+    assert "over the ledger's limit" in reasons[1]
+    assert _stored(world) == 0
