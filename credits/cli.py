@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from credits.cli_db import db, serve
+from credits.demo_cli import demo
 from credits.grants.allocations_cli import allocations
 from credits.grants.cli import programs, projects
 from credits.identity.cli import tokens, users
@@ -34,5 +35,6 @@ for _group in (
     notifications,
     jobs,
     reports,
+    demo,
 ):
     main.add_command(_group)

@@ -3,16 +3,20 @@ with its log readable through the API."""
 
 from __future__ import annotations
 
+import http.cookiejar
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -40,8 +44,9 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-@pytest.fixture
-def served(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+@contextmanager
+def _scripts_up(tmp_path: Path, *arguments: str) -> Iterator[tuple[str, Path, Path]]:
+    """Runs ``./scripts/up`` on a var dir of the test's own: (base URL, var dir, its log)."""
     port = _free_port()
     var = tmp_path / "var"
     env = {
@@ -52,9 +57,10 @@ def served(tmp_path: Path) -> Iterator[tuple[str, Path]]:
         "CREDITS_LOCAL_GPU_SLOTS": "2",
         "CREDITS_SCHEDULER_INTERVAL_SECONDS": "0.3",
     }
-    log = (tmp_path / "up.log").open("wb")
+    log_path = tmp_path / "up.log"
+    log = log_path.open("wb")
     process = subprocess.Popen(
-        [str(ROOT / "scripts" / "up")],
+        [str(ROOT / "scripts" / "up"), *arguments],
         cwd=ROOT,
         env=env,
         stdout=log,
@@ -63,8 +69,8 @@ def served(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        _wait_ready(base, process, tmp_path / "up.log")
-        yield base, var
+        _wait_ready(base, process, log_path)
+        yield base, var, log_path
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         try:
@@ -72,6 +78,12 @@ def served(tmp_path: Path) -> Iterator[tuple[str, Path]]:
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
         log.close()
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    with _scripts_up(tmp_path, "--no-demo") as (base, var, _log):
+        yield base, var
 
 
 def _wait_ready(base: str, process: subprocess.Popen[bytes], log: Path) -> None:
@@ -183,3 +195,44 @@ def test_scripts_up_runs_a_local_job_to_success_with_readable_logs(
     assert job["settled_at"] is not None
     logs = _call("GET", f"{base}/api/v1/jobs/{job_id}/logs", headers=headers)[1]
     assert "hello from 0" in logs["text"] or "hello from 1" in logs["text"], logs
+
+
+_LOGIN_LINE = re.compile(r"^\s+(researcher|reviewer|funder|ops)\s+(\S+@\S+)\s+(\S+)$", re.MULTILINE)
+_CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+def _browser_sign_in(base: str, email: str, password: str) -> str:
+    """Signs in through ``POST /login`` as a browser would; the home page's HTML."""
+    opener = urllib.request.build_opener(
+        urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar())
+    )
+    with opener.open(f"{base}/login", timeout=10) as response:
+        match = _CSRF.search(response.read().decode())
+    assert match is not None, "the sign-in form has no CSRF token"
+    form = urllib.parse.urlencode(
+        {"email": email, "password": password, "csrf_token": match.group(1), "next": ""}
+    ).encode()
+    with opener.open(f"{base}/login", data=form, timeout=10) as response:
+        assert response.status == 200
+        assert response.url.rstrip("/") == base, response.url
+        home: str = response.read().decode()
+    return home
+
+
+@pytest.mark.slow
+def test_scripts_up_seeds_a_demo_whose_printed_sign_ins_work(tmp_path: Path) -> None:
+    with _scripts_up(tmp_path) as (base, _var, log_path):
+        logins = {
+            role: (email, password)
+            for role, email, password in _LOGIN_LINE.findall(log_path.read_text())
+        }
+        assert set(logins) == {"researcher", "reviewer", "funder", "ops"}, log_path.read_text()
+        for email, password in logins.values():
+            assert f"Signed in as {email}" in _browser_sign_in(base, email, password)
+    # A second start keeps the demo and prints no password again.
+    with _scripts_up(tmp_path) as (base, _var, log_path):
+        text = log_path.read_text()
+        assert "already seeded" in text
+        assert not _LOGIN_LINE.findall(text)
+        email, password = logins["ops"]
+        assert f"Signed in as {email}" in _browser_sign_in(base, email, password)

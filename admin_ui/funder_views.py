@@ -1,0 +1,143 @@
+"""What the funder pages show, read from the services: queues, review scores, charts.
+
+Read-only helpers for :mod:`admin_ui.funder`; each takes the request's session.
+Charts are drawn by pygal as inline SVG with its external JavaScript turned off,
+so that a page never fetches anything from the internet.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import timedelta
+from typing import Any
+
+import pygal  # type: ignore[import-untyped]
+from markupsafe import Markup
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from credits.db import utcnow
+from credits.grants import reviews
+from credits.grants.models import Allocation, Award, Proposal, ProposalStatus
+from credits.grants.proposal_queries import list_proposals, render_award
+from credits.grants.queries import MAX_PAGE, load_project
+from credits.grants.schemas import AwardOut, ProgramOut, ProposalOut, ReviewSummary
+from credits.identity.actor import Actor
+from credits.identity.models import Role
+from credits.identity.service import list_users
+from credits.reports.schemas import GroupLine
+
+MICRO = 1_000_000
+DECIDABLE = frozenset({ProposalStatus.SUBMITTED, ProposalStatus.IN_REVIEW})
+
+
+def criterion_means(summary: ReviewSummary, keys: list[str]) -> dict[str, int | None]:
+    """The mean score of each criterion over the counted reviews, in hundredths."""
+    means: dict[str, int | None] = {}
+    for key in keys:
+        values = [review.scores[key] for review in summary.reviews if key in review.scores]
+        means[key] = sum(values) * 100 // len(values) if values else None
+    return means
+
+
+def queue(db: Session, program: ProgramOut, me: Actor) -> list[dict[str, Any]]:
+    """The program's submitted proposals (never a draft) with their review figures."""
+    page = list_proposals(
+        db, program_id=program.id, limit=MAX_PAGE, visible=Proposal.submitted_at.is_not(None)
+    )
+    keys = [criterion.key for criterion in program.criteria]
+    rows = []
+    for proposal in page.items:
+        summary = reviews.get_review_summary(db, proposal_id=proposal.id, actor=me)
+        rows.append(
+            {
+                "proposal": proposal,
+                "project": load_project(db, proposal.project_id).title,
+                "summary": summary,
+                "means": criterion_means(summary, keys),
+                "enough": len(summary.reviews) >= summary.min_reviewers,
+            }
+        )
+    return rows
+
+
+def reviewer_choices(db: Session, summary: ReviewSummary) -> list[tuple[int, str]]:
+    """Active reviewers not yet assigned to the proposal: (user id, label)."""
+    taken = {assignment.reviewer_user_id for assignment in summary.assignments}
+    return [
+        (
+            user.id,
+            f"{user.name} <{user.email}>" + (f", {user.institution}" if user.institution else ""),
+        )
+        for user in list_users(db)
+        if user.is_active and Role.REVIEWER in user.roles and user.id not in taken
+    ]
+
+
+def user_labels(db: Session) -> dict[int, str]:
+    return {user.id: f"{user.name} <{user.email}>" for user in list_users(db)}
+
+
+def award_of(db: Session, proposal: ProposalOut) -> AwardOut | None:
+    award = db.scalar(select(Award).where(Award.proposal_id == proposal.id))
+    if award is None:
+        return None
+    ids = list(
+        db.scalars(
+            select(Allocation.id).where(Allocation.award_id == award.id).order_by(Allocation.id)
+        )
+    )
+    if not ids and proposal.allocation_id is not None:
+        ids = [proposal.allocation_id]
+    return render_award(db, award, allocation_ids=ids)
+
+
+def decision_defaults(proposal: ProposalOut) -> dict[str, str]:
+    """The decision form prefilled from the request: amounts in credits and its dates."""
+    today = utcnow().date()
+    starts = proposal.starts_at.date() if proposal.starts_at else today
+    ends = proposal.ends_at.date() if proposal.ends_at else today + timedelta(days=365)
+    values = {
+        f"amount_{currency.value}": _credits_text(amount)
+        for currency, amount in proposal.requested.items()
+    }
+    return values | {"starts_at": max(starts, today).isoformat(), "ends_at": ends.isoformat()}
+
+
+def _credits_text(micro: int) -> str:
+    whole, fraction = divmod(micro, MICRO)
+    return f"{whole}" + (f".{fraction:06d}".rstrip("0") if fraction else "")
+
+
+def tranche_note(program: ProgramOut) -> str:
+    share = program.initial_share_percent
+    if share is None:
+        return "The whole award is released at once."
+    return (
+        f"{share}% of each amount is released at award; the rest waits as a pending tranche"
+        " until you release it on a progress report."
+    )
+
+
+def chart(lines: list[GroupLine], title: str) -> Markup | None:
+    """A stacked bar per project: used, held, available and expired credits."""
+    if not lines:
+        return None
+    config = pygal.Config()
+    config.js = []  # never fetch pygal's script from the internet
+    config.disable_xml_declaration = True
+    config.show_legend = True
+    config.legend_at_bottom = True
+    config.height = 120 + 48 * len(lines)
+    config.title = title
+    config.value_formatter = lambda value: f"{value:,.2f}"
+    drawn = pygal.HorizontalStackedBar(config)
+    drawn.x_labels = [f"{line.title or line.institution} ({line.currency.value})" for line in lines]
+    series: dict[str, list[float]] = defaultdict(list)
+    for line in lines:
+        for name in ("used", "held", "available", "expired"):
+            series[name].append(getattr(line, name) / MICRO)
+    for name, values in series.items():
+        drawn.add(name, values)
+    # pygal escapes every label it draws (it builds the SVG as an element tree).
+    return Markup(drawn.render(is_unicode=True))  # noqa: S704 - pygal escapes its labels

@@ -1,0 +1,105 @@
+"""Form parsing shared by the reviewer and funder pages: amounts, dates, scores, errors.
+
+Each parser takes the text a browser sent and returns the value a service takes,
+or raises :class:`FieldError` naming the form field and what is wrong, so that a
+page can show the message next to the input it belongs to.
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import UTC, date, datetime
+from decimal import Decimal, InvalidOperation
+
+from admin_ui.web import format_credits
+from credits.errors import CreditsError
+from credits.ledger.errors import InsufficientCredits
+
+MICRO = 1_000_000
+SCORES = (1, 2, 3, 4, 5)
+
+
+class FieldError(ValueError):
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+        self.message = message
+
+
+def new_key() -> str:
+    """An idempotency key for one rendering of a form: a double submit acts once."""
+    return secrets.token_urlsafe(18)
+
+
+def parse_credits(text: str, field: str, *, required: bool = True) -> int | None:
+    """'12.5' → 12_500_000 micro-credits; blank → None unless required."""
+    cleaned = text.strip().replace(",", "")
+    if not cleaned:
+        if required:
+            raise FieldError(field, "enter an amount of credits")
+        return None
+    try:
+        amount = Decimal(cleaned)
+    except InvalidOperation:
+        raise FieldError(field, "enter a number of credits, e.g. 1000 or 12.5") from None
+    micro = amount * MICRO
+    if not amount.is_finite() or micro != micro.to_integral_value():
+        raise FieldError(field, "credits have at most six decimal places")
+    if micro <= 0:
+        raise FieldError(field, "enter an amount above zero")
+    return int(micro)
+
+
+def parse_date(text: str, field: str) -> datetime:
+    """'2026-05-01' → midnight UTC of that day."""
+    try:
+        day = date.fromisoformat(text.strip())
+    except ValueError:
+        raise FieldError(field, "enter a date as YYYY-MM-DD") from None
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)
+
+
+def parse_int(text: str, field: str, *, low: int, high: int) -> int:
+    try:
+        value = int(text.strip())
+    except ValueError:
+        raise FieldError(field, f"enter a whole number from {low} to {high}") from None
+    if not low <= value <= high:
+        raise FieldError(field, f"enter a whole number from {low} to {high}")
+    return value
+
+
+def parse_score(text: str | None, field: str) -> int:
+    if text is None or text.strip() not in {str(score) for score in SCORES}:
+        raise FieldError(field, "choose a score from 1 to 5")
+    return int(text)
+
+
+def service_errors(error: CreditsError, fields: dict[str, str]) -> tuple[dict[str, str], str]:
+    """A service's refusal as (field errors, form error): next to the input it names
+    when the page has it (``fields`` maps the service's field to the form's), else on top."""
+    message = _message(error)
+    named = error.extra.get("field") or error.extra.get("currency")
+    if isinstance(named, str) and named in fields:
+        return {fields[named]: message}, ""
+    return {}, message
+
+
+def _message(error: CreditsError) -> str:
+    if isinstance(error, InsufficientCredits):
+        remaining = error.extra.get("remaining")
+        requested = error.extra.get("requested")
+        currency = error.extra.get("currency", "")
+        if isinstance(remaining, int) and isinstance(requested, int):
+            return (
+                f"only {format_credits(remaining)} {currency} credits are left to award;"
+                f" this award needs {format_credits(requested)}"
+            )
+    return str(error)
+
+
+def hundredths(value: int | None) -> str:
+    """350 → '3.50'; None → an en dash."""
+    if value is None:
+        return "\u2013"
+    return f"{value / 100:.2f}"

@@ -1,0 +1,181 @@
+"""The job submission form: from what was typed to a JobSpec, with errors by field.
+
+The command is one line split like a shell would (``shlex``); environment
+variables and labels are ``KEY=VALUE`` lines; the maximum runtime is typed in
+minutes. A pydantic ValidationError and a service's CreditsError both come
+back as errors on the field they name.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy.orm import Session
+
+from credits.errors import CreditsError
+from credits.jobs.spec import JobSpec
+from credits.ledger.models import Currency
+from credits.ledger.queries import project_available
+from credits.pool.errors import NoRateInForce
+from credits.pool.schemas import FlavourOut
+from credits.pool.service import hold_amount, list_flavours, rate_in_force
+
+FORM_FIELDS = (
+    "name",
+    "image",
+    "command",
+    "flavour",
+    "gpus",
+    "max_runtime_minutes",
+    "env",
+    "labels",
+)
+# Where a JobSpec field's error lands on the form.
+SPEC_TO_FORM = {"max_runtime_seconds": "max_runtime_minutes", "args": "command"}
+DEFAULTS = {
+    "image": "python:3.12",
+    "gpus": "1",
+    "max_runtime_minutes": "60",
+}
+
+
+@dataclass(frozen=True)
+class FlavourChoice:
+    flavour: FlavourOut
+    micro_per_gpu_hour: int | None  # None: no rate in force, cannot be used now
+
+
+@dataclass
+class JobForm:
+    values: dict[str, str]
+    errors: dict[str, str] = field(default_factory=dict)
+    spec: JobSpec | None = None
+
+
+@dataclass(frozen=True)
+class Preview:
+    hold_micro: int
+    micro_per_gpu_hour: int
+    available_micro: int
+
+    @property
+    def enough(self) -> bool:
+        return self.available_micro >= self.hold_micro
+
+
+def flavour_choices(session: Session, now: datetime) -> list[FlavourChoice]:
+    choices = []
+    for flavour in list_flavours(session):
+        try:
+            rate: int | None = rate_in_force(
+                session, flavour=flavour.name, at=now
+            ).micro_credits_per_gpu_hour
+        except NoRateInForce:
+            rate = None
+        choices.append(FlavourChoice(flavour, rate))
+    return choices
+
+
+def _pairs(text: str, *, what: str) -> dict[str, str]:
+    pairs: dict[str, str] = {}
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"line {number}: write each {what} as KEY=VALUE")
+        pairs[key.strip()] = value.strip() if what == "label" else value
+    return pairs
+
+
+def _positive_int(text: str, label: str) -> int:
+    try:
+        value = int(text.strip())
+    except ValueError:
+        raise ValueError(f"{label} must be a whole number") from None
+    if value < 1:
+        raise ValueError(f"{label} must be at least 1")
+    return value
+
+
+def parse_job_form(form: Mapping[str, str]) -> JobForm:
+    """The typed values, parsed into a JobSpec when they make one."""
+    values = {name: str(form.get(name, "")) for name in FORM_FIELDS}
+    parsed = JobForm(values=values)
+    errors = parsed.errors
+    document: dict[str, Any] = {
+        "name": values["name"].strip(),
+        "image": values["image"].strip(),
+        "flavour": values["flavour"].strip(),
+    }
+    try:
+        document["command"] = shlex.split(values["command"])
+    except ValueError as error:
+        errors["command"] = f"cannot split the command: {error}"
+    for name, label in (("gpus", "GPUs"), ("max_runtime_minutes", "Max runtime")):
+        try:
+            number = _positive_int(values[name], label)
+        except ValueError as error:
+            errors[name] = str(error)
+            continue
+        if name == "gpus":
+            document["gpus"] = number
+        else:
+            document["max_runtime_seconds"] = number * 60
+    for name, what in (("env", "variable"), ("labels", "label")):
+        try:
+            document[name] = _pairs(values[name], what=what)
+        except ValueError as error:
+            errors[name] = str(error)
+    if not document["flavour"]:
+        errors["flavour"] = "choose a GPU flavour"
+    if errors:
+        return parsed
+    try:
+        parsed.spec = JobSpec.model_validate(document)
+    except ValidationError as invalid:
+        errors.update(validation_errors(invalid))
+    return parsed
+
+
+def validation_errors(invalid: ValidationError) -> dict[str, str]:
+    errors: dict[str, str] = {}
+    for problem in invalid.errors():
+        location = problem.get("loc") or ("form",)
+        name = str(location[0])
+        name = SPEC_TO_FORM.get(name, name)
+        if name not in FORM_FIELDS:
+            name = "form"
+        message = str(problem.get("msg", "is not valid")).removeprefix("Value error, ")
+        if name == "name" and problem.get("type") == "string_pattern_mismatch":
+            message = "use lower-case letters, digits and dashes (e.g. train-resnet)"
+        errors.setdefault(name, message)
+    return errors
+
+
+def refusal_errors(error: CreditsError) -> tuple[dict[str, str], str]:
+    """A service's refusal as (field errors, form error)."""
+    name = error.extra.get("field")
+    if isinstance(name, str):
+        name = SPEC_TO_FORM.get(name, name)
+        if name in FORM_FIELDS:
+            return {name: str(error)}, "Nothing was submitted: correct the marked field."
+    return {}, f"{error} Nothing was submitted."
+
+
+def preview(session: Session, project_id: int, spec: JobSpec, now: datetime) -> Preview:
+    """What submitting would hold, at the rate in force now, and what is available."""
+    rate = rate_in_force(session, flavour=spec.flavour, at=now).micro_credits_per_gpu_hour
+    amount = hold_amount(
+        gpus=spec.gpus,
+        max_runtime_seconds=spec.max_runtime_seconds,
+        micro_credits_per_gpu_hour=rate,
+    )
+    available = project_available(session, project_id=project_id, currency=Currency.GPU, now=now)
+    return Preview(hold_micro=amount, micro_per_gpu_hour=rate, available_micro=available)

@@ -1,0 +1,240 @@
+"""GPU jobs in the browser: submit (with a preview of the hold), list, watch, cancel.
+
+The job page polls two small JSON endpoints through static/live.js: the log
+tail and the state, which reloads the page once the job has finished. A job
+or project out of the caller's reach is a 404.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+
+from flask import Blueprint, abort, flash, redirect, request, url_for
+from flask.typing import ResponseReturnValue
+from pydantic import ValidationError
+
+from admin_ui.job_form import (
+    DEFAULTS,
+    FORM_FIELDS,
+    JobForm,
+    Preview,
+    flavour_choices,
+    parse_job_form,
+    preview,
+    refusal_errors,
+)
+from admin_ui.web import actor, login_required, render, require_role, transaction
+from credits.api.auth import credits_extension, job_executor
+from credits.db import utcnow
+from credits.errors import CreditsError, NotFound
+from credits.grants.queries import MAX_PAGE
+from credits.grants.schemas import ProjectDetail
+from credits.identity.access import get_project_for_actor, list_projects_for_actor
+from credits.identity.models import Role
+from credits.jobs import service
+from credits.jobs.executors.base import ExecutorError
+from credits.jobs.models import FINAL_STATES, JobState
+from credits.jobs.queries import get_job_detail, list_jobs_for_actor, load_job_for_actor
+from credits.jobs.runtime import pool_nodes
+from credits.jobs.schemas import JobQuery
+from credits.metering.energy import MJ_PER_KWH
+from credits.metering.models import JobTelemetryRow
+from credits.pool.service import list_flavours
+
+blueprint = Blueprint("ui_jobs", __name__)
+T = TypeVar("T")
+LOG_LINES = 200
+FINAL = sorted(state.value for state in FINAL_STATES)
+
+
+def _or_404(load: Callable[[], T]) -> T:
+    try:
+        return load()
+    except NotFound:
+        abort(404)
+
+
+# Submitting.
+
+
+def _form_page(
+    project: ProjectDetail,
+    form: JobForm,
+    *,
+    error: str | None = None,
+    estimate: Preview | None = None,
+    status: int = 200,
+) -> ResponseReturnValue:
+    with transaction() as db:
+        choices = flavour_choices(db, utcnow())
+    page = render(
+        "jobs/new.html",
+        project=project,
+        values=form.values,
+        errors=form.errors,
+        error=error,
+        choices=choices,
+        preview=estimate,
+        cap_minutes=credits_extension().settings.jobs_max_runtime_seconds // 60,
+    )
+    return page, status
+
+
+@blueprint.get("/projects/<int:project_id>/jobs/new")
+@login_required
+def new_job(project_id: int) -> ResponseReturnValue:
+    me = actor()
+    with transaction() as db:
+        project = _or_404(lambda: get_project_for_actor(db, me, project_id))
+    return _form_page(project, JobForm(values={n: DEFAULTS.get(n, "") for n in FORM_FIELDS}))
+
+
+@blueprint.post("/projects/<int:project_id>/jobs/new")
+@login_required
+def submit_job(project_id: int) -> ResponseReturnValue:
+    me = actor()
+    with transaction() as db:
+        project = _or_404(lambda: get_project_for_actor(db, me, project_id))
+    form = parse_job_form(request.form)
+    if form.spec is None:
+        return _form_page(project, form, error=_FIX, status=422)
+    spec = form.spec
+    if request.form.get("action") != "submit":
+        try:
+            with transaction() as db:
+                estimate = preview(db, project_id, spec, utcnow())
+        except CreditsError as refusal:
+            form.errors, message = refusal_errors(refusal)
+            return _form_page(project, form, error=message, status=422)
+        return _form_page(project, form, estimate=estimate)
+    settings = credits_extension().settings
+    try:
+        shapes = pool_nodes(job_executor())
+        with transaction() as db:
+            job = service.submit_job(
+                db,
+                project_id=project_id,
+                spec=spec,
+                actor=me,
+                max_runtime_cap=settings.jobs_max_runtime_seconds,
+                pool_nodes=shapes,
+            )
+    except CreditsError as refusal:
+        form.errors, message = refusal_errors(refusal)
+        return _form_page(project, form, error=message, status=422)
+    except ValidationError as invalid:  # a service re-validating what it stores
+        return _form_page(project, form, error=f"{invalid} Nothing was submitted.", status=422)
+    flash(f"Job {job.id} submitted: {job.hold_micro / 1_000_000:,.6g} credits held.")
+    return redirect(url_for(".job_detail", job_id=job.id))
+
+
+_FIX = "Nothing was submitted: correct the marked fields."
+
+
+# Listing and watching.
+
+
+@blueprint.get("/jobs")
+@login_required
+def list_jobs() -> ResponseReturnValue:
+    me = require_role(Role.RESEARCHER, Role.OPS)
+    args = {k: v for k, v in request.args.items() if v.strip() and k in _QUERY_KEYS}
+    error = None
+    try:
+        query = JobQuery.model_validate(args)
+    except ValidationError:
+        query = JobQuery()
+        error = "Those filters are not valid; showing all jobs."
+    with transaction() as db:
+        page = list_jobs_for_actor(db, me, query.model_copy(update={"limit": 100}))
+        projects = list_projects_for_actor(db, me, limit=MAX_PAGE).items
+        flavours = [flavour.name for flavour in list_flavours(db)]
+    titles = {project.id: project.title for project in projects}
+    items = sorted(page.items, key=lambda job: job.id, reverse=True)
+    return render(
+        "jobs/list.html",
+        jobs=items,
+        next_cursor=page.next_cursor,
+        query=query,
+        error=error,
+        projects=projects,
+        titles=titles,
+        flavours=flavours,
+        states=[state.value for state in JobState],
+    )
+
+
+_QUERY_KEYS = frozenset({"project", "state", "flavour", "cursor"})
+
+
+@blueprint.get("/jobs/<int:job_id>")
+@login_required
+def job_detail(job_id: int) -> ResponseReturnValue:
+    me = actor()
+    with transaction() as db:
+        detail = _or_404(lambda: get_job_detail(db, me, job_id))
+        project = get_project_for_actor(db, me, detail.project_id)
+        telemetry = db.get(JobTelemetryRow, job_id)
+        samples = telemetry.samples if telemetry is not None else 0
+        util = telemetry.gpu_util_sum / samples if telemetry is not None and samples else None
+        kwh = telemetry.energy_mj / MJ_PER_KWH if telemetry is not None else None
+    return render(
+        "jobs/detail.html",
+        job=detail,
+        project=project,
+        logs=_logs(job_id),
+        final=detail.state in FINAL_STATES,
+        final_states=",".join(FINAL),
+        util=util,
+        kwh=kwh,
+        samples=samples,
+        can_cancel=detail.state not in FINAL_STATES and detail.cancel_requested_at is None,
+    )
+
+
+def _logs(job_id: int) -> str:
+    try:
+        return job_executor().logs(job_id, tail_lines=LOG_LINES)
+    except ExecutorError:
+        return ""
+
+
+def _state(job_id: int) -> str:
+    me = actor()
+    with transaction() as db:
+        job = _or_404(lambda: load_job_for_actor(db, me, job_id))
+        return job.state
+
+
+@blueprint.get("/jobs/<int:job_id>/state.json")
+@login_required
+def job_state(job_id: int) -> ResponseReturnValue:
+    state = _state(job_id)
+    return {"state": state, "final": JobState(state).is_final}
+
+
+@blueprint.get("/jobs/<int:job_id>/logs.json")
+@login_required
+def job_logs(job_id: int) -> ResponseReturnValue:
+    state = _state(job_id)
+    return {"state": state, "text": _logs(job_id) or "No output yet."}
+
+
+@blueprint.post("/jobs/<int:job_id>/cancel")
+@login_required
+def cancel_job(job_id: int) -> ResponseReturnValue:
+    me = actor()
+    try:
+        with transaction() as db:
+            job = service.cancel_job(db, job_id=job_id, actor=me)
+    except NotFound:
+        abort(404)
+    except CreditsError as refusal:
+        flash(f"Could not cancel: {refusal}")
+        return redirect(url_for(".job_detail", job_id=job_id))
+    if job.state is JobState.CANCELLED:
+        flash(f"Job {job_id} was cancelled; its held credits were released.")
+    else:
+        flash(f"Cancelling job {job_id}: it will be charged only for what it ran.")
+    return redirect(url_for(".job_detail", job_id=job_id))

@@ -1,0 +1,391 @@
+"""Ops pages: the GPU pool and its rates, balance adjustments, projects, audit, health.
+
+Only users with the ops role reach them; everyone else gets the 404 page, as
+for anything out of their reach. Each form calls one service in one
+transaction; a refusal is shown on the form, inline, and nothing is saved.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from flask import Blueprint, flash, redirect, request, url_for
+from flask.typing import ResponseReturnValue
+from sqlalchemy.orm import Session
+
+from admin_ui.ops_health import health_report
+from admin_ui.web import login_required, render, require_role, transaction
+from credits.api.auth import credits_extension, job_executor
+from credits.audit.queries import AuditFilter, event_types, list_audit_events, subject_types
+from credits.db import utcnow
+from credits.errors import CreditsError
+from credits.grants import projects as project_service
+from credits.grants.models import ProjectStatus
+from credits.identity.actor import Actor
+from credits.identity.models import Role
+from credits.jobs.queries import pool_status
+from credits.jobs.schemas import PoolStatus
+from credits.ledger import service as ledger
+from credits.ledger.models import AccountKind
+from credits.ledger.queries import list_accounts
+from credits.pool import service as pool
+
+blueprint = Blueprint("ui_ops", __name__, url_prefix="/ops")
+MICRO = 1_000_000
+PROJECT_PAGE = 50
+
+
+def _ops() -> Actor:
+    return require_role(Role.OPS)
+
+
+def parse_credits(text: str, *, allow_negative: bool = False) -> int:
+    """'12.5' → 12_500_000 micro-credits; ValueError with a sentence when it is not one."""
+    cleaned = text.strip().replace(",", "")
+    try:
+        value = Decimal(cleaned)
+    except InvalidOperation:
+        raise ValueError(f"{text.strip() or 'nothing'!r} is not a number of credits") from None
+    micro = value * MICRO
+    if not value.is_finite() or micro != micro.to_integral_value():
+        raise ValueError("give at most six decimals (one micro-credit)")
+    if micro == 0 or (micro < 0 and not allow_negative):
+        raise ValueError("give a number of credits above zero")
+    return int(micro)
+
+
+def _field_of(error: CreditsError) -> str | None:
+    field = error.extra.get("field")
+    return field if isinstance(field, str) else None
+
+
+# The pool: flavours, rates with their history, capacity and queue.
+
+
+def _capacity(session: Session) -> tuple[PoolStatus | None, str | None]:
+    executor = job_executor()
+    try:
+        capacity = executor.capacity()
+    except Exception as error:  # any executor failure is shown, not raised
+        return None, f"{type(error).__name__}: {error}"
+    return pool_status(session, capacity, executor=executor.name), None
+
+
+def _pool_page(status_code: int = 200, **context: Any) -> ResponseReturnValue:
+    with transaction() as db:
+        flavours = pool.list_flavours(db)
+        rates = pool.list_rates(db)
+        status, capacity_error = _capacity(db)
+    return render(
+        "ops/pool.html",
+        flavours=flavours,
+        rates=rates,
+        status=status,
+        capacity_error=capacity_error,
+        now=utcnow(),
+        flavour_form=context.pop("flavour_form", {}),
+        flavour_errors=context.pop("flavour_errors", {}),
+        rate_form=context.pop("rate_form", {}),
+        rate_errors=context.pop("rate_errors", {}),
+        **context,
+    ), status_code
+
+
+@blueprint.get("/pool", endpoint="pool")
+@login_required
+def pool_page() -> ResponseReturnValue:
+    _ops()
+    return _pool_page()
+
+
+def _whole(form: dict[str, str], name: str, errors: dict[str, str]) -> int:
+    try:
+        return int(form.get(name, "").strip())
+    except ValueError:
+        errors[name] = "give a whole number"
+        return 0
+
+
+@blueprint.post("/pool/flavours")
+@login_required
+def add_flavour() -> ResponseReturnValue:
+    me = _ops()
+    form = {key: request.form.get(key, "") for key in _FLAVOUR_FIELDS}
+    errors: dict[str, str] = {}
+    memory = _whole(form, "gpu_memory_gb", errors)
+    gpus = _whole(form, "gpus_per_node", errors)
+    if not errors:
+        try:
+            with transaction() as db:
+                added = pool.add_flavour(
+                    db,
+                    name=form["name"],
+                    node_label_value=form["node_label_value"],
+                    gpu_memory_gb=memory,
+                    gpus_per_node=gpus,
+                    description=form["description"],
+                    actor=me,
+                )
+        except CreditsError as error:
+            errors[_field_of(error) or "form"] = str(error)
+    if errors:
+        return _pool_page(400, flavour_form=form, flavour_errors=errors)
+    flash(f"Flavour {added.name} added. Set its rate before jobs can use it.")
+    return redirect(url_for("ui_ops.pool"))
+
+
+_FLAVOUR_FIELDS = ("name", "node_label_value", "gpu_memory_gb", "gpus_per_node", "description")
+_RATE_FIELDS = ("flavour", "credits_per_gpu_hour", "effective_from", "reason")
+
+
+def parse_moment(text: str) -> datetime | None:
+    """A datetime-local value read as UTC; None when blank. ValueError when malformed."""
+    if not text.strip():
+        return None
+    moment = datetime.fromisoformat(text.strip())
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+@blueprint.post("/pool/rates")
+@login_required
+def set_rate() -> ResponseReturnValue:
+    me = _ops()
+    form = {key: request.form.get(key, "") for key in _RATE_FIELDS}
+    errors: dict[str, str] = {}
+    rate = 0
+    starts: datetime | None = None
+    try:
+        rate = parse_credits(form["credits_per_gpu_hour"])
+    except ValueError as error:
+        errors["credits_per_gpu_hour"] = str(error)
+    try:
+        starts = parse_moment(form["effective_from"])
+    except ValueError:
+        errors["effective_from"] = "give a date and time, or leave it blank for now"
+    if not errors:
+        try:
+            with transaction() as db:
+                pool.set_rate(
+                    db,
+                    flavour=form["flavour"],
+                    credits_per_gpu_hour_micro=rate,
+                    effective_from=starts or utcnow(),
+                    reason=form["reason"],
+                    actor=me,
+                )
+        except CreditsError as error:
+            errors[_field_of(error) or "form"] = str(error)
+    if errors:
+        return _pool_page(400, rate_form=form, rate_errors=errors)
+    flash(f"New rate for {form['flavour']} recorded.")
+    return redirect(url_for("ui_ops.pool"))
+
+
+# Adjustments.
+
+
+def _adjustable(db: Session) -> list[Any]:
+    kinds = (AccountKind.ALLOCATION.value, AccountKind.PROGRAM_POOL.value)
+    return [account for account in list_accounts(db) if account.kind.value in kinds]
+
+
+def _adjustments_page(status_code: int = 200, **context: Any) -> ResponseReturnValue:
+    with transaction() as db:
+        accounts = _adjustable(db)
+        recent = list_audit_events(db, AuditFilter(event_type="ledger.adjust"), limit=20).items
+    return render(
+        "ops/adjustments.html",
+        accounts=accounts,
+        recent=[(event, _data(event.canonical_json)) for event in recent],
+        form=context.pop("form", {}),
+        errors=context.pop("errors", {}),
+        key=secrets.token_urlsafe(16),
+        **context,
+    ), status_code
+
+
+@blueprint.get("/adjustments")
+@login_required
+def adjustments() -> ResponseReturnValue:
+    _ops()
+    return _adjustments_page()
+
+
+@blueprint.post("/adjustments")
+@login_required
+def adjust() -> ResponseReturnValue:
+    me = _ops()
+    form = {key: request.form.get(key, "") for key in ("account_id", "amount", "reason", "key")}
+    errors: dict[str, str] = {}
+    account_id, amount = 0, 0
+    try:
+        account_id = int(form["account_id"])
+    except ValueError:
+        errors["account_id"] = "choose an account"
+    try:
+        amount = parse_credits(form["amount"], allow_negative=True)
+    except ValueError as error:
+        errors["amount"] = str(error).replace("above zero", "other than zero")
+    if not form["reason"].strip():
+        errors["reason"] = "an adjustment needs a reason"
+    if not errors:
+        try:
+            with transaction() as db:
+                ledger.adjust(
+                    db,
+                    key=f"ui-adjust-{form['key'] or secrets.token_urlsafe(16)}",
+                    account_id=account_id,
+                    amount=amount,
+                    reason=form["reason"],
+                    actor=me,
+                )
+        except CreditsError as error:
+            errors[_field_of(error) or "form"] = str(error)
+    if errors:
+        return _adjustments_page(400, form=form, errors=errors)
+    flash(f"Account {account_id} adjusted by {_signed(amount)} credits.")
+    return redirect(url_for("ui_ops.adjustments"))
+
+
+def _signed(micro: int) -> str:
+    text = f"{Decimal(abs(micro)) / MICRO:f}".rstrip("0").rstrip(".")
+    return ("-" if micro < 0 else "+") + text
+
+
+def _data(canonical: str) -> dict[str, Any]:
+    try:
+        document = json.loads(canonical)
+    except ValueError:
+        return {}
+    data = document.get("data") if isinstance(document, dict) else None
+    return data if isinstance(data, dict) else {}
+
+
+# Projects: suspend and unsuspend with a reason.
+
+
+def _projects_page(status_code: int = 200, **context: Any) -> ResponseReturnValue:
+    wanted = request.args.get("status", "")
+    status = ProjectStatus(wanted) if wanted in {s.value for s in ProjectStatus} else None
+    cursor = request.args.get("after", type=int)
+    with transaction() as db:
+        page = project_service.list_projects(db, status=status, cursor=cursor, limit=PROJECT_PAGE)
+    return render(
+        "ops/projects.html",
+        projects=page.items,
+        next_cursor=page.next_cursor,
+        statuses=[s.value for s in ProjectStatus],
+        status=wanted if status else "",
+        errors=context.pop("errors", {}),
+        reasons=context.pop("reasons", {}),
+        **context,
+    ), status_code
+
+
+@blueprint.get("/projects")
+@login_required
+def projects() -> ResponseReturnValue:
+    _ops()
+    return _projects_page()
+
+
+def _change_project(project_id: int, *, suspend: bool) -> ResponseReturnValue:
+    me = _ops()
+    reason = request.form.get("reason", "")
+    change = project_service.suspend_project if suspend else project_service.unsuspend_project
+    try:
+        with transaction() as db:
+            changed = change(db, project_id=project_id, actor=me, reason=reason)
+    except CreditsError as error:
+        return _projects_page(
+            404 if error.status == 404 else 400,
+            errors={project_id: str(error)},
+            reasons={project_id: reason},
+        )
+    flash(f"Project {changed.id} ({changed.title}) is {changed.status.value}.")
+    return redirect(url_for("ui_ops.projects", status=request.args.get("status", "")))
+
+
+@blueprint.post("/projects/<int:project_id>/suspend")
+@login_required
+def suspend_project(project_id: int) -> ResponseReturnValue:
+    return _change_project(project_id, suspend=True)
+
+
+@blueprint.post("/projects/<int:project_id>/unsuspend")
+@login_required
+def unsuspend_project(project_id: int) -> ResponseReturnValue:
+    return _change_project(project_id, suspend=False)
+
+
+# The audit log.
+
+
+def _audit_filter(errors: dict[str, str]) -> AuditFilter:
+    args = request.args
+
+    def day(name: str) -> date | None:
+        text = args.get(name, "").strip()
+        if not text:
+            return None
+        try:
+            return date.fromisoformat(text)
+        except ValueError:
+            errors[name] = "give a date like 2030-01-31"
+            return None
+
+    since, until = day("since"), day("until")
+    return AuditFilter(
+        event_type=args.get("event_type", "").strip() or None,
+        actor=args.get("actor", "").strip() or None,
+        subject_type=args.get("subject_type", "").strip() or None,
+        subject_id=args.get("subject_id", "").strip() or None,
+        since=datetime.combine(since, datetime.min.time(), UTC) if since else None,
+        # The end date is included: events before the next midnight.
+        until=datetime.combine(until + timedelta(days=1), datetime.min.time(), UTC)
+        if until
+        else None,
+    )
+
+
+@blueprint.get("/audit")
+@login_required
+def audit() -> ResponseReturnValue:
+    _ops()
+    errors: dict[str, str] = {}
+    wanted = _audit_filter(errors)
+    before = request.args.get("before", type=int)
+    with transaction() as db:
+        page = list_audit_events(db, wanted, before=before)
+        types, subjects = event_types(db), subject_types(db)
+    kept = {
+        name: request.args.get(name, "")
+        for name in ("event_type", "actor", "subject_type", "subject_id", "since", "until")
+    }
+    return render(
+        "ops/audit.html",
+        events=[(event, _data(event.canonical_json)) for event in page.items],
+        next_before=page.next_before,
+        types=types,
+        subjects=subjects,
+        args=kept,
+        filtered=any(kept.values()),
+        errors=errors,
+    ), 400 if errors else 200
+
+
+# Health.
+
+
+@blueprint.get("/health")
+@login_required
+def health() -> ResponseReturnValue:
+    _ops()
+    settings = credits_extension().settings
+    with transaction() as db:
+        report = health_report(db, job_executor(), settings)
+    return render("ops/health.html", report=report)

@@ -1,0 +1,192 @@
+"""Parsing the researcher's forms: a proposal, and the project page's ledger filters.
+
+Each parser returns what the service takes plus field errors by form field
+name; a page shows those errors inline and calls no service while any remain.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from credits.errors import CreditsError
+from credits.grants.errors import IncompleteProposal
+from credits.grants.schemas import ProposalOut
+from credits.ledger.models import Currency, TransferKind
+
+MICRO = 1_000_000
+# Where a service's field lands on the proposal form.
+PROPOSAL_FIELDS = {
+    "title": "title",
+    "abstract": "abstract",
+    "justification": "justification",
+    "requested": "requested_gpu",
+    "starts_at": "starts_on",
+    "ends_at": "ends_on",
+    "project_id": "project_id",
+}
+
+
+def parse_credits(text: str) -> int:
+    """'12.5' → 12_500_000 micro-credits; raises ValueError for anything else."""
+    cleaned = text.strip().replace(",", "").replace("_", "")
+    try:
+        amount = Decimal(cleaned)
+    except InvalidOperation:
+        raise ValueError("enter a number of credits, e.g. 1000 or 12.5") from None
+    if not amount.is_finite() or amount < 0:
+        raise ValueError("enter a number of credits of at least 0")
+    micro = amount * MICRO
+    if micro != micro.to_integral_value():
+        raise ValueError("at most 6 decimal places")
+    return int(micro)
+
+
+def parse_day(text: str) -> date:
+    try:
+        return date.fromisoformat(text.strip())
+    except ValueError:
+        raise ValueError("enter a date as YYYY-MM-DD") from None
+
+
+def day_start(day: date) -> datetime:
+    return datetime.combine(day, time.min, tzinfo=UTC)
+
+
+@dataclass
+class ProposalForm:
+    """The proposal form's values as typed, and what they parse to."""
+
+    values: dict[str, str]
+    errors: dict[str, str] = field(default_factory=dict)
+    requested: dict[str, int] = field(default_factory=dict)
+    starts_at: datetime | None = None
+    ends_at: datetime | None = None
+    project_id: int | None = None
+
+    @property
+    def texts(self) -> dict[str, str]:
+        return {name: self.values.get(name, "") for name in ("title", "abstract", "justification")}
+
+
+def proposal_values(proposal: ProposalOut) -> dict[str, str]:
+    """A stored draft as the form shows it."""
+    requested = {currency.value: amount for currency, amount in proposal.requested.items()}
+    return {
+        "project_id": str(proposal.project_id),
+        "title": proposal.title,
+        "abstract": proposal.abstract,
+        "justification": proposal.justification,
+        "requested_gpu": _credits_text(requested.get(Currency.GPU.value)),
+        "requested_label": _credits_text(requested.get(Currency.LABEL.value)),
+        "starts_on": proposal.starts_at.date().isoformat() if proposal.starts_at else "",
+        "ends_on": proposal.ends_at.date().isoformat() if proposal.ends_at else "",
+    }
+
+
+def _credits_text(micro: int | None) -> str:
+    if not micro:
+        return ""
+    return (
+        str(Decimal(micro) / MICRO).rstrip("0").rstrip(".")
+        if micro % MICRO
+        else str(micro // MICRO)
+    )
+
+
+def parse_proposal(form: Mapping[str, str], *, need_project: bool) -> ProposalForm:
+    values = {name: str(value) for name, value in form.items() if name != "csrf_token"}
+    parsed = ProposalForm(values=values)
+    if need_project:
+        try:
+            parsed.project_id = int(values.get("project_id", ""))
+        except ValueError:
+            parsed.errors["project_id"] = "choose one of your projects"
+    for currency in Currency:
+        name = f"requested_{currency.value}"
+        text = values.get(name, "").strip()
+        if not text:
+            continue
+        try:
+            parsed.requested[currency.value] = parse_credits(text)
+        except ValueError as error:
+            parsed.errors[name] = str(error)
+    for name, attribute in (("starts_on", "starts_at"), ("ends_on", "ends_at")):
+        text = values.get(name, "").strip()
+        if not text:
+            continue
+        try:
+            setattr(parsed, attribute, day_start(parse_day(text)))
+        except ValueError as error:
+            parsed.errors[name] = str(error)
+    return parsed
+
+
+def proposal_errors(error: CreditsError) -> tuple[dict[str, str], str]:
+    """A service's refusal as (field errors, form error)."""
+    if isinstance(error, IncompleteProposal):
+        missing = error.extra.get("missing") or []
+        fields = {PROPOSAL_FIELDS.get(name, name): "needed before you submit" for name in missing}
+        return fields, "Fill in the marked fields, then submit again. Nothing was saved."
+    name = error.extra.get("field")
+    if isinstance(name, str) and name in PROPOSAL_FIELDS:
+        return {PROPOSAL_FIELDS[name]: str(error)}, "Nothing was saved: correct the marked field."
+    return {}, f"{error} Nothing was saved."
+
+
+@dataclass
+class LedgerFilters:
+    """The project page's ledger filters, from the query string."""
+
+    account: int | None = None
+    kind: str | None = None
+    since: date | None = None
+    until: date | None = None
+    errors: dict[str, str] = field(default_factory=dict)
+    values: dict[str, str] = field(default_factory=dict)
+
+    def keeps(self, transfer: Any, account_ids: set[int]) -> bool:
+        if self.kind is not None and transfer.kind.value != self.kind:
+            return False
+        touched = {transfer.debit_account_id, transfer.credit_account_id}
+        if self.account is not None and self.account not in touched:
+            return False
+        if not touched & account_ids:
+            return False
+        day = transfer.created_at.date()
+        if self.since is not None and day < self.since:
+            return False
+        return self.until is None or day <= self.until
+
+
+def parse_ledger_filters(args: Mapping[str, str], account_ids: set[int]) -> LedgerFilters:
+    filters = LedgerFilters(values={name: str(args.get(name, "")) for name in _FILTERS})
+    account = filters.values["account"].strip()
+    if account:
+        if account.isdigit() and int(account) in account_ids:
+            filters.account = int(account)
+        else:
+            filters.errors["account"] = "choose one of the project's accounts"
+    kind = filters.values["kind"].strip()
+    if kind:
+        if kind in {member.value for member in TransferKind}:
+            filters.kind = kind
+        else:
+            filters.errors["kind"] = "choose a kind from the list"
+    for name in ("since", "until"):
+        text = filters.values[name].strip()
+        if text:
+            try:
+                setattr(filters, name, parse_day(text))
+            except ValueError as error:
+                filters.errors[name] = str(error)
+    if filters.since and filters.until and filters.until < filters.since:
+        filters.errors["until"] = "the end is before the start"
+    return filters
+
+
+_FILTERS = ("account", "kind", "since", "until")
+DAY = timedelta(days=1)

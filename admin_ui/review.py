@@ -1,0 +1,157 @@
+"""Reviewer pages: the proposals assigned to me, scoring them, declaring a conflict.
+
+A proposal is in a reviewer's reach while they are assigned to it and have not
+declared a conflict of interest; otherwise its page answers 404, exactly as
+for a proposal that does not exist.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, abort, flash, redirect, request, url_for
+from flask.typing import ResponseReturnValue
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from admin_ui.grants_forms import SCORES, FieldError, hundredths, parse_score, service_errors
+from admin_ui.web import login_required, render, require_role, transaction
+from credits.errors import CreditsError, NotFound
+from credits.grants import reviews
+from credits.grants.models import Proposal, ProposalStatus, Review, ReviewAssignment
+from credits.grants.proposal_queries import list_proposals, load_assignment, render_proposal
+from credits.grants.queries import MAX_PAGE, get_program, load_project
+from credits.identity.actor import Actor
+from credits.identity.models import Role
+
+blueprint = Blueprint("ui_review", __name__, url_prefix="/reviews")
+
+
+def _reviewer() -> Actor:
+    return require_role(Role.REVIEWER)
+
+
+@blueprint.get("")
+@login_required
+def assigned() -> ResponseReturnValue:
+    me = _reviewer()
+    with transaction() as db:
+        mine = select(ReviewAssignment.proposal_id).where(
+            ReviewAssignment.reviewer_user_id == me.user_id,
+            ReviewAssignment.conflict_declared_at.is_(None),
+        )
+        page = list_proposals(db, limit=MAX_PAGE, visible=Proposal.id.in_(mine))
+        reviewed = {
+            review.proposal_id: review
+            for review in db.scalars(select(Review).where(Review.reviewer_user_id == me.user_id))
+        }
+        programs = {p: get_program(db, program_id=p) for p in {x.program_id for x in page.items}}
+        rows = [
+            {
+                "proposal": proposal,
+                "program": programs[proposal.program_id],
+                "review": reviewed.get(proposal.id),
+                "open": proposal.status is ProposalStatus.IN_REVIEW,
+            }
+            for proposal in page.items
+        ]
+    return render("review/assigned.html", rows=rows, hundredths=hundredths)
+
+
+def _page(db: Session, me: Actor, proposal_id: int) -> dict[str, Any]:
+    """What the review page shows; a 404 unless the reviewer holds an unconflicted assignment."""
+    assignment = load_assignment(db, proposal_id, me.user_id)
+    if assignment is None or assignment.conflict_declared_at is not None:
+        abort(404)
+    proposal = render_proposal(db.get_one(Proposal, proposal_id))
+    review = db.scalar(
+        select(Review).where(
+            Review.proposal_id == proposal_id, Review.reviewer_user_id == me.user_id
+        )
+    )
+    project = load_project(db, proposal.project_id)
+    return {
+        "proposal": proposal,
+        "program": get_program(db, program_id=proposal.program_id),
+        "project": {"title": project.title, "institution": project.institution},
+        "review": review,
+        "scores": dict(review.scores) if review else {},
+        "comment": review.comment if review else "",
+        "open": proposal.status is ProposalStatus.IN_REVIEW,
+        "choices": SCORES,
+        "hundredths": hundredths,
+    }
+
+
+@blueprint.get("/<int:proposal_id>")
+@login_required
+def proposal(proposal_id: int) -> ResponseReturnValue:
+    me = _reviewer()
+    with transaction() as db:
+        context = _page(db, me, proposal_id)
+    return render("review/proposal.html", **context)
+
+
+def _again(proposal_id: int, status: int, **overrides: Any) -> ResponseReturnValue:
+    me = _reviewer()
+    with transaction() as db:
+        context = _page(db, me, proposal_id)
+    return render("review/proposal.html", **(context | overrides)), status
+
+
+@blueprint.post("/<int:proposal_id>/score")
+@login_required
+def score(proposal_id: int) -> ResponseReturnValue:
+    me = _reviewer()
+    with transaction() as db:
+        criteria = _page(db, me, proposal_id)["program"].criteria
+    sent = {c.key: request.form.get(f"score_{c.key}", "") for c in criteria}
+    comment = request.form.get("comment", "")
+    errors: dict[str, str] = {}
+    scores: dict[str, int] = {}
+    for criterion in criteria:
+        try:
+            scores[criterion.key] = parse_score(sent[criterion.key], f"score_{criterion.key}")
+        except FieldError as error:
+            errors[error.field] = error.message
+    if not comment.strip():
+        errors["comment"] = "write a comment for the applicants' record"
+    if errors:
+        return _again(proposal_id, 400, errors=errors, scores=sent, comment=comment)
+    try:
+        with transaction() as db:
+            reviews.submit_review(
+                db, proposal_id=proposal_id, actor=me, scores=scores, comment=comment
+            )
+    except NotFound:
+        abort(404)
+    except CreditsError as error:
+        fields, message = service_errors(error, {"comment": "comment"})
+        return _again(
+            proposal_id, error.status, errors=fields, error=message, scores=sent, comment=comment
+        )
+    flash("Your review is saved. You can change it until the funder decides.")
+    return redirect(url_for("ui_review.proposal", proposal_id=proposal_id))
+
+
+@blueprint.post("/<int:proposal_id>/conflict")
+@login_required
+def conflict(proposal_id: int) -> ResponseReturnValue:
+    me = _reviewer()
+    reason = request.form.get("reason", "")
+    with transaction() as db:
+        _page(db, me, proposal_id)
+    if not reason.strip():
+        return _again(proposal_id, 400, conflict_error="say briefly why, e.g. a co-author")
+    try:
+        with transaction() as db:
+            reviews.declare_conflict(db, proposal_id=proposal_id, actor=me, reason=reason)
+    except NotFound:
+        abort(404)
+    except CreditsError as error:
+        return _again(proposal_id, error.status, conflict_error=str(error), conflict_reason=reason)
+    flash(
+        f"You declared a conflict of interest with proposal {proposal_id}. "
+        "It is no longer yours to review and any review you gave no longer counts."
+    )
+    return redirect(url_for("ui_review.assigned"))
