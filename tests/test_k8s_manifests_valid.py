@@ -30,5 +30,6 @@ def test_executor_role_grants_only_what_the_executor_uses() -> None:
     (role,) = [d for d in documents if d["kind"] == "Role"]
     rules = {tuple(r["resources"]): set(r["verbs"]) for r in role["rules"]}
     assert rules[("jobs",)] == {"create", "get", "list", "watch", "patch", "delete"}
-    assert rules[("pods", "pods/log")] == {"get", "list", "watch"}
+    assert rules[("pods",)] == {"get", "list", "watch", "delete"}
+    assert rules[("pods/log",)] == {"get"}
     assert rules[("services",)] == {"create", "get", "delete"}

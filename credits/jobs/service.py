@@ -189,7 +189,7 @@ def _check_fits(
     nodes, per_node = (None, flavour.gpus_per_node)
     if pool_nodes is not None:
         nodes, per_node = pool_nodes.get(flavour.name, (0, flavour.gpus_per_node))
-        if nodes == 0:
+        if nodes == 0 or per_node < 1:
             raise JobNeverFits(f"the pool has no node of flavour {flavour.name!r}", field="flavour")
     if spec.gpus <= per_node:
         return

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import time
+from datetime import timedelta
+from pathlib import Path
 
 import pytest
-from k8s_kube import NAMESPACE, Kube, request, synced
+from k8s_kube import A100, FLAVOUR, INSTANCE, NAMESPACE, Kube, request, synced
 
 from credits.jobs.executors.base import ExecutorError, Phase
-from credits.jobs.manifests import CANCELLED_ANNOTATION, METERING_FINALIZER
+from credits.jobs.executors.kube_status import parse_time
+from credits.jobs.executors.kubernetes import executor_from_settings
+from credits.jobs.manifests import CANCELLED_ANNOTATION, INSTANCE_LABEL, METERING_FINALIZER
+from credits.jobs.runtime import pool_nodes
+from credits.settings import ExecutorName, Settings, SettingsError
 
 pytest_plugins = ["k8s_fixtures", "k8s_executor_fixtures"]
 
@@ -152,6 +158,93 @@ def test_cancel_marks_then_deletes_and_a_new_executor_still_sees_cancelled(kube:
     kube.executor.cancel(99)  # unknown: success
 
 
+def test_cancel_stops_the_pods_at_once_and_ends_when_they_stopped(kube: Kube) -> None:
+    kube.emu.set_run_duration(NAMESPACE, kube.name(20), None)
+    kube.executor.launch(request(20, gpus=16, nodes=2))  # a gang: every pod goes
+    kube.emu.advance(30)
+    synced(kube)
+    started = kube.executor.observe([20])[20].started_at
+    assert started is not None
+    kube.executor.cancel(20)
+    assert kube.emu.job_pods(NAMESPACE, kube.name(20)) == []
+    assert kube.emu.cluster.gpu_usage() == {}  # the GPUs are free now, not at release
+    cancelled_at = kube.now()
+    kube.emu.advance(100)
+    assert kube.emu.job_pods(NAMESPACE, kube.name(20)) == []  # and nothing comes back
+    job = kube.job(20)
+    assert job is not None and METERING_FINALIZER in job["metadata"]["finalizers"]  # type: ignore[index]
+    synced(kube)
+    seen = kube.executor.observe([20])[20]
+    assert (seen.phase, seen.reason) == (Phase.CANCELLED, "cancelled")
+    assert (seen.started_at, seen.finished_at) == (started, cancelled_at)
+    kube.executor.cancel(20)  # a repeat is success
+    kube.executor.release(20)
+    assert kube.job(20) is None  # the finalizer was all that held it
+    assert kube.emu.find("services", NAMESPACE, kube.name(20)) is None
+
+
+def test_pods_left_running_by_an_earlier_deletion_are_charged_until_cancel_stops_them(
+    kube: Kube,
+) -> None:
+    name = kube.name(21)
+    kube.emu.set_run_duration(NAMESPACE, name, None)
+    kube.executor.launch(request(21))
+    kube.emu.advance(10)
+    # What cancel used to do: mark, then delete in the Background. The finalizer keeps
+    # the Job, so the garbage collector leaves its pods running.
+    job = kube.emu.get("jobs", NAMESPACE, name)
+    job["metadata"]["annotations"][CANCELLED_ANNOTATION] = kube.emu.clock.iso()
+    kube.emu.update("jobs", job)
+    kube.emu.delete("jobs", NAMESPACE, name)
+    kube.emu.advance(50)
+    (pod,) = kube.emu.job_pods(NAMESPACE, name)
+    assert pod["status"]["phase"] == "Running"
+    synced(kube)
+    seen = kube.executor.observe([21])[21]
+    assert seen.phase is Phase.RUNNING  # still holding GPUs: still charged
+    kube.executor.cancel(21)
+    assert kube.emu.job_pods(NAMESPACE, name) == []
+    synced(kube)
+    seen = kube.executor.observe([21])[21]
+    assert seen.phase is Phase.CANCELLED
+    assert seen.started_at is not None and seen.finished_at == kube.now()
+    assert (seen.finished_at - seen.started_at).total_seconds() == 60
+
+
+def test_cancel_of_a_job_never_started_ends_at_the_cancel(kube: Kube) -> None:
+    kube.executor.launch(request(22, gpus=16))  # one pod of 16 GPUs: fits no node
+    kube.emu.advance(5)
+    assert len(kube.emu.job_pods(NAMESPACE, kube.name(22))) == 1
+    kube.executor.cancel(22)
+    assert kube.emu.job_pods(NAMESPACE, kube.name(22)) == []
+    kube.emu.advance(20)
+    synced(kube)
+    seen = kube.executor.observe([22])[22]
+    assert (seen.phase, seen.started_at) == (Phase.CANCELLED, None)
+    assert seen.finished_at == kube.now() - timedelta(seconds=20)
+
+
+def test_a_finished_job_whose_pods_went_unseen_started_at_the_job_start(kube: Kube) -> None:
+    kube.emu.set_run_duration(NAMESPACE, kube.name(23), 40)
+    kube.executor.launch(request(23))
+    kube.emu.advance(100)
+    (pod,) = kube.emu.job_pods(NAMESPACE, kube.name(23))
+    kube.emu.delete("pods", NAMESPACE, pod["metadata"]["name"])
+    # a cache that never saw the pod: one re-listed after the deletion, as after a 410
+    other = kube.new_executor()
+    try:
+        synced(kube, other)
+        seen = other.observe([23])[23]
+    finally:
+        other.close()
+    job = kube.job(23)
+    assert job is not None
+    assert seen.phase is Phase.SUCCEEDED
+    assert seen.started_at == parse_time(job["status"]["startTime"])  # type: ignore[index]
+    assert seen.finished_at is not None and seen.started_at is not None
+    assert (seen.finished_at - seen.started_at).total_seconds() == 40
+
+
 def test_job_deleted_by_someone_else_fails_with_that_reason(kube: Kube) -> None:
     kube.emu.set_run_duration(NAMESPACE, kube.name(11), None)
     kube.executor.launch(request(11))
@@ -222,15 +315,135 @@ def test_release_removes_the_finalizer_then_ttl_deletes_the_job(kube: Kube) -> N
     assert kube.emu.find("services", NAMESPACE, kube.name(15)) is None
 
 
-def test_capacity_counts_ready_schedulable_nodes_of_known_flavours(kube: Kube) -> None:
-    kube.emu.add_node("gpu-cordoned", gpus=8, product="NVIDIA-A100-SXM4-80GB", unschedulable=True)
-    kube.emu.add_node("gpu-down", gpus=8, product="NVIDIA-A100-SXM4-80GB", ready=False)
-    kube.emu.add_node("other", gpus=4, product="NVIDIA-T4")
-    capacity = kube.executor.capacity()
-    assert sorted((n.name, n.flavour, n.gpus) for n in capacity.nodes) == [
-        ("gpu-0", "a100-80gb", 8),
-        ("gpu-1", "a100-80gb", 8),
+def _foreign_pod(
+    kube: Kube,
+    name: str,
+    node: str | None,
+    gpus: int,
+    *,
+    namespace: str = "default",
+    phase: str = "Running",
+    labels: dict[str, str] | None = None,
+) -> None:
+    """A pod someone else made, already bound to ``node`` (the emulator leaves it be)."""
+    container = {
+        "name": "main",
+        "image": "busybox",
+        "resources": {"requests": {"nvidia.com/gpu": str(gpus)}},
+    }
+    spec: dict[str, object] = {"containers": [container]}
+    if node is not None:
+        spec["nodeName"] = node
+    kube.emu.create(
+        "pods",
+        {
+            "metadata": {"name": name, "namespace": namespace, "labels": labels or {}},
+            "spec": spec,
+            "status": {"phase": phase},
+        },
+    )
+
+
+def _capacity(kube: Kube) -> list[tuple[str, str, int, bool]]:
+    nodes = kube.executor.capacity().nodes
+    return sorted((n.name, n.flavour, n.gpus, n.schedulable) for n in nodes)
+
+
+def test_capacity_reports_cordoned_and_not_ready_nodes_as_not_schedulable(kube: Kube) -> None:
+    kube.emu.add_node("gpu-cordoned", gpus=8, product=A100, unschedulable=True)
+    kube.emu.add_node("gpu-down", gpus=8, product=A100, ready=False)
+    kube.emu.add_node("other", gpus=4, product="NVIDIA-T4")  # no known flavour
+    kube.emu.add_node("cpu-only", gpus=0, product=A100)  # no GPUs: not a GPU node
+    assert _capacity(kube) == [
+        ("gpu-0", FLAVOUR, 8, True),
+        ("gpu-1", FLAVOUR, 8, True),
+        ("gpu-cordoned", FLAVOUR, 8, False),
+        ("gpu-down", FLAVOUR, 8, False),
     ]
+    capacity = kube.executor.capacity()
+    assert capacity.gpus_by_flavour() == {FLAVOUR: 16}
+
+
+def test_draining_a_whole_flavour_keeps_its_shape_for_submissions(kube: Kube) -> None:
+    kube.emu.cordon("gpu-0")
+    kube.emu.lose_node("gpu-1")  # NotReady
+    assert pool_nodes(kube.executor) == {FLAVOUR: (2, 8)}  # a 16-GPU job still "fits"
+    assert kube.executor.capacity().gpus_by_flavour() == {}  # but nothing starts
+
+
+def test_capacity_subtracts_gpus_held_by_pods_not_of_the_platform(kube: Kube) -> None:
+    kube.emu.add_namespace("team-b")
+    _foreign_pod(kube, "notebook", "gpu-0", 4)
+    _foreign_pod(kube, "sweep", "gpu-1", 1, namespace="team-b", phase="Pending")
+    other_instance = {INSTANCE_LABEL: "staging"}  # another installation's pods are others'
+    _foreign_pod(kube, "staging-job", "gpu-1", 2, namespace="team-b", labels=other_instance)
+    _foreign_pod(kube, "done", "gpu-0", 4, phase="Succeeded")  # holds nothing any more
+    kube.emu.set_run_duration(NAMESPACE, kube.name(1), None)
+    kube.executor.launch(request(1, gpus=2))  # the platform's own: the scheduler counts them
+    kube.emu.tick()
+    assert len(kube.emu.job_pods(NAMESPACE, kube.name(1))) == 1
+    _foreign_pod(kube, "unbound", None, 2, phase="Pending")  # holds no node yet
+    assert _capacity(kube) == [
+        ("gpu-0", FLAVOUR, 4, True),
+        ("gpu-1", FLAVOUR, 5, True),
+    ]
+
+
+def test_a_node_filled_by_others_is_reported_whole_but_not_schedulable(kube: Kube) -> None:
+    _foreign_pod(kube, "hog", "gpu-0", 8)
+    assert _capacity(kube) == [("gpu-0", FLAVOUR, 8, False), ("gpu-1", FLAVOUR, 8, True)]
+
+
+def test_capacity_without_leave_to_list_other_pods_counts_allocatable(kube: Kube) -> None:
+    _foreign_pod(kube, "notebook", "gpu-0", 4)
+    kube.emu.fail_next("list", "pods", 403, message="pods is forbidden")
+    assert _capacity(kube) == [("gpu-0", FLAVOUR, 8, True), ("gpu-1", FLAVOUR, 8, True)]
+
+
+def test_executor_from_settings_reads_the_kubeconfig(kube: Kube, tmp_path: Path) -> None:
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        f"""apiVersion: v1
+kind: Config
+clusters:
+- name: emulator
+  cluster:
+    server: {kube.emu.url}
+users:
+- name: platform
+  user:
+    token: not-checked
+contexts:
+- name: emulator
+  context:
+    cluster: emulator
+    user: platform
+    namespace: ignored-by-the-executor
+current-context: emulator
+"""
+    )
+    settings = Settings(
+        executor=ExecutorName.KUBERNETES,
+        kubernetes_kubeconfig=kubeconfig,
+        kubernetes_context="emulator",
+        kubernetes_namespace=NAMESPACE,
+        kubernetes_flavours=f"{FLAVOUR}={A100}",
+        instance_name=INSTANCE,
+    )
+    executor = executor_from_settings(settings)
+    try:
+        assert executor.options.namespace == NAMESPACE
+        nodes = executor.capacity().nodes
+        assert sorted((n.name, n.flavour, n.gpus) for n in nodes) == [
+            ("gpu-0", FLAVOUR, 8),
+            ("gpu-1", FLAVOUR, 8),
+        ]
+        executor.launch(request(1))
+        assert kube.job(1) is not None  # in the namespace of the setting
+    finally:
+        executor.close()
+    with pytest.raises(SettingsError):
+        executor_from_settings(settings.model_copy(update={"kubernetes_flavours": "oops"}))
 
 
 def test_logs_read_the_rank_zero_pod(kube: Kube) -> None:

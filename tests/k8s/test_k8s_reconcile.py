@@ -248,6 +248,35 @@ def test_conflict_on_cancel_is_retried_and_the_job_is_cancelled(
     _settled_once(world, job_id, -(-2 * 60 * RATE // 3600))
 
 
+def test_cancel_frees_the_gpus_at_once_and_charges_until_the_pods_stopped(
+    world: JobsWorld, kube: Kube
+) -> None:
+    from credits.jobs.service import cancel_job  # noqa: PLC0415 - only this test
+
+    kube.emu.set_run_duration(NAMESPACE, kube.name(1), None)
+    job_id = _start(world, kube)
+    kube.emu.advance(1)
+    _reconcile(world, kube)
+    kube.emu.advance(59)
+    with world.session() as session:
+        cancel_job(session, job_id=job_id, actor=world.researcher, now=world.clock())
+    # the first try marks the Job but cannot delete it: its pod runs on, and is charged
+    kube.emu.fail_next("delete", "jobs", 503, times=4)
+    _reconcile(world, kube)
+    assert _job(world, job_id).state == JobState.RUNNING.value
+    (pod,) = kube.emu.job_pods(NAMESPACE, kube.name(job_id))
+    assert pod["status"]["phase"] == "Running"
+    kube.emu.advance(30)
+    _reconcile(world, kube)  # the retry stops the pod at once; settles, releases
+    assert kube.emu.job_pods(NAMESPACE, kube.name(job_id)) == []
+    _finish(world, kube, job_id)
+    job = _job(world, job_id)
+    assert (job.state, job.reason) == (JobState.CANCELLED.value, "cancelled")
+    _settled_once(world, job_id, -(-2 * 90 * RATE // 3600))
+    assert _charged_for(world, job_id) == -(-2 * 90 * RATE // 3600)
+    assert kube.job(job_id) is None  # released: the finalizer is off, the deletion done
+
+
 def test_clock_offset_is_what_the_world_sees(world: JobsWorld, kube: Kube) -> None:
     assert world.clock() == START
     kube.emu.advance(10)

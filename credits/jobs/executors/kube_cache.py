@@ -9,6 +9,10 @@ harmless. On 410 Gone (a watch or list below the compaction floor) the thread
 re-lists; on a dropped connection it watches again from the last
 resourceVersion it was given. resourceVersions are passed back as opaque
 tokens and never compared.
+
+An object that goes is kept as *departed* (its last record, passed through
+``on_depart``, which the pods cache uses to stamp when it was seen gone) until
+the owner forgets it.
 """
 
 from __future__ import annotations
@@ -96,9 +100,15 @@ class ListWatchSource:
 class WatchedCache(Generic[_T]):
     """Records (``digest`` of each object) by name, kept current by list and watch."""
 
-    def __init__(self, source: ListWatchSource, digest: Callable[[Obj], _T | None]) -> None:
+    def __init__(
+        self,
+        source: ListWatchSource,
+        digest: Callable[[Obj], _T | None],
+        on_depart: Callable[[_T], _T] | None = None,
+    ) -> None:
         self.source = source
         self._digest = digest
+        self._on_depart = on_depart or (lambda record: record)
         self._lock = threading.Lock()
         self._records: dict[str, _T] = {}
         self._departed: dict[str, _T] = {}  # removed since; kept for their times
@@ -159,6 +169,13 @@ class WatchedCache(Generic[_T]):
             self._records[name] = record
             self._departed.pop(name, None)
 
+    def depart(self, name: str) -> None:
+        """The object is gone now (its deletion was answered): keep it as departed."""
+        with self._lock:
+            record = self._records.pop(name, None)
+            if record is not None:
+                self._departed[name] = self._on_depart(record)
+
     def mark_dirty(self, name: str, last_seen: Obj | None = None) -> None:
         record = self._digest(last_seen) if last_seen is not None else None
         with self._lock:
@@ -187,8 +204,8 @@ class WatchedCache(Generic[_T]):
         except NotFound:
             with self._lock:
                 record = self._records.pop(name, None) or self._last_seen.get(name)
-                if record is not None:
-                    self._departed[name] = record
+                if record is not None and name not in self._departed:
+                    self._departed[name] = self._on_depart(record)
         finally:
             with self._lock:
                 self._last_seen.pop(name, None)
@@ -208,7 +225,7 @@ class WatchedCache(Generic[_T]):
         with self._lock:
             for name, record in self._records.items():
                 if name not in fresh:
-                    self._departed[name] = record
+                    self._departed[name] = self._on_depart(record)
             for name in fresh:
                 self._departed.pop(name, None)
             self._records = fresh

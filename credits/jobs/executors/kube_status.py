@@ -3,6 +3,13 @@
 The cache keeps a small record of each object (not the object itself: ten
 thousand Jobs and their pods must fit in a few tens of MiB), and a job's
 observation is computed from the current records whenever it is asked for.
+
+A job is charged for as long as its pods hold GPUs: a cancelled attempt stays
+RUNNING (or PENDING) while any of its pods is still there and not finished, and
+its CANCELLED observation ends when the last started pod stopped (its
+container's ``finishedAt``, else when it was deleted or seen gone), the cancel
+time only when no pod ever started. A finished Job whose pods' starts were
+never seen (deleted while the watch re-listed) started at ``status.startTime``.
 """
 
 from __future__ import annotations
@@ -58,6 +65,23 @@ class PodRecord:
     finished_at: datetime | None
     exit_code: int | None
     preempted: bool
+    # metadata.deletionTimestamp: the pod is being deleted (by then, at the latest, gone).
+    deleted_at: datetime | None = None
+    # When the cache saw it gone (set by the cache, never by the API).
+    gone_at: datetime | None = None
+
+    @property
+    def holds_gpus(self) -> bool:
+        """Still there and not finished: its containers may be running."""
+        return self.gone_at is None and self.phase not in ("Succeeded", "Failed")
+
+    @property
+    def stopped_at(self) -> datetime | None:
+        """When it stopped: its container's end, else its deletion, else when seen gone."""
+        if self.finished_at is not None:
+            return self.finished_at
+        ends = [at for at in (self.deleted_at, self.gone_at) if at is not None]
+        return min(ends) if ends else None
 
 
 def parse_time(text: Any) -> datetime | None:
@@ -131,6 +155,7 @@ def pod_record(obj: dict[str, Any]) -> PodRecord | None:
         finished_at=finished,
         exit_code=exit_code,
         preempted=disrupted or status.get("reason") in PREEMPTION_REASONS,
+        deleted_at=parse_time(meta.get("deletionTimestamp")),
     )
 
 
@@ -139,7 +164,7 @@ def observe_job(job: JobRecord, pods: list[PodRecord]) -> Observation:
     base = Observation(job.job_id, job.attempt, Phase.PENDING, started_at=_started(job, pods))
     complete = job.finished is not None and job.finished[0] == "Complete"
     if job.cancelled_at is not None and not complete:
-        return _final(base, Phase.CANCELLED, job.cancelled_at, "cancelled")
+        return _cancelled(job, pods, base)
     lost = [pod for pod in pods if pod.preempted and pod.phase == "Failed"]
     if lost and not complete:
         pod = lost[0]
@@ -155,8 +180,31 @@ def observe_job(job: JobRecord, pods: list[PodRecord]) -> Observation:
     return Observation(job.job_id, job.attempt, Phase.PENDING)
 
 
+def _cancelled(job: JobRecord, pods: list[PodRecord], base: Observation) -> Observation:
+    """Final once no pod holds GPUs any more, at the last started pod's stop."""
+    if any(pod.holds_gpus for pod in pods):
+        phase = Phase.RUNNING if base.started_at is not None else Phase.PENDING
+        return Observation(job.job_id, job.attempt, phase, started_at=base.started_at)
+    stops = [pod.stopped_at for pod in pods if pod.started_at is not None]
+    at = max((stop for stop in stops if stop is not None), default=None)
+    return _final(base, Phase.CANCELLED, at or job.cancelled_at, "cancelled")
+
+
 def _started(job: JobRecord, pods: list[PodRecord]) -> datetime | None:
-    """When every pod had started: a gang runs only once its last pod does."""
+    """When every pod had started: a gang runs only once its last pod does.
+
+    A finished Job whose pods' starts were never seen (deleted while the watch
+    re-listed, or before a restarted platform looked) started at its
+    ``status.startTime``: when it completed, or when none of its pods is known.
+    """
+    started = _pods_started(job, pods)
+    finished = job.finished
+    if started is None and finished is not None and (finished[0] == "Complete" or not pods):
+        return job.start_time
+    return started
+
+
+def _pods_started(job: JobRecord, pods: list[PodRecord]) -> datetime | None:
     starts: dict[int | None, datetime] = {}
     for pod in pods:
         if pod.started_at is not None:

@@ -5,8 +5,15 @@ is success, so a launch retried after a lost answer makes no second Job. Every
 Job carries the finalizer ``credits.dev/metering``: whoever deletes it, the
 object stays (with a deletionTimestamp) until :meth:`release`, which the
 reconciler calls only once the job's usage is settled. Cancel first patches a
-``credits.dev/cancelled-at`` annotation onto the Job, then deletes it, so a
-platform restarted in between still knows the deletion was its own.
+``credits.dev/cancelled-at`` annotation onto the Job, so a platform restarted
+in between still knows the deletion was its own, then deletes it with
+Foreground propagation (the garbage collector deletes its pods while the
+finalizer still holds the Job) and deletes its remaining pods itself: the GPUs
+are free at once, and the attempt is charged until its pods stopped.
+
+Capacity is each GPU node's allocatable ``nvidia.com/gpu`` less what pods that
+are not this installation's hold there; cordoned and NotReady nodes are
+reported too, as not schedulable.
 
 Observe reads a cache of the installation's Jobs and pods kept by a
 label-selected list and a watch (see ``kube_cache``); the observation of a job
@@ -17,9 +24,10 @@ Errors are sorted in ``kube_calls``.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -44,9 +52,12 @@ from credits.jobs.executors.kube_status import (
 from credits.jobs.manifests import (
     CANCELLED_ANNOTATION,
     GPU_RESOURCE,
+    INSTANCE_LABEL,
+    JOB_NAME_LABEL,
     METERING_FINALIZER,
     ManifestOptions,
     instance_selector,
+    instance_slug,
     is_gang,
     job_manifest,
     job_selector,
@@ -57,6 +68,7 @@ from credits.settings import Settings, SettingsError
 logger = logging.getLogger(__name__)
 Obj = dict[str, Any]
 _RELEASE_TRIES = 5
+_FINISHED_POD_PHASES = ("Succeeded", "Failed")
 
 
 class KubernetesExecutor:
@@ -105,6 +117,7 @@ class KubernetesExecutor:
                 self._policy,
             ),
             pod_record,
+            on_depart=self._stamp_gone,
         )
 
     def close(self) -> None:
@@ -155,36 +168,45 @@ class KubernetesExecutor:
                 )
 
     def cancel(self, job_id: int) -> None:
-        """Marks every attempt's Job cancelled, then deletes it (Background); the
-        metering finalizer keeps the object until release. Gone is success."""
+        """Stops every attempt: marks its Job cancelled (once), deletes it with
+        Foreground propagation (the metering finalizer keeps the object until
+        release), then deletes each of its pods still there. Gone is success.
+
+        Raises ExecutorError when a call fails; a repeat finishes the work."""
         for obj in self._list_jobs(job_id):
             meta = obj["metadata"]
-            if meta.get("deletionTimestamp"):
-                continue
             name = meta["name"]
-            at = self._clock().astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-            patch = {"metadata": {"annotations": {CANCELLED_ANNOTATION: at}}}
+            pods = self._active_pods(name)  # before the deletion: their starts stay known
             try:
-                patched = self._call(
-                    f"marking Job {name} cancelled",
-                    self._batch.patch_namespaced_job,
-                    name,
-                    self._ns,
-                    patch,
-                    _preload_content=False,
-                )
-                self.jobs.put(_json(patched))
-                self._call(
-                    f"deleting Job {name}",
-                    self._batch.delete_namespaced_job,
-                    name,
-                    self._ns,
-                    propagation_policy="Background",
-                    _preload_content=False,
-                )
+                marked = CANCELLED_ANNOTATION in (meta.get("annotations") or {})
+                if not meta.get("deletionTimestamp") and not marked:
+                    at = self._clock().astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+                    patch = {"metadata": {"annotations": {CANCELLED_ANNOTATION: at}}}
+                    patched = self._call(
+                        f"marking Job {name} cancelled",
+                        self._batch.patch_namespaced_job,
+                        name,
+                        self._ns,
+                        patch,
+                        _preload_content=False,
+                    )
+                    self.jobs.put(_json(patched))
+                if not meta.get("deletionTimestamp") or pods:
+                    # Again when pods remain: an earlier Background deletion (or someone
+                    # else's) leaves them running while the finalizer holds the Job.
+                    self._call(
+                        f"deleting Job {name}",
+                        self._batch.delete_namespaced_job,
+                        name,
+                        self._ns,
+                        propagation_policy="Foreground",
+                        _preload_content=False,
+                    )
             except NotFound:
                 continue
-            self.jobs.mark_dirty(name)
+            finally:
+                self.jobs.mark_dirty(name)
+            self._delete_pods(pods)
 
     def observe(self, job_ids: Collection[int]) -> dict[int, Observation]:
         """The latest attempt of each job the cache knows; see ``kube_status``."""
@@ -261,17 +283,24 @@ class KubernetesExecutor:
         return str(text)
 
     def capacity(self) -> Capacity:
-        """Ready, schedulable nodes with the flavour label: their total GPUs."""
+        """Every node with the flavour label and GPUs: its allocatable GPUs less what
+        pods not of this installation hold there. Cordoned, NotReady and full nodes
+        are reported as not schedulable (the scheduler skips them; the pool's shape
+        still counts them)."""
         label = self.options.flavour_label
         response = self._call(
             "listing nodes", self._core.list_node, label_selector=label, _preload_content=False
         )
-        nodes: list[NodeCapacity] = []
-        for node in json.loads(response.data).get("items") or []:
-            capacity = _node_capacity(node, label, self._flavours)
+        nodes = list(json.loads(response.data).get("items") or [])
+        if not nodes:
+            return Capacity(nodes=())
+        held = self._foreign_gpus()
+        found: list[NodeCapacity] = []
+        for node in nodes:
+            capacity = _node_capacity(node, label, self._flavours, held)
             if capacity is not None:
-                nodes.append(capacity)
-        return Capacity(nodes=tuple(nodes))
+                found.append(capacity)
+        return Capacity(nodes=tuple(found))
 
     # -- internals -----------------------------------------------------------------
 
@@ -294,6 +323,85 @@ class KubernetesExecutor:
         except NotFound:
             return None
         return _json(response)
+
+    def _stamp_gone(self, pod: PodRecord) -> PodRecord:
+        if pod.gone_at is not None:
+            return pod
+        return dataclasses.replace(pod, gone_at=self._clock())
+
+    def _active_pods(self, job_name: str) -> list[Obj]:
+        """The Job's pods not yet finished, each stored in the pods cache as listed."""
+        response = self._call(
+            f"listing the pods of {job_name}",
+            self._core.list_namespaced_pod,
+            self._ns,
+            label_selector=f"{JOB_NAME_LABEL}={job_name}",
+            _preload_content=False,
+        )
+        active: list[Obj] = []
+        for pod in json.loads(response.data).get("items") or []:
+            if (pod.get("status") or {}).get("phase") in _FINISHED_POD_PHASES:
+                continue
+            self.pods.put(pod)
+            active.append(pod)
+        return active
+
+    def _delete_pods(self, pods: Iterable[Obj]) -> None:
+        """Deletes each pod (there is no deleteCollection to rely on); one already gone
+        is departed now, one deleted gracefully is kept with its deletionTimestamp."""
+        for pod in pods:
+            name = pod["metadata"]["name"]
+            if pod["metadata"].get("deletionTimestamp"):
+                continue
+            try:
+                answer = _json(
+                    self._call(
+                        f"deleting pod {name}",
+                        self._core.delete_namespaced_pod,
+                        name,
+                        self._ns,
+                        _preload_content=False,
+                    )
+                )
+            except NotFound:
+                self.pods.depart(name)
+                continue
+            except ExecutorError as error:
+                if error.transient:
+                    raise
+                # Forbidden, say: the garbage collector deletes it with its Job.
+                logger.warning("%s", error)
+                continue
+            if answer.get("kind") == "Pod":
+                self.pods.put(answer)  # graceful: it stops by its deletionTimestamp
+                self.pods.mark_dirty(name)
+            else:
+                self.pods.depart(name)
+
+    def _foreign_gpus(self) -> dict[str, int]:
+        """GPUs requested per node by running or pending pods of every namespace that
+        are not this installation's; {} (with a warning) when pods may not be listed."""
+        selector = f"{INSTANCE_LABEL}!={instance_slug(self.options.instance)}"
+        try:
+            response = self._call(
+                "listing other pods",
+                self._core.list_pod_for_all_namespaces,
+                label_selector=selector,
+                field_selector="status.phase!=Succeeded,status.phase!=Failed",
+                _preload_content=False,
+            )
+        except ExecutorError as error:
+            if error.transient:
+                raise
+            logger.warning("capacity counts no other pods' GPUs: %s", error)
+            return {}
+        held: dict[str, int] = {}
+        for pod in json.loads(response.data).get("items") or []:
+            node = (pod.get("spec") or {}).get("nodeName")
+            phase = (pod.get("status") or {}).get("phase")
+            if node and phase not in _FINISHED_POD_PHASES:
+                held[node] = held.get(node, 0) + _pod_gpus(pod)
+        return held
 
     def _list_jobs(self, job_id: int) -> list[Obj]:
         response = self._call(
@@ -356,21 +464,54 @@ def _rank(pod: Obj) -> tuple[int, str]:
     return (int(index) if str(index).isdigit() else 0, pod["metadata"]["name"])
 
 
-def _node_capacity(node: Obj, label: str, flavours: Mapping[str, str]) -> NodeCapacity | None:
+def _node_capacity(
+    node: Obj, label: str, flavours: Mapping[str, str], held: Mapping[str, int]
+) -> NodeCapacity | None:
+    """The node's GPUs for the platform; None for a node of no known flavour or no GPUs.
+
+    Its GPUs are what others' pods leave; a node they fill is reported with all its
+    GPUs but not schedulable, so that the pool's shape stays that of its nodes."""
     meta, spec, status = node["metadata"], node.get("spec") or {}, node.get("status") or {}
     value = (meta.get("labels") or {}).get(label)
     if value is None or (flavours and value not in flavours):
+        return None
+    allocatable = _quantity((status.get("allocatable") or {}).get(GPU_RESOURCE))
+    if allocatable <= 0:
         return None
     ready = any(
         c.get("type") == "Ready" and c.get("status") == "True"
         for c in status.get("conditions") or []
     )
-    if not ready or spec.get("unschedulable"):
-        return None
-    gpus = int((status.get("allocatable") or {}).get(GPU_RESOURCE) or 0)
-    if gpus <= 0:
-        return None
-    return NodeCapacity(name=meta["name"], flavour=flavours.get(value, value), gpus=gpus)
+    free = allocatable - held.get(meta["name"], 0)
+    return NodeCapacity(
+        name=meta["name"],
+        flavour=flavours.get(value, value),
+        gpus=free if free > 0 else allocatable,
+        schedulable=ready and not spec.get("unschedulable") and free > 0,
+    )
+
+
+def _quantity(value: Any) -> int:
+    """A GPU count (an extended resource: a whole number) from a quantity, 0 if none."""
+    try:
+        return int(str(value)) if value is not None else 0
+    except ValueError:
+        return 0
+
+
+def _pod_gpus(pod: Obj) -> int:
+    """The GPUs a pod holds: its containers' requests (else limits) summed, or its
+    largest init container's when that is more."""
+    spec = pod.get("spec") or {}
+
+    def gpus(container: Obj) -> int:
+        resources = container.get("resources") or {}
+        requests, limits = resources.get("requests") or {}, resources.get("limits") or {}
+        return _quantity(requests.get(GPU_RESOURCE, limits.get(GPU_RESOURCE)))
+
+    running = sum(gpus(c) for c in spec.get("containers") or [])
+    init = max((gpus(c) for c in spec.get("initContainers") or []), default=0)
+    return max(running, init)
 
 
 def parse_flavours(text: str) -> dict[str, str]:
