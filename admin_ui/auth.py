@@ -107,7 +107,30 @@ def oidc_callback() -> ResponseReturnValue:
     """The provider's answer: an existing, active account with a verified email signs in."""
     if _oidc_name() is None:
         return redirect(url_for("ui_auth.login"))
-    token = _oidc_client().authorize_access_token()
+    from authlib.integrations.base_client import (  # type: ignore[import-untyped]  # noqa: PLC0415
+        MismatchingStateError,
+        OAuthError,
+    )
+    from joserfc.errors import JoseError  # noqa: PLC0415 - with Authlib, only when used
+
+    try:
+        token = _oidc_client().authorize_access_token()
+    except MismatchingStateError:
+        session.pop("oidc_next", None)
+        return render(
+            "login.html",
+            error="this sign-in did not start here or has expired; try again",
+            oidc=_oidc_name(),
+        ), 400
+    except (OAuthError, JoseError) as error:
+        session.pop("oidc_next", None)
+        # The provider's error code is not shown: anyone can put one in a link here.
+        current_app.logger.warning("OIDC sign-in refused: %r", error)
+        return render(
+            "login.html",
+            error=f"{_oidc_name()} did not sign you in; try again",
+            oidc=_oidc_name(),
+        ), 401
     claims = token.get("userinfo") or {}
     email = str(claims.get("email", "")).strip().lower()
     if not email or claims.get("email_verified") is False:

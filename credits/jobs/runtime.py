@@ -129,7 +129,8 @@ def run_cycle(
 
 
 class JobsLoop:
-    """The embedded profile's scheduler and reconciler: a daemon thread."""
+    """The embedded profile's scheduler, reconciler, settlement, telemetry and
+    chores (mail, expiry, digests, nudges): a daemon thread of ``credits serve``."""
 
     def __init__(
         self, factory: Callable[[], Session], executor: Executor, settings: Settings
@@ -148,11 +149,15 @@ class JobsLoop:
         self._thread.join(timeout)
 
     def _run(self) -> None:
+        from credits.embedded import Chores  # noqa: PLC0415 - reports import jobs modules
+
         collector = TelemetryCollector()
+        chores = Chores(self._factory, self._settings)
         next_telemetry = 0.0
         while not self._stop.is_set():
             try:
                 run_cycle(self._factory, self._executor, self._settings)
+                chores.run_due()
                 if time.monotonic() >= next_telemetry:
                     collect_telemetry(self._factory, collector, self._settings, self._executor)
                     next_telemetry = time.monotonic() + self._settings.telemetry_interval_seconds

@@ -1,0 +1,76 @@
+"""The embedded profile's periodic chores, run by ``credits serve`` without Celery.
+
+Production runs the same services from Celery beat (credits/worker.py); here a
+thread of the web process calls them: mail from the outbox every minute, and
+every hour the allocation expiry sweep, the daily digests and the nudges
+(each is deduplicated per day, so running them hourly sends nothing twice).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from sqlalchemy.orm import Session
+
+from credits.db import run_in_transaction, utcnow
+from credits.grants.allocations import expire_allocations
+from credits.identity.actor import Actor
+from credits.notifications.events import queue_expiry_digests
+from credits.notifications.mail import Mailer, make_mailer
+from credits.notifications.service import send_pending
+from credits.reports.nudges import run_nudges
+from credits.settings import Settings
+
+logger = logging.getLogger(__name__)
+SWEEPER = Actor.system("allocations-sweep")
+MAIL_EVERY_S = 60.0
+DAILY_WORK_EVERY_S = 3600.0
+
+
+@dataclass
+class Chores:
+    """Remembers when each chore is next due; ``run_due`` runs those that are."""
+
+    factory: Callable[[], Session]
+    settings: Settings
+    mailer: Mailer | None = None
+    due: dict[str, float] = field(default_factory=dict)
+
+    def run_due(self, now: float | None = None) -> list[str]:
+        moment = time.monotonic() if now is None else now
+        ran = []
+        for name, every, chore in (
+            ("mail", MAIL_EVERY_S, self._send_mail),
+            ("daily", DAILY_WORK_EVERY_S, self._daily_work),
+        ):
+            if moment < self.due.get(name, 0.0):
+                continue
+            self.due[name] = moment + every
+            try:
+                chore()
+                ran.append(name)
+            except Exception:
+                # A chore that fails now is tried again when next due.
+                logger.exception("embedded chore %s failed", name)
+        return ran
+
+    def _send_mail(self) -> None:
+        mailer = self.mailer = self.mailer or make_mailer(self.settings)
+        run_in_transaction(
+            self.factory,
+            lambda session: send_pending(
+                session, mailer=mailer, limit=100, mail_from=self.settings.smtp_from
+            ),
+        )
+
+    def _daily_work(self) -> None:
+        now = utcnow()
+        run_in_transaction(self.factory, lambda s: expire_allocations(s, actor=SWEEPER, now=now))
+        run_in_transaction(self.factory, lambda s: queue_expiry_digests(s, now=now))
+        run_in_transaction(
+            self.factory,
+            lambda s: run_nudges(s, now=now, idle_percent=self.settings.idle_gpu_util_percent),
+        )
