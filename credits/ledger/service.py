@@ -32,7 +32,6 @@ from credits.ledger.holds import place_hold
 from credits.ledger.models import AccountKind, AccountStatus, Currency, TransferKind
 from credits.ledger.queries import (
     get_account,
-    get_account_by_code,
     project_sink_code,
     system_account_id,
 )
@@ -493,36 +492,4 @@ def _expiry_key(account: Row[Any]) -> str:
     return (
         f"{journal.RESERVED_KEY_PREFIX}expire:{account.id}:{account.credits_posted}:"
         f"{account.debits_posted}:{account.debits_pending}"
-    )
-
-
-def book_overage(
-    session: Session,
-    *,
-    key: str,
-    project_id: int,
-    currency: Currency | str,
-    amount: int,
-    actor: Actor,
-    reference: str | None = None,
-    now: datetime | None = None,
-) -> TransferResult:
-    """Books usage no hold or allocation could cover: the system overage account pays
-    the project's usage sink, so the usage is recorded in full and the project's own
-    accounts never overdraw. The overage account's balance is what is owed.
-
-    Raises AccountNotFound when the project has no usage sink in that currency.
-    """
-    currency = journal.check_currency(currency)
-    sink = get_account_by_code(session, code=project_sink_code(project_id, currency))
-    return grant(
-        session,
-        key=key,
-        from_account_id=system_account_id(session, AccountKind.OVERAGE, currency),
-        to_account_id=sink.id,
-        amount=amount,
-        actor=actor,
-        reason="usage beyond what was held or available",
-        reference=reference,
-        now=now,
     )

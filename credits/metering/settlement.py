@@ -30,8 +30,8 @@ from credits.identity.actor import Actor
 from credits.jobs.models import Job
 from credits.ledger.holds import place_hold
 from credits.ledger.models import Currency
+from credits.ledger.overage import book_overage
 from credits.ledger.queries import project_available
-from credits.ledger.service import book_overage
 from credits.ledger.settle import capture, capture_up_to
 from credits.metering.models import RecordStatus, UsageRecord
 
