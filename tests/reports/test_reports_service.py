@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from credits.jobs.models import Job, JobState
 from credits.ledger import service as ledger
 from credits.ledger.models import AccountKind, Currency, Transfer, TransferKind
+from credits.ledger.overage import book_overage
 from credits.ledger.queries import get_balance, project_sink_code, system_account_id
 from credits.ledger.verify import verify_ledger
 from credits.metering.models import UsageRecord
@@ -129,7 +130,7 @@ def test_expiry_and_overage_are_reported_where_they_belong(
         actor=world.a.ops,
         now=now,
     )
-    ledger.book_overage(
+    book_overage(
         session,
         key="b-overage",
         project_id=world.b.project_id,
