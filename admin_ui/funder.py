@@ -338,6 +338,7 @@ def _proposal_page(
         proposal, program = _proposal(db, me, proposal_id)
         summary = reviews.get_review_summary(db, proposal_id=proposal_id, actor=me)
         project = load_project(db, proposal.project_id)
+        award = views.award_of(db, proposal)
         context = {
             "proposal": proposal,
             "program": program,
@@ -346,7 +347,10 @@ def _proposal_page(
             "means": views.criterion_means(summary, [c.key for c in program.criteria]),
             "choices": views.reviewer_choices(db, summary),
             "users": views.user_labels(db),
-            "award": views.award_of(db, proposal),
+            "award": award,
+            "release_keys": views.release_keys(award),
+            "release_errors": {},
+            "release_values": {},
             "decidable": proposal.status in views.DECIDABLE,
             "values": views.decision_defaults(proposal),
             "errors": {},

@@ -16,9 +16,10 @@ from markupsafe import Markup
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from admin_ui.grants_forms import new_key
 from credits.db import utcnow
 from credits.grants import reviews
-from credits.grants.models import Allocation, Award, Proposal, ProposalStatus
+from credits.grants.models import Allocation, Award, Proposal, ProposalStatus, TrancheStatus
 from credits.grants.proposal_queries import list_proposals, render_award
 from credits.grants.queries import MAX_PAGE, load_project
 from credits.grants.schemas import AwardOut, ProgramOut, ProposalOut, ReviewSummary
@@ -90,6 +91,13 @@ def award_of(db: Session, proposal: ProposalOut) -> AwardOut | None:
     if not ids and proposal.allocation_id is not None:
         ids = [proposal.allocation_id]
     return render_award(db, award, allocation_ids=ids)
+
+
+def release_keys(award: AwardOut | None) -> dict[int, str]:
+    """An idempotency key for each pending tranche's release form, made per rendering."""
+    if award is None:
+        return {}
+    return {t.id: new_key() for t in award.tranches if t.status is TrancheStatus.PENDING}
 
 
 def decision_defaults(proposal: ProposalOut) -> dict[str, str]:

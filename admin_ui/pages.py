@@ -13,6 +13,7 @@ PAGE_MODULES = (
     "admin_ui.jobs_pages",
     "admin_ui.review",
     "admin_ui.funder",
+    "admin_ui.funder_tranches",
     "admin_ui.ops",
 )
 

@@ -17,8 +17,10 @@ from sqlalchemy.orm import Session
 
 from admin_ui import charts
 from admin_ui.researcher_forms import (
+    PROJECT_FIELDS,
     ProposalForm,
     parse_ledger_filters,
+    parse_project,
     parse_proposal,
     proposal_errors,
     proposal_values,
@@ -27,6 +29,7 @@ from admin_ui.web import actor, login_required, render, require_role, transactio
 from credits.api.auth import credits_extension
 from credits.db import utcnow
 from credits.errors import CreditsError, NotFound
+from credits.grants import projects as project_service
 from credits.grants import proposals
 from credits.grants.models import ProgramStatus, ProposalKind, ProposalStatus
 from credits.grants.queries import MAX_PAGE
@@ -217,6 +220,52 @@ def update_proposal(proposal_id: int) -> ResponseReturnValue:
 
 
 _FIX = "Nothing was saved: correct the marked fields."
+
+
+# A new project.
+
+
+def _project_form(
+    values: dict[str, str],
+    errors: dict[str, str] | None = None,
+    error: str | None = None,
+    status: int = 200,
+) -> ResponseReturnValue:
+    page = render("researcher/project_form.html", values=values, errors=errors or {}, error=error)
+    return page, status
+
+
+@blueprint.get("/projects/new")
+@login_required
+def new_project() -> ResponseReturnValue:
+    require_role(Role.RESEARCHER, Role.OPS)
+    return _project_form({})
+
+
+@blueprint.post("/projects/new")
+@login_required
+def create_project() -> ResponseReturnValue:
+    """Creates a project with the signed-in researcher as its PI."""
+    me = require_role(Role.RESEARCHER, Role.OPS)
+    values, errors = parse_project(request.form)
+    if errors:
+        return _project_form(values, errors, _FIX, 400)
+    try:
+        with transaction() as db:
+            created = project_service.create_project(
+                db,
+                title=values["title"],
+                field_of_science=values["field_of_science"],
+                institution=values["institution"].strip() or None,
+                actor=me,
+            )
+    except CreditsError as refusal:
+        named = refusal.extra.get("field")
+        if isinstance(named, str) and named in PROJECT_FIELDS:
+            return _project_form(values, {named: str(refusal)}, _FIX, refusal.status)
+        return _project_form(values, error=f"{refusal} Nothing was saved.", status=refusal.status)
+    flash(f"Project {created.title!r} created. You are its PI.")
+    return redirect(url_for(".project", project_id=created.id))
 
 
 # A project's page.

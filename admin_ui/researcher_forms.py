@@ -137,6 +137,23 @@ def proposal_errors(error: CreditsError) -> tuple[dict[str, str], str]:
     return {}, f"{error} Nothing was saved."
 
 
+PROJECT_FIELDS = ("title", "field_of_science", "institution")
+
+
+def parse_project(form: Mapping[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+    """The new-project form's values as typed, and errors for blank required fields."""
+    values = {name: str(form.get(name, "")) for name in PROJECT_FIELDS}
+    errors = {
+        name: message
+        for name, message in (
+            ("title", "give the project a title"),
+            ("field_of_science", "name the project's field of science, e.g. Glaciology"),
+        )
+        if not values[name].strip()
+    }
+    return values, errors
+
+
 @dataclass
 class LedgerFilters:
     """The project page's ledger filters, from the query string."""

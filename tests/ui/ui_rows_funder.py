@@ -90,4 +90,13 @@ ROWS = [
         IN_REVIEW,
         form=lambda _: {"reject_reason": "out of scope", "reject_override": "urgent"},
     ),
+    # Only the program's owners and ops release; the API answers researcher A (who
+    # reads the allocation) 403, but funder pages are 404 to anyone without the role.
+    UiRow(
+        "POST",
+        "/funder/tranches/<int:tranche_id>/release",
+        only("ops", "funder_p", anonymous=400),
+        {"tranche_id": "tranche"},
+        form=lambda _: {"progress_report": "Half the runs are done.", "key": "matrix-release"},
+    ),
 ]

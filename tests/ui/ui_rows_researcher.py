@@ -58,6 +58,15 @@ ROWS = [
         {"proposal_id": "proposal_draft"},
         form=lambda _: {"action": "save", "title": "Renamed"},
     ),
+    # Researchers create projects with themselves as PI; ops open the form too, but
+    # ops is no researcher, so the service's refusal comes back on the form.
+    UiRow("GET", "/projects/new", only(OPS, RESEARCHER_A, RESEARCHER_B)),
+    UiRow(
+        "POST",
+        "/projects/new",
+        only(RESEARCHER_A, RESEARCHER_B, ops=422, anonymous=400),
+        form=lambda _: {"title": "Matrix", "field_of_science": "Physics"},
+    ),
     UiRow("GET", "/projects/<int:project_id>", A_AND_OPS, PROJECT_A),
     UiRow(
         "GET", "/projects/<int:project_id>", only(OPS, RESEARCHER_B), {"project_id": "project_b"}
