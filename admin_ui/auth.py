@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import requests
 from flask import Blueprint, current_app, flash, redirect, request, session, url_for
 from flask.typing import ResponseReturnValue
 from sqlalchemy import select
@@ -98,8 +99,30 @@ def login_oidc() -> ResponseReturnValue:
         return redirect(url_for("ui_auth.login"))
     session["oidc_next"] = _safe_next(request.args.get("next"))
     redirect_to = url_for("ui_auth.oidc_callback", _external=True)
-    response: ResponseReturnValue = _oidc_client().authorize_redirect(redirect_to)
+    try:
+        response: ResponseReturnValue = _oidc_client().authorize_redirect(redirect_to)
+    except requests.RequestException as error:
+        return _provider_unreachable(error)
     return response
+
+
+def _provider_unreachable(error: Exception) -> ResponseReturnValue:
+    """The provider (its discovery document, token or keys) did not answer."""
+    session.pop("oidc_next", None)
+    current_app.logger.warning("OIDC provider unreachable: %r", error)
+    return render(
+        "login.html",
+        error=f"{_oidc_name()} cannot be reached just now; try again later",
+        oidc=_oidc_name(),
+    ), 503
+
+
+class _Refused(Exception):
+    """A sign-in that cannot go on; the message is shown on the sign-in page."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 @blueprint.get("/auth/callback")
@@ -107,6 +130,16 @@ def oidc_callback() -> ResponseReturnValue:
     """The provider's answer: an existing, active account with a verified email signs in."""
     if _oidc_name() is None:
         return redirect(url_for("ui_auth.login"))
+    try:
+        user_id = _active_user_id(_verified_email())
+    except _Refused as refusal:
+        session.pop("oidc_next", None)
+        return render("login.html", error=str(refusal), oidc=_oidc_name()), refusal.status
+    sign_in(user_id)
+    return redirect(session.pop("oidc_next", None) or url_for("ui_home.dashboard"))
+
+
+def _verified_email() -> str:
     from authlib.integrations.base_client import (  # type: ignore[import-untyped]  # noqa: PLC0415
         MismatchingStateError,
         OAuthError,
@@ -115,39 +148,29 @@ def oidc_callback() -> ResponseReturnValue:
 
     try:
         token = _oidc_client().authorize_access_token()
+    except requests.RequestException as error:
+        current_app.logger.warning("OIDC provider unreachable: %r", error)
+        raise _Refused(f"{_oidc_name()} cannot be reached just now; try again later", 503) from None
     except MismatchingStateError:
-        session.pop("oidc_next", None)
-        return render(
-            "login.html",
-            error="this sign-in did not start here or has expired; try again",
-            oidc=_oidc_name(),
-        ), 400
+        raise _Refused("this sign-in did not start here or has expired; try again", 400) from None
     except (OAuthError, JoseError) as error:
-        session.pop("oidc_next", None)
         # The provider's error code is not shown: anyone can put one in a link here.
         current_app.logger.warning("OIDC sign-in refused: %r", error)
-        return render(
-            "login.html",
-            error=f"{_oidc_name()} did not sign you in; try again",
-            oidc=_oidc_name(),
-        ), 401
+        raise _Refused(f"{_oidc_name()} did not sign you in; try again", 401) from None
     claims = token.get("userinfo") or {}
     email = str(claims.get("email", "")).strip().lower()
     if not email or claims.get("email_verified") is False:
-        return render(
-            "login.html", error="your provider sent no verified email", oidc=_oidc_name()
-        ), 401
+        raise _Refused("your provider sent no verified email", 401)
+    return email
+
+
+def _active_user_id(email: str) -> int:
     with transaction() as db:
         user = db.scalar(select(User).where(User.email == email))
         user_id = user.id if user is not None and user.is_active else None
     if user_id is None:
-        return render(
-            "login.html",
-            error=f"no active account uses {email}; ask the platform's operators for one",
-            oidc=_oidc_name(),
-        ), 403
-    sign_in(user_id)
-    return redirect(session.pop("oidc_next", None) or url_for("ui_home.dashboard"))
+        raise _Refused(f"no active account uses {email}; ask the platform's operators for one", 403)
+    return user_id
 
 
 @blueprint.get("/tokens")
