@@ -25,7 +25,7 @@ from admin_ui.job_form import (
     refusal_errors,
 )
 from admin_ui.web import actor, login_required, render, require_role, transaction
-from credits.api.auth import credits_extension, job_executor
+from credits.api.auth import credits_extension, job_executor, job_submission_limits
 from credits.db import utcnow
 from credits.errors import CreditsError, NotFound
 from credits.grants.queries import MAX_PAGE
@@ -36,7 +36,6 @@ from credits.jobs import service
 from credits.jobs.executors.base import ExecutorError
 from credits.jobs.models import FINAL_STATES, JobState
 from credits.jobs.queries import get_job_detail, list_jobs_for_actor, load_job_for_actor
-from credits.jobs.runtime import pool_nodes
 from credits.jobs.schemas import JobQuery
 from credits.metering.energy import MJ_PER_KWH
 from credits.metering.models import JobTelemetryRow
@@ -108,17 +107,16 @@ def submit_job(project_id: int) -> ResponseReturnValue:
             form.errors, message = refusal_errors(refusal)
             return _form_page(project, form, error=message, status=422)
         return _form_page(project, form, estimate=estimate)
-    settings = credits_extension().settings
     try:
-        shapes = pool_nodes(job_executor())
+        limits = job_submission_limits()
         with transaction() as db:
             job = service.submit_job(
                 db,
                 project_id=project_id,
                 spec=spec,
                 actor=me,
-                max_runtime_cap=settings.jobs_max_runtime_seconds,
-                pool_nodes=shapes,
+                max_runtime_cap=limits.max_runtime_cap,
+                pool_nodes=limits.pool_nodes,
             )
     except CreditsError as refusal:
         form.errors, message = refusal_errors(refusal)

@@ -157,12 +157,7 @@ def create_proposal(program_id: int) -> ResponseReturnValue:
                 project_id=project_id,
                 kind=ProposalKind.NEW,
                 actor=me,
-                requested=form.requested,
-                starts_at=form.starts_at,
-                ends_at=form.ends_at,
-                title=form.texts["title"],
-                abstract=form.texts["abstract"],
-                justification=form.texts["justification"],
+                **form.content(),
             )
             if submit:
                 proposals.submit_proposal(db, proposal_id=created.id, actor=me)
@@ -203,12 +198,7 @@ def update_proposal(proposal_id: int) -> ResponseReturnValue:
                 db,
                 proposal_id=proposal_id,
                 actor=me,
-                requested=form.requested,
-                starts_at=form.starts_at,
-                ends_at=form.ends_at,
-                title=form.texts["title"],
-                abstract=form.texts["abstract"],
-                justification=form.texts["justification"],
+                **form.content(),
             )
             if submit:
                 proposals.submit_proposal(db, proposal_id=proposal_id, actor=me)

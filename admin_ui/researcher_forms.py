@@ -71,6 +71,15 @@ class ProposalForm:
     def texts(self) -> dict[str, str]:
         return {name: self.values.get(name, "") for name in ("title", "abstract", "justification")}
 
+    def content(self) -> dict[str, Any]:
+        """What the proposals service takes to create or update a proposal's content."""
+        return {
+            "requested": self.requested,
+            "starts_at": self.starts_at,
+            "ends_at": self.ends_at,
+            **self.texts,
+        }
+
 
 def proposal_values(proposal: ProposalOut) -> dict[str, str]:
     """A stored draft as the form shows it."""

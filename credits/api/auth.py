@@ -58,6 +58,24 @@ def session_factory() -> sessionmaker[Session]:
     return credits_extension().session_factory
 
 
+@dataclass(frozen=True)
+class SubmissionLimits:
+    """What a job submission is checked against: the runtime cap and the pool's shape."""
+
+    max_runtime_cap: int
+    pool_nodes: dict[str, tuple[int, int]]
+
+
+def job_submission_limits() -> SubmissionLimits:
+    """The limits a submission from this app meets, for the API and the portal alike."""
+    from credits.jobs.runtime import pool_nodes  # noqa: PLC0415 - executors load on first use
+
+    return SubmissionLimits(
+        max_runtime_cap=credits_extension().settings.jobs_max_runtime_seconds,
+        pool_nodes=pool_nodes(job_executor()),
+    )
+
+
 def job_executor() -> Executor:
     """The executor that runs this app's jobs."""
     extension = credits_extension()

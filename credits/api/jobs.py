@@ -12,14 +12,18 @@ from flask import Blueprint, request, url_for
 from flask.typing import ResponseReturnValue
 from pydantic import BaseModel, ConfigDict, Field
 
-from credits.api.auth import credits_extension, current_actor, job_executor, session_factory
+from credits.api.auth import (
+    current_actor,
+    job_executor,
+    job_submission_limits,
+    session_factory,
+)
 from credits.api.openapi import operation
 from credits.db import session_scope
 from credits.identity.access import require_actor, require_scope
 from credits.identity.actor import Actor
 from credits.identity.models import Scope
 from credits.jobs import queries, service
-from credits.jobs.runtime import pool_nodes
 from credits.jobs.schemas import JobDetail, JobLogs, JobOut, JobPage, JobQuery, PoolStatus
 from credits.jobs.spec import JobSpec
 
@@ -55,16 +59,15 @@ def submit_job(project_id: int) -> ResponseReturnValue:
     actor = _caller(Scope.WRITE)
     spec = JobSpec.model_validate(request.get_json())
     key = request.headers.get("Idempotency-Key", "").strip() or None
-    settings = credits_extension().settings
-    shapes = pool_nodes(job_executor())
+    limits = job_submission_limits()
     with session_scope(session_factory()) as session:
         job = service.submit_job(
             session,
             project_id=project_id,
             spec=spec,
             actor=actor,
-            max_runtime_cap=settings.jobs_max_runtime_seconds,
-            pool_nodes=shapes,
+            max_runtime_cap=limits.max_runtime_cap,
+            pool_nodes=limits.pool_nodes,
             idempotency_key=key,
         )
     headers = {"Location": url_for(".get_job", job_id=job.id)}
