@@ -95,7 +95,7 @@ class Job(Base):
     exit_code: Mapped[int | None] = mapped_column(Integer)
     reason: Mapped[str | None] = mapped_column(Text)
     charged_micro: Mapped[int] = mapped_column(BigInteger, default=0)
-    # Usage beyond the hold (a late observation), recorded, never overdrawn.
+    # Usage a hold no longer covered (one released early), recorded, never overdrawn.
     overage_micro: Mapped[int] = mapped_column(BigInteger, default=0)
     settled_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     # When the executor was told it may forget the job (after settlement).

@@ -2,10 +2,11 @@
 
 The charge is what the executor observed, never what was asked: usage records
 of each run (GPUs x observed time, interval by interval, at the rate version
-the job was admitted at) captured from the job's hold; whatever the hold no
-longer covers is booked to the overage account. Then the rest of the hold is
-voided. Every ledger call carries a key derived from the job or its records,
-and the records are settled once, so settling twice charges once.
+the job was admitted at; never past the job's max runtime, so never more than
+its hold) captured from the job's hold; whatever the hold no longer covers is
+booked to the overage account. Then the rest of the hold is voided. Every
+ledger call carries a key derived from the job or its records, and the records
+are settled once, so settling twice charges once.
 """
 
 from __future__ import annotations

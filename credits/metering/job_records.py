@@ -2,18 +2,27 @@
 
 A record covers one piece of one run inside one interval; the quantity is
 GPU-microseconds and the amount is priced at the rate version the job was
-admitted at, so that a run's records add up to exactly
-ceil(GPUs x observed time x rate). A running job is metered interval by interval as each one ends,
+admitted at. A running job is metered interval by interval as each one ends,
 so its project's balance moves while it runs; a finished run is metered to
 its end, the last partial interval included. How far a run is metered is
 kept on the run (``metered_until``), and every record is unique by
 (job, attempt, interval start), so metering twice writes nothing twice.
+
+Charged time stops at the job's max runtime (``charged_until``): an executor
+stops a job at its deadline only after a grace period, and the reconciler sees
+the finish later still, but a job is never charged for more than its max
+runtime in total, across all its runs (a preempted job's runs share it), so
+its records never add up to more than its hold. The records of all of a job's
+runs are priced as one running total, rounded up once:
+ceil(GPUs x charged time x rate).
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -35,15 +44,57 @@ from credits.metering.models import JOBS_SOURCE, RecordStatus, UsageRecord, Usag
 ACTIVE = (JobState.STARTING.value, JobState.RUNNING.value)
 
 
+@dataclass(frozen=True, slots=True)
+class Allowance:
+    """What one run of a job may be charged, given the job's earlier runs."""
+
+    # What is left of the job's max runtime, in microseconds, when this run starts.
+    runtime_us: int
+    # GPU-microseconds the job's earlier runs were charged: this run's records
+    # continue their running total, so the job's price is rounded up once.
+    earlier_gpu_us: int = 0
+
+
+def charged_until(started_us: int, observed_end_us: int, runtime_left_us: int) -> int:
+    """Where charging a run stops: where the executor observed it end (or last saw it
+    running), but never past what is left of the job's max runtime.
+
+    Whatever phase ended the run: a job cannot legitimately run longer than its max
+    runtime, and the time an executor takes to stop it there (SIGTERM then SIGKILL,
+    a pod's termination grace, the reconciler's next look) is never charged.
+    """
+    return max(started_us, min(observed_end_us, started_us + max(0, runtime_left_us)))
+
+
+def allowance(max_runtime_seconds: int, earlier: Iterable[JobRun]) -> Allowance:
+    """What is left of a job's max runtime after its ``earlier`` runs (attempts that
+    ended before this one started, such as preempted ones) were charged theirs."""
+    left = max_runtime_seconds * MICROSECONDS
+    gpu_us = 0
+    for run in sorted(earlier, key=lambda earlier_run: earlier_run.attempt):
+        end = run.finished_at or run.metered_until
+        if run.started_at is None or end is None:
+            continue
+        started_us = to_us(run.started_at)
+        used = charged_until(started_us, to_us(end), left) - started_us
+        left -= used
+        gpu_us += run.gpus * used
+    return Allowance(runtime_us=left, earlier_gpu_us=gpu_us)
+
+
 def meter_runs(
-    session: Session, runs: Iterable[tuple[JobRun, Job]], *, now: datetime, interval_s: int
+    session: Session,
+    runs: Iterable[tuple[JobRun, Job, Allowance]],
+    *,
+    now: datetime,
+    interval_s: int,
 ) -> int:
     """Writes the records each run is due; returns how many were written."""
     rows: list[dict[str, Any]] = []
     interval_us = interval_s * MICROSECONDS
     now_us = to_us(now)
-    for run, job in runs:
-        rows.extend(run_records(run, job, now_us, interval_us))
+    for run, job, left in runs:
+        rows.extend(run_records(run, job, now_us, interval_us, left))
     if rows:
         session.execute(insert(UsageRecord), rows)
     return len(rows)
@@ -52,38 +103,66 @@ def meter_runs(
 def meter_active_jobs(session: Session, *, now: datetime, interval_s: int) -> int:
     """Records every interval that has ended for each running job's current run.
 
-    A light first read finds the runs with a completed interval not yet metered;
-    only those are loaded and locked, so a sweep over thousands of running jobs
-    that are all up to date costs one query.
+    A light first read finds the runs with a completed interval not yet metered
+    (and not past the job's max runtime); only those are loaded and locked, so a
+    sweep over thousands of running jobs that are all up to date costs one query
+    (two when some of them have run before, preempted).
     """
     interval_us = interval_s * MICROSECONDS
     now_us = to_us(now)
     candidates = session.execute(
-        select(JobRun.id, JobRun.started_at, JobRun.metered_until, JobRun.seen_running_at)
+        select(
+            JobRun.id,
+            JobRun.job_id,
+            JobRun.attempt,
+            JobRun.started_at,
+            JobRun.metered_until,
+            JobRun.seen_running_at,
+            Job.max_runtime_seconds,
+        )
         .join(Job, Job.id == JobRun.job_id)
         .where(
             Job.state.in_(ACTIVE),
             JobRun.attempt == Job.attempt,
             JobRun.started_at.is_not(None),
             JobRun.finished_at.is_(None),
+            JobRun.seen_running_at.is_not(None),
         )
     ).all()
-    due = [
-        run_id
-        for run_id, started, metered, seen in candidates
-        if seen is not None
-        and started is not None
-        and complete_until(min(now_us, to_us(seen)), interval_us) > to_us(metered or started)
-    ]
+    earlier = _earlier_runs(session, {row.job_id: row.attempt for row in candidates})
+    due: dict[int, Allowance] = {}
+    for row in candidates:
+        left = allowance(row.max_runtime_seconds, earlier.get(row.job_id, ()))
+        confirmed_us = complete_until(min(now_us, to_us(row.seen_running_at)), interval_us)
+        started_us = to_us(row.started_at)
+        if charged_until(started_us, confirmed_us, left.runtime_us) > to_us(
+            row.metered_until or row.started_at
+        ):
+            due[row.id] = left
     if not due:
         return 0
     runs = session.execute(
         select(JobRun, Job)
         .join(Job, Job.id == JobRun.job_id)
-        .where(JobRun.id.in_(due))
+        .where(JobRun.id.in_(list(due)))
         .with_for_update(of=JobRun)
+        .execution_options(populate_existing=True)
     ).all()
-    return meter_runs(session, [(run, job) for run, job in runs], now=now, interval_s=interval_s)
+    return meter_runs(
+        session, [(run, job, due[run.id]) for run, job in runs], now=now, interval_s=interval_s
+    )
+
+
+def _earlier_runs(session: Session, attempts: dict[int, int]) -> dict[int, list[JobRun]]:
+    """Each job's runs before the given attempt (only jobs past their first attempt)."""
+    again = [job_id for job_id, attempt in attempts.items() if attempt > 1]
+    if not again:
+        return {}
+    earlier: dict[int, list[JobRun]] = defaultdict(list)
+    for run in session.scalars(select(JobRun).where(JobRun.job_id.in_(again))):
+        if run.attempt < attempts[run.job_id]:
+            earlier[run.job_id].append(run)
+    return earlier
 
 
 def meter_job(session: Session, job: Job, *, now: datetime, interval_s: int) -> int:
@@ -91,41 +170,54 @@ def meter_job(session: Session, job: Job, *, now: datetime, interval_s: int) -> 
     runs = session.scalars(
         select(JobRun).where(JobRun.job_id == job.id).order_by(JobRun.attempt).with_for_update()
     ).all()
-    return meter_runs(session, [(run, job) for run in runs], now=now, interval_s=interval_s)
+    return meter_runs(session, with_allowances(job, runs), now=now, interval_s=interval_s)
 
 
-def run_records(run: JobRun, job: Job, now_us: int, interval_us: int) -> list[dict[str, Any]]:
+def with_allowances(job: Job, runs: Sequence[JobRun]) -> list[tuple[JobRun, Job, Allowance]]:
+    """Each run of the job (in attempt order) with what its earlier runs left it."""
+    return [
+        (run, job, allowance(job.max_runtime_seconds, runs[:index]))
+        for index, run in enumerate(runs)
+    ]
+
+
+def run_records(
+    run: JobRun, job: Job, now_us: int, interval_us: int, left: Allowance
+) -> list[dict[str, Any]]:
+    """The records due for one run: from where it was metered to where it ended (a
+    running one: to the last complete interval the executor confirmed), charged no
+    further than ``charged_until`` allows."""
     if run.started_at is None:
         return []
+    run_start_us = to_us(run.started_at)
     start_us = to_us(run.metered_until or run.started_at)
     if run.finished_at is not None:
-        end_us = to_us(run.finished_at)
+        observed_us = to_us(run.finished_at)
     else:
         # Only what the executor has confirmed: a finish noticed late is never overcharged.
         seen_us = to_us(run.seen_running_at) if run.seen_running_at else start_us
-        end_us = max(start_us, complete_until(min(now_us, seen_us), interval_us))
+        observed_us = complete_until(min(now_us, seen_us), interval_us)
+    end_us = charged_until(run_start_us, observed_us, left.runtime_us)
     if end_us <= start_us:
         return []
-    rows = [
-        _record(job, run, interval_start, piece_start, piece_end)
-        for interval_start, piece_start, piece_end in pieces(start_us, end_us, interval_us)
-    ]
+    rows = [_record(job, run, left, piece) for piece in pieces(start_us, end_us, interval_us)]
     run.metered_until = from_us(end_us)
     return rows
 
 
-def _record(
-    job: Job, run: JobRun, interval_start: int, piece_start: int, piece_end: int
-) -> dict[str, Any]:
+def _record(job: Job, run: JobRun, left: Allowance, piece: tuple[int, int, int]) -> dict[str, Any]:
+    interval_start, piece_start, piece_end = piece
     gpu_us = run.gpus * (piece_end - piece_start)
     record_id = f"job:{job.id}:{run.attempt}:{interval_start}"
-    # Priced as the difference of the run's rounded-up running totals, so the
-    # records of a run add up to exactly ceil(GPUs x time x rate), and each is
-    # within one micro-credit of its own exact price.
+    # Priced as the difference of the job's rounded-up running totals (its earlier
+    # runs' GPU time, then this run's), so the records of all its runs add up to
+    # exactly ceil(GPUs x charged time x rate), never more than its hold, and each
+    # is within one micro-credit of its own exact price.
     run_start = to_us(run.started_at) if run.started_at else piece_start
+    before = left.earlier_gpu_us
     rate = job.micro_credits_per_gpu_hour
-    amount = amount_for(run.gpus * (piece_end - run_start), rate) - amount_for(
-        run.gpus * (piece_start - run_start), rate
+    amount = amount_for(before + run.gpus * (piece_end - run_start), rate) - amount_for(
+        before + run.gpus * (piece_start - run_start), rate
     )
     return {
         "source": JOBS_SOURCE,

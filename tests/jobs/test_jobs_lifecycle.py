@@ -276,8 +276,8 @@ def test_preempted_job_is_queued_again_keeping_its_hold_and_pays_for_both_runs(
     world.cycle()
     done = _job(world, job.id)
     assert done.state == JobState.SUCCEEDED.value
-    # Each run is rounded up on its own.
-    assert done.charged_micro == cost(100) + cost(600)
+    # Both runs are charged, their total rounded up once.
+    assert done.charged_micro == cost(100 + 600)
     assert _states(world, job.id) == [
         "queued",
         "starting",

@@ -3,17 +3,16 @@ change nothing, usage beyond the hold is booked as overage, never overdrawn."""
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import pytest
-from jobs_world import RATE, JobsWorld, build_jobs_world
+from jobs_world import RATE, SYSTEM, JobsWorld, build_jobs_world
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from credits.db import session_scope
-from credits.jobs.models import Job, JobRun
+from credits.jobs.models import Job
 from credits.ledger.models import Account, AccountKind, Currency
 from credits.ledger.queries import project_sink_code, system_account_id
+from credits.ledger.settle import void_hold
 from credits.ledger.verify import verify_ledger
 from credits.metering.models import RecordStatus, UsageRecord
 from credits.metering.service import settle_all_pending
@@ -127,32 +126,37 @@ def test_a_worker_that_dies_before_commit_leaves_the_records_for_the_next(
     _usage_equals_captures_plus_overage(world)
 
 
-def test_usage_beyond_the_hold_is_booked_as_overage_and_flags_the_job(world: JobsWorld) -> None:
+def test_usage_the_hold_no_longer_covers_is_booked_as_overage_and_flags_the_job(
+    world: JobsWorld,
+) -> None:
+    # A job is never metered past its max runtime, so its usage fits its hold; but a
+    # hold released early (here by hand, while the job runs) covers none of it.
     late = world.submit(gpus=1, max_runtime_seconds=60, duration=30)
     world.cycle()
-    world.clock.advance(30)
-    # The executor's clock ran ahead of the deadline: its observed run is 90 s long,
-    # 30 s more than the hold covers.
+    world.clock.advance(10)
     with world.session() as session:
-        run = session.scalar(select(JobRun).where(JobRun.job_id == late.id))
-        assert run is not None and run.started_at is not None
-        run.finished_at = run.started_at + timedelta(seconds=90)
-        row = session.get(Job, late.id)
-        assert row is not None
-        row.state = "succeeded"
-        row.finished_at = run.finished_at
-    world.reconcile()
+        void_hold(
+            session,
+            key=f"tests:{late.id}:void",
+            hold_key=late.hold_key,
+            actor=SYSTEM,
+            reason="released early",
+            now=world.clock(),
+        )
+    world.clock.advance(20)
+    world.cycle()
     with world.session() as session:
         flagged = session.get(Job, late.id)
         assert flagged is not None
-        assert flagged.charged_micro == late.hold_micro
-        assert flagged.overage_micro == _cost(90) - late.hold_micro > 0
+        assert flagged.state == "succeeded"
+        assert flagged.charged_micro == 0
+        assert flagged.overage_micro == _cost(30) > 0
         overage = session.get(
             Account, system_account_id(session, AccountKind.OVERAGE, Currency.GPU)
         )
         assert overage is not None
         assert overage.debits_posted == flagged.overage_micro
-    assert world.available() == 100_000_000 - late.hold_micro
+    assert world.available() == 100_000_000
     _usage_equals_captures_plus_overage(world)
 
 
