@@ -1,7 +1,8 @@
 """GPU jobs in the browser: submit (with a preview of the hold), list, watch, cancel.
 
 The job page polls two small JSON endpoints through static/live.js: the log
-tail and the state, which reloads the page once the job has finished. A job
+tail and the state, which reloads the page once the job has finished. Its
+"Download the whole log" link streams the job's entire output as a file. A job
 or project out of the caller's reach is a 404.
 """
 
@@ -26,6 +27,7 @@ from admin_ui.job_form import (
 )
 from admin_ui.web import actor, login_required, render, require_role, transaction
 from credits.api.auth import credits_extension, job_executor, job_submission_limits
+from credits.api.jobs import log_response
 from credits.db import utcnow
 from credits.errors import CreditsError, NotFound
 from credits.grants.queries import MAX_PAGE
@@ -34,6 +36,7 @@ from credits.identity.access import get_project_for_actor, list_projects_for_act
 from credits.identity.models import Role
 from credits.jobs import service
 from credits.jobs.executors.base import ExecutorError
+from credits.jobs.log_download import LogUnavailable, check_log_access, open_log_download
 from credits.jobs.models import FINAL_STATES, JobState
 from credits.jobs.queries import get_job_detail, list_jobs_for_actor, load_job_for_actor
 from credits.jobs.schemas import JobQuery
@@ -182,6 +185,7 @@ def job_detail(job_id: int) -> ResponseReturnValue:
         job=detail,
         project=project,
         logs=_logs(job_id),
+        log_lines=LOG_LINES,
         final=detail.state in FINAL_STATES,
         final_states=",".join(FINAL),
         util=util,
@@ -217,6 +221,20 @@ def job_state(job_id: int) -> ResponseReturnValue:
 def job_logs(job_id: int) -> ResponseReturnValue:
     state = _state(job_id)
     return {"state": state, "text": _logs(job_id) or "No output yet."}
+
+
+@blueprint.get("/jobs/<int:job_id>/output.log")
+@login_required
+def download_log(job_id: int) -> ResponseReturnValue:
+    """The job's whole output as a file, streamed; the same rule as the job page."""
+    me = actor()
+    with transaction() as db:
+        _or_404(lambda: check_log_access(db, me, job_id))
+    try:
+        download = open_log_download(job_executor(), job_id)
+    except LogUnavailable as error:
+        return render("error.html", title="Log unavailable", message=f"{error} Try again."), 503
+    return log_response(download)
 
 
 @blueprint.post("/jobs/<int:job_id>/cancel")

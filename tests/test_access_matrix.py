@@ -197,6 +197,7 @@ MATRIX: tuple[Row, ...] = (
     Row("GET", "/api/v1/jobs", ANY_TOKEN),
     Row("GET", "/api/v1/jobs/<int:job_id>", PROJECT_A, {"job_id": "job_a"}),
     Row("GET", "/api/v1/jobs/<int:job_id>/logs", PROJECT_A, {"job_id": "job_a"}),
+    Row("GET", "/api/v1/jobs/<int:job_id>/logs/download", PROJECT_A, {"job_id": "job_a"}),
     Row("POST", "/api/v1/jobs/<int:job_id>/cancel", PROJECT_A, {"job_id": "job_a"}),
     # Programs.
     Row("GET", "/api/v1/programs", ANY_TOKEN),

@@ -1,4 +1,4 @@
-"""GPU job routes: submit into a project, list and read jobs, tail logs, cancel.
+"""GPU job routes: submit into a project, list and read jobs, tail or download logs, cancel.
 
 A submission holds credits for the job's worst case (GPUs x max runtime x the
 flavour's rate in force) in the same transaction that queues it; without
@@ -8,7 +8,7 @@ An ``Idempotency-Key`` header makes a retried submission return the first job.
 
 from __future__ import annotations
 
-from flask import Blueprint, request, url_for
+from flask import Blueprint, Response, request, url_for
 from flask.typing import ResponseReturnValue
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -23,7 +23,7 @@ from credits.db import session_scope
 from credits.identity.access import require_actor, require_scope
 from credits.identity.actor import Actor
 from credits.identity.models import Scope
-from credits.jobs import queries, service
+from credits.jobs import log_download, queries, service
 from credits.jobs.schemas import JobDetail, JobLogs, JobOut, JobPage, JobQuery, PoolStatus
 from credits.jobs.spec import JobSpec
 
@@ -109,6 +109,33 @@ def job_logs(job_id: int) -> ResponseReturnValue:
         queries.load_job_for_actor(session, actor, job_id)
     text = job_executor().logs(job_id, tail_lines=query.tail)
     return JobLogs(job_id=job_id, tail_lines=query.tail, text=text).model_dump(mode="json")
+
+
+@blueprint.get("/jobs/<int:job_id>/logs/download")
+@operation(
+    "Download a job's whole log",
+    media_type="text/plain",
+    headers=(("Content-Disposition", 'attachment; filename="job-<id>-output.log"'),),
+    problems=(403, 404, 503),
+)
+def download_job_logs(job_id: int) -> ResponseReturnValue:
+    """The job's whole output (its latest attempt's) as a text file, streamed as it is
+    read; a running job's log as far as it goes now. 503 when its executor cannot
+    reach the log now."""
+    actor = _caller(Scope.READ)
+    with session_scope(session_factory()) as session:
+        log_download.check_log_access(session, actor, job_id)
+    return log_response(log_download.open_log_download(job_executor(), job_id))
+
+
+def log_response(download: log_download.LogDownload) -> Response:
+    """The opened log as a streamed ``text/plain`` attachment (the portal answers the
+    same): each chunk is read from the executor as it is sent."""
+    return Response(
+        download.chunks,
+        content_type=log_download.LOG_MEDIA_TYPE,
+        headers={"Content-Disposition": download.content_disposition},
+    )
 
 
 @blueprint.post("/jobs/<int:job_id>/cancel")

@@ -59,6 +59,10 @@ class Operation:
     body: type[BaseModel] | None = None
     body_required: bool = True
     idempotency_key: bool = False
+    # The success answer's media type; one that is not JSON is a string (a file).
+    media_type: str = "application/json"
+    # Headers of the success answer: (name, description).
+    headers: tuple[tuple[str, str], ...] = ()
 
     def problem_statuses(self) -> list[int]:
         """Declared problems, plus 401 for authenticated routes, 422 (every request is
@@ -82,6 +86,8 @@ def operation(
     body: type[BaseModel] | None = None,
     body_required: bool = True,
     idempotency_key: bool = False,
+    media_type: str = "application/json",
+    headers: tuple[tuple[str, str], ...] = (),
 ) -> Callable[[View], View]:
     """Declares a route for the document; place it under the ``@blueprint.get`` line.
 
@@ -89,6 +95,9 @@ def operation(
     ``body_required=False`` when the route also accepts no body at all.
     ``idempotency_key=True`` documents the required ``Idempotency-Key`` header
     of a request that moves credits (and the 400 its absence answers).
+    ``media_type`` other than JSON (with no ``response`` model) documents a success
+    answer that is a file, such as ``text/plain``; ``headers`` names the headers
+    the success answer always carries, as (name, description) pairs.
     """
 
     def declare(view: View) -> View:
@@ -102,6 +111,8 @@ def operation(
             body,
             body_required,
             idempotency_key,
+            media_type,
+            headers,
         )
         setattr(view, _ATTRIBUTE, declared)
         return view
@@ -250,12 +261,18 @@ class _DocumentBuilder:
         success: dict[str, Any] = {"type": "object"}
         if declared.response is not None:
             success = self.refs[(declared.response, "serialization")]
-        responses: dict[str, Any] = {
-            str(declared.status): {
-                "description": HTTPStatus(declared.status).phrase,
-                "content": {"application/json": {"schema": success}},
-            }
+        elif declared.media_type != "application/json":
+            success = {"type": "string"}
+        answer: dict[str, Any] = {
+            "description": HTTPStatus(declared.status).phrase,
+            "content": {declared.media_type: {"schema": success}},
         }
+        if declared.headers:
+            answer["headers"] = {
+                name: {"description": description, "required": True, "schema": {"type": "string"}}
+                for name, description in declared.headers
+            }
+        responses: dict[str, Any] = {str(declared.status): answer}
         # Every status is listed, with no "default" catch-all, so that a client (and the
         # schemathesis test) can tell a documented answer from a surprise.
         for status in declared.problem_statuses():

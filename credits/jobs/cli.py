@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import click
+from click.core import ParameterSource
 from rich.console import Console
 from rich.table import Table
 
@@ -16,7 +17,7 @@ from credits.cli_support import (
 from credits.identity.actor import Actor
 from credits.identity.models import Role
 from credits.identity.service import actor_for_email
-from credits.jobs import queries, service
+from credits.jobs import log_download, queries, service
 from credits.jobs.executors.base import Executor
 from credits.jobs.models import JobState
 from credits.jobs.runtime import executor_for, reconcile_with, run_schedule
@@ -117,12 +118,23 @@ def cancel(*, job_id: int, as_email: str) -> None:
 @jobs.command("logs")
 @click.argument("job_id", type=int)
 @click.option("--tail", type=click.IntRange(1, 10_000), default=200, show_default=True)
+@click.option(
+    "--all", "whole", is_flag=True, help="The whole log, streamed as it is read (not with --tail)."
+)
 @reports_errors
-def logs(*, job_id: int, tail: int) -> None:
-    """The last lines of a job's output."""
+def logs(*, job_id: int, tail: int, whole: bool) -> None:
+    """The last lines of a job's output, or with --all all of it."""
+    context = click.get_current_context()
+    if whole and context.get_parameter_source("tail") is not ParameterSource.DEFAULT:
+        raise click.UsageError("--all and --tail do not go together")
     with cli_transaction(snapshot=True) as session:
-        queries.load_job_for_actor(session, CLI_READER, job_id)
-    click.echo(cli_executor().logs(job_id, tail_lines=tail), nl=False)
+        log_download.check_log_access(session, CLI_READER, job_id)
+    if not whole:
+        click.echo(cli_executor().logs(job_id, tail_lines=tail), nl=False)
+        return
+    download = log_download.open_log_download(cli_executor(), job_id)
+    for chunk in download.chunks:
+        click.echo(chunk, nl=False)  # bytes go to stdout's binary stream, as they are
 
 
 @jobs.command("limit")

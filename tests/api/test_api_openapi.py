@@ -70,6 +70,15 @@ def test_responses_refer_to_pydantic_component_schemas(document: dict[str, Any])
     assert "available" in document["components"]["schemas"]["BalanceOut"]["properties"]
 
 
+def test_a_file_download_documents_its_media_type_and_headers(document: dict[str, Any]) -> None:
+    operation = document["paths"]["/api/v1/jobs/{job_id}/logs/download"]["get"]
+
+    answer = operation["responses"]["200"]
+    assert answer["content"] == {"text/plain": {"schema": {"type": "string"}}}
+    assert answer["headers"]["Content-Disposition"]["required"] is True
+    assert {"403", "404", "503"} <= set(operation["responses"])
+
+
 def test_query_models_become_query_parameters(document: dict[str, Any]) -> None:
     operation = document["paths"]["/api/v1/accounts/{account_id}/transfers"]["get"]
 

@@ -328,6 +328,28 @@ def test_logs_name_the_node_and_apply_the_tail(
     assert executor.logs(42) == ""
 
 
+def test_output_streams_whole_and_tails_with_the_caps(
+    executor: SimulatedExecutor, clock: FakeClock
+) -> None:
+    executor.launch(request(1))
+    executor.add_output(1, "x" * 100_000, "loss 0.1")
+    assert b"".join(executor.log_stream(1)).endswith(b"\nloss 0.1\n")  # running
+    clock.advance(60)
+    whole = b"".join(executor.log_stream(1))
+    assert whole.decode().splitlines() == [
+        "attempt 1 of job 1 accepted",
+        "started on a100-node-0 with 2 GPUs",
+        "x" * 100_000,
+        "loss 0.1",
+        "exit 0",
+    ]
+    assert [len(chunk) for chunk in executor.log_stream(1)] == [65536, len(whole) - 65536]
+    assert executor.logs(1, tail_lines=3) == "[… 83,616 bytes cut …]" + "x" * 16384 + (
+        "\nloss 0.1\nexit 0\n"
+    )
+    assert list(executor.log_stream(42)) == []
+
+
 def test_many_jobs_replay_quickly(clock: FakeClock) -> None:
     executor = SimulatedExecutor(
         simulated_nodes_from_spec("a100:50x8"), clock=clock, default_duration_s=10

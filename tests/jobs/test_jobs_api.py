@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -11,7 +12,10 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from credits.app import create_app
+from credits.identity.models import Role
+from credits.identity.service import create_user
 from credits.identity.tokens import create_token
+from credits.jobs.executors.base import ExecutorError
 from credits.jobs.models import Job
 from credits.settings import load_settings
 
@@ -163,6 +167,65 @@ def test_job_runs_and_its_detail_logs_and_charges_show_it(
     logs = client.get(f"/api/v1/jobs/{job['id']}/logs", query_string={"tail": 5}).json
     assert logs["text"]
     assert len(logs["text"].splitlines()) <= 5
+
+
+def test_the_whole_log_downloads_as_a_streamed_text_file(
+    client: FlaskClient, world: JobsWorld
+) -> None:
+    job = client.post(f"/api/v1/projects/{world.project_id}/jobs", json=_body()).json
+    world.cycle()
+    world.executor.add_output(job["id"], *(f"step {n} " + "x" * 1000 for n in range(200)), "ü")
+    world.clock.advance(60)
+    world.cycle()
+    response = client.get(f"/api/v1/jobs/{job['id']}/logs/download")
+    assert response.status_code == 200
+    assert response.headers["Content-Type"] == "text/plain; charset=utf-8"
+    assert response.headers["Content-Disposition"] == (
+        f'attachment; filename="job-{job["id"]}-output.log"'
+    )
+    assert response.is_streamed
+    chunks = list(response.iter_encoded())
+    assert len(chunks) == 4  # 202 kB in 64 KiB chunks
+    assert b"".join(chunks) == b"".join(world.executor.log_stream(job["id"]))
+    lines = b"".join(chunks).decode().splitlines()
+    assert lines[2].startswith("step 0 ") and lines[-2:] == ["ü", "exit 0"]
+    tail = client.get(f"/api/v1/jobs/{job['id']}/logs", query_string={"tail": 2}).json
+    assert tail["text"] == "ü\nexit 0\n"
+
+
+def test_a_download_of_a_job_out_of_reach_is_a_404(client: FlaskClient, world: JobsWorld) -> None:
+    job = client.post(f"/api/v1/projects/{world.project_id}/jobs", json=_body()).json
+    with world.session() as session:
+        create_user(
+            session,
+            email="other@example.org",
+            name="other",
+            roles=(Role.RESEARCHER,),
+            institution="Uni",
+            actor=SYSTEM,
+        )
+        secret = create_token(session, email="other@example.org", actor=SYSTEM).secret
+    outsider = {"Authorization": f"Bearer {secret}"}
+    for job_id in (job["id"], 999_999):
+        response = client.get(f"/api/v1/jobs/{job_id}/logs/download", headers=outsider)
+        assert response.status_code == 404
+        assert response.json["type"].endswith("/job-not-found")
+    assert client.get("/api/v1/jobs/999999/logs/download").status_code == 404
+
+
+def test_a_log_the_executor_cannot_reach_is_a_503(
+    client: FlaskClient, world: JobsWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job = client.post(f"/api/v1/projects/{world.project_id}/jobs", json=_body()).json
+
+    def unreachable(job_id: int) -> Iterator[bytes]:
+        raise ExecutorError(f"reading the log of job {job_id}: HTTP 503 (after 4 tries)")
+
+    monkeypatch.setattr(world.executor, "log_stream", unreachable)
+    response = client.get(f"/api/v1/jobs/{job['id']}/logs/download")
+    assert response.status_code == 503
+    assert response.json["type"].endswith("/log-unavailable")
+    assert "HTTP 503" in response.json["detail"]
 
 
 def test_cancel_of_a_finished_job_is_a_409(client: FlaskClient, world: JobsWorld) -> None:

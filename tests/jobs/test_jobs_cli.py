@@ -90,6 +90,25 @@ def test_schedule_and_reconcile_by_hand_run_a_job(world: JobsWorld, invoke: Invo
     assert logs.output
 
 
+def test_logs_all_streams_the_whole_log(world: JobsWorld, invoke: Invoke) -> None:
+    job = world.submit(duration=5)
+    world.cycle()
+    world.executor.add_output(job.id, *(f"row {n} " + "ß" * 500 for n in range(400)))
+    world.clock.advance(10)
+    result = invoke("jobs", "logs", str(job.id), "--all")
+    assert result.exit_code == 0, result.output
+    assert result.stdout_bytes == b"".join(world.executor.log_stream(job.id))
+    assert len(result.stdout_bytes) > 400_000
+    tail = invoke("jobs", "logs", str(job.id), "--tail", "2")
+    assert tail.output == "row 399 " + "ß" * 500 + "\nexit 0\n"
+    both = invoke("jobs", "logs", str(job.id), "--all", "--tail", "5")
+    assert both.exit_code == 2
+    assert "--all and --tail do not go together" in both.output
+    unknown = invoke("jobs", "logs", "4242", "--all")
+    assert unknown.exit_code == 1
+    assert unknown.output.strip() == "error: no job has the id 4242"
+
+
 def test_limit_caps_a_project_and_ops_only(world: JobsWorld, invoke: Invoke) -> None:
     ok = invoke("jobs", "limit", str(world.project_id), "4", "--as", "ops@example.org")
     assert ok.exit_code == 0, ok.output

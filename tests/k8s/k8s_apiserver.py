@@ -376,7 +376,7 @@ class ApiServer:
 
     def log(
         self, route: Route, params: Mapping[str, str], lines: Callable[[Obj], list[str]]
-    ) -> str:
+    ) -> bytes:
         pod = self.get(route)
         containers = [c.get("name") for c in pod["spec"].get("containers") or []]
         container = params.get("container") or (containers[0] if containers else "")
@@ -394,7 +394,10 @@ class ApiServer:
         if tail is not None and tail != "":
             count = int(tail)
             text_lines = text_lines[-count:] if count > 0 else []
-        return "".join(line + "\n" for line in text_lines)
+        data = "".join(line + "\n" for line in text_lines).encode()
+        # As the kubelet does: the byte limit counts from the first line after the tail.
+        limit = params.get("limitBytes")
+        return data[: int(limit)] if limit else data
 
 
 def _line(event: Obj) -> bytes:

@@ -11,7 +11,8 @@ from k8s_kube import A100, FLAVOUR, INSTANCE, NAMESPACE, Kube, request, synced
 
 from credits.jobs.executors.base import ExecutorError, Phase
 from credits.jobs.executors.kube_status import parse_time
-from credits.jobs.executors.kubernetes import executor_from_settings
+from credits.jobs.executors.kubernetes import _API_LIMIT_MARKER, executor_from_settings
+from credits.jobs.logtail import CHUNK_BYTES, MAX_LINE_BYTES, MAX_TAIL_BYTES, cut_marker
 from credits.jobs.manifests import CANCELLED_ANNOTATION, INSTANCE_LABEL, METERING_FINALIZER
 from credits.jobs.runtime import pool_nodes
 from credits.settings import ExecutorName, Settings, SettingsError
@@ -454,3 +455,61 @@ def test_logs_read_the_rank_zero_pod(kube: Kube) -> None:
     text = kube.executor.logs(16, tail_lines=2)
     assert text.splitlines()[-1].endswith("exited with code 0")
     assert len(text.splitlines()) == 2
+
+
+def _pod_of(kube: Kube, job_id: int) -> str:
+    (pod,) = kube.emu.job_pods(NAMESPACE, kube.name(job_id))
+    return str(pod["metadata"]["name"])
+
+
+def test_logs_ask_the_api_for_bounded_tails(kube: Kube) -> None:
+    kube.emu.set_run_duration(NAMESPACE, kube.name(17), 3)
+    kube.executor.launch(request(17))
+    kube.emu.advance(1)
+    pod = _pod_of(kube, 17)
+    kube.emu.append_log(NAMESPACE, pod, "p" * 50_000, "é" * 600_000, "done")
+    kube.emu.advance(10)
+    text = kube.executor.logs(17, tail_lines=4)
+    reads = [path for method, path in kube.emu.requests if path.split("?")[0].endswith("/log")]
+    assert "tailLines=4" in reads[-1]
+    assert f"limitBytes={MAX_TAIL_BYTES}" in reads[-1]
+    # The last 4 lines are 1.25 MB: the kubelet sends their first MiB, which ends
+    # inside the second line and inside one of its characters. Each long line comes
+    # back as its last 16 KiB, and a marker says where the API stopped.
+    first, second = text.splitlines()
+    assert first == cut_marker(50_000 - MAX_LINE_BYTES) + "p" * MAX_LINE_BYTES
+    sent = MAX_TAIL_BYTES - 50_001  # of the second line, an odd count: é is split
+    assert second == cut_marker(sent - 1 - MAX_LINE_BYTES) + "é" * (MAX_LINE_BYTES // 2) + (
+        _API_LIMIT_MARKER
+    )
+    assert text.endswith("\n")
+
+
+def test_log_stream_streams_the_whole_pod_log_in_chunks(kube: Kube) -> None:
+    assert list(kube.executor.log_stream(18)) == []  # no Job
+    kube.emu.set_run_duration(NAMESPACE, kube.name(18), 2)
+    kube.executor.launch(request(18))
+    kube.emu.advance(1)
+    big = "z" * 300_000
+    kube.emu.append_log(NAMESPACE, _pod_of(kube, 18), big, "tail line")
+    kube.emu.advance(5)
+    chunks = list(kube.executor.log_stream(18))
+    assert all(len(chunk) <= CHUNK_BYTES for chunk in chunks)
+    assert len(chunks) >= 5
+    text = b"".join(chunks).decode()
+    assert f"\n{big}\ntail line\n" in text
+    assert text.endswith("exited with code 0\n")
+    reads = [path for method, path in kube.emu.requests if path.split("?")[0].endswith("/log")]
+    assert "limitBytes" not in reads[-1]
+    assert "tailLines" not in reads[-1]
+
+
+def test_log_stream_raises_when_the_api_keeps_failing(kube: Kube) -> None:
+    kube.emu.set_run_duration(NAMESPACE, kube.name(19), 2)
+    kube.executor.launch(request(19))
+    kube.emu.advance(5)
+    kube.emu.fail_next("get", "pods/log", 500, times=8)
+    with pytest.raises(ExecutorError) as raised:
+        kube.executor.log_stream(19)
+    assert raised.value.transient
+    assert kube.executor.logs(19) == ""  # a tail that cannot be read is empty

@@ -80,5 +80,6 @@ ROWS = [
     UiRow("GET", "/jobs/<int:job_id>", A_AND_OPS, JOB_A),
     UiRow("GET", "/jobs/<int:job_id>/state.json", A_AND_OPS, JOB_A),
     UiRow("GET", "/jobs/<int:job_id>/logs.json", A_AND_OPS, JOB_A),
+    UiRow("GET", "/jobs/<int:job_id>/output.log", A_AND_OPS, JOB_A),
     UiRow("POST", "/jobs/<int:job_id>/cancel", POST_A_AND_OPS, JOB_A),
 ]

@@ -10,7 +10,7 @@ simply run again.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -129,7 +129,18 @@ class Executor(Protocol):
         (Kubernetes: its metering finalizer is removed). Idempotent."""
 
     def logs(self, job_id: int, *, tail_lines: int = 200) -> str:
-        """The last lines of the job's output (stdout and stderr), '' when none."""
+        """The last lines of the job's output (stdout and stderr), '' when none.
+
+        Bounded whatever the log's size: it reads at most about 1 MiB and cuts a
+        line over 16 KiB, keeping its end behind a ``[… N bytes cut …]`` marker
+        (see ``credits/jobs/logtail.py``)."""
+
+    def log_stream(self, job_id: int) -> Iterator[bytes]:
+        """The job's whole output (its latest attempt's) in chunks, oldest first; an
+        empty iterator when there is none. Never read into memory whole: each chunk
+        is read as it is asked for. Finding and opening the log may happen in this
+        call, so that a failure to reach it raises ``ExecutorError`` before anything
+        is sent; closing the iterator early releases what it holds."""
 
     def capacity(self) -> Capacity:
         """The nodes and GPUs jobs may use, whatever is running on them."""

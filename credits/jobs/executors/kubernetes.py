@@ -27,7 +27,7 @@ import contextlib
 import dataclasses
 import json
 import logging
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -50,6 +50,12 @@ from credits.jobs.executors.kube_status import (
     observe_job,
     pod_record,
 )
+from credits.jobs.logtail import (
+    CHUNK_BYTES,
+    MAX_TAIL_BYTES,
+    drop_split_character,
+    tail_bytes,
+)
 from credits.jobs.manifests import (
     CANCELLED_ANNOTATION,
     INSTANCE_LABEL,
@@ -69,6 +75,9 @@ logger = logging.getLogger(__name__)
 Obj = dict[str, Any]
 _RELEASE_TRIES = 5
 _FINISHED_POD_PHASES = ("Succeeded", "Failed")
+_API_LIMIT_MARKER = (
+    f"[… the pod log API stops at {MAX_TAIL_BYTES:,} bytes; download the whole log …]"
+)
 
 
 class KubernetesExecutor:
@@ -252,35 +261,40 @@ class KubernetesExecutor:
         self.pods.forget_departed(lambda pod: _job_id_of(pod.job_name) not in released)
 
     def logs(self, job_id: int, *, tail_lines: int = 200) -> str:
-        """The rank 0 pod's log of the latest attempt ('' before it starts)."""
-        jobs = self._list_jobs(job_id)
-        if not jobs or tail_lines <= 0:
+        """The last lines of the rank 0 pod's log of the latest attempt ('' before it
+        starts). The API is asked for ``tail_lines`` lines and at most
+        ``MAX_TAIL_BYTES``: past that the kubelet stops at the byte limit (it counts
+        from the first of those lines), and a marker says so at the end. Long lines
+        are cut as ``logtail`` cuts them."""
+        if tail_lines <= 0:
             return ""
-        latest = max(jobs, key=lambda obj: int(obj["metadata"]["labels"]["credits.dev/attempt"]))
-        name = latest["metadata"]["name"]
-        response = self._call(
-            f"listing pods of {name}",
-            self._core.list_namespaced_pod,
-            self._ns,
-            label_selector=f"batch.kubernetes.io/job-name={name}",
-            _preload_content=False,
-        )
-        pods = sorted(json.loads(response.data).get("items") or [], key=_rank)
-        if not pods:
+        pod_name = self._log_pod(job_id)
+        if pod_name is None:
             return ""
-        pod_name = pods[0]["metadata"]["name"]
         try:
-            text = self._call(
-                f"reading the log of {pod_name}",
-                self._core.read_namespaced_pod_log,
-                pod_name,
-                self._ns,
-                tail_lines=tail_lines,
-            )
-        except (NotFound, ExecutorError):
-            # A pod still starting answers 400: it has no log yet.
+            response = self._open_log(pod_name, tail_lines=tail_lines, limit_bytes=MAX_TAIL_BYTES)
+        except ExecutorError:
+            return ""  # the API still failing after retries: no tail this time
+        if response is None:
             return ""
-        return str(text)
+        try:
+            data = bytes(response.data)
+        finally:
+            response.release_conn()
+        if len(data) < MAX_TAIL_BYTES:
+            return tail_bytes(data, tail_lines)
+        text = tail_bytes(drop_split_character(data), tail_lines)
+        return text.removesuffix("\n") + _API_LIMIT_MARKER + "\n"
+
+    def log_stream(self, job_id: int) -> Iterator[bytes]:
+        """The rank 0 pod's whole log of the latest attempt, streamed from the API in
+        chunks (empty before it starts). The pod is found and its log opened here, so
+        an API still failing after retries raises ExecutorError before any chunk."""
+        pod_name = self._log_pod(job_id)
+        response = None if pod_name is None else self._open_log(pod_name)
+        if response is None:
+            return iter(())
+        return _stream_body(response)
 
     def capacity(self) -> Capacity:
         """Every node with the flavour label and GPUs: its allocatable GPUs less what
@@ -310,6 +324,44 @@ class KubernetesExecutor:
 
     def _call(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         return call(what, self._policy, fn, *args, **kwargs)
+
+    def _log_pod(self, job_id: int) -> str | None:
+        """The name of the latest attempt's rank 0 pod, whose log is the job's; None
+        when the job has no Job or no pod yet."""
+        jobs = self._list_jobs(job_id)
+        if not jobs:
+            return None
+        latest = max(jobs, key=lambda obj: int(obj["metadata"]["labels"]["credits.dev/attempt"]))
+        name = latest["metadata"]["name"]
+        response = self._call(
+            f"listing pods of {name}",
+            self._core.list_namespaced_pod,
+            self._ns,
+            label_selector=f"batch.kubernetes.io/job-name={name}",
+            _preload_content=False,
+        )
+        pods = sorted(json.loads(response.data).get("items") or [], key=_rank)
+        return str(pods[0]["metadata"]["name"]) if pods else None
+
+    def _open_log(self, pod_name: str, **limits: int) -> Any:
+        """The pod's log as an unread HTTP response (urllib3), or None when the pod is
+        gone or has no log yet (a pod still starting answers 400). A transient failure
+        that outlasts the retries raises ExecutorError."""
+        try:
+            return self._call(
+                f"reading the log of {pod_name}",
+                self._core.read_namespaced_pod_log,
+                pod_name,
+                self._ns,
+                _preload_content=False,
+                **limits,
+            )
+        except NotFound:
+            return None
+        except ExecutorError as error:
+            if error.transient:
+                raise
+            return None
 
     def _read_job(self, name: str) -> Obj | None:
         try:
@@ -456,6 +508,15 @@ def _json(response: Any) -> Obj:
 def _job_id_of(job_name: str) -> int | None:
     parts = job_name.rsplit("-", 2)
     return int(parts[1]) if len(parts) == 3 and parts[1].isdigit() else None
+
+
+def _stream_body(response: Any) -> Iterator[bytes]:
+    """The body of an unread urllib3 response in chunks; its connection goes back to
+    the pool when the body ends or the iterator is closed."""
+    try:
+        yield from response.stream(CHUNK_BYTES, decode_content=True)
+    finally:
+        response.release_conn()
 
 
 def _rank(pod: Obj) -> tuple[int, str]:

@@ -18,7 +18,7 @@ import heapq
 import itertools
 import re
 import threading
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Concatenate, ParamSpec, TypeVar
@@ -31,6 +31,7 @@ from credits.jobs.executors.base import (
     Observation,
     Phase,
 )
+from credits.jobs.logtail import CHUNK_BYTES, tail_bytes
 
 DURATION_LABEL = "credits.dev/simulated-duration-s"
 EXIT_CODE_LABEL = "credits.dev/simulated-exit-code"
@@ -131,6 +132,7 @@ class SimulatedExecutor:
         self._default_duration_s = default_duration_s
         self._startup = timedelta(seconds=startup_s)
         self._durations: dict[int, float] = {}
+        self._output: dict[int, list[str]] = {}
         self._runs: dict[int, _Run] = {}
         # Jobs that may still hold GPUs on each node; finished ones are dropped lazily.
         self._on_node: dict[str, set[int]] = {name: set() for name in self._nodes}
@@ -186,13 +188,14 @@ class SimulatedExecutor:
             job_id: self._runs[job_id].observe(now) for job_id in job_ids if job_id in self._runs
         }
 
-    @_locked
     def logs(self, job_id: int, *, tail_lines: int = 200) -> str:
-        run = self._runs.get(job_id)
-        if run is None or tail_lines <= 0:
-            return ""
-        lines = _log_lines(run, run.observe(self._clock()))
-        return "\n".join(lines[-tail_lines:]) + "\n"
+        """The last lines of the pretend log, with the caps of ``logtail``."""
+        return tail_bytes(self._log_bytes(job_id), tail_lines)
+
+    def log_stream(self, job_id: int) -> Iterator[bytes]:
+        """The whole pretend log, as it is now, in chunks."""
+        data = self._log_bytes(job_id)
+        return (data[at : at + CHUNK_BYTES] for at in range(0, len(data), CHUNK_BYTES))
 
     def capacity(self) -> Capacity:
         """Every node's total GPUs; the scheduler subtracts what runs on them."""
@@ -213,6 +216,12 @@ class SimulatedExecutor:
         run.duration_s = seconds
         run.generation = next(self._generations)
         self._schedule(run)
+
+    @_locked
+    def add_output(self, job_id: int, *lines: str) -> None:
+        """Lines the job's pretend command prints: its log shows them after the start
+        line once an attempt has started."""
+        self._output.setdefault(job_id, []).extend(lines)
 
     @_locked
     def preempt(self, job_id: int, reason: str = "node lost") -> None:
@@ -259,6 +268,14 @@ class SimulatedExecutor:
         return None
 
     # Internals.
+
+    @_locked
+    def _log_bytes(self, job_id: int) -> bytes:
+        run = self._runs.get(job_id)
+        if run is None:
+            return b""
+        lines = _log_lines(run, run.observe(self._clock()), self._output.get(job_id, []))
+        return ("\n".join(lines) + "\n").encode()
 
     def _outcome(self, request: LaunchRequest) -> tuple[float, int]:
         """The duration and exit code the attempt will have."""
@@ -341,12 +358,13 @@ def _misfit(request: LaunchRequest, node: NodeCapacity | None, name: str) -> str
     return None
 
 
-def _log_lines(run: _Run, seen: Observation) -> list[str]:
+def _log_lines(run: _Run, seen: Observation, output: list[str]) -> list[str]:
     request = run.request
     where = ", ".join(f"{part.node} with {part.gpus} GPUs" for part in request.placement)
     lines = [f"attempt {request.attempt} of job {request.job_id} accepted"]
     if seen.started_at is not None:
         lines.append(f"started on {where}")
+        lines += output
     if seen.phase is Phase.SUCCEEDED or seen.phase is Phase.FAILED:
         lines.append(f"exit {seen.exit_code}")
     elif seen.phase.is_final:
