@@ -36,6 +36,13 @@ class ExecutorName(StrEnum):
     KUBERNETES = "kubernetes"
 
 
+class LocalSandbox(StrEnum):
+    """How the local executor isolates a job: bubblewrap, or not at all."""
+
+    BWRAP = "bwrap"
+    OFF = "off"
+
+
 class SchedulerOrdering(StrEnum):
     FIFO = "fifo"
     FAIRSHARE = "fairshare"
@@ -60,7 +67,10 @@ class Settings(BaseSettings):
     broker_url: str = ""
     # The Celery queue tasks go to; instances sharing one broker each need their own.
     task_queue: str = Field(default="credits", min_length=1, max_length=200)
+    # Unset: local on the embedded profile, kubernetes in production.
     executor: ExecutorName = ExecutorName.LOCAL
+    # Production refuses the local executor (no containers, one host) unless this is set.
+    allow_local_executor: bool = False
     storage_url: str = ""
     secret_key: str = ""
     sqlite_busy_timeout_ms: int = Field(default=10_000, ge=0)
@@ -122,6 +132,16 @@ class Settings(BaseSettings):
     # Local executor: GPU slots from nvidia-smi when present, else this many virtual ones.
     local_gpu_slots: int = Field(default=4, ge=0, le=64)
     local_flavour: str = Field(default="local-gpu", pattern=r"^[a-z0-9][a-z0-9-]{1,62}$")
+    # Local jobs run in a bubblewrap sandbox; "off" runs them as plain processes.
+    local_sandbox: LocalSandbox = LocalSandbox.BWRAP
+    # The unprivileged user and group jobs run as when the platform runs as root.
+    local_job_uid: int = Field(default=65534, ge=1, le=2**32 - 2)
+    local_job_gid: int = Field(default=65534, ge=1, le=2**32 - 2)
+    # Limits of each local job's sandbox; its memory limit is the job's own request.
+    local_job_max_processes: int = Field(default=1024, ge=16, le=4_194_304)
+    local_job_max_open_files: int = Field(default=4096, ge=64, le=1_048_576)
+    # Flavours whose local jobs get no network (only loopback), comma-separated.
+    local_offline_flavours: str = ""
     # Simulated executor: nodes as "flavour:NODESxGPUS,..." e.g. "a100-80gb:4x8".
     simulated_nodes: str = "local-gpu:1x4"
     simulated_job_seconds: float = Field(default=30.0, gt=0)
@@ -139,6 +159,26 @@ class Settings(BaseSettings):
     kubernetes_flavours: str = ""
     kubernetes_gpu_taint_key: str = Field(default="nvidia.com/gpu", min_length=1)
     kubernetes_ttl_seconds_after_finished: int = Field(default=3600, ge=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _production_runs_jobs_on_kubernetes(cls, data: Any) -> Any:
+        unset = isinstance(data, dict) and not data.get("executor")
+        if unset and str(data.get("profile", "")).strip() == Profile.PRODUCTION.value:
+            return {**data, "executor": ExecutorName.KUBERNETES.value}
+        return data
+
+    @field_validator("var_dir", "maildir_path", "kubernetes_kubeconfig")
+    @classmethod
+    def _paths_are_absolute(cls, value: Path | None) -> Path | None:
+        # Job runners and workers start in other working directories: a relative
+        # path would name another place there.
+        return None if value is None else value.expanduser().resolve()
+
+    @field_validator("database_url", "broker_url")
+    @classmethod
+    def _sqlite_paths_are_absolute(cls, value: str) -> str:
+        return _absolute_sqlite_url(value)
 
     @field_validator("database_url")
     @classmethod
@@ -165,6 +205,11 @@ class Settings(BaseSettings):
     def _production_names_its_services(self) -> Self:
         if self.profile is not Profile.PRODUCTION:
             return self
+        if self.executor is ExecutorName.LOCAL and not self.allow_local_executor:
+            raise ValueError(
+                f"{ENV_PREFIX}EXECUTOR=local runs jobs on this host without containers; "
+                f"production refuses it unless {ENV_PREFIX}ALLOW_LOCAL_EXECUTOR=true"
+            )
         for name in ("database_url", "broker_url", "storage_url", "secret_key"):
             if not getattr(self, name):
                 raise ValueError(f"{ENV_PREFIX}{name.upper()} is required in production")
@@ -183,6 +228,12 @@ class Settings(BaseSettings):
         return [url.strip() for url in self.dcgm_exporter_urls.split(",") if url.strip()]
 
     @property
+    def offline_flavours(self) -> frozenset[str]:
+        return frozenset(
+            name.strip() for name in self.local_offline_flavours.split(",") if name.strip()
+        )
+
+    @property
     def jobs_dir(self) -> Path:
         """Where the local executor keeps each job's request, status and logs."""
         return self.var_dir / "jobs"
@@ -191,6 +242,18 @@ class Settings(BaseSettings):
     def maildir(self) -> Path:
         """Where the embedded profile delivers mail: ``maildir_path`` or ``var_dir/maildir``."""
         return self.maildir_path or self.var_dir / "maildir"
+
+
+def _absolute_sqlite_url(url: str) -> str:
+    """``sqlite:///relative.db`` with its path made absolute; other URLs unchanged."""
+    scheme, separator, rest = url.partition(":///")
+    if not separator or not scheme.endswith("sqlite"):
+        return url
+    path, query_separator, query = rest.partition("?")
+    if not path or path.startswith("/") or path == ":memory:":
+        return url
+    absolute = Path(path).expanduser().resolve()
+    return f"{scheme}:///{absolute}{query_separator}{query}"
 
 
 def _embedded_defaults(settings: Settings) -> Settings:

@@ -224,3 +224,54 @@ def test_a_truncated_secret_key_file_is_refused(var_dir: Path) -> None:
     with pytest.raises(SettingsError, match="CREDITS_SECRET_KEY") as refused:
         load_settings()
     assert "\n" not in str(refused.value)
+
+
+def test_relative_paths_are_made_absolute_when_settings_load(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CREDITS_VAR_DIR", "var")
+    monkeypatch.setenv("CREDITS_MAILDIR_PATH", "mail/../maildir")
+
+    settings = load_settings()
+
+    assert settings.var_dir == tmp_path / "var"
+    assert settings.jobs_dir == tmp_path / "var" / "jobs"
+    assert settings.maildir == tmp_path / "maildir"
+    assert settings.database_url == f"sqlite:///{tmp_path / 'var' / 'credits.db'}"
+    assert settings.broker_url == f"sqla+sqlite:///{tmp_path / 'var' / 'broker.db'}"
+
+
+def test_a_relative_sqlite_url_is_made_absolute_and_others_are_kept(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CREDITS_DATABASE_URL", "sqlite:///data/credits.db?timeout=5")
+    monkeypatch.setenv("CREDITS_BROKER_URL", "sqla+sqlite:////srv/broker.db")
+
+    settings = load_settings()
+
+    assert settings.database_url == f"sqlite:///{tmp_path / 'data' / 'credits.db'}?timeout=5"
+    assert settings.broker_url == "sqla+sqlite:////srv/broker.db"
+    assert load_settings(database_url="sqlite:///:memory:").database_url == "sqlite:///:memory:"
+
+
+def test_production_runs_jobs_on_kubernetes_unless_told_otherwise(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _set(monkeypatch, PRODUCTION)
+
+    assert load_settings().executor is ExecutorName.KUBERNETES
+    monkeypatch.setenv("CREDITS_EXECUTOR", "simulated")
+    assert load_settings().executor is ExecutorName.SIMULATED
+
+
+def test_production_refuses_the_local_executor_unless_allowed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _set(monkeypatch, PRODUCTION | {"CREDITS_EXECUTOR": "local"})
+
+    with pytest.raises(SettingsError, match="CREDITS_ALLOW_LOCAL_EXECUTOR=true"):
+        load_settings()
+    monkeypatch.setenv("CREDITS_ALLOW_LOCAL_EXECUTOR", "true")
+    assert load_settings().executor is ExecutorName.LOCAL

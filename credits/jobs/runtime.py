@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
 
 from sqlalchemy.orm import Session
 
@@ -21,14 +22,16 @@ from credits.db import run_in_transaction, utcnow
 from credits.jobs import scheduler
 from credits.jobs.executors.base import Executor, ExecutorError
 from credits.jobs.executors.gpus import discover_gpu_slots
-from credits.jobs.executors.local import LocalExecutor
+from credits.jobs.executors.local import LocalExecutor, LocalSandboxConfig
+from credits.jobs.executors.sandbox import SETTING_NAME as SANDBOX_SETTING
+from credits.jobs.executors.sandbox import SandboxUnavailable, WorkFolderUnreachable
 from credits.jobs.executors.simulated import SimulatedExecutor, simulated_nodes_from_spec
 from credits.jobs.reconciler import reconcile
 from credits.jobs.scheduling import schedule_pass
 from credits.jobs.schemas import ReconcileOut, SchedulePassOut
 from credits.metering.collector import TelemetryCollector
 from credits.metering.service import collect_telemetry, settle_all_pending
-from credits.settings import ExecutorName, Settings, SettingsError
+from credits.settings import ExecutorName, LocalSandbox, Settings, SettingsError
 
 logger = logging.getLogger(__name__)
 
@@ -39,11 +42,7 @@ _executors_lock = threading.Lock()
 def make_executor(settings: Settings) -> Executor:
     """A new executor as the settings choose it."""
     if settings.executor is ExecutorName.LOCAL:
-        return LocalExecutor(
-            settings.jobs_dir,
-            flavour=settings.local_flavour,
-            slots=discover_gpu_slots(settings.local_gpu_slots),
-        )
+        return _local_executor(settings)
     if settings.executor is ExecutorName.SIMULATED:
         try:
             nodes = simulated_nodes_from_spec(settings.simulated_nodes)
@@ -55,6 +54,43 @@ def make_executor(settings: Settings) -> Executor:
     module = importlib.import_module("credits.jobs.executors.kubernetes")
     factory: Callable[[Settings], Executor] = module.executor_from_settings
     return factory(settings)
+
+
+def _local_executor(settings: Settings) -> LocalExecutor:
+    sandbox = LocalSandboxConfig(
+        enabled=settings.local_sandbox is LocalSandbox.BWRAP,
+        job_uid=settings.local_job_uid,
+        job_gid=settings.local_job_gid,
+        max_processes=settings.local_job_max_processes,
+        max_open_files=settings.local_job_max_open_files,
+        offline_flavours=settings.offline_flavours,
+        hidden_paths=_platform_paths(settings),
+    )
+    try:
+        return LocalExecutor(
+            settings.jobs_dir,
+            flavour=settings.local_flavour,
+            slots=discover_gpu_slots(settings.local_gpu_slots),
+            sandbox=sandbox,
+        )
+    except WorkFolderUnreachable as error:
+        raise SettingsError(str(error)) from None
+    except SandboxUnavailable as error:
+        raise SettingsError(
+            f"the local executor cannot sandbox jobs here ({error}); install bubblewrap "
+            f"and allow user namespaces, or set {SANDBOX_SETTING}=off to run jobs unsandboxed"
+        ) from None
+
+
+def _platform_paths(settings: Settings) -> tuple[str, ...]:
+    """What a job must never see: the var folder, the SQLite files, local storage."""
+    paths = [settings.var_dir, settings.maildir]
+    for url in (settings.database_url, settings.broker_url):
+        if "sqlite:///" in url:
+            paths.append(Path(url.split(":///", 1)[1].split("?", 1)[0]).parent)
+    if settings.storage_url.startswith("file://"):
+        paths.append(Path(settings.storage_url.removeprefix("file://")))
+    return tuple(sorted({str(path.resolve()) for path in paths}))
 
 
 def executor_for(settings: Settings) -> Executor:

@@ -1,11 +1,12 @@
-"""The local executor: real runner processes running short Python commands."""
+"""The local executor: real runner processes running short Python commands in
+the bubblewrap sandbox (the host's ``python3``, not this virtualenv's, which the
+sandbox does not show)."""
 
 from __future__ import annotations
 
 import json
 import os
 import signal
-import sys
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -23,6 +24,7 @@ from credits.jobs.executors.base import (
 from credits.jobs.executors.local import LocalExecutor, discover_gpu_slots
 
 DEADLINE_S = 10.0
+SANDBOX_TMP = "/tmp"  # noqa: S108 - the sandbox's own, private tmpfs
 
 
 def request(
@@ -43,7 +45,7 @@ def request(
         project_id=1,
         name=f"job-{job_id}",
         image="ignored:latest",
-        command=command or (sys.executable, "-c"),
+        command=command or ("python3", "-c"),
         args=() if command else (code,),
         env=env or {},
         working_dir=working_dir,
@@ -154,15 +156,15 @@ def test_cancel_stops_a_running_job_and_its_process(
     assert not process_exists(child_pid)
 
 
-def test_repeated_launch_starts_one_process(executor: LocalExecutor, tmp_path: Path) -> None:
-    marks = tmp_path / "marks.txt"
-    code = f"open({str(marks)!r}, 'a').write('ran\\n')"
+def test_repeated_launch_starts_one_process(executor: LocalExecutor, work_dir: Path) -> None:
+    code = "open('marks.txt', 'a').write('ran\\n')"
 
     for _ in range(3):
         executor.launch(request(1, code))
     wait_for(executor, 1)
     executor.launch(request(1, code))
 
+    marks = work_dir / "jobs" / "1" / "attempt-1" / "work" / "marks.txt"
     assert marks.read_text() == "ran\n"
     assert executor.observe([1])[1].phase is Phase.SUCCEEDED
 
@@ -179,25 +181,30 @@ def test_new_executor_on_the_same_work_dir_follows_a_running_job(
     assert wait_for(restarted, 1).phase is Phase.SUCCEEDED
 
 
-def test_concurrent_jobs_get_distinct_gpus_and_a_clean_environment(
-    executor: LocalExecutor, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_concurrent_jobs_get_distinct_gpus_and_only_their_own_environment(
+    executor: LocalExecutor, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("HOST_SECRET", "do-not-leak")
-    code = (
-        "import os, time; e = os.environ; "
-        "print(e['CUDA_VISIBLE_DEVICES'], e['CREDITS_JOB_ID'], e.get('HOST_SECRET'), "
-        "e['FROM_SPEC'], os.getcwd()); time.sleep(0.5)"
-    )
-    spec_env = {"FROM_SPEC": "yes"}
-    executor.launch(request(1, code, env=spec_env, working_dir=str(tmp_path)))
-    executor.launch(request(2, code, env=spec_env, working_dir=str(tmp_path)))
+    code = "import os, time; print(sorted(os.environ.items()), os.getcwd()); time.sleep(0.5)"
+    spec_env = {"FROM_SPEC": "yes", "CUDA_VISIBLE_DEVICES": "7"}
+    executor.launch(request(1, code, env=spec_env, working_dir=SANDBOX_TMP))
+    executor.launch(request(2, code, env=spec_env, working_dir=SANDBOX_TMP))
     with pytest.raises(ExecutorError, match="1 GPUs asked, 0 of 2 free") as raised:
         executor.launch(request(3, code))
     assert not raised.value.transient
 
     assert wait_for(executor, 1).phase is wait_for(executor, 2).phase is Phase.SUCCEEDED
-    lines = sorted(executor.logs(job_id).strip() for job_id in (1, 2))
-    assert lines == [f"0 1 None yes {tmp_path}", f"1 2 None yes {tmp_path}"]
+    for job_id, gpu in ((1, "0"), (2, "1")):
+        environment = {
+            "CUDA_VISIBLE_DEVICES": gpu,
+            "FROM_SPEC": "yes",
+            "HOME": "/work",
+            "LANG": "C.UTF-8",
+            "PATH": "/usr/local/bin:/usr/bin:/bin",
+            "PWD": SANDBOX_TMP,  # bwrap's, after --chdir
+            "PYTHONUNBUFFERED": "1",
+        }
+        assert executor.logs(job_id).strip() == f"{sorted(environment.items())} {SANDBOX_TMP}"
 
 
 def test_gpus_are_free_again_once_a_job_finished(executor: LocalExecutor) -> None:
@@ -222,11 +229,12 @@ def test_command_not_found_fails_with_a_readable_reason(executor: LocalExecutor)
 
     seen = wait_for(executor, 1)
 
-    assert (seen.phase, seen.reason) == (
+    assert (seen.phase, seen.exit_code, seen.reason) == (
         Phase.FAILED,
-        "command not found: no-such-command-for-credits",
+        127,
+        "exit code 127 (command not found)",
     )
-    assert "command not found" in executor.logs(1)
+    assert "no-such-command-for-credits" in executor.logs(1)
 
 
 def test_runner_killed_mid_job_is_recorded_as_lost_and_its_command_stopped(

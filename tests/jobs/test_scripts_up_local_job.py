@@ -1,5 +1,6 @@
 """``./scripts/up`` runs a real job on the local executor, submit to succeeded,
-with its log readable through the API."""
+with its log readable through the API: from a fresh copy of the repository
+with no settings at all, as a new user starts it."""
 
 from __future__ import annotations
 
@@ -7,10 +8,10 @@ import http.cookiejar
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.parse
@@ -44,24 +45,55 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def _fresh_copy(tmp_path: Path) -> Path:
+    """The repository's files as a clone has them (no var/, no caches), sharing this
+    checkout's .venv so that no install runs; its folders let the jobs' user pass."""
+    copy = tmp_path / "clone"
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],  # noqa: S607
+        cwd=ROOT,
+        capture_output=True,
+        check=True,
+    ).stdout.split(b"\0")
+    for name in filter(None, (entry.decode() for entry in listed)):
+        source = ROOT / name
+        if source.is_file():
+            (copy / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, copy / name)
+    (copy / ".venv").symlink_to(ROOT / ".venv")
+    for folder in (copy, *copy.parents):
+        if folder.stat().st_uid == os.geteuid():
+            folder.chmod(folder.stat().st_mode | 0o001)
+    return copy
+
+
 @contextmanager
-def _scripts_up(tmp_path: Path, *arguments: str) -> Iterator[tuple[str, Path, Path]]:
-    """Runs ``./scripts/up`` on a var dir of the test's own: (base URL, var dir, its log)."""
+def _scripts_up(
+    tmp_path: Path, *arguments: str, root: Path = ROOT, settings: dict[str, str] | None = None
+) -> Iterator[tuple[str, Path, Path]]:
+    """Runs ``./scripts/up`` in ``root``: (base URL, var dir, its log).
+
+    With no ``settings``, a var dir of the test's own and a short scheduler
+    interval; the port is always the test's own.
+    """
     port = _free_port()
     var = tmp_path / "var"
-    env = {
-        **os.environ,
-        "CREDITS_VAR_DIR": str(var),
-        "CREDITS_PORT": str(port),
-        "CREDITS_EXECUTOR": "local",
-        "CREDITS_LOCAL_GPU_SLOTS": "2",
-        "CREDITS_SCHEDULER_INTERVAL_SECONDS": "0.3",
-    }
+    if settings is None:
+        settings = {
+            "CREDITS_VAR_DIR": str(var),
+            "CREDITS_EXECUTOR": "local",
+            "CREDITS_LOCAL_GPU_SLOTS": "2",
+            "CREDITS_SCHEDULER_INTERVAL_SECONDS": "0.3",
+        }
+    else:
+        var = root / "var"
+    inherited = {name: value for name, value in os.environ.items() if "CREDITS" not in name}
+    env = {**inherited, **settings, "CREDITS_PORT": str(port)}
     log_path = tmp_path / "up.log"
     log = log_path.open("wb")
     process = subprocess.Popen(
-        [str(ROOT / "scripts" / "up"), *arguments],
-        cwd=ROOT,
+        [str(root / "scripts" / "up"), *arguments],
+        cwd=root,
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -81,8 +113,10 @@ def _scripts_up(tmp_path: Path, *arguments: str) -> Iterator[tuple[str, Path, Pa
 
 
 @pytest.fixture
-def served(tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    with _scripts_up(tmp_path, "--no-demo") as (base, var, _log):
+def served_fresh(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """``./scripts/up`` in a fresh copy, run from another folder, with no settings."""
+    copy = _fresh_copy(tmp_path)
+    with _scripts_up(tmp_path, "--no-demo", root=copy, settings={}) as (base, var, _log):
         yield base, var
 
 
@@ -166,17 +200,17 @@ def _researcher_with_credits(var: Path) -> tuple[str, int]:
 
 
 @pytest.mark.slow
-def test_scripts_up_runs_a_local_job_to_success_with_readable_logs(
-    served: tuple[str, Path],
+def test_scripts_up_with_no_settings_runs_a_local_job_to_success_with_readable_logs(
+    served_fresh: tuple[str, Path],
 ) -> None:
-    base, var = served
+    base, var = served_fresh
     secret, project_id = _researcher_with_credits(var)
     headers = {"Authorization": f"Bearer {secret}"}
     spec: dict[str, Any] = {
         "name": "hello",
         "image": "ignored-by-the-local-executor",
         "command": [
-            sys.executable,
+            "python3",
             "-c",
             "import os; print('hello from', os.environ['CUDA_VISIBLE_DEVICES'])",
         ],
@@ -194,7 +228,7 @@ def test_scripts_up_runs_a_local_job_to_success_with_readable_logs(
     assert job["state"] == "succeeded", job
     assert job["settled_at"] is not None
     logs = _call("GET", f"{base}/api/v1/jobs/{job_id}/logs", headers=headers)[1]
-    assert "hello from 0" in logs["text"] or "hello from 1" in logs["text"], logs
+    assert re.fullmatch(r"hello from [0-9]+\n", logs["text"]), logs
 
 
 _LOGIN_LINE = re.compile(r"^\s+(researcher|reviewer|funder|ops)\s+(\S+@\S+)\s+(\S+)$", re.MULTILINE)

@@ -1,14 +1,18 @@
-"""An executor that runs each job as a plain process on this host.
+"""An executor that runs each job as a sandboxed process on this host.
 
-There is no container: ``image`` is ignored, the command runs with the host's
-Python, libraries and file system, as the user the platform runs as. It suits
-a single workstation, demos and tests, not untrusted users.
+There is no container image: ``image`` is ignored and the command runs with the
+host's programs and libraries, read-only, in a bubblewrap sandbox
+(:mod:`credits.jobs.executors.sandbox`) that shows it nothing of the platform.
+With ``CREDITS_LOCAL_SANDBOX=off`` it runs as a plain process instead, which
+suits only a machine whose every user is trusted.
 
 Everything lives on disk under ``work_dir/jobs/{job_id}/attempt-{n}/``:
-``request.json`` (the request and the GPU slots chosen), ``runner.json`` (the
-runner's pid, written by launch), ``status.json`` (written by the runner),
-``output.log`` (the command's stdout and stderr), ``runner.log`` (the runner's
-own), ``cancel`` (a marker) and ``runner.lock`` (held by a live runner). A
+``request.json`` (the request, the GPU slots chosen and the sandbox policy),
+``runner.json`` (the runner's pid, written by launch), ``status.json``
+(written by the runner), ``output.log`` (the command's stdout and stderr,
+copied by the runner), ``runner.log`` (the runner's own), ``cancel`` (a
+marker), ``runner.lock`` (held by a live runner) and ``work/``, the job's own
+folder and the only one it can see or write. A
 detached runner (:mod:`credits.jobs.executors.local_runner`) supervises each
 attempt, so jobs outlive a restart of the server, and a new executor on the
 same ``work_dir`` picks up where the old one stopped. Nothing is kept in
@@ -21,17 +25,22 @@ POSIX only (process groups, flock).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
+import logging
 import os
 import signal
+import stat
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Collection, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from credits.jobs import logtail
 from credits.jobs.executors.base import (
     Capacity,
     ExecutorError,
@@ -49,35 +58,93 @@ from credits.jobs.executors.local_runner import (
     RUNNER_FILE,
     RUNNER_LOG_FILE,
     STATUS_FILE,
+    WORK_DIR,
     lock_is_held,
+    private_file,
+    process_alive,
     read_json,
     utc_now_iso,
     write_json_atomic,
 )
+from credits.jobs.executors.sandbox import (
+    SETTING_NAME,
+    SandboxPolicy,
+    WorkFolderUnreachable,
+    check_available,
+)
 
-__all__ = ["LocalExecutor", "discover_gpu_slots"]
+__all__ = ["LocalExecutor", "LocalSandboxConfig", "discover_gpu_slots"]
+
+logger = logging.getLogger(__name__)
 
 RUNNER_MODULE = "credits.jobs.executors.local_runner"
+ORPHAN_WAIT_STEPS = 20
 LOST_REASON = "runner lost"
-_TAIL_BLOCK = 64 * 1024
+# The platform's own environment variables a runner keeps: enough to start Python.
+RUNNER_ENV_NAMES = ("PATH", "LANG", "PYTHONPATH")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class LocalSandboxConfig:
+    """How every job of a local executor is confined (from the settings)."""
+
+    enabled: bool = True
+    # Used only when the platform runs as root: jobs then run as this user.
+    job_uid: int = 65534
+    job_gid: int = 65534
+    max_processes: int = 1024
+    max_open_files: int = 4096
+    offline_flavours: frozenset[str] = frozenset()
+    # Platform paths to cover when a system folder the sandbox shows holds them.
+    hidden_paths: tuple[str, ...] = ()
+
+    def policy(self, *, flavour: str, memory_mb: int) -> SandboxPolicy:
+        as_root = os.geteuid() == 0
+        return SandboxPolicy(
+            enabled=self.enabled,
+            network=flavour not in self.offline_flavours,
+            memory_bytes=memory_mb * 2**20,
+            max_processes=self.max_processes,
+            max_open_files=self.max_open_files,
+            uid=self.job_uid if as_root and self.enabled else None,
+            gid=self.job_gid if as_root and self.enabled else None,
+            hidden_paths=self.hidden_paths,
+        )
 
 
 class LocalExecutor:
-    """Runs jobs as processes on this host, one GPU slot per GPU asked."""
+    """Runs jobs as sandboxed processes on this host, one GPU slot per GPU asked."""
 
     name = "local"
 
     def __init__(
-        self, work_dir: Path, *, flavour: str, slots: Sequence[str], node_name: str = "local"
+        self,
+        work_dir: Path,
+        *,
+        flavour: str,
+        slots: Sequence[str],
+        node_name: str = "local",
+        sandbox: LocalSandboxConfig | None = None,
     ) -> None:
+        """Raises SandboxUnavailable when the sandbox is on but cannot run here."""
         if len(set(slots)) != len(slots):
             raise ValueError(f"GPU slots must be distinct; got {list(slots)}")
+        work_dir = work_dir.resolve()
         self._jobs_dir = work_dir / "jobs"
         self._jobs_dir.mkdir(parents=True, exist_ok=True)
         self._lock_path = work_dir / "launch.lock"
         self._flavour = flavour
         self._slots = tuple(slots)
         self._node_name = node_name
+        self._sandbox = dataclasses.replace(
+            sandbox or LocalSandboxConfig(),
+            hidden_paths=(*(sandbox.hidden_paths if sandbox else ()), str(work_dir)),
+        )
+        if self._sandbox.enabled:
+            policy = self._sandbox.policy(flavour=flavour, memory_mb=1024)
+            if policy.uid is not None:
+                _check_reachable(self._jobs_dir, policy.uid)
+            check_available(policy)
 
     def launch(self, request: LaunchRequest) -> None:
         """Starts a runner for the attempt unless one was started already.
@@ -94,8 +161,14 @@ class LocalExecutor:
                 return
             self._stop_attempts(request.job_id, before=request.attempt)
             slots = self._pick_slots(gpus)
-            attempt_dir.mkdir(parents=True, exist_ok=True)
-            write_json_atomic(attempt_dir / REQUEST_FILE, _request_record(request, slots))
+            policy = self._sandbox.policy(flavour=request.flavour, memory_mb=request.memory_mb)
+            _make_attempt_dirs(attempt_dir, policy)
+            record = _request_record(request, slots) | {"sandbox": policy.to_record()}
+            write_json_atomic(attempt_dir / REQUEST_FILE, record)
+            if not policy.enabled:
+                logger.warning(
+                    "job %s runs without a sandbox (%s=off)", request.job_id, SETTING_NAME
+                )
             _start_runner(attempt_dir)
 
     def release(self, job_id: int) -> None:
@@ -118,10 +191,24 @@ class LocalExecutor:
         attempts = self._attempt_dirs(job_id)
         if not attempts:
             return ""
-        return _tail(attempts[-1] / OUTPUT_FILE, tail_lines)
+        return logtail.tail_lines(attempts[-1] / OUTPUT_FILE, tail_lines)
+
+    def log_stream(self, job_id: int) -> Iterator[bytes]:
+        attempts = self._attempt_dirs(job_id)
+        if not attempts:
+            return iter(())
+        return logtail.iter_file_chunks(attempts[-1] / OUTPUT_FILE)
 
     def capacity(self) -> Capacity:
         return Capacity(nodes=(NodeCapacity(self._node_name, self._flavour, len(self._slots)),))
+
+    def isolation(self, job_id: int) -> str | None:
+        """How the job's latest attempt is confined, for its page; None before launch."""
+        attempts = self._attempt_dirs(job_id)
+        record = read_json(attempts[-1] / REQUEST_FILE) if attempts else None
+        if record is None or "sandbox" not in record:
+            return None
+        return SandboxPolicy.from_record(record["sandbox"]).summary()
 
     # Internals.
 
@@ -243,13 +330,46 @@ def _request_record(request: LaunchRequest, slots: list[str]) -> dict[str, Any]:
     }
 
 
+def _check_reachable(jobs_dir: Path, uid: int) -> None:
+    """bwrap, started as the job's user, finds the work folder by its path: every
+    folder above it must let that user pass (``o+x``)."""
+    for folder in (jobs_dir, *jobs_dir.parents):
+        mode = folder.stat()
+        if not (mode.st_mode & stat.S_IXOTH or mode.st_uid == uid):
+            raise WorkFolderUnreachable(
+                f"local jobs run as uid {uid}, which cannot pass through {folder} to "
+                f"their work folders: allow it with chmod o+x {folder}, or move "
+                f"CREDITS_VAR_DIR"
+            )
+
+
+def _make_attempt_dirs(attempt_dir: Path, policy: SandboxPolicy) -> None:
+    """The attempt's folder and the job's own work folder.
+
+    Others may pass through the attempt's folder (the job's user must, to reach
+    its work folder) but not list it, and its files are the platform's alone.
+    """
+    attempt_dir.parent.mkdir(parents=True, exist_ok=True, mode=0o711)
+    attempt_dir.mkdir(exist_ok=True, mode=0o711)
+    work = attempt_dir / WORK_DIR
+    work.mkdir(exist_ok=True, mode=0o700)
+    if policy.uid is not None:
+        os.chown(work, policy.uid, policy.gid if policy.gid is not None else -1)
+
+
 def _start_runner(attempt_dir: Path) -> None:
-    """Starts the runner in a session of its own, so it outlives this process."""
+    """Starts the runner in a session of its own, so it outlives this process.
+
+    The runner gets none of the platform's settings (its key, its database URL):
+    it needs only the attempt folder.
+    """
+    environment = {name: os.environ[name] for name in RUNNER_ENV_NAMES if name in os.environ}
     try:
-        with (attempt_dir / RUNNER_LOG_FILE).open("ab") as log:
+        with private_file(attempt_dir / RUNNER_LOG_FILE) as log:
             runner = subprocess.Popen(  # noqa: S603 - our own module, with our own Python
                 [sys.executable, "-m", RUNNER_MODULE, str(attempt_dir)],
                 cwd=attempt_dir,
+                env=environment,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -286,7 +406,7 @@ def _observe_attempt(attempt_dir: Path) -> Observation:
         runner = read_json(attempt_dir / RUNNER_FILE)
         if runner is None:
             return _unstarted(attempt_dir)
-        alive = _pid_alive(int(runner["pid"]))
+        alive = process_alive(int(runner["pid"]))
     else:
         alive = lock_is_held(attempt_dir / LOCK_FILE)
     if alive:
@@ -320,40 +440,30 @@ def _record_lost(attempt_dir: Path, status: dict[str, Any] | None) -> Observatio
         "exit_code": None,
         "reason": "cancelled" if cancelled else LOST_REASON,
     }
-    if status is not None and status.get("child_pid"):
-        _kill_orphan(int(status["child_pid"]), int(lost["job_id"]))
+    if status is not None and status.get("child_pid") and _orphan_survives(status):
+        # Its GPU slot stays taken until the orphan is really gone; ask again later.
+        return _from_status(status)
     write_json_atomic(attempt_dir / STATUS_FILE, lost)
     return _from_status(lost)
 
 
-def _kill_orphan(child_pid: int, job_id: int) -> None:
-    """Kills a dead runner's command if it still runs: nobody else would stop it.
+def _orphan_survives(status: dict[str, Any]) -> bool:
+    """Kills a dead runner's command if it still runs (nobody else would stop it);
+    whether it is still there after a moment.
 
-    Only when /proc shows the process carries this job's id, so a pid reused by an
-    unrelated process is never hit.
+    Only a process with the recorded pid *and* start time is hit, so a pid reused
+    by an unrelated process never is. A sandboxed job dies with its runner anyway
+    (bwrap's --die-with-parent); this covers jobs run with the sandbox off.
     """
-    try:
-        environ = Path(f"/proc/{child_pid}/environ").read_bytes()
-    except OSError:
-        return
-    if f"CREDITS_JOB_ID={job_id}\0".encode() in environ:
+    child_pid, ticks = int(status["child_pid"]), status.get("child_start_ticks")
+    ticks = None if ticks is None else int(ticks)
+    for _ in range(ORPHAN_WAIT_STEPS):
+        if not process_alive(child_pid, ticks):
+            return False
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(child_pid, signal.SIGKILL)
-
-
-def _pid_alive(pid: int) -> bool:
-    """Whether the process exists and is not a zombie (which os.kill cannot tell)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True  # no /proc here: trust os.kill
-    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
+        time.sleep(0.05)
+    return process_alive(child_pid, ticks)
 
 
 def _from_status(status: dict[str, Any]) -> Observation:
@@ -374,22 +484,3 @@ def _parse_time(value: str | None) -> datetime | None:
         return None
     parsed = datetime.fromisoformat(value)
     return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
-
-
-def _tail(path: Path, lines: int) -> str:
-    """The last ``lines`` lines of the file, read from its end; '' when it is missing."""
-    if lines <= 0:
-        return ""
-    try:
-        handle = path.open("rb")
-    except FileNotFoundError:
-        return ""
-    with handle:
-        position = handle.seek(0, os.SEEK_END)
-        data = b""
-        while position > 0 and data.count(b"\n") <= lines:
-            step = min(_TAIL_BLOCK, position)
-            position -= step
-            handle.seek(position)
-            data = handle.read(step) + data
-    return b"".join(data.splitlines(keepends=True)[-lines:]).decode("utf-8", errors="replace")
