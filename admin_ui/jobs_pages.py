@@ -120,6 +120,7 @@ def submit_job(project_id: int) -> ResponseReturnValue:
                 actor=me,
                 max_runtime_cap=limits.max_runtime_cap,
                 pool_nodes=limits.pool_nodes,
+                image_registries=limits.image_registries,
             )
     except CreditsError as refusal:
         form.errors, message = refusal_errors(refusal)

@@ -159,6 +159,20 @@ class Settings(BaseSettings):
     kubernetes_flavours: str = ""
     kubernetes_gpu_taint_key: str = Field(default="nvidia.com/gpu", min_length=1)
     kubernetes_ttl_seconds_after_finished: int = Field(default=3600, ge=0)
+    # Kubernetes job pods run as this non-root user and group (also their fsGroup).
+    kubernetes_job_uid: int = Field(default=1000, ge=1, le=2**31 - 1)
+    kubernetes_job_gid: int = Field(default=1000, ge=1, le=2**31 - 1)
+    # Registries Kubernetes jobs may pull from, "ghcr.io,registry.example.org/team"
+    # (a registry, or a registry and a repository prefix); empty: any.
+    job_image_registries: str = ""
+
+    @field_validator("job_image_registries")
+    @classmethod
+    def _job_image_registries_parse(cls, value: str) -> str:
+        from credits.jobs.images import parse_registries  # noqa: PLC0415 - no domain import at load
+
+        parse_registries(value)
+        return value
 
     @model_validator(mode="before")
     @classmethod

@@ -26,7 +26,7 @@ from credits.identity.actor import Actor
 from credits.identity.models import Role, Scope
 from credits.identity.tokens import resolve_token
 from credits.jobs.executors.base import Executor
-from credits.settings import Settings
+from credits.settings import ExecutorName, Settings
 
 EXTENSION_KEY = "credits"
 REALM = "credits"
@@ -60,19 +60,26 @@ def session_factory() -> sessionmaker[Session]:
 
 @dataclass(frozen=True)
 class SubmissionLimits:
-    """What a job submission is checked against: the runtime cap and the pool's shape."""
+    """What a job submission is checked against: the runtime cap, the pool's shape and,
+    where jobs run as containers (Kubernetes), the registries images may come from."""
 
     max_runtime_cap: int
     pool_nodes: dict[str, tuple[int, int]]
+    image_registries: tuple[str, ...] = ()
 
 
 def job_submission_limits() -> SubmissionLimits:
     """The limits a submission from this app meets, for the API and the portal alike."""
     from credits.jobs.runtime import pool_nodes  # noqa: PLC0415 - executors load on first use
 
+    settings = credits_extension().settings
+    registries: tuple[str, ...] = ()
+    if settings.executor is ExecutorName.KUBERNETES:
+        registries = tuple(filter(None, map(str.strip, settings.job_image_registries.split(","))))
     return SubmissionLimits(
-        max_runtime_cap=credits_extension().settings.jobs_max_runtime_seconds,
+        max_runtime_cap=settings.jobs_max_runtime_seconds,
         pool_nodes=pool_nodes(job_executor()),
+        image_registries=registries,
     )
 
 

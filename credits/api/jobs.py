@@ -68,6 +68,7 @@ def submit_job(project_id: int) -> ResponseReturnValue:
             actor=actor,
             max_runtime_cap=limits.max_runtime_cap,
             pool_nodes=limits.pool_nodes,
+            image_registries=limits.image_registries,
             idempotency_key=key,
         )
     headers = {"Location": url_for(".get_job", job_id=job.id)}

@@ -27,6 +27,13 @@ class RuntimeOverCap(InvalidInput):
     title = "Max runtime over the platform's cap"
 
 
+class ImageNotAllowed(InvalidInput):
+    """The image is not from a registry on the installation's allow-list."""
+
+    slug = "image-not-allowed"
+    title = "Image registry not allowed"
+
+
 class ProjectCannotSubmit(Conflict):
     slug = "project-cannot-submit"
     title = "The project cannot submit jobs"

@@ -1,18 +1,29 @@
 """The Kubernetes objects of one job attempt, built by pure functions.
 
 One attempt is one batch/v1 Job named ``{instance}-{job_id}-{attempt}``. A gang
-(a placement over several nodes) is one Indexed Job with one pod per node and a
-headless Service of the same name for rendezvous. Nothing here talks to a
-cluster; the executor sends what these functions return.
+(a placement over several nodes) is one Indexed Job with one pod per node, a
+headless Service of the same name for rendezvous and a NetworkPolicy that lets
+its pods reach each other. Nothing here talks to a cluster; the executor sends
+what these functions return.
+
+Every attempt's pods carry ``credits.dev/job-uid``, a random value the executor
+draws per attempt: the Service and the NetworkPolicy select the gang's pods by
+it, and the executor finds an attempt's pods by it, never by a name someone
+could guess or a label a job spec could set. Pods run locked down: non-root,
+no privilege escalation, no capabilities, the runtime's default seccomp
+profile, no service account token and no service links (Pod Security
+``restricted``).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from credits.jobs.executors.base import LaunchRequest
+from credits.jobs.spec import reserved_label_domain
 
 Manifest = dict[str, Any]
 
@@ -20,6 +31,7 @@ JOB_ID_LABEL = "credits.dev/job-id"
 PROJECT_LABEL = "credits.dev/project"
 ATTEMPT_LABEL = "credits.dev/attempt"
 INSTANCE_LABEL = "credits.dev/instance"
+UID_LABEL = "credits.dev/job-uid"
 INSTANCE_ANNOTATION = "credits.dev/instance"
 CANCELLED_ANNOTATION = "credits.dev/cancelled-at"
 METERING_FINALIZER = "credits.dev/metering"
@@ -41,6 +53,9 @@ class ManifestOptions:
     flavour_label: str = "nvidia.com/gpu.product"
     gpu_taint_key: str = "nvidia.com/gpu"
     ttl_seconds_after_finished: int = 3600
+    # The non-root user and group job containers run as (and their volumes' fsGroup).
+    run_as_user: int = 1000
+    run_as_group: int = 1000
 
 
 def instance_slug(instance: str) -> str:
@@ -67,21 +82,47 @@ def is_gang(request: LaunchRequest) -> bool:
     return len(request.placement) > 1
 
 
-def object_labels(request: LaunchRequest, options: ManifestOptions) -> dict[str, str]:
-    """The job's own labels, then the platform's (which win)."""
+def object_labels(
+    request: LaunchRequest, options: ManifestOptions, pods: Mapping[str, str]
+) -> dict[str, str]:
+    """The job's own labels, less any under a reserved domain (a spec stored before
+    the domain was reserved may have one), then the platform's, then ``pods``: the
+    labels that select the attempt's pods (its uid label)."""
     return {
-        **request.labels,
+        **{k: v for k, v in request.labels.items() if reserved_label_domain(k) is None},
         JOB_ID_LABEL: str(request.job_id),
         PROJECT_LABEL: str(request.project_id),
         ATTEMPT_LABEL: str(request.attempt),
         INSTANCE_LABEL: instance_slug(options.instance),
+        **pods,
     }
 
 
-def job_manifest(request: LaunchRequest, options: ManifestOptions) -> Manifest:
-    """The batch/v1 Job of one attempt; raises ValueError for a gang of unequal slices."""
+def attempt_pod_labels(job: Manifest) -> dict[str, str]:
+    """Labels that select exactly the pods of this Job (as read from the cluster): its
+    uid label, or for a Job made before pods carried one, its attempt's platform labels.
+    Raises ValueError for a Job without them (not one of the platform's)."""
+    template = ((job.get("spec") or {}).get("template") or {}).get("metadata") or {}
+    labels: Mapping[str, str] = template.get("labels") or {}
+    if UID_LABEL in labels:
+        return {UID_LABEL: labels[UID_LABEL]}
+    own = job["metadata"].get("labels") or {}
+    keys = (INSTANCE_LABEL, JOB_ID_LABEL, ATTEMPT_LABEL)
+    if not all(own.get(key) for key in keys):
+        # An empty selector would select every pod of the namespace.
+        raise ValueError(f"Job {job['metadata'].get('name')} carries no platform labels")
+    return {key: own[key] for key in keys}
+
+
+def label_selector(labels: Mapping[str, str]) -> str:
+    return ",".join(f"{key}={value}" for key, value in labels.items())
+
+
+def job_manifest(request: LaunchRequest, options: ManifestOptions, *, uid: str) -> Manifest:
+    """The batch/v1 Job of one attempt whose pods carry ``uid`` as their uid label;
+    raises ValueError for a gang of unequal slices."""
     name = job_name(options.instance, request.job_id, request.attempt)
-    labels = object_labels(request, options)
+    labels = object_labels(request, options, {UID_LABEL: uid})
     pods = max(1, len(request.placement))
     spec: Manifest = {
         "backoffLimit": 0,
@@ -90,7 +131,7 @@ def job_manifest(request: LaunchRequest, options: ManifestOptions) -> Manifest:
         "parallelism": pods,
         "completions": pods,
         "template": {
-            "metadata": {"labels": labels, "annotations": _annotations(options)},
+            "metadata": {"labels": dict(labels), "annotations": _annotations(options)},
             "spec": _pod_spec(request, options, name),
         },
     }
@@ -111,34 +152,71 @@ def job_manifest(request: LaunchRequest, options: ManifestOptions) -> Manifest:
 
 
 def service_manifest(
-    request: LaunchRequest, options: ManifestOptions, *, owner_uid: str | None = None
+    request: LaunchRequest,
+    options: ManifestOptions,
+    *,
+    pods: Mapping[str, str],
+    owner_uid: str | None = None,
 ) -> Manifest:
-    """The headless Service that gives a gang's pods stable DNS names for rendezvous.
+    """The headless Service that gives a gang's pods (those with the labels ``pods``,
+    see :func:`attempt_pod_labels`) stable DNS names for rendezvous.
 
     With ``owner_uid`` it is owned by the Job, so the cluster removes it with the Job.
     """
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _gang_metadata(request, options, pods, owner_uid),
+        "spec": {
+            "clusterIP": "None",
+            "selector": dict(pods),
+            "publishNotReadyAddresses": True,
+            "ports": [{"name": "rendezvous", "port": RENDEZVOUS_PORT, "protocol": "TCP"}],
+        },
+    }
+
+
+def network_policy_manifest(
+    request: LaunchRequest,
+    options: ManifestOptions,
+    *,
+    pods: Mapping[str, str],
+    owner_uid: str | None = None,
+) -> Manifest:
+    """The NetworkPolicy that lets a gang's pods reach each other, on any port, and
+    nothing else: the namespace denies all other traffic between pods (``k8s/``)."""
+    peers = [{"podSelector": {"matchLabels": dict(pods)}}]
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": _gang_metadata(request, options, pods, owner_uid),
+        "spec": {
+            "podSelector": {"matchLabels": dict(pods)},
+            "policyTypes": ["Ingress", "Egress"],
+            "ingress": [{"from": peers}],
+            "egress": [{"to": peers}],
+        },
+    }
+
+
+def _gang_metadata(
+    request: LaunchRequest,
+    options: ManifestOptions,
+    pods: Mapping[str, str],
+    owner_uid: str | None,
+) -> Manifest:
     name = job_name(options.instance, request.job_id, request.attempt)
     metadata: Manifest = {
         "name": name,
         "namespace": options.namespace,
-        "labels": object_labels(request, options),
+        "labels": object_labels(request, options, pods),
         "annotations": _annotations(options),
     }
     if owner_uid is not None:
         metadata["ownerReferences"] = [
             {"apiVersion": "batch/v1", "kind": "Job", "name": name, "uid": owner_uid}
         ]
-    return {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": metadata,
-        "spec": {
-            "clusterIP": "None",
-            "selector": {JOB_NAME_LABEL: name},
-            "publishNotReadyAddresses": True,
-            "ports": [{"name": "rendezvous", "port": RENDEZVOUS_PORT, "protocol": "TCP"}],
-        },
-    }
+    return metadata
 
 
 def _annotations(options: ManifestOptions) -> dict[str, str]:
@@ -167,6 +245,11 @@ def _pod_spec(request: LaunchRequest, options: ManifestOptions, name: str) -> Ma
         "image": request.image,
         "env": _env(request, options, name),
         "resources": {"limits": limits, "requests": dict(limits)},
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"]},
+            "runAsNonRoot": True,
+        },
     }
     if request.command:
         container["command"] = list(request.command)
@@ -178,6 +261,13 @@ def _pod_spec(request: LaunchRequest, options: ManifestOptions, name: str) -> Ma
         "restartPolicy": "Never",
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": options.run_as_user,
+            "runAsGroup": options.run_as_group,
+            "fsGroup": options.run_as_group,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
         "nodeSelector": {options.flavour_label: request.node_label_value},
         "tolerations": [
             {"key": options.gpu_taint_key, "operator": "Exists", "effect": "NoSchedule"}

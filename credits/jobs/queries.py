@@ -25,7 +25,7 @@ from credits.jobs.schemas import (
     PlacementOut,
     PoolStatus,
 )
-from credits.jobs.spec import JobSpec
+from credits.jobs.spec import stored_spec
 from credits.jobs.transitions import placement_from_json
 from credits.pool.models import GpuFlavour
 
@@ -93,7 +93,7 @@ def get_job_detail(session: Session, actor: Actor, job_id: int) -> JobDetail:
     runs = session.scalars(select(JobRun).where(JobRun.job_id == job.id).order_by(JobRun.attempt))
     return JobDetail(
         **job_out(session, job).model_dump(),
-        spec=JobSpec.model_validate_json(job.spec_json),
+        spec=stored_spec(job.spec_json),
         events=[
             JobEventOut(
                 from_state=JobState(event.from_state) if event.from_state else None,

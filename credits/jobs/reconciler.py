@@ -43,7 +43,7 @@ from credits.jobs.executors.base import (
 from credits.jobs.models import FINAL_STATES, Job, JobEvent, JobRun, JobState
 from credits.jobs.schemas import ReconcileOut
 from credits.jobs.settlement import settle_job
-from credits.jobs.spec import JobSpec
+from credits.jobs.spec import stored_spec
 from credits.jobs.transitions import move, placement_from_json
 from credits.metering.job_records import meter_active_jobs
 from credits.pool.models import GpuFlavour
@@ -146,7 +146,7 @@ def _launch_requests(session: Session) -> list[LaunchRequest]:
 
 
 def launch_request(job: Job, flavour: GpuFlavour) -> LaunchRequest:
-    spec = JobSpec.model_validate_json(job.spec_json)
+    spec = stored_spec(job.spec_json)
     return LaunchRequest(
         job_id=job.id,
         attempt=job.attempt,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from datetime import datetime
 
 from sqlalchemy import select
@@ -25,12 +25,14 @@ from credits.identity.access import can_read_project, require_any_role, require_
 from credits.identity.actor import Actor
 from credits.identity.models import Role, Scope
 from credits.jobs.errors import (
+    ImageNotAllowed,
     JobNeverFits,
     JobStateConflict,
     ProjectCannotSubmit,
     RuntimeOverCap,
     UnknownFlavour,
 )
+from credits.jobs.images import parse_registry_rule, refusal
 from credits.jobs.models import Job, JobState, ProjectGpuLimit
 from credits.jobs.queries import job_out, load_job_for_actor
 from credits.jobs.schemas import JobOut
@@ -54,6 +56,7 @@ def submit_job(
     actor: Actor,
     max_runtime_cap: int,
     pool_nodes: Mapping[str, tuple[int, int]] | None = None,
+    image_registries: Collection[str] = (),
     idempotency_key: str | None = None,
     now: datetime | None = None,
 ) -> JobOut:
@@ -61,9 +64,11 @@ def submit_job(
 
     ``pool_nodes`` maps a flavour to (nodes, GPUs per node) as the executor
     reports them; with it, a request no node or gang of whole nodes could ever
-    hold is refused. Raises ProjectNotFound, ProjectCannotSubmit, UnknownFlavour,
-    RuntimeOverCap, JobNeverFits, NoRateInForce, InsufficientCredits (402, with
-    ``required`` and ``available``), IdempotencyKeyReused.
+    hold is refused. ``image_registries``: the registries (or registry/repository
+    prefixes) the image must come from; none: any. Raises ProjectNotFound,
+    ProjectCannotSubmit, UnknownFlavour, RuntimeOverCap, JobNeverFits,
+    ImageNotAllowed, NoRateInForce, InsufficientCredits (402, with ``required``
+    and ``available``), IdempotencyKeyReused.
     """
     now = now or utcnow()
     require_scope(actor, Scope.WRITE)
@@ -81,6 +86,7 @@ def submit_job(
     flavour = _flavour_for(session, spec)
     _check_runtime(spec, max_runtime_cap)
     _check_fits(spec, flavour, pool_nodes)
+    _check_image(spec, image_registries)
     rate = rate_in_force(session, flavour=flavour.name, at=now)
     amount = hold_amount(
         gpus=spec.gpus,
@@ -181,6 +187,13 @@ def _check_runtime(spec: JobSpec, cap: int) -> None:
             field="max_runtime_seconds",
             cap=cap,
         )
+
+
+def _check_image(spec: JobSpec, registries: Collection[str]) -> None:
+    rules = [parse_registry_rule(entry) for entry in registries]
+    reason = refusal(spec.image, rules)
+    if reason is not None:
+        raise ImageNotAllowed(reason, field="image", registries=[str(rule) for rule in rules])
 
 
 def _check_fits(

@@ -11,7 +11,16 @@ from __future__ import annotations
 import re
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from credits.pool.models import FLAVOUR_NAME_PATTERN
 
@@ -30,11 +39,15 @@ MAX_GPUS = 1024
 # Set by the platform for every job; a spec may not override them.
 RESERVED_ENV_NAMES = frozenset({"CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES"})
 RESERVED_ENV_PREFIX = "CREDITS_"
-RESERVED_LABEL_PREFIX = "credits.dev/"
+# Label key prefixes (the part before '/') that Kubernetes, its ecosystem and the
+# platform give meaning to: a domain named here, or any of its subdomains.
+RESERVED_LABEL_DOMAINS = ("kubernetes.io", "k8s.io", "x-k8s.io", "istio.io", "credits.dev")
 # Read by the simulated executor only (tests, demos); harmless elsewhere.
 SIMULATION_LABELS = frozenset(
     {"credits.dev/simulated-duration-s", "credits.dev/simulated-exit-code"}
 )
+# Validation context of a spec read back from the database (see stored_spec).
+_STORED = "stored"
 DEFAULT_CPU_PER_GPU = 4.0
 DEFAULT_MEMORY_GB_PER_GPU = 32.0
 
@@ -99,16 +112,20 @@ class JobSpec(BaseModel):
 
     @field_validator("labels")
     @classmethod
-    def _labels_are_kubernetes_labels(cls, labels: dict[str, str]) -> dict[str, str]:
+    def _labels_are_kubernetes_labels(
+        cls, labels: dict[str, str], info: ValidationInfo
+    ) -> dict[str, str]:
         if len(labels) > MAX_LABELS:
             raise ValueError(f"at most {MAX_LABELS} labels")
-        for key, value in labels.items():
-            if not LABEL_KEY_PATTERN.match(key):
-                raise ValueError(f"{key!r} is not a valid label key")
-            if key.startswith(RESERVED_LABEL_PREFIX) and key not in SIMULATION_LABELS:
-                raise ValueError(f"label keys under {RESERVED_LABEL_PREFIX!r} are the platform's")
-            if not LABEL_VALUE_PATTERN.match(value):
-                raise ValueError(f"{value!r} is not a valid label value for {key!r}")
+        stored = bool(info.context and info.context.get(_STORED))
+        errors = [
+            InitErrorDetails(type=problem, loc=(key,), input=key)
+            for key, value in labels.items()
+            if (problem := _label_problem(key, value, stored=stored)) is not None
+        ]
+        if errors:
+            # Each error names its label: loc ("labels", key).
+            raise ValidationError.from_exception_data("labels", errors)
         return labels
 
     @property
@@ -122,3 +139,36 @@ class JobSpec(BaseModel):
             self.memory_gb if self.memory_gb is not None else DEFAULT_MEMORY_GB_PER_GPU * self.gpus
         )
         return max(1, round(gib * 1024))
+
+
+def reserved_label_domain(key: str) -> str | None:
+    """The reserved domain a label key's prefix is or is under, else None."""
+    prefix, slash, _ = key.rpartition("/")
+    if not slash:
+        return None
+    prefix = prefix.lower()
+    for domain in RESERVED_LABEL_DOMAINS:
+        if prefix == domain or prefix.endswith(f".{domain}"):
+            return domain
+    return None
+
+
+def stored_spec(text: str) -> JobSpec:
+    """A spec as the database keeps it. One accepted before a label domain was
+    reserved still loads; the Kubernetes manifests leave such labels out."""
+    return JobSpec.model_validate_json(text, context={_STORED: True})
+
+
+def _label_problem(key: str, value: str, *, stored: bool) -> PydanticCustomError | None:
+    if not LABEL_KEY_PATTERN.match(key):
+        return PydanticCustomError("label_key", "not a valid label key")
+    domain = reserved_label_domain(key)
+    if domain is not None and key not in SIMULATION_LABELS and not stored:
+        return PydanticCustomError(
+            "reserved_label",
+            "label keys under {domain} are reserved for Kubernetes and the platform",
+            {"domain": domain},
+        )
+    if not LABEL_VALUE_PATTERN.match(value):
+        return PydanticCustomError("label_value", "not a valid label value")
+    return None

@@ -61,7 +61,9 @@ def fill(emu: K8sEmulator, jobs: int) -> None:
     started = emu.clock.iso()
     with emu.store.lock:
         for job_id in range(1, jobs + 1):
-            job = emu.store.create("jobs", job_manifest(request(job_id), options))
+            job = emu.store.create(
+                "jobs", job_manifest(request(job_id), options, uid=f"bench{job_id}")
+            )
             pod = pod_from_template(job, None)
             pod["metadata"]["name"] = f"{job['metadata']['name']}-x"
             pod["spec"]["nodeName"] = f"gpu-{job_id // 4}"

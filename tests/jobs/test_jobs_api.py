@@ -117,6 +117,125 @@ def test_field_errors_name_the_field(client: FlaskClient, world: JobsWorld) -> N
     assert ("image",) in fields
 
 
+@pytest.mark.parametrize(
+    "key",
+    [
+        "batch.kubernetes.io/job-name",
+        "kubernetes.io/hostname",
+        "app.kubernetes.io/name",
+        "k8s.io/anything",
+        "node.k8s.io/pool",
+        "cluster.x-k8s.io/cluster-name",
+        "x-k8s.io/owner",
+        "istio.io/rev",
+        "sidecar.istio.io/inject",
+        "credits.dev/job-uid",
+        "credits.dev/instance",
+        "team.credits.dev/x",
+    ],
+)
+def test_a_label_under_a_reserved_domain_is_a_422_naming_it(
+    client: FlaskClient, world: JobsWorld, key: str
+) -> None:
+    labels = {"team": "vision", key: "x"}
+    response = client.post(f"/api/v1/projects/{world.project_id}/jobs", json=_body(labels=labels))
+    assert response.status_code == 422, response.json
+    assert response.headers["Content-Type"] == "application/problem+json"
+    assert response.json["type"].endswith("/invalid-input")
+    [error] = response.json["errors"]
+    assert error["loc"] == ["labels", key]
+    assert error["type"] == "reserved_label"
+    assert _jobs(world) == 0
+
+
+@pytest.mark.parametrize(
+    "key", ["team", "example.com/team", "mykubernetes.io/x", "k8s.io.example.com/x"]
+)
+def test_labels_outside_the_reserved_domains_are_accepted(
+    client: FlaskClient, world: JobsWorld, key: str
+) -> None:
+    response = client.post(
+        f"/api/v1/projects/{world.project_id}/jobs", json=_body(labels={key: "x"})
+    )
+    assert response.status_code == 201, response.json
+
+
+@pytest.fixture
+def kube_client(world: JobsWorld, joined_session_factory: sessionmaker[Session]) -> FlaskClient:
+    """The API of an installation running jobs on Kubernetes, with an image allow-list
+    (the jobs themselves still go to the world's simulated executor)."""
+    settings = load_settings(
+        executor="kubernetes", job_image_registries="ghcr.io,registry.example.org/team"
+    )
+    app = create_app(settings, session_factory=joined_session_factory, executor=world.executor)
+    with world.session() as session:
+        secret = create_token(session, email="pi@example.org", actor=SYSTEM).secret
+    client = app.test_client()
+    client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {secret}"
+    return client
+
+
+@pytest.mark.parametrize(
+    "image",
+    [
+        "ghcr.io/lab/train:1.0",
+        "GHCR.io/lab/train",
+        "ghcr.io/lab/train@sha256:" + "a" * 64,
+        "registry.example.org/team/train:2",
+        "registry.example.org/team/sub/train",
+    ],
+)
+def test_an_image_from_an_allowed_registry_is_accepted(
+    kube_client: FlaskClient, world: JobsWorld, image: str
+) -> None:
+    response = kube_client.post(
+        f"/api/v1/projects/{world.project_id}/jobs", json=_body(image=image)
+    )
+    assert response.status_code == 201, response.json
+
+
+@pytest.mark.parametrize(
+    "image",
+    [
+        "python:3.12",  # docker.io/library/python
+        "docker.io/ghcr.io/x",
+        "localhost:5000/ghcr.io",
+        "registry.example.org/teamwork/train",
+        "registry.example.org/train",
+        "evil.example/ghcr.io/train",
+    ],
+)
+def test_an_image_from_another_registry_is_a_422_naming_the_image(
+    kube_client: FlaskClient, world: JobsWorld, image: str
+) -> None:
+    before = world.available()
+    response = kube_client.post(
+        f"/api/v1/projects/{world.project_id}/jobs", json=_body(image=image)
+    )
+    assert response.status_code == 422, response.json
+    problem = response.json
+    assert problem["type"].endswith("/image-not-allowed")
+    assert problem["field"] == "image"
+    assert problem["registries"] == ["ghcr.io", "registry.example.org/team"]
+    assert world.available() == before
+    assert _jobs(world) == 0
+
+
+def test_without_kubernetes_the_allow_list_does_not_apply(
+    world: JobsWorld, joined_session_factory: sessionmaker[Session]
+) -> None:
+    settings = load_settings(executor="simulated", job_image_registries="ghcr.io")
+    app = create_app(settings, session_factory=joined_session_factory, executor=world.executor)
+    with world.session() as session:
+        secret = create_token(session, email="pi@example.org", actor=SYSTEM).secret
+    response = app.test_client().post(
+        f"/api/v1/projects/{world.project_id}/jobs",
+        json=_body(),
+        headers={"Authorization": f"Bearer {secret}"},
+    )
+    assert response.status_code == 201, response.json
+
+
 def test_submission_replayed_with_its_idempotency_key_answers_200_with_the_first_job(
     client: FlaskClient, world: JobsWorld
 ) -> None:

@@ -393,9 +393,9 @@ class K8sEmulator:
                 self._delete_dependents(job)
 
     def _delete_dependents(self, job: Obj) -> None:
-        """Pods and Services (a gang's rendezvous) owned by the Job go with it."""
+        """Pods, Services and NetworkPolicies (a gang's) owned by the Job go with it."""
         uid = job["metadata"]["uid"]
-        for plural in ("pods", "services"):
+        for plural in ("pods", "services", "networkpolicies"):
             for dep in list(self.store.items(plural, job["metadata"]["namespace"])):
                 refs = dep["metadata"].get("ownerReferences") or []
                 if any(r.get("uid") == uid for r in refs):

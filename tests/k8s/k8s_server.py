@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from k8s_emulator import K8sEmulator
 
 _VERBS = ["create", "delete", "get", "list", "patch", "update", "watch"]
-_PREFIXES = {("api", "v1"): "", ("apis", "batch/v1"): "batch"}
+_GROUPS = ("batch", "networking.k8s.io")  # the API groups served besides the core one
 VERSION = {
     "major": "1",
     "minor": "31",
@@ -85,16 +85,16 @@ def _discovery(path: str, host: str) -> dict[str, Any] | None:
             "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": host}],
         }
     if path == "/apis":
-        version = {"groupVersion": "batch/v1", "version": "v1"}
-        return {
-            "kind": "APIGroupList",
-            "apiVersion": "v1",
-            "groups": [{"name": "batch", "versions": [version], "preferredVersion": version}],
-        }
+        groups = []
+        for group in _GROUPS:
+            version = {"groupVersion": f"{group}/v1", "version": "v1"}
+            groups.append({"name": group, "versions": [version], "preferredVersion": version})
+        return {"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}
     if path == "/api/v1":
         return _resource_list("")
-    if path == "/apis/batch/v1":
-        return _resource_list("batch")
+    for group in _GROUPS:
+        if path == f"/apis/{group}/v1":
+            return _resource_list(group)
     return None
 
 
@@ -103,8 +103,8 @@ def parse_route(path: str) -> Route | None:
     parts = [p for p in path.split("/") if p]
     if len(parts) >= 2 and parts[0] == "api" and parts[1] == "v1":
         group, rest = "", parts[2:]
-    elif len(parts) >= 3 and parts[0] == "apis" and parts[1] == "batch" and parts[2] == "v1":
-        group, rest = "batch", parts[3:]
+    elif len(parts) >= 3 and parts[0] == "apis" and parts[1] in _GROUPS and parts[2] == "v1":
+        group, rest = parts[1], parts[3:]
     else:
         return None
     namespace: str | None = None

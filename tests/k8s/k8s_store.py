@@ -89,6 +89,9 @@ KINDS: dict[str, ResourceKind] = {
         ),
         ResourceKind("services", "Service", "", "v1", True, ("svc",)),
         ResourceKind("jobs", "Job", "batch", "v1", True, (), ("status.successful",), ("status",)),
+        ResourceKind(
+            "networkpolicies", "NetworkPolicy", "networking.k8s.io", "v1", True, ("netpol",)
+        ),
     )
 }
 

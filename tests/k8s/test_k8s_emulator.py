@@ -37,11 +37,13 @@ def test_discovery_endpoints_answer_version_and_resource_lists(
     assert client.VersionApi(k8s_api).get_code().git_version.startswith("v1.")
     assert client.CoreApi(k8s_api).get_api_versions().versions == ["v1"]
     groups = client.ApisApi(k8s_api).get_api_versions().groups
-    assert [g.name for g in groups] == ["batch"]
+    assert [g.name for g in groups] == ["batch", "networking.k8s.io"]
     core = {r.name for r in client.CoreV1Api(k8s_api).get_api_resources().resources}
     assert {"namespaces", "nodes", "pods", "pods/log", "events"} <= core
     batch = {r.name for r in client.BatchV1Api(k8s_api).get_api_resources().resources}
     assert {"jobs", "jobs/status"} <= batch
+    networking = client.NetworkingV1Api(k8s_api).get_api_resources().resources
+    assert {r.name for r in networking} == {"networkpolicies"}
 
 
 def test_crud_round_trip_of_a_job_with_one_global_resource_version(

@@ -322,11 +322,13 @@ def _foreign_pod(
     node: str | None,
     gpus: int,
     *,
-    namespace: str = "default",
+    namespace: str = NAMESPACE,
     phase: str = "Running",
     labels: dict[str, str] | None = None,
 ) -> None:
-    """A pod someone else made, already bound to ``node`` (the emulator leaves it be)."""
+    """A pod someone else made (by default another installation sharing the jobs
+    namespace), already bound to ``node`` (the emulator leaves it be)."""
+    labels = {INSTANCE_LABEL: "staging"} if labels is None else labels
     container = {
         "name": "main",
         "image": "busybox",
@@ -338,7 +340,7 @@ def _foreign_pod(
     kube.emu.create(
         "pods",
         {
-            "metadata": {"name": name, "namespace": namespace, "labels": labels or {}},
+            "metadata": {"name": name, "namespace": namespace, "labels": labels},
             "spec": spec,
             "status": {"phase": phase},
         },
@@ -372,13 +374,17 @@ def test_draining_a_whole_flavour_keeps_its_shape_for_submissions(kube: Kube) ->
     assert kube.executor.capacity().gpus_by_flavour() == {}  # but nothing starts
 
 
-def test_capacity_subtracts_gpus_held_by_pods_not_of_the_platform(kube: Kube) -> None:
+def test_capacity_subtracts_gpus_held_by_other_installations_in_the_jobs_namespace(
+    kube: Kube,
+) -> None:
     kube.emu.add_namespace("team-b")
-    _foreign_pod(kube, "notebook", "gpu-0", 4)
-    _foreign_pod(kube, "sweep", "gpu-1", 1, namespace="team-b", phase="Pending")
-    other_instance = {INSTANCE_LABEL: "staging"}  # another installation's pods are others'
-    _foreign_pod(kube, "staging-job", "gpu-1", 2, namespace="team-b", labels=other_instance)
+    _foreign_pod(kube, "staging-a", "gpu-0", 4)
+    _foreign_pod(kube, "staging-b", "gpu-1", 1, phase="Pending")
+    _foreign_pod(kube, "unlabelled", "gpu-1", 2, labels={})  # not this installation's
     _foreign_pod(kube, "done", "gpu-0", 4, phase="Succeeded")  # holds nothing any more
+    # Other namespaces' pods are kept off the tainted GPU nodes: none is read.
+    _foreign_pod(kube, "notebook", "gpu-0", 2, namespace="team-b", labels={})
+    _foreign_pod(kube, "default-pod", "gpu-1", 2, namespace="default", labels={})
     kube.emu.set_run_duration(NAMESPACE, kube.name(1), None)
     kube.executor.launch(request(1, gpus=2))  # the platform's own: the scheduler counts them
     kube.emu.tick()
@@ -388,6 +394,8 @@ def test_capacity_subtracts_gpus_held_by_pods_not_of_the_platform(kube: Kube) ->
         ("gpu-0", FLAVOUR, 4, True),
         ("gpu-1", FLAVOUR, 5, True),
     ]
+    lists = [path for method, path in kube.emu.requests if method == "GET" and "/pods" in path]
+    assert lists and all(path.startswith(f"/api/v1/namespaces/{NAMESPACE}/") for path in lists)
 
 
 def test_a_node_filled_by_others_is_reported_whole_but_not_schedulable(kube: Kube) -> None:

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "jobs"))
 from jobs_world import RATE, START, Clock, JobsWorld, build_jobs_world
 
+from credits.jobs.manifests import UID_LABEL
 from credits.jobs.models import Job, JobRun, JobState
 from credits.ledger.verify import verify_ledger
 
@@ -207,13 +208,23 @@ def test_deadline_exceeded_is_timed_out_and_charged_the_max_runtime(
 def test_gang_on_two_nodes_is_charged_from_when_both_pods_run(world: JobsWorld, kube: Kube) -> None:
     kube.emu.set_run_duration(NAMESPACE, kube.name(1), 100)
     job_id = _start(world, kube, gpus=16)
-    assert kube.job(job_id)["spec"]["completionMode"] == "Indexed"  # type: ignore[index]
+    job = kube.job(job_id)
+    assert job is not None
+    assert job["spec"]["completionMode"] == "Indexed"  # type: ignore[index]
+    uid = job["spec"]["template"]["metadata"]["labels"][UID_LABEL]  # type: ignore[index]
+    service = kube.emu.get("services", NAMESPACE, kube.name(job_id))
+    policy = kube.emu.get("networkpolicies", NAMESPACE, kube.name(job_id))
+    assert service["spec"]["selector"] == {UID_LABEL: uid}
+    assert policy["spec"]["podSelector"] == {"matchLabels": {UID_LABEL: uid}}
     kube.emu.advance(1)
     _reconcile(world, kube)
     assert _job(world, job_id).state == JobState.RUNNING.value
+    assert len(kube.emu.objects("pods", NAMESPACE, {UID_LABEL: uid})) == 2
     kube.emu.advance(200)
     _finish(world, kube, job_id)
     _settled_once(world, job_id, -(-16 * 100 * RATE // 3600))
+    assert kube.emu.find("services", NAMESPACE, kube.name(job_id)) is None
+    assert kube.emu.find("networkpolicies", NAMESPACE, kube.name(job_id)) is None
 
 
 def test_permanent_422_fails_the_job_with_the_reason_and_charges_nothing(

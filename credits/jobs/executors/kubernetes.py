@@ -1,7 +1,11 @@
 """The Kubernetes executor: one batch/v1 Job per job attempt on a GPU pool.
 
-Launch creates the Job (and, for a gang, its headless Service); AlreadyExists
-is success, so a launch retried after a lost answer makes no second Job. Every
+Launch creates the Job (and, for a gang, its headless Service and its
+NetworkPolicy, both owned by the Job); AlreadyExists is success, so a launch
+retried after a lost answer makes no second Job. Each attempt's pods carry a
+random ``credits.dev/job-uid`` drawn at its first launch; the Service, the
+NetworkPolicy, cancel and logs find the pods by it (a retried launch reads it
+back from the Job that exists). Every
 Job carries the finalizer ``credits.dev/metering``: whoever deletes it, the
 object stays (with a deletionTimestamp) until :meth:`release`, which the
 reconciler calls only once the job's usage is settled. Cancel first patches a
@@ -11,9 +15,11 @@ Foreground propagation (the garbage collector deletes its pods while the
 finalizer still holds the Job) and deletes its remaining pods itself: the GPUs
 are free at once, and the attempt is charged until its pods stopped.
 
-Capacity is each GPU node's allocatable ``nvidia.com/gpu`` less what pods that
-are not this installation's hold there; cordoned and NotReady nodes are
-reported too, as not schedulable.
+Capacity is each GPU node's allocatable ``nvidia.com/gpu`` less what pods of
+the jobs namespace that are not this installation's hold there (another
+installation sharing the namespace); cordoned and NotReady nodes are reported
+too, as not schedulable. The GPU nodes are the pool's own, tainted so that only
+job pods run there: no other namespace's pods are read.
 
 Observe reads a cache of the installation's Jobs and pods kept by a
 label-selected list and a watch (see ``kube_cache``); the observation of a job
@@ -27,6 +33,7 @@ import contextlib
 import dataclasses
 import json
 import logging
+import secrets
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -57,16 +64,20 @@ from credits.jobs.logtail import (
     tail_bytes,
 )
 from credits.jobs.manifests import (
+    ATTEMPT_LABEL,
     CANCELLED_ANNOTATION,
+    INDEX_ANNOTATION,
     INSTANCE_LABEL,
-    JOB_NAME_LABEL,
     METERING_FINALIZER,
     ManifestOptions,
+    attempt_pod_labels,
     instance_selector,
     instance_slug,
     is_gang,
     job_manifest,
     job_selector,
+    label_selector,
+    network_policy_manifest,
     service_manifest,
 )
 from credits.settings import Settings, SettingsError
@@ -74,6 +85,7 @@ from credits.settings import Settings, SettingsError
 logger = logging.getLogger(__name__)
 Obj = dict[str, Any]
 _RELEASE_TRIES = 5
+_UID_BYTES = 16  # 32 hex digits: unguessable, and a valid label value
 _FINISHED_POD_PHASES = ("Succeeded", "Failed")
 _API_LIMIT_MARKER = (
     f"[… the pod log API stops at {MAX_TAIL_BYTES:,} bytes; download the whole log …]"
@@ -99,6 +111,7 @@ class KubernetesExecutor:
         self._api_client = api_client
         self._batch = client.BatchV1Api(api_client)
         self._core = client.CoreV1Api(api_client)
+        self._networking = client.NetworkingV1Api(api_client)
         self.options = options
         self._flavours = dict(flavours or {})
         self._clock = clock
@@ -138,13 +151,14 @@ class KubernetesExecutor:
     # -- the Executor protocol -----------------------------------------------------
 
     def launch(self, request: LaunchRequest) -> None:
-        """Creates the attempt's Job (and a gang's Service); AlreadyExists is success.
+        """Creates the attempt's Job (and a gang's Service and NetworkPolicy);
+        AlreadyExists is success.
 
         Raises ExecutorError: transient after retries, permanent (422, 403, a gang
         of unequal slices) with the API's message.
         """
         try:
-            manifest = job_manifest(request, self.options)
+            manifest = job_manifest(request, self.options, uid=secrets.token_hex(_UID_BYTES))
         except ValueError as error:
             raise ExecutorError(str(error), transient=False) from error
         name = manifest["metadata"]["name"]
@@ -166,15 +180,7 @@ class KubernetesExecutor:
             raise ExecutorError(f"{what}: it exists but cannot be read", transient=True)
         self.jobs.put(created)
         if is_gang(request):
-            service = service_manifest(request, self.options, owner_uid=created["metadata"]["uid"])
-            with contextlib.suppress(AlreadyExists):
-                self._call(
-                    f"creating Service {name}",
-                    self._core.create_namespaced_service,
-                    self._ns,
-                    service,
-                    _preload_content=False,
-                )
+            self._create_gang_network(request, created)
 
     def cancel(self, job_id: int) -> None:
         """Stops every attempt: marks its Job cancelled (once), deletes it with
@@ -185,7 +191,7 @@ class KubernetesExecutor:
         for obj in self._list_jobs(job_id):
             meta = obj["metadata"]
             name = meta["name"]
-            pods = self._active_pods(name)  # before the deletion: their starts stay known
+            pods = self._active_pods(obj)  # before the deletion: their starts stay known
             try:
                 marked = CANCELLED_ANNOTATION in (meta.get("annotations") or {})
                 if not meta.get("deletionTimestamp") and not marked:
@@ -243,20 +249,22 @@ class KubernetesExecutor:
 
     def release(self, job_id: int) -> None:
         """Removes the metering finalizer from every attempt's Job (a JSON patch
-        that tests the finalizer's index first) and deletes a gang's Service."""
+        that tests the finalizer's index first) and deletes a gang's Service and
+        NetworkPolicy (their owner reference would remove them with the Job too)."""
         for obj in self._list_jobs(job_id):
             self._remove_finalizer(obj)
             name = obj["metadata"]["name"]
             if (obj.get("spec") or {}).get("completionMode") != "Indexed":
                 continue
-            with contextlib.suppress(NotFound):
-                self._call(
-                    f"deleting Service {name}",
-                    self._core.delete_namespaced_service,
-                    name,
-                    self._ns,
-                    _preload_content=False,
-                )
+            deletions = (
+                ("Service", self._core.delete_namespaced_service),
+                ("NetworkPolicy", self._networking.delete_namespaced_network_policy),
+            )
+            for kind, delete in deletions:
+                with contextlib.suppress(NotFound):
+                    self._call(
+                        f"deleting {kind} {name}", delete, name, self._ns, _preload_content=False
+                    )
         released = {job_id}
         self.pods.forget_departed(lambda pod: _job_id_of(pod.job_name) not in released)
 
@@ -298,9 +306,9 @@ class KubernetesExecutor:
 
     def capacity(self) -> Capacity:
         """Every node with the flavour label and GPUs: its allocatable GPUs less what
-        pods not of this installation hold there. Cordoned, NotReady and full nodes
-        are reported as not schedulable (the scheduler skips them; the pool's shape
-        still counts them)."""
+        pods of the jobs namespace not of this installation hold there. Cordoned,
+        NotReady and full nodes are reported as not schedulable (the scheduler skips
+        them; the pool's shape still counts them)."""
         label = self.options.flavour_label
         response = self._call(
             "listing nodes", self._core.list_node, label_selector=label, _preload_content=False
@@ -331,16 +339,8 @@ class KubernetesExecutor:
         jobs = self._list_jobs(job_id)
         if not jobs:
             return None
-        latest = max(jobs, key=lambda obj: int(obj["metadata"]["labels"]["credits.dev/attempt"]))
-        name = latest["metadata"]["name"]
-        response = self._call(
-            f"listing pods of {name}",
-            self._core.list_namespaced_pod,
-            self._ns,
-            label_selector=f"batch.kubernetes.io/job-name={name}",
-            _preload_content=False,
-        )
-        pods = sorted(json.loads(response.data).get("items") or [], key=_rank)
+        latest = max(jobs, key=lambda obj: int(obj["metadata"]["labels"][ATTEMPT_LABEL]))
+        pods = sorted(self._pods_of(latest), key=_rank)
         return str(pods[0]["metadata"]["name"]) if pods else None
 
     def _open_log(self, pod_name: str, **limits: int) -> Any:
@@ -381,17 +381,49 @@ class KubernetesExecutor:
             return pod
         return dataclasses.replace(pod, gone_at=self._clock())
 
-    def _active_pods(self, job_name: str) -> list[Obj]:
-        """The Job's pods not yet finished, each stored in the pods cache as listed."""
+    def _create_gang_network(self, request: LaunchRequest, job: Obj) -> None:
+        """The gang's headless Service and NetworkPolicy, selecting its pods by the uid
+        label of the Job as created (a retried launch drew another), owned by it."""
+        pods = attempt_pod_labels(job)
+        owner = job["metadata"]["uid"]
+        name = job["metadata"]["name"]
+        creations = (
+            (
+                "Service",
+                self._core.create_namespaced_service,
+                service_manifest(request, self.options, pods=pods, owner_uid=owner),
+            ),
+            (
+                "NetworkPolicy",
+                self._networking.create_namespaced_network_policy,
+                network_policy_manifest(request, self.options, pods=pods, owner_uid=owner),
+            ),
+        )
+        for kind, create, body in creations:
+            with contextlib.suppress(AlreadyExists):
+                self._call(
+                    f"creating {kind} {name}", create, self._ns, body, _preload_content=False
+                )
+
+    def _pods_of(self, job: Obj) -> list[Obj]:
+        """The pods of one attempt, selected by its uid label (see attempt_pod_labels)."""
+        try:
+            selector = label_selector(attempt_pod_labels(job))
+        except ValueError as error:
+            raise ExecutorError(str(error), transient=False) from error
         response = self._call(
-            f"listing the pods of {job_name}",
+            f"listing the pods of {job['metadata']['name']}",
             self._core.list_namespaced_pod,
             self._ns,
-            label_selector=f"{JOB_NAME_LABEL}={job_name}",
+            label_selector=selector,
             _preload_content=False,
         )
+        return list(json.loads(response.data).get("items") or [])
+
+    def _active_pods(self, job: Obj) -> list[Obj]:
+        """The Job's pods not yet finished, each stored in the pods cache as listed."""
         active: list[Obj] = []
-        for pod in json.loads(response.data).get("items") or []:
+        for pod in self._pods_of(job):
             if (pod.get("status") or {}).get("phase") in _FINISHED_POD_PHASES:
                 continue
             self.pods.put(pod)
@@ -431,13 +463,15 @@ class KubernetesExecutor:
                 self.pods.depart(name)
 
     def _foreign_gpus(self) -> dict[str, int]:
-        """GPUs requested per node by running or pending pods of every namespace that
-        are not this installation's; {} (with a warning) when pods may not be listed."""
+        """GPUs requested per node by running or pending pods of the jobs namespace
+        that are not this installation's; {} (with a warning) when they may not be
+        listed. Other namespaces' pods are kept off the pool's tainted GPU nodes."""
         selector = f"{INSTANCE_LABEL}!={instance_slug(self.options.instance)}"
         try:
             response = self._call(
-                "listing other pods",
-                self._core.list_pod_for_all_namespaces,
+                "listing other installations' pods",
+                self._core.list_namespaced_pod,
+                self._ns,
                 label_selector=selector,
                 field_selector="status.phase!=Succeeded,status.phase!=Failed",
                 _preload_content=False,
@@ -521,7 +555,7 @@ def _stream_body(response: Any) -> Iterator[bytes]:
 
 def _rank(pod: Obj) -> tuple[int, str]:
     annotations = pod["metadata"].get("annotations") or {}
-    index = annotations.get("batch.kubernetes.io/job-completion-index", "0")
+    index = annotations.get(INDEX_ANNOTATION, "0")
     return (int(index) if str(index).isdigit() else 0, pod["metadata"]["name"])
 
 
@@ -554,5 +588,7 @@ def executor_from_settings(settings: Settings) -> KubernetesExecutor:
         flavour_label=settings.kubernetes_flavour_label,
         gpu_taint_key=settings.kubernetes_gpu_taint_key,
         ttl_seconds_after_finished=settings.kubernetes_ttl_seconds_after_finished,
+        run_as_user=settings.kubernetes_job_uid,
+        run_as_group=settings.kubernetes_job_gid,
     )
     return KubernetesExecutor(client.ApiClient(configuration), options, flavours=flavours)
