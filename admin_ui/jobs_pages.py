@@ -186,6 +186,7 @@ def job_detail(job_id: int) -> ResponseReturnValue:
         job=detail,
         project=project,
         logs=_logs(job_id),
+        isolation=_isolation(job_id),
         log_lines=LOG_LINES,
         final=detail.state in FINAL_STATES,
         final_states=",".join(FINAL),
@@ -201,6 +202,13 @@ def _logs(job_id: int) -> str:
         return job_executor().logs(job_id, tail_lines=LOG_LINES)
     except ExecutorError:
         return ""
+
+
+def _isolation(job_id: int) -> str | None:
+    try:
+        return job_executor().isolation(job_id)
+    except ExecutorError:
+        return None
 
 
 def _state(job_id: int) -> str:

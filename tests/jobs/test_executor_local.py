@@ -21,7 +21,7 @@ from credits.jobs.executors.base import (
     Observation,
     Phase,
 )
-from credits.jobs.executors.local import LocalExecutor, discover_gpu_slots
+from credits.jobs.executors.local import LocalExecutor, LocalSandboxConfig, discover_gpu_slots
 
 DEADLINE_S = 10.0
 SANDBOX_TMP = "/tmp"  # noqa: S108 - the sandbox's own, private tmpfs
@@ -279,3 +279,36 @@ def test_gpu_slots_come_from_nvidia_smi_when_it_works(
 
     fake.write_text("#!/bin/sh\necho 'driver not loaded' >&2\nexit 9\n")
     assert discover_gpu_slots(2) == ["0", "1"]
+
+
+def _processes_running(marker: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if entry.name.isdigit() and marker in command:
+            found.append(int(entry.name))
+    return found
+
+
+@pytest.mark.parametrize("sandboxed", [True, False], ids=["sandboxed", "sandbox-off"])
+def test_a_job_is_final_only_once_every_process_it_started_is_gone(
+    work_dir: Path, sandboxed: bool
+) -> None:
+    executor = LocalExecutor(
+        work_dir, flavour="local-gpu", slots=["0"], sandbox=LocalSandboxConfig(enabled=sandboxed)
+    )
+    # A child left behind in the job's process group, and (in a sandbox, where
+    # the PID namespace holds it) one that started a session of its own.
+    leftovers = "sleep 3007 & " + ("setsid sleep 3008 & " if sandboxed else "")
+    executor.launch(request(1, command=("sh", "-c", f"{leftovers} echo started")))
+
+    seen = wait_for(executor, 1)
+
+    assert (seen.phase, executor.logs(1)) == (Phase.SUCCEEDED, "started\n")
+    assert _processes_running("sleep 3007") == _processes_running("sleep 3008") == []
+    # The slot is free for the next job at once.
+    executor.launch(request(2, "print('next')"))
+    assert wait_for(executor, 2).phase is Phase.SUCCEEDED

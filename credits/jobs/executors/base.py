@@ -144,3 +144,7 @@ class Executor(Protocol):
 
     def capacity(self) -> Capacity:
         """The nodes and GPUs jobs may use, whatever is running on them."""
+
+    def isolation(self, job_id: int) -> str | None:
+        """How the job's processes are confined and limited, one line for its page;
+        None when there is nothing to say (not launched, or nothing really runs)."""

@@ -304,6 +304,16 @@ class KubernetesExecutor:
             return iter(())
         return _stream_body(response)
 
+    def isolation(self, job_id: int) -> str | None:
+        """The same for every job: what its pods' manifests lock down."""
+        del job_id
+        return (
+            f"Kubernetes pod as uid {self.options.run_as_user}: no capabilities, no "
+            "privilege escalation, RuntimeDefault seccomp, no service-account token, "
+            "default-deny network with internet egress; CPU and memory limits from "
+            "the job's request"
+        )
+
     def capacity(self) -> Capacity:
         """Every node with the flavour label and GPUs: its allocatable GPUs less what
         pods of the jobs namespace not of this installation hold there. Cordoned,

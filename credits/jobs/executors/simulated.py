@@ -201,6 +201,11 @@ class SimulatedExecutor:
         """Every node's total GPUs; the scheduler subtracts what runs on them."""
         return Capacity(nodes=tuple(self._nodes.values()))
 
+    def isolation(self, job_id: int) -> str | None:
+        """Nothing runs in a simulated pool, so nothing is confined."""
+        del job_id
+        return None
+
     # Simulation controls.
 
     @_locked
