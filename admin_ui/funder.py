@@ -34,11 +34,10 @@ from credits.errors import CreditsError, NotFound
 from credits.grants import awards, funding, reviews
 from credits.grants import programs as program_service
 from credits.grants.models import MAX_REVIEWERS
-from credits.grants.proposal_queries import load_proposal, render_proposal
-from credits.grants.queries import MAX_PAGE, list_programs, load_program, load_project, owner_ids
-from credits.grants.queries import render_program as program_out
+from credits.grants.queries import MAX_PAGE, load_project
 from credits.grants.schemas import ProgramOut, ProposalOut
-from credits.identity.access import can_administer_program
+from credits.identity.access import get_administered_program, list_administered_programs
+from credits.identity.access_proposals import Queue, get_award_of_proposal, get_queued_proposal
 from credits.identity.actor import Actor
 from credits.identity.models import Role
 from credits.ledger.models import Currency
@@ -73,23 +72,18 @@ def _funder() -> Actor:
 def _program(db: Session, me: Actor, program_id: int) -> ProgramOut:
     """The program when the funder administers it; a 404 otherwise."""
     try:
-        program = load_program(db, program_id)
+        return get_administered_program(db, me, program_id)
     except NotFound:
         abort(404)
-    if not can_administer_program(me, owner_ids=owner_ids(program)):
-        abort(404)
-    return program_out(db, program)
 
 
 def _proposal(db: Session, me: Actor, proposal_id: int) -> tuple[ProposalOut, ProgramOut]:
     """A proposal submitted to a program the funder administers; a 404 otherwise."""
     try:
-        proposal = load_proposal(db, proposal_id)
+        proposal = get_queued_proposal(db, me, proposal_id, queue=Queue.DECIDE)
     except NotFound:
         abort(404)
-    if proposal.submitted_at is None:
-        abort(404)
-    return render_proposal(proposal), _program(db, me, proposal.program_id)
+    return proposal, _program(db, me, proposal.program_id)
 
 
 # Programs.
@@ -105,8 +99,7 @@ def _programs_page(me: Actor, status: int = 200, **overrides: Any) -> ResponseRe
         "min_mean_score": "3.00",
     }
     with transaction() as db:
-        owned = None if me.has_role(Role.OPS) else me.user_id
-        page = list_programs(db, owner_id=owned, limit=MAX_PAGE)
+        page = list_administered_programs(db, me, limit=MAX_PAGE)
     context = {"programs": page.items, "values": values, "errors": {}} | overrides
     return render("funder/programs.html", **context), status
 
@@ -338,7 +331,7 @@ def _proposal_page(
         proposal, program = _proposal(db, me, proposal_id)
         summary = reviews.get_review_summary(db, proposal_id=proposal_id, actor=me)
         project = load_project(db, proposal.project_id)
-        award = views.award_of(db, proposal)
+        award = get_award_of_proposal(db, me, proposal_id)
         context = {
             "proposal": proposal,
             "program": program,

@@ -13,13 +13,13 @@ from flask import Blueprint, abort, flash, redirect, request, url_for
 from flask.typing import ResponseReturnValue
 from sqlalchemy.orm import Session
 
-from admin_ui.funder import _funder, _program, _proposal_page
+from admin_ui.funder import _funder, _proposal_page
 from admin_ui.grants_forms import new_key
 from admin_ui.web import format_credits, login_required, transaction
 from credits.errors import CreditsError, NotFound
 from credits.grants import allocations
 from credits.grants.models import Award
-from credits.grants.proposal_queries import load_tranche
+from credits.identity.access_proposals import load_administered_tranche
 from credits.identity.actor import Actor
 
 blueprint = Blueprint("ui_funder_tranches", __name__, url_prefix="/funder")
@@ -30,12 +30,10 @@ def _awarded_proposal(db: Session, me: Actor, tranche_id: int) -> int:
     """The id of the proposal whose award holds the tranche, when the funder
     administers its program; a 404 otherwise."""
     try:
-        tranche = load_tranche(db, tranche_id)
+        tranche = load_administered_tranche(db, me, tranche_id)
     except NotFound:
         abort(404)
-    award = db.get_one(Award, tranche.award_id)
-    _program(db, me, award.program_id)
-    return award.proposal_id
+    return db.get_one(Award, tranche.award_id).proposal_id
 
 
 @blueprint.post("/tranches/<int:tranche_id>/release")

@@ -13,16 +13,15 @@ from typing import Any
 
 import pygal  # type: ignore[import-untyped]
 from markupsafe import Markup
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from admin_ui.grants_forms import new_key
 from credits.db import utcnow
 from credits.grants import reviews
-from credits.grants.models import Allocation, Award, Proposal, ProposalStatus, TrancheStatus
-from credits.grants.proposal_queries import list_proposals, render_award
-from credits.grants.queries import MAX_PAGE, load_project
+from credits.grants.models import ProposalStatus, TrancheStatus
+from credits.grants.queries import load_project
 from credits.grants.schemas import AwardOut, ProgramOut, ProposalOut, ReviewSummary
+from credits.identity.access_proposals import Queue, list_queued_proposals
 from credits.identity.actor import Actor
 from credits.identity.models import Role
 from credits.identity.service import list_users
@@ -43,9 +42,7 @@ def criterion_means(summary: ReviewSummary, keys: list[str]) -> dict[str, int | 
 
 def queue(db: Session, program: ProgramOut, me: Actor) -> list[dict[str, Any]]:
     """The program's submitted proposals (never a draft) with their review figures."""
-    page = list_proposals(
-        db, program_id=program.id, limit=MAX_PAGE, visible=Proposal.submitted_at.is_not(None)
-    )
+    page = list_queued_proposals(db, me, queue=Queue.DECIDE, program_id=program.id)
     keys = [criterion.key for criterion in program.criteria]
     rows = []
     for proposal in page.items:
@@ -77,20 +74,6 @@ def reviewer_choices(db: Session, summary: ReviewSummary) -> list[tuple[int, str
 
 def user_labels(db: Session) -> dict[int, str]:
     return {user.id: f"{user.name} <{user.email}>" for user in list_users(db)}
-
-
-def award_of(db: Session, proposal: ProposalOut) -> AwardOut | None:
-    award = db.scalar(select(Award).where(Award.proposal_id == proposal.id))
-    if award is None:
-        return None
-    ids = list(
-        db.scalars(
-            select(Allocation.id).where(Allocation.award_id == award.id).order_by(Allocation.id)
-        )
-    )
-    if not ids and proposal.allocation_id is not None:
-        ids = [proposal.allocation_id]
-    return render_award(db, award, allocation_ids=ids)
 
 
 def release_keys(award: AwardOut | None) -> dict[int, str]:

@@ -25,6 +25,7 @@ from credits.db import utcnow
 from credits.errors import CreditsError
 from credits.grants import projects as project_service
 from credits.grants.models import ProjectStatus
+from credits.identity.access import list_projects_for_actor
 from credits.identity.actor import Actor
 from credits.identity.models import Role
 from credits.jobs.queries import pool_status
@@ -273,7 +274,7 @@ def _projects_page(status_code: int = 200, **context: Any) -> ResponseReturnValu
     status = ProjectStatus(wanted) if wanted in {s.value for s in ProjectStatus} else None
     cursor = request.args.get("after", type=int)
     with transaction() as db:
-        page = project_service.list_projects(db, status=status, cursor=cursor, limit=PROJECT_PAGE)
+        page = list_projects_for_actor(db, _ops(), status=status, cursor=cursor, limit=PROJECT_PAGE)
     return render(
         "ops/projects.html",
         projects=page.items,

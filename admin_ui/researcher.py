@@ -325,8 +325,8 @@ def project_report_csv(project_id: int) -> ResponseReturnValue:
     me = actor()
     energy = policy_from_settings(credits_extension().settings)
     with transaction() as db:
-        _or_404(lambda: require_project_report(db, me, project_id))
-        report = project_report(db, project_id, utcnow(), energy=energy)
+        visible = _or_404(lambda: require_project_report(db, me, project_id))
+        report = project_report(db, project_id, utcnow(), energy=energy, visible=visible)
     return Response(
         to_csv(report),
         mimetype="text/csv",

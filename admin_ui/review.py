@@ -11,16 +11,20 @@ from typing import Any
 
 from flask import Blueprint, abort, flash, redirect, request, url_for
 from flask.typing import ResponseReturnValue
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from admin_ui.grants_forms import SCORES, FieldError, hundredths, parse_score, service_errors
 from admin_ui.web import login_required, render, require_role, transaction
 from credits.errors import CreditsError, NotFound
 from credits.grants import reviews
-from credits.grants.models import Proposal, ProposalStatus, Review, ReviewAssignment
-from credits.grants.proposal_queries import list_proposals, load_assignment, render_proposal
-from credits.grants.queries import MAX_PAGE, get_program, load_project
+from credits.grants.models import ProposalStatus, Review
+from credits.grants.queries import get_program, load_project
+from credits.identity.access_proposals import (
+    Queue,
+    get_queued_proposal,
+    list_queued_proposals,
+    list_reviews_for_actor,
+)
 from credits.identity.actor import Actor
 from credits.identity.models import Role
 
@@ -36,15 +40,8 @@ def _reviewer() -> Actor:
 def assigned() -> ResponseReturnValue:
     me = _reviewer()
     with transaction() as db:
-        mine = select(ReviewAssignment.proposal_id).where(
-            ReviewAssignment.reviewer_user_id == me.user_id,
-            ReviewAssignment.conflict_declared_at.is_(None),
-        )
-        page = list_proposals(db, limit=MAX_PAGE, visible=Proposal.id.in_(mine))
-        reviewed = {
-            review.proposal_id: review
-            for review in db.scalars(select(Review).where(Review.reviewer_user_id == me.user_id))
-        }
+        page = list_queued_proposals(db, me, queue=Queue.REVIEW)
+        reviewed = {review.proposal_id: review for review in _my_reviews(db, me)}
         programs = {p: get_program(db, program_id=p) for p in {x.program_id for x in page.items}}
         rows = [
             {
@@ -58,17 +55,17 @@ def assigned() -> ResponseReturnValue:
     return render("review/assigned.html", rows=rows, hundredths=hundredths)
 
 
+def _my_reviews(db: Session, me: Actor) -> list[Review]:
+    return list_reviews_for_actor(db, me, reviewer_user_id=me.user_id)
+
+
 def _page(db: Session, me: Actor, proposal_id: int) -> dict[str, Any]:
     """What the review page shows; a 404 unless the reviewer holds an unconflicted assignment."""
-    assignment = load_assignment(db, proposal_id, me.user_id)
-    if assignment is None or assignment.conflict_declared_at is not None:
+    try:
+        proposal = get_queued_proposal(db, me, proposal_id, queue=Queue.REVIEW)
+    except NotFound:
         abort(404)
-    proposal = render_proposal(db.get_one(Proposal, proposal_id))
-    review = db.scalar(
-        select(Review).where(
-            Review.proposal_id == proposal_id, Review.reviewer_user_id == me.user_id
-        )
-    )
+    review = next((r for r in _my_reviews(db, me) if r.proposal_id == proposal_id), None)
     project = load_project(db, proposal.project_id)
     return {
         "proposal": proposal,

@@ -20,7 +20,7 @@ from credits.db import utcnow
 from credits.grants import awards, funding, programs, projects, proposals, reviews
 from credits.identity.actor import Actor
 from credits.identity.models import Role
-from credits.identity.service import actor_for_email, create_user
+from credits.identity.service import actor_for_email, create_user, revoke_role
 from credits.identity.tokens import create_token
 from credits.jobs.executors.base import NodeCapacity
 from credits.jobs.executors.simulated import SimulatedExecutor
@@ -45,6 +45,13 @@ REVIEWER = "reviewer"
 CONFLICTED_REVIEWER = "conflicted_reviewer"
 FUNDER_P = "funder_p"  # owns programs P and P-draft
 FUNDER_Q = "funder_q"  # owns program Q only
+# Role revoked: each still has the rows their role gave them (a place on project A,
+# an owner's seat on program P, an assignment to the proposal in review), but no
+# longer the role, so they reach none of it; their tokens still authenticate.
+FORMER_RESEARCHER = "former_researcher"  # a manager of project A
+FORMER_FUNDER = "former_funder"  # an owner of program P
+FORMER_REVIEWER = "former_reviewer"  # assigned to the proposal in review
+REVOKED = (FORMER_RESEARCHER, FORMER_FUNDER, FORMER_REVIEWER)
 PERSONAS = (
     ANONYMOUS,
     OPS,
@@ -54,6 +61,7 @@ PERSONAS = (
     CONFLICTED_REVIEWER,
     FUNDER_P,
     FUNDER_Q,
+    *REVOKED,
 )
 _ROLES: dict[str, tuple[Role, ...]] = {
     OPS: (Role.OPS,),
@@ -63,6 +71,9 @@ _ROLES: dict[str, tuple[Role, ...]] = {
     CONFLICTED_REVIEWER: (Role.REVIEWER,),
     FUNDER_P: (Role.FUNDER,),
     FUNDER_Q: (Role.FUNDER,),
+    FORMER_RESEARCHER: (Role.RESEARCHER,),
+    FORMER_FUNDER: (Role.FUNDER,),
+    FORMER_REVIEWER: (Role.REVIEWER,),
 }
 
 
@@ -126,6 +137,9 @@ def _programs(session: Session, actors: dict[str, Actor]) -> tuple[int, int, int
         session, actor=actors[FUNDER_P], **program_body(name="P", initial_share_percent=50)
     )
     programs.open_program(session, program_id=p.id, actor=actors[FUNDER_P])
+    programs.add_program_owner(
+        session, program_id=p.id, user_id=_uid(actors[FORMER_FUNDER]), actor=actors[FUNDER_P]
+    )
     funding.fund_program(
         session,
         program_id=p.id,
@@ -204,7 +218,7 @@ def _proposals(
     draft = _proposal(session, pi, program_id, project_id)
     in_review = _proposal(session, pi, program_id, project_id)
     proposals.submit_proposal(session, proposal_id=in_review, actor=pi)
-    for name in (REVIEWER, CONFLICTED_REVIEWER):
+    for name in (REVIEWER, CONFLICTED_REVIEWER, FORMER_REVIEWER):
         reviews.assign_reviewer(
             session, proposal_id=in_review, reviewer_user_id=_uid(actors[name]), actor=owner
         )
@@ -279,6 +293,13 @@ def build_world(session: Session) -> World:
         role="member",
         actor=actors[RESEARCHER_A],
     )
+    projects.add_member(
+        session,
+        project_id=project_a.id,
+        user_id=_uid(actors[FORMER_RESEARCHER]),
+        role="manager",
+        actor=actors[RESEARCHER_A],
+    )
     suspended = projects.create_project(
         session, title="Sea ice", field_of_science="Glaciology", actor=actors[RESEARCHER_A]
     )
@@ -311,5 +332,7 @@ def build_world(session: Session) -> World:
         job_a=0,
     )
     world = replace(world, job_a=_job(session, actors[RESEARCHER_A], project_a.id))
+    for name in REVOKED:
+        revoke_role(session, email=f"{name}@example.org", role=_ROLES[name][0], actor=SYSTEM)
     session.flush()
     return world

@@ -75,7 +75,8 @@ def _next_link(account_id: int, page: TransferPage, limit: int) -> dict[str, str
 @blueprint.get("/accounts")
 @operation("List accounts", response=AccountList, query=AccountFilters, problems=(403,))
 def list_accounts() -> ResponseReturnValue:
-    """Accounts matching the filters, by id: ops see all, a funder their programs'."""
+    """Accounts matching the filters that the caller may read, by id: ops all, a funder
+    their programs' pools and allocations, members their projects' accounts."""
     actor = _reader()
     filters = AccountFilters.model_validate(request.args.to_dict())
     with session_scope(session_factory()) as session:

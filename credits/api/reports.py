@@ -68,11 +68,12 @@ def get_program_report(program_id: int) -> ResponseReturnValue:
 @operation("Report on a project", response=ProjectReport, problems=(403, 404, 422))
 def get_project_report(project_id: int) -> ResponseReturnValue:
     """Balances, usage, burn-down, efficiency and energy of the project; ``?format=csv``
-    for one flat table. For its members, ops and the funders who awarded it."""
+    for one flat table. For its members, ops and the funders who awarded it; such a
+    funder sees their own programs' allocations alone."""
     actor = require_actor(current_actor())
     csv = _wants_csv()
     energy = policy_from_settings(credits_extension().settings)
     with session_scope(session_factory()) as session:
-        require_project_report(session, actor, project_id)
-        report = project_report(session, project_id, utcnow(), energy=energy)
+        visible = require_project_report(session, actor, project_id)
+        report = project_report(session, project_id, utcnow(), energy=energy, visible=visible)
     return _render(report, f"project-{project_id}-report", csv)

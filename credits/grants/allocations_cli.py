@@ -14,9 +14,10 @@ from rich.table import Table
 
 from credits.cli_support import cli_transaction, format_credits, parse_credits, reports_errors
 from credits.grants.allocations import adjust_allocation, expire_allocations
-from credits.grants.proposal_queries import list_allocations
 from credits.grants.queries import MAX_PAGE
 from credits.grants.schemas import AllocationOut
+from credits.identity.access import CLI_READER
+from credits.identity.access_proposals import list_allocations_for_actor
 from credits.identity.actor import Actor
 from credits.identity.service import actor_for_email
 
@@ -58,7 +59,9 @@ def list_command(project_id: int | None, as_json: bool) -> None:
     cursor: int | None = None
     with cli_transaction() as session:
         while True:
-            page = list_allocations(session, project_id=project_id, cursor=cursor, limit=MAX_PAGE)
+            page = list_allocations_for_actor(
+                session, CLI_READER, project_id=project_id, cursor=cursor, limit=MAX_PAGE
+            )
             found += page.items
             if (cursor := page.next_cursor) is None:
                 break

@@ -1,8 +1,9 @@
 """``credits programs`` and ``credits projects``: one transaction and one service call each.
 
 Commands that change something act as the user named by ``--as``, whose
-rights the service checks; listings show everything, since whoever can run
-the CLI against the database can read it all anyway.
+rights the service checks; listings and shows read as ops
+(:data:`credits.identity.access.CLI_READER`), since whoever can run the CLI
+against the database can read it all anyway.
 """
 
 from __future__ import annotations
@@ -26,6 +27,13 @@ from credits.grants import projects as project_service
 from credits.grants import queries
 from credits.grants.funding import fund_program as fund_program_service
 from credits.grants.schemas import ProgramOut, ProjectDetail, ProjectOut
+from credits.identity.access import (
+    CLI_READER,
+    get_program_for_actor,
+    get_project_for_actor,
+    list_programs_for_actor,
+    list_projects_for_actor,
+)
 from credits.identity.service import actor_for_email, get_user_by_email
 from credits.ledger.models import Currency
 
@@ -88,7 +96,7 @@ def _all_pages(fetch: Callable[[int | None], tuple[list[Item], int | None]]) -> 
 
 def _all_programs(session: Session) -> list[ProgramOut]:
     def fetch(cursor: int | None) -> tuple[list[ProgramOut], int | None]:
-        page = queries.list_programs(session, cursor=cursor, limit=queries.MAX_PAGE)
+        page = list_programs_for_actor(session, CLI_READER, cursor=cursor, limit=queries.MAX_PAGE)
         return page.items, page.next_cursor
 
     return list(_all_pages(fetch))
@@ -96,7 +104,7 @@ def _all_programs(session: Session) -> list[ProgramOut]:
 
 def _all_projects(session: Session) -> list[ProjectOut]:
     def fetch(cursor: int | None) -> tuple[list[ProjectOut], int | None]:
-        page = queries.list_projects(session, cursor=cursor, limit=queries.MAX_PAGE)
+        page = list_projects_for_actor(session, CLI_READER, cursor=cursor, limit=queries.MAX_PAGE)
         return page.items, page.next_cursor
 
     return list(_all_pages(fetch))
@@ -217,7 +225,7 @@ def list_programs(as_json: bool) -> None:
 def show_program(program_id: int, as_json: bool) -> None:
     """Show one program: window, review policy, owners and budget."""
     with cli_transaction() as session:
-        program = queries.get_program(session, program_id=program_id)
+        program = get_program_for_actor(session, CLI_READER, program_id)
     if as_json:
         click.echo(program.model_dump_json())
         return
@@ -361,7 +369,7 @@ def _print_project(project: ProjectDetail) -> None:
 def show_project(project_id: int, as_json: bool) -> None:
     """Show one project with its members and ledger accounts."""
     with cli_transaction() as session:
-        project = queries.get_project(session, project_id=project_id)
+        project = get_project_for_actor(session, CLI_READER, project_id)
     if as_json:
         click.echo(project.model_dump_json())
         return

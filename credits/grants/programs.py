@@ -337,7 +337,7 @@ def add_program_owner(
     (user,) = _load_funders(session, [user_id])
     if user_id in owner_ids(program):
         raise AlreadyProgramOwner(
-            f"{user.email} already owns program {program.id}", user_id=user_id
+            f"user {user_id} already owns program {program.id}", user_id=user_id
         )
     program.owners.append(ProgramOwner(user=user))
     session.flush()

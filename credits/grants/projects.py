@@ -260,7 +260,7 @@ def add_member(
     user = _load_researcher(session, user_id)
     if (held := member_role(project, user_id)) is not None:
         raise AlreadyProjectMember(
-            f"{user.email} is already on project {project.id} as {held.value}",
+            f"user {user_id} is already on project {project.id} as {held.value}",
             user_id=user_id,
             role=held.value,
         )

@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TypeVar
 
-from sqlalchemy import ColumnElement, inspect, select
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, String, cast, inspect, literal, select
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from credits.db import Base
 from credits.grants.errors import ProgramNotFound, ProjectNotFound
@@ -71,6 +71,13 @@ def keyset_page(
 def pool_code(program_id: int, currency: Currency) -> str:
     """The code of a program's pool account in one currency."""
     return f"program:{program_id}:pool:{currency.value}"
+
+
+def pool_code_of(
+    program_id: InstrumentedAttribute[int], currency: InstrumentedAttribute[str]
+) -> ColumnElement[str]:
+    """:func:`pool_code` as SQL, for a rule that matches pool accounts to programs."""
+    return literal("program:") + cast(program_id, String) + literal(":pool:") + currency
 
 
 # Programs.

@@ -53,7 +53,6 @@ from credits.grants.queries import load_program, load_project, member_ids, owner
 from credits.grants.schemas import AssignmentOut, ReviewOut, ReviewSummary
 from credits.identity.access import can_administer_program
 from credits.identity.actor import Actor
-from credits.identity.errors import UserNotFound
 from credits.identity.models import Role, User
 from credits.notifications.events import notify_reviewer_assigned
 
@@ -88,13 +87,16 @@ def _require_decider(actor: Actor, program: Program) -> None:
         raise ProposalForbidden(f"only an owner of program {program.id} or ops may do this")
 
 
-def _load_reviewer(session: Session, user_id: int) -> User:
+def _require_reviewer(session: Session, user_id: int) -> None:
+    """Raises NotAReviewer unless the user holds the reviewer role.
+
+    A missing user and one without the role get the same answer, naming only
+    the id the caller sent, so that ids cannot be used to map who uses the
+    platform.
+    """
     user = session.get(User, user_id)
-    if user is None:
-        raise UserNotFound(f"no user has the id {user_id}", user_id=user_id)
-    if not any(held.role == Role.REVIEWER.value for held in user.roles):
-        raise NotAReviewer(f"{user.email} is not a reviewer", user_id=user_id)
-    return user
+    if user is None or not any(held.role == Role.REVIEWER.value for held in user.roles):
+        raise NotAReviewer(f"user {user_id} is not a reviewer on this platform", user_id=user_id)
 
 
 def _own_assignment(session: Session, proposal: Proposal, actor: Actor) -> ReviewAssignment:
@@ -130,7 +132,7 @@ def assign_reviewer(
 
     Appends ``proposal.reviewer_assigned`` (with ``from`` when the status
     moved). Raises ProposalNotFound, ProposalForbidden, ProposalStatusConflict
-    (not submitted or in_review), UserNotFound, NotAReviewer,
+    (not submitted or in_review), NotAReviewer (a missing user too),
     ReviewerConflicted (declared one, or is on the applying project),
     AlreadyAssigned, InvalidReview (too many reviewers).
     """
@@ -138,21 +140,22 @@ def assign_reviewer(
     proposal = load_proposal(session, proposal_id, lock=True)
     _require_decider(actor, load_program(session, proposal.program_id))
     require_status(proposal, REVIEWABLE, "be assigned reviewers")
-    user = _load_reviewer(session, reviewer_user_id)
+    _require_reviewer(session, reviewer_user_id)
     existing = load_assignment(session, proposal.id, reviewer_user_id)
     if existing is not None and existing.conflict_declared_at is not None:
         raise ReviewerConflicted(
-            f"{user.email} declared a conflict of interest with proposal {proposal.id}",
+            f"user {reviewer_user_id} declared a conflict of interest with proposal {proposal.id}",
             user_id=reviewer_user_id,
         )
     if reviewer_user_id in member_ids(load_project(session, proposal.project_id)):
         raise ReviewerConflicted(
-            f"{user.email} is on the applying project {proposal.project_id}",
+            f"user {reviewer_user_id} is on the applying project {proposal.project_id}",
             user_id=reviewer_user_id,
         )
     if existing is not None:
         raise AlreadyAssigned(
-            f"{user.email} already reviews proposal {proposal.id}", user_id=reviewer_user_id
+            f"user {reviewer_user_id} already reviews proposal {proposal.id}",
+            user_id=reviewer_user_id,
         )
     if len(assignments_of(session, proposal.id)) >= MAX_REVIEWERS:
         raise InvalidReview(f"a proposal has at most {MAX_REVIEWERS} reviewers", field="user_id")

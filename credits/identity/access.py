@@ -2,14 +2,16 @@
 
 Each helper tests one condition per line so that a test can name the line it
 proves. A route calls these before any service; a refused read of a scoped
-object looks exactly like a missing one, so ids cannot be probed.
+object looks exactly like a missing one, so ids cannot be probed. Who may read
+what is one rule per object kind, in :mod:`credits.identity.rules`: a list
+filters by it and a single read loads through it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection
 
-from sqlalchemy import ColumnElement, false, or_, select, true
+from sqlalchemy import ColumnElement
 from sqlalchemy.orm import Session
 
 from credits.grants import queries as grants_queries
@@ -18,13 +20,10 @@ from credits.grants.errors import (
     ProjectNotFound,
 )
 from credits.grants.models import (
-    Allocation,
     MemberRole,
     Program,
-    ProgramOwner,
     ProgramStatus,
     Project,
-    ProjectMember,
     ProjectStatus,
 )
 from credits.grants.schemas import (
@@ -33,13 +32,18 @@ from credits.grants.schemas import (
     ProjectDetail,
     ProjectPage,
 )
+from credits.identity import rules
 from credits.identity.actor import Actor
 from credits.identity.errors import AuthenticationRequired, MissingRole, MissingScope
 from credits.identity.models import Role, Scope
 from credits.ledger import queries as ledger_queries
 from credits.ledger.errors import AccountNotFound
-from credits.ledger.models import Account, Currency
+from credits.ledger.models import Account
 from credits.ledger.schemas import AccountOut
+
+# Whoever runs the ``credits`` command can read the database, so its listings and
+# shows read as ops do; they still load through the rules, like every other reader.
+CLI_READER = Actor(label="cli:ops", roles=frozenset({Role.OPS}))
 
 
 def require_actor(actor: Actor | None) -> Actor:
@@ -74,49 +78,7 @@ def require_any_role(actor: Actor, *roles: Role) -> None:
     raise MissingRole(f"this needs one of the roles: {names}", roles=[r.value for r in roles])
 
 
-def can_read_ledger_account(
-    actor: Actor,
-    *,
-    account_project_id: int | None,
-    is_project_member: bool = False,
-    funds_account: bool = False,
-) -> bool:
-    """True when the actor may see this ledger account's balance and transfers.
-
-    Ops read every account. A funder reads the accounts their programs fund:
-    the programs' pools and the allocations they awarded (``funds_account``,
-    see :func:`funded_account_ids`). A project's accounts are readable by its
-    members, whatever their role on it (``is_project_member``). System
-    accounts (the mint, sinks, adjustments) are for ops alone.
-    """
-    if actor.has_role(Role.OPS):
-        return True
-    if actor.has_role(Role.FUNDER) and funds_account:
-        return True
-    if account_project_id is None:
-        return False
-    return is_project_member
-
-
-def funded_account_ids(session: Session, actor: Actor) -> set[int]:
-    """The ledger accounts of the programs the actor owns: pools and awarded allocations."""
-    if actor.user_id is None or not actor.has_role(Role.FUNDER):
-        return set()
-    owned = list(
-        session.scalars(
-            select(ProgramOwner.program_id).where(ProgramOwner.user_id == actor.user_id)
-        )
-    )
-    if not owned:
-        return set()
-    pool_codes = [
-        grants_queries.pool_code(program, currency) for program in owned for currency in Currency
-    ]
-    pools = session.scalars(select(Account.id).where(Account.code.in_(pool_codes)))
-    allocations = session.scalars(
-        select(Allocation.account_id).where(Allocation.program_id.in_(owned))
-    )
-    return {*pools, *allocations}
+# Ledger accounts: the rule is :func:`credits.identity.rules.visible_accounts`.
 
 
 def list_ledger_accounts_for_actor(
@@ -127,33 +89,17 @@ def list_ledger_accounts_for_actor(
     currency: str | None = None,
     kind: str | None = None,
 ) -> list[AccountOut]:
-    """Accounts matching the filters that the actor may read: ops all, a funder
-    their programs' accounts; others must go through their projects."""
+    """Accounts matching the filters that the actor may read: ops all, a funder their
+    programs' pools and allocations, members their projects' accounts. Raises
+    MissingScope without ``read``."""
     require_scope(actor, Scope.READ)
-    require_any_role(actor, Role.OPS, Role.FUNDER)
-    accounts = ledger_queries.list_accounts(
-        session, project_id=project_id, currency=currency, kind=kind
+    return ledger_queries.list_accounts(
+        session,
+        project_id=project_id,
+        currency=currency,
+        kind=kind,
+        visible=rules.visible_accounts(actor),
     )
-    if actor.has_role(Role.OPS):
-        return accounts
-    funded = funded_account_ids(session, actor)
-    return [account for account in accounts if account.id in funded]
-
-
-def is_project_member(session: Session, actor: Actor, project_id: int | None) -> bool:
-    """True when the actor is a researcher on the project ``project_id``, in any role."""
-    if actor.user_id is None:
-        return False
-    if not actor.has_role(Role.RESEARCHER):
-        return False
-    if project_id is None:
-        return False
-    found = session.scalar(
-        select(ProjectMember.user_id).where(
-            ProjectMember.project_id == project_id, ProjectMember.user_id == actor.user_id
-        )
-    )
-    return found is not None
 
 
 def get_ledger_account_for_actor(session: Session, actor: Actor, account_id: int) -> AccountOut:
@@ -164,20 +110,14 @@ def get_ledger_account_for_actor(session: Session, actor: Actor, account_id: int
     the same message, so that a refusal does not confirm that an id exists.
     """
     require_scope(actor, Scope.READ)
-    account = session.get(Account, account_id)
+    account = rules.load_visible(session, Account, account_id, rules.visible_accounts(actor))
     if account is None:
-        raise AccountNotFound(f"no ledger account has the id {account_id}")
-    member = is_project_member(session, actor, account.project_id)
-    funds = account.id in funded_account_ids(session, actor)
-    if not can_read_ledger_account(
-        actor, account_project_id=account.project_id, is_project_member=member, funds_account=funds
-    ):
         raise AccountNotFound(f"no ledger account has the id {account_id}")
     return AccountOut.model_validate(account)
 
 
 # Programs: ops see all; a funder sees the programs they own; a researcher sees
-# published calls (open or closed), so that they can apply.
+# published calls (open or closed), so that they can apply (rules.visible_programs).
 
 
 def can_create_program(actor: Actor) -> bool:
@@ -185,18 +125,6 @@ def can_create_program(actor: Actor) -> bool:
     if actor.has_role(Role.OPS):
         return True
     return actor.has_role(Role.FUNDER)
-
-
-def can_read_program(actor: Actor, *, status: ProgramStatus, owner_ids: Collection[int]) -> bool:
-    """True when the actor may see the program; keep in step with :func:`visible_programs`.
-
-    Whoever administers a program sees it; a researcher sees published calls.
-    """
-    if can_administer_program(actor, owner_ids=owner_ids):
-        return True
-    if not actor.has_role(Role.RESEARCHER):
-        return False
-    return status is not ProgramStatus.DRAFT
 
 
 def can_administer_program(actor: Actor, *, owner_ids: Collection[int]) -> bool:
@@ -208,17 +136,14 @@ def can_administer_program(actor: Actor, *, owner_ids: Collection[int]) -> bool:
     return actor.user_id in owner_ids
 
 
-def visible_programs(actor: Actor) -> ColumnElement[bool]:
-    """The SQL form of :func:`can_read_program`, for listing."""
-    if actor.has_role(Role.OPS):
-        return true()
-    clauses: list[ColumnElement[bool]] = []
-    if actor.has_role(Role.FUNDER):
-        owned = select(ProgramOwner.program_id).where(ProgramOwner.user_id == actor.user_id)
-        clauses.append(Program.id.in_(owned))
-    if actor.has_role(Role.RESEARCHER):
-        clauses.append(Program.status != ProgramStatus.DRAFT.value)
-    return or_(false(), *clauses)
+def _load_program(
+    session: Session, actor: Actor, program_id: int, rule: ColumnElement[bool], scope: Scope
+) -> Program:
+    require_scope(actor, scope)
+    program = rules.load_visible(session, Program, program_id, rule)
+    if program is None:
+        raise ProgramNotFound(f"no program has the id {program_id}")
+    return program
 
 
 def get_program_for_actor(
@@ -231,14 +156,28 @@ def get_program_for_actor(
     ProgramNotFound both when the program does not exist and when the actor
     may not see it, with the same message, so ids cannot be probed.
     """
-    require_scope(actor, scope)
-    program = session.get(Program, program_id, populate_existing=True)
-    if program is None:
-        raise ProgramNotFound(f"no program has the id {program_id}")
-    owners = grants_queries.owner_ids(program)
-    if not can_read_program(actor, status=ProgramStatus(program.status), owner_ids=owners):
-        raise ProgramNotFound(f"no program has the id {program_id}")
+    program = _load_program(session, actor, program_id, rules.visible_programs(actor), scope)
     return grants_queries.render_program(session, program)
+
+
+def get_administered_program(
+    session: Session, actor: Actor, program_id: int, *, scope: Scope = Scope.READ
+) -> ProgramOut:
+    """The program, when the actor administers it (ops, an owner who is a funder); else
+    ProgramNotFound, as for a missing one. Raises MissingScope without ``scope``."""
+    rule = rules.administered_programs(actor)
+    program = _load_program(session, actor, program_id, rule, scope)
+    return grants_queries.render_program(session, program)
+
+
+def can_read_program(session: Session, actor: Actor, program_id: int) -> bool:
+    """True when the program exists and the actor may see it."""
+    return rules.readable(session, Program, program_id, rules.visible_programs(actor))
+
+
+def administers_program(session: Session, actor: Actor, program_id: int) -> bool:
+    """True when the program exists and the actor administers it."""
+    return rules.readable(session, Program, program_id, rules.administered_programs(actor))
 
 
 def list_programs_for_actor(
@@ -258,11 +197,21 @@ def list_programs_for_actor(
         owner_id=owner_id,
         cursor=cursor,
         limit=limit,
-        visible=visible_programs(actor),
+        visible=rules.visible_programs(actor),
     )
 
 
-# Projects: ops see all; everyone else sees the projects they are a member of.
+def list_administered_programs(
+    session: Session, actor: Actor, *, limit: int = grants_queries.DEFAULT_PAGE
+) -> ProgramPage:
+    """A page of the programs the actor administers; raises MissingScope without ``read``."""
+    require_scope(actor, Scope.READ)
+    return grants_queries.list_programs(
+        session, limit=limit, visible=rules.administered_programs(actor)
+    )
+
+
+# Projects: ops see all; researchers see the projects they are on (rules.visible_projects).
 
 
 def can_create_project(actor: Actor, *, pi_user_id: int) -> bool:
@@ -274,19 +223,13 @@ def can_create_project(actor: Actor, *, pi_user_id: int) -> bool:
     return actor.user_id == pi_user_id
 
 
-def can_read_project(actor: Actor, *, member_ids: Collection[int]) -> bool:
-    """True when the actor may see the project; keep in step with :func:`visible_projects`.
+def can_read_project(session: Session, actor: Actor, project_id: int) -> bool:
+    """True when the project exists and the actor may see it.
 
     Membership counts only while the member holds the researcher role, so that
     revoking the role takes a person's project powers with it.
     """
-    if actor.has_role(Role.OPS):
-        return True
-    if actor.user_id is None:
-        return False
-    if not actor.has_role(Role.RESEARCHER):
-        return False
-    return actor.user_id in member_ids
+    return rules.readable(session, Project, project_id, rules.visible_projects(actor))
 
 
 def can_add_member(actor: Actor, *, actor_role: MemberRole | None) -> bool:
@@ -343,18 +286,6 @@ def can_archive_project(actor: Actor, *, actor_role: MemberRole | None) -> bool:
     return actor_role is MemberRole.PI
 
 
-def visible_projects(actor: Actor) -> ColumnElement[bool]:
-    """The SQL form of :func:`can_read_project`, for listing."""
-    if actor.has_role(Role.OPS):
-        return true()
-    if actor.user_id is None:
-        return false()
-    if not actor.has_role(Role.RESEARCHER):
-        return false()
-    joined = select(ProjectMember.project_id).where(ProjectMember.user_id == actor.user_id)
-    return Project.id.in_(joined)
-
-
 def get_project_for_actor(
     session: Session, actor: Actor, project_id: int, *, scope: Scope = Scope.READ
 ) -> ProjectDetail:
@@ -366,10 +297,7 @@ def get_project_for_actor(
     may not see it, with the same message, so ids cannot be probed.
     """
     require_scope(actor, scope)
-    project = session.get(Project, project_id, populate_existing=True)
-    if project is None:
-        raise ProjectNotFound(f"no project has the id {project_id}")
-    if not can_read_project(actor, member_ids=grants_queries.member_ids(project)):
+    if not can_read_project(session, actor, project_id):
         raise ProjectNotFound(f"no project has the id {project_id}")
     return grants_queries.get_project(session, project_id=project_id)
 
@@ -385,5 +313,5 @@ def list_projects_for_actor(
     """A page of the projects the actor may see; raises MissingScope without ``read``."""
     require_scope(actor, Scope.READ)
     return grants_queries.list_projects(
-        session, status=status, cursor=cursor, limit=limit, visible=visible_projects(actor)
+        session, status=status, cursor=cursor, limit=limit, visible=rules.visible_projects(actor)
     )

@@ -14,17 +14,13 @@ from credits.cli_support import (
     format_credits,
     reports_errors,
 )
-from credits.identity.actor import Actor
-from credits.identity.models import Role
+from credits.identity.access import CLI_READER
 from credits.identity.service import actor_for_email
 from credits.jobs import log_download, queries, service
 from credits.jobs.executors.base import Executor
 from credits.jobs.models import JobState
 from credits.jobs.runtime import executor_for, reconcile_with, run_schedule
 from credits.jobs.schemas import JobQuery, PoolStatus
-
-# Whoever can run this command can read the database; reads see every project.
-CLI_READER = Actor(label="cli:ops", roles=frozenset({Role.OPS}))
 
 
 def cli_executor() -> Executor:

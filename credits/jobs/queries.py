@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from sqlalchemy import Select, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from credits.grants.models import Project
 from credits.grants.queries import keyset_page
-from credits.identity.access import visible_projects
 from credits.identity.actor import Actor
+from credits.identity.rules import visible_jobs
 from credits.jobs.errors import JobNotFound
 from credits.jobs.executors.base import Capacity
 from credits.jobs.models import Job, JobEvent, JobRun, JobState
@@ -70,19 +67,15 @@ def job_out(session: Session, job: Job, flavours: dict[int, str] | None = None) 
 
 
 def load_job_for_actor(session: Session, actor: Actor, job_id: int, *, lock: bool = False) -> Job:
-    """The job, when the actor may see its project; JobNotFound otherwise (same message
-    whether it exists or not, so ids cannot be probed)."""
-    query = select(Job).where(Job.id == job_id, Job.project_id.in_(_visible_project_ids(actor)))
+    """The job, when the actor may see it (rules.visible_jobs); JobNotFound otherwise (same
+    message whether it exists or not, so ids cannot be probed)."""
+    query = select(Job).where(Job.id == job_id, visible_jobs(actor))
     if lock:
         query = query.with_for_update()
     job = session.scalar(query.execution_options(populate_existing=True))
     if job is None:
         raise JobNotFound(f"no job has the id {job_id}")
     return job
-
-
-def _visible_project_ids(actor: Actor) -> Select[Any]:
-    return select(Project.id).where(visible_projects(actor))
 
 
 def get_job_detail(session: Session, actor: Actor, job_id: int) -> JobDetail:
@@ -127,7 +120,7 @@ def list_jobs_for_actor(session: Session, actor: Actor, query: JobQuery) -> JobP
         session,
         Job,
         [
-            Job.project_id.in_(_visible_project_ids(actor)),
+            visible_jobs(actor),
             Job.project_id == query.project if query.project is not None else None,
             Job.state == query.state.value if query.state is not None else None,
             Job.flavour_id == flavour_id if flavour_id is not None else None,

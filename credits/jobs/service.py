@@ -20,7 +20,6 @@ from credits.db import utcnow
 from credits.errors import InvalidInput
 from credits.grants.errors import ProjectNotFound
 from credits.grants.models import Project, ProjectStatus
-from credits.grants.queries import member_ids
 from credits.identity.access import can_read_project, require_any_role, require_scope
 from credits.identity.actor import Actor
 from credits.identity.models import Role, Scope
@@ -142,10 +141,9 @@ def submit_job(
 
 
 def _project_for_submitter(session: Session, actor: Actor, project_id: int) -> Project:
-    project = session.get(Project, project_id)
-    if project is None or not can_read_project(actor, member_ids=member_ids(project)):
+    if not can_read_project(session, actor, project_id):
         raise ProjectNotFound(f"no project has the id {project_id}")
-    return project
+    return session.get_one(Project, project_id)
 
 
 def _request_identity(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.orm import Session
 
 from credits.db import utcnow
@@ -73,8 +73,12 @@ def list_accounts(
     project_id: int | None = None,
     currency: str | None = None,
     kind: str | None = None,
+    visible: ColumnElement[bool] | None = None,
 ) -> list[AccountOut]:
+    """Accounts matching the filters, by id; ``visible`` narrows to a reader's."""
     query = select(Account).order_by(Account.id).execution_options(populate_existing=True)
+    if visible is not None:
+        query = query.where(visible)
     if project_id is not None:
         query = query.where(Account.project_id == project_id)
     if currency is not None:

@@ -21,8 +21,6 @@ from sqlalchemy import select, tuple_
 from sqlalchemy.orm import Session
 
 from credits.audit.service import canonical_json
-from credits.grants.models import Project
-from credits.grants.queries import member_ids
 from credits.identity.access import can_read_project
 from credits.identity.actor import Actor
 from credits.identity.errors import MissingScope
@@ -199,10 +197,7 @@ class _Judge:
 
     def _may_meter(self, project_id: int) -> bool:
         if project_id not in self.projects:
-            project = self.session.get(Project, project_id)
-            self.projects[project_id] = project is not None and can_read_project(
-                self.actor, member_ids=member_ids(project)
-            )
+            self.projects[project_id] = can_read_project(self.session, self.actor, project_id)
         return self.projects[project_id]
 
     def _has_sink(self, project_id: int, currency: Currency) -> bool:

@@ -6,16 +6,17 @@ by_institution), then the row's keys, empty where they do not apply:
 ``currency``, ``flavour``, ``month`` (YYYY-MM), ``date`` (YYYY-MM-DD),
 ``project_id``, ``institution``, ``allocation_id``, ``account_id``,
 ``job_id``, ``state``; then ``metric`` (a field name of the JSON report, such
-as ``used`` or ``kg_co2e``) and ``value``. Money is in micro-credits.
+as ``used`` or ``kg_co2e``) and ``value``. Money is in micro-credits. A text
+cell that starts like a spreadsheet formula (``=``, ``+``, ``-``, ``@``, tab,
+carriage return) is written with a leading ``'``.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Iterator
 from typing import Any
 
+from credits.csv_cells import write_csv
 from credits.reports.schemas import ProgramReport, ProjectReport
 
 COLUMNS = (
@@ -81,8 +82,6 @@ def report_rows(report: ProgramReport | ProjectReport) -> Iterator[Row]:
 
 
 def to_csv(report: ProgramReport | ProjectReport) -> str:
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=COLUMNS, restval="", lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(report_rows(report))
-    return out.getvalue()
+    """The report as CSV; text cells that start like a formula are made safe
+    (:mod:`credits.csv_cells`)."""
+    return write_csv(COLUMNS, report_rows(report))

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from decimal import Decimal
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, select
 from sqlalchemy.orm import Session
 
 from credits.grants.errors import ProgramNotFound, ProjectNotFound
@@ -48,21 +48,32 @@ DEFAULT_POLICY = EnergyPolicy.from_values(pue=1.2, grid_g_per_kwh=350.0)
 
 
 def project_report(
-    session: Session, project_id: int, now: dt.datetime, *, energy: EnergyPolicy | None = None
+    session: Session,
+    project_id: int,
+    now: dt.datetime,
+    *,
+    energy: EnergyPolicy | None = None,
+    visible: ColumnElement[bool] | None = None,
 ) -> ProjectReport:
-    """The report of one project over all its allocations; raises ProjectNotFound."""
+    """The report of one project over all its allocations; raises ProjectNotFound.
+
+    ``visible`` (a condition on accounts) narrows it to the allocations a reader
+    may see, for a funder who awarded the project: then it counts those
+    allocations and the jobs that drew on them alone, as a program's report does.
+    """
     project = session.get(Project, project_id)
     if project is None:
         raise ProjectNotFound(f"no project has the id {project_id}")
-    accounts = load_accounts(session, Account.project_id == project_id)
-    flows = load_flows(session, accounts)
-    add_project_overage(session, flows, [project_id])
-    activity = act.load_activity(
-        session,
-        jobs=Job.project_id == project_id,
-        records=UsageRecord.project_id == project_id,
-        policy=energy or DEFAULT_POLICY,
-    )
+    if visible is None:
+        accounts = load_accounts(session, Account.project_id == project_id)
+        flows = load_flows(session, accounts)
+        add_project_overage(session, flows, [project_id])
+        activity = _activity(session, Job.project_id == project_id, project_id, energy)
+    else:
+        accounts = load_accounts(session, (Account.project_id == project_id) & visible)
+        flows = load_flows(session, accounts)
+        activity = _activity(session, act.jobs_drawing_on(list(accounts)), None, energy)
+        add_overage(flows, _usage_overage(activity))
     forecast = forecasts(flows, now)
     body = _body(flows, activity, forecast, now)
     return ProjectReport(
@@ -71,6 +82,23 @@ def project_report(
         institution=project.institution,
         **body.model_dump(),
     )
+
+
+def _activity(
+    session: Session,
+    jobs: ColumnElement[bool],
+    outside_project: int | None,
+    energy: EnergyPolicy | None,
+) -> act.Activity:
+    """The jobs matching ``jobs`` with their usage, and the outside meters' usage of
+    ``outside_project`` (none when None)."""
+    records = None if outside_project is None else UsageRecord.project_id == outside_project
+    return act.load_activity(session, jobs=jobs, records=records, policy=energy or DEFAULT_POLICY)
+
+
+def _usage_overage(activity: act.Activity) -> Iterator[tuple[str, str, int]]:
+    for (currency, _, month), usage in activity.usage.items():
+        yield currency, month, usage.overage
 
 
 def program_report(
@@ -86,13 +114,8 @@ def program_report(
         raise ProgramNotFound(f"no program has the id {program_id}")
     accounts = load_accounts(session, Allocation.program_id == program_id)
     flows = load_flows(session, accounts)
-    activity = act.load_activity(
-        session,
-        jobs=act.jobs_drawing_on(list(accounts)),
-        records=None,
-        policy=energy or DEFAULT_POLICY,
-    )
-    add_overage(flows, ((cur, month, u.overage) for (cur, _, month), u in activity.usage.items()))
+    activity = _activity(session, act.jobs_drawing_on(list(accounts)), None, energy)
+    add_overage(flows, _usage_overage(activity))
     forecast = _program_forecasts(session, accounts, now)
     body = _body(flows, activity, forecast, now)
     projects = _projects(session, {a.project_id for a in accounts.values()})

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import pytest
+from api_world import program_body
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from credits.grants.programs import create_program
 from credits.grants.projects import create_project
 from credits.identity.access import (
-    can_read_ledger_account,
     get_ledger_account_for_actor,
-    is_project_member,
+    list_ledger_accounts_for_actor,
     require_actor,
     require_any_role,
     require_scope,
@@ -17,7 +19,8 @@ from credits.identity.access import (
 from credits.identity.actor import Actor
 from credits.identity.errors import AuthenticationRequired, MissingRole, MissingScope
 from credits.identity.models import Role, Scope
-from credits.identity.service import actor_for_email, create_user
+from credits.identity.rules import readable, visible_accounts
+from credits.identity.service import actor_for_email, create_user, revoke_role
 from credits.ledger.errors import AccountNotFound
 from credits.ledger.models import Account, AccountKind, Currency
 
@@ -117,55 +120,65 @@ def test_require_any_role_without_roles_is_a_programming_error() -> None:
         require_any_role(_person(Role.OPS))
 
 
-# can_read_ledger_account
+# rules.visible_accounts: the one rule behind listing and loading ledger accounts
+
+
+def _reads(session: Session, actor: Actor, account_id: int) -> bool:
+    return readable(session, Account, account_id, visible_accounts(actor))
+
+
+def _funder_with_program(session: Session, email: str) -> tuple[Actor, list[int]]:
+    """A funder owning a new program, and the ids of the program's pool accounts."""
+    create_user(session, email=email, name="Fay", roles=[Role.FUNDER], actor=SYSTEM)
+    funder = actor_for_email(session, email)
+    program = create_program(session, actor=funder, **program_body())
+    pools = session.scalars(
+        select(Account.id).where(Account.code.like(f"program:{program.id}:pool:%"))
+    )
+    return funder, list(pools)
 
 
 @pytest.mark.parametrize("project_id", [None, PROJECT_ID])
-def test_ops_read_every_account(project_id: int | None) -> None:
-    assert can_read_ledger_account(_person(Role.OPS), account_project_id=project_id)
+def test_ops_read_every_account(session: Session, project_id: int | None) -> None:
+    account = _account(session, project_id=project_id)
+
+    assert _reads(session, _person(Role.OPS), account.id)
 
 
-@pytest.mark.parametrize("project_id", [None, PROJECT_ID])
-def test_a_funder_reads_only_accounts_their_programs_fund(project_id: int | None) -> None:
-    funder = _person(Role.FUNDER)
-    assert can_read_ledger_account(funder, account_project_id=project_id, funds_account=True)
-    assert not can_read_ledger_account(funder, account_project_id=project_id)
+def test_a_funder_reads_their_programs_pools_and_no_others(any_session: Session) -> None:
+    # On both databases: the rule matches a pool to its program by building its code.
+    fay, pools = _funder_with_program(any_session, "fay@example.org")
+    otto, others = _funder_with_program(any_session, "otto@example.org")
+    system = _account(any_session, project_id=None)
+
+    assert pools
+    assert all(_reads(any_session, fay, pool) for pool in pools)
+    assert not any(_reads(any_session, fay, pool) for pool in others)
+    assert not _reads(any_session, fay, system.id)
+    assert all(_reads(any_session, otto, pool) for pool in others)
 
 
-def test_funding_an_account_opens_it_to_funders_only() -> None:
-    researcher = _person(Role.RESEARCHER)
-    assert not can_read_ledger_account(researcher, account_project_id=None, funds_account=True)
+def test_an_owner_whose_funder_role_was_revoked_reads_no_pool(session: Session) -> None:
+    _, pools = _funder_with_program(session, "fay@example.org")
+    revoke_role(session, email="fay@example.org", role=Role.FUNDER, actor=SYSTEM)
+    former = actor_for_email(session, "fay@example.org")
+
+    assert not any(_reads(session, former, pool) for pool in pools)
 
 
-@pytest.mark.parametrize("role", [Role.RESEARCHER, Role.REVIEWER])
-def test_others_never_read_a_system_account(role: Role) -> None:
-    assert not can_read_ledger_account(_person(role), account_project_id=None)
+@pytest.mark.parametrize("role", [Role.RESEARCHER, Role.REVIEWER, Role.FUNDER])
+def test_others_never_read_a_system_account(session: Session, role: Role) -> None:
+    account = _account(session, project_id=None)
+
+    assert not _reads(session, _person(role), account.id)
 
 
-@pytest.mark.parametrize("role", [Role.RESEARCHER, Role.REVIEWER])
-def test_others_read_no_project_account_of_a_project_they_are_not_on(role: Role) -> None:
-    assert not can_read_ledger_account(_person(role), account_project_id=PROJECT_ID)
-    assert not can_read_ledger_account(
-        _person(role), account_project_id=PROJECT_ID, is_project_member=False
-    )
+def test_an_actor_without_roles_reads_nothing(session: Session) -> None:
+    project_id, _ = _project_with_member(session, "pia@example.org")
+    account = _account(session, project_id=project_id)
 
-
-@pytest.mark.parametrize("role", [Role.RESEARCHER, Role.REVIEWER])
-def test_members_read_their_projects_accounts(role: Role) -> None:
-    assert can_read_ledger_account(
-        _person(role), account_project_id=PROJECT_ID, is_project_member=True
-    )
-
-
-def test_membership_never_opens_a_system_account() -> None:
-    assert not can_read_ledger_account(
-        _person(Role.RESEARCHER), account_project_id=None, is_project_member=True
-    )
-
-
-def test_an_actor_without_roles_reads_nothing() -> None:
-    assert not can_read_ledger_account(Actor.system("cli"), account_project_id=None)
-    assert not can_read_ledger_account(_person(), account_project_id=PROJECT_ID)
+    assert not _reads(session, Actor.system("cli"), account.id)
+    assert not _reads(session, _person(), account.id)
 
 
 # get_ledger_account_for_actor
@@ -222,8 +235,8 @@ def test_a_project_member_loads_their_projects_account(session: Session) -> None
     project_id, member = _project_with_member(session, "pia@example.org")
     account = _account(session, project_id=project_id)
 
-    assert is_project_member(session, member, project_id)
     assert get_ledger_account_for_actor(session, member, account.id).id == account.id
+    assert [a.id for a in list_ledger_accounts_for_actor(session, member)] == [account.id]
 
 
 def test_a_member_of_another_project_gets_not_found(session: Session) -> None:
@@ -231,16 +244,22 @@ def test_a_member_of_another_project_gets_not_found(session: Session) -> None:
     other_id, _ = _project_with_member(session, "otto@example.org")
     account = _account(session, project_id=other_id)
 
-    assert not is_project_member(session, member, other_id)
     with pytest.raises(AccountNotFound):
         get_ledger_account_for_actor(session, member, account.id)
+    assert list_ledger_accounts_for_actor(session, member) == []
 
 
-def test_no_one_is_a_member_of_no_project_and_the_system_of_none(session: Session) -> None:
-    project_id, member = _project_with_member(session, "pia@example.org")
+def test_a_member_whose_researcher_role_was_revoked_reads_no_project_account(
+    session: Session,
+) -> None:
+    project_id, _ = _project_with_member(session, "pia@example.org")
+    account = _account(session, project_id=project_id)
+    revoke_role(session, email="pia@example.org", role=Role.RESEARCHER, actor=SYSTEM)
+    former = actor_for_email(session, "pia@example.org")
 
-    assert not is_project_member(session, member, None)
-    assert not is_project_member(session, Actor.system("cli"), project_id)
+    with pytest.raises(AccountNotFound):
+        get_ledger_account_for_actor(session, former, account.id)
+    assert list_ledger_accounts_for_actor(session, former) == []
 
 
 def test_a_token_without_read_scope_is_refused_before_the_lookup(session: Session) -> None:
