@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from credits.cli_db import db, serve
+from credits.datasets.cli import datasets
 from credits.demo_cli import demo
 from credits.grants.allocations_cli import allocations
 from credits.grants.cli import programs, projects
@@ -35,6 +36,7 @@ for _group in (
     notifications,
     jobs,
     reports,
+    datasets,
     demo,
 ):
     main.add_command(_group)

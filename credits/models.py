@@ -1,6 +1,7 @@
 """Imports every domain's models so that the metadata is complete (Alembic, tests)."""
 
 from credits.audit import models as audit_models
+from credits.datasets import models as datasets_models
 from credits.db import Base
 from credits.grants import models as grants_models
 from credits.identity import models as identity_models
@@ -14,6 +15,7 @@ metadata = Base.metadata
 
 __all__ = [
     "audit_models",
+    "datasets_models",
     "grants_models",
     "identity_models",
     "jobs_models",

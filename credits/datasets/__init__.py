@@ -1,0 +1,1 @@
+"""Public dataset artifacts: versions, files, metadata, provenance, exports."""

@@ -1,0 +1,386 @@
+"""``credits datasets``: list, show, create, edit, upload, record provenance, publish,
+deprecate, take down, verify. One transaction and one service call each.
+
+Commands that change something act as the user named by ``--as``, whose
+rights the service checks; reads see every version, since whoever can run the
+CLI against the database can read it all anyway. A version is named by its id
+or its UUID. ``upload`` streams each file through the blob store in chunks,
+then adds it to the draft.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from credits.cli_support import cli_settings, cli_transaction, fail, reports_errors
+from credits.datasets import exports, provenance, publishing, queries, service
+from credits.datasets.blobs import BlobReader
+from credits.datasets.citation import apa, bibtex
+from credits.datasets.drafts import editable_draft
+from credits.datasets.manifest import sha256sums
+from credits.datasets.models import VersionState
+from credits.datasets.schemas import VersionOut
+from credits.datasets.verify import verify_files
+from credits.identity.actor import Actor
+from credits.identity.models import Role
+from credits.identity.service import actor_for_email
+from credits.reports.energy import policy_from_settings
+from credits.storage import BlobStore, blob_store_from_settings, safe_file_name
+
+CLI_READER = Actor(label="cli:ops", roles=frozenset({Role.OPS}))
+CHUNK_BYTES = 1024 * 1024
+# One file may be at most this large unless --max-bytes says otherwise (100 GiB).
+DEFAULT_MAX_FILE_BYTES = 100 * 1024**3
+FORMATS = ("text", "json", "croissant", "datacite", "datasheet", "bibtex", "apa", "sha256sums")
+
+
+def cli_blob_store() -> BlobStore:
+    """The store of this invocation (tests may place their own in ``obj["blob_store"]``)."""
+    obj = click.get_current_context().find_root().obj or {}
+    store = obj.get("blob_store")
+    if store is not None:
+        return store  # type: ignore[no-any-return]  # placed by a test, a BlobStore
+    return blob_store_from_settings(cli_settings())
+
+
+def _base_url(base_url: str | None) -> str:
+    if base_url:
+        return base_url
+    settings = cli_settings()
+    return f"http://{settings.host}:{settings.port}"
+
+
+@click.group()
+def datasets() -> None:
+    """Dataset versions: create, describe, upload, publish, deprecate, take down, verify."""
+
+
+@datasets.command("list")
+@click.option("--project", type=int, help="Only this project's datasets.")
+@click.option(
+    "--state", "states", multiple=True, type=click.Choice([s.value for s in VersionState])
+)
+@click.option("--search", help="Words to find in title, description, keywords, creators.")
+@click.option("--license", "license_id", help="Only this SPDX licence.")
+@click.option("--keyword", help="Only versions with this keyword.")
+@click.option("--program", type=int, help="Only versions funded by this program.")
+@click.option("--limit", type=click.IntRange(1, queries.MAX_PAGE), default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@reports_errors
+def list_versions(
+    *,
+    project: int | None,
+    states: tuple[str, ...],
+    search: str | None,
+    license_id: str | None,
+    keyword: str | None,
+    program: int | None,
+    limit: int,
+    as_json: bool,
+) -> None:
+    """Versions, newest first (every state unless --state is given)."""
+    with cli_transaction(snapshot=True) as session:
+        page = queries.list_versions(
+            session,
+            CLI_READER,
+            text=search,
+            license=license_id,
+            keyword=keyword,
+            program_id=program,
+            project_id=project,
+            states=[VersionState(s) for s in states] or list(VersionState),
+            limit=limit,
+        )
+    if as_json:
+        click.echo(page.model_dump_json(indent=2))
+        return
+    table = Table("id", "uuid", "project", "v", "state", "title", "licence", "files", "bytes")
+    for v in page.items:
+        table.add_row(
+            str(v.id),
+            v.public_id,
+            str(v.project_id),
+            str(v.number),
+            v.state.value,
+            v.title,
+            v.license or "",
+            str(v.file_count),
+            f"{v.total_size:,}",
+        )
+    Console(width=160).print(table)
+
+
+@datasets.command("show")
+@click.argument("version_ref")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True)
+@click.option("--base-url", help="The public origin the documents' URLs start with.")
+@reports_errors
+def show_version(version_ref: str, fmt: str, base_url: str | None) -> None:
+    """One version, or one of its documents (Croissant, DataCite, datasheet, citations)."""
+    settings = cli_settings()
+    base = _base_url(base_url)
+    with cli_transaction(snapshot=True) as session:
+        version = queries.get_version(
+            session, CLI_READER, queries.version_id_for(session, version_ref)
+        )
+    click.echo(_document(version, fmt, base, settings.instance_name), nl=fmt != "sha256sums")
+
+
+def _document(version: VersionOut, fmt: str, base: str, publisher: str) -> str:
+    def croissant() -> str:
+        heads = exports.tabular_heads(version, cli_blob_store())
+        document = exports.croissant(version, base_url=base, publisher=publisher, heads=heads)
+        return json.dumps(document, indent=2, ensure_ascii=False)
+
+    def datacite() -> str:
+        document = exports.datacite(
+            version, base_url=base, publisher=publisher, funder_name=publisher
+        )
+        return json.dumps(document, indent=2, ensure_ascii=False)
+
+    renderers: dict[str, Callable[[], str]] = {
+        "json": lambda: version.model_dump_json(indent=2),
+        "croissant": croissant,
+        "datacite": datacite,
+        "datasheet": lambda: exports.datasheet_markdown(
+            version, base_url=base, publisher=publisher
+        ),
+        "bibtex": lambda: bibtex(version, base_url=base, publisher=publisher),
+        "apa": lambda: apa(version, base_url=base, publisher=publisher),
+        "sha256sums": lambda: sha256sums(version.files),
+        "text": lambda: _text(version),
+    }
+    return renderers[fmt]()
+
+
+def _text(version: VersionOut) -> str:
+    lines = [
+        f"version {version.id} ({version.public_id}): {version.title!r}",
+        f"dataset {version.dataset_id} (concept {version.concept_id}), project "
+        f"{version.project_id}, number {version.number}, {version.state.value}",
+        f"licence: {version.license or '-'}; keywords: {', '.join(version.keywords) or '-'}",
+        "creators: " + ("; ".join(c.name for c in version.creators) or "-"),
+        f"manifest sha256: {version.manifest_sha256 or '(set at publication)'}",
+    ]
+    if version.takedown_reason:
+        lines.append(f"taken down: {version.takedown_reason}")
+    if version.provenance.lines:
+        lines.append(version.provenance.sentence())
+    lines += [f"  {f.sha256}  {f.size:>14,}  {f.name}" for f in version.files]
+    return "\n".join(lines)
+
+
+@datasets.command("create")
+@click.option("--project", type=int, required=True)
+@click.option("--title", required=True)
+@click.option("--as", "as_email", required=True, help="Email of a project member or ops user.")
+@reports_errors
+def create_dataset(*, project: int, title: str, as_email: str) -> None:
+    """A new dataset with its first version, a draft."""
+    with cli_transaction() as session:
+        version = service.create_dataset(
+            session, project_id=project, title=title, actor=actor_for_email(session, as_email)
+        )
+    click.echo(
+        f"created dataset {version.dataset_id} (concept {version.concept_id}), draft "
+        f"version {version.id} ({version.public_id})"
+    )
+
+
+@datasets.command("new-version")
+@click.argument("dataset_id", type=int)
+@click.option("--as", "as_email", required=True)
+@reports_errors
+def new_version(*, dataset_id: int, as_email: str) -> None:
+    """A new draft copying the newest public version's metadata and files."""
+    with cli_transaction() as session:
+        version = service.new_version(
+            session, dataset_id=dataset_id, actor=actor_for_email(session, as_email)
+        )
+    click.echo(f"draft version {version.number}: {version.id} ({version.public_id})")
+
+
+@datasets.command("edit")
+@click.argument("version_ref")
+@click.option(
+    "--from-json",
+    "source",
+    type=click.File("r"),
+    required=True,
+    help='A JSON file {"metadata": {...}, "datasheet": {...}}; the fields given change.',
+)
+@click.option("--as", "as_email", required=True)
+@reports_errors
+def edit_draft(*, version_ref: str, source: Any, as_email: str) -> None:
+    """Set a draft's metadata and datasheet from a JSON file."""
+    try:
+        document = json.load(source)
+    except ValueError as error:
+        fail(f"the JSON file does not parse: {error}")
+    if not isinstance(document, dict) or set(document) - {"metadata", "datasheet"}:
+        fail('the JSON file must be an object with "metadata" and/or "datasheet"')
+    with cli_transaction() as session:
+        actor = actor_for_email(session, as_email)
+        version_id = queries.version_id_for(session, version_ref)
+        if "metadata" in document:
+            service.update_metadata(
+                session, version_id=version_id, changes=document["metadata"], actor=actor
+            )
+        if "datasheet" in document:
+            service.update_datasheet(
+                session, version_id=version_id, changes=document["datasheet"], actor=actor
+            )
+    click.echo(f"updated version {version_id}")
+
+
+def _chunks(path: Path) -> Iterator[bytes]:
+    with path.open("rb") as handle:
+        while chunk := handle.read(CHUNK_BYTES):
+            yield chunk
+
+
+@datasets.command("upload")
+@click.argument("version_ref")
+@click.argument(
+    "paths", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
+@click.option("--name", help="The name in the dataset (one file only; default: the file's name).")
+@click.option(
+    "--max-bytes", type=click.IntRange(0), default=DEFAULT_MAX_FILE_BYTES, show_default=True
+)
+@click.option("--as", "as_email", required=True)
+@reports_errors
+def upload(
+    *, version_ref: str, paths: tuple[Path, ...], name: str | None, max_bytes: int, as_email: str
+) -> None:
+    """Stream local files into storage and add them to a draft."""
+    if name is not None and len(paths) != 1:
+        fail("--name names one file; give one path with it")
+    store = cli_blob_store()
+    with cli_transaction() as session:
+        # Refuse before streaming anything: the draft must exist and be the actor's to change.
+        version_id = queries.version_id_for(session, version_ref)
+        editable_draft(session, actor_for_email(session, as_email), version_id)
+    for path in paths:
+        target = safe_file_name(name if name is not None else path.name)
+        blob = store.put_stream(_chunks(path), max_bytes=max_bytes)
+        with cli_transaction() as session:
+            service.add_file(
+                session,
+                version_id=version_id,
+                name=target,
+                blob=blob,
+                actor=actor_for_email(session, as_email),
+            )
+        click.echo(f"{blob.sha256}  {blob.size:>14,}  {target}")
+
+
+@datasets.command("provenance")
+@click.argument("version_ref")
+@click.option("--job", "jobs", type=int, multiple=True, help="A finished GPU job of the project.")
+@click.option("--allocation", "allocations", type=int, multiple=True)
+@click.option("--as", "as_email", required=True)
+@reports_errors
+def record(
+    *, version_ref: str, jobs: tuple[int, ...], allocations: tuple[int, ...], as_email: str
+) -> None:
+    """Record the jobs and allocations that produced a draft."""
+    energy = policy_from_settings(cli_settings())
+    with cli_transaction() as session:
+        summary = provenance.record_provenance(
+            session,
+            version_id=queries.version_id_for(session, version_ref),
+            actor=actor_for_email(session, as_email),
+            energy=energy,
+            job_ids=jobs,
+            allocation_ids=allocations,
+        )
+    click.echo(summary.sentence())
+
+
+@datasets.command("publish")
+@click.argument("version_ref")
+@click.option("--as", "as_email", required=True)
+@reports_errors
+def publish(*, version_ref: str, as_email: str) -> None:
+    """Publish a draft: it is frozen from then on."""
+    energy = policy_from_settings(cli_settings())
+    with cli_transaction() as session:
+        version = publishing.publish_version(
+            session,
+            version_id=queries.version_id_for(session, version_ref),
+            actor=actor_for_email(session, as_email),
+            energy=energy,
+        )
+    click.echo(
+        f"published version {version.number} ({version.public_id}); manifest sha256 "
+        f"{version.manifest_sha256}"
+    )
+
+
+@datasets.command("deprecate")
+@click.argument("version_ref")
+@click.option("--successor", help="The later published version that replaces it.")
+@click.option("--note")
+@click.option("--as", "as_email", required=True)
+@reports_errors
+def deprecate(*, version_ref: str, successor: str | None, note: str | None, as_email: str) -> None:
+    """Mark a published version deprecated, pointing at its successor."""
+    with cli_transaction() as session:
+        version = publishing.deprecate_version(
+            session,
+            version_id=queries.version_id_for(session, version_ref),
+            successor_version_id=None
+            if successor is None
+            else queries.version_id_for(session, successor),
+            note=note,
+            actor=actor_for_email(session, as_email),
+        )
+    click.echo(f"deprecated version {version.number} ({version.public_id})")
+
+
+@datasets.command("takedown")
+@click.argument("version_ref")
+@click.option("--reason", required=True, help="Why; shown on the tombstone and audited.")
+@click.option("--as", "as_email", required=True, help="Email of an ops user.")
+@reports_errors
+def takedown(*, version_ref: str, reason: str, as_email: str) -> None:
+    """Take a public version down (ops): its files are no longer served."""
+    with cli_transaction() as session:
+        version = publishing.take_down_version(
+            session,
+            version_id=queries.version_id_for(session, version_ref),
+            reason=reason,
+            actor=actor_for_email(session, as_email),
+        )
+    click.echo(f"took down version {version.number} ({version.public_id})")
+
+
+@datasets.command("verify")
+@click.argument("version_ref", required=False)
+@reports_errors
+def verify(*, version_ref: str | None) -> None:
+    """Re-hash stored files against the manifests; exit 1 naming each missing or corrupt one."""
+    store: BlobReader = cli_blob_store()
+    with cli_transaction(snapshot=True) as session:
+        version_id = None if version_ref is None else queries.version_id_for(session, version_ref)
+        report = verify_files(session, store=store, version_id=version_id)
+    for problem in report.problems:
+        click.echo(
+            f"{problem.problem}: {problem.name} (version {problem.version_public_id}, "
+            f"sha256 {problem.sha256})",
+            err=True,
+        )
+    click.echo(
+        f"checked {report.files_checked} files ({report.blobs_checked} stored blobs): "
+        f"{len(report.problems)} problems"
+    )
+    if not report.ok:
+        raise SystemExit(1)

@@ -1,0 +1,59 @@
+"""Real commits on PostgreSQL: concurrent publishes of one draft publish it once."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from datasets_world import ENERGY, build_world
+from sqlalchemy import Engine, func, select
+from test_ledger_concurrency import committed_postgres, run_together
+
+from credits.audit.models import AuditEvent
+from credits.datasets import publishing, queries
+from credits.datasets.errors import VersionStateConflict
+from credits.db import make_session_factory, run_in_transaction, session_scope
+
+pytestmark = pytest.mark.postgres
+
+__all__ = ["committed_postgres"]  # the fixture, imported for pytest to find
+
+THREADS = 8
+
+
+def test_racing_publishes_of_one_draft_publish_it_once(
+    committed_postgres: tuple[str, Engine],
+) -> None:
+    _, engine = committed_postgres
+    factory = make_session_factory(engine)
+    with session_scope(factory) as session:
+        world = build_world(session)
+        draft = world.draft(session)
+        world.complete(session, draft.id)
+
+    def publish(_: int) -> Any:
+        return run_in_transaction(
+            factory,
+            lambda session: publishing.publish_version(
+                session, version_id=draft.id, actor=world.pi, energy=ENERGY
+            ),
+        )
+
+    results = run_together(THREADS, publish)
+
+    published = [r for r in results if not isinstance(r, Exception)]
+    refused = [r for r in results if isinstance(r, Exception)]
+    assert len(published) == 1
+    assert all(isinstance(error, VersionStateConflict) for error in refused), refused
+    with session_scope(factory) as session:
+        version = queries.get_version(session, None, draft.id)
+        assert version.manifest_sha256 == published[0].manifest_sha256
+        events = session.scalar(
+            select(func.count())
+            .select_from(AuditEvent)
+            .where(
+                AuditEvent.event_type == "dataset.version.published",
+                AuditEvent.subject_id == version.public_id,
+            )
+        )
+        assert events == 1
