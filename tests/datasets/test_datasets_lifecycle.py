@@ -217,9 +217,10 @@ def test_outsiders_may_not_create_or_change_a_projects_datasets(
         publishing.deprecate_version(session, version_id=public_id, actor=world.outsider)
 
 
-def test_the_catalogue_filters_by_text_licence_keyword_and_project(
-    session: Session, world: DatasetsWorld
-) -> None:
+def test_the_catalogue_filters_by_text_licence_keyword_and_project(any_session: Session) -> None:
+    """Text search is PostgreSQL's full text search there, a LIKE of each word on SQLite."""
+    session = any_session
+    world = build_world(session)
     calving = _published(session, world)
     other = world.draft(session, title="Sea ice thickness")
     world.complete(session, other.id)
