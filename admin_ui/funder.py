@@ -20,9 +20,9 @@ from sqlalchemy.orm import Session
 from admin_ui import funder_views as views
 from admin_ui.grants_forms import (
     FieldError,
+    credits_field,
     hundredths,
     new_key,
-    parse_credits,
     parse_date,
     parse_int,
     service_errors,
@@ -224,7 +224,7 @@ def fund(program_id: int) -> ResponseReturnValue:
     errors: dict[str, str] = {}
     amount = 0
     try:
-        amount = parse_credits(form["amount"], "amount") or 0
+        amount = credits_field(form["amount"], "amount") or 0
     except FieldError as error:
         errors[error.field] = error.message
     if form["currency"] not in CURRENCIES:
@@ -399,7 +399,7 @@ def award(proposal_id: int) -> ResponseReturnValue:
     parsed: dict[str, Any] = {}
     for currency in CURRENCIES:
         try:
-            amount = parse_credits(form[f"amount_{currency}"], f"amount_{currency}", required=False)
+            amount = credits_field(form[f"amount_{currency}"], f"amount_{currency}", required=False)
         except FieldError as error:
             errors[error.field] = error.message
             continue

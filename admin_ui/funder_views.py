@@ -25,6 +25,7 @@ from credits.identity.access_proposals import Queue, list_queued_proposals
 from credits.identity.actor import Actor
 from credits.identity.models import Role
 from credits.identity.service import list_users
+from credits.money import format_credits
 from credits.reports.schemas import GroupLine
 
 MICRO = 1_000_000
@@ -89,15 +90,10 @@ def decision_defaults(proposal: ProposalOut) -> dict[str, str]:
     starts = proposal.starts_at.date() if proposal.starts_at else today
     ends = proposal.ends_at.date() if proposal.ends_at else today + timedelta(days=365)
     values = {
-        f"amount_{currency.value}": _credits_text(amount)
+        f"amount_{currency.value}": format_credits(amount)
         for currency, amount in proposal.requested.items()
     }
     return values | {"starts_at": max(starts, today).isoformat(), "ends_at": ends.isoformat()}
-
-
-def _credits_text(micro: int) -> str:
-    whole, fraction = divmod(micro, MICRO)
-    return f"{whole}" + (f".{fraction:06d}".rstrip("0") if fraction else "")
 
 
 def tranche_note(program: ProgramOut) -> str:

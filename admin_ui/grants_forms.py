@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import secrets
 from datetime import UTC, date, datetime
-from decimal import Decimal, InvalidOperation
 
 from admin_ui.web import format_credits
 from credits.errors import CreditsError
 from credits.ledger.errors import InsufficientCredits
+from credits.money import InvalidCreditsAmount, parse_credits
 
-MICRO = 1_000_000
 SCORES = (1, 2, 3, 4, 5)
 
 
@@ -31,23 +30,15 @@ def new_key() -> str:
     return secrets.token_urlsafe(18)
 
 
-def parse_credits(text: str, field: str, *, required: bool = True) -> int | None:
-    """'12.5' → 12_500_000 micro-credits; blank → None unless required."""
-    cleaned = text.strip().replace(",", "")
-    if not cleaned:
-        if required:
-            raise FieldError(field, "enter an amount of credits")
+def credits_field(text: str, field: str, *, required: bool = True) -> int | None:
+    """A form's amount above zero in micro-credits (:mod:`credits.money` reads it);
+    blank → None unless required."""
+    if not text.strip() and not required:
         return None
     try:
-        amount = Decimal(cleaned)
-    except InvalidOperation:
-        raise FieldError(field, "enter a number of credits, e.g. 1000 or 12.5") from None
-    micro = amount * MICRO
-    if not amount.is_finite() or micro != micro.to_integral_value():
-        raise FieldError(field, "credits have at most six decimal places")
-    if micro <= 0:
-        raise FieldError(field, "enter an amount above zero")
-    return int(micro)
+        return parse_credits(text)
+    except InvalidCreditsAmount as error:
+        raise FieldError(field, error.detail) from None
 
 
 def parse_date(text: str, field: str) -> datetime:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import secrets
 from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from flask import Blueprint, flash, redirect, request, url_for
@@ -33,30 +32,15 @@ from credits.jobs.schemas import PoolStatus
 from credits.ledger import service as ledger
 from credits.ledger.models import AccountKind
 from credits.ledger.queries import list_accounts
+from credits.money import InvalidCreditsAmount, format_credits, parse_credits
 from credits.pool import service as pool
 
 blueprint = Blueprint("ui_ops", __name__, url_prefix="/ops")
-MICRO = 1_000_000
 PROJECT_PAGE = 50
 
 
 def _ops() -> Actor:
     return require_role(Role.OPS)
-
-
-def parse_credits(text: str, *, allow_negative: bool = False) -> int:
-    """'12.5' → 12_500_000 micro-credits; ValueError with a sentence when it is not one."""
-    cleaned = text.strip().replace(",", "")
-    try:
-        value = Decimal(cleaned)
-    except InvalidOperation:
-        raise ValueError(f"{text.strip() or 'nothing'!r} is not a number of credits") from None
-    micro = value * MICRO
-    if not value.is_finite() or micro != micro.to_integral_value():
-        raise ValueError("give at most six decimals (one micro-credit)")
-    if micro == 0 or (micro < 0 and not allow_negative):
-        raise ValueError("give a number of credits above zero")
-    return int(micro)
 
 
 def _field_of(error: CreditsError) -> str | None:
@@ -161,8 +145,8 @@ def set_rate() -> ResponseReturnValue:
     starts: datetime | None = None
     try:
         rate = parse_credits(form["credits_per_gpu_hour"])
-    except ValueError as error:
-        errors["credits_per_gpu_hour"] = str(error)
+    except InvalidCreditsAmount as error:
+        errors["credits_per_gpu_hour"] = error.detail
     try:
         starts = parse_moment(form["effective_from"])
     except ValueError:
@@ -228,9 +212,9 @@ def adjust() -> ResponseReturnValue:
     except ValueError:
         errors["account_id"] = "choose an account"
     try:
-        amount = parse_credits(form["amount"], allow_negative=True)
-    except ValueError as error:
-        errors["amount"] = str(error).replace("above zero", "other than zero")
+        amount = parse_credits(form["amount"], signed=True)
+    except InvalidCreditsAmount as error:
+        errors["amount"] = error.detail
     if not form["reason"].strip():
         errors["reason"] = "an adjustment needs a reason"
     if not errors:
@@ -253,8 +237,7 @@ def adjust() -> ResponseReturnValue:
 
 
 def _signed(micro: int) -> str:
-    text = f"{Decimal(abs(micro)) / MICRO:f}".rstrip("0").rstrip(".")
-    return ("-" if micro < 0 else "+") + text
+    return ("" if micro < 0 else "+") + format_credits(micro, grouping=True)
 
 
 def _data(canonical: str) -> dict[str, Any]:

@@ -9,15 +9,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from credits.errors import CreditsError
 from credits.grants.errors import IncompleteProposal
 from credits.grants.schemas import ProposalOut
 from credits.ledger.models import Currency, TransferKind
+from credits.money import InvalidCreditsAmount, format_credits, parse_credits
 
-MICRO = 1_000_000
 # Where a service's field lands on the proposal form.
 PROPOSAL_FIELDS = {
     "title": "title",
@@ -28,21 +27,6 @@ PROPOSAL_FIELDS = {
     "ends_at": "ends_on",
     "project_id": "project_id",
 }
-
-
-def parse_credits(text: str) -> int:
-    """'12.5' → 12_500_000 micro-credits; raises ValueError for anything else."""
-    cleaned = text.strip().replace(",", "").replace("_", "")
-    try:
-        amount = Decimal(cleaned)
-    except InvalidOperation:
-        raise ValueError("enter a number of credits, e.g. 1000 or 12.5") from None
-    if not amount.is_finite() or amount < 0:
-        raise ValueError("enter a number of credits of at least 0")
-    micro = amount * MICRO
-    if micro != micro.to_integral_value():
-        raise ValueError("at most 6 decimal places")
-    return int(micro)
 
 
 def parse_day(text: str) -> date:
@@ -97,13 +81,7 @@ def proposal_values(proposal: ProposalOut) -> dict[str, str]:
 
 
 def _credits_text(micro: int | None) -> str:
-    if not micro:
-        return ""
-    return (
-        str(Decimal(micro) / MICRO).rstrip("0").rstrip(".")
-        if micro % MICRO
-        else str(micro // MICRO)
-    )
+    return format_credits(micro) if micro else ""
 
 
 def parse_proposal(form: Mapping[str, str], *, need_project: bool) -> ProposalForm:
@@ -120,9 +98,9 @@ def parse_proposal(form: Mapping[str, str], *, need_project: bool) -> ProposalFo
         if not text:
             continue
         try:
-            parsed.requested[currency.value] = parse_credits(text)
-        except ValueError as error:
-            parsed.errors[name] = str(error)
+            parsed.requested[currency.value] = parse_credits(text, zero=True)
+        except InvalidCreditsAmount as error:
+            parsed.errors[name] = error.detail
     for name, attribute in (("starts_on", "starts_at"), ("ends_on", "ends_at")):
         text = values.get(name, "").strip()
         if not text:

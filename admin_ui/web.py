@@ -19,6 +19,7 @@ from flask.typing import ResponseReturnValue
 from markupsafe import Markup
 from sqlalchemy.orm import Session
 
+from credits import money
 from credits.api.auth import EXTENSION_KEY, session_factory
 from credits.db import session_scope
 from credits.errors import CreditsError
@@ -31,7 +32,6 @@ P = ParamSpec("P")
 R = TypeVar("R")
 CSRF_FIELD = "csrf_token"
 USER_KEY = "user_id"
-MICRO = 1_000_000
 NOTHING = "\u2013"  # an en dash where a value is missing
 
 
@@ -147,15 +147,10 @@ def refusal(error: CreditsError) -> str:
 
 
 def format_credits(micro: int | None) -> str:
-    """12_500_000 → '12.5' credits, with thousands separators."""
+    """12_500_000 → '12.5' credits, with thousands separators (what the forms read back)."""
     if micro is None:
         return NOTHING
-    whole, fraction = divmod(abs(micro), MICRO)
-    sign = "-" if micro < 0 else ""
-    text = f"{sign}{whole:,}"
-    if fraction:
-        text += f".{fraction:06d}".rstrip("0")
-    return text
+    return money.format_credits(micro, grouping=True)
 
 
 def format_when(moment: datetime | None) -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from decimal import Decimal, InvalidOperation
 from functools import wraps
 from typing import Any, NoReturn, ParamSpec, TypeVar
 
@@ -14,7 +13,6 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from credits.db import make_engine, make_session_factory, session_scope
 from credits.errors import CreditsError
-from credits.ledger.models import MICRO_PER_CREDIT
 from credits.settings import Settings, SettingsError, load_settings
 
 P = ParamSpec("P")
@@ -86,22 +84,3 @@ def cli_transaction(*, snapshot: bool = False) -> Iterator[Session]:
                 }
             )
         yield session
-
-
-def parse_credits(text: str) -> int:
-    """'12.5' credits → 12_500_000 micro-credits; more than six decimals is refused."""
-    try:
-        value = Decimal(text)
-    except InvalidOperation:
-        raise click.BadParameter(f"{text!r} is not a number of credits") from None
-    micro = value * MICRO_PER_CREDIT
-    if not value.is_finite() or micro != micro.to_integral_value():
-        raise click.BadParameter(f"{text!r} has more precision than one micro-credit")
-    return int(micro)
-
-
-def format_credits(micro: int) -> str:
-    """12_500_000 → '12.5'."""
-    value = Decimal(micro) / MICRO_PER_CREDIT
-    text = f"{value:f}"
-    return text.rstrip("0").rstrip(".") if "." in text else text

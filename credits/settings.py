@@ -104,6 +104,9 @@ class Settings(BaseSettings):
     settlement_batch_size: int = Field(default=500, ge=1, le=10_000)
     # Usage reported through the API may end at most this long ago.
     usage_late_window_hours: float = Field(default=72.0, gt=0, le=24 * 366)
+    # The most GPUs one reported usage record may cover (its ``gpus``, default 1): a
+    # record's GPU time may not exceed its window times its GPUs.
+    usage_max_gpus: int = Field(default=64, ge=1, le=100_000)
     # Reports: energy x PUE x grid intensity gives kg CO2e (per pool; overrides per
     # flavour as "flavour=PUE:G_PER_KWH,..."); jobs under this mean GPU utilisation idle.
     energy_pue: float = Field(default=1.2, ge=1)

@@ -4,7 +4,9 @@
 verdict per record (accepted, duplicate, rejected with a reason). It needs a
 token that names the ``meter`` scope (a login or an unscoped token is not
 enough), whose user is ops or on each record's project.
-Resending a batch is safe: records are unique by (source, record_id).
+Resending a batch is safe: records are unique by (source, record_id). A batch
+holding a record that claims more GPU time than its window and GPUs hold is
+refused whole (422 ``implausible-usage``, one error per such record).
 """
 
 from __future__ import annotations
@@ -37,10 +39,18 @@ def report_usage() -> ResponseReturnValue:
     actor = require_actor(current_actor())
     require_meter_token(actor)
     batch = UsageBatchIn.model_validate(request.get_json())
-    window = timedelta(hours=credits_extension().settings.usage_late_window_hours)
+    settings = credits_extension().settings
+    window = timedelta(hours=settings.usage_late_window_hours)
     now = utcnow()
     result = run_in_transaction(
         session_factory(),
-        lambda session: ingest_batch(session, batch, actor=actor, late_window=window, now=now),
+        lambda session: ingest_batch(
+            session,
+            batch,
+            actor=actor,
+            late_window=window,
+            now=now,
+            max_gpus=settings.usage_max_gpus,
+        ),
     )
     return result.model_dump(mode="json")

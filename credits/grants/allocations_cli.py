@@ -12,7 +12,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from credits.cli_support import cli_transaction, format_credits, parse_credits, reports_errors
+from credits.cli_support import cli_transaction, reports_errors
 from credits.grants.allocations import adjust_allocation, expire_allocations
 from credits.grants.queries import MAX_PAGE
 from credits.grants.schemas import AllocationOut
@@ -20,6 +20,7 @@ from credits.identity.access import CLI_READER
 from credits.identity.access_proposals import list_allocations_for_actor
 from credits.identity.actor import Actor
 from credits.identity.service import actor_for_email
+from credits.money import format_credits, parse_credits
 
 SWEEPER = Actor.system("allocations-sweep")
 
@@ -99,7 +100,7 @@ def adjust_command(
     *, allocation_id: int, amount: str, reason: str, as_email: str, key: str | None
 ) -> None:
     """Correct an allocation's balance through the ledger (ops, with a reason)."""
-    micro = parse_credits(amount)
+    micro = parse_credits(amount, signed=True)
     with cli_transaction() as session:
         allocation = adjust_allocation(
             session,

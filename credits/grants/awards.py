@@ -79,7 +79,7 @@ from credits.identity.actor import Actor
 from credits.ledger import journal
 from credits.ledger.errors import IdempotencyKeyReused
 from credits.ledger.service import extend_account
-from credits.notifications.events import notify_decision
+from credits.notifications.events import announce, notify_decision
 
 __all__ = ["award_proposal", "reject_proposal"]
 
@@ -254,7 +254,7 @@ def award_proposal(
         reason=why,
         **facts,
     )
-    notify_decision(session, proposal_id=proposal.id)
+    announce(session, notify_decision, proposal_id=proposal.id)
     return render_award(session, award, allocation_ids=[a.id for a in allocations])
 
 
@@ -412,5 +412,5 @@ def reject_proposal(
     audit_proposal(
         session, "proposal.rejected", proposal, actor, reason=why, **facts, **{"from": previous}
     )
-    notify_decision(session, proposal_id=proposal.id)
+    announce(session, notify_decision, proposal_id=proposal.id)
     return render_proposal(proposal)

@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy.orm import Session
 
-from credits.cli_support import cli_transaction, format_credits, parse_credits, reports_errors
+from credits.cli_support import cli_transaction, reports_errors
 from credits.grants import programs as program_service
 from credits.grants import projects as project_service
 from credits.grants import queries
@@ -36,6 +36,7 @@ from credits.identity.access import (
 )
 from credits.identity.service import actor_for_email, get_user_by_email
 from credits.ledger.models import Currency
+from credits.money import format_credits, parse_credits
 
 CURRENCY_CHOICE = click.Choice([currency.value for currency in Currency])
 Item = TypeVar("Item", bound=BaseModel)

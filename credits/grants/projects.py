@@ -89,6 +89,17 @@ def _clean_text(value: str | None, *, field: str, limit: int) -> str:
     return text
 
 
+def _clean_institution(value: str | None, *, default: str | None) -> str:
+    """The named institution, else ``default`` (the PI's), else empty: it is optional."""
+    text = (value or "").strip() or (default or "").strip()
+    if len(text) > NAME_MAX_LENGTH:
+        raise InvalidProject(
+            f"a project's institution has at most {NAME_MAX_LENGTH} characters",
+            field="institution",
+        )
+    return text
+
+
 def _clean_reason(reason: str | None, action: str) -> str:
     text = reason.strip() if isinstance(reason, str) else ""
     if not text:
@@ -198,7 +209,8 @@ def create_project(
     """Creates an active project whose PI is its first member, with role ``pi``.
 
     A researcher creates a project with themselves as PI; ops may name any
-    researcher. The institution defaults to the PI's. Appends ``project.created``.
+    researcher. The institution defaults to the PI's; a project whose PI has none
+    and that names none has an empty one. Appends ``project.created``.
 
     Raises ProjectForbidden, InvalidProject, UserNotFound, NotAResearcher.
     """
@@ -213,9 +225,7 @@ def create_project(
     project = Project(
         title=clean_title,
         pi_user_id=pi.id,
-        institution=_clean_text(
-            institution or pi.institution, field="institution", limit=NAME_MAX_LENGTH
-        ),
+        institution=_clean_institution(institution, default=pi.institution),
         field_of_science=clean_field,
         status=ProjectStatus.ACTIVE.value,
         members=[ProjectMember(user=pi, role=MemberRole.PI.value)],

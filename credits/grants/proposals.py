@@ -53,7 +53,7 @@ from credits.grants.schemas import ProposalOut
 from credits.identity.access_proposals import can_edit_proposal
 from credits.identity.actor import Actor
 from credits.ledger.models import Account, AccountStatus, Currency
-from credits.notifications.events import notify_proposal_submitted
+from credits.notifications.events import announce, notify_proposal_submitted
 
 __all__ = [
     "create_proposal",
@@ -386,7 +386,7 @@ def submit_proposal(
         requested=proposal.requested,
         **{"from": ProposalStatus.DRAFT.value},
     )
-    notify_proposal_submitted(session, proposal_id=proposal.id)
+    announce(session, notify_proposal_submitted, proposal_id=proposal.id)
     return render_proposal(proposal)
 
 

@@ -54,7 +54,7 @@ from credits.grants.schemas import AssignmentOut, ReviewOut, ReviewSummary
 from credits.identity.access import can_administer_program
 from credits.identity.actor import Actor
 from credits.identity.models import Role, User
-from credits.notifications.events import notify_reviewer_assigned
+from credits.notifications.events import announce, notify_reviewer_assigned
 
 __all__ = [
     "assign_reviewer",
@@ -174,7 +174,12 @@ def assign_reviewer(
     audit_proposal(
         session, "proposal.reviewer_assigned", proposal, actor, user_id=reviewer_user_id, **moved
     )
-    notify_reviewer_assigned(session, proposal_id=proposal.id, reviewer_user_id=reviewer_user_id)
+    announce(
+        session,
+        notify_reviewer_assigned,
+        proposal_id=proposal.id,
+        reviewer_user_id=reviewer_user_id,
+    )
     return render_assignment(assignment)
 
 

@@ -6,6 +6,7 @@ against the database already holds every right the platform has.
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Sequence
 from datetime import datetime
@@ -84,11 +85,15 @@ def create_user(
 
 
 @users.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @reports_errors
-def list_users() -> None:
+def list_users(as_json: bool) -> None:
     """List every user with their roles."""
     with cli_transaction() as session:
         found = service.list_users(session)
+    if as_json:
+        click.echo(json.dumps([user.model_dump(mode="json") for user in found]))
+        return
     rows = [
         [str(u.id), u.email, u.name, ",".join(r.value for r in u.roles), u.institution or "-"]
         for u in found

@@ -11,7 +11,6 @@ from credits.cli_support import (
     cli_session_factory,
     cli_settings,
     cli_transaction,
-    format_credits,
     reports_errors,
 )
 from credits.identity.access import CLI_READER
@@ -21,6 +20,7 @@ from credits.jobs.executors.base import Executor
 from credits.jobs.models import JobState
 from credits.jobs.runtime import executor_for, reconcile_with, run_schedule
 from credits.jobs.schemas import JobQuery, PoolStatus
+from credits.money import format_credits
 
 
 def cli_executor() -> Executor:

@@ -12,14 +12,13 @@ from rich.table import Table
 from credits.cli_support import (
     cli_transaction,
     fail,
-    format_credits,
-    parse_credits,
     reports_errors,
 )
 from credits.identity.service import actor_for_email
 from credits.ledger import queries, service
 from credits.ledger.models import AccountKind, AccountStatus, Currency
 from credits.ledger.verify import verify_ledger
+from credits.money import format_credits, parse_credits
 
 
 @click.group()
@@ -94,7 +93,7 @@ def verify(as_json: bool) -> None:
 @reports_errors
 def adjust(account_id: int, amount: str, reason: str, as_email: str, key: str | None) -> None:
     """Add or remove credits on an account (ops only, with a reason)."""
-    micro = parse_credits(amount)
+    micro = parse_credits(amount, signed=True)
     with cli_transaction() as session:
         actor = actor_for_email(session, as_email)
         result = service.adjust(

@@ -3,9 +3,12 @@
 Each record is judged on its own (accepted, duplicate, or rejected with a
 reason) and the accepted ones are stored as pending usage, all in the
 caller's transaction: a batch is applied whole or, on a refusal of the batch
-itself, not at all. A record is unique by (source, record_id); the same
-record again is a duplicate, and the same id with a different payload is
-rejected, so a meter may resend a batch as often as it likes.
+itself, not at all. A record that claims more GPU time than its window and
+GPUs hold (:mod:`credits.metering.plausibility`) refuses the whole batch: a
+meter that miscounts one record is not trusted with the others. A record is
+unique by (source, record_id); the same record again is a duplicate, and the
+same id with a different payload is rejected, so a meter may resend a batch as
+often as it likes.
 """
 
 from __future__ import annotations
@@ -28,8 +31,16 @@ from credits.identity.models import Scope
 from credits.ledger.journal import MAX_AMOUNT
 from credits.ledger.models import Account, Currency
 from credits.ledger.queries import project_sink_code
+from credits.metering.errors import ImplausibleUsage
 from credits.metering.intervals import MICROSECONDS, MICROSECONDS_PER_HOUR
 from credits.metering.models import RecordStatus, UsageRecord, UsageUnit
+from credits.metering.plausibility import (
+    Implausible,
+    check_gpu_credits,
+    check_gpu_time,
+    check_gpus,
+    gpu_us,
+)
 from credits.metering.schemas import (
     RecordOutcome,
     RecordResult,
@@ -51,13 +62,33 @@ class Rejected(Exception):
 
 
 def ingest_batch(
-    session: Session, batch: UsageBatchIn, *, actor: Actor, late_window: timedelta, now: datetime
+    session: Session,
+    batch: UsageBatchIn,
+    *,
+    actor: Actor,
+    late_window: timedelta,
+    now: datetime,
+    max_gpus: int,
 ) -> UsageBatchOut:
-    """Judges and stores a batch; raises MissingScope without the ``meter`` scope."""
+    """Judges and stores a batch; ``max_gpus`` is the most GPUs one record may cover.
+
+    Raises MissingScope without the ``meter`` scope, and ImplausibleUsage, storing
+    nothing, when any record is implausible.
+    """
     require_meter_token(actor)
-    judge = _Judge(session, actor, late_window, now)
+    judge = _Judge(session, actor, late_window, now, max_gpus)
     judge.prefetch(batch.records)
     results = [judge.record(index, raw) for index, raw in enumerate(batch.records)]
+    if judge.implausible:
+        raise ImplausibleUsage(
+            f"{len(judge.implausible)} record(s) claim more GPU time than their window and "
+            "GPUs hold; nothing of this batch was stored",
+            errors=[
+                {"loc": ["records", index, field], "msg": message, "type": "implausible_usage"}
+                for index, field, message in judge.implausible
+            ],
+        )
+    session.add_all(judge.added.values())
     session.flush()
     results = [judge.with_id(result) for result in results]
     counts = dict.fromkeys(RecordOutcome, 0)
@@ -73,11 +104,18 @@ def ingest_batch(
 
 def require_meter_token(actor: Actor) -> None:
     """Usage is reported with a token that names the ``meter`` scope (or ``admin``):
-    a login or an unscoped token, which carry every other right, may not charge."""
+    a login or an unscoped token, which carry every other right, may not charge.
+
+    This is the one exception to "a token with no scopes may do everything its
+    user may": a meter's credential should do nothing else, and a person's
+    everyday token should not be able to charge by accident.
+    """
     scopes = actor.scopes
     if scopes is None or not ({Scope.METER, Scope.ADMIN} & scopes):
         raise MissingScope(
-            "usage is reported with an API token that has the 'meter' scope",
+            "usage is reported with an API token that names the 'meter' scope; a login "
+            "or a token without scopes may not report it. Create one with "
+            "`credits tokens create --email YOU --scope meter`",
             scope=Scope.METER.value,
         )
 
@@ -86,11 +124,15 @@ class _Judge:
     """Judges one batch, reading what it needs once (known records, projects,
     usage sinks, rates) so a batch of a thousand costs a handful of queries."""
 
-    def __init__(self, session: Session, actor: Actor, late_window: timedelta, now: datetime):
+    def __init__(
+        self, session: Session, actor: Actor, late_window: timedelta, now: datetime, max_gpus: int
+    ):
         self.session = session
         self.actor = actor
         self.late_window = late_window
         self.now = now
+        self.max_gpus = max_gpus
+        self.implausible: list[tuple[int, str, str]] = []
         self.projects: dict[int, bool] = {}
         self.sinks: dict[tuple[int, Currency], bool] = {}
         self.rates: dict[str, list[tuple[datetime, int, int]]] = {}
@@ -131,6 +173,9 @@ class _Judge:
             return self._judge(index, result, record)
         except Rejected as refusal:
             return result.model_copy(update={"reason": str(refusal)})
+        except Implausible as refusal:
+            self.implausible.append((index, refusal.field, str(refusal)))
+            return result.model_copy(update={"reason": str(refusal)})
 
     def with_id(self, result: RecordResult) -> RecordResult:
         row = self.added.get(result.index)
@@ -151,6 +196,7 @@ class _Judge:
             )
         self._check(record)
         amount, rate_id = self._price(record)
+        self._check_plausible(record, amount)
         if amount > MAX_AMOUNT:
             raise Rejected(f"the amount, {amount} micro-credits, is over the ledger's limit")
         row = UsageRecord(
@@ -172,7 +218,6 @@ class _Judge:
             captured_micro=0,
             overage_micro=0,
         )
-        self.session.add(row)
         self.added[index] = row
         # A second copy later in the same batch is a duplicate of this one.
         self.known[(record.source, record.record_id)] = (digest, None, amount)
@@ -194,6 +239,38 @@ class _Judge:
             raise Rejected(f"no project has the id {record.project_id}")
         if not self._has_sink(record.project_id, record.currency):
             raise Rejected(f"project {record.project_id} has no {record.currency.value} allocation")
+
+    def _check_plausible(self, record: UsageRecordIn, amount: int) -> None:
+        """Raises Implausible unless the record fits its window and GPUs."""
+        gpus = record.gpus or 1
+        check_gpus(gpus, max_gpus=self.max_gpus)
+        start, end = record.start, record.end
+        if record.unit is not UsageUnit.CREDIT:
+            check_gpu_time(gpu_us(record.quantity, record.unit), start=start, end=end, gpus=gpus)
+        elif record.currency is Currency.GPU:
+            rate = self._bounding_rate(record.resource, start)
+            check_gpu_credits(
+                amount, start=start, end=end, gpus=gpus, micro_credits_per_gpu_hour=rate
+            )
+
+    def _bounding_rate(self, flavour: str | None, at: datetime) -> int:
+        """The named flavour's rate at ``at`` or, with none named, the dearest in force."""
+        if flavour:
+            return self._rate(flavour, at)[1]
+        names = self.session.scalars(select(GpuFlavour.name).order_by(GpuFlavour.name))
+        in_force = [self._rate_or_none(name, at) for name in names]
+        rates = [rate for rate in in_force if rate is not None]
+        if not rates:
+            raise Implausible(
+                "quantity", f"no GPU rate was in force at {at.isoformat()} to bound GPU credits"
+            )
+        return max(rates)
+
+    def _rate_or_none(self, flavour: str, at: datetime) -> int | None:
+        try:
+            return self._rate(flavour, at)[1]
+        except Rejected:
+            return None
 
     def _may_meter(self, project_id: int) -> bool:
         if project_id not in self.projects:
@@ -246,7 +323,10 @@ class _Judge:
 
 
 def _digest(record: UsageRecordIn) -> str:
-    return hashlib.sha256(canonical_json(record.model_dump(mode="json")).encode()).hexdigest()
+    # A record that names no ``gpus`` hashes as it did before the field existed.
+    unnamed = {"gpus"} if record.gpus is None else None
+    body = record.model_dump(mode="json", exclude=unnamed)
+    return hashlib.sha256(canonical_json(body).encode()).hexdigest()
 
 
 def _first_error(error: ValidationError) -> str:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, WithJsonSchema
 
 from credits.ledger.models import Currency
 from credits.metering.models import UsageUnit
@@ -14,6 +15,31 @@ from credits.schema_types import ApiTime
 
 MAX_BATCH = 1000
 SOURCE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,99}$"
+# A hard ceiling for the schema; the operator's limit is CREDITS_USAGE_MAX_GPUS.
+MAX_RECORD_GPUS = 100_000
+
+
+def _json_number(value: Any) -> Decimal:
+    """A JSON number as an exact Decimal; text, booleans and non-finite floats are refused.
+
+    A float is read through its shortest repr, so the JSON ``0.1`` is 0.1 exactly.
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
+        raise ValueError("quantity is a JSON number, not text")
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError("quantity is a finite number")
+        return Decimal(repr(value))
+    return Decimal(value)
+
+
+Quantity = Annotated[
+    Decimal,
+    BeforeValidator(_json_number),
+    Field(ge=0, max_digits=24, decimal_places=6),
+    WithJsonSchema({"type": "number", "minimum": 0}),
+]
+"""A quantity: a JSON number (never a string), at least 0, at most six decimals."""
 
 
 class UsageRecordIn(BaseModel):
@@ -27,13 +53,20 @@ class UsageRecordIn(BaseModel):
     )
     project_id: int = Field(strict=True, ge=1, le=2**62)
     currency: Currency
-    quantity: Decimal = Field(ge=0, max_digits=24, decimal_places=6)
+    quantity: Quantity
     unit: UsageUnit = Field(
         description="gpu_second or gpu_hour (priced at the flavour named by `resource`), "
         "or credit (the quantity is the amount)"
     )
     start: ApiTime
     end: ApiTime
+    gpus: StrictInt | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_RECORD_GPUS,
+        description="GPUs the usage ran on (default 1); GPU time may not exceed "
+        "(end - start) x gpus, and gpus may not exceed the platform's per-record limit",
+    )
     resource: str | None = Field(default=None, max_length=200, pattern=r"^[^\x00]*$")
     evidence: dict[str, Any] | None = Field(
         default=None, description="anything that backs the record up (a task id, a URL)"

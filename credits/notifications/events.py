@@ -1,17 +1,21 @@
 """What each event tells whom: builders that enqueue outbox rows in the event's transaction.
 
-Grant services call ``notify_*`` right after the state change they report, in
-the same transaction; the daily sweeps ``queue_expiry_digests`` and
-``queue_low_balance_notices`` run from beat. Every row has a dedupe key, so a
-builder or sweep that runs twice enqueues nothing new.
+Grant services call ``notify_*`` through :func:`announce` right after the
+state change they report, in the same transaction: a notification that cannot
+be written is logged and dropped, never a refusal of the change it reports.
+The daily sweeps ``queue_expiry_digests`` and ``queue_low_balance_notices`` run
+from beat. Every row has a dedupe key, so a builder or sweep that runs twice
+enqueues nothing new.
 """
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from decimal import Decimal
+from typing import Concatenate, ParamSpec
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -27,13 +31,13 @@ from credits.grants.models import (
 )
 from credits.identity.models import User
 from credits.ledger.models import (
-    MICRO_PER_CREDIT,
     Account,
     AccountKind,
     AccountStatus,
     Transfer,
     TransferKind,
 )
+from credits.money import format_credits
 from credits.notifications.errors import NotificationSubjectNotFound
 from credits.notifications.models import NotificationKind
 from credits.notifications.service import enqueue_notification
@@ -44,11 +48,28 @@ EXPIRY_HORIZON_DAYS = (30, 7, 1)
 LOW_BALANCE_PERCENT = 10
 DECISIONS = frozenset({ProposalStatus.AWARDED.value, ProposalStatus.REJECTED.value})
 
+log = logging.getLogger(__name__)
+P = ParamSpec("P")
 
-def credits_text(micro: int) -> str:
-    """12_500_000 → '12.5'."""
-    text = f"{Decimal(micro) / MICRO_PER_CREDIT:f}"
-    return text.rstrip("0").rstrip(".") if "." in text else text
+
+def announce(
+    session: Session,
+    builder: Callable[Concatenate[Session, P], list[int]],
+    *args: P.args,
+    **kwargs: P.kwargs,
+) -> list[int]:
+    """Runs one ``notify_*`` builder so that it never refuses the action it reports.
+
+    The builder runs in a savepoint: whatever it raises (a bug, a database error)
+    undoes only its own rows, is logged, and the caller's transaction goes on
+    without the notification. Returns the new outbox row ids, none on failure.
+    """
+    try:
+        with session.begin_nested():
+            return builder(session, *args, **kwargs)
+    except Exception:  # a notification must never refuse the event it reports
+        log.exception("notification %s failed; the action goes on without it", builder.__name__)
+        return []
 
 
 def _active_user(session: Session, user_id: int) -> User | None:
@@ -231,7 +252,7 @@ def _enqueue_digest(session: Session, user_id: int, items: list[_Expiring], now:
     user = session.get(User, user_id)
     assert user is not None  # noqa: S101 - a member is a user
     lines = [
-        f"- {item.project_title}: {item.code}, {credits_text(item.remaining)} {item.currency} "
+        f"- {item.project_title}: {item.code}, {format_credits(item.remaining)} {item.currency} "
         f"credits left, expires {item.expires_at:%Y-%m-%d %H:%M} UTC "
         f"(in {item.days_left} day{'s' if item.days_left != 1 else ''})"
         for item in items
@@ -313,7 +334,7 @@ def _enqueue_low_balance(
         subject=f"Allocation {account.code} is under {LOW_BALANCE_PERCENT}% of its credits",
         body=(
             f"Hello {user.name},\n\nAllocation {account.code} has "
-            f"{credits_text(available)} of {credits_text(granted)} {account.currency} "
+            f"{format_credits(available)} of {format_credits(granted)} {account.currency} "
             "credits available.\nNew jobs that need more will be refused; "
             "a supplement proposal can add credits.\n"
         ),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import unicodedata
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import cast
@@ -37,6 +38,10 @@ _AFTER_COMMIT = "credits.after_commit"
 BACKOFF_BASE_SECONDS = 60
 BACKOFF_MAX_SECONDS = 6 * 3600
 MAX_ERROR_LENGTH = 2000
+SUBJECT_MAX_LENGTH = 150
+ELLIPSIS = "\u2026"
+# Control characters, line and paragraph separators: each could end a mail header line.
+_BREAKING_CATEGORIES = frozenset({"Cc", "Zl", "Zp"})
 
 
 def call_after_commit(session: Session, callback: Callable[[], None]) -> None:
@@ -94,10 +99,12 @@ def enqueue_notification(
     """Writes one outbox row in the caller's transaction; returns its id.
 
     A ``dedupe_key`` already in the outbox writes nothing and returns None.
-    Raises InvalidInput for an empty recipient, subject or key, or a subject
-    with a line break (it would forge mail headers).
+    The subject is made one line of at most SUBJECT_MAX_LENGTH characters
+    (:func:`subject_line`), so no title a user may give refuses the event.
+    Raises InvalidInput for a recipient that is not one address, or an empty
+    or overlong key: a builder's bug, not the user's.
     """
-    _check_message(recipient_email, subject, dedupe_key)
+    _check_message(recipient_email, dedupe_key)
     at = now or utcnow()
     dialect = session.get_bind().dialect.name
     builder = postgresql.insert if dialect == "postgresql" else sqlite.insert
@@ -107,7 +114,7 @@ def enqueue_notification(
             recipient_user_id=recipient_user_id,
             recipient_email=recipient_email.strip(),
             kind=kind,
-            subject=subject.strip(),
+            subject=subject_line(subject),
             body=body,
             dedupe_key=dedupe_key,
             created_at=at,
@@ -122,13 +129,29 @@ def enqueue_notification(
     return created
 
 
-def _check_message(recipient_email: str, subject: str, dedupe_key: str) -> None:
+def subject_line(text: str) -> str:
+    """``text`` as a mail subject: one line, at most SUBJECT_MAX_LENGTH characters.
+
+    Control characters and line breaks become spaces (a break would start a
+    forged header), lone surrogates (unencodable) become U+FFFD, runs of
+    whitespace one space; a longer subject is cut and ends with an ellipsis.
+    """
+    line = " ".join("".join(map(_subject_char, text)).split()) or "(no subject)"
+    if len(line) <= SUBJECT_MAX_LENGTH:
+        return line
+    return line[: SUBJECT_MAX_LENGTH - 1].rstrip() + ELLIPSIS
+
+
+def _subject_char(char: str) -> str:
+    category = unicodedata.category(char)
+    if category in _BREAKING_CATEGORIES:
+        return " "
+    return "\ufffd" if category == "Cs" else char
+
+
+def _check_message(recipient_email: str, dedupe_key: str) -> None:
     if "@" not in recipient_email or any(c in recipient_email for c in "\r\n,"):
         raise InvalidInput(f"{recipient_email!r} is not one e-mail address")
-    if not subject.strip() or "\r" in subject or "\n" in subject:
-        raise InvalidInput("a notification needs a subject of one line")
-    if len(subject.strip()) > 300:
-        raise InvalidInput("a notification subject is at most 300 characters")
     if not dedupe_key.strip() or len(dedupe_key) > 300:
         raise InvalidInput("a notification needs a dedupe key of 1 to 300 characters")
 

@@ -11,12 +11,11 @@ from rich.table import Table
 from credits.cli_support import (
     cli_transaction,
     fail,
-    format_credits,
-    parse_credits,
     reports_errors,
 )
 from credits.db import utcnow
 from credits.identity.service import actor_for_email
+from credits.money import format_credits, parse_credits
 from credits.pool import service
 from credits.pool.schemas import FlavourList, RateList
 
@@ -112,13 +111,6 @@ def _parse_time(text: str | None) -> datetime:
     return moment
 
 
-def _parse_rate(text: str) -> int:
-    try:
-        return parse_credits(text)
-    except click.BadParameter as error:
-        fail(error.format_message())
-
-
 @rates.command("set")
 @click.option("--flavour", required=True, help="Flavour name, e.g. a100-80gb.")
 @click.option("--credits-per-gpu-hour", "rate", required=True, help="Credits, e.g. 2.5.")
@@ -130,7 +122,7 @@ def set_rate(
     flavour: str, rate: str, effective_from: str | None, reason: str | None, as_email: str
 ) -> None:
     """Set a flavour's rate from a time on (ops only); it may not start in the past."""
-    micro = _parse_rate(rate)
+    micro = parse_credits(rate)
     starts = _parse_time(effective_from)
     with cli_transaction() as session:
         version = service.set_rate(

@@ -6,8 +6,9 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from credits.cli_support import cli_settings, cli_transaction, format_credits, reports_errors
+from credits.cli_support import cli_settings, cli_transaction, reports_errors
 from credits.db import utcnow
+from credits.money import format_credits
 from credits.reports.csv_export import to_csv
 from credits.reports.energy import policy_from_settings
 from credits.reports.nudges import run_nudges

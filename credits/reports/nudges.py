@@ -20,7 +20,8 @@ from credits.identity.models import User
 from credits.jobs.models import Job, JobState
 from credits.ledger.models import Account, AccountKind, AccountStatus
 from credits.metering.models import JobTelemetryRow
-from credits.notifications.events import credits_text, queue_low_balance_notices
+from credits.money import format_credits
+from credits.notifications.events import queue_low_balance_notices
 from credits.notifications.service import enqueue_notification
 from credits.reports.burndown import RATE_WINDOW
 from credits.reports.figures import load_accounts, load_flows
@@ -114,7 +115,7 @@ def queue_underused_allocations(session: Session, *, now: dt.datetime) -> int:
                 body=(
                     f"Hello {person.name},\n\nAllocation {account.code} ends "
                     f"{account.expires_at:%Y-%m-%d %H:%M} UTC. At the last 7 days' rate, "
-                    f"{credits_text(unused)} of its {credits_text(granted)} {account.currency} "
+                    f"{format_credits(unused)} of its {format_credits(granted)} {account.currency} "
                     "credits will expire unused.\nRun the work you planned, or tell the "
                     "program's funder so they can be given to someone else.\n"
                 ),

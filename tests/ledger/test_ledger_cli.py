@@ -110,9 +110,12 @@ def test_adjust_adds_and_removes_credits_as_ops(session: Session, run, ops_email
 @pytest.mark.parametrize(
     ("amount", "as_email", "reason", "message"),
     [
-        ("1.0000001", "ops@example.org", "r", "more precision than one micro-credit"),
-        ("abc", "ops@example.org", "r", "is not a number of credits"),
-        ("0", "ops@example.org", "r", "non-zero"),
+        ("1.0000001", "ops@example.org", "r", "at most 6 decimal places"),
+        ("abc", "ops@example.org", "r", "enter a number of credits"),
+        ("1e999999", "ops@example.org", "r", "no exponent"),
+        ("NaN", "ops@example.org", "r", "enter a number of credits"),
+        ("-99999999999", "ops@example.org", "r", "an amount is at most"),
+        ("0", "ops@example.org", "r", "other than zero"),
         ("1", "rita@example.org", "r", "only ops may adjust"),
         ("1", "ops@example.org", " ", "needs a reason"),
         ("-500", "ops@example.org", "r", "available"),
@@ -135,8 +138,8 @@ def test_bad_adjustments_change_nothing(
         "--as",
         as_email,
     )
-    assert result.exit_code != 0
-    assert message in result.output
+    assert result.exit_code == 1
+    assert result.output.startswith("error: ") and message in result.output
     assert (transfer_count(session), audit_count(session)) == (transfers, events)
 
 

@@ -17,6 +17,8 @@ from credits.grants import projects
 from credits.identity.models import Role
 from credits.identity.service import create_user
 from credits.identity.tokens import create_token
+from credits.ledger import service as ledger
+from credits.ledger.models import Currency
 from credits.metering.models import UsageRecord
 from credits.metering.service import settle_all_pending
 from credits.settings import load_settings
@@ -52,7 +54,7 @@ def _record(world: JobsWorld, record_id: str = "r1", **overrides: Any) -> dict[s
         "record_id": record_id,
         "project_id": world.project_id,
         "currency": "gpu",
-        "quantity": "3600",
+        "quantity": 3600,
         "unit": "gpu_second",
         "start": (end - timedelta(hours=1)).isoformat(),
         "end": end.isoformat(),
@@ -83,7 +85,7 @@ def test_accepted_records_are_priced_and_settled_from_the_allocations(
 def test_the_same_batch_twice_gives_duplicates_and_charges_once(
     client: FlaskClient, world: JobsWorld
 ) -> None:
-    batch = {"records": [_record(world, "a"), _record(world, "b", quantity="1")]}
+    batch = {"records": [_record(world, "a"), _record(world, "b", quantity=1)]}
     client.post(URL, json=batch)
     again = client.post(URL, json={"records": list(reversed(batch["records"]))}).json
     assert [r["outcome"] for r in again["results"]] == ["duplicate", "duplicate"]
@@ -94,7 +96,7 @@ def test_a_used_record_id_with_another_payload_is_rejected(
     client: FlaskClient, world: JobsWorld
 ) -> None:
     client.post(URL, json={"records": [_record(world)]})
-    changed = client.post(URL, json={"records": [_record(world, quantity="7200")]}).json
+    changed = client.post(URL, json={"records": [_record(world, quantity=7200)]}).json
     assert changed["results"][0]["outcome"] == "rejected"
     assert "different payload" in changed["results"][0]["reason"]
 
@@ -104,7 +106,10 @@ def test_a_used_record_id_with_another_payload_is_rejected(
     [
         ({"currency": "label"}, "no label allocation"),
         ({"project_id": 999_999}, "no project has the id"),
-        ({"quantity": "-1"}, "quantity"),
+        ({"quantity": -1}, "quantity"),
+        ({"quantity": "1e9"}, "quantity: Value error, quantity is a JSON number, not text"),
+        ({"quantity": "3600"}, "not text"),
+        ({"quantity": True}, "not text"),
         ({"unit": "parsec"}, "unit"),
         ({"resource": "nope"}, "no GPU flavour"),
         ({"resource": None}, "names its flavour"),
@@ -157,7 +162,7 @@ def test_a_token_without_the_meter_scope_is_refused(
 
 
 def test_credit_units_charge_the_quantity_in_credits(client: FlaskClient, world: JobsWorld) -> None:
-    record = _record(world, unit="credit", quantity="1.25", resource=None)
+    record = _record(world, unit="credit", quantity=1.25, resource=None)
     [result] = client.post(URL, json={"records": [record]}).json["results"]
     assert result["amount_micro"] == 1_250_000
 
@@ -165,7 +170,7 @@ def test_credit_units_charge_the_quantity_in_credits(client: FlaskClient, world:
 def test_usage_beyond_what_the_project_has_is_overage_never_an_overdraft(
     client: FlaskClient, world: JobsWorld
 ) -> None:
-    record = _record(world, unit="credit", quantity="150", resource=None)
+    record = _record(world, unit="credit", quantity=150, resource=None, gpus=60)
     client.post(URL, json={"records": [record]})
     report = settle_all_pending(world.factory, batch_size=10)
     assert report.captured_micro == 100_000_000
@@ -215,13 +220,80 @@ def test_a_project_the_caller_is_not_on_is_rejected_like_an_unknown_one(
 def test_the_platforms_own_sources_and_amounts_over_the_ledger_limit_are_rejected(
     client: FlaskClient, world: JobsWorld
 ) -> None:
+    # Labelling credits buy no GPU time, so only the ledger's limit bounds them.
+    with world.session() as session:
+        ledger.open_account(
+            session,
+            code=f"label-allocation-{world.project_id}",
+            currency=Currency.LABEL,
+            project_id=world.project_id,
+            actor=SYSTEM,
+        )
     batch = {
         "records": [
             _record(world, "job:1:1:0", source="credits.jobs"),
-            _record(world, "huge", unit="credit", quantity="9000000000000", resource=None),
+            _record(world, "huge", currency="label", unit="credit", quantity=9e12, resource=None),
         ]
     }
     reasons = [r["reason"] for r in client.post(URL, json=batch).json["results"]]
     assert "platform's" in reasons[0]
     assert "over the ledger's limit" in reasons[1]
     assert _stored(world) == 0
+
+
+# Plausibility (issue 12, finding 4): GPU time fits in the window times the GPUs.
+
+
+def _minute(world: JobsWorld, record_id: str, **overrides: Any) -> dict[str, Any]:
+    end = utcnow() - timedelta(minutes=5)
+    window = {"start": (end - timedelta(seconds=60)).isoformat(), "end": end.isoformat()}
+    return _record(world, record_id, **window | overrides)
+
+
+def test_a_billion_gpu_seconds_in_one_minute_refuse_the_whole_batch(
+    client: FlaskClient, world: JobsWorld
+) -> None:
+    before = world.available()
+    batch = {"records": [_minute(world, "fine", quantity=60), _minute(world, "x", quantity=1e9)]}
+    response = client.post(URL, json=batch)
+    assert response.status_code == 422
+    assert response.mimetype == "application/problem+json"
+    problem = response.json
+    assert problem["type"].endswith("/implausible-usage")
+    [error] = problem["errors"]
+    assert error["loc"] == ["records", 1, "quantity"]
+    assert error["type"] == "implausible_usage"
+    assert "do not fit in a window of 60 seconds on 1 GPU(s)" in error["msg"]
+    assert _stored(world) == 0
+    settle_all_pending(world.factory, batch_size=100)
+    assert world.available() == before
+
+
+def test_a_record_may_cover_as_many_gpus_as_it_names_up_to_the_limit(
+    client: FlaskClient, world: JobsWorld
+) -> None:
+    eight = _minute(world, "eight", quantity=480, gpus=8)
+    response = client.post(URL, json={"records": [eight]})
+    assert response.status_code == 200, response.json
+    assert response.json["accepted"] == 1
+    for record_id, overrides in (
+        ("one-gpu", {"quantity": 61}),
+        ("nine", {"quantity": 481, "gpus": 8}),
+        ("hours", {"unit": "gpu_hour", "quantity": 0.02}),
+        ("too-many-gpus", {"quantity": 60, "gpus": 65}),
+    ):
+        refused = client.post(URL, json={"records": [_minute(world, record_id, **overrides)]})
+        assert refused.status_code == 422, (record_id, refused.json)
+    assert _stored(world) == 1
+
+
+def test_gpu_credits_are_bounded_by_what_the_gpu_time_costs(
+    client: FlaskClient, world: JobsWorld
+) -> None:
+    # One GPU for a minute at 2.5 credits per GPU-hour costs at most 0.041667 credits.
+    fits = _minute(world, "fits", unit="credit", quantity=0.041667, resource=None)
+    over = _minute(world, "over", unit="credit", quantity=0.041668, resource=None)
+    assert client.post(URL, json={"records": [fits]}).status_code == 200
+    refused = client.post(URL, json={"records": [over]})
+    assert refused.status_code == 422
+    assert "more than 1 GPU(s) cost" in refused.json["errors"][0]["msg"]
