@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 from flask import Blueprint, current_app, flash, redirect, request, session, url_for
 from flask.typing import ResponseReturnValue
-from sqlalchemy import select
 
-from admin_ui.web import actor, login_required, render, sign_in, transaction
+from admin_ui import sessions
+from admin_ui.web import actor, current_actor, login_required, render, sign_in, transaction
 from credits.api.auth import credits_extension
 from credits.errors import CreditsError
-from credits.identity.models import User
-from credits.identity.service import authenticate_password
+from credits.identity.oidc import oidc_sign_in
+from credits.identity.schemas import TokenOut
+from credits.identity.service import authenticate_password, end_sessions
 from credits.identity.tokens import create_token, list_tokens, revoke_token
 
 blueprint = Blueprint(
@@ -25,46 +27,88 @@ blueprint = Blueprint(
 )
 TOKEN_DAYS = (30, 90, 365)
 SCOPES = ("read", "write", "meter")
+OIDC_NEXT_KEY = "oidc_next"
 
 
 def _safe_next(target: str | None) -> str:
     """Only a path on this site: never an open redirect."""
-    if target and target.startswith("/") and not target.startswith("//"):
+    if target and _is_local_path(target):
         return target
     return url_for("ui_home.dashboard")
 
 
+def _is_local_path(target: str) -> bool:
+    # Browsers read "/\\host" as "//host", and drop tabs and newlines from URLs.
+    if not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return False
+    if any(ord(character) < 0x20 or ord(character) == 0x7F for character in target):
+        return False
+    parts = urlsplit(target)
+    return not parts.scheme and not parts.netloc
+
+
+def login_page(
+    *,
+    error: str | None = None,
+    status: int = 200,
+    headers: dict[str, str] | None = None,
+) -> ResponseReturnValue:
+    """The sign-in page, keeping the e-mail typed and the page to go on to."""
+    source = request.form if request.method == "POST" else request.args
+    page = render(
+        "login.html",
+        error=error,
+        email=request.form.get("email", "").strip(),
+        next=source.get("next", ""),
+        oidc=_oidc_name(),
+    )
+    return page, status, headers or {}
+
+
 @blueprint.get("/login")
 def login() -> ResponseReturnValue:
-    return render("login.html", next=request.args.get("next", ""), oidc=_oidc_name())
+    return login_page()
 
 
 @blueprint.post("/login")
 def login_submit() -> ResponseReturnValue:
+    """A password sign-in; failures count towards the limits in admin_ui/throttle.py."""
     email = request.form.get("email", "").strip()
     password = request.form.get("password", "")
     try:
         with transaction() as db:
             signed_in = authenticate_password(db, email=email, password=password)
     except CreditsError as error:
-        return render(
-            "login.html",
-            error=str(error),
-            email=email,
-            next=request.form.get("next", ""),
-            oidc=_oidc_name(),
-        ), 401
+        return login_page(error=str(error), status=401)
     if signed_in.user_id is None:
-        return render("login.html", error="this account cannot sign in", oidc=_oidc_name()), 401
+        return login_page(error="this account cannot sign in", status=401)
     sign_in(signed_in.user_id)
     return redirect(_safe_next(request.form.get("next")))
 
 
 @blueprint.post("/logout")
 def logout() -> ResponseReturnValue:
-    session.clear()
+    """Signs out; the account's other sessions end too (one generation per account)."""
+    _end_sessions()
     flash("You are signed out.")
     return redirect(url_for("ui_auth.login"))
+
+
+@blueprint.post("/sessions/end")
+@login_required
+def sign_out_everywhere() -> ResponseReturnValue:
+    """Ends every session of the account, in every browser, this one included."""
+    _end_sessions()
+    flash("You are signed out everywhere: every browser must sign in again.")
+    return redirect(url_for("ui_auth.login"))
+
+
+def _end_sessions() -> None:
+    me = current_actor()
+    if me is not None and me.user_id is not None:
+        with transaction() as db:
+            end_sessions(db, user_id=me.user_id)
+    sessions.end(session)
 
 
 def _oidc_name() -> str | None:
@@ -97,7 +141,7 @@ def _oidc_client() -> Any:
 def login_oidc() -> ResponseReturnValue:
     if _oidc_name() is None:
         return redirect(url_for("ui_auth.login"))
-    session["oidc_next"] = _safe_next(request.args.get("next"))
+    session[OIDC_NEXT_KEY] = _safe_next(request.args.get("next"))
     redirect_to = url_for("ui_auth.oidc_callback", _external=True)
     try:
         response: ResponseReturnValue = _oidc_client().authorize_redirect(redirect_to)
@@ -108,7 +152,7 @@ def login_oidc() -> ResponseReturnValue:
 
 def _provider_unreachable(error: Exception) -> ResponseReturnValue:
     """The provider (its discovery document, token or keys) did not answer."""
-    session.pop("oidc_next", None)
+    session.pop(OIDC_NEXT_KEY, None)
     current_app.logger.warning("OIDC provider unreachable: %r", error)
     return render(
         "login.html",
@@ -127,19 +171,21 @@ class _Refused(Exception):
 
 @blueprint.get("/auth/callback")
 def oidc_callback() -> ResponseReturnValue:
-    """The provider's answer: an existing, active account with a verified email signs in."""
+    """The provider's answer: the account bound to its subject (or, the first time, the
+    active account with its verified e-mail) signs in and goes on to the page it asked for."""
     if _oidc_name() is None:
         return redirect(url_for("ui_auth.login"))
+    # Signing in starts a fresh session: take the page to go on to out of the old one first.
+    next_page = _safe_next(session.pop(OIDC_NEXT_KEY, None))
     try:
-        user_id = _active_user_id(_verified_email())
+        user_id = _oidc_user_id(_provider_claims())
     except _Refused as refusal:
-        session.pop("oidc_next", None)
         return render("login.html", error=str(refusal), oidc=_oidc_name()), refusal.status
     sign_in(user_id)
-    return redirect(session.pop("oidc_next", None) or url_for("ui_home.dashboard"))
+    return redirect(next_page)
 
 
-def _verified_email() -> str:
+def _provider_claims() -> dict[str, Any]:
     from authlib.integrations.base_client import (  # type: ignore[import-untyped]  # noqa: PLC0415
         MismatchingStateError,
         OAuthError,
@@ -157,20 +203,26 @@ def _verified_email() -> str:
         # The provider's error code is not shown: anyone can put one in a link here.
         current_app.logger.warning("OIDC sign-in refused: %r", error)
         raise _Refused(f"{_oidc_name()} did not sign you in; try again", 401) from None
-    claims = token.get("userinfo") or {}
-    email = str(claims.get("email", "")).strip().lower()
-    if not email or claims.get("email_verified") is False:
-        raise _Refused("your provider sent no verified email", 401)
-    return email
+    claims: dict[str, Any] = dict(token.get("userinfo") or {})
+    return claims
 
 
-def _active_user_id(email: str) -> int:
-    with transaction() as db:
-        user = db.scalar(select(User).where(User.email == email))
-        user_id = user.id if user is not None and user.is_active else None
-    if user_id is None:
-        raise _Refused(f"no active account uses {email}; ask the platform's operators for one", 403)
-    return user_id
+def _oidc_user_id(claims: dict[str, Any]) -> int:
+    """The account these ID-token claims sign in to (credits/identity/oidc.py)."""
+    try:
+        with transaction() as db:
+            signed_in = oidc_sign_in(
+                db,
+                issuer=str(claims.get("iss") or ""),
+                subject=str(claims.get("sub") or ""),
+                email=str(claims.get("email") or ""),
+                email_verified=claims.get("email_verified"),
+            )
+    except CreditsError as error:
+        raise _Refused(str(error), error.status) from None
+    if signed_in.user_id is None:
+        raise _Refused("this account cannot sign in", 403)
+    return signed_in.user_id
 
 
 @blueprint.get("/tokens")
@@ -179,7 +231,7 @@ def tokens() -> ResponseReturnValue:
     me = actor()
     with transaction() as db:
         mine = list_tokens(db, email=me.email)
-    return render("tokens.html", tokens=mine, days=TOKEN_DAYS, scopes=SCOPES)
+    return _tokens_page(mine)
 
 
 @blueprint.post("/tokens")
@@ -204,13 +256,27 @@ def create_api_token() -> ResponseReturnValue:
         return _tokens_with_error(str(error), me.email), 400
     with transaction() as db:
         mine = list_tokens(db, email=me.email)
-    return render("tokens.html", tokens=mine, days=TOKEN_DAYS, scopes=SCOPES, secret=created.secret)
+    return _tokens_page(mine, secret=created.secret)
 
 
 def _tokens_with_error(message: str, email: str | None) -> str:
     with transaction() as db:
         mine = list_tokens(db, email=email)
-    return render("tokens.html", tokens=mine, days=TOKEN_DAYS, scopes=SCOPES, error=message)
+    return _tokens_page(mine, error=message)
+
+
+def _tokens_page(mine: list[TokenOut], **extra: Any) -> str:
+    """The tokens page, which also offers "Sign out everywhere" and states session lifetimes."""
+    settings = credits_extension().settings
+    return render(
+        "tokens.html",
+        tokens=mine,
+        days=TOKEN_DAYS,
+        scopes=SCOPES,
+        idle_hours=f"{settings.session_idle_hours:g}",
+        max_days=f"{settings.session_max_days:g}",
+        **extra,
+    )
 
 
 @blueprint.post("/tokens/<int:token_id>/revoke")

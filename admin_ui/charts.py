@@ -2,7 +2,10 @@
 
 pygal's own JavaScript (tooltips) is switched off (``js=[]``), so a page never
 fetches anything from the internet; the SVG goes inline into the page as
-markup. Every figure here is display only: money is converted from
+markup, made fit for the page's Content-Security-Policy first: pygal's inline
+script (its tooltip settings, which nothing reads) is dropped, its stylesheet
+carries the request's nonce, and its one style attribute becomes a
+presentation attribute. Every figure here is display only: money is converted from
 micro-credits to credits as a float for plotting, never for a sum.
 """
 
@@ -11,11 +14,13 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import date
+from typing import Any
 
 import pygal  # type: ignore[import-untyped]
 from markupsafe import Markup
 from pygal.style import Style  # type: ignore[import-untyped]
 
+from credits.api.security_headers import csp_nonce
 from credits.reports.schemas import BurnDown, UsageLine
 
 MICRO = 1_000_000
@@ -51,8 +56,31 @@ def _config(title: str, *, height: int = 320) -> pygal.Config:
     )
 
 
-def _render(chart: pygal.Graph) -> Markup:
+def render_svg(chart: pygal.Graph) -> Markup:
+    """The chart as SVG markup that satisfies the page's Content-Security-Policy."""
+    chart.add_xml_filter(_fit_for_csp)
     return Markup(chart.render(is_unicode=True))  # noqa: S704 - pygal's SVG, escaped by pygal
+
+
+def _local_name(element: Any) -> str:
+    return str(element.tag).rsplit("}", 1)[-1]
+
+
+def _fit_for_csp(svg: Any) -> Any:
+    """The SVG tree without inline script or style attributes; its stylesheet nonced."""
+    for parent in list(svg.iter()):
+        for child in list(parent):
+            if _local_name(child) == "script":
+                parent.remove(child)
+    for element in svg.iter():
+        if _local_name(element) == "style":
+            element.set("nonce", csp_nonce())
+        declarations = element.attrib.pop("style", None)
+        for declaration in (declarations or "").split(";"):
+            name, _, value = declaration.partition(":")
+            if name.strip() and value.strip():
+                element.set(name.strip(), value.strip())
+    return svg
 
 
 def credits_float(micro: int) -> float:
@@ -88,7 +116,7 @@ def burn_down_chart(currency: str, points: Sequence[tuple[date, int]], spendable
         [credits_float(spendable + used_total - cumulative) for _, cumulative in points],
     )
     chart.add("used", [credits_float(cumulative) for _, cumulative in points])
-    return _render(chart)
+    return render_svg(chart)
 
 
 def usage_by_month_chart(lines: Sequence[UsageLine], currency: str) -> Markup:
@@ -103,7 +131,7 @@ def usage_by_month_chart(lines: Sequence[UsageLine], currency: str) -> Markup:
     chart.x_labels = months
     for flavour in flavours:
         chart.add(flavour, [credits_float(used[(flavour, month)]) for month in months])
-    return _render(chart)
+    return render_svg(chart)
 
 
 def gpu_hours_by_flavour_chart(lines: Sequence[UsageLine]) -> Markup:
@@ -114,4 +142,4 @@ def gpu_hours_by_flavour_chart(lines: Sequence[UsageLine]) -> Markup:
     chart = pygal.HorizontalBar(_config("GPU-hours by flavour", height=220))
     for flavour in sorted(hours):
         chart.add(flavour, round(hours[flavour], 3))
-    return _render(chart)
+    return render_svg(chart)

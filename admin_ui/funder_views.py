@@ -15,6 +15,7 @@ import pygal  # type: ignore[import-untyped]
 from markupsafe import Markup
 from sqlalchemy.orm import Session
 
+from admin_ui.charts import render_svg
 from admin_ui.grants_forms import new_key
 from credits.db import utcnow
 from credits.grants import reviews
@@ -127,4 +128,4 @@ def chart(lines: list[GroupLine], title: str) -> Markup | None:
     for name, values in series.items():
         drawn.add(name, values)
     # pygal escapes every label it draws (it builds the SVG as an element tree).
-    return Markup(drawn.render(is_unicode=True))  # noqa: S704 - pygal escapes its labels
+    return render_svg(drawn)

@@ -110,7 +110,7 @@ def health_report(session: Session, executor: Executor, settings: Settings) -> H
     report.outbox_failed = int(
         session.scalar(unsent.where(OutboxMessage.attempts >= MAX_ATTEMPTS)) or 0
     )
-    report.broker = broker_label(settings.broker_url)
+    report.broker = broker_label(settings.broker_url.get_secret_value())
     report.eager = settings.task_always_eager
     report.checks.append(
         Check(

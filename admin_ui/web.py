@@ -10,7 +10,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import wraps
 from typing import Any, ParamSpec, TypeVar
 
@@ -19,19 +19,22 @@ from flask.typing import ResponseReturnValue
 from markupsafe import Markup
 from sqlalchemy.orm import Session
 
+from admin_ui import sessions
 from credits import money
-from credits.api.auth import EXTENSION_KEY, session_factory
+from credits.api.auth import EXTENSION_KEY, credits_extension, session_factory
+from credits.api.problems import credits_error_response
 from credits.db import session_scope
 from credits.errors import CreditsError
 from credits.identity.actor import Actor
+from credits.identity.errors import AuthenticationRequired
 from credits.identity.models import Role, User
 from credits.identity.service import actor_for
 from credits.settings import Profile
 
 P = ParamSpec("P")
 R = TypeVar("R")
-CSRF_FIELD = "csrf_token"
-USER_KEY = "user_id"
+CSRF_FIELD = sessions.CSRF_FIELD
+USER_KEY = sessions.USER_KEY
 NOTHING = "\u2013"  # an en dash where a value is missing
 
 
@@ -44,6 +47,8 @@ def init_app(app: Flask) -> None:
         # session cookie is sent over HTTPS only.
         SESSION_COOKIE_SECURE=settings.profile is not Profile.EMBEDDED,
         SESSION_COOKIE_NAME="credits_session",
+        # The signature expires with the absolute lifetime too; the server also checks it.
+        PERMANENT_SESSION_LIFETIME=timedelta(days=settings.session_max_days),
     )
     app.jinja_env.globals.update(
         csrf_token=csrf_token, credits=format_credits, nav=nav_links, badge=badge
@@ -53,33 +58,53 @@ def init_app(app: Flask) -> None:
 
 
 def current_actor() -> Actor | None:
-    """The signed-in user as an Actor (roles read afresh on every request), or None."""
+    """The signed-in user as an Actor (roles read afresh on every request), or None.
+
+    A session that has ended (see admin_ui/sessions.py) is forgotten here.
+    """
     if "ui_actor" in g:
         actor: Actor | None = g.ui_actor
         return actor
     actor = None
-    user_id = session.get(USER_KEY)
-    if isinstance(user_id, int):
+    user_id = sessions.signed_in_user_id(session)
+    if user_id is not None:
+        settings = credits_extension().settings
         with session_scope(session_factory()) as db:
             user = db.get(User, user_id)
-            if user is not None and user.is_active:
+            if user is not None and sessions.is_current(session, user, settings):
                 actor = actor_for(user)
-    if actor is None:
-        session.pop(USER_KEY, None)
+        if actor is None:
+            sessions.end(session)
+        else:
+            sessions.touch(session)
     g.ui_actor = actor
     return actor
 
 
 def sign_in(user_id: int) -> None:
-    session.clear()
-    session[USER_KEY] = user_id
-    session[CSRF_FIELD] = secrets.token_urlsafe(32)
+    """Starts a session for the user under their current session generation."""
+    with session_scope(session_factory()) as db:
+        user = db.get(User, user_id)
+        generation = 0 if user is None else user.session_generation
+    # A browser-session cookie: closing the browser forgets it.
+    sessions.start(session, user_id=user_id, generation=generation)
+    g.pop("ui_actor", None)
+
+
+def wants_json() -> bool:
+    """A script's request (the pages' live parts), not a person's page view."""
+    best = request.accept_mimetypes.best_match(["text/html", "application/json"])
+    return best == "application/json"
 
 
 def login_required(view: Callable[P, ResponseReturnValue]) -> Callable[P, ResponseReturnValue]:
     @wraps(view)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> ResponseReturnValue:
         if current_actor() is None:
+            if wants_json():
+                return credits_error_response(
+                    AuthenticationRequired("You are not signed in, or your session has ended.")
+                )
             return redirect(url_for("ui_auth.login", next=request.full_path))
         return view(*args, **kwargs)
 

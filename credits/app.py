@@ -12,6 +12,7 @@ import waitress
 from flask import Flask
 from flask.json.provider import DefaultJSONProvider
 from sqlalchemy.orm import Session, sessionmaker
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 import admin_ui
 from credits.api import (
@@ -26,6 +27,7 @@ from credits.api import (
     problems,
     proposals,
     reports,
+    security_headers,
     usage,
 )
 from credits.api.auth import EXTENSION_KEY, CreditsExtension
@@ -56,7 +58,7 @@ class _OrderedJSONProvider(DefaultJSONProvider):
 
 def _default_session_factory(settings: Settings) -> sessionmaker[Session]:
     engine = make_engine(
-        settings.database_url,
+        settings.database_url.get_secret_value(),
         sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms,
         pool_size=settings.database_pool_size,
     )
@@ -76,18 +78,22 @@ def create_app(
     app = Flask(__name__, static_folder=None)
     app.json = _OrderedJSONProvider(app)
     app.url_map.converters["int"] = IdConverter  # before any rule is added
-    app.config["SECRET_KEY"] = settings.secret_key
+    app.config["SECRET_KEY"] = settings.secret_key.get_secret_value()
     app.extensions[EXTENSION_KEY] = CreditsExtension(
         settings=settings,
         session_factory=session_factory or _default_session_factory(settings),
         executor=executor,
     )
     problems.init_app(app)
+    security_headers.init_app(app)
     guards.init_app(app)
     auth.init_app(app)
     for blueprint in BLUEPRINTS:
         app.register_blueprint(blueprint)
     admin_ui.init_app(app)
+    if settings.trusted_proxies:
+        hops = settings.trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)  # type: ignore[method-assign]
     return app
 
 

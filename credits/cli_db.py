@@ -19,7 +19,7 @@ def db() -> None:
 def upgrade(revision: str) -> None:
     """Apply migrations up to REVISION."""
     settings = cli_settings()
-    migrate.upgrade(settings.database_url, revision)
+    migrate.upgrade(settings.database_url.get_secret_value(), revision)
     click.echo(f"database at {revision}")
 
 
@@ -28,7 +28,7 @@ def upgrade(revision: str) -> None:
 @reports_errors
 def downgrade(revision: str) -> None:
     """Revert migrations down to REVISION."""
-    migrate.downgrade(cli_settings().database_url, revision)
+    migrate.downgrade(cli_settings().database_url.get_secret_value(), revision)
     click.echo(f"database at {revision}")
 
 
@@ -36,7 +36,7 @@ def downgrade(revision: str) -> None:
 @reports_errors
 def current() -> None:
     """Print the database's revision."""
-    migrate.current(cli_settings().database_url)
+    migrate.current(cli_settings().database_url.get_secret_value())
 
 
 @click.command()

@@ -61,7 +61,8 @@ def cli_session_factory() -> sessionmaker[Session]:
         settings = cli_settings()
         obj["session_factory"] = make_session_factory(
             make_engine(
-                settings.database_url, sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms
+                settings.database_url.get_secret_value(),
+                sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms,
             )
         )
     factory: sessionmaker[Session] = obj["session_factory"]

@@ -23,6 +23,7 @@ MIN_SECRET_KEY_LENGTH = 32
 DATABASE_SCHEMES = ("sqlite", "postgresql", "postgresql+psycopg")
 BROKER_SCHEMES = ("redis", "rediss", "amqp", "sqla+sqlite", "sqla+postgresql", "memory")
 STORAGE_SCHEMES = ("file", "s3", "memory")
+RATELIMIT_SCHEMES = ("memory", "redis", "rediss", "redis+sentinel", "redis+cluster")
 
 
 class Profile(StrEnum):
@@ -63,8 +64,10 @@ class Settings(BaseSettings):
 
     profile: Profile = Profile.EMBEDDED
     var_dir: Path = Path("var")
-    database_url: str = ""
-    broker_url: str = ""
+    # URLs that may carry a password, and the key that signs session cookies: secrets,
+    # shown as '**********' in reprs and logs (read them with .get_secret_value()).
+    database_url: SecretStr = SecretStr("")
+    broker_url: SecretStr = SecretStr("")
     # The Celery queue tasks go to; instances sharing one broker each need their own.
     task_queue: str = Field(default="credits", min_length=1, max_length=200)
     # Unset: local on the embedded profile, kubernetes in production.
@@ -72,7 +75,7 @@ class Settings(BaseSettings):
     # Production refuses the local executor (no containers, one host) unless this is set.
     allow_local_executor: bool = False
     storage_url: str = ""
-    secret_key: str = ""
+    secret_key: SecretStr = SecretStr("")
     sqlite_busy_timeout_ms: int = Field(default=10_000, ge=0)
     database_pool_size: int = Field(default=10, ge=1, le=200)
     host: str = "127.0.0.1"
@@ -95,6 +98,19 @@ class Settings(BaseSettings):
     oidc_client_id: str = ""
     oidc_client_secret: SecretStr = SecretStr("")
     oidc_display_name: str = "your institution"
+    # Portal sessions end after this long without a request, and this long after sign-in
+    # whatever happens; both are checked on the server from the session's timestamps.
+    session_idle_hours: float = Field(default=8.0, gt=0, le=24 * 31)
+    session_max_days: float = Field(default=7.0, gt=0, le=366)
+    # Failed sign-ins allowed per account and per client address ("N/period;..."),
+    # counted in ratelimit_storage_url: empty means the broker when it is Redis, else
+    # memory (per process).
+    login_limit_per_account: str = "10/minute;100/hour"
+    login_limit_per_address: str = "30/minute;300/hour"
+    ratelimit_storage_url: SecretStr = SecretStr("")
+    # Reverse proxies in front of the app whose X-Forwarded-For and -Proto are believed
+    # (the client's address for throttling, HTTPS for cookies); 0 believes none.
+    trusted_proxies: int = Field(default=0, ge=0, le=5)
     # GPU telemetry: DCGM exporter /metrics URLs, comma-separated (none: NVML on this
     # host for the local executor); scraped every telemetry_interval_seconds.
     dcgm_exporter_urls: str = ""
@@ -194,21 +210,44 @@ class Settings(BaseSettings):
 
     @field_validator("database_url", "broker_url")
     @classmethod
-    def _sqlite_paths_are_absolute(cls, value: str) -> str:
-        return _absolute_sqlite_url(value)
+    def _sqlite_paths_are_absolute(cls, value: SecretStr) -> SecretStr:
+        return SecretStr(_absolute_sqlite_url(value.get_secret_value()))
 
     @field_validator("database_url")
     @classmethod
-    def _database_scheme_is_supported(cls, value: str) -> str:
-        if value and _scheme(value) not in DATABASE_SCHEMES:
+    def _database_scheme_is_supported(cls, value: SecretStr) -> SecretStr:
+        url = value.get_secret_value()
+        if url and _scheme(url) not in DATABASE_SCHEMES:
             raise ValueError(f"scheme must be one of {', '.join(DATABASE_SCHEMES)}")
         return value
 
     @field_validator("broker_url")
     @classmethod
-    def _broker_scheme_is_supported(cls, value: str) -> str:
-        if value and _scheme(value) not in BROKER_SCHEMES:
+    def _broker_scheme_is_supported(cls, value: SecretStr) -> SecretStr:
+        url = value.get_secret_value()
+        if url and _scheme(url) not in BROKER_SCHEMES:
             raise ValueError(f"scheme must be one of {', '.join(BROKER_SCHEMES)}")
+        return value
+
+    @field_validator("ratelimit_storage_url")
+    @classmethod
+    def _ratelimit_scheme_is_supported(cls, value: SecretStr) -> SecretStr:
+        url = value.get_secret_value()
+        if url and _scheme(url) not in RATELIMIT_SCHEMES:
+            raise ValueError(f"scheme must be one of {', '.join(RATELIMIT_SCHEMES)}")
+        return value
+
+    @field_validator("login_limit_per_account", "login_limit_per_address")
+    @classmethod
+    def _login_limits_parse(cls, value: str) -> str:
+        from limits import parse_many  # noqa: PLC0415 - only when the setting is read
+
+        try:
+            parse_many(value)
+        except ValueError:
+            raise ValueError(
+                f"{value!r} is not a list of limits like '10/minute;100/hour'"
+            ) from None
         return value
 
     @field_validator("storage_url")
@@ -227,10 +266,16 @@ class Settings(BaseSettings):
                 f"{ENV_PREFIX}EXECUTOR=local runs jobs on this host without containers; "
                 f"production refuses it unless {ENV_PREFIX}ALLOW_LOCAL_EXECUTOR=true"
             )
-        for name in ("database_url", "broker_url", "storage_url", "secret_key"):
-            if not getattr(self, name):
+        required = {
+            "database_url": self.database_url.get_secret_value(),
+            "broker_url": self.broker_url.get_secret_value(),
+            "storage_url": self.storage_url,
+            "secret_key": self.secret_key.get_secret_value(),
+        }
+        for name, value in required.items():
+            if not value:
                 raise ValueError(f"{ENV_PREFIX}{name.upper()} is required in production")
-        if len(self.secret_key) < MIN_SECRET_KEY_LENGTH:
+        if len(self.secret_key.get_secret_value()) < MIN_SECRET_KEY_LENGTH:
             raise ValueError(
                 f"{ENV_PREFIX}SECRET_KEY must be at least {MIN_SECRET_KEY_LENGTH} characters"
             )
@@ -238,7 +283,16 @@ class Settings(BaseSettings):
 
     @property
     def is_sqlite(self) -> bool:
-        return self.database_url.startswith("sqlite")
+        return self.database_url.get_secret_value().startswith("sqlite")
+
+    @property
+    def ratelimit_storage(self) -> str:
+        """Where failed sign-ins are counted: the setting, else a Redis broker, else memory."""
+        configured = self.ratelimit_storage_url.get_secret_value()
+        if configured:
+            return configured
+        broker = self.broker_url.get_secret_value()
+        return broker if _scheme(broker) in {"redis", "rediss"} else "memory://"
 
     @property
     def dcgm_urls(self) -> list[str]:
@@ -276,14 +330,14 @@ def _absolute_sqlite_url(url: str) -> str:
 def _embedded_defaults(settings: Settings) -> Settings:
     var = settings.var_dir
     updates: dict[str, Any] = {}
-    if not settings.database_url:
-        updates["database_url"] = f"sqlite:///{var / 'credits.db'}"
-    if not settings.broker_url:
-        updates["broker_url"] = f"sqla+sqlite:///{var / 'broker.db'}"
+    if not settings.database_url.get_secret_value():
+        updates["database_url"] = SecretStr(f"sqlite:///{var / 'credits.db'}")
+    if not settings.broker_url.get_secret_value():
+        updates["broker_url"] = SecretStr(f"sqla+sqlite:///{var / 'broker.db'}")
     if not settings.storage_url:
         updates["storage_url"] = f"file://{(var / 'storage').resolve()}"
-    if not settings.secret_key:
-        updates["secret_key"] = _embedded_secret_key(var)
+    if not settings.secret_key.get_secret_value():
+        updates["secret_key"] = SecretStr(_embedded_secret_key(var))
     return settings.model_copy(update=updates)
 
 

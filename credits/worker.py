@@ -68,7 +68,7 @@ class WorkerResources:
     def session_factory(self) -> sessionmaker[Session]:
         if self._session_factory is None:
             engine = make_engine(
-                self.settings.database_url,
+                self.settings.database_url.get_secret_value(),
                 sqlite_busy_timeout_ms=self.settings.sqlite_busy_timeout_ms,
                 pool_size=self.settings.database_pool_size,
             )
@@ -262,7 +262,7 @@ def make_celery(
     """
     app = Celery("credits", set_as_current=False)
     app.conf.update(
-        broker_url=settings.broker_url,
+        broker_url=settings.broker_url.get_secret_value(),
         task_default_queue=settings.task_queue,
         broker_connection_retry_on_startup=True,
         task_always_eager=settings.task_always_eager,

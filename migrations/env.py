@@ -33,7 +33,7 @@ def run_migrations_online() -> None:
         with context.begin_transaction():
             context.run_migrations()
         return
-    url = config.attributes.get("database_url") or load_settings().database_url
+    url = config.attributes.get("database_url") or load_settings().database_url.get_secret_value()
     engine = make_engine(url)
     try:
         with engine.connect() as fresh:

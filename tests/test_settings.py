@@ -47,9 +47,9 @@ def test_embedded_profile_needs_no_settings_and_keeps_everything_under_var_dir(
 
     assert settings.profile is Profile.EMBEDDED
     assert settings.var_dir == var_dir
-    assert settings.database_url == f"sqlite:///{var_dir / 'credits.db'}"
+    assert settings.database_url.get_secret_value() == f"sqlite:///{var_dir / 'credits.db'}"
     assert settings.is_sqlite
-    assert settings.broker_url == f"sqla+sqlite:///{var_dir / 'broker.db'}"
+    assert settings.broker_url.get_secret_value() == f"sqla+sqlite:///{var_dir / 'broker.db'}"
     assert settings.storage_url == f"file://{(var_dir / 'storage').resolve()}"
     assert settings.executor is ExecutorName.LOCAL
     assert (settings.host, settings.port) == ("127.0.0.1", 8000)
@@ -60,7 +60,7 @@ def test_embedded_profile_keeps_urls_that_are_set(monkeypatch: pytest.MonkeyPatc
 
     settings = load_settings()
 
-    assert settings.database_url == "postgresql://localhost/credits"
+    assert settings.database_url.get_secret_value() == "postgresql://localhost/credits"
     assert not settings.is_sqlite
 
 
@@ -69,8 +69,8 @@ def test_embedded_secret_key_is_generated_once_readable_only_by_its_owner(var_di
 
     key_file = var_dir / SECRET_KEY_FILE
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
-    assert key_file.read_text().strip() == first.secret_key
-    assert len(first.secret_key) >= MIN_SECRET_KEY_LENGTH
+    assert key_file.read_text().strip() == first.secret_key.get_secret_value()
+    assert len(first.secret_key.get_secret_value()) >= MIN_SECRET_KEY_LENGTH
 
 
 def test_embedded_secret_key_is_reused_on_the_next_load(var_dir: Path) -> None:
@@ -79,7 +79,7 @@ def test_embedded_secret_key_is_reused_on_the_next_load(var_dir: Path) -> None:
 
     second = load_settings()
 
-    assert second.secret_key == first.secret_key
+    assert second.secret_key.get_secret_value() == first.secret_key.get_secret_value()
     assert (var_dir / SECRET_KEY_FILE).read_bytes() == written
 
 
@@ -90,7 +90,7 @@ def test_embedded_secret_key_from_the_environment_writes_no_key_file(
 
     settings = load_settings()
 
-    assert settings.secret_key == "s" * MIN_SECRET_KEY_LENGTH
+    assert settings.secret_key.get_secret_value() == "s" * MIN_SECRET_KEY_LENGTH
     assert not (var_dir / SECRET_KEY_FILE).exists()
 
 
@@ -102,8 +102,8 @@ def test_production_with_every_service_named_loads_without_embedded_defaults(
     settings = load_settings()
 
     assert settings.profile is Profile.PRODUCTION
-    assert settings.database_url == PRODUCTION["CREDITS_DATABASE_URL"]
-    assert settings.secret_key == PRODUCTION["CREDITS_SECRET_KEY"]
+    assert settings.database_url.get_secret_value() == PRODUCTION["CREDITS_DATABASE_URL"]
+    assert settings.secret_key.get_secret_value() == PRODUCTION["CREDITS_SECRET_KEY"]
     assert not var_dir.exists()
 
 
@@ -143,6 +143,12 @@ def test_production_refuses_a_secret_key_shorter_than_32_characters(
         ("CREDITS_BROKER_URL", "ftp://x"),
         ("CREDITS_STORAGE_URL", "gs://bucket"),
         ("CREDITS_PROFILE", "staging"),
+        ("CREDITS_RATELIMIT_STORAGE_URL", "memcached://x"),
+        ("CREDITS_LOGIN_LIMIT_PER_ACCOUNT", "ten a minute"),
+        ("CREDITS_LOGIN_LIMIT_PER_ADDRESS", "10/fortnight"),
+        ("CREDITS_SESSION_IDLE_HOURS", "0"),
+        ("CREDITS_SESSION_MAX_DAYS", "-1"),
+        ("CREDITS_TRUSTED_PROXIES", "-1"),
     ],
 )
 def test_a_bad_value_is_refused_in_one_line_naming_its_variable(
@@ -207,7 +213,7 @@ def test_processes_starting_together_agree_on_one_secret_key(var_dir: Path) -> N
 
     def start() -> None:
         barrier.wait()
-        keys.append(load_settings().secret_key)
+        keys.append(load_settings().secret_key.get_secret_value())
 
     threads = [threading.Thread(target=start) for _ in range(8)]
     for thread in threads:
@@ -238,8 +244,12 @@ def test_relative_paths_are_made_absolute_when_settings_load(
     assert settings.var_dir == tmp_path / "var"
     assert settings.jobs_dir == tmp_path / "var" / "jobs"
     assert settings.maildir == tmp_path / "maildir"
-    assert settings.database_url == f"sqlite:///{tmp_path / 'var' / 'credits.db'}"
-    assert settings.broker_url == f"sqla+sqlite:///{tmp_path / 'var' / 'broker.db'}"
+    assert (
+        settings.database_url.get_secret_value() == f"sqlite:///{tmp_path / 'var' / 'credits.db'}"
+    )
+    assert (
+        settings.broker_url.get_secret_value() == f"sqla+sqlite:///{tmp_path / 'var' / 'broker.db'}"
+    )
 
 
 def test_a_relative_sqlite_url_is_made_absolute_and_others_are_kept(
@@ -251,9 +261,15 @@ def test_a_relative_sqlite_url_is_made_absolute_and_others_are_kept(
 
     settings = load_settings()
 
-    assert settings.database_url == f"sqlite:///{tmp_path / 'data' / 'credits.db'}?timeout=5"
-    assert settings.broker_url == "sqla+sqlite:////srv/broker.db"
-    assert load_settings(database_url="sqlite:///:memory:").database_url == "sqlite:///:memory:"
+    assert (
+        settings.database_url.get_secret_value()
+        == f"sqlite:///{tmp_path / 'data' / 'credits.db'}?timeout=5"
+    )
+    assert settings.broker_url.get_secret_value() == "sqla+sqlite:////srv/broker.db"
+    assert (
+        load_settings(database_url="sqlite:///:memory:").database_url.get_secret_value()
+        == "sqlite:///:memory:"
+    )
 
 
 def test_production_runs_jobs_on_kubernetes_unless_told_otherwise(
@@ -275,3 +291,52 @@ def test_production_refuses_the_local_executor_unless_allowed(
         load_settings()
     monkeypatch.setenv("CREDITS_ALLOW_LOCAL_EXECUTOR", "true")
     assert load_settings().executor is ExecutorName.LOCAL
+
+
+SECRETS = {
+    "CREDITS_DATABASE_URL": "postgresql://credits:db-password-123@db.example.org/credits",
+    "CREDITS_BROKER_URL": "redis://:broker-password-456@broker.example.org:6379/0",
+    "CREDITS_RATELIMIT_STORAGE_URL": "redis://:limit-password-789@limits.example.org:6379/1",
+    "CREDITS_SECRET_KEY": "signing-key-" + "s" * MIN_SECRET_KEY_LENGTH,
+}
+
+
+def test_secrets_never_appear_in_the_settings_repr_or_dump(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _set(monkeypatch, {**PRODUCTION, **SECRETS})
+
+    settings = load_settings()
+
+    shown = [repr(settings), str(settings), settings.model_dump_json()]
+    for secret in ("db-password-123", "broker-password-456", "limit-password-789", "signing-key-"):
+        assert all(secret not in text for text in shown), secret
+    assert settings.database_url.get_secret_value() == SECRETS["CREDITS_DATABASE_URL"]
+    assert settings.ratelimit_storage == SECRETS["CREDITS_RATELIMIT_STORAGE_URL"]
+
+
+def test_a_refused_database_url_is_named_without_its_password(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CREDITS_DATABASE_URL", "mysql://credits:db-password-123@db/credits")
+
+    with pytest.raises(SettingsError, match="CREDITS_DATABASE_URL") as raised:
+        load_settings()
+
+    assert "db-password-123" not in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("broker", "expected"),
+    [
+        ("redis://broker.example.org:6379/0", "redis://broker.example.org:6379/0"),
+        ("amqp://broker.example.org//", "memory://"),
+    ],
+)
+def test_sign_in_throttling_counts_in_a_redis_broker_else_in_memory(
+    monkeypatch: pytest.MonkeyPatch, broker: str, expected: str
+) -> None:
+    _set(monkeypatch, {**PRODUCTION, "CREDITS_BROKER_URL": broker})
+
+    assert load_settings().ratelimit_storage == expected
+    assert load_settings(profile="embedded", broker_url="").ratelimit_storage == "memory://"

@@ -15,7 +15,7 @@ import click
 
 from credits.cli_support import cli_transaction, reports_errors
 from credits.db import utcnow
-from credits.identity import service
+from credits.identity import oidc, service
 from credits.identity import tokens as token_service
 from credits.identity.actor import Actor
 from credits.identity.models import Role, Scope
@@ -121,6 +121,28 @@ def revoke_role(email: str, role: str) -> None:
     with cli_transaction() as session:
         user = service.revoke_role(session, email=email, role=role, actor=_cli_actor())
     click.echo(_describe_user(user))
+
+
+@users.command("sign-out")
+@click.option("--email", required=True)
+@reports_errors
+def sign_out(email: str) -> None:
+    """End every portal session of a user, in every browser (API tokens are kept)."""
+    with cli_transaction() as session:
+        user = service.get_user_by_email(session, email)
+        service.end_sessions(session, user_id=user.id)
+    click.echo(f"signed out {_describe_user(user)} everywhere")
+
+
+@users.command("unlink-oidc")
+@click.option("--email", required=True)
+@reports_errors
+def unlink_oidc(email: str) -> None:
+    """Forget the user's OIDC identity; their next verified sign-in links a new one."""
+    with cli_transaction() as session:
+        removed = oidc.unlink_oidc(session, email=email, actor=_cli_actor())
+        service.end_sessions(session, user_id=service.get_user_by_email(session, email).id)
+    click.echo(f"removed {removed} OIDC link(s) of {email.strip().lower()}")
 
 
 @click.group()

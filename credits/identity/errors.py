@@ -114,3 +114,22 @@ class MissingScope(Forbidden):
 class MissingRole(Forbidden):
     slug = "missing-role"
     title = "Role required"
+
+
+class UnverifiedEmail(Unauthenticated):
+    """An OpenID Connect provider did not vouch for the e-mail it sent."""
+
+    slug = "unverified-email"
+    title = "Email address not verified"
+
+
+class NoAccountForEmail(Forbidden):
+    slug = "no-account-for-email"
+    title = "No account for this email address"
+
+
+class OidcSubjectMismatch(Forbidden):
+    """The account is bound to another identity at the same provider."""
+
+    slug = "oidc-subject-mismatch"
+    title = "Account linked to another identity"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import Boolean, CheckConstraint, ForeignKey, String, Text
+from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from credits.db import Base, BigId, UtcDateTime, utcnow
@@ -39,11 +39,17 @@ class User(Base):
     password_hash: Mapped[str | None] = mapped_column(Text)
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    # Every portal session carries the value it was signed in under; raising it (sign
+    # out, a new password, a role change) ends every session signed in before.
+    session_generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     roles: Mapped[list[UserRole]] = relationship(
         back_populates="user", cascade="all, delete-orphan", lazy="selectin"
     )
     tokens: Mapped[list[ApiToken]] = relationship(back_populates="user")
+    oidc_identities: Mapped[list[OidcIdentity]] = relationship(
+        back_populates="user", cascade="all, delete-orphan"
+    )
 
 
 class UserRole(Base):
@@ -79,3 +85,26 @@ class ApiToken(Base):
     last_used_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
     user: Mapped[User] = relationship(back_populates="tokens")
+
+
+class OidcIdentity(Base):
+    """An OpenID Connect (issuer, subject) bound to an account at its first verified sign-in.
+
+    Later sign-ins through that issuer find the account by subject alone; an account
+    has at most one subject per issuer.
+    """
+
+    __tablename__ = "oidc_identities"
+    __table_args__ = (
+        UniqueConstraint("issuer", "subject"),
+        UniqueConstraint("user_id", "issuer"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    issuer: Mapped[str] = mapped_column(String(500))
+    subject: Mapped[str] = mapped_column(String(255))
+    linked_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+    user: Mapped[User] = relationship(back_populates="oidc_identities")

@@ -252,7 +252,7 @@ def actor_for_email(session: Session, email: str) -> Actor:
 
 
 def grant_role(session: Session, *, email: str, role: Role | str, actor: Actor) -> UserOut:
-    """Gives the user ``role`` and appends ``role.granted``.
+    """Gives the user ``role``, ends their portal sessions and appends ``role.granted``.
 
     Granting a role the user already holds changes nothing and appends no
     event: a retried grant is harmless and the log records only real changes.
@@ -264,13 +264,14 @@ def grant_role(session: Session, *, email: str, role: Role | str, actor: Actor) 
     if any(held.role == wanted.value for held in user.roles):
         return UserOut.model_validate(user)
     user.roles.append(UserRole(role=wanted.value))
+    _end_sessions(user)
     session.flush()
     record_event(session, **_user_event("role.granted", user, actor, role=wanted.value))
     return UserOut.model_validate(user)
 
 
 def revoke_role(session: Session, *, email: str, role: Role | str, actor: Actor) -> UserOut:
-    """Takes ``role`` from the user and appends ``role.revoked``.
+    """Takes ``role`` from the user, ends their portal sessions and appends ``role.revoked``.
 
     Revoking a role the user does not hold changes nothing and appends no
     event, for the same reason as in ``grant_role``.
@@ -284,22 +285,48 @@ def revoke_role(session: Session, *, email: str, role: Role | str, actor: Actor)
         return UserOut.model_validate(user)
     # delete-orphan on the relationship deletes the row at flush.
     user.roles.remove(held)
+    _end_sessions(user)
     session.flush()
     record_event(session, **_user_event("role.revoked", user, actor, role=unwanted.value))
     return UserOut.model_validate(user)
+
+
+# Portal sessions.
+
+
+def _end_sessions(user: User) -> None:
+    # A session stays valid only while it carries the user's current generation; the
+    # increment runs in SQL so two concurrent bumps cannot land on one value.
+    user.session_generation = User.session_generation + 1
+
+
+def end_sessions(session: Session, *, user_id: int) -> int:
+    """Ends every portal session of the user (sign out, sign out everywhere).
+
+    Returns the new session generation; a session signed in from now on carries
+    it. Raises UserNotFound.
+    """
+    user = session.get(User, user_id)
+    if user is None:
+        raise UserNotFound(f"no user has the id {user_id}")
+    _end_sessions(user)
+    session.flush()
+    return user.session_generation
 
 
 # Passwords.
 
 
 def set_password(session: Session, *, email: str, password: str, actor: Actor) -> UserOut:
-    """Replaces the user's password and appends ``user.password_set`` (without the hash).
+    """Replaces the user's password, ends their portal sessions and appends
+    ``user.password_set`` (without the hash).
 
     Raises WeakPassword, UserNotFound.
     """
     checked = _check_password(password)
     user = load_user(session, email)
     user.password_hash = hash_password(checked)
+    _end_sessions(user)
     session.flush()
     record_event(session, **_user_event("user.password_set", user, actor))
     return UserOut.model_validate(user)

@@ -85,7 +85,8 @@ def _local_executor(settings: Settings) -> LocalExecutor:
 def _platform_paths(settings: Settings) -> tuple[str, ...]:
     """What a job must never see: the var folder, the SQLite files, local storage."""
     paths = [settings.var_dir, settings.maildir]
-    for url in (settings.database_url, settings.broker_url):
+    for secret in (settings.database_url, settings.broker_url):
+        url = secret.get_secret_value()
         if "sqlite:///" in url:
             paths.append(Path(url.split(":///", 1)[1].split("?", 1)[0]).parent)
     if settings.storage_url.startswith("file://"):

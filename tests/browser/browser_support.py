@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from browser_helpers import FLAVOUR, LiveApp
 from conftest import migrated_sqlite_url
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, ConsoleMessage, Page, sync_playwright
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from credits.app import create_app
@@ -67,8 +67,23 @@ def chromium() -> Iterator[Browser]:
 
 @pytest.fixture
 def page(chromium: Browser) -> Iterator[Page]:
+    """A tab; the test fails if any page it showed broke the Content-Security-Policy."""
     context = chromium.new_context(viewport={"width": 1280, "height": 860})
     tab = context.new_page()
     tab.set_default_timeout(10_000)
+    violations = watch_csp(tab)
     yield tab
     context.close()
+    assert not violations, f"pages broke their Content-Security-Policy: {violations}"
+
+
+def watch_csp(tab: Page) -> list[str]:
+    """Collects the console's reports of what the page's policy refused."""
+    violations: list[str] = []
+
+    def seen(message: ConsoleMessage) -> None:
+        if "Content Security Policy" in message.text:
+            violations.append(message.text)
+
+    tab.on("console", seen)
+    return violations

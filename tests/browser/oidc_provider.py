@@ -40,10 +40,11 @@ DISPLAY_NAME = "Test University"  # what the app calls this provider on its sign
 
 @dataclass(frozen=True)
 class Login:
-    """Who the provider says signed in, and whether it vouches for the email."""
+    """Who the provider says signed in, and whether it vouches for the email
+    (None: the ``email_verified`` claim is left out)."""
 
     email: str
-    email_verified: bool = True
+    email_verified: bool | None = True
     subject: str = field(default_factory=lambda: secrets.token_hex(8))
 
 
@@ -78,9 +79,14 @@ class FakeOidcProvider:
     _access_tokens: dict[str, Login] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def next_login(self, email: str, *, email_verified: bool = True) -> Login:
-        """The next authorization request signs in ``email``."""
-        self.login = Login(email=email, email_verified=email_verified)
+    def next_login(
+        self, email: str, *, email_verified: bool | None = True, subject: str | None = None
+    ) -> Login:
+        """The next authorization request signs in ``email`` (as ``subject``, else a new one)."""
+        if subject is None:
+            self.login = Login(email=email, email_verified=email_verified)
+        else:
+            self.login = Login(email=email, email_verified=email_verified, subject=subject)
         return self.login
 
     # -- the WSGI application -------------------------------------------------
@@ -171,10 +177,11 @@ class FakeOidcProvider:
             "aud": grant.client_id,
             "sub": grant.login.subject,
             "email": grant.login.email,
-            "email_verified": grant.login.email_verified,
             "iat": now,
             "exp": now + TOKEN_LIFETIME_S,
         }
+        if grant.login.email_verified is not None:
+            claims["email_verified"] = grant.login.email_verified
         if grant.nonce is not None:
             claims["nonce"] = grant.nonce
         key = self.impostor_key or self.key
@@ -197,9 +204,10 @@ class FakeOidcProvider:
         login = self._access_tokens.get(token) if scheme.lower() == "bearer" else None
         if login is None:
             return _json({"error": "invalid_token"}, status=401)
-        return _json(
-            {"sub": login.subject, "email": login.email, "email_verified": login.email_verified}
-        )
+        body: dict[str, Any] = {"sub": login.subject, "email": login.email}
+        if login.email_verified is not None:
+            body["email_verified"] = login.email_verified
+        return _json(body)
 
 
 def _json(body: Mapping[str, object], status: int = 200) -> Response:

@@ -74,6 +74,21 @@ def test_an_existing_account_signs_in_and_lands_on_the_dashboard(
     expect(page).to_have_url(f"{oidc_live_app.url}/tokens")
 
 
+def test_the_page_asked_for_before_signing_in_is_shown_after(
+    page: Page, oidc_live_app: LiveApp, oidc_provider: FakeOidcProvider
+) -> None:
+    _researcher(oidc_live_app)
+    oidc_provider.next_login(EMAIL)
+    page.goto(f"{oidc_live_app.url}/tokens")
+    expect(page).to_have_url(re.compile(r"/login\?next=(%2F|/)tokens"))
+    with page.expect_response(re.compile(r"/auth/callback\?")) as callback:
+        page.get_by_role("link", name=f"Sign in with {DISPLAY_NAME}").click()
+    page.wait_for_load_state()
+    assert callback.value.status == 302
+    expect(page).to_have_url(re.compile(rf"^{re.escape(oidc_live_app.url)}/tokens\??$"))
+    expect(page.get_by_role("heading", name="API tokens")).to_be_visible()
+
+
 def test_an_email_with_no_account_is_refused(
     page: Page, oidc_live_app: LiveApp, oidc_provider: FakeOidcProvider
 ) -> None:

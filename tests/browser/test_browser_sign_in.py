@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 
 from browser_helpers import LiveApp, screenshot, sign_in
-from playwright.sync_api import Page, expect
+from browser_support import watch_csp
+from playwright.sync_api import Browser, Page, expect
 
 from credits.db import session_scope
 from credits.identity.actor import Actor
@@ -74,3 +75,24 @@ def test_a_form_posted_without_its_csrf_token_is_refused(page: Page, live_app: L
     response = page.request.post(f"{live_app.url}/tokens", form={"name": "forged", "days": "90"})
     assert response.status == 400
     assert "Form expired" in response.text()
+
+
+def test_sign_out_everywhere_ends_the_session_in_another_browser(
+    page: Page, live_app: LiveApp, chromium: Browser
+) -> None:
+    _researcher(live_app)
+    elsewhere = chromium.new_context()
+    try:
+        other = elsewhere.new_page()
+        violations = watch_csp(other)
+        sign_in(other, live_app, "ada@uni.edu", PASSWORD)
+        sign_in(page, live_app, "ada@uni.edu", PASSWORD)
+        page.goto(f"{live_app.url}/tokens")
+        screenshot(page, "tokens-sessions")
+        page.get_by_role("button", name="Sign out everywhere").click()
+        expect(page.get_by_text("You are signed out everywhere")).to_be_visible()
+        other.goto(f"{live_app.url}/tokens")
+        expect(other).to_have_url(re.compile(r"/login\?next="))
+        assert not violations
+    finally:
+        elsewhere.close()

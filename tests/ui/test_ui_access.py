@@ -13,6 +13,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy.orm import Session, sessionmaker
 from ui_matrix import LOGIN, OK, UiRow
+from ui_sign_in import sign_in_as
 
 from credits.app import create_app
 from credits.settings import load_settings
@@ -82,9 +83,7 @@ def _answer(
     client: FlaskClient, session: Session, row: UiRow, world: World, persona: str
 ) -> str | int:
     if persona != ANONYMOUS:
-        with client.session_transaction() as cookie:
-            cookie["user_id"] = world.user_ids.get(persona, world.member_a)
-            cookie["csrf_token"] = CSRF
+        sign_in_as(client, world.user_ids.get(persona, world.member_a), csrf_token=CSRF)
     form = (row.form(world) if row.form else {}) | (
         {"csrf_token": CSRF} if row.method == "POST" else {}
     )

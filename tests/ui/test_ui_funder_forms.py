@@ -11,6 +11,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
+from ui_sign_in import sign_in_as
 
 from credits.app import create_app
 from credits.db import utcnow
@@ -31,9 +32,7 @@ def app(joined_session_factory: sessionmaker[Session]) -> Flask:
 
 def _client(app: Flask, world: World, persona: str) -> FlaskClient:
     client = app.test_client()
-    with client.session_transaction() as cookie:
-        cookie["user_id"] = world.user_ids[persona]
-        cookie["csrf_token"] = CSRF
+    sign_in_as(client, world.user_ids[persona], csrf_token=CSRF)
     return client
 
 

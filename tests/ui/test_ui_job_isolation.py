@@ -6,6 +6,7 @@ from pathlib import Path
 
 from api_world import FLAVOUR, RESEARCHER_A, build_world
 from sqlalchemy.orm import Session, sessionmaker
+from ui_sign_in import sign_in_as
 
 from credits.app import create_app
 from credits.jobs.executors.base import LaunchRequest, NodeSlice
@@ -25,8 +26,7 @@ def test_the_job_page_states_the_local_sandbox_and_its_limits(
     )
     app = create_app(load_settings(), session_factory=joined_session_factory, executor=executor)
     client = app.test_client()
-    with client.session_transaction() as cookie:
-        cookie["user_id"] = world.user_ids[RESEARCHER_A]
+    sign_in_as(client, world.user_ids[RESEARCHER_A])
 
     unlaunched = client.get(f"/jobs/{world.job_a}").get_data(as_text=True)
     executor.launch(

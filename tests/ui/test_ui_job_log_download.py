@@ -10,6 +10,7 @@ from api_world import FLAVOUR, RESEARCHER_A, RESEARCHER_B, World, build_world, w
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy.orm import Session, sessionmaker
+from ui_sign_in import sign_in_as
 
 from credits.app import create_app
 from credits.jobs.executors.base import ExecutorError, LaunchRequest, NodeSlice
@@ -29,8 +30,7 @@ def app(joined_session_factory: sessionmaker[Session], executor: SimulatedExecut
 
 def _client(app: Flask, world: World, persona: str) -> FlaskClient:
     client = app.test_client()
-    with client.session_transaction() as cookie:
-        cookie["user_id"] = world.user_ids[persona]
+    sign_in_as(client, world.user_ids[persona])
     return client
 
 

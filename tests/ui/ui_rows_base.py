@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ui_matrix import OK, UiRow, expect
+from ui_matrix import LOGIN, OK, UiRow, expect
 
 EVERYONE = expect(OK)
 
@@ -17,4 +17,6 @@ ROWS = [
         expect(404, anonymous=400),
         {"token_id": "member_a"},
     ),
+    # Sign out everywhere: every signed-in persona ends up at the sign-in page.
+    UiRow("POST", "/sessions/end", expect(LOGIN, anonymous=400)),
 ]
