@@ -79,6 +79,8 @@ def create_app(
     app.json = _OrderedJSONProvider(app)
     app.url_map.converters["int"] = IdConverter  # before any rule is added
     app.config["SECRET_KEY"] = settings.secret_key.get_secret_value()
+    # Larger bodies are refused unread (413); usage ingestion raises its own limit.
+    app.config["MAX_CONTENT_LENGTH"] = settings.request_max_bytes
     app.extensions[EXTENSION_KEY] = CreditsExtension(
         settings=settings,
         session_factory=session_factory or _default_session_factory(settings),
@@ -112,7 +114,13 @@ def serve(settings: Settings) -> None:
         loop = JobsLoop(extension.session_factory, executor_for(settings), settings)
         loop.start()
     try:
-        waitress.serve(app, host=settings.host, port=settings.port)
+        waitress.serve(
+            app,
+            host=settings.host,
+            port=settings.port,
+            # Waitress buffers a body before the app sees it: none over the largest limit.
+            max_request_body_size=max(settings.request_max_bytes, settings.usage_request_max_bytes),
+        )
     finally:
         if loop is not None:
             loop.stop()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import AfterValidator, AwareDatetime
+from pydantic import AfterValidator, AwareDatetime, BeforeValidator
 
 EARLIEST_YEAR = 1970
 LATEST_YEAR = 9000
@@ -18,5 +18,13 @@ def _plausible(moment: datetime) -> datetime:
     return moment
 
 
-ApiTime = Annotated[AwareDatetime, AfterValidator(_plausible)]
-"""An ISO 8601 time with a timezone, between 1970 and 9000."""
+def _text_or_time(value: object) -> object:
+    """A time arrives as ISO 8601 text (from Python code, as a datetime), as the schema
+    says: never as a number, which pydantic would read as seconds since 1970."""
+    if isinstance(value, str | datetime):
+        return value
+    raise ValueError("a time is ISO 8601 text with a timezone, such as 2027-01-31T12:00:00Z")
+
+
+ApiTime = Annotated[AwareDatetime, BeforeValidator(_text_or_time), AfterValidator(_plausible)]
+"""An ISO 8601 time with a timezone, between 1970 and 9000; never a number."""

@@ -80,6 +80,10 @@ class Settings(BaseSettings):
     database_pool_size: int = Field(default=10, ge=1, le=200)
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
+    # Request bodies over this many bytes are refused (413) unread; usage ingestion,
+    # up to 1,000 records with their evidence, takes up to the second.
+    request_max_bytes: int = Field(default=1024 * 1024, ge=1024, le=1024**3)
+    usage_request_max_bytes: int = Field(default=16 * 1024 * 1024, ge=1024, le=1024**3)
     instance_name: str = Field(default="credits", min_length=1, max_length=63)
     # Notifications: SMTP when smtp_host is set (required in production), else a Maildir.
     smtp_host: str = ""

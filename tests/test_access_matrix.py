@@ -194,6 +194,7 @@ MATRIX: tuple[Row, ...] = (
         PROJECT_A,
         {"project_id": "project_a"},
         body=lambda _: job_body(),
+        headers={"Idempotency-Key": "matrix-job"},
     ),
     Row("GET", "/api/v1/jobs", ANY_TOKEN),
     Row("GET", "/api/v1/jobs/<int:job_id>", PROJECT_A, {"job_id": "job_a"}),

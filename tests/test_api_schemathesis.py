@@ -10,7 +10,8 @@ so every example meets the same world.
 
 Checks: no server error; the status is one the operation documents (the
 document has no ``default`` catch-all); the content type and the body match
-what is documented for that status; documented headers are present.
+what is documented for that status; documented headers are present; a
+request generated to break the schema (negative mode) is refused with a 4xx.
 Generation is derandomized with a fixed example count, so a run is
 repeatable and takes seconds.
 """
@@ -40,6 +41,8 @@ CHECKS = [
     schemathesis.checks.content_type_conformance,
     schemathesis.checks.response_schema_conformance,
     schemathesis.checks.response_headers_conformance,
+    # Negative mode: a request that breaks the schema is refused with a 4xx.
+    schemathesis.checks.negative_data_rejection,
 ]
 # The World field each path parameter takes when the ids are pinned to real objects.
 PINNED = {

@@ -9,17 +9,18 @@ renders its schema. Lists are paged by id: pass a page's ``next_cursor`` as
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from flask import Blueprint, request, url_for
 from flask.typing import ResponseReturnValue
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
+from sqlalchemy.orm import Session
 
 from credits.api.auth import current_actor, session_factory
 from credits.api.converters import MAX_ID
 from credits.api.openapi import operation
-from credits.db import session_scope
-from credits.errors import CreditsError
+from credits.api.parsing import NoInput, idempotency_key, json_body, optional_json_body
+from credits.db import run_in_transaction, session_scope
 from credits.grants import funding, programs, projects
 from credits.grants.models import (
     MAX_MEAN_SCORE,
@@ -52,12 +53,6 @@ from credits.ledger.models import Currency
 from credits.schema_types import ApiTime
 
 blueprint = Blueprint("grants", __name__, url_prefix="/api/v1")
-
-
-class IdempotencyKeyRequired(CreditsError):
-    status = 400
-    slug = "idempotency-key-required"
-    title = "Idempotency-Key header required"
 
 
 # Query strings and bodies: extra members are refused.
@@ -143,10 +138,6 @@ def _caller(scope: Scope) -> Actor:
     return actor
 
 
-def _body() -> Any:
-    return request.get_json()
-
-
 def _page_headers(endpoint: str, query: BaseModel, next_cursor: int | None) -> dict[str, str]:
     if next_cursor is None:
         return {}
@@ -188,7 +179,7 @@ def list_programs() -> ResponseReturnValue:
 def create_program() -> ResponseReturnValue:
     """A draft program from a ProgramCreate body; a funder creating it becomes an owner."""
     actor = _caller(Scope.WRITE)
-    body = ProgramCreate.model_validate(_body())
+    body = json_body(ProgramCreate)
     with session_scope(session_factory()) as session:
         program = programs.create_program(session, actor=actor, **body.model_dump())
     return program.model_dump(mode="json"), 201
@@ -211,7 +202,7 @@ def get_program(program_id: int) -> ResponseReturnValue:
 def update_program(program_id: int) -> ResponseReturnValue:
     """Changes the fields a ProgramUpdate body names; only a draft can be edited."""
     actor = _caller(Scope.WRITE)
-    body = ProgramUpdate.model_validate(_body())
+    body = json_body(ProgramUpdate)
     changes = body.model_dump(exclude={"initial_share_percent"}, exclude_none=True)
     if "initial_share_percent" in body.model_fields_set:
         changes["initial_share_percent"] = body.initial_share_percent
@@ -222,10 +213,17 @@ def update_program(program_id: int) -> ResponseReturnValue:
 
 
 @blueprint.post("/programs/<int:program_id>/open")
-@operation("Open a draft program", response=ProgramOut, problems=(403, 404, 409, 422))
+@operation(
+    "Open a draft program",
+    body=NoInput,
+    body_required=False,
+    response=ProgramOut,
+    problems=(403, 404, 409, 422),
+)
 def open_program(program_id: int) -> ResponseReturnValue:
     """draft → open: the call takes proposals within its window."""
     actor = _caller(Scope.WRITE)
+    optional_json_body(NoInput)
     with session_scope(session_factory()) as session:
         get_program_for_actor(session, actor, program_id, scope=Scope.WRITE)
         program = programs.open_program(session, program_id=program_id, actor=actor)
@@ -233,10 +231,17 @@ def open_program(program_id: int) -> ResponseReturnValue:
 
 
 @blueprint.post("/programs/<int:program_id>/close")
-@operation("Close an open program", response=ProgramOut, problems=(403, 404, 409))
+@operation(
+    "Close an open program",
+    body=NoInput,
+    body_required=False,
+    response=ProgramOut,
+    problems=(403, 404, 409),
+)
 def close_program(program_id: int) -> ResponseReturnValue:
     """open → closed: no more proposals."""
     actor = _caller(Scope.WRITE)
+    optional_json_body(NoInput)
     with session_scope(session_factory()) as session:
         get_program_for_actor(session, actor, program_id, scope=Scope.WRITE)
         program = programs.close_program(session, program_id=program_id, actor=actor)
@@ -248,7 +253,7 @@ def close_program(program_id: int) -> ResponseReturnValue:
 def add_program_owner(program_id: int) -> ResponseReturnValue:
     """Makes the funder named by an OwnerAdd body an owner of the program."""
     actor = _caller(Scope.WRITE)
-    body = OwnerAdd.model_validate(_body())
+    body = json_body(OwnerAdd)
     with session_scope(session_factory()) as session:
         get_program_for_actor(session, actor, program_id, scope=Scope.WRITE)
         program = programs.add_program_owner(
@@ -270,15 +275,17 @@ def fund_program(program_id: int) -> ResponseReturnValue:
     """Moves a FundIn body's micro-credits from the mint into the pool; needs an
     ``Idempotency-Key`` header, and replays the first result when it is sent again."""
     actor = _caller(Scope.WRITE)
-    key = request.headers.get("Idempotency-Key", "").strip()
-    if not key:
-        raise IdempotencyKeyRequired("funding a program needs an Idempotency-Key header")
-    body = FundIn.model_validate(_body())
-    with session_scope(session_factory()) as session:
+    key = idempotency_key("funding a program")
+    body = json_body(FundIn)
+
+    def fund(session: Session) -> FundingOut:
         get_program_for_actor(session, actor, program_id, scope=Scope.WRITE)
-        funded = funding.fund_program(
+        return funding.fund_program(
             session, program_id=program_id, key=key, actor=actor, **body.model_dump()
         )
+
+    # Two requests with one key may race: the loser's retry replays the winner's.
+    funded = run_in_transaction(session_factory(), fund)
     return funded.model_dump(mode="json"), 201
 
 
@@ -310,7 +317,7 @@ def list_projects() -> ResponseReturnValue:
 def create_project() -> ResponseReturnValue:
     """A project from a ProjectCreate body; a researcher becomes its PI, ops name one."""
     actor = _caller(Scope.WRITE)
-    body = ProjectCreate.model_validate(_body())
+    body = json_body(ProjectCreate)
     with session_scope(session_factory()) as session:
         project = projects.create_project(session, actor=actor, **body.model_dump())
     return project.model_dump(mode="json"), 201
@@ -337,7 +344,7 @@ def get_project(project_id: int) -> ResponseReturnValue:
 def add_member(project_id: int) -> ResponseReturnValue:
     """Adds the researcher a MemberAdd body names, as manager or member (PI, managers, ops)."""
     actor = _caller(Scope.WRITE)
-    body = MemberAdd.model_validate(_body())
+    body = json_body(MemberAdd)
     with session_scope(session_factory()) as session:
         get_project_for_actor(session, actor, project_id, scope=Scope.WRITE)
         project = projects.add_member(
@@ -364,7 +371,7 @@ def remove_member(project_id: int, user_id: int) -> ResponseReturnValue:
 def suspend_project(project_id: int) -> ResponseReturnValue:
     """active → suspended, with its allocations: no new holds (ops, ReasonIn body)."""
     actor = _caller(Scope.WRITE)
-    body = ReasonIn.model_validate(_body())
+    body = json_body(ReasonIn)
     with session_scope(session_factory()) as session:
         get_project_for_actor(session, actor, project_id, scope=Scope.WRITE)
         project = projects.suspend_project(
@@ -378,7 +385,7 @@ def suspend_project(project_id: int) -> ResponseReturnValue:
 def unsuspend_project(project_id: int) -> ResponseReturnValue:
     """suspended → active, with its unexpired allocations (ops, ReasonIn body)."""
     actor = _caller(Scope.WRITE)
-    body = ReasonIn.model_validate(_body())
+    body = json_body(ReasonIn)
     with session_scope(session_factory()) as session:
         get_project_for_actor(session, actor, project_id, scope=Scope.WRITE)
         project = projects.unsuspend_project(
@@ -398,7 +405,7 @@ def unsuspend_project(project_id: int) -> ResponseReturnValue:
 def archive_project(project_id: int) -> ResponseReturnValue:
     """active or suspended → archived, for good (the PI or ops; optional ArchiveIn body)."""
     actor = _caller(Scope.WRITE)
-    body = ArchiveIn.model_validate(request.get_json(silent=True) or {})
+    body = optional_json_body(ArchiveIn)
     with session_scope(session_factory()) as session:
         get_project_for_actor(session, actor, project_id, scope=Scope.WRITE)
         project = projects.archive_project(

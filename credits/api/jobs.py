@@ -3,7 +3,8 @@
 A submission holds credits for the job's worst case (GPUs x max runtime x the
 flavour's rate in force) in the same transaction that queues it; without
 enough credits it is a 402 problem naming ``required`` and ``available``.
-An ``Idempotency-Key`` header makes a retried submission return the first job.
+It needs an ``Idempotency-Key`` header: a retried submission returns the first
+job (200), also when the retry races the first request.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from credits.api.auth import (
     session_factory,
 )
 from credits.api.openapi import operation
-from credits.db import session_scope
+from credits.api.parsing import NoInput, idempotency_key, json_body, optional_json_body
+from credits.db import run_in_transaction, session_scope
 from credits.identity.access import require_actor, require_scope
 from credits.identity.actor import Actor
 from credits.identity.models import Scope
@@ -51,17 +53,19 @@ def _caller(scope: Scope) -> Actor:
     response=JobOut,
     status=201,
     idempotency_key=True,
+    replay_status=200,
     problems=(400, 402, 403, 404, 409, 415, 422),
 )
 def submit_job(project_id: int) -> ResponseReturnValue:
     """Validates the JobSpec, holds credits for its worst case and queues it. A
     replay of an ``Idempotency-Key`` answers 200 with the first job."""
     actor = _caller(Scope.WRITE)
-    spec = JobSpec.model_validate(request.get_json())
-    key = request.headers.get("Idempotency-Key", "").strip() or None
+    key = idempotency_key("submitting a job")
+    spec = json_body(JobSpec)
     limits = job_submission_limits()
-    with session_scope(session_factory()) as session:
-        job = service.submit_job(
+    job = run_in_transaction(
+        session_factory(),
+        lambda session: service.submit_job(
             session,
             project_id=project_id,
             spec=spec,
@@ -70,7 +74,8 @@ def submit_job(project_id: int) -> ResponseReturnValue:
             pool_nodes=limits.pool_nodes,
             image_registries=limits.image_registries,
             idempotency_key=key,
-        )
+        ),
+    )
     headers = {"Location": url_for(".get_job", job_id=job.id)}
     return job.model_dump(mode="json"), 200 if job.replayed else 201, headers
 
@@ -140,11 +145,18 @@ def log_response(download: log_download.LogDownload) -> Response:
 
 
 @blueprint.post("/jobs/<int:job_id>/cancel")
-@operation("Cancel a job", response=JobOut, problems=(403, 404, 409))
+@operation(
+    "Cancel a job",
+    body=NoInput,
+    body_required=False,
+    response=JobOut,
+    problems=(403, 404, 409),
+)
 def cancel_job(job_id: int) -> ResponseReturnValue:
     """A queued job is cancelled at once and its hold voided; a starting or running
     one is stopped by the executor and charged for what ran. A finished job is a 409."""
     actor = _caller(Scope.WRITE)
+    optional_json_body(NoInput)
     with session_scope(session_factory()) as session:
         job = service.cancel_job(session, job_id=job_id, actor=actor)
     return job.model_dump(mode="json")

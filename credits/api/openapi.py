@@ -25,12 +25,17 @@ from pydantic.json_schema import JsonSchemaMode, models_json_schema
 from werkzeug.routing import Rule
 
 from credits.api.converters import MAX_ID
+from credits.api.parsing import (
+    IDEMPOTENCY_HEADER,
+    IDEMPOTENCY_KEY_MAX_LENGTH,
+    IDEMPOTENCY_KEY_PATTERN,
+    JSON_MEDIA_TYPE,
+)
 from credits.api.problems import PROBLEM_MEDIA_TYPE, Problem
 
 OPENAPI_VERSION = "3.1.0"
 REF_TEMPLATE = "#/components/schemas/{model}"
 SECURITY_SCHEME = "bearer"
-IDEMPOTENCY_HEADER = "Idempotency-Key"
 _ATTRIBUTE = "_credits_operation"
 _IMPLICIT_METHODS = frozenset({"HEAD", "OPTIONS"})
 _RULE_ARGUMENT = re.compile(r"<(?:(?P<converter>\w+)(?:\([^)]*\))?:)?(?P<name>\w+)>")
@@ -63,14 +68,17 @@ class Operation:
     media_type: str = "application/json"
     # Headers of the success answer: (name, description).
     headers: tuple[tuple[str, str], ...] = ()
+    # The status a replayed Idempotency-Key answers with, when not ``status``.
+    replay_status: int | None = None
 
     def problem_statuses(self) -> list[int]:
         """Declared problems, plus 401 for authenticated routes, 422 (every request is
         refused that way when it carries a NUL character, see ``api/guards.py``), 400
-        (malformed JSON) and 415 (not JSON) for a required body, and 500."""
+        (malformed or too deep JSON), 413 (too large) and 415 (not JSON) for a body,
+        optional or not (see ``api/parsing.py``), 400 for an Idempotency-Key, and 500."""
         implied = {500, 422}
         implied |= {401} if self.authenticated else set()
-        implied |= {400, 415} if self.body is not None and self.body_required else set()
+        implied |= {400, 413, 415} if self.body is not None else set()
         implied |= {400} if self.idempotency_key else set()
         return sorted(set(self.problems) | implied)
 
@@ -88,13 +96,15 @@ def operation(
     idempotency_key: bool = False,
     media_type: str = "application/json",
     headers: tuple[tuple[str, str], ...] = (),
+    replay_status: int | None = None,
 ) -> Callable[[View], View]:
     """Declares a route for the document; place it under the ``@blueprint.get`` line.
 
     ``body`` is the pydantic model the route parses its JSON request body with;
     ``body_required=False`` when the route also accepts no body at all.
     ``idempotency_key=True`` documents the required ``Idempotency-Key`` header
-    of a request that moves credits (and the 400 its absence answers).
+    of a request that moves credits (and the 400 its absence answers);
+    ``replay_status`` the status a replay answers, when it is not ``status``.
     ``media_type`` other than JSON (with no ``response`` model) documents a success
     answer that is a file, such as ``text/plain``; ``headers`` names the headers
     the success answer always carries, as (name, description) pairs.
@@ -103,16 +113,17 @@ def operation(
     def declare(view: View) -> View:
         declared = Operation(
             summary,
-            response,
-            query,
-            status,
-            problems,
-            authenticated,
-            body,
-            body_required,
-            idempotency_key,
-            media_type,
-            headers,
+            response=response,
+            query=query,
+            status=status,
+            problems=problems,
+            authenticated=authenticated,
+            body=body,
+            body_required=body_required,
+            idempotency_key=idempotency_key,
+            media_type=media_type,
+            headers=headers,
+            replay_status=replay_status,
         )
         setattr(view, _ATTRIBUTE, declared)
         return view
@@ -182,7 +193,12 @@ def _header_parameters(declared: Operation) -> list[dict[str, Any]]:
             "in": "header",
             "required": True,
             "description": "the same key with the same request replays the first result",
-            "schema": {"type": "string", "minLength": 1},
+            "schema": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": IDEMPOTENCY_KEY_MAX_LENGTH,
+                "pattern": IDEMPOTENCY_KEY_PATTERN,
+            },
         }
     ]
 
@@ -242,9 +258,7 @@ class _DocumentBuilder:
         if declared.body is not None:
             document["requestBody"] = {
                 "required": declared.body_required,
-                "content": {
-                    "application/json": {"schema": self.refs[(declared.body, "validation")]}
-                },
+                "content": {JSON_MEDIA_TYPE: {"schema": self.refs[(declared.body, "validation")]}},
             }
         description = inspect.getdoc(route.view)
         if description:
@@ -273,6 +287,11 @@ class _DocumentBuilder:
                 for name, description in declared.headers
             }
         responses: dict[str, Any] = {str(declared.status): answer}
+        if declared.replay_status is not None:
+            replay = HTTPStatus(declared.replay_status).phrase
+            responses[str(declared.replay_status)] = answer | {
+                "description": f"{replay}: a replay of the {IDEMPOTENCY_HEADER}, the first result"
+            }
         # Every status is listed, with no "default" catch-all, so that a client (and the
         # schemathesis test) can tell a documented answer from a surprise.
         for status in declared.problem_statuses():

@@ -7,11 +7,12 @@ integer micro-credits per GPU-hour; times are ISO 8601 with a timezone.
 
 from __future__ import annotations
 
-from flask import Blueprint, request, url_for
+from flask import Blueprint, url_for
 from flask.typing import ResponseReturnValue
 
 from credits.api.auth import current_actor, session_factory
 from credits.api.openapi import operation
+from credits.api.parsing import json_body
 from credits.db import session_scope, utcnow
 from credits.identity.access import require_actor, require_any_role, require_scope
 from credits.identity.actor import Actor
@@ -78,7 +79,7 @@ def list_rates(name: str) -> ResponseReturnValue:
 def add_flavour() -> ResponseReturnValue:
     """Ops only. Body: a FlavourIn document; the new flavour has no rate until one is set."""
     actor = _operator()
-    body = FlavourIn.model_validate(request.get_json())
+    body = json_body(FlavourIn)
     with session_scope(session_factory()) as session:
         flavour = service.add_flavour(session, **body.model_dump(), actor=actor)
     location = url_for(".get_flavour", name=flavour.name)
@@ -96,7 +97,7 @@ def add_flavour() -> ResponseReturnValue:
 def set_rate(name: str) -> ResponseReturnValue:
     """Ops only. Body: a RateIn document; effective_from may not lie in the past."""
     actor = _operator()
-    body = RateIn.model_validate(request.get_json())
+    body = json_body(RateIn)
     with session_scope(session_factory()) as session:
         rate = service.set_rate(
             session,

@@ -9,17 +9,17 @@ covers supplements, and tranche release) need an ``Idempotency-Key`` header.
 
 from __future__ import annotations
 
-from typing import Any
-
 from flask import Blueprint, request
 from flask.typing import ResponseReturnValue
 from pydantic import Field, StrictInt
+from sqlalchemy.orm import Session
 
 from credits.api.auth import session_factory
 from credits.api.converters import MAX_ID
-from credits.api.grants import IdempotencyKeyRequired, _caller, _page_headers, _Strict
+from credits.api.grants import _caller, _page_headers, _Strict
 from credits.api.openapi import operation
-from credits.db import session_scope
+from credits.api.parsing import NoInput, idempotency_key, json_body, optional_json_body
+from credits.db import run_in_transaction, session_scope
 from credits.grants import allocations, awards, proposals, reviews
 from credits.grants.errors import AllocationNotFound, TrancheNotFound
 from credits.grants.models import ProposalKind, ProposalStatus
@@ -130,17 +130,6 @@ class ReleaseIn(_Strict):
     progress_report: str = Field(min_length=1)
 
 
-def _key(action: str) -> str:
-    key = request.headers.get("Idempotency-Key", "").strip()
-    if not key:
-        raise IdempotencyKeyRequired(f"{action} needs an Idempotency-Key header")
-    return key
-
-
-def _optional_body() -> Any:
-    return request.get_json(silent=True) or {}
-
-
 # Proposals.
 
 
@@ -174,7 +163,7 @@ def list_proposals() -> ResponseReturnValue:
 def create_proposal() -> ResponseReturnValue:
     """A draft from a ProposalCreate body; the PI or a manager of the project, or ops."""
     actor = _caller(Scope.WRITE)
-    body = ProposalCreate.model_validate(request.get_json())
+    body = json_body(ProposalCreate)
     with session_scope(session_factory()) as session:
         get_project_for_actor(session, actor, body.project_id, scope=Scope.WRITE)
         proposal = proposals.create_proposal(session, actor=actor, **body.model_dump())
@@ -201,7 +190,7 @@ def get_proposal(proposal_id: int) -> ResponseReturnValue:
 def update_proposal(proposal_id: int) -> ResponseReturnValue:
     """Changes the fields a ProposalUpdate body names; only a draft is edited."""
     actor = _caller(Scope.WRITE)
-    body = ProposalUpdate.model_validate(request.get_json())
+    body = json_body(ProposalUpdate)
     with session_scope(session_factory()) as session:
         load_proposal_for_actor(session, actor, proposal_id, scope=Scope.WRITE)
         proposal = proposals.update_proposal(
@@ -211,10 +200,17 @@ def update_proposal(proposal_id: int) -> ResponseReturnValue:
 
 
 @blueprint.post("/proposals/<int:proposal_id>/submit")
-@operation("Submit a draft proposal", response=ProposalOut, problems=(403, 404, 409, 422))
+@operation(
+    "Submit a draft proposal",
+    body=NoInput,
+    body_required=False,
+    response=ProposalOut,
+    problems=(403, 404, 409, 422),
+)
 def submit_proposal(proposal_id: int) -> ResponseReturnValue:
     """draft → submitted, once complete and while the program takes proposals."""
     actor = _caller(Scope.WRITE)
+    optional_json_body(NoInput)
     with session_scope(session_factory()) as session:
         load_proposal_for_actor(session, actor, proposal_id, scope=Scope.WRITE)
         proposal = proposals.submit_proposal(session, proposal_id=proposal_id, actor=actor)
@@ -232,7 +228,7 @@ def submit_proposal(proposal_id: int) -> ResponseReturnValue:
 def withdraw_proposal(proposal_id: int) -> ResponseReturnValue:
     """draft, submitted or in_review → withdrawn (optional OptionalReason body)."""
     actor = _caller(Scope.WRITE)
-    body = OptionalReason.model_validate(_optional_body())
+    body = optional_json_body(OptionalReason)
     with session_scope(session_factory()) as session:
         load_proposal_for_actor(session, actor, proposal_id, scope=Scope.WRITE)
         proposal = proposals.withdraw_proposal(
@@ -255,7 +251,7 @@ def withdraw_proposal(proposal_id: int) -> ResponseReturnValue:
 def assign_reviewer(proposal_id: int) -> ResponseReturnValue:
     """A program owner or ops assigns the reviewer a ReviewerAdd body names."""
     actor = _caller(Scope.WRITE)
-    body = ReviewerAdd.model_validate(request.get_json())
+    body = json_body(ReviewerAdd)
     with session_scope(session_factory()) as session:
         load_proposal_for_actor(session, actor, proposal_id, scope=Scope.WRITE)
         assignment = reviews.assign_reviewer(
@@ -274,7 +270,7 @@ def assign_reviewer(proposal_id: int) -> ResponseReturnValue:
 def declare_conflict(proposal_id: int) -> ResponseReturnValue:
     """The assigned reviewer declares a conflict; the proposal then answers them 404."""
     actor = _caller(Scope.WRITE)
-    body = ConflictIn.model_validate(request.get_json())
+    body = json_body(ConflictIn)
     with session_scope(session_factory()) as session:
         load_proposal_for_actor(session, actor, proposal_id, scope=Scope.WRITE)
         assignment = reviews.declare_conflict(
@@ -288,7 +284,7 @@ def declare_conflict(proposal_id: int) -> ResponseReturnValue:
 def submit_review(proposal_id: int) -> ResponseReturnValue:
     """The caller's review (scores and comment); sending it again replaces it until the decision."""
     actor = _caller(Scope.WRITE)
-    body = ReviewIn.model_validate(request.get_json())
+    body = json_body(ReviewIn)
     with session_scope(session_factory()) as session:
         load_proposal_for_actor(session, actor, proposal_id, scope=Scope.WRITE)
         review = reviews.submit_review(
@@ -324,14 +320,17 @@ def award_proposal(proposal_id: int) -> ResponseReturnValue:
     """Awards an AwardIn body's amounts and dates (supplements and extensions too); needs an
     ``Idempotency-Key`` header, and replays the first award when it is sent again."""
     actor = _caller(Scope.WRITE)
-    key = _key("an award")
-    body = AwardIn.model_validate(request.get_json())
-    with session_scope(session_factory()) as session:
+    key = idempotency_key("an award")
+    body = json_body(AwardIn)
+
+    def award(session: Session) -> AwardOut:
         load_proposal_for_actor(session, actor, proposal_id, scope=Scope.WRITE)
-        award = awards.award_proposal(
+        return awards.award_proposal(
             session, proposal_id=proposal_id, actor=actor, key=key, **body.model_dump()
         )
-    return award.model_dump(mode="json"), 201
+
+    # Two requests with one key may race: the loser's retry replays the winner's.
+    return run_in_transaction(session_factory(), award).model_dump(mode="json"), 201
 
 
 @blueprint.post("/proposals/<int:proposal_id>/reject")
@@ -345,7 +344,7 @@ def award_proposal(proposal_id: int) -> ResponseReturnValue:
 def reject_proposal(proposal_id: int) -> ResponseReturnValue:
     """submitted or in_review → rejected (optional RejectIn body)."""
     actor = _caller(Scope.WRITE)
-    body = RejectIn.model_validate(_optional_body())
+    body = optional_json_body(RejectIn)
     with session_scope(session_factory()) as session:
         load_proposal_for_actor(session, actor, proposal_id, scope=Scope.WRITE)
         proposal = awards.reject_proposal(
@@ -397,15 +396,18 @@ def release_tranche(tranche_id: int) -> ResponseReturnValue:
     """Approves a ReleaseIn body's progress report and grants the tranche; needs an
     ``Idempotency-Key`` header."""
     actor = _caller(Scope.WRITE)
-    key = _key("releasing a tranche")
-    body = ReleaseIn.model_validate(request.get_json())
-    with session_scope(session_factory()) as session:
+    key = idempotency_key("releasing a tranche")
+    body = json_body(ReleaseIn)
+
+    def release(session: Session) -> TrancheOut:
         try:
             tranche = load_tranche(session, tranche_id)
             get_allocation_for_actor(session, actor, tranche.allocation_id, scope=Scope.WRITE)
         except (TrancheNotFound, AllocationNotFound):
             raise TrancheNotFound(f"no tranche has the id {tranche_id}") from None
-        released = allocations.release_tranche(
+        return allocations.release_tranche(
             session, tranche_id=tranche_id, actor=actor, key=key, **body.model_dump()
         )
-    return released.model_dump(mode="json")
+
+    # Two requests with one key may race: the loser's retry replays the winner's.
+    return run_in_transaction(session_factory(), release).model_dump(mode="json")

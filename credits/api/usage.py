@@ -13,11 +13,12 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from flask import Blueprint, request
+from flask import Blueprint
 from flask.typing import ResponseReturnValue
 
 from credits.api.auth import credits_extension, current_actor, session_factory
 from credits.api.openapi import operation
+from credits.api.parsing import json_body
 from credits.db import run_in_transaction, utcnow
 from credits.identity.access import require_actor
 from credits.metering.ingest import ingest_batch, require_meter_token
@@ -38,8 +39,8 @@ def report_usage() -> ResponseReturnValue:
     metering task; the answer lists every record's outcome in the order sent."""
     actor = require_actor(current_actor())
     require_meter_token(actor)
-    batch = UsageBatchIn.model_validate(request.get_json())
     settings = credits_extension().settings
+    batch = json_body(UsageBatchIn, max_bytes=settings.usage_request_max_bytes)
     window = timedelta(hours=settings.usage_late_window_hours)
     now = utcnow()
     result = run_in_transaction(

@@ -75,11 +75,17 @@ class JobSpec(BaseModel):
     )
     flavour: str = Field(pattern=FLAVOUR_NAME_PATTERN, examples=["a100-80gb"])
     gpus: int = Field(strict=True, ge=1, le=MAX_GPUS)
+    # strict: "1" and true are not numbers, as the schema says.
     cpu: float | None = Field(
-        default=None, gt=0, le=4096, description=f"cores; default {DEFAULT_CPU_PER_GPU:g} per GPU"
+        default=None,
+        strict=True,
+        gt=0,
+        le=4096,
+        description=f"cores; default {DEFAULT_CPU_PER_GPU:g} per GPU",
     )
     memory_gb: float | None = Field(
         default=None,
+        strict=True,
         gt=0,
         le=65536,
         description=f"GiB; default {DEFAULT_MEMORY_GB_PER_GPU:g} per GPU",

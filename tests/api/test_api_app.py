@@ -32,14 +32,16 @@ def test_create_app_builds_its_own_session_factory_from_settings(sqlite_url: str
     app.extensions["credits"].session_factory.kw["bind"].dispose()
 
 
-def test_serve_runs_waitress_on_the_configured_host_and_port(
+def test_serve_runs_waitress_on_the_configured_host_and_port_with_a_body_limit(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     calls: list[tuple[Any, dict[str, Any]]] = []
     monkeypatch.setattr(waitress, "serve", lambda app, **kwargs: calls.append((app, kwargs)))
 
-    serve(load_settings(host="0.0.0.0", port=8123))  # noqa: S104 - never bound: serve is faked
+    settings = load_settings(host="0.0.0.0", port=8123, usage_request_max_bytes=5_000_000)  # noqa: S104 - never bound: serve is faked
+    serve(settings)
 
     ((served, options),) = calls
     assert isinstance(served, Flask)
-    assert options == {"host": "0.0.0.0", "port": 8123}  # noqa: S104
+    # Waitress buffers a body before the app runs: it refuses one over the largest limit.
+    assert options == {"host": "0.0.0.0", "port": 8123, "max_request_body_size": 5_000_000}  # noqa: S104

@@ -6,7 +6,7 @@ import logging
 from typing import Any
 
 import pytest
-from api_helpers import joined_app
+from api_helpers import joined_app, token_headers
 from flask import Flask, request
 from flask.testing import FlaskClient
 from pydantic import BaseModel, Field
@@ -15,6 +15,7 @@ from werkzeug.test import TestResponse
 
 from credits.api.problems import PROBLEM_MEDIA_TYPE, Problem
 from credits.errors import Conflict
+from credits.identity.models import Role
 
 SECRET_INPUT = "hunter2-do-not-echo"
 
@@ -155,9 +156,14 @@ def test_uncaught_exception_is_500_without_details_and_is_logged(
     ],
 )
 def test_a_nul_character_anywhere_is_a_422_problem(
-    joined_session_factory: sessionmaker[Session], path: str, body: object
+    joined_session_factory: sessionmaker[Session], session: Session, path: str, body: object
 ) -> None:
     client = joined_app(joined_session_factory).test_client()
-    response = client.post(path, json=body) if body is not None else client.get(path)
+    ops = token_headers(session, "ops@example.org", Role.OPS)
+    response = (
+        client.post(path, json=body, headers=ops)
+        if body is not None
+        else client.get(path, headers=ops)
+    )
     assert response.status_code == 422
     assert response.get_json()["type"].endswith("/nul-character")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -10,6 +11,7 @@ from flask.testing import FlaskClient
 from jobs_world import FLAVOUR, RATE, SYSTEM, JobsWorld, build_jobs_world
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
+from werkzeug.test import TestResponse
 
 from credits.app import create_app
 from credits.identity.models import Role
@@ -50,6 +52,15 @@ def _body(**overrides: Any) -> dict[str, Any]:
     return document | overrides
 
 
+def _submit(
+    client: FlaskClient, world: JobsWorld, body: dict[str, Any], **kwargs: Any
+) -> TestResponse:
+    """POSTs a job with a fresh Idempotency-Key, which a submission needs."""
+    headers = {"Idempotency-Key": uuid.uuid4().hex} | kwargs.pop("headers", {})
+    url = f"/api/v1/projects/{world.project_id}/jobs"
+    return client.post(url, json=body, headers=headers, **kwargs)
+
+
 def _jobs(world: JobsWorld) -> int:
     with world.session() as session:
         return int(session.scalar(select(func.count()).select_from(Job)) or 0)
@@ -58,7 +69,7 @@ def _jobs(world: JobsWorld) -> int:
 def test_submit_answers_201_with_the_queued_job_and_its_hold(
     client: FlaskClient, world: JobsWorld
 ) -> None:
-    response = client.post(f"/api/v1/projects/{world.project_id}/jobs", json=_body())
+    response = _submit(client, world, _body())
     assert response.status_code == 201, response.json
     job = response.json
     assert job["state"] == "queued"
@@ -69,9 +80,10 @@ def test_submit_answers_201_with_the_queued_job_and_its_hold(
 def test_submit_without_enough_credits_is_a_402_naming_both_amounts(
     client: FlaskClient, world: JobsWorld
 ) -> None:
-    response = client.post(
-        f"/api/v1/projects/{world.project_id}/jobs",
-        json=_body(gpus=8, max_runtime_seconds=6 * 86400),
+    response = _submit(
+        client,
+        world,
+        _body(gpus=8, max_runtime_seconds=6 * 86400),
     )
     assert response.status_code == 402
     problem = response.json
@@ -101,7 +113,7 @@ def test_bad_submission_is_a_422_problem_and_nothing_is_held(
     client: FlaskClient, world: JobsWorld, overrides: dict[str, Any], slug: str
 ) -> None:
     before = world.available()
-    response = client.post(f"/api/v1/projects/{world.project_id}/jobs", json=_body(**overrides))
+    response = _submit(client, world, _body(**overrides))
     assert response.status_code == 422, response.json
     assert response.json["type"].endswith(f"/{slug}")
     assert world.available() == before
@@ -109,9 +121,7 @@ def test_bad_submission_is_a_422_problem_and_nothing_is_held(
 
 
 def test_field_errors_name_the_field(client: FlaskClient, world: JobsWorld) -> None:
-    response = client.post(
-        f"/api/v1/projects/{world.project_id}/jobs", json=_body(gpus="two", image="")
-    )
+    response = _submit(client, world, _body(gpus="two", image=""))
     fields = {tuple(error["loc"]) for error in response.json["errors"]}
     assert ("gpus",) in fields
     assert ("image",) in fields
@@ -138,7 +148,7 @@ def test_a_label_under_a_reserved_domain_is_a_422_naming_it(
     client: FlaskClient, world: JobsWorld, key: str
 ) -> None:
     labels = {"team": "vision", key: "x"}
-    response = client.post(f"/api/v1/projects/{world.project_id}/jobs", json=_body(labels=labels))
+    response = _submit(client, world, _body(labels=labels))
     assert response.status_code == 422, response.json
     assert response.headers["Content-Type"] == "application/problem+json"
     assert response.json["type"].endswith("/invalid-input")
@@ -154,9 +164,7 @@ def test_a_label_under_a_reserved_domain_is_a_422_naming_it(
 def test_labels_outside_the_reserved_domains_are_accepted(
     client: FlaskClient, world: JobsWorld, key: str
 ) -> None:
-    response = client.post(
-        f"/api/v1/projects/{world.project_id}/jobs", json=_body(labels={key: "x"})
-    )
+    response = _submit(client, world, _body(labels={key: "x"}))
     assert response.status_code == 201, response.json
 
 
@@ -188,9 +196,7 @@ def kube_client(world: JobsWorld, joined_session_factory: sessionmaker[Session])
 def test_an_image_from_an_allowed_registry_is_accepted(
     kube_client: FlaskClient, world: JobsWorld, image: str
 ) -> None:
-    response = kube_client.post(
-        f"/api/v1/projects/{world.project_id}/jobs", json=_body(image=image)
-    )
+    response = _submit(kube_client, world, _body(image=image))
     assert response.status_code == 201, response.json
 
 
@@ -209,9 +215,7 @@ def test_an_image_from_another_registry_is_a_422_naming_the_image(
     kube_client: FlaskClient, world: JobsWorld, image: str
 ) -> None:
     before = world.available()
-    response = kube_client.post(
-        f"/api/v1/projects/{world.project_id}/jobs", json=_body(image=image)
-    )
+    response = _submit(kube_client, world, _body(image=image))
     assert response.status_code == 422, response.json
     problem = response.json
     assert problem["type"].endswith("/image-not-allowed")
@@ -228,9 +232,10 @@ def test_without_kubernetes_the_allow_list_does_not_apply(
     app = create_app(settings, session_factory=joined_session_factory, executor=world.executor)
     with world.session() as session:
         secret = create_token(session, email="pi@example.org", actor=SYSTEM).secret
-    response = app.test_client().post(
-        f"/api/v1/projects/{world.project_id}/jobs",
-        json=_body(),
+    response = _submit(
+        app.test_client(),
+        world,
+        _body(),
         headers={"Authorization": f"Bearer {secret}"},
     )
     assert response.status_code == 201, response.json
@@ -249,10 +254,55 @@ def test_submission_replayed_with_its_idempotency_key_answers_200_with_the_first
     assert _jobs(world) == 1
 
 
-def test_list_filters_by_state_and_flavour(client: FlaskClient, world: JobsWorld) -> None:
+@pytest.mark.parametrize(
+    ("headers", "slug"),
+    [
+        ({}, "idempotency-key-required"),
+        ({"Idempotency-Key": ""}, "idempotency-key-required"),
+        ({"Idempotency-Key": "   "}, "idempotency-key-required"),
+        ({"Idempotency-Key": "k" * 10_000}, "invalid-idempotency-key"),
+        ({"Idempotency-Key": "k" * 151}, "invalid-idempotency-key"),
+        ({"Idempotency-Key": "tab\there"}, "invalid-idempotency-key"),
+        ({"Idempotency-Key": "caf\u00e9"}, "invalid-idempotency-key"),
+    ],
+)
+def test_a_submission_without_a_fitting_idempotency_key_is_a_400_and_holds_nothing(
+    client: FlaskClient, world: JobsWorld, headers: dict[str, str], slug: str
+) -> None:
+    before = world.available()
     url = f"/api/v1/projects/{world.project_id}/jobs"
-    first = client.post(url, json=_body()).json
-    client.post(url, json=_body(name="second"))
+    response = client.post(url, json=_body(), headers=headers)
+    assert response.status_code == 400, response.json
+    assert response.mimetype == "application/problem+json"
+    assert response.json["type"].endswith(f"/{slug}")
+    assert (_jobs(world), world.available()) == (0, before)
+
+
+def test_a_key_of_150_printable_characters_is_accepted(
+    client: FlaskClient, world: JobsWorld
+) -> None:
+    key = "k ~" * 50
+    response = _submit(client, world, _body(), headers={"Idempotency-Key": key})
+    assert response.status_code == 201, response.json
+
+
+@pytest.mark.parametrize("field", ["cpu", "memory_gb"])
+@pytest.mark.parametrize("value", ["1", True, "2.5", None])
+def test_cpu_and_memory_are_json_numbers_as_the_schema_says(
+    client: FlaskClient, world: JobsWorld, field: str, value: object
+) -> None:
+    response = _submit(client, world, _body(**{field: value}))
+    if value is None:  # null: the default per GPU
+        assert response.status_code == 201, response.json
+        return
+    assert response.status_code == 422, response.json
+    assert [error["loc"] for error in response.json["errors"]] == [[field]]
+    assert _jobs(world) == 0
+
+
+def test_list_filters_by_state_and_flavour(client: FlaskClient, world: JobsWorld) -> None:
+    first = _submit(client, world, _body()).json
+    _submit(client, world, _body(name="second"))
     client.post(f"/api/v1/jobs/{first['id']}/cancel")
     cancelled = client.get("/api/v1/jobs", query_string={"state": "cancelled"}).json
     assert [job["id"] for job in cancelled["items"]] == [first["id"]]
@@ -269,7 +319,7 @@ def test_list_filters_by_state_and_flavour(client: FlaskClient, world: JobsWorld
 def test_job_runs_and_its_detail_logs_and_charges_show_it(
     client: FlaskClient, world: JobsWorld
 ) -> None:
-    job = client.post(f"/api/v1/projects/{world.project_id}/jobs", json=_body()).json
+    job = _submit(client, world, _body()).json
     world.cycle()
     world.clock.advance(60)
     world.cycle()
@@ -291,7 +341,7 @@ def test_job_runs_and_its_detail_logs_and_charges_show_it(
 def test_the_whole_log_downloads_as_a_streamed_text_file(
     client: FlaskClient, world: JobsWorld
 ) -> None:
-    job = client.post(f"/api/v1/projects/{world.project_id}/jobs", json=_body()).json
+    job = _submit(client, world, _body()).json
     world.cycle()
     world.executor.add_output(job["id"], *(f"step {n} " + "x" * 1000 for n in range(200)), "ü")
     world.clock.advance(60)
@@ -313,7 +363,7 @@ def test_the_whole_log_downloads_as_a_streamed_text_file(
 
 
 def test_a_download_of_a_job_out_of_reach_is_a_404(client: FlaskClient, world: JobsWorld) -> None:
-    job = client.post(f"/api/v1/projects/{world.project_id}/jobs", json=_body()).json
+    job = _submit(client, world, _body()).json
     with world.session() as session:
         create_user(
             session,
@@ -335,7 +385,7 @@ def test_a_download_of_a_job_out_of_reach_is_a_404(client: FlaskClient, world: J
 def test_a_log_the_executor_cannot_reach_is_a_503(
     client: FlaskClient, world: JobsWorld, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    job = client.post(f"/api/v1/projects/{world.project_id}/jobs", json=_body()).json
+    job = _submit(client, world, _body()).json
 
     def unreachable(job_id: int) -> Iterator[bytes]:
         raise ExecutorError(f"reading the log of job {job_id}: HTTP 503 (after 4 tries)")
@@ -348,7 +398,7 @@ def test_a_log_the_executor_cannot_reach_is_a_503(
 
 
 def test_cancel_of_a_finished_job_is_a_409(client: FlaskClient, world: JobsWorld) -> None:
-    job = client.post(f"/api/v1/projects/{world.project_id}/jobs", json=_body()).json
+    job = _submit(client, world, _body()).json
     assert client.post(f"/api/v1/jobs/{job['id']}/cancel").json["state"] == "cancelled"
     again = client.post(f"/api/v1/jobs/{job['id']}/cancel")
     assert again.status_code == 409
@@ -361,8 +411,8 @@ def test_unknown_job_is_a_404(client: FlaskClient) -> None:
 
 
 def test_pool_status_shows_capacity_and_queue(client: FlaskClient, world: JobsWorld) -> None:
-    client.post(f"/api/v1/projects/{world.project_id}/jobs", json=_body(gpus=16))
-    client.post(f"/api/v1/projects/{world.project_id}/jobs", json=_body(name="b", gpus=4))
+    _submit(client, world, _body(gpus=16))
+    _submit(client, world, _body(name="b", gpus=4))
     world.cycle()
     [row] = client.get("/api/v1/pool/status").json["flavours"]
     assert row == {

@@ -218,7 +218,8 @@ def test_scripts_up_with_no_settings_runs_a_local_job_to_success_with_readable_l
         "gpus": 1,
         "max_runtime_seconds": 60,
     }
-    status, job = _call("POST", f"{base}/api/v1/projects/{project_id}/jobs", spec, headers)
+    submit = headers | {"Idempotency-Key": "hello-1"}
+    status, job = _call("POST", f"{base}/api/v1/projects/{project_id}/jobs", spec, submit)
     assert status == 201, job
     job_id = job["id"]
     deadline = time.monotonic() + 60
