@@ -85,7 +85,7 @@ def test_ops_sets_a_rate_and_sees_it_in_the_history(page: Page, live_app: LiveAp
     expect(page.get_by_test_id("capacity")).to_contain_text("16")
     page.get_by_label("Credits per GPU-hour").fill("abc")
     page.get_by_role("button", name="Set rate").click()
-    expect(page.locator("#e-credits_per_gpu_hour")).to_contain_text("not a number")
+    expect(page.locator("#e-credits_per_gpu_hour")).to_contain_text("enter a number of credits")
     page.get_by_label("Flavour", exact=True).select_option(FLAVOUR)
     page.get_by_label("Credits per GPU-hour").fill("4.25")
     page.get_by_label("Reason (optional)").fill("price review")
