@@ -75,6 +75,13 @@ class Settings(BaseSettings):
     # Production refuses the local executor (no containers, one host) unless this is set.
     allow_local_executor: bool = False
     storage_url: str = ""
+    # S3 storage (storage_url s3://bucket/prefix): an endpoint for servers other than
+    # AWS (SeaweedFS, MinIO); a region, credentials. Empty: the AWS environment and
+    # config files decide (AWS_ACCESS_KEY_ID, ~/.aws, an instance or pod role).
+    s3_endpoint_url: str = ""
+    s3_region: str = ""
+    s3_access_key_id: str = ""
+    s3_secret_access_key: SecretStr = SecretStr("")
     secret_key: SecretStr = SecretStr("")
     sqlite_busy_timeout_ms: int = Field(default=10_000, ge=0)
     database_pool_size: int = Field(default=10, ge=1, le=200)
@@ -260,6 +267,14 @@ class Settings(BaseSettings):
         if value and _scheme(value) not in STORAGE_SCHEMES:
             raise ValueError(f"scheme must be one of {', '.join(STORAGE_SCHEMES)}")
         return value
+
+    @model_validator(mode="after")
+    def _s3_keys_come_in_pairs(self) -> Self:
+        if bool(self.s3_access_key_id) != bool(self.s3_secret_access_key.get_secret_value()):
+            raise ValueError(
+                f"{ENV_PREFIX}S3_ACCESS_KEY_ID and {ENV_PREFIX}S3_SECRET_ACCESS_KEY go together"
+            )
+        return self
 
     @model_validator(mode="after")
     def _production_names_its_services(self) -> Self:

