@@ -3,11 +3,13 @@ connection handed in by the caller (``credits db upgrade``, the tests)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from logging.config import fileConfig
 
 from alembic import context
 from sqlalchemy.engine import Connection
 
+from credits.datasets.search import is_search_structure
 from credits.db import make_engine
 from credits.models import metadata
 from credits.settings import load_settings
@@ -17,12 +19,18 @@ if config.config_file_name is not None and config.attributes.get("configure_logg
     fileConfig(config.config_file_name, disable_existing_loggers=False)
 
 
+def _include_name(name: str | None, type_: str, parents: Mapping[str, str | None]) -> bool:
+    """Everything but the dataset search structures of one dialect (migration 0010)."""
+    return not is_search_structure(name, type_, parents.get("table_name"))
+
+
 def _configure(connection: Connection) -> None:
     context.configure(
         connection=connection,
         target_metadata=metadata,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        include_name=_include_name,
     )
 
 

@@ -21,6 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from credits import migrate
+from credits.datasets.search import is_search_structure
 from credits.db import make_engine
 from credits.identity.actor import Actor
 from credits.ledger.models import Account, AccountKind, Currency
@@ -61,9 +62,12 @@ def _revision(url: str) -> str | None:
 
 
 def _tables(url: str) -> set[str]:
+    """The tables the models declare, found in the database (SQLite's FTS5 search
+    tables of migration 0010 are not models)."""
     engine = make_engine(url)
     try:
-        return set(inspect(engine).get_table_names()) - {"alembic_version"}
+        names = set(inspect(engine).get_table_names()) - {"alembic_version"}
+        return {name for name in names if not is_search_structure(name, "table")}
     finally:
         engine.dispose()
 

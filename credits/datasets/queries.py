@@ -4,19 +4,21 @@ Every read takes the actor (None for an anonymous visitor) and filters by
 :func:`credits.identity.access_datasets.visible_versions`, so a draft the
 actor may not read looks exactly like a missing version.
 
-Search: on PostgreSQL, full-text search of the version's ``search_text``
-(title, description, keywords, creator names) with ``to_tsvector`` and
-``websearch_to_tsquery``; on SQLite, a LIKE match of every word of the query
-(a substring search, not SQLite's FTS5).
+Search: the database's own full-text engine over the version's
+``search_text`` (title, description, keywords, creator names), FTS5 on SQLite
+and a ``tsvector`` with a GIN index on PostgreSQL (credits/datasets/search.py).
+:func:`list_versions` filters by it, newest first; :func:`search_versions`, the
+catalogue's, ranks by it and counts the matches.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from decimal import Decimal
 
-from sqlalchemy import ColumnElement, and_, case, func, select
+from sqlalchemy import ColumnElement, case, func, select
 from sqlalchemy.orm import Session
 
 from credits.datasets.errors import DatasetNotFound, VersionNotFound
@@ -39,6 +41,7 @@ from credits.datasets.schemas import (
     VersionPage,
     VersionSummary,
 )
+from credits.datasets.search import matches, search_words
 from credits.grants.models import Program
 from credits.identity.access_datasets import load_version, visible_versions
 from credits.identity.actor import Actor
@@ -205,14 +208,31 @@ def _summary(session: Session, version: DatasetVersion) -> VersionSummary:
 
 
 def _text_condition(session: Session, text: str) -> ColumnElement[bool] | None:
-    words = [word.lower() for word in text.split() if word]
+    words = search_words(text)
     if not words:
         return None
-    if session.get_bind().dialect.name == "postgresql":
-        document = func.to_tsvector("simple", DatasetVersion.search_text)
-        return document.bool_op("@@")(func.websearch_to_tsquery("simple", " ".join(words)))
-    escaped = [w.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") for w in words]
-    return and_(*(DatasetVersion.search_text.like(f"%{w}%", escape="\\") for w in escaped))
+    found = matches(session, words).subquery()
+    return DatasetVersion.id.in_(select(found.c.version_id))
+
+
+def _filters(
+    actor: Actor | None,
+    *,
+    license: str | None,
+    keyword: str | None,
+    program_id: int | None,
+    project_id: int | None,
+    states: Sequence[VersionState],
+) -> list[ColumnElement[bool]]:
+    conditions: list[ColumnElement[bool] | None] = [
+        visible_versions(actor),
+        DatasetVersion.state.in_([state.value for state in states]),
+        None if license is None else func.lower(DatasetVersion.license) == license.lower(),
+        None if keyword is None else _has_keyword(keyword),
+        None if program_id is None else _funded_by(program_id),
+        None if project_id is None else _of_project(project_id),
+    ]
+    return [condition for condition in conditions if condition is not None]
 
 
 def list_versions(
@@ -231,19 +251,22 @@ def list_versions(
     """A page of the versions the actor may read matching every filter given, newest
     id first. ``states`` defaults to published versions alone, the catalogue's view."""
     limit = max(1, min(limit, MAX_PAGE))
-    conditions: list[ColumnElement[bool] | None] = [
-        visible_versions(actor),
-        DatasetVersion.state.in_([state.value for state in states]),
-        _text_condition(session, text or ""),
-        None if license is None else func.lower(DatasetVersion.license) == license.lower(),
-        None if keyword is None else _has_keyword(keyword),
-        None if program_id is None else _funded_by(program_id),
-        None if project_id is None else _of_project(project_id),
-        None if cursor is None else DatasetVersion.id < cursor,
-    ]
+    conditions = _filters(
+        actor,
+        license=license,
+        keyword=keyword,
+        program_id=program_id,
+        project_id=project_id,
+        states=states,
+    )
+    text_condition = _text_condition(session, text or "")
+    if text_condition is not None:
+        conditions.append(text_condition)
+    if cursor is not None:
+        conditions.append(DatasetVersion.id < cursor)
     query = (
         select(DatasetVersion)
-        .where(*(c for c in conditions if c is not None))
+        .where(*conditions)
         .order_by(DatasetVersion.id.desc())
         .limit(limit + 1)
     )
@@ -253,6 +276,65 @@ def list_versions(
     return VersionPage(
         items=[_summary(session, version) for version in rows],
         next_cursor=rows[-1].id if more and rows else None,
+    )
+
+
+@dataclass(frozen=True)
+class SearchPage:
+    """One page of the catalogue: ``total`` matches in all, best first when searched."""
+
+    items: list[VersionSummary]
+    total: int
+    page: int
+    per_page: int
+
+    @property
+    def pages(self) -> int:
+        return max(1, -(-self.total // self.per_page))
+
+
+def search_versions(
+    session: Session,
+    actor: Actor | None,
+    *,
+    text: str | None = None,
+    license: str | None = None,
+    keyword: str | None = None,
+    program_id: int | None = None,
+    project_id: int | None = None,
+    states: Sequence[VersionState] = (VersionState.PUBLISHED,),
+    page: int = 1,
+    per_page: int = 20,
+) -> SearchPage:
+    """The catalogue's search: the versions the actor may read matching every filter,
+    ranked by the full-text engine's score when ``text`` has words (newest first
+    among equals and without text), a page at a time (pages count from 1)."""
+    per_page = max(1, min(per_page, MAX_PAGE))
+    page = max(1, page)
+    conditions = _filters(
+        actor,
+        license=license,
+        keyword=keyword,
+        program_id=program_id,
+        project_id=project_id,
+        states=states,
+    )
+    words = search_words(text or "")
+    query = select(DatasetVersion).where(*conditions)
+    if words:
+        found = matches(session, words).subquery()
+        query = query.join(found, found.c.version_id == DatasetVersion.id).order_by(
+            found.c.score, DatasetVersion.id.desc()
+        )
+    else:
+        query = query.order_by(DatasetVersion.id.desc())
+    total = session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
+    rows = session.scalars(query.limit(per_page).offset((page - 1) * per_page)).all()
+    return SearchPage(
+        items=[_summary(session, version) for version in rows],
+        total=int(total or 0),
+        page=page,
+        per_page=per_page,
     )
 
 
