@@ -15,6 +15,7 @@ PAGE_MODULES = (
     "admin_ui.funder",
     "admin_ui.funder_tranches",
     "admin_ui.ops",
+    "admin_ui.datasets_pages",
 )
 
 

@@ -16,6 +16,7 @@ from flask.typing import ResponseReturnValue
 from sqlalchemy.orm import Session
 
 from admin_ui import charts
+from admin_ui.datasets_pages import project_datasets
 from admin_ui.researcher_forms import (
     PROJECT_FIELDS,
     ProposalForm,
@@ -298,6 +299,7 @@ def project(project_id: int) -> ResponseReturnValue:
         project_proposals = list_proposals_for_actor(
             db, me, project_id=project_id, limit=MAX_PAGE
         ).items
+        datasets = project_datasets(db, me, project_id)
     currencies = sorted({line.currency.value for line in report.usage})
     usage_charts = [charts.usage_by_month_chart(report.usage, c) for c in currencies]
     if report.usage:
@@ -316,6 +318,7 @@ def project(project_id: int) -> ResponseReturnValue:
         usage_charts=usage_charts,
         proposals=project_proposals,
         draft=ProposalStatus.DRAFT,
+        datasets=datasets,
     )
 
 

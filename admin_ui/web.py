@@ -36,6 +36,7 @@ R = TypeVar("R")
 CSRF_FIELD = sessions.CSRF_FIELD
 USER_KEY = sessions.USER_KEY
 NOTHING = "\u2013"  # an en dash where a value is missing
+CATALOGUE = "ui_datasets.catalogue"
 
 
 def init_app(app: Flask) -> None:
@@ -185,11 +186,14 @@ def format_when(moment: datetime | None) -> str:
 
 
 def nav_links() -> list[tuple[str, str]]:
-    """The navigation for the signed-in user's roles: (label, endpoint)."""
+    """The navigation: the public pages for everyone, then the signed-in user's roles'
+    (label, endpoint)."""
     me = current_actor()
+    # The dataset catalogue is public: in everyone's header.
+    public = [("Datasets", CATALOGUE)] if CATALOGUE in current_app.view_functions else []
     if me is None:
-        return []
-    links = [("Home", "ui_home.dashboard")]
+        return public
+    links = [("Home", "ui_home.dashboard"), *public]
     wanted = [
         (Role.RESEARCHER, "Jobs", "ui_jobs.list_jobs"),
         (Role.RESEARCHER, "Programs", "ui_researcher.open_programs"),

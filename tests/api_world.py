@@ -10,12 +10,16 @@ A plain module, not a conftest.py, for the reason given in tests/api/api_helpers
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
 from sqlalchemy.orm import Session
 
+from credits.datasets import service as datasets
+from credits.datasets.publishing import publish_version
+from credits.datasets.schemas import DATASHEET_SECTIONS
 from credits.db import utcnow
 from credits.grants import awards, funding, programs, projects, proposals, reviews
 from credits.identity.actor import Actor
@@ -30,6 +34,8 @@ from credits.ledger import service as ledger
 from credits.ledger.models import AccountKind, Currency
 from credits.ledger.queries import system_account_id
 from credits.pool import service as pool
+from credits.reports.energy import EnergyPolicy
+from credits.storage import StoredBlob
 
 SYSTEM = Actor.system("tests")
 FLAVOUR = "a100-80gb"
@@ -98,6 +104,12 @@ class World:
     allocation: int  # awarded to project A by program P
     tranche: int  # the pending rest of that award
     job_a: int  # queued in project A, submitted by researcher A
+    # Project A's dataset: version 1 published (public), version 2 a draft (members, ops).
+    dataset_concept: str = ""  # its concept id
+    dataset_published: str = ""  # version 1's public id (a UUID)
+    dataset_draft: str = ""  # version 2's public id
+    dataset_published_number: int = 0  # 1
+    dataset_draft_number: int = 0  # 2
 
 
 def _user(session: Session, email: str, *roles: Role) -> Actor:
@@ -271,6 +283,40 @@ def _job(session: Session, actor: Actor, project_id: int) -> int:
     return job.id
 
 
+def _dataset(session: Session, actor: Actor, project_id: int) -> dict[str, Any]:
+    """A dataset of the project: version 1 published, version 2 a draft."""
+    first = datasets.create_dataset(session, project_id=project_id, title="Ice cores", actor=actor)
+    datasets.update_metadata(
+        session,
+        version_id=first.id,
+        changes={
+            "description": "Ice core isotopes.",
+            "creators": [{"name": "Lovelace, Ada"}],
+            "license": "CC-BY-4.0",
+            "keywords": ["ice"],
+        },
+        actor=actor,
+    )
+    datasets.update_datasheet(
+        session,
+        version_id=first.id,
+        changes=dict.fromkeys(DATASHEET_SECTIONS, "Described."),
+        actor=actor,
+    )
+    blob = StoredBlob(sha256=hashlib.sha256(b"a,b\n").hexdigest(), size=4)
+    datasets.add_file(session, version_id=first.id, name="cores.csv", blob=blob, actor=actor)
+    energy = EnergyPolicy.from_values(pue=1.0, grid_g_per_kwh=0.0)
+    publish_version(session, version_id=first.id, actor=actor, energy=energy)
+    second = datasets.new_version(session, dataset_id=first.dataset_id, actor=actor)
+    return {
+        "dataset_concept": first.concept_id,
+        "dataset_published": first.public_id,
+        "dataset_draft": second.public_id,
+        "dataset_published_number": first.number,
+        "dataset_draft_number": second.number,
+    }
+
+
 def build_world(session: Session) -> World:
     """Every persona with an unscoped token, and the objects of :class:`World`."""
     actors = {name: _user(session, f"{name}@example.org", *roles) for name, roles in _ROLES.items()}
@@ -332,6 +378,7 @@ def build_world(session: Session) -> World:
         job_a=0,
     )
     world = replace(world, job_a=_job(session, actors[RESEARCHER_A], project_a.id))
+    world = replace(world, **_dataset(session, actors[RESEARCHER_A], project_a.id))
     for name in REVOKED:
         revoke_role(session, email=f"{name}@example.org", role=_ROLES[name][0], actor=SYSTEM)
     session.flush()
