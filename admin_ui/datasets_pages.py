@@ -40,8 +40,8 @@ from credits.identity.actor import Actor
 
 blueprint = Blueprint("ui_datasets", __name__)
 PER_PAGE = 20
-# What the catalogue lists: public versions that are current (a deprecated one is
-# reached from its dataset's page).
+# What the catalogue lists: each dataset's newest published version (older and
+# deprecated ones are reached from its landing page).
 LISTED = (VersionState.PUBLISHED,)
 # A project's section lists every version its members may read.
 PROJECT_STATES = tuple(VersionState)
@@ -219,6 +219,7 @@ def catalogue() -> ResponseReturnValue:
             keyword=filters.keyword or None,
             program_id=filters.program_id,
             states=LISTED,
+            newest_only=True,
             page=filters.page,
             per_page=PER_PAGE,
         )

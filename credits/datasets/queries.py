@@ -18,8 +18,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
-from sqlalchemy import ColumnElement, case, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, case, exists, func, select
+from sqlalchemy.orm import Session, aliased
 
 from credits.datasets.errors import DatasetNotFound, VersionNotFound
 from credits.datasets.models import (
@@ -303,12 +303,14 @@ def search_versions(
     program_id: int | None = None,
     project_id: int | None = None,
     states: Sequence[VersionState] = (VersionState.PUBLISHED,),
+    newest_only: bool = False,
     page: int = 1,
     per_page: int = 20,
 ) -> SearchPage:
     """The catalogue's search: the versions the actor may read matching every filter,
     ranked by the full-text engine's score when ``text`` has words (newest first
-    among equals and without text), a page at a time (pages count from 1)."""
+    among equals and without text), a page at a time (pages count from 1).
+    ``newest_only`` keeps one version per dataset: its newest one in ``states``."""
     per_page = max(1, min(per_page, MAX_PAGE))
     page = max(1, page)
     conditions = _filters(
@@ -319,6 +321,15 @@ def search_versions(
         project_id=project_id,
         states=states,
     )
+    if newest_only:
+        later = aliased(DatasetVersion)
+        conditions.append(
+            ~exists().where(
+                later.dataset_id == DatasetVersion.dataset_id,
+                later.number > DatasetVersion.number,
+                later.state.in_([state.value for state in states]),
+            )
+        )
     words = search_words(text or "")
     query = select(DatasetVersion).where(*conditions)
     if words:

@@ -159,3 +159,18 @@ def test_query_words_are_letters_and_digits_only() -> None:
     assert words == ["sentinel", "1", "ice", "or", "near", "a", "b", "glacier", "margin"]
     assert fts5_query(["ice", "1"]) == '"ice"* "1"*'
     assert tsquery(["ice", "1"]) == "ice:* & 1:*"
+
+
+def test_newest_only_keeps_one_version_per_dataset(
+    any_session: Session, world: DatasetsWorld, catalogue: dict[str, int]
+) -> None:
+    first = queries.get_version(any_session, world.pi, catalogue["calving"])
+    second = service.new_version(any_session, dataset_id=first.dataset_id, actor=world.pi)
+    publishing.publish_version(any_session, version_id=second.id, actor=world.pi, energy=ENERGY)
+
+    every = queries.search_versions(any_session, None, text="calving")
+    newest = queries.search_versions(any_session, None, text="calving", newest_only=True)
+
+    assert [item.number for item in every.items] == [2, 1]
+    assert [(item.id, item.number) for item in newest.items] == [(second.id, 2)]
+    assert newest.total == 1

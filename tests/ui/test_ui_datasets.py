@@ -255,6 +255,25 @@ def test_a_deprecated_version_points_at_its_successor(
     assert _titles(client) == ["Ice cores"]  # v2 alone: v1 is deprecated
 
 
+def test_the_catalogue_lists_each_datasets_newest_published_version_once(
+    app: Flask, session: Session, world: World
+) -> None:
+    pi = _actor(session, RESEARCHER_A)
+    draft = session.query(DatasetVersion).filter_by(public_id=world.dataset_draft).one()
+    service.update_metadata(
+        session, version_id=draft.id, changes={"title": "Ice cores, revised"}, actor=pi
+    )
+    publishing.publish_version(session, version_id=draft.id, actor=pi, energy=ENERGY)
+    client = _client(app, world)
+
+    assert _titles(client) == ["Ice cores, revised"]
+    assert _titles(client, "?q=cores") == ["Ice cores, revised"]
+    html = client.get(f"/datasets/versions/{world.dataset_published}").get_data(as_text=True)
+    versions = html.split('data-testid="versions"', 1)[1]
+    assert f'href="/datasets/versions/{world.dataset_draft}">v2</a>' in versions
+    assert "<strong>v1</strong>" in versions
+
+
 def test_a_taken_down_version_is_a_tombstone_with_its_citation_and_no_files(
     app: Flask, session: Session, world: World
 ) -> None:
