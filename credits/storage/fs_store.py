@@ -161,14 +161,18 @@ class FsspecBlobStore:
 
     def write_upload_meta(self, upload_id: str, meta: dict[str, Any]) -> None:
         record = {**meta, "started_at": int(time.time())}
-        self.fs.pipe_file(self._upload_path(upload_id, UPLOAD_META), json.dumps(record).encode())
+        with backend_errors("record the upload"):
+            self.fs.pipe_file(
+                self._upload_path(upload_id, UPLOAD_META), json.dumps(record).encode()
+            )
 
     def upload_meta(self, upload_id: str) -> dict[str, Any]:
         """The upload's record; raises UploadNotFound."""
         if not is_upload_id(upload_id):
             raise UploadNotFound(upload_id)
         try:
-            raw = self.fs.cat_file(self._upload_path(upload_id, UPLOAD_META))
+            with backend_errors("read the upload"):
+                raw = self.fs.cat_file(self._upload_path(upload_id, UPLOAD_META))
         except FileNotFoundError:
             raise UploadNotFound(upload_id) from None
         meta: dict[str, Any] = json.loads(raw)
@@ -221,7 +225,10 @@ class FsspecBlobStore:
                 self._read_parts(upload_id, total), max_bytes=int(meta["max_bytes"])
             )
         finally:
-            self.abort_upload(upload_id)
+            # The upload ends whatever happened; a clean-up that fails must not
+            # hide the outcome (remove_stale, or S3's lifecycle rule, tidies up).
+            with suppress(OSError, StorageUnavailable):
+                self.abort_upload(upload_id)
 
     def _read_parts(self, upload_id: str, total: int) -> Iterator[bytes]:
         for number in range(1, total + 1):

@@ -85,8 +85,10 @@ class S3BlobStore(FsspecBlobStore):
             }
 
     def call(self, method: str, **kwargs: Any) -> Any:
-        """One S3 API call with s3fs's retries; its errors arrive as OSError."""
-        return self.fs.call_s3(method, Bucket=self.bucket, **kwargs)
+        """One S3 API call with s3fs's retries. A missing key or upload stays
+        FileNotFoundError for the caller; other failures are StorageUnavailable."""
+        with backend_errors(f"reach S3 ({method})"):
+            return self.fs.call_s3(method, Bucket=self.bucket, **kwargs)
 
     def submit(self, method: str, **kwargs: Any) -> Future[Any]:
         """The same call started on s3fs's event loop without waiting for it."""
@@ -275,7 +277,10 @@ class S3BlobStore(FsspecBlobStore):
                 digest.update(chunk)
             return self.settle(path, StoredBlob(digest.hexdigest(), size))
         finally:
-            self.abort_upload(upload_id)
+            # The upload ends whatever happened; a clean-up that fails must not
+            # hide the outcome (remove_stale, or S3's lifecycle rule, tidies up).
+            with suppress(OSError, StorageUnavailable):
+                self.abort_upload(upload_id)
 
     def abort_upload(self, upload_id: str) -> None:
         try:
@@ -363,7 +368,7 @@ class MultipartSink:
         # completed, and a PUT that failed stored nothing. (Another put of the same
         # content may have stored it there meanwhile; it stays.)
         if self._upload_id is not None:
-            with suppress(OSError):
+            with suppress(OSError, StorageUnavailable):
                 self._store.call("abort_multipart_upload", Key=self._key, UploadId=self._upload_id)
 
 

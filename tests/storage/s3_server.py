@@ -142,13 +142,16 @@ def _wait_until_ready(server: S3Server, process: subprocess.Popen[bytes], log: P
     store = blob_store_for_url(f"s3://{server.bucket}/ready", s3_options=server.options)
     assert isinstance(store, S3BlobStore)
     last_error = ""
+    port = int(server.endpoint_url.rsplit(":", 1)[1])
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise S3ServerUnavailable(f"weed mini exited with {process.returncode}: {_tail(log)}")
         try:
+            # A plain connect first: s3fs retries a refused connection for seconds.
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
             store.fs.ls(server.bucket)
-        except OSError as error:
-            last_error = str(error)
+        except Exception as error:  # any failure means "not yet": the deadline decides
+            last_error = f"{type(error).__name__}: {error}"
             time.sleep(0.2)
             continue
         return

@@ -8,6 +8,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+import s3_server
 from s3_server import S3Server
 
 from credits.settings import SettingsError, load_settings
@@ -148,3 +149,24 @@ def test_a_presigned_url_lives_one_second_to_seven_days(
 )
 def test_content_disposition_names_the_file_safely(filename: str, header: str) -> None:
     assert content_disposition(filename) == header
+
+
+def test_a_server_binary_that_exits_is_reported_not_waited_for(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What the s3_server fixture turns into a failure in CI and a skip elsewhere.
+    monkeypatch.setattr(s3_server, "weed_binary", lambda: Path("/bin/false"))
+
+    with (
+        pytest.raises(s3_server.S3ServerUnavailable, match="weed mini exited with 1"),
+        s3_server.running_s3_server(tmp_path),
+    ):
+        pytest.fail("the server cannot have started")
+
+
+def test_a_missing_server_binary_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(s3_server.sysconfig, "get_path", lambda _name: "/nonexistent")
+    monkeypatch.setenv("PATH", "/nonexistent")
+
+    with pytest.raises(s3_server.S3ServerUnavailable, match="install the dev extras"):
+        s3_server.weed_binary()
