@@ -15,6 +15,7 @@ import shutil
 import socket
 import subprocess
 import sysconfig
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -131,10 +132,11 @@ def running_s3_server(data_dir: Path) -> Iterator[S3Server]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
-        # The one socket weed mini will not move: the master's, named by its port.
-        master_port = ports["master.port.grpc"]
-        leftover = Path(f"/tmp/seaweedfs-master-grpc-{master_port}.sock")  # noqa: S108 - weed's path
-        leftover.unlink(missing_ok=True)
+        # The sockets weed mini will not move: one per gRPC listener, in /tmp,
+        # named by the port this server had.
+        for port in ports.values():
+            for leftover in Path(tempfile.gettempdir()).glob(f"seaweedfs-*-grpc-{port}.sock"):
+                leftover.unlink(missing_ok=True)
 
 
 def _wait_until_ready(server: S3Server, process: subprocess.Popen[bytes], log: Path) -> None:
