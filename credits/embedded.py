@@ -3,7 +3,9 @@
 Production runs the same services from Celery beat (credits/worker.py); here a
 thread of the web process calls them: mail from the outbox every minute, and
 every hour the allocation expiry sweep, the daily digests and the nudges
-(each is deduplicated per day, so running them hourly sends nothing twice).
+(each is deduplicated per day, so running them hourly sends nothing twice);
+with DOIs configured, every five minutes the DOI sweep (what DataCite could
+not be told at the time).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.orm import Session
 
+from credits.datasets.doi import DoiRegistrar, doi_registrar_from_settings, sync_dois
 from credits.db import run_in_transaction, utcnow
 from credits.grants.allocations import expire_allocations
 from credits.identity.actor import Actor
@@ -28,6 +31,7 @@ logger = logging.getLogger(__name__)
 SWEEPER = Actor.system("allocations-sweep")
 MAIL_EVERY_S = 60.0
 DAILY_WORK_EVERY_S = 3600.0
+DOI_SYNC_EVERY_S = 300.0
 
 
 @dataclass
@@ -37,15 +41,19 @@ class Chores:
     factory: Callable[[], Session]
     settings: Settings
     mailer: Mailer | None = None
+    dois: DoiRegistrar | None = None
     due: dict[str, float] = field(default_factory=dict)
 
     def run_due(self, now: float | None = None) -> list[str]:
         moment = time.monotonic() if now is None else now
         ran = []
-        for name, every, chore in (
+        chores: list[tuple[str, float, Callable[[], None]]] = [
             ("mail", MAIL_EVERY_S, self._send_mail),
             ("daily", DAILY_WORK_EVERY_S, self._daily_work),
-        ):
+        ]
+        if self.settings.dois_enabled:
+            chores.append(("dois", DOI_SYNC_EVERY_S, self._sync_dois))
+        for name, every, chore in chores:
             if moment < self.due.get(name, 0.0):
                 continue
             self.due[name] = moment + every
@@ -65,6 +73,11 @@ class Chores:
                 session, mailer=mailer, limit=100, mail_from=self.settings.smtp_from
             ),
         )
+
+    def _sync_dois(self) -> None:
+        registrar = self.dois = self.dois or doi_registrar_from_settings(self.settings)
+        if registrar is not None:
+            run_in_transaction(self.factory, lambda session: sync_dois(session, registrar))
 
     def _daily_work(self) -> None:
         now = utcnow()

@@ -8,6 +8,7 @@ broker and secret key.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from enum import StrEnum
 from pathlib import Path
@@ -140,6 +141,14 @@ class Settings(BaseSettings):
     grid_intensity_g_per_kwh: float = Field(default=350.0, ge=0)
     energy_by_flavour: str = ""
     idle_gpu_util_percent: float = Field(default=10.0, ge=0, le=100)
+    # DOIs for dataset versions through DataCite's REST API: off unless the URL (e.g.
+    # https://api.test.datacite.org), repository id, password and prefix are all set;
+    # a DOI resolves to a landing page under public_url, the installation's public origin.
+    datacite_url: str = ""
+    datacite_repository_id: str = ""
+    datacite_password: SecretStr = SecretStr("")
+    datacite_prefix: str = ""
+    public_url: str = ""
 
     @field_validator("energy_by_flavour")
     @classmethod
@@ -267,6 +276,34 @@ class Settings(BaseSettings):
         if value and _scheme(value) not in STORAGE_SCHEMES:
             raise ValueError(f"scheme must be one of {', '.join(STORAGE_SCHEMES)}")
         return value
+
+    @model_validator(mode="after")
+    def _datacite_is_all_or_nothing(self) -> Self:
+        given = {
+            "datacite_url": self.datacite_url,
+            "datacite_repository_id": self.datacite_repository_id,
+            "datacite_password": self.datacite_password.get_secret_value(),
+            "datacite_prefix": self.datacite_prefix,
+        }
+        missing = [f"{ENV_PREFIX}{name.upper()}" for name, value in given.items() if not value]
+        if len(missing) == len(given):
+            return self
+        if missing:
+            raise ValueError(f"DOIs need every DataCite setting; missing {', '.join(missing)}")
+        if _scheme(self.datacite_url) not in {"http", "https"}:
+            raise ValueError(f"{ENV_PREFIX}DATACITE_URL must be an http(s) URL")
+        if not re.fullmatch(r"10\.\d{4,9}", self.datacite_prefix):
+            raise ValueError(f"{ENV_PREFIX}DATACITE_PREFIX must be a DOI prefix like 10.5072")
+        if _scheme(self.public_url) not in {"http", "https"}:
+            raise ValueError(
+                f"DOIs need {ENV_PREFIX}PUBLIC_URL, the http(s) origin of their landing pages"
+            )
+        return self
+
+    @property
+    def dois_enabled(self) -> bool:
+        """True when every DataCite setting is given (the validator refuses some of them)."""
+        return bool(self.datacite_url)
 
     @model_validator(mode="after")
     def _s3_keys_come_in_pairs(self) -> Self:

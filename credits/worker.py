@@ -42,6 +42,7 @@ SETTLE_USAGE = "metering.settle"
 COLLECT_TELEMETRY = "metering.collect_telemetry"
 QUEUE_UNDERUSED_NUDGES = "reports.nudges.underused"
 QUEUE_IDLE_GPU_NUDGES = "reports.nudges.idle_gpus"
+SYNC_DOIS = "datasets.sync_dois"
 SWEEPER = Actor.system("allocations-sweep")
 SEND_INTERVAL = timedelta(minutes=1)
 
@@ -204,6 +205,22 @@ def register_reports_tasks(app: Celery, resources: WorkerResources) -> None:
             )
 
 
+def register_datasets_tasks(app: Celery, resources: WorkerResources) -> None:
+    """The DOI sweep, registered only when DOIs are configured (off by default)."""
+    from credits.datasets.doi import doi_registrar_from_settings, sync_dois  # noqa: PLC0415
+
+    registrar = doi_registrar_from_settings(resources.settings)
+    if registrar is None:
+        return
+
+    @app.task(name=SYNC_DOIS, shared=False)
+    def sync_pending_dois() -> dict[str, Any]:
+        """Tells DataCite what it missed; each DOI's failure is kept on its row."""
+        with session_scope(resources.session_factory) as session:
+            report = sync_dois(session, registrar)
+        return {"done": report.done, "failed": report.failed, "pending": report.pending}
+
+
 # Each domain with tasks adds its register function here.
 TASK_REGISTRARS: tuple[Callable[[Celery, WorkerResources], None], ...] = (
     register_notification_tasks,
@@ -211,6 +228,7 @@ TASK_REGISTRARS: tuple[Callable[[Celery, WorkerResources], None], ...] = (
     register_jobs_tasks,
     register_metering_tasks,
     register_reports_tasks,
+    register_datasets_tasks,
 )
 
 
@@ -244,6 +262,7 @@ def beat_schedule(settings: Settings, registered: set[str]) -> dict[str, dict[st
             "task": QUEUE_IDLE_GPU_NUDGES,
             "schedule": crontab(hour=daily, minute=30),
         },
+        "sync-dois": {"task": SYNC_DOIS, "schedule": timedelta(minutes=5)},
     }
     return {name: entry for name, entry in schedule.items() if entry["task"] in registered}
 

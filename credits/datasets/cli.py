@@ -5,7 +5,9 @@ Commands that change something act as the user named by ``--as``, whose
 rights the service checks; reads see every version, since whoever can run the
 CLI against the database can read it all anyway. A version is named by its id
 or its UUID. ``upload`` streams each file through the blob store in chunks,
-then adds it to the draft.
+then adds it to the draft. With DOIs configured, create, new-version, publish,
+deprecate and takedown tell DataCite (credits/datasets/doi.py); ``sync-dois``
+finishes what DataCite could not be told at the time.
 """
 
 from __future__ import annotations
@@ -19,10 +21,23 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from credits.cli_support import cli_settings, cli_transaction, fail, reports_errors
+from credits.cli_support import (
+    cli_session_factory,
+    cli_settings,
+    cli_transaction,
+    fail,
+    reports_errors,
+)
 from credits.datasets import exports, provenance, publishing, queries, service
 from credits.datasets.blobs import BlobReader
 from credits.datasets.citation import apa, bibtex
+from credits.datasets.doi import (
+    DoiRegistrar,
+    doi_of,
+    doi_registrar_from_settings,
+    finish_after_commit,
+    sync_dois,
+)
 from credits.datasets.drafts import editable_draft
 from credits.datasets.manifest import sha256sums
 from credits.datasets.models import VersionState
@@ -50,11 +65,31 @@ def cli_blob_store() -> BlobStore:
     return blob_store_from_settings(cli_settings())
 
 
+def cli_doi_registrar() -> DoiRegistrar | None:
+    """The DOI registrar of this invocation, None when DOIs are off (tests may place
+    their own in ``obj["doi_registrar"]``)."""
+    obj = click.get_current_context().find_root().obj or {}
+    if "doi_registrar" in obj:
+        return obj["doi_registrar"]  # type: ignore[no-any-return]  # placed by a test
+    return doi_registrar_from_settings(cli_settings())
+
+
+def _tell_datacite(registrar: DoiRegistrar | None, version_id: int) -> None:
+    """After the commit: DataCite hears of the change now, or the sweep retries."""
+    report = finish_after_commit(cli_session_factory(), registrar, version_id)
+    if report is None:
+        return
+    for doi in report.done:
+        click.echo(f"doi {doi}: up to date at DataCite")
+    for doi, why in report.failed.items():
+        click.echo(f"warning: doi {doi} left pending ({why}); `credits datasets sync-dois` retries")
+
+
 def _base_url(base_url: str | None) -> str:
     if base_url:
         return base_url
     settings = cli_settings()
-    return f"http://{settings.host}:{settings.port}"
+    return settings.public_url or f"http://{settings.host}:{settings.port}"
 
 
 @click.group()
@@ -130,10 +165,13 @@ def show_version(version_ref: str, fmt: str, base_url: str | None) -> None:
         version = queries.get_version(
             session, CLI_READER, queries.version_id_for(session, version_ref)
         )
-    click.echo(_document(version, fmt, base, settings.instance_name), nl=fmt != "sha256sums")
+        doi = doi_of(session, version.id)
+    click.echo(_document(version, fmt, base, settings.instance_name, doi), nl=fmt != "sha256sums")
 
 
-def _document(version: VersionOut, fmt: str, base: str, publisher: str) -> str:
+def _document(
+    version: VersionOut, fmt: str, base: str, publisher: str, doi: tuple[str, str] | None
+) -> str:
     def croissant() -> str:
         heads = exports.tabular_heads(version, cli_blob_store())
         document = exports.croissant(version, base_url=base, publisher=publisher, heads=heads)
@@ -141,7 +179,11 @@ def _document(version: VersionOut, fmt: str, base: str, publisher: str) -> str:
 
     def datacite() -> str:
         document = exports.datacite(
-            version, base_url=base, publisher=publisher, funder_name=publisher
+            version,
+            base_url=base,
+            publisher=publisher,
+            funder_name=publisher,
+            doi=None if doi is None else doi[0],
         )
         return json.dumps(document, indent=2, ensure_ascii=False)
 
@@ -155,12 +197,12 @@ def _document(version: VersionOut, fmt: str, base: str, publisher: str) -> str:
         "bibtex": lambda: bibtex(version, base_url=base, publisher=publisher),
         "apa": lambda: apa(version, base_url=base, publisher=publisher),
         "sha256sums": lambda: sha256sums(version.files),
-        "text": lambda: _text(version),
+        "text": lambda: _text(version, doi),
     }
     return renderers[fmt]()
 
 
-def _text(version: VersionOut) -> str:
+def _text(version: VersionOut, doi: tuple[str, str] | None) -> str:
     lines = [
         f"version {version.id} ({version.public_id}): {version.title!r}",
         f"dataset {version.dataset_id} (concept {version.concept_id}), project "
@@ -169,6 +211,8 @@ def _text(version: VersionOut) -> str:
         "creators: " + ("; ".join(c.name for c in version.creators) or "-"),
         f"manifest sha256: {version.manifest_sha256 or '(set at publication)'}",
     ]
+    if doi is not None:
+        lines.append(f"doi: {doi[0]} ({doi[1]} at DataCite)")
     if version.takedown_reason:
         lines.append(f"taken down: {version.takedown_reason}")
     if version.provenance.lines:
@@ -184,14 +228,20 @@ def _text(version: VersionOut) -> str:
 @reports_errors
 def create_dataset(*, project: int, title: str, as_email: str) -> None:
     """A new dataset with its first version, a draft."""
+    dois = cli_doi_registrar()
     with cli_transaction() as session:
         version = service.create_dataset(
-            session, project_id=project, title=title, actor=actor_for_email(session, as_email)
+            session,
+            project_id=project,
+            title=title,
+            actor=actor_for_email(session, as_email),
+            dois=dois,
         )
     click.echo(
         f"created dataset {version.dataset_id} (concept {version.concept_id}), draft "
         f"version {version.id} ({version.public_id})"
     )
+    _tell_datacite(dois, version.id)
 
 
 @datasets.command("new-version")
@@ -200,11 +250,13 @@ def create_dataset(*, project: int, title: str, as_email: str) -> None:
 @reports_errors
 def new_version(*, dataset_id: int, as_email: str) -> None:
     """A new draft copying the newest public version's metadata and files."""
+    dois = cli_doi_registrar()
     with cli_transaction() as session:
         version = service.new_version(
-            session, dataset_id=dataset_id, actor=actor_for_email(session, as_email)
+            session, dataset_id=dataset_id, actor=actor_for_email(session, as_email), dois=dois
         )
     click.echo(f"draft version {version.number}: {version.id} ({version.public_id})")
+    _tell_datacite(dois, version.id)
 
 
 @datasets.command("edit")
@@ -312,17 +364,22 @@ def record(
 def publish(*, version_ref: str, as_email: str) -> None:
     """Publish a draft: it is frozen from then on."""
     energy = policy_from_settings(cli_settings())
+    dois = cli_doi_registrar()
     with cli_transaction() as session:
         version = publishing.publish_version(
             session,
             version_id=queries.version_id_for(session, version_ref),
             actor=actor_for_email(session, as_email),
             energy=energy,
+            dois=dois,
         )
+        doi = doi_of(session, version.id)
     click.echo(
         f"published version {version.number} ({version.public_id}); manifest sha256 "
         f"{version.manifest_sha256}"
     )
+    if doi is not None:
+        click.echo(f"doi {doi[0]}: {doi[1]}")
 
 
 @datasets.command("deprecate")
@@ -333,6 +390,7 @@ def publish(*, version_ref: str, as_email: str) -> None:
 @reports_errors
 def deprecate(*, version_ref: str, successor: str | None, note: str | None, as_email: str) -> None:
     """Mark a published version deprecated, pointing at its successor."""
+    dois = cli_doi_registrar()
     with cli_transaction() as session:
         version = publishing.deprecate_version(
             session,
@@ -342,8 +400,10 @@ def deprecate(*, version_ref: str, successor: str | None, note: str | None, as_e
             else queries.version_id_for(session, successor),
             note=note,
             actor=actor_for_email(session, as_email),
+            dois=dois,
         )
     click.echo(f"deprecated version {version.number} ({version.public_id})")
+    _tell_datacite(dois, version.id)
 
 
 @datasets.command("takedown")
@@ -353,14 +413,38 @@ def deprecate(*, version_ref: str, successor: str | None, note: str | None, as_e
 @reports_errors
 def takedown(*, version_ref: str, reason: str, as_email: str) -> None:
     """Take a public version down (ops): its files are no longer served."""
+    dois = cli_doi_registrar()
     with cli_transaction() as session:
         version = publishing.take_down_version(
             session,
             version_id=queries.version_id_for(session, version_ref),
             reason=reason,
             actor=actor_for_email(session, as_email),
+            dois=dois,
         )
     click.echo(f"took down version {version.number} ({version.public_id})")
+    _tell_datacite(dois, version.id)
+
+
+@datasets.command("sync-dois")
+@click.option("--limit", type=click.IntRange(1, 10_000), default=500, show_default=True)
+@reports_errors
+def sync_dois_command(*, limit: int) -> None:
+    """Tell DataCite what it could not be told at the time; exit 1 if any DOI failed."""
+    registrar = cli_doi_registrar()
+    if registrar is None:
+        fail("DOIs are off: set CREDITS_DATACITE_URL, _REPOSITORY_ID, _PASSWORD and _PREFIX")
+    with cli_transaction() as session:
+        report = sync_dois(session, registrar, limit=limit)
+    for doi in report.done:
+        click.echo(f"synced {doi}")
+    for doi, why in report.failed.items():
+        click.echo(f"failed {doi}: {why}", err=True)
+    click.echo(
+        f"{len(report.done)} synced, {len(report.failed)} failed, {report.pending} still pending"
+    )
+    if report.failed:
+        raise SystemExit(1)
 
 
 @datasets.command("verify")

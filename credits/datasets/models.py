@@ -248,3 +248,49 @@ class DatasetDownload(Base):
     )
     client_key: Mapped[str] = mapped_column(String(64), primary_key=True)
     counted_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+
+
+class DoiState(StrEnum):
+    """A DOI's state at DataCite: a draft resolves nowhere; a findable DOI resolves
+    and is indexed; a registered one resolves and is not indexed. Findable and
+    registered DOIs can never be deleted or return to draft."""
+
+    DRAFT = "draft"
+    FINDABLE = "findable"
+    REGISTERED = "registered"
+
+
+class DatasetDoi(Base):
+    """A version's DOI and what DataCite still has to be told (credits/datasets/doi.py).
+
+    The row is written with the version's first save; ``pending`` is set
+    whenever DataCite's copy falls behind (reservation, publication,
+    deprecation, take-down) and cleared when DataCite confirms. The sweep
+    finishes pending rows, backing off after failures through ``next_attempt_at``.
+    """
+
+    __tablename__ = "dataset_dois"
+    __table_args__ = (
+        CheckConstraint(
+            "datacite_state IS NULL OR " + in_values("datacite_state", DoiState),
+            name="datacite_state",
+        ),
+        CheckConstraint("attempts >= 0", name="attempts_not_negative"),
+        Index("ix_dataset_dois_pending", "pending", "next_attempt_at"),
+    )
+
+    version_id: Mapped[int] = mapped_column(
+        ForeignKey("dataset_versions.id", ondelete="CASCADE"), primary_key=True
+    )
+    doi: Mapped[str] = mapped_column(String(255), unique=True)
+    # What DataCite last confirmed; None until the draft is reserved there.
+    datacite_state: Mapped[str | None] = mapped_column(String(16))
+    pending: Mapped[bool] = mapped_column(Boolean, default=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    synced_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+    # Loaded on access: the row is read FOR UPDATE, which PostgreSQL refuses on a join.
+    version: Mapped[DatasetVersion] = relationship()

@@ -6,11 +6,17 @@ provenance figures, pins the manifest hash and appends one audit event
 carrying it. Deprecation keeps a version readable and points at its
 successor. Taking down is for ops alone, with a reason, audited; the version
 stays as a tombstone with its citation. Each function flushes, never commits.
+
+With DOIs on, the caller passes the DOI hook (``dois``,
+:mod:`credits.datasets.doi`): publishing makes the DOI findable before it
+returns (a DataCite refusal raises and the caller rolls back); deprecation
+and take-down mark the DOI for an update the caller finishes after its commit.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from sqlalchemy.orm import Session
 
@@ -32,6 +38,9 @@ from credits.identity.access_datasets import can_take_down, load_version, requir
 from credits.identity.actor import Actor
 from credits.ledger.errors import ReasonRequired
 from credits.reports.energy import EnergyPolicy
+
+if TYPE_CHECKING:
+    from credits.datasets.doi import DoiHook
 
 
 def missing_for_publication(version: DatasetVersion) -> list[str]:
@@ -62,13 +71,15 @@ def publish_version(
     actor: Actor,
     energy: EnergyPolicy,
     now: datetime | None = None,
+    dois: DoiHook | None = None,
 ) -> VersionOut:
     """Freezes a draft: refreshes its provenance figures, pins its manifest hash,
     and appends one audit event ``dataset.version.published`` carrying it.
 
     The row is locked first, so of two concurrent publishes one publishes and
     the other finds it published and raises VersionStateConflict. Raises
-    IncompleteMetadata with ``missing``, the full list of what is lacking.
+    IncompleteMetadata with ``missing``, the full list of what is lacking, and,
+    with ``dois``, DoiError when DataCite does not make the DOI findable.
     """
     version = load_version(session, actor, version_id, lock=True)
     require_manager(session, actor, version)
@@ -87,6 +98,8 @@ def publish_version(
     version.published_by = actor.label
     version.search_text = search_text(version)
     session.flush()
+    if dois is not None:
+        dois.on_published(session, version)
     record_event(
         session,
         event_type="dataset.version.published",
@@ -114,6 +127,7 @@ def deprecate_version(
     successor_version_id: int | None = None,
     note: str | None = None,
     now: datetime | None = None,
+    dois: DoiHook | None = None,
 ) -> VersionOut:
     """Marks a published version deprecated: it stays readable and downloadable, and
     points at its successor, a later published version of the same dataset.
@@ -143,6 +157,8 @@ def deprecate_version(
     version.deprecation_note = (note or "").strip() or None
     version.successor_id = None if successor is None else successor.id
     session.flush()
+    if dois is not None:
+        dois.on_changed(session, version)
     record_event(
         session,
         event_type="dataset.version.deprecated",
@@ -172,6 +188,7 @@ def take_down_version(
     actor: Actor,
     reason: str,
     now: datetime | None = None,
+    dois: DoiHook | None = None,
 ) -> VersionOut:
     """Takes a public version down (ops alone): its files are no longer served; its
     landing page stays as a tombstone with the citation and the reason.
@@ -199,6 +216,8 @@ def take_down_version(
     version.taken_down_by = actor.label
     version.takedown_reason = text
     session.flush()
+    if dois is not None:
+        dois.on_changed(session, version)
     record_event(
         session,
         event_type="dataset.version.taken_down",

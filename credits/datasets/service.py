@@ -15,7 +15,7 @@ import mimetypes
 import uuid
 from collections.abc import Iterable
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import ValidationError
 from sqlalchemy import select
@@ -55,6 +55,9 @@ from credits.identity.access_datasets import (
 )
 from credits.identity.actor import Actor
 from credits.storage.names import duplicate_names, safe_file_name
+
+if TYPE_CHECKING:
+    from credits.datasets.doi import DoiHook
 
 Patch = TypeVar("Patch", MetadataPatch, DatasheetPatch)
 DOWNLOAD_WINDOW = timedelta(seconds=30)
@@ -96,6 +99,7 @@ def create_dataset(
     title: str,
     actor: Actor,
     now: datetime | None = None,
+    dois: DoiHook | None = None,
 ) -> VersionOut:
     """A new dataset of the project with its first version, a draft titled ``title``.
 
@@ -121,6 +125,8 @@ def create_dataset(
     session.flush()
     version.search_text = search_text(version)
     session.flush()
+    if dois is not None:
+        dois.on_saved(session, version)
     return render_version(session, version)
 
 
@@ -140,7 +146,12 @@ def _new_row(dataset: Dataset, *, number: int, actor: Actor, at: datetime) -> Da
 
 
 def new_version(
-    session: Session, *, dataset_id: int, actor: Actor, now: datetime | None = None
+    session: Session,
+    *,
+    dataset_id: int,
+    actor: Actor,
+    now: datetime | None = None,
+    dois: DoiHook | None = None,
 ) -> VersionOut:
     """A new draft of the dataset, a copy of its newest public version's metadata,
     datasheet, keywords, provenance and file list (the rows; blobs are shared).
@@ -171,6 +182,8 @@ def new_version(
         _copy_into(version, source, actor=actor, at=at)
     session.add(version)
     session.flush()
+    if dois is not None:
+        dois.on_saved(session, version)
     return render_version(session, version)
 
 
