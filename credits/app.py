@@ -17,6 +17,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 import admin_ui
 from credits.api import (
     auth,
+    datasets,
     grants,
     guards,
     health,
@@ -35,6 +36,7 @@ from credits.api.converters import IdConverter
 from credits.db import make_engine, make_session_factory
 from credits.jobs.executors.base import Executor
 from credits.settings import Profile, Settings, load_settings
+from credits.storage import PART_SIZE
 
 BLUEPRINTS = (
     health.blueprint,
@@ -47,6 +49,8 @@ BLUEPRINTS = (
     jobs.blueprint,
     usage.blueprint,
     reports.blueprint,
+    datasets.blueprint,
+    datasets.public_blueprint,
 )
 
 
@@ -118,8 +122,14 @@ def serve(settings: Settings) -> None:
             app,
             host=settings.host,
             port=settings.port,
-            # Waitress buffers a body before the app sees it: none over the largest limit.
-            max_request_body_size=max(settings.request_max_bytes, settings.usage_request_max_bytes),
+            # Waitress buffers a body (to a temporary file when large) before the app sees
+            # it: none over the largest limit, a dataset file's.
+            max_request_body_size=max(
+                settings.request_max_bytes,
+                settings.usage_request_max_bytes,
+                settings.dataset_max_file_bytes,
+                PART_SIZE,
+            ),
         )
     finally:
         if loop is not None:

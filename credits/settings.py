@@ -92,6 +92,10 @@ class Settings(BaseSettings):
     # up to 1,000 records with their evidence, takes up to the second.
     request_max_bytes: int = Field(default=1024 * 1024, ge=1024, le=1024**3)
     usage_request_max_bytes: int = Field(default=16 * 1024 * 1024, ge=1024, le=1024**3)
+    # Dataset files: the most one file and one version's files together may hold. The
+    # upload routes stream bodies up to the per-file limit, not request_max_bytes.
+    dataset_max_file_bytes: int = Field(default=50 * 1024**3, ge=1, le=5 * 1024**4)
+    dataset_max_version_bytes: int = Field(default=500 * 1024**3, ge=1, le=50 * 1024**4)
     instance_name: str = Field(default="credits", min_length=1, max_length=63)
     # Notifications: SMTP when smtp_host is set (required in production), else a Maildir.
     smtp_host: str = ""

@@ -18,6 +18,7 @@ changes what the next persona meets; each persona sees the world exactly as
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -40,13 +41,16 @@ from api_world import (
     program_body,
     world_executor,
 )
+from datasets_api_world import UPLOAD_NAME, with_datasets
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy.orm import Session, sessionmaker
 
+from credits.api.datasets import STORE_KEY
 from credits.app import create_app
 from credits.db import utcnow
 from credits.settings import load_settings
+from credits.storage import blob_store_for_url
 
 OK = "2xx"
 Expect = int | str
@@ -153,6 +157,17 @@ EDIT_IN_REVIEW = only(OPS, RESEARCHER_A, **dict.fromkeys((FUNDER_P, REVIEWER), 4
 # proposal is out of their reviewing reach, so it answers 404 (reviews._own_assignment).
 REVIEW_IN_REVIEW = only(REVIEWER, **{CONFLICTED_REVIEWER: 404})
 IN_REVIEW = {"proposal_id": "proposal_in_review"}
+# Datasets: the catalogue is public; a draft is its project's members' and ops'
+# (anyone else gets 404, as for a missing version); a public version is changed by
+# them too (others 403), taken down and verified by ops alone.
+DRAFT_DS = {"version_id": "ds_draft_id"}
+PUBLISHED_DS = {"version_id": "ds_published_id"}
+PUBLIC_DS = {"public_id": "ds_published_uuid"}
+DS_DRAFT = only(OPS, RESEARCHER_A, anonymous=404)
+DS_CHANGE_DRAFT = only(OPS, RESEARCHER_A)
+DS_CHANGE_PUBLISHED = only(OPS, RESEARCHER_A, others=403)
+DS_OPS = expect(403, ops=OK)
+DS_UPLOAD = {"version_id": "ds_draft_id", "upload_id": "ds_upload"}
 
 MATRIX: tuple[Row, ...] = (
     # Probes and the document: anyone.
@@ -427,14 +442,161 @@ MATRIX: tuple[Row, ...] = (
         body=lambda _: {"progress_report": "Half the runs are done."},
         headers={"Idempotency-Key": "matrix-release"},
     ),
+    # Datasets: the public catalogue.
+    Row("GET", "/api/v1/datasets", PUBLIC),
+    Row("GET", "/api/v1/datasets/<uuid:concept_id>", PUBLIC, {"concept_id": "ds_concept"}),
+    Row(
+        "GET",
+        "/api/v1/datasets/<int:dataset_id>/versions",
+        PUBLIC,
+        {"dataset_id": "ds_dataset_id"},
+    ),
+    Row("GET", "/api/v1/datasets/versions/<int:version_id>", PUBLIC, PUBLISHED_DS),
+    Row("GET", "/api/v1/datasets/versions/<int:version_id>", DS_DRAFT, DRAFT_DS),
+    Row("GET", "/api/v1/datasets/versions/<int:version_id>/croissant.json", PUBLIC, PUBLISHED_DS),
+    Row("GET", "/api/v1/datasets/versions/<int:version_id>/croissant.json", DS_DRAFT, DRAFT_DS),
+    Row("GET", "/api/v1/datasets/versions/<int:version_id>/datacite.json", PUBLIC, PUBLISHED_DS),
+    Row("GET", "/api/v1/datasets/versions/<int:version_id>/datasheet.md", PUBLIC, PUBLISHED_DS),
+    Row("GET", "/api/v1/datasets/versions/<int:version_id>/SHA256SUMS", PUBLIC, PUBLISHED_DS),
+    Row(
+        "GET",
+        "/api/v1/datasets/versions/<int:version_id>/files/<path:file_name>",
+        PUBLIC,
+        PUBLISHED_DS | {"file_name": "ds_file"},
+    ),
+    Row(
+        "GET",
+        "/api/v1/datasets/versions/<int:version_id>/files/<path:file_name>",
+        DS_DRAFT,
+        DRAFT_DS | {"file_name": "ds_file"},
+    ),
+    # The same files and documents at the public URLs, by the version's UUID.
+    *(
+        Row("GET", f"/datasets/versions/<uuid:public_id>/{document}", PUBLIC, PUBLIC_DS)
+        for document in ("croissant.json", "datacite.json", "datasheet.md", "SHA256SUMS")
+    ),
+    Row(
+        "GET",
+        "/datasets/versions/<uuid:public_id>/files/<path:file_name>",
+        PUBLIC,
+        PUBLIC_DS | {"file_name": "ds_file"},
+    ),
+    # Datasets: drafts, changed by project A's members and ops.
+    Row(
+        "POST",
+        "/api/v1/projects/<int:project_id>/datasets",
+        PROJECT_A,
+        {"project_id": "project_a"},
+        body=lambda _: {"title": "Firn cores"},
+    ),
+    Row(
+        "POST",
+        "/api/v1/datasets/<int:dataset_id>/versions",
+        only(OPS, RESEARCHER_A, others=403),
+        {"dataset_id": "ds_released_id"},
+        note="a dataset whose only version is published: its members start the next",
+    ),
+    Row(
+        "PATCH",
+        "/api/v1/datasets/versions/<int:version_id>",
+        DS_CHANGE_DRAFT,
+        DRAFT_DS,
+        body=lambda _: {"title": "Ice cores, revised"},
+    ),
+    Row(
+        "PATCH",
+        "/api/v1/datasets/versions/<int:version_id>/datasheet",
+        DS_CHANGE_DRAFT,
+        DRAFT_DS,
+        body=lambda _: {"uses": "Any climate study."},
+    ),
+    Row(
+        "POST",
+        "/api/v1/datasets/versions/<int:version_id>/provenance",
+        DS_CHANGE_DRAFT,
+        DRAFT_DS,
+        body=lambda world: {"allocation_ids": [world.allocation]},
+    ),
+    Row(
+        "POST",
+        "/api/v1/datasets/versions/<int:version_id>/provenance/remove",
+        DS_CHANGE_DRAFT,
+        DRAFT_DS,
+        body=lambda world: {"allocation_ids": [world.allocation]},
+    ),
+    Row(
+        "PUT",
+        "/api/v1/datasets/versions/<int:version_id>/files/<path:file_name>",
+        DS_CHANGE_DRAFT,
+        DRAFT_DS | {"file_name": Fixed("notes/empty.txt")},
+    ),
+    Row(
+        "DELETE",
+        "/api/v1/datasets/versions/<int:version_id>/files/<path:file_name>",
+        DS_CHANGE_DRAFT,
+        DRAFT_DS | {"file_name": "ds_file"},
+    ),
+    Row(
+        "POST",
+        "/api/v1/datasets/versions/<int:version_id>/uploads",
+        DS_CHANGE_DRAFT,
+        DRAFT_DS,
+        body=lambda _: {"name": "big/other.bin", "size": 3},
+    ),
+    Row(
+        "PUT",
+        "/api/v1/datasets/versions/<int:version_id>/uploads/<upload_id>/parts/<int:part_number>",
+        DS_CHANGE_DRAFT,
+        DS_UPLOAD | {"part_number": Fixed("1")},
+    ),
+    Row(
+        "GET",
+        "/api/v1/datasets/versions/<int:version_id>/uploads/<upload_id>",
+        expect(404, ops=422, researcher_a=422),
+        DS_UPLOAD,
+        note="past the access check, the parts query is required",
+    ),
+    Row(
+        "POST",
+        "/api/v1/datasets/versions/<int:version_id>/uploads/<upload_id>/complete",
+        expect(404),
+        {"version_id": "ds_draft_id", "upload_id": Fixed("0" * 32)},
+        body=lambda _: {"name": UPLOAD_NAME, "parts": 1},
+        note="an upload that is not open: 404 to all (completing is in test_api_datasets)",
+    ),
+    Row(
+        "DELETE",
+        "/api/v1/datasets/versions/<int:version_id>/uploads/<upload_id>",
+        DS_CHANGE_DRAFT,
+        DS_UPLOAD,
+    ),
+    Row("POST", "/api/v1/datasets/versions/<int:version_id>/publish", DS_CHANGE_DRAFT, DRAFT_DS),
+    # Datasets: public versions.
+    Row(
+        "POST",
+        "/api/v1/datasets/versions/<int:version_id>/deprecate",
+        DS_CHANGE_PUBLISHED,
+        PUBLISHED_DS,
+        body=lambda _: {"note": "superseded"},
+    ),
+    Row(
+        "POST",
+        "/api/v1/datasets/versions/<int:version_id>/takedown",
+        DS_OPS,
+        PUBLISHED_DS,
+        body=lambda _: {"reason": "court order"},
+    ),
+    Row("POST", "/api/v1/datasets/versions/<int:version_id>/verify", DS_OPS, PUBLISHED_DS),
 )
 
 
 @pytest.fixture
 def app(joined_session_factory: sessionmaker[Session]) -> Flask:
-    return create_app(
+    app = create_app(
         load_settings(), session_factory=joined_session_factory, executor=world_executor()
     )
+    app.extensions[STORE_KEY] = blob_store_for_url(f"memory://matrix-{uuid.uuid4().hex}")
+    return app
 
 
 def _url(row: Row, world: World) -> str:
@@ -499,7 +661,7 @@ def test_every_row_names_every_persona() -> None:
 
 @pytest.mark.parametrize("row", MATRIX, ids=[row.id for row in MATRIX])
 def test_access(app: Flask, session: Session, row: Row) -> None:
-    world = build_world(session)
+    world = with_datasets(session, build_world(session), app.extensions[STORE_KEY])
     client = app.test_client()
 
     got = {persona: _status(client, session, row, world, persona) for persona in PERSONAS}

@@ -52,6 +52,17 @@ blueprint = Blueprint("openapi", __name__, url_prefix="/api/v1")
 
 
 @dataclass(frozen=True)
+class Answer:
+    """A success answer besides the operation's main one, such as 206 Partial Content
+    or a 302 redirect; ``body``: it carries the main answer's content."""
+
+    status: int
+    description: str
+    headers: tuple[tuple[str, str], ...] = ()
+    body: bool = True
+
+
+@dataclass(frozen=True)
 class Operation:
     """What a route tells the document beyond what its URL rule says."""
 
@@ -70,15 +81,21 @@ class Operation:
     headers: tuple[tuple[str, str], ...] = ()
     # The status a replayed Idempotency-Key answers with, when not ``status``.
     replay_status: int | None = None
+    # A request body that is a file, sent as it is in this media type (not JSON).
+    raw_body: str | None = None
+    # Other success answers (a partial file, a redirect).
+    answers: tuple[Answer, ...] = ()
 
     def problem_statuses(self) -> list[int]:
         """Declared problems, plus 401 for authenticated routes, 422 (every request is
         refused that way when it carries a NUL character, see ``api/guards.py``), 400
         (malformed or too deep JSON), 413 (too large) and 415 (not JSON) for a body,
-        optional or not (see ``api/parsing.py``), 400 for an Idempotency-Key, and 500."""
+        optional or not (see ``api/parsing.py``), 413 for a file body, 400 for an
+        Idempotency-Key, and 500."""
         implied = {500, 422}
         implied |= {401} if self.authenticated else set()
         implied |= {400, 413, 415} if self.body is not None else set()
+        implied |= {413} if self.raw_body is not None else set()
         implied |= {400} if self.idempotency_key else set()
         return sorted(set(self.problems) | implied)
 
@@ -97,6 +114,8 @@ def operation(
     media_type: str = "application/json",
     headers: tuple[tuple[str, str], ...] = (),
     replay_status: int | None = None,
+    raw_body: str | None = None,
+    answers: tuple[Answer, ...] = (),
 ) -> Callable[[View], View]:
     """Declares a route for the document; place it under the ``@blueprint.get`` line.
 
@@ -107,7 +126,9 @@ def operation(
     ``replay_status`` the status a replay answers, when it is not ``status``.
     ``media_type`` other than JSON (with no ``response`` model) documents a success
     answer that is a file, such as ``text/plain``; ``headers`` names the headers
-    the success answer always carries, as (name, description) pairs.
+    the success answer always carries, as (name, description) pairs. ``raw_body``
+    documents a request body that is a file in that media type (an upload), and
+    ``answers`` other success answers (206 Partial Content, a 302 redirect).
     """
 
     def declare(view: View) -> View:
@@ -124,6 +145,8 @@ def operation(
             media_type=media_type,
             headers=headers,
             replay_status=replay_status,
+            raw_body=raw_body,
+            answers=answers,
         )
         setattr(view, _ATTRIBUTE, declared)
         return view
@@ -215,6 +238,13 @@ def _query_parameters(schema: dict[str, Any]) -> list[dict[str, Any]]:
     return parameters
 
 
+def _headers(headers: tuple[tuple[str, str], ...]) -> dict[str, Any]:
+    return {
+        name: {"description": description, "required": True, "schema": {"type": "string"}}
+        for name, description in headers
+    }
+
+
 def _ref_name(reference: dict[str, Any]) -> str:
     return str(reference["$ref"]).rsplit("/", 1)[1]
 
@@ -260,6 +290,11 @@ class _DocumentBuilder:
                 "required": declared.body_required,
                 "content": {JSON_MEDIA_TYPE: {"schema": self.refs[(declared.body, "validation")]}},
             }
+        elif declared.raw_body is not None:
+            document["requestBody"] = {
+                "required": True,
+                "content": {declared.raw_body: {"schema": {"type": "string", "format": "binary"}}},
+            }
         description = inspect.getdoc(route.view)
         if description:
             document["description"] = description
@@ -275,6 +310,8 @@ class _DocumentBuilder:
         success: dict[str, Any] = {"type": "object"}
         if declared.response is not None:
             success = self.refs[(declared.response, "serialization")]
+        elif declared.media_type.endswith("+json"):
+            success = {"type": "object"}
         elif declared.media_type != "application/json":
             success = {"type": "string"}
         answer: dict[str, Any] = {
@@ -282,11 +319,15 @@ class _DocumentBuilder:
             "content": {declared.media_type: {"schema": success}},
         }
         if declared.headers:
-            answer["headers"] = {
-                name: {"description": description, "required": True, "schema": {"type": "string"}}
-                for name, description in declared.headers
-            }
+            answer["headers"] = _headers(declared.headers)
         responses: dict[str, Any] = {str(declared.status): answer}
+        for other in declared.answers:
+            extra: dict[str, Any] = {"description": other.description}
+            if other.body:
+                extra["content"] = answer["content"]
+            if other.headers:
+                extra["headers"] = _headers(other.headers)
+            responses[str(other.status)] = extra
         if declared.replay_status is not None:
             replay = HTTPStatus(declared.replay_status).phrase
             responses[str(declared.replay_status)] = answer | {

@@ -38,10 +38,16 @@ def test_serve_runs_waitress_on_the_configured_host_and_port_with_a_body_limit(
     calls: list[tuple[Any, dict[str, Any]]] = []
     monkeypatch.setattr(waitress, "serve", lambda app, **kwargs: calls.append((app, kwargs)))
 
-    settings = load_settings(host="0.0.0.0", port=8123, usage_request_max_bytes=5_000_000)  # noqa: S104 - never bound: serve is faked
+    settings = load_settings(
+        host="0.0.0.0",  # noqa: S104 - never bound: serve is faked
+        port=8123,
+        usage_request_max_bytes=5_000_000,
+        dataset_max_file_bytes=9_000_000,
+    )
     serve(settings)
 
     ((served, options),) = calls
     assert isinstance(served, Flask)
-    # Waitress buffers a body before the app runs: it refuses one over the largest limit.
-    assert options == {"host": "0.0.0.0", "port": 8123, "max_request_body_size": 5_000_000}  # noqa: S104
+    # Waitress buffers a body before the app runs: it refuses one over the largest limit,
+    # here a dataset file's.
+    assert options == {"host": "0.0.0.0", "port": 8123, "max_request_body_size": 9_000_000}  # noqa: S104

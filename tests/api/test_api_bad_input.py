@@ -45,6 +45,7 @@ from api_world import (
     program_body,
     world_executor,
 )
+from datasets_api_world import UPLOAD_BYTES, UPLOAD_NAME, DatasetsWorld, with_datasets
 from flask import Flask
 from flask.testing import FlaskClient
 from jsonschema import Draft202012Validator
@@ -52,12 +53,15 @@ from sqlalchemy import inspect, select
 from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.test import TestResponse
 
+from credits.api.datasets import STORE_KEY
 from credits.api.problems import PROBLEM_MEDIA_TYPE, Problem
 from credits.app import create_app
 from credits.db import Base, utcnow
 from credits.identity.tokens import create_token
 from credits.ledger.verify import verify_ledger
 from credits.settings import load_settings
+from credits.storage import PART_SIZE, blob_store_for_url
+from credits.storage.fs_store import FsspecBlobStore
 
 pytestmark = pytest.mark.slow
 
@@ -65,6 +69,8 @@ pytestmark = pytest.mark.slow
 REQUEST_MAX_BYTES = 64 * 1024
 USAGE_REQUEST_MAX_BYTES = 128 * 1024
 USAGE_OPERATION = "usage.report_usage"
+# A dataset file may be this large here: over it, a file body is refused.
+DATASET_MAX_FILE_BYTES = 256 * 1024
 METER = "ops_meter"  # ops, with a token that names the meter scope
 DEEP = "[" * 5000 + "]" * 5000
 KEY_HEADER = "Idempotency-Key"
@@ -152,6 +158,50 @@ def _usage(world: World) -> dict[str, Any]:
 
 IN_REVIEW = {"proposal_id": "proposal_in_review"}
 DRAFT = {"proposal_id": "proposal_draft"}
+DATASET_DRAFT = {"version_id": "ds_draft_id"}
+DATASET_PUBLISHED = {"version_id": "ds_published_id"}
+
+
+def _dataset_metadata(_: World) -> dict[str, Any]:
+    return {
+        "title": "Ice cores",
+        "description": "Isotopes.",
+        "creators": [
+            {
+                "name": "Lovelace, Ada",
+                "name_type": "personal",
+                "orcid": "0000-0002-1825-0097",
+                "affiliation": "Uni",
+                "ror": "03yrm5c26",
+            }
+        ],
+        "license": "CC-BY-4.0",
+        "keywords": ["ice"],
+        "related_identifiers": [
+            {"identifier": "10.1234/x", "identifier_type": "DOI", "relation_type": "Cites"}
+        ],
+        "citation": "Cite the paper.",
+    }
+
+
+def _datasheet(_: World) -> dict[str, Any]:
+    return {
+        name: f"The {name}."
+        for name in (
+            "motivation",
+            "composition",
+            "collection",
+            "preprocessing",
+            "uses",
+            "distribution",
+            "maintenance",
+            "biases",
+            "limitations",
+            "sensitive_information",
+        )
+    }
+
+
 STARTS: dict[str, Start] = {
     "grants.create_program": Start(FUNDER_P, body=_new_program),
     "grants.update_program": Start(
@@ -256,6 +306,37 @@ STARTS: dict[str, Start] = {
         lambda _: job_body(cpu=2, memory_gb=8.5, args=["--fast"], labels={"team": "ice"}),
     ),
     "jobs.cancel_job": Start(RESEARCHER_A, {"job_id": "job_a"}),
+    "datasets.create_dataset": Start(
+        RESEARCHER_A, {"project_id": "project_a"}, lambda _: {"title": "Firn cores"}
+    ),
+    "datasets.new_version": Start(RESEARCHER_A, {"dataset_id": "ds_released_id"}),
+    "datasets.update_metadata": Start(RESEARCHER_A, DATASET_DRAFT, _dataset_metadata),
+    "datasets.update_datasheet": Start(RESEARCHER_A, DATASET_DRAFT, _datasheet),
+    "datasets.record_provenance": Start(
+        RESEARCHER_A, DATASET_DRAFT, lambda w: {"job_ids": [], "allocation_ids": [w.allocation]}
+    ),
+    "datasets.remove_provenance": Start(
+        RESEARCHER_A, DATASET_DRAFT, lambda w: {"job_ids": [], "allocation_ids": [w.allocation]}
+    ),
+    "datasets.start_upload": Start(
+        RESEARCHER_A, DATASET_DRAFT, lambda _: {"name": "big/new.bin", "size": 3}
+    ),
+    "datasets.complete_upload": Start(
+        RESEARCHER_A,
+        DATASET_DRAFT | {"upload_id": "ds_upload"},
+        lambda _: {"name": UPLOAD_NAME, "parts": 1},
+    ),
+    "datasets.publish": Start(RESEARCHER_A, DATASET_DRAFT),
+    "datasets.deprecate": Start(RESEARCHER_A, DATASET_PUBLISHED, lambda _: {"note": "old"}),
+    "datasets.takedown": Start(OPS, DATASET_PUBLISHED, lambda _: {"reason": "court order"}),
+    "datasets.verify": Start(OPS, DATASET_PUBLISHED),
+}
+# Operations whose body is a file (application/octet-stream), sent as it is.
+FILE_STARTS: dict[str, Start] = {
+    "datasets.upload_file": Start(RESEARCHER_A, DATASET_DRAFT | {"file_name": "ds_new_file"}),
+    "datasets.put_part": Start(
+        RESEARCHER_A, DATASET_DRAFT | {"upload_id": "ds_upload", "part_number": "ds_part"}
+    ),
 }
 # Path arguments of the operations without a body, as in tests/test_api_schemathesis.py.
 PINNED = {
@@ -268,6 +349,12 @@ PINNED = {
     "allocation_id": "allocation",
     "tranche_id": "tranche",
     "job_id": "job_a",
+    "version_id": "ds_draft_id",
+    "dataset_id": "ds_dataset_id",
+    "concept_id": "ds_concept",
+    "public_id": "ds_published_uuid",
+    "file_name": "ds_file",
+    "upload_id": "ds_upload",
 }
 QUERY_VALUES = [
     "",
@@ -309,24 +396,37 @@ class Run:
 
     client: FlaskClient
     session: Session
-    world: World
+    world: BadInputWorld
     document: dict[str, Any]
     headers: dict[str, dict[str, str]]
     rows: dict[str, list[Any]]
     failures: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class BadInputWorld(DatasetsWorld):
+    """The world with the path arguments of the file uploads."""
+
+    ds_new_file: str = "notes/new.txt"
+    ds_part: int = 1
+
+
 @pytest.fixture
 def app(joined_session_factory: sessionmaker[Session]) -> Flask:
     settings = load_settings(
-        request_max_bytes=REQUEST_MAX_BYTES, usage_request_max_bytes=USAGE_REQUEST_MAX_BYTES
+        request_max_bytes=REQUEST_MAX_BYTES,
+        usage_request_max_bytes=USAGE_REQUEST_MAX_BYTES,
+        dataset_max_file_bytes=DATASET_MAX_FILE_BYTES,
     )
-    return create_app(settings, session_factory=joined_session_factory, executor=world_executor())
+    app = create_app(settings, session_factory=joined_session_factory, executor=world_executor())
+    app.extensions[STORE_KEY] = blob_store_for_url(f"memory://bad-input-{id(app)}")
+    return app
 
 
 @pytest.fixture
 def run(app: Flask, session: Session) -> Run:
-    world = build_world(session)
+    built = with_datasets(session, build_world(session), app.extensions[STORE_KEY])
+    world = BadInputWorld(**{name: getattr(built, name) for name in built.__dataclass_fields__})
     meter = create_token(session, email=f"{OPS}@example.org", actor=SYSTEM, scopes=["meter"])
     session.flush()
     headers = world.headers | {METER: {"Authorization": f"Bearer {meter.secret}"}}
@@ -567,13 +667,23 @@ def _report(run: Run) -> str:
     )
 
 
+def _body_types(operation: Op) -> set[str]:
+    return set(operation.document.get("requestBody", {}).get("content", {}))
+
+
 def test_every_json_operation_has_a_request_that_succeeds(run: Run) -> None:
     json_operations = {
         operation.document["operationId"]
         for operation in _operations(run.document)
-        if "requestBody" in operation.document
+        if "application/json" in _body_types(operation)
     }
     assert json_operations == set(STARTS)
+    file_operations = {
+        operation.document["operationId"]
+        for operation in _operations(run.document)
+        if _body_types(operation) - {"application/json"}
+    }
+    assert file_operations == set(FILE_STARTS)
 
 
 @pytest.mark.parametrize("operation_id", sorted(STARTS))
@@ -616,5 +726,66 @@ def test_bad_query_values_are_refused_as_problems_and_change_nothing(run: Run) -
         operation = _find(run, found.document["operationId"], arguments)
         for case in _query_cases(operation.document):
             _send(run, operation, case, run.headers[OPS])
+
+    assert not run.failures, _report(run)
+
+
+BAD_FILE_NAMES = {
+    "a traversal": "..%2F..%2Fetc%2Fpasswd",
+    "a dot-dot folder": "a/../b",
+    "a 10,000-character name": "x" * 10_000,
+    "a bidi override": "evil%E2%80%AEvsc.txt",
+    "a control character": "a%09b",
+    "a NUL": "a%00b",
+    "a name the draft holds": "DATA/cores.csv",
+}
+
+
+def _file_cases(operation_id: str, max_bytes: int) -> Iterator[tuple[str, Case]]:
+    """(path suffix to replace the name with, or "", case) for a file body."""
+    octets = "application/octet-stream"
+    yield "", Case("over the size limit", b"x" * (max_bytes + 1), octets, refused=True)
+    yield "", Case("sent as JSON", b'{"a": 1}', "application/json", refused=False)
+    yield "", Case("no content type", b"abc", None, refused=False)
+    yield "", Case("empty", b"", octets, refused=False)
+    if operation_id == "datasets.upload_file":
+        for label, name in BAD_FILE_NAMES.items():
+            yield name, Case(f"file name: {label}", b"abc", octets, refused=True)
+
+
+def _stored(run: Run) -> list[str]:
+    store = run.client.application.extensions[STORE_KEY]
+    assert isinstance(store, FsspecBlobStore)
+    return [key for key in store.list_keys() if not key.startswith("uploads/")]
+
+
+@pytest.mark.parametrize("operation_id", sorted(FILE_STARTS))
+def test_bad_file_bodies_and_names_are_refused_and_store_nothing(
+    run: Run, operation_id: str
+) -> None:
+    start = FILE_STARTS[operation_id]
+    operation = _find(run, operation_id, start.path)
+    headers = run.headers[start.persona]
+    savepoint = run.session.connection().begin_nested()
+    try:
+        response = run.client.open(
+            operation.url,
+            method=operation.method,
+            data=UPLOAD_BYTES,
+            headers=headers | {"Content-Type": "application/octet-stream"},
+        )
+    finally:
+        savepoint.rollback()
+    assert response.status_code < 300, response.get_json()
+    limit = DATASET_MAX_FILE_BYTES if operation_id == "datasets.upload_file" else PART_SIZE
+    stored = _stored(run)
+    for name, case in _file_cases(operation_id, limit):
+        url = operation.url
+        if name:
+            url = url.removesuffix(run.world.ds_new_file) + name
+        _send(run, Op(operation.path, operation.method, operation.document, url), case, headers)
+        if case.refused:
+            assert _stored(run) == stored, f"{case.label}: refused, yet a blob was stored"
+        stored = _stored(run)
 
     assert not run.failures, _report(run)

@@ -1,0 +1,965 @@
+"""Dataset routes: create and edit drafts, upload files, publish; the public catalogue.
+
+Writes need a token (``write`` scope; ``read`` for ops' verify) of a project
+member or ops, as the services check. Reads are public: anyone, signed in or
+not, lists and reads published and deprecated versions, tombstones, their
+metadata documents and their files; a signed-in member also reads the
+project's drafts. A draft the caller may not read answers 404, like a missing
+version.
+
+Uploads stream: ``PUT .../files/<name>`` sends a file's bytes as the body,
+hashed into the blob store as they arrive, up to ``CREDITS_DATASET_MAX_FILE_BYTES``
+(not the app's ``CREDITS_REQUEST_MAX_BYTES``); larger files go as a resumable
+multipart upload of 8 MiB parts. The name is checked, and the draft's
+``CREDITS_DATASET_MAX_VERSION_BYTES``, before a byte is read; a refusal after
+the bytes are stored removes them unless another file holds the same content.
+
+Downloads answer ``Range`` requests (206, or 416 when unsatisfiable) with the
+sha256 as a strong ETag, or, on S3, redirect (302) to a presigned URL valid
+for five minutes. A taken-down version's files answer 410.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Iterator
+from typing import Annotated, cast
+
+from flask import Blueprint, Response, current_app, redirect, request, url_for
+from flask.typing import ResponseReturnValue
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from werkzeug.wrappers import Response as BaseResponse
+
+from credits.api.auth import credits_extension, current_actor, session_factory
+from credits.api.converters import MAX_ID
+from credits.api.openapi import Answer, operation
+from credits.api.parsing import NoInput, json_body, optional_json_body
+from credits.api.problems import problem_response, problem_type
+from credits.datasets import exports, provenance, publishing, queries, service
+from credits.datasets.downloads import downloadable_file, record_download
+from credits.datasets.drafts import editable_draft
+from credits.datasets.errors import (
+    DatasetNotFound,
+    DuplicateFileName,
+    FileGone,
+    VersionTooLarge,
+)
+from credits.datasets.manifest import sha256sums
+from credits.datasets.models import KEYWORD_MAX_LENGTH, TITLE_MAX_LENGTH, DatasetFile, VersionState
+from credits.datasets.schemas import (
+    DatasheetPatch,
+    FileOut,
+    MetadataPatch,
+    ProvenanceOut,
+    VerifyReport,
+    VersionOut,
+    VersionPage,
+    VersionSummary,
+)
+from credits.datasets.verify import verify_files
+from credits.db import session_scope
+from credits.errors import CreditsError
+from credits.identity.access import require_actor, require_any_role, require_scope
+from credits.identity.actor import Actor
+from credits.identity.models import Role, Scope
+from credits.reports.energy import EnergyPolicy, policy_from_settings
+from credits.storage import (
+    MAX_PARTS,
+    PART_SIZE,
+    BlobStore,
+    BlobTooLarge,
+    InvalidRange,
+    StoredBlob,
+    blob_store_from_settings,
+    content_disposition,
+    duplicate_names,
+    safe_file_name,
+)
+from credits.storage.names import MAX_NAME_BYTES
+
+blueprint = Blueprint("datasets", __name__, url_prefix="/api/v1")
+# Files and metadata documents at the public URLs the exports and landing pages give.
+public_blueprint = Blueprint("dataset_files", __name__)
+
+STORE_KEY = "credits_blob_store"
+# A presigned download URL (S3) is valid this long.
+PRESIGNED_SECONDS = 300
+# Uploads are read from the request in chunks of this size.
+CHUNK_BYTES = 1024 * 1024
+# The largest declared size of a multipart upload: S3's largest object, 5 TiB.
+MAX_UPLOAD_BYTES = 5 * 1024**4
+FILE_MEDIA_TYPE = "application/octet-stream"
+FILE_HEADERS = (
+    ("Accept-Ranges", "bytes"),
+    ("ETag", "the file's sha256, quoted: a strong validator"),
+    ("Content-Disposition", "attachment, with the file's name"),
+)
+
+Id = Annotated[StrictInt, Field(ge=1, le=MAX_ID)]
+FileName = Annotated[str, Field(min_length=1, max_length=MAX_NAME_BYTES)]
+
+
+class DatasetQuery(BaseModel):
+    """Filters for the catalogue; newest version first, ``cursor`` for the next page."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    q: str | None = Field(
+        default=None,
+        max_length=500,
+        description="words to find in the title, description, keywords and creators",
+    )
+    license: str | None = Field(default=None, max_length=100, description="an SPDX identifier")
+    keyword: str | None = Field(default=None, max_length=KEYWORD_MAX_LENGTH)
+    program: int | None = Field(default=None, ge=1, le=MAX_ID, description="funded by this program")
+    project: int | None = Field(default=None, ge=1, le=MAX_ID)
+    state: VersionState = Field(
+        default=VersionState.PUBLISHED,
+        description="drafts are listed to their project's members and ops only",
+    )
+    cursor: int | None = Field(default=None, ge=1, le=MAX_ID)
+    limit: int = Field(default=queries.DEFAULT_PAGE, ge=1, le=queries.MAX_PAGE)
+
+
+class VersionList(BaseModel):
+    """Every version of a dataset the caller may read, newest first."""
+
+    items: list[VersionSummary]
+
+
+class CreateDatasetIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    title: str = Field(min_length=1, max_length=TITLE_MAX_LENGTH)
+
+
+class ProvenanceIn(BaseModel):
+    """Finished GPU jobs and allocations of the dataset's project."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    job_ids: list[Id] = Field(default_factory=list, max_length=1000)
+    allocation_ids: list[Id] = Field(default_factory=list, max_length=1000)
+
+
+class DeprecateIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    successor_version_id: Id | None = Field(
+        default=None, description="a later published version of the same dataset"
+    )
+    note: str | None = Field(default=None, max_length=2000)
+
+
+class TakedownIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(min_length=1, max_length=2000, description="shown on the tombstone")
+
+
+class UploadStartIn(BaseModel):
+    """A file to send in parts: its name in the version and its size in bytes."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: FileName
+    size: StrictInt = Field(ge=0, le=MAX_UPLOAD_BYTES)
+
+
+class UploadOut(BaseModel):
+    """Send parts 1..``parts`` of exactly ``part_size`` bytes (the last one shorter)."""
+
+    upload_id: str
+    part_size: int
+    parts: int
+    max_bytes: int
+
+
+class UploadCompleteIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: FileName
+    parts: StrictInt = Field(ge=1, le=MAX_PARTS)
+
+
+class UploadPartsQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    parts: int = Field(ge=1, le=MAX_PARTS, description="how many parts the file has")
+
+
+class UploadStatus(BaseModel):
+    upload_id: str
+    missing: list[int] = Field(description="the parts not received yet: send these")
+
+
+# Who is calling.
+
+
+def _caller(scope: Scope) -> Actor:
+    actor = require_actor(current_actor())
+    require_scope(actor, scope)
+    return actor
+
+
+def _reader() -> Actor | None:
+    """The caller of a public read; a token that may not read reads as the public does."""
+    actor = current_actor()
+    if actor is not None and not actor.allows_scope(Scope.READ):
+        return None
+    return actor
+
+
+# What the routes share.
+
+
+def blob_store() -> BlobStore:
+    """The app's blob store, built from the settings on first use (a test may place its
+    own in ``app.extensions["credits_blob_store"]``)."""
+    store = current_app.extensions.get(STORE_KEY)
+    if store is None:
+        store = blob_store_from_settings(credits_extension().settings)
+        current_app.extensions[STORE_KEY] = store
+    return cast(BlobStore, store)
+
+
+def _energy() -> EnergyPolicy:
+    return policy_from_settings(credits_extension().settings)
+
+
+def _base_url() -> str:
+    return request.url_root
+
+
+def _publisher() -> str:
+    return credits_extension().settings.instance_name
+
+
+def _version(version: VersionOut, status: int = 200) -> ResponseReturnValue:
+    headers = {"Location": url_for(".get_version", version_id=version.id)}
+    return version.model_dump(mode="json"), status, headers
+
+
+# The catalogue: public reads.
+
+
+@blueprint.get("/datasets")
+@operation(
+    "Search dataset versions",
+    response=VersionPage,
+    query=DatasetQuery,
+    authenticated=False,
+    problems=(401,),
+)
+def list_datasets() -> ResponseReturnValue:
+    """Published versions (or ``state``) matching every filter given, newest first; full-text
+    search of title, description, keywords and creators. No token needed."""
+    actor = _reader()
+    query = DatasetQuery.model_validate(request.args.to_dict())
+    with session_scope(session_factory()) as session:
+        page = queries.list_versions(
+            session,
+            actor,
+            text=query.q,
+            license=query.license,
+            keyword=query.keyword,
+            program_id=query.program,
+            project_id=query.project,
+            states=(query.state,),
+            cursor=query.cursor,
+            limit=query.limit,
+        )
+    headers = {}
+    if page.next_cursor is not None:
+        values = query.model_dump(mode="json", exclude_none=True) | {"cursor": page.next_cursor}
+        headers["Link"] = f'<{url_for(".list_datasets", **values)}>; rel="next"'
+    return page.model_dump(mode="json"), 200, headers
+
+
+@blueprint.get("/datasets/<uuid:concept_id>")
+@operation(
+    "Resolve a dataset's concept id",
+    response=VersionOut,
+    authenticated=False,
+    problems=(401, 404),
+)
+def resolve_concept(concept_id: uuid.UUID) -> ResponseReturnValue:
+    """The newest published version of the dataset (else its newest deprecated one, else
+    its tombstone)."""
+    actor = _reader()
+    with session_scope(session_factory()) as session:
+        version = queries.resolve_concept(session, actor, str(concept_id))
+    return _version(version)
+
+
+@blueprint.get("/datasets/<int:dataset_id>/versions")
+@operation(
+    "List a dataset's versions",
+    response=VersionList,
+    authenticated=False,
+    problems=(401, 404),
+)
+def list_dataset_versions(dataset_id: int) -> ResponseReturnValue:
+    """Every version of the dataset the caller may read, newest first."""
+    actor = _reader()
+    with session_scope(session_factory()) as session:
+        items = queries.list_dataset_versions(session, actor, dataset_id)
+    if not items:
+        raise DatasetNotFound(f"no dataset has the id {dataset_id}")
+    return VersionList(items=items).model_dump(mode="json")
+
+
+@blueprint.get("/datasets/versions/<int:version_id>")
+@operation("Get a dataset version", response=VersionOut, authenticated=False, problems=(401, 404))
+def get_version(version_id: int) -> ResponseReturnValue:
+    """The version with its metadata, datasheet, files and provenance; a taken-down
+    version is a tombstone: its citation and the reason, no files, no datasheet."""
+    actor = _reader()
+    with session_scope(session_factory()) as session:
+        version = queries.get_version(session, actor, version_id)
+    return version.model_dump(mode="json")
+
+
+def _readable(version_id: int) -> VersionOut:
+    with session_scope(session_factory()) as session:
+        return queries.get_version(session, _reader(), version_id)
+
+
+CROISSANT = operation(
+    "A version as Croissant JSON-LD",
+    media_type="application/ld+json",
+    authenticated=False,
+    problems=(401, 404),
+)
+DATACITE = operation(
+    "A version as DataCite JSON",
+    media_type="application/vnd.datacite.datacite+json",
+    authenticated=False,
+    problems=(401, 404),
+)
+DATASHEET = operation(
+    "A version's datasheet as Markdown",
+    media_type="text/markdown",
+    authenticated=False,
+    problems=(401, 404),
+)
+CHECKSUMS = operation(
+    "A version's checksums",
+    media_type="text/plain",
+    authenticated=False,
+    problems=(401, 404, 410),
+)
+DOWNLOAD = operation(
+    "Download a file",
+    media_type="*/*",
+    headers=FILE_HEADERS,
+    authenticated=False,
+    answers=(
+        Answer(206, "Partial Content: the range asked for", (*FILE_HEADERS, ("Content-Range", ""))),
+        Answer(302, "Found: a short-lived presigned URL (S3)", (("Location", ""),), body=False),
+    ),
+    problems=(401, 404, 410, 416, 503),
+)
+
+
+@blueprint.get("/datasets/versions/<int:version_id>/croissant.json")
+@CROISSANT
+def croissant(version_id: int) -> ResponseReturnValue:
+    """Croissant 1.0 with the Responsible AI fields, a sha256 per file and a record set per
+    CSV or JSON Lines file."""
+    version = _readable(version_id)
+    heads = exports.tabular_heads(version, blob_store())
+    document = exports.croissant(version, base_url=_base_url(), publisher=_publisher(), heads=heads)
+    return _json_document(document, "application/ld+json")
+
+
+@blueprint.get("/datasets/versions/<int:version_id>/datacite.json")
+@DATACITE
+def datacite(version_id: int) -> ResponseReturnValue:
+    """DataCite Metadata Schema 4 with a fundingReference per program."""
+    version = _readable(version_id)
+    document = exports.datacite(
+        version, base_url=_base_url(), publisher=_publisher(), funder_name=_publisher()
+    )
+    return _json_document(document, "application/vnd.datacite.datacite+json")
+
+
+def _json_document(document: object, media_type: str) -> Response:
+    return Response(current_app.json.dumps(document), content_type=media_type)
+
+
+@blueprint.get("/datasets/versions/<int:version_id>/datasheet.md")
+@DATASHEET
+def datasheet(version_id: int) -> ResponseReturnValue:
+    """The datasheet (Datasheets for Datasets) with the citation and the provenance."""
+    version = _readable(version_id)
+    text = exports.datasheet_markdown(version, base_url=_base_url(), publisher=_publisher())
+    return Response(text, content_type="text/markdown; charset=utf-8")
+
+
+@blueprint.get("/datasets/versions/<int:version_id>/SHA256SUMS")
+@CHECKSUMS
+def checksums(version_id: int) -> ResponseReturnValue:
+    """The files as ``sha256sum -c`` reads them; 410 once the version was taken down."""
+    version = _readable(version_id)
+    if version.state is VersionState.TAKEN_DOWN:
+        raise FileGone(f"version {version.number} of this dataset was taken down")
+    return Response(sha256sums(version.files), content_type="text/plain; charset=utf-8")
+
+
+@blueprint.get("/datasets/versions/<int:version_id>/files/<path:file_name>")
+@DOWNLOAD
+def download_file(version_id: int, file_name: str) -> ResponseReturnValue:
+    """The file, streamed, in its media type; a ``Range: bytes=a-b`` request gets that part
+    (206) or 416 when it lies outside the file. On S3, a redirect to a presigned URL
+    valid for five minutes. A repeat download by the same client within 30 seconds
+    counts once. 410 when the version was taken down."""
+    actor = _reader()
+    with session_scope(session_factory()) as session:
+        file = downloadable_file(session, version_id=version_id, name=file_name, actor=actor)
+    store = blob_store()
+    url = store.presigned_url(file.sha256, expires_s=PRESIGNED_SECONDS, filename=file.name)
+    response: BaseResponse
+    if url is None:
+        response = _file_response(store, file)
+    else:
+        response = redirect(url, code=302)
+        response.headers["Cache-Control"] = "no-store"
+    if request.method == "GET" and response.status_code in {200, 206, 302}:
+        _count(version_id, file.name)
+    return response
+
+
+def _file_response(store: BlobStore, file: FileOut) -> Response:
+    etag = f'"{file.sha256}"'
+    headers = {
+        "Accept-Ranges": "bytes",
+        "ETag": etag,
+        "Content-Disposition": content_disposition(file.name),
+    }
+    start, stop, status = 0, file.size, 200
+    wanted = request.range
+    if_range = request.headers.get("If-Range")
+    if wanted is not None and (if_range is None or if_range.strip() == etag):
+        bounds = wanted.range_for_length(file.size)
+        if bounds is None and len(wanted.ranges) == 1:
+            return problem_response(
+                status=InvalidRange.status,
+                title=InvalidRange.title,
+                type_=problem_type(InvalidRange.slug),
+                detail=f"the range lies outside the file of {file.size} bytes",
+                headers={"Content-Range": f"bytes */{file.size}"},
+            )
+        if bounds is not None:
+            start, stop, status = bounds[0], bounds[1], 206
+            headers["Content-Range"] = f"bytes {start}-{stop - 1}/{file.size}"
+    chunks = store.open_range(file.sha256, start, stop)
+    headers["Content-Length"] = str(stop - start)
+    return Response(
+        chunks,
+        status=status,
+        headers=headers,
+        content_type=file.media_type,
+        direct_passthrough=True,
+    )
+
+
+# The same documents and files at the public URLs of credits/datasets/urls.py, by the
+# version's UUID: the landing pages link there and the exports name them.
+
+
+def _by_public_id(public_id: uuid.UUID) -> int:
+    with session_scope(session_factory()) as session:
+        return queries.version_id_for(session, str(public_id))
+
+
+@public_blueprint.get("/datasets/versions/<uuid:public_id>/croissant.json")
+@CROISSANT
+def public_croissant(public_id: uuid.UUID) -> ResponseReturnValue:
+    """As GET /api/v1/datasets/versions/{version_id}/croissant.json, by the version's UUID."""
+    return croissant(_by_public_id(public_id))
+
+
+@public_blueprint.get("/datasets/versions/<uuid:public_id>/datacite.json")
+@DATACITE
+def public_datacite(public_id: uuid.UUID) -> ResponseReturnValue:
+    """As GET /api/v1/datasets/versions/{version_id}/datacite.json, by the version's UUID."""
+    return datacite(_by_public_id(public_id))
+
+
+@public_blueprint.get("/datasets/versions/<uuid:public_id>/datasheet.md")
+@DATASHEET
+def public_datasheet(public_id: uuid.UUID) -> ResponseReturnValue:
+    """As GET /api/v1/datasets/versions/{version_id}/datasheet.md, by the version's UUID."""
+    return datasheet(_by_public_id(public_id))
+
+
+@public_blueprint.get("/datasets/versions/<uuid:public_id>/SHA256SUMS")
+@CHECKSUMS
+def public_checksums(public_id: uuid.UUID) -> ResponseReturnValue:
+    """As GET /api/v1/datasets/versions/{version_id}/SHA256SUMS, by the version's UUID."""
+    return checksums(_by_public_id(public_id))
+
+
+@public_blueprint.get("/datasets/versions/<uuid:public_id>/files/<path:file_name>")
+@DOWNLOAD
+def public_file(public_id: uuid.UUID, file_name: str) -> ResponseReturnValue:
+    """As GET /api/v1/datasets/versions/{version_id}/files/{file_name}, by the version's
+    UUID: the URL the Croissant document and the landing page give."""
+    return download_file(_by_public_id(public_id), file_name)
+
+
+def _count(version_id: int, name: str) -> None:
+    """Counts the download; the client is a hash of its address and user agent."""
+    client = f"{request.remote_addr}\n{request.user_agent.string}".encode()
+    key = hashlib.sha256(client).hexdigest()
+    with session_scope(session_factory()) as session:
+        record_download(session, version_id=version_id, name=name, client_key=key)
+
+
+# Drafts: create, describe, record provenance.
+
+
+@blueprint.post("/projects/<int:project_id>/datasets")
+@operation(
+    "Create a dataset",
+    body=CreateDatasetIn,
+    response=VersionOut,
+    status=201,
+    problems=(403, 404, 422),
+)
+def create_dataset(project_id: int) -> ResponseReturnValue:
+    """A new dataset of the project with its first version, a draft."""
+    actor = _caller(Scope.WRITE)
+    body = json_body(CreateDatasetIn)
+    with session_scope(session_factory()) as session:
+        version = service.create_dataset(
+            session, project_id=project_id, title=body.title, actor=actor
+        )
+    return _version(version, 201)
+
+
+@blueprint.post("/datasets/<int:dataset_id>/versions")
+@operation(
+    "Start a new version",
+    body=NoInput,
+    body_required=False,
+    response=VersionOut,
+    status=201,
+    problems=(403, 404, 409),
+)
+def new_version(dataset_id: int) -> ResponseReturnValue:
+    """A draft copying the newest published version's metadata, datasheet, provenance and
+    file list (the files themselves are not copied). 409 when a draft exists."""
+    actor = _caller(Scope.WRITE)
+    optional_json_body(NoInput)
+    with session_scope(session_factory()) as session:
+        version = service.new_version(session, dataset_id=dataset_id, actor=actor)
+    return _version(version, 201)
+
+
+@blueprint.patch("/datasets/versions/<int:version_id>")
+@operation(
+    "Edit a draft's metadata",
+    body=MetadataPatch,
+    response=VersionOut,
+    problems=(403, 404, 409, 422),
+)
+def update_metadata(version_id: int) -> ResponseReturnValue:
+    """Sets the fields given; the others stay. 409 for a version that is not a draft."""
+    actor = _caller(Scope.WRITE)
+    patch = json_body(MetadataPatch)
+    with session_scope(session_factory()) as session:
+        version = service.update_metadata(
+            session, version_id=version_id, changes=patch, actor=actor
+        )
+    return version.model_dump(mode="json")
+
+
+@blueprint.patch("/datasets/versions/<int:version_id>/datasheet")
+@operation(
+    "Edit a draft's datasheet",
+    body=DatasheetPatch,
+    response=VersionOut,
+    problems=(403, 404, 409, 422),
+)
+def update_datasheet(version_id: int) -> ResponseReturnValue:
+    """Sets the sections given; the others stay. 409 for a version that is not a draft."""
+    actor = _caller(Scope.WRITE)
+    patch = json_body(DatasheetPatch)
+    with session_scope(session_factory()) as session:
+        version = service.update_datasheet(
+            session, version_id=version_id, changes=patch, actor=actor
+        )
+    return version.model_dump(mode="json")
+
+
+@blueprint.post("/datasets/versions/<int:version_id>/provenance")
+@operation(
+    "Record what produced a draft",
+    body=ProvenanceIn,
+    response=ProvenanceOut,
+    problems=(403, 404, 409, 422),
+)
+def record_provenance(version_id: int) -> ResponseReturnValue:
+    """Adds finished GPU jobs and allocations of the dataset's project, with the credits,
+    GPU-hours and energy they account for."""
+    actor = _caller(Scope.WRITE)
+    body = json_body(ProvenanceIn)
+    with session_scope(session_factory()) as session:
+        summary = provenance.record_provenance(
+            session,
+            version_id=version_id,
+            actor=actor,
+            energy=_energy(),
+            job_ids=body.job_ids,
+            allocation_ids=body.allocation_ids,
+        )
+    return summary.model_dump(mode="json")
+
+
+@blueprint.post("/datasets/versions/<int:version_id>/provenance/remove")
+@operation(
+    "Remove jobs and allocations from a draft's provenance",
+    body=ProvenanceIn,
+    response=ProvenanceOut,
+    problems=(403, 404, 409),
+)
+def remove_provenance(version_id: int) -> ResponseReturnValue:
+    """Takes the jobs out; an allocation a remaining job was charged to stays."""
+    actor = _caller(Scope.WRITE)
+    body = json_body(ProvenanceIn)
+    with session_scope(session_factory()) as session:
+        summary = provenance.remove_provenance(
+            session,
+            version_id=version_id,
+            actor=actor,
+            energy=_energy(),
+            job_ids=body.job_ids,
+            allocation_ids=body.allocation_ids,
+        )
+    return summary.model_dump(mode="json")
+
+
+# Files of a draft.
+
+
+def _admit(version_id: int, actor: Actor, name: str, size: int | None) -> int:
+    """Checks, before any byte is read, that ``name`` may join the draft and that
+    ``size`` bytes (when known) fit; returns how many bytes the version still takes."""
+    limit = credits_extension().settings.dataset_max_version_bytes
+    with session_scope(session_factory()) as session:
+        version = editable_draft(session, actor, version_id)
+        names = [file.name for file in version.files]
+        used = sum(file.size for file in version.files)
+    if duplicate_names([*names, name]):
+        raise DuplicateFileName(f"this version already has a file named {name!r}", name=name)
+    room = max(limit - used, 0)
+    if size is not None and size > room:
+        raise _version_too_large(used + size, limit)
+    return room
+
+
+def _version_too_large(total: int, limit: int) -> VersionTooLarge:
+    return VersionTooLarge(
+        f"the version's files would come to {total:,} bytes, over the limit of {limit:,}",
+        max_bytes=limit,
+    )
+
+
+def _add(version_id: int, actor: Actor, name: str, blob: StoredBlob) -> FileOut:
+    """Adds a stored blob to the draft; a refusal removes the blob unless a file holds it."""
+    limit = credits_extension().settings.dataset_max_version_bytes
+    try:
+        with session_scope(session_factory()) as session:
+            return service.add_file(
+                session,
+                version_id=version_id,
+                name=name,
+                blob=blob,
+                actor=actor,
+                max_version_bytes=limit,
+            )
+    except BaseException:
+        _forget(blob.sha256)
+        raise
+
+
+def _forget(sha256: str) -> None:
+    """Removes a blob no file row names (an upload that was refused after it was stored)."""
+    with session_scope(session_factory()) as session:
+        held = _blob_in_use(session, sha256)
+    if not held:
+        blob_store().delete(sha256)
+
+
+def _blob_in_use(session: Session, sha256: str) -> bool:
+    found = session.scalar(select(DatasetFile.id).where(DatasetFile.sha256 == sha256).limit(1))
+    return found is not None
+
+
+class LengthRequired(CreditsError):
+    status = 411
+    slug = "length-required"
+    title = "Length required"
+
+
+def _require_length() -> None:
+    """A chunked body must come through a server that decodes it and ends the input
+    (waitress does); else Werkzeug would read it as empty, and a file would be lost."""
+    chunked = "chunked" in request.headers.get("Transfer-Encoding", "").lower()
+    if chunked and "wsgi.input_terminated" not in request.environ:
+        raise LengthRequired("this server cannot take a chunked body: send a Content-Length")
+
+
+def _body_chunks() -> Iterator[bytes]:
+    stream = request.stream
+    while chunk := stream.read(CHUNK_BYTES):
+        yield chunk
+
+
+def _file_created(version_id: int, file: FileOut) -> ResponseReturnValue:
+    location = url_for(".download_file", version_id=version_id, file_name=file.name)
+    return file.model_dump(mode="json"), 201, {"Location": location}
+
+
+@blueprint.put("/datasets/versions/<int:version_id>/files/<path:file_name>")
+@operation(
+    "Upload a file to a draft",
+    raw_body=FILE_MEDIA_TYPE,
+    response=FileOut,
+    status=201,
+    problems=(403, 404, 409, 411, 413, 422, 503),
+)
+def upload_file(version_id: int, file_name: str) -> ResponseReturnValue:
+    """The request body is the file, streamed into storage and hashed as it arrives, up
+    to CREDITS_DATASET_MAX_FILE_BYTES; its name is the rest of the path (folders
+    allowed: ``train/part-1.csv``). Refused before a byte is read: an unsafe name
+    (422), a name the draft holds (409), a declared length over a limit (413)."""
+    actor = _caller(Scope.WRITE)
+    settings = credits_extension().settings
+    name = safe_file_name(file_name)
+    room = _admit(version_id, actor, name, request.content_length)
+    _require_length()
+    limit = min(settings.dataset_max_file_bytes, room)
+    request.max_content_length = settings.dataset_max_file_bytes
+    try:
+        blob = blob_store().put_stream(_body_chunks(), max_bytes=limit)
+    except BlobTooLarge:
+        if limit < settings.dataset_max_file_bytes:
+            raise _version_too_large(
+                settings.dataset_max_version_bytes - room + limit + 1,
+                settings.dataset_max_version_bytes,
+            ) from None
+        raise
+    return _file_created(version_id, _add(version_id, actor, name, blob))
+
+
+@blueprint.delete("/datasets/versions/<int:version_id>/files/<path:file_name>")
+@operation("Remove a file from a draft", status=204, problems=(403, 404, 409))
+def remove_file(version_id: int, file_name: str) -> ResponseReturnValue:
+    """The file leaves the draft; its bytes stay while another version holds them."""
+    actor = _caller(Scope.WRITE)
+    with session_scope(session_factory()) as session:
+        sha256 = session.scalar(
+            select(DatasetFile.sha256).where(
+                DatasetFile.version_id == version_id, DatasetFile.name == file_name
+            )
+        )
+        service.remove_file(session, version_id=version_id, name=file_name, actor=actor)
+    if sha256 is not None:
+        _forget(sha256)
+    return "", 204
+
+
+# Resumable multipart uploads.
+
+
+@blueprint.post("/datasets/versions/<int:version_id>/uploads")
+@operation(
+    "Start a multipart upload",
+    body=UploadStartIn,
+    response=UploadOut,
+    status=201,
+    problems=(403, 404, 409, 413, 422),
+)
+def start_upload(version_id: int) -> ResponseReturnValue:
+    """Opens a resumable upload of ``size`` bytes for a file of the draft: send its parts
+    with PUT, ask which are missing after a broken connection, then complete it with the
+    same name. The name and the size are checked now, before any part is sent."""
+    actor = _caller(Scope.WRITE)
+    body = json_body(UploadStartIn)
+    settings = credits_extension().settings
+    name = safe_file_name(body.name)
+    if body.size > settings.dataset_max_file_bytes:
+        raise BlobTooLarge(settings.dataset_max_file_bytes)
+    _admit(version_id, actor, name, body.size)
+    upload_id = blob_store().start_upload(max_bytes=body.size)
+    parts = max(1, -(-body.size // PART_SIZE))
+    answer = UploadOut(upload_id=upload_id, part_size=PART_SIZE, parts=parts, max_bytes=body.size)
+    location = url_for(".upload_status", version_id=version_id, upload_id=upload_id, parts=parts)
+    return answer.model_dump(mode="json"), 201, {"Location": location}
+
+
+def _draft_of(version_id: int, actor: Actor) -> None:
+    with session_scope(session_factory()) as session:
+        editable_draft(session, actor, version_id)
+
+
+@blueprint.put("/datasets/versions/<int:version_id>/uploads/<upload_id>/parts/<int:part_number>")
+@operation(
+    "Send one part of a multipart upload",
+    raw_body=FILE_MEDIA_TYPE,
+    status=204,
+    problems=(403, 404, 409, 411, 413, 422, 503),
+)
+def put_part(version_id: int, upload_id: str, part_number: int) -> ResponseReturnValue:
+    """Part ``part_number`` (from 1): exactly ``part_size`` bytes, the last part shorter.
+    Sending a part again replaces it. A part of the wrong size or past the declared size
+    ends the upload (422, 413): start again."""
+    actor = _caller(Scope.WRITE)
+    _draft_of(version_id, actor)
+    _require_length()
+    request.max_content_length = PART_SIZE
+    data = request.get_data(cache=False)
+    blob_store().put_part(upload_id, part_number, data)
+    return "", 204
+
+
+@blueprint.get("/datasets/versions/<int:version_id>/uploads/<upload_id>")
+@operation(
+    "List a multipart upload's missing parts",
+    response=UploadStatus,
+    query=UploadPartsQuery,
+    problems=(403, 404, 409),
+)
+def upload_status(version_id: int, upload_id: str) -> ResponseReturnValue:
+    """Which of parts 1..``parts`` have not arrived: after a broken connection, send those."""
+    actor = _caller(Scope.WRITE)
+    _draft_of(version_id, actor)
+    query = UploadPartsQuery.model_validate(request.args.to_dict())
+    missing = blob_store().missing_parts(upload_id, query.parts)
+    return UploadStatus(upload_id=upload_id, missing=missing).model_dump(mode="json")
+
+
+@blueprint.post("/datasets/versions/<int:version_id>/uploads/<upload_id>/complete")
+@operation(
+    "Complete a multipart upload",
+    body=UploadCompleteIn,
+    response=FileOut,
+    status=201,
+    problems=(403, 404, 409, 413, 422, 503),
+)
+def complete_upload(version_id: int, upload_id: str) -> ResponseReturnValue:
+    """Assembles parts 1..``parts`` into the file ``name`` of the draft, hashing them. The
+    upload ends either way: parts missing (422, ``missing`` lists them) or a refused name
+    remove its parts."""
+    actor = _caller(Scope.WRITE)
+    body = json_body(UploadCompleteIn)
+    store = blob_store()
+    try:
+        name = safe_file_name(body.name)
+        _admit(version_id, actor, name, None)
+    except BaseException:
+        store.abort_upload(upload_id)
+        raise
+    blob = store.complete_upload(upload_id, body.parts)
+    return _file_created(version_id, _add(version_id, actor, name, blob))
+
+
+@blueprint.delete("/datasets/versions/<int:version_id>/uploads/<upload_id>")
+@operation("Abandon a multipart upload", status=204, problems=(403, 404, 409))
+def abort_upload(version_id: int, upload_id: str) -> ResponseReturnValue:
+    """Ends the upload and removes the parts sent; an unknown id changes nothing."""
+    actor = _caller(Scope.WRITE)
+    _draft_of(version_id, actor)
+    blob_store().abort_upload(upload_id)
+    return "", 204
+
+
+# The lifecycle.
+
+
+@blueprint.post("/datasets/versions/<int:version_id>/publish")
+@operation(
+    "Publish a draft",
+    body=NoInput,
+    body_required=False,
+    response=VersionOut,
+    problems=(403, 404, 409, 422),
+)
+def publish(version_id: int) -> ResponseReturnValue:
+    """Freezes the draft and pins its manifest hash. 422 with ``missing``, the list of
+    every field, section or part it still needs; 409 when it is already published."""
+    actor = _caller(Scope.WRITE)
+    optional_json_body(NoInput)
+    with session_scope(session_factory()) as session:
+        version = publishing.publish_version(
+            session, version_id=version_id, actor=actor, energy=_energy()
+        )
+    return version.model_dump(mode="json")
+
+
+@blueprint.post("/datasets/versions/<int:version_id>/deprecate")
+@operation(
+    "Deprecate a published version",
+    body=DeprecateIn,
+    body_required=False,
+    response=VersionOut,
+    problems=(403, 404, 409, 422),
+)
+def deprecate(version_id: int) -> ResponseReturnValue:
+    """The version stays readable and downloadable, marked deprecated, pointing at its
+    successor (a later published version of the dataset)."""
+    actor = _caller(Scope.WRITE)
+    body = optional_json_body(DeprecateIn)
+    with session_scope(session_factory()) as session:
+        version = publishing.deprecate_version(
+            session,
+            version_id=version_id,
+            actor=actor,
+            successor_version_id=body.successor_version_id,
+            note=body.note,
+        )
+    return version.model_dump(mode="json")
+
+
+@blueprint.post("/datasets/versions/<int:version_id>/takedown")
+@operation(
+    "Take a version down (ops)",
+    body=TakedownIn,
+    response=VersionOut,
+    problems=(403, 404, 409, 422),
+)
+def takedown(version_id: int) -> ResponseReturnValue:
+    """Ops only, with a reason (audited): the files answer 410 from now on; the version
+    stays as a tombstone with its citation and the reason."""
+    actor = _caller(Scope.WRITE)
+    body = json_body(TakedownIn)
+    with session_scope(session_factory()) as session:
+        version = publishing.take_down_version(
+            session, version_id=version_id, actor=actor, reason=body.reason
+        )
+    return version.model_dump(mode="json")
+
+
+@blueprint.post("/datasets/versions/<int:version_id>/verify")
+@operation(
+    "Re-hash a version's stored files (ops)",
+    body=NoInput,
+    body_required=False,
+    response=VerifyReport,
+    problems=(403, 404),
+)
+def verify(version_id: int) -> ResponseReturnValue:
+    """Reads every stored file of the version again and names each missing or corrupt one."""
+    actor = _caller(Scope.READ)
+    require_any_role(actor, Role.OPS)
+    optional_json_body(NoInput)
+    with session_scope(session_factory()) as session:
+        queries.get_version(session, actor, version_id)
+        report = verify_files(session, store=blob_store(), version_id=version_id)
+    return report.model_dump(mode="json")
