@@ -13,7 +13,10 @@ it has every word, each as a word or the start of one ("glac" finds
 "glacier"), and matches are ranked by BM25 (SQLite) or ``ts_rank_cd``
 (PostgreSQL). Neither structure is in the SQLAlchemy models, as each exists on
 one dialect alone: :func:`is_search_structure` tells the migrations' drift
-check to leave them be.
+check to leave them be. A later SQLite migration that rebuilds
+``dataset_versions`` (Alembic's batch mode copies it to a new table) drops the
+triggers with it: it must create them again and ``'rebuild'`` the FTS table,
+as migration 0010 does.
 """
 
 from __future__ import annotations
