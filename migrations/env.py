@@ -3,10 +3,10 @@ connection handed in by the caller (``credits db upgrade``, the tests)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from logging.config import fileConfig
 
 from alembic import context
+from alembic.runtime.environment import NameFilterParentNames, NameFilterType
 from sqlalchemy.engine import Connection
 
 from credits.datasets.search import is_search_structure
@@ -19,7 +19,7 @@ if config.config_file_name is not None and config.attributes.get("configure_logg
     fileConfig(config.config_file_name, disable_existing_loggers=False)
 
 
-def _include_name(name: str | None, type_: str, parents: Mapping[str, str | None]) -> bool:
+def _include_name(name: str | None, type_: NameFilterType, parents: NameFilterParentNames) -> bool:
     """Everything but the dataset search structures of one dialect (migration 0010)."""
     return not is_search_structure(name, type_, parents.get("table_name"))
 
