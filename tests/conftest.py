@@ -9,7 +9,9 @@ and fail, never skip, when it is set but unreachable (and in CI when unset).
 from __future__ import annotations
 
 import os
+import shutil
 import stat
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +28,28 @@ from credits.storage import blob_store_for_url
 from credits.storage.fs_store import FsspecBlobStore
 
 POSTGRES_ENV = "CREDITS_TEST_POSTGRES_URL"
+_SESSION_TEMP = "_credits_session_temp"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """As root, each session's temporary folders live in a folder of its own.
+
+    Sandboxed local jobs then start as an unprivileged user that must pass
+    through every folder above their work folder, and pytest resets its shared
+    ``/tmp/pytest-of-root`` to 0700 whenever another session starts.
+    """
+    if os.geteuid() != 0 or config.option.basetemp is not None:
+        return
+    session_temp = Path(tempfile.mkdtemp(prefix="credits-pytest-"))
+    session_temp.chmod(0o711)
+    setattr(config, _SESSION_TEMP, session_temp)
+    config.option.basetemp = str(session_temp / "basetemp")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    session_temp = getattr(config, _SESSION_TEMP, None)
+    if session_temp is not None:
+        shutil.rmtree(session_temp, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)
