@@ -30,6 +30,7 @@ from admin_ui.web import current_actor, render, transaction
 from credits.api.auth import credits_extension
 from credits.datasets import queries, urls
 from credits.datasets.citation import apa, bibtex
+from credits.datasets.doi import doi_of
 from credits.datasets.errors import DatasetNotFound, VersionNotFound
 from credits.datasets.identifiers import license_name, license_url
 from credits.datasets.models import Dataset, DatasetProvenance, DatasetVersion, VersionState
@@ -95,16 +96,20 @@ def _schema_creator(creator: Any) -> dict[str, Any]:
     return node
 
 
-def schema_org(version: VersionOut, base: str, site: str) -> dict[str, Any]:
-    """The version as a schema.org ``Dataset`` for search engines."""
+def schema_org(version: VersionOut, base: str, site: str, doi: str | None) -> dict[str, Any]:
+    """The version as a schema.org ``Dataset`` for search engines (its DOI first, when
+    it has one that resolves)."""
     landing = urls.version_url(base, version.public_id)
+    identifiers = [landing, f"urn:uuid:{version.public_id}"]
+    if doi:
+        identifiers.insert(0, f"https://doi.org/{doi}")
     document: dict[str, Any] = {
         "@context": "https://schema.org/",
         "@type": "Dataset",
         "@id": landing,
         "url": landing,
         "sameAs": urls.concept_url(base, version.concept_id),
-        "identifier": [landing, f"urn:uuid:{version.public_id}"],
+        "identifier": identifiers,
         "name": version.title,
         "description": version.description,
         "version": str(version.number),
@@ -112,7 +117,7 @@ def schema_org(version: VersionOut, base: str, site: str) -> dict[str, Any]:
         "creator": [_schema_creator(creator) for creator in version.creators],
         "publisher": {"@type": "Organization", "name": site},
         "isAccessibleForFree": True,
-        "citation": apa(version, base_url=base, publisher=site),
+        "citation": apa(version, base_url=base, publisher=site, doi=doi),
         "distribution": [
             {
                 "@type": "DataDownload",
@@ -279,6 +284,8 @@ def version_page(public_id: uuid.UUID) -> ResponseReturnValue:
         except VersionNotFound:
             abort(404)
         versions = queries.list_dataset_versions(db, me, version.dataset_id)
+        registered = doi_of(db, version.id)
+    doi = registered[0] if registered else None
     public = version.state in {VersionState.PUBLISHED, VersionState.DEPRECATED}
     documents = {
         key: (urls.document_url(base, version.public_id, name), media, label)
@@ -296,10 +303,11 @@ def version_page(public_id: uuid.UUID) -> ResponseReturnValue:
         ],
         licence_name=_licence_name(version.license),
         licence_url=license_url(version.license) if version.license else None,
-        bibtex=bibtex(version, base_url=base, publisher=site),
-        apa=apa(version, base_url=base, publisher=site),
+        doi=doi,
+        bibtex=bibtex(version, base_url=base, publisher=site, doi=doi),
+        apa=apa(version, base_url=base, publisher=site, doi=doi),
         provenance=_provenance_sentence(version),
-        json_ld=json_ld_markup(schema_org(version, base, site)) if public else None,
+        json_ld=json_ld_markup(schema_org(version, base, site, doi)) if public else None,
         documents=documents if public else {},
         sums_url=urls.document_url(base, version.public_id, SUMS),
         canonical=urls.version_url(base, version.public_id),

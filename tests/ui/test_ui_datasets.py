@@ -17,7 +17,7 @@ from ui_sign_in import sign_in_as
 
 from credits.app import create_app
 from credits.datasets import publishing, service
-from credits.datasets.models import DatasetProvenance, DatasetVersion
+from credits.datasets.models import DatasetDoi, DatasetProvenance, DatasetVersion
 from credits.datasets.schemas import DATASHEET_SECTIONS, VersionOut
 from credits.db import utcnow
 from credits.identity.actor import Actor
@@ -327,3 +327,33 @@ def test_the_project_page_lists_its_datasets_and_drafts(
     assert f'href="/datasets/versions/{world.dataset_draft}"' in section
     assert "badge-draft" in section
     assert "badge-published" in section
+
+
+def test_a_version_with_a_findable_doi_is_cited_by_it(
+    app: Flask, session: Session, world: World
+) -> None:
+    version = session.query(DatasetVersion).filter_by(public_id=world.dataset_published).one()
+    doi = f"10.5072/{world.dataset_published}"
+    session.add(
+        DatasetDoi(
+            version_id=version.id,
+            doi=doi,
+            datacite_state="findable",
+            pending=False,
+            attempts=0,
+            created_at=utcnow(),
+        )
+    )
+    session.flush()
+
+    html = (
+        _client(app, world)
+        .get(f"/datasets/versions/{world.dataset_published}")
+        .get_data(as_text=True)
+    )
+
+    assert f'href="https://doi.org/{doi}" data-testid="doi"' in html
+    assert re.search(r"\bdoi\s*= \{" + re.escape(doi) + r"\}", html)
+    document = json.loads(JSON_LD.findall(html)[0])
+    assert document["identifier"][0] == f"https://doi.org/{doi}"
+    assert document["citation"].endswith(f"https://doi.org/{doi}")
