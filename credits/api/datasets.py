@@ -721,6 +721,13 @@ def _body_chunks() -> Iterator[bytes]:
         yield chunk
 
 
+def _no_content() -> Response:
+    """204, with no body and so no Content-Type."""
+    response = Response(status=204)
+    del response.headers["Content-Type"]
+    return response
+
+
 def _file_created(version_id: int, file: FileOut) -> ResponseReturnValue:
     location = url_for(".download_file", version_id=version_id, file_name=file.name)
     return file.model_dump(mode="json"), 201, {"Location": location}
@@ -772,7 +779,7 @@ def remove_file(version_id: int, file_name: str) -> ResponseReturnValue:
         service.remove_file(session, version_id=version_id, name=file_name, actor=actor)
     if sha256 is not None:
         _forget(sha256)
-    return "", 204
+    return _no_content()
 
 
 # Resumable multipart uploads.
@@ -826,7 +833,7 @@ def put_part(version_id: int, upload_id: str, part_number: int) -> ResponseRetur
     request.max_content_length = PART_SIZE
     data = request.get_data(cache=False)
     blob_store().put_part(upload_id, part_number, data)
-    return "", 204
+    return _no_content()
 
 
 @blueprint.get("/datasets/versions/<int:version_id>/uploads/<upload_id>")
@@ -877,7 +884,7 @@ def abort_upload(version_id: int, upload_id: str) -> ResponseReturnValue:
     actor = _caller(Scope.WRITE)
     _draft_of(version_id, actor)
     blob_store().abort_upload(upload_id)
-    return "", 204
+    return _no_content()
 
 
 # The lifecycle.

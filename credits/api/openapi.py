@@ -314,16 +314,15 @@ class _DocumentBuilder:
             success = {"type": "object"}
         elif declared.media_type != "application/json":
             success = {"type": "string"}
-        answer: dict[str, Any] = {
-            "description": HTTPStatus(declared.status).phrase,
-            "content": {declared.media_type: {"schema": success}},
-        }
+        answer: dict[str, Any] = {"description": HTTPStatus(declared.status).phrase}
+        if declared.status != HTTPStatus.NO_CONTENT:
+            answer["content"] = {declared.media_type: {"schema": success}}
         if declared.headers:
             answer["headers"] = _headers(declared.headers)
         responses: dict[str, Any] = {str(declared.status): answer}
         for other in declared.answers:
             extra: dict[str, Any] = {"description": other.description}
-            if other.body:
+            if other.body and "content" in answer:
                 extra["content"] = answer["content"]
             if other.headers:
                 extra["headers"] = _headers(other.headers)
