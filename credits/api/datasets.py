@@ -39,6 +39,7 @@ from credits.api.openapi import Answer, operation
 from credits.api.parsing import NoInput, json_body, optional_json_body
 from credits.api.problems import problem_response, problem_type
 from credits.datasets import exports, provenance, publishing, queries, service
+from credits.datasets.doi import doi_of
 from credits.datasets.downloads import downloadable_file, record_download
 from credits.datasets.drafts import editable_draft
 from credits.datasets.errors import (
@@ -379,10 +380,17 @@ def croissant(version_id: int) -> ResponseReturnValue:
 @blueprint.get("/datasets/versions/<int:version_id>/datacite.json")
 @DATACITE
 def datacite(version_id: int) -> ResponseReturnValue:
-    """DataCite Metadata Schema 4 with a fundingReference per program."""
-    version = _readable(version_id)
+    """DataCite Metadata Schema 4 with a fundingReference per program; the version's DOI
+    once it resolves."""
+    with session_scope(session_factory()) as session:
+        version = queries.get_version(session, _reader(), version_id)
+        registered = doi_of(session, version.id)
     document = exports.datacite(
-        version, base_url=_base_url(), publisher=_publisher(), funder_name=_publisher()
+        version,
+        base_url=_base_url(),
+        publisher=_publisher(),
+        funder_name=_publisher(),
+        doi=registered[0] if registered else None,
     )
     return _json_document(document, "application/vnd.datacite.datacite+json")
 

@@ -20,7 +20,7 @@ from werkzeug.test import TestResponse
 from credits.api.datasets import STORE_KEY
 from credits.api.problems import PROBLEM_MEDIA_TYPE
 from credits.app import create_app
-from credits.datasets.models import DatasetFile, DatasetVersion
+from credits.datasets.models import DatasetDoi, DatasetFile, DatasetVersion
 from credits.identity.actor import Actor
 from credits.identity.tokens import create_token
 from credits.settings import load_settings
@@ -177,6 +177,12 @@ def test_the_whole_flow_from_draft_to_tombstone(api: Api) -> None:
     assert croissant.get_json()["distribution"][0]["sha256"] == hashlib.sha256(CSV).hexdigest()
     datacite = api.call("GET", f"/datasets/versions/{vid}/datacite.json")
     assert datacite.status_code == 200 and datacite.get_json()["types"]["resourceTypeGeneral"]
+    assert "doi" not in datacite.get_json()
+    api.session.add(DatasetDoi(version_id=vid, doi="10.5072/abc", datacite_state="findable"))
+    api.session.flush()
+    assert api.call("GET", f"/datasets/versions/{vid}/datacite.json").get_json()["doi"] == (
+        "10.5072/abc"
+    )
     sheet = api.call("GET", f"/datasets/versions/{vid}/datasheet.md")
     assert sheet.mimetype == "text/markdown" and DATASHEET["biases"] in sheet.get_data(as_text=True)
 
