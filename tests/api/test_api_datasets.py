@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import hashlib
 import io
+import tracemalloc
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote
 
@@ -544,3 +546,61 @@ def test_verify_is_for_ops_and_names_a_corrupt_file(api: Api) -> None:
     store.fs.pipe_file(path, b"X" + CSV[1:])
     problems = api.call("POST", url, "ops").get_json()["problems"]
     assert [(p["name"], p["problem"]) for p in problems] == [("events.csv", "corrupt")]
+
+
+class _Zeros(io.RawIOBase):
+    """``size`` zero bytes, made as they are read: the body of a large upload."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.position = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        self.position = {io.SEEK_SET: 0, io.SEEK_CUR: self.position, io.SEEK_END: self.size}[
+            whence
+        ] + offset
+        return self.position
+
+    def tell(self) -> int:
+        return self.position
+
+    def readinto(self, buffer: Any) -> int:
+        count = max(0, min(len(buffer), self.size - self.position))
+        buffer[:count] = bytes(count)
+        self.position += count
+        return count
+
+
+def test_a_large_upload_streams_in_flat_memory(
+    session: Session, joined_session_factory: sessionmaker[Session], tmp_path: Path
+) -> None:
+    world = build_world(session, store_root=tmp_path / "storage")
+    app = _app(
+        joined_session_factory,
+        world,
+        dataset_max_file_bytes=1024**3,
+        dataset_max_version_bytes=1024**3,
+    )
+    api = Api(app.test_client(), world, session, _tokens(session, world))
+    draft = _draft(api)
+    size = 96 * 1024 * 1024
+    tracemalloc.start()
+    try:
+        response = api.call(
+            "PUT",
+            f"/datasets/versions/{draft['id']}/files/zeros.bin",
+            "pi",
+            input_stream=_Zeros(size),
+        )
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert response.status_code == 201, response.get_json()
+    assert response.get_json()["sha256"] == hashlib.sha256(bytes(size)).hexdigest()
+    assert peak < 16 * 1024 * 1024, f"peak {peak:,} bytes for a {size:,}-byte upload"
