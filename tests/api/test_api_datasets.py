@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import io
 import tracemalloc
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ import pytest
 from datasets_world import CSV, DATASHEET, METADATA, DatasetsWorld, build_world
 from flask import Flask
 from flask.testing import FlaskClient
+from s3_server import S3Server
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.test import TestResponse
@@ -26,7 +28,7 @@ from credits.datasets.models import DatasetDoi, DatasetFile, DatasetVersion
 from credits.identity.actor import Actor
 from credits.identity.tokens import create_token
 from credits.settings import load_settings
-from credits.storage import PART_SIZE
+from credits.storage import PART_SIZE, blob_store_for_url
 from credits.storage.fs_store import FsspecBlobStore
 
 SYSTEM = Actor.system("api-dataset-tests")
@@ -604,3 +606,37 @@ def test_a_large_upload_streams_in_flat_memory(
     assert response.status_code == 201, response.get_json()
     assert response.get_json()["sha256"] == hashlib.sha256(bytes(size)).hexdigest()
     assert peak < 16 * 1024 * 1024, f"peak {peak:,} bytes for a {size:,}-byte upload"
+
+
+def test_on_a_real_s3_server_uploads_stream_and_downloads_redirect(
+    session: Session, joined_session_factory: sessionmaker[Session], s3_server: S3Server
+) -> None:
+    world = build_world(session)
+    world.store = blob_store_for_url(s3_server.fresh_url(), s3_options=s3_server.options)
+    app = _app(joined_session_factory, world)
+    api = Api(app.test_client(), world, session, _tokens(session, world))
+    draft = _draft(api)
+    vid = draft["id"]
+    _describe(api, vid)
+    assert _upload(api, vid, "events.csv", CSV).status_code == 201
+    data = b"\x01" * PART_SIZE + b"the end"
+    upload, parts = _multipart(api, vid, "big.bin", len(data))
+    assert _part(api, vid, upload, 2, data[PART_SIZE:]).status_code == 204
+    status_url = f"/datasets/versions/{vid}/uploads/{upload}?parts={parts}"
+    assert api.call("GET", status_url, "pi").get_json()["missing"] == [1]
+    assert _part(api, vid, upload, 1, data[:PART_SIZE]).status_code == 204
+    done = api.call(
+        "POST",
+        f"/datasets/versions/{vid}/uploads/{upload}/complete",
+        "pi",
+        json={"name": "big.bin", "parts": parts},
+    )
+    assert done.status_code == 201, done.get_json()
+    assert done.get_json()["sha256"] == hashlib.sha256(data).hexdigest()
+    assert api.call("POST", f"/datasets/versions/{vid}/publish", "pi").status_code == 200
+    for name, content in (("events.csv", CSV), ("big.bin", data)):
+        response = api.call("GET", f"/datasets/versions/{vid}/files/{name}")
+        assert response.status_code == 302
+        with urllib.request.urlopen(response.headers["Location"], timeout=30) as fetched:  # noqa: S310 - the test server
+            assert fetched.read() == content
+            assert name in fetched.headers["Content-Disposition"]
