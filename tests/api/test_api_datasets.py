@@ -640,3 +640,23 @@ def test_on_a_real_s3_server_uploads_stream_and_downloads_redirect(
         with urllib.request.urlopen(response.headers["Location"], timeout=30) as fetched:  # noqa: S310 - the test server
             assert fetched.read() == content
             assert name in fetched.headers["Content-Disposition"]
+
+
+def test_the_document_describes_file_bodies_ranges_and_redirects(api: Api) -> None:
+    document = api.call("GET", "/openapi.json").get_json()
+    files = document["paths"]["/api/v1/datasets/versions/{version_id}/files/{file_name}"]
+    assert files["put"]["requestBody"]["content"] == {
+        "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+    }
+    assert {"201", "409", "413", "422"} <= set(files["put"]["responses"])
+    download = files["get"]
+    assert download["security"] == []
+    assert {"200", "206", "302", "404", "410", "416"} <= set(download["responses"])
+    assert {"ETag", "Accept-Ranges"} <= set(download["responses"]["200"]["headers"])
+    assert "Content-Range" in download["responses"]["206"]["headers"]
+    assert "content" not in download["responses"]["302"]
+    assert "content" not in files["delete"]["responses"]["204"]
+    croissant = document["paths"]["/datasets/versions/{public_id}/croissant.json"]["get"]
+    assert croissant["responses"]["200"]["content"] == {
+        "application/ld+json": {"schema": {"type": "object"}}
+    }
