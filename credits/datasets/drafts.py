@@ -7,6 +7,7 @@ from sqlalchemy.orm import Session
 
 from credits.datasets.errors import VersionImmutable
 from credits.datasets.models import DatasetVersion, VersionState
+from credits.datasets.search import words_of
 from credits.identity.access_datasets import load_version, require_manager
 from credits.identity.actor import Actor
 
@@ -29,7 +30,11 @@ def editable_draft(session: Session, actor: Actor, version_id: int) -> DatasetVe
 
 
 def search_text(version: DatasetVersion) -> str:
-    """Lowercased title, description, keywords and creator names, one to a line."""
+    """The words of the title, description, keywords and creator names, one part to
+    a line, split as queries are (:func:`search_words`): both engines' parsers then
+    see the same words on both sides (PostgreSQL's own reads ``Sentinel-1`` as
+    ``sentinel`` and ``-1``, which the query word ``1`` would never match)."""
     names = [str(creator.get("name", "")) for creator in version.creators]
     keywords = [keyword.keyword for keyword in version.keywords]
-    return "\n".join([version.title, version.description, *keywords, *names]).lower()
+    parts = [version.title, version.description, *keywords, *names]
+    return "\n".join(" ".join(words_of(part)) for part in parts)

@@ -36,10 +36,16 @@ MAX_WORDS = 32
 _WORD = re.compile(r"[^\W_]+")
 
 
+def words_of(text: str) -> list[str]:
+    """Every word of ``text``, lowercased, split at anything not a letter or digit:
+    how both what is indexed and what is searched for are split."""
+    return list(_WORD.findall(text.lower()))
+
+
 def search_words(text: str) -> list[str]:
     """The words of a query, lowercased, in order, each once (at most :data:`MAX_WORDS`)."""
     words: list[str] = []
-    for word in _WORD.findall(text.lower()):
+    for word in words_of(text):
         if word not in words:
             words.append(word)
     return words[:MAX_WORDS]
