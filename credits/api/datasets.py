@@ -29,8 +29,6 @@ from typing import Annotated, cast
 from flask import Blueprint, Response, current_app, redirect, request, url_for
 from flask.typing import ResponseReturnValue
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response as BaseResponse
 
 from credits.api.auth import credits_extension, current_actor, session_factory
@@ -38,18 +36,16 @@ from credits.api.converters import MAX_ID
 from credits.api.openapi import Answer, operation
 from credits.api.parsing import NoInput, json_body, optional_json_body
 from credits.api.problems import problem_response, problem_type
-from credits.datasets import exports, provenance, publishing, queries, service
+from credits.datasets import exports, provenance, publishing, queries, service, uploads
 from credits.datasets.doi import doi_of
 from credits.datasets.downloads import downloadable_file, record_download
 from credits.datasets.drafts import editable_draft
 from credits.datasets.errors import (
     DatasetNotFound,
-    DuplicateFileName,
     FileGone,
-    VersionTooLarge,
 )
 from credits.datasets.manifest import sha256sums
-from credits.datasets.models import KEYWORD_MAX_LENGTH, TITLE_MAX_LENGTH, DatasetFile, VersionState
+from credits.datasets.models import KEYWORD_MAX_LENGTH, TITLE_MAX_LENGTH, VersionState
 from credits.datasets.schemas import (
     DatasheetPatch,
     FileOut,
@@ -76,7 +72,6 @@ from credits.storage import (
     StoredBlob,
     blob_store_from_settings,
     content_disposition,
-    duplicate_names,
     safe_file_name,
 )
 from credits.storage.names import MAX_NAME_BYTES
@@ -656,57 +651,26 @@ def remove_provenance(version_id: int) -> ResponseReturnValue:
 
 
 def _admit(version_id: int, actor: Actor, name: str, size: int | None) -> int:
-    """Checks, before any byte is read, that ``name`` may join the draft and that
-    ``size`` bytes (when known) fit; returns how many bytes the version still takes."""
-    limit = credits_extension().settings.dataset_max_version_bytes
-    with session_scope(session_factory()) as session:
-        version = editable_draft(session, actor, version_id)
-        names = [file.name for file in version.files]
-        used = sum(file.size for file in version.files)
-    if duplicate_names([*names, name]):
-        raise DuplicateFileName(f"this version already has a file named {name!r}", name=name)
-    room = max(limit - used, 0)
-    if size is not None and size > room:
-        raise _version_too_large(used + size, limit)
-    return room
-
-
-def _version_too_large(total: int, limit: int) -> VersionTooLarge:
-    return VersionTooLarge(
-        f"the version's files would come to {total:,} bytes, over the limit of {limit:,}",
-        max_bytes=limit,
+    return uploads.admit_file(
+        session_factory(),
+        actor=actor,
+        version_id=version_id,
+        name=name,
+        size=size,
+        max_version_bytes=credits_extension().settings.dataset_max_version_bytes,
     )
 
 
 def _add(version_id: int, actor: Actor, name: str, blob: StoredBlob) -> FileOut:
-    """Adds a stored blob to the draft; a refusal removes the blob unless a file holds it."""
-    limit = credits_extension().settings.dataset_max_version_bytes
-    try:
-        with session_scope(session_factory()) as session:
-            return service.add_file(
-                session,
-                version_id=version_id,
-                name=name,
-                blob=blob,
-                actor=actor,
-                max_version_bytes=limit,
-            )
-    except BaseException:
-        _forget(blob.sha256)
-        raise
-
-
-def _forget(sha256: str) -> None:
-    """Removes a blob no file row names (an upload that was refused after it was stored)."""
-    with session_scope(session_factory()) as session:
-        held = _blob_in_use(session, sha256)
-    if not held:
-        blob_store().delete(sha256)
-
-
-def _blob_in_use(session: Session, sha256: str) -> bool:
-    found = session.scalar(select(DatasetFile.id).where(DatasetFile.sha256 == sha256).limit(1))
-    return found is not None
+    return uploads.attach_blob(
+        session_factory(),
+        blob_store(),
+        actor=actor,
+        version_id=version_id,
+        name=name,
+        blob=blob,
+        max_version_bytes=credits_extension().settings.dataset_max_version_bytes,
+    )
 
 
 class LengthRequired(CreditsError):
@@ -765,7 +729,7 @@ def upload_file(version_id: int, file_name: str) -> ResponseReturnValue:
         blob = blob_store().put_stream(_body_chunks(), max_bytes=limit)
     except BlobTooLarge:
         if limit < settings.dataset_max_file_bytes:
-            raise _version_too_large(
+            raise uploads.version_too_large(
                 settings.dataset_max_version_bytes - room + limit + 1,
                 settings.dataset_max_version_bytes,
             ) from None
@@ -778,15 +742,9 @@ def upload_file(version_id: int, file_name: str) -> ResponseReturnValue:
 def remove_file(version_id: int, file_name: str) -> ResponseReturnValue:
     """The file leaves the draft; its bytes stay while another version holds them."""
     actor = _caller(Scope.WRITE)
-    with session_scope(session_factory()) as session:
-        sha256 = session.scalar(
-            select(DatasetFile.sha256).where(
-                DatasetFile.version_id == version_id, DatasetFile.name == file_name
-            )
-        )
-        service.remove_file(session, version_id=version_id, name=file_name, actor=actor)
-    if sha256 is not None:
-        _forget(sha256)
+    uploads.detach_file(
+        session_factory(), blob_store(), actor=actor, version_id=version_id, name=file_name
+    )
     return _no_content()
 
 
