@@ -41,7 +41,7 @@ spans = st.tuples(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(spans)
 def test_a_finished_runs_records_add_up_to_its_exact_price_rounded_up_once(
     span: tuple[int, int, int, int, int],
