@@ -55,6 +55,7 @@ class VersionState(StrEnum):
 class ProvenanceKind(StrEnum):
     JOB = "job"
     ALLOCATION = "allocation"
+    LABELLING_ORDER = "labelling_order"
 
 
 class Dataset(Base):
@@ -208,10 +209,15 @@ class DatasetProvenance(Base):
     __table_args__ = (
         UniqueConstraint("version_id", "job_id"),
         UniqueConstraint("version_id", "allocation_id"),
+        UniqueConstraint("version_id", "labelling_order_id"),
         CheckConstraint(in_values("kind", ProvenanceKind), name="kind"),
         CheckConstraint(
-            "(kind = 'job' AND job_id IS NOT NULL AND allocation_id IS NULL)"
-            " OR (kind = 'allocation' AND allocation_id IS NOT NULL AND job_id IS NULL)",
+            "(kind = 'job' AND job_id IS NOT NULL AND allocation_id IS NULL"
+            " AND labelling_order_id IS NULL)"
+            " OR (kind = 'allocation' AND allocation_id IS NOT NULL AND job_id IS NULL"
+            " AND labelling_order_id IS NULL)"
+            " OR (kind = 'labelling_order' AND labelling_order_id IS NOT NULL"
+            " AND job_id IS NULL AND allocation_id IS NULL)",
             name="one_subject",
         ),
         CheckConstraint(
@@ -226,6 +232,9 @@ class DatasetProvenance(Base):
     kind: Mapped[str] = mapped_column(String(16))
     job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id"), index=True)
     allocation_id: Mapped[int | None] = mapped_column(ForeignKey("allocations.id"), index=True)
+    labelling_order_id: Mapped[int | None] = mapped_column(
+        ForeignKey("labelling_orders.id"), index=True
+    )
     # The allocation's program, kept for funding references and the catalogue's filter.
     program_id: Mapped[int | None] = mapped_column(ForeignKey("programs.id"), index=True)
     explicit: Mapped[bool] = mapped_column(Boolean, default=True)

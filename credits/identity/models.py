@@ -16,6 +16,8 @@ class Role(StrEnum):
     REVIEWER = "reviewer"
     FUNDER = "funder"
     OPS = "ops"
+    # Labels items of the in-house orders they are assigned to; sees nothing else.
+    ANNOTATOR = "annotator"
 
 
 class Scope(StrEnum):

@@ -62,6 +62,10 @@ class UsageRecord(Base):
     source: Mapped[str] = mapped_column(String(100))
     record_id: Mapped[str] = mapped_column(String(200))
     job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id"), index=True)
+    # Units a labelling vendor delivered for an order (invoice adapter).
+    labelling_order_id: Mapped[int | None] = mapped_column(
+        ForeignKey("labelling_orders.id"), index=True
+    )
     project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"))
     currency: Mapped[str] = mapped_column(String(16))
     unit: Mapped[str] = mapped_column(String(32))

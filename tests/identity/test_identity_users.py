@@ -167,7 +167,7 @@ def test_unknown_role_error_lists_the_allowed_roles(session: Session) -> None:
     with pytest.raises(InvalidRole) as raised:
         _create(session, roles=["admin"])
 
-    assert raised.value.extra["allowed"] == ["researcher", "reviewer", "funder", "ops"]
+    assert raised.value.extra["allowed"] == ["researcher", "reviewer", "funder", "ops", "annotator"]
     assert raised.value.status == 422
 
 

@@ -1,0 +1,44 @@
+"""Refusals of the labelling domain; the API turns them into problem details."""
+
+from __future__ import annotations
+
+from credits.errors import Conflict, Forbidden, InvalidInput, NotFound
+
+
+class VendorNotFound(NotFound):
+    slug = "vendor-not-found"
+
+
+class OrderNotFound(NotFound):
+    slug = "labelling-order-not-found"
+
+
+class ItemNotFound(NotFound):
+    slug = "labelling-item-not-found"
+
+
+class NoPriceSheet(Conflict):
+    slug = "no-price-sheet"
+    title = "The vendor has no price in effect"
+
+
+class VendorMismatch(InvalidInput):
+    """The vendor does not take this kind of task, or offers no such quality control."""
+
+    slug = "vendor-mismatch"
+
+
+class OrderStateConflict(Conflict):
+    """A transition the order's state does not allow; ``state`` names the state."""
+
+    slug = "labelling-order-state"
+    title = "Not allowed in the order's state"
+
+
+class AlreadyAnnotated(Conflict):
+    slug = "already-annotated"
+    title = "This annotator already labelled the item"
+
+
+class LabellingForbidden(Forbidden):
+    slug = "labelling-forbidden"
