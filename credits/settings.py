@@ -153,6 +153,13 @@ class Settings(BaseSettings):
     datacite_password: SecretStr = SecretStr("")
     datacite_prefix: str = ""
     public_url: str = ""
+    # Label Studio, for labelling orders routed to it: its URL (off when empty), an API
+    # token (a legacy token or a personal access token), the secret its webhooks send in
+    # the X-Credits-Webhook-Secret header, and the timeout of each request.
+    label_studio_url: str = ""
+    label_studio_token: SecretStr = SecretStr("")
+    label_studio_webhook_secret: SecretStr = SecretStr("")
+    label_studio_timeout_s: float = Field(default=30.0, gt=0, le=600)
 
     @field_validator("energy_by_flavour")
     @classmethod
@@ -301,6 +308,17 @@ class Settings(BaseSettings):
         if _scheme(self.public_url) not in {"http", "https"}:
             raise ValueError(
                 f"DOIs need {ENV_PREFIX}PUBLIC_URL, the http(s) origin of their landing pages"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _label_studio_has_a_url_and_token(self) -> Self:
+        url = self.label_studio_url
+        if url and _scheme(url) not in {"http", "https"}:
+            raise ValueError(f"{ENV_PREFIX}LABEL_STUDIO_URL must be an http(s) URL")
+        if url and not self.label_studio_token.get_secret_value():
+            raise ValueError(
+                f"{ENV_PREFIX}LABEL_STUDIO_URL needs {ENV_PREFIX}LABEL_STUDIO_TOKEN, an API token"
             )
         return self
 

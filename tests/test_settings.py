@@ -149,6 +149,9 @@ def test_production_refuses_a_secret_key_shorter_than_32_characters(
         ("CREDITS_SESSION_IDLE_HOURS", "0"),
         ("CREDITS_SESSION_MAX_DAYS", "-1"),
         ("CREDITS_TRUSTED_PROXIES", "-1"),
+        ("CREDITS_LABEL_STUDIO_TIMEOUT_S", "0"),
+        ("CREDITS_LABEL_STUDIO_URL", "ls.example.org"),
+        ("CREDITS_LABEL_STUDIO_URL", "https://ls.example.org"),  # without a token
     ],
 )
 def test_a_bad_value_is_refused_in_one_line_naming_its_variable(
@@ -340,3 +343,26 @@ def test_sign_in_throttling_counts_in_a_redis_broker_else_in_memory(
 
     assert load_settings().ratelimit_storage == expected
     assert load_settings(profile="embedded", broker_url="").ratelimit_storage == "memory://"
+
+
+def test_label_studio_is_off_by_default_and_its_secrets_are_hidden(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert load_settings().label_studio_url == ""
+    _set(
+        monkeypatch,
+        {
+            "CREDITS_LABEL_STUDIO_URL": "https://ls.example.org",
+            "CREDITS_LABEL_STUDIO_TOKEN": "ls-token-123",
+            "CREDITS_LABEL_STUDIO_WEBHOOK_SECRET": "ls-hook-456",
+            "CREDITS_LABEL_STUDIO_TIMEOUT_S": "12.5",
+        },
+    )
+
+    settings = load_settings()
+
+    shown = [repr(settings), str(settings), settings.model_dump_json()]
+    assert all("ls-token-123" not in text and "ls-hook-456" not in text for text in shown)
+    assert settings.label_studio_token.get_secret_value() == "ls-token-123"
+    assert settings.label_studio_webhook_secret.get_secret_value() == "ls-hook-456"
+    assert settings.label_studio_timeout_s == 12.5
