@@ -1,0 +1,153 @@
+"""A real Label Studio server for the slow suite, from the executable that
+``scripts/lib/label_studio.sh`` installs in a virtual environment of its own.
+
+``label-studio start`` is given a fresh data folder (its SQLite database,
+media and logs), a free loopback port, and an administrator with a known API
+token (``LABEL_STUDIO_USERNAME``, ``_PASSWORD`` and ``_USER_TOKEN``, read
+like ``--username``, ``--password`` and ``--user-token``; the user is created
+before the web server starts). Label Studio 1.23 makes new organisations with
+legacy tokens switched off, so ``--enable-legacy-api-token`` (and
+``LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN``) keep ``Authorization: Token …``
+working. ``SSRF_PROTECTION_ENABLED=false`` lets its webhooks reach a receiver
+on 127.0.0.1. The server is ready when ``/health`` answers and the token lists
+projects; it is stopped (SIGTERM, then SIGKILL) when the context ends.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import requests
+
+START_TIMEOUT_S = 240.0  # about 35 s on an idle 2-core machine; CI may share it
+BIN_ENV = "CREDITS_TEST_LABEL_STUDIO_BIN"
+
+
+class LabelStudioServerUnavailable(RuntimeError):
+    """The executable is missing or the server did not come up; the message says why."""
+
+
+@dataclass(frozen=True)
+class LabelStudioServer:
+    url: str
+    token: str = field(repr=False)
+    username: str
+    started_in_s: float
+
+
+@contextmanager
+def running_label_studio(binary: Path, data_dir: Path) -> Iterator[LabelStudioServer]:
+    """Starts ``label-studio`` on a free loopback port; yields once its API answers."""
+    if not os.access(binary, os.X_OK):
+        raise LabelStudioServerUnavailable(f"{binary} is not an executable")
+    port = _free_port()
+    token = secrets.token_hex(20)
+    username = "credits-test@example.org"
+    command = [
+        str(binary),
+        "start",
+        "--no-browser",
+        "--data-dir",
+        str(data_dir / "data"),
+        "--internal-host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--enable-legacy-api-token",
+        "--log-level",
+        "WARNING",
+    ]
+    environment = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("CREDITS_")},
+        # The administrator is made from these before the web server starts (kept off
+        # the command line, where every process could read them).
+        "LABEL_STUDIO_USERNAME": username,
+        "LABEL_STUDIO_PASSWORD": secrets.token_hex(16),
+        "LABEL_STUDIO_USER_TOKEN": token,
+        "LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN": "true",
+        "LABEL_STUDIO_DISABLE_SIGNUP_WITHOUT_LINK": "true",
+        "SSRF_PROTECTION_ENABLED": "false",
+        "HOME": str(data_dir),  # anything it keeps outside --data-dir stays in the test's folder
+    }
+    log_path = data_dir / "label-studio.log"
+    started = time.monotonic()
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            command,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=environment,
+            cwd=data_dir,
+        )
+    server = LabelStudioServer(
+        url=f"http://127.0.0.1:{port}", token=token, username=username, started_in_s=0.0
+    )
+    try:
+        _wait_until_ready(server, process, log_path)
+        yield LabelStudioServer(
+            url=server.url,
+            token=token,
+            username=username,
+            started_in_s=round(time.monotonic() - started, 1),
+        )
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _wait_until_ready(
+    server: LabelStudioServer, process: subprocess.Popen[bytes], log: Path
+) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    last = "no answer yet"
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise LabelStudioServerUnavailable(
+                f"label-studio exited with {process.returncode}: {_tail(log)}"
+            )
+        try:
+            health = requests.get(f"{server.url}/health", timeout=5)
+            if health.status_code == 200:
+                projects = requests.get(
+                    f"{server.url}/api/projects/",
+                    headers={"Authorization": f"Token {server.token}"},
+                    timeout=10,
+                )
+                if projects.status_code == 200:
+                    return
+                last = f"the token got HTTP {projects.status_code}: {projects.text[:200]}"
+            else:
+                last = f"/health answered HTTP {health.status_code}"
+        except requests.RequestException as error:
+            last = type(error).__name__
+        time.sleep(0.5)
+    raise LabelStudioServerUnavailable(
+        f"label-studio did not answer in {START_TIMEOUT_S:.0f} s ({last}): {_tail(log)}"
+    )
+
+
+def _tail(log: Path) -> str:
+    try:
+        lines = log.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return "(no log)"
+    return " | ".join(lines[-8:])[-1500:]

@@ -1,0 +1,284 @@
+"""The Label Studio adapter against a real Label Studio server (slow; CI runs it).
+
+One server per session (``label-studio start`` from CREDITS_TEST_LABEL_STUDIO_BIN,
+see label_studio_server.py). Each test makes its own project from a schema's
+generated config, imports tasks, annotates them through Label Studio's own API
+as an annotator's submit does, and reads them back through the client.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import missing_service
+from label_studio_server import (
+    BIN_ENV,
+    LabelStudioServer,
+    LabelStudioServerUnavailable,
+    running_label_studio,
+)
+
+from credits.errors import InvalidInput
+from credits.labelling.label_schema import AnnotationValue, LabelSchema, SchemaKind, Span
+from credits.labelling.label_studio import (
+    LabelStudioClient,
+    LabelStudioRefused,
+    NewTask,
+)
+from credits.labelling.label_studio_format import (
+    label_config,
+    parse_webhook,
+    verify_webhook,
+)
+
+pytestmark = pytest.mark.slow
+
+TEXT = "Ada Lovelace wrote to Babbage & co <at> the Royal Society."
+TRICKY = ["positive & sure", "<negative>", 'say "meh"']
+
+
+@pytest.fixture(scope="session")
+def label_studio_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabelStudioServer]:
+    """A real Label Studio for the whole session, with its own data folder and token.
+
+    Outside CI an unset CREDITS_TEST_LABEL_STUDIO_BIN or a server that does not start
+    skips the suite with the reason; in CI it fails it, never skips.
+    """
+    binary = os.environ.get(BIN_ENV)
+    if not binary:
+        missing_service(
+            f"{BIN_ENV} is not set: CI installs Label Studio with scripts/lib/label_studio.sh "
+            "and runs the real-server suite"
+        )
+    try:
+        with running_label_studio(Path(binary), tmp_path_factory.mktemp("label-studio")) as server:
+            yield server
+    except LabelStudioServerUnavailable as error:
+        missing_service(f"the Label Studio test server did not start: {error}")
+
+
+@pytest.fixture
+def client(label_studio_server: LabelStudioServer) -> Iterator[LabelStudioClient]:
+    client = LabelStudioClient(label_studio_server.url, label_studio_server.token, timeout_s=60)
+    yield client
+    client.http.close()
+
+
+def _choices(*labels: str) -> list[dict[str, Any]]:
+    value = {"choices": list(labels)}
+    return [{"from_name": "label", "to_name": "item", "type": "choices", "value": value}]
+
+
+def _spans(text: str, *spans: Span) -> list[dict[str, Any]]:
+    return [
+        {
+            "from_name": "label",
+            "to_name": "item",
+            "type": "labels",
+            "value": {
+                "start": span.start,
+                "end": span.end,
+                "text": text[span.start : span.end],
+                "labels": [span.label],
+            },
+        }
+        for span in spans
+    ]
+
+
+CASES = [
+    pytest.param(
+        LabelSchema(kind=SchemaKind.SINGLE_LABEL, labels=TRICKY),
+        ["great", "awful"],
+        [AnnotationValue(labels=["<negative>"]), AnnotationValue(labels=["positive & sure"])],
+        id="single_label",
+    ),
+    pytest.param(
+        LabelSchema(kind=SchemaKind.MULTI_LABEL, labels=["sport", "politics", "science"]),
+        ["match report", "nothing much"],
+        [AnnotationValue(labels=["sport", "science"]), AnnotationValue(labels=[])],
+        id="multi_label",
+    ),
+    pytest.param(
+        LabelSchema(kind=SchemaKind.TEXT_SPANS, labels=["PER", "ORG"]),
+        [TEXT, "no names here"],
+        [
+            AnnotationValue(
+                spans=[
+                    Span(start=0, end=12, label="PER"),
+                    Span(start=22, end=29, label="PER"),
+                    Span(start=44, end=57, label="ORG"),
+                ]
+            ),
+            AnnotationValue(spans=[]),
+        ],
+        id="text_spans",
+    ),
+    pytest.param(
+        LabelSchema(kind=SchemaKind.IMAGE_CLASSIFICATION, labels=["cat", "dog"]),
+        ["https://images.example.org/1.png", "https://images.example.org/2.png"],
+        [AnnotationValue(labels=["dog"]), AnnotationValue(labels=["cat"])],
+        id="image_classification",
+    ),
+]
+
+
+@pytest.mark.parametrize(("schema", "contents", "values"), CASES)
+def test_round_trip_through_a_real_label_studio(
+    client: LabelStudioClient,
+    schema: LabelSchema,
+    contents: list[str],
+    values: list[AnnotationValue],
+) -> None:
+    project = client.create_project(
+        title=f"credits {schema.kind.value}", description="a test order", schema=schema
+    )
+    refs = [f"item-{n}" for n in range(len(contents))] + ["unannotated"]
+    imported = client.import_tasks(
+        project.id,
+        schema,
+        [
+            NewTask(ref, content)
+            for ref, content in zip(refs, [*contents, contents[0]], strict=True)
+        ],
+    )
+    assert imported.count == len(refs)
+    assert imported.task_ids is not None
+    assert client.task_ids_by_item(project.id) == dict(zip(refs, imported.task_ids, strict=True))
+    created = []
+    for task_id, content, value in zip(imported.task_ids, contents, values, strict=False):
+        result = _spans(content, *value.spans) if value.spans else _choices(*value.labels)
+        if not value.spans and not value.labels:
+            result = []  # an answer that applies no label
+        created.append(client.create_annotation(task_id, result, lead_time_s=2.5))
+
+    listed = list(client.completed_annotations(project.id, schema))
+    exported = client.export(project.id, schema)
+
+    assert sorted(a.annotation_id for a in listed) == sorted(created)
+    by_item = {a.item_ref: a for a in listed}
+    assert set(by_item) == set(refs[: len(contents)])
+    for ref, value in zip(refs, values, strict=False):
+        assert by_item[ref].value == value, ref
+        assert by_item[ref].annotator_ref.startswith("label-studio:")
+        assert by_item[ref].lead_time_seconds == 2.5
+        assert by_item[ref].created_at is not None
+    assert sorted(exported, key=lambda a: a.annotation_id) == sorted(
+        listed, key=lambda a: a.annotation_id
+    )
+    client.delete_project(project.id)
+
+
+def test_label_studio_keeps_the_generated_config_and_its_escaped_labels(
+    client: LabelStudioClient, label_studio_server: LabelStudioServer
+) -> None:
+    schema = LabelSchema(kind=SchemaKind.SINGLE_LABEL, labels=TRICKY)
+    project = client.create_project(title="config", description="", schema=schema)
+
+    answer = client.http.get(
+        f"{label_studio_server.url}/api/projects/{project.id}/",
+        headers={"Authorization": f"Token {label_studio_server.token}"},
+        timeout=30,
+    )
+
+    assert answer.status_code == 200
+    assert answer.json()["label_config"] == label_config(schema)
+    client.delete_project(project.id)
+
+
+def test_skipped_and_out_of_schema_annotations(
+    client: LabelStudioClient, label_studio_server: LabelStudioServer
+) -> None:
+    schema = LabelSchema(kind=SchemaKind.SINGLE_LABEL, labels=["yes", "no"])
+    project = client.create_project(title="skips", description="", schema=schema)
+    imported = client.import_tasks(project.id, schema, [NewTask("a", "one"), NewTask("b", "two")])
+    assert imported.task_ids is not None
+    skipped = client.http.post(
+        f"{client.url}/api/tasks/{imported.task_ids[0]}/annotations/",
+        json={"result": [], "was_cancelled": True},
+        headers={"Authorization": f"Token {label_studio_server.token}"},
+        timeout=30,
+    )
+    assert skipped.status_code == 201
+    assert list(client.completed_annotations(project.id, schema)) == []
+    # Label Studio takes a choice its config does not have; the adapter refuses it.
+    odd = client.create_annotation(imported.task_ids[1], _choices("maybe"))
+
+    with pytest.raises(InvalidInput, match=f"annotation {odd}: unknown label"):
+        client.export(project.id, schema)
+    client.delete_project(project.id)
+
+
+def test_a_wrong_token_is_refused_with_label_studios_message(
+    label_studio_server: LabelStudioServer,
+) -> None:
+    client = LabelStudioClient(label_studio_server.url, "not-a-token-at-all", timeout_s=30)
+    schema = LabelSchema(kind=SchemaKind.SINGLE_LABEL, labels=["yes", "no"])
+
+    with pytest.raises(LabelStudioRefused, match="HTTP 401: Invalid token"):
+        client.create_project(title="nope", description="", schema=schema)
+
+
+class _Receiver(ThreadingHTTPServer):
+    daemon_threads = True
+    received: queue.Queue[tuple[dict[str, str], Any]]
+
+
+class _Hook(BaseHTTPRequestHandler):
+    server: _Receiver
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.server.received.put((dict(self.headers.items()), json.loads(body)))
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+
+@pytest.fixture
+def receiver() -> Iterator[_Receiver]:
+    server = _Receiver(("127.0.0.1", 0), _Hook)
+    server.received = queue.Queue()
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+    thread.join(5)
+
+
+def test_the_webhook_brings_the_annotation_with_the_shared_secret(
+    client: LabelStudioClient, receiver: _Receiver
+) -> None:
+    schema = LabelSchema(kind=SchemaKind.TEXT_SPANS, labels=["PER", "ORG"])
+    project = client.create_project(title="webhooks", description="", schema=schema)
+    imported = client.import_tasks(project.id, schema, [NewTask("w1", TEXT)])
+    assert imported.task_ids is not None
+    port = receiver.server_address[1]
+    client.create_webhook(project.id, url=f"http://127.0.0.1:{port}/hook", secret="hook-secret")
+    span = Span(start=0, end=12, label="PER")
+
+    annotation_id = client.create_annotation(imported.task_ids[0], _spans(TEXT, span))
+
+    headers, payload = receiver.received.get(timeout=30)
+    assert verify_webhook(headers, "hook-secret")
+    assert not verify_webhook(headers, "another-secret")
+    event = parse_webhook(schema, payload)
+    assert event.action == "ANNOTATION_CREATED"
+    assert event.project_id == project.id
+    assert event.annotation is not None
+    assert event.annotation.annotation_id == annotation_id
+    assert event.annotation.item_ref == "w1"
+    assert event.annotation.value == AnnotationValue(spans=[span])
+    client.delete_project(project.id)
