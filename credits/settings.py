@@ -160,6 +160,9 @@ class Settings(BaseSettings):
     label_studio_token: SecretStr = SecretStr("")
     label_studio_webhook_secret: SecretStr = SecretStr("")
     label_studio_timeout_s: float = Field(default=30.0, gt=0, le=600)
+    # How long an in-house annotator holds an item served to them before it goes back
+    # to the queue for others (credits.labelling.queue).
+    labelling_lease_minutes: int = Field(default=30, ge=1, le=24 * 60)
 
     @field_validator("energy_by_flavour")
     @classmethod

@@ -42,3 +42,16 @@ class AlreadyAnnotated(Conflict):
 
 class LabellingForbidden(Forbidden):
     slug = "labelling-forbidden"
+
+
+class AssignmentNotFound(NotFound):
+    """No such assignment, or one served to someone else."""
+
+    slug = "labelling-assignment-not-found"
+
+
+class AssignmentClosed(Conflict):
+    """The assignment was already released (skipped or its lease ran out) or submitted."""
+
+    slug = "labelling-assignment-closed"
+    title = "This item is no longer assigned to you"
