@@ -78,6 +78,8 @@ class LabelStudioStub:
     calls: list[Call] = field(default_factory=list)
     faults: list[Fault] = field(default_factory=list)
     access_tokens: set[str] = field(default_factory=set)
+    # Who submits the next annotations (the token's user in Label Studio).
+    user_id: int = USER_ID
     lock: threading.Lock = field(default_factory=threading.Lock)
     _ids: dict[str, int] = field(default_factory=dict)
 
@@ -311,7 +313,7 @@ class _Handler(BaseHTTPRequestHandler):
         annotation = {
             "id": stub.next_id("annotation"),
             "result": body["result"],
-            "completed_by": USER_ID,
+            "completed_by": stub.user_id,
             "was_cancelled": bool(body.get("was_cancelled", False)),
             "ground_truth": False,
             "created_at": now,
