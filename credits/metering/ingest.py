@@ -8,7 +8,9 @@ GPUs hold (:mod:`credits.metering.plausibility`) refuses the whole batch: a
 meter that miscounts one record is not trusted with the others. A record is
 unique by (source, record_id); the same record again is a duplicate, and the
 same id with a different payload is rejected, so a meter may resend a batch as
-often as it likes.
+often as it likes. A record naming a labelling order (the invoice adapter) is
+judged against that order and priced at its quote
+(:mod:`credits.labelling.invoice`).
 """
 
 from __future__ import annotations
@@ -28,6 +30,12 @@ from credits.identity.access import can_read_project
 from credits.identity.actor import Actor
 from credits.identity.errors import MissingScope
 from credits.identity.models import Scope
+from credits.labelling.invoice import (
+    InvoiceOrder,
+    InvoiceRecordRefused,
+    check_record,
+    load_invoice_order,
+)
 from credits.ledger.journal import MAX_AMOUNT
 from credits.ledger.models import Account, Currency
 from credits.ledger.queries import project_sink_code
@@ -137,6 +145,7 @@ class _Judge:
         self.sinks: dict[tuple[int, Currency], bool] = {}
         self.rates: dict[str, list[tuple[datetime, int, int]]] = {}
         self.known: dict[tuple[str, str], tuple[str, int | None, int]] = {}
+        self.orders: dict[int, InvoiceOrder | None] = {}
         self.added: dict[int, UsageRecord] = {}
 
     def prefetch(self, raws: list[dict[str, Any]]) -> None:
@@ -195,14 +204,19 @@ class _Judge:
                 }
             )
         self._check(record)
-        amount, rate_id = self._price(record)
-        self._check_plausible(record, amount)
+        if record.labelling_order_id is None:
+            amount, rate_id = self._price(record)
+            self._check_plausible(record, amount)
+        else:
+            amount, rate_id = self._price_order(record, record.labelling_order_id), None
+            self._require_sink(record)
         if amount > MAX_AMOUNT:
             raise Rejected(f"the amount, {amount} micro-credits, is over the ledger's limit")
         row = UsageRecord(
             source=record.source,
             record_id=record.record_id,
             job_id=None,
+            labelling_order_id=record.labelling_order_id,
             project_id=record.project_id,
             currency=record.currency.value,
             unit=record.unit.value,
@@ -237,15 +251,39 @@ class _Judge:
             raise Rejected(f"evidence is over {MAX_EVIDENCE_BYTES} bytes")
         if not self._may_meter(record.project_id):
             raise Rejected(f"no project has the id {record.project_id}")
+        if record.labelling_order_id is None:
+            self._require_sink(record)
+
+    def _require_sink(self, record: UsageRecordIn) -> None:
         if not self._has_sink(record.project_id, record.currency):
             raise Rejected(f"project {record.project_id} has no {record.currency.value} allocation")
+
+    def _price_order(self, record: UsageRecordIn, order_id: int) -> int:
+        """The amount of units delivered for a labelling order, at the order's quote."""
+        if order_id not in self.orders:
+            self.orders[order_id] = load_invoice_order(self.session, order_id)
+        order = self.orders[order_id]
+        if order is None:
+            raise Rejected(f"no labelling order has the id {order_id}")
+        try:
+            return check_record(
+                order,
+                project_id=record.project_id,
+                currency=record.currency,
+                unit=record.unit.value,
+                units_micro=int(record.quantity * MICROSECONDS),
+                source=record.source,
+                record_id=record.record_id,
+            )
+        except InvoiceRecordRefused as refusal:
+            raise Rejected(str(refusal)) from refusal
 
     def _check_plausible(self, record: UsageRecordIn, amount: int) -> None:
         """Raises Implausible unless the record fits its window and GPUs."""
         gpus = record.gpus or 1
         check_gpus(gpus, max_gpus=self.max_gpus)
         start, end = record.start, record.end
-        if record.unit is not UsageUnit.CREDIT:
+        if record.unit.is_gpu_time:
             check_gpu_time(gpu_us(record.quantity, record.unit), start=start, end=end, gpus=gpus)
         elif record.currency is Currency.GPU:
             rate = self._bounding_rate(record.resource, start)
@@ -288,6 +326,11 @@ class _Judge:
     def _price(self, record: UsageRecordIn) -> tuple[int, int | None]:
         if record.unit is UsageUnit.CREDIT:
             return int(record.quantity * MICROSECONDS), None
+        if record.unit.is_labelling:
+            raise Rejected(
+                f"{record.unit.value} units are reported for a labelling order: "
+                "name it in labelling_order_id"
+            )
         if record.currency is not Currency.GPU:
             raise Rejected(f"{record.unit.value} usage is charged in gpu credits")
         if not record.resource:
@@ -323,9 +366,10 @@ class _Judge:
 
 
 def _digest(record: UsageRecordIn) -> str:
-    # A record that names no ``gpus`` hashes as it did before the field existed.
-    unnamed = {"gpus"} if record.gpus is None else None
-    body = record.model_dump(mode="json", exclude=unnamed)
+    # A record that names no ``gpus`` or labelling order hashes as it did before
+    # those fields existed.
+    unnamed = {name for name in ("gpus", "labelling_order_id") if getattr(record, name) is None}
+    body = record.model_dump(mode="json", exclude=unnamed or None)
     return hashlib.sha256(canonical_json(body).encode()).hexdigest()
 
 

@@ -43,6 +43,20 @@ class UsageUnit(StrEnum):
     GPU_HOUR = "gpu_hour"
     # The quantity is the amount itself, in credits: a meter that prices its own work.
     CREDIT = "credit"
+    # Units a labelling vendor delivered for an order (the invoice adapter), priced at the
+    # order's quote; the same names as credits.labelling.models.PriceUnit.
+    ITEM = "item"
+    LABEL = "label"
+    ANNOTATOR_HOUR = "annotator_hour"
+    SUBMISSION = "submission"
+
+    @property
+    def is_gpu_time(self) -> bool:
+        return self in (UsageUnit.GPU_SECOND, UsageUnit.GPU_HOUR)
+
+    @property
+    def is_labelling(self) -> bool:
+        return self not in (UsageUnit.GPU_SECOND, UsageUnit.GPU_HOUR, UsageUnit.CREDIT)
 
 
 class UsageRecord(Base):

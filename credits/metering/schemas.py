@@ -56,7 +56,8 @@ class UsageRecordIn(BaseModel):
     quantity: Quantity
     unit: UsageUnit = Field(
         description="gpu_second or gpu_hour (priced at the flavour named by `resource`), "
-        "or credit (the quantity is the amount)"
+        "credit (the quantity is the amount), or a labelling order's unit (item, label, "
+        "annotator_hour, submission; priced at the order's quote)"
     )
     start: ApiTime
     end: ApiTime
@@ -70,6 +71,13 @@ class UsageRecordIn(BaseModel):
     resource: str | None = Field(default=None, max_length=200, pattern=r"^[^\x00]*$")
     evidence: dict[str, Any] | None = Field(
         default=None, description="anything that backs the record up (a task id, a URL)"
+    )
+    labelling_order_id: StrictInt | None = Field(
+        default=None,
+        ge=1,
+        le=2**62,
+        description="units an invoice-adapter vendor delivered for this labelling order: "
+        "currency label, the order's project and the unit of its quote",
     )
 
 

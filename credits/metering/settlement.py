@@ -7,6 +7,12 @@ concurrent workers take different records) and, in the same transaction:
   hold has left; the rest is booked to the overage account;
 - records from outside meters: spent from the project's allocations
   (soonest-expiring first) as far as they cover; the rest is overage;
+- records of units a labelling vendor delivered for an order: handed to the
+  order (:mod:`credits.labelling.invoice`), which captures them from its hold
+  and books what runs past the quote as overage. While the order is disputed
+  the order freezes them: the record is settled with nothing captured and no
+  overage, and the frozen amount lives on the order's unit delivery (which
+  names the record) until ops resolve the dispute;
 - every record marked settled with what was captured and what was overage.
 
 Because marking and charging commit together, a worker that dies before
@@ -28,6 +34,7 @@ from sqlalchemy.orm import Session
 
 from credits.identity.actor import Actor
 from credits.jobs.models import Job
+from credits.labelling.invoice import settle_record
 from credits.ledger.holds import place_hold
 from credits.ledger.models import Currency
 from credits.ledger.overage import book_overage
@@ -56,6 +63,8 @@ _PENDING_COLUMNS = (
     _R.amount_micro,
     _R.source,
     _R.record_id,
+    _R.labelling_order_id,
+    _R.quantity_micro,
 )
 _MARK_ALL_CAPTURED = (
     update(UsageRecord)
@@ -135,13 +144,14 @@ def settle_job_records(session: Session, job_id: int, *, now: datetime) -> Settl
 
 
 def settle_rows(session: Session, rows: Sequence[Any], *, now: datetime) -> SettleReport:
-    """Settles locked pending records (rows of id, job_id, project_id, currency,
-    amount_micro, source, record_id)."""
+    """Settles locked pending records (rows of ``_PENDING_COLUMNS``)."""
     report = SettleReport()
     marks = _Marks()
     by_job: dict[int, list[Any]] = defaultdict(list)
     for row in rows:
-        if row.job_id is None:
+        if row.labelling_order_id is not None:
+            _settle_labelling(session, row, now, marks)
+        elif row.job_id is None:
             _settle_outside(session, row, now, marks)
         else:
             by_job[row.job_id].append(row)
@@ -228,6 +238,20 @@ def _settle_outside(session: Session, row: Any, now: datetime, marks: _Marks) ->
     marks.spread([row], covered)
 
 
+def _settle_labelling(session: Session, row: Any, now: datetime, marks: _Marks) -> None:
+    delivered = settle_record(
+        session,
+        order_id=row.labelling_order_id,
+        usage_record_id=row.id,
+        source=row.source,
+        record_id=row.record_id,
+        units_micro=row.quantity_micro,
+        actor=METER,
+        now=now,
+    )
+    marks.settle(row.id, captured=delivered.captured_micro, overage=delivered.overage_micro)
+
+
 class _Marks:
     """What each record was settled as, written with two statements."""
 
@@ -251,6 +275,12 @@ class _Marks:
                 self.partial.append(
                     {"record": row.id, "captured": take, "overage": row.amount_micro - take}
                 )
+
+    def settle(self, record_id: int, *, captured: int, overage: int) -> None:
+        """A record settled elsewhere (a labelling order), as what it captured and overage."""
+        self.captured += captured
+        self.overage += overage
+        self.partial.append({"record": record_id, "captured": captured, "overage": overage})
 
     def write(self, session: Session, now: datetime, report: SettleReport) -> None:
         connection = session.connection()
