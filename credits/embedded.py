@@ -4,6 +4,7 @@ Production runs the same services from Celery beat (credits/worker.py); here a
 thread of the web process calls them: mail from the outbox every minute, and
 every hour the allocation expiry sweep, the daily digests and the nudges
 (each is deduplicated per day, so running them hourly sends nothing twice);
+every five minutes the release of annotators' lapsed leases (credits/labelling/queue.py);
 with DOIs configured, every five minutes the DOI sweep (what DataCite could
 not be told at the time).
 """
@@ -21,6 +22,7 @@ from credits.datasets.doi import DoiRegistrar, doi_registrar_from_settings, sync
 from credits.db import run_in_transaction, utcnow
 from credits.grants.allocations import expire_allocations
 from credits.identity.actor import Actor
+from credits.labelling.queue import release_expired
 from credits.notifications.events import queue_expiry_digests
 from credits.notifications.mail import Mailer, make_mailer
 from credits.notifications.service import send_pending
@@ -32,6 +34,7 @@ SWEEPER = Actor.system("allocations-sweep")
 MAIL_EVERY_S = 60.0
 DAILY_WORK_EVERY_S = 3600.0
 DOI_SYNC_EVERY_S = 300.0
+LEASE_SWEEP_EVERY_S = 300.0
 
 
 @dataclass
@@ -49,6 +52,7 @@ class Chores:
         ran = []
         chores: list[tuple[str, float, Callable[[], None]]] = [
             ("mail", MAIL_EVERY_S, self._send_mail),
+            ("leases", LEASE_SWEEP_EVERY_S, self._release_leases),
             ("daily", DAILY_WORK_EVERY_S, self._daily_work),
         ]
         if self.settings.dois_enabled:
@@ -78,6 +82,9 @@ class Chores:
         registrar = self.dois = self.dois or doi_registrar_from_settings(self.settings)
         if registrar is not None:
             run_in_transaction(self.factory, lambda session: sync_dois(session, registrar))
+
+    def _release_leases(self) -> None:
+        run_in_transaction(self.factory, lambda s: release_expired(s, now=utcnow()))
 
     def _daily_work(self) -> None:
         now = utcnow()

@@ -43,6 +43,7 @@ COLLECT_TELEMETRY = "metering.collect_telemetry"
 QUEUE_UNDERUSED_NUDGES = "reports.nudges.underused"
 QUEUE_IDLE_GPU_NUDGES = "reports.nudges.idle_gpus"
 SYNC_DOIS = "datasets.sync_dois"
+RELEASE_LEASES = "labelling.release_leases"
 SWEEPER = Actor.system("allocations-sweep")
 SEND_INTERVAL = timedelta(minutes=1)
 
@@ -221,6 +222,16 @@ def register_datasets_tasks(app: Celery, resources: WorkerResources) -> None:
         return {"done": report.done, "failed": report.failed, "pending": report.pending}
 
 
+def register_labelling_queue_tasks(app: Celery, resources: WorkerResources) -> None:
+    from credits.labelling.queue import release_expired  # noqa: PLC0415
+
+    @app.task(name=RELEASE_LEASES, shared=False)
+    def release_leases() -> int:
+        """Gives the items of annotators' lapsed leases back to their queues."""
+        with session_scope(resources.session_factory) as session:
+            return release_expired(session, now=utcnow())
+
+
 # Each domain with tasks adds its register function here.
 TASK_REGISTRARS: tuple[Callable[[Celery, WorkerResources], None], ...] = (
     register_notification_tasks,
@@ -229,6 +240,7 @@ TASK_REGISTRARS: tuple[Callable[[Celery, WorkerResources], None], ...] = (
     register_metering_tasks,
     register_reports_tasks,
     register_datasets_tasks,
+    register_labelling_queue_tasks,
 )
 
 
@@ -263,6 +275,7 @@ def beat_schedule(settings: Settings, registered: set[str]) -> dict[str, dict[st
             "schedule": crontab(hour=daily, minute=30),
         },
         "sync-dois": {"task": SYNC_DOIS, "schedule": timedelta(minutes=5)},
+        "release-leases": {"task": RELEASE_LEASES, "schedule": timedelta(minutes=5)},
     }
     return {name: entry for name, entry in schedule.items() if entry["task"] in registered}
 

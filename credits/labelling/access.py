@@ -44,11 +44,16 @@ def load_order(session: Session, actor: Actor, order_id: int) -> Order:
 
 
 def lock_order(session: Session, order_id: int) -> Order:
-    """The order, locked for the rest of the transaction (FOR UPDATE on PostgreSQL)."""
+    """The order, locked for the rest of the transaction (FOR NO KEY UPDATE on PostgreSQL).
+
+    Not FOR UPDATE: inserting a row that references the order (an annotator's
+    assignment) takes a KEY SHARE lock on it, which FOR UPDATE waits for; a
+    transaction that served an item and then records its answer would deadlock
+    with another doing the same. Two lockers still exclude each other."""
     order = session.scalar(
         select(Order)
         .where(Order.id == order_id)
-        .with_for_update()
+        .with_for_update(key_share=True)
         .execution_options(populate_existing=True)
     )
     if order is None:

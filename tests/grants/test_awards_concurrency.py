@@ -2,24 +2,21 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from conftest import create_postgres_database, drop_postgres_database
 from proposal_helpers import CREDIT, reviewed, world
-from sqlalchemy import Engine
+from racing import committing_factory, together
 from sqlalchemy.orm import Session, sessionmaker
 
-from credits.db import make_engine, make_session_factory, session_scope
+from credits.db import session_scope
 from credits.grants.awards import award_proposal
 from credits.grants.proposal_queries import load_proposal
 from credits.grants.queries import get_program
 from credits.grants.schemas import AwardOut
 from credits.ledger.errors import InsufficientCredits
 from credits.ledger.verify import verify_ledger
-from credits.migrate import upgrade
 
 pytestmark = pytest.mark.postgres
 
@@ -29,32 +26,11 @@ THREADS = 8
 @pytest.fixture
 def factory() -> Iterator[sessionmaker[Session]]:
     """A throwaway migrated database: these tests commit for real."""
-    url, admin_url = create_postgres_database()
-    upgrade(url)
-    engine: Engine = make_engine(url, pool_size=THREADS)
-    yield make_session_factory(engine)
-    engine.dispose()
-    drop_postgres_database(url, admin_url)
+    yield from committing_factory(THREADS)
 
 
 def _together(work: Callable[[int], Any]) -> list[Any]:
-    barrier = threading.Barrier(THREADS)
-    results: list[Any] = [None] * THREADS
-
-    def run(index: int) -> None:
-        barrier.wait()
-        try:
-            results[index] = work(index)
-        except Exception as error:  # the test inspects every outcome
-            results[index] = error
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(THREADS)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert not any(thread.is_alive() for thread in threads), "a deadlock?"
-    return results
+    return together(THREADS, work)
 
 
 def test_racing_awards_fit_the_budget(factory: sessionmaker[Session]) -> None:

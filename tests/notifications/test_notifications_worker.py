@@ -32,6 +32,7 @@ from credits.worker import (
     QUEUE_LOW_BALANCE_NOTICES,
     QUEUE_UNDERUSED_NUDGES,
     RECONCILE_JOBS,
+    RELEASE_LEASES,
     SCHEDULE_JOBS,
     SEND_NOTIFICATIONS,
     SETTLE_USAGE,
@@ -86,6 +87,7 @@ def test_the_beat_schedule_runs_the_sender_and_the_daily_sweeps() -> None:
         COLLECT_TELEMETRY,
         QUEUE_UNDERUSED_NUDGES,
         QUEUE_IDLE_GPU_NUDGES,
+        RELEASE_LEASES,
     }
     assert schedule["expiry-digests"]["schedule"].hour == {6}
     assert all(entry["task"] in app.tasks for entry in schedule.values())
