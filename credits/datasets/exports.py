@@ -17,7 +17,14 @@ from credits.datasets.blobs import BlobReader, read_head
 from credits.datasets.citation import apa, bibtex, citation_year, split_name
 from credits.datasets.identifiers import license_name, license_url
 from credits.datasets.record_sets import HEAD_BYTES, TABULAR_TYPES, InferredField, infer_fields
-from credits.datasets.schemas import DATASHEET_SECTIONS, Creator, NameType, VersionOut
+from credits.datasets.schemas import (
+    DATASHEET_SECTIONS,
+    Creator,
+    LabellingFacts,
+    NameType,
+    ProvenanceLine,
+    VersionOut,
+)
 from credits.datasets.urls import concept_url, file_url, version_url
 
 CROISSANT_1_0 = "http://mlcommons.org/croissant/1.0"
@@ -151,6 +158,8 @@ def _record_set(file_id: str, name: str, fields: list[InferredField]) -> dict[st
 def _provenance_nodes(version: VersionOut, base_url: str) -> list[dict[str, Any]]:
     nodes = []
     for line in version.provenance.lines:
+        if line.labelling is not None:
+            nodes.append(_labelling_node(version, base_url, line, line.labelling))
         if line.kind != "job":
             continue
         nodes.append(
@@ -167,6 +176,22 @@ def _provenance_nodes(version: VersionOut, base_url: str) -> list[dict[str, Any]
             }
         )
     return nodes
+
+
+def _labelling_node(
+    version: VersionOut, base_url: str, line: ProvenanceLine, facts: LabellingFacts
+) -> dict[str, Any]:
+    return {
+        "@type": "prov:Activity",
+        "@id": f"{version_url(base_url, version.public_id)}#labelling-order-{facts.order_id}",
+        "name": f"Labelling order {facts.order_id}",
+        "description": line.labelling_summary(),
+        "additionalProperty": [
+            _quantity("labelling credits charged", line.charged_micro / MICRO, None),
+            _quantity("annotations", facts.annotations, None),
+            {"@type": "sc:PropertyValue", "name": "vendor", "value": facts.vendor},
+        ],
+    }
 
 
 def _quantity(name: str, value: float, unit_code: str | None) -> dict[str, Any]:

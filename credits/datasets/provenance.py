@@ -1,4 +1,5 @@
-"""Provenance: the GPU jobs and allocations that produced a version, and what they cost.
+"""Provenance: the GPU jobs, allocations and labelling orders that produced a version,
+and what they cost.
 
 A draft records jobs (finished ones, of the dataset's project) and
 allocations (of that project). The figures come from the same code as the
@@ -9,6 +10,10 @@ recorded job was charged to joins the provenance on its own (``explicit`` is
 False), carrying what those jobs took from it and its program, which the
 DataCite export names as a funder. Figures are refreshed on each change and
 once more at publication; after that they are frozen with the version.
+
+An accepted labelling order records itself (:func:`record_labelling_order`)
+with the labelling credits it charged and the program of the allocation its
+hold drew from; settled orders never change, so publication keeps its figures.
 """
 
 from __future__ import annotations
@@ -99,6 +104,39 @@ def remove_provenance(
         elif row.allocation_id in allocations:
             row.explicit = False
     refresh(session, version, energy)
+    return render_provenance(session, version.provenance)
+
+
+def record_labelling_order(
+    session: Session,
+    *,
+    version_id: int,
+    actor: Actor,
+    order_id: int,
+    charged_micro: int,
+    program_id: int | None,
+) -> ProvenanceOut:
+    """Names a labelling order among a draft's provenance, with the labelling credits it
+    charged and the program whose allocation paid (DataCite's funding reference).
+
+    Recording the same order again updates its figures. The labelling domain calls
+    this when it delivers an accepted order; raises VersionImmutable for a version
+    that is not a draft.
+    """
+    if charged_micro < 0:
+        raise InvalidProvenance("a labelling order charges zero credits or more")
+    version = editable_draft(session, actor, version_id)
+    row = next((r for r in version.provenance if r.labelling_order_id == order_id), None)
+    if row is None:
+        row = DatasetProvenance(
+            kind=ProvenanceKind.LABELLING_ORDER.value,
+            labelling_order_id=order_id,
+            recorded_by=actor.label,
+        )
+        version.provenance.append(row)
+    row.charged_micro = charged_micro
+    row.program_id = program_id
+    session.flush()
     return render_provenance(session, version.provenance)
 
 

@@ -28,11 +28,13 @@ from credits.datasets.models import (
     DatasetKeyword,
     DatasetProvenance,
     DatasetVersion,
+    ProvenanceKind,
     VersionState,
 )
 from credits.datasets.schemas import (
     Creator,
     FileOut,
+    LabellingFacts,
     ProgramRef,
     ProvenanceLine,
     ProvenanceOut,
@@ -45,6 +47,9 @@ from credits.datasets.search import matches, search_words
 from credits.grants.models import Program
 from credits.identity.access_datasets import load_version, visible_versions
 from credits.identity.actor import Actor
+
+# Only the tables: labelling orders are a provenance of versions, read here by id.
+from credits.labelling.models import Annotation, Order, Vendor
 
 DEFAULT_PAGE = 50
 MAX_PAGE = 200
@@ -65,14 +70,46 @@ def render_provenance(session: Session, rows: Sequence[DatasetProvenance]) -> Pr
     names = dict(
         session.execute(select(Program.id, Program.name).where(Program.id.in_(program_ids))).all()
     )
+    orders = _labelling_facts(session, [r.labelling_order_id for r in rows])
+    lines = [ProvenanceLine.model_validate(row, from_attributes=True) for row in rows]
+    for line in lines:
+        if line.labelling_order_id is not None:
+            line.labelling = orders.get(line.labelling_order_id)
     return ProvenanceOut(
-        lines=[ProvenanceLine.model_validate(row, from_attributes=True) for row in rows],
+        lines=lines,
         gpu_hours=float(sum(Decimal(j.gpu_seconds_micro) for j in jobs) / MICRO / 3600),
         charged_micro=sum(job.charged_micro for job in jobs),
         kwh=float(sum(Decimal(job.kwh_micro) for job in jobs) / MICRO),
         kg_co2e=float(sum(Decimal(job.kg_co2e_micro) for job in jobs) / MICRO),
         programs=[ProgramRef(id=pid, name=names.get(pid, f"#{pid}")) for pid in program_ids],
+        labelling_charged_micro=sum(
+            row.charged_micro for row in rows if row.kind == ProvenanceKind.LABELLING_ORDER.value
+        ),
     )
+
+
+def _labelling_facts(
+    session: Session, order_ids: Sequence[int | None]
+) -> dict[int, LabellingFacts]:
+    """Each labelling order's title, vendor and annotation count (settled orders never
+    change, so these read the order as it is)."""
+    wanted = sorted({order_id for order_id in order_ids if order_id is not None})
+    if not wanted:
+        return {}
+    annotations = (
+        select(func.count(Annotation.id)).where(Annotation.order_id == Order.id).scalar_subquery()
+    )
+    rows = session.execute(
+        select(Order.id, Order.title, Vendor.name, annotations)
+        .join(Vendor, Vendor.id == Order.vendor_id)
+        .where(Order.id.in_(wanted))
+    ).all()
+    return {
+        order_id: LabellingFacts(
+            order_id=order_id, title=title, vendor=vendor, annotations=int(count or 0)
+        )
+        for order_id, title, vendor, count in rows
+    }
 
 
 def _files(version: DatasetVersion) -> list[FileOut]:

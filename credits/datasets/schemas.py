@@ -178,18 +178,44 @@ class FileOut(BaseModel):
     download_count: int
 
 
-class ProvenanceLine(BaseModel):
-    """One job or allocation behind a version; figures are integers times 1,000,000."""
+class LabellingFacts(BaseModel):
+    """What a labelling order behind a version was: its vendor and how much work came back."""
 
-    kind: Literal["job", "allocation"]
+    order_id: int
+    title: str
+    vendor: str
+    annotations: int
+
+
+class ProvenanceLine(BaseModel):
+    """One job, allocation or labelling order behind a version; figures are integers
+    times 1,000,000 (a labelling order's ``charged_micro`` is in labelling credits)."""
+
+    kind: Literal["job", "allocation", "labelling_order"]
     job_id: int | None
     allocation_id: int | None
+    labelling_order_id: int | None = None
     program_id: int | None
     explicit: bool
     charged_micro: int
     gpu_seconds_micro: int
     kwh_micro: int
     kg_co2e_micro: int
+    labelling: LabellingFacts | None = None
+
+    def labelling_summary(self) -> str | None:
+        """'Labelling order 7: 12 labelling credits, vendor Acme, 24 annotations'."""
+        if self.labelling is None:
+            return None
+        facts = self.labelling
+        return (
+            f"Labelling order {facts.order_id}: {_credits(self.charged_micro)} labelling credits,"
+            f" vendor {facts.vendor}, {facts.annotations:,} annotations"
+        )
+
+
+def _credits(micro: int) -> str:
+    return f"{micro / 1_000_000:,.2f}".rstrip("0").rstrip(".")
 
 
 class ProgramRef(BaseModel):
@@ -206,14 +232,25 @@ class ProvenanceOut(BaseModel):
     kwh: float
     kg_co2e: float
     programs: list[ProgramRef]
+    labelling_charged_micro: int = Field(
+        default=0, description="labelling credits its labelling orders charged, x 1e6"
+    )
 
     def sentence(self) -> str:
-        """'produced with 1,234 GPU-hours (2,468 credits, 310 kWh, 96 kg CO2e) from program X'."""
-        credits = f"{self.charged_micro / 1_000_000:,.2f}".rstrip("0").rstrip(".")
-        text = (
-            f"produced with {self.gpu_hours:,.1f} GPU-hours ({credits} credits, "
-            f"{self.kwh:,.1f} kWh, {self.kg_co2e:,.1f} kg CO2e)"
-        )
+        """'produced with 1,234 GPU-hours (2,468 credits, 310 kWh, 96 kg CO2e) from program X';
+        labelling orders add 'labelled in labelling order 7 (12 labelling credits, vendor
+        Acme, 24 annotations)'."""
+        labelling = [line for line in self.lines if line.labelling is not None]
+        parts = []
+        if len(labelling) < len(self.lines):
+            parts.append(
+                f"produced with {self.gpu_hours:,.1f} GPU-hours ({_credits(self.charged_micro)}"
+                f" credits, {self.kwh:,.1f} kWh, {self.kg_co2e:,.1f} kg CO2e)"
+            )
+        for line in labelling:
+            order, _, facts = (line.labelling_summary() or "").partition(": ")
+            parts.append(f"labelled in {order[:1].lower()}{order[1:]} ({facts})")
+        text = " and ".join(parts)
         if self.programs:
             text += " from " + ", ".join(f"program {p.name}" for p in self.programs)
         return text

@@ -217,6 +217,7 @@ def _copy_into(
             kind=p.kind,
             job_id=p.job_id,
             allocation_id=p.allocation_id,
+            labelling_order_id=p.labelling_order_id,
             program_id=p.program_id,
             explicit=p.explicit,
             charged_micro=p.charged_micro,

@@ -25,6 +25,7 @@ from credits.identity.actor import Actor
 from credits.identity.models import Role, User
 from credits.labelling.access import load_order, lock_order
 from credits.labelling.audit import audit_order
+from credits.labelling.delivery import deliver_as_dataset
 from credits.labelling.errors import LabellingForbidden, OrderStateConflict, VendorMismatch
 from credits.labelling.label_schema import LabelSchema, check_annotation
 from credits.labelling.models import (
@@ -422,9 +423,14 @@ def resolve_dispute(
 
 def _settle(session: Session, actor: Actor, order: Order, now: datetime) -> None:
     close_hold(session, order, reason="order settled", now=now)
+    order.delivered_version_id = deliver_as_dataset(session, order=order, actor=actor, now=now)
     order.status = S.SETTLED.value
     order.settled_at = now
-    data = {"captured_micro": order.captured_micro, "overage_micro": order.overage_micro}
+    data = {
+        "captured_micro": order.captured_micro,
+        "overage_micro": order.overage_micro,
+        "delivered_version_id": order.delivered_version_id,
+    }
     audit_order(session, actor, order, "labelling.order_settled", data=data, now=now)
 
 
