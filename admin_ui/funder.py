@@ -304,6 +304,7 @@ def dashboard(program_id: int) -> ResponseReturnValue:
         program=program,
         report=report,
         chart=views.chart(report.by_project, "Credits by project"),
+        titles=views.project_titles(report.spend),
     )
 
 

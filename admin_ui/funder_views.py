@@ -27,7 +27,7 @@ from credits.identity.actor import Actor
 from credits.identity.models import Role
 from credits.identity.service import list_users
 from credits.money import format_credits
-from credits.reports.schemas import GroupLine
+from credits.reports.schemas import GroupLine, SpendLine
 
 MICRO = 1_000_000
 DECIDABLE = frozenset({ProposalStatus.SUBMITTED, ProposalStatus.IN_REVIEW})
@@ -105,6 +105,11 @@ def tranche_note(program: ProgramOut) -> str:
         f"{share}% of each amount is released at award; the rest waits as a pending tranche"
         " until you release it on a progress report."
     )
+
+
+def project_titles(spend: list[SpendLine]) -> dict[int, str]:
+    """Project titles by id, for the labelling lines (every project that spent is in ``spend``)."""
+    return {line.project_id: line.title for line in spend}
 
 
 def chart(lines: list[GroupLine], title: str) -> Markup | None:

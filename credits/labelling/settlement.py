@@ -70,7 +70,7 @@ def _capture(session: Session, order: Order, amount: int, *, key: str, now: date
         hold_key=_hold_key(order),
         amount=amount,
         actor=LEDGER_ACTOR,
-        reference=f"labelling order {order.id}",
+        reference=order_reference(order.id),
         now=now,
     )
     order.captured_micro += amount
@@ -86,7 +86,7 @@ def _overage(session: Session, order: Order, amount: int, *, key: str, now: date
         currency=Currency.LABEL,
         amount=amount,
         actor=LEDGER_ACTOR,
-        reference=f"labelling order {order.id}",
+        reference=order_reference(order.id),
         now=now,
     )
     order.overage_micro += amount
@@ -143,6 +143,11 @@ def refund(
         now=now,
     )
     order.refunded_micro += amount
+
+
+def order_reference(order_id: int) -> str:
+    """What the order's captures and overage name as their ledger reference."""
+    return f"labelling order {order_id}"
 
 
 def _hold_key(order: Order) -> str:

@@ -59,6 +59,8 @@ class Activity:
     usage: dict[tuple[str, str, str], _UsageSum] = field(default_factory=dict)
     # job id → {allocation account id → captured from it}
     shares: dict[int, dict[int, int]] = field(default_factory=dict)
+    # (currency, project id) → overage of the usage records
+    overage_by_project: dict[tuple[str, int], int] = field(default_factory=lambda: defaultdict(int))
 
 
 @dataclass
@@ -135,6 +137,7 @@ def _load_records(
     rows = session.execute(
         select(
             UsageRecord.job_id,
+            UsageRecord.project_id,
             UsageRecord.currency,
             UsageRecord.unit,
             UsageRecord.resource,
@@ -152,6 +155,7 @@ def _load_records(
         )
         line.used += row.captured_micro
         line.overage += row.overage_micro
+        activity.overage_by_project[(row.currency, row.project_id)] += row.overage_micro
         seconds = Decimal(row.quantity_micro) / MICRO * _SECONDS_PER_UNIT.get(row.unit, Decimal(0))
         line.gpu_seconds += seconds
         if job is not None:

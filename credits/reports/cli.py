@@ -84,6 +84,7 @@ def _print(report: ProgramReport | ProjectReport, heading: str) -> None:
             ],
         )
     )
+    _print_spend(console, report)
     for burn in report.burndown:
         when = burn.projected_exhaustion.isoformat() if burn.projected_exhaustion else "-"
         console.print(
@@ -100,6 +101,39 @@ def _print(report: ProgramReport | ProjectReport, heading: str) -> None:
     )
     outcomes = ", ".join(f"{o.state} {o.jobs}" for o in report.outcomes) or "no jobs"
     console.print(f"jobs: {outcomes}")
+
+
+def _print_spend(console: Console, report: ProgramReport | ProjectReport) -> None:
+    """GPU and labelling spend side by side, then labelling spend by vendor and program."""
+    console.print(
+        _table(
+            "spend by project (credits)",
+            ["project", "title", "GPU used", "GPU overage", "GPU spent", "labelling spent"],
+            [
+                [str(s.project_id), s.title]
+                + [format_credits(v) for v in (s.gpu_used, s.gpu_overage, s.gpu_spent)]
+                + [format_credits(s.labelling_spent)]
+                for s in report.spend
+            ],
+        )
+    )
+    money = ("captured", "overage", "refunded", "spent")
+    console.print(
+        _table(
+            "labelling spend by vendor, program and project (credits)",
+            ["vendor", "program", "project", "orders", *money],
+            [
+                [line.vendor, str(line.program_id or "-"), str(line.project_id), str(line.orders)]
+                + [format_credits(getattr(line, name)) for name in money]
+                for line in report.labelling
+            ],
+        )
+    )
+    vendors = ", ".join(
+        f"{v.vendor} {format_credits(v.spent)} ({v.orders} orders)"
+        for v in report.labelling_by_vendor
+    )
+    console.print(f"labelling spend by vendor: {vendors or 'none'}")
 
 
 def _emit(report: ProgramReport | ProjectReport, heading: str, as_csv: bool, as_json: bool) -> None:

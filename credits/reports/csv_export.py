@@ -1,12 +1,14 @@
 """A report as one flat CSV table: one row per figure (long format).
 
 Columns (``COLUMNS``): ``section`` (balance, allocation, usage, month,
-burndown, burndown_day, efficiency, footprint, outcome, job, by_project,
-by_institution), then the row's keys, empty where they do not apply:
-``currency``, ``flavour``, ``month`` (YYYY-MM), ``date`` (YYYY-MM-DD),
-``project_id``, ``institution``, ``allocation_id``, ``account_id``,
-``job_id``, ``state``; then ``metric`` (a field name of the JSON report, such
-as ``used`` or ``kg_co2e``) and ``value``. Money is in micro-credits. A text
+burndown, burndown_day, efficiency, footprint, outcome, job, spend,
+labelling, labelling_vendor, by_project, by_institution), then the row's keys,
+empty where they do not apply: ``currency``, ``flavour``, ``month``
+(YYYY-MM), ``date`` (YYYY-MM-DD), ``project_id``, ``institution``,
+``allocation_id``, ``account_id``, ``job_id``, ``state``; then ``metric`` (a
+field name of the JSON report, such as ``used`` or ``kg_co2e``) and
+``value``; then the keys added since, so earlier columns keep their places:
+``program_id``, ``vendor_id``, ``vendor``. Money is in micro-credits. A text
 cell that starts like a spreadsheet formula (``=``, ``+``, ``-``, ``@``, tab,
 carriage return) is written with a leading ``'``.
 """
@@ -33,8 +35,11 @@ COLUMNS = (
     "state",
     "metric",
     "value",
+    "program_id",
+    "vendor_id",
+    "vendor",
 )
-_KEYS = frozenset(COLUMNS[1:-2])
+_KEYS = frozenset(COLUMNS) - {"section", "metric", "value"}
 Row = dict[str, Any]
 
 
@@ -70,6 +75,9 @@ def report_rows(report: ProgramReport | ProjectReport) -> Iterator[Row]:
         ("footprint", [report.footprint]),
         ("outcome", report.outcomes),
         ("job", report.jobs),
+        ("spend", report.spend),
+        ("labelling", report.labelling),
+        ("labelling_vendor", report.labelling_by_vendor),
     ]
     if isinstance(report, ProgramReport):
         sections += [("by_project", report.by_project), ("by_institution", report.by_institution)]

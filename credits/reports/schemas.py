@@ -15,6 +15,11 @@ Balance figures of an allocation account, all from the ledger:
   ledger's ``credits_posted - debits_posted - debits_pending``;
 - ``overage``: usage no hold or allocation covered, booked from the overage
   account (per project; not part of ``available``).
+
+Labelling spend (:mod:`credits.reports.labelling`) is what labelling orders
+charged: ``captured`` from their holds on the scope's label allocations (part
+of those allocations' ``used``), plus ``overage`` past their quotes, less
+``refunded`` by ops (part of ``adjusted``).
 """
 
 from __future__ import annotations
@@ -153,6 +158,38 @@ class GroupLine(BaseModel):
     footprint: Footprint
 
 
+class VendorSpendLine(BaseModel):
+    """Labelling spend of the report's scope summed by vendor."""
+
+    vendor_id: int
+    vendor: str
+    orders: int
+    captured: int = Field(description="captured from the orders' holds on these allocations")
+    overage: int = Field(description="delivered past the quotes, booked as overage")
+    refunded: int = Field(description="given back by ops when resolving disputes")
+    spent: int = Field(description="captured + overage - refunded")
+
+
+class LabellingSpendLine(VendorSpendLine):
+    """Labelling orders' charges by vendor, project and the program whose allocation paid."""
+
+    project_id: int
+    program_id: int | None = Field(description="None for an allocation no program awarded")
+
+
+class SpendLine(BaseModel):
+    """GPU and labelling spend of one project, side by side."""
+
+    project_id: int
+    title: str
+    gpu_used: int = Field(description="captured from the project's GPU allocations")
+    gpu_overage: int = Field(description="GPU usage no hold or allocation covered")
+    gpu_spent: int = Field(description="gpu_used + gpu_overage")
+    labelling_spent: int = Field(
+        description="the project's labelling spend (captured + overage - refunded)"
+    )
+
+
 class ReportBody(BaseModel):
     generated_at: dt.datetime
     balances: list[Balance]
@@ -164,6 +201,9 @@ class ReportBody(BaseModel):
     footprint: Footprint
     outcomes: list[OutcomeCount]
     jobs: list[JobLine]
+    spend: list[SpendLine]
+    labelling: list[LabellingSpendLine]
+    labelling_by_vendor: list[VendorSpendLine]
 
 
 class ProjectReport(ReportBody):

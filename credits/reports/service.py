@@ -24,6 +24,7 @@ from credits.metering.energy import EnergyFootprint
 from credits.metering.models import UsageRecord
 from credits.reports import activity as act
 from credits.reports import burndown
+from credits.reports import labelling as lab
 from credits.reports.energy import EnergyPolicy
 from credits.reports.figures import (
     AccountFigures,
@@ -69,13 +70,15 @@ def project_report(
         flows = load_flows(session, accounts)
         add_project_overage(session, flows, [project_id])
         activity = _activity(session, Job.project_id == project_id, project_id, energy)
+        labelling = lab.labelling_figures(session, accounts)
     else:
         accounts = load_accounts(session, (Account.project_id == project_id) & visible)
         flows = load_flows(session, accounts)
         activity = _activity(session, act.jobs_drawing_on(list(accounts)), None, energy)
-        add_overage(flows, _usage_overage(activity))
+        labelling = _scoped_labelling(session, flows, activity)
     forecast = forecasts(flows, now)
-    body = _body(flows, activity, forecast, now)
+    titles = {project.id: project.title}
+    body = _body(flows, activity, labelling, forecast, now, titles=titles)
     return ProjectReport(
         project_id=project.id,
         title=project.title,
@@ -92,7 +95,12 @@ def _activity(
 ) -> act.Activity:
     """The jobs matching ``jobs`` with their usage, and the outside meters' usage of
     ``outside_project`` (none when None)."""
-    records = None if outside_project is None else UsageRecord.project_id == outside_project
+    # A labelling order's usage records are counted as the order's labelling spend.
+    records = (
+        None
+        if outside_project is None
+        else (UsageRecord.project_id == outside_project) & UsageRecord.labelling_order_id.is_(None)
+    )
     return act.load_activity(session, jobs=jobs, records=records, policy=energy or DEFAULT_POLICY)
 
 
@@ -115,10 +123,11 @@ def program_report(
     accounts = load_accounts(session, Allocation.program_id == program_id)
     flows = load_flows(session, accounts)
     activity = _activity(session, act.jobs_drawing_on(list(accounts)), None, energy)
-    add_overage(flows, _usage_overage(activity))
+    labelling = _scoped_labelling(session, flows, activity)
     forecast = _program_forecasts(session, accounts, now)
-    body = _body(flows, activity, forecast, now)
     projects = _projects(session, {a.project_id for a in accounts.values()})
+    titles = {pid: title for pid, (title, _) in projects.items()}
+    body = _body(flows, activity, labelling, forecast, now, titles=titles)
     return ProgramReport(
         program_id=program.id,
         name=program.name,
@@ -126,6 +135,17 @@ def program_report(
         by_institution=_by_institution(body.allocations, projects),
         **body.model_dump(),
     )
+
+
+def _scoped_labelling(
+    session: Session, flows: Flows, activity: act.Activity
+) -> lab.LabellingFigures:
+    """Labelling spend of a scope narrowed to some allocations; the overage counted is
+    that of the scope's jobs and of its labelling orders."""
+    labelling = lab.labelling_figures(session, flows.accounts)
+    add_overage(flows, _usage_overage(activity))
+    add_overage(flows, lab.overage_months(session, labelling.overage_orders))
+    return labelling
 
 
 def forecasts(flows: Flows, now: dt.datetime) -> dict[int, int]:
@@ -154,7 +174,13 @@ def _program_forecasts(
 
 
 def _body(
-    flows: Flows, activity: act.Activity, forecast: dict[int, int], now: dt.datetime
+    flows: Flows,
+    activity: act.Activity,
+    labelling: lab.LabellingFigures,
+    forecast: dict[int, int],
+    now: dt.datetime,
+    *,
+    titles: dict[int, str],
 ) -> ReportBody:
     footprints = act.account_footprints(activity)
     allocations = [_allocation_line(a, forecast, footprints) for a in flows.accounts.values()]
@@ -171,6 +197,9 @@ def _body(
         footprint=act.footprint_out(EnergyFootprint.total(job.footprint for job in jobs)),
         outcomes=act.outcomes(activity),
         jobs=act.job_lines(activity),
+        spend=lab.spend_by_project(flows.accounts.values(), activity, labelling.lines, titles),
+        labelling=labelling.lines,
+        labelling_by_vendor=labelling.vendors,
     )
 
 

@@ -94,7 +94,7 @@ def _record(
 def _post(client: FlaskClient, *records: dict[str, Any]) -> dict[str, Any]:
     response = client.post(URL, json={"records": list(records)})
     assert response.status_code == 200, response.json
-    body = response.json
+    body: dict[str, Any] = response.json
     assert body is not None
     return body
 

@@ -60,9 +60,16 @@ def user(session: Session, email: str, *roles: Role, institution: str = "Uni") -
     return actor_for_email(session, email)
 
 
-def _award(
-    session: Session, pi: Actor, funder: Actor, program_id: int, project_id: int, amount: int
+def award(
+    session: Session,
+    pi: Actor,
+    funder: Actor,
+    program_id: int,
+    project_id: int,
+    amount: int,
+    currency: str = "gpu",
 ) -> Any:
+    """A proposal for ``amount`` of ``currency`` credits, submitted and awarded at once."""
     now = utcnow()
     proposal = proposals.create_proposal(
         session,
@@ -73,7 +80,7 @@ def _award(
         title=f"Runs of project {project_id}",
         abstract="Models.",
         justification="GPU-hours.",
-        requested={"gpu": amount},
+        requested={currency: amount},
         starts_at=now,
         ends_at=now + timedelta(days=30),
     )
@@ -82,8 +89,8 @@ def _award(
         session,
         proposal_id=proposal.id,
         actor=funder,
-        key=f"reports-award-{project_id}",
-        amounts={"gpu": amount},
+        key=f"reports-award-{currency}-{project_id}",
+        amounts={currency: amount},
         starts_at=now,
         ends_at=now + timedelta(days=30),
         override_reason="decided without reviews in a test",
@@ -124,8 +131,8 @@ def build_reports_world(factory: sessionmaker[Session]) -> ReportsWorld:
         project_b = projects.create_project(
             session, title="Proteins", field_of_science="Biology", actor=pi_b
         )
-        award_a = _award(session, pi_a, funder, program.id, project_a.id, AWARD_A)
-        award_b = _award(session, pi_b, funder, program.id, project_b.id, AWARD_B)
+        award_a = award(session, pi_a, funder, program.id, project_a.id, AWARD_A)
+        award_b = award(session, pi_b, funder, program.id, project_b.id, AWARD_B)
         pool.add_flavour(
             session,
             name=FLAVOUR,
