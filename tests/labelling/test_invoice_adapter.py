@@ -32,6 +32,12 @@ _vendors = itertools.count()
 
 
 @pytest.fixture
+def session(any_session: Session) -> Session:
+    """Settlement locks records (SKIP LOCKED) and then the order: run on PostgreSQL too."""
+    return any_session
+
+
+@pytest.fixture
 def world(session: Session) -> LabellingWorld:
     return build_world(session)
 
