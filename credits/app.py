@@ -22,6 +22,7 @@ from credits.api import (
     guards,
     health,
     jobs,
+    labelling_media,
     ledger,
     openapi,
     pool,
@@ -51,6 +52,7 @@ BLUEPRINTS = (
     reports.blueprint,
     datasets.blueprint,
     datasets.public_blueprint,
+    labelling_media.blueprint,
 )
 
 

@@ -11,6 +11,7 @@ from credits.grants.allocations_cli import allocations
 from credits.grants.cli import programs, projects
 from credits.identity.cli import tokens, users
 from credits.jobs.cli import jobs
+from credits.labelling.cli_label_studio import labelling
 from credits.ledger.cli import ledger
 from credits.notifications.cli import notifications
 from credits.pool.cli import pool
@@ -37,6 +38,7 @@ for _group in (
     jobs,
     reports,
     datasets,
+    labelling,
     demo,
 ):
     main.add_command(_group)

@@ -6,7 +6,8 @@ every hour the allocation expiry sweep, the daily digests and the nudges
 (each is deduplicated per day, so running them hourly sends nothing twice);
 every five minutes the release of annotators' lapsed leases (credits/labelling/queue.py);
 with DOIs configured, every five minutes the DOI sweep (what DataCite could
-not be told at the time).
+not be told at the time); with Label Studio configured, every two minutes the
+Label Studio sweep (credits/labelling/label_studio_loop.py).
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from credits.datasets.doi import DoiRegistrar, doi_registrar_from_settings, sync
 from credits.db import run_in_transaction, utcnow
 from credits.grants.allocations import expire_allocations
 from credits.identity.actor import Actor
+from credits.labelling.label_studio import LabelStudioClient, label_studio_client_from_settings
+from credits.labelling.label_studio_loop import sweep_with_settings
 from credits.labelling.queue import release_expired
 from credits.notifications.events import queue_expiry_digests
 from credits.notifications.mail import Mailer, make_mailer
@@ -35,6 +38,7 @@ MAIL_EVERY_S = 60.0
 DAILY_WORK_EVERY_S = 3600.0
 DOI_SYNC_EVERY_S = 300.0
 LEASE_SWEEP_EVERY_S = 300.0
+LABEL_STUDIO_SYNC_EVERY_S = 120.0
 
 
 @dataclass
@@ -45,6 +49,7 @@ class Chores:
     settings: Settings
     mailer: Mailer | None = None
     dois: DoiRegistrar | None = None
+    label_studio: LabelStudioClient | None = None
     due: dict[str, float] = field(default_factory=dict)
 
     def run_due(self, now: float | None = None) -> list[str]:
@@ -57,6 +62,8 @@ class Chores:
         ]
         if self.settings.dois_enabled:
             chores.append(("dois", DOI_SYNC_EVERY_S, self._sync_dois))
+        if self.settings.label_studio_url:
+            chores.append(("label-studio", LABEL_STUDIO_SYNC_EVERY_S, self._sync_label_studio))
         for name, every, chore in chores:
             if moment < self.due.get(name, 0.0):
                 continue
@@ -82,6 +89,12 @@ class Chores:
         registrar = self.dois = self.dois or doi_registrar_from_settings(self.settings)
         if registrar is not None:
             run_in_transaction(self.factory, lambda session: sync_dois(session, registrar))
+
+    def _sync_label_studio(self) -> None:
+        self.label_studio = self.label_studio or label_studio_client_from_settings(self.settings)
+        if self.label_studio is not None:
+            # Each order commits on its own; failures are logged per order, not raised.
+            sweep_with_settings(self.factory, self.label_studio, self.settings)
 
     def _release_leases(self) -> None:
         run_in_transaction(self.factory, lambda s: release_expired(s, now=utcnow()))

@@ -44,6 +44,7 @@ QUEUE_UNDERUSED_NUDGES = "reports.nudges.underused"
 QUEUE_IDLE_GPU_NUDGES = "reports.nudges.idle_gpus"
 SYNC_DOIS = "datasets.sync_dois"
 RELEASE_LEASES = "labelling.release_leases"
+SYNC_LABEL_STUDIO = "labelling.sync_label_studio"
 SWEEPER = Actor.system("allocations-sweep")
 SEND_INTERVAL = timedelta(minutes=1)
 
@@ -222,6 +223,27 @@ def register_datasets_tasks(app: Celery, resources: WorkerResources) -> None:
         return {"done": report.done, "failed": report.failed, "pending": report.pending}
 
 
+def register_labelling_tasks(app: Celery, resources: WorkerResources) -> None:
+    """The Label Studio sweep, registered only when Label Studio is configured."""
+    from credits.labelling.label_studio import label_studio_client_from_settings  # noqa: PLC0415
+    from credits.labelling.label_studio_loop import sweep_with_settings  # noqa: PLC0415
+
+    client = label_studio_client_from_settings(resources.settings)
+    if client is None:
+        return
+
+    @app.task(name=SYNC_LABEL_STUDIO, shared=False)
+    def sync_label_studio() -> dict[str, Any]:
+        """Places waiting orders in Label Studio and records completed annotations; each
+        order commits on its own and a failing one is reported, not raised."""
+        report = sweep_with_settings(resources.session_factory, client, resources.settings)
+        return {
+            "placed": report.placed,
+            "recorded": report.recorded,
+            "failed": report.failed,
+        }
+
+
 def register_labelling_queue_tasks(app: Celery, resources: WorkerResources) -> None:
     from credits.labelling.queue import release_expired  # noqa: PLC0415
 
@@ -241,6 +263,7 @@ TASK_REGISTRARS: tuple[Callable[[Celery, WorkerResources], None], ...] = (
     register_reports_tasks,
     register_datasets_tasks,
     register_labelling_queue_tasks,
+    register_labelling_tasks,
 )
 
 
@@ -276,6 +299,7 @@ def beat_schedule(settings: Settings, registered: set[str]) -> dict[str, dict[st
         },
         "sync-dois": {"task": SYNC_DOIS, "schedule": timedelta(minutes=5)},
         "release-leases": {"task": RELEASE_LEASES, "schedule": timedelta(minutes=5)},
+        "sync-label-studio": {"task": SYNC_LABEL_STUDIO, "schedule": timedelta(minutes=2)},
     }
     return {name: entry for name, entry in schedule.items() if entry["task"] in registered}
 

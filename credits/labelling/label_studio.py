@@ -119,6 +119,33 @@ class LabelStudioClient:
         answer = self._json("POST", "/api/projects/", body, doing="create a project")
         return LabelStudioProject(id=_id(answer, "project"), title=str(answer.get("title", "")))
 
+    def find_project(self, title: str) -> LabelStudioProject | None:
+        """The oldest project titled exactly ``title`` (as cut to the length Label Studio
+        keeps), or None: how a creation whose answer was lost is found again."""
+        wanted = title[:PROJECT_TITLE_MAX]
+        page = 1
+        while True:
+            answer = self._json(
+                "GET",
+                "/api/projects/",
+                None,
+                params={"title": wanted, "page": page, "page_size": TASK_PAGE_SIZE},
+                doing="list projects",
+            )
+            results = answer.get("results")
+            if not isinstance(results, list):
+                raise LabelStudioUnavailable("Label Studio's project list has no results")
+            found = sorted(
+                p["id"]
+                for p in results
+                if isinstance(p, dict) and p.get("title") == wanted and isinstance(p.get("id"), int)
+            )
+            if found:
+                return LabelStudioProject(id=found[0], title=wanted)
+            if not answer.get("next"):
+                return None
+            page += 1
+
     def delete_project(self, project_id: int) -> None:
         """Deletes the project with its tasks and annotations; an unknown one is fine."""
         self._send("DELETE", f"/api/projects/{project_id}/", doing="delete a project", gone_ok=True)

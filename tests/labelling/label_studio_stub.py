@@ -9,7 +9,9 @@ A threaded HTTP server on 127.0.0.1 (port 0) that answers as Label Studio
 - errors are Label Studio's documents ``{id, status_code, version, detail,
   exc_info}``, with ``validation_errors`` (field -> messages) on a 400;
 - ``POST /api/projects/`` checks the title (3 to 50 characters) and that the
-  label config parses as XML; ``DELETE /api/projects/{id}/`` is 204 or 404;
+  label config parses as XML; ``GET /api/projects/?title=&page=&page_size=``
+  pages ``{count, next, previous, results}``; ``DELETE /api/projects/{id}/`` is
+  204 or 404;
 - ``POST /api/projects/{id}/import[?return_task_ids=true]`` takes a list of
   ``{"data": …}`` tasks;
 - ``GET /api/tasks/?project=&page=&page_size=&fields=all`` pages tasks
@@ -207,6 +209,8 @@ class _Handler(BaseHTTPRequestHandler):
         match method, parts:
             case "POST", ["projects"]:
                 return self._create_project(body)
+            case "GET", ["projects"]:
+                return self._projects(query)
             case "DELETE", ["projects", project_id] if project_id.isdigit():
                 if stub.projects.pop(int(project_id), None) is None:
                     return 404, error_document(404, "No Project matches the given query.")
@@ -250,6 +254,23 @@ class _Handler(BaseHTTPRequestHandler):
             "label_config": body["label_config"],
         }
         return 201, stub.projects[project_id]
+
+    def _projects(self, query: dict[str, list[str]]) -> Answer:
+        """Label Studio's paged project list; ``title`` matches case-insensitively inside."""
+        title = query.get("title", [""])[0].lower()
+        page = int(query.get("page", ["1"])[0])
+        size = int(query.get("page_size", ["30"])[0])
+        found = [p for p in self.server.stub.projects.values() if title in p["title"].lower()]
+        chosen = found[(page - 1) * size : page * size]
+        if page < 1 or (page > 1 and not chosen):
+            return 404, error_document(404, "Invalid page.")
+        more = page * size < len(found)
+        return 200, {
+            "count": len(found),
+            "next": f"{self.server.stub.url}/api/projects/?page={page + 1}" if more else None,
+            "previous": None,
+            "results": chosen,
+        }
 
     def _project_or_404(self, project_id: int) -> Answer | None:
         if project_id not in self.server.stub.projects:

@@ -1,0 +1,53 @@
+"""An order item's image behind a signed, expiring link (credits/labelling/image_links.py).
+
+Label Studio's annotators load each image task from such a link, without a
+login to this platform: the signature stands in for it, for one item, until
+the link expires.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, request
+from pydantic import BaseModel, ConfigDict, Field
+
+from credits.api.auth import credits_extension, session_factory
+from credits.api.datasets import blob_store
+from credits.api.openapi import operation
+from credits.db import session_scope, utcnow
+from credits.labelling.image_links import image_for_link
+
+blueprint = Blueprint("labelling_media", __name__, url_prefix="/api/v1/labelling")
+
+
+class ImageLinkQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    expires: int = Field(ge=0, le=2**40)
+    sig: str = Field(min_length=64, max_length=64)
+
+
+@blueprint.get("/items/<int:item_id>/image")
+@operation(
+    "An order item's image, through the signed link Label Studio was given",
+    query=ImageLinkQuery,
+    authenticated=False,
+    media_type="image/*",
+    problems=(403, 404),
+)
+def item_image(item_id: int) -> Response:
+    link = ImageLinkQuery.model_validate(request.args.to_dict())
+    secret = credits_extension().settings.secret_key.get_secret_value()
+    with session_scope(session_factory()) as session:
+        image = image_for_link(
+            session, secret, item_id=item_id, expires=link.expires, signature=link.sig, now=utcnow()
+        )
+    store = blob_store()
+    return Response(
+        store.open_range(image.sha256),
+        headers={
+            "Content-Length": str(store.size(image.sha256)),
+            "Cache-Control": "private, max-age=3600",
+        },
+        content_type=image.media_type,
+        direct_passthrough=True,
+    )
