@@ -50,8 +50,9 @@ def _apa_authors(creators: list[Creator]) -> str:
     names = [_apa_author(creator) for creator in creators]
     if len(names) > APA_MAX_AUTHORS:
         return ", ".join(names[: APA_MAX_AUTHORS - 1]) + ", . . . " + names[-1]
-    if len(names) == 1:
-        return names[0]
+    if len(names) <= 1:
+        # No creators yet (a draft) is "", which the citation replaces by the publisher.
+        return "".join(names)
     return ", ".join(names[:-1]) + ", & " + names[-1]
 
 

@@ -235,6 +235,17 @@ def test_the_datasheet_markdown_has_every_section_and_the_citation(published: Ve
     assert "_Not provided._" not in text
 
 
+def test_a_version_without_creators_is_cited_under_the_publisher(
+    published: VersionOut,
+) -> None:
+    anonymous = published.model_copy(update={"creators": []})
+    assert apa(anonymous, base_url="https://data.example.org", publisher=PUBLISHER).startswith(
+        f"{PUBLISHER}. ("
+    )
+    entry = bibtex(anonymous, base_url="https://data.example.org/", publisher=PUBLISHER)
+    assert f"author       = {{{PUBLISHER}}}" in entry
+
+
 def test_citations_in_bibtex_and_apa(published: VersionOut) -> None:
     year = published.published_at.year  # type: ignore[union-attr]
     url = f"https://data.example.org/datasets/versions/{published.public_id}"
