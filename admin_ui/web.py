@@ -198,6 +198,7 @@ def nav_links() -> list[tuple[str, str]]:
         (Role.RESEARCHER, "Jobs", "ui_jobs.list_jobs"),
         (Role.RESEARCHER, "Programs", "ui_researcher.open_programs"),
         (Role.REVIEWER, "Reviews", "ui_review.assigned"),
+        (Role.ANNOTATOR, "Annotate", "ui_annotate.queues"),
         (Role.FUNDER, "Programs", "ui_funder.programs"),
         (Role.OPS, "Pool", "ui_ops.pool"),
         (Role.OPS, "Projects", "ui_ops.projects"),

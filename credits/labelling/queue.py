@@ -53,6 +53,8 @@ from credits.settings import load_settings
 
 SERVING = frozenset({OrderStatus.PLACED.value, OrderStatus.IN_PROGRESS.value})
 CANDIDATES_PER_LOOK = 16
+# What record_delivery takes as the time spent on one item.
+MAX_SECONDS = 86_400.0
 # The queue's order: (position * MULTIPLIER + user_id * OFFSET) mod PRIME. With PRIME
 # above any position this is a permutation that scatters neighbouring positions (gold
 # items are often listed together) and starts each annotator at a different place, so
@@ -251,28 +253,31 @@ def submit(
     *,
     assignment_id: int,
     value: AnnotationValue,
-    seconds: float,
+    seconds: float | None,
     now: datetime | None = None,
 ) -> DeliveryOut:
     """Records the annotator's answer to the item served to them, and the time they spent.
 
     ``seconds`` (measured by the page from when it showed the item) is capped by
-    the time since the item was served. Submitting the same assignment again
-    returns the first delivery (``replayed``). Raises AssignmentNotFound (not
-    theirs), AssignmentClosed (skipped or released), InvalidInput, and what
+    the time since the item was served, which is taken when the page measured
+    nothing. Submitting the same assignment again returns the first delivery
+    (``replayed``). Raises AssignmentNotFound (not theirs), AssignmentClosed
+    (skipped or released), InvalidInput, and what
     :func:`credits.labelling.deliveries.record_delivery` raises.
     """
     now = journal.check_time(now)
     assignment = _own_assignment(session, actor, assignment_id)
-    if not math.isfinite(seconds) or seconds < 0:
+    if seconds is not None and (not math.isfinite(seconds) or seconds < 0):
         raise InvalidInput("the time spent on an item is a number of seconds, 0 or more")
-    if assignment.status == A.OPEN.value and not _close(session, assignment, A.DONE):
-        session.refresh(assignment)
+    if assignment.status == A.OPEN.value:
+        # Whether this request or a concurrent one closed it, the row now says how.
+        _close(session, assignment, A.DONE)
     if assignment.status == A.RELEASED.value:
         raise AssignmentClosed(
             "this item was skipped or its lease ran out; it is no longer yours to label"
         )
-    spent = min(seconds, max(0.0, (now - assignment.served_at).total_seconds()))
+    since_served = max(0.0, (now - assignment.served_at).total_seconds())
+    spent = min(since_served if seconds is None else seconds, since_served, MAX_SECONDS)
     return deliveries.record_delivery(
         session,
         order_id=assignment.order_id,
@@ -287,12 +292,9 @@ def submit(
     )
 
 
-def skip(
-    session: Session, actor: Actor, *, assignment_id: int, now: datetime | None = None
-) -> None:
+def skip(session: Session, actor: Actor, *, assignment_id: int) -> None:
     """Gives the item back to the queue for others; it is never served to this annotator
     again. Raises AssignmentNotFound, AssignmentClosed (already submitted)."""
-    journal.check_time(now)
     assignment = _own_assignment(session, actor, assignment_id)
     if assignment.status == A.DONE.value:
         raise AssignmentClosed("this item is already labelled; it cannot be skipped")
