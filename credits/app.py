@@ -22,7 +22,9 @@ from credits.api import (
     guards,
     health,
     jobs,
+    labelling,
     labelling_media,
+    labelling_orders,
     ledger,
     openapi,
     pool,
@@ -52,6 +54,8 @@ BLUEPRINTS = (
     reports.blueprint,
     datasets.blueprint,
     datasets.public_blueprint,
+    labelling.blueprint,
+    labelling_orders.blueprint,
     labelling_media.blueprint,
 )
 

@@ -143,6 +143,7 @@ IDEMPOTENCY_CONSTRAINTS = frozenset(
     {
         "uq_ledger_transfers_idempotency_key_part",
         "uq_jobs_request_key",
+        "uq_labelling_orders_request_key",
         "uq_usage_records_source_record_id",
     }
 )

@@ -44,6 +44,7 @@ from api_world import (
 from datasets_api_world import UPLOAD_NAME, with_datasets
 from flask import Flask
 from flask.testing import FlaskClient
+from labelling_api_world import order_body, with_labelling
 from sqlalchemy.orm import Session, sessionmaker
 
 from credits.api.datasets import STORE_KEY
@@ -168,6 +169,17 @@ DS_CHANGE_DRAFT = only(OPS, RESEARCHER_A)
 DS_CHANGE_PUBLISHED = only(OPS, RESEARCHER_A, others=403)
 DS_OPS = expect(403, ops=OK)
 DS_UPLOAD = {"version_id": "ds_draft_id", "upload_id": "ds_upload"}
+# Labelling: any token reads the vendors and their prices, ops change them; project A's
+# orders are its researchers' and ops' (anyone else gets 404); ops alone resolve a
+# dispute and mark an invoice order delivered (403 to anyone else, before any lookup).
+LB = "/api/v1/labelling"
+VENDOR = {"vendor_id": "lb_vendor"}
+LB_OPS = expect(403, ops=OK)
+
+
+def _order(target: str) -> dict[str, str]:
+    return {"order_id": target}
+
 
 MATRIX: tuple[Row, ...] = (
     # Probes and the document: anyone.
@@ -587,6 +599,64 @@ MATRIX: tuple[Row, ...] = (
         body=lambda _: {"reason": "court order"},
     ),
     Row("POST", "/api/v1/datasets/versions/<int:version_id>/verify", DS_OPS, PUBLISHED_DS),
+    # Labelling: vendors and prices.
+    Row("GET", f"{LB}/vendors", ANY_TOKEN),
+    Row(
+        "POST",
+        f"{LB}/vendors",
+        LB_OPS,
+        body=lambda _: {"name": "Acme", "adapter": "inhouse", "task_kinds": ["single_label"]},
+    ),
+    Row("GET", f"{LB}/vendors/<int:vendor_id>", ANY_TOKEN, VENDOR),
+    Row("POST", f"{LB}/vendors/<int:vendor_id>/retire", LB_OPS, VENDOR),
+    Row("POST", f"{LB}/vendors/<int:vendor_id>/restore", LB_OPS, VENDOR),
+    Row("GET", f"{LB}/vendors/<int:vendor_id>/prices", ANY_TOKEN, VENDOR),
+    Row(
+        "POST",
+        f"{LB}/vendors/<int:vendor_id>/prices",
+        LB_OPS,
+        VENDOR,
+        body=lambda _: {"unit": "label", "micro_credits_per_unit": 20_000},
+    ),
+    # Labelling: orders.
+    Row("GET", f"{LB}/orders", ANY_TOKEN),
+    Row(
+        "POST",
+        f"{LB}/orders",
+        PROJECT_A,
+        body=order_body,
+        headers={"Idempotency-Key": "matrix-order"},
+        note="others do not see project A",
+    ),
+    Row("GET", f"{LB}/orders/<int:order_id>", PROJECT_A, _order("lb_draft")),
+    Row("GET", f"{LB}/orders/<int:order_id>/items", PROJECT_A, _order("lb_draft")),
+    Row("GET", f"{LB}/orders/<int:order_id>/annotations", PROJECT_A, _order("lb_delivered")),
+    Row("POST", f"{LB}/orders/<int:order_id>/quote", PROJECT_A, _order("lb_draft")),
+    Row("POST", f"{LB}/orders/<int:order_id>/place", PROJECT_A, _order("lb_quoted")),
+    Row("POST", f"{LB}/orders/<int:order_id>/cancel", PROJECT_A, _order("lb_quoted")),
+    Row("POST", f"{LB}/orders/<int:order_id>/accept", PROJECT_A, _order("lb_delivered")),
+    Row(
+        "POST",
+        f"{LB}/orders/<int:order_id>/dispute",
+        PROJECT_A,
+        _order("lb_delivered"),
+        body=lambda _: {"reason": "half the labels are wrong"},
+    ),
+    Row(
+        "POST",
+        f"{LB}/orders/<int:order_id>/annotators",
+        PROJECT_A,
+        _order("lb_draft"),
+        body=lambda world: {"user_ids": [world.lb_annotator]},
+    ),
+    Row(
+        "POST",
+        f"{LB}/orders/<int:order_id>/resolve",
+        LB_OPS,
+        _order("lb_disputed"),
+        body=lambda _: {"resolution": "accepted", "note": "the labels hold up"},
+    ),
+    Row("POST", f"{LB}/orders/<int:order_id>/delivered", LB_OPS, _order("lb_invoice")),
 )
 
 
@@ -662,6 +732,7 @@ def test_every_row_names_every_persona() -> None:
 @pytest.mark.parametrize("row", MATRIX, ids=[row.id for row in MATRIX])
 def test_access(app: Flask, session: Session, row: Row) -> None:
     world = with_datasets(session, build_world(session), app.extensions[STORE_KEY])
+    world = with_labelling(session, world)
     client = app.test_client()
 
     got = {persona: _status(client, session, row, world, persona) for persona in PERSONAS}

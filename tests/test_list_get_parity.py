@@ -25,8 +25,10 @@ from api_world import (
     build_world,
     world_executor,
 )
+from datasets_api_world import with_datasets
 from flask import Flask
 from flask.testing import FlaskClient
+from labelling_api_world import with_labelling
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -34,8 +36,10 @@ from credits.app import create_app
 from credits.db import Base
 from credits.grants.models import Allocation, Program, Project, Proposal
 from credits.jobs.models import Job
+from credits.labelling.models import Order
 from credits.ledger.models import Account
 from credits.settings import load_settings
+from credits.storage import blob_store_for_url
 
 SIGNED_IN = PERSONAS[1:]
 
@@ -57,6 +61,7 @@ PAIRS = (
     Pair("proposals", "/api/v1/proposals", "/api/v1/proposals/{}", Proposal),
     Pair("allocations", "/api/v1/allocations", "/api/v1/allocations/{}", Allocation),
     Pair("jobs", "/api/v1/jobs", "/api/v1/jobs/{}", Job),
+    Pair("labelling orders", "/api/v1/labelling/orders", "/api/v1/labelling/orders/{}", Order),
     Pair("accounts", "/api/v1/accounts", "/api/v1/accounts/{}", Account, paged=False),
 )
 
@@ -66,6 +71,12 @@ def app(joined_session_factory: sessionmaker[Session]) -> Flask:
     return create_app(
         load_settings(), session_factory=joined_session_factory, executor=world_executor()
     )
+
+
+def _world(session: Session) -> World:
+    """The API world with labelling orders (and the datasets they build on)."""
+    store = blob_store_for_url(f"memory://parity-{id(session)}")
+    return with_labelling(session, with_datasets(session, build_world(session), store))
 
 
 def _listed(client: FlaskClient, pair: Pair, headers: dict[str, str]) -> set[int]:
@@ -105,7 +116,7 @@ def _views(
 
 @pytest.mark.parametrize("pair", PAIRS, ids=[pair.name for pair in PAIRS])
 def test_a_list_shows_exactly_what_reads_by_id(app: Flask, session: Session, pair: Pair) -> None:
-    world = build_world(session)
+    world = _world(session)
 
     views = _views(app.test_client(), session, world, pair)
 
@@ -122,7 +133,7 @@ def test_a_list_shows_exactly_what_reads_by_id(app: Flask, session: Session, pai
 
 
 def test_a_revoked_role_takes_its_objects_out_of_every_list(app: Flask, session: Session) -> None:
-    world = build_world(session)
+    world = _world(session)
     client = app.test_client()
 
     for persona in (FORMER_RESEARCHER, FORMER_FUNDER, FORMER_REVIEWER):

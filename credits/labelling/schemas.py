@@ -37,7 +37,7 @@ class QcOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    gold_items: bool = True
+    gold_items: bool = Field(default=True, strict=True)
     max_redundancy: int = Field(default=5, ge=1, le=MAX_REDUNDANCY, strict=True)
 
 

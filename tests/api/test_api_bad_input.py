@@ -45,10 +45,11 @@ from api_world import (
     program_body,
     world_executor,
 )
-from datasets_api_world import UPLOAD_BYTES, UPLOAD_NAME, DatasetsWorld, with_datasets
+from datasets_api_world import UPLOAD_BYTES, UPLOAD_NAME, with_datasets
 from flask import Flask
 from flask.testing import FlaskClient
 from jsonschema import Draft202012Validator
+from labelling_api_world import LabellingApiWorld, order_body, with_labelling
 from sqlalchemy import inspect, select
 from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.test import TestResponse
@@ -160,6 +161,23 @@ IN_REVIEW = {"proposal_id": "proposal_in_review"}
 DRAFT = {"proposal_id": "proposal_draft"}
 DATASET_DRAFT = {"version_id": "ds_draft_id"}
 DATASET_PUBLISHED = {"version_id": "ds_published_id"}
+VENDOR = {"vendor_id": "lb_vendor"}
+
+
+def _order(target: str) -> dict[str, str]:
+    return {"order_id": target}
+
+
+def _new_order(world: World) -> dict[str, Any]:
+    assert isinstance(world, LabellingApiWorld)
+    body = order_body(world)
+    body["order"] |= {  # type: ignore[operator]
+        "redundancy": 2,
+        "expected_labels_per_item": "1.5",
+        "expected_seconds_per_item": 30,
+        "target_dataset_id": world.ds_dataset_id,
+    }
+    return body
 
 
 def _dataset_metadata(_: World) -> dict[str, Any]:
@@ -330,6 +348,48 @@ STARTS: dict[str, Start] = {
     "datasets.deprecate": Start(RESEARCHER_A, DATASET_PUBLISHED, lambda _: {"note": "old"}),
     "datasets.takedown": Start(OPS, DATASET_PUBLISHED, lambda _: {"reason": "court order"}),
     "datasets.verify": Start(OPS, DATASET_PUBLISHED),
+    "labelling.add_vendor": Start(
+        OPS,
+        body=lambda _: {
+            "name": "Acme Labels",
+            "adapter": "label_studio",
+            "task_kinds": ["single_label", "text_spans"],
+            "qc_options": {"gold_items": False, "max_redundancy": 3},
+            "description": "Annotators on demand.",
+        },
+    ),
+    "labelling.retire_vendor": Start(OPS, VENDOR),
+    "labelling.restore_vendor": Start(OPS, VENDOR),
+    "labelling.set_price": Start(
+        OPS,
+        VENDOR,
+        lambda _: {
+            "unit": "annotator_hour",
+            "micro_credits_per_unit": 12_000_000,
+            "fee_basis_points": 250,
+            "effective_from": _iso(timedelta(days=1)),
+            "reason": "new rates",
+        },
+    ),
+    "labelling.create_order": Start(RESEARCHER_A, body=_new_order),
+    "labelling_orders.quote_order": Start(RESEARCHER_A, _order("lb_draft")),
+    "labelling_orders.place_order": Start(RESEARCHER_A, _order("lb_quoted")),
+    "labelling_orders.cancel_order": Start(
+        RESEARCHER_A, _order("lb_quoted"), lambda _: {"reason": "not needed"}
+    ),
+    "labelling_orders.accept_order": Start(RESEARCHER_A, _order("lb_delivered")),
+    "labelling_orders.dispute_order": Start(
+        RESEARCHER_A, _order("lb_delivered"), lambda _: {"reason": "wrong labels"}
+    ),
+    "labelling_orders.resolve_order": Start(
+        OPS,
+        _order("lb_disputed"),
+        lambda _: {"resolution": "refunded", "note": "partly redone", "refund_micro": 100_000},
+    ),
+    "labelling_orders.mark_delivered": Start(OPS, _order("lb_invoice")),
+    "labelling_orders.assign_annotators": Start(
+        RESEARCHER_A, _order("lb_draft"), lambda w: {"user_ids": [w.lb_annotator]}
+    ),
 }
 # Operations whose body is a file (application/octet-stream), sent as it is.
 FILE_STARTS: dict[str, Start] = {
@@ -355,6 +415,8 @@ PINNED = {
     "public_id": "ds_published_uuid",
     "file_name": "ds_file",
     "upload_id": "ds_upload",
+    "vendor_id": "lb_vendor",
+    "order_id": "lb_delivered",
 }
 QUERY_VALUES = [
     "",
@@ -404,7 +466,7 @@ class Run:
 
 
 @dataclass(frozen=True)
-class BadInputWorld(DatasetsWorld):
+class BadInputWorld(LabellingApiWorld):
     """The world with the path arguments of the file uploads."""
 
     ds_new_file: str = "notes/new.txt"
@@ -426,6 +488,7 @@ def app(joined_session_factory: sessionmaker[Session]) -> Flask:
 @pytest.fixture
 def run(app: Flask, session: Session) -> Run:
     built = with_datasets(session, build_world(session), app.extensions[STORE_KEY])
+    built = with_labelling(session, built)
     world = BadInputWorld(**{name: getattr(built, name) for name in built.__dataclass_fields__})
     meter = create_token(session, email=f"{OPS}@example.org", actor=SYSTEM, scopes=["meter"])
     session.flush()
