@@ -197,12 +197,14 @@ def nav_links() -> list[tuple[str, str]]:
     wanted = [
         (Role.RESEARCHER, "Jobs", "ui_jobs.list_jobs"),
         (Role.RESEARCHER, "Programs", "ui_researcher.open_programs"),
+        (Role.RESEARCHER, "Labelling", "ui_labelling.list_labelling_orders"),
         (Role.REVIEWER, "Reviews", "ui_review.assigned"),
         (Role.ANNOTATOR, "Annotate", "ui_annotate.queues"),
         (Role.FUNDER, "Programs", "ui_funder.programs"),
         (Role.OPS, "Pool", "ui_ops.pool"),
         (Role.OPS, "Projects", "ui_ops.projects"),
         (Role.OPS, "Audit", "ui_ops.audit"),
+        (Role.OPS, "Labelling", "ui_labelling_ops.vendors_page"),
     ]
     for role, label, endpoint in wanted:
         usable = me.has_role(role) and endpoint in current_app.view_functions

@@ -5,19 +5,25 @@ from __future__ import annotations
 import importlib
 import pkgutil
 import re
+import uuid
 from pathlib import Path
 
 import pytest
 from api_world import ANONYMOUS, PERSONAS, World, build_world, world_executor
+from datasets_api_world import with_datasets
 from flask import Flask
 from flask.testing import FlaskClient
+from labelling_api_world import with_labelling
 from sqlalchemy.orm import Session, sessionmaker
 from ui_matrix import LOGIN, OK, UiRow
 from ui_sign_in import sign_in_as
 
+from credits.api.datasets import STORE_KEY
 from credits.app import create_app
 from credits.settings import load_settings
+from credits.storage import blob_store_for_url
 
+LABELLING_PAGES = ("/labelling", "/ops/labelling")
 IMPLICIT_METHODS = frozenset({"HEAD", "OPTIONS"})
 _ARGUMENT = re.compile(r"<(?:\w+(?:\([^)]*\))?:)?(?P<name>\w+)>")
 CSRF = "matrix-csrf-token"
@@ -99,9 +105,19 @@ def _answer(
     return response.status_code
 
 
+def _world(app: Flask, session: Session, row: UiRow) -> World:
+    """The world of tests/api_world.py; with labelling orders for the labelling pages."""
+    world = build_world(session)
+    if not row.rule.startswith(LABELLING_PAGES):
+        return world
+    store = blob_store_for_url(f"memory://ui-matrix-{uuid.uuid4().hex}")
+    app.extensions[STORE_KEY] = store
+    return with_labelling(session, with_datasets(session, world, store))
+
+
 @pytest.mark.parametrize("row", ROWS, ids=[row.id for row in ROWS])
 def test_ui_access(app: Flask, session: Session, row: UiRow) -> None:
-    world = build_world(session)
+    world = _world(app, session, row)
     got = {
         persona: _answer(app.test_client(), session, row, world, persona) for persona in PERSONAS
     }

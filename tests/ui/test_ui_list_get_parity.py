@@ -9,13 +9,16 @@ A list page out of a persona's reach (a 404) links to nothing; an item page answ
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
 from api_world import PERSONAS, World, build_world, world_executor
+from datasets_api_world import with_datasets
 from flask import Flask
 from flask.testing import FlaskClient
+from labelling_api_world import with_labelling
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from ui_sign_in import sign_in_as
@@ -24,7 +27,9 @@ from credits.app import create_app
 from credits.db import Base
 from credits.grants.models import Program, Project, Proposal
 from credits.jobs.models import Job
+from credits.labelling.models import Order
 from credits.settings import load_settings
+from credits.storage import blob_store_for_url
 
 SIGNED_IN = PERSONAS[1:]
 
@@ -79,6 +84,13 @@ PAIRS = (
         Proposal,
     ),
     UiPair("reviews", _fixed("/reviews"), r"/reviews/(\d+)", "/reviews/{}", Proposal),
+    UiPair(
+        "labelling orders",
+        _fixed("/labelling", "/ops/labelling/disputes"),
+        r"/labelling/orders/(\d+)",
+        "/labelling/orders/{}",
+        Order,
+    ),
 )
 
 
@@ -127,6 +139,9 @@ def test_a_list_page_links_exactly_the_pages_that_open(
     app: Flask, session: Session, pair: UiPair
 ) -> None:
     world = build_world(session)
+    if pair.model is Order:
+        store = blob_store_for_url(f"memory://ui-parity-{uuid.uuid4().hex}")
+        world = with_labelling(session, with_datasets(session, world, store))
 
     views = _views(app, session, world, pair)
 
