@@ -27,6 +27,7 @@ from credits.identity.models import User
 from credits.labelling import deliveries
 from credits.labelling.label_schema import AnnotationValue, SchemaKind
 from credits.labelling.models import Item, Order, PriceSheet, PriceUnit, Vendor
+from credits.labelling.quality import order_quality
 from credits.labelling.queries import get_order
 from credits.settings import load_settings
 from credits.storage import blob_store_for_url
@@ -138,6 +139,29 @@ def test_a_bad_field_is_an_error_on_that_field_and_nothing_is_created(
     assert _orders(session) == before
 
 
+def test_image_files_become_image_items(
+    app: Flask, session: Session, world: LabellingWorld
+) -> None:
+    png = b"\x89PNG\r\n\x1a\n" + b"\x00" * 32
+    form = _form(
+        world,
+        schema_kind="image_classification",
+        labels="cat\ndog",
+        source="images",
+        items_file=None,
+        image_files=[(io.BytesIO(png), "cat-1.png"), (io.BytesIO(png + b"!"), "dog-1.png")],
+    )
+    order_id = _create_with(app, world, form)
+    items = session.scalars(select(Item).where(Item.order_id == order_id)).all()
+    assert sorted((item.external_id, item.media_type) for item in items) == [
+        ("cat-1.png", "image/png"),
+        ("dog-1.png", "image/png"),
+    ]
+    assert all(
+        item.blob_sha256 and app.extensions[STORE_KEY].exists(item.blob_sha256) for item in items
+    )
+
+
 def test_a_per_label_vendor_needs_the_estimate_for_multi_label(
     app: Flask, session: Session, world: LabellingWorld
 ) -> None:
@@ -176,7 +200,11 @@ def test_a_vendor_that_does_not_take_the_task_kind_is_refused_on_the_vendor(
 
 
 def _create(app: Flask, world: LabellingWorld, **changes: Any) -> int:
-    response = _post_order(_client(app, world.pi), _form(world, **changes))
+    return _create_with(app, world, _form(world, **changes))
+
+
+def _create_with(app: Flask, world: LabellingWorld, form: dict[str, Any]) -> int:
+    response = _post_order(_client(app, world.pi), form)
     assert response.status_code == 302, response.get_data(as_text=True)
     return int(response.headers["Location"].rsplit("/", 1)[-1])
 
@@ -276,6 +304,31 @@ def test_annotators_are_assigned_by_email_and_accepting_settles(
     assert "badge-delivered" in page and "3 of 3 items" in page
     client.post(f"/labelling/orders/{order_id}/accept", data={"csrf_token": CSRF})
     assert get_order(session, world.pi, order_id=order_id).status == "settled"
+
+
+def test_the_order_page_shows_agreement_and_gold_accuracy_while_the_order_runs(
+    app: Flask, session: Session, world: LabellingWorld
+) -> None:
+    gold = b"id,text,gold\ng1,Great film.,positive\nr2,Dull film.,\nr3,Fine.,\n"
+    order_id = _create(app, world, items_file=(io.BytesIO(gold), "reviews.csv"))
+    client = _client(app, world.pi)
+    client.post(f"/labelling/orders/{order_id}/quote", data={"csrf_token": CSRF})
+    client.post(f"/labelling/orders/{order_id}/place", data={"csrf_token": CSRF})
+    page = client.get(f"/labelling/orders/{order_id}").get_data(as_text=True)
+    assert re.search(r'data-testid="agreement">\s*Not enough annotations yet\.', page)
+
+    # The first annotator says "positive" to every item, the second "negative".
+    _deliver_all(session, world, order_id)
+    page = client.get(f"/labelling/orders/{order_id}").get_data(as_text=True)
+    figures = order_quality(session, world.pi, order_id=order_id)
+    assert figures.alpha is not None and figures.alpha < 0
+    assert f'data-testid="agreement">{figures.alpha:.3f}' in page
+    per_label = re.findall(r"<tr><td>(\w+)</td><td class=\"num\">(-?[\d.]+)</td></tr>", page)
+    assert per_label == [
+        (row.label, f"{row.alpha:.3f}") for row in figures.labels if row.alpha is not None
+    ]
+    accuracy = re.findall(r"<code>(annotator-\w+)</code></td>.*?(\d+) %</td></tr>", page)
+    assert sorted(percent for _, percent in accuracy) == ["0", "100"]
 
 
 def _email(session: Session, who: Actor) -> str:
