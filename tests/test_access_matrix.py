@@ -657,6 +657,15 @@ MATRIX: tuple[Row, ...] = (
         body=lambda _: {"resolution": "accepted", "note": "the labels hold up"},
     ),
     Row("POST", f"{LB}/orders/<int:order_id>/delivered", LB_OPS, _order("lb_invoice")),
+    # An item's image opens with the signed link Label Studio was given, whoever asks;
+    # without one, no token helps (tests/labelling/test_label_studio_loop.py signs some).
+    Row(
+        "GET",
+        f"{LB}/items/<int:item_id>/image",
+        expect(422, anonymous=422),
+        {"item_id": Fixed("1")},
+        note="no signed query: refused before any lookup",
+    ),
 )
 
 

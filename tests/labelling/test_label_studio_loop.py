@@ -6,6 +6,7 @@ that run the sweep."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 from flask.testing import FlaskClient
 from label_studio_stub import TOKEN, Fault, LabelStudioStub, running_label_studio_stub
-from labelling_world import CREDIT, LabellingWorld, build_world
+from labelling_world import CREDIT, SENTIMENT, LabellingWorld, build_world
 from pydantic import SecretStr
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -28,9 +29,9 @@ from credits.labelling import orders
 from credits.labelling.image_links import image_link, image_links_from_settings
 from credits.labelling.label_schema import LabelSchema, SchemaKind
 from credits.labelling.label_studio import LabelStudioClient, NewTask
-from credits.labelling.label_studio_loop import project_title, sweep_label_studio
+from credits.labelling.label_studio_loop import SweepReport, project_title, sweep_label_studio
 from credits.labelling.models import Adapter, Item, Order, OrderStatus, SourceKind
-from credits.labelling.schemas import ItemIn, OrderIn, OrderSource, VendorOut
+from credits.labelling.schemas import ItemIn, OrderIn, OrderOut, OrderSource, VendorOut
 from credits.ledger.verify import verify_ledger
 from credits.settings import Settings, load_settings
 from credits.storage.factory import blob_store_for_url
@@ -40,42 +41,45 @@ PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 24
 ANIMALS = LabelSchema(kind=SchemaKind.IMAGE_CLASSIFICATION, labels=["cat", "dog"])
 
 
-@pytest.fixture
-def stub() -> Iterator[LabelStudioStub]:
-    with running_label_studio_stub() as running:
-        yield running
+@dataclass
+class Setting:
+    """A funded project with a Label Studio vendor, the stub as its server, and the
+    factory the sweep opens its own transactions with."""
 
+    session: Session
+    factory: sessionmaker[Session]
+    world: LabellingWorld
+    vendor: VendorOut
+    stub: LabelStudioStub
+    client: LabelStudioClient
 
-@pytest.fixture
-def client(stub: LabelStudioStub) -> LabelStudioClient:
-    return LabelStudioClient(stub.url, TOKEN, timeout_s=2.0)
-
-
-@pytest.fixture
-def world(session: Session) -> LabellingWorld:
-    return build_world(session)
-
-
-@pytest.fixture
-def vendor(session: Session, world: LabellingWorld) -> VendorOut:
-    return world.add_vendor(session, "Label Studio", adapter=Adapter.LABEL_STUDIO)
-
-
-def _order(session: Session, factory: sessionmaker[Session], order_id: int) -> Order:
-    with factory() as fresh:
-        order = fresh.get(Order, order_id)
-        assert order is not None
-        fresh.expunge(order)
+    def placed(self, **draft: Any) -> OrderOut:
+        order = self.world.placed(self.session, vendor_id=self.vendor.id, **draft)
+        self.session.flush()
         return order
 
+    def sweep(self, **options: Any) -> SweepReport:
+        return sweep_label_studio(self.factory, self.client, **options)
 
-def _task_ids(factory: sessionmaker[Session], order_id: int) -> list[str | None]:
-    with factory() as fresh:
-        return list(
-            fresh.scalars(
-                select(Item.external_ref).where(Item.order_id == order_id).order_by(Item.position)
-            )
-        )
+    def order(self, order_id: int) -> Order:
+        with self.factory() as fresh:
+            order = fresh.get_one(Order, order_id)
+            fresh.expunge(order)
+            return order
+
+    def task_refs(self, order_id: int) -> list[str | None]:
+        with self.factory() as fresh:
+            query = select(Item.external_ref).where(Item.order_id == order_id)
+            return list(fresh.scalars(query.order_by(Item.position)))
+
+
+@pytest.fixture
+def ls(session: Session, joined_session_factory: sessionmaker[Session]) -> Iterator[Setting]:
+    world = build_world(session)
+    vendor = world.add_vendor(session, "Label Studio", adapter=Adapter.LABEL_STUDIO)
+    with running_label_studio_stub() as stub:
+        client = LabelStudioClient(stub.url, TOKEN, timeout_s=2.0)
+        yield Setting(session, joined_session_factory, world, vendor, stub, client)
 
 
 def _choices(label: str) -> list[dict[str, Any]]:
@@ -84,126 +88,100 @@ def _choices(label: str) -> list[dict[str, Any]]:
     ]
 
 
-def test_the_sweep_places_each_order_once_and_a_rerun_adds_nothing(
-    session: Session,
-    joined_session_factory: sessionmaker[Session],
-    world: LabellingWorld,
-    vendor: VendorOut,
-    stub: LabelStudioStub,
-    client: LabelStudioClient,
-) -> None:
-    first = world.placed(session, vendor_id=vendor.id, items=3)
-    second = world.placed(session, vendor_id=vendor.id, items=2)
-    inhouse = world.placed(session, items=2)
-    session.flush()
+def test_the_sweep_places_each_order_once_and_a_rerun_adds_nothing(ls: Setting) -> None:
+    first = ls.placed(items=3)
+    second = ls.placed(items=2)
+    inhouse = ls.world.placed(ls.session, items=2)
+    ls.session.flush()
 
-    placed = sweep_label_studio(joined_session_factory, client)
-    again = sweep_label_studio(joined_session_factory, client)
+    placed = ls.sweep()
+    again = ls.sweep()
 
     assert placed.placed == {first.id: 3, second.id: 2}
     assert placed.failed == {}
     assert again.placed == {}
-    assert len(stub.projects) == 2
-    assert len(stub.tasks) == 5
-    titles = {p["title"] for p in stub.projects.values()}
+    assert len(ls.stub.projects) == 2
+    assert len(ls.stub.tasks) == 5
+    titles = {p["title"] for p in ls.stub.projects.values()}
     assert titles == {project_title(o.id, "Sentiment of reviews") for o in (first, second)}
-    assert _order(session, joined_session_factory, inhouse.id).external_ref is None
-    assert all(_task_ids(joined_session_factory, first.id))
+    assert ls.order(inhouse.id).external_ref is None
+    assert all(ls.task_refs(first.id))
 
 
-def test_a_project_created_before_a_crash_is_found_and_its_tasks_adopted(
-    session: Session,
-    joined_session_factory: sessionmaker[Session],
-    world: LabellingWorld,
-    vendor: VendorOut,
-    stub: LabelStudioStub,
-    client: LabelStudioClient,
-) -> None:
-    order = world.placed(session, vendor_id=vendor.id, items=3)
-    session.flush()
+def test_a_project_created_before_a_crash_is_found_and_its_tasks_adopted(ls: Setting) -> None:
+    order = ls.placed(items=3)
     # What a sweep that died after Label Studio's answers, before its commits, left there.
-    project = client.create_project(
-        title=project_title(order.id, order.title), description="", schema=ANIMALS
+    project = ls.client.create_project(
+        title=project_title(order.id, order.title), description="", schema=SENTIMENT
     )
-    items = session.scalars(select(Item).where(Item.order_id == order.id).order_by(Item.position))
-    first = next(iter(items))
-    (task_id,) = client.import_tasks(
-        project.id, ANIMALS, [NewTask(str(first.id), "https://x.example/1.png")]
-    ).task_ids or [0]
+    first = ls.session.scalars(
+        select(Item).where(Item.order_id == order.id).order_by(Item.position)
+    ).first()
+    assert first is not None
+    imported = ls.client.import_tasks(project.id, SENTIMENT, [NewTask(str(first.id), "a text")])
 
-    report = sweep_label_studio(joined_session_factory, client)
+    report = ls.sweep()
 
     assert report.placed == {order.id: 2}
-    assert list(stub.projects) == [project.id]
-    assert _order(session, joined_session_factory, order.id).external_ref == str(project.id)
-    refs = _task_ids(joined_session_factory, order.id)
-    assert refs[0] == str(task_id)
-    assert len(stub.tasks) == 3
+    assert list(ls.stub.projects) == [project.id]
+    assert ls.order(order.id).external_ref == str(project.id)
+    refs = ls.task_refs(order.id)
+    assert imported.task_ids is not None
+    assert refs[0] == str(imported.task_ids[0])
+    assert len(ls.stub.tasks) == 3
     assert len(set(refs)) == 3
 
 
 def test_a_failing_order_is_reported_and_placed_by_the_next_sweep_without_touching_others(
-    session: Session,
-    joined_session_factory: sessionmaker[Session],
-    world: LabellingWorld,
-    vendor: VendorOut,
-    stub: LabelStudioStub,
-    client: LabelStudioClient,
+    ls: Setting,
 ) -> None:
-    failing = world.placed(session, vendor_id=vendor.id, items=2)
-    fine = world.placed(session, vendor_id=vendor.id, items=2)
-    session.flush()
-    available = world.available(session)
+    failing = ls.placed(items=2)
+    fine = ls.placed(items=2)
+    available = ls.world.available(ls.session)
     # The first order's project lookup answers 500.
-    stub.fail_next(Fault(status=500, detail="database is locked"))
+    ls.stub.fail_next(Fault(status=500, detail="database is locked"))
 
-    report = sweep_label_studio(joined_session_factory, client)
+    report = ls.sweep()
 
     assert report.placed == {fine.id: 2}
     assert "HTTP 500" in report.failed[failing.id]
     assert "database is locked" in report.failed[failing.id]
-    assert _order(session, joined_session_factory, failing.id).external_ref is None
-    assert _order(session, joined_session_factory, failing.id).status == OrderStatus.PLACED
+    assert ls.order(failing.id).external_ref is None
+    assert ls.order(failing.id).status == OrderStatus.PLACED
 
-    retried = sweep_label_studio(joined_session_factory, client)
+    retried = ls.sweep()
 
     assert retried.placed == {failing.id: 2}
     assert retried.failed == {}
-    assert len(stub.projects) == 2
-    assert world.available(session) == available
-    assert verify_ledger(session).ok
+    assert len(ls.stub.projects) == 2
+    assert ls.world.available(ls.session) == available
+    assert verify_ledger(ls.session).ok
 
 
 def test_annotations_are_recorded_once_across_sweeps_until_the_order_is_delivered(
-    session: Session,
-    joined_session_factory: sessionmaker[Session],
-    world: LabellingWorld,
-    vendor: VendorOut,
-    stub: LabelStudioStub,
-    client: LabelStudioClient,
+    ls: Setting,
 ) -> None:
-    order = world.placed(session, vendor_id=vendor.id, items=2, redundancy=2)
-    session.flush()
-    sweep_label_studio(joined_session_factory, client)
-    first, second = (int(ref or 0) for ref in _task_ids(joined_session_factory, order.id))
-    stub.user_id = 21
-    client.create_annotation(first, _choices("positive"))
-    client.create_annotation(second, _choices("negative"))
+    order = ls.placed(items=2, redundancy=2)
+    ls.sweep()
+    first, second = (int(ref or 0) for ref in ls.task_refs(order.id))
+    ls.stub.user_id = 21
+    ls.client.create_annotation(first, _choices("positive"))
+    ls.client.create_annotation(second, _choices("negative"))
 
-    partly = sweep_label_studio(joined_session_factory, client)
-    replayed = sweep_label_studio(joined_session_factory, client)
-    in_progress = _order(session, joined_session_factory, order.id)
-    stub.user_id = 22
-    client.create_annotation(first, _choices("positive"))
-    client.create_annotation(second, _choices("neutral"))
-    finished = sweep_label_studio(joined_session_factory, client)
-    after = sweep_label_studio(joined_session_factory, client)
+    partly = ls.sweep()
+    replayed = ls.sweep()
+    in_progress = ls.order(order.id)
+    ls.stub.user_id = 22
+    ls.client.create_annotation(first, _choices("positive"))
+    ls.client.create_annotation(second, _choices("neutral"))
+    finished = ls.sweep()
+    after = ls.sweep()
 
     assert (partly.recorded, replayed.recorded) == ({order.id: 2}, {order.id: 0})
     assert in_progress.status == OrderStatus.IN_PROGRESS
     assert in_progress.captured_micro == 2 * CREDIT
     assert finished.recorded == {order.id: 2}
-    delivered = _order(session, joined_session_factory, order.id)
+    delivered = ls.order(order.id)
     assert delivered.status == OrderStatus.DELIVERED
     assert delivered.captured_micro == 4 * CREDIT == delivered.quoted_micro
     # A delivered order is not collected from again.
@@ -211,46 +189,33 @@ def test_annotations_are_recorded_once_across_sweeps_until_the_order_is_delivere
 
 
 def test_an_image_order_goes_out_with_signed_links_that_serve_its_images(
-    session: Session,
-    joined_session_factory: sessionmaker[Session],
-    world: LabellingWorld,
-    vendor: VendorOut,
-    stub: LabelStudioStub,
-    client: LabelStudioClient,
-    tmp_path: Path,
+    ls: Setting, tmp_path: Path
 ) -> None:
     settings = load_settings().model_copy(update={"public_url": "https://credits.example.org"})
-    app = create_app(settings, session_factory=joined_session_factory)
+    app = create_app(settings, session_factory=ls.factory)
     store = app.extensions[STORE_KEY] = blob_store_for_url(f"memory://ls-{tmp_path.name}")
     blob = store.put_stream([PNG], max_bytes=1024)
-    order = _image_order(session, world, vendor, blob.sha256)
-    session.flush()
+    order = _image_order(ls, blob.sha256)
 
-    without = sweep_label_studio(joined_session_factory, client)
-    report = sweep_label_studio(
-        joined_session_factory,
-        client,
-        image_url=image_links_from_settings(settings, now=utcnow()),
-    )
+    without = ls.sweep()
+    report = ls.sweep(image_url=image_links_from_settings(settings, now=utcnow()))
 
     assert "needs the URL" in without.failed[order.id]
     assert report.placed == {order.id: 1}
-    (task,) = stub.tasks.values()
-    url = task["data"]["image"]
-    assert url.startswith("https://credits.example.org/api/v1/labelling/items/")
+    (task,) = ls.stub.tasks.values()
+    path = task["data"]["image"].removeprefix("https://credits.example.org")
+    assert path.startswith("/api/v1/labelling/items/")
     web: FlaskClient = app.test_client()
-    served = web.get(url.removeprefix("https://credits.example.org"))
+    served = web.get(path)
     assert served.status_code == 200
     assert served.data == PNG
     assert served.content_type == "image/png"
-    forged = web.get(url.removeprefix("https://credits.example.org")[:-4] + "0000")
+    forged = web.get(path[:-4] + "0000")
     assert forged.status_code == 403
     assert forged.content_type == "application/problem+json"
 
 
-def test_an_expired_image_link_is_refused(
-    session: Session, joined_session_factory: sessionmaker[Session]
-) -> None:
+def test_an_expired_image_link_is_refused(joined_session_factory: sessionmaker[Session]) -> None:
     settings = load_settings()
     app = create_app(settings, session_factory=joined_session_factory)
     url = image_link(
@@ -267,13 +232,13 @@ def test_an_expired_image_link_is_refused(
     assert "expired" in answer.get_json()["detail"]
 
 
-def _image_order(session: Session, world: LabellingWorld, vendor: VendorOut, sha256: str) -> Any:
+def _image_order(ls: Setting, sha256: str) -> OrderOut:
     draft = orders.create_order(
-        session,
+        ls.session,
         order=OrderIn.model_validate(
             {
-                "project_id": world.project_id,
-                "vendor_id": vendor.id,
+                "project_id": ls.world.project_id,
+                "vendor_id": ls.vendor.id,
                 "title": "Cats or dogs",
                 "label_schema": ANIMALS.model_dump(),
                 "redundancy": 1,
@@ -281,37 +246,33 @@ def _image_order(session: Session, world: LabellingWorld, vendor: VendorOut, sha
         ),
         items=[ItemIn(external_id="pet.png", blob_sha256=sha256, media_type="image/png")],
         source=OrderSource(kind=SourceKind.UPLOAD, name="1 images"),
-        actor=world.pi,
+        actor=ls.world.pi,
     )
-    orders.quote_order(session, order_id=draft.id, actor=world.pi)
-    return orders.place_order(session, order_id=draft.id, actor=world.pi)
+    orders.quote_order(ls.session, order_id=draft.id, actor=ls.world.pi)
+    placed = orders.place_order(ls.session, order_id=draft.id, actor=ls.world.pi)
+    ls.session.flush()
+    return placed
 
 
-def _configured(stub: LabelStudioStub) -> Settings:
+def _configured(ls: Setting) -> Settings:
     return load_settings().model_copy(
-        update={"label_studio_url": stub.url, "label_studio_token": SecretStr(TOKEN)}
+        update={"label_studio_url": ls.stub.url, "label_studio_token": SecretStr(TOKEN)}
     )
 
 
 def test_the_embedded_chores_and_beat_run_the_sweep_only_when_label_studio_is_set(
-    session: Session,
-    joined_session_factory: sessionmaker[Session],
-    world: LabellingWorld,
-    vendor: VendorOut,
-    stub: LabelStudioStub,
+    ls: Setting,
 ) -> None:
-    by_chores = world.placed(session, vendor_id=vendor.id, items=1)
-    session.flush()
-    unset = Chores(joined_session_factory, load_settings())
-    chores = Chores(joined_session_factory, _configured(stub))
+    by_chores = ls.placed(items=1)
+    unset = Chores(ls.factory, load_settings())
+    chores = Chores(ls.factory, _configured(ls))
 
     assert "label-studio" not in unset.run_due(now=0.0)
     assert "label-studio" in chores.run_due(now=0.0)
-    assert _order(session, joined_session_factory, by_chores.id).external_ref is not None
+    assert ls.order(by_chores.id).external_ref is not None
 
-    by_beat = world.placed(session, vendor_id=vendor.id, items=2)
-    session.flush()
-    celery = make_celery(_configured(stub), session_factory=joined_session_factory)
+    by_beat = ls.placed(items=2)
+    celery = make_celery(_configured(ls), session_factory=ls.factory)
     report = celery.tasks[SYNC_LABEL_STUDIO].apply().get()
 
     assert "sync-label-studio" not in make_celery(load_settings()).conf.beat_schedule
@@ -320,18 +281,11 @@ def test_the_embedded_chores_and_beat_run_the_sweep_only_when_label_studio_is_se
     assert report["failed"] == {}
 
 
-def test_the_cli_sweeps_and_names_what_failed(
-    session: Session,
-    joined_session_factory: sessionmaker[Session],
-    world: LabellingWorld,
-    vendor: VendorOut,
-    stub: LabelStudioStub,
-) -> None:
-    order = world.placed(session, vendor_id=vendor.id, items=2)
-    session.flush()
-    obj = {"settings": _configured(stub), "session_factory": joined_session_factory}
+def test_the_cli_sweeps_and_names_what_failed(ls: Setting) -> None:
+    order = ls.placed(items=2)
+    obj = {"settings": _configured(ls), "session_factory": ls.factory}
     runner = CliRunner()
-    stub.fail_next(Fault(status=503, detail="maintenance"))
+    ls.stub.fail_next(Fault(status=503, detail="maintenance"))
 
     failed = runner.invoke(main, ["labelling", "sync-label-studio"], obj=obj)
     done = runner.invoke(
@@ -340,7 +294,7 @@ def test_the_cli_sweeps_and_names_what_failed(
     unset = runner.invoke(
         main,
         ["labelling", "sync-label-studio"],
-        obj={"settings": load_settings(), "session_factory": joined_session_factory},
+        obj={"settings": load_settings(), "session_factory": ls.factory},
     )
 
     assert failed.exit_code == 1

@@ -3,7 +3,10 @@
 One server per session (``label-studio start`` from CREDITS_TEST_LABEL_STUDIO_BIN,
 see label_studio_server.py). Each test makes its own project from a schema's
 generated config, imports tasks, annotates them through Label Studio's own API
-as an annotator's submit does, and reads them back through the client.
+as an annotator's submit does, and reads them back through the client. The last
+takes an order through the platform's sweep: placed with a hold, its project and
+tasks made in Label Studio, annotated there by two users, collected, exported,
+accepted and settled to the micro-credit.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import secrets
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -18,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 from conftest import missing_service
 from label_studio_server import (
     BIN_ENV,
@@ -25,8 +30,12 @@ from label_studio_server import (
     LabelStudioServerUnavailable,
     running_label_studio,
 )
+from labelling_world import SENTIMENT, build_world
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
 
 from credits.errors import InvalidInput
+from credits.labelling import orders
 from credits.labelling.label_schema import AnnotationValue, LabelSchema, SchemaKind, Span
 from credits.labelling.label_studio import (
     LabelStudioClient,
@@ -38,8 +47,15 @@ from credits.labelling.label_studio_format import (
     parse_webhook,
     verify_webhook,
 )
+from credits.labelling.label_studio_loop import sweep_label_studio
+from credits.labelling.models import MICRO, Adapter, Annotation, Item, Order, OrderStatus, PriceUnit
+from credits.labelling.pricing import Price, cost
+from credits.ledger.queries import get_hold
+from credits.ledger.verify import verify_ledger
 
-pytestmark = pytest.mark.slow
+# One Label Studio serves the module: on parallel workers, every test here runs on one
+# (scripts/test distributes with --dist loadgroup).
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("label-studio")]
 
 TEXT = "Ada Lovelace wrote to Babbage & co <at> the Royal Society."
 TRICKY = ["positive & sure", "<negative>", 'say "meh"']
@@ -282,3 +298,116 @@ def test_the_webhook_brings_the_annotation_with_the_shared_secret(
     assert event.annotation.item_ref == "w1"
     assert event.annotation.value == AnnotationValue(spans=[span])
     client.delete_project(project.id)
+
+
+# -- the whole round trip through the platform's sweep -----------------------------------
+
+PRICE = 333_333  # micro-credits per submission, so that the fee rounds on every capture
+FEE_BASIS_POINTS = 250
+
+
+def _annotator(server: LabelStudioServer, email: str) -> LabelStudioClient:
+    """A Label Studio user who signed up through the organisation's invite link, as a
+    hired annotator does, acting with their own API token."""
+    admin = {"Authorization": f"Token {server.token}"}
+    invite = requests.get(f"{server.url}/api/invite", headers=admin, timeout=30)
+    assert invite.status_code == 200, invite.text
+    browser = requests.Session()
+    form = browser.get(server.url + invite.json()["invite_url"], timeout=30)
+    signed_up = browser.post(
+        form.url,
+        data={
+            "csrfmiddlewaretoken": browser.cookies["csrftoken"],
+            "email": email,
+            "password": secrets.token_hex(12),
+        },
+        headers={"Referer": form.url},
+        allow_redirects=False,
+        timeout=30,
+    )
+    assert signed_up.status_code == 302, signed_up.text[:500]
+    token = browser.get(f"{server.url}/api/current-user/token", timeout=30)
+    assert token.status_code == 200, token.text
+    return LabelStudioClient(server.url, token.json()["token"], timeout_s=60)
+
+
+def test_an_order_goes_through_label_studio_and_settles_per_annotation(
+    label_studio_server: LabelStudioServer,
+    client: LabelStudioClient,
+    session: Session,
+    joined_session_factory: sessionmaker[Session],
+) -> None:
+    world = build_world(session)
+    vendor = world.add_vendor(
+        session,
+        "Label Studio",
+        adapter=Adapter.LABEL_STUDIO,
+        unit=PriceUnit.SUBMISSION,
+        price=PRICE,
+        fee_basis_points=FEE_BASIS_POINTS,
+    )
+    before = world.available(session)
+    order = world.placed(session, vendor_id=vendor.id, items=3, redundancy=2)
+    session.flush()
+    quote = cost(6 * MICRO, Price(PriceUnit.SUBMISSION, PRICE, FEE_BASIS_POINTS))
+    assert order.quoted_micro == quote == 2_049_998
+    assert world.available(session) == before - quote
+
+    placed = sweep_label_studio(joined_session_factory, client)
+
+    assert placed.failed == {}
+    assert placed.placed == {order.id: 3}
+    session.expire_all()
+    stored = session.get_one(Order, order.id)
+    project_id = int(stored.external_ref or 0)
+    items = list(
+        session.scalars(select(Item).where(Item.order_id == order.id).order_by(Item.position))
+    )
+    tasks = {task["id"]: task for task in client.tasks(project_id)}
+    assert sorted(tasks) == sorted(int(item.external_ref or 0) for item in items)
+    assert {t["data"]["credits_item"] for t in tasks.values()} == {str(i.id) for i in items}
+    tag = secrets.token_hex(4)
+    ada, grace = (
+        _annotator(label_studio_server, f"{name}-{tag}@annotators.example")
+        for name in ("ada", "grace")
+    )
+    answers = {ada: ["positive", "negative", "neutral"], grace: ["positive", "negative"]}
+    made = [
+        who.create_annotation(int(item.external_ref or 0), _choices(label), lead_time_s=4.0)
+        for who, labels in answers.items()
+        for item, label in zip(items, labels, strict=False)
+    ]
+
+    collected = sweep_label_studio(joined_session_factory, client)
+    again = sweep_label_studio(joined_session_factory, client)
+
+    assert collected.recorded == {order.id: 5}
+    assert collected.failed == {} == collected.skipped
+    assert again.recorded == {order.id: 0}
+    rows = list(session.scalars(select(Annotation).where(Annotation.order_id == order.id)))
+    assert sorted(int(r.delivery_key.removeprefix("label-studio:")) for r in rows) == sorted(made)
+    assert len({r.annotator_ref for r in rows}) == 2
+    exported = client.export(project_id, SENTIMENT)
+    assert sorted((a.annotation_id, a.item_ref, a.value.labels[0]) for a in exported) == sorted(
+        (
+            int(r.delivery_key.removeprefix("label-studio:")),
+            str(r.item_id),
+            r.value["labels"][0],
+        )
+        for r in rows
+    )
+    # Each annotation captured its own part of the fee-bearing price, rounded once overall.
+    captured = cost(5 * MICRO, Price(PriceUnit.SUBMISSION, PRICE, FEE_BASIS_POINTS))
+    assert captured == 1_708_332
+    assert sorted(r.captured_micro for r in rows) == [341_666, 341_666, 341_666, 341_667, 341_667]
+    assert sum(r.captured_micro for r in rows) == captured
+
+    settled = orders.accept_order(session, order_id=order.id, actor=world.pi)
+
+    assert settled.status is OrderStatus.SETTLED
+    hold = get_hold(session, hold_key=stored.hold_key or "")
+    assert (hold.amount, hold.captured) == (quote, captured)
+    assert sum(part.voided for part in hold.parts) == quote - captured == 341_666
+    assert world.available(session) == before - captured
+    assert verify_ledger(session).ok
+    client.delete_project(project_id)
