@@ -143,3 +143,37 @@ def test_an_order_goes_from_the_form_through_two_annotators_to_a_dataset_version
         f"Labelling order {order_id}: 6 labelling credits"
     )
     screenshot(page, "labelling-delivered-version")
+
+
+def test_ops_add_a_vendor_and_its_price_and_researchers_are_offered_it(
+    page: Page, live_app: LiveApp
+) -> None:
+    world, emails = _world(live_app)
+    with session_scope(live_app.factory) as session:
+        ops_email = session.get_one(User, world.ops.user_id).email
+        set_password(session, email=ops_email, password=PASSWORD, actor=SYSTEM)
+    sign_in(page, live_app, ops_email, PASSWORD)
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Labelling").click()
+    expect(page.get_by_role("heading", name="Labelling vendors", level=1)).to_be_visible()
+    page.get_by_label("Name", exact=True).fill("Acme Labels")
+    page.get_by_label("Adapter", exact=True).select_option("invoice")
+    page.get_by_label("multi label").check()
+    page.get_by_role("button", name="Add vendor").click()
+    expect(page.get_by_role("heading", name=re.compile("Acme Labels"))).to_be_visible()
+
+    page.get_by_label("Vendor", exact=True).select_option(label="Acme Labels")
+    page.get_by_label("Unit", exact=True).select_option("label")
+    page.get_by_label("Credits per unit").fill("0.04")
+    page.get_by_label("Fee (%)").fill("2.5")
+    page.get_by_role("button", name="Add price version").click()
+    expect(page.get_by_text("0.04 credits per label + 2.5 % fee")).to_be_visible()
+    page.get_by_role("link", name="Disputes").first.click()
+    expect(page.get_by_text("No order is disputed.")).to_be_visible()
+    screenshot(page, "labelling-ops-vendors")
+    page.get_by_role("button", name="Sign out").click()
+
+    sign_in(page, live_app, emails["pi"], PASSWORD)
+    page.goto(f"{live_app.url}/labelling/orders/new")
+    acme = page.get_by_role("radio", name=re.compile("Acme Labels"))
+    expect(acme).to_be_enabled()
+    expect(page.locator("label", has=acme)).to_contain_text("needs an estimate of labels per item")
