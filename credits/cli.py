@@ -11,7 +11,7 @@ from credits.grants.allocations_cli import allocations
 from credits.grants.cli import programs, projects
 from credits.identity.cli import tokens, users
 from credits.jobs.cli import jobs
-from credits.labelling.cli_label_studio import labelling
+from credits.labelling.cli import labelling
 from credits.ledger.cli import ledger
 from credits.notifications.cli import notifications
 from credits.pool.cli import pool

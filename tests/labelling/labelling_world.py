@@ -9,15 +9,16 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from datasets_world import person
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from credits.db import utcnow
 from credits.grants.projects import add_member, create_project
 from credits.identity.actor import Actor
 from credits.identity.models import Role
-from credits.labelling import orders, vendors
+from credits.labelling import deliveries, orders, vendors
 from credits.labelling.label_schema import AnnotationValue, LabelSchema, SchemaKind
-from credits.labelling.models import Adapter, PriceUnit, SourceKind
+from credits.labelling.models import Adapter, Item, PriceUnit, SourceKind
 from credits.labelling.schemas import (
     ItemIn,
     OrderIn,
@@ -117,6 +118,22 @@ class LabellingWorld:
         order = self.draft(session, **draft)  # type: ignore[arg-type]
         orders.quote_order(session, order_id=order.id, actor=self.pi)
         return orders.place_order(session, order_id=order.id, actor=self.pi)
+
+    def deliver_all(self, session: Session, order_id: int, label: str = "neutral") -> None:
+        """Every item of the order labelled ``label`` by each annotator of the world."""
+        for item in session.scalars(select(Item).where(Item.order_id == order_id)).all():
+            for annotator in self.annotators:
+                deliveries.record_delivery(
+                    session,
+                    order_id=order_id,
+                    item_id=item.id,
+                    annotator_ref=f"user:{annotator.user_id}",
+                    value=AnnotationValue(labels=[label]),
+                    seconds=4.0,
+                    delivery_key=f"{item.id}:{annotator.user_id}",
+                    actor=self.ops,
+                )
+        session.flush()
 
     def available(self, session: Session) -> int:
         return queries.get_account(session, account_id=self.allocation_id).available

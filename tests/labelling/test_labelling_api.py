@@ -18,9 +18,7 @@ from credits.datasets import service as datasets
 from credits.db import utcnow
 from credits.identity.actor import Actor
 from credits.identity.tokens import create_token
-from credits.labelling import deliveries
-from credits.labelling.label_schema import AnnotationValue
-from credits.labelling.models import Item, Order
+from credits.labelling.models import Order
 from credits.ledger.models import HoldPart
 from credits.ledger.verify import verify_ledger
 from credits.settings import load_settings
@@ -108,23 +106,6 @@ def _create(api: Api, vendor_id: int, *, key: str = "order-1", items: int = 3) -
     return dict(response.get_json())
 
 
-def _deliver_all(session: Session, world: LabellingWorld, order_id: int) -> None:
-    items = session.scalars(select(Item).where(Item.order_id == order_id)).all()
-    for item in items:
-        for annotator in world.annotators:
-            deliveries.record_delivery(
-                session,
-                order_id=order_id,
-                item_id=item.id,
-                annotator_ref=f"user:{annotator.user_id}",
-                value=AnnotationValue(labels=["negative"]),
-                seconds=5.0,
-                delivery_key=f"{item.id}:{annotator.user_id}",
-                actor=world.ops,
-            )
-    session.flush()
-
-
 def test_an_order_runs_from_draft_to_settled_through_the_api(api: Api, session: Session) -> None:
     vendor_id = _vendor_with_price(api)
     order = _create(api, vendor_id)
@@ -137,7 +118,7 @@ def test_an_order_runs_from_draft_to_settled_through_the_api(api: Api, session: 
     assert placed.status_code == 200 and placed.get_json()["status"] == "placed"
     assert api.world.available(session) == 10 * CREDIT - 6_150_000
 
-    _deliver_all(session, api.world, order["id"])
+    api.world.deliver_all(session, order["id"])
     shown = api.get(f"{ORDERS}/{order['id']}", "member").get_json()
     assert shown["status"] == "delivered" and shown["captured_micro"] == 6_150_000
     accepted = api.post(f"{ORDERS}/{order['id']}/accept", "pi").get_json()
@@ -152,7 +133,7 @@ def test_items_and_annotations_are_paged_with_pseudonyms_only(api: Api, session:
     order = _create(api, vendor_id, items=3)
     api.post(f"{ORDERS}/{order['id']}/quote", "pi")
     api.post(f"{ORDERS}/{order['id']}/place", "pi")
-    _deliver_all(session, api.world, order["id"])
+    api.world.deliver_all(session, order["id"])
 
     first = api.get(f"{ORDERS}/{order['id']}/items", "pi", limit=2)
     second = api.get(f"{ORDERS}/{order['id']}/items", "pi", cursor=first.get_json()["next_cursor"])
@@ -224,7 +205,7 @@ def test_a_dispute_is_resolved_by_ops_with_a_refund(api: Api, session: Session) 
     order = _create(api, _vendor_with_price(api, fee_bp=0))
     api.post(f"{ORDERS}/{order['id']}/quote", "pi")
     api.post(f"{ORDERS}/{order['id']}/place", "pi")
-    _deliver_all(session, api.world, order["id"])
+    api.world.deliver_all(session, order["id"])
     disputed = api.post(f"{ORDERS}/{order['id']}/dispute", "pi", {"reason": "labels are wrong"})
     assert disputed.get_json()["status"] == "disputed"
     body = {"resolution": "refunded", "note": "half redone", "refund_micro": 2 * CREDIT}
