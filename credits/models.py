@@ -11,6 +11,7 @@ from credits.ledger import models as ledger_models
 from credits.metering import models as metering_models
 from credits.notifications import models as notifications_models
 from credits.pool import models as pool_models
+from credits.transparency import models as transparency_models
 
 metadata = Base.metadata
 
@@ -26,4 +27,5 @@ __all__ = [
     "metering_models",
     "notifications_models",
     "pool_models",
+    "transparency_models",
 ]

@@ -20,6 +20,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 ENV_PREFIX = "CREDITS_"
 SECRET_KEY_FILE = "secret_key"  # noqa: S105 - a file name, not a secret
 MIN_SECRET_KEY_LENGTH = 32
+TRANSPARENCY_KEY_FILE = "transparency.key"
 
 DATABASE_SCHEMES = ("sqlite", "postgresql", "postgresql+psycopg")
 BROKER_SCHEMES = ("redis", "rediss", "amqp", "sqla+sqlite", "sqla+postgresql", "memory")
@@ -163,6 +164,18 @@ class Settings(BaseSettings):
     # How long an in-house annotator holds an item served to them before it goes back
     # to the queue for others (credits.labelling.queue).
     labelling_lease_minutes: int = Field(default=30, ge=1, le=24 * 60)
+    # The transparency log (docs/transparency.md): the Ed25519 key that signs its
+    # checkpoints, as a private key string here or in a file (mode 0600, made by
+    # ``credits transparency init-key``; default var_dir/transparency.key); the log's
+    # origin line (default: public_url's host and path + "/log"); the public keys of
+    # earlier signing keys, comma-separated, which verifiers keep accepting.
+    transparency_signer_key: SecretStr = SecretStr("")
+    transparency_key_file: Path | None = None
+    transparency_origin: str = Field(default="", max_length=200)
+    transparency_old_verifier_keys: str = ""
+    # The witnesses whose co-signatures the log accepts and shows: their
+    # cosignature/v1 verifier keys (type 0x04), comma-separated.
+    transparency_witness_keys: str = ""
 
     @field_validator("energy_by_flavour")
     @classmethod
@@ -235,7 +248,39 @@ class Settings(BaseSettings):
             return {**data, "executor": ExecutorName.KUBERNETES.value}
         return data
 
-    @field_validator("var_dir", "maildir_path", "kubernetes_kubeconfig")
+    @field_validator("transparency_signer_key")
+    @classmethod
+    def _transparency_signer_key_parses(cls, value: SecretStr) -> SecretStr:
+        from credits.transparency.note import NoteError, parse_signer_key  # noqa: PLC0415
+
+        if value.get_secret_value():
+            try:
+                parse_signer_key(value.get_secret_value())
+            except NoteError:
+                # Never the message: it could quote the secret.
+                raise ValueError("not a private key string (PRIVATE+KEY+...)") from None
+        return value
+
+    @field_validator("transparency_old_verifier_keys")
+    @classmethod
+    def _old_verifier_keys_parse(cls, value: str) -> str:
+        from credits.transparency.note import NoteError, parse_verifier_key  # noqa: PLC0415
+
+        for key in split_list(value):
+            try:
+                parse_verifier_key(key)
+            except NoteError as error:
+                raise ValueError(f"{key!r} is not a verifier key: {error}") from None
+        return value
+
+    @field_validator("transparency_origin")
+    @classmethod
+    def _transparency_origin_is_a_key_name(cls, value: str) -> str:
+        if value and (any(c.isspace() for c in value) or "+" in value):
+            raise ValueError("an origin is one word without spaces or '+'")
+        return value
+
+    @field_validator("var_dir", "maildir_path", "kubernetes_kubeconfig", "transparency_key_file")
     @classmethod
     def _paths_are_absolute(cls, value: Path | None) -> Path | None:
         # Job runners and workers start in other working directories: a relative
@@ -386,6 +431,29 @@ class Settings(BaseSettings):
         )
 
     @property
+    def transparency_key_path(self) -> Path:
+        """Where ``credits transparency init-key`` writes the log's signing key."""
+        return self.transparency_key_file or self.var_dir / TRANSPARENCY_KEY_FILE
+
+    @property
+    def log_origin(self) -> str:
+        """The transparency log's origin: the setting, else public_url's host and path
+        followed by ``/log``, else ``localhost/log``."""
+        if self.transparency_origin:
+            return self.transparency_origin
+        _, _, rest = self.public_url.partition("://")
+        base = rest.split("?", 1)[0].split("#", 1)[0].rstrip("/")
+        return f"{base or 'localhost'}/log"
+
+    @property
+    def old_verifier_keys(self) -> list[str]:
+        return split_list(self.transparency_old_verifier_keys)
+
+    @property
+    def witness_keys(self) -> list[str]:
+        return split_list(self.transparency_witness_keys)
+
+    @property
     def jobs_dir(self) -> Path:
         """Where the local executor keeps each job's request, status and logs."""
         return self.var_dir / "jobs"
@@ -394,6 +462,11 @@ class Settings(BaseSettings):
     def maildir(self) -> Path:
         """Where the embedded profile delivers mail: ``maildir_path`` or ``var_dir/maildir``."""
         return self.maildir_path or self.var_dir / "maildir"
+
+
+def split_list(value: str) -> list[str]:
+    """The non-empty items of a comma-separated setting, stripped."""
+    return [item.strip() for item in value.split(",") if item.strip()]
 
 
 def _absolute_sqlite_url(url: str) -> str:

@@ -1,16 +1,19 @@
 """The append-only audit table.
 
-Each row is one event in canonical JSON with its SHA-256 leaf hash. Rows are
-numbered by ``id``; signed checkpoints (a Merkle tree over leaf hashes in id
-order) will live in their own table and point at a tree size, so adding them
-never rewrites an event.
+Each row is one event in canonical JSON with its SHA-256 leaf hash. Ids are
+taken at INSERT, so they are not the order rows commit in: the transparency
+integrator (credits.transparency.integrator) gives committed rows their place in
+the public log, ``log_index``, once no older transaction can still commit. On
+PostgreSQL ``txid`` is the writing transaction's id (a server default), which
+is how the integrator knows. The database refuses every UPDATE but setting a
+NULL ``log_index`` once (migration 0013).
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, Index, String, Text
+from sqlalchemy import BigInteger, CheckConstraint, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from credits.db import Base, BigId, UtcDateTime
@@ -32,3 +35,8 @@ class AuditEvent(Base):
     # The exact bytes that were hashed (UTF-8 of this text), kept verbatim.
     canonical_json: Mapped[str] = mapped_column(Text)
     leaf_hash: Mapped[str] = mapped_column(String(64), index=True)
+    # The row's position in the transparency log; NULL until integrated.
+    log_index: Mapped[int | None] = mapped_column(BigInteger, unique=True, index=True)
+    # PostgreSQL: txid_current() of the inserting transaction (server default);
+    # NULL on SQLite, whose writers are serial.
+    txid: Mapped[int | None] = mapped_column(BigInteger)

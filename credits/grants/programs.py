@@ -341,7 +341,7 @@ def add_program_owner(
         )
     program.owners.append(ProgramOwner(user=user))
     session.flush()
-    _audit(session, "program.owner_added", program, actor, user_id=user_id, email=user.email)
+    _audit(session, "program.owner_added", program, actor, user_id=user_id)
     return render_program(session, program)
 
 

@@ -282,7 +282,6 @@ def add_member(
         project,
         actor,
         user_id=user_id,
-        email=user.email,
         role=MemberRole(role).value,
     )
     return render_project(project)
@@ -324,7 +323,6 @@ def remove_member(session: Session, *, project_id: int, user_id: int, actor: Act
         project,
         actor,
         user_id=user_id,
-        email=target.user.email,
         role=target_role.value,
     )
     return render_project(project)

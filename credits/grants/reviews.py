@@ -203,7 +203,9 @@ def declare_conflict(
     assignment.conflict_declared_at = now
     assignment.conflict_reason = why[:COMMENT_MAX_LENGTH]
     session.flush()
-    audit_proposal(session, "proposal.conflict_declared", proposal, actor, reason=why)
+    # The reason often names people (a co-author, a colleague): it stays on the
+    # assignment, out of the public log.
+    audit_proposal(session, "proposal.conflict_declared", proposal, actor)
     return render_assignment(assignment)
 
 

@@ -97,7 +97,7 @@ def _link(session: Session, *, issuer: str, subject: str, email: str) -> OidcIde
         actor=actor_for(user).label,
         subject_type="user",
         subject_id=str(user.id),
-        data={"email": user.email, "issuer": issuer, "subject": subject},
+        data={"issuer": issuer},
     )
     return identity
 
@@ -117,7 +117,7 @@ def unlink_oidc(session: Session, *, email: str, actor: Actor) -> int:
             actor=actor.label,
             subject_type="user",
             subject_id=str(user.id),
-            data={"email": user.email, "issuer": link.issuer, "subject": link.subject},
+            data={"issuer": link.issuer},
         )
         session.delete(link)
     session.flush()

@@ -175,7 +175,8 @@ def _user_event(event_type: str, user: User, actor: Actor, **data: Any) -> dict[
         "actor": actor.label,
         "subject_type": "user",
         "subject_id": str(user.id),
-        "data": {"email": user.email, **data},
+        # Users are named by id alone: the public log keeps no e-mail, name or ORCID.
+        "data": dict(data),
     }
 
 
@@ -224,7 +225,7 @@ def create_user(
     session.add(user)
     session.flush()
     roles_data = [role.value for role in granted]
-    created = _user_event("user.created", user, actor, roles=roles_data, orcid=user.orcid)
+    created = _user_event("user.created", user, actor, roles=roles_data)
     grants = [_user_event("role.granted", user, actor, role=role) for role in roles_data]
     record_events(session, [created, *grants])
     return UserOut.model_validate(user)

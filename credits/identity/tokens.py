@@ -78,13 +78,14 @@ def _secret_hash(secret: str) -> str:
 
 def _token_event(event_type: str, token: ApiToken, actor: Actor, **data: Any) -> dict[str, Any]:
     # Never the secret, nor its prefix: the prefix is part of the secret, and the
-    # append-only log keeps whatever it is given for good.
+    # append-only log keeps whatever it is given for good. Nor the owner's e-mail or
+    # the token's name, free text that may name a person: the log is public.
     return {
         "event_type": event_type,
         "actor": actor.label,
         "subject_type": "api_token",
         "subject_id": str(token.id),
-        "data": {"email": token.user.email, "user_id": token.user_id, **data},
+        "data": {"user_id": token.user_id, **data},
     }
 
 
@@ -130,7 +131,7 @@ def create_token(
     expires_at = None if token.expires_at is None else token.expires_at.isoformat()
     scopes_data = [scope.value for scope in granted]
     event = _token_event(
-        "token.created", token, actor, name=label, scopes=scopes_data, expires_at=expires_at
+        "token.created", token, actor, scopes=scopes_data, expires_at=expires_at
     )
     record_event(session, **event)
     return CreatedToken(token=TokenOut.model_validate(token), secret=secret)
@@ -153,7 +154,7 @@ def revoke_token(session: Session, *, token_id: int, actor: Actor) -> TokenOut:
         )
     token.revoked_at = utcnow()
     session.flush()
-    record_event(session, **_token_event("token.revoked", token, actor, name=token.name))
+    record_event(session, **_token_event("token.revoked", token, actor))
     return TokenOut.model_validate(token)
 
 

@@ -103,11 +103,8 @@ def test_create_user_appends_created_and_granted_events_with_valid_leaf_hashes(
     assert all(e.actor == "system:test" for e in events)
     assert all(leaf_hash(e.canonical_json) == e.leaf_hash for e in events)
     documents = [_event_data(e.canonical_json) for e in events]
-    assert documents[0]["data"] == {
-        "email": "ada@example.org",
-        "roles": ["researcher", "reviewer"],
-        "orcid": "0000-0002-1825-0097",
-    }
+    # No e-mail, name or ORCID iD: the user is the subject id alone.
+    assert documents[0]["data"] == {"roles": ["researcher", "reviewer"]}
     assert documents[0]["subject"] == {"type": "user", "id": str(user.id)}
     assert [d["data"]["role"] for d in documents[1:]] == ["researcher", "reviewer"]
 
@@ -242,10 +239,7 @@ def test_grant_role_adds_the_role_and_appends_an_event(any_session: Session) -> 
     assert updated.roles == [Role.OPS, Role.RESEARCHER]
     events = list_events(any_session, subject_type="user", subject_id=str(user.id))
     assert events[-1].event_type == "role.granted"
-    assert _event_data(events[-1].canonical_json)["data"] == {
-        "email": user.email,
-        "role": "ops",
-    }
+    assert _event_data(events[-1].canonical_json)["data"] == {"role": "ops"}
     assert leaf_hash(events[-1].canonical_json) == events[-1].leaf_hash
 
 
