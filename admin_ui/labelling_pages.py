@@ -31,7 +31,14 @@ from admin_ui.labelling_form import (
     target_choices,
 )
 from admin_ui.labelling_view import ACTIONS, order_page_context
-from admin_ui.web import actor, login_required, render, require_role, transaction
+from admin_ui.web import (
+    actor,
+    format_credits,
+    login_required,
+    render,
+    require_role,
+    transaction,
+)
 from credits.api.datasets import blob_store
 from credits.errors import CreditsError, InvalidInput, NotFound
 from credits.grants.queries import MAX_PAGE
@@ -131,7 +138,7 @@ def create_order() -> ResponseReturnValue:
         form.errors[refusal_field(refusal)] = str(refusal)
         return _form_page(form, error=_FIX, status=422)
     except ValidationError as invalid:  # items the service re-validates
-        form.errors["items"] = str(invalid.errors()[0].get("msg", "an item is not valid"))
+        form.errors["items_file"] = str(invalid.errors()[0].get("msg", "an item is not valid"))
         return _form_page(form, error=_FIX, status=422)
     flash(f"Order {created.id} created with {created.items} items. Quote it to see its cost.")
     return redirect(url_for(".order_page", order_id=created.id))
@@ -202,7 +209,7 @@ def order_page(order_id: int) -> ResponseReturnValue:
     me = _me()
     with transaction() as db:
         context = _or_404(lambda: order_page_context(db, me, order_id))
-    return render("labelling/order.html", **context, error=request.args.get("error"))
+    return render("labelling/order.html", **context, error=None)
 
 
 def _order_action(order_id: int, action: Callable[[Session, Actor], str]) -> ResponseReturnValue:
@@ -225,8 +232,6 @@ def _short_message(short: InsufficientCredits) -> str:
     required = short.extra.get("required")
     available = short.extra.get("available")
     if isinstance(required, int) and isinstance(available, int):
-        from admin_ui.web import format_credits  # noqa: PLC0415
-
         return (
             f"Not enough labelling credits: the order needs {format_credits(required)}"
             f" and the project has {format_credits(available)} available. Nothing was held."
