@@ -101,6 +101,17 @@ def test_the_form_shows_each_active_vendor_with_its_price_and_task_kinds(
     assert "single_label, multi_label, text_spans, image_classification" in page
 
 
+def test_the_project_page_links_to_a_new_order_for_that_project(
+    app: Flask, world: LabellingWorld
+) -> None:
+    client = _client(app, world.pi)
+    project = client.get(f"/projects/{world.project_id}").get_data(as_text=True)
+    link = f"/labelling/orders/new?project_id={world.project_id}"
+    assert f'href="{link}"' in project
+    form = client.get(link).get_data(as_text=True)
+    assert f'<option value="{world.project_id}" selected>' in form
+
+
 BAD_FIELDS = [
     ("title", {"title": "   "}),
     ("labels", {"labels": ""}),
