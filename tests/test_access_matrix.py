@@ -657,6 +657,14 @@ MATRIX: tuple[Row, ...] = (
         body=lambda _: {"resolution": "accepted", "note": "the labels hold up"},
     ),
     Row("POST", f"{LB}/orders/<int:order_id>/delivered", LB_OPS, _order("lb_invoice")),
+    # Label Studio's webhook carries a shared secret, not a token: without it, 401 to all.
+    Row(
+        "POST",
+        f"{LB}/webhooks/label-studio",
+        expect(401),
+        body=lambda _: {"action": "PROJECT_UPDATED"},
+        note="no webhook secret sent (tests/labelling/test_labelling_api.py sends one)",
+    ),
     # An item's image opens with the signed link Label Studio was given, whoever asks;
     # without one, no token helps (tests/labelling/test_label_studio_loop.py signs some).
     Row(

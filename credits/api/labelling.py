@@ -7,7 +7,8 @@ are ISO 8601 with a timezone. Orders are their project's researchers' (and
 ops'): created in draft from inline items, an uploaded CSV or JSON Lines text,
 or a dataset version's file, with an ``Idempotency-Key`` (a replay answers 200
 with the first order). What an order does next is in
-:mod:`credits.api.labelling_orders`.
+:mod:`credits.api.labelling_orders`. Label Studio's webhook needs no token but
+the shared secret.
 """
 
 from __future__ import annotations
@@ -16,17 +17,19 @@ from typing import Any
 
 from flask import Blueprint, request, url_for
 from flask.typing import ResponseReturnValue
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 
-from credits.api.auth import current_actor, session_factory
+from credits.api.auth import credits_extension, current_actor, session_factory
 from credits.api.datasets import blob_store
 from credits.api.openapi import operation
 from credits.api.parsing import NoInput, idempotency_key, json_body, optional_json_body
 from credits.db import run_in_transaction, session_scope
+from credits.errors import Unauthenticated
 from credits.identity.access import require_actor, require_any_role, require_scope
 from credits.identity.actor import Actor
 from credits.identity.models import Role, Scope
-from credits.labelling import listing, queries, requests, vendors
+from credits.labelling import listing, queries, requests, vendors, webhooks
+from credits.labelling.label_studio_format import WEBHOOK_SECRET_HEADER, verify_webhook
 from credits.labelling.schemas import OrderOut, PriceSheetIn, PriceSheetOut, VendorIn, VendorOut
 
 blueprint = Blueprint("labelling", __name__, url_prefix="/api/v1/labelling")
@@ -251,3 +254,38 @@ def list_annotations(order_id: int) -> ResponseReturnValue:
         page = listing.list_annotations(session, actor, order_id=order_id, query=query)
     headers = _next_link(".list_annotations", query, page.next_cursor, order_id=order_id)
     return page.model_dump(mode="json"), 200, headers
+
+
+class WebhookIn(BaseModel):
+    """A Label Studio webhook body: its action, and what Label Studio sends with it."""
+
+    model_config = ConfigDict(extra="allow")
+
+    action: str = Field(max_length=100)
+
+
+class WebhookSecretRefused(Unauthenticated):
+    slug = "webhook-secret-refused"
+    title = "Webhook secret missing or wrong"
+
+
+@blueprint.post("/webhooks/label-studio")
+@operation(
+    "Receive a Label Studio webhook",
+    response=webhooks.WebhookOut,
+    body=WebhookIn,
+    authenticated=False,
+    problems=(401, 404, 409, 415, 422),
+)
+def label_studio_webhook() -> ResponseReturnValue:
+    """No token: Label Studio sends the shared secret (CREDITS_LABEL_STUDIO_WEBHOOK_SECRET)
+    in the X-Credits-Webhook-Secret header, else 401. A created or updated annotation
+    of an order's project is recorded as a delivery at once (once per annotation);
+    other actions are acknowledged."""
+    secret = credits_extension().settings.label_studio_webhook_secret
+    if not verify_webhook(dict(request.headers), secret):
+        raise WebhookSecretRefused(f"send the webhook secret in {WEBHOOK_SECRET_HEADER}")
+    payload = json_body(WebhookIn).model_dump(mode="json")
+    with session_scope(session_factory()) as session:
+        answer = webhooks.receive_webhook(session, payload)
+    return answer.model_dump(mode="json")

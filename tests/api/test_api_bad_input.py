@@ -73,6 +73,8 @@ USAGE_OPERATION = "usage.report_usage"
 # A dataset file may be this large here: over it, a file body is refused.
 DATASET_MAX_FILE_BYTES = 256 * 1024
 METER = "ops_meter"  # ops, with a token that names the meter scope
+LABEL_STUDIO = "label_studio"  # no token: the webhook's shared secret
+WEBHOOK_SECRET = "bad-input-webhook-secret"
 DEEP = "[" * 5000 + "]" * 5000
 KEY_HEADER = "Idempotency-Key"
 # A token's last use is recorded by every request: not a change a refusal may not make.
@@ -387,6 +389,9 @@ STARTS: dict[str, Start] = {
         lambda _: {"resolution": "refunded", "note": "partly redone", "refund_micro": 100_000},
     ),
     "labelling_orders.mark_delivered": Start(OPS, _order("lb_invoice")),
+    "labelling.label_studio_webhook": Start(
+        LABEL_STUDIO, body=lambda _: {"action": "PROJECT_UPDATED", "project": {"id": 1}}
+    ),
     "labelling_orders.assign_annotators": Start(
         RESEARCHER_A, _order("lb_draft"), lambda w: {"user_ids": [w.lb_annotator]}
     ),
@@ -479,6 +484,7 @@ def app(joined_session_factory: sessionmaker[Session]) -> Flask:
         request_max_bytes=REQUEST_MAX_BYTES,
         usage_request_max_bytes=USAGE_REQUEST_MAX_BYTES,
         dataset_max_file_bytes=DATASET_MAX_FILE_BYTES,
+        label_studio_webhook_secret=WEBHOOK_SECRET,
     )
     app = create_app(settings, session_factory=joined_session_factory, executor=world_executor())
     app.extensions[STORE_KEY] = blob_store_for_url(f"memory://bad-input-{id(app)}")
@@ -492,7 +498,10 @@ def run(app: Flask, session: Session) -> Run:
     world = BadInputWorld(**{name: getattr(built, name) for name in built.__dataclass_fields__})
     meter = create_token(session, email=f"{OPS}@example.org", actor=SYSTEM, scopes=["meter"])
     session.flush()
-    headers = world.headers | {METER: {"Authorization": f"Bearer {meter.secret}"}}
+    headers = world.headers | {
+        METER: {"Authorization": f"Bearer {meter.secret}"},
+        LABEL_STUDIO: {"X-Credits-Webhook-Secret": WEBHOOK_SECRET},
+    }
     client = app.test_client()
     document = client.get("/api/v1/openapi.json").get_json()
     return Run(client, session, world, document, headers, _fingerprint(session))

@@ -18,7 +18,8 @@ from credits.datasets import service as datasets
 from credits.db import utcnow
 from credits.identity.actor import Actor
 from credits.identity.tokens import create_token
-from credits.labelling.models import Order
+from credits.labelling.models import Adapter, Annotation, Item, Order
+from credits.labelling.queries import get_order
 from credits.ledger.models import HoldPart
 from credits.ledger.verify import verify_ledger
 from credits.settings import load_settings
@@ -449,3 +450,78 @@ def test_items_come_from_exactly_one_place(api: Api) -> None:
     refused = api.post(ORDERS, "pi", body, **{"Idempotency-Key": "both"})
 
     assert refused.status_code == 422
+
+
+WEBHOOK = "/api/v1/labelling/webhooks/label-studio"
+WEBHOOK_SECRET = "webhook-s3cret"
+
+
+def _label_studio_order(session: Session, world: LabellingWorld, project: int) -> tuple[int, int]:
+    vendor = world.add_vendor(session, "Studio", adapter=Adapter.LABEL_STUDIO)
+    order = world.placed(session, items=1, redundancy=1, vendor_id=vendor.id)
+    row = session.get_one(Order, order.id)
+    row.external_ref = str(project)
+    item_id = session.scalars(select(Item.id).where(Item.order_id == order.id)).one()
+    session.flush()
+    return order.id, item_id
+
+
+def _annotation_payload(project: int, item_id: int) -> dict[str, Any]:
+    result = {"from_name": "label", "to_name": "item", "type": "choices"}
+    return {
+        "action": "ANNOTATION_CREATED",
+        "project": {"id": project},
+        "annotation": {
+            "id": 31,
+            "result": [result | {"value": {"choices": ["negative"]}}],
+            "completed_by": 5,
+            "lead_time": 12,
+        },
+        "task": {"id": 9, "data": {"text": "so bad", "credits_item": str(item_id)}},
+    }
+
+
+def test_a_label_studio_webhook_with_the_secret_records_its_annotation_once(
+    session: Session, joined_session_factory: sessionmaker[Session]
+) -> None:
+    world = build_world(session)
+    order_id, item_id = _label_studio_order(session, world, project=42)
+    settings = load_settings(label_studio_webhook_secret=WEBHOOK_SECRET)
+    client = create_app(settings, session_factory=joined_session_factory).test_client()
+    payload = _annotation_payload(42, item_id)
+    secret = {"X-Credits-Webhook-Secret": WEBHOOK_SECRET}
+
+    no_secret = client.post(WEBHOOK, json=payload)
+    wrong = client.post(WEBHOOK, json=payload, headers={"X-Credits-Webhook-Secret": "guess"})
+    assert session.scalar(select(func.count(Annotation.id))) == 0
+    first = client.post(WEBHOOK, json=payload, headers=secret)
+    again = client.post(WEBHOOK, json=payload, headers=secret)
+    other = client.post(WEBHOOK, json={"action": "PROJECT_UPDATED"}, headers=secret)
+    unknown = client.post(WEBHOOK, json=_annotation_payload(43, item_id), headers=secret)
+
+    assert no_secret.status_code == 401 and wrong.status_code == 401
+    assert wrong.mimetype == PROBLEM
+    assert first.status_code == 200, first.get_json()
+    assert first.get_json() == {
+        "action": "ANNOTATION_CREATED",
+        "order_id": order_id,
+        "recorded": True,
+        "replayed": False,
+    }
+    assert again.get_json()["replayed"] is True
+    assert other.status_code == 200 and other.get_json()["recorded"] is False
+    assert unknown.status_code == 404
+    assert session.scalar(select(func.count(Annotation.id))) == 1
+    assert get_order(session, world.pi, order_id=order_id).captured_micro == CREDIT
+
+
+def test_without_a_configured_secret_every_webhook_is_refused(
+    session: Session, joined_session_factory: sessionmaker[Session]
+) -> None:
+    client = create_app(load_settings(), session_factory=joined_session_factory).test_client()
+
+    refused = client.post(
+        WEBHOOK, json={"action": "PROJECT_UPDATED"}, headers={"X-Credits-Webhook-Secret": ""}
+    )
+
+    assert refused.status_code == 401
