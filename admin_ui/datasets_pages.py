@@ -26,6 +26,7 @@ from markupsafe import Markup
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from admin_ui.transparency_pages import proof_url
 from admin_ui.web import current_actor, render, transaction
 from credits.api.auth import credits_extension
 from credits.datasets import queries, urls
@@ -38,6 +39,7 @@ from credits.datasets.schemas import DATASHEET_SECTIONS, NameType, VersionOut, V
 from credits.grants.models import Program
 from credits.identity.access_datasets import visible_versions
 from credits.identity.actor import Actor
+from credits.transparency import published
 
 blueprint = Blueprint("ui_datasets", __name__)
 PER_PAGE = 20
@@ -285,6 +287,12 @@ def version_page(public_id: uuid.UUID) -> ResponseReturnValue:
             abort(404)
         versions = queries.list_dataset_versions(db, me, version.dataset_id)
         registered = doi_of(db, version.id)
+        log_index = published.log_index_of(
+            db,
+            event_type="dataset.version.published",
+            subject_type="dataset_version",
+            subject_id=str(version.public_id),
+        )
     doi = registered[0] if registered else None
     public = version.state in {VersionState.PUBLISHED, VersionState.DEPRECATED}
     documents = {
@@ -313,6 +321,8 @@ def version_page(public_id: uuid.UUID) -> ResponseReturnValue:
         canonical=urls.version_url(base, version.public_id),
         file_url=lambda name: urls.file_url(base, version.public_id, name),
         size=human_size,
+        log_index=log_index,
+        proof_url=proof_url,
     )
 
 

@@ -27,6 +27,7 @@ from admin_ui.grants_forms import (
     parse_int,
     service_errors,
 )
+from admin_ui.transparency_pages import proof_url
 from admin_ui.web import login_required, render, require_role, transaction
 from credits.api.auth import credits_extension
 from credits.db import utcnow
@@ -44,6 +45,7 @@ from credits.ledger.models import Currency
 from credits.reports.csv_export import to_csv
 from credits.reports.energy import policy_from_settings
 from credits.reports.service import program_report
+from credits.transparency import published
 
 blueprint = Blueprint("ui_funder", __name__, url_prefix="/funder")
 CURRENCIES = [currency.value for currency in Currency]
@@ -333,6 +335,9 @@ def _proposal_page(
         summary = reviews.get_review_summary(db, proposal_id=proposal_id, actor=me)
         project = load_project(db, proposal.project_id)
         award = get_award_of_proposal(db, me, proposal_id)
+        award_log_index = published.log_index_of(
+            db, event_type="proposal.awarded", subject_type="proposal", subject_id=str(proposal_id)
+        )
         context = {
             "proposal": proposal,
             "program": program,
@@ -342,6 +347,8 @@ def _proposal_page(
             "choices": views.reviewer_choices(db, summary),
             "users": views.user_labels(db),
             "award": award,
+            "award_log_index": award_log_index,
+            "proof_url": proof_url,
             "release_keys": views.release_keys(award),
             "release_errors": {},
             "release_values": {},

@@ -16,6 +16,7 @@ PAGE_MODULES = (
     "admin_ui.funder_tranches",
     "admin_ui.ops",
     "admin_ui.datasets_pages",
+    "admin_ui.transparency_pages",
     "admin_ui.labelling_pages",
     "admin_ui.labelling_ops",
     "admin_ui.annotate_pages",

@@ -32,6 +32,7 @@ from credits.api import (
     proposals,
     reports,
     security_headers,
+    transparency,
     usage,
 )
 from credits.api.auth import EXTENSION_KEY, CreditsExtension
@@ -57,6 +58,7 @@ BLUEPRINTS = (
     labelling.blueprint,
     labelling_orders.blueprint,
     labelling_media.blueprint,
+    transparency.blueprint,
 )
 
 

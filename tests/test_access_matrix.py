@@ -52,6 +52,7 @@ from credits.app import create_app
 from credits.db import utcnow
 from credits.settings import load_settings
 from credits.storage import blob_store_for_url
+from credits.transparency.witness import generate_cosigner
 
 OK = "2xx"
 Expect = int | str
@@ -118,6 +119,16 @@ def _program_body(world: World) -> dict[str, Any]:
     return values | {key: values[key].isoformat() for key in ("opens_at", "closes_at")}
 
 
+def _stranger_cosignature() -> dict[str, Any]:
+    cosigner = generate_cosigner("stranger.example/w")
+    text = "localhost/log\n0\n47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=\n"
+    return {
+        "checkpoint": text + "\n— localhost/log AAAAAAAA\n",
+        "signature": cosigner.cosign(text, 1).line().rstrip("\n"),
+        "key": cosigner.verifier.key_string(),
+    }
+
+
 def _usage_body(world: World) -> dict[str, Any]:
     end = utcnow() - timedelta(minutes=1)
     record = {
@@ -135,6 +146,7 @@ def _usage_body(world: World) -> dict[str, Any]:
 
 
 PUBLIC = expect(OK, anonymous=OK)
+NOBODY_YET = expect(404, anonymous=404)
 ANY_TOKEN = expect(OK)
 # Ops read every ledger account; project members their project's; funders the
 # accounts their programs fund.
@@ -453,6 +465,28 @@ MATRIX: tuple[Row, ...] = (
         {"tranche_id": "tranche"},
         body=lambda _: {"progress_report": "Half the runs are done."},
         headers={"Idempotency-Key": "matrix-release"},
+    ),
+    # The transparency log: public, no token. The world has no checkpoint yet, so the
+    # checkpoint and tiles are 404 and the proofs of a tree of size 0 refused.
+    Row("GET", "/api/v1/transparency/checkpoint", NOBODY_YET),
+    Row("GET", "/api/v1/transparency/key", PUBLIC),
+    Row(
+        "GET",
+        "/api/v1/transparency/tile/<path:tile_path>",
+        NOBODY_YET,
+        {"tile_path": Fixed("0/000")},
+    ),
+    Row("GET", "/api/v1/transparency/entries", PUBLIC),
+    Row("GET", "/api/v1/transparency/proof/inclusion", expect(422, anonymous=422)),
+    Row("GET", "/api/v1/transparency/proof/consistency", expect(422, anonymous=422)),
+    Row("GET", "/api/v1/transparency/balances", PUBLIC),
+    Row("GET", "/api/v1/transparency/witnesses", PUBLIC),
+    Row(
+        "POST",
+        "/api/v1/transparency/witnesses/cosign",
+        expect(403, anonymous=403),
+        body=lambda _: _stranger_cosignature(),
+        note="no witness is configured: every key is a stranger's",
     ),
     # Datasets: the public catalogue.
     Row("GET", "/api/v1/datasets", PUBLIC),

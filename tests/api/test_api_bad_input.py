@@ -52,6 +52,7 @@ from jsonschema import Draft202012Validator
 from labelling_api_world import LabellingApiWorld, order_body, with_labelling
 from sqlalchemy import inspect, select
 from sqlalchemy.orm import Session, sessionmaker
+from transparency_api_world import cosign_body, transparency_settings, with_checkpoint
 from werkzeug.test import TestResponse
 
 from credits.api.datasets import STORE_KEY
@@ -395,6 +396,7 @@ STARTS: dict[str, Start] = {
     "labelling_orders.assign_annotators": Start(
         RESEARCHER_A, _order("lb_draft"), lambda w: {"user_ids": [w.lb_annotator]}
     ),
+    "transparency.post_cosignature": Start(OPS, body=cosign_body),
 }
 # Operations whose body is a file (application/octet-stream), sent as it is.
 FILE_STARTS: dict[str, Start] = {
@@ -422,6 +424,7 @@ PINNED = {
     "upload_id": "ds_upload",
     "vendor_id": "lb_vendor",
     "order_id": "lb_delivered",
+    "tile_path": "tx_tile",
 }
 QUERY_VALUES = [
     "",
@@ -476,6 +479,7 @@ class BadInputWorld(LabellingApiWorld):
 
     ds_new_file: str = "notes/new.txt"
     ds_part: int = 1
+    tx_tile: str = "0/000"
 
 
 @pytest.fixture
@@ -485,6 +489,7 @@ def app(joined_session_factory: sessionmaker[Session]) -> Flask:
         usage_request_max_bytes=USAGE_REQUEST_MAX_BYTES,
         dataset_max_file_bytes=DATASET_MAX_FILE_BYTES,
         label_studio_webhook_secret=WEBHOOK_SECRET,
+        **transparency_settings(),
     )
     app = create_app(settings, session_factory=joined_session_factory, executor=world_executor())
     app.extensions[STORE_KEY] = blob_store_for_url(f"memory://bad-input-{id(app)}")
@@ -497,6 +502,7 @@ def run(app: Flask, session: Session) -> Run:
     built = with_labelling(session, built)
     world = BadInputWorld(**{name: getattr(built, name) for name in built.__dataclass_fields__})
     meter = create_token(session, email=f"{OPS}@example.org", actor=SYSTEM, scopes=["meter"])
+    with_checkpoint(session)
     session.flush()
     headers = world.headers | {
         METER: {"Authorization": f"Bearer {meter.secret}"},

@@ -15,6 +15,7 @@ STANDALONE = [
     "sources",
     "verifier",
     "verify_cli",
+    "witness",
 ]
 FORBIDDEN = [
     "sqlalchemy",
