@@ -8,14 +8,25 @@ import shutil
 from pathlib import Path
 
 import pytest
-from log_world import ORIGIN, log_entries, published, seeded_log, seeded_program, write_log
+from log_world import (
+    ORIGIN,
+    log_entries,
+    publish_log,
+    published,
+    seeded_log,
+    seeded_program,
+    write_log,
+)
 from sqlalchemy.orm import Session
 
 from credits.ledger.models import Account
+from credits.settings import load_settings
+from credits.transparency.balances import published_balances
 from credits.transparency.checkpoint import Checkpoint, sign_checkpoint
 from credits.transparency.merkle import MemoryTree, leaf_hash
 from credits.transparency.note import Signer, generate_signer
 from credits.transparency.tiles import encode_bundle
+from credits.transparency.verifier import check_balances
 from credits.transparency.verify_cli import main, tile_paths
 
 
@@ -217,3 +228,17 @@ def _checkpoint(entries: list[bytes], signer: Signer) -> bytes:
     for entry in entries:
         tree.append(leaf_hash(entry))
     return sign_checkpoint(Checkpoint(ORIGIN, tree.size, tree.root()), [signer])
+
+
+def test_balances_at_a_log_size_count_the_transfers_among_its_first_entries(
+    any_session: Session,
+) -> None:
+    seeded_program(any_session)
+    publish_log(any_session, load_settings(), generate_signer(ORIGIN))
+    entries = log_entries(any_session)
+    for size in (0, _ledger_index(entries, "capture"), len(entries)):
+        document = published_balances(any_session, size=size).model_dump(mode="json")
+        assert check_balances(entries[:size], document, complete=True)
+    assert published_balances(any_session, size=len(entries)).model_dump(mode="json") == published(
+        any_session, len(entries)
+    )

@@ -71,7 +71,7 @@ def test_an_open_hold_stays_pending() -> None:
     ("entries", "message"),
     [
         ([entry("capture", 2, 3, 1, 999)], r"entry 0 \(capture transfer"),
-        ([b"not json"], "entry 0 is not JSON"),
+        ([b'{"type":"ledger.grant"'], "entry 0 is not JSON"),
         ([entry("grant", 1, 2, 0)], "not a positive amount"),
     ],
 )
@@ -146,3 +146,10 @@ def test_debits_equal_credits_and_settled_holds_leave_nothing_pending(
     if entries:
         assert accounts[1].debits_posted == accounts[2].credits_posted == total
         assert accounts[1].debits_pending == accounts[2].credits_pending == 0
+
+
+def test_an_escaped_transfer_is_not_skipped_by_the_quick_filter() -> None:
+    escaped = entry("grant", 1, 2, 7).replace(b'"ledger.grant"', b'"\\u006cedger.grant"')
+    escaped = escaped.replace(b'"ledger_transfer"', b'"\\u006cedger_transfer"')
+    assert b"ledger" not in escaped
+    assert replay([escaped]).accounts[2].credits_posted == 7
