@@ -16,6 +16,7 @@ from credits.ledger.cli import ledger
 from credits.notifications.cli import notifications
 from credits.pool.cli import pool
 from credits.reports.cli import reports
+from credits.transparency.cli import transparency
 
 
 @click.group()
@@ -39,6 +40,7 @@ for _group in (
     reports,
     datasets,
     labelling,
+    transparency,
     demo,
 ):
     main.add_command(_group)

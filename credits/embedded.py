@@ -7,7 +7,9 @@ every hour the allocation expiry sweep, the daily digests and the nudges
 every five minutes the release of annotators' lapsed leases (credits/labelling/queue.py);
 with DOIs configured, every five minutes the DOI sweep (what DataCite could
 not be told at the time); with Label Studio configured, every two minutes the
-Label Studio sweep (credits/labelling/label_studio_loop.py).
+Label Studio sweep (credits/labelling/label_studio_loop.py); every 30 seconds
+the transparency integrator (credits/transparency/integrator.py), which makes
+the log's signing key under var/ on first use.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ from credits.notifications.mail import Mailer, make_mailer
 from credits.notifications.service import send_pending
 from credits.reports.nudges import run_nudges
 from credits.settings import Settings
+from credits.transparency.integrator import integrate_all
+from credits.transparency.service import ensure_embedded_key
 
 logger = logging.getLogger(__name__)
 SWEEPER = Actor.system("allocations-sweep")
@@ -39,6 +43,7 @@ DAILY_WORK_EVERY_S = 3600.0
 DOI_SYNC_EVERY_S = 300.0
 LEASE_SWEEP_EVERY_S = 300.0
 LABEL_STUDIO_SYNC_EVERY_S = 120.0
+INTEGRATE_EVERY_S = 30.0
 
 
 @dataclass
@@ -59,6 +64,7 @@ class Chores:
             ("mail", MAIL_EVERY_S, self._send_mail),
             ("leases", LEASE_SWEEP_EVERY_S, self._release_leases),
             ("daily", DAILY_WORK_EVERY_S, self._daily_work),
+            ("transparency", INTEGRATE_EVERY_S, self._integrate),
         ]
         if self.settings.dois_enabled:
             chores.append(("dois", DOI_SYNC_EVERY_S, self._sync_dois))
@@ -98,6 +104,10 @@ class Chores:
 
     def _release_leases(self) -> None:
         run_in_transaction(self.factory, lambda s: release_expired(s, now=utcnow()))
+
+    def _integrate(self) -> None:
+        ensure_embedded_key(self.settings)
+        integrate_all(self.factory, self.settings)
 
     def _daily_work(self) -> None:
         now = utcnow()

@@ -45,6 +45,8 @@ QUEUE_IDLE_GPU_NUDGES = "reports.nudges.idle_gpus"
 SYNC_DOIS = "datasets.sync_dois"
 RELEASE_LEASES = "labelling.release_leases"
 SYNC_LABEL_STUDIO = "labelling.sync_label_studio"
+INTEGRATE_LOG = "transparency.integrate"
+INTEGRATE_INTERVAL = timedelta(seconds=30)
 SWEEPER = Actor.system("allocations-sweep")
 SEND_INTERVAL = timedelta(minutes=1)
 
@@ -254,6 +256,16 @@ def register_labelling_queue_tasks(app: Celery, resources: WorkerResources) -> N
             return release_expired(session, now=utcnow())
 
 
+def register_transparency_tasks(app: Celery, resources: WorkerResources) -> None:
+    from credits.transparency.integrator import integrate_all, summary  # noqa: PLC0415
+
+    @app.task(name=INTEGRATE_LOG, shared=False)
+    def integrate_log() -> dict[str, Any]:
+        """Gives committed audit rows their log indexes and signs a checkpoint; one
+        integrator at a time (an advisory lock), so overlapping runs skip."""
+        return summary(integrate_all(resources.session_factory, resources.settings))
+
+
 # Each domain with tasks adds its register function here.
 TASK_REGISTRARS: tuple[Callable[[Celery, WorkerResources], None], ...] = (
     register_notification_tasks,
@@ -264,6 +276,7 @@ TASK_REGISTRARS: tuple[Callable[[Celery, WorkerResources], None], ...] = (
     register_datasets_tasks,
     register_labelling_queue_tasks,
     register_labelling_tasks,
+    register_transparency_tasks,
 )
 
 
@@ -300,6 +313,7 @@ def beat_schedule(settings: Settings, registered: set[str]) -> dict[str, dict[st
         "sync-dois": {"task": SYNC_DOIS, "schedule": timedelta(minutes=5)},
         "release-leases": {"task": RELEASE_LEASES, "schedule": timedelta(minutes=5)},
         "sync-label-studio": {"task": SYNC_LABEL_STUDIO, "schedule": timedelta(minutes=2)},
+        "integrate-log": {"task": INTEGRATE_LOG, "schedule": INTEGRATE_INTERVAL},
     }
     return {name: entry for name, entry in schedule.items() if entry["task"] in registered}
 

@@ -1,5 +1,5 @@
 """The embedded profile's chores: mail goes out every minute, lapsed leases are released
-every five minutes, the daily work hourly."""
+every five minutes, the daily work hourly, the transparency integrator every 30 seconds."""
 
 from __future__ import annotations
 
@@ -32,10 +32,15 @@ def test_chores_send_the_outbox_and_run_only_when_due(
     maildir = tmp_path / "maildir"
     chores = Chores(joined_session_factory, load_settings(), mailer=MaildirMailer(maildir))
     _enqueue(joined_session_factory, "a")
-    assert chores.run_due(now=1000.0) == ["mail", "leases", "daily"]
+    assert chores.run_due(now=1000.0) == ["mail", "leases", "daily", "transparency"]
     assert len(list((maildir / "new").iterdir())) == 1
     _enqueue(joined_session_factory, "b")
-    assert chores.run_due(now=1000.0 + MAIL_EVERY_S / 2) == []
-    assert chores.run_due(now=1000.0 + MAIL_EVERY_S) == ["mail"]
+    assert chores.run_due(now=1000.0 + MAIL_EVERY_S / 4) == []
+    assert chores.run_due(now=1000.0 + MAIL_EVERY_S) == ["mail", "transparency"]
     assert len(list((maildir / "new").iterdir())) == 2
-    assert chores.run_due(now=1000.0 + DAILY_WORK_EVERY_S) == ["mail", "leases", "daily"]
+    assert chores.run_due(now=1000.0 + DAILY_WORK_EVERY_S) == [
+        "mail",
+        "leases",
+        "daily",
+        "transparency",
+    ]

@@ -11,6 +11,7 @@ under ``transparency/`` in the storage root; each signed checkpoint is a row of
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from datetime import datetime
 from pathlib import Path
@@ -23,7 +24,7 @@ from sqlalchemy.orm import Session
 from credits.audit.models import AuditEvent
 from credits.db import utcnow
 from credits.errors import Conflict, CreditsError
-from credits.settings import Settings
+from credits.settings import Profile, Settings
 from credits.storage.factory import blob_store_from_settings
 from credits.storage.fs_store import FsspecBlobStore
 from credits.transparency.checkpoint import Checkpoint, parse_checkpoint_text
@@ -39,6 +40,7 @@ from credits.transparency.note import (
 from credits.transparency.stores import TILES_PREFIX, FolderTileStore, FsspecTileStore
 from credits.transparency.tiles import TileStore
 
+logger = logging.getLogger(__name__)
 CHECKPOINT_FILE = "checkpoint"
 
 
@@ -103,6 +105,24 @@ def init_key(settings: Settings) -> Signer:
     with os.fdopen(descriptor, "w") as handle:
         handle.write(signer.key_string() + "\n")
     return signer
+
+
+def ensure_embedded_key(settings: Settings) -> None:
+    """The embedded profile makes its key on first use, as it does its secret key:
+    ``./scripts/up`` needs no setup. Production keys are made by an operator."""
+    if settings.profile is not Profile.EMBEDDED:
+        return
+    if settings.transparency_signer_key.get_secret_value():
+        return
+    if settings.transparency_key_path.exists():
+        return
+    with contextlib.suppress(KeyExists):  # another process made it first
+        signer = init_key(settings)
+        logger.info(
+            "transparency: made %s, verifier key %s",
+            settings.transparency_key_path,
+            signer.verifier.key_string(),
+        )
 
 
 def verifier_keys(settings: Settings) -> list[str]:

@@ -27,6 +27,7 @@ from credits.settings import load_settings
 from credits.worker import (
     COLLECT_TELEMETRY,
     EXPIRE_ALLOCATIONS,
+    INTEGRATE_LOG,
     QUEUE_EXPIRY_DIGESTS,
     QUEUE_IDLE_GPU_NUDGES,
     QUEUE_LOW_BALANCE_NOTICES,
@@ -88,6 +89,7 @@ def test_the_beat_schedule_runs_the_sender_and_the_daily_sweeps() -> None:
         QUEUE_UNDERUSED_NUDGES,
         QUEUE_IDLE_GPU_NUDGES,
         RELEASE_LEASES,
+        INTEGRATE_LOG,
     }
     assert schedule["expiry-digests"]["schedule"].hour == {6}
     assert all(entry["task"] in app.tasks for entry in schedule.values())
