@@ -92,7 +92,7 @@ def integrate(
     if rows:
         session.execute(
             _SET_INDEX,
-            [{"row_id": row_id, "index": start + n} for n, (row_id, _) in enumerate(rows)],
+            [{"row_id": row_id, "index": start + n} for n, row_id in enumerate(rows)],
         )
     size = start + len(rows)
     note = _publish(session, store, signer, origin=origin, size=size, now=now or utcnow())
@@ -112,13 +112,13 @@ def _integrated_size(session: Session) -> int:
     return 0 if highest is None else int(highest) + 1
 
 
-def _eligible(session: Session, xmin: int | None, limit: int) -> list[tuple[int, str]]:
-    query = select(AuditEvent.id, AuditEvent.canonical_json).where(AuditEvent.log_index.is_(None))
+def _eligible(session: Session, xmin: int | None, limit: int) -> list[int]:
+    """The ids of rows that may take the next indexes, in id order."""
+    query = select(AuditEvent.id).where(AuditEvent.log_index.is_(None))
     if xmin is not None:
         # NULL: rows written before migration 0013, long committed.
         query = query.where((AuditEvent.txid.is_(None)) | (AuditEvent.txid < xmin))
-    rows = session.execute(query.order_by(AuditEvent.id).limit(limit)).all()
-    return [(row_id, canonical) for row_id, canonical in rows]
+    return list(session.scalars(query.order_by(AuditEvent.id).limit(limit)))
 
 
 def _publish(
