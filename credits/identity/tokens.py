@@ -130,9 +130,7 @@ def create_token(
     session.flush()
     expires_at = None if token.expires_at is None else token.expires_at.isoformat()
     scopes_data = [scope.value for scope in granted]
-    event = _token_event(
-        "token.created", token, actor, scopes=scopes_data, expires_at=expires_at
-    )
+    event = _token_event("token.created", token, actor, scopes=scopes_data, expires_at=expires_at)
     record_event(session, **event)
     return CreatedToken(token=TokenOut.model_validate(token), secret=secret)
 
