@@ -45,6 +45,7 @@ class LabellingApiWorld(DatasetsWorld):
     lb_delivered: int = 0  # in-house, placed and fully delivered
     lb_disputed: int = 0  # delivered, then disputed
     lb_invoice: int = 0  # an invoice vendor's order, placed
+    lb_item: int = 0  # an item of the delivered order
 
 
 def order_body(world: LabellingApiWorld) -> dict[str, object]:
@@ -148,6 +149,7 @@ def with_labelling(session: Session, world: DatasetsWorld) -> LabellingApiWorld:
     disputed = _delivered(session, actor, project, in_house)
     orders.dispute_order(session, order_id=disputed, actor=actor, reason="wrong labels")
     values = {field.name: getattr(world, field.name) for field in fields(world)}
+    delivered = _delivered(session, actor, project, in_house)
     built = LabellingApiWorld(
         **values,
         lb_vendor=in_house,
@@ -155,9 +157,10 @@ def with_labelling(session: Session, world: DatasetsWorld) -> LabellingApiWorld:
         lb_annotator=annotator or 0,
         lb_draft=_draft(session, actor, project, in_house, items=2),
         lb_quoted=quoted,
-        lb_delivered=_delivered(session, actor, project, in_house),
+        lb_delivered=delivered,
         lb_disputed=disputed,
         lb_invoice=_placed(session, actor, project, invoice),
+        lb_item=session.scalars(select(Item.id).where(Item.order_id == delivered)).one(),
     )
     session.flush()
     return built

@@ -68,6 +68,7 @@ PINNED = {
     "upload_id": "ds_upload",
     "vendor_id": "lb_vendor",
     "order_id": "lb_delivered",
+    "item_id": "lb_item",
 }
 # Known failures, each reported and waiting for a fix in a file this test does not own;
 # a known failure that no longer happens needs no change here.

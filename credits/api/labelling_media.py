@@ -23,7 +23,7 @@ class ImageLinkQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     expires: int = Field(ge=0, le=2**40)
-    sig: str = Field(min_length=64, max_length=64)
+    sig: str = Field(pattern=r"^[0-9a-f]{64}$")
 
 
 @blueprint.get("/items/<int:item_id>/image")

@@ -424,6 +424,7 @@ PINNED = {
     "upload_id": "ds_upload",
     "vendor_id": "lb_vendor",
     "order_id": "lb_delivered",
+    "item_id": "lb_item",
     "tile_path": "tx_tile",
 }
 QUERY_VALUES = [
