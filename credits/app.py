@@ -36,7 +36,7 @@ from credits.api import (
     usage,
 )
 from credits.api.auth import EXTENSION_KEY, CreditsExtension
-from credits.api.converters import IdConverter
+from credits.api.converters import IdConverter, TilePathConverter
 from credits.db import make_engine, make_session_factory
 from credits.jobs.executors.base import Executor
 from credits.settings import Profile, Settings, load_settings
@@ -90,6 +90,7 @@ def create_app(
     app = Flask(__name__, static_folder=None)
     app.json = _OrderedJSONProvider(app)
     app.url_map.converters["int"] = IdConverter  # before any rule is added
+    app.url_map.converters["tile"] = TilePathConverter
     app.config["SECRET_KEY"] = settings.secret_key.get_secret_value()
     # Larger bodies are refused unread (413); usage ingestion raises its own limit.
     app.config["MAX_CONTENT_LENGTH"] = settings.request_max_bytes

@@ -472,7 +472,7 @@ MATRIX: tuple[Row, ...] = (
     Row("GET", "/api/v1/transparency/key", PUBLIC),
     Row(
         "GET",
-        "/api/v1/transparency/tile/<path:tile_path>",
+        "/api/v1/transparency/tile/<tile:tile_path>",
         NOBODY_YET,
         {"tile_path": Fixed("0/000")},
     ),

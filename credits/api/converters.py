@@ -14,7 +14,7 @@ PATCH /programs/<huge> would answer 405 (the GET rule matched the path).
 
 from __future__ import annotations
 
-from werkzeug.routing.converters import IntegerConverter
+from werkzeug.routing.converters import BaseConverter, IntegerConverter
 
 ID_DIGITS = 18
 MAX_ID = 10**ID_DIGITS - 1  # below 2**63 - 1, so every id that matches fits a BIGINT
@@ -24,3 +24,18 @@ class IdConverter(IntegerConverter):
     """Werkzeug's ``int`` for at most 18 digits: longer numbers match no route."""
 
     regex = rf"\d{{1,{ID_DIGITS}}}"
+
+
+# A C2SP tlog-tiles path below ``tile/``: ``<L>/<N>[.p/<W>]`` or ``entries/<N>[.p/<W>]``
+# with N in 3-digit groups, all but the last prefixed with ``x``.
+TILE_PATH_PATTERN = r"(?:[0-9]{1,2}|entries)/(?:x[0-9]{3}/){0,6}[0-9]{3}(?:\.p/[0-9]{1,3})?"
+
+TILE_PATH_MIN_LENGTH = len("0/000")
+TILE_PATH_MAX_LENGTH = len("entries/" + "x000/" * 6 + "000.p/255")
+
+
+class TilePathConverter(BaseConverter):
+    """``<tile:...>``: a tile path; anything else matches no route (404)."""
+
+    regex = TILE_PATH_PATTERN
+    part_isolating = False

@@ -24,7 +24,12 @@ from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 from werkzeug.routing import Rule
 
-from credits.api.converters import MAX_ID
+from credits.api.converters import (
+    MAX_ID,
+    TILE_PATH_MAX_LENGTH,
+    TILE_PATH_MIN_LENGTH,
+    TILE_PATH_PATTERN,
+)
 from credits.api.parsing import (
     IDEMPOTENCY_HEADER,
     IDEMPOTENCY_KEY_MAX_LENGTH,
@@ -43,6 +48,14 @@ _CONVERTER_SCHEMAS: dict[str, dict[str, Any]] = {
     "int": {"type": "integer", "minimum": 0, "maximum": MAX_ID},
     "float": {"type": "number"},
     "uuid": {"type": "string", "format": "uuid"},
+    # Not the pattern itself: every tile path holds a "/", which no generated path
+    # parameter may, so clients read the format from the description.
+    "tile": {
+        "type": "string",
+        "minLength": TILE_PATH_MIN_LENGTH,
+        "maxLength": TILE_PATH_MAX_LENGTH,
+        "description": f"a C2SP tlog-tiles path below tile/, matching {TILE_PATH_PATTERN}",
+    },
 }
 
 View = TypeVar("View", bound=Callable[..., Any])

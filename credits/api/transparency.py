@@ -109,7 +109,7 @@ def get_keys() -> ResponseReturnValue:
     return KeysOut(origin=settings.log_origin, keys=verifier_keys(settings)).model_dump(mode="json")
 
 
-@blueprint.get("/tile/<path:tile_path>")
+@blueprint.get("/tile/<tile:tile_path>")
 @operation(
     "A tile or entry bundle",
     media_type="application/octet-stream",

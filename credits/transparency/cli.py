@@ -18,6 +18,7 @@ from credits.transparency.integrator import integrate_all, summary
 from credits.transparency.log_check import check_log
 from credits.transparency.metrics import prometheus_text
 from credits.transparency.service import init_key, log_status, tile_store
+from credits.transparency.witness_cli import witness, witness_key
 
 
 @click.group()
@@ -74,3 +75,8 @@ def verify() -> None:
     if not verdict.ok:
         fail(f"transparency log at size {verdict.size}: {verdict.problem}")
     click.echo(f"ok: {verdict.size} entries, root {verdict.root_hash or '-'}")
+
+
+# The witness runs away from the platform and needs no database: commands of its own.
+transparency.add_command(witness)
+transparency.add_command(witness_key)

@@ -9,7 +9,9 @@ from typing import Any
 
 import pytest
 import requests
+from click.testing import CliRunner
 
+from credits.cli import main
 from credits.transparency.checkpoint import Checkpoint, sign_checkpoint
 from credits.transparency.merkle import MemoryTree, consistency_proof, leaf_hash
 from credits.transparency.note import MalformedNote, Signer, generate_signer, parse_note
@@ -143,3 +145,34 @@ def test_witness_keys_round_trip_and_bad_ones_are_refused(cosigner: Cosigner) ->
     log_key = generate_signer(ORIGIN).verifier.key_string()
     with pytest.raises(MalformedNote, match="type 0x04"):
         parse_cosigner_verifier(log_key)
+
+
+def test_the_witness_commands_are_under_credits_transparency(tmp_path: Path) -> None:
+    runner = CliRunner()
+    made = runner.invoke(
+        main, ["transparency", "witness-key", "--name", "w.example/1", "--out", str(tmp_path / "k")]
+    )
+    assert made.exit_code == 0, made.output
+    assert parse_cosigner((tmp_path / "k").read_text()).verifier.key_string() in made.output
+    assert (tmp_path / "k").stat().st_mode & 0o777 == 0o600
+    again = runner.invoke(
+        main, ["transparency", "witness-key", "--name", "w.example/1", "--out", str(tmp_path / "k")]
+    )
+    assert again.exit_code == 1 and "exists" in again.output
+    bad = runner.invoke(
+        main,
+        [
+            "transparency",
+            "witness",
+            "--log",
+            "http://127.0.0.1:9",
+            "--key",
+            "nonsense",
+            "--state",
+            str(tmp_path / "s"),
+            "--signer-key",
+            str(tmp_path / "k"),
+            "--once",
+        ],
+    )
+    assert bad.exit_code == 1 and bad.output.startswith("error: --key")
