@@ -20,6 +20,7 @@ from credits.app import create_app
 from credits.audit.service import record_events
 from credits.settings import Settings, load_settings
 from credits.transparency.checkpoint import open_checkpoint
+from credits.transparency.integrator import integrate_all
 from credits.transparency.merkle import leaf_hash, verify_consistency, verify_inclusion
 from credits.transparency.note import Signer, generate_signer, parse_note, parse_verifier_key
 from credits.transparency.service import latest_checkpoint_row
@@ -242,3 +243,33 @@ def test_a_cosignature_from_an_unknown_witness_or_for_an_unpublished_checkpoint_
         "key": log.witness.verifier.key_string(),
     }
     assert log.client.post("/api/v1/transparency/witnesses/cosign", json=body).status_code == 422
+
+
+def test_the_integrators_log_verifies_end_to_end(
+    session: Session,
+    joined_session_factory: sessionmaker[Session],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The platform's own integrator writes the log; credits-verify replays it over
+    HTTP to the published balances."""
+    signer = generate_signer("credits.example.org/log")
+    monkeypatch.setenv("CREDITS_TRANSPARENCY_ORIGIN", signer.name)
+    monkeypatch.setenv("CREDITS_TRANSPARENCY_SIGNER_KEY", signer.key_string())
+    settings = load_settings()
+    app = create_app(settings, session_factory=joined_session_factory)
+    seeded_program(session)
+    session.flush()
+    integrate_all(joined_session_factory, settings)
+    server = make_server("127.0.0.1", 0, app, threaded=False)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}"
+        assert main([url, "--key", signer.verifier.key_string(), "--index", "3"]) == 0
+    finally:
+        server.shutdown()
+        thread.join()
+    out = capsys.readouterr().out
+    assert f"size {len(log_entries(session))}" in out
+    assert "published balances (all) match" in out
