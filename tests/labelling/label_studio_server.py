@@ -15,14 +15,17 @@ projects; it is stopped (SIGTERM, then SIGKILL) when the context ends.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
+import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import requests
@@ -151,3 +154,53 @@ def _tail(log: Path) -> str:
     except OSError:
         return "(no log)"
     return " | ".join(lines[-8:])[-1500:]
+
+
+# One server for a whole CI run: .ci/run starts it while lint and types run, and every
+# test worker uses it (pytest-xdist would otherwise start one per worker).
+SHARED_ENV = "CREDITS_TEST_LABEL_STUDIO_SHARED"
+
+
+def shared_label_studio(info_path: Path, timeout_s: float = START_TIMEOUT_S) -> LabelStudioServer:
+    """The server a launcher announced in ``info_path``, waiting until it has."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if info_path.exists():
+            info = json.loads(info_path.read_text())
+            if "error" in info:
+                raise LabelStudioServerUnavailable(info["error"])
+            return LabelStudioServer(
+                url=info["url"],
+                token=info["token"],
+                username=info["username"],
+                started_in_s=info["started_in_s"],
+            )
+        time.sleep(0.5)
+    raise LabelStudioServerUnavailable(
+        f"no server was announced in {info_path} in {timeout_s:.0f} s"
+    )
+
+
+def _announce(info_path: Path, info: dict[str, object]) -> None:
+    partial = info_path.with_suffix(".partial")
+    partial.write_text(json.dumps(info))
+    partial.rename(info_path)
+
+
+def main(arguments: list[str]) -> int:
+    """``label_studio_server.py BINARY DATA_DIR INFO_FILE``: starts a server, announces it
+    in INFO_FILE (or the reason it failed), and serves until terminated."""
+    binary, data_dir, info_path = Path(arguments[0]), Path(arguments[1]), Path(arguments[2])
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        with running_label_studio(binary, data_dir) as server:
+            _announce(info_path, {**asdict(server)})
+            while True:
+                time.sleep(3600)
+    except LabelStudioServerUnavailable as error:
+        _announce(info_path, {"error": str(error)})
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -26,9 +26,11 @@ import requests
 from conftest import missing_service
 from label_studio_server import (
     BIN_ENV,
+    SHARED_ENV,
     LabelStudioServer,
     LabelStudioServerUnavailable,
     running_label_studio,
+    shared_label_studio,
 )
 from labelling_world import SENTIMENT, build_world
 from sqlalchemy import select
@@ -68,6 +70,12 @@ def label_studio_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[La
     Outside CI an unset CREDITS_TEST_LABEL_STUDIO_BIN or a server that does not start
     skips the suite with the reason; in CI it fails it, never skips.
     """
+    if shared := os.environ.get(SHARED_ENV):
+        try:
+            yield shared_label_studio(Path(shared))
+        except LabelStudioServerUnavailable as error:
+            missing_service(f"the shared Label Studio test server did not start: {error}")
+        return
     binary = os.environ.get(BIN_ENV)
     if not binary:
         missing_service(
