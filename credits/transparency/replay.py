@@ -32,6 +32,8 @@ SETTLING = frozenset({"capture", "void"})
 KINDS = POSTED | SETTLING | {"hold"}
 TRANSFER_TYPES = frozenset(LEDGER_PREFIX + kind for kind in KINDS)
 TRANSFER_SUBJECT = "ledger_transfer"
+# One decoder, fed text: json.loads would sniff each entry's encoding first.
+_DECODE = json.JSONDecoder().decode
 COUNTERS = ("debits_pending", "debits_posted", "credits_pending", "credits_posted")
 
 
@@ -188,7 +190,7 @@ class _Transfer:
 
 def _document(index: int, entry: bytes) -> dict[str, Any]:
     try:
-        document = json.loads(entry)
+        document = _DECODE(entry.decode("utf-8"))
     except (UnicodeDecodeError, ValueError):
         raise ReplayError(f"entry {index} is not JSON") from None
     if not isinstance(document, dict):
