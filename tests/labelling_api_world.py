@@ -66,7 +66,7 @@ def order_body(world: LabellingApiWorld) -> dict[str, object]:
     }
 
 
-def _vendor(session: Session, name: str, adapter: Adapter) -> int:
+def priced_vendor(session: Session, name: str, adapter: Adapter) -> int:
     vendor = vendors.add_vendor(
         session,
         vendor=VendorIn(name=name, adapter=adapter, task_kinds=list(SchemaKind)),
@@ -142,8 +142,8 @@ def with_labelling(session: Session, world: DatasetsWorld) -> LabellingApiWorld:
     )
     annotator = actor_for_email(session, "annotator@example.org").user_id
     _fund(session, project)
-    in_house = _vendor(session, "World in-house", Adapter.INHOUSE)
-    invoice = _vendor(session, "World invoices", Adapter.INVOICE)
+    in_house = priced_vendor(session, "World in-house", Adapter.INHOUSE)
+    invoice = priced_vendor(session, "World invoices", Adapter.INVOICE)
     quoted = _draft(session, actor, project, in_house, items=1)
     orders.quote_order(session, order_id=quoted, actor=actor)
     disputed = _delivered(session, actor, project, in_house)

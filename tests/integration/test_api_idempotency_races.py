@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from api_world import FUNDER_P, RESEARCHER_A, World, build_world, job_body, world_executor
 from flask import Flask
+from labelling_api_world import priced_vendor
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 from test_ledger_concurrency import committed_postgres, run_together, verify_through_cli
@@ -25,6 +26,7 @@ from credits.app import create_app
 from credits.db import make_session_factory, session_scope, utcnow
 from credits.grants.models import Award
 from credits.jobs.models import Job
+from credits.labelling.models import Adapter, Order
 from credits.ledger.models import Transfer
 from credits.settings import load_settings
 
@@ -43,7 +45,7 @@ class Keyed:
 
     persona: str
     url: Callable[[World], str]
-    body: Callable[[World], dict[str, Any]]
+    body: Callable[[Served], dict[str, Any]]
     created: int
     replayed: int
     made: Callable[[Any], int]  # how many rows the request makes, counted after the race
@@ -94,6 +96,22 @@ ROUTES: dict[str, Keyed] = {
         200,
         _count(Job, Job.name == "raced"),
     ),
+    "/api/v1/labelling/orders": Keyed(
+        RESEARCHER_A,
+        lambda _: "/api/v1/labelling/orders",
+        lambda served: {
+            "order": {
+                "project_id": served.world.project_a,
+                "vendor_id": served.vendor_id,
+                "title": "raced",
+                "label_schema": {"kind": "single_label", "labels": ["yes", "no"]},
+            },
+            "items": [{"external_id": "a", "text": "Is this raced?"}],
+        },
+        201,
+        200,
+        _count(Order, Order.title == "raced"),
+    ),
 }
 
 
@@ -103,6 +121,7 @@ class Served:
     app: Flask
     world: World
     factory: sessionmaker[Session]
+    vendor_id: int
 
 
 @pytest.fixture
@@ -111,8 +130,9 @@ def served(committed_postgres: tuple[str, Engine]) -> Served:
     factory = make_session_factory(engine)
     with session_scope(factory) as session:
         world = build_world(session)
+        vendor_id = priced_vendor(session, "Raced vendor", Adapter.INHOUSE)
     app = create_app(load_settings(), session_factory=factory, executor=world_executor())
-    return Served(url, app, world, factory)
+    return Served(url, app, world, factory, vendor_id)
 
 
 def _identity(answer: dict[str, Any]) -> object:
@@ -138,7 +158,7 @@ def test_eight_requests_with_one_key_at_once_make_one_thing_and_seven_replays(
     keyed = ROUTES[route]
     url = keyed.url(served.world)
     headers = served.world.headers[keyed.persona] | {"Idempotency-Key": KEY}
-    body = keyed.body(served.world)
+    body = keyed.body(served)
 
     def send(_: int) -> TestResponse:
         return served.app.test_client().post(url, json=body, headers=headers)
