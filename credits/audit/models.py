@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, CheckConstraint, Index, String, Text
+from sqlalchemy import BigInteger, CheckConstraint, Index, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from credits.db import Base, BigId, UtcDateTime
@@ -24,6 +24,14 @@ class AuditEvent(Base):
     __table_args__ = (
         CheckConstraint("length(leaf_hash) = 64", name="leaf_hash_is_sha256"),
         Index("ix_audit_events_subject", "subject_type", "subject_id"),
+        # The rows still waiting for a log index, so the integrator finds them without
+        # scanning past every row already in the log (migration 0014).
+        Index(
+            "ix_audit_events_waiting",
+            "id",
+            postgresql_where=text("log_index IS NULL"),
+            sqlite_where=text("log_index IS NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)

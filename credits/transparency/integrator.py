@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, func, select, text, update
+from sqlalchemy import CursorResult, Table, func, select, text, update
 from sqlalchemy.orm import Session
 
 from credits.audit.models import AuditEvent
@@ -51,11 +51,7 @@ logger = logging.getLogger(__name__)
 # pg_try_advisory_xact_lock key: "credits transparency integrator".
 ADVISORY_LOCK_KEY = 0x63_72_65_64_74_6C_6F_67
 BATCH_ROWS = 20_000
-_SET_INDEX = (
-    update(cast(Table, AuditEvent.__table__))
-    .where(AuditEvent.__table__.c.id == bindparam("row_id"))
-    .values(log_index=bindparam("index"))
-)
+_EVENTS = cast(Table, AuditEvent.__table__)
 
 
 @dataclass(frozen=True)
@@ -88,16 +84,11 @@ def integrate(
         return Integration(integrated=0, size=-1, signed=False, busy=True)
     xmin = _snapshot_xmin(session) if postgres else None
     start = _integrated_size(session)
-    rows = _eligible(session, xmin, limit)
-    if rows:
-        session.execute(
-            _SET_INDEX,
-            [{"row_id": row_id, "index": start + n} for n, row_id in enumerate(rows)],
-        )
-    size = start + len(rows)
+    integrated = _index_eligible(session, xmin, start=start, limit=limit)
+    size = start + integrated
     note = _publish(session, store, signer, origin=origin, size=size, now=now or utcnow())
     return Integration(
-        integrated=len(rows), size=size, signed=note is not None, xmin=xmin, note=note
+        integrated=integrated, size=size, signed=note is not None, xmin=xmin, note=note
     )
 
 
@@ -112,13 +103,22 @@ def _integrated_size(session: Session) -> int:
     return 0 if highest is None else int(highest) + 1
 
 
-def _eligible(session: Session, xmin: int | None, limit: int) -> list[int]:
-    """The ids of rows that may take the next indexes, in id order."""
-    query = select(AuditEvent.id).where(AuditEvent.log_index.is_(None))
+def _index_eligible(session: Session, xmin: int | None, *, start: int, limit: int) -> int:
+    """Gives the rows that may take the next indexes, in id order, ``start``,
+    ``start + 1``, ...: one statement, however many rows. Returns how many."""
+    events = _EVENTS.c
+    query = select(
+        events.id.label("row_id"),
+        (func.row_number().over(order_by=events.id) + (start - 1)).label("index"),
+    ).where(events.log_index.is_(None))
     if xmin is not None:
         # NULL: rows written before migration 0013, long committed.
-        query = query.where((AuditEvent.txid.is_(None)) | (AuditEvent.txid < xmin))
-    return list(session.scalars(query.order_by(AuditEvent.id).limit(limit)))
+        query = query.where(events.txid.is_(None) | (events.txid < xmin))
+    eligible = query.order_by(events.id).limit(limit).subquery()
+    indexed = session.execute(
+        update(_EVENTS).where(events.id == eligible.c.row_id).values(log_index=eligible.c.index)
+    )
+    return int(cast(CursorResult[Any], indexed).rowcount)
 
 
 def _publish(
