@@ -4,6 +4,7 @@ with no settings at all, as a new user starts it."""
 
 from __future__ import annotations
 
+import hashlib
 import http.cookiejar
 import json
 import os
@@ -60,11 +61,29 @@ def _fresh_copy(tmp_path: Path) -> Path:
         if source.is_file():
             (copy / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, copy / name)
+    _require_installed_from(copy / "pyproject.toml")
     (copy / ".venv").symlink_to(ROOT / ".venv")
     for folder in (copy, *copy.parents):
         if folder.stat().st_uid == os.geteuid():
             folder.chmod(folder.stat().st_mode | 0o001)
     return copy
+
+
+def _require_installed_from(pyproject: Path) -> None:
+    """Fails unless the shared .venv was installed from this pyproject.toml.
+
+    Otherwise ``scripts/up`` in the copy would reinstall ``credits`` into the
+    shared .venv, editable from the copy, which the test then deletes: every
+    later import of ``credits`` from this checkout would fail.
+    """
+    wanted = hashlib.sha256(pyproject.read_bytes()).hexdigest()[:16]
+    stamp = ROOT / ".venv" / ".credits-installed"
+    installed = stamp.read_text().split()[0] if stamp.exists() else ""
+    if installed != wanted:
+        pytest.fail(
+            "pyproject.toml changed since .venv was installed: run ./scripts/test, "
+            "which reinstalls it first"
+        )
 
 
 @contextmanager
