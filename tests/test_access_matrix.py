@@ -470,6 +470,7 @@ MATRIX: tuple[Row, ...] = (
     # checkpoint and tiles are 404 and the proofs of a tree of size 0 refused.
     Row("GET", "/api/v1/transparency/checkpoint", NOBODY_YET),
     Row("GET", "/api/v1/transparency/key", PUBLIC),
+    Row("GET", "/api/v1/transparency/metrics", PUBLIC),
     Row(
         "GET",
         "/api/v1/transparency/tile/<tile:tile_path>",

@@ -18,6 +18,7 @@ from credits.db import session_scope
 from credits.errors import InvalidInput, NotFound
 from credits.transparency import published
 from credits.transparency.balances import published_balances
+from credits.transparency.metrics import PROMETHEUS_TEXT, prometheus_text
 from credits.transparency.published_schemas import (
     BalancesOut,
     ConsistencyProofOut,
@@ -28,7 +29,7 @@ from credits.transparency.published_schemas import (
     KeysOut,
     WitnessesOut,
 )
-from credits.transparency.service import tile_store, verifier_keys
+from credits.transparency.service import log_status, tile_store, verifier_keys
 from credits.transparency.tiles import TileError, TileNotFound, TileReader, parse_tile_path
 
 blueprint = Blueprint("transparency", __name__, url_prefix="/api/v1/transparency")
@@ -96,6 +97,26 @@ def get_checkpoint() -> ResponseReturnValue:
     return Response(
         note,
         content_type="text/plain; charset=utf-8",
+        headers={"Cache-Control": CHECKPOINT_CACHE},
+    )
+
+
+@blueprint.get("/metrics")
+@operation(
+    "The log's state as Prometheus metrics",
+    media_type="text/plain",
+    authenticated=False,
+    headers=(("Cache-Control", "no-cache: the figures move as the log grows"),),
+)
+def get_metrics() -> ResponseReturnValue:
+    """Tree size, rows waiting, the integration delay and the age of the oldest row
+    waiting, in Prometheus' text format, for a scraper; the same figures as the
+    transparency page."""
+    with session_scope(session_factory()) as session:
+        status = log_status(session, credits_extension().settings)
+    return Response(
+        prometheus_text(status),
+        content_type=PROMETHEUS_TEXT,
         headers={"Cache-Control": CHECKPOINT_CACHE},
     )
 

@@ -1,14 +1,16 @@
 """The log's state as Prometheus metrics (text exposition format).
 
 ``credits transparency status --prometheus`` prints them for node_exporter's
-textfile collector, or for any scrape endpoint that serves the text.
+textfile collector; ``GET /api/v1/transparency/metrics`` serves them to a scraper.
 """
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Gauge, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
 
 from credits.transparency.service import LogStatus
+
+PROMETHEUS_TEXT = CONTENT_TYPE_LATEST
 
 
 def prometheus_text(status: LogStatus) -> bytes:

@@ -273,3 +273,19 @@ def test_the_integrators_log_verifies_end_to_end(
     out = capsys.readouterr().out
     assert f"size {len(log_entries(session))}" in out
     assert "published balances (all) match" in out
+
+
+def test_the_metrics_give_the_tree_size_and_the_rows_waiting(log: Log, session: Session) -> None:
+    size, _ = _root(log)
+    record_events(session, [_event(1), _event(2)])
+    session.flush()
+    response = log.client.get("/api/v1/transparency/metrics")
+    assert response.status_code == 200 and response.mimetype == "text/plain"
+    figures = {
+        line.split()[0]: float(line.split()[1])
+        for line in response.get_data(as_text=True).splitlines()
+        if line and not line.startswith("#")
+    }
+    assert figures["credits_transparency_tree_size"] == size
+    assert figures["credits_transparency_unintegrated_rows"] == 2
+    assert figures["credits_transparency_oldest_unintegrated_age_seconds"] >= 0
