@@ -8,6 +8,9 @@ error as an RFC 9457 problem document.
 
 from __future__ import annotations
 
+import os
+import socket
+
 import waitress
 from flask import Flask
 from flask.json.provider import DefaultJSONProvider
@@ -39,7 +42,7 @@ from credits.api.auth import EXTENSION_KEY, CreditsExtension
 from credits.api.converters import IdConverter, TilePathConverter
 from credits.db import make_engine, make_session_factory
 from credits.jobs.executors.base import Executor
-from credits.settings import Profile, Settings, load_settings
+from credits.settings import Profile, Settings, SettingsError, load_settings
 from credits.storage import PART_SIZE
 
 BLUEPRINTS = (
@@ -112,12 +115,29 @@ def create_app(
     return app
 
 
+def _require_free_port(host: str, port: int) -> None:
+    """Refuses, in one line, to start on a port something already listens on (a
+    second ``./scripts/up``), before the jobs loop starts and before waitress would
+    fail with a traceback."""
+    try:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        with socket.create_server((host, port), family=family):
+            pass
+    except OSError as error:
+        reason = os.strerror(error.errno) if error.errno else str(error)
+        raise SettingsError(
+            f"cannot listen on {host}:{port} ({reason}): is another `credits serve`"
+            " or ./scripts/up running? Stop it, or set CREDITS_PORT"
+        ) from None
+
+
 def serve(settings: Settings) -> None:
     """Serves the app with waitress on the configured host and port until stopped.
 
     On the embedded profile the jobs loop (scheduling passes and reconciles)
     runs in a background thread; in production Celery beat runs that work.
     """
+    _require_free_port(settings.host, settings.port)
     app = create_app(settings)
     loop = None
     if settings.profile is Profile.EMBEDDED:

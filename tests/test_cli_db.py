@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
@@ -61,3 +62,21 @@ def test_a_second_db_upgrade_changes_nothing(database_url: str) -> None:
 
     assert result.exit_code == 0, result.output
     assert _counts(database_url) == before == (10, 0)
+
+
+def test_serve_on_a_port_in_use_is_one_line_and_exit_1(database_url: str) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(
+            main,
+            ["serve"],
+            env={
+                "CREDITS_DATABASE_URL": database_url,
+                "CREDITS_HOST": "127.0.0.1",
+                "CREDITS_PORT": str(port),
+            },
+        )
+    assert result.exit_code == 1
+    assert result.output.count("\n") == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in result.output
+    assert "CREDITS_PORT" in result.output
