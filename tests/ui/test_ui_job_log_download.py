@@ -109,3 +109,13 @@ def test_a_log_the_executor_cannot_reach_is_a_503_page(
     response = _client(app, world, RESEARCHER_A).get(f"/jobs/{world.job_a}/output.log")
     assert response.status_code == 503
     assert "cannot be read now" in response.get_data(as_text=True)
+
+
+def test_a_running_jobs_log_and_state_are_announced_to_screen_readers(
+    app: Flask, session: Session, executor: SimulatedExecutor
+) -> None:
+    world = build_world(session)
+    _launch(executor, world.job_a)
+    page = _client(app, world, RESEARCHER_A).get(f"/jobs/{world.job_a}").get_data(as_text=True)
+    assert 'role="log" aria-live="polite" data-testid="job-log"' in page
+    assert 'data-testid="job-state"' in page and 'aria-live="polite">' in page
