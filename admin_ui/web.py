@@ -203,7 +203,7 @@ def nav_links() -> list[tuple[str, str]]:
         (Role.FUNDER, "Programs", "ui_funder.programs"),
         (Role.OPS, "Pool", "ui_ops.pool"),
         (Role.OPS, "Projects", "ui_ops.projects"),
-        (Role.OPS, "Audit", "ui_ops.audit"),
+        (Role.OPS, "Audit log", "ui_ops.audit"),
         (Role.OPS, "Labelling", "ui_labelling_ops.vendors_page"),
     ]
     for role, label, endpoint in wanted:

@@ -149,7 +149,7 @@ def test_ops_suspends_then_unsuspends_a_project(page: Page, live_app: LiveApp) -
 def test_the_audit_log_filters_by_event_type(page: Page, live_app: LiveApp) -> None:
     _platform(live_app)
     sign_in(page, live_app, OPS, PASSWORD)
-    page.get_by_role("link", name="Audit", exact=True).first.click()
+    page.get_by_role("link", name="Audit log", exact=True).first.click()
     events = page.get_by_test_id("audit-events")
     expect(events).to_contain_text("user.created")
     page.get_by_label("Event type").select_option("pool.rate_set")
