@@ -334,8 +334,14 @@ def _annotator(server: LabelStudioServer, email: str) -> LabelStudioClient:
         timeout=30,
     )
     assert signed_up.status_code == 302, signed_up.text[:500]
-    token = browser.get(f"{server.url}/api/current-user/token", timeout=30)
-    assert token.status_code == 200, token.text
+    # Reset rather than read: a new user's legacy token is sometimes not made yet, and
+    # reading it then fails with a 500 ("Token matching query does not exist").
+    token = browser.post(
+        f"{server.url}/api/current-user/reset-token",
+        headers={"X-CSRFToken": browser.cookies.get("csrftoken", ""), "Referer": server.url + "/"},
+        timeout=30,
+    )
+    assert token.status_code in (200, 201), token.text
     return LabelStudioClient(server.url, token.json()["token"], timeout_s=60)
 
 
