@@ -39,6 +39,7 @@ from credits.jobs.fairshare import (
 )
 
 __all__ = [
+    "MoveDecision",
     "Node",
     "Plan",
     "Policy",
@@ -62,6 +63,8 @@ class QueuedJob:
     gpus: int
     max_runtime_s: int
     submitted_at: float
+    # The platform may stop it with its checkpoint grace and restart it elsewhere.
+    checkpointable: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +75,12 @@ class RunningJob:
     placement: tuple[NodeSlice, ...]
     started_at: float
     max_runtime_s: int
+    checkpointable: bool = False
+    # Times the platform has already moved it; at ``Policy.max_moves`` it stays put.
+    moves: int = 0
+    # While it is being moved: the slices its old run still holds until it has
+    # stopped. They hold GPUs like ``placement``, which is then its target.
+    vacating: tuple[NodeSlice, ...] = ()
 
     @property
     def gpus(self) -> int:
@@ -135,6 +144,13 @@ class Policy:
     running_charge_s: float = 86400.0
     response_weight: float = 1000.0
     backfill_order: Literal["priority", "shortest"] = "shortest"
+    # Among nodes equally good by free GPUs, prefer the one whose jobs end nearest after this one.
+    end_time_fit: bool = True
+    # Move checkpointable jobs into holes when fragmentation alone blocks a whole-node job.
+    defragment: bool = True
+    max_moves: int = 2
+    # What the policy assumes one move costs (checkpoint grace plus restart), in seconds.
+    restart_cost_s: float = 300.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,9 +170,25 @@ class Reservation:
 
 
 @dataclass(frozen=True, slots=True)
+class MoveDecision:
+    """Stop a running checkpointable job and restart it on ``target`` at once.
+
+    The job keeps holding its old slices (as ``RunningJob.vacating``) and its
+    target until the old run has stopped; ``for_job_id`` is the blocked job the
+    move makes room for.
+    """
+
+    job_id: int
+    target: tuple[NodeSlice, ...]
+    for_job_id: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class Plan:
     starts: tuple[StartDecision, ...]
     reservations: tuple[Reservation, ...]
+    moves: tuple[MoveDecision, ...] = ()
 
 
 # (expected end, node, GPUs): one slice of a job holding GPUs of a flavour.
@@ -443,6 +475,12 @@ def _hold_running(
             if pool is not None:
                 free[part.node] -= part.gpus
                 pool.ends.append((end, part.node, part.gpus))
+        for part in job.vacating:
+            # Held until the old run has stopped, within the grace: free soon, but not now.
+            pool = pool_of.get(part.node)
+            if pool is not None:
+                free[part.node] -= part.gpus
+                pool.ends.append((now, part.node, part.gpus))
         held[job.project_id] = held.get(job.project_id, 0) + total
     for pool in pools.values():
         pool.index(free)
