@@ -9,6 +9,7 @@ import os
 import signal
 import time
 from collections.abc import Iterator, Mapping
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -38,6 +39,7 @@ def request(
     env: Mapping[str, str] | None = None,
     working_dir: str | None = None,
     node: str = "local",
+    checkpointable: bool = False,
 ) -> LaunchRequest:
     return LaunchRequest(
         job_id=job_id,
@@ -56,6 +58,8 @@ def request(
         memory_mb=1024,
         max_runtime_seconds=max_runtime,
         placement=(NodeSlice(node, gpus),),
+        checkpointable=checkpointable,
+        checkpoint_grace_seconds=30 if checkpointable else 0,
     )
 
 
@@ -154,6 +158,92 @@ def test_cancel_stops_a_running_job_and_its_process(
 
     assert (seen.phase, seen.reason) == (Phase.CANCELLED, "cancelled")
     assert not process_exists(child_pid)
+
+
+# Saves its step to CREDITS_CHECKPOINT_DIR on SIGTERM and exits; resumes from it.
+CHECKPOINTING_JOB = """
+import os, pathlib, signal, sys, time
+folder = pathlib.Path(os.environ["CREDITS_CHECKPOINT_DIR"])
+saved = folder / "step"
+print("resumed from", saved.read_text() if saved.exists() else "nothing",
+      "after", os.environ["CREDITS_RESTART_COUNT"], "restarts", flush=True)
+def save(signum, frame):
+    saved.write_text("step 42")
+    sys.exit(0)
+signal.signal(signal.SIGTERM, save)
+print("ready", flush=True)
+time.sleep(30)
+"""
+
+# Notes the SIGTERM and carries on: only SIGKILL ends it.
+STUBBORN_JOB = """
+import os, pathlib, signal, time
+folder = pathlib.Path(os.environ["CREDITS_CHECKPOINT_DIR"])
+signal.signal(signal.SIGTERM, lambda signum, frame: (folder / "got-sigterm").touch())
+print("ready", flush=True)
+for _ in range(300):
+    time.sleep(0.1)
+(folder / "outlived-the-grace").touch()
+"""
+
+
+def wait_for_output(executor: LocalExecutor, job_id: int, text: str) -> None:
+    deadline = time.monotonic() + DEADLINE_S
+    while text not in executor.logs(job_id):
+        if time.monotonic() > deadline:
+            pytest.fail(f"no {text!r} in the log of job {job_id}: {executor.logs(job_id)!r}")
+        time.sleep(0.05)
+
+
+def test_stop_lets_a_checkpointable_job_save_and_its_next_attempt_resume(
+    executor: LocalExecutor, work_dir: Path
+) -> None:
+    executor.launch(request(1, CHECKPOINTING_JOB, checkpointable=True))
+    wait_for_output(executor, 1, "ready")
+    assert "resumed from nothing after 0 restarts" in executor.logs(1)
+
+    executor.stop(1, 5, "moved to make room for job 7")
+    seen = wait_for(executor, 1)
+    executor.stop(1, 5, "a repeat")  # finished: nothing happens
+
+    assert (seen.phase, seen.reason) == (Phase.PREEMPTED, "moved to make room for job 7")
+    assert (work_dir / "jobs" / "1" / "checkpoint" / "step").read_text() == "step 42"
+    executor.launch(request(1, CHECKPOINTING_JOB, attempt=2, checkpointable=True))
+    wait_for_output(executor, 1, "ready")
+    assert "resumed from step 42 after 1 restarts" in executor.logs(1)
+
+
+def test_stop_kills_a_job_that_outlives_its_grace(
+    executor: LocalExecutor, work_dir: Path
+) -> None:
+    executor.launch(request(1, STUBBORN_JOB, checkpointable=True))
+    wait_for_output(executor, 1, "ready")
+    child_pid = status_of(work_dir, 1)["child_pid"]
+    assert isinstance(child_pid, int)
+
+    executor.stop(1, 1, "moved")
+    seen = wait_for(executor, 1)
+
+    checkpoint = work_dir / "jobs" / "1" / "checkpoint"
+    assert (seen.phase, seen.reason) == (Phase.PREEMPTED, "moved")
+    assert (checkpoint / "got-sigterm").exists()
+    assert not (checkpoint / "outlived-the-grace").exists()
+    assert not process_exists(child_pid)
+    stop = json.loads((work_dir / "jobs" / "1" / "attempt-1" / "stop").read_text())
+    assert seen.finished_at is not None
+    # SIGKILL came only once the grace was over.
+    grace_over = datetime.fromisoformat(stop["at"]) + timedelta(seconds=1)
+    assert seen.finished_at >= grace_over
+
+
+def test_a_job_that_is_not_checkpointable_gets_no_checkpoint_folder(
+    executor: LocalExecutor, work_dir: Path
+) -> None:
+    code = "import os; print(os.environ.get('CREDITS_CHECKPOINT_DIR', 'none'))"
+    executor.launch(request(1, code))
+    wait_for(executor, 1)
+    assert executor.logs(1) == "none\n"
+    assert not (work_dir / "jobs" / "1" / "checkpoint").exists()
 
 
 def test_repeated_launch_starts_one_process(executor: LocalExecutor, work_dir: Path) -> None:

@@ -198,6 +198,64 @@ def test_preempt_stops_a_running_job_with_the_reason(
     assert (seen.phase, seen.finished_at, seen.reason) == (Phase.PREEMPTED, at(20), "drained")
 
 
+def test_stop_keeps_the_gpus_for_the_grace_then_preempts_with_the_reason(
+    executor: SimulatedExecutor, clock: FakeClock
+) -> None:
+    executor.set_duration(1, 600)
+    executor.launch(request(1, gpus=4))
+    clock.advance(100)
+    executor.stop(1, 30, "moved to make room for job 9")
+    executor.stop(1, 5, "a repeat")  # changes nothing
+    assert [(r.at, r.grace_seconds) for r in executor.stop_requests(1)] == [(at(100), 30)]
+
+    clock.advance(29)
+    assert phase_of(executor, 1) is Phase.RUNNING
+    with pytest.raises(ExecutorError, match="0 free GPUs"):
+        executor.launch(request(2, gpus=1))  # its GPUs are still held
+
+    clock.advance(1)
+    seen = executor.observe([1])[1]
+    assert (seen.phase, seen.started_at, seen.finished_at, seen.reason) == (
+        Phase.PREEMPTED,
+        T0,
+        at(130),
+        "moved to make room for job 9",
+    )
+    assert executor.pop_finished() == [seen]
+    executor.launch(request(2, gpus=4))  # free again
+
+
+def test_a_job_that_ends_within_the_grace_ends_on_its_own(
+    executor: SimulatedExecutor, clock: FakeClock
+) -> None:
+    executor.launch(request(1))  # 60 s
+    clock.advance(50)
+    executor.stop(1, 30, "moved")
+    clock.advance(60)
+    seen = executor.observe([1])[1]
+    assert (seen.phase, seen.finished_at) == (Phase.SUCCEEDED, at(60))
+
+
+def test_stop_of_a_pending_job_preempts_it_at_once(clock: FakeClock) -> None:
+    nodes = [NodeCapacity("a100-node-0", "a100", 4)]
+    executor = SimulatedExecutor(nodes, clock=clock, startup_s=20)
+    executor.launch(request(1))
+    executor.stop(1, 30, "moved")
+    seen = executor.observe([1])[1]
+    assert (seen.phase, seen.started_at, seen.reason) == (Phase.PREEMPTED, None, "moved")
+
+
+def test_stop_of_an_unknown_or_finished_job_is_a_no_op(
+    executor: SimulatedExecutor, clock: FakeClock
+) -> None:
+    executor.stop(42, 30, "moved")
+    executor.launch(request(1))
+    clock.advance(61)
+    executor.stop(1, 30, "moved")
+    assert phase_of(executor, 1) is Phase.SUCCEEDED
+    assert executor.stop_requests(1) == []
+
+
 def test_failed_node_preempts_its_jobs_and_becomes_unschedulable(
     executor: SimulatedExecutor, clock: FakeClock
 ) -> None:

@@ -1,11 +1,11 @@
 """The seam between the platform and whatever runs GPU jobs.
 
-An executor launches, cancels, observes and reads the logs of jobs, and says
-what capacity it has. It never touches the database: the reconciler compares
-what the database wants with what an executor observes. Launch and cancel are
-idempotent: a second launch of the same (job, attempt) and a cancel of a job
-that is gone are both success, so a reconciler that crashed half way can
-simply run again.
+An executor launches, cancels, stops (with a checkpoint grace), observes and
+reads the logs of jobs, and says what capacity it has. It never touches the
+database: the reconciler compares what the database wants with what an
+executor observes. Launch, cancel and stop are idempotent: a second launch of
+the same (job, attempt) and a cancel or stop of a job that is gone are all
+success, so a reconciler that crashed half way can simply run again.
 """
 
 from __future__ import annotations
@@ -26,7 +26,9 @@ class Phase(StrEnum):
     FAILED = "failed"  # non-zero exit, or the executor could not run it
     TIMED_OUT = "timed_out"  # stopped at its max runtime
     CANCELLED = "cancelled"  # stopped because cancel() was called
-    PREEMPTED = "preempted"  # stopped by the pool (node lost, drained); may run again
+    # Stopped by the pool (node lost, drained) or by the platform (stop(): a move);
+    # may run again.
+    PREEMPTED = "preempted"
 
     @property
     def is_final(self) -> bool:
@@ -63,6 +65,23 @@ class LaunchRequest:
     max_runtime_seconds: int
     placement: tuple[NodeSlice, ...]
     labels: Mapping[str, str] = field(default_factory=dict)
+    # The platform may stop it (SIGTERM, this grace, SIGKILL) and restart it elsewhere;
+    # the executor then tells it where to save and resume (see ``checkpoint_env``).
+    checkpointable: bool = False
+    checkpoint_grace_seconds: int = 0
+
+
+CHECKPOINT_DIR_ENV = "CREDITS_CHECKPOINT_DIR"
+RESTART_COUNT_ENV = "CREDITS_RESTART_COUNT"
+
+
+def checkpoint_env(request: LaunchRequest, directory: str) -> dict[str, str]:
+    """What a checkpointable job is told: where it saves and resumes (``directory``, a
+    per-job place the executor keeps across attempts) and how many times it was
+    started before this attempt. Nothing for a job that is not checkpointable."""
+    if not request.checkpointable:
+        return {}
+    return {CHECKPOINT_DIR_ENV: directory, RESTART_COUNT_ENV: str(max(0, request.attempt - 1))}
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +139,13 @@ class Executor(Protocol):
 
     def cancel(self, job_id: int) -> None:
         """Stops every attempt of the job; a job unknown or already gone is success."""
+
+    def stop(self, job_id: int, grace_seconds: int, reason: str) -> None:
+        """A stop the platform decided (a move): SIGTERM to the job's processes, up to
+        ``grace_seconds`` for it to save a checkpoint, then SIGKILL. The attempt's
+        observation ends PREEMPTED with ``reason`` (never CANCELLED or FAILED) once
+        its processes are gone; until then it holds its GPUs and stays RUNNING. A job
+        unknown or already finished is success; a repeat changes nothing."""
 
     def observe(self, job_ids: Collection[int]) -> dict[int, Observation]:
         """The latest attempt of each job it knows; an unknown job is left out."""

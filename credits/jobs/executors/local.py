@@ -11,8 +11,11 @@ Everything lives on disk under ``work_dir/jobs/{job_id}/attempt-{n}/``:
 ``runner.json`` (the runner's pid, written by launch), ``status.json``
 (written by the runner), ``output.log`` (the command's stdout and stderr,
 copied by the runner), ``runner.log`` (the runner's own), ``cancel`` (a
-marker), ``runner.lock`` (held by a live runner) and ``work/``, the job's own
-folder and the only one it can see or write. A
+marker), ``stop`` (a platform stop: its grace and reason), ``runner.lock``
+(held by a live runner) and ``work/``, the job's own folder. A checkpointable
+job also has ``work_dir/jobs/{job_id}/checkpoint/``, kept across its attempts,
+which it sees as ``/checkpoint`` (``CREDITS_CHECKPOINT_DIR``); these two are
+the only folders it can see or write. A
 detached runner (:mod:`credits.jobs.executors.local_runner`) supervises each
 attempt, so jobs outlive a restart of the server, and a new executor on the
 same ``work_dir`` picks up where the old one stopped. Nothing is kept in
@@ -34,9 +37,7 @@ import stat
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Collection, Iterator, Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +48,7 @@ from credits.jobs.executors.base import (
     LaunchRequest,
     NodeCapacity,
     Observation,
-    Phase,
+    checkpoint_env,
 )
 from credits.jobs.executors.gpus import discover_gpu_slots
 from credits.jobs.executors.local_runner import (
@@ -58,15 +59,17 @@ from credits.jobs.executors.local_runner import (
     RUNNER_FILE,
     RUNNER_LOG_FILE,
     STATUS_FILE,
+    STOP_FILE,
     WORK_DIR,
     lock_is_held,
     private_file,
-    process_alive,
     read_json,
     utc_now_iso,
     write_json_atomic,
 )
+from credits.jobs.executors.local_status import observe_attempt
 from credits.jobs.executors.sandbox import (
+    CHECKPOINT_MOUNT,
     SETTING_NAME,
     SandboxPolicy,
     WorkFolderUnreachable,
@@ -78,8 +81,8 @@ __all__ = ["LocalExecutor", "LocalSandboxConfig", "discover_gpu_slots"]
 logger = logging.getLogger(__name__)
 
 RUNNER_MODULE = "credits.jobs.executors.local_runner"
-ORPHAN_WAIT_STEPS = 20
-LOST_REASON = "runner lost"
+# A checkpointable job's folder, beside its attempts: every attempt sees the same one.
+CHECKPOINT_DIR = "checkpoint"
 # The platform's own environment variables a runner keeps: enough to start Python.
 RUNNER_ENV_NAMES = ("PATH", "LANG", "PYTHONPATH")
 
@@ -163,7 +166,9 @@ class LocalExecutor:
             slots = self._pick_slots(gpus)
             policy = self._sandbox.policy(flavour=request.flavour, memory_mb=request.memory_mb)
             _make_attempt_dirs(attempt_dir, policy)
-            record = _request_record(request, slots) | {"sandbox": policy.to_record()}
+            checkpoint = _make_checkpoint_dir(attempt_dir.parent, request, policy)
+            record = _request_record(request, slots, checkpoint, sandboxed=policy.enabled)
+            record["sandbox"] = policy.to_record()
             write_json_atomic(attempt_dir / REQUEST_FILE, record)
             if not policy.enabled:
                 logger.warning(
@@ -179,12 +184,26 @@ class LocalExecutor:
         """Marks every attempt cancelled and wakes its runner; unknown jobs are a no-op."""
         self._stop_attempts(job_id, before=None)
 
+    def stop(self, job_id: int, grace_seconds: int, reason: str) -> None:
+        """Writes a ``stop`` file (the grace and the reason) into each live attempt and
+        wakes its runner: SIGTERM to the job's processes, the grace, then SIGKILL; the
+        attempt ends PREEMPTED with the reason. Unknown or finished jobs are a no-op; a
+        repeat, or a stop of an attempt being cancelled, changes nothing."""
+        record = {"grace_s": max(0, grace_seconds), "reason": reason, "at": utc_now_iso()}
+        for attempt_dir in self._attempt_dirs(job_id):
+            if observe_attempt(attempt_dir).phase.is_final:
+                continue
+            if (attempt_dir / STOP_FILE).exists() or (attempt_dir / CANCEL_FILE).exists():
+                continue
+            write_json_atomic(attempt_dir / STOP_FILE, record)
+            _signal_runner(attempt_dir)
+
     def observe(self, job_ids: Collection[int]) -> dict[int, Observation]:
         observations: dict[int, Observation] = {}
         for job_id in job_ids:
             attempts = self._attempt_dirs(job_id)
             if attempts:
-                observations[job_id] = _observe_attempt(attempts[-1])
+                observations[job_id] = observe_attempt(attempts[-1])
         return observations
 
     def logs(self, job_id: int, *, tail_lines: int = 200) -> str:
@@ -245,7 +264,7 @@ class LocalExecutor:
             for attempt_dir in _attempt_dirs_in(job_dir):
                 if not (attempt_dir / RUNNER_FILE).exists():
                     continue
-                if _observe_attempt(attempt_dir).phase.is_final:
+                if observe_attempt(attempt_dir).phase.is_final:
                     continue
                 record = read_json(attempt_dir / REQUEST_FILE) or {}
                 owners |= dict.fromkeys(record.get("slots", []), int(record["job_id"]))
@@ -258,10 +277,10 @@ class LocalExecutor:
             for attempt_dir in _attempt_dirs_in(job_dir):
                 if not (attempt_dir / RUNNER_FILE).exists():
                     continue  # a launch that crashed before starting a runner holds nothing
-                if _observe_attempt(attempt_dir).phase.is_final:
+                if observe_attempt(attempt_dir).phase.is_final:
                     continue
                 record = read_json(attempt_dir / REQUEST_FILE) or {}
-                stopping = (attempt_dir / CANCEL_FILE).exists()
+                stopping = any((attempt_dir / name).exists() for name in (CANCEL_FILE, STOP_FILE))
                 busy |= dict.fromkeys(record.get("slots", []), stopping)
         return busy
 
@@ -274,7 +293,7 @@ class LocalExecutor:
         for attempt_dir in self._attempt_dirs(job_id):
             if before is not None and _attempt_number(attempt_dir) >= before:
                 continue
-            if _observe_attempt(attempt_dir).phase.is_final:
+            if observe_attempt(attempt_dir).phase.is_final:
                 continue
             # The marker covers a runner that has not yet set up its signal handler.
             (attempt_dir / CANCEL_FILE).touch()
@@ -312,8 +331,15 @@ def _attempt_dirs_in(job_dir: Path) -> list[Path]:
     return sorted(found, key=_attempt_number)
 
 
-def _request_record(request: LaunchRequest, slots: list[str]) -> dict[str, Any]:
-    """What the runner reads; the image is recorded but ignored (no containers here)."""
+def _request_record(
+    request: LaunchRequest, slots: list[str], checkpoint: Path | None, *, sandboxed: bool
+) -> dict[str, Any]:
+    """What the runner reads; the image is recorded but ignored (no containers here).
+
+    A checkpointable job is told its checkpoint folder as it sees it: ``/checkpoint``
+    in the sandbox, the host path without one."""
+    seen_as = CHECKPOINT_MOUNT if sandboxed else str(checkpoint)
+    env = dict(request.env) | (checkpoint_env(request, seen_as) if checkpoint else {})
     return {
         "job_id": request.job_id,
         "attempt": request.attempt,
@@ -322,7 +348,8 @@ def _request_record(request: LaunchRequest, slots: list[str]) -> dict[str, Any]:
         "image": request.image,
         "command": list(request.command),
         "args": list(request.args),
-        "env": dict(request.env),
+        "env": env,
+        "checkpoint_dir": None if checkpoint is None else str(checkpoint),
         "working_dir": request.working_dir,
         "max_runtime_seconds": request.max_runtime_seconds,
         "labels": dict(request.labels),
@@ -355,6 +382,21 @@ def _make_attempt_dirs(attempt_dir: Path, policy: SandboxPolicy) -> None:
     work.mkdir(exist_ok=True, mode=0o700)
     if policy.uid is not None:
         os.chown(work, policy.uid, policy.gid if policy.gid is not None else -1)
+
+
+def _make_checkpoint_dir(
+    job_dir: Path, request: LaunchRequest, policy: SandboxPolicy
+) -> Path | None:
+    """The job's checkpoint folder (made once, kept for every attempt and after the
+    job: its owner may want the last checkpoint); None when it is not checkpointable.
+    Private to the job's user like its work folder."""
+    if not request.checkpointable:
+        return None
+    folder = job_dir / CHECKPOINT_DIR
+    folder.mkdir(exist_ok=True, mode=0o700)
+    if policy.uid is not None:
+        os.chown(folder, policy.uid, policy.gid if policy.gid is not None else -1)
+    return folder
 
 
 def _start_runner(attempt_dir: Path) -> None:
@@ -391,96 +433,3 @@ def _signal_runner(attempt_dir: Path) -> None:
         return
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(int(status["runner_pid"]), signal.SIGTERM)
-
-
-def _observe_attempt(attempt_dir: Path) -> Observation:
-    """The attempt as its files and its runner's liveness say.
-
-    A runner gone without a final status is recorded as lost (FAILED, or
-    CANCELLED when a cancel was asked), so later reads give the same answer.
-    """
-    status = read_json(attempt_dir / STATUS_FILE)
-    if status is not None and Phase(status["phase"]).is_final:
-        return _from_status(status)
-    if status is None:
-        runner = read_json(attempt_dir / RUNNER_FILE)
-        if runner is None:
-            return _unstarted(attempt_dir)
-        alive = process_alive(int(runner["pid"]))
-    else:
-        alive = lock_is_held(attempt_dir / LOCK_FILE)
-    if alive:
-        return _from_status(status) if status is not None else _unstarted(attempt_dir)
-    # The runner may have written its final status and exited since the first read.
-    latest = read_json(attempt_dir / STATUS_FILE)
-    if latest is not None and Phase(latest["phase"]).is_final:
-        return _from_status(latest)
-    return _record_lost(attempt_dir, latest)
-
-
-def _unstarted(attempt_dir: Path) -> Observation:
-    """An attempt whose runner has not written a status yet."""
-    record = read_json(attempt_dir / REQUEST_FILE) or {}
-    job_id, attempt = int(record.get("job_id", 0)), int(record.get("attempt", 0))
-    if (attempt_dir / CANCEL_FILE).exists() and not (attempt_dir / RUNNER_FILE).exists():
-        return Observation(job_id, attempt, Phase.CANCELLED, reason="cancelled")
-    return Observation(job_id, attempt, Phase.PENDING)
-
-
-def _record_lost(attempt_dir: Path, status: dict[str, Any] | None) -> Observation:
-    record = read_json(attempt_dir / REQUEST_FILE) or {}
-    cancelled = (attempt_dir / CANCEL_FILE).exists()
-    lost = {
-        "job_id": record.get("job_id", 0),
-        "attempt": record.get("attempt", 0),
-        "started_at": None,
-        **(status or {}),
-        "phase": (Phase.CANCELLED if cancelled else Phase.FAILED).value,
-        "finished_at": utc_now_iso(),
-        "exit_code": None,
-        "reason": "cancelled" if cancelled else LOST_REASON,
-    }
-    if status is not None and status.get("child_pid") and _orphan_survives(status):
-        # Its GPU slot stays taken until the orphan is really gone; ask again later.
-        return _from_status(status)
-    write_json_atomic(attempt_dir / STATUS_FILE, lost)
-    return _from_status(lost)
-
-
-def _orphan_survives(status: dict[str, Any]) -> bool:
-    """Kills a dead runner's command if it still runs (nobody else would stop it);
-    whether it is still there after a moment.
-
-    Only a process with the recorded pid *and* start time is hit, so a pid reused
-    by an unrelated process never is. A sandboxed job dies with its runner anyway
-    (bwrap's --die-with-parent); this covers jobs run with the sandbox off.
-    """
-    child_pid, ticks = int(status["child_pid"]), status.get("child_start_ticks")
-    ticks = None if ticks is None else int(ticks)
-    for _ in range(ORPHAN_WAIT_STEPS):
-        if not process_alive(child_pid, ticks):
-            return False
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(child_pid, signal.SIGKILL)
-        time.sleep(0.05)
-    return process_alive(child_pid, ticks)
-
-
-def _from_status(status: dict[str, Any]) -> Observation:
-    exit_code = status.get("exit_code")
-    return Observation(
-        job_id=int(status["job_id"]),
-        attempt=int(status["attempt"]),
-        phase=Phase(status["phase"]),
-        started_at=_parse_time(status.get("started_at")),
-        finished_at=_parse_time(status.get("finished_at")),
-        exit_code=None if exit_code is None else int(exit_code),
-        reason=status.get("reason"),
-    )
-
-
-def _parse_time(value: str | None) -> datetime | None:
-    if value is None:
-        return None
-    parsed = datetime.fromisoformat(value)
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)

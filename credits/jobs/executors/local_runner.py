@@ -6,7 +6,9 @@ server that launched it. The runner owns its attempt directory: it holds
 knows the runner is gone), runs the command in the sandbox of
 :mod:`credits.jobs.executors.sandbox` (or, with the sandbox off, in a process
 group of its own), enforces the max runtime, honours cancellation (SIGTERM,
-or a ``cancel`` file for a signal that came too early) and writes
+or a ``cancel`` file for a signal that came too early) and platform stops (a
+``stop`` file naming the grace and the reason, then SIGTERM: the job gets
+SIGTERM, the grace, then SIGKILL, and ends PREEMPTED) and writes
 ``status.json`` when the command starts and when it ends.
 
 The runner is the only source of truth for the attempt: the job writes only
@@ -22,22 +24,27 @@ should start fast and must not drag the web application into every job.
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import json
 import os
-import select
 import signal
 import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 from typing import Any, BinaryIO
 
 from credits.jobs.executors.base import Phase
+from credits.jobs.executors.local_process import (
+    POLL_S,
+    JobProcess,
+    read_sandbox_init,
+    start_ticks,
+)
 from credits.jobs.executors.sandbox import (
     JOB_PATH,
     SETTING_NAME,
@@ -54,18 +61,17 @@ STATUS_FILE = "status.json"
 RUNNER_FILE = "runner.json"
 LOCK_FILE = "runner.lock"
 CANCEL_FILE = "cancel"
+# A platform stop (a move): {"grace_s": ..., "reason": ...}, written before the SIGTERM.
+STOP_FILE = "stop"
 OUTPUT_FILE = "output.log"
 RUNNER_LOG_FILE = "runner.log"
 # The job's own writable folder: the only part of the attempt its sandbox sees.
 WORK_DIR = "work"
-# How long a stopped job may take to exit after SIGTERM before it gets SIGKILL.
+# How long a cancelled job may take to exit after SIGTERM before it gets SIGKILL.
 STOP_GRACE_S = 5.0
-POLL_S = 0.1
 PUMP_CHUNK = 64 * 1024
 # After the job is gone, how long its output pipe may take to drain.
 PUMP_DRAIN_S = 5.0
-# How long bwrap may take to report its sandbox's PID 1.
-INFO_WAIT_S = 10.0
 # An executor probing runner.lock holds it for microseconds; a starting runner
 # waits this long before deciding another runner owns the attempt.
 CLAIM_WAIT_S = 2.0
@@ -131,9 +137,22 @@ def _claim(attempt_dir: Path) -> int | None:
             return fd
 
 
-def _signal_group(pgid: int, signum: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, signum)
+@dataclass(frozen=True, slots=True)
+class StopAsk:
+    """How the runner was asked to stop the job: the phase it then ends in."""
+
+    phase: Phase
+    reason: str
+    grace_s: float
+
+
+def read_stop(attempt_dir: Path) -> StopAsk | None:
+    """The platform stop asked of the attempt, None when none was (or it is unreadable)."""
+    record = read_json(attempt_dir / STOP_FILE)
+    if record is None:
+        return None
+    reason = str(record.get("reason") or "stopped by the platform")
+    return StopAsk(Phase.PREEMPTED, reason, max(0.0, float(record.get("grace_s", 0))))
 
 
 # Shells, prlimit and bwrap exit with these when the command cannot be run.
@@ -177,8 +196,8 @@ class _Runner:
     def run(self) -> None:
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
-        if self._cancelled():
-            self.finish(Phase.CANCELLED, None, "cancelled")
+        if (stop := self._stop_asked()) is not None:
+            self.finish(stop.phase, None, stop.reason)
             return
         if not self.policy.enabled:
             sys.stderr.write(
@@ -198,10 +217,19 @@ class _Runner:
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:  # noqa: ARG002
         self.cancel_requested = True
 
-    def _cancelled(self) -> bool:
-        return self.cancel_requested or (self.dir / CANCEL_FILE).exists()
+    def _stop_asked(self) -> StopAsk | None:
+        """A cancel (the file, or a SIGTERM with no stop file: someone else's) wins
+        over a platform stop; None while neither was asked."""
+        if (self.dir / CANCEL_FILE).exists():
+            return StopAsk(Phase.CANCELLED, "cancelled", STOP_GRACE_S)
+        stop = read_stop(self.dir)
+        if stop is not None:
+            return stop
+        if self.cancel_requested:
+            return StopAsk(Phase.CANCELLED, "cancelled", STOP_GRACE_S)
+        return None
 
-    def _start(self, output: BinaryIO) -> tuple[_JobProcess, threading.Thread] | None:
+    def _start(self, output: BinaryIO) -> tuple[JobProcess, threading.Thread] | None:
         """Starts the command, its output on a pipe; None when it cannot start."""
         argv = [*self.request["command"], *self.request["args"]]
         problem = _start_problem(argv, self.request["working_dir"], self.policy.enabled)
@@ -217,13 +245,13 @@ class _Runner:
             return None
         self.status |= {
             "child_pid": job.child.pid,
-            "child_start_ticks": _start_ticks(job.child.pid),
+            "child_start_ticks": start_ticks(job.child.pid),
             "started_at": utc_now_iso(),
         }
         self._write(Phase.RUNNING)
         return job, pump
 
-    def _spawn(self, argv: list[str], output: BinaryIO) -> tuple[_JobProcess, threading.Thread]:
+    def _spawn(self, argv: list[str], output: BinaryIO) -> tuple[JobProcess, threading.Thread]:
         read_end, write_end = os.pipe()
         try:
             if self.policy.enabled:
@@ -239,11 +267,15 @@ class _Runner:
         pump.start()
         return job, pump
 
-    def _spawn_sandboxed(self, argv: list[str], output_fd: int) -> _JobProcess:
+    def _spawn_sandboxed(self, argv: list[str], output_fd: int) -> JobProcess:
         env = job_environment(self.request["env"], self.request["slots"], WORK_MOUNT)
         work_fd = os.open(self.dir / WORK_DIR, os.O_RDONLY | os.O_DIRECTORY)
+        checkpoint = self.request.get("checkpoint_dir")
+        checkpoint_fd = None
         info_read, info_write = os.pipe()
         try:
+            if checkpoint:
+                checkpoint_fd = os.open(checkpoint, os.O_RDONLY | os.O_DIRECTORY)
             command = bwrap_command(
                 self.policy,
                 argv,
@@ -251,14 +283,16 @@ class _Runner:
                 work_fd=work_fd,
                 info_fd=info_write,
                 working_dir=self.request["working_dir"],
+                checkpoint_fd=checkpoint_fd,
             )
+            fds = (work_fd, info_write, *(() if checkpoint_fd is None else (checkpoint_fd,)))
             child = subprocess.Popen(  # noqa: S603 - running the job's command is the point
                 command,
                 stdin=subprocess.DEVNULL,
                 stdout=output_fd,
                 stderr=output_fd,
                 start_new_session=True,
-                pass_fds=(work_fd, info_write),
+                pass_fds=fds,
                 env={"PATH": os.environ.get("PATH", JOB_PATH)},
                 **drops_to(self.policy),
             )
@@ -268,9 +302,11 @@ class _Runner:
         finally:
             os.close(work_fd)
             os.close(info_write)
-        return _JobProcess(child, _read_sandbox_init(info_read))
+            if checkpoint_fd is not None:
+                os.close(checkpoint_fd)
+        return JobProcess(child, read_sandbox_init(info_read))
 
-    def _spawn_plain(self, argv: list[str], output_fd: int) -> _JobProcess:
+    def _spawn_plain(self, argv: list[str], output_fd: int) -> JobProcess:
         work = self.dir / WORK_DIR
         child = subprocess.Popen(  # noqa: S603 - running the job's command is the point
             [*limits_prefix(self.policy), *argv],
@@ -281,9 +317,9 @@ class _Runner:
             stderr=output_fd,
             start_new_session=True,
         )
-        return _JobProcess(child, None)
+        return JobProcess(child, None)
 
-    def _supervise(self, job: _JobProcess) -> tuple[Phase, int | None, str | None]:
+    def _supervise(self, job: JobProcess) -> tuple[Phase, int | None, str | None]:
         max_runtime = int(self.request["max_runtime_seconds"])
         deadline = time.monotonic() + max_runtime
         while True:
@@ -295,11 +331,11 @@ class _Runner:
                 # Whatever the command left behind goes with it.
                 job.kill()
                 return _exit_outcome(code)
-            if self._cancelled():
-                job.stop()
-                return Phase.CANCELLED, None, "cancelled"
+            if (stop := self._stop_asked()) is not None:
+                job.stop(stop.grace_s)
+                return stop.phase, None, stop.reason
             if time.monotonic() >= deadline:
-                job.stop()
+                job.stop(STOP_GRACE_S)
                 return Phase.TIMED_OUT, None, f"max runtime {max_runtime} s reached"
 
     def finish(self, phase: Phase, exit_code: int | None, reason: str | None) -> None:
@@ -317,135 +353,6 @@ def _pump(read_end: int, output: BinaryIO) -> None:
         while chunk := pipe.read(PUMP_CHUNK):
             output.write(chunk)
             output.flush()
-
-
-def _start_ticks(pid: int) -> int | None:
-    """The process's start time in clock ticks since boot: with the pid, it names
-    one process for good, even after the pid is reused."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()
-    except OSError:
-        return None
-    return int(fields[19])
-
-
-def process_alive(pid: int, start_ticks: int | None = None) -> bool:
-    """Whether the process exists, is not a zombie and (if given) started when recorded."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()
-    except OSError:
-        return False
-    if fields[0] in {"Z", "X"}:
-        return False
-    return start_ticks is None or int(fields[19]) == start_ticks
-
-
-def _descendants(root: int) -> list[int]:
-    """Every live process below ``root``, read from /proc."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            parent = int((entry / "stat").read_text().rsplit(")", 1)[-1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        children.setdefault(parent, []).append(int(entry.name))
-    found: list[int] = []
-    pending = list(children.get(root, []))
-    while pending:
-        pid = pending.pop()
-        found.append(pid)
-        pending.extend(children.get(pid, []))
-    return found
-
-
-def _signal_pids(pids: list[int], signum: signal.Signals) -> None:
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(pid, signum)
-
-
-class _JobProcess:
-    """The job's processes: bwrap and its sandbox, or a plain process group."""
-
-    def __init__(self, child: subprocess.Popen[bytes], sandbox_init: int | None) -> None:
-        self.child = child
-        self.sandboxed = sandbox_init is not None
-        # The sandbox's PID 1 (bwrap's reaper): every job process is below it, and
-        # once it is gone the kernel has killed them all.
-        self.init_pid = sandbox_init
-        self.init_ticks = None if sandbox_init is None else _start_ticks(sandbox_init)
-
-    def terminate(self) -> None:
-        """SIGTERM to the job's processes, so they may save their work.
-
-        In a sandbox, not to bwrap itself: it dies of SIGTERM at once and takes
-        the sandbox with it, leaving the job no grace.
-        """
-        if self.init_pid is not None:
-            _signal_pids(_descendants(self.init_pid), signal.SIGTERM)
-        else:
-            _signal_group(self.child.pid, signal.SIGTERM)
-
-    def kill(self) -> None:
-        """SIGKILL; a sandbox's PID 1 takes every process of its namespace with it."""
-        if self.init_pid is not None and self._init_alive():
-            _signal_pids([self.init_pid], signal.SIGKILL)
-        _signal_group(self.child.pid, signal.SIGKILL)
-
-    def stop(self) -> None:
-        """SIGTERM, then SIGKILL after the grace period."""
-        self.terminate()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.child.wait(timeout=STOP_GRACE_S)
-        self.kill()
-        self.child.wait()
-
-    def wait_until_gone(self) -> None:
-        """Returns once no process of the job is left, so its GPU slot is really free.
-
-        An unsandboxed job that left its process group escapes this: one reason
-        the sandbox exists.
-        """
-        while self._any_left():
-            self.kill()
-            time.sleep(POLL_S)
-
-    def _any_left(self) -> bool:
-        if self.sandboxed:
-            return self._init_alive()
-        try:
-            os.killpg(self.child.pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
-
-    def _init_alive(self) -> bool:
-        return self.init_pid is not None and process_alive(self.init_pid, self.init_ticks)
-
-
-def _read_sandbox_init(info_read: int) -> int | None:
-    """The host pid of the sandbox's PID 1, from bwrap's ``--info-fd`` JSON; None
-    when bwrap ended before writing it."""
-    data = b""
-    with os.fdopen(info_read, "rb", buffering=0) as info:
-        while select.select([info], [], [], INFO_WAIT_S)[0] and (chunk := info.read(4096)):
-            data += chunk
-            try:
-                pid = json.loads(data).get("child-pid")
-            except ValueError:
-                continue  # not the whole document yet
-            return int(pid) if isinstance(pid, int) else None
-    return None
 
 
 def _start_problem(argv: list[str], working_dir: str | None, sandboxed: bool) -> str | None:

@@ -2,14 +2,15 @@
 
 With bubblewrap (``bwrap``) a job sees a read-only system (``/usr``, ``/etc``,
 ``/opt`` and the ``/bin``, ``/lib`` links), its own writable work folder at
-``/work``, a private ``/tmp`` and ``/dev/shm``, and the GPU device nodes. The
-platform's ``var/``, database, key, storage and every other job's folder are
-not mounted at all. It gets its own PID, IPC, UTS and user namespaces (it
-cannot see or signal its runner or the server), no capabilities, no new
-privileges, no nested user namespaces, and no network when its flavour is
-offline. ``prlimit`` inside the sandbox caps its memory (``RLIMIT_DATA``),
-processes and open files; the process count is per sandbox because each
-sandbox has a user namespace of its own.
+``/work`` (and, when checkpointable, its job's checkpoint folder at
+``/checkpoint``, kept across attempts), a private ``/tmp`` and ``/dev/shm``,
+and the GPU device nodes. The platform's ``var/``, database, key, storage and
+every other job's folder are not mounted at all. It gets its own PID, IPC, UTS
+and user namespaces (it cannot see or signal its runner or the server), no
+capabilities, no new privileges, no nested user namespaces, and no network
+when its flavour is offline. ``prlimit`` inside the sandbox caps its memory
+(``RLIMIT_DATA``), processes and open files; the process count is per sandbox
+because each sandbox has a user namespace of its own.
 
 When the platform runs as root, the sandbox is started as an unprivileged user
 (``nobody`` by default), so a job is never root on the host.
@@ -31,6 +32,8 @@ from typing import Any
 BWRAP = "bwrap"
 PRLIMIT = "prlimit"
 WORK_MOUNT = "/work"
+# A checkpointable job's folder that outlives its attempts (CREDITS_CHECKPOINT_DIR).
+CHECKPOINT_MOUNT = "/checkpoint"
 JOB_PATH = "/usr/local/bin:/usr/bin:/bin"
 SYSTEM_PATHS = ("/usr", "/etc", "/opt", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 SETTING_NAME = "CREDITS_LOCAL_SANDBOX"
@@ -120,10 +123,11 @@ def bwrap_command(
     work_fd: int,
     working_dir: str | None,
     info_fd: int | None = None,
+    checkpoint_fd: int | None = None,
 ) -> list[str]:
-    """bwrap's argv. The work folder comes as an open descriptor (passed to bwrap
-    with ``pass_fds``): bwrap, as the unprivileged user, could not reach it by its
-    path under ``var/``."""
+    """bwrap's argv. The work folder (and a checkpointable job's checkpoint folder)
+    comes as an open descriptor (passed to bwrap with ``pass_fds``): bwrap, as the
+    unprivileged user, could not reach it by its path under ``var/``."""
     command = [
         BWRAP,
         "--unshare-all",
@@ -146,6 +150,8 @@ def bwrap_command(
     command += ["--tmpfs", "/tmp", "--tmpfs", "/dev/shm"]  # noqa: S108
     command += _gpu_devices()
     command += _hidden(policy.hidden_paths)
+    if checkpoint_fd is not None:
+        command += ["--bind-fd", str(checkpoint_fd), CHECKPOINT_MOUNT]
     command += ["--bind-fd", str(work_fd), WORK_MOUNT, "--chdir", working_dir or WORK_MOUNT]
     # The sandbox's root is a tmpfs the job owns; read-only, the job can write only
     # /work, /tmp and /dev/shm.

@@ -56,6 +56,16 @@ def _locked(
     return wrapper
 
 
+@dataclass(frozen=True, slots=True)
+class StopRequest:
+    """One call of :meth:`SimulatedExecutor.stop`, kept for tests to read."""
+
+    attempt: int
+    at: datetime
+    grace_seconds: int
+    reason: str
+
+
 @dataclass(slots=True)
 class _Run:
     """One attempt of one job; its phase follows from these times and the clock."""
@@ -69,11 +79,25 @@ class _Run:
     # Set when cancel or preempt stopped it; then it is the whole story.
     stopped: Observation | None = None
     popped: bool = False
+    # Set by stop(): when its grace ends and why. It is PREEMPTED then, unless it
+    # ended on its own before.
+    stopping: tuple[datetime, str] | None = None
 
     @property
     def end_at(self) -> datetime:
         limit = min(self.duration_s, float(self.request.max_runtime_seconds))
         return self.start_at + timedelta(seconds=limit)
+
+    @property
+    def stop_at(self) -> datetime | None:
+        """When a stop's grace ends, if that comes before its own end."""
+        if self.stopping is None or self.stopping[0] >= self.end_at:
+            return None
+        return self.stopping[0]
+
+    @property
+    def finish_at(self) -> datetime:
+        return self.stop_at or self.end_at
 
     @property
     def timed_out(self) -> bool:
@@ -85,6 +109,19 @@ class _Run:
         request = self.request
         if now < self.start_at:
             return Observation(request.job_id, request.attempt, Phase.PENDING)
+        if (stop_at := self.stop_at) is not None and self.stopping is not None:
+            if now < stop_at:
+                return Observation(
+                    request.job_id, request.attempt, Phase.RUNNING, started_at=self.start_at
+                )
+            return Observation(
+                request.job_id,
+                request.attempt,
+                Phase.PREEMPTED,
+                started_at=self.start_at,
+                finished_at=stop_at,
+                reason=self.stopping[1],
+            )
         if now < self.end_at:
             return Observation(
                 request.job_id, request.attempt, Phase.RUNNING, started_at=self.start_at
@@ -134,6 +171,7 @@ class SimulatedExecutor:
         self._durations: dict[int, float] = {}
         self._output: dict[int, list[str]] = {}
         self._runs: dict[int, _Run] = {}
+        self._stops: dict[int, list[StopRequest]] = {}
         # Jobs that may still hold GPUs on each node; finished ones are dropped lazily.
         self._on_node: dict[str, set[int]] = {name: set() for name in self._nodes}
         self._generations = itertools.count(1)
@@ -180,6 +218,35 @@ class SimulatedExecutor:
     def cancel(self, job_id: int) -> None:
         """Stops the job at the clock's now; unknown or finished jobs are left alone."""
         self._stop(job_id, Phase.CANCELLED, "cancelled")
+
+    @_locked
+    def stop(self, job_id: int, grace_seconds: int, reason: str) -> None:
+        """A running job keeps its GPUs for the grace (it is saving its checkpoint), then
+        is PREEMPTED with ``reason`` at the grace's end, unless it finishes first; a
+        pending one is PREEMPTED at once. Unknown, finished or already stopping jobs are
+        left alone."""
+        run = self._runs.get(job_id)
+        now = self._clock()
+        if run is None or run.stopping is not None or run.stopped is not None:
+            return
+        seen = run.observe(now)
+        if seen.phase.is_final:
+            return
+        grace = max(0, grace_seconds)
+        self._stops.setdefault(job_id, []).append(
+            StopRequest(run.request.attempt, now, grace, reason)
+        )
+        if seen.phase is Phase.PENDING:
+            self._stop(job_id, Phase.PREEMPTED, reason)
+            return
+        run.stopping = (now + timedelta(seconds=grace), reason)
+        run.generation = next(self._generations)
+        self._schedule(run)
+
+    @_locked
+    def stop_requests(self, job_id: int) -> list[StopRequest]:
+        """Every stop asked of the job, oldest first."""
+        return list(self._stops.get(job_id, ()))
 
     @_locked
     def observe(self, job_ids: Collection[int]) -> dict[int, Observation]:
@@ -342,8 +409,8 @@ class SimulatedExecutor:
 
     def _schedule(self, run: _Run) -> None:
         key = (run.generation, run.request.job_id)
-        heapq.heappush(self._finishes, (run.end_at, *key))
-        heapq.heappush(self._events, (run.end_at, *key))
+        heapq.heappush(self._finishes, (run.finish_at, *key))
+        heapq.heappush(self._events, (run.finish_at, *key))
         if run.start_at > run.launched_at:
             heapq.heappush(self._events, (run.start_at, *key))
 
