@@ -44,6 +44,8 @@ class LabelStudioServer:
     token: str = field(repr=False)
     username: str
     started_in_s: float
+    # The server's own log: a 500 from it is explained only there.
+    log: str = ""
 
 
 @contextmanager
@@ -92,7 +94,11 @@ def running_label_studio(binary: Path, data_dir: Path) -> Iterator[LabelStudioSe
             cwd=data_dir,
         )
     server = LabelStudioServer(
-        url=f"http://127.0.0.1:{port}", token=token, username=username, started_in_s=0.0
+        url=f"http://127.0.0.1:{port}",
+        token=token,
+        username=username,
+        started_in_s=0.0,
+        log=str(log_path),
     )
     try:
         _wait_until_ready(server, process, log_path)
@@ -101,6 +107,7 @@ def running_label_studio(binary: Path, data_dir: Path) -> Iterator[LabelStudioSe
             token=token,
             username=username,
             started_in_s=round(time.monotonic() - started, 1),
+            log=str(log_path),
         )
     finally:
         process.terminate()
@@ -148,6 +155,11 @@ def _wait_until_ready(
     )
 
 
+def log_tail(server: LabelStudioServer) -> str:
+    """The end of the server's log, for a failure message."""
+    return _tail(Path(server.log)) if server.log else "(no log)"
+
+
 def _tail(log: Path) -> str:
     try:
         lines = log.read_text(errors="replace").strip().splitlines()
@@ -174,6 +186,7 @@ def shared_label_studio(info_path: Path, timeout_s: float = START_TIMEOUT_S) -> 
                 token=info["token"],
                 username=info["username"],
                 started_in_s=info["started_in_s"],
+                log=info.get("log", ""),
             )
         time.sleep(0.5)
     raise LabelStudioServerUnavailable(

@@ -16,6 +16,7 @@ import os
 import queue
 import secrets
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -29,6 +30,7 @@ from label_studio_server import (
     SHARED_ENV,
     LabelStudioServer,
     LabelStudioServerUnavailable,
+    log_tail,
     running_label_studio,
     shared_label_studio,
 )
@@ -334,15 +336,35 @@ def _annotator(server: LabelStudioServer, email: str) -> LabelStudioClient:
         timeout=30,
     )
     assert signed_up.status_code == 302, signed_up.text[:500]
-    # Reset rather than read: a new user's legacy token is sometimes not made yet, and
-    # reading it then fails with a 500 ("Token matching query does not exist").
-    token = browser.post(
-        f"{server.url}/api/current-user/reset-token",
-        headers={"X-CSRFToken": browser.cookies.get("csrftoken", ""), "Referer": server.url + "/"},
-        timeout=30,
+    return LabelStudioClient(server.url, _fresh_token(server, browser), timeout_s=60)
+
+
+def _fresh_token(server: LabelStudioServer, browser: requests.Session) -> str:
+    """The signed-in user's new API token.
+
+    Reset rather than read: a new user's legacy token is sometimes not made yet, and
+    reading it then fails. The reset itself has answered 500 on a CI run where every test
+    worker shared one busy server (Label Studio keeps its data in SQLite), so a server
+    error is tried again a few times; the last one fails with the server's log.
+    """
+    answer: requests.Response | None = None
+    for attempt in range(6):
+        answer = browser.post(
+            f"{server.url}/api/current-user/reset-token",
+            headers={
+                "X-CSRFToken": browser.cookies.get("csrftoken", ""),
+                "Referer": server.url + "/",
+            },
+            timeout=30,
+        )
+        if answer.status_code < 500:
+            break
+        time.sleep(0.5 * 2**attempt)
+    assert answer is not None
+    assert answer.status_code in (200, 201), (
+        f"reset-token answered HTTP {answer.status_code}; server log: {log_tail(server)}"
     )
-    assert token.status_code in (200, 201), token.text
-    return LabelStudioClient(server.url, token.json()["token"], timeout_s=60)
+    return str(answer.json()["token"])
 
 
 def test_an_order_goes_through_label_studio_and_settles_per_annotation(
