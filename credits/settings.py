@@ -228,6 +228,11 @@ class Settings(BaseSettings):
     # Kubernetes job pods run as this non-root user and group (also their fsGroup).
     kubernetes_job_uid: int = Field(default=1000, ge=1, le=2**31 - 1)
     kubernetes_job_gid: int = Field(default=1000, ge=1, le=2**31 - 1)
+    # A ReadWriteMany PersistentVolumeClaim in the jobs namespace that checkpointable jobs
+    # save to, each in its own folder; unset: no checkpointable job can launch there.
+    kubernetes_checkpoint_claim: str | None = Field(
+        default=None, pattern=r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$"
+    )
     # Registries Kubernetes jobs may pull from, "ghcr.io,registry.example.org/team"
     # (a registry, or a registry and a repository prefix); empty: any.
     job_image_registries: str = ""

@@ -9,10 +9,18 @@ what these functions return.
 Every attempt's pods carry ``credits.dev/job-uid``, a random value the executor
 draws per attempt: the Service and the NetworkPolicy select the gang's pods by
 it, and the executor finds an attempt's pods by it, never by a name someone
-could guess or a label a job spec could set. Pods run locked down: non-root,
-no privilege escalation, no capabilities, the runtime's default seccomp
-profile, no service account token and no service links (Pod Security
-``restricted``).
+could guess or a label a job spec could set.
+
+Placement is binding: the pods carry a required node affinity on the names of
+the scheduler's nodes (a gang's pods, one per node, also a required
+anti-affinity between themselves), and the Job its placement as an annotation
+that the executor checks each pod's node against. A checkpointable job mounts
+its own folder of the installation's checkpoint claim at ``/checkpoint``, and
+its pods' ``terminationGracePeriodSeconds`` is its checkpoint grace.
+
+Pods run locked down: non-root, no privilege escalation, no capabilities, the
+runtime's default seccomp profile, no service account token and no service
+links (Pod Security ``restricted``).
 """
 
 from __future__ import annotations
@@ -22,7 +30,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from credits.jobs.executors.base import LaunchRequest
+from credits.jobs.executors.base import LaunchRequest, checkpoint_env
 from credits.jobs.spec import reserved_label_domain
 
 Manifest = dict[str, Any]
@@ -34,6 +42,16 @@ INSTANCE_LABEL = "credits.dev/instance"
 UID_LABEL = "credits.dev/job-uid"
 INSTANCE_ANNOTATION = "credits.dev/instance"
 CANCELLED_ANNOTATION = "credits.dev/cancelled-at"
+# A platform stop (a move): when it was asked and why; the attempt ends PREEMPTED.
+STOPPED_ANNOTATION = "credits.dev/stopped-at"
+STOP_REASON_ANNOTATION = "credits.dev/stop-reason"
+# The nodes the scheduler chose ("gpu-0:4,gpu-1:4"): a pod elsewhere is a failed placement.
+PLACEMENT_ANNOTATION = "credits.dev/placement"
+# Set (with the reason) when the executor found a pod outside the placement and stopped it.
+FAILED_PLACEMENT_ANNOTATION = "credits.dev/failed-placement"
+HOSTNAME_LABEL = "kubernetes.io/hostname"
+CHECKPOINT_VOLUME = "checkpoint"
+CHECKPOINT_MOUNT = "/checkpoint"
 METERING_FINALIZER = "credits.dev/metering"
 GPU_RESOURCE = "nvidia.com/gpu"
 INDEX_ANNOTATION = "batch.kubernetes.io/job-completion-index"
@@ -56,6 +74,10 @@ class ManifestOptions:
     # The non-root user and group job containers run as (and their volumes' fsGroup).
     run_as_user: int = 1000
     run_as_group: int = 1000
+    # A ReadWriteMany PersistentVolumeClaim in the jobs namespace for checkpoints; each
+    # checkpointable job mounts only its own folder of it (``subPath``). None: this
+    # installation runs no checkpointable jobs (their launch is refused).
+    checkpoint_claim: str | None = None
 
 
 def instance_slug(instance: str) -> str:
@@ -120,7 +142,8 @@ def label_selector(labels: Mapping[str, str]) -> str:
 
 def job_manifest(request: LaunchRequest, options: ManifestOptions, *, uid: str) -> Manifest:
     """The batch/v1 Job of one attempt whose pods carry ``uid`` as their uid label;
-    raises ValueError for a gang of unequal slices."""
+    raises ValueError for a gang of unequal slices, or a checkpointable job where
+    the installation has no checkpoint claim."""
     name = job_name(options.instance, request.job_id, request.attempt)
     labels = object_labels(request, options, {UID_LABEL: uid})
     pods = max(1, len(request.placement))
@@ -132,7 +155,7 @@ def job_manifest(request: LaunchRequest, options: ManifestOptions, *, uid: str) 
         "completions": pods,
         "template": {
             "metadata": {"labels": dict(labels), "annotations": _annotations(options)},
-            "spec": _pod_spec(request, options, name),
+            "spec": _pod_spec(request, options, name, uid),
         },
     }
     if is_gang(request):
@@ -144,7 +167,10 @@ def job_manifest(request: LaunchRequest, options: ManifestOptions, *, uid: str) 
             "name": name,
             "namespace": options.namespace,
             "labels": labels,
-            "annotations": _annotations(options),
+            "annotations": {
+                **_annotations(options),
+                PLACEMENT_ANNOTATION: placement_annotation(request),
+            },
             "finalizers": [METERING_FINALIZER],
         },
         "spec": spec,
@@ -235,7 +261,56 @@ def _gpus_per_pod(request: LaunchRequest) -> int:
     return sizes.pop()
 
 
-def _pod_spec(request: LaunchRequest, options: ManifestOptions, name: str) -> Manifest:
+def placement_annotation(request: LaunchRequest) -> str:
+    return ",".join(f"{part.node}:{part.gpus}" for part in request.placement)
+
+
+def placement_nodes(annotation: str | None) -> frozenset[str]:
+    """The nodes of a placement annotation; empty for a Job made before it had one."""
+    if not annotation:
+        return frozenset()
+    return frozenset(part.rpartition(":")[0] for part in annotation.split(",") if ":" in part)
+
+
+def _affinity(request: LaunchRequest, uid: str) -> Manifest:
+    """Binding placement: the pods may run only on the scheduler's nodes (a required
+    node affinity on the node's name, which a nodeSelector on a label could not say
+    for certain), and a gang's pods, one per node, never share one."""
+    nodes = sorted({part.node for part in request.placement})
+    term = {"matchFields": [{"key": "metadata.name", "operator": "In", "values": nodes}]}
+    affinity: Manifest = {
+        "nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [term]}
+        }
+    }
+    if is_gang(request):
+        spread = {"labelSelector": {"matchLabels": {UID_LABEL: uid}}, "topologyKey": HOSTNAME_LABEL}
+        affinity["podAntiAffinity"] = {"requiredDuringSchedulingIgnoredDuringExecution": [spread]}
+    return affinity
+
+
+def _checkpoint(request: LaunchRequest, options: ManifestOptions) -> tuple[Manifest, Manifest]:
+    """The pod's volume and the container's mount of the job's own checkpoint folder:
+    ``{instance}/{job_id}`` on the installation's claim, the same for every attempt
+    and node, so a job moved elsewhere finds what it saved."""
+    if options.checkpoint_claim is None:
+        raise ValueError(
+            f"job {request.job_id} is checkpointable but this installation has no "
+            "checkpoint volume (CREDITS_KUBERNETES_CHECKPOINT_CLAIM)"
+        )
+    volume = {
+        "name": CHECKPOINT_VOLUME,
+        "persistentVolumeClaim": {"claimName": options.checkpoint_claim},
+    }
+    mount = {
+        "name": CHECKPOINT_VOLUME,
+        "mountPath": CHECKPOINT_MOUNT,
+        "subPath": f"{instance_slug(options.instance)}/{request.job_id}",
+    }
+    return volume, mount
+
+
+def _pod_spec(request: LaunchRequest, options: ManifestOptions, name: str, uid: str) -> Manifest:
     pods = max(1, len(request.placement))
     cpu = -(-request.cpu_millicores // pods)
     memory = -(-request.memory_mb // pods)
@@ -274,8 +349,16 @@ def _pod_spec(request: LaunchRequest, options: ManifestOptions, name: str) -> Ma
         ],
         "containers": [container],
     }
+    if request.placement:
+        spec["affinity"] = _affinity(request, uid)
     if is_gang(request):
         spec["subdomain"] = name
+    if request.checkpointable:
+        volume, mount = _checkpoint(request, options)
+        spec["volumes"] = [volume]
+        container["volumeMounts"] = [mount]
+        # The kubelet's SIGTERM-to-SIGKILL time on every deletion of its pods.
+        spec["terminationGracePeriodSeconds"] = request.checkpoint_grace_seconds
     return spec
 
 
@@ -284,6 +367,10 @@ def _env(request: LaunchRequest, options: ManifestOptions, name: str) -> list[Ma
     env += [
         {"name": "CREDITS_JOB_ID", "value": str(request.job_id)},
         {"name": "CREDITS_ATTEMPT", "value": str(request.attempt)},
+    ]
+    env += [
+        {"name": key, "value": value}
+        for key, value in checkpoint_env(request, CHECKPOINT_MOUNT).items()
     ]
     if not is_gang(request):
         return env

@@ -132,6 +132,9 @@ class ApiServer:
     store: Store
     on_write: Callable[[], None]
     on_delete: Callable[[Route], None]
+    # A pod's deletion with a grace (None: the pod's own): the pod being terminated, or
+    # None when it goes at once (not running, or no grace).
+    on_pod_delete: Callable[[Route, int | None], Obj | None] | None = None
     bookmark_interval_s: float = 1.0
     poll_s: float = 0.05
     default_watch_timeout_s: float = 1800.0
@@ -252,6 +255,11 @@ class ApiServer:
             current = self.get(route)
             if pre.get("uid") and pre["uid"] != current["metadata"]["uid"]:
                 raise conflict(route.kind, route.name)
+            if route.kind.plural == "pods" and self.on_pod_delete is not None:
+                terminating = self.on_pod_delete(route, _grace(params, options))
+                if terminating is not None:
+                    self.on_write()
+                    return copy.deepcopy(terminating)
             if policy == "Foreground":
                 self.on_delete(route)
             obj, removed = self.store.delete(
@@ -419,3 +427,14 @@ def _event(change: Change, namespace: str | None, match: Matcher) -> Obj | None:
 
 
 __all__ = ["KINDS", "ApiServer", "Route", "validate"]
+
+
+def _grace(params: Mapping[str, str], options: Obj) -> int | None:
+    """``gracePeriodSeconds`` of a deletion (query or DeleteOptions body), None if unset."""
+    value = params.get("gracePeriodSeconds", options.get("gracePeriodSeconds"))
+    if value is None or value == "":
+        return None
+    try:
+        return max(0, int(value))
+    except (TypeError, ValueError) as exc:
+        raise bad_request(f"invalid gracePeriodSeconds: {value!r}") from exc

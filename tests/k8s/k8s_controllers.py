@@ -23,6 +23,7 @@ from k8s_pods import (
     terminated_status,
 )
 from k8s_store import Obj, Store
+from k8s_terminating import GracefulDeletion
 
 DURATION_ANNOTATION = "emulator.credits.dev/duration-s"
 EXIT_CODE_ANNOTATION = "emulator.credits.dev/exit-code"
@@ -48,10 +49,14 @@ def parse_iso(text: str) -> float:
 
 @dataclass
 class RunPlan:
-    """How long a pod runs and how it ends."""
+    """How long a pod runs and how it ends; and, deleted gracefully, how long after its
+    SIGTERM its container exits by itself (None: it ignores SIGTERM and is killed,
+    exit code 137, when the grace ends) and with what code."""
 
     duration_s: float | None
     exit_code: int = 0
+    term_exit_s: float | None = None
+    term_exit_code: int = 143
 
 
 @dataclass
@@ -88,7 +93,7 @@ def _free_gpus(node: Obj, used: dict[str, int]) -> int:
 
 
 @dataclass
-class Cluster:
+class Cluster(GracefulDeletion):
     """The control plane and kubelets, acting on the store at virtual time."""
 
     store: Store
@@ -99,6 +104,10 @@ class Cluster:
     plans: dict[tuple[str, str, int | None], RunPlan] = field(default_factory=dict)
     pod_times: dict[str, PodTimes] = field(default_factory=dict)  # by pod uid
     extra_logs: dict[tuple[str, str], list[str]] = field(default_factory=dict)
+    # A scheduler that ignores required node and pod affinity (a fault).
+    ignore_affinity: bool = False
+    # Pods deleted gracefully, by uid: (when they got SIGTERM, when their grace ends).
+    terminating: dict[str, tuple[float, float]] = field(default_factory=dict)
     _counted: dict[str, dict[str, tuple[str, int | None]]] = field(default_factory=dict)
     _job_started: dict[str, float] = field(default_factory=dict)
     _job_finished: dict[str, float] = field(default_factory=dict)
@@ -114,6 +123,7 @@ class Cluster:
                 for job in list(self.store.items("jobs")):
                     self._sync_job(job, owned.get(job["metadata"]["uid"], []))
                 self._schedule()
+                self._kubelet_terminating()
                 self._kubelet()
                 self._ttl()
                 if self.store.rv == before:
@@ -152,6 +162,7 @@ class Cluster:
                     times.append(self._job_finished[uid] + ttl)
             elif spec.get("activeDeadlineSeconds") is not None and uid in self._job_started:
                 times.append(self._job_started[uid] + spec["activeDeadlineSeconds"])
+        times += self.termination_times()
         later = [t for t in times if t > now]
         return min(later) if later else None
 
@@ -324,6 +335,7 @@ class Cluster:
     def _schedule(self) -> None:
         nodes = self.store.items("nodes")
         used = self.gpu_usage()
+        on_node = self._pods_on_nodes()
         # nodes with a free GPU first: first fit stays cheap when most nodes are full
         open_nodes = [n for n in nodes if _free_gpus(n, used) > 0]
         by_name = {n["metadata"]["name"]: n for n in nodes}
@@ -334,19 +346,26 @@ class Cluster:
                 continue
             if pod["metadata"].get("deletionTimestamp"):
                 continue
-            shape = repr((gpu_request(pod), spec.get("nodeSelector"), spec.get("tolerations")))
+            shape = repr(
+                (
+                    gpu_request(pod),
+                    spec.get("nodeSelector"),
+                    spec.get("tolerations"),
+                    spec.get("affinity"),
+                )
+            )
             chosen = None
             if shape not in failed:
                 candidates = open_nodes if gpu_request(pod) > 0 else nodes
                 for node in candidates:
-                    if fits(pod, node, used) is None:
+                    if self._fits(pod, node, used, on_node) is None:
                         chosen = node["metadata"]["name"]
                         break
             if chosen is None:
                 if shape not in failed:
                     reasons: dict[str, int] = {}
                     for node in nodes:
-                        why = fits(pod, node, used) or "?"
+                        why = self._fits(pod, node, used, on_node) or "?"
                         reasons[why] = reasons.get(why, 0) + 1
                     detail = ", ".join(f"{n} {why}" for why, n in sorted(reasons.items()))
                     failed[shape] = f"0/{len(nodes)} nodes are available: {detail}."
@@ -366,6 +385,7 @@ class Cluster:
                     self._event(pod, "FailedScheduling", message, "Warning")
                 continue
             used[chosen] = used.get(chosen, 0) + gpu_request(pod)
+            on_node.setdefault(chosen, []).append(pod)
             if _free_gpus(by_name[chosen], used) <= 0:  # full now: no longer a candidate
                 open_nodes = [n for n in open_nodes if n["metadata"]["name"] != chosen]
             cond = {
@@ -386,6 +406,26 @@ class Cluster:
             self._event(
                 pod, "Scheduled", f"Successfully assigned {pod['metadata']['name']} to {chosen}"
             )
+
+    def _pods_on_nodes(self) -> dict[str, list[Obj]]:
+        """The pods bound to each node and not finished."""
+        on_node: dict[str, list[Obj]] = {}
+        for placed in self.store.items("pods"):
+            where = (placed.get("spec") or {}).get("nodeName")
+            if where and (placed.get("status") or {}).get("phase") not in TERMINAL:
+                on_node.setdefault(where, []).append(placed)
+        return on_node
+
+    def _fits(
+        self, pod: Obj, node: Obj, used: dict[str, int], on_node: dict[str, list[Obj]]
+    ) -> str | None:
+        return fits(
+            pod,
+            node,
+            used,
+            pods_on_node=on_node.get(node["metadata"]["name"], []),
+            ignore_affinity=self.ignore_affinity,
+        )
 
     # -- kubelet -----------------------------------------------------------------------
 

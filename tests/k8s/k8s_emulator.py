@@ -13,6 +13,13 @@ Modules: ``k8s_store`` (objects, resourceVersion, history, compaction), ``k8s_se
 controller, scheduler, kubelet on a virtual clock), ``k8s_faults``, ``k8s_server`` (Werkzeug
 app and thread, ``python tests/k8s/k8s_server.py``), ``k8s_fixtures`` (pytest fixtures).
 
+Graceful deletion: a running pod deleted with a grace (``gracePeriodSeconds``, else its
+``terminationGracePeriodSeconds``; unlike Kubernetes, 0 when neither is set) gets a
+``deletionTimestamp`` at the grace's end and stays until its container exits by itself
+(``set_sigterm_exit``) or is killed (exit code 137) then. The scheduler honours required
+node affinity and hostname pod anti-affinity; ``ignore_affinity`` is the fault of a
+scheduler that does not.
+
 Node loss: ``lose_node`` marks the node NotReady (Ready=Unknown, unreachable taints) and its
 non-terminal pods Failed with ``status.reason`` "NodeLost" (kept, so the job controller
 counts them as failed); ``lose_node(..., delete_pods=True)`` deletes them instead.
@@ -21,6 +28,7 @@ counts them as failed); ``lose_node(..., delete_pods=True)`` deletes them instea
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 from types import TracebackType
 from typing import Any
 
@@ -67,6 +75,7 @@ class K8sEmulator:
             self.store,
             on_write=self._after_write,
             on_delete=self._foreground,
+            on_pod_delete=self._graceful_pod_delete,
             bookmark_interval_s=bookmark_interval_s,
         )
         self.store.on_removed.append(self._garbage_collect)
@@ -296,7 +305,26 @@ class K8sEmulator:
         exit with ``exit_code``. Otherwise the pod annotation
         ``emulator.credits.dev/duration-s`` (and ``.../exit-code``) or the default apply."""
         with self.store.lock:
-            self.cluster.plans[(namespace, job_name, index)] = RunPlan(seconds, exit_code)
+            key = (namespace, job_name, index)
+            old = self.cluster.plans.get(key) or RunPlan(None)
+            self.cluster.plans[key] = replace(old, duration_s=seconds, exit_code=exit_code)
+
+    def set_sigterm_exit(
+        self, namespace: str, job_name: str, after_s: float, exit_code: int = 0
+    ) -> None:
+        """Pods of this Job, deleted gracefully, exit by themselves ``after_s`` seconds
+        after their SIGTERM (a job saving its checkpoint) with ``exit_code``; by
+        default a pod ignores SIGTERM and is killed (137) when its grace ends."""
+        with self.store.lock:
+            key = (namespace, job_name, None)
+            plan = self.cluster.plans.get(key) or RunPlan(self.cluster.default_duration_s)
+            self.cluster.plans[key] = replace(plan, term_exit_s=after_s, term_exit_code=exit_code)
+
+    def ignore_affinity(self, ignore: bool = True) -> None:
+        """A fault: the scheduler ignores required node and pod affinity (as when an
+        admission webhook strips it), binding pods by resources and selectors only."""
+        with self.store.lock:
+            self.cluster.ignore_affinity = ignore
 
     def finish_pod(self, namespace: str, name: str, exit_code: int = 0) -> None:
         """End a running pod now, then reconcile."""
@@ -392,14 +420,26 @@ class K8sEmulator:
             if job is not None:
                 self._delete_dependents(job)
 
+    def _graceful_pod_delete(self, route: Route, grace_s: int | None) -> Obj | None:
+        pod = self.store.find("pods", route.ns, route.name or "")
+        return None if pod is None else self.cluster.terminate_pod(pod, grace_s)
+
     def _delete_dependents(self, job: Obj) -> None:
-        """Pods, Services and NetworkPolicies (a gang's) owned by the Job go with it."""
+        """Pods, Services and NetworkPolicies (a gang's) owned by the Job go with it; the
+        garbage collector deletes pods with their own grace
+        (``terminationGracePeriodSeconds``), whatever the Job's deletion asked."""
         uid = job["metadata"]["uid"]
         for plural in ("pods", "services", "networkpolicies"):
             for dep in list(self.store.items(plural, job["metadata"]["namespace"])):
                 refs = dep["metadata"].get("ownerReferences") or []
-                if any(r.get("uid") == uid for r in refs):
-                    self.store.delete(plural, dep["metadata"]["namespace"], dep["metadata"]["name"])
+                if not any(r.get("uid") == uid for r in refs):
+                    continue
+                if plural == "pods" and (
+                    dep["metadata"].get("deletionTimestamp")
+                    or self.cluster.terminate_pod(dep, None) is not None
+                ):
+                    continue  # being terminated: the kubelet deletes it when it stopped
+                self.store.delete(plural, dep["metadata"]["namespace"], dep["metadata"]["name"])
 
     def _garbage_collect(self, plural: str, obj: Obj, propagation: str) -> None:
         if plural == "jobs":

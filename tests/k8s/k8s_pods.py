@@ -47,8 +47,74 @@ def tolerates(tolerations: list[Obj], taint: Obj) -> bool:
     return False
 
 
-def fits(pod: Obj, node: Obj, used: dict[str, int]) -> str | None:
-    """None when the pod fits on the node, else why not."""
+def _matches_requirement(requirement: Obj, value: str | None) -> bool:
+    operator, values = requirement.get("operator"), requirement.get("values") or []
+    if operator == "In":
+        return value in values
+    if operator == "NotIn":
+        return value not in values
+    if operator == "Exists":
+        return value is not None
+    if operator == "DoesNotExist":
+        return value is None
+    raise ValueError(f"the emulator does not know the operator {operator!r}")
+
+
+def _term_matches(term: Obj, node: Obj) -> bool:
+    """A nodeSelectorTerm: its matchFields (metadata.name) and matchExpressions (labels),
+    all of them."""
+    labels = node["metadata"].get("labels") or {}
+    fields = {"metadata.name": node["metadata"]["name"]}
+    return all(
+        _matches_requirement(r, fields.get(r.get("key", ""))) for r in term.get("matchFields") or []
+    ) and all(
+        _matches_requirement(r, labels.get(r.get("key", "")))
+        for r in term.get("matchExpressions") or []
+    )
+
+
+def node_affinity_allows(pod: Obj, node: Obj) -> bool:
+    """The pod's required node affinity: any of its terms matches the node."""
+    affinity = ((pod.get("spec") or {}).get("affinity") or {}).get("nodeAffinity") or {}
+    required = affinity.get("requiredDuringSchedulingIgnoredDuringExecution")
+    if not required:
+        return True
+    return any(_term_matches(term, node) for term in required.get("nodeSelectorTerms") or [])
+
+
+def anti_affinity_allows(pod: Obj, pods_on_node: list[Obj]) -> bool:
+    """The pod's required pod anti-affinity by hostname (the only topology the emulator
+    knows): no pod already on the node matches any of its label selectors."""
+    affinity = ((pod.get("spec") or {}).get("affinity") or {}).get("podAntiAffinity") or {}
+    for term in affinity.get("requiredDuringSchedulingIgnoredDuringExecution") or []:
+        if term.get("topologyKey") != "kubernetes.io/hostname":
+            raise ValueError(f"the emulator knows only the hostname topology, not {term!r}")
+        wanted = (term.get("labelSelector") or {}).get("matchLabels") or {}
+        for other in pods_on_node:
+            labels = other["metadata"].get("labels") or {}
+            if all(labels.get(k) == v for k, v in wanted.items()):
+                return False
+    return True
+
+
+def _affinity_problem(pod: Obj, node: Obj, pods_on_node: list[Obj]) -> str | None:
+    if not node_affinity_allows(pod, node):
+        return "node(s) didn't match Pod's node affinity/selector"
+    if not anti_affinity_allows(pod, pods_on_node):
+        return "node(s) didn't match pod anti-affinity rules"
+    return None
+
+
+def fits(
+    pod: Obj,
+    node: Obj,
+    used: dict[str, int],
+    *,
+    pods_on_node: list[Obj] | None = None,
+    ignore_affinity: bool = False,
+) -> str | None:
+    """None when the pod fits on the node, else why not. ``ignore_affinity``: a
+    scheduler that ignores affinity (a fault: a webhook stripped it, say)."""
     name = node["metadata"]["name"]
     if not node_ready(node):
         return "node not ready or unschedulable"
@@ -56,6 +122,8 @@ def fits(pod: Obj, node: Obj, used: dict[str, int]) -> str | None:
     labels = node["metadata"].get("labels") or {}
     if any(labels.get(k) != v for k, v in selector.items()):
         return "node(s) didn't match Pod's node affinity/selector"
+    if not ignore_affinity and (problem := _affinity_problem(pod, node, pods_on_node or [])):
+        return problem
     tolerations = (pod.get("spec") or {}).get("tolerations") or []
     for taint in (node.get("spec") or {}).get("taints") or []:
         if taint.get("effect") in ("NoSchedule", "NoExecute") and not tolerates(tolerations, taint):

@@ -347,9 +347,26 @@ class Store:
             new_meta["resourceVersion"] = self._next_rv()
             self.objects[(plural, namespace, name)] = new
             self._record(plural, "MODIFIED", new, current)
-            if new_meta.get("deletionTimestamp") and not new_meta.get("finalizers"):
+            if _removable(new_meta):
                 self._remove(plural, namespace, name, "Background")
             return new
+
+    def begin_graceful_delete(
+        self, plural: str, namespace: str, name: str, *, at: str, grace_s: int
+    ) -> Obj:
+        """A pod's graceful deletion: it gets ``deletionTimestamp`` (when its grace ends)
+        and ``deletionGracePeriodSeconds`` and stays, being terminated, until the
+        kubelet deletes it for good once its containers stopped."""
+        with self.lock:
+            old = self.objects[(plural, namespace, name)]
+            current = copy.deepcopy(old)
+            meta = current["metadata"]
+            meta["deletionTimestamp"] = at
+            meta["deletionGracePeriodSeconds"] = grace_s
+            meta["resourceVersion"] = self._next_rv()
+            self.objects[(plural, namespace, name)] = current
+            self._record(plural, "MODIFIED", current, old)
+            return current
 
     def delete(
         self,
@@ -411,3 +428,12 @@ class Store:
             while start > 0 and self.history[start - 1].rv > rv:
                 start -= 1
             return [c for c in self.history[start:] if c.plural == plural]
+
+
+def _removable(meta: Obj) -> bool:
+    """Being deleted with nothing to wait for: no finalizer, no grace still running."""
+    return bool(
+        meta.get("deletionTimestamp")
+        and not meta.get("finalizers")
+        and not meta.get("deletionGracePeriodSeconds")
+    )

@@ -10,8 +10,9 @@ import pytest
 from k8s_kube import A100, FLAVOUR, INSTANCE, NAMESPACE, Kube, request, synced
 
 from credits.jobs.executors.base import ExecutorError, Phase
+from credits.jobs.executors.kube_logs import API_LIMIT_MARKER
 from credits.jobs.executors.kube_status import parse_time
-from credits.jobs.executors.kubernetes import _API_LIMIT_MARKER, executor_from_settings
+from credits.jobs.executors.kubernetes import executor_from_settings
 from credits.jobs.logtail import CHUNK_BYTES, MAX_LINE_BYTES, MAX_TAIL_BYTES, cut_marker
 from credits.jobs.manifests import CANCELLED_ANNOTATION, INSTANCE_LABEL, METERING_FINALIZER
 from credits.jobs.runtime import pool_nodes
@@ -488,7 +489,7 @@ def test_logs_ask_the_api_for_bounded_tails(kube: Kube) -> None:
     assert first == cut_marker(50_000 - MAX_LINE_BYTES) + "p" * MAX_LINE_BYTES
     sent = MAX_TAIL_BYTES - 50_001  # of the second line, an odd count: é is split
     assert second == cut_marker(sent - 1 - MAX_LINE_BYTES) + "é" * (MAX_LINE_BYTES // 2) + (
-        _API_LIMIT_MARKER
+        API_LIMIT_MARKER
     )
     assert text.endswith("\n")
 

@@ -41,7 +41,10 @@ def test_single_node_job_has_labels_limits_selector_deadline_and_finalizer() -> 
         UID_LABEL: UID,
     }
     assert meta["finalizers"] == [METERING_FINALIZER]
-    assert meta["annotations"] == {"credits.dev/instance": "credits"}
+    assert meta["annotations"] == {
+        "credits.dev/instance": "credits",
+        "credits.dev/placement": "gpu-0:4",
+    }
     assert (spec["backoffLimit"], spec["activeDeadlineSeconds"]) == (0, 900)
     assert spec["ttlSecondsAfterFinished"] == 3600
     assert "completionMode" not in spec
@@ -85,6 +88,69 @@ def test_gang_of_unequal_slices_is_refused() -> None:
         job_manifest(uneven, OPTIONS, uid=UID)
 
 
+def _required_nodes(pod: dict[str, Any]) -> list[str]:
+    node_affinity = pod["affinity"]["nodeAffinity"]
+    (term,) = node_affinity["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+    (field,) = term["matchFields"]
+    assert (field["key"], field["operator"]) == ("metadata.name", "In")
+    return list(field["values"])
+
+
+def test_a_job_may_run_only_on_the_node_the_scheduler_chose() -> None:
+    job = job_manifest(request(12, gpus=4), OPTIONS, uid=UID)
+    pod = job["spec"]["template"]["spec"]
+    assert _required_nodes(pod) == ["gpu-0"]
+    assert "podAntiAffinity" not in pod["affinity"]
+    assert "preferredDuringSchedulingIgnoredDuringExecution" not in pod["affinity"]["nodeAffinity"]
+
+
+def test_a_gangs_pods_may_run_only_on_its_nodes_one_per_node() -> None:
+    job = job_manifest(request(3, gpus=16, nodes=2), OPTIONS, uid=UID)
+    pod = job["spec"]["template"]["spec"]
+    assert _required_nodes(pod) == ["gpu-0", "gpu-1"]
+    (spread,) = pod["affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    assert spread == {
+        "labelSelector": {"matchLabels": {UID_LABEL: UID}},
+        "topologyKey": "kubernetes.io/hostname",
+    }
+    assert job["metadata"]["annotations"]["credits.dev/placement"] == "gpu-0:8,gpu-1:8"
+
+
+CLAIMED = dataclasses.replace(OPTIONS, checkpoint_claim="credits-checkpoints")
+
+
+def _checkpointable(req: LaunchRequest, grace: int = 120) -> LaunchRequest:
+    return dataclasses.replace(req, checkpointable=True, checkpoint_grace_seconds=grace)
+
+
+def test_a_checkpointable_job_mounts_its_own_folder_of_the_claim_with_its_grace() -> None:
+    job = job_manifest(_checkpointable(request(12, attempt=3)), CLAIMED, uid=UID)
+    pod = _pod_spec(job)
+    assert pod["terminationGracePeriodSeconds"] == 120
+    assert pod["volumes"] == [
+        {"name": "checkpoint", "persistentVolumeClaim": {"claimName": "credits-checkpoints"}}
+    ]
+    (container,) = pod["containers"]
+    assert container["volumeMounts"] == [
+        {"name": "checkpoint", "mountPath": "/checkpoint", "subPath": "credits/12"}
+    ]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert (env["CREDITS_CHECKPOINT_DIR"], env["CREDITS_RESTART_COUNT"]) == ("/checkpoint", "2")
+
+
+def test_a_job_that_is_not_checkpointable_has_no_checkpoint_and_the_default_grace() -> None:
+    pod = _pod_spec(job_manifest(request(12), CLAIMED, uid=UID))
+    assert "terminationGracePeriodSeconds" not in pod
+    assert "volumes" not in pod
+    names = {e["name"] for e in pod["containers"][0]["env"]}
+    assert not names & {"CREDITS_CHECKPOINT_DIR", "CREDITS_RESTART_COUNT"}
+
+
+def test_a_checkpointable_job_is_refused_without_a_checkpoint_claim() -> None:
+    with pytest.raises(ValueError, match="CREDITS_KUBERNETES_CHECKPOINT_CLAIM"):
+        job_manifest(_checkpointable(request(12)), OPTIONS, uid=UID)
+
+
 @pytest.mark.parametrize(
     ("instance", "slug"), [("credits", "credits"), ("Lab_A prod", "lab-a-prod")]
 )
@@ -93,10 +159,14 @@ def test_instance_names_become_dns_labels(instance: str, slug: str) -> None:
     assert job_name(instance, 1, 1) == f"{slug}-1-1"
 
 
+@pytest.mark.parametrize("checkpointable", [False, True], ids=["plain", "checkpointable"])
 @pytest.mark.parametrize("nodes", [1, 2])
-def test_manifests_are_valid_kubernetes_objects(nodes: int) -> None:
+def test_manifests_are_valid_kubernetes_objects(nodes: int, checkpointable: bool) -> None:
     req = request(5, gpus=8 * nodes, nodes=nodes)
-    kubernetes_validate.validate(job_manifest(req, OPTIONS, uid=UID), K8S_VERSION, strict=True)
+    if checkpointable:
+        req = _checkpointable(req)
+    job = job_manifest(req, CLAIMED, uid=UID)
+    kubernetes_validate.validate(job, K8S_VERSION, strict=True)
     for build in (service_manifest, network_policy_manifest):
         kubernetes_validate.validate(
             build(req, OPTIONS, pods=PODS, owner_uid="u"), K8S_VERSION, strict=True

@@ -8,8 +8,12 @@ A job is charged for as long as its pods hold GPUs: a cancelled attempt stays
 RUNNING (or PENDING) while any of its pods is still there and not finished, and
 its CANCELLED observation ends when the last started pod stopped (its
 container's ``finishedAt``, else when it was deleted or seen gone), the cancel
-time only when no pod ever started. A finished Job whose pods' starts were
-never seen (deleted while the watch re-listed) started at ``status.startTime``.
+time only when no pod ever started. A platform stop (the Job annotated
+``credits.dev/stopped-at`` and ``stop-reason``) ends the same way, PREEMPTED
+with its reason; an attempt with a pod outside its placement (the Job's
+``credits.dev/placement``) the same way, FAILED as a failed placement. A
+finished Job whose pods' starts were never seen (deleted while the watch
+re-listed) started at ``status.startTime``.
 """
 
 from __future__ import annotations
@@ -22,9 +26,14 @@ from credits.jobs.executors.base import Observation, Phase
 from credits.jobs.manifests import (
     ATTEMPT_LABEL,
     CANCELLED_ANNOTATION,
+    FAILED_PLACEMENT_ANNOTATION,
     INDEX_ANNOTATION,
     JOB_ID_LABEL,
     JOB_NAME_LABEL,
+    PLACEMENT_ANNOTATION,
+    STOP_REASON_ANNOTATION,
+    STOPPED_ANNOTATION,
+    placement_nodes,
 )
 
 PREEMPTION_REASONS = frozenset({"NodeLost", "DisruptionTarget", "Evicted", "Preempting"})
@@ -48,6 +57,12 @@ class JobRecord:
     start_time: datetime | None
     # ("Complete" | "Failed", reason, message, when) of the finishing condition.
     finished: tuple[str, str, str, datetime | None] | None
+    # (when, why) of a platform stop: the attempt ends PREEMPTED, not CANCELLED.
+    stopped: tuple[datetime, str] | None = None
+    # The scheduler's nodes (empty for a Job made before placements were recorded).
+    placement: frozenset[str] = frozenset()
+    # Why the executor stopped it for running outside its placement.
+    failed_placement: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +114,9 @@ def job_record(obj: dict[str, Any]) -> JobRecord | None:
     except (KeyError, ValueError):
         return None
     spec, status = obj.get("spec") or {}, obj.get("status") or {}
+    annotations = meta.get("annotations") or {}
+    stopped_at = parse_time(annotations.get(STOPPED_ANNOTATION))
+    stop_reason = annotations.get(STOP_REASON_ANNOTATION) or "stopped by the platform"
     finished = None
     for cond in status.get("conditions") or []:
         if cond.get("type") in ("Complete", "Failed") and cond.get("status") == "True":
@@ -116,9 +134,12 @@ def job_record(obj: dict[str, Any]) -> JobRecord | None:
         active_deadline_s=spec.get("activeDeadlineSeconds"),
         finalizers=tuple(meta.get("finalizers") or ()),
         deleting_at=parse_time(meta.get("deletionTimestamp")),
-        cancelled_at=parse_time((meta.get("annotations") or {}).get(CANCELLED_ANNOTATION)),
+        cancelled_at=parse_time(annotations.get(CANCELLED_ANNOTATION)),
         start_time=parse_time(status.get("startTime")),
         finished=finished,
+        stopped=None if stopped_at is None else (stopped_at, stop_reason),
+        placement=placement_nodes(annotations.get(PLACEMENT_ANNOTATION)),
+        failed_placement=annotations.get(FAILED_PLACEMENT_ANNOTATION),
     )
 
 
@@ -159,12 +180,34 @@ def pod_record(obj: dict[str, Any]) -> PodRecord | None:
     )
 
 
+def placement_problem(job: JobRecord, pods: list[PodRecord]) -> str | None:
+    """Why the attempt's pods are not where the scheduler placed them, or None: a pod
+    on a node outside the placement, or two pods of a gang holding one node."""
+    if not job.placement:
+        return None
+    holders: dict[str, str] = {}
+    for pod in sorted(pods, key=lambda pod: pod.name):
+        if pod.node is None:
+            continue
+        if pod.node not in job.placement:
+            return (
+                f"failed placement: pod {pod.name} ran on node {pod.node}, outside its "
+                f"placement ({', '.join(sorted(job.placement))})"
+            )
+        if pod.holds_gpus and len(job.placement) > 1:
+            other = holders.setdefault(pod.node, pod.name)
+            if other != pod.name:
+                return f"failed placement: pods {other} and {pod.name} share node {pod.node}"
+    return None
+
+
 def observe_job(job: JobRecord, pods: list[PodRecord]) -> Observation:
     """The observation of one attempt, from its Job and every pod it had."""
     base = Observation(job.job_id, job.attempt, Phase.PENDING, started_at=_started(job, pods))
     complete = job.finished is not None and job.finished[0] == "Complete"
-    if job.cancelled_at is not None and not complete:
-        return _cancelled(job, pods, base)
+    ending = _platform_ending(job, pods, base, complete=complete)
+    if ending is not None:
+        return ending
     lost = [pod for pod in pods if pod.preempted and pod.phase == "Failed"]
     if lost and not complete:
         pod = lost[0]
@@ -180,14 +223,45 @@ def observe_job(job: JobRecord, pods: list[PodRecord]) -> Observation:
     return Observation(job.job_id, job.attempt, Phase.PENDING)
 
 
-def _cancelled(job: JobRecord, pods: list[PodRecord], base: Observation) -> Observation:
-    """Final once no pod holds GPUs any more, at the last started pod's stop."""
+def _platform_ending(
+    job: JobRecord, pods: list[PodRecord], base: Observation, *, complete: bool
+) -> Observation | None:
+    """The observation of an attempt the platform cancelled, stopped or found outside
+    its placement; None for any other."""
+    if job.cancelled_at is not None and not complete:
+        return _ending(job, pods, base, Phase.CANCELLED, "cancelled", asked_at=job.cancelled_at)
+    misplaced = job.failed_placement or placement_problem(job, pods)
+    if misplaced is not None:
+        # Whatever became of it, it ran where the scheduler did not put it.
+        return _ending(job, pods, base, Phase.FAILED, misplaced, asked_at=job.deleting_at)
+    if job.stopped is not None:
+        at, reason = job.stopped
+        finished_at = job.finished[3] if job.finished is not None else None
+        # A Job that ended before the stop ended on its own; one that ends after it
+        # (a pod that saved its checkpoint and exited) ends because it was asked to.
+        if finished_at is None or finished_at >= at:
+            return _ending(job, pods, base, Phase.PREEMPTED, reason, asked_at=at)
+    return None
+
+
+def _ending(
+    job: JobRecord,
+    pods: list[PodRecord],
+    base: Observation,
+    phase: Phase,
+    reason: str,
+    *,
+    asked_at: datetime | None,
+) -> Observation:
+    """An attempt the platform is stopping (cancel, stop, failed placement): still
+    running while any pod holds GPUs, final once none does, at the last started
+    pod's stop (when it was asked, if no pod ever started)."""
     if any(pod.holds_gpus for pod in pods):
-        phase = Phase.RUNNING if base.started_at is not None else Phase.PENDING
-        return Observation(job.job_id, job.attempt, phase, started_at=base.started_at)
+        running = Phase.RUNNING if base.started_at is not None else Phase.PENDING
+        return Observation(job.job_id, job.attempt, running, started_at=base.started_at)
     stops = [pod.stopped_at for pod in pods if pod.started_at is not None]
     at = max((stop for stop in stops if stop is not None), default=None)
-    return _final(base, Phase.CANCELLED, at or job.cancelled_at, "cancelled")
+    return _final(base, phase, at or asked_at, reason)
 
 
 def _started(job: JobRecord, pods: list[PodRecord]) -> datetime | None:

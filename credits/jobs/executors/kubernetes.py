@@ -5,15 +5,20 @@ NetworkPolicy, both owned by the Job); AlreadyExists is success, so a launch
 retried after a lost answer makes no second Job. Each attempt's pods carry a
 random ``credits.dev/job-uid`` drawn at its first launch; the Service, the
 NetworkPolicy, cancel and logs find the pods by it (a retried launch reads it
-back from the Job that exists). Every
-Job carries the finalizer ``credits.dev/metering``: whoever deletes it, the
-object stays (with a deletionTimestamp) until :meth:`release`, which the
-reconciler calls only once the job's usage is settled. Cancel first patches a
-``credits.dev/cancelled-at`` annotation onto the Job, so a platform restarted
-in between still knows the deletion was its own, then deletes it with
-Foreground propagation (the garbage collector deletes its pods while the
-finalizer still holds the Job) and deletes its remaining pods itself: the GPUs
-are free at once, and the attempt is charged until its pods stopped.
+back from the Job that exists). Every Job carries the finalizer
+``credits.dev/metering``: whoever deletes it, the object stays (with a
+deletionTimestamp) until :meth:`release`, which the reconciler calls only once
+the job's usage is settled.
+
+Cancel, a platform stop (a move, with the job's checkpoint grace) and the end of
+a misplaced attempt each mark the Job (so a platform restarted in between still
+knows the deletion was its own and what it means), delete it with Foreground
+propagation and delete its remaining pods themselves (``kube_jobs``): the GPUs
+are free once the pods stop, and the attempt is charged until they did.
+
+Placement is binding: pods may run only on the scheduler's nodes (required node
+affinity, see ``manifests``). A pod observed on any other node makes its
+attempt a failed placement: it is stopped at once and observed FAILED.
 
 Capacity is each GPU node's allocatable ``nvidia.com/gpu`` less what pods of
 the jobs namespace that are not this installation's hold there (another
@@ -24,7 +29,7 @@ job pods run there: no other namespace's pods are read.
 Observe reads a cache of the installation's Jobs and pods kept by a
 label-selected list and a watch (see ``kube_cache``); the observation of a job
 is computed from its latest attempt's current Job and pods (``kube_status``).
-Errors are sorted in ``kube_calls``.
+Errors are sorted in ``kube_calls``; logs are read in ``kube_logs``.
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ import dataclasses
 import json
 import logging
 import secrets
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -50,33 +55,29 @@ from credits.jobs.executors.base import (
 from credits.jobs.executors.kube_cache import ListWatchSource, WatchedCache
 from credits.jobs.executors.kube_calls import AlreadyExists, NotFound, RetryPolicy, call
 from credits.jobs.executors.kube_capacity import node_capacity, parse_flavours, pod_gpus
+from credits.jobs.executors.kube_jobs import FINISHED_POD_PHASES, KubeJobs
+from credits.jobs.executors.kube_logs import KubeLogs
 from credits.jobs.executors.kube_status import (
     JobRecord,
     PodRecord,
     job_record,
     observe_job,
+    placement_problem,
     pod_record,
 )
-from credits.jobs.logtail import (
-    CHUNK_BYTES,
-    MAX_TAIL_BYTES,
-    drop_split_character,
-    tail_bytes,
-)
 from credits.jobs.manifests import (
-    ATTEMPT_LABEL,
     CANCELLED_ANNOTATION,
-    INDEX_ANNOTATION,
+    FAILED_PLACEMENT_ANNOTATION,
     INSTANCE_LABEL,
     METERING_FINALIZER,
+    STOP_REASON_ANNOTATION,
+    STOPPED_ANNOTATION,
     ManifestOptions,
     attempt_pod_labels,
     instance_selector,
     instance_slug,
     is_gang,
     job_manifest,
-    job_selector,
-    label_selector,
     network_policy_manifest,
     service_manifest,
 )
@@ -85,11 +86,10 @@ from credits.settings import Settings, SettingsError
 logger = logging.getLogger(__name__)
 Obj = dict[str, Any]
 _RELEASE_TRIES = 5
+# Misplaced pods hold GPUs the scheduler gave to others: SIGKILL after a second (0
+# would be a force deletion: the API forgets the pod while its container may run on).
+FAILED_PLACEMENT_GRACE_S = 1
 _UID_BYTES = 16  # 32 hex digits: unguessable, and a valid label value
-_FINISHED_POD_PHASES = ("Succeeded", "Failed")
-_API_LIMIT_MARKER = (
-    f"[… the pod log API stops at {MAX_TAIL_BYTES:,} bytes; download the whole log …]"
-)
 
 
 class KubernetesExecutor:
@@ -141,6 +141,16 @@ class KubernetesExecutor:
             pod_record,
             on_depart=self._stamp_gone,
         )
+        self._objects = KubeJobs(
+            self._batch,
+            self._core,
+            namespace=ns,
+            instance=options.instance,
+            policy=self._policy,
+            jobs=self.jobs,
+            pods=self.pods,
+        )
+        self._logs = KubeLogs(self._objects, self._core, ns)
 
     def close(self) -> None:
         """Stops the watch threads and closes the ApiClient (the executor owns it)."""
@@ -175,7 +185,7 @@ class KubernetesExecutor:
                 )
             )
         except AlreadyExists:
-            created = self._read_job(name)
+            created = self._objects.read_job(name)
         if created is None:
             raise ExecutorError(f"{what}: it exists but cannot be read", transient=True)
         self.jobs.put(created)
@@ -188,43 +198,36 @@ class KubernetesExecutor:
         release), then deletes each of its pods still there. Gone is success.
 
         Raises ExecutorError when a call fails; a repeat finishes the work."""
-        for obj in self._list_jobs(job_id):
-            meta = obj["metadata"]
-            name = meta["name"]
-            pods = self._active_pods(obj)  # before the deletion: their starts stay known
-            try:
-                marked = CANCELLED_ANNOTATION in (meta.get("annotations") or {})
-                if not meta.get("deletionTimestamp") and not marked:
-                    at = self._clock().astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-                    patch = {"metadata": {"annotations": {CANCELLED_ANNOTATION: at}}}
-                    patched = self._call(
-                        f"marking Job {name} cancelled",
-                        self._batch.patch_namespaced_job,
-                        name,
-                        self._ns,
-                        patch,
-                        _preload_content=False,
-                    )
-                    self.jobs.put(_json(patched))
-                if not meta.get("deletionTimestamp") or pods:
-                    # Again when pods remain: an earlier Background deletion (or someone
-                    # else's) leaves them running while the finalizer holds the Job.
-                    self._call(
-                        f"deleting Job {name}",
-                        self._batch.delete_namespaced_job,
-                        name,
-                        self._ns,
-                        propagation_policy="Foreground",
-                        _preload_content=False,
-                    )
-            except NotFound:
+        marks = {CANCELLED_ANNOTATION: self._now_text()}
+        for obj in self._objects.list_jobs(job_id):
+            self._objects.end(obj, marks, grace_s=None, unless=(CANCELLED_ANNOTATION,))
+
+    def stop(self, job_id: int, grace_seconds: int, reason: str) -> None:
+        """A platform stop (a move): marks each attempt's Job not yet finished as
+        stopped with the reason, then deletes it and its pods with ``grace_seconds``
+        (the kubelet's SIGTERM, the grace, SIGKILL). It is observed RUNNING while its
+        pods hold GPUs, then PREEMPTED with the reason. A cancelled, finished or
+        unknown job is left as it is; a repeat changes nothing.
+
+        Raises ExecutorError when a call fails; a repeat finishes the work."""
+        marks = {STOPPED_ANNOTATION: self._now_text(), STOP_REASON_ANNOTATION: reason}
+        for obj in self._objects.list_jobs(job_id):
+            record = job_record(obj)
+            if record is None or record.finished is not None:
                 continue
-            finally:
-                self.jobs.mark_dirty(name)
-            self._delete_pods(pods)
+            self._objects.end(
+                obj,
+                marks,
+                grace_s=max(0, grace_seconds),
+                unless=(CANCELLED_ANNOTATION, STOPPED_ANNOTATION),
+            )
 
     def observe(self, job_ids: Collection[int]) -> dict[int, Observation]:
-        """The latest attempt of each job the cache knows; see ``kube_status``."""
+        """The latest attempt of each job the cache knows; see ``kube_status``.
+
+        An attempt with a pod outside its placement is stopped here, at once: its pods
+        hold GPUs the scheduler may have given to another job (see ``_end_misplaced``).
+        """
         self.jobs.start()
         self.pods.start()
         self.jobs.refresh()
@@ -242,16 +245,20 @@ class KubernetesExecutor:
             for pod in pods.values():
                 if pod.job_name in names:
                     by_job.setdefault(pod.job_name, []).append(pod)
-        return {
-            job_id: observe_job(record, by_job.get(record.name, []))
-            for job_id, record in latest.items()
-        }
+        observations: dict[int, Observation] = {}
+        for job_id, record in latest.items():
+            seen = by_job.get(record.name, [])
+            problem = placement_problem(record, seen)
+            if problem is not None and record.failed_placement is None:
+                self._end_misplaced(record, problem)
+            observations[job_id] = observe_job(record, seen)
+        return observations
 
     def release(self, job_id: int) -> None:
         """Removes the metering finalizer from every attempt's Job (a JSON patch
         that tests the finalizer's index first) and deletes a gang's Service and
         NetworkPolicy (their owner reference would remove them with the Job too)."""
-        for obj in self._list_jobs(job_id):
+        for obj in self._objects.list_jobs(job_id):
             self._remove_finalizer(obj)
             name = obj["metadata"]["name"]
             if (obj.get("spec") or {}).get("completionMode") != "Indexed":
@@ -269,40 +276,12 @@ class KubernetesExecutor:
         self.pods.forget_departed(lambda pod: _job_id_of(pod.job_name) not in released)
 
     def logs(self, job_id: int, *, tail_lines: int = 200) -> str:
-        """The last lines of the rank 0 pod's log of the latest attempt ('' before it
-        starts). The API is asked for ``tail_lines`` lines and at most
-        ``MAX_TAIL_BYTES``: past that the kubelet stops at the byte limit (it counts
-        from the first of those lines), and a marker says so at the end. Long lines
-        are cut as ``logtail`` cuts them."""
-        if tail_lines <= 0:
-            return ""
-        pod_name = self._log_pod(job_id)
-        if pod_name is None:
-            return ""
-        try:
-            response = self._open_log(pod_name, tail_lines=tail_lines, limit_bytes=MAX_TAIL_BYTES)
-        except ExecutorError:
-            return ""  # the API still failing after retries: no tail this time
-        if response is None:
-            return ""
-        try:
-            data = bytes(response.data)
-        finally:
-            response.release_conn()
-        if len(data) < MAX_TAIL_BYTES:
-            return tail_bytes(data, tail_lines)
-        text = tail_bytes(drop_split_character(data), tail_lines)
-        return text.removesuffix("\n") + _API_LIMIT_MARKER + "\n"
+        """The last lines of the rank 0 pod's log of the latest attempt; see ``kube_logs``."""
+        return self._logs.tail(job_id, tail_lines)
 
     def log_stream(self, job_id: int) -> Iterator[bytes]:
-        """The rank 0 pod's whole log of the latest attempt, streamed from the API in
-        chunks (empty before it starts). The pod is found and its log opened here, so
-        an API still failing after retries raises ExecutorError before any chunk."""
-        pod_name = self._log_pod(job_id)
-        response = None if pod_name is None else self._open_log(pod_name)
-        if response is None:
-            return iter(())
-        return _stream_body(response)
+        """The rank 0 pod's whole log of the latest attempt; see ``kube_logs``."""
+        return self._logs.stream(job_id)
 
     def isolation(self, job_id: int) -> str | None:
         """The same for every job: what its pods' manifests lock down."""
@@ -343,48 +322,31 @@ class KubernetesExecutor:
     def _call(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         return call(what, self._policy, fn, *args, **kwargs)
 
-    def _log_pod(self, job_id: int) -> str | None:
-        """The name of the latest attempt's rank 0 pod, whose log is the job's; None
-        when the job has no Job or no pod yet."""
-        jobs = self._list_jobs(job_id)
-        if not jobs:
-            return None
-        latest = max(jobs, key=lambda obj: int(obj["metadata"]["labels"][ATTEMPT_LABEL]))
-        pods = sorted(self._pods_of(latest), key=_rank)
-        return str(pods[0]["metadata"]["name"]) if pods else None
+    def _now_text(self) -> str:
+        return self._clock().astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
-    def _open_log(self, pod_name: str, **limits: int) -> Any:
-        """The pod's log as an unread HTTP response (urllib3), or None when the pod is
-        gone or has no log yet (a pod still starting answers 400). A transient failure
-        that outlasts the retries raises ExecutorError."""
+    def _end_misplaced(self, record: JobRecord, problem: str) -> None:
+        """Marks the attempt as a failed placement and deletes it with a short grace.
+
+        Required node affinity makes this impossible on a healthy cluster: a pod
+        elsewhere means an admission webhook rewrote it, another scheduler or a person
+        bound it, or the node names differ from the capacity's. Retrying the same
+        placement would meet the same fault, so the attempt is FAILED with the
+        reason (see docs/scheduling.md); a failure to reach the API is retried at the
+        next observe."""
+        logger.error("job %s attempt %s: %s; stopping it", record.job_id, record.attempt, problem)
         try:
-            return self._call(
-                f"reading the log of {pod_name}",
-                self._core.read_namespaced_pod_log,
-                pod_name,
-                self._ns,
-                _preload_content=False,
-                **limits,
-            )
-        except NotFound:
-            return None
+            job = self._objects.read_job(record.name)
+            if job is not None:
+                self._objects.end(
+                    job,
+                    {FAILED_PLACEMENT_ANNOTATION: problem},
+                    grace_s=FAILED_PLACEMENT_GRACE_S,
+                    unless=(FAILED_PLACEMENT_ANNOTATION,),
+                    mark_deleting=True,
+                )
         except ExecutorError as error:
-            if error.transient:
-                raise
-            return None
-
-    def _read_job(self, name: str) -> Obj | None:
-        try:
-            response = self._call(
-                f"reading Job {name}",
-                self._batch.read_namespaced_job,
-                name,
-                self._ns,
-                _preload_content=False,
-            )
-        except NotFound:
-            return None
-        return _json(response)
+            logger.warning("stopping misplaced job %s will be retried: %s", record.job_id, error)
 
     def _stamp_gone(self, pod: PodRecord) -> PodRecord:
         if pod.gone_at is not None:
@@ -415,63 +377,6 @@ class KubernetesExecutor:
                     f"creating {kind} {name}", create, self._ns, body, _preload_content=False
                 )
 
-    def _pods_of(self, job: Obj) -> list[Obj]:
-        """The pods of one attempt, selected by its uid label (see attempt_pod_labels)."""
-        try:
-            selector = label_selector(attempt_pod_labels(job))
-        except ValueError as error:
-            raise ExecutorError(str(error), transient=False) from error
-        response = self._call(
-            f"listing the pods of {job['metadata']['name']}",
-            self._core.list_namespaced_pod,
-            self._ns,
-            label_selector=selector,
-            _preload_content=False,
-        )
-        return list(json.loads(response.data).get("items") or [])
-
-    def _active_pods(self, job: Obj) -> list[Obj]:
-        """The Job's pods not yet finished, each stored in the pods cache as listed."""
-        active: list[Obj] = []
-        for pod in self._pods_of(job):
-            if (pod.get("status") or {}).get("phase") in _FINISHED_POD_PHASES:
-                continue
-            self.pods.put(pod)
-            active.append(pod)
-        return active
-
-    def _delete_pods(self, pods: Iterable[Obj]) -> None:
-        """Deletes each pod (there is no deleteCollection to rely on); one already gone
-        is departed now, one deleted gracefully is kept with its deletionTimestamp."""
-        for pod in pods:
-            name = pod["metadata"]["name"]
-            if pod["metadata"].get("deletionTimestamp"):
-                continue
-            try:
-                answer = _json(
-                    self._call(
-                        f"deleting pod {name}",
-                        self._core.delete_namespaced_pod,
-                        name,
-                        self._ns,
-                        _preload_content=False,
-                    )
-                )
-            except NotFound:
-                self.pods.depart(name)
-                continue
-            except ExecutorError as error:
-                if error.transient:
-                    raise
-                # Forbidden, say: the garbage collector deletes it with its Job.
-                logger.warning("%s", error)
-                continue
-            if answer.get("kind") == "Pod":
-                self.pods.put(answer)  # graceful: it stops by its deletionTimestamp
-                self.pods.mark_dirty(name)
-            else:
-                self.pods.depart(name)
-
     def _foreign_gpus(self) -> dict[str, int]:
         """GPUs requested per node by running or pending pods of the jobs namespace
         that are not this installation's; {} (with a warning) when they may not be
@@ -495,19 +400,9 @@ class KubernetesExecutor:
         for pod in json.loads(response.data).get("items") or []:
             node = (pod.get("spec") or {}).get("nodeName")
             phase = (pod.get("status") or {}).get("phase")
-            if node and phase not in _FINISHED_POD_PHASES:
+            if node and phase not in FINISHED_POD_PHASES:
                 held[node] = held.get(node, 0) + pod_gpus(pod)
         return held
-
-    def _list_jobs(self, job_id: int) -> list[Obj]:
-        response = self._call(
-            f"listing the Jobs of job {job_id}",
-            self._batch.list_namespaced_job,
-            self._ns,
-            label_selector=job_selector(self.options.instance, job_id),
-            _preload_content=False,
-        )
-        return list(json.loads(response.data).get("items") or [])
 
     def _remove_finalizer(self, obj: Obj) -> None:
         name = obj["metadata"]["name"]
@@ -538,7 +433,7 @@ class KubernetesExecutor:
                 # The list changed under us (the test op failed): read it again.
                 if error.transient:
                     raise
-            fresh = self._read_job(name)
+            fresh = self._objects.read_job(name)
             if fresh is None:
                 return
             obj = fresh
@@ -552,21 +447,6 @@ def _json(response: Any) -> Obj:
 def _job_id_of(job_name: str) -> int | None:
     parts = job_name.rsplit("-", 2)
     return int(parts[1]) if len(parts) == 3 and parts[1].isdigit() else None
-
-
-def _stream_body(response: Any) -> Iterator[bytes]:
-    """The body of an unread urllib3 response in chunks; its connection goes back to
-    the pool when the body ends or the iterator is closed."""
-    try:
-        yield from response.stream(CHUNK_BYTES, decode_content=True)
-    finally:
-        response.release_conn()
-
-
-def _rank(pod: Obj) -> tuple[int, str]:
-    annotations = pod["metadata"].get("annotations") or {}
-    index = annotations.get(INDEX_ANNOTATION, "0")
-    return (int(index) if str(index).isdigit() else 0, pod["metadata"]["name"])
 
 
 def executor_from_settings(settings: Settings) -> KubernetesExecutor:
@@ -600,5 +480,6 @@ def executor_from_settings(settings: Settings) -> KubernetesExecutor:
         ttl_seconds_after_finished=settings.kubernetes_ttl_seconds_after_finished,
         run_as_user=settings.kubernetes_job_uid,
         run_as_group=settings.kubernetes_job_gid,
+        checkpoint_claim=settings.kubernetes_checkpoint_claim,
     )
     return KubernetesExecutor(client.ApiClient(configuration), options, flavours=flavours)
