@@ -8,7 +8,8 @@ gang), and when and where the flavour's blocked head fits at the latest
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from bisect import bisect_left, insort
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -30,38 +31,52 @@ class Reservation:
 
 # (expected end, node, GPUs): one slice of a job holding GPUs of a flavour.
 _End = tuple[float, str, int]
+# The expected end of a node no job holds: before any job's end.
+_NO_END = float("-inf")
 
 
 class Pool:
     """One flavour's nodes during a pass.
 
     Nodes are bucketed by free GPUs so best fit costs one look per GPU count,
-    not one per node. After the head's reservation, ``spare`` holds what each
-    node can give at the reservation time beyond what the head needs there.
+    not one per node. Each bucket is sorted by the node's expected end (the
+    latest declared end of the jobs on it) so that, with ``end_fit``, the node
+    whose jobs end nearest after a new job's end is a bisection away. After the
+    head's reservation, ``spare`` holds what each node can give at the
+    reservation time beyond what the head needs there. ``frozen`` nodes take
+    no job this pass: they are being emptied for a blocked job.
     """
 
     __slots__ = (
         "blocked",
         "buckets",
         "capacity",
+        "end_fit",
         "ends",
         "free",
+        "frozen",
         "gpn",
         "long_max",
         "names",
+        "node_end",
         "reservation",
         "spare",
         "total_free",
+        "vacated",
         "whole_nodes",
     )
 
-    def __init__(self, nodes: list[Node]) -> None:
+    def __init__(self, nodes: list[Node], *, end_fit: bool = True) -> None:
         self.names = [node.name for node in nodes]
         self.capacity = {node.name: node.gpus for node in nodes}
         self.gpn = max(self.capacity.values())
         self.whole_nodes = sum(1 for gpus in self.capacity.values() if gpus == self.gpn)
+        self.end_fit = end_fit
         self.free: dict[str, int] = {}
-        self.buckets: list[set[str]] = []
+        self.node_end: dict[str, float] = {}
+        self.buckets: list[list[tuple[float, str]]] = []
+        self.frozen: set[str] = set()
+        self.vacated: set[str] = set()
         self.total_free = 0
         self.ends: list[_End] = []
         self.blocked = False
@@ -69,15 +84,28 @@ class Pool:
         self.spare: dict[str, int] = {}
         self.long_max = 0
 
-    def index(self, free: Mapping[str, int]) -> None:
-        """Takes each node's free GPUs (after the running jobs) and buckets them."""
-        self.buckets = [set() for _ in range(self.gpn + 1)]
+    def index(
+        self, free: Mapping[str, int], node_end: Mapping[str, float], vacated: set[str]
+    ) -> None:
+        """Takes each node's free GPUs (after the running jobs) and buckets them.
+
+        A node that a moving job is still vacating is frozen until it has left,
+        so the GPUs the move frees are not taken by someone else meanwhile.
+        """
+        self.buckets = [[] for _ in range(self.gpn + 1)]
+        self.vacated = vacated
         for name in self.names:
             # An over-committed node (bad input) counts as full, never negative.
             gpus = min(max(free[name], 0), self.capacity[name])
             self.free[name] = gpus
-            self.buckets[gpus].add(name)
+            self.node_end[name] = node_end.get(name, _NO_END) if self.end_fit else 0.0
+            if name in vacated:
+                self.frozen.add(name)
+                continue
+            self.buckets[gpus].append((self.node_end[name], name))
             self.total_free += gpus
+        for bucket in self.buckets:
+            bucket.sort()
 
     def fits_ever(self, gpus: int) -> bool:
         """Whether a job of ``gpus`` fits this flavour once it is empty."""
@@ -93,28 +121,42 @@ class Pool:
             return None
         spare = self.spare if guard else None
         if job.gpus <= self.gpn:
-            node = self._best_node(job.gpus, spare)
+            node = self.best_node(job.gpus, end, spare)
             placement: tuple[NodeSlice, ...] = () if node is None else (NodeSlice(node, job.gpus),)
         else:
             placement = self._whole_nodes(job.gpus // self.gpn, spare)
         if not placement:
             return None
         for part in placement:
-            self._take(part.node, part.gpus, end)
+            self.take(part.node, part.gpus, end)
         return placement
 
     def reserve(self, job: QueuedJob, now: float) -> Reservation | None:
-        """The earliest time and nodes ``job`` fits, as running and started jobs end."""
+        """The earliest time and nodes ``job`` fits, as running and started jobs end.
+
+        Nodes being vacated come first: a move emptied them for a job like this one.
+        """
         free = dict(self.free)
         start_at = earliest_fit(free, self.capacity, sorted(self.ends), job.gpus, now)
         if start_at is None:
             return None  # only with inconsistent input: every end frees its node
+        vacated = self.vacated
         if job.gpus <= self.gpn:
-            _, node = min((gpus, name) for name, gpus in free.items() if gpus >= job.gpus)
+            node = min(
+                (
+                    (name not in vacated, gpus, name)
+                    for name, gpus in free.items()
+                    if gpus >= job.gpus
+                )
+            )[2]
             placement: tuple[NodeSlice, ...] = (NodeSlice(node, job.gpus),)
         else:
-            whole = sorted(name for name, gpus in free.items() if gpus == self.gpn)
-            placement = tuple(NodeSlice(name, self.gpn) for name in whole[: job.gpus // self.gpn])
+            whole = sorted(
+                (name not in vacated, name) for name, gpus in free.items() if gpus == self.gpn
+            )
+            placement = tuple(
+                NodeSlice(name, self.gpn) for _, name in whole[: job.gpus // self.gpn]
+            )
         self.spare = free
         for part in placement:
             self.spare[part.node] -= part.gpus
@@ -122,31 +164,55 @@ class Pool:
         self._refresh_long_max()
         return self.reservation
 
-    def _best_node(self, gpus: int, spare: Mapping[str, int] | None) -> str | None:
+    def replace_reservation(self, reservation: Reservation) -> None:
+        """Holds ``reservation``'s nodes for its job from now on (they are being emptied).
+
+        Its nodes take nothing more this pass; every other node's free GPUs are
+        spare, as the job needs nothing from them.
+        """
+        self.reservation = reservation
+        for part in reservation.placement:
+            self.freeze(part.node)
+        self.spare = dict(self.free)
+        self._refresh_long_max()
+
+    def freeze(self, node: str) -> None:
+        if node in self.frozen:
+            return
+        self.frozen.add(node)
+        self.buckets[self.free[node]].remove((self.node_end[node], node))
+        self.total_free -= self.free[node]
+
+    def best_node(self, gpus: int, end: float, spare: Mapping[str, int] | None) -> str | None:
+        """Best fit: the fullest node that has room; among those, end-time fit, then name."""
+        probe = (end if self.end_fit else _NO_END, "")
         for free in range(gpus, self.gpn + 1):
             bucket = self.buckets[free]
             if not bucket:
                 continue
-            if spare is None:
-                return min(bucket)
-            allowed = [name for name in bucket if spare[name] >= gpus]
-            if allowed:
-                return min(allowed)
+            for name in nearest_after(bucket, probe):
+                if spare is None or spare[name] >= gpus:
+                    return name
         return None
 
     def _whole_nodes(self, count: int, spare: Mapping[str, int] | None) -> tuple[NodeSlice, ...]:
         whole = self.buckets[self.gpn]
         if len(whole) < count:
             return ()
-        names = sorted(whole if spare is None else (n for n in whole if spare[n] >= self.gpn))
+        names = sorted(n for _, n in whole if spare is None or spare[n] >= self.gpn)
         if len(names) < count:
             return ()
         return tuple(NodeSlice(name, self.gpn) for name in names[:count])
 
-    def _take(self, node: str, gpus: int, end: float) -> None:
+    def take(self, node: str, gpus: int, end: float) -> None:
+        """Gives ``gpus`` of ``node`` to a job expected to end at ``end``."""
         before = self.free[node]
-        self.buckets[before].discard(node)
-        self.buckets[before - gpus].add(node)
+        key = (self.node_end[node], node)
+        bucket = self.buckets[before]
+        del bucket[bisect_left(bucket, key)]
+        if self.end_fit and end > key[0]:
+            self.node_end[node] = end
+        insort(self.buckets[before - gpus], (self.node_end[node], node))
         self.free[node] = before - gpus
         self.total_free -= gpus
         if self.reservation is None:
@@ -161,8 +227,32 @@ class Pool:
     def _refresh_long_max(self) -> None:
         # The most GPUs a job still running at the reservation time can get on one node.
         self.long_max = max(
-            (min(gpus, self.spare[name]) for name, gpus in self.free.items()), default=0
+            (
+                min(gpus, self.spare[name])
+                for name, gpus in self.free.items()
+                if name not in self.frozen
+            ),
+            default=0,
         )
+
+
+def nearest_after(bucket: list[tuple[float, str]], probe: tuple[float, str]) -> Iterator[str]:
+    """Names in ``bucket`` (sorted by end) from the first ending at or after ``probe``.
+
+    Nodes that end no earlier than the new job come first, nearest first, so it
+    does not keep them busy longer; then the others, latest first, as the job
+    extends those the least. Ties go to the first name.
+    """
+    at = bisect_left(bucket, probe)
+    for i in range(at, len(bucket)):
+        yield bucket[i][1]
+    last = at - 1
+    while last >= 0:
+        # Each run of equal ends in name order, so ties go to the first name.
+        first = bisect_left(bucket, (bucket[last][0], ""), 0, last)
+        for i in range(first, last + 1):
+            yield bucket[i][1]
+        last = first - 1
 
 
 def earliest_fit(
@@ -193,11 +283,11 @@ def earliest_fit(
     return None
 
 
-def build_pools(nodes: Sequence[Node]) -> dict[str, Pool]:
+def build_pools(nodes: Sequence[Node], *, end_fit: bool = True) -> dict[str, Pool]:
     by_flavour: dict[str, list[Node]] = {}
     for node in nodes:
         by_flavour.setdefault(node.flavour, []).append(node)
-    return {flavour: Pool(members) for flavour, members in by_flavour.items()}
+    return {flavour: Pool(members, end_fit=end_fit) for flavour, members in by_flavour.items()}
 
 
 def hold_running(
@@ -210,6 +300,8 @@ def hold_running(
     """
     pool_of = {name: pool for pool in pools.values() for name in pool.names}
     free = {name: gpus for pool in pools.values() for name, gpus in pool.capacity.items()}
+    node_end: dict[str, float] = {}
+    vacated: set[str] = set()
     held: dict[int, int] = {}
     for job in running:
         end = max(job.started_at + job.max_runtime_s, now)
@@ -220,13 +312,16 @@ def hold_running(
             if pool is not None:
                 free[part.node] -= part.gpus
                 pool.ends.append((end, part.node, part.gpus))
+                if end > node_end.get(part.node, _NO_END):
+                    node_end[part.node] = end
         for part in job.vacating:
             # Held until the old run has stopped, within the grace: free soon, but not now.
             pool = pool_of.get(part.node)
             if pool is not None:
                 free[part.node] -= part.gpus
                 pool.ends.append((now, part.node, part.gpus))
+                vacated.add(part.node)
         held[job.project_id] = held.get(job.project_id, 0) + total
     for pool in pools.values():
-        pool.index(free)
+        pool.index(free, node_end, vacated)
     return held

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from operator import attrgetter
 from typing import Literal
 
+from credits.jobs.defrag import MoveDecision, defragment
 from credits.jobs.executors.base import NodeSlice
 from credits.jobs.fairshare import (
     FairShare,
@@ -161,21 +162,6 @@ class StartDecision:
 
 
 @dataclass(frozen=True, slots=True)
-class MoveDecision:
-    """Stop a running checkpointable job and restart it on ``target`` at once.
-
-    The job keeps holding its old slices (as ``RunningJob.vacating``) and its
-    target until the old run has stopped; ``for_job_id`` is the blocked job the
-    move makes room for.
-    """
-
-    job_id: int
-    target: tuple[NodeSlice, ...]
-    for_job_id: int
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
 class Plan:
     starts: tuple[StartDecision, ...]
     reservations: tuple[Reservation, ...]
@@ -194,7 +180,7 @@ def plan(  # noqa: PLR0917 - positional by contract: callers pass the state in t
 
     Deterministic: the same jobs, nodes and shares in any order give the same plan.
     """
-    pools = build_pools(nodes)
+    pools = build_pools(nodes, end_fit=policy.end_time_fit)
     held = hold_running(running, pools, now)
     startable = {project for project, share in shares.items() if share.can_start}
     eligible = [
@@ -215,6 +201,7 @@ def plan(  # noqa: PLR0917 - positional by contract: callers pass the state in t
         order = fairshare_order(eligible, charge, policy, now)
     starts: list[StartDecision] = []
     reservations: list[Reservation] = []
+    moves: list[MoveDecision] = []
     open_pools = len({job.flavour for job in eligible})
     # With shortest-first backfill, the jobs after a flavour's head wait here, in policy order.
     deferred: dict[str, list[QueuedJob]] | None = (
@@ -240,7 +227,7 @@ def plan(  # noqa: PLR0917 - positional by contract: callers pass the state in t
         if placement is not None:
             start(job, placement)
         elif pool.reservation is None:
-            reservation = pool.reserve(job, now)
+            reservation = _reserve(pool, job, running, now, policy, moves)
             if reservation is not None:
                 reservations.append(reservation)
         if _done(pool, policy):
@@ -250,7 +237,30 @@ def plan(  # noqa: PLR0917 - positional by contract: callers pass the state in t
                 break  # every flavour is full or strictly blocked: the rest cannot start
     for flavour, backlog in sorted((deferred or {}).items()):
         _backfill_shortest(pools[flavour], backlog, shares, held, now, start)
-    return Plan(tuple(starts), tuple(sorted(reservations, key=lambda r: r.flavour)))
+    return Plan(
+        tuple(starts),
+        tuple(sorted(reservations, key=lambda r: r.flavour)),
+        tuple(sorted(moves, key=lambda move: move.job_id)),
+    )
+
+
+def _reserve(  # noqa: PLR0917 - private helper of plan()
+    pool: Pool,
+    head: QueuedJob,
+    running: Sequence[RunningJob],
+    now: float,
+    policy: Policy,
+    moves: list[MoveDecision],
+) -> Reservation | None:
+    """The blocked head's reservation; with defragmentation, after moves if they pay."""
+    reservation = pool.reserve(head, now)
+    if reservation is None or not policy.defragment:
+        return reservation
+    moved = defragment(pool, head, running, now, policy)
+    if moved is None:
+        return reservation
+    moves.extend(moved[1])
+    return moved[0]
 
 
 def _backfill_shortest(  # noqa: PLR0917 - private helper of plan()
