@@ -10,16 +10,26 @@ from datetime import timedelta
 from k8s_kube import NAMESPACE, Kube, make_executor, request, synced
 
 from credits.jobs.executors.base import LaunchRequest, NodeSlice, Observation, Phase
+from credits.jobs.executors.kube_status import (
+    JobRecord,
+    PodRecord,
+    job_record,
+    placement_problem,
+)
 from credits.jobs.executors.kubernetes import KubernetesExecutor
 from credits.jobs.manifests import (
     FAILED_PLACEMENT_ANNOTATION,
+    PLACEMENT_ANNOTATION,
     STOP_REASON_ANNOTATION,
     STOPPED_ANNOTATION,
+    ManifestOptions,
+    job_manifest,
 )
 
 pytest_plugins = ["k8s_fixtures", "k8s_executor_fixtures"]
 
 CLAIM = "credits-checkpoints"
+OPTIONS = ManifestOptions(namespace=NAMESPACE, instance="credits")
 GRACE = 120
 REASON = "moved to gpu-1 to make room for job 9"
 
@@ -187,3 +197,33 @@ def test_a_pod_placed_elsewhere_is_a_failed_placement_and_is_stopped(kube: Kube)
         assert _seen(kube, 1, fresh).reason == reason
     finally:
         fresh.close()
+
+
+def _record(placement: str | None) -> JobRecord:
+    job = job_manifest(request(1, gpus=8, nodes=2), OPTIONS, uid="u")
+    annotations = job["metadata"]["annotations"]
+    if placement is None:
+        del annotations[PLACEMENT_ANNOTATION]
+    else:
+        annotations[PLACEMENT_ANNOTATION] = placement
+    record = job_record(job)
+    assert record is not None
+    return record
+
+
+def _pod(name: str, node: str, phase: str = "Running") -> PodRecord:
+    return PodRecord(name, "1", "credits-1-1", 0, phase, None, node, None, None, None, False)
+
+
+def test_two_pods_of_a_gang_on_one_node_are_a_failed_placement() -> None:
+    record = _record("gpu-0:4,gpu-1:4")
+    assert placement_problem(record, [_pod("a", "gpu-0"), _pod("b", "gpu-1")]) is None
+    # A finished pod no longer holds the node: its replacement may run there.
+    assert placement_problem(record, [_pod("a", "gpu-0", "Failed"), _pod("b", "gpu-0")]) is None
+    assert placement_problem(record, [_pod("a", "gpu-0"), _pod("b", "gpu-0")]) == (
+        "failed placement: pods a and b share node gpu-0"
+    )
+
+
+def test_a_job_made_before_placements_were_recorded_is_not_checked() -> None:
+    assert placement_problem(_record(None), [_pod("a", "anywhere")]) is None
