@@ -1,24 +1,19 @@
 """Jobs through the real scheduler and reconciler onto the Kubernetes executor and the
 API emulator: every way a Job can end, each job charged exactly once.
 
-The emulator's virtual clock is set to the jobs world's start, and the world's clock
-reads the emulator's, so the two never drift apart.
+The world is ``k8s_world``'s: its clock reads the emulator's virtual clock.
 """
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
-from datetime import datetime, timedelta
-from pathlib import Path
+from datetime import timedelta
 
 import pytest
-from k8s_controllers import EPOCH
+from jobs_world import RATE, START, JobsWorld
 from k8s_kube import NAMESPACE, Kube, make_executor, synced
+from k8s_world import kube_world
 from sqlalchemy.orm import Session, sessionmaker
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "jobs"))
-from jobs_world import RATE, START, Clock, JobsWorld, build_jobs_world
 
 from credits.jobs.manifests import UID_LABEL
 from credits.jobs.models import Job, JobRun, JobState
@@ -27,23 +22,9 @@ from credits.ledger.verify import verify_ledger
 pytest_plugins = ["k8s_fixtures", "k8s_executor_fixtures"]
 
 
-class EmulatorClock(Clock):
-    """The jobs world's clock, reading the emulator's virtual time."""
-
-    def __init__(self, kube: Kube) -> None:
-        super().__init__()
-        self.kube = kube
-
-    def __call__(self) -> datetime:
-        return self.kube.now()
-
-
 @pytest.fixture
 def world(joined_session_factory: sessionmaker[Session], kube: Kube) -> JobsWorld:
-    kube.emu.clock.now = (START - EPOCH).total_seconds()
-    built = build_jobs_world(joined_session_factory, clock=EmulatorClock(kube))
-    built.executor = kube.executor  # type: ignore[assignment]
-    return built
+    return kube_world(joined_session_factory, kube)
 
 
 def _reconcile(world: JobsWorld, kube: Kube) -> None:
