@@ -24,7 +24,7 @@ Deterministic: candidates, movers and holes are ordered by size, end and name.
 from __future__ import annotations
 
 from bisect import bisect_left, insort
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -87,7 +87,7 @@ def defragment(
     if found is None:
         return None
     emptied, targets = found
-    moved = sum(job.gpus for job, _ in targets)
+    moved = sum(gpus for (_, gpus), _ in targets)
     if head.gpus * (waiting.start_at - ready_at) <= moved * policy.restart_cost_s:
         return None  # the wait saved is worth less than the work the moves throw away
     nodes = sorted(ready + emptied)
@@ -96,11 +96,15 @@ def defragment(
     )
     reason = f"defragment: frees {', '.join(nodes)} for job {head.job_id}"
     moves = []
-    for job, node in targets:
-        pool.take(node, job.gpus, _restarted_end(job, now, policy))
-        moves.append(MoveDecision(job.job_id, (NodeSlice(node, job.gpus),), head.job_id, reason))
+    for (job, gpus), node in targets:
+        pool.take(node, gpus, _restarted_end(job, now, policy))
+        moves.append(MoveDecision(job.job_id, (NodeSlice(node, gpus),), head.job_id, reason))
     pool.replace_reservation(reservation)
     return reservation, tuple(sorted(moves, key=lambda move: move.job_id))
+
+
+# A job to move and the GPUs it holds (on the one node it runs on).
+_Mover = tuple["RunningJob", int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,66 +112,68 @@ class _Candidate:
     """A node that can make ``room`` for the head once ``movers`` have left it."""
 
     node: str
-    movers: tuple[RunningJob, ...]
-
-    def key(self) -> tuple[int, int, str]:
-        # The emptiest first: fewest GPUs to move, then fewest jobs, then name.
-        return (sum(job.gpus for job in self.movers), len(self.movers), self.node)
+    movers: tuple[_Mover, ...]
 
 
 def _candidates(
     pool: Pool, running: Sequence[RunningJob], room: int, ready_at: float, policy: Policy
-) -> list[_Candidate]:
+) -> Iterator[_Candidate]:
     """Nodes that moving some of their jobs would leave with ``room`` free GPUs, emptiest first.
 
-    A node is skipped if anything on it is not a running job (a job started
-    earlier in this pass), if it is frozen, or if what stays on it leaves too little.
+    Emptiest is most free GPUs, then fewest GPUs to move, fewest jobs, name;
+    each bucket of free GPUs is looked at only when the ones before it did not
+    give enough nodes. A node is skipped if it is frozen, if anything on it is
+    not a running job (a job started earlier in this pass), or if what must
+    stay on it leaves too little room.
     """
     # What each job holds on each node: a gang's slice here, not its whole size.
-    occupants: dict[str, list[tuple[RunningJob, int]]] = {}
+    occupants: dict[str, list[_Mover]] = {}
     used: dict[str, int] = {}
     for job in running:
         for part in job.placement:
             if part.node in pool.capacity:
                 occupants.setdefault(part.node, []).append((job, part.gpus))
                 used[part.node] = used.get(part.node, 0) + part.gpus
-    found = []
-    for node, jobs in occupants.items():
-        free = pool.free[node]
-        if node in pool.frozen or free >= room or pool.capacity[node] < room:
-            continue
-        if free + used[node] != pool.capacity[node]:
-            continue  # a job started this pass (or bad input) holds GPUs here
-        movers = _movers(jobs, room - free, ready_at, policy)
-        if movers is not None:
-            found.append(_Candidate(node, movers))
-    return sorted(found, key=_Candidate.key)
+    for free in range(room - 1, -1, -1):
+        found = []
+        for _, node in pool.buckets[free]:
+            if pool.capacity[node] < room or free + used.get(node, 0) != pool.capacity[node]:
+                continue  # too small, or a job started this pass (or bad input) holds GPUs here
+            movers = _movers(occupants.get(node, []), room - free, ready_at, policy)
+            if movers is not None:
+                found.append(_Candidate(node, movers))
+        found.sort(key=lambda c: (sum(g for _, g in c.movers), len(c.movers), c.node))
+        yield from found
 
 
 def _movers(
-    jobs: list[tuple[RunningJob, int]], short: int, ready_at: float, policy: Policy
-) -> tuple[RunningJob, ...] | None:
+    jobs: list[_Mover], short: int, ready_at: float, policy: Policy
+) -> tuple[_Mover, ...] | None:
     """Jobs to move so that ``short`` more GPUs are free by ``ready_at``, or None.
 
     Jobs due to end by then free theirs without a move. Of the rest, the
     smallest that covers what is still short goes, else the largest, until
     nothing is short.
     """
-    short -= sum(gpus for job, gpus in jobs if job.started_at + job.max_runtime_s <= ready_at)
-    left = [j for j, _ in jobs if j.started_at + j.max_runtime_s > ready_at and movable(j, policy)]
-    chosen: list[RunningJob] = []
+    left = []
+    for job, gpus in jobs:
+        if job.started_at + job.max_runtime_s <= ready_at:
+            short -= gpus
+        elif movable(job, policy):
+            left.append((job, gpus))
+    chosen: list[_Mover] = []
     while short > 0:
         if not left:
             return None
-        covering = [job for job in left if job.gpus >= short]
-        job = (
-            min(covering, key=lambda j: (j.gpus, j.job_id))
+        covering = [mover for mover in left if mover[1] >= short]
+        mover = (
+            min(covering, key=lambda m: (m[1], m[0].job_id))
             if covering
-            else min(left, key=lambda j: (-j.gpus, j.job_id))
+            else min(left, key=lambda m: (-m[1], m[0].job_id))
         )
-        left.remove(job)
-        chosen.append(job)
-        short -= job.gpus
+        left.remove(mover)
+        chosen.append(mover)
+        short -= mover[1]
     return tuple(chosen)
 
 
@@ -196,16 +202,16 @@ class _Holes:
         if node in self.free:
             self._set(node, 0, self.end[node])
 
-    def fit(self, job: RunningJob, end: float) -> str | None:
-        """Takes room for ``job`` on the best-fitting hole (then end-time fit, then name)."""
+    def fit(self, need: int, end: float) -> str | None:
+        """Takes ``need`` GPUs on the best-fitting hole (then end-time fit, then name)."""
         probe = (end if self.pool.end_fit else float("-inf"), "")
-        for gpus in range(job.gpus, self.pool.gpn):
+        for gpus in range(need, self.pool.gpn):
             bucket = self.buckets[gpus]
             if bucket:
                 node = next(nearest_after(bucket, probe))
                 self._set(
                     node,
-                    gpus - job.gpus,
+                    gpus - need,
                     max(self.end[node], end) if self.pool.end_fit else self.end[node],
                 )
                 return node
@@ -235,8 +241,8 @@ class _Holes:
 
 
 def _pick(
-    pool: Pool, candidates: list[_Candidate], needed: int, now: float, policy: Policy
-) -> tuple[list[str], list[tuple[RunningJob, str]]] | None:
+    pool: Pool, candidates: Iterable[_Candidate], needed: int, now: float, policy: Policy
+) -> tuple[list[str], list[tuple[_Mover, str]]] | None:
     """The first ``needed`` candidates whose movers all fit in holes elsewhere, or None.
 
     A node that takes a moved job is no longer a candidate; a candidate that
@@ -244,7 +250,7 @@ def _pick(
     """
     holes = _Holes(pool)
     emptied: list[str] = []
-    targets: list[tuple[RunningJob, str]] = []
+    targets: list[tuple[_Mover, str]] = []
     receivers: set[str] = set()
     for candidate in candidates:
         if len(emptied) == needed:
@@ -254,11 +260,11 @@ def _pick(
         mark = holes.mark()
         holes.remove(candidate.node)
         placed = []
-        for job in sorted(candidate.movers, key=lambda j: (-j.gpus, j.job_id)):
-            node = holes.fit(job, _restarted_end(job, now, policy))
+        for mover in sorted(candidate.movers, key=lambda m: (-m[1], m[0].job_id)):
+            node = holes.fit(mover[1], _restarted_end(mover[0], now, policy))
             if node is None:
                 break
-            placed.append((job, node))
+            placed.append((mover, node))
         if len(placed) < len(candidate.movers):
             holes.undo(mark)
             continue
