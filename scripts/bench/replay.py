@@ -6,61 +6,89 @@ over-commits a node). Events at the same second are coalesced, and a pass runs
 only when something changed and the queue is not empty. The pool is one
 flavour of ``--gpus`` GPUs on nodes of ``--gpus-per-node``.
 
-Trace to jobs (see ``/work/shared/traces/README.md``):
+Trace to jobs (see ``/work/shared/traces/README.md`` and :mod:`replay_trace`):
 
 - Jobs with an empty duration (never started) are skipped, as are jobs larger
   than the whole pool.
-- Max runtime is the duration rounded up to a walltime bucket (1, 2, 4, 8, 12,
-  24, 48, 72 h, 7 d, then the next multiple of 7 d): the trace has no limit.
+- The trace has no limit. A job's declared walltime is its duration rounded up
+  to a bucket (1, 2, 4, 8, 12, 24, 48, 72 h, 7 d, then the next multiple of
+  7 d), times a seeded log-uniform factor in ``--overdeclare LO,HI`` (users
+  over-declare; ``1,1``, the default, declares the bucket). The scheduler sees
+  only that, never the duration, and the executor enforces it as the job's
+  limit (with LO < 1 some jobs are killed at it).
 - A job with more GPUs than a node is a gang; a count that is not a multiple of
   the node size is rounded up to one (the count is printed on stderr; none for
   the ITP trace with 8-GPU nodes).
+- A seeded ``--checkpointable`` share of the jobs is checkpointable (default
+  0.5: the flag is opt-in and the trace does not say which jobs could
+  checkpoint, so neither "all" nor "none"; the policy moves only the
+  single-node ones).
 - The project is ``vc`` (ITP's source cluster), or with ``--projects N`` a
   seeded random one of N. Entitlement is the project's share (``--shares
   1,1,2``; equal by default). Usage is the GPU-seconds a project has held,
   decayed with ``--half-life-h``.
 
-Figures, per (policy, backfill): waits are start minus submit, JCT is finish
-minus submit, utilisation is delivered GPU-seconds over pool GPUs times the
-makespan (first submit to last finish).
+Moves (``Plan.moves``): on the platform a moved job holds its old slices and
+its target until its old run has stopped within its grace. Here the old run
+stops at once (its GPUs free that second, and a new pass runs at the same
+second) and the job restarts on its target with the work it had left plus
+``--restart-cost`` seconds, in which it holds the GPUs and does nothing: the
+cost stands for the grace, the restore and any progress lost since its last
+checkpoint. Its walltime left is what it had not run, plus the restart (a
+move is never charged to the user). ``moved_gpu_h_lost`` is the GPUs times
+the restart seconds actually spent; ``moved_share`` that over the GPU-hours
+delivered.
 
-``max_share_gap`` is how far the GPU time delivered strays from a fair split
-of it, per ``--window-h`` window (6 h by default), averaged over windows. In
-window ``W``, ``T`` is the GPU-seconds all jobs ran inside ``W`` (jobs cut at
-its edges); a project has demand if it had a job queued or running in ``W``;
-its delivery ``d_p`` is its GPU-seconds run in ``W`` and its want ``c_p =
-d_p + q_p``, where ``q_p`` is the GPU-seconds its jobs spent queued in ``W``
-(GPUs times time waiting). The fair split ``t_p`` shares ``T`` among the
-projects with demand in proportion to their entitlements, except that no
-project is given more than its want (weighted max-min, water-filling: what a
-capped project cannot use goes to the others, again by entitlement). The gap
-of ``W`` is ``max_p |d_p - t_p| / T``, and ``max_share_gap`` its mean over the
-windows with ``T > 0``. When every project with demand wants more than its
-share, ``t_p / T`` is just its entitlement renormalised over them; when
-nobody waits, ``t_p = d_p`` and the gap is 0, so queueing order is what moves
-it: the same trace gives different figures for FIFO and fair share.
+Figures (see :mod:`replay_metrics`): waits are first start minus submit, JCT
+is finish minus submit, utilisation is the work delivered (GPU-seconds, not
+counting restarts) over pool GPUs times the makespan (first submit to last
+finish).
+
+The fair-share gap measures how far the GPU time delivered strays from a fair
+split of it, per ``--window-h`` window (6 h by default). In window ``W``,
+``T`` is the GPU-seconds all jobs ran inside ``W`` (jobs cut at its edges); a
+project has demand if it had a job queued or running in ``W``; its delivery
+``d_p`` is its GPU-seconds run in ``W`` and its want ``c_p = d_p + q_p``,
+where ``q_p`` is the GPU-seconds its jobs spent queued in ``W`` (GPUs times
+time waiting). The fair split ``t_p`` shares ``T`` among the projects with
+demand in proportion to their entitlements, except that no project is given
+more than its want (weighted max-min, water-filling: what a capped project
+cannot use goes to the others, again by entitlement). The gap of ``W`` is
+``max_p |d_p - t_p| / T``. When nobody waits, ``t_p = d_p`` and the gap is 0
+by construction, so ``gap_mean`` and ``gap_p95`` are over the windows where
+some job waited; ``gap_all_mean`` (round 1's ``max_share_gap``) averages every
+window with ``T > 0``.
+
+Policies: ``--policy`` (ordering) and ``--backfill`` as in round 1, and
+``--variant`` for round 2's switches (``all`` runs every one but ``default``
+and prints a Markdown table at the end): ``round1`` (no end-time fit, no
+defragmentation), ``endfit`` (+ end-time-aware best fit), ``defrag`` (+
+moves), and ``default`` (``Policy()``'s own defaults).
 
     .venv/bin/python scripts/bench/replay.py
     .venv/bin/python scripts/bench/replay.py --policy fairshare --backfill on --limit 5000
+    .venv/bin/python scripts/bench/replay.py --policy fairshare --backfill on \\
+        --variant all --overdeclare 1,8
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import math
-import random
-import statistics
-import sys
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
-from credits.jobs.executors.base import LaunchRequest, NodeCapacity
+from replay_metrics import TABLE_HEADER, Figures, Outcome, figures, share_gap, table_row
+from replay_trace import HOUR, TraceJob, load, parse_fraction, parse_range
+
+from credits.jobs.executors.base import LaunchRequest, NodeCapacity, NodeSlice
 from credits.jobs.executors.simulated import SimulatedExecutor
 from credits.jobs.scheduler import (
+    MoveDecision,
     Node,
     Policy,
     ProjectShare,
@@ -73,84 +101,41 @@ from credits.jobs.scheduler import (
 
 DEFAULT_TRACE = Path(__file__).resolve().parents[3] / "shared/traces/itp_msr2021_days00-27.csv"
 FLAVOUR = "trace-gpu"
-HOUR = 3600
-WEEK = 7 * 24 * HOUR
-BUCKETS_S = tuple(h * HOUR for h in (1, 2, 4, 8, 12, 24, 48, 72, 168))
 # Trace times start at 0; plan() wants epoch seconds, and the executor datetimes.
 EPOCH = 1_700_000_000.0
+# Passes at one second while moves keep coming; the policy bounds moves, this bounds a bug.
+MAX_PASSES_PER_SECOND = 16
 
-
-@dataclass(frozen=True, slots=True)
-class TraceJob:
-    job_id: int
-    project_id: int
-    submit_s: float
-    gpus: int
-    duration_s: float
+# Round 2's policy switches on top of --policy/--backfill; "default" takes Policy()'s.
+VARIANTS: dict[str, dict[str, Any]] = {
+    "round1": {"end_time_fit": False, "defragment": False},
+    "endfit": {"end_time_fit": True, "defragment": False},
+    "defrag": {"end_time_fit": True, "defragment": True},
+    "default": {},
+}
 
 
 @dataclass(slots=True)
-class Outcome:
-    """What one (policy, backfill) replay measured."""
+class _Attempt:
+    """The replay's view of a running job's current attempt."""
 
-    starts: dict[int, float] = field(default_factory=dict)
-    finishes: dict[int, float] = field(default_factory=dict)
-    pass_ms: list[float] = field(default_factory=list)
-
-
-def walltime(duration_s: float) -> int:
-    """The smallest walltime bucket that holds the duration."""
-    for bucket in BUCKETS_S:
-        if duration_s <= bucket:
-            return bucket
-    return math.ceil(duration_s / WEEK) * WEEK
-
-
-def load(args: argparse.Namespace) -> tuple[list[TraceJob], dict[int, float]]:
-    """The trace's jobs, in submission order, and each project's entitlement."""
-    rng = random.Random(args.seed)
-    jobs: list[TraceJob] = []
-    projects: dict[str, int] = {}
-    rounded = 0
-    with Path(args.trace).open(newline="") as handle:
-        for row in csv.DictReader(handle):
-            if not row["duration_s"] or int(row["gpus"]) < 1:
-                continue
-            gpus = int(row["gpus"])
-            if gpus > args.gpus_per_node and gpus % args.gpus_per_node:
-                gpus = math.ceil(gpus / args.gpus_per_node) * args.gpus_per_node
-                rounded += 1
-            if gpus > args.gpus:
-                continue
-            if args.projects:
-                project = rng.randrange(args.projects)
-            else:
-                project = projects.setdefault(row["vc"], len(projects))
-            jobs.append(
-                TraceJob(
-                    len(jobs) + 1,
-                    project,
-                    float(row["submit_time_s"]),
-                    gpus,
-                    float(row["duration_s"]),
-                )
-            )
-            if args.limit and len(jobs) >= args.limit:
-                break
-    if rounded:
-        print(f"rounded {rounded} gang jobs up to whole nodes", file=sys.stderr)
-    count = args.projects or len(projects)
-    weights = [float(w) for w in args.shares.split(",")] if args.shares else [1.0] * count
-    if len(weights) != count:
-        raise SystemExit(f"error: --shares has {len(weights)} values for {count} projects")
-    return jobs, dict(enumerate(weights))
+    job: TraceJob
+    started_s: float
+    work_left_s: float  # true work left when this attempt started
+    limit_left_s: float  # walltime left when this attempt started, restart not counted
+    restart_s: float  # restart seconds at the head of this attempt
+    attempt: int = 1
+    moves: int = 0
 
 
 class Replay:
     """One simulated pool driven by the scheduler over the trace."""
 
     def __init__(
-        self, args: argparse.Namespace, entitlement: dict[int, float], policy: Policy
+        self,
+        args: argparse.Namespace,
+        entitlement: dict[int, float],
+        policy: Policy,
     ) -> None:
         count = args.gpus // args.gpus_per_node
         self.nodes = [Node(f"n{i:04d}", FLAVOUR, args.gpus_per_node) for i in range(count)]
@@ -159,6 +144,7 @@ class Replay:
             [NodeCapacity(n.name, n.flavour, n.gpus) for n in self.nodes], clock=self._clock
         )
         self.policy = policy
+        self.restart_cost_s = args.restart_cost
         self.entitlement = entitlement
         self.half_life_s = args.half_life_h * HOUR
         self.usage = {p: UsageDecay(self.half_life_s) for p in entitlement}
@@ -166,13 +152,19 @@ class Replay:
         self.accrued_to = dict.fromkeys(entitlement, 0.0)
         self.queue: dict[int, QueuedJob] = {}
         self.running: dict[int, RunningJob] = {}
+        self.attempts: dict[int, _Attempt] = {}
         self.outcome = Outcome()
+        # Free GPUs per node and queued jobs per GPU count: enough to tell a pass
+        # that cannot start anything (see _may_act).
+        self.gpus_per_node = args.gpus_per_node
+        self.free = {node.name: node.gpus for node in self.nodes}
+        self.queued_sizes: dict[int, int] = {}
 
     def _clock(self) -> datetime:
         return datetime.fromtimestamp(EPOCH + self.now, UTC)
 
     def run(self, jobs: list[TraceJob]) -> Outcome:
-        durations = {job.job_id: job.duration_s for job in jobs}
+        by_id = {job.job_id: job for job in jobs}
         for at, arrivals in self._events(jobs):
             self.now = at
             changed = self._finish() | bool(arrivals)
@@ -182,11 +174,16 @@ class Replay:
                     job.project_id,
                     FLAVOUR,
                     job.gpus,
-                    walltime(job.duration_s),
+                    job.limit_s,
                     EPOCH + at,
+                    checkpointable=job.checkpointable,
                 )
-            if changed and self.queue:
-                self._pass(durations)
+                self.queued_sizes[job.gpus] = self.queued_sizes.get(job.gpus, 0) + 1
+            passes = 0
+            while changed and self._may_act() and passes < MAX_PASSES_PER_SECOND:
+                # A move frees the mover's old GPUs at once here, so pass again this second.
+                changed = self._pass(by_id)
+                passes += 1
         return self.outcome
 
     def _events(self, jobs: list[TraceJob]) -> Iterator[tuple[float, list[TraceJob]]]:
@@ -206,11 +203,37 @@ class Replay:
                 index += 1
             yield at, arrivals
 
+    def _may_act(self) -> bool:
+        """Whether a pass could start or move anything.
+
+        Without defragmentation a pass only starts jobs, and none starts when no
+        queued job fits a node's free GPUs (or, a gang, the whole free nodes):
+        skipping that pass gives the same replay, faster. With it, a pass may
+        move jobs into free GPUs, so it always runs.
+        """
+        if not self.queue:
+            return False
+        if self.policy.defragment:
+            return True
+        free = list(self.free.values())
+        most, whole = max(free), free.count(self.gpus_per_node)
+        gpn = self.gpus_per_node
+        return any(
+            count and (gpus <= most if gpus <= gpn else gpus // gpn <= whole)
+            for gpus, count in self.queued_sizes.items()
+        )
+
+    def _take(self, placement: tuple[NodeSlice, ...], sign: int) -> None:
+        for part in placement:
+            self.free[part.node] -= sign * part.gpus
+
     def _finish(self) -> bool:
         finished = self.executor.pop_finished()
         for seen in finished:
             job = self.running.pop(seen.job_id)
-            self._hold(job.project_id, -sum(part.gpus for part in job.placement))
+            self._take(job.placement, -1)
+            self._spent_restart(self.attempts.pop(seen.job_id), job.gpus)
+            self._hold(job.project_id, -job.gpus)
             self.outcome.finishes[seen.job_id] = self.now
         return bool(finished)
 
@@ -230,7 +253,8 @@ class Replay:
             for p in self.entitlement
         }
 
-    def _pass(self, durations: dict[int, float]) -> None:
+    def _pass(self, by_id: Mapping[int, TraceJob]) -> bool:
+        """One scheduling pass, carried out; whether it moved any job."""
         shares = self._shares()
         began = time.perf_counter()
         result = plan(
@@ -242,29 +266,81 @@ class Replay:
             self.policy,
         )
         self.outcome.pass_ms.append((time.perf_counter() - began) * 1000)
+        # Moves first: their targets are GPUs the plan kept out of this pass's starts.
+        for move in result.moves:
+            self._move(move)
         for start in result.starts:
-            self._start(start, durations[start.job_id])
+            self._start(start, by_id[start.job_id])
+        return bool(result.moves)
 
-    def _start(self, start: StartDecision, duration_s: float) -> None:
-        job = self.queue.pop(start.job_id)
-        self.executor.set_duration(job.job_id, duration_s)
-        self.executor.launch(_request(job, start))
+    def _start(self, start: StartDecision, trace_job: TraceJob) -> None:
+        del self.queue[start.job_id]
+        self.queued_sizes[trace_job.gpus] -= 1
+        attempt = _Attempt(
+            trace_job,
+            self.now,
+            work_left_s=trace_job.duration_s,
+            limit_left_s=float(trace_job.limit_s),
+            restart_s=0.0,
+        )
+        self._launch(attempt, start.placement)
+        self._hold(trace_job.project_id, trace_job.gpus)
+        self.outcome.starts[trace_job.job_id] = self.now
+
+    def _move(self, move: MoveDecision) -> None:
+        """Stops the job now and restarts it on its target with what it had left."""
+        old = self.attempts[move.job_id]
+        gpus = self.running[move.job_id].gpus
+        ran = self.now - old.started_s
+        worked = max(ran - old.restart_s, 0.0)
+        self.executor.preempt(move.job_id, f"moved for job {move.for_job_id}")
+        self._take(self.running[move.job_id].placement, -1)
+        # A move during a restart cuts that restart short: only what was spent is lost.
+        self.outcome.moved_gpu_s_lost -= gpus * max(old.restart_s - ran, 0.0)
+        self.outcome.moved_gpu_s_lost += gpus * self.restart_cost_s
+        self.outcome.moves += 1
+        self.outcome.moved_jobs.add(move.job_id)
+        attempt = _Attempt(
+            old.job,
+            self.now,
+            work_left_s=max(old.work_left_s - worked, 0.0),
+            limit_left_s=max(old.limit_left_s - worked, 0.0),
+            restart_s=self.restart_cost_s,
+            attempt=old.attempt + 1,
+            moves=old.moves + 1,
+        )
+        self._launch(attempt, move.target)
+
+    def _launch(self, attempt: _Attempt, placement: tuple[NodeSlice, ...]) -> None:
+        job = attempt.job
+        limit = math.ceil(attempt.limit_left_s + attempt.restart_s)
+        self.executor.set_duration(job.job_id, attempt.work_left_s + attempt.restart_s)
+        self.executor.launch(_request(job, attempt.attempt, limit, placement))
+        self.attempts[job.job_id] = attempt
+        self._take(placement, 1)
         self.running[job.job_id] = RunningJob(
             job.job_id,
             job.project_id,
             FLAVOUR,
-            start.placement,
+            placement,
             EPOCH + self.now,
-            job.max_runtime_s,
+            limit,
+            checkpointable=job.checkpointable,
+            moves=attempt.moves,
         )
-        self._hold(job.project_id, job.gpus)
-        self.outcome.starts[job.job_id] = self.now
+
+    def _spent_restart(self, attempt: _Attempt, gpus: int) -> None:
+        """A finish inside the restart (a job killed at its limit) spent only part of it."""
+        ran = self.now - attempt.started_s
+        self.outcome.moved_gpu_s_lost -= gpus * max(attempt.restart_s - ran, 0.0)
 
 
-def _request(job: QueuedJob, start: StartDecision) -> LaunchRequest:
+def _request(
+    job: TraceJob, attempt: int, limit_s: int, placement: tuple[NodeSlice, ...]
+) -> LaunchRequest:
     return LaunchRequest(
         job_id=job.job_id,
-        attempt=1,
+        attempt=attempt,
         project_id=job.project_id,
         name=f"trace-{job.job_id}",
         image="trace",
@@ -277,136 +353,115 @@ def _request(job: QueuedJob, start: StartDecision) -> LaunchRequest:
         gpus=job.gpus,
         cpu_millicores=0,
         memory_mb=0,
-        max_runtime_seconds=job.max_runtime_s,
-        placement=start.placement,
+        max_runtime_seconds=limit_s,
+        placement=placement,
     )
 
 
-def percentile(values: list[float], q: int) -> float:
-    if len(values) < 2:
-        return values[0] if values else 0.0
-    return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
-
-
-def share_gap(
-    jobs: list[TraceJob], outcome: Outcome, entitlement: dict[int, float], window_s: float
-) -> float:
-    """``max_share_gap``, as the module docstring defines it."""
-    delivered: dict[int, dict[int, float]] = {}
-    queued: dict[int, dict[int, float]] = {}
-    for job in jobs:
-        start, finish = outcome.starts[job.job_id], outcome.finishes[job.job_id]
-        _spread(queued, job.project_id, job.gpus, begin=job.submit_s, end=start, window_s=window_s)
-        _spread(delivered, job.project_id, job.gpus, begin=start, end=finish, window_s=window_s)
-    gaps = []
-    for window in sorted(set(delivered) | set(queued)):
-        ran = delivered.get(window, {})
-        total = math.fsum(ran.values())
-        if total <= 0:
-            continue
-        waited = queued.get(window, {})
-        want = {p: ran.get(p, 0.0) + waited.get(p, 0.0) for p in sorted(set(ran) | set(waited))}
-        fair = water_fill(total, want, entitlement)
-        gaps.append(max(abs(ran.get(p, 0.0) - fair[p]) for p in want) / total)
-    return statistics.fmean(gaps) if gaps else 0.0
-
-
-def _spread(
-    into: dict[int, dict[int, float]],
-    project: int,
-    gpus: int,
-    *,
-    begin: float,
-    end: float,
-    window_s: float,
-) -> None:
-    """Adds ``gpus`` held from ``begin`` to ``end`` to each window it overlaps.
-
-    A zero-length interval (a job that did not wait) still marks its window,
-    as demand with no GPU-seconds.
-    """
-    window = int(begin // window_s)
-    while True:
-        lo, hi = window * window_s, (window + 1) * window_s
-        amount = gpus * max(min(end, hi) - max(begin, lo), 0.0)
-        per = into.setdefault(window, {})
-        per[project] = per.get(project, 0.0) + amount
-        if end <= hi:
-            return
-        window += 1
-
-
-def water_fill(total: float, want: dict[int, float], weight: dict[int, float]) -> dict[int, float]:
-    """Shares ``total`` by ``weight``, none above its ``want`` (weighted max-min fairness).
-
-    Projects with no weight get only what the weighted ones cannot use, by want.
-    """
-    fair = dict.fromkeys(want, 0.0)
-    left = total
-    weighted = sorted((p for p in want if weight[p] > 0), key=lambda p: (want[p] / weight[p], p))
-    weights = math.fsum(weight[p] for p in weighted)
-    for p in weighted:
-        give = left * weight[p] / weights
-        fair[p] = min(give, want[p])
-        left -= fair[p]
-        weights -= weight[p]
-    rest = [p for p in want if weight[p] <= 0]
-    unmet = math.fsum(want[p] for p in rest)
-    for p in rest:
-        fair[p] = min(left * want[p] / unmet, want[p]) if unmet > 0 else 0.0
-    return fair
-
-
-def report(
-    label: str, jobs: list[TraceJob], outcome: Outcome, *, gpus: int, gap: float, wall_s: float
-) -> str:
-    waits = [outcome.starts[j.job_id] - j.submit_s for j in jobs]
-    jcts = [outcome.finishes[j.job_id] - j.submit_s for j in jobs]
-    makespan = max(outcome.finishes.values()) - min(j.submit_s for j in jobs)
-    work = sum(j.gpus * j.duration_s for j in jobs)
-    return (
-        f"{label} jobs={len(jobs)} mean_jct_s={statistics.fmean(jcts):.0f} "
-        f"mean_wait_s={statistics.fmean(waits):.0f} p50_wait_s={percentile(waits, 50):.0f} "
-        f"p95_wait_s={percentile(waits, 95):.0f} utilisation={work / (gpus * makespan):.3f} "
-        f"makespan_s={makespan:.0f} max_share_gap={gap:.3f} "
-        f"pass_p50_ms={percentile(outcome.pass_ms, 50):.3f} "
-        f"pass_p99_ms={percentile(outcome.pass_ms, 99):.3f} wall_s={wall_s:.1f}"
-    )
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+def _arguments() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n", 1)[0])
     parser.add_argument("--trace", default=str(DEFAULT_TRACE))
     parser.add_argument("--gpus", type=int, default=1400)
     parser.add_argument("--gpus-per-node", type=int, default=8)
     parser.add_argument("--policy", choices=("fifo", "fairshare", "all"), default="all")
     parser.add_argument("--backfill", choices=("on", "off", "both"), default="both")
+    parser.add_argument(
+        "--variant",
+        default="default",
+        help=f"comma-separated, of {', '.join(VARIANTS)}; or all (every one but default)",
+    )
     parser.add_argument("--limit", type=int, default=0, help="replay only the first N jobs")
     parser.add_argument("--projects", type=int, default=0, help="N random projects, not vc")
     parser.add_argument("--shares", default="", help="entitlements per project, e.g. 1,1,2")
     parser.add_argument("--half-life-h", type=float, default=168.0)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--window-h", type=float, default=6.0, help="max_share_gap window")
+    parser.add_argument("--window-h", type=float, default=6.0, help="fair-share gap window")
+    parser.add_argument(
+        "--overdeclare",
+        type=parse_range,
+        default=(1.0, 1.0),
+        metavar="LO,HI",
+        help="declared walltime = bucket x a log-uniform factor in [LO, HI]",
+    )
+    parser.add_argument(
+        "--restart-cost", type=float, default=300.0, help="seconds a moved job loses"
+    )
+    parser.add_argument(
+        "--checkpointable",
+        type=parse_fraction,
+        default=0.5,
+        metavar="FRACTION",
+        help="seeded share of jobs that are checkpointable",
+    )
+    parser.add_argument("--max-moves", type=int, default=2, help="Policy.max_moves")
     args = parser.parse_args()
+    names = list(VARIANTS)[:-1] if args.variant == "all" else args.variant.split(",")
+    unknown = [name for name in names if name not in VARIANTS]
+    if unknown:
+        parser.error(f"unknown --variant {', '.join(unknown)}; choose from {', '.join(VARIANTS)}")
+    args.variants = names
+    return args
+
+
+def _header(args: argparse.Namespace, jobs: list[TraceJob], entitlement: dict[int, float]) -> str:
+    lo, hi = args.overdeclare
+    checkpointable = sum(job.checkpointable for job in jobs)
+    shares = args.shares or "equal"
+    return (
+        f"trace={Path(args.trace).name} jobs={len(jobs)} "
+        f"nodes={args.gpus // args.gpus_per_node}x{args.gpus_per_node} "
+        f"projects={len(entitlement)} ({'vc' if not args.projects else 'random'}) "
+        f"shares={shares} overdeclare={lo:g},{hi:g} restart_cost_s={args.restart_cost:g} "
+        f"checkpointable={args.checkpointable:g} ({checkpointable} jobs) "
+        f"max_moves={args.max_moves} window_h={args.window_h:g} seed={args.seed}"
+    )
+
+
+def replay_one(  # noqa: PLR0917 - private to main(): one row of the table
+    args: argparse.Namespace,
+    jobs: list[TraceJob],
+    entitlement: dict[int, float],
+    ordering: str,
+    backfill: bool,
+    variant: str,
+) -> Figures:
+    """One replay of ``jobs`` under one policy, measured."""
+    began, began_cpu = time.perf_counter(), time.process_time()
+    policy = Policy(
+        ordering=ordering,  # type: ignore[arg-type]
+        backfill=backfill,
+        max_moves=args.max_moves,
+        restart_cost_s=args.restart_cost,
+        **VARIANTS[variant],
+    )
+    outcome = Replay(args, entitlement, policy).run(jobs)
+    return figures(
+        f"policy={ordering} backfill={'on' if backfill else 'off'} {variant}",
+        jobs,
+        outcome,
+        gpus=args.gpus,
+        gap=share_gap(jobs, outcome, entitlement, args.window_h * HOUR),
+        wall_s=time.perf_counter() - began,
+        cpu_s=time.process_time() - began_cpu,
+    )
+
+
+def main() -> None:
+    args = _arguments()
     jobs, entitlement = load(args)
+    print(_header(args, jobs, entitlement), flush=True)
     orderings = ("fifo", "fairshare") if args.policy == "all" else (args.policy,)
     backfills = (True, False) if args.backfill == "both" else (args.backfill == "on",)
+    rows: list[Figures] = []
     for ordering in orderings:
         for backfill in backfills:
-            began = time.perf_counter()
-            policy = Policy(ordering=ordering, backfill=backfill)  # type: ignore[arg-type]
-            outcome = Replay(args, entitlement, policy).run(jobs)
-            label = f"policy={ordering} backfill={'on' if backfill else 'off'}"
-            print(
-                report(
-                    label,
-                    jobs,
-                    outcome,
-                    gpus=args.gpus,
-                    gap=share_gap(jobs, outcome, entitlement, args.window_h * HOUR),
-                    wall_s=time.perf_counter() - began,
-                )
-            )
+            for variant in args.variants:
+                rows.append(replay_one(args, jobs, entitlement, ordering, backfill, variant))
+                print(rows[-1].line(), flush=True)
+    if len(rows) > 1:
+        print("\n" + TABLE_HEADER)
+        for row in rows:
+            print(table_row(row))
 
 
 if __name__ == "__main__":
