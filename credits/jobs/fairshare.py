@@ -4,22 +4,24 @@ A project's fair-share factor is ``F = 2^(-u/s)``: ``s`` is its entitled share
 and ``u`` its share of recent use, so a project that used exactly its share
 gets 0.5, an idle one 1 and a heavy one close to 0.
 
-The order is two-level. Projects take turns by priority, ``fairshare_weight *
-F + age_weight * min(w / Policy.age_saturation_s, 1)`` for the next job of
-each (``w``: how long that job has waited), so that fair share decides who
+The order (:mod:`credits.jobs.queue_order`) goes by runtime class first
+(:mod:`credits.jobs.runtime_classes`), then is two-level. Projects take turns
+by priority, ``fairshare_weight * F + age_weight * min(w /
+Policy.age_saturation_s, 1)`` for the longest-waiting job of each in the
+class (``w``: how long that job has waited), so that fair share decides who
 goes next and the age term keeps any job from waiting for ever behind a
 busier project's newer jobs. Within a project, jobs queue by rank, the age
 term plus ``response_weight * w / (w + d)`` with ``d`` the job's *declared*
-max runtime: the share of its response time (were it to start now) spent
-waiting. Ordering by that alone is Highest Response Ratio Next, as
-``(w + d) / d`` rises with it: a project's short jobs overtake its long ones
-after a short wait (a 1 h job that has waited an hour scores 0.5, a 7 d job
-0.006), which cuts mean and tail waits the way shortest-job-first does, yet
-every job's ratio tends to 1, so a long job is never starved by a stream of
-short newcomers. It uses only what the user declared, never the true run
-time; declaring a generous limit only makes one's own job wait longer. The
-response term reorders a project's own jobs and never moves one project ahead
-of another, so it cannot undo fair share.
+max runtime (in steps of 2^(1/4)): the share of its response time (were it to
+start now) spent waiting. Ordering by that alone is Highest Response Ratio
+Next, as ``(w + d) / d`` rises with it: a project's short jobs overtake its
+long ones after a short wait (a 1 h job that has waited an hour scores 0.5, a
+7 d job 0.006), which cuts mean and tail waits the way shortest-job-first
+does, yet every job's ratio tends to 1, so a long job is never starved by a
+stream of short newcomers. It uses only what the user declared, never the
+true run time; declaring a generous limit only makes one's own job wait
+longer. The response term reorders a project's own jobs and never moves one
+project ahead of another, so it cannot undo fair share.
 
 Both shares are taken over the *active* projects, those with a job queued or
 running in this pass: the entitlement of a project that wants nothing is
@@ -36,17 +38,16 @@ is simply the fraction of the pool a project holds.
 
 from __future__ import annotations
 
-import heapq
 import math
-from collections.abc import Iterable, Iterator, Mapping
-from operator import attrgetter
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
+
+from credits.jobs.runtime_classes import runtime_step
 
 if TYPE_CHECKING:
     from credits.jobs.scheduler import Policy, ProjectShare, QueuedJob
 
 LN2 = math.log(2.0)
-_SUBMISSION_ORDER = attrgetter("submitted_at", "job_id")
 
 
 def decayed(value: float, elapsed_s: float, half_life_s: float) -> float:
@@ -152,60 +153,25 @@ class FairShare:
         return float(2.0 ** (-used / share))
 
 
-def fifo_order(jobs: Iterable[QueuedJob]) -> list[QueuedJob]:
-    return sorted(jobs, key=_SUBMISSION_ORDER)
-
-
-def fairshare_order(
-    jobs: Iterable[QueuedJob], fair: FairShare, policy: Policy, now: float
-) -> Iterator[QueuedJob]:
-    """Each project's jobs by rank, merged by the priority of each project's next job.
-
-    A project's queue is sorted by :func:`job_rank` desc, submitted_at asc,
-    job_id asc; a heap merges the queues by :func:`priority` of their next
-    job desc, then its submitted_at and job_id. The factor is re-read when a
-    project's next job enters the heap, so a start yielded just before lowers
-    the rest of that project at once.
-    """
-    by_project: dict[int, list[QueuedJob]] = {}
-    for job in jobs:
-        by_project.setdefault(job.project_id, []).append(job)
-    heap: list[tuple[float, float, int, int, int]] = []
-    for project_id, queue in by_project.items():
-        queue.sort(key=lambda job: (-job_rank(job, policy, now), job.submitted_at, job.job_id))
-        heap.append(
-            _entry(queue[0], 0, project_id, factor=fair.factor(project_id), policy=policy, now=now)
-        )
-    heapq.heapify(heap)
-    while heap:
-        project_id, index = heap[0][3], heap[0][4]
-        queue = by_project[project_id]
-        yield queue[index]
-        if index + 1 < len(queue):
-            factor = fair.factor(project_id)
-            entry = _entry(
-                queue[index + 1], index + 1, project_id, factor=factor, policy=policy, now=now
-            )
-            heapq.heapreplace(heap, entry)
-        else:
-            heapq.heappop(heap)
-
-
 def priority(job: QueuedJob, factor: float, policy: Policy, now: float) -> float:
     """fairshare_weight * F + age_weight * min(w / age_saturation_s, 1): which project goes next."""
     return policy.fairshare_weight * factor + policy.age_weight * _ageing(job, policy, now)
 
 
-def job_rank(job: QueuedJob, policy: Policy, now: float) -> float:
+def job_rank(job: QueuedJob, policy: Policy, now: float, *, step: int | None = None) -> float:
     """A job's place in its project: age term + response_weight * w / (w + d).
 
     ``w`` is the time queued (never negative) and ``d`` the declared max
-    runtime, at least one second.
+    runtime read in steps (:func:`credits.jobs.runtime_classes.runtime_step`;
+    ``step`` when the caller has it). Computed as ``1 - d / (w + d)``, which in
+    floating point never decreases as ``w`` grows, so jobs of one step keep
+    their submission order at every instant (see :mod:`credits.jobs.job_queue`).
     """
     age = now - job.submitted_at
     if age <= 0:
         return 0.0
-    response = age / (age + max(job.max_runtime_s, 1))
+    runtime = runtime_step(job.max_runtime_s) if step is None else step
+    response = 1.0 - runtime / (age + runtime)
     return policy.age_weight * _ageing(job, policy, now) + policy.response_weight * response
 
 
@@ -216,10 +182,3 @@ def _ageing(job: QueuedJob, policy: Policy, now: float) -> float:
     if policy.age_saturation_s <= 0:
         return 1.0
     return min(age / policy.age_saturation_s, 1.0)
-
-
-def _entry(
-    job: QueuedJob, index: int, project_id: int, *, factor: float, policy: Policy, now: float
-) -> tuple[float, float, int, int, int]:
-    # job_id is unique, so comparisons never reach project_id and index.
-    return (-priority(job, factor, policy, now), job.submitted_at, job.job_id, project_id, index)

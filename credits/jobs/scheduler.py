@@ -4,8 +4,9 @@ Nothing here touches a database, a clock or an executor; times are float
 seconds since the epoch so that a trace replay can call :func:`plan` tens of
 thousands of times.
 
-One pass walks the queued jobs in policy order (FIFO, or fair share: see
-:mod:`credits.jobs.fairshare`) and starts each that fits. Each flavour is an
+One pass walks the queued jobs in policy order (FIFO, or runtime class then
+fair share: see :mod:`credits.jobs.queue_order`), read lazily so that a pass
+touches only the jobs it walks past, and starts each that fits. Each flavour is an
 independent pool. A job of at most one node's GPUs goes on one node, best fit;
 a larger job is a gang of whole, completely free nodes. The first eligible job
 of a flavour that does not fit is its head: it gets a reservation (when and
@@ -13,7 +14,8 @@ where it will start at the latest, from the running jobs' expected ends). With
 backfill (EASY), later jobs of that flavour start only if they fit now and
 leave the reservation intact; without it, nothing more of that flavour starts.
 Backfill candidates are tried in policy order, or (``Policy.backfill_order``,
-the default) shortest declared runtime first.
+the default) shortest declared runtime first (by runtime step, then in policy
+order).
 
 Never eligible, and so never a head: a job of a project with no share or that
 may not start, one that would take its project over ``max_concurrent_gpus``,
@@ -23,24 +25,20 @@ has, or a gang that is not a multiple of the flavour's GPUs per node).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from operator import attrgetter
 from typing import Literal
 
 from credits.jobs.defrag import MoveDecision, defragment
 from credits.jobs.executors.base import NodeSlice
-from credits.jobs.fairshare import (
-    FairShare,
-    UsageDecay,
-    decayed,
-    fairshare_order,
-    fifo_order,
-    priority,
-)
+from credits.jobs.fairshare import UsageDecay, decayed, priority
+from credits.jobs.job_queue import JobQueue
 from credits.jobs.placement import Pool, Reservation, build_pools, hold_running
+from credits.jobs.queue_order import pass_order
+from credits.jobs.runtime_classes import DEFAULT_CLASS_AGING_S, DEFAULT_CLASS_BOUNDS_S
 
 __all__ = [
+    "JobQueue",
     "MoveDecision",
     "Node",
     "Plan",
@@ -153,6 +151,11 @@ class Policy:
     max_moves: int = 2
     # What the policy assumes one move costs (checkpoint grace plus restart), in seconds.
     restart_cost_s: float = 300.0
+    # Runtime classes (credits.jobs.runtime_classes): the queue goes by declared max runtime
+    # class first (up to each bound, then longer), a job moving up a class per class_aging_s
+    # waited (0: never); fair share decides within a class.
+    class_bounds_s: tuple[int, ...] = DEFAULT_CLASS_BOUNDS_S
+    class_aging_s: float = DEFAULT_CLASS_AGING_S
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,7 +172,7 @@ class Plan:
 
 
 def plan(  # noqa: PLR0917 - positional by contract: callers pass the state in this order
-    queued: Sequence[QueuedJob],
+    queued: Collection[QueuedJob],
     running: Sequence[RunningJob],
     nodes: Sequence[Node],
     shares: Mapping[int, ProjectShare],
@@ -179,48 +182,35 @@ def plan(  # noqa: PLR0917 - positional by contract: callers pass the state in t
     """One scheduling pass: which queued jobs start now, where, and each flavour's reservation.
 
     Deterministic: the same jobs, nodes and shares in any order give the same plan.
+    ``queued`` may be a :class:`JobQueue` kept between passes, which saves sorting
+    it; the plan is the same.
     """
     pools = build_pools(nodes, end_fit=policy.end_time_fit)
     held = hold_running(running, pools, now)
-    startable = {project for project, share in shares.items() if share.can_start}
-    eligible = [
-        job
-        for job in queued
-        if job.project_id in startable
-        and job.flavour in pools
-        and pools[job.flavour].fits_ever(job.gpus)
-    ]
-    order: Iterable[QueuedJob]
-    charge = None
-    if policy.ordering == "fifo":
-        order = fifo_order(eligible)
-    else:
-        active = {job.project_id for job in eligible} | {job.project_id for job in running}
-        pool_gpus = sum(node.gpus for node in nodes)
-        charge = FairShare(shares, active, held, pool_gpus, policy.running_charge_s)
-        order = fairshare_order(eligible, charge, policy, now)
+    order = pass_order(
+        queued,
+        fits=lambda flavour, gpus: flavour in pools and pools[flavour].fits_ever(gpus),
+        shares=shares,
+        held=held,
+        running_projects={job.project_id for job in running},
+        pool_gpus=sum(node.gpus for node in nodes),
+        now=now,
+        policy=policy,
+    )
     starts: list[StartDecision] = []
     reservations: list[Reservation] = []
     moves: list[MoveDecision] = []
-    open_pools = len({job.flavour for job in eligible})
-    # With shortest-first backfill, the jobs after a flavour's head wait here, in policy order.
-    deferred: dict[str, list[QueuedJob]] | None = (
-        {} if policy.backfill and policy.backfill_order == "shortest" else None
-    )
+    # With shortest-first backfill, the jobs after a flavour's head wait for its backfill.
+    shortest = policy.backfill and policy.backfill_order == "shortest"
+    deferred: list[str] = []
 
     def start(job: QueuedJob, placement: tuple[NodeSlice, ...]) -> None:
         starts.append(StartDecision(job.job_id, placement))
         held[job.project_id] = held.get(job.project_id, 0) + job.gpus
-        if charge is not None:
-            charge.charge(job.project_id, job.gpus)
+        order.charge(job.project_id, job.gpus)
 
     for job in order:
         pool = pools[job.flavour]
-        if pool.blocked:
-            continue
-        if deferred is not None and pool.reservation is not None:
-            deferred.setdefault(job.flavour, []).append(job)
-            continue
         if not _under_cap(job, shares, held):
             continue
         placement = pool.place(job, now)
@@ -230,13 +220,14 @@ def plan(  # noqa: PLR0917 - positional by contract: callers pass the state in t
             reservation = _reserve(pool, job, running, now, policy, moves)
             if reservation is not None:
                 reservations.append(reservation)
+            if shortest and pool.reservation is not None:
+                deferred.append(job.flavour)
+                order.defer(job.flavour)
         if _done(pool, policy):
             pool.blocked = True
-            open_pools -= 1
-            if open_pools == 0:
-                break  # every flavour is full or strictly blocked: the rest cannot start
-    for flavour, backlog in sorted((deferred or {}).items()):
-        _backfill_shortest(pools[flavour], backlog, shares, held, now, start)
+            order.close(job.flavour)
+    for flavour in sorted(deferred):
+        _backfill_shortest(pools[flavour], order.backfill(flavour), shares, held, now, start)
     return Plan(
         tuple(starts),
         tuple(sorted(reservations, key=lambda r: r.flavour)),
@@ -265,17 +256,14 @@ def _reserve(  # noqa: PLR0917 - private helper of plan()
 
 def _backfill_shortest(  # noqa: PLR0917 - private helper of plan()
     pool: Pool,
-    backlog: list[QueuedJob],
+    candidates: Iterable[QueuedJob],
     shares: Mapping[int, ProjectShare],
     held: Mapping[int, int],
     now: float,
     start: Callable[[QueuedJob, tuple[NodeSlice, ...]], None],
 ) -> None:
-    """Tries the jobs behind a flavour's head by declared runtime, shortest first.
-
-    The sort is stable, so equal declared runtimes keep their policy order.
-    """
-    for job in sorted(backlog, key=attrgetter("max_runtime_s")):
+    """Tries the jobs behind a flavour's head, which the order gives shortest first."""
+    for job in candidates:
         if pool.total_free == 0:
             return
         if _under_cap(job, shares, held):

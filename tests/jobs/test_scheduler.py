@@ -335,13 +335,14 @@ def test_response_ratio_never_moves_a_project_ahead_of_a_better_share() -> None:
     }
     old_short = queued(1, project=1, gpus=8, runtime=HOUR, at=NOW - 10 * HOUR)
     new_long = queued(2, project=2, gpus=8, runtime=168 * HOUR, at=NOW)
-    policy = Policy(running_charge_s=0)
+    # One runtime class, so that only fair share and the response term decide.
+    policy = Policy(running_charge_s=0, class_bounds_s=())
     assert started(plan([old_short, new_long], [], nodes(1), table, NOW, policy)) == [2]
 
 
 def test_without_response_weight_a_project_keeps_submission_order() -> None:
     jobs = [queued(1, gpus=8, runtime=8 * HOUR, at=NOW - 20), queued(2, gpus=8, at=NOW - 10)]
-    policy = Policy(response_weight=0)
+    policy = Policy(response_weight=0, class_bounds_s=())
     assert started(plan(jobs, [], nodes(1), shares(1), NOW, policy)) == [1]
 
 
@@ -354,5 +355,5 @@ def test_backfill_tries_the_shortest_declared_runtime_first() -> None:
     shorter = queued(3, gpus=2, runtime=2 * HOUR, project=2, at=NOW - 80)
     jobs = [head, longer, shorter]
     assert started(plan(jobs, busy, nodes(2), shares(1, 2), NOW, Policy())) == [3]
-    by_priority = Policy(backfill_order="priority", response_weight=0)
+    by_priority = Policy(backfill_order="priority", response_weight=0, class_bounds_s=())
     assert started(plan(jobs, busy, nodes(2), shares(1, 2), NOW, by_priority)) == [2]
