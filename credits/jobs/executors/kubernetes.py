@@ -218,7 +218,9 @@ class KubernetesExecutor:
             self._objects.end(
                 obj,
                 marks,
-                grace_s=max(0, grace_seconds),
+                # Never 0: for a pod that is a force deletion, which forgets the pod
+                # while its container may still run.
+                grace_s=max(1, grace_seconds),
                 unless=(CANCELLED_ANNOTATION, STOPPED_ANNOTATION),
             )
 
