@@ -34,6 +34,8 @@ FORM_FIELDS = (
     "max_runtime_minutes",
     "env",
     "labels",
+    "checkpointable",
+    "checkpoint_grace_seconds",
 )
 # Where a JobSpec field's error lands on the form.
 SPEC_TO_FORM = {"max_runtime_seconds": "max_runtime_minutes", "args": "command"}
@@ -128,6 +130,13 @@ def parse_job_form(form: Mapping[str, str]) -> JobForm:
             document["gpus"] = number
         else:
             document["max_runtime_seconds"] = number * 60
+    document["checkpointable"] = values["checkpointable"] == "on"
+    grace = values["checkpoint_grace_seconds"].strip()
+    if grace:
+        try:
+            document["checkpoint_grace_seconds"] = int(grace)
+        except ValueError:
+            errors["checkpoint_grace_seconds"] = "Checkpoint grace must be a whole number"
     for name, what in (("env", "variable"), ("labels", "label")):
         try:
             document[name] = _pairs(values[name], what=what)

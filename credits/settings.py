@@ -191,6 +191,8 @@ class Settings(BaseSettings):
     jobs_start_timeout_seconds: float = Field(default=3600.0, gt=0, le=7 * 86400)
     scheduler_policy: SchedulerOrdering = SchedulerOrdering.FAIRSHARE
     scheduler_backfill: bool = True
+    # The most times a checkpointable job is moved (stopped with its grace, restarted).
+    scheduler_max_moves: int = Field(default=2, ge=0, le=100)
     # Past GPU usage counts half as much after this many hours in the fair-share order.
     fairshare_half_life_hours: float = Field(default=168.0, gt=0, le=24 * 3650)
     # How often the embedded loop (and Celery beat) runs a scheduling pass and a reconcile.

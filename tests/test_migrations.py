@@ -255,3 +255,45 @@ def test_downgrading_below_programs_is_refused_once_a_pool_exists(fresh_url: str
         migrate.downgrade(fresh_url, "0002")
 
     assert "programs" in _tables(fresh_url)
+
+
+def _columns(url: str, table: str) -> set[str]:
+    engine = make_engine(url)
+    try:
+        return {column["name"] for column in inspect(engine).get_columns(table)}
+    finally:
+        engine.dispose()
+
+
+def test_0015_gives_existing_flavours_a_grace_cap_and_its_downgrade_takes_it_all_back(
+    fresh_url: str,
+) -> None:
+    migrate.upgrade(fresh_url, "0014")
+    _execute(
+        fresh_url,
+        "INSERT INTO pool_flavours (name, node_label_value, gpu_memory_gb, gpus_per_node,"
+        " created_at) VALUES ('a100-80gb', 'A100', 80, 8, CURRENT_TIMESTAMP)",
+    )
+
+    migrate.upgrade(fresh_url, "0015")
+
+    engine = make_engine(fresh_url)
+    try:
+        with engine.connect() as connection:
+            cap = connection.scalar(text("SELECT max_checkpoint_grace_seconds FROM pool_flavours"))
+    finally:
+        engine.dispose()
+    assert cap == 300
+    assert {"checkpointable", "checkpoint_grace_seconds", "move_count", "move_target_json"} <= (
+        _columns(fresh_url, "jobs")
+    )
+    assert "stop_requested_at" in _columns(fresh_url, "job_runs")
+
+    migrate.downgrade(fresh_url, "0014")
+
+    assert "job_moves" not in _tables(fresh_url)
+    assert "checkpointable" not in _columns(fresh_url, "jobs")
+    assert "stop_requested_at" not in _columns(fresh_url, "job_runs")
+    assert "max_checkpoint_grace_seconds" not in _columns(fresh_url, "pool_flavours")
+    migrate.upgrade(fresh_url, "0015")
+    assert "job_moves" in _tables(fresh_url)

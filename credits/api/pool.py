@@ -18,7 +18,15 @@ from credits.identity.access import require_actor, require_any_role, require_sco
 from credits.identity.actor import Actor
 from credits.identity.models import Role, Scope
 from credits.pool import service
-from credits.pool.schemas import FlavourIn, FlavourList, FlavourOut, RateIn, RateList, RateOut
+from credits.pool.schemas import (
+    FlavourChange,
+    FlavourIn,
+    FlavourList,
+    FlavourOut,
+    RateIn,
+    RateList,
+    RateOut,
+)
 
 blueprint = Blueprint("pool", __name__, url_prefix="/api/v1/pool")
 
@@ -84,6 +92,27 @@ def add_flavour() -> ResponseReturnValue:
         flavour = service.add_flavour(session, **body.model_dump(), actor=actor)
     location = url_for(".get_flavour", name=flavour.name)
     return flavour.model_dump(mode="json"), 201, {"Location": location}
+
+
+@blueprint.patch("/flavours/<name>")
+@operation(
+    "Change a GPU flavour's checkpoint grace cap",
+    response=FlavourOut,
+    body=FlavourChange,
+    problems=(400, 403, 404, 415, 422),
+)
+def change_flavour(name: str) -> ResponseReturnValue:
+    """Ops only. Body: a FlavourChange document; jobs already submitted keep their grace."""
+    actor = _operator()
+    body = json_body(FlavourChange)
+    with session_scope(session_factory()) as session:
+        flavour = service.set_checkpoint_grace_cap(
+            session,
+            name=name,
+            max_checkpoint_grace_seconds=body.max_checkpoint_grace_seconds,
+            actor=actor,
+        )
+    return flavour.model_dump(mode="json")
 
 
 @blueprint.post("/flavours/<name>/rates")

@@ -19,7 +19,7 @@ from credits.jobs import log_download, queries, service
 from credits.jobs.executors.base import Executor
 from credits.jobs.models import JobState
 from credits.jobs.runtime import executor_for, reconcile_with, run_schedule
-from credits.jobs.schemas import JobQuery, PoolStatus
+from credits.jobs.schemas import JobQuery, PlacementOut, PoolStatus
 from credits.money import format_credits
 
 
@@ -91,10 +91,25 @@ def show_job(*, job_id: int, as_json: bool) -> None:
     click.echo(f"  held {held}, charged {charged} credits at {rate} per GPU-hour")
     if detail.reason:
         click.echo(f"  reason: {detail.reason}")
+    if detail.checkpointable:
+        click.echo(
+            f"  checkpointable, grace {detail.checkpoint_grace_seconds} s, "
+            f"moved {detail.move_count} time(s)"
+        )
+    for moved in detail.moves:
+        click.echo(f"  move {moved.number} at {moved.requested_at.isoformat()}: {moved.reason}")
+        click.echo(
+            f"    from {_nodes(moved.from_placement)} to {_nodes(moved.to_placement)}"
+            + (f", restarted as attempt {moved.to_attempt}" if moved.to_attempt else "")
+        )
     for event in detail.events:
         source = event.from_state.value if event.from_state else "-"
         note = f"  ({event.reason})" if event.reason else ""
         click.echo(f"  {event.at.isoformat()}  {source} -> {event.to_state.value}{note}")
+
+
+def _nodes(placement: list[PlacementOut]) -> str:
+    return ", ".join(f"{part.node} ({part.gpus} GPUs)" for part in placement) or "-"
 
 
 @jobs.command("cancel")
@@ -156,7 +171,8 @@ def limit(*, project_id: int, max_gpus: int | None, as_email: str) -> None:
 def schedule() -> None:
     """Run one scheduling pass now."""
     out = run_schedule(cli_session_factory(), cli_executor(), cli_settings())
-    click.echo(f"started {len(out.started)} job(s); {out.queued} still queued")
+    moved = f"; moving {len(out.moved)}" if out.moved else ""
+    click.echo(f"started {len(out.started)} job(s); {out.queued} still queued{moved}")
 
 
 @jobs.command("reconcile")
@@ -166,6 +182,7 @@ def reconcile_now() -> None:
     out = reconcile_with(cli_session_factory(), cli_executor(), cli_settings())
     click.echo(
         f"launched {len(out.launched)}, stopping {len(out.cancelled)}, "
+        f"moving {len(out.moving)}, "
         f"{len(out.transitions)} transition(s), settled {len(out.settled)}"
     )
 

@@ -27,6 +27,11 @@ class RuntimeOverCap(InvalidInput):
     title = "Max runtime over the platform's cap"
 
 
+class CheckpointGraceOverCap(InvalidInput):
+    slug = "checkpoint-grace-over-cap"
+    title = "Checkpoint grace over the flavour's cap"
+
+
 class ImageNotAllowed(InvalidInput):
     """The image is not from a registry on the installation's allow-list."""
 

@@ -13,6 +13,7 @@ from enum import StrEnum
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     ForeignKey,
     Index,
@@ -20,6 +21,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -100,6 +102,14 @@ class Job(Base):
     settled_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     # When the executor was told it may forget the job (after settlement).
     released_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # The platform may stop it with this grace (SIGTERM, grace, SIGKILL) and restart it.
+    checkpointable: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    checkpoint_grace_seconds: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Moves the scheduler has decided for it; at the policy's max_moves it stays put.
+    move_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # While a move is in flight (decided, old run not yet stopped): the placement its
+    # next attempt starts on. Its old slices are ``placement_json`` until then.
+    move_target_json: Mapped[str | None] = mapped_column(Text)
 
 
 class JobEvent(Base):
@@ -144,6 +154,32 @@ class JobRun(Base):
     seen_running_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     # Usage records cover this run from started_at up to here.
     metered_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # When the platform asked the executor to stop it for a move: charging ends here,
+    # so the checkpoint grace and the restart are never charged.
+    stop_requested_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class JobMove(Base):
+    """One move of a checkpointable job: stopped on its nodes, restarted on others."""
+
+    __tablename__ = "job_moves"
+    __table_args__ = (UniqueConstraint("job_id", "number"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id"), index=True)
+    # 1 for the job's first move, and so on (its move_count when it was decided).
+    number: Mapped[int] = mapped_column(Integer)
+    requested_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    reason: Mapped[str] = mapped_column(Text)
+    # The blocked job the move makes room for.
+    for_job_id: Mapped[int | None] = mapped_column(BigInteger)
+    from_attempt: Mapped[int] = mapped_column(Integer)
+    from_placement_json: Mapped[str] = mapped_column(Text)
+    to_placement_json: Mapped[str] = mapped_column(Text)
+    # When its old run was seen stopped, and the attempt that restarted it (both None
+    # while the move is in flight, and the attempt stays None if the job ended first).
+    stopped_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    to_attempt: Mapped[int | None] = mapped_column(Integer)
 
 
 class ProjectGpuLimit(Base):

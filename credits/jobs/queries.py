@@ -10,11 +10,12 @@ from credits.identity.actor import Actor
 from credits.identity.rules import visible_jobs
 from credits.jobs.errors import JobNotFound
 from credits.jobs.executors.base import Capacity
-from credits.jobs.models import Job, JobEvent, JobRun, JobState
+from credits.jobs.models import Job, JobEvent, JobMove, JobRun, JobState
 from credits.jobs.schemas import (
     FlavourStatus,
     JobDetail,
     JobEventOut,
+    JobMoveOut,
     JobOut,
     JobPage,
     JobQuery,
@@ -63,6 +64,9 @@ def job_out(session: Session, job: Job, flavours: dict[int, str] | None = None) 
         exit_code=job.exit_code,
         reason=job.reason,
         settled_at=job.settled_at,
+        checkpointable=job.checkpointable,
+        checkpoint_grace_seconds=job.checkpoint_grace_seconds,
+        move_count=job.move_count,
     )
 
 
@@ -84,6 +88,9 @@ def get_job_detail(session: Session, actor: Actor, job_id: int) -> JobDetail:
         select(JobEvent).where(JobEvent.job_id == job.id).order_by(JobEvent.id)
     )
     runs = session.scalars(select(JobRun).where(JobRun.job_id == job.id).order_by(JobRun.attempt))
+    moves = session.scalars(
+        select(JobMove).where(JobMove.job_id == job.id).order_by(JobMove.number)
+    )
     return JobDetail(
         **job_out(session, job).model_dump(),
         spec=stored_spec(job.spec_json),
@@ -108,6 +115,21 @@ def get_job_detail(session: Session, actor: Actor, job_id: int) -> JobDetail:
             )
             for run in runs
         ],
+        moves=[_move_out(record) for record in moves],
+    )
+
+
+def _move_out(record: JobMove) -> JobMoveOut:
+    return JobMoveOut(
+        number=record.number,
+        requested_at=record.requested_at,
+        reason=record.reason,
+        for_job_id=record.for_job_id,
+        from_attempt=record.from_attempt,
+        from_placement=_placement(record.from_placement_json),
+        to_placement=_placement(record.to_placement_json),
+        stopped_at=record.stopped_at,
+        to_attempt=record.to_attempt,
     )
 
 

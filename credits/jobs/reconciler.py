@@ -1,11 +1,13 @@
 """Moves each job toward what its executor observes.
 
-A reconcile is six steps, each in its own transactions, each safe to repeat:
+A reconcile is these steps, each in its own transactions, each safe to repeat:
 
 1. launch every ``starting`` job (launch is idempotent by job and attempt);
-2. ask the executor to stop every active job whose cancel was requested;
+2. ask the executor to stop every active job whose cancel was requested, and
+   every job being moved, with its checkpoint grace (see ``credits.jobs.moves``);
 3. observe every active job and record what happened: running, finished,
-   preempted (back to the queue, hold kept) or lost;
+   preempted (back to the queue, hold kept; a job being moved starts its next
+   attempt on its target at once, launched in the same reconcile) or lost;
 4. meter running jobs: a usage record for every interval each has completed
    (settled into the ledger by the metering task, so balances move while jobs run);
 5. settle every finished job not yet settled: meter it to its end, capture
@@ -40,13 +42,13 @@ from credits.jobs.executors.base import (
     Observation,
     Phase,
 )
+from credits.jobs.launching import launch_requests
 from credits.jobs.models import FINAL_STATES, Job, JobEvent, JobRun, JobState
+from credits.jobs.moves import abandon_move, requeue_unlaunched_move, restart_moved, stop_moving
 from credits.jobs.schemas import ReconcileOut
 from credits.jobs.settlement import settle_job
-from credits.jobs.spec import stored_spec
-from credits.jobs.transitions import move, placement_from_json
+from credits.jobs.transitions import move
 from credits.metering.job_records import meter_active_jobs
-from credits.pool.models import GpuFlavour
 
 RECONCILER_ACTOR = "system:reconciler"
 DEFAULT_INTERVAL_S = 60
@@ -119,9 +121,11 @@ def _ids(factory: SessionFactory, *conditions: ColumnElement[bool]) -> list[int]
     return run_in_transaction(factory, read)
 
 
-def launch_starting(context: Reconciliation, report: ReconcileOut) -> None:
+def launch_starting(
+    context: Reconciliation, report: ReconcileOut, only: set[int] | None = None
+) -> None:
     factory, executor, clock = context.factory, context.executor, context.clock
-    requests = run_in_transaction(factory, _launch_requests)
+    requests = run_in_transaction(factory, functools.partial(launch_requests, only=only))
     for request in requests:
         try:
             executor.launch(request)
@@ -129,55 +133,28 @@ def launch_starting(context: Reconciliation, report: ReconcileOut) -> None:
             if error.transient:
                 logger.warning("launch of job %s will be retried: %s", request.job_id, error)
                 continue
-            _fail_unlaunchable(factory, request, str(error), clock())
-            report.transitions.append(f"{request.job_id}:starting->failed")
+            moved = _fail_unlaunchable(factory, request, str(error), clock())
+            report.transitions.append(f"{request.job_id}:starting->{moved or 'failed'}")
             continue
         report.launched.append(request.job_id)
 
 
-def _launch_requests(session: Session) -> list[LaunchRequest]:
-    rows = session.execute(
-        select(Job, GpuFlavour)
-        .join(GpuFlavour, GpuFlavour.id == Job.flavour_id)
-        .where(Job.state == JobState.STARTING.value, Job.cancel_requested_at.is_(None))
-        .order_by(Job.id)
-    ).all()
-    return [launch_request(job, flavour) for job, flavour in rows]
-
-
-def launch_request(job: Job, flavour: GpuFlavour) -> LaunchRequest:
-    spec = stored_spec(job.spec_json)
-    return LaunchRequest(
-        job_id=job.id,
-        attempt=job.attempt,
-        project_id=job.project_id,
-        name=spec.name,
-        image=spec.image,
-        command=tuple(spec.command),
-        args=tuple(spec.args),
-        env=dict(spec.env),
-        working_dir=spec.working_dir,
-        flavour=flavour.name,
-        node_label_value=flavour.node_label_value,
-        gpus=job.gpus,
-        cpu_millicores=spec.cpu_millicores,
-        memory_mb=spec.memory_mb,
-        max_runtime_seconds=job.max_runtime_seconds,
-        placement=placement_from_json(job.placement_json),
-        labels=dict(spec.labels),
-    )
-
-
 def _fail_unlaunchable(
     factory: SessionFactory, request: LaunchRequest, reason: str, now: datetime
-) -> None:
-    def fail(session: Session) -> None:
+) -> str | None:
+    """Fails the job, or requeues it (hold kept) when the attempt was a move's restart;
+    returns "queued" then."""
+
+    def fail(session: Session) -> str | None:
         job = _locked(session, request.job_id)
         if job.state != JobState.STARTING.value or job.attempt != request.attempt:
-            return
+            return None
+        if requeue_unlaunched_move(session, job, reason, actor=RECONCILER_ACTOR, now=now):
+            return JobState.QUEUED.value
         _finish(session, job, JobState.FAILED, at=now, reason=f"could not launch: {reason}")
+        return None
 
-    run_in_transaction(factory, fail)
+    return run_in_transaction(factory, fail)
 
 
 def stop_cancelled(context: Reconciliation, report: ReconcileOut) -> None:
@@ -194,6 +171,10 @@ def stop_cancelled(context: Reconciliation, report: ReconcileOut) -> None:
             logger.warning("cancel of job %s will be retried: %s", job_id, error)
             continue
         report.cancelled.append(job_id)
+
+
+def stop_moved(context: Reconciliation, report: ReconcileOut) -> None:
+    stop_moving(context.factory, context.executor, context.clock, report)
 
 
 def give_up_slow_starts(context: Reconciliation, report: ReconcileOut) -> None:
@@ -373,6 +354,9 @@ def _seen(session: Session, job: Job, seen: Observation, now: datetime) -> None:
         return
     if seen.phase is Phase.PREEMPTED and job.cancel_requested_at is None:
         _end_run(run, seen, now)
+        if job.move_target_json is not None:
+            restart_moved(session, job, seen, actor=RECONCILER_ACTOR, now=now)
+            return
         job.placement_json = None
         move(
             session,
@@ -400,6 +384,7 @@ def _finish(
     run = _current_run(session, job) if job.attempt else None
     if run is not None:
         _end_run(run, seen, at)
+    abandon_move(session, job, at=at)
     job.finished_at = at
     job.reason = reason
     move(session, job, state, actor=RECONCILER_ACTOR, at=at, reason=reason)
@@ -415,6 +400,17 @@ def _end_run(run: JobRun, seen: Observation | None, now: datetime) -> None:
     if run.started_at is not None and run.finished_at is not None:
         run.finished_at = max(run.finished_at, run.started_at)
     run.outcome = seen.phase.value if seen is not None else "lost"
+
+
+def launch_moved(context: Reconciliation, report: ReconcileOut) -> None:
+    """A moved job's next attempt launches in the reconcile that saw its old run stop."""
+    moved = {
+        int(change.split(":", 1)[0])
+        for change in report.transitions
+        if change.endswith(":running->starting")
+    }
+    if moved:
+        launch_starting(context, report, only=moved)
 
 
 def meter_running(context: Reconciliation, report: ReconcileOut) -> None:
@@ -483,8 +479,10 @@ def _current_run(session: Session, job: Job) -> JobRun:
 RECONCILE_STEPS: tuple[Callable[[Reconciliation, ReconcileOut], None], ...] = (
     launch_starting,
     stop_cancelled,
+    stop_moved,
     give_up_slow_starts,
     observe_active,
+    launch_moved,
     meter_running,
     settle_finished,
     release_settled,

@@ -106,7 +106,9 @@ def executor_for(settings: Settings) -> Executor:
 
 def policy_from_settings(settings: Settings) -> scheduler.Policy:
     return scheduler.Policy(
-        ordering=settings.scheduler_policy.value, backfill=settings.scheduler_backfill
+        ordering=settings.scheduler_policy.value,
+        backfill=settings.scheduler_backfill,
+        max_moves=settings.scheduler_max_moves,
     )
 
 

@@ -1,7 +1,8 @@
-"""One scheduling pass: read the queue and the pool, ask the policy, record its starts.
+"""One scheduling pass: read the queue and the pool, ask the policy, record its decisions.
 
 The pass only writes decisions (``queued`` → ``starting`` with a placement and
-a new attempt); launching is the reconciler's job, so a pass that commits and
+a new attempt; a checkpointable job to move, see :mod:`credits.jobs.moves`);
+launching and stopping are the reconciler's job, so a pass that commits and
 then crashes leaves nothing half done. Passes are serialised: two at once
 could give the same GPUs away twice.
 """
@@ -19,6 +20,7 @@ from credits.grants.models import Allocation, AllocationStatus, Project, Project
 from credits.jobs import scheduler
 from credits.jobs.executors.base import Capacity
 from credits.jobs.models import Job, JobRun, JobState, ProjectGpuLimit
+from credits.jobs.moves import record_move
 from credits.jobs.queries import flavour_names
 from credits.jobs.schemas import SchedulePassOut
 from credits.jobs.transitions import move, placement_from_json, placement_to_json
@@ -71,7 +73,21 @@ def schedule_pass(
         job = by_id[decision.job_id]
         _start(session, job, decision, now)
         started.append(job.id)
-    return SchedulePassOut(started=started, queued=len(queued) - len(started))
+    running = {job.id: job for job in active}
+    moved = [
+        decision.job_id
+        for decision in plan.moves
+        if decision.job_id in running
+        and record_move(
+            session,
+            running[decision.job_id],
+            decision,
+            max_moves=policy.max_moves,
+            actor=SCHEDULER_ACTOR,
+            now=now,
+        )
+    ]
+    return SchedulePassOut(started=started, queued=len(queued) - len(started), moved=moved)
 
 
 def _serialise(session: Session) -> None:
@@ -88,18 +104,30 @@ def _queued(job: Job, flavours: dict[int, str]) -> scheduler.QueuedJob:
         gpus=job.gpus,
         max_runtime_s=job.max_runtime_seconds,
         submitted_at=job.submitted_at.timestamp(),
+        checkpointable=job.checkpointable,
     )
 
 
 def _running(job: Job, flavours: dict[int, str], now: float) -> scheduler.RunningJob:
+    """A job being moved holds its target (``placement``) and, until its old run has
+    stopped, its old slices (``vacating``); only a running job that is not moving may
+    be moved (a starting one may not have started at all)."""
     started = job.started_at.timestamp() if job.started_at is not None else now
+    current = placement_from_json(job.placement_json)
+    target = placement_from_json(job.move_target_json)
     return scheduler.RunningJob(
         job_id=job.id,
         project_id=job.project_id,
         flavour=flavours[job.flavour_id],
-        placement=placement_from_json(job.placement_json),
+        placement=target or current,
         started_at=started,
         max_runtime_s=job.max_runtime_seconds,
+        checkpointable=job.checkpointable
+        and job.state == JobState.RUNNING.value
+        and job.cancel_requested_at is None
+        and not target,
+        moves=job.move_count,
+        vacating=current if target else (),
     )
 
 

@@ -35,6 +35,20 @@ class JobRunOut(BaseModel):
     outcome: str | None
 
 
+class JobMoveOut(BaseModel):
+    """One move of a checkpointable job: stopped with its grace, restarted elsewhere."""
+
+    number: int
+    requested_at: datetime = Field(description="when the scheduler decided it")
+    reason: str
+    for_job_id: int | None = Field(description="the blocked job the move made room for")
+    from_attempt: int
+    from_placement: list[PlacementOut]
+    to_placement: list[PlacementOut]
+    stopped_at: datetime | None = Field(description="when its old run was seen stopped")
+    to_attempt: int | None = Field(description="the attempt that restarted it on the target")
+
+
 class JobOut(BaseModel):
     """A job as its owner sees it; amounts are micro-credits (1 credit = 1,000,000)."""
 
@@ -61,6 +75,11 @@ class JobOut(BaseModel):
     exit_code: int | None
     reason: str | None
     settled_at: datetime | None
+    checkpointable: bool = Field(
+        default=False, description="the platform may stop it with its grace and restart it"
+    )
+    checkpoint_grace_seconds: int = Field(default=0, description="SIGTERM to SIGKILL")
+    move_count: int = Field(default=0, description="times the scheduler has moved it")
     replayed: bool = Field(default=False, description="true when an Idempotency-Key was reused")
 
 
@@ -68,6 +87,7 @@ class JobDetail(JobOut):
     spec: JobSpec
     events: list[JobEventOut]
     runs: list[JobRunOut]
+    moves: list[JobMoveOut] = Field(default_factory=list)
 
 
 class JobPage(BaseModel):
@@ -112,11 +132,17 @@ class PoolStatus(BaseModel):
 class SchedulePassOut(BaseModel):
     started: list[int]
     queued: int
+    moved: list[int] = Field(
+        default_factory=list, description="checkpointable jobs being moved to make room"
+    )
 
 
 class ReconcileOut(BaseModel):
     launched: list[int] = Field(default_factory=list)
     cancelled: list[int] = Field(default_factory=list)
+    moving: list[int] = Field(
+        default_factory=list, description="jobs the executor was asked to stop for a move"
+    )
     transitions: list[str] = Field(default_factory=list)
     metered: int = Field(default=0, description="usage records written for running jobs")
     settled: list[int] = Field(default_factory=list)

@@ -24,6 +24,7 @@ from credits.identity.access import can_read_project, require_any_role, require_
 from credits.identity.actor import Actor
 from credits.identity.models import Role, Scope
 from credits.jobs.errors import (
+    CheckpointGraceOverCap,
     ImageNotAllowed,
     JobNeverFits,
     JobStateConflict,
@@ -65,8 +66,8 @@ def submit_job(
     reports them; with it, a request no node or gang of whole nodes could ever
     hold is refused. ``image_registries``: the registries (or registry/repository
     prefixes) the image must come from; none: any. Raises ProjectNotFound,
-    ProjectCannotSubmit, UnknownFlavour, RuntimeOverCap, JobNeverFits,
-    ImageNotAllowed, NoRateInForce, InsufficientCredits (402, with ``required``
+    ProjectCannotSubmit, UnknownFlavour, RuntimeOverCap, CheckpointGraceOverCap,
+    JobNeverFits, ImageNotAllowed, NoRateInForce, InsufficientCredits (402, with ``required``
     and ``available``), IdempotencyKeyReused.
     """
     now = now or utcnow()
@@ -84,6 +85,7 @@ def submit_job(
         )
     flavour = _flavour_for(session, spec)
     _check_runtime(spec, max_runtime_cap)
+    _check_grace(spec, flavour)
     _check_fits(spec, flavour, pool_nodes)
     _check_image(spec, image_registries)
     rate = rate_in_force(session, flavour=flavour.name, at=now)
@@ -112,6 +114,9 @@ def submit_job(
         submitted_at=now,
         charged_micro=0,
         overage_micro=0,
+        checkpointable=spec.checkpointable,
+        checkpoint_grace_seconds=spec.grace_under(flavour.max_checkpoint_grace_seconds),
+        move_count=0,
     )
     session.add(job)
     session.flush()
@@ -183,6 +188,17 @@ def _check_runtime(spec: JobSpec, cap: int) -> None:
         raise RuntimeOverCap(
             f"max_runtime_seconds {spec.max_runtime_seconds} is over the platform's cap of {cap}",
             field="max_runtime_seconds",
+            cap=cap,
+        )
+
+
+def _check_grace(spec: JobSpec, flavour: GpuFlavour) -> None:
+    cap = flavour.max_checkpoint_grace_seconds
+    asked = spec.checkpoint_grace_seconds
+    if asked is not None and asked > cap:
+        raise CheckpointGraceOverCap(
+            f"checkpoint_grace_seconds {asked} is over flavour {flavour.name!r}'s cap of {cap}",
+            field="checkpoint_grace_seconds",
             cap=cap,
         )
 

@@ -19,6 +19,7 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
@@ -50,6 +51,9 @@ SIMULATION_LABELS = frozenset(
 _STORED = "stored"
 DEFAULT_CPU_PER_GPU = 4.0
 DEFAULT_MEMORY_GB_PER_GPU = 32.0
+# A checkpointable job's grace when its spec names none (lowered to its flavour's cap).
+DEFAULT_CHECKPOINT_GRACE_S = 60
+MAX_CHECKPOINT_GRACE_S = 86400
 
 Argument = Annotated[str, StringConstraints(max_length=4096, pattern=r"^[^\x00]*$")]
 
@@ -94,6 +98,42 @@ class JobSpec(BaseModel):
         strict=True, ge=1, description="the job is stopped after this; credits are held for it"
     )
     labels: dict[str, str] = Field(default_factory=dict)
+    checkpointable: bool = Field(
+        default=False,
+        strict=True,
+        description="the platform may stop the job (SIGTERM, the grace, then SIGKILL) and"
+        " restart it on other nodes, keeping its hold; it saves to and resumes from"
+        " $CREDITS_CHECKPOINT_DIR, and $CREDITS_RESTART_COUNT says how often it restarted",
+    )
+    checkpoint_grace_seconds: int | None = Field(
+        default=None,
+        strict=True,
+        ge=0,
+        le=MAX_CHECKPOINT_GRACE_S,
+        description=f"seconds between SIGTERM and SIGKILL when the platform stops a"
+        f" checkpointable job; default {DEFAULT_CHECKPOINT_GRACE_S} (or the flavour's cap"
+        f" if lower), at most the flavour's max_checkpoint_grace_seconds",
+    )
+
+    @model_validator(mode="after")
+    def _grace_only_when_checkpointable(self) -> JobSpec:
+        if self.checkpoint_grace_seconds is not None and not self.checkpointable:
+            # Located on the field, so the API, the CLI and the form name it.
+            raise ValidationError.from_exception_data(
+                "JobSpec",
+                [
+                    InitErrorDetails(
+                        type=PydanticCustomError(
+                            "grace_without_checkpointable",
+                            "checkpoint_grace_seconds applies only to a job with"
+                            " checkpointable: true",
+                        ),
+                        loc=("checkpoint_grace_seconds",),
+                        input=self.checkpoint_grace_seconds,
+                    )
+                ],
+            )
+        return self
 
     @field_validator("env")
     @classmethod
@@ -145,6 +185,15 @@ class JobSpec(BaseModel):
             self.memory_gb if self.memory_gb is not None else DEFAULT_MEMORY_GB_PER_GPU * self.gpus
         )
         return max(1, round(gib * 1024))
+
+    def grace_under(self, cap: int) -> int:
+        """The checkpoint grace this job gets on a flavour capped at ``cap`` seconds:
+        the one it asked for, else the default lowered to the cap (0: not checkpointable)."""
+        if not self.checkpointable:
+            return 0
+        if self.checkpoint_grace_seconds is not None:
+            return self.checkpoint_grace_seconds
+        return min(DEFAULT_CHECKPOINT_GRACE_S, cap)
 
 
 def reserved_label_domain(key: str) -> str | None:

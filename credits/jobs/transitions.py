@@ -26,6 +26,8 @@ ALLOWED: dict[JobState, frozenset[JobState]] = {
     ),
     JobState.RUNNING: frozenset(
         {
+            # A moved job: its old run stopped, its next attempt starts on the target.
+            JobState.STARTING,
             JobState.QUEUED,
             JobState.SUCCEEDED,
             JobState.FAILED,
@@ -64,11 +66,30 @@ def move(
     if to not in ALLOWED.get(current, frozenset()):
         raise RuntimeError(f"job {job.id}: {current.value} -> {to.value} is not a transition")
     job.state = to.value
+    _event(session, job, current, to, actor=actor, at=at, reason=reason)
+
+
+def note(session: Session, job: Job, *, actor: str, at: datetime, reason: str) -> None:
+    """An event on the job's timeline that changes nothing of its state (a move decided)."""
+    state = JobState(job.state)
+    _event(session, job, state, state, actor=actor, at=at, reason=reason)
+
+
+def _event(
+    session: Session,
+    job: Job,
+    before: JobState,
+    after: JobState,
+    *,
+    actor: str,
+    at: datetime,
+    reason: str | None,
+) -> None:
     session.add(
         JobEvent(
             job_id=job.id,
-            from_state=current.value,
-            to_state=to.value,
+            from_state=before.value,
+            to_state=after.value,
             at=at,
             actor=actor,
             reason=reason,

@@ -15,6 +15,10 @@ runtime in total, across all its runs (a preempted job's runs share it), so
 its records never add up to more than its hold. The records of all of a job's
 runs are priced as one running total, rounded up once:
 ceil(GPUs x charged time x rate).
+
+A run the platform stopped to move the job (``stop_requested_at``) is charged
+up to the moment the stop was asked, never for the checkpoint grace after it
+(nor for the restart: the next run is charged from its own start).
 """
 
 from __future__ import annotations
@@ -66,6 +70,14 @@ def charged_until(started_us: int, observed_end_us: int, runtime_left_us: int) -
     return max(started_us, min(observed_end_us, started_us + max(0, runtime_left_us)))
 
 
+def observed_end(run: JobRun, end: datetime) -> datetime:
+    """``end`` (where the run was seen to end, or last seen running), but no later than
+    a stop the platform asked for a move."""
+    if run.stop_requested_at is not None:
+        return min(end, run.stop_requested_at)
+    return end
+
+
 def allowance(max_runtime_seconds: int, earlier: Iterable[JobRun]) -> Allowance:
     """What is left of a job's max runtime after its ``earlier`` runs (attempts that
     ended before this one started, such as preempted ones) were charged theirs."""
@@ -76,7 +88,7 @@ def allowance(max_runtime_seconds: int, earlier: Iterable[JobRun]) -> Allowance:
         if run.started_at is None or end is None:
             continue
         started_us = to_us(run.started_at)
-        used = charged_until(started_us, to_us(end), left) - started_us
+        used = charged_until(started_us, to_us(observed_end(run, end)), left) - started_us
         left -= used
         gpu_us += run.gpus * used
     return Allowance(runtime_us=left, earlier_gpu_us=gpu_us)
@@ -118,6 +130,7 @@ def meter_active_jobs(session: Session, *, now: datetime, interval_s: int) -> in
             JobRun.started_at,
             JobRun.metered_until,
             JobRun.seen_running_at,
+            JobRun.stop_requested_at,
             Job.max_runtime_seconds,
         )
         .join(Job, Job.id == JobRun.job_id)
@@ -133,7 +146,10 @@ def meter_active_jobs(session: Session, *, now: datetime, interval_s: int) -> in
     due: dict[int, Allowance] = {}
     for row in candidates:
         left = allowance(row.max_runtime_seconds, earlier.get(row.job_id, ()))
-        confirmed_us = complete_until(min(now_us, to_us(row.seen_running_at)), interval_us)
+        seen_us = to_us(row.seen_running_at)
+        if row.stop_requested_at is not None:
+            seen_us = min(seen_us, to_us(row.stop_requested_at))
+        confirmed_us = complete_until(min(now_us, seen_us), interval_us)
         started_us = to_us(row.started_at)
         if charged_until(started_us, confirmed_us, left.runtime_us) > to_us(
             row.metered_until or row.started_at
@@ -192,10 +208,14 @@ def run_records(
     run_start_us = to_us(run.started_at)
     start_us = to_us(run.metered_until or run.started_at)
     if run.finished_at is not None:
-        observed_us = to_us(run.finished_at)
+        observed_us = to_us(observed_end(run, run.finished_at))
     else:
         # Only what the executor has confirmed: a finish noticed late is never overcharged.
         seen_us = to_us(run.seen_running_at) if run.seen_running_at else start_us
+        if run.stop_requested_at is not None:
+            # Stopping for a move: the grace is not charged, but what ran up to the
+            # stop is, interval by interval like any running job, the last part at the end.
+            seen_us = min(seen_us, to_us(run.stop_requested_at))
         observed_us = complete_until(min(now_us, seen_us), interval_us)
     end_us = charged_until(run_start_us, observed_us, left.runtime_us)
     if end_us <= start_us:

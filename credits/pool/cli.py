@@ -17,6 +17,7 @@ from credits.db import utcnow
 from credits.identity.service import actor_for_email
 from credits.money import format_credits, parse_credits
 from credits.pool import service
+from credits.pool.models import DEFAULT_CHECKPOINT_GRACE_CAP_S
 from credits.pool.schemas import FlavourList, RateList
 
 
@@ -43,6 +44,14 @@ def rates() -> None:
 @click.option("--gpu-memory-gb", type=int, required=True, help="Memory of one GPU, in GB.")
 @click.option("--gpus-per-node", type=int, required=True, help="GPUs on one node (1 to 64).")
 @click.option("--description", help="What the flavour is for.")
+@click.option(
+    "--max-checkpoint-grace",
+    "grace_cap",
+    type=int,
+    default=DEFAULT_CHECKPOINT_GRACE_CAP_S,
+    show_default=True,
+    help="Longest checkpoint grace (seconds) a checkpointable job may ask.",
+)
 @click.option("--as", "as_email", required=True, help="Email of the ops user making the change.")
 @reports_errors
 def add_flavour(
@@ -52,6 +61,7 @@ def add_flavour(
     gpu_memory_gb: int,
     gpus_per_node: int,
     description: str | None,
+    grace_cap: int,
     as_email: str,
 ) -> None:
     """Add a GPU flavour (ops only); it has no rate until one is set."""
@@ -63,11 +73,31 @@ def add_flavour(
             gpu_memory_gb=gpu_memory_gb,
             gpus_per_node=gpus_per_node,
             description=description,
+            max_checkpoint_grace_seconds=grace_cap,
             actor=actor_for_email(session, as_email),
         )
     click.echo(
         f"flavour {flavour.name}: {flavour.gpus_per_node} x {flavour.gpu_memory_gb} GB GPUs "
         f"per node, node label value {flavour.node_label_value}"
+    )
+
+
+@flavours.command("set-checkpoint-grace")
+@click.argument("name")
+@click.argument("seconds", type=int)
+@click.option("--as", "as_email", required=True, help="Email of the ops user making the change.")
+@reports_errors
+def set_checkpoint_grace(*, name: str, seconds: int, as_email: str) -> None:
+    """Cap the checkpoint grace a job of flavour NAME may ask at SECONDS (ops only)."""
+    with cli_transaction() as session:
+        flavour = service.set_checkpoint_grace_cap(
+            session,
+            name=name,
+            max_checkpoint_grace_seconds=seconds,
+            actor=actor_for_email(session, as_email),
+        )
+    click.echo(
+        f"flavour {flavour.name}: checkpoint grace at most {flavour.max_checkpoint_grace_seconds} s"
     )
 
 
@@ -83,8 +113,10 @@ def list_flavours(as_json: bool) -> None:
         click.echo(FlavourList(items=found).model_dump_json(indent=2))
         return
     table = Table()
-    for column in ("name", "node label value", "GPU GB", "GPUs/node", "rate now", "description"):
-        table.add_column(column, justify="right" if column.startswith(("GPU", "rate")) else "left")
+    columns = ("name", "node label value", "GPU GB", "GPUs/node", "grace cap s", "rate now")
+    for column in (*columns, "description"):
+        right = column.startswith(("GPU", "rate", "grace"))
+        table.add_column(column, justify="right" if right else "left")
     for flavour in found:
         rate = in_force.get(flavour.name)
         table.add_row(
@@ -92,6 +124,7 @@ def list_flavours(as_json: bool) -> None:
             flavour.node_label_value,
             str(flavour.gpu_memory_gb),
             str(flavour.gpus_per_node),
+            str(flavour.max_checkpoint_grace_seconds),
             "" if rate is None else format_credits(rate.micro_credits_per_gpu_hour),
             flavour.description or "",
         )

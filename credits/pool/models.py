@@ -30,6 +30,9 @@ NODE_LABEL_MAX_LENGTH = 63
 # Generous for any GPU, and low enough to catch megabytes typed as gigabytes.
 MAX_GPU_MEMORY_GB = 8192
 MAX_GPUS_PER_NODE = 64
+# The longest checkpoint grace a flavour may allow, and the cap a new flavour gets.
+MAX_CHECKPOINT_GRACE_CAP_S = 86400
+DEFAULT_CHECKPOINT_GRACE_CAP_S = 300
 
 
 class GpuFlavour(Base):
@@ -63,6 +66,12 @@ class GpuFlavour(Base):
     gpus_per_node: Mapped[int] = mapped_column(Integer)
     description: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    # The longest grace (SIGTERM to SIGKILL) a checkpointable job of this flavour may ask.
+    max_checkpoint_grace_seconds: Mapped[int] = mapped_column(
+        Integer,
+        default=DEFAULT_CHECKPOINT_GRACE_CAP_S,
+        server_default=str(DEFAULT_CHECKPOINT_GRACE_CAP_S),
+    )
 
     rates: Mapped[list[RateVersion]] = relationship(back_populates="flavour")
 

@@ -7,7 +7,9 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict, Field
 
 from credits.pool.models import (
+    DEFAULT_CHECKPOINT_GRACE_CAP_S,
     FLAVOUR_NAME_PATTERN,
+    MAX_CHECKPOINT_GRACE_CAP_S,
     MAX_GPU_MEMORY_GB,
     MAX_GPUS_PER_NODE,
     NODE_LABEL_MAX_LENGTH,
@@ -27,6 +29,9 @@ class FlavourOut(BaseModel):
     gpus_per_node: int
     description: str | None
     created_at: datetime
+    max_checkpoint_grace_seconds: int = Field(
+        description="the longest checkpoint grace a checkpointable job of this flavour may ask"
+    )
 
 
 class RateOut(BaseModel):
@@ -66,6 +71,19 @@ class FlavourIn(BaseModel):
     gpu_memory_gb: int = Field(strict=True, ge=1, le=MAX_GPU_MEMORY_GB)
     gpus_per_node: int = Field(strict=True, ge=1, le=MAX_GPUS_PER_NODE)
     description: str | None = Field(default=None, max_length=TEXT_MAX_LENGTH)
+    max_checkpoint_grace_seconds: int = Field(
+        default=DEFAULT_CHECKPOINT_GRACE_CAP_S, strict=True, ge=0, le=MAX_CHECKPOINT_GRACE_CAP_S
+    )
+
+
+class FlavourChange(BaseModel):
+    """A change to a GPU flavour (ops only): its cap on checkpoint grace."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_checkpoint_grace_seconds: int = Field(
+        strict=True, ge=0, le=MAX_CHECKPOINT_GRACE_CAP_S, examples=[300]
+    )
 
 
 class RateIn(BaseModel):

@@ -37,7 +37,9 @@ from credits.pool.errors import (
     RateInPast,
 )
 from credits.pool.models import (
+    DEFAULT_CHECKPOINT_GRACE_CAP_S,
     FLAVOUR_NAME_PATTERN,
+    MAX_CHECKPOINT_GRACE_CAP_S,
     MAX_GPU_MEMORY_GB,
     MAX_GPUS_PER_NODE,
     NODE_LABEL_MAX_LENGTH,
@@ -89,11 +91,19 @@ def _check_label_value(value: str) -> str:
     return text
 
 
-def _check_count(value: object, *, field: str, high: int) -> int:
-    """An int from 1 to ``high``; bools and floats are refused."""
-    if type(value) is not int or not 1 <= value <= high:
-        raise InvalidFlavour(f"{field} is a whole number from 1 to {high}, not {value!r}")
+def _check_count(value: object, *, field: str, high: int, low: int = 1) -> int:
+    """An int from ``low`` to ``high``; bools and floats are refused."""
+    if type(value) is not int or not low <= value <= high:
+        raise InvalidFlavour(
+            f"{field} is a whole number from {low} to {high}, not {value!r}", field=field
+        )
     return value
+
+
+def _check_grace_cap(value: object) -> int:
+    return _check_count(
+        value, field="max_checkpoint_grace_seconds", high=MAX_CHECKPOINT_GRACE_CAP_S, low=0
+    )
 
 
 def _clean_text(text: str | None, *, field: str) -> str | None:
@@ -194,6 +204,7 @@ def add_flavour(
     gpus_per_node: int,
     actor: Actor,
     description: str | None = None,
+    max_checkpoint_grace_seconds: int = DEFAULT_CHECKPOINT_GRACE_CAP_S,
 ) -> FlavourOut:
     """Adds a GPU flavour, which has no rate until one is set; appends ``pool.flavour_added``.
 
@@ -211,6 +222,7 @@ def add_flavour(
         gpus_per_node=_check_count(gpus_per_node, field="gpus_per_node", high=MAX_GPUS_PER_NODE),
         description=_clean_text(description, field="description"),
         created_at=utcnow(),
+        max_checkpoint_grace_seconds=_check_grace_cap(max_checkpoint_grace_seconds),
     )
     taken = FlavourExists(f"a GPU flavour named {flavour.name!r} already exists")
     if session.scalar(select(GpuFlavour.id).where(GpuFlavour.name == flavour.name)) is not None:
@@ -238,6 +250,31 @@ def list_flavours(session: Session) -> list[FlavourOut]:
 def get_flavour(session: Session, *, name: str) -> FlavourOut:
     """The flavour called ``name``; raises FlavourNotFound."""
     return FlavourOut.model_validate(_load_flavour(session, name))
+
+
+def set_checkpoint_grace_cap(
+    session: Session, *, name: str, max_checkpoint_grace_seconds: int, actor: Actor
+) -> FlavourOut:
+    """Sets the longest checkpoint grace a job of the flavour may ask; appends
+    ``pool.flavour_changed``. Jobs already submitted keep the grace they were given.
+
+    Raises PoolChangeForbidden, InvalidFlavour, FlavourNotFound.
+    """
+    _require_ops(actor, "change a GPU flavour")
+    cap = _check_grace_cap(max_checkpoint_grace_seconds)
+    row = _load_flavour(session, name, lock=True)
+    before = row.max_checkpoint_grace_seconds
+    row.max_checkpoint_grace_seconds = cap
+    session.flush()
+    _audit(
+        session,
+        event_type="pool.flavour_changed",
+        actor=actor,
+        subject_type="gpu_flavour",
+        subject_id=row.id,
+        data={"name": row.name, "max_checkpoint_grace_seconds": [before, cap]},
+    )
+    return FlavourOut.model_validate(row)
 
 
 # Rates.

@@ -46,6 +46,7 @@ def test_the_tasks_start_and_finish_a_job(
     assert app.tasks[RECONCILE_JOBS].delay().get() == {
         "launched": [],
         "cancelled": [],
+        "moving": [],
         "transitions": [],
         "metered": 0,
         "settled": [],

@@ -277,3 +277,38 @@ def test_the_pool_routes_are_in_the_openapi_document(client: FlaskClient) -> Non
     assert created["content"]["application/json"]["schema"] == {
         "$ref": "#/components/schemas/RateOut"
     }
+
+
+def test_ops_change_a_flavours_checkpoint_grace_cap(
+    client: FlaskClient, ops: Headers, researcher: Headers, a100: dict[str, Any]
+) -> None:
+    assert a100["max_checkpoint_grace_seconds"] == 300
+    url = f"{FLAVOURS}/a100-80gb"
+
+    changed = client.patch(url, json={"max_checkpoint_grace_seconds": 120}, headers=ops)
+
+    assert changed.status_code == 200, changed.get_json()
+    assert changed.get_json()["max_checkpoint_grace_seconds"] == 120
+    assert client.get(url, headers=researcher).get_json()["max_checkpoint_grace_seconds"] == 120
+    refused = client.patch(url, json={"max_checkpoint_grace_seconds": 60}, headers=researcher)
+    _assert_problem(refused, 403)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"max_checkpoint_grace_seconds": -1},
+        {"max_checkpoint_grace_seconds": "60"},
+        {"max_checkpoint_grace_seconds": 86401},
+        {},
+    ],
+)
+def test_a_bad_checkpoint_grace_cap_is_a_422_and_changes_nothing(
+    client: FlaskClient, ops: Headers, a100: dict[str, Any], body: dict[str, Any]
+) -> None:
+    url = f"{FLAVOURS}/a100-80gb"
+    problem = _assert_problem(client.patch(url, json=body, headers=ops), 422)
+    assert {tuple(error["loc"]) for error in problem["errors"]} == {
+        ("max_checkpoint_grace_seconds",)
+    }
+    assert client.get(url, headers=ops).get_json()["max_checkpoint_grace_seconds"] == 300

@@ -181,3 +181,32 @@ def test_a_duplicate_flavour_is_one_error_line(run: Callable[..., Result], a100:
 
     assert result.exit_code == 1
     assert result.output.strip() == "error: a GPU flavour named 'a100-80gb' already exists"
+
+
+def test_ops_cap_a_flavours_checkpoint_grace(
+    session: Session, run: Callable[..., Result], a100: None
+) -> None:
+    result = run("flavours", "set-checkpoint-grace", "a100-80gb", "120", "--as", OPS_EMAIL)
+    assert result.exit_code == 0, result.output
+    assert "checkpoint grace at most 120 s" in result.output
+    assert service.get_flavour(session, name="a100-80gb").max_checkpoint_grace_seconds == 120
+    listed = json.loads(run("flavours", "list", "--json").output)["items"]
+    assert listed[0]["max_checkpoint_grace_seconds"] == 120
+
+
+@pytest.mark.parametrize(
+    ("seconds", "email", "message"),
+    [
+        ("-5", OPS_EMAIL, "max_checkpoint_grace_seconds is a whole number from 0 to 86400"),
+        ("86401", OPS_EMAIL, "max_checkpoint_grace_seconds is a whole number from 0 to 86400"),
+        ("60", "rita@example.org", "only ops may change a GPU flavour"),
+    ],
+)
+def test_a_bad_checkpoint_grace_cap_is_a_one_line_error_and_changes_nothing(
+    session: Session, run: Callable[..., Result], a100: None, seconds: str, email: str, message: str
+) -> None:
+    result = run("flavours", "set-checkpoint-grace", "a100-80gb", "--as", email, "--", seconds)
+    assert result.exit_code != 0
+    assert message in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert service.get_flavour(session, name="a100-80gb").max_checkpoint_grace_seconds == 300

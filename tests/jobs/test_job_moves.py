@@ -1,0 +1,263 @@
+"""Checkpointable jobs moved to defragment the pool, through the real scheduling pass,
+reconciler and simulated executor: the stop with its grace, the restart on another
+node, the job event, the charge of only what ran, and the limit on moves."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import pytest
+from click.testing import CliRunner
+from jobs_world import RATE, JobsWorld, build_jobs_world
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from credits.cli import main
+from credits.jobs.executors.base import NodeSlice
+from credits.jobs.models import Job, JobEvent, JobMove, JobRun, JobState
+from credits.jobs.moves import record_move
+from credits.jobs.queries import get_job_detail
+from credits.jobs.scheduler import MoveDecision
+from credits.jobs.transitions import placement_from_json
+from credits.ledger.queries import get_hold
+from credits.ledger.verify import verify_ledger
+from credits.settings import load_settings
+
+GRACE = 90
+SMALL = 4  # half a node of the world's 8-GPU nodes
+
+
+@pytest.fixture
+def world(joined_session_factory: sessionmaker[Session]) -> JobsWorld:
+    return build_jobs_world(joined_session_factory)
+
+
+def cost(gpu_seconds: int) -> int:
+    return -(-gpu_seconds * RATE // 3600)
+
+
+def _job(world: JobsWorld, job_id: int) -> Job:
+    with world.session() as session:
+        job = session.get(Job, job_id)
+        assert job is not None
+        session.expunge(job)
+        return job
+
+
+def _node(world: JobsWorld, job_id: int) -> str:
+    (part,) = placement_from_json(_job(world, job_id).placement_json)
+    return part.node
+
+
+def _runs(world: JobsWorld, job_id: int) -> list[JobRun]:
+    with world.session() as session:
+        runs = list(
+            session.scalars(select(JobRun).where(JobRun.job_id == job_id).order_by(JobRun.attempt))
+        )
+        session.expunge_all()
+        return runs
+
+
+def _fragment(world: JobsWorld, *, checkpointable: bool = True) -> tuple[int, int, int]:
+    """Two half-full nodes (a 4-GPU job each, the first checkpointable) and an 8-GPU job
+    blocked by fragmentation alone: 8 GPUs free, no node whole. Returns (mover, stayer, big).
+
+    A short job shares the mover's node at first and then ends, so that the two
+    long jobs end up on different nodes whatever the placement's tie-breaks."""
+    filler = world.submit(gpus=SMALL, duration=60, name="filler")
+    extra = {"checkpointable": True, "checkpoint_grace_seconds": GRACE} if checkpointable else {}
+    mover = world.submit(gpus=SMALL, duration=1000, name="mover", **extra)
+    world.cycle()
+    stayer = world.submit(gpus=SMALL, duration=3000, name="stayer")
+    world.cycle()
+    assert _node(world, filler.id) == _node(world, mover.id) != _node(world, stayer.id)
+    world.clock.advance(60)
+    world.cycle()
+    assert _job(world, filler.id).state == JobState.SUCCEEDED.value
+    big = world.submit(gpus=8, duration=600, name="big")
+    return mover.id, stayer.id, big.id
+
+
+def test_a_move_stops_the_job_with_its_grace_and_restarts_it_on_another_node(
+    world: JobsWorld,
+) -> None:
+    mover, stayer, big = _fragment(world)
+    old_node, other_node = _node(world, mover), _node(world, stayer)
+
+    world.reconcile()
+    decided = world.schedule()
+    assert decided.moved == [mover]
+    assert decided.started == []
+    stopped = world.reconcile()
+    assert stopped.moving == [mover]
+
+    (request,) = world.executor.stop_requests(mover)
+    assert request.grace_seconds == GRACE
+    assert request.attempt == 1
+    moving = _job(world, mover)
+    assert moving.state == JobState.RUNNING.value  # saving its checkpoint, within the grace
+    assert moving.move_count == 1
+    assert placement_from_json(moving.move_target_json) == (NodeSlice(other_node, SMALL),)
+    # Its old and new GPUs are both held: the big job cannot start on the old node yet.
+    assert world.schedule().started == []
+
+    world.clock.advance(GRACE)
+    world.cycle()
+    restarted = _job(world, mover)
+    assert restarted.state == JobState.RUNNING.value
+    assert restarted.attempt == 2
+    assert _node(world, mover) == other_node
+    assert [run.outcome for run in _runs(world, mover)] == ["preempted", None]
+    assert _job(world, big).state == JobState.RUNNING.value
+    assert _node(world, big) == old_node
+    assert world.executor.stop_requests(stayer) == []
+
+
+def test_the_move_is_a_job_event_and_a_move_record_with_its_reason(world: JobsWorld) -> None:
+    mover, stayer, big = _fragment(world)
+    old_node, other_node = _node(world, mover), _node(world, stayer)
+    world.cycle()
+    world.clock.advance(GRACE)
+    world.cycle()
+
+    with world.session() as session:
+        reasons = list(
+            session.scalars(
+                select(JobEvent.reason).where(JobEvent.job_id == mover).order_by(JobEvent.id)
+            )
+        )
+        detail = get_job_detail(session, world.researcher, mover)
+    announced = [reason for reason in reasons if reason and reason.startswith("move 1:")]
+    assert len(announced) == 1
+    assert f"for job {big}" in announced[0]
+    assert f"{GRACE} s grace" in announced[0]
+    assert any(reason and reason.startswith("moved:") for reason in reasons)
+    assert detail.checkpointable
+    assert detail.checkpoint_grace_seconds == GRACE
+    assert detail.move_count == 1
+    (record,) = detail.moves
+    assert f"job {big}" in record.reason
+    assert record.for_job_id == big
+    assert [(p.node, p.gpus) for p in record.from_placement] == [(old_node, SMALL)]
+    assert [(p.node, p.gpus) for p in record.to_placement] == [(other_node, SMALL)]
+    assert record.from_attempt == 1
+    assert record.to_attempt == 2
+    assert record.stopped_at is not None
+
+
+def test_a_moved_job_is_charged_what_ran_and_neither_the_grace_nor_the_restart(
+    world: JobsWorld,
+) -> None:
+    mover, _, _ = _fragment(world)
+    first_start = _runs(world, mover)[0].started_at
+    assert first_start is not None
+    world.cycle()  # the move is decided and the stop asked now
+    stop_asked: datetime = world.clock()
+    world.clock.advance(GRACE)
+    world.cycle()
+    second_start = _runs(world, mover)[1].started_at
+    assert second_start == world.clock()
+    world.clock.advance(1000)  # the restarted attempt runs its whole duration again
+    world.cycle()
+
+    done = _job(world, mover)
+    assert done.state == JobState.SUCCEEDED.value
+    ran = (stop_asked - first_start).total_seconds() + 1000
+    assert ran == 60 + 1000  # the first run ran 60 s, the grace is left out
+    assert done.charged_micro == cost(int(SMALL * ran))
+    with world.session() as session:
+        hold = get_hold(session, hold_key=done.hold_key)
+        assert sum(part.remaining for part in hold.parts) == 0
+        assert verify_ledger(session).ok
+    first, second = _runs(world, mover)
+    assert first.stop_requested_at == stop_asked
+    assert first.metered_until == stop_asked
+    assert second.metered_until == second_start + timedelta(seconds=1000)
+
+
+def test_a_job_that_is_not_checkpointable_is_never_stopped(world: JobsWorld) -> None:
+    mover, stayer, big = _fragment(world, checkpointable=False)
+    for _ in range(3):
+        world.cycle()
+        world.clock.advance(GRACE)
+    assert world.executor.stop_requests(mover) == []
+    assert world.executor.stop_requests(stayer) == []
+    assert _job(world, mover).move_count == 0
+    assert _job(world, mover).attempt == 1
+    assert _job(world, big).state == JobState.QUEUED.value
+    with world.session() as session:
+        assert session.scalars(select(JobMove)).all() == []
+
+
+def test_a_job_moved_as_often_as_allowed_is_not_moved_again(world: JobsWorld) -> None:
+    mover, _, big = _fragment(world)
+    with world.session() as session:
+        session.execute(update(Job).where(Job.id == mover).values(move_count=2))
+    for _ in range(3):
+        world.cycle()
+        world.clock.advance(GRACE)
+    assert world.executor.stop_requests(mover) == []
+    assert _job(world, mover).move_count == 2
+    assert _job(world, big).state == JobState.QUEUED.value
+
+
+def test_the_database_refuses_a_move_past_the_limit_or_of_a_job_that_may_not_move(
+    world: JobsWorld,
+) -> None:
+    mover, stayer, big = _fragment(world)
+    target = (NodeSlice(_node(world, stayer), SMALL),)
+    with world.session() as session:
+        for job_id, max_moves in ((mover, 0), (stayer, 2)):
+            job = session.get_one(Job, job_id)
+            decision = MoveDecision(job_id, target, big, "test")
+            assert not record_move(
+                session, job, decision, max_moves=max_moves, actor="test", now=world.clock()
+            )
+        assert session.scalars(select(JobMove)).all() == []
+
+
+def test_a_cancel_during_the_grace_ends_the_move_and_charges_until_the_stop(
+    world: JobsWorld,
+) -> None:
+    mover, _, _ = _fragment(world)
+    first_start = _runs(world, mover)[0].started_at
+    world.cycle()
+    stop_asked = world.clock()
+    with world.session() as session:
+        session.execute(
+            update(Job).where(Job.id == mover).values(cancel_requested_at=world.clock())
+        )
+    world.clock.advance(30)
+    world.cycle()
+    done = _job(world, mover)
+    assert done.state == JobState.CANCELLED.value
+    assert done.move_target_json is None
+    assert done.attempt == 1
+    assert first_start is not None
+    assert done.charged_micro == cost(int(SMALL * (stop_asked - first_start).total_seconds()))
+
+
+def test_credits_jobs_show_prints_the_moves(
+    world: JobsWorld, joined_session_factory: sessionmaker[Session]
+) -> None:
+    mover, stayer, _ = _fragment(world)
+    old_node, other_node = _node(world, mover), _node(world, stayer)
+    world.cycle()
+    world.clock.advance(GRACE)
+    world.cycle()
+
+    result = CliRunner().invoke(
+        main,
+        ["jobs", "show", str(mover)],
+        obj={
+            "session_factory": joined_session_factory,
+            "executor": world.executor,
+            "settings": load_settings(),
+        },
+    )
+
+    assert result.exit_code == 0, result.output
+    assert f"checkpointable, grace {GRACE} s, moved 1 time(s)" in result.output
+    assert "move 1 at " in result.output
+    assert f"from {old_node} ({SMALL} GPUs) to {other_node} ({SMALL} GPUs)" in result.output
+    assert "restarted as attempt 2" in result.output
