@@ -18,6 +18,7 @@ from flask.typing import ResponseReturnValue
 from sqlalchemy.orm import Session
 
 from admin_ui import funder_views as views
+from admin_ui.confirm import confirmation, confirmed, rehearse
 from admin_ui.grants_forms import (
     FieldError,
     credits_field,
@@ -36,7 +37,7 @@ from credits.grants import awards, funding, reviews
 from credits.grants import programs as program_service
 from credits.grants.models import MAX_REVIEWERS
 from credits.grants.queries import MAX_PAGE, load_project
-from credits.grants.schemas import ProgramOut, ProposalOut
+from credits.grants.schemas import AwardOut, ProgramOut, ProposalOut
 from credits.identity.access import get_administered_program, list_administered_programs
 from credits.identity.access_proposals import Queue, get_award_of_proposal, get_queued_proposal
 from credits.identity.actor import Actor
@@ -261,13 +262,19 @@ def fund(program_id: int) -> ResponseReturnValue:
 def _transition(program_id: int, action: str) -> ResponseReturnValue:
     me = _funder()
     with transaction() as db:
-        _program(db, me, program_id)
+        name = _program(db, me, program_id).name
+    change = program_service.open_program if action == "open" else program_service.close_program
     try:
+        if action == "close" and not confirmed():
+            rehearse(lambda db: change(db, program_id=program_id, actor=me))
+            return confirmation(
+                title=f"Close program {program_id}?",
+                effect=views.CLOSE_EFFECT.format(id=program_id, name=name),
+                confirm_label="Close the program",
+                back=url_for("ui_funder.program", program_id=program_id),
+            )
         with transaction() as db:
-            if action == "open":
-                program_service.open_program(db, program_id=program_id, actor=me)
-            else:
-                program_service.close_program(db, program_id=program_id, actor=me)
+            change(db, program_id=program_id, actor=me)
     except CreditsError as error:
         return _program_page(me, program_id, error.status, status_error=str(error))
     flash("The program is open for proposals." if action == "open" else "The program is closed.")
@@ -401,7 +408,7 @@ def award(proposal_id: int) -> ResponseReturnValue:
     names = ["starts_at", "ends_at", "reason", "override_reason", "key"]
     form = {name: request.form.get(name, "") for name in names + list(AWARD_FIELDS.values())}
     with transaction() as db:
-        _proposal(db, me, proposal_id)
+        title = _proposal(db, me, proposal_id)[0].title
     errors: dict[str, str] = {}
     amounts: dict[str, int] = {}
     parsed: dict[str, Any] = {}
@@ -422,18 +429,25 @@ def award(proposal_id: int) -> ResponseReturnValue:
         errors[f"amount_{CURRENCIES[0]}"] = "award an amount in at least one currency"
     if errors:
         return _proposal_page(me, proposal_id, 400, values=form, errors=errors)
+    key = form["key"] or new_key()
+
+    def decide(db: Session) -> AwardOut:
+        return awards.award_proposal(
+            db,
+            proposal_id=proposal_id,
+            actor=me,
+            key=key,
+            amounts=amounts,
+            reason=_optional(form["reason"]),
+            override_reason=_optional(form["override_reason"]),
+            **parsed,
+        )
+
     try:
+        if not confirmed():
+            return views.confirm_award(rehearse(decide), title)
         with transaction() as db:
-            awards.award_proposal(
-                db,
-                proposal_id=proposal_id,
-                actor=me,
-                key=form["key"] or new_key(),
-                amounts=amounts,
-                reason=_optional(form["reason"]),
-                override_reason=_optional(form["override_reason"]),
-                **parsed,
-            )
+            decide(db)
     except CreditsError as error:
         fields, message = service_errors(error, AWARD_FIELDS)
         return _proposal_page(

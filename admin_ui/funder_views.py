@@ -12,10 +12,13 @@ from datetime import timedelta
 from typing import Any
 
 import pygal  # type: ignore[import-untyped]
+from flask import url_for
+from flask.typing import ResponseReturnValue
 from markupsafe import Markup
 from sqlalchemy.orm import Session
 
 from admin_ui.charts import render_svg
+from admin_ui.confirm import confirmation
 from admin_ui.grants_forms import new_key
 from credits.db import utcnow
 from credits.grants import reviews
@@ -30,6 +33,10 @@ from credits.money import format_credits
 from credits.reports.schemas import GroupLine, SpendLine
 
 MICRO = 1_000_000
+CLOSE_EFFECT = (
+    "close program {id}, {name}, to new proposals now. Drafts can no longer be submitted"
+    " to it; proposals already submitted can still be reviewed and decided."
+)
 DECIDABLE = frozenset({ProposalStatus.SUBMITTED, ProposalStatus.IN_REVIEW})
 
 
@@ -134,3 +141,29 @@ def chart(lines: list[GroupLine], title: str) -> Markup | None:
         drawn.add(name, values)
     # pygal escapes every label it draws (it builds the SVG as an element tree).
     return render_svg(drawn)
+
+
+def confirm_award(would: AwardOut, title: str) -> ResponseReturnValue:
+    """The award's confirmation page, restating what the rehearsal would create."""
+    amounts = ", ".join(
+        f"{format_credits(micro, grouping=True)} {currency.value} credits"
+        for currency, micro in would.amounts.items()
+    )
+    pending = sum(tranche.amount_micro for tranche in would.tranches if tranche.released_at is None)
+    later = (
+        f" {format_credits(pending, grouping=True)} credits of it wait in tranches released"
+        " with progress reports."
+        if pending
+        else ""
+    )
+    return confirmation(
+        title=f"Award proposal {would.proposal_id}?",
+        effect=(
+            f"award {amounts} to proposal {would.proposal_id}, {title or 'Untitled proposal'},"
+            f" from {would.starts_at:%Y-%m-%d} to {would.ends_at:%Y-%m-%d}. The credits leave"
+            f" the program's budget for project {would.project_id}'s allocation.{later}"
+        ),
+        warning="This cannot be undone: an award is not withdrawn, and the applicants are told.",
+        confirm_label="Award",
+        back=url_for("ui_funder.proposal", proposal_id=would.proposal_id),
+    )

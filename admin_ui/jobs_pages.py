@@ -15,6 +15,7 @@ from flask import Blueprint, abort, flash, redirect, request, url_for
 from flask.typing import ResponseReturnValue
 from pydantic import ValidationError
 
+from admin_ui.confirm import confirmation, confirmed, rehearse
 from admin_ui.job_form import (
     DEFAULTS,
     FORM_FIELDS,
@@ -25,7 +26,14 @@ from admin_ui.job_form import (
     preview,
     refusal_errors,
 )
-from admin_ui.web import actor, login_required, render, require_role, transaction
+from admin_ui.web import (
+    actor,
+    format_credits,
+    login_required,
+    render,
+    require_role,
+    transaction,
+)
 from credits.api.auth import credits_extension, job_executor, job_submission_limits
 from credits.api.jobs import log_response
 from credits.db import utcnow
@@ -39,7 +47,7 @@ from credits.jobs.executors.base import ExecutorError
 from credits.jobs.log_download import LogUnavailable, check_log_access, open_log_download
 from credits.jobs.models import FINAL_STATES, JobState
 from credits.jobs.queries import get_job_detail, list_jobs_for_actor, load_job_for_actor
-from credits.jobs.schemas import JobQuery
+from credits.jobs.schemas import JobOut, JobQuery
 from credits.metering.energy import MJ_PER_KWH
 from credits.metering.models import JobTelemetryRow
 from credits.pool.service import list_flavours
@@ -250,16 +258,38 @@ def download_log(job_id: int) -> ResponseReturnValue:
 @login_required
 def cancel_job(job_id: int) -> ResponseReturnValue:
     me = actor()
+    # A refusal other than "not found" (the job finished meanwhile: a 409) is an error page.
     try:
+        if not confirmed():
+            would = rehearse(lambda db: service.cancel_job(db, job_id=job_id, actor=me))
+            return _confirm_cancel(would)
         with transaction() as db:
             job = service.cancel_job(db, job_id=job_id, actor=me)
     except NotFound:
         abort(404)
-    except CreditsError as refusal:
-        flash(f"Could not cancel: {refusal}")
-        return redirect(url_for(".job_detail", job_id=job_id))
     if job.state is JobState.CANCELLED:
         flash(f"Job {job_id} was cancelled; its held credits were released.")
     else:
         flash(f"Cancelling job {job_id}: it will be charged only for what it ran.")
     return redirect(url_for(".job_detail", job_id=job_id))
+
+
+def _confirm_cancel(would: JobOut) -> ResponseReturnValue:
+    held = f"{format_credits(would.hold_micro)} credits"
+    if would.state is JobState.CANCELLED:
+        effect = (
+            f"cancel job {would.id}, {would.name}, before it starts."
+            f" Its hold of {held} is released."
+        )
+    else:
+        effect = (
+            f"cancel job {would.id}, {would.name}, which is {would.state.value}. It is stopped,"
+            f" charged for what it ran, and the rest of its hold of {held} is released."
+        )
+    return confirmation(
+        title=f"Cancel job {would.id}?",
+        effect=effect,
+        warning="This cannot be undone: to run it again, submit a new job.",
+        confirm_label="Cancel the job",
+        back=url_for(".job_detail", job_id=would.id),
+    )

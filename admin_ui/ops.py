@@ -16,6 +16,7 @@ from flask import Blueprint, flash, redirect, request, url_for
 from flask.typing import ResponseReturnValue
 from sqlalchemy.orm import Session
 
+from admin_ui.confirm import confirmation, confirmed, rehearse
 from admin_ui.ops_health import health_report
 from admin_ui.web import login_required, render, require_role, transaction
 from credits.api.auth import credits_extension, job_executor
@@ -282,6 +283,19 @@ def _change_project(project_id: int, *, suspend: bool) -> ResponseReturnValue:
     reason = request.form.get("reason", "")
     change = project_service.suspend_project if suspend else project_service.unsuspend_project
     try:
+        if suspend and not confirmed():
+            would = rehearse(lambda db: change(db, project_id=project_id, actor=me, reason=reason))
+            return confirmation(
+                title=f"Suspend project {would.id}?",
+                effect=(
+                    f"suspend project {would.id}, {would.title}. Its allocations freeze: no"
+                    " new job can hold its credits (jobs already running go on)."
+                ),
+                details=[("Reason", reason.strip())],
+                warning="It stays suspended until ops unsuspend it, with a reason.",
+                confirm_label="Suspend the project",
+                back=url_for("ui_ops.projects", status=request.args.get("status") or None),
+            )
         with transaction() as db:
             changed = change(db, project_id=project_id, actor=me, reason=reason)
     except CreditsError as error:

@@ -13,6 +13,7 @@ from flask import Blueprint, abort, flash, redirect, request, url_for
 from flask.typing import ResponseReturnValue
 from sqlalchemy.orm import Session
 
+from admin_ui.confirm import confirmation, confirmed, rehearse
 from admin_ui.grants_forms import SCORES, FieldError, hundredths, parse_score, service_errors
 from admin_ui.web import login_required, render, require_role, transaction
 from credits.errors import CreditsError, NotFound
@@ -137,12 +138,29 @@ def conflict(proposal_id: int) -> ResponseReturnValue:
     me = _reviewer()
     reason = request.form.get("reason", "")
     with transaction() as db:
-        _page(db, me, proposal_id)
+        title = _page(db, me, proposal_id)["proposal"].title or "Untitled proposal"
     if not reason.strip():
         return _again(proposal_id, 400, conflict_error="say briefly why, e.g. a co-author")
+
+    def declare(db: Session) -> object:
+        return reviews.declare_conflict(db, proposal_id=proposal_id, actor=me, reason=reason)
+
     try:
+        if not confirmed():
+            rehearse(declare)
+            return confirmation(
+                title=f"Declare a conflict with proposal {proposal_id}?",
+                effect=(
+                    f"declare a conflict of interest with proposal {proposal_id}, {title}. It"
+                    " leaves your list, you cannot open it again, and any review you gave"
+                    " stops counting."
+                ),
+                details=[("Reason", reason.strip())],
+                confirm_label="Declare the conflict",
+                back=url_for("ui_review.proposal", proposal_id=proposal_id),
+            )
         with transaction() as db:
-            reviews.declare_conflict(db, proposal_id=proposal_id, actor=me, reason=reason)
+            declare(db)
     except NotFound:
         abort(404)
     except CreditsError as error:

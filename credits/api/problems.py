@@ -108,7 +108,7 @@ def credits_error_response(error: CreditsError) -> Response:
     )
 
 
-def _validation_error(error: ValidationError) -> Response:
+def validation_error_response(error: ValidationError) -> Response:
     errors = [
         FieldError(loc=list(item["loc"]), msg=item["msg"], type=item["type"]).model_dump()
         for item in error.errors(include_url=False, include_input=False, include_context=False)
@@ -122,7 +122,7 @@ def _validation_error(error: ValidationError) -> Response:
     )
 
 
-def _http_error(error: HTTPException) -> Response:
+def http_error_response(error: HTTPException) -> Response:
     status = error.code or 500
     headers = {
         name: value
@@ -138,7 +138,7 @@ def _http_error(error: HTTPException) -> Response:
     )
 
 
-def _unexpected_error(error: Exception) -> Response:
+def unexpected_error_response(error: Exception) -> Response:
     # The traceback goes to the log only; the client learns nothing of the internals.
     logger.error("unhandled error on %s %s", request.method, request.path, exc_info=error)
     return problem_response(
@@ -153,6 +153,6 @@ def init_app(app: Flask) -> None:
     """Every error the app can raise renders as a problem document."""
     app.request_class = ApiRequest
     app.register_error_handler(CreditsError, credits_error_response)
-    app.register_error_handler(ValidationError, _validation_error)
-    app.register_error_handler(HTTPException, _http_error)
-    app.register_error_handler(Exception, _unexpected_error)
+    app.register_error_handler(ValidationError, validation_error_response)
+    app.register_error_handler(HTTPException, http_error_response)
+    app.register_error_handler(Exception, unexpected_error_response)

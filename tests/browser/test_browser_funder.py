@@ -74,6 +74,11 @@ def test_a_funder_assigns_a_reviewer_and_awards_within_the_budget(
     screenshot(page, "funder-proposal-error")
     page.get_by_label("Award (gpu credits)").fill("60")
     page.get_by_role("button", name="Award").click()
+    # It asks first, restating the award; only Award on that page awards.
+    expect(page.get_by_test_id("confirm-effect")).to_contain_text("award 60 gpu credits")
+    assert proposal_status(live_app, proposal_id) == "in_review"
+    screenshot(page, "funder-award-confirm")
+    page.get_by_role("button", name="Award").click()
     expect(page.get_by_role("status")).to_contain_text("Awarded")
     expect(page.get_by_test_id("award")).to_contain_text("60")
     screenshot(page, "funder-proposal")
@@ -90,6 +95,7 @@ def test_the_dashboard_shows_the_figures_and_exports_csv(page: Page, live_app: L
     page.goto(f"{live_app.url}/funder/proposals/{proposal_id}")
     page.get_by_label("Override reason (only to decide").fill("decided early")
     page.get_by_role("button", name="Award").click()
+    page.get_by_test_id("confirm-page").get_by_role("button", name="Award").click()
     expect(page.get_by_role("status")).to_contain_text("Awarded")
     page.get_by_role("link", name="Compute for climate").click()
     page.get_by_role("link", name="Dashboard").click()

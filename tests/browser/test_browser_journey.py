@@ -185,6 +185,7 @@ def test_the_whole_journey_from_a_program_to_its_usage(
         expect(funder.get_by_label("Award (gpu credits)")).to_have_value("40")
         expect(funder.get_by_label("Starts on")).to_have_value(today.isoformat())
         funder.get_by_role("button", name="Award").click()
+        funder.get_by_test_id("confirm-page").get_by_role("button", name="Award").click()
         expect(funder.get_by_role("status")).to_contain_text("Awarded")
         expect(funder.get_by_role("heading", level=1)).to_have_text(f"{TITLE} awarded")
         award = _cells(funder, "award", "gpu")

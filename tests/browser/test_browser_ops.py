@@ -133,6 +133,17 @@ def test_ops_suspends_then_unsuspends_a_project(page: Page, live_app: LiveApp) -
     expect(row.get_by_role("alert")).to_contain_text("needs a reason")
     row.get_by_label(f"Reason to suspend project {project_id}").fill(HOSTILE)
     row.get_by_role("button", name="Suspend").click()
+    # It asks first, restating the effect and the reason; nothing is suspended yet.
+    confirm = page.get_by_test_id("confirm-page")
+    expect(confirm.get_by_role("heading", level=1)).to_have_text(f"Suspend project {project_id}?")
+    expect(confirm).to_contain_text("Its allocations freeze")
+    expect(confirm).to_contain_text(HOSTILE)
+    screenshot(page, "ops-suspend-confirm")
+    confirm.get_by_role("link", name="Back").click()
+    expect(row).to_contain_text("active")
+    row.get_by_label(f"Reason to suspend project {project_id}").fill(HOSTILE)
+    row.get_by_role("button", name="Suspend").click()
+    page.get_by_role("button", name="Suspend the project").click()
     expect(page.get_by_role("status")).to_contain_text("is suspended")
     expect(row).to_contain_text("suspended")
     screenshot(page, "ops-projects")
@@ -176,6 +187,15 @@ def test_a_researcher_gets_404_on_every_ops_page(page: Page, live_app: LiveApp) 
         response = page.goto(f"{live_app.url}/ops/{path}")
         assert response is not None
         assert response.status == 404, path
+    # The "not found" is a page of the portal: its menu, one sentence, a way back.
+    error = page.get_by_test_id("error-page")
+    expect(error.get_by_role("heading", level=1)).to_have_text("Not found")
+    expect(error).to_contain_text("There is no page at /ops/health that your account can open")
+    expect(page.get_by_role("navigation", name="Main")).to_contain_text("Jobs")
+    expect(page.locator(".who")).to_have_text(PI)
+    screenshot(page, "error-404")
+    error.get_by_role("link", name="Back to the home page").click()
+    expect(page).to_have_url(f"{live_app.url}/")
     posted = page.request.post(
         f"{live_app.url}/ops/projects/1/suspend", form={"reason": "x", "csrf_token": token}
     )

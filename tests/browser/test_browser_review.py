@@ -62,8 +62,18 @@ def test_a_reviewer_who_declares_a_conflict_can_no_longer_open_the_proposal(
     expect(page.get_by_role("alert")).to_contain_text("say briefly why")
     page.get_by_label("Reason for the conflict").fill("I co-wrote the preliminary work.")
     page.get_by_role("button", name="Declare a conflict of interest").click()
+    # It asks first, restating the effect; Back changes nothing.
+    expect(page.get_by_test_id("confirm-effect")).to_contain_text(
+        f"declare a conflict of interest with proposal {proposal_id}"
+    )
+    page.get_by_role("link", name="Back").click()
+    expect(page.get_by_role("button", name="Declare a conflict of interest")).to_be_visible()
+    page.get_by_label("Reason for the conflict").fill("I co-wrote the preliminary work.")
+    page.get_by_role("button", name="Declare a conflict of interest").click()
+    page.get_by_role("button", name="Declare the conflict").click()
     expect(page.get_by_role("status")).to_contain_text("You declared a conflict of interest")
     expect(page.get_by_text("Nothing to review yet")).to_be_visible()
     response = page.goto(f"{live_app.url}/reviews/{proposal_id}")
     assert response is not None
     assert response.status == 404
+    expect(page.get_by_test_id("error-page")).to_contain_text(f"No proposal {proposal_id}")
