@@ -28,6 +28,7 @@ from credits.jobs.transitions import placement_from_json
 from credits.pool.models import GpuFlavour
 
 ACTIVE_STATES = (JobState.STARTING.value, JobState.RUNNING.value)
+VACATING = "vacating"  # not a state: the old GPUs of jobs being moved
 
 
 def _placement(text: str | None) -> list[PlacementOut]:
@@ -164,6 +165,14 @@ def pool_status(session: Session, capacity: Capacity, *, executor: str) -> PoolS
     )
     for flavour_id, state, jobs, gpus in rows:
         counts[(flavours.get(flavour_id, str(flavour_id)), state)] = (int(jobs), int(gpus))
+    # A job being moved holds its old GPUs too until its old run has stopped.
+    moving = session.execute(
+        select(Job.flavour_id, func.count(), func.coalesce(func.sum(Job.gpus), 0))
+        .where(Job.state == JobState.RUNNING.value, Job.move_target_json.is_not(None))
+        .group_by(Job.flavour_id)
+    )
+    for flavour_id, jobs, gpus in moving:
+        counts[(flavours.get(flavour_id, str(flavour_id)), VACATING)] = (int(jobs), int(gpus))
     names = sorted({node.flavour for node in capacity.nodes} | {name for name, _ in counts})
     return PoolStatus(
         executor=executor,
@@ -176,7 +185,7 @@ def _flavour_status(
 ) -> FlavourStatus:
     nodes = [node for node in capacity.nodes if node.flavour == name and node.schedulable]
     total = sum(node.gpus for node in nodes)
-    in_use = sum(counts.get((name, state), (0, 0))[1] for state in ACTIVE_STATES)
+    in_use = sum(counts.get((name, state), (0, 0))[1] for state in (*ACTIVE_STATES, VACATING))
     queued_jobs, queued_gpus = counts.get((name, JobState.QUEUED.value), (0, 0))
     return FlavourStatus(
         flavour=name,

@@ -11,12 +11,14 @@ from click.testing import CliRunner
 from jobs_world import RATE, JobsWorld, build_jobs_world
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
+from ui_sign_in import sign_in_as
 
+from credits.app import create_app
 from credits.cli import main
 from credits.jobs.executors.base import NodeSlice
 from credits.jobs.models import Job, JobEvent, JobMove, JobRun, JobState
 from credits.jobs.moves import record_move
-from credits.jobs.queries import get_job_detail
+from credits.jobs.queries import get_job_detail, pool_status
 from credits.jobs.scheduler import MoveDecision
 from credits.jobs.transitions import placement_from_json
 from credits.ledger.queries import get_hold
@@ -100,6 +102,9 @@ def test_a_move_stops_the_job_with_its_grace_and_restarts_it_on_another_node(
     assert placement_from_json(moving.move_target_json) == (NodeSlice(other_node, SMALL),)
     # Its old and new GPUs are both held: the big job cannot start on the old node yet.
     assert world.schedule().started == []
+    with world.session() as session:
+        (status,) = pool_status(session, world.executor.capacity(), executor="simulated").flavours
+    assert (status.gpus_in_use, status.gpus_free, status.running_jobs) == (3 * SMALL, SMALL, 2)
 
     world.clock.advance(GRACE)
     world.cycle()
@@ -261,3 +266,31 @@ def test_credits_jobs_show_prints_the_moves(
     assert "move 1 at " in result.output
     assert f"from {old_node} ({SMALL} GPUs) to {other_node} ({SMALL} GPUs)" in result.output
     assert "restarted as attempt 2" in result.output
+
+
+def test_the_job_page_shows_checkpointing_and_the_moves(
+    world: JobsWorld, joined_session_factory: sessionmaker[Session]
+) -> None:
+    mover, stayer, big = _fragment(world)
+    old_node, other_node = _node(world, mover), _node(world, stayer)
+    world.cycle()
+    world.clock.advance(GRACE)
+    world.cycle()
+    app = create_app(
+        load_settings(), session_factory=joined_session_factory, executor=world.executor
+    )
+    client = app.test_client()
+    assert world.researcher.user_id is not None
+    sign_in_as(client, world.researcher.user_id)
+
+    page = client.get(f"/jobs/{mover}").get_data(as_text=True)
+    plain = client.get(f"/jobs/{stayer}").get_data(as_text=True)
+
+    assert f"stop it with a {GRACE} s grace and restart it elsewhere; moved 1 time<" in page
+    moves = page.split('data-testid="job-moves"', 1)[1].split("</table>", 1)[0]
+    assert f"for job {big}" in moves
+    assert f"<td>{old_node} \u00d7 {SMALL}</td>" in moves
+    assert f"<td>{other_node} \u00d7 {SMALL}</td>" in moves
+    assert "attempt 2" in moves
+    assert '<dd data-testid="job-checkpointable">no</dd>' in plain
+    assert "job-moves" not in plain
