@@ -6,6 +6,7 @@ from credits.db import Base
 from credits.grants import models as grants_models
 from credits.identity import models as identity_models
 from credits.jobs import models as jobs_models
+from credits.jobs import passes as jobs_passes
 from credits.labelling import models as labelling_models
 from credits.ledger import models as ledger_models
 from credits.metering import models as metering_models
@@ -21,6 +22,7 @@ __all__ = [
     "grants_models",
     "identity_models",
     "jobs_models",
+    "jobs_passes",
     "labelling_models",
     "ledger_models",
     "metadata",

@@ -26,6 +26,7 @@ from credits.jobs.executors.local import LocalExecutor, LocalSandboxConfig
 from credits.jobs.executors.sandbox import SETTING_NAME as SANDBOX_SETTING
 from credits.jobs.executors.sandbox import SandboxUnavailable, WorkFolderUnreachable
 from credits.jobs.executors.simulated import SimulatedExecutor, simulated_nodes_from_spec
+from credits.jobs.passes import RECONCILER, record_pass
 from credits.jobs.reconciler import reconcile
 from credits.jobs.scheduling import schedule_pass
 from credits.jobs.schemas import ReconcileOut, SchedulePassOut
@@ -146,13 +147,17 @@ def run_schedule(
 def reconcile_with(
     factory: Callable[[], Session], executor: Executor, settings: Settings
 ) -> ReconcileOut:
-    """One reconcile with the settings' metering interval and start timeout."""
-    return reconcile(
+    """One reconcile with the settings' metering interval and start timeout; a pass
+    that ran (not skipped for another) is recorded for the ops health page."""
+    report = reconcile(
         factory,
         executor,
         interval_s=settings.metering_interval_seconds,
         start_timeout_s=settings.jobs_start_timeout_seconds,
     )
+    if not report.skipped:
+        record_pass(factory, RECONCILER, finished_at=utcnow(), errors=len(report.errors))
+    return report
 
 
 def run_cycle(
