@@ -62,8 +62,9 @@ window with ``T > 0``.
 Policies: ``--policy`` (ordering) and ``--backfill`` as in round 1, and
 ``--variant`` for round 2's switches (``all`` runs every one but ``default``
 and prints a Markdown table at the end): ``round1`` (no end-time fit, no
-defragmentation), ``endfit`` (+ end-time-aware best fit), ``defrag`` (+
-moves), and ``default`` (``Policy()``'s own defaults).
+defragmentation, one runtime class), ``endfit`` (+ end-time-aware best fit),
+``defrag`` (+ moves), ``classes`` (+ runtime classes with aging, at
+``Policy``'s default bounds), and ``default`` (``Policy()``'s own defaults).
 
     .venv/bin/python scripts/bench/replay.py
     .venv/bin/python scripts/bench/replay.py --policy fairshare --backfill on --limit 5000
@@ -87,6 +88,7 @@ from replay_trace import HOUR, TraceJob, load, parse_fraction, parse_range
 
 from credits.jobs.executors.base import LaunchRequest, NodeCapacity, NodeSlice
 from credits.jobs.executors.simulated import SimulatedExecutor
+from credits.jobs.job_queue import JobQueue
 from credits.jobs.scheduler import (
     MoveDecision,
     Node,
@@ -107,10 +109,12 @@ EPOCH = 1_700_000_000.0
 MAX_PASSES_PER_SECOND = 16
 
 # Round 2's policy switches on top of --policy/--backfill; "default" takes Policy()'s.
+# No class bounds put every job in one runtime class: fair share alone.
 VARIANTS: dict[str, dict[str, Any]] = {
-    "round1": {"end_time_fit": False, "defragment": False},
-    "endfit": {"end_time_fit": True, "defragment": False},
-    "defrag": {"end_time_fit": True, "defragment": True},
+    "round1": {"end_time_fit": False, "defragment": False, "class_bounds_s": ()},
+    "endfit": {"end_time_fit": True, "defragment": False, "class_bounds_s": ()},
+    "defrag": {"end_time_fit": True, "defragment": True, "class_bounds_s": ()},
+    "classes": {"end_time_fit": True, "defragment": True},
     "default": {},
 }
 
@@ -150,7 +154,8 @@ class Replay:
         self.usage = {p: UsageDecay(self.half_life_s) for p in entitlement}
         self.held = dict.fromkeys(entitlement, 0)
         self.accrued_to = dict.fromkeys(entitlement, 0.0)
-        self.queue: dict[int, QueuedJob] = {}
+        # Kept between passes, as the platform keeps it: plan() then sorts nothing.
+        self.queue = JobQueue(class_bounds_s=policy.class_bounds_s)
         self.running: dict[int, RunningJob] = {}
         self.attempts: dict[int, _Attempt] = {}
         self.outcome = Outcome()
@@ -169,14 +174,16 @@ class Replay:
             self.now = at
             changed = self._finish() | bool(arrivals)
             for job in arrivals:
-                self.queue[job.job_id] = QueuedJob(
-                    job.job_id,
-                    job.project_id,
-                    FLAVOUR,
-                    job.gpus,
-                    job.limit_s,
-                    EPOCH + at,
-                    checkpointable=job.checkpointable,
+                self.queue.add(
+                    QueuedJob(
+                        job.job_id,
+                        job.project_id,
+                        FLAVOUR,
+                        job.gpus,
+                        job.limit_s,
+                        EPOCH + at,
+                        checkpointable=job.checkpointable,
+                    )
                 )
                 self.queued_sizes[job.gpus] = self.queued_sizes.get(job.gpus, 0) + 1
             passes = 0
@@ -258,7 +265,7 @@ class Replay:
         shares = self._shares()
         began = time.perf_counter()
         result = plan(
-            list(self.queue.values()),
+            self.queue,
             list(self.running.values()),
             self.nodes,
             shares,
@@ -274,7 +281,7 @@ class Replay:
         return bool(result.moves)
 
     def _start(self, start: StartDecision, trace_job: TraceJob) -> None:
-        del self.queue[start.job_id]
+        self.queue.discard(start.job_id)
         self.queued_sizes[trace_job.gpus] -= 1
         attempt = _Attempt(
             trace_job,
