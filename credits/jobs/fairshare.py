@@ -155,7 +155,12 @@ class FairShare:
 
 def priority(job: QueuedJob, factor: float, policy: Policy, now: float) -> float:
     """fairshare_weight * F + age_weight * min(w / age_saturation_s, 1): which project goes next."""
-    return policy.fairshare_weight * factor + policy.age_weight * _ageing(job, policy, now)
+    return policy.fairshare_weight * factor + age_term(job, policy, now)
+
+
+def age_term(job: QueuedJob, policy: Policy, now: float) -> float:
+    """age_weight * min(w / age_saturation_s, 1): the part of the priority a pass fixes."""
+    return policy.age_weight * _ageing(job, policy, now)
 
 
 def job_rank(job: QueuedJob, policy: Policy, now: float, *, step: int | None = None) -> float:

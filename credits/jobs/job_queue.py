@@ -67,16 +67,12 @@ class JobQueue:
         self._by_flavour: dict[str, dict[int, set[GroupKey]]] = {}
         # GPUs asked for by each project's jobs of a flavour: whether any can ever fit.
         self._sizes: dict[tuple[int, str], Counter[int]] = {}
-        # The last of several jobs with one id wins, as with add().
-        for job in {job.job_id: job for job in jobs}.values():
-            self._insert(job, sort=False)
-        for group in self._groups.values():
-            group.sort(key=SUBMISSION)
+        self._build(jobs)
 
     def add(self, job: QueuedJob) -> None:
         """Queues ``job``; a job with the same id is replaced."""
         self.discard(job.job_id)
-        self._insert(job, sort=True)
+        self._insert(job)
 
     def discard(self, job_id: int) -> None:
         """Takes the job out of the queue, if it is there."""
@@ -132,18 +128,40 @@ class JobQueue:
         job_id = getattr(job, "job_id", None)
         return isinstance(job_id, int) and self._jobs.get(job_id) == job
 
-    def _insert(self, job: QueuedJob, *, sort: bool) -> None:
-        self._jobs[job.job_id] = job
-        key = self.key(job)
+    def _build(self, jobs: Iterable[QueuedJob]) -> None:
+        """Indexes many jobs at once: grouped by declared runtime first, then each group
+        sorted once (a pass over a plain list pays this, so it is kept lean)."""
+        # The last of several jobs with one id wins, as with add().
+        self._jobs = {job.job_id: job for job in jobs}
+        by_runtime: dict[tuple[str, int, int], list[QueuedJob]] = {}
+        for job in self._jobs.values():
+            raw = (job.flavour, job.project_id, job.max_runtime_s)
+            members = by_runtime.get(raw)
+            if members is None:
+                by_runtime[raw] = [job]
+            else:
+                members.append(job)
+        for (flavour, project_id, runtime), members in by_runtime.items():
+            bounds = self.class_bounds_s
+            key = GroupKey(flavour, project_id, base_class(runtime, bounds), runtime_step(runtime))
+            self._group_for(key).extend(members)
+        for group in self._groups.values():
+            group.sort(key=SUBMISSION)
+        sizes = Counter((job.project_id, job.flavour, job.gpus) for job in self._jobs.values())
+        for (project_id, flavour, gpus), count in sizes.items():
+            self._sizes.setdefault((project_id, flavour), Counter())[gpus] = count
+
+    def _group_for(self, key: GroupKey) -> list[QueuedJob]:
         group = self._groups.get(key)
         if group is None:
             group = self._groups[key] = []
             self._by_project.setdefault(key.project_id, set()).add(key)
             self._by_flavour.setdefault(key.flavour, {}).setdefault(key.step, set()).add(key)
-        if sort:
-            insort(group, job, key=SUBMISSION)
-        else:
-            group.append(job)
+        return group
+
+    def _insert(self, job: QueuedJob) -> None:
+        self._jobs[job.job_id] = job
+        insort(self._group_for(self.key(job)), job, key=SUBMISSION)
         self._sizes.setdefault((job.project_id, job.flavour), Counter())[job.gpus] += 1
 
     def _forget(self, key: GroupKey) -> None:

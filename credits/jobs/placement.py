@@ -56,6 +56,7 @@ class Pool:
         "free",
         "frozen",
         "gpn",
+        "long_count",
         "long_max",
         "names",
         "node_end",
@@ -83,6 +84,8 @@ class Pool:
         self.reservation: Reservation | None = None
         self.spare: dict[str, int] = {}
         self.long_max = 0
+        # After the reservation: how many nodes give each amount that long_max is the top of.
+        self.long_count: list[int] = []
 
     def index(
         self, free: Mapping[str, int], node_end: Mapping[str, float], vacated: set[str]
@@ -179,6 +182,8 @@ class Pool:
     def freeze(self, node: str) -> None:
         if node in self.frozen:
             return
+        if self.reservation is not None and self.long_count:
+            self._recount(self._long(node), None)
         self.frozen.add(node)
         self.buckets[self.free[node]].remove((self.node_end[node], node))
         self.total_free -= self.free[node]
@@ -218,22 +223,33 @@ class Pool:
         if self.reservation is None:
             self.ends.append((end, node, gpus))
             return
-        was = min(before, self.spare[node])
+        was = max(min(before, self.spare[node]), 0)
         if end > self.reservation.start_at:
             self.spare[node] -= gpus
-        if was == self.long_max:
-            self._refresh_long_max()  # it may have been the node giving the maximum
+        self._recount(was, self._long(node))
+
+    def _long(self, node: str) -> int:
+        # What a job still running at the reservation time can get on this node.
+        return max(min(self.free[node], self.spare[node]), 0)
 
     def _refresh_long_max(self) -> None:
-        # The most GPUs a job still running at the reservation time can get on one node.
-        self.long_max = max(
-            (
-                min(gpus, self.spare[name])
-                for name, gpus in self.free.items()
-                if name not in self.frozen
-            ),
-            default=0,
-        )
+        """Counts the nodes by what each gives a job still running at the reservation
+        time; the most any gives is ``long_max``. A take then costs no scan of the nodes."""
+        self.long_count = [0] * (self.gpn + 1)
+        for name in self.free:
+            if name not in self.frozen:
+                self.long_count[min(self._long(name), self.gpn)] += 1
+        self._recount(None, None)
+
+    def _recount(self, was: int | None, now: int | None) -> None:
+        if was is not None:
+            self.long_count[min(was, self.gpn)] -= 1
+        if now is not None:
+            self.long_count[min(now, self.gpn)] += 1
+        top = self.gpn
+        while top > 0 and not self.long_count[top]:
+            top -= 1
+        self.long_max = top
 
 
 def nearest_after(bucket: list[tuple[float, str]], probe: tuple[float, str]) -> Iterator[str]:

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from operator import attrgetter
 from typing import TYPE_CHECKING
 
-from credits.jobs.fairshare import FairShare, job_rank, priority
+from credits.jobs.fairshare import FairShare, age_term, job_rank
 from credits.jobs.job_queue import SUBMISSION, GroupKey, JobQueue
 from credits.jobs.runtime_classes import check_class_bounds, promotions
 
@@ -41,10 +41,12 @@ if TYPE_CHECKING:
     from credits.jobs.scheduler import Policy, ProjectShare, QueuedJob
 
 Fits = Callable[[str, int], bool]
-# (-rank, submitted_at, job_id, run, position) and (submitted_at, job_id, run, position).
+# (-rank, submitted_at, job_id, run, position) and (submitted_at, job_id, age term, run, position).
 _RankEntry = tuple[float, float, int, "_Run", int]
-_AgeEntry = tuple[float, int, "_Run", int]
+_AgeEntry = tuple[float, int, float, "_Run", int]
 _Turn = tuple[float, float, int]
+# A project's turn, the project, and the epoch the turn was computed in.
+_TurnEntry = tuple[_Turn, int, int]
 
 
 @dataclass(slots=True)
@@ -69,6 +71,12 @@ class _Pass:
     shares: Mapping[int, ProjectShare]
     held: Mapping[int, int]
     closed: set[str] = field(default_factory=set)
+    # Bumped when a flavour closes: a turn computed before may be too early now.
+    epoch: int = 0
+
+    def close(self, flavour: str) -> None:
+        self.closed.add(flavour)
+        self.epoch += 1
 
     def capped(self, project_id: int) -> bool:
         cap = self.shares[project_id].max_concurrent_gpus
@@ -94,19 +102,23 @@ class _ProjectRuns:
         if run.pos >= run.end:
             return
         job = run.jobs[run.pos]
-        rank = job_rank(job, self.ctx.policy, self.ctx.now, step=run.step)
+        policy, now = self.ctx.policy, self.ctx.now
+        rank = job_rank(job, policy, now, step=run.step)
         heapq.heappush(self.by_rank, (-rank, job.submitted_at, job.job_id, run, run.pos))
-        heapq.heappush(self.by_age, (job.submitted_at, job.job_id, run, run.pos))
+        aged = age_term(job, policy, now)
+        heapq.heappush(self.by_age, (job.submitted_at, job.job_id, aged, run, run.pos))
 
     def turn(self, project_id: int) -> _Turn | None:
-        """The project's key in the turn heap (smaller goes first), None when it has no job."""
-        while self.by_age and not self._current(self.by_age[0][2], self.by_age[0][3]):
-            heapq.heappop(self.by_age)
-        if not self.by_age:
+        """The project's key in the turn heap (smaller goes first), None when it has no job
+        or is at its cap: :func:`~credits.jobs.fairshare.priority` of its longest-waiting job."""
+        by_age = self.by_age
+        while by_age and not self._current(by_age[0][3], by_age[0][4]):
+            heapq.heappop(by_age)
+        if not by_age or self.ctx.capped(project_id):
             return None
-        oldest = self.by_age[0][2].jobs[self.by_age[0][3]]
+        submitted_at, job_id, aged = by_age[0][:3]
         factor = self.ctx.fair.factor(project_id)
-        return (-priority(oldest, factor, self.ctx.policy, self.ctx.now), *SUBMISSION(oldest))
+        return (-(self.ctx.policy.fairshare_weight * factor + aged), submitted_at, job_id)
 
     def take(self) -> QueuedJob:
         """The best job by rank, its run moved past it; only after turn() found one."""
@@ -134,22 +146,31 @@ def _merge(
     projects: dict[int, _ProjectRuns] = {}
     for project_id, run in runs:
         projects.setdefault(project_id, _ProjectRuns(ctx, open_flavour)).push(run)
-    heap: list[tuple[_Turn, int]] = []
+    heap: list[_TurnEntry] = []
     for project_id, runs_of in projects.items():
         turn = runs_of.turn(project_id)
         if turn is not None:
-            heap.append((turn, project_id))
+            heap.append((turn, project_id, ctx.epoch))
     heapq.heapify(heap)
     while heap:
-        stored, project_id = heap[0]
+        stored, project_id, epoch = heap[0]
         runs_of = projects[project_id]
-        turn = None if ctx.capped(project_id) else runs_of.turn(project_id)
+        if epoch != ctx.epoch:
+            turn = runs_of.turn(project_id)
+            if turn is None:
+                heapq.heappop(heap)
+                continue
+            if turn != stored:
+                heapq.heapreplace(heap, (turn, project_id, ctx.epoch))  # only ever later
+                continue
+            heap[0] = (turn, project_id, ctx.epoch)  # the same key: still a heap
+        yield runs_of.take()
+        # Its start may have lowered its factor or met its cap, its oldest job may be gone.
+        turn = runs_of.turn(project_id)
         if turn is None:
             heapq.heappop(heap)
-        elif turn != stored:
-            heapq.heapreplace(heap, (turn, project_id))  # only ever later: see the docstring
         else:
-            yield runs_of.take()
+            heapq.heapreplace(heap, (turn, project_id, ctx.epoch))
 
 
 class FairShareOrder:
@@ -183,11 +204,11 @@ class FairShareOrder:
 
     def close(self, flavour: str) -> None:
         """No job of this flavour can start any more this pass."""
-        self._ctx.closed.add(flavour)
+        self._ctx.close(flavour)
 
     def defer(self, flavour: str) -> None:
         """The flavour's remaining jobs wait for :meth:`backfill`."""
-        self._ctx.closed.add(flavour)
+        self._ctx.close(flavour)
         self._deferred.add(flavour)
 
     def backfill(self, flavour: str) -> Iterator[QueuedJob]:
