@@ -35,6 +35,7 @@ from credits.ledger.models import AccountKind
 from credits.ledger.queries import list_accounts
 from credits.money import InvalidCreditsAmount, format_credits, parse_credits
 from credits.pool import service as pool
+from credits.pool.models import DEFAULT_CHECKPOINT_GRACE_CAP_S
 
 blueprint = Blueprint("ui_ops", __name__, url_prefix="/ops")
 PROJECT_PAGE = 50
@@ -104,6 +105,12 @@ def add_flavour() -> ResponseReturnValue:
     errors: dict[str, str] = {}
     memory = _whole(form, "gpu_memory_gb", errors)
     gpus = _whole(form, "gpus_per_node", errors)
+    # Optional: blank keeps the default cap.
+    grace_cap = (
+        _whole(form, "max_checkpoint_grace_seconds", errors)
+        if form["max_checkpoint_grace_seconds"].strip()
+        else DEFAULT_CHECKPOINT_GRACE_CAP_S
+    )
     if not errors:
         try:
             with transaction() as db:
@@ -114,6 +121,7 @@ def add_flavour() -> ResponseReturnValue:
                     gpu_memory_gb=memory,
                     gpus_per_node=gpus,
                     description=form["description"],
+                    max_checkpoint_grace_seconds=grace_cap,
                     actor=me,
                 )
         except CreditsError as error:
@@ -124,7 +132,14 @@ def add_flavour() -> ResponseReturnValue:
     return redirect(url_for("ui_ops.pool"))
 
 
-_FLAVOUR_FIELDS = ("name", "node_label_value", "gpu_memory_gb", "gpus_per_node", "description")
+_FLAVOUR_FIELDS = (
+    "name",
+    "node_label_value",
+    "gpu_memory_gb",
+    "gpus_per_node",
+    "description",
+    "max_checkpoint_grace_seconds",
+)
 _RATE_FIELDS = ("flavour", "credits_per_gpu_hour", "effective_from", "reason")
 
 
