@@ -17,6 +17,8 @@ from typing import Any, Self
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from credits.jobs.runtime_class_settings import ClassBoundsHours
+
 ENV_PREFIX = "CREDITS_"
 SECRET_KEY_FILE = "secret_key"  # noqa: S105 - a file name, not a secret
 MIN_SECRET_KEY_LENGTH = 32
@@ -193,6 +195,10 @@ class Settings(BaseSettings):
     scheduler_backfill: bool = True
     # The most times a checkpointable job is moved (stopped with its grace, restarted).
     scheduler_max_moves: int = Field(default=2, ge=0, le=100)
+    # Runtime classes (credits/jobs/runtime_class_settings.py): bounds in hours, and the wait
+    # that moves a queued job up one class (0: never).
+    scheduler_class_bounds_hours: ClassBoundsHours = (1.0, 4.0, 24.0)
+    scheduler_class_aging_hours: float = Field(default=4.0, ge=0, le=24 * 3650)
     # Past GPU usage counts half as much after this many hours in the fair-share order.
     fairshare_half_life_hours: float = Field(default=168.0, gt=0, le=24 * 3650)
     # How often the embedded loop (and Celery beat) runs a scheduling pass and a reconcile.

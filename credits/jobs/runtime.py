@@ -28,6 +28,7 @@ from credits.jobs.executors.sandbox import SandboxUnavailable, WorkFolderUnreach
 from credits.jobs.executors.simulated import SimulatedExecutor, simulated_nodes_from_spec
 from credits.jobs.passes import RECONCILER, record_pass
 from credits.jobs.reconciler import reconcile
+from credits.jobs.runtime_class_settings import bounds_from_hours
 from credits.jobs.scheduling import schedule_pass
 from credits.jobs.schemas import ReconcileOut, SchedulePassOut
 from credits.metering.collector import TelemetryCollector
@@ -110,6 +111,8 @@ def policy_from_settings(settings: Settings) -> scheduler.Policy:
         ordering=settings.scheduler_policy.value,
         backfill=settings.scheduler_backfill,
         max_moves=settings.scheduler_max_moves,
+        class_bounds_s=bounds_from_hours(settings.scheduler_class_bounds_hours),
+        class_aging_s=settings.scheduler_class_aging_hours * 3600.0,
     )
 
 
