@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from credits.db import session_scope
@@ -19,6 +20,7 @@ from credits.identity.service import actor_for_email, create_user
 from credits.jobs import service
 from credits.jobs.executors.base import NodeCapacity
 from credits.jobs.executors.simulated import SimulatedExecutor
+from credits.jobs.models import Job, JobRun
 from credits.jobs.reconciler import reconcile
 from credits.jobs.runtime import pool_nodes
 from credits.jobs.scheduler import Policy
@@ -110,6 +112,21 @@ class JobsWorld:
         self.reconcile()
         self.schedule()
         self.reconcile()
+
+    def job(self, job_id: int) -> Job:
+        """The job as stored now, detached from its session."""
+        with self.session() as session:
+            job = session.get_one(Job, job_id)
+            session.expunge(job)
+            return job
+
+    def runs(self, job_id: int) -> list[JobRun]:
+        """The job's runs as stored now, by attempt, detached from their session."""
+        with self.session() as session:
+            query = select(JobRun).where(JobRun.job_id == job_id).order_by(JobRun.attempt)
+            runs = list(session.scalars(query))
+            session.expunge_all()
+            return runs
 
     def available(self) -> int:
         with self.session() as session:

@@ -1,0 +1,129 @@
+"""A checkpointable job moved to defragment the pool, through the real scheduling pass and
+reconciler onto the Kubernetes executor and the API emulator: the Job is deleted with the
+job's grace, the job restarts at once on the node the scheduler chose (bound there by
+required node affinity), the blocked whole-node job starts on the node it left, and the
+ledger charges only what ran."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import datetime, timedelta
+
+import pytest
+from jobs_world import RATE, JobsWorld
+from k8s_kube import NAMESPACE, Kube, make_executor, synced
+from k8s_world import kube_world
+from sqlalchemy.orm import Session, sessionmaker
+
+from credits.jobs.manifests import STOP_REASON_ANNOTATION
+from credits.jobs.models import JobState
+from credits.jobs.transitions import placement_from_json
+from credits.ledger.queries import get_hold
+from credits.ledger.verify import verify_ledger
+
+pytest_plugins = ["k8s_fixtures", "k8s_executor_fixtures"]
+
+GRACE = 90
+SAVES_IN = 30  # the mover's pod exits this long after its SIGTERM, its checkpoint saved
+SMALL = 4  # half of one of the emulator's 8-GPU nodes
+
+
+@pytest.fixture
+def world(joined_session_factory: sessionmaker[Session], kube: Kube) -> JobsWorld:
+    kube.executor.close()
+    kube.executor = make_executor(kube.emu)
+    kube.executor.options = dataclasses.replace(
+        kube.executor.options, checkpoint_claim="credits-checkpoints"
+    )
+    return kube_world(joined_session_factory, kube)
+
+
+def _cycle(world: JobsWorld, kube: Kube) -> None:
+    """A reconcile, a scheduling pass and a reconcile, then the cluster acts on them."""
+    synced(kube)
+    world.cycle()
+    kube.emu.tick()
+    synced(kube)
+    world.reconcile()
+
+
+def _node(world: JobsWorld, job_id: int) -> str:
+    (part,) = placement_from_json(world.job(job_id).placement_json)
+    return part.node
+
+
+def _pod_node(kube: Kube, job_id: int, attempt: int = 1) -> str:
+    (pod,) = kube.emu.job_pods(NAMESPACE, kube.name(job_id, attempt))
+    return str(pod["spec"]["nodeName"])
+
+
+def test_a_move_stops_the_job_with_its_grace_restarts_it_elsewhere_and_charges_what_ran(
+    world: JobsWorld, kube: Kube
+) -> None:
+    emu = kube.emu
+    # Job ids in submission order: a short filler, the mover, a long stayer, the big job.
+    filler, mover, stayer, big = 1, 2, 3, 4
+    emu.set_run_duration(NAMESPACE, kube.name(filler), 60)
+    emu.set_run_duration(NAMESPACE, kube.name(mover), None)
+    emu.set_sigterm_exit(NAMESPACE, kube.name(mover), SAVES_IN)
+    emu.set_run_duration(NAMESPACE, kube.name(mover, 2), 1000)
+    emu.set_run_duration(NAMESPACE, kube.name(stayer), None)
+    emu.set_run_duration(NAMESPACE, kube.name(big), 600)
+
+    # Two half-full nodes, the mover's checkpointable; then an 8-GPU job that only
+    # fragmentation blocks (8 GPUs free, no node whole).
+    world.submit(gpus=SMALL, name="filler")
+    world.submit(gpus=SMALL, name="mover", checkpointable=True, checkpoint_grace_seconds=GRACE)
+    _cycle(world, kube)
+    world.submit(gpus=SMALL, name="stayer")
+    _cycle(world, kube)
+    old_node, other_node = _node(world, mover), _node(world, stayer)
+    assert _node(world, filler) == old_node != other_node
+    assert _pod_node(kube, mover) == old_node
+    emu.advance(60)
+    _cycle(world, kube)
+    assert world.job(filler).state == JobState.SUCCEEDED.value
+    first_start = world.runs(mover)[0].started_at
+    assert first_start is not None
+    world.submit(gpus=8, name="big")
+
+    # The pass decides the move; the reconcile asks Kubernetes to stop the job.
+    _cycle(world, kube)
+    stop_asked: datetime = world.clock()
+    stopping = kube.job(mover)
+    assert stopping is not None
+    assert stopping["metadata"]["deletionTimestamp"]  # type: ignore[index]
+    assert stopping["metadata"]["annotations"][STOP_REASON_ANNOTATION]  # type: ignore[index]
+    pod_deletions = [
+        path for method, path in emu.requests if method == "DELETE" and "/pods/" in path
+    ]
+    assert any(f"gracePeriodSeconds={GRACE}" in path for path in pod_deletions), pod_deletions
+    assert world.job(mover).state == JobState.RUNNING.value  # saving its checkpoint
+    assert world.job(big).state == JobState.QUEUED.value  # the old node is still held
+
+    # It saves and exits: the next attempt starts on the target at once, and the big
+    # job on the node it left.
+    emu.advance(SAVES_IN)
+    _cycle(world, kube)
+    moved = world.job(mover)
+    assert (moved.state, moved.attempt, moved.move_count) == (JobState.RUNNING.value, 2, 1)
+    assert _node(world, mover) == other_node
+    assert _pod_node(kube, mover, attempt=2) == other_node
+    assert [run.outcome for run in world.runs(mover)] == ["preempted", None]
+    assert world.job(big).state == JobState.RUNNING.value
+    assert _pod_node(kube, big) == old_node
+    second_start = world.runs(mover)[1].started_at
+    assert second_start == stop_asked + timedelta(seconds=SAVES_IN)
+
+    emu.advance(1000)
+    for _ in range(3):
+        _cycle(world, kube)
+    done = world.job(mover)
+    assert done.state == JobState.SUCCEEDED.value
+    assert done.released_at is not None
+    ran = (stop_asked - first_start).total_seconds() + 1000  # neither grace nor restart
+    assert done.charged_micro == -(-int(SMALL * ran) * RATE // 3600)
+    with world.session() as session:
+        hold = get_hold(session, hold_key=done.hold_key)
+        assert sum(part.remaining for part in hold.parts) == 0
+        assert verify_ledger(session).ok
