@@ -4,9 +4,9 @@ A scheduling pass that decides a move (``scheduler.MoveDecision``) records it
 in its own transaction: the job keeps running on its old slices, its target is
 kept on the job (``move_target_json``, so the next pass counts both as taken),
 its move count goes up, and a ``JobMove`` row and a job event give the reason.
-The reconciler then asks the executor to stop the run with the job's grace and
-notes when it asked (``JobRun.stop_requested_at``): metering charges the run no
-further, so neither the grace nor the restart is charged. When the old run is
+The reconciler then notes the moment (``JobRun.stop_requested_at``: metering
+charges the run no further, so neither the grace nor the restart is charged)
+and asks the executor to stop the run with the job's grace. When the old run is
 seen stopped (PREEMPTED), the job's next attempt starts on the target at once,
 hold kept; it does not queue again.
 """
@@ -81,22 +81,30 @@ def record_move(
     return True
 
 
-def _stops_due(session: Session) -> list[tuple[int, int, int, str]]:
-    """(job, attempt, grace, reason) of every move whose stop the executor has not
-    been asked yet."""
+def _moving(session: Session) -> list[tuple[int, int, int, str, bool]]:
+    """(job, attempt, grace, reason, stop noted) of every move whose old run has not
+    been seen stopped."""
     rows = session.execute(
-        select(Job.id, Job.attempt, Job.checkpoint_grace_seconds, JobMove.reason)
+        select(
+            Job.id,
+            Job.attempt,
+            Job.checkpoint_grace_seconds,
+            JobMove.reason,
+            JobRun.stop_requested_at.is_not(None),
+        )
         .join(JobRun, (JobRun.job_id == Job.id) & (JobRun.attempt == Job.attempt))
         .join(JobMove, (JobMove.job_id == Job.id) & (JobMove.number == Job.move_count))
         .where(
             Job.state == JobState.RUNNING.value,
             Job.move_target_json.is_not(None),
             Job.cancel_requested_at.is_(None),
-            JobRun.stop_requested_at.is_(None),
         )
         .order_by(Job.id)
     )
-    return [(job_id, attempt, grace, reason) for job_id, attempt, grace, reason in rows]
+    return [
+        (job_id, attempt, grace, reason, bool(noted))
+        for job_id, attempt, grace, reason, noted in rows
+    ]
 
 
 def _note_stop_requested(session: Session, *, job_id: int, attempt: int, at: datetime) -> None:
@@ -113,24 +121,25 @@ def stop_moving(
     clock: Callable[[], datetime],
     report: ReconcileOut,
 ) -> None:
-    """Asks the executor to stop every job being moved, with its grace, once.
+    """Asks the executor to stop every job being moved, with its grace.
 
-    The moment is read before the call, so the charge ends no later than the
-    executor heard of it; a crash before it is noted asks again (stop is
-    idempotent) and notes the later moment.
+    The moment is noted (charging ends there) before the executor is first
+    asked, so neither a crash nor a failed call gets the grace charged; the
+    executor is asked again on every reconcile until the old run is seen
+    stopped (a repeated stop changes nothing), so a stop lost to a crash is
+    asked again.
     """
-    for job_id, attempt, grace, reason in run_in_transaction(factory, _stops_due):
-        asked_at = clock()
+    for job_id, attempt, grace, reason, noted in run_in_transaction(factory, _moving):
+        if not noted:
+            note_stop = functools.partial(
+                _note_stop_requested, job_id=job_id, attempt=attempt, at=clock()
+            )
+            run_in_transaction(factory, note_stop)
         try:
             executor.stop(job_id, grace, reason)
         except ExecutorError as error:
             logger.warning("stopping job %s for a move will be retried: %s", job_id, error)
             continue
-
-        run_in_transaction(
-            factory,
-            functools.partial(_note_stop_requested, job_id=job_id, attempt=attempt, at=asked_at),
-        )
         report.moving.append(job_id)
 
 

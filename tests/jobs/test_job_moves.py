@@ -15,7 +15,7 @@ from ui_sign_in import sign_in_as
 
 from credits.app import create_app
 from credits.cli import main
-from credits.jobs.executors.base import NodeSlice
+from credits.jobs.executors.base import ExecutorError, NodeSlice
 from credits.jobs.models import Job, JobEvent, JobMove, JobRun, JobState
 from credits.jobs.moves import record_move
 from credits.jobs.queries import get_job_detail, pool_status
@@ -294,3 +294,41 @@ def test_the_job_page_shows_checkpointing_and_the_moves(
     assert "attempt 2" in moves
     assert '<dd data-testid="job-checkpointable">no</dd>' in plain
     assert "job-moves" not in plain
+
+
+def test_a_stop_that_fails_is_asked_again_and_charging_still_ends_when_it_was_first_asked(
+    world: JobsWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mover, _, _ = _fragment(world)
+    first_start = _runs(world, mover)[0].started_at
+    assert first_start is not None
+    stop = world.executor.stop
+    calls: list[datetime] = []
+
+    def flaky_stop(job_id: int, grace_seconds: int, reason: str) -> None:
+        calls.append(world.clock())
+        if len(calls) == 1:
+            raise ExecutorError("the API server is away")
+        stop(job_id, grace_seconds, reason)
+
+    monkeypatch.setattr(world.executor, "stop", flaky_stop)
+    world.reconcile()
+    assert world.schedule().moved == [mover]
+    first_ask = world.clock()
+    assert world.reconcile().moving == []
+    assert world.executor.stop_requests(mover) == []
+    world.clock.advance(20)
+    assert world.reconcile().moving == [mover]
+    (request,) = world.executor.stop_requests(mover)
+    assert request.at == first_ask + timedelta(seconds=20)
+    world.clock.advance(GRACE)
+    world.cycle()
+    world.clock.advance(1000)
+    world.cycle()
+
+    assert calls[:2] == [first_ask, first_ask + timedelta(seconds=20)]
+    assert _runs(world, mover)[0].stop_requested_at == first_ask
+    done = _job(world, mover)
+    assert done.state == JobState.SUCCEEDED.value
+    ran = (first_ask - first_start).total_seconds() + 1000
+    assert done.charged_micro == cost(int(SMALL * ran))
