@@ -332,3 +332,26 @@ def test_a_stop_that_fails_is_asked_again_and_charging_still_ends_when_it_was_fi
     assert done.state == JobState.SUCCEEDED.value
     ran = (first_ask - first_start).total_seconds() + 1000
     assert done.charged_micro == cost(int(SMALL * ran))
+
+
+def test_a_move_whose_target_went_away_queues_the_job_again_keeping_its_hold(
+    world: JobsWorld,
+) -> None:
+    mover, stayer, _ = _fragment(world)
+    target = _node(world, stayer)
+    world.cycle()
+    world.executor.fail_node(target)
+    world.clock.advance(GRACE)
+    report = world.reconcile()
+
+    assert f"{mover}:running->starting" in report.transitions
+    assert f"{mover}:starting->queued" in report.transitions
+    requeued = _job(world, mover)
+    assert requeued.state == JobState.QUEUED.value
+    assert requeued.placement_json is None
+    assert [run.outcome for run in _runs(world, mover)] == ["preempted", "not launched"]
+    with world.session() as session:
+        hold = get_hold(session, hold_key=requeued.hold_key)
+        assert sum(part.remaining for part in hold.parts) == requeued.hold_micro
+        reasons = session.scalars(select(JobEvent.reason).where(JobEvent.job_id == mover))
+        assert any("could not restart on its move target" in (r or "") for r in reasons)
