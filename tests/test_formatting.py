@@ -1,0 +1,117 @@
+"""What people read: money, durations, times, states, counts and people, one way everywhere."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+import pytest
+
+from credits import formatting as fmt
+from credits.grants.models import ProposalStatus
+from credits.ledger.models import Currency
+
+MICRO = 1_000_000
+PEOPLE = {1: fmt.Person("Ada Lovelace", "ada@example.org"), 2: fmt.Person("", "bob@example.org")}
+
+
+@pytest.mark.parametrize(
+    ("micro", "text"),
+    [
+        (1_234_500_000, "1,234.50"),
+        (1_000 * MICRO, "1,000"),
+        (1_500_001, "1.50"),
+        (998_455_420, "998.46"),
+        (3, "less than 0.01"),
+        (-3, "more than -0.01"),
+        (-2_500_000, "-2.50"),
+        (0, "0"),
+        (None, "\u2013"),
+    ],
+)
+def test_credits_read_with_separators_and_two_decimals_at_most(
+    micro: int | None, text: str
+) -> None:
+    assert fmt.credits_number(micro) == text
+
+
+def test_money_names_its_currency_and_says_credit_for_one() -> None:
+    assert fmt.money(1_234_500_000, Currency.GPU) == "1,234.50 GPU credits"
+    assert fmt.money(MICRO, "gpu") == "1 GPU credit"
+    assert fmt.money(MICRO) == "1 credit"
+    assert fmt.money(5 * MICRO, Currency.LABEL) == "5 labelling credits"
+    assert fmt.money(672 * MICRO) == "672 credits"
+
+
+def test_csv_credits_are_exact_decimals_of_credits() -> None:
+    assert fmt.csv_credits(1_000 * MICRO) == Decimal(1000)
+    assert str(fmt.csv_credits(1_000 * MICRO)) == "1000"
+    assert str(fmt.csv_credits(1_500_001)) == "1.500001"
+    assert str(fmt.csv_credits(-250_000)) == "-0.25"
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [
+        (604_800, "7 days"),
+        (9_000, "2 h 30 min"),
+        (45, "45 s"),
+        (86_400 + 3_600 + 60, "1 day 1 h 1 min"),
+        (3_600, "1 h"),
+        (dt.timedelta(minutes=90), "1 h 30 min"),
+    ],
+)
+def test_durations_read_in_days_hours_and_minutes(seconds: int | dt.timedelta, text: str) -> None:
+    assert fmt.duration(seconds) == text
+
+
+def test_a_cap_in_minutes_reads_as_days() -> None:
+    assert fmt.minutes(10_080) == "7 days"
+
+
+def test_times_show_minutes_and_the_zone_never_microseconds() -> None:
+    moment = dt.datetime(2026, 12, 2, 18, 7, 48, 830_379, tzinfo=dt.UTC)
+    assert fmt.when(moment) == "2026-12-02 18:07 UTC"
+    assert fmt.when("2026-12-02T18:07:48.830379+00:00") == "2026-12-02 18:07 UTC"
+    later_zone = dt.datetime(2026, 12, 2, 19, 7, tzinfo=dt.timezone(dt.timedelta(hours=1)))
+    assert fmt.when(later_zone) == "2026-12-02 18:07 UTC"
+    assert fmt.when(dt.date(2027, 2, 28)) == "2027-02-28"
+    assert fmt.day(dt.datetime(2027, 2, 28, tzinfo=dt.UTC)) == "2027-02-28"
+
+
+def test_csv_times_are_iso_without_microseconds() -> None:
+    moment = dt.datetime(2026, 12, 2, 18, 7, 48, 830_379, tzinfo=dt.UTC)
+    assert fmt.csv_time(moment) == "2026-12-02T18:07:48+00:00"
+    assert fmt.csv_time("2026-12-02T18:07:48.830379+00:00") == "2026-12-02T18:07:48+00:00"
+    assert fmt.csv_time("2026-12-02") == "2026-12-02"
+
+
+def test_an_exhaustion_date_past_the_period_is_not_shown_as_a_date() -> None:
+    ends = dt.date(2027, 6, 1)
+    assert fmt.exhaustion(dt.date(2443, 10, 10), ends) == "not within the allocation's period"
+    assert fmt.exhaustion(dt.date(2027, 3, 1), ends) == "2027-03-01"
+    assert "no recent use" in fmt.exhaustion(None, ends)
+
+
+def test_states_read_as_words_and_gpus_are_counted() -> None:
+    assert fmt.status("in_review") == "in review"
+    assert fmt.status(ProposalStatus.IN_REVIEW) == "in review"
+    assert fmt.gpus(500) == "500 GPUs"
+    assert fmt.gpus(1) == "1 GPU"
+    assert fmt.plural(2_000, "job") == "2,000 jobs"
+
+
+def test_people_are_named_and_the_platform_reads_as_its_part() -> None:
+    assert fmt.person("user:1", PEOPLE) == "Ada Lovelace"
+    assert fmt.person("user:1", PEOPLE, with_email=True) == "Ada Lovelace <ada@example.org>"
+    assert fmt.person("user:2", PEOPLE) == "bob@example.org"
+    assert fmt.person("user:9", PEOPLE) == "a deleted user"
+    assert fmt.person("system:scheduler", PEOPLE) == "the scheduler"
+    assert fmt.person("system:gpu-sweep", PEOPLE) == "the platform (gpu-sweep)"
+    assert fmt.user_id_of("user:12") == 12
+    assert fmt.user_id_of("system:cli") is None
+
+
+def test_a_credits_refusal_names_amounts_in_credits() -> None:
+    text = fmt.credits_refusal(672 * MICRO, 327_954_026, Currency.GPU)
+    assert text == "this needs 672 GPU credits and only 327.95 GPU credits are available"
