@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from credits.grants.models import Allocation, AllocationStatus, Project, ProjectStatus
 from credits.jobs import scheduler
 from credits.jobs.executors.base import Capacity
+from credits.jobs.launching import runtime_left_s
 from credits.jobs.models import Job, JobRun, JobState, ProjectGpuLimit
 from credits.jobs.moves import record_move
 from credits.jobs.queries import flavour_names
@@ -55,9 +56,10 @@ def schedule_pass(
         return SchedulePassOut(started=[], queued=0)
     flavours = flavour_names(session)
     epoch = now.timestamp()
+    restarted = _effective_starts(session, active, epoch)
     plan = scheduler.plan(
         [_queued(job, flavours) for job in queued],
-        [_running(job, flavours, epoch) for job in active],
+        [_running(job, flavours, epoch, restarted.get(job.id)) for job in active],
         [
             scheduler.Node(name=node.name, flavour=node.flavour, gpus=node.gpus)
             for node in capacity.nodes
@@ -108,11 +110,34 @@ def _queued(job: Job, flavours: dict[int, str]) -> scheduler.QueuedJob:
     )
 
 
-def _running(job: Job, flavours: dict[int, str], now: float) -> scheduler.RunningJob:
+def _effective_starts(session: Session, active: list[Job], now: float) -> dict[int, float]:
+    """For each job past its first attempt (preempted or moved): its current attempt's
+    start less the runtime its earlier attempts used, so that the policy expects it to
+    end when its runtime left runs out (a later attempt is launched with only that)."""
+    again = {job.id: job for job in active if job.attempt > 1}
+    if not again:
+        return {}
+    runs: dict[int, list[JobRun]] = defaultdict(list)
+    for run in session.scalars(select(JobRun).where(JobRun.job_id.in_(sorted(again)))):
+        runs[run.job_id].append(run)
+    starts = {}
+    for job_id, job in again.items():
+        current = next((run for run in runs[job_id] if run.attempt == job.attempt), None)
+        begun = current.started_at if current is not None else None
+        used_s = job.max_runtime_seconds - runtime_left_s(job, runs[job_id])
+        starts[job_id] = (begun.timestamp() if begun is not None else now) - used_s
+    return starts
+
+
+def _running(
+    job: Job, flavours: dict[int, str], now: float, effective_start: float | None = None
+) -> scheduler.RunningJob:
     """A job being moved holds its target (``placement``) and, until its old run has
     stopped, its old slices (``vacating``); only a running job that is not moving may
     be moved (a starting one may not have started at all)."""
     started = job.started_at.timestamp() if job.started_at is not None else now
+    if effective_start is not None:
+        started = effective_start
     current = placement_from_json(job.placement_json)
     target = placement_from_json(job.move_target_json)
     return scheduler.RunningJob(

@@ -355,3 +355,27 @@ def test_a_move_whose_target_went_away_queues_the_job_again_keeping_its_hold(
         assert sum(part.remaining for part in hold.parts) == requeued.hold_micro
         reasons = session.scalars(select(JobEvent.reason).where(JobEvent.job_id == mover))
         assert any("could not restart on its move target" in (r or "") for r in reasons)
+
+
+def test_the_scheduler_expects_a_restarted_job_to_end_when_its_runtime_left_runs_out(
+    world: JobsWorld,
+) -> None:
+    """A job preempted after 3000 s of its 3600 restarts 1000 s later with 600 s left:
+    it holds its node until then, so the blocked 8-GPU job is reserved the other node
+    (free sooner), and no long job may backfill there."""
+    restarted = world.submit(gpus=8, max_runtime_seconds=3600, duration=5000, name="restarted")
+    world.cycle()
+    world.clock.advance(3000)
+    world.executor.preempt(restarted.id)
+    world.reconcile()
+    world.clock.advance(1000)
+    short = world.submit(gpus=SMALL, max_runtime_seconds=300, duration=300, name="short")
+    world.cycle()
+    assert _job(world, restarted.id).attempt == 2
+    assert _job(world, short.id).state == JobState.RUNNING.value
+
+    world.submit(gpus=8, max_runtime_seconds=600, duration=600, name="big")
+    long = world.submit(gpus=SMALL, max_runtime_seconds=5 * 3600, duration=600, name="long")
+
+    assert world.schedule().started == []
+    assert _job(world, long.id).state == JobState.QUEUED.value
