@@ -34,15 +34,20 @@ stops at once (its GPUs free that second, and a new pass runs at the same
 second) and the job restarts on its target with the work it had left plus
 ``--restart-cost`` seconds, in which it holds the GPUs and does nothing: the
 cost stands for the grace, the restore and any progress lost since its last
-checkpoint. Its walltime left is what it had not run, plus the restart (a
-move is never charged to the user). ``moved_gpu_h_lost`` is the GPUs times
-the restart seconds actually spent; ``moved_share`` that over the GPU-hours
-delivered.
+checkpoint. As on the platform (``credits.jobs.launching.runtime_left_s``),
+the new attempt's limit is the walltime its earlier runs did not use, so the
+restart eats into it: a moved job whose limit was tight can be killed at it
+(``moved_killed``; ``--move-allowance S`` gives a moved job S seconds back,
+to see what that would change). ``moved_gpu_h_lost`` is the GPUs times the
+restart seconds actually spent; ``moved_share`` that over the GPU-hours of
+work delivered.
 
 Figures (see :mod:`replay_metrics`): waits are first start minus submit, JCT
 is finish minus submit, utilisation is the work delivered (GPU-seconds, not
 counting restarts) over pool GPUs times the makespan (first submit to last
-finish).
+finish). ``cpu_s`` is this process's CPU time for the replay (on a shared
+machine ``wall_s`` also counts other work), ``pass_s`` the wall time inside
+``plan()``.
 
 The fair-share gap measures how far the GPU time delivered strays from a fair
 split of it, per ``--window-h`` window (6 h by default). In window ``W``,
@@ -149,6 +154,7 @@ class Replay:
         )
         self.policy = policy
         self.restart_cost_s = args.restart_cost
+        self.move_allowance_s = args.move_allowance
         self.entitlement = entitlement
         self.half_life_s = args.half_life_h * HOUR
         self.usage = {p: UsageDecay(self.half_life_s) for p in entitlement}
@@ -239,7 +245,7 @@ class Replay:
         for seen in finished:
             job = self.running.pop(seen.job_id)
             self._take(job.placement, -1)
-            self._spent_restart(self.attempts.pop(seen.job_id), job.gpus)
+            self._end_attempt(self.attempts.pop(seen.job_id), job.gpus, finished=True)
             self._hold(job.project_id, -job.gpus)
             self.outcome.finishes[seen.job_id] = self.now
         return bool(finished)
@@ -297,21 +303,19 @@ class Replay:
     def _move(self, move: MoveDecision) -> None:
         """Stops the job now and restarts it on its target with what it had left."""
         old = self.attempts[move.job_id]
-        gpus = self.running[move.job_id].gpus
-        ran = self.now - old.started_s
-        worked = max(ran - old.restart_s, 0.0)
+        running = self.running[move.job_id]
         self.executor.preempt(move.job_id, f"moved for job {move.for_job_id}")
-        self._take(self.running[move.job_id].placement, -1)
-        # A move during a restart cuts that restart short: only what was spent is lost.
-        self.outcome.moved_gpu_s_lost -= gpus * max(old.restart_s - ran, 0.0)
-        self.outcome.moved_gpu_s_lost += gpus * self.restart_cost_s
+        self._take(running.placement, -1)
+        worked = self._end_attempt(old, running.gpus, finished=False)
         self.outcome.moves += 1
         self.outcome.moved_jobs.add(move.job_id)
         attempt = _Attempt(
             old.job,
             self.now,
-            work_left_s=max(old.work_left_s - worked, 0.0),
-            limit_left_s=max(old.limit_left_s - worked, 0.0),
+            work_left_s=old.work_left_s - worked,
+            # As the platform does: the whole run, restart included, used the walltime
+            # (less any allowance a moved job is given back).
+            limit_left_s=old.limit_left_s - (self.now - old.started_s) + self.move_allowance_s,
             restart_s=self.restart_cost_s,
             attempt=old.attempt + 1,
             moves=old.moves + 1,
@@ -320,26 +324,38 @@ class Replay:
 
     def _launch(self, attempt: _Attempt, placement: tuple[NodeSlice, ...]) -> None:
         job = attempt.job
-        limit = math.ceil(attempt.limit_left_s + attempt.restart_s)
+        limit = max(1, math.ceil(attempt.limit_left_s))
         self.executor.set_duration(job.job_id, attempt.work_left_s + attempt.restart_s)
         self.executor.launch(_request(job, attempt.attempt, limit, placement))
         self.attempts[job.job_id] = attempt
         self._take(placement, 1)
+        # As the platform reports a later attempt: its start less the walltime used before.
+        used = job.limit_s - attempt.limit_left_s
         self.running[job.job_id] = RunningJob(
             job.job_id,
             job.project_id,
             FLAVOUR,
             placement,
-            EPOCH + self.now,
-            limit,
+            EPOCH + self.now - used,
+            job.limit_s,
             checkpointable=job.checkpointable,
             moves=attempt.moves,
         )
 
-    def _spent_restart(self, attempt: _Attempt, gpus: int) -> None:
-        """A finish inside the restart (a job killed at its limit) spent only part of it."""
+    def _end_attempt(self, attempt: _Attempt, gpus: int, *, finished: bool) -> float:
+        """Books the attempt's work and restart; returns the seconds of work it did."""
         ran = self.now - attempt.started_s
-        self.outcome.moved_gpu_s_lost -= gpus * max(attempt.restart_s - ran, 0.0)
+        restarted = min(ran, attempt.restart_s)
+        worked = min(ran - restarted, attempt.work_left_s)
+        self.outcome.work_gpu_s += gpus * worked
+        self.outcome.moved_gpu_s_lost += gpus * restarted
+        undone = attempt.work_left_s - worked
+        job = attempt.job
+        if finished and attempt.moves and undone > 0 and job.duration_s <= job.limit_s:
+            # Killed at its limit only because restarts used its walltime.
+            self.outcome.moved_killed += 1
+            self.outcome.moved_killed_gpu_s += gpus * undone
+        return worked
 
 
 def _request(
@@ -401,6 +417,12 @@ def _arguments() -> argparse.Namespace:
         help="seeded share of jobs that are checkpointable",
     )
     parser.add_argument("--max-moves", type=int, default=2, help="Policy.max_moves")
+    parser.add_argument(
+        "--move-allowance",
+        type=float,
+        default=0.0,
+        help="seconds of walltime a moved job is given back (0: as the platform does)",
+    )
     args = parser.parse_args()
     names = list(VARIANTS)[:-1] if args.variant == "all" else args.variant.split(",")
     unknown = [name for name in names if name not in VARIANTS]
@@ -420,7 +442,8 @@ def _header(args: argparse.Namespace, jobs: list[TraceJob], entitlement: dict[in
         f"projects={len(entitlement)} ({'vc' if not args.projects else 'random'}) "
         f"shares={shares} overdeclare={lo:g},{hi:g} restart_cost_s={args.restart_cost:g} "
         f"checkpointable={args.checkpointable:g} ({checkpointable} jobs) "
-        f"max_moves={args.max_moves} window_h={args.window_h:g} seed={args.seed}"
+        f"max_moves={args.max_moves} move_allowance_s={args.move_allowance:g} "
+        f"window_h={args.window_h:g} seed={args.seed}"
     )
 
 

@@ -28,6 +28,12 @@ class Outcome:
     moved_jobs: set[int] = field(default_factory=set)
     # GPU-seconds spent restarting moved jobs (GPUs held, no work done).
     moved_gpu_s_lost: float = 0.0
+    # GPU-seconds of useful work done (restarts not counted).
+    work_gpu_s: float = 0.0
+    # Moved jobs killed at their limit that would have finished unmoved, and the
+    # GPU-seconds of work they had left.
+    moved_killed: int = 0
+    moved_killed_gpu_s: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +61,8 @@ class Figures:
     moves: int
     moved_jobs: int
     moved_gpu_h_lost: float
+    moved_killed: int
+    moved_killed_gpu_h: float
     gap: Gap
     passes: int
     pass_p50_ms: float
@@ -79,6 +87,8 @@ class Figures:
             f"makespan_s={self.makespan_s:.0f} moves={self.moves} moved_jobs={self.moved_jobs} "
             f"moved_gpu_h_lost={self.moved_gpu_h_lost:.1f} "
             f"moved_share={100 * self.moved_share:.3f}% "
+            f"moved_killed={self.moved_killed} "
+            f"moved_killed_gpu_h={self.moved_killed_gpu_h:.1f} "
             f"gap_mean={gap.mean:.3f} gap_p95={gap.p95:.3f} "
             f"queued_windows={gap.queued_windows}/{gap.windows} "
             f"gap_all_mean={gap.all_mean:.3f} "
@@ -90,8 +100,9 @@ class Figures:
 
 TABLE_HEADER = (
     "| policy | mean wait s | p95 wait s | mean JCT s | util | moves | moved GPU-h lost "
-    "| lost / delivered | gap mean (queued) | gap p95 (queued) | gap mean (all) | CPU s |\n"
-    "|---|---|---|---|---|---|---|---|---|---|---|---|"
+    "| lost / delivered | killed by moves | gap mean (queued) | gap p95 (queued) "
+    "| gap mean (all) | CPU s |\n"
+    "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 )
 
 
@@ -101,6 +112,7 @@ def table_row(figures: Figures) -> str:
         f"| {figures.label} | {figures.mean_wait_s:,.0f} | {figures.p95_wait_s:,.0f} "
         f"| {figures.mean_jct_s:,.0f} | {figures.utilisation:.3f} | {figures.moves:,} "
         f"| {figures.moved_gpu_h_lost:,.1f} | {100 * figures.moved_share:.3f}% "
+        f"| {figures.moved_killed} "
         f"| {gap.mean:.3f} | {gap.p95:.3f} | {gap.all_mean:.3f} | {figures.cpu_s:.1f} |"
     )
 
@@ -119,7 +131,7 @@ def figures(
     jcts = [outcome.finishes[j.job_id] - j.submit_s for j in jobs]
     makespan = max(outcome.finishes.values()) - min(j.submit_s for j in jobs)
     # Useful work only: restarts hold GPUs but deliver nothing.
-    work = math.fsum(j.gpus * j.work_s for j in jobs)
+    work = outcome.work_gpu_s
     return Figures(
         label=label,
         jobs=len(jobs),
@@ -133,6 +145,8 @@ def figures(
         moves=outcome.moves,
         moved_jobs=len(outcome.moved_jobs),
         moved_gpu_h_lost=outcome.moved_gpu_s_lost / HOUR,
+        moved_killed=outcome.moved_killed,
+        moved_killed_gpu_h=outcome.moved_killed_gpu_s / HOUR,
         gap=gap,
         pass_p50_ms=percentile(outcome.pass_ms, 50),
         pass_p99_ms=percentile(outcome.pass_ms, 99),

@@ -32,11 +32,6 @@ class TraceJob:
     limit_s: int
     checkpointable: bool
 
-    @property
-    def work_s(self) -> float:
-        """The seconds it runs if never moved: its duration, cut at its limit."""
-        return min(self.duration_s, float(self.limit_s))
-
 
 def walltime(duration_s: float) -> int:
     """The smallest walltime bucket that holds the duration."""
