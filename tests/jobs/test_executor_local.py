@@ -213,9 +213,7 @@ def test_stop_lets_a_checkpointable_job_save_and_its_next_attempt_resume(
     assert "resumed from step 42 after 1 restarts" in executor.logs(1)
 
 
-def test_stop_kills_a_job_that_outlives_its_grace(
-    executor: LocalExecutor, work_dir: Path
-) -> None:
+def test_stop_kills_a_job_that_outlives_its_grace(executor: LocalExecutor, work_dir: Path) -> None:
     executor.launch(request(1, STUBBORN_JOB, checkpointable=True))
     wait_for_output(executor, 1, "ready")
     child_pid = status_of(work_dir, 1)["child_pid"]
