@@ -227,3 +227,26 @@ def test_two_pods_of_a_gang_on_one_node_are_a_failed_placement() -> None:
 
 def test_a_job_made_before_placements_were_recorded_is_not_checked() -> None:
     assert placement_problem(_record(None), [_pod("a", "anywhere")]) is None
+
+
+def test_a_gang_is_stopped_whole_and_preempted_once_its_last_pod_stopped(kube: Kube) -> None:
+    _claimed(kube)
+    req = dataclasses.replace(
+        request(1, gpus=8, nodes=2), checkpointable=True, checkpoint_grace_seconds=GRACE
+    )
+    kube.emu.set_run_duration(NAMESPACE, kube.name(1), None)
+    kube.emu.set_run_duration(NAMESPACE, kube.name(1), None, index=1)
+    kube.emu.set_sigterm_exit(NAMESPACE, kube.name(1), 10)  # rank 1 keeps the default: killed
+    kube.executor.launch(req)
+    kube.emu.advance(1)
+    assert _seen(kube, 1).phase is Phase.RUNNING
+    stopped_at = kube.now()
+
+    kube.executor.stop(1, GRACE, REASON)
+    kube.emu.advance(10)
+    assert len(_pods(kube, 1)) == 1  # rank 0 saved and left; rank 1 still holds its GPUs
+    assert _seen(kube, 1).phase is Phase.RUNNING
+    kube.emu.advance(GRACE - 10)
+    seen = _seen(kube, 1)
+    assert (seen.phase, seen.reason) == (Phase.PREEMPTED, REASON)
+    assert seen.finished_at == stopped_at + timedelta(seconds=GRACE)
