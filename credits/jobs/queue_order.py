@@ -176,14 +176,13 @@ def _merge(
 class FairShareOrder:
     """One pass's fair-share order over a :class:`JobQueue`; see the module docstring."""
 
-    __slots__ = ("_classes", "_ctx", "_deferred", "_projects", "_queue", "_runs")
+    __slots__ = ("_classes", "_ctx", "_projects", "_queue", "_runs")
 
     def __init__(self, queue: JobQueue, ctx: _Pass, projects: list[int]) -> None:
         self._queue = queue
         self._ctx = ctx
         self._projects = projects
         self._classes = len(queue.class_bounds_s) + 1
-        self._deferred: set[str] = set()
         # Each (group, class) run once per pass, so a backfill goes on where the walk stopped.
         self._runs: dict[tuple[GroupKey, int], _Run | None] = {}
 
@@ -209,7 +208,6 @@ class FairShareOrder:
     def defer(self, flavour: str) -> None:
         """The flavour's remaining jobs wait for :meth:`backfill`."""
         self._ctx.close(flavour)
-        self._deferred.add(flavour)
 
     def backfill(self, flavour: str) -> Iterator[QueuedJob]:
         """The deferred flavour's jobs not walked past yet: shortest step first, then in order."""
