@@ -12,6 +12,7 @@ shows a traceback: it is logged, as the API's is.
 from __future__ import annotations
 
 import logging
+import re
 from http import HTTPStatus
 from typing import Any
 
@@ -31,6 +32,9 @@ from credits.errors import CreditsError
 
 logger = logging.getLogger(__name__)
 API_PREFIX = "/api/"
+_SHAPES_KEY = "credits.machine_route_shapes"
+# A route argument: <name>, <converter:name> or <converter(args):name>.
+_ARGUMENT = re.compile(r"<(?:(\w+)(?:\([^)]*\))?:)?\w+>")
 HOME = ("Back to the home page", "ui_home.dashboard")
 
 # What a URL argument names, for "No job 42."
@@ -90,7 +94,37 @@ def is_portal_request() -> bool:
     endpoint = request.endpoint or _endpoint_for_another_method()
     if endpoint is not None:
         return endpoint.startswith("ui_")
-    return not (request.path.startswith(API_PREFIX) or request.path == API_PREFIX.rstrip("/"))
+    if request.path.startswith(API_PREFIX) or request.path == API_PREFIX.rstrip("/"):
+        return False
+    return not any(shape.fullmatch(request.path) for shape in _machine_route_shapes())
+
+
+def _machine_route_shapes() -> list[re.Pattern[str]]:
+    """Every non-portal route with its arguments loosened to any text.
+
+    ``/datasets/versions/not-a-uuid/SHA256SUMS`` matches no route (the converter
+    refuses it) but is still a request for a dataset file, not a page: it keeps
+    its problem details.
+    """
+    shapes: list[re.Pattern[str]] | None = current_app.extensions.get(_SHAPES_KEY)
+    if shapes is None:
+        shapes = [
+            _shape(rule.rule)
+            for rule in current_app.url_map.iter_rules()
+            if not rule.endpoint.startswith(("ui_", "static"))
+        ]
+        current_app.extensions[_SHAPES_KEY] = shapes
+    return shapes
+
+
+def _shape(rule: str) -> re.Pattern[str]:
+    pattern, at = [], 0
+    for argument in _ARGUMENT.finditer(rule):
+        pattern.append(re.escape(rule[at : argument.start()]))
+        pattern.append(".+" if argument.group(1) == "path" else "[^/]+")
+        at = argument.end()
+    pattern.append(re.escape(rule[at:]))
+    return re.compile("".join(pattern))
 
 
 def _endpoint_for_another_method() -> str | None:

@@ -185,6 +185,26 @@ def test_the_api_keeps_problem_details_for_the_same_errors(app: Flask, session: 
         assert response.json is not None and response.json["status"] == 404
 
 
+def test_a_dataset_file_address_that_matches_no_route_keeps_problem_details(
+    app: Flask, session: Session
+) -> None:
+    """A public dataset file under an id that is not a UUID matches no route (the
+    converter refuses it); it is still a file request, not a page."""
+    world = build_world(session)
+    client = _client(app, world, RESEARCHER_A)
+    for path in (
+        "/datasets/versions/not-a-uuid/SHA256SUMS",
+        "/datasets/versions/not-a-uuid/datasheet.md",
+        "/datasets/versions/not-a-uuid/files/a/b.csv",
+    ):
+        response = client.get(path, headers={"Accept": "text/html"})
+        assert response.status_code == 404, path
+        assert response.mimetype == PROBLEM, path
+    page = client.get("/datasets/versions/not-a-uuid/nothing-here", headers={"Accept": "text/html"})
+    assert page.status_code == 404
+    assert page.mimetype == "text/html"
+
+
 def test_the_portals_json_endpoints_keep_problem_details(app: Flask, session: Session) -> None:
     world = build_world(session)
     response = _client(app, world, RESEARCHER_A).get(
