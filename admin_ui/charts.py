@@ -84,7 +84,8 @@ def _fit_for_csp(svg: Any) -> Any:
 
 
 def credits_float(micro: int) -> float:
-    return micro / MICRO
+    """Credits to a hundredth, as the pages show them (no micro-credit decimals)."""
+    return round(micro / MICRO, 2)
 
 
 def merge_burn_downs(burn_downs: Iterable[BurnDown]) -> dict[str, list[tuple[date, int]]]:

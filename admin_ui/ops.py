@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from admin_ui.confirm import confirmation, confirmed, rehearse
 from admin_ui.ops_health import health_report
 from admin_ui.web import login_required, render, require_role, transaction
+from credits import formatting as fmt
 from credits.api.auth import credits_extension, job_executor
 from credits.audit.queries import AuditFilter, event_types, list_audit_events, subject_types
 from credits.db import utcnow
@@ -28,6 +29,7 @@ from credits.grants.models import ProjectStatus
 from credits.identity.access import list_projects_for_actor
 from credits.identity.actor import Actor
 from credits.identity.models import Role
+from credits.identity.people import actor_labels_matching, people_in_labels
 from credits.jobs.queries import pool_status
 from credits.jobs.schemas import PoolStatus
 from credits.ledger import service as ledger
@@ -256,6 +258,11 @@ def _signed(micro: int) -> str:
     return ("" if micro < 0 else "+") + format_credits(micro, grouping=True)
 
 
+def _labels_in(documents: list[tuple[Any, dict[str, Any]]]) -> list[str]:
+    """The 'user:<id>' values in events' details, to name them."""
+    return [v for _, data in documents for v in data.values() if isinstance(v, str)]
+
+
 def _data(canonical: str) -> dict[str, Any]:
     try:
         document = json.loads(canonical)
@@ -373,15 +380,24 @@ def audit() -> ResponseReturnValue:
     wanted = _audit_filter(errors)
     before = request.args.get("before", type=int)
     with transaction() as db:
+        if wanted.actor:
+            wanted = wanted.model_copy(
+                update={"actor_labels": actor_labels_matching(db, wanted.actor)}
+            )
         page = list_audit_events(db, wanted, before=before)
         types, subjects = event_types(db), subject_types(db)
+        documents = [(event, _data(event.canonical_json)) for event in page.items]
+        people = people_in_labels(db, [event.actor for event in page.items] + _labels_in(documents))
     kept = {
         name: request.args.get(name, "")
         for name in ("event_type", "actor", "subject_type", "subject_id", "since", "until")
     }
     return render(
         "ops/audit.html",
-        events=[(event, _data(event.canonical_json)) for event in page.items],
+        events=[
+            (event, {key: fmt.detail(key, value, people) for key, value in data.items()})
+            for event, data in documents
+        ],
         next_before=page.next_before,
         types=types,
         subjects=subjects,

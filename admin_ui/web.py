@@ -20,7 +20,7 @@ from markupsafe import Markup
 from sqlalchemy.orm import Session
 
 from admin_ui import sessions
-from credits import money
+from credits import formatting as fmt
 from credits.api.auth import EXTENSION_KEY, credits_extension, session_factory
 from credits.api.problems import credits_error_response
 from credits.db import session_scope
@@ -28,6 +28,7 @@ from credits.errors import CreditsError
 from credits.identity.actor import Actor
 from credits.identity.errors import AuthenticationRequired
 from credits.identity.models import Role, User
+from credits.identity.people import people_by_id
 from credits.identity.service import actor_for
 from credits.settings import Profile
 
@@ -54,7 +55,21 @@ def init_app(app: Flask) -> None:
     app.jinja_env.globals.update(
         csrf_token=csrf_token, credits=format_credits, nav=nav_links, badge=badge
     )
-    app.jinja_env.filters.update(credits=format_credits, when=format_when)
+    # What people read, one way on every page (credits/formatting.py).
+    app.jinja_env.filters.update(
+        credits=format_credits,
+        money=fmt.money,
+        when=format_when,
+        day=fmt.day,
+        duration=fmt.duration,
+        minutes=fmt.minutes,
+        status=fmt.status,
+        gpus=fmt.gpus,
+        currency_name=fmt.currency_name,
+        exhaustion=fmt.exhaustion,
+        person=person,
+        person_email=person_with_email,
+    )
     app.before_request(_check_csrf)
 
 
@@ -173,16 +188,39 @@ def refusal(error: CreditsError) -> str:
 
 
 def format_credits(micro: int | None) -> str:
-    """12_500_000 → '12.5' credits, with thousands separators (what the forms read back)."""
-    if micro is None:
-        return NOTHING
-    return money.format_credits(micro, grouping=True)
+    """1_234_500_000 → '1,234.50' credits, for reading (forms read back exact amounts
+    through :func:`credits.money.format_credits`)."""
+    return fmt.credits_number(micro)
 
 
-def format_when(moment: datetime | None) -> str:
-    if moment is None:
-        return NOTHING
-    return moment.strftime("%Y-%m-%d %H:%M UTC")
+def format_when(moment: datetime | str | None) -> str:
+    """'2026-12-02 18:07 UTC': to the minute, with the zone."""
+    return fmt.when(moment)
+
+
+def _people() -> dict[int, fmt.Person]:
+    """People looked up on this request, by user id (filled by :func:`person`)."""
+    if "ui_people" not in g:
+        g.ui_people = {}
+    people: dict[int, fmt.Person] = g.ui_people
+    return people
+
+
+def person(label: str | None) -> str:
+    """An actor label ('user:4', 'system:scheduler') as a name ('Ada Lovelace', 'the
+    scheduler')."""
+    user_id = fmt.user_id_of(label)
+    people = _people()
+    if user_id is not None and user_id not in people:
+        with session_scope(session_factory()) as db:
+            people.update(people_by_id(db, [user_id]))
+    return fmt.person(label, people)
+
+
+def person_with_email(label: str | None) -> str:
+    """As :func:`person`, with the e-mail: 'Ada Lovelace <ada@example.org>' (ops, funders)."""
+    person(label)
+    return fmt.person(label, _people(), with_email=True)
 
 
 def nav_links() -> list[tuple[str, str]]:
@@ -215,4 +253,5 @@ def nav_links() -> list[tuple[str, str]]:
 
 
 def badge(state: str) -> Markup:
-    return Markup('<span class="badge badge-{0}">{0}</span>').format(state)
+    """A state as a coloured word: 'in_review' reads 'in review'."""
+    return Markup('<span class="badge badge-{0}">{1}</span>').format(state, fmt.status(state))

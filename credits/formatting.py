@@ -24,6 +24,7 @@ never imports Flask.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -235,3 +236,49 @@ def credits_refusal(required: int, available: int, currency: object = None) -> s
         f"this needs {money(required, currency)} and only {money(available, currency)}"
         " are available"
     )
+
+
+_MONEY_KEYS = frozenset(
+    {"amount", "available", "required", "budget", "remaining", "funded", "awarded", "held"}
+)
+_ISO_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d(:\d\d(\.\d+)?)?([+-]\d\d:\d\d|Z)?")
+
+
+def is_money_key(key: str) -> bool:
+    """Whether a record's field named ``key`` holds micro-credits ('amount',
+    'hold_micro', 'micro_credits_per_gpu_hour'); micro-units of work are not money."""
+    if "units_micro" in key or "quantity_micro" in key:
+        return False
+    return key in _MONEY_KEYS or key.endswith("_micro") or "micro_credits" in key
+
+
+def detail(key: str, value: object, people: Mapping[int, Person]) -> str:
+    """One field of a recorded event (the audit log's details) as people read it:
+    money in credits, times to the minute, people by name and e-mail."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return _number_detail(key, value)
+    if isinstance(value, str):
+        return _text_detail(value, people)
+    if value is None:
+        return NOTHING
+    if isinstance(value, dict) and value and set(value) <= set(CURRENCY_NAMES):
+        # Amounts by currency: {"gpu": 1000000000} → '1,000 GPU credits'.
+        return ", ".join(
+            money(amount, currency) if isinstance(amount, int) else f"{currency}: {amount}"
+            for currency, amount in sorted(value.items())
+        )
+    return json.dumps(value, sort_keys=True)
+
+
+def _number_detail(key: str, value: int) -> str:
+    if is_money_key(key):
+        return money(value)
+    return str(csv_credits(value)) if key.endswith("_micro") else str(value)
+
+
+def _text_detail(value: str, people: Mapping[int, Person]) -> str:
+    if _ISO_TIME.fullmatch(value):
+        return when(value.replace("Z", "+00:00"))
+    if user_id_of(value) is not None:
+        return person(value, people, with_email=True)
+    return value

@@ -115,3 +115,13 @@ def test_people_are_named_and_the_platform_reads_as_its_part() -> None:
 def test_a_credits_refusal_names_amounts_in_credits() -> None:
     text = fmt.credits_refusal(672 * MICRO, 327_954_026, Currency.GPU)
     assert text == "this needs 672 GPU credits and only 327.95 GPU credits are available"
+
+
+def test_an_events_details_read_in_credits_times_and_names() -> None:
+    assert fmt.detail("amount", 1_500_000, PEOPLE) == "1.50 credits"
+    assert fmt.detail("hold_micro", 2 * MICRO, PEOPLE) == "2 credits"
+    assert fmt.detail("units_micro", 2_500_000, PEOPLE) == "2.5"
+    assert fmt.detail("requested", {"gpu": 1_000 * MICRO}, PEOPLE) == "1,000 GPU credits"
+    assert fmt.detail("at", "2026-12-02T18:07:48.830379+00:00", PEOPLE) == "2026-12-02 18:07 UTC"
+    assert fmt.detail("by", "user:1", PEOPLE) == "Ada Lovelace <ada@example.org>"
+    assert fmt.detail("allocations", [1, 2], PEOPLE) == "[1, 2]"

@@ -3,7 +3,9 @@
 A page is asked for with ``before`` (the smallest id of the page already
 shown); the answer carries the cursor of the next, older page, or None on the
 last. Filters are exact except ``actor``, which matches a part of the label
-(case-insensitive), since labels read like ``user:12 <ada@uni.edu>``.
+(case-insensitive), or any of ``actor_labels`` exactly: the portal gives there
+the ``user:<id>`` of everyone whose name or e-mail contains what was typed
+(:func:`credits.identity.people.actor_labels_matching`).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from pydantic import BaseModel
-from sqlalchemy import ColumnElement, func, select
+from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.orm import Session
 
 from credits.audit.models import AuditEvent
@@ -26,6 +28,7 @@ class AuditFilter(BaseModel):
 
     event_type: str | None = None
     actor: str | None = None
+    actor_labels: list[str] = []
     subject_type: str | None = None
     subject_id: str | None = None
     since: datetime | None = None  # occurred at or after
@@ -43,7 +46,10 @@ def _conditions(wanted: AuditFilter) -> list[ColumnElement[bool]]:
         conditions.append(AuditEvent.event_type == wanted.event_type)
     if wanted.actor:
         pattern = "%" + _escape_like(wanted.actor.lower()) + "%"
-        conditions.append(func.lower(AuditEvent.actor).like(pattern, escape="\\"))
+        matches: ColumnElement[bool] = func.lower(AuditEvent.actor).like(pattern, escape="\\")
+        if wanted.actor_labels:
+            matches = or_(matches, AuditEvent.actor.in_(wanted.actor_labels))
+        conditions.append(matches)
     if wanted.subject_type:
         conditions.append(AuditEvent.subject_type == wanted.subject_type)
     if wanted.subject_id:

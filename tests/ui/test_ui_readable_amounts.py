@@ -1,0 +1,184 @@
+"""No page of the demo, for any persona, and no CSV export shows a raw amount.
+
+Every page each demo persona can reach from the home page (following the
+links, as a person would) is rendered with the Flask test client after some
+use (a job held for 7 minutes, an adjustment of 1.500001 credits): none shows
+a micro-credit amount such as ``1000000000``, an amount with micro-credit
+decimals (``1.500001``), an ISO timestamp with microseconds, or a person as
+``user:4``; the CSV exports name money columns in credits and write no time
+with microseconds.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+import re
+from collections import deque
+from csv import reader
+from urllib.parse import urlsplit
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+from ui_sign_in import sign_in_as
+
+from credits.app import create_app
+from credits.db import utcnow
+from credits.demo import DOMAIN, seed_demo
+from credits.grants.allocations import adjust_allocation
+from credits.grants.models import Allocation
+from credits.identity.models import User
+from credits.identity.service import actor_for
+from credits.jobs.executors.base import NodeCapacity
+from credits.jobs.executors.simulated import SimulatedExecutor
+from credits.jobs.service import submit_job
+from credits.jobs.spec import JobSpec
+from credits.settings import load_settings
+
+FLAVOUR = "demo-gpu"
+PERSONAS = ("researcher", "reviewer", "funder", "ops")
+MAX_PAGES = 150
+RAW_MICRO = re.compile(r"(?<![\w.,:/#+-])\d{7,}(?![\w.,])")
+MICRO_DECIMALS = re.compile(r"(?<![\w.])\d+\.\d{5,6}(?![\w.])")
+MICROSECONDS = re.compile(r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d\.\d{1,6}")
+RAW_CELL = re.compile(r"-?\d{7,}")
+USER_LABEL = re.compile(r"\buser:\d+")
+SKIPPED = ("/logout", "/api/", "/ui/static/", "/auth/")
+
+
+@pytest.fixture
+def app(joined_session_factory: sessionmaker[Session], session: Session) -> Flask:
+    executor = SimulatedExecutor(
+        [NodeCapacity(name="node-0", flavour=FLAVOUR, gpus=4)], clock=utcnow
+    )
+    seed_demo(session, flavour=FLAVOUR, gpus_per_node=4)
+    _use(session)
+    return create_app(load_settings(), session_factory=joined_session_factory, executor=executor)
+
+
+def _actor(session: Session, role: str):  # type: ignore[no-untyped-def]
+    user = session.scalars(select(User).where(User.email == f"demo-{role}@{DOMAIN}")).one()
+    return actor_for(user)
+
+
+def _use(session: Session) -> None:
+    """A job held for 7 minutes (0.116667 credits) and an adjustment of 1.500001 credits."""
+    researcher = _actor(session, "researcher")
+    allocation = session.scalars(select(Allocation)).first()
+    assert allocation is not None
+    spec = JobSpec(
+        name="train",
+        image="python:3.12",
+        command=["python", "-c", "print(1)"],
+        flavour=FLAVOUR,
+        gpus=1,
+        max_runtime_seconds=7 * 60,
+    )
+    submit_job(
+        session,
+        project_id=allocation.project_id,
+        spec=spec,
+        actor=researcher,
+        max_runtime_cap=7 * 24 * 3600,
+    )
+    adjust_allocation(
+        session,
+        allocation_id=allocation.id,
+        amount=1_500_001,
+        actor=_actor(session, "ops"),
+        reason="a correction",
+        key="readable-amounts",
+    )
+    session.flush()
+
+
+def _text(page: str) -> str:
+    """What a person reads: the page without scripts, styles and tags."""
+    page = re.sub(r"(?s)<(script|style)\b.*?</\1>", " ", page)
+    return html.unescape(re.sub(r"<[^>]+>", " ", page))
+
+
+def _links(page: str) -> list[str]:
+    found = []
+    for href in re.findall(r'href="([^"]+)"', page):
+        target = html.unescape(href)
+        parts = urlsplit(target)
+        if parts.scheme or parts.netloc or not target.startswith("/"):
+            continue
+        if target.startswith(SKIPPED) or target.endswith(".log"):
+            continue
+        found.append(target.split("#")[0])
+    return found
+
+
+def _walk(client: FlaskClient) -> dict[str, str]:
+    """Every page reachable from the home page by links: path → body."""
+    seen: dict[str, str] = {}
+    queue = deque(["/"])
+    while queue and len(seen) < MAX_PAGES:
+        path = queue.popleft()
+        if path in seen:
+            continue
+        response = client.get(path)
+        assert response.status_code < 500, path
+        body = response.get_data(as_text=True)
+        seen[path] = body
+        if response.mimetype == "text/html":
+            queue.extend(link for link in _links(body) if link not in seen)
+    return seen
+
+
+def _client(app: Flask, session: Session, role: str) -> FlaskClient:
+    client = app.test_client()
+    user_id = session.scalars(select(User.id).where(User.email == f"demo-{role}@{DOMAIN}")).one()
+    sign_in_as(client, user_id)
+    return client
+
+
+def _problems(path: str, body: str, csv: bool) -> list[str]:
+    text = body if csv else _text(body)
+    found = []
+    if csv:
+        cells = [cell for row in reader(io.StringIO(body)) for cell in row]
+        found += [
+            f"{path}: raw micro-credits {cell!r}" for cell in cells if RAW_CELL.fullmatch(cell)
+        ]
+    checks = [("microseconds", MICROSECONDS), ("a user label", USER_LABEL)]
+    if not csv:  # a CSV's credits are exact decimals, machine-readable
+        checks += [("raw micro-credits", RAW_MICRO), ("micro-credit decimals", MICRO_DECIMALS)]
+    for name, pattern in checks:
+        found += [
+            f"{path}: {name} {m.group()!r} in {text[max(0, m.start() - 80) : m.end()]!r}"
+            for m in pattern.finditer(text)
+        ]
+    return found
+
+
+@pytest.mark.parametrize("role", PERSONAS)
+def test_no_page_or_export_of_a_persona_shows_raw_amounts_or_times(
+    app: Flask, session: Session, role: str
+) -> None:
+    pages = _walk(_client(app, session, role))
+    assert len(pages) > 3, sorted(pages)
+    problems = [
+        problem
+        for path, body in pages.items()
+        for problem in _problems(path, body, csv=path.endswith(".csv"))
+    ]
+    assert not problems, "\n".join(problems)
+
+
+def test_the_walk_reaches_the_exports_and_would_see_a_raw_amount(
+    app: Flask, session: Session
+) -> None:
+    researcher = _walk(_client(app, session, "researcher"))
+    funder = _walk(_client(app, session, "funder"))
+    exports = [path for path in {**researcher, **funder} if path.endswith(".csv")]
+    assert any("/projects/" in path for path in exports)
+    assert any("/programs/" in path for path in exports)
+    assert _problems("x", "<td>1000000000</td> 1.500001 2026-12-02T18:07:48.830379", csv=False)
+    assert _problems("x", "<td>user:4</td>", csv=False)
+    assert _problems("x.csv", "section,value\nbalance,1000000000\n", csv=True)
