@@ -8,17 +8,22 @@ empty where they do not apply: ``currency``, ``flavour``, ``month``
 ``allocation_id``, ``account_id``, ``job_id``, ``state``; then ``metric`` (a
 field name of the JSON report, such as ``used`` or ``kg_co2e``) and
 ``value``; then the keys added since, so earlier columns keep their places:
-``program_id``, ``vendor_id``, ``vendor``. Money is in micro-credits. A text
+``program_id``, ``vendor_id``, ``vendor``. Money is in credits, as exact
+decimal numbers, and its metric says so: ``used_credits`` (the ``currency``
+column names which credits; the JSON report's ``used`` is in micro-credits).
+Times are ISO 8601 without microseconds. A text
 cell that starts like a spreadsheet formula (``=``, ``+``, ``-``, ``@``, tab,
 carriage return) is written with a leading ``'``.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
 from credits.csv_cells import write_csv
+from credits.formatting import csv_credits, csv_time
 from credits.reports.schemas import ProgramReport, ProjectReport
 
 COLUMNS = (
@@ -40,6 +45,32 @@ COLUMNS = (
     "vendor",
 )
 _KEYS = frozenset(COLUMNS) - {"section", "metric", "value"}
+# The report's fields that are micro-credits (credits/reports/schemas.py).
+MONEY_METRICS = frozenset(
+    {
+        "awarded",
+        "released",
+        "adjusted",
+        "held",
+        "used",
+        "expired",
+        "available",
+        "overage",
+        "forecast_unused",
+        "cumulative_used",
+        "rate_per_day",
+        "spendable",
+        "charged",
+        "captured",
+        "refunded",
+        "spent",
+        "gpu_used",
+        "gpu_overage",
+        "gpu_spent",
+        "labelling_spent",
+    }
+)
+_ISO_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d")
 Row = dict[str, Any]
 
 
@@ -50,7 +81,16 @@ def _figures(section: str, item: dict[str, Any], keys: Row) -> Iterator[Row]:
         if isinstance(value, dict):
             yield from _figures(section, value, keys)
             continue
-        yield {"section": section, **keys, "metric": metric, "value": value}
+        yield {"section": section, **keys, **_cell(metric, value)}
+
+
+def _cell(metric: str, value: Any) -> Row:
+    """The metric and value as written: money in credits, times without microseconds."""
+    if metric in MONEY_METRICS and isinstance(value, int) and not isinstance(value, bool):
+        return {"metric": f"{metric}_credits", "value": csv_credits(value)}
+    if isinstance(value, str) and _ISO_TIME.match(value):
+        return {"metric": metric, "value": csv_time(value)}
+    return {"metric": metric, "value": value}
 
 
 def _keys(item: dict[str, Any]) -> Row:

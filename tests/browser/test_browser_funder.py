@@ -110,5 +110,5 @@ def test_the_dashboard_shows_the_figures_and_exports_csv(page: Page, live_app: L
     download = download_info.value
     assert download.suggested_filename == f"program-{program_id}-report.csv"
     rows = list(csv.DictReader(io.StringIO(download.path().read_text(encoding="utf-8"))))
-    awarded = [r for r in rows if r["section"] == "balance" and r["metric"] == "awarded"]
-    assert awarded == [awarded[0]] and awarded[0]["value"] == str(40 * MICRO)
+    awarded = [r for r in rows if r["section"] == "balance" and r["metric"] == "awarded_credits"]
+    assert awarded == [awarded[0]] and awarded[0]["value"] == "40"

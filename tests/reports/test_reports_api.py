@@ -46,11 +46,13 @@ def test_program_report_as_csv_has_the_documented_columns(app: Flask, world: Wor
     assert response.mimetype == "text/csv"
     rows = list(csv.DictReader(io.StringIO(response.get_data(as_text=True))))
     assert tuple(rows[0]) == COLUMNS
-    awarded = [row for row in rows if row["section"] == "balance" and row["metric"] == "awarded"]
+    awarded = [
+        row for row in rows if row["section"] == "balance" and row["metric"] == "awarded_credits"
+    ]
     assert awarded == [
         dict.fromkeys(COLUMNS, "")
         | {"section": "balance", "currency": "gpu"}
-        | {"metric": "awarded", "value": "2000000"}
+        | {"metric": "awarded_credits", "value": "2"}
     ]
     assert {row["section"] for row in rows} >= {"balance", "allocation", "by_project"}
 
