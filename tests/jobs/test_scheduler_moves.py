@@ -131,6 +131,14 @@ def test_a_move_never_targets_a_wholly_free_node() -> None:
     assert result.reservations[0].placement == (NodeSlice("n0", 8), NodeSlice("n3", 8))
 
 
+def test_a_job_that_fits_only_on_a_wholly_free_node_is_not_moved() -> None:
+    # 16 GPUs free (n3 whole, holes of 3, 3 and 2), but a 5- or 6-GPU job only fits on n3.
+    jobs = [running(1, "n0", 5), running(2, "n1", 5), running(3, "n2", 6)]
+    result = schedule([queued(9, 16)], jobs, nodes(4))
+    assert result.moves == ()
+    assert result.reservations[0].start_at == NOW + 8 * HOUR
+
+
 def test_a_job_that_ends_before_the_blocked_job_could_start_is_left_to_end() -> None:
     # 6 GPUs free now, 8 once job 2 ends in 100 s: moving job 1 to n1 empties n0.
     jobs = [

@@ -106,7 +106,7 @@ def test_no_node_is_over_committed_including_during_a_move(world: World, policy:
         assert used[node.name] <= node.gpus
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=600, deadline=None)
 @given(worlds(), st.sampled_from(POLICIES))
 def test_a_move_never_targets_a_free_or_reserved_node(world: World, policy: Policy) -> None:
     result = run(world, policy)
@@ -194,3 +194,29 @@ def test_a_job_moved_max_moves_times_is_never_moved_again(world: World, policy: 
 def test_a_non_checkpointable_job_is_never_moved(world: World, policy: Policy) -> None:
     fixed = [replace(job, checkpointable=False) for job in world.running]
     assert run(replace(world, running=fixed), policy).moves == ()
+
+
+@settings(max_examples=200, deadline=None)
+@given(worlds(), st.sampled_from(POLICIES))
+def test_moves_are_planned_only_when_fragmentation_alone_blocks_the_job(
+    world: World, policy: Policy
+) -> None:
+    result = run(world, policy)
+    if not result.moves:
+        return
+    ready_at = NOW + policy.restart_cost_s
+    vacated = {part.node for job in world.running for part in job.vacating}
+    # What the running jobs leave free now (starts in the pass only take more of it),
+    # and what they free by the time the moves are done.
+    held = held_now(world, replace(result, moves=(), starts=()))
+    ending: dict[str, int] = defaultdict(int)
+    for job in world.running:
+        if job.started_at + job.max_runtime_s <= ready_at:
+            for part in job.placement:
+                ending[part.node] += part.gpus
+    free_now = {n.name: n.gpus - held[n.name] for n in world.nodes if n.name not in vacated}
+    gathered = sum(free_now[name] + ending[name] for name in free_now)
+    for head_id in {move.for_job_id for move in result.moves}:
+        head = next(job for job in world.queued if job.job_id == head_id)
+        assert head.gpus <= gathered
+        assert head.job_id not in {start.job_id for start in result.starts}
