@@ -17,6 +17,7 @@ from typing import Any
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
+from credits import formatting as fmt
 from credits.errors import CreditsError
 from credits.jobs.spec import JobSpec
 from credits.ledger.models import Currency
@@ -161,7 +162,7 @@ def validation_errors(invalid: ValidationError) -> dict[str, str]:
         name = SPEC_TO_FORM.get(name, name)
         if name not in FORM_FIELDS:
             name = "form"
-        message = str(problem.get("msg", "is not valid")).removeprefix("Value error, ")
+        message = fmt.validation_message(problem)
         if name == "name" and problem.get("type") == "string_pattern_mismatch":
             message = "use lower-case letters, digits and dashes (e.g. train-resnet)"
         errors.setdefault(name, message)
@@ -175,7 +176,7 @@ def refusal_errors(error: CreditsError) -> tuple[dict[str, str], str]:
         name = SPEC_TO_FORM.get(name, name)
         if name in FORM_FIELDS:
             return {name: str(error)}, "Nothing was submitted: correct the marked field."
-    return {}, f"{error} Nothing was submitted."
+    return {}, f"{fmt.sentence(str(error))} Nothing was submitted."
 
 
 def preview(session: Session, project_id: int, spec: JobSpec, now: datetime) -> Preview:

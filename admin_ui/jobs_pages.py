@@ -34,6 +34,7 @@ from admin_ui.web import (
     require_role,
     transaction,
 )
+from credits import formatting as fmt
 from credits.api.auth import credits_extension, job_executor, job_submission_limits
 from credits.api.jobs import log_response
 from credits.db import utcnow
@@ -134,8 +135,11 @@ def submit_job(project_id: int) -> ResponseReturnValue:
         form.errors, message = refusal_errors(refusal)
         return _form_page(project, form, error=message, status=422)
     except ValidationError as invalid:  # a service re-validating what it stores
-        return _form_page(project, form, error=f"{invalid} Nothing was submitted.", status=422)
-    flash(f"Job {job.id} submitted: {job.hold_micro / 1_000_000:,.6g} credits held.")
+        detail = "; ".join(fmt.validation_message(problem) for problem in invalid.errors())
+        return _form_page(
+            project, form, error=f"Not valid: {detail}. Nothing was submitted.", status=422
+        )
+    flash(f"Job {job.id} submitted: {fmt.money(job.hold_micro, 'gpu')} held.")
     return redirect(url_for(".job_detail", job_id=job.id))
 
 

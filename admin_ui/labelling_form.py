@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from credits import formatting as fmt
 from credits.datasets import queries as dataset_queries
 from credits.datasets.models import Dataset, VersionState
 from credits.datasets.schemas import VersionSummary
@@ -172,7 +173,7 @@ def validation_errors(invalid: ValidationError) -> dict[str, str]:
         name = MODEL_TO_FORM.get(name, name)
         if name not in FORM_FIELDS:
             name = "form"
-        message = str(problem.get("msg", "is not valid")).removeprefix("Value error, ")
+        message = fmt.validation_message(problem)
         errors.setdefault(name, message)
     return errors
 

@@ -15,6 +15,7 @@ from pydantic import ValidationError
 
 from admin_ui.ops import parse_moment
 from admin_ui.web import login_required, render, require_role, transaction
+from credits import formatting as fmt
 from credits.errors import CreditsError, InvalidInput, NotFound
 from credits.identity.actor import Actor
 from credits.identity.models import Role
@@ -105,7 +106,7 @@ def _errors(invalid: ValidationError, fields: tuple[str, ...]) -> dict[str, str]
     for problem in invalid.errors():
         location = [str(part) for part in problem.get("loc", ())]
         name = next((part for part in location if part in fields), "form")
-        message = str(problem.get("msg", "is not valid")).removeprefix("Value error, ")
+        message = fmt.validation_message(problem)
         errors.setdefault(name, message)
     return errors
 

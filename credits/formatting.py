@@ -30,6 +30,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from enum import Enum
+from typing import Any
 
 MICRO_PER_CREDIT = 1_000_000
 NOTHING = "\u2013"  # an en dash where a value is missing
@@ -282,3 +283,54 @@ def _text_detail(value: str, people: Mapping[int, Person]) -> str:
     if user_id_of(value) is not None:
         return person(value, people, with_email=True)
     return value
+
+
+_VALIDATION = {
+    "missing": "this is required",
+    "too_short": "give at least {min_length}",
+    "too_long": "give at most {max_length}",
+    "string_too_short": "this cannot be empty",
+    "string_too_long": "at most {max_length} characters",
+    "int_parsing": "enter a whole number",
+    "int_type": "enter a whole number",
+    "float_parsing": "enter a number",
+    "greater_than_equal": "enter {ge} or more",
+    "greater_than": "enter more than {gt}",
+    "less_than_equal": "enter at most {le}",
+    "less_than": "enter less than {lt}",
+    "string_pattern_mismatch": "this has characters that are not allowed here",
+    "url_parsing": "enter a web address, e.g. https://example.org",
+    "date_from_datetime_parsing": "enter a date like 2030-01-31",
+    "date_parsing": "enter a date like 2030-01-31",
+    "datetime_parsing": "enter a date and time like 2030-01-31T09:00",
+    "enum": "choose one of {expected}",
+}
+
+
+def validation_message(problem: Mapping[str, Any]) -> str:
+    """One of pydantic's errors as a sentence for a form field: 'List should have at
+    least 1 item after validation, not 0' reads 'give at least 1 item'."""
+    kind = str(problem.get("type", ""))
+    context = problem.get("ctx") or {}
+    if kind == "value_error":
+        return str(problem.get("msg", "is not valid")).removeprefix("Value error, ")
+    template = _VALIDATION.get(kind)
+    if template is None:
+        return str(problem.get("msg", "is not valid")).removeprefix("Value error, ")
+    if kind in {"too_short", "too_long"}:
+        count = context.get("min_length" if kind == "too_short" else "max_length", 1)
+        noun = "item" if count == 1 else "items"
+        return f"{template.split(' {', 1)[0]} {count} {noun}"
+    try:
+        return template.format(**context)
+    except (KeyError, IndexError):
+        return template.split(" {", 1)[0]
+
+
+def sentence(text: str) -> str:
+    """A refusal as a sentence: capitalised, ending with a full stop."""
+    text = text.strip()
+    if not text:
+        return text
+    text = text[0].upper() + text[1:]
+    return text if text.endswith((".", "!", "?")) else f"{text}."

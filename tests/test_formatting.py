@@ -6,6 +6,7 @@ import datetime as dt
 from decimal import Decimal
 
 import pytest
+from pydantic import BaseModel, Field, ValidationError
 
 from credits import formatting as fmt
 from credits.grants.models import ProposalStatus
@@ -125,3 +126,17 @@ def test_an_events_details_read_in_credits_times_and_names() -> None:
     assert fmt.detail("at", "2026-12-02T18:07:48.830379+00:00", PEOPLE) == "2026-12-02 18:07 UTC"
     assert fmt.detail("by", "user:1", PEOPLE) == "Ada Lovelace <ada@example.org>"
     assert fmt.detail("allocations", [1, 2], PEOPLE) == "[1, 2]"
+
+
+def test_pydantic_errors_read_as_plain_sentences() -> None:
+    class Form(BaseModel):
+        command: list[str] = Field(min_length=1)
+        gpus: int = Field(ge=1)
+
+    with pytest.raises(ValidationError) as raised:
+        Form.model_validate({"command": [], "gpus": "x"})
+    messages = {str(p["loc"][0]): fmt.validation_message(p) for p in raised.value.errors()}
+    assert messages == {"command": "give at least 1 item", "gpus": "enter a whole number"}
+    with pytest.raises(ValidationError) as raised:
+        Form.model_validate({"command": ["a"], "gpus": 0})
+    assert [fmt.validation_message(p) for p in raised.value.errors()] == ["enter 1 or more"]

@@ -12,6 +12,7 @@ from sqlalchemy import Row, Table, insert, select
 from sqlalchemy.orm import Session
 
 from credits.errors import InvalidInput
+from credits.formatting import credits_refusal
 from credits.identity.actor import Actor
 from credits.ledger import journal
 from credits.ledger.errors import (
@@ -99,7 +100,7 @@ def place_hold(
         key=key,
         digest=digest,
         currency=currency,
-        split=_split(amount, spendable),
+        split=_split(amount, spendable, currency),
         sink_id=sink_id,
         actor=actor,
         reference=reference,
@@ -210,12 +211,12 @@ def _spend_order(rows: list[Row[Any]]) -> list[Row[Any]]:
     )
 
 
-def _split(amount: int, sources: list[Row[Any]]) -> list[tuple[int, int]]:
+def _split(amount: int, sources: list[Row[Any]], currency: object) -> list[tuple[int, int]]:
     """(account id, amount) pairs that cover ``amount``, or InsufficientCredits."""
     total = sum(max(journal.available(row), 0) for row in sources)
     if total < amount:
         raise InsufficientCredits(
-            f"hold of {amount} needs more than the {total} available",
+            f"not enough credits: {credits_refusal(amount, total, currency)}",
             required=amount,
             available=total,
         )

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from credits.audit.service import record_event
 from credits.db import utcnow
 from credits.errors import InvalidInput
+from credits.formatting import credits_refusal
 from credits.identity.actor import Actor
 from credits.identity.models import Role
 from credits.ledger import journal
@@ -281,7 +282,8 @@ def grant(
 def _require_covers(account: Row[Any], amount: int) -> None:
     if account.no_overdraft and journal.available(account) < amount:
         raise InsufficientCredits(
-            f"account {account.id} has {journal.available(account)} available, needs {amount}",
+            f"not enough credits on account {account.id}:"
+            f" {credits_refusal(amount, journal.available(account), account.currency)}",
             required=amount,
             available=journal.available(account),
         )

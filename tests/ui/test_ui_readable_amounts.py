@@ -182,3 +182,31 @@ def test_the_walk_reaches_the_exports_and_would_see_a_raw_amount(
     assert _problems("x", "<td>1000000000</td> 1.500001 2026-12-02T18:07:48.830379", csv=False)
     assert _problems("x", "<td>user:4</td>", csv=False)
     assert _problems("x.csv", "section,value\nbalance,1000000000\n", csv=True)
+
+
+def test_a_job_the_credits_cannot_cover_is_refused_in_credits(app: Flask, session: Session) -> None:
+    client = app.test_client()
+    user_id = session.scalars(
+        select(User.id).where(User.email == f"demo-researcher@{DOMAIN}")
+    ).one()
+    sign_in_as(client, user_id, csrf_token="readable")
+    project_id = session.scalars(select(Allocation.project_id)).first()
+    form = {
+        "csrf_token": "readable",
+        "action": "submit",
+        "name": "big",
+        "image": "python:3.12",
+        "command": "python -c 'print(1)'",
+        "flavour": FLAVOUR,
+        "gpus": "4",
+        "max_runtime_minutes": str(7 * 24 * 60),
+    }
+    first = client.post(f"/projects/{project_id}/jobs/new", data=form)
+    assert first.status_code == 302, _text(first.get_data(as_text=True))[-600:]
+    second = client.post(f"/projects/{project_id}/jobs/new", data=form | {"name": "bigger"})
+    text = " ".join(_text(second.get_data(as_text=True)).split())
+    assert second.status_code == 422
+    assert (
+        "Not enough credits: this needs 672 GPU credits and only 329.38 GPU credits are"
+        " available. Nothing was submitted." in text
+    ), text[-800:]
