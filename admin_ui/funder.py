@@ -42,6 +42,7 @@ from credits.identity.access import get_administered_program, list_administered_
 from credits.identity.access_proposals import Queue, get_award_of_proposal, get_queued_proposal
 from credits.identity.actor import Actor
 from credits.identity.models import Role
+from credits.ledger.availability import award_opens_message
 from credits.ledger.models import Currency
 from credits.reports.csv_export import to_csv
 from credits.reports.energy import policy_from_settings
@@ -447,13 +448,13 @@ def award(proposal_id: int) -> ResponseReturnValue:
         if not confirmed():
             return views.confirm_award(rehearse(decide), title)
         with transaction() as db:
-            decide(db)
+            award = decide(db)
     except CreditsError as error:
         fields, message = service_errors(error, AWARD_FIELDS)
         return _proposal_page(
             me, proposal_id, error.status, values=form, errors=fields, decision_error=message
         )
-    flash("Awarded. The project's allocations are open.")
+    flash(award_opens_message(award.starts_at))
     return redirect(url_for("ui_funder.proposal", proposal_id=proposal_id))
 
 

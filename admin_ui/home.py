@@ -26,6 +26,8 @@ from credits.identity.models import Role
 from credits.jobs.models import JobState
 from credits.jobs.queries import list_jobs_for_actor
 from credits.jobs.schemas import JobOut, JobQuery
+from credits.ledger.availability import Availability, availability
+from credits.ledger.models import Currency
 from credits.reports.energy import policy_from_settings
 from credits.reports.schemas import AllocationLine, ProjectReport
 from credits.reports.service import project_report
@@ -39,11 +41,12 @@ ACTIVE_JOB_STATES = (JobState.RUNNING, JobState.STARTING, JobState.QUEUED)
 @dataclass
 class CurrencyTotals:
     currency: str
-    available: int = 0
+    available: int = 0  # available now (credits/ledger/availability.py)
     held: int = 0
     used: int = 0
     spendable: int = 0
     chart: Markup | None = None
+    later: Availability | None = None  # starting later and suspended, shown apart
 
 
 @dataclass
@@ -53,6 +56,8 @@ class ResearcherDashboard:
     jobs: list[JobOut]
     expiring: list[tuple[ProjectReport, AllocationLine]]
     titles: dict[int, str] = field(default_factory=dict)
+    # Per project and currency: available now, starting later, suspended.
+    available: dict[int, dict[str, Availability]] = field(default_factory=dict)
 
 
 def reports_for(session: Session, me: Actor, now: datetime) -> list[ProjectReport]:
@@ -62,12 +67,17 @@ def reports_for(session: Session, me: Actor, now: datetime) -> list[ProjectRepor
     return [project_report(session, project.id, now, energy=energy) for project in projects]
 
 
-def _totals(reports: list[ProjectReport]) -> list[CurrencyTotals]:
+def _totals(
+    reports: list[ProjectReport], summed: dict[Currency, Availability]
+) -> list[CurrencyTotals]:
     totals: dict[str, CurrencyTotals] = {}
+    for available in summed.values():
+        name = available.currency.value
+        line = totals.setdefault(name, CurrencyTotals(name))
+        line.available, line.later = available.now, available
     for report in reports:
         for balance in report.balances:
             line = totals.setdefault(balance.currency.value, CurrencyTotals(balance.currency.value))
-            line.available += balance.available
             line.held += balance.held
             line.used += balance.used
         for burn in report.burndown:
@@ -100,12 +110,19 @@ def researcher_dashboard(session: Session, me: Actor) -> ResearcherDashboard:
     jobs: list[JobOut] = []
     for state in ACTIVE_JOB_STATES:
         jobs.extend(list_jobs_for_actor(session, me, JobQuery(state=state, limit=50)).items)
+    ids = [report.project_id for report in reports]
     return ResearcherDashboard(
         reports=reports,
-        totals=_totals(reports),
+        totals=_totals(reports, availability(session, ids, now=now)),
         jobs=sorted(jobs, key=lambda job: job.id, reverse=True),
         expiring=_expiring(reports, now),
         titles={report.project_id: report.title for report in reports},
+        available={
+            project_id: {
+                c.value: a for c, a in availability(session, [project_id], now=now).items()
+            }
+            for project_id in ids
+        },
     )
 
 

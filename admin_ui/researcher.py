@@ -45,6 +45,7 @@ from credits.identity.access_proposals import get_proposal_for_actor, list_propo
 from credits.identity.actor import Actor
 from credits.identity.models import Role, Scope
 from credits.ledger import queries as ledger_queries
+from credits.ledger.availability import project_availability
 from credits.ledger.models import TransferKind
 from credits.ledger.schemas import AccountOut, TransferOut
 from credits.reports.access import require_project_report
@@ -295,6 +296,7 @@ def project(project_id: int) -> ResponseReturnValue:
     with transaction() as db:
         detail = _or_404(lambda: get_project_for_actor(db, me, project_id))
         report = project_report(db, project_id, utcnow(), energy=energy)
+        available = project_availability(db, project_id)
         transfers, names, filters = _ledger(db, detail.accounts, request.args)
         project_proposals = list_proposals_for_actor(
             db, me, project_id=project_id, limit=MAX_PAGE
@@ -309,6 +311,7 @@ def project(project_id: int) -> ResponseReturnValue:
         "researcher/project.html",
         project=detail,
         report=report,
+        availability=available,
         transfers=transfers,
         names=names,
         filters=filters,
