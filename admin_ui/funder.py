@@ -132,7 +132,7 @@ def _program_input(form: dict[str, str]) -> dict[str, Any]:
     parsed: dict[str, Any] = {"name": form["name"], "description": form["description"]}
     steps: list[tuple[str, Any]] = [
         ("opens_at", lambda: parse_date(form["opens_at"], "opens_at")),
-        ("closes_at", lambda: parse_date(form["closes_at"], "closes_at")),
+        ("closes_at", lambda: parse_date(form["closes_at"], "closes_at", whole_day=True)),
         ("criteria", lambda: _criteria(form["criteria"])),
         (
             "min_reviewers",

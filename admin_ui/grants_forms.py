@@ -8,7 +8,7 @@ page can show the message next to the input it belongs to.
 from __future__ import annotations
 
 import secrets
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 from admin_ui.web import format_credits
 from credits.errors import CreditsError
@@ -41,13 +41,15 @@ def credits_field(text: str, field: str, *, required: bool = True) -> int | None
         raise FieldError(field, error.detail) from None
 
 
-def parse_date(text: str, field: str) -> datetime:
-    """'2026-05-01' → midnight UTC of that day."""
+def parse_date(text: str, field: str, *, whole_day: bool = False) -> datetime:
+    """'2026-05-01' → midnight UTC of that day; with ``whole_day`` (a closing date, as
+    the CLI reads it) the next midnight, so that the whole day is open."""
     try:
         day = date.fromisoformat(text.strip())
     except ValueError:
         raise FieldError(field, "enter a date as YYYY-MM-DD") from None
-    return datetime(day.year, day.month, day.day, tzinfo=UTC)
+    start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+    return start + timedelta(days=1) if whole_day else start
 
 
 def parse_int(text: str, field: str, *, low: int, high: int) -> int:

@@ -61,6 +61,8 @@ def init_app(app: Flask) -> None:
         money=fmt.money,
         when=format_when,
         day=fmt.day,
+        from_day=fmt.from_day,
+        until_day=fmt.until_day,
         duration=fmt.duration,
         minutes=fmt.minutes,
         status=fmt.status,

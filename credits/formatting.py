@@ -334,3 +334,26 @@ def sentence(text: str) -> str:
         return text
     text = text[0].upper() + text[1:]
     return text if text.endswith((".", "!", "?")) else f"{text}."
+
+
+def _at_midnight(moment: dt.datetime) -> bool:
+    utc = moment.astimezone(dt.UTC) if moment.tzinfo is not None else moment
+    return utc.time() == dt.time(0, 0)
+
+
+def from_day(moment: dt.datetime | None) -> str:
+    """A start typed as a date (midnight UTC) as that day, '2027-01-01'; else :func:`when`."""
+    if moment is None:
+        return NOTHING
+    return day(moment) if _at_midnight(moment) else when(moment)
+
+
+def until_day(moment: dt.datetime | None) -> str:
+    """An end typed as a date keeps that whole day open and is stored as the next
+    midnight UTC: shown as the last day, '2027-02-28 (the whole day, UTC)'; any other
+    moment as :func:`when`."""
+    if moment is None:
+        return NOTHING
+    if _at_midnight(moment):
+        return f"{day(moment - dt.timedelta(days=1))} (the whole day, UTC)"
+    return when(moment)

@@ -140,3 +140,11 @@ def test_pydantic_errors_read_as_plain_sentences() -> None:
     with pytest.raises(ValidationError) as raised:
         Form.model_validate({"command": ["a"], "gpus": 0})
     assert [fmt.validation_message(p) for p in raised.value.errors()] == ["enter 1 or more"]
+
+
+def test_a_date_only_window_reads_as_its_days() -> None:
+    opens = dt.datetime(2027, 1, 1, tzinfo=dt.UTC)
+    closes = dt.datetime(2027, 3, 1, tzinfo=dt.UTC)  # the whole of 2027-02-28 open
+    assert fmt.from_day(opens) == "2027-01-01"
+    assert fmt.until_day(closes) == "2027-02-28 (the whole day, UTC)"
+    assert fmt.until_day(dt.datetime(2027, 3, 1, 9, 30, tzinfo=dt.UTC)) == "2027-03-01 09:30 UTC"

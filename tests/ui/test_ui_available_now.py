@@ -83,7 +83,7 @@ def test_an_award_starting_in_8_days_is_not_available_now_anywhere(
     project_id = waiting.project_id
     project = _text(researcher.get(f"/projects/{project_id}").get_data(as_text=True))
     assert "Available now" in project
-    assert f"Starts on {starts.isoformat()} 00:00 UTC 500 GPU credits" in project
+    assert f"Starts on {starts.isoformat()} 500 GPU credits" in project
     home_html = researcher.get("/").get_data(as_text=True)
     assert 'data-testid="available-gpu">1,000<' in home_html
     assert 'data-testid="starts-later-gpu">500 GPU credits<' in home_html
