@@ -39,8 +39,10 @@ the new attempt's limit is the walltime its earlier runs did not use, so the
 restart eats into it: a moved job whose limit was tight can be killed at it
 (``moved_killed``; ``--move-allowance S`` gives a moved job S seconds back,
 to see what that would change). ``moved_gpu_h_lost`` is the GPUs times the
-restart seconds actually spent; ``moved_share`` that over the GPU-hours of
-work delivered.
+restart seconds actually spent, plus the work left undone by moved jobs
+killed at their limit that would have finished unmoved
+(``moved_killed_gpu_h``); ``moved_share`` is that over the GPU-hours of work
+delivered.
 
 Figures (see :mod:`replay_metrics`): waits are first start minus submit, JCT
 is finish minus submit, utilisation is the work delivered (GPU-seconds, not
@@ -69,7 +71,7 @@ Policies: ``--policy`` (ordering) and ``--backfill`` as in round 1, and
 and prints a Markdown table at the end): ``round1`` (no end-time fit, no
 defragmentation, one runtime class), ``endfit`` (+ end-time-aware best fit),
 ``defrag`` (+ moves), ``classes`` (+ runtime classes with aging, at
-``Policy``'s default bounds), and ``default`` (``Policy()``'s own defaults).
+the tiered bounds 1 h, 4 h, 24 h), and ``default`` (``Policy()``'s own defaults).
 
     .venv/bin/python scripts/bench/replay.py
     .venv/bin/python scripts/bench/replay.py --policy fairshare --backfill on --limit 5000
@@ -88,12 +90,21 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from replay_metrics import TABLE_HEADER, Figures, Outcome, figures, share_gap, table_row
+from replay_metrics import (
+    TABLE_HEADER,
+    Figures,
+    Outcome,
+    figures,
+    share_gap,
+    table_row,
+    waits_by_size,
+)
 from replay_trace import HOUR, TraceJob, load, parse_fraction, parse_range
 
 from credits.jobs.executors.base import LaunchRequest, NodeCapacity, NodeSlice
 from credits.jobs.executors.simulated import SimulatedExecutor
 from credits.jobs.job_queue import JobQueue
+from credits.jobs.runtime_classes import TIERED_CLASS_BOUNDS_S
 from credits.jobs.scheduler import (
     MoveDecision,
     Node,
@@ -119,7 +130,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "round1": {"end_time_fit": False, "defragment": False, "class_bounds_s": ()},
     "endfit": {"end_time_fit": True, "defragment": False, "class_bounds_s": ()},
     "defrag": {"end_time_fit": True, "defragment": True, "class_bounds_s": ()},
-    "classes": {"end_time_fit": True, "defragment": True},
+    "classes": {"end_time_fit": True, "defragment": True, "class_bounds_s": TIERED_CLASS_BOUNDS_S},
     "default": {},
 }
 
@@ -417,6 +428,7 @@ def _arguments() -> argparse.Namespace:
         help="seeded share of jobs that are checkpointable",
     )
     parser.add_argument("--max-moves", type=int, default=2, help="Policy.max_moves")
+    parser.add_argument("--by-size", action="store_true", help="also print waits per GPU count")
     parser.add_argument(
         "--move-allowance",
         type=float,
@@ -465,6 +477,8 @@ def replay_one(  # noqa: PLR0917 - private to main(): one row of the table
         **VARIANTS[variant],
     )
     outcome = Replay(args, entitlement, policy).run(jobs)
+    if args.by_size:
+        print(f"  waits by size: {waits_by_size(jobs, outcome)}")
     return figures(
         f"policy={ordering} backfill={'on' if backfill else 'off'} {variant}",
         jobs,

@@ -144,7 +144,8 @@ def figures(
         delivered_gpu_h=work / HOUR,
         moves=outcome.moves,
         moved_jobs=len(outcome.moved_jobs),
-        moved_gpu_h_lost=outcome.moved_gpu_s_lost / HOUR,
+        # What moves cost: restarts, and the work of jobs they got killed at their limit.
+        moved_gpu_h_lost=(outcome.moved_gpu_s_lost + outcome.moved_killed_gpu_s) / HOUR,
         moved_killed=outcome.moved_killed,
         moved_killed_gpu_h=outcome.moved_killed_gpu_s / HOUR,
         gap=gap,
@@ -154,6 +155,20 @@ def figures(
         pass_s=math.fsum(outcome.pass_ms) / 1000,
         wall_s=wall_s,
         cpu_s=cpu_s,
+    )
+
+
+def waits_by_size(jobs: list[TraceJob], outcome: Outcome) -> str:
+    """Mean and p95 wait per GPU count (gangs together), for where the waiting is."""
+    groups: dict[str, list[float]] = {}
+    for job in jobs:
+        size = str(job.gpus) if job.gpus <= 8 else "gang"
+        groups.setdefault(size, []).append(outcome.starts[job.job_id] - job.submit_s)
+    order = sorted(groups, key=lambda size: (size == "gang", int(size) if size != "gang" else 0))
+    return " ".join(
+        f"gpus={size}:n={len(groups[size])},mean={statistics.fmean(groups[size]):.0f},"
+        f"p95={percentile(groups[size], 95):.0f}"
+        for size in order
     )
 
 
