@@ -69,6 +69,7 @@ def init_app(app: Flask) -> None:
         gpus=fmt.gpus,
         currency_name=fmt.currency_name,
         exhaustion=fmt.exhaustion,
+        latest_end=fmt.latest_end,
         person=person,
         person_email=person_with_email,
     )

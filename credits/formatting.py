@@ -26,7 +26,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from enum import Enum
@@ -357,3 +357,15 @@ def until_day(moment: dt.datetime | None) -> str:
     if _at_midnight(moment):
         return f"{day(moment - dt.timedelta(days=1))} (the whole day, UTC)"
     return when(moment)
+
+
+def latest_end(lines: Iterable[Any], currency: object) -> dt.datetime | None:
+    """The latest ``expires_at`` among allocation lines of ``currency`` (the end of the
+    period a projected exhaustion is measured against), or None."""
+    wanted = _currency_value(currency)
+    ends = [
+        line.expires_at
+        for line in lines
+        if _currency_value(line.currency) == wanted and line.expires_at is not None
+    ]
+    return max(ends, default=None)

@@ -148,3 +148,18 @@ def test_a_date_only_window_reads_as_its_days() -> None:
     assert fmt.from_day(opens) == "2027-01-01"
     assert fmt.until_day(closes) == "2027-02-28 (the whole day, UTC)"
     assert fmt.until_day(dt.datetime(2027, 3, 1, 9, 30, tzinfo=dt.UTC)) == "2027-03-01 09:30 UTC"
+
+
+def test_the_period_ends_with_the_latest_allocation_of_the_currency() -> None:
+    class Line:
+        def __init__(self, currency: Currency, expires_at: dt.datetime | None) -> None:
+            self.currency, self.expires_at = currency, expires_at
+
+    june = dt.datetime(2027, 6, 1, tzinfo=dt.UTC)
+    lines = [
+        Line(Currency.GPU, june),
+        Line(Currency.GPU, None),
+        Line(Currency.LABEL, dt.datetime(2028, 1, 1, tzinfo=dt.UTC)),
+    ]
+    assert fmt.latest_end(lines, Currency.GPU) == june
+    assert fmt.latest_end([], "gpu") is None

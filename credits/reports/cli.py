@@ -6,6 +6,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from credits import formatting as fmt
 from credits.cli_support import cli_settings, cli_transaction, reports_errors
 from credits.db import utcnow
 from credits.money import format_credits
@@ -86,10 +87,11 @@ def _print(report: ProgramReport | ProjectReport, heading: str) -> None:
     )
     _print_spend(console, report)
     for burn in report.burndown:
-        when = burn.projected_exhaustion.isoformat() if burn.projected_exhaustion else "-"
+        ends = fmt.latest_end(report.allocations, burn.currency)
+        when = fmt.exhaustion(burn.projected_exhaustion, ends)
         console.print(
             f"burn-down {burn.currency.value}: {format_credits(burn.rate_per_day)}/day, "
-            f"{format_credits(burn.spendable)} spendable, exhausted {when}, "
+            f"{format_credits(burn.spendable)} spendable, runs out: {when}, "
             f"{format_credits(burn.forecast_unused)} forecast to expire unused"
         )
     eff = report.efficiency

@@ -16,6 +16,8 @@ import io
 import re
 from collections import deque
 from csv import reader
+from datetime import date, timedelta
+from types import SimpleNamespace
 from urllib.parse import urlsplit
 
 import pytest
@@ -36,6 +38,7 @@ from credits.jobs.executors.base import NodeCapacity
 from credits.jobs.executors.simulated import SimulatedExecutor
 from credits.jobs.service import submit_job
 from credits.jobs.spec import JobSpec
+from credits.ledger.models import Currency
 from credits.settings import load_settings
 
 FLAVOUR = "demo-gpu"
@@ -210,3 +213,13 @@ def test_a_job_the_credits_cannot_cover_is_refused_in_credits(app: Flask, sessio
         "Not enough credits: this needs 672 GPU credits and only 329.38 GPU credits are"
         " available. Nothing was submitted." in text
     ), text[-800:]
+
+
+def test_an_exhaustion_past_the_allocations_end_is_not_shown_as_a_date(app: Flask) -> None:
+    ends = utcnow() + timedelta(days=180)
+    lines = [SimpleNamespace(currency=Currency.GPU, expires_at=ends)]
+    template = app.jinja_env.from_string("{{ when|exhaustion(lines|latest_end(currency)) }}")
+    far = template.render(when=date(2443, 10, 10), lines=lines, currency=Currency.GPU)
+    near = (utcnow() + timedelta(days=30)).date()
+    assert html.unescape(far) == "not within the allocation's period"
+    assert template.render(when=near, lines=lines, currency=Currency.GPU) == near.isoformat()
