@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy.orm import Session
 
+from credits import formatting as fmt
 from credits.cli_support import cli_transaction, reports_errors
 from credits.grants import programs as program_service
 from credits.grants import projects as project_service
@@ -232,7 +233,7 @@ def show_program(program_id: int, as_json: bool) -> None:
         return
     share = program.initial_share_percent
     click.echo(f"program {program.id} {program.name!r} ({program.status.value})")
-    click.echo(f"window: {program.opens_at.isoformat()} to {program.closes_at.isoformat()}")
+    click.echo(f"window: {fmt.when(program.opens_at)} to {fmt.when(program.closes_at)}")
     click.echo(
         f"review: {program.min_reviewers} reviewer(s), mean score at least "
         f"{_score(program.min_mean_score)}; released at award: "

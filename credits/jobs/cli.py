@@ -7,6 +7,7 @@ from click.core import ParameterSource
 from rich.console import Console
 from rich.table import Table
 
+from credits import formatting as fmt
 from credits.cli_support import (
     cli_session_factory,
     cli_settings,
@@ -97,7 +98,7 @@ def show_job(*, job_id: int, as_json: bool) -> None:
             f"moved {detail.move_count} time(s)"
         )
     for moved in detail.moves:
-        click.echo(f"  move {moved.number} at {moved.requested_at.isoformat()}: {moved.reason}")
+        click.echo(f"  move {moved.number} at {fmt.when(moved.requested_at)}: {moved.reason}")
         click.echo(
             f"    from {_nodes(moved.from_placement)} to {_nodes(moved.to_placement)}"
             + (f", restarted as attempt {moved.to_attempt}" if moved.to_attempt else "")
@@ -105,7 +106,7 @@ def show_job(*, job_id: int, as_json: bool) -> None:
     for event in detail.events:
         source = event.from_state.value if event.from_state else "-"
         note = f"  ({event.reason})" if event.reason else ""
-        click.echo(f"  {event.at.isoformat()}  {source} -> {event.to_state.value}{note}")
+        click.echo(f"  {fmt.when(event.at)}  {source} -> {event.to_state.value}{note}")
 
 
 def _nodes(placement: list[PlacementOut]) -> str:

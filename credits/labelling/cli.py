@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy.orm import Session
 
+from credits import formatting as fmt
 from credits.cli_support import cli_transaction, fail, reports_errors
 from credits.identity.access import CLI_READER
 from credits.identity.service import actor_for_email
@@ -202,7 +203,7 @@ def list_prices(*, vendor: str, as_json: bool) -> None:
     for sheet in sheets:
         table.add_row(
             str(sheet.id),
-            sheet.effective_from.isoformat(),
+            fmt.when(sheet.effective_from),
             format_credits(sheet.micro_credits_per_unit),
             sheet.unit.value,
             f"{Decimal(sheet.fee_basis_points) / 100:g}",
@@ -259,7 +260,7 @@ def set_price(
             sheet=sheet,
             actor=actor_for_email(session, as_email),
         )
-    click.echo(f"price {added.id}: {_price_text(added)} from {added.effective_from.isoformat()}")
+    click.echo(f"price {added.id}: {_price_text(added)} from {fmt.when(added.effective_from)}")
 
 
 # Orders.

@@ -8,12 +8,14 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from credits import formatting as fmt
 from credits.cli_support import (
     cli_transaction,
     fail,
     reports_errors,
 )
 from credits.db import utcnow
+from credits.identity.people import people_in_labels
 from credits.identity.service import actor_for_email
 from credits.money import format_credits, parse_credits
 from credits.pool import service
@@ -168,7 +170,7 @@ def set_rate(
         )
     click.echo(
         f"rate {version.id}: {format_credits(version.micro_credits_per_gpu_hour)} credits per "
-        f"GPU-hour on {version.flavour} from {version.effective_from.isoformat()}"
+        f"GPU-hour on {version.flavour} from {fmt.when(version.effective_from)}"
     )
 
 
@@ -180,6 +182,7 @@ def list_rates(flavour: str | None, as_json: bool) -> None:
     """Rate history, newest first; the version in force now is marked."""
     with cli_transaction() as session:
         found = service.list_rates(session, flavour=flavour)
+        people = people_in_labels(session, [rate.actor for rate in found])
     if as_json:
         click.echo(RateList(items=found).model_dump_json(indent=2))
         return
@@ -189,10 +192,10 @@ def list_rates(flavour: str | None, as_json: bool) -> None:
     for rate in found:
         table.add_row(
             rate.flavour,
-            rate.effective_from.isoformat(),
+            fmt.when(rate.effective_from),
             format_credits(rate.micro_credits_per_gpu_hour),
             "yes" if rate.in_force else "",
-            rate.actor,
+            fmt.person(rate.actor, people, with_email=True),
             rate.reason or "",
         )
     Console(width=160).print(table)

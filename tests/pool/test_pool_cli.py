@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from datetime import timedelta
 
@@ -210,3 +211,14 @@ def test_a_bad_checkpoint_grace_cap_is_a_one_line_error_and_changes_nothing(
     assert message in result.output
     assert len(result.output.strip().splitlines()) == 1
     assert service.get_flavour(session, name="a100-80gb").max_checkpoint_grace_seconds == 300
+
+
+def test_the_rate_history_names_who_set_a_rate_and_when_to_the_minute(
+    run: Callable[..., Result], a100: None
+) -> None:
+    assert _set_rate(run, "--reason", "launch price").exit_code == 0
+    table = run("rates", "list", "--flavour", "a100-80gb")
+    assert table.exit_code == 0, table.output
+    assert "Olga Ops" in table.output and "user:" not in table.output
+    assert re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d UTC", table.output), table.output
+    assert not re.search(r"\d\d:\d\d:\d\d\.\d", table.output), table.output
