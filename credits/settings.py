@@ -195,9 +195,9 @@ class Settings(BaseSettings):
     scheduler_backfill: bool = True
     # The most times a checkpointable job is moved (stopped with its grace, restarted).
     scheduler_max_moves: int = Field(default=2, ge=0, le=100)
-    # Runtime classes (credits/jobs/runtime_class_settings.py): bounds in hours, and the wait
-    # that moves a queued job up one class (0: never).
-    scheduler_class_bounds_hours: ClassBoundsHours = (1.0, 4.0, 24.0)
+    # Runtime classes (credits/jobs/runtime_class_settings.py): bounds in hours (none: one
+    # class), and the wait that moves a queued job up one class (0: never).
+    scheduler_class_bounds_hours: ClassBoundsHours = ()
     scheduler_class_aging_hours: float = Field(default=4.0, ge=0, le=24 * 3650)
     # Past GPU usage counts half as much after this many hours in the fair-share order.
     fairshare_half_life_hours: float = Field(default=168.0, gt=0, le=24 * 3650)

@@ -1,8 +1,8 @@
 """The runtime classes' settings, parsed (kept apart from :mod:`credits.settings`).
 
 ``CREDITS_SCHEDULER_CLASS_BOUNDS_HOURS`` is a comma-separated list of hours,
-increasing (``1,4,24``, the default: up to 1 h, up to 4 h, up to 24 h, longer;
-empty: one class for every job). :func:`bounds_from_hours` turns it into the
+increasing (``1,4,24``: up to 1 h, up to 4 h, up to 24 h, longer; empty, the
+default: one class for every job). :func:`bounds_from_hours` turns it into the
 ``Policy.class_bounds_s`` the scheduler takes.
 """
 

@@ -152,8 +152,8 @@ class Policy:
     # What the policy assumes one move costs (checkpoint grace plus restart), in seconds.
     restart_cost_s: float = 300.0
     # Runtime classes (credits.jobs.runtime_classes): the queue goes by declared max runtime
-    # class first (up to each bound, then longer), a job moving up a class per class_aging_s
-    # waited (0: never); fair share decides within a class.
+    # class first (up to each bound, then longer; no bounds, the default: one class), a job
+    # moving up a class per class_aging_s waited (0: never); fair share decides within a class.
     class_bounds_s: tuple[int, ...] = DEFAULT_CLASS_BOUNDS_S
     class_aging_s: float = DEFAULT_CLASS_AGING_S
 

@@ -15,11 +15,17 @@ from test_scheduler_properties import World, worlds
 from credits.jobs.fairshare import FairShare, job_rank, priority
 from credits.jobs.job_queue import SUBMISSION, JobQueue
 from credits.jobs.queue_order import FairShareOrder, FifoOrder, pass_order
-from credits.jobs.runtime_classes import base_class, effective_class, runtime_step
+from credits.jobs.runtime_classes import (
+    TIERED_CLASS_BOUNDS_S,
+    base_class,
+    effective_class,
+    runtime_step,
+)
 from credits.jobs.scheduler import Policy, ProjectShare, QueuedJob, RunningJob, plan
 
 NOW = 1_000_000.0
 HOUR = 3600
+TIERED = Policy(class_bounds_s=TIERED_CLASS_BOUNDS_S)
 FLAVOURS = ("a100", "h100")
 
 
@@ -62,11 +68,11 @@ def test_a_shorter_class_goes_first_whatever_the_fair_share() -> None:
     table = {1: ProjectShare(1, 1.0, 0.0), 2: ProjectShare(2, 1.0, 1e9)}
     long = job(1, project=1, runtime=24 * HOUR)
     short = job(2, project=2, runtime=HOUR)
-    assert order_of([long, short], Policy(), table) == [2, 1]
+    assert order_of([long, short], TIERED, table) == [2, 1]
 
 
 def test_waiting_promotes_a_job_one_class_per_aging_period() -> None:
-    policy = Policy(class_aging_s=4 * HOUR)
+    policy = replace(TIERED, class_aging_s=4 * HOUR)
     # Base class 3 (over 24 h); 8 h 10 min waited: two promotions, class 1.
     old_long = job(1, runtime=48 * HOUR, waited=8 * HOUR + 600)
     assert (
@@ -83,7 +89,7 @@ def test_waiting_promotes_a_job_one_class_per_aging_period() -> None:
 
 
 def test_a_long_job_is_never_starved_by_short_newcomers() -> None:
-    policy = Policy()
+    policy = TIERED
     long = job(1, runtime=72 * HOUR, waited=12 * HOUR + 1)  # three promotions: class 0
     newcomers = [job(10 + i, project=2, runtime=600, waited=i) for i in range(5)]
     assert order_of([*newcomers, long], policy)[0] == 1
@@ -96,15 +102,15 @@ def test_within_a_class_the_project_below_its_share_goes_first() -> None:
     assert order_of([heavy, light], Policy(running_charge_s=0), table) == [2, 1]
 
 
-def test_one_class_for_all_when_there_are_no_bounds() -> None:
+def test_one_class_for_all_when_there_are_no_bounds_as_by_default() -> None:
     table = {1: ProjectShare(1, 1.0, 0.0), 2: ProjectShare(2, 1.0, 1e9)}
     long = job(1, project=1, runtime=24 * HOUR)
     short = job(2, project=2, runtime=HOUR)
-    assert order_of([long, short], Policy(class_bounds_s=()), table) == [1, 2]
+    assert order_of([long, short], Policy(), table) == [1, 2]
 
 
 def test_a_job_declared_at_a_bound_is_in_the_class_below_it() -> None:
-    bounds = Policy().class_bounds_s
+    bounds = TIERED_CLASS_BOUNDS_S
     assert [
         base_class(s, bounds) for s in (60, HOUR, HOUR + 1, 4 * HOUR, 24 * HOUR, 25 * HOUR)
     ] == [
@@ -263,6 +269,7 @@ def reference_order(case: Case) -> list[tuple[str, int]]:
 
 PLAN_POLICIES = (
     Policy(),
+    TIERED,
     Policy(backfill_order="priority"),
     Policy(class_bounds_s=(600, 1800), class_aging_s=1200),
     Policy(ordering="fifo"),

@@ -11,13 +11,15 @@ from credits.settings import SettingsError, load_settings
 HOUR = 3600
 
 
-def test_the_default_classes_are_up_to_1_4_and_24_hours_with_4_hours_aging() -> None:
+def test_by_default_there_is_one_class_and_4_hours_aging() -> None:
     policy = policy_from_settings(load_settings())
-    assert policy.class_bounds_s == (HOUR, 4 * HOUR, 24 * HOUR)
+    assert policy.class_bounds_s == ()
     assert policy.class_aging_s == 4 * HOUR
 
 
 def test_class_bounds_and_aging_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CREDITS_SCHEDULER_CLASS_BOUNDS_HOURS", "1,4,24")
+    assert policy_from_settings(load_settings()).class_bounds_s == (HOUR, 4 * HOUR, 24 * HOUR)
     monkeypatch.setenv("CREDITS_SCHEDULER_CLASS_BOUNDS_HOURS", "0.5, 2,48")
     monkeypatch.setenv("CREDITS_SCHEDULER_CLASS_AGING_HOURS", "0")
     policy = policy_from_settings(load_settings())
@@ -25,7 +27,7 @@ def test_class_bounds_and_aging_come_from_the_environment(monkeypatch: pytest.Mo
     assert policy.class_aging_s == 0
 
 
-def test_no_bounds_put_every_job_in_one_class(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_empty_bounds_put_every_job_in_one_class(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CREDITS_SCHEDULER_CLASS_BOUNDS_HOURS", "")
     assert policy_from_settings(load_settings()).class_bounds_s == ()
 
