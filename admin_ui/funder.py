@@ -30,6 +30,7 @@ from admin_ui.grants_forms import (
 )
 from admin_ui.transparency_pages import proof_url
 from admin_ui.web import login_required, render, require_role, transaction
+from credits import formatting as fmt
 from credits.api.auth import credits_extension
 from credits.db import utcnow
 from credits.errors import CreditsError, NotFound
@@ -256,7 +257,7 @@ def fund(program_id: int) -> ResponseReturnValue:
     if done.replayed:
         flash("That funding was already recorded; nothing moved twice.")
     else:
-        flash(f"Added {form['amount']} {form['currency']} credits to the program's budget.")
+        flash(f"Added {fmt.money(amount, form['currency'])} to the program's budget.")
     return redirect(url_for("ui_funder.program", program_id=program_id))
 
 

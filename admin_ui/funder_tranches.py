@@ -15,7 +15,8 @@ from sqlalchemy.orm import Session
 
 from admin_ui.funder import _funder, _proposal_page
 from admin_ui.grants_forms import new_key
-from admin_ui.web import format_credits, login_required, transaction
+from admin_ui.web import login_required, transaction
+from credits import formatting as fmt
 from credits.errors import CreditsError, NotFound
 from credits.grants import allocations
 from credits.grants.models import Award
@@ -65,8 +66,5 @@ def release(tranche_id: int) -> ResponseReturnValue:
             release_errors={tranche_id: f"{error} Nothing was released."},
             release_values={tranche_id: report},
         )
-    flash(
-        f"Released {format_credits(released.amount_micro)} credits"
-        f" to allocation #{released.allocation_id}."
-    )
+    flash(f"Released {fmt.money(released.amount_micro)} to allocation #{released.allocation_id}.")
     return redirect(url_for("ui_funder.proposal", proposal_id=proposal_id))

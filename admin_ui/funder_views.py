@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from admin_ui.charts import render_svg
 from admin_ui.confirm import confirmation
 from admin_ui.grants_forms import new_key
+from credits import formatting as fmt
 from credits.db import utcnow
 from credits.grants import reviews
 from credits.grants.models import ProposalStatus, TrancheStatus
@@ -145,14 +146,10 @@ def chart(lines: list[GroupLine], title: str) -> Markup | None:
 
 def confirm_award(would: AwardOut, title: str) -> ResponseReturnValue:
     """The award's confirmation page, restating what the rehearsal would create."""
-    amounts = ", ".join(
-        f"{format_credits(micro, grouping=True)} {currency.value} credits"
-        for currency, micro in would.amounts.items()
-    )
+    amounts = ", ".join(fmt.money(micro, currency) for currency, micro in would.amounts.items())
     pending = sum(tranche.amount_micro for tranche in would.tranches if tranche.released_at is None)
     later = (
-        f" {format_credits(pending, grouping=True)} credits of it wait in tranches released"
-        " with progress reports."
+        f" {fmt.money(pending)} of it wait in tranches released with progress reports."
         if pending
         else ""
     )

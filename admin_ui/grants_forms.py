@@ -10,7 +10,7 @@ from __future__ import annotations
 import secrets
 from datetime import UTC, date, datetime, timedelta
 
-from admin_ui.web import format_credits
+from credits import formatting as fmt
 from credits.errors import CreditsError
 from credits.ledger.errors import InsufficientCredits
 from credits.money import InvalidCreditsAmount, parse_credits
@@ -85,8 +85,8 @@ def _message(error: CreditsError) -> str:
         currency = error.extra.get("currency", "")
         if isinstance(remaining, int) and isinstance(requested, int):
             return (
-                f"only {format_credits(remaining)} {currency} credits are left to award;"
-                f" this award needs {format_credits(requested)}"
+                f"only {fmt.money(remaining, currency)} are left to award;"
+                f" this award needs {fmt.money(requested, currency)}"
             )
     return str(error)
 

@@ -33,12 +33,12 @@ from admin_ui.labelling_form import (
 from admin_ui.labelling_view import ACTIONS, order_page_context
 from admin_ui.web import (
     actor,
-    format_credits,
     login_required,
     render,
     require_role,
     transaction,
 )
+from credits import formatting as fmt
 from credits.api.datasets import blob_store
 from credits.errors import CreditsError, InvalidInput, NotFound
 from credits.grants.queries import MAX_PAGE
@@ -233,8 +233,8 @@ def _short_message(short: InsufficientCredits) -> str:
     available = short.extra.get("available")
     if isinstance(required, int) and isinstance(available, int):
         return (
-            f"Not enough labelling credits: the order needs {format_credits(required)}"
-            f" and the project has {format_credits(available)} available. Nothing was held."
+            f"Not enough labelling credits: the order needs {fmt.money(required, 'label')}"
+            f" and the project has {fmt.money(available, 'label')} available. Nothing was held."
         )
     return f"{short} Nothing was held."
 

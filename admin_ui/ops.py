@@ -35,7 +35,7 @@ from credits.jobs.schemas import PoolStatus
 from credits.ledger import service as ledger
 from credits.ledger.models import AccountKind
 from credits.ledger.queries import list_accounts
-from credits.money import InvalidCreditsAmount, format_credits, parse_credits
+from credits.money import InvalidCreditsAmount, parse_credits
 from credits.pool import service as pool
 from credits.pool.models import DEFAULT_CHECKPOINT_GRACE_CAP_S
 
@@ -250,12 +250,12 @@ def adjust() -> ResponseReturnValue:
             errors[_field_of(error) or "form"] = str(error)
     if errors:
         return _adjustments_page(400, form=form, errors=errors)
-    flash(f"Account {account_id} adjusted by {_signed(amount)} credits.")
+    flash(f"Account {account_id} adjusted by {_signed(amount)}.")
     return redirect(url_for("ui_ops.adjustments"))
 
 
 def _signed(micro: int) -> str:
-    return ("" if micro < 0 else "+") + format_credits(micro, grouping=True)
+    return ("" if micro < 0 else "+") + fmt.money(micro)
 
 
 def _labels_in(documents: list[tuple[Any, dict[str, Any]]]) -> list[str]:

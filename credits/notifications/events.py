@@ -20,6 +20,7 @@ from typing import Concatenate, ParamSpec
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from credits import formatting as fmt
 from credits.grants.models import (
     MemberRole,
     Program,
@@ -37,7 +38,6 @@ from credits.ledger.models import (
     Transfer,
     TransferKind,
 )
-from credits.money import format_credits
 from credits.notifications.errors import NotificationSubjectNotFound
 from credits.notifications.models import NotificationKind
 from credits.notifications.service import enqueue_notification
@@ -252,8 +252,8 @@ def _enqueue_digest(session: Session, user_id: int, items: list[_Expiring], now:
     user = session.get(User, user_id)
     assert user is not None  # noqa: S101 - a member is a user
     lines = [
-        f"- {item.project_title}: {item.code}, {format_credits(item.remaining)} {item.currency} "
-        f"credits left, expires {item.expires_at:%Y-%m-%d %H:%M} UTC "
+        f"- {item.project_title}: {item.code}, {fmt.money(item.remaining, item.currency)} "
+        f"left, expires {item.expires_at:%Y-%m-%d %H:%M} UTC "
         f"(in {item.days_left} day{'s' if item.days_left != 1 else ''})"
         for item in items
     ]
@@ -334,8 +334,8 @@ def _enqueue_low_balance(
         subject=f"Allocation {account.code} is under {LOW_BALANCE_PERCENT}% of its credits",
         body=(
             f"Hello {user.name},\n\nAllocation {account.code} has "
-            f"{format_credits(available)} of {format_credits(granted)} {account.currency} "
-            "credits available.\nNew jobs that need more will be refused; "
+            f"{fmt.credits_number(available)} of {fmt.money(granted, account.currency)} "
+            "available.\nNew jobs that need more will be refused; "
             "a supplement proposal can add credits.\n"
         ),
         dedupe_key=f"low-balance:{account.id}:{user.id}:{now.date().isoformat()}",

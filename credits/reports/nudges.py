@@ -15,12 +15,12 @@ from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from credits import formatting as fmt
 from credits.grants.models import MemberRole, Project, ProjectMember
 from credits.identity.models import User
 from credits.jobs.models import Job, JobState
 from credits.ledger.models import Account, AccountKind, AccountStatus
 from credits.metering.models import JobTelemetryRow
-from credits.money import format_credits
 from credits.notifications.events import queue_low_balance_notices
 from credits.notifications.service import enqueue_notification
 from credits.reports.burndown import RATE_WINDOW
@@ -115,8 +115,8 @@ def queue_underused_allocations(session: Session, *, now: dt.datetime) -> int:
                 body=(
                     f"Hello {person.name},\n\nAllocation {account.code} ends "
                     f"{account.expires_at:%Y-%m-%d %H:%M} UTC. At the last 7 days' rate, "
-                    f"{format_credits(unused)} of its {format_credits(granted)} {account.currency} "
-                    "credits will expire unused.\nRun the work you planned, or tell the "
+                    f"{fmt.credits_number(unused)} of its {fmt.money(granted, account.currency)}"
+                    " will expire unused.\nRun the work you planned, or tell the "
                     "program's funder so they can be given to someone else.\n"
                 ),
                 dedupe_key=f"underused:{account.id}:{person.id}",

@@ -41,7 +41,7 @@ def test_a_funder_creates_funds_and_opens_a_program(page: Page, live_app: LiveAp
     page.get_by_label("Amount (credits)").fill("250.5")
     page.get_by_label("Reason").fill("FY27 budget line")
     page.get_by_role("button", name="Add funds").click()
-    expect(page.get_by_role("status")).to_contain_text("Added 250.5 gpu credits")
+    expect(page.get_by_role("status")).to_contain_text("Added 250.50 GPU credits")
     expect(page.get_by_test_id("budget")).to_contain_text("250.5")
     page.get_by_role("button", name="Open for proposals").click()
     expect(page.get_by_role("heading", level=1)).to_contain_text("open")
@@ -68,14 +68,14 @@ def test_a_funder_assigns_a_reviewer_and_awards_within_the_budget(
     page.get_by_label("Award (gpu credits)").fill("500")
     page.get_by_label("Override reason (only to decide").fill("urgent call")
     page.get_by_role("button", name="Award").click()
-    expect(page.locator("#e-amount_gpu")).to_contain_text("only 100 gpu credits are left")
+    expect(page.locator("#e-amount_gpu")).to_contain_text("only 100 GPU credits are left")
     assert proposal_status(live_app, proposal_id) == "in_review"
     assert budget(live_app, program_id).awarded == 0
     screenshot(page, "funder-proposal-error")
     page.get_by_label("Award (gpu credits)").fill("60")
     page.get_by_role("button", name="Award").click()
     # It asks first, restating the award; only Award on that page awards.
-    expect(page.get_by_test_id("confirm-effect")).to_contain_text("award 60 gpu credits")
+    expect(page.get_by_test_id("confirm-effect")).to_contain_text("award 60 GPU credits")
     assert proposal_status(live_app, proposal_id) == "in_review"
     screenshot(page, "funder-award-confirm")
     page.get_by_role("button", name="Award").click()

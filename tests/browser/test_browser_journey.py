@@ -120,7 +120,7 @@ def test_the_whole_journey_from_a_program_to_its_usage(
         funder.get_by_label("Amount (credits)").fill("100")
         funder.get_by_label("Reason").fill("FY27 budget line")
         funder.get_by_role("button", name="Add funds").click()
-        expect(funder.get_by_role("status")).to_contain_text("Added 100 gpu credits")
+        expect(funder.get_by_role("status")).to_contain_text("Added 100 GPU credits")
         funder.get_by_role("button", name="Open for proposals").click()
         expect(funder.get_by_role("heading", level=1)).to_have_text(f"{PROGRAM} open")
         expect(funder.get_by_test_id("budget").locator("tbody tr").first).to_have_text(

@@ -63,7 +63,7 @@ def test_one_digest_per_person_per_day_lists_every_allocation_at_a_horizon(
     [ada_digest] = digests["ada@uni.example"]
     for listed in (in_7, in_30, in_1):
         assert listed.code in ada_digest
-    assert "2.5 gpu credits left" in ada_digest
+    assert "2.50 GPU credits left" in ada_digest
     assert "(in 1 day)" in ada_digest
     for unlisted in (in_10, empty):
         assert unlisted.code not in ada_digest
@@ -142,7 +142,7 @@ def test_low_balance_notices_go_to_the_pi_and_managers_once_a_day(any_session: S
     notices = _by_recipient(any_session, NotificationKind.LOW_BALANCE)
     assert sorted(notices) == ["ada@uni.example", "bob@uni.example"]
     [body] = notices["ada@uni.example"]
-    assert f"Allocation {low.code} has 0.5 of 10 gpu credits available" in body
+    assert f"Allocation {low.code} has 0.50 of 10 GPU credits available" in body
     assert queue_low_balance_notices(any_session, now=now + timedelta(days=1)) == 2
 
 

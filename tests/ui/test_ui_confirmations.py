@@ -191,7 +191,7 @@ def test_awarding_asks_first_and_the_confirmation_awards_once(app: Flask, sessio
         _client(app, world, FUNDER_P),
         f"/funder/proposals/{proposal}/award",
         form,
-        effect=f"award 1.5 gpu credits to proposal {proposal},",
+        effect=f"award 1.50 GPU credits to proposal {proposal},",
         button="Award",
     )
     assert _status(session, Proposal, proposal) == "in_review"

@@ -257,7 +257,10 @@ def test_placing_with_too_few_credits_shows_required_and_available(
     response = client.post(f"/labelling/orders/{order_id}/place", data={"csrf_token": CSRF})
     assert response.status_code == 402
     html = response.get_data(as_text=True)
-    assert "the order needs 6 and the project has 4 available" in html
+    assert (
+        "the order needs 6 labelling credits and the project has 4 labelling credits available"
+        in html
+    )
     assert get_order(session, world.pi, order_id=order_id).status == "quoted"
     assert world.available(session) == 4 * CREDIT
 
