@@ -223,3 +223,10 @@ def test_an_exhaustion_past_the_allocations_end_is_not_shown_as_a_date(app: Flas
     near = (utcnow() + timedelta(days=30)).date()
     assert html.unescape(far) == "not within the allocation's period"
     assert template.render(when=near, lines=lines, currency=Currency.GPU) == near.isoformat()
+
+
+def test_states_read_as_words_and_runtimes_as_durations(app: Flask) -> None:
+    badge = app.jinja_env.globals["badge"]
+    assert str(badge("in_review")) == '<span class="badge badge-in_review">in review</span>'
+    render = app.jinja_env.from_string("{{ s|duration }} · {{ m|minutes }} · {{ g|gpus }}").render
+    assert render(s=9_000, m=10_080, g=500) == "2 h 30 min · 7 days · 500 GPUs"
