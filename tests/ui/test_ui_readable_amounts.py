@@ -230,3 +230,17 @@ def test_states_read_as_words_and_runtimes_as_durations(app: Flask) -> None:
     assert str(badge("in_review")) == '<span class="badge badge-in_review">in review</span>'
     render = app.jinja_env.from_string("{{ s|duration }} · {{ m|minutes }} · {{ g|gpus }}").render
     assert render(s=9_000, m=10_080, g=500) == "2 h 30 min · 7 days · 500 GPUs"
+
+
+def test_the_audit_log_finds_a_person_by_name_or_email_and_names_them(
+    app: Flask, session: Session
+) -> None:
+    ops = _client(app, session, "ops")
+    by_name = ops.get("/ops/audit?actor=olu ops").get_data(as_text=True)
+    by_email = ops.get(f"/ops/audit?actor=demo-ops@{DOMAIN}").get_data(as_text=True)
+    nobody = ops.get("/ops/audit?actor=Nobody Atall").get_data(as_text=True)
+    for page in (by_name, by_email):
+        assert "ledger.adjust" in page
+        assert f"Olu Ops &lt;demo-ops@{DOMAIN}&gt;" in page
+        assert "Frances Funder" not in page
+    assert "No events match these filters." in nobody
