@@ -124,7 +124,7 @@ def test_the_whole_journey_from_a_program_to_its_usage(
         funder.get_by_role("button", name="Open for proposals").click()
         expect(funder.get_by_role("heading", level=1)).to_have_text(f"{PROGRAM} open")
         expect(funder.get_by_test_id("budget").locator("tbody tr").first).to_have_text(
-            re.compile(r"gpu\s*100\s*0\s*0\s*100")
+            re.compile(r"GPU\s*100\s*0\s*0\s*100")
         )
         program_url = funder.url
         screenshot(funder, "journey-1-funder-program-open")
@@ -181,7 +181,7 @@ def test_the_whole_journey_from_a_program_to_its_usage(
         funder.goto(proposal_url)
         expect(funder.get_by_test_id("review-count")).to_have_text("1 of 1")
         expect(funder.get_by_test_id("reviewers")).to_contain_text("scored")
-        expect(funder.get_by_text("Left to award:")).to_contain_text("100 gpu")
+        expect(funder.get_by_text("Left to award:")).to_contain_text("100 GPU credits")
         expect(funder.get_by_label("Award (gpu credits)")).to_have_value("40")
         expect(funder.get_by_label("Starts on")).to_have_value(today.isoformat())
         funder.get_by_role("button", name="Award").click()
@@ -193,7 +193,7 @@ def test_the_whole_journey_from_a_program_to_its_usage(
         screenshot(funder, "journey-6-funder-awards")
         funder.goto(program_url)
         expect(funder.get_by_test_id("budget").locator("tbody tr").first).to_have_text(
-            re.compile(r"gpu\s*100\s*40\s*0\s*60")
+            re.compile(r"GPU\s*100\s*40\s*0\s*60")
         )
 
         # The researcher sees the allocation and the balance on the dashboard.
@@ -218,7 +218,7 @@ def test_the_whole_journey_from_a_program_to_its_usage(
         researcher.get_by_role("button", name="Preview cost").click()
         # 1 GPU x 1 minute x 36 credits per GPU-hour.
         expect(researcher.get_by_test_id("hold-preview")).to_contain_text(
-            "0.6 credits will be held"
+            "0.60 credits will be held"
         )
         expect(researcher.get_by_test_id("hold-preview")).to_contain_text("has 40 GPU credits")
         screenshot(researcher, "journey-8-researcher-job-preview")
@@ -226,7 +226,7 @@ def test_the_whole_journey_from_a_program_to_its_usage(
         expect(researcher).to_have_url(re.compile(r"/jobs/\d+$"))
         job_id = int(researcher.url.rsplit("/", 1)[1])
         expect(researcher.get_by_test_id("job-state")).to_have_text("queued")
-        expect(researcher.get_by_test_id("job-held")).to_have_text("0.6")
+        expect(researcher.get_by_test_id("job-held")).to_have_text("0.60")
         screenshot(researcher, "journey-9-researcher-job-queued")
 
         # The job runs on the simulated executor; the page follows it to the end.
@@ -254,7 +254,7 @@ def test_the_whole_journey_from_a_program_to_its_usage(
         expect(funder.get_by_role("heading", level=1)).to_have_text(f"{PROGRAM}: dashboard")
         project = _cells(funder, "by-project", PROJECT)
         # Project, institution, currency, awarded, held, used, expired, available, ...
-        assert project[:8] == [PROJECT, "Uni of Ice", "gpu", "40", "0", "0.02", "0", "39.98"]
+        assert project[:8] == [PROJECT, "Uni of Ice", "GPU", "40", "0", "0.02", "0", "39.98"]
         totals = _cells(funder, "balances", "gpu")
         assert totals[1:6] == ["40", "0", "0.02", "0", "39.98"], totals
         expect(funder.locator("figure.chart svg")).to_be_visible()

@@ -74,8 +74,8 @@ def test_a_job_goes_from_the_form_to_succeeded_and_the_balance_drops(
     page.get_by_label("Max runtime (minutes)").fill("1")
     page.get_by_label("Labels (optional").fill("credits.dev/simulated-duration-s=1")
     page.get_by_role("button", name="Preview cost").click()
-    # 1 GPU x 60 s x 2.5 credits per GPU-hour, rounded up to the micro-credit.
-    expect(page.get_by_test_id("hold-preview")).to_contain_text("0.041667 credits")
+    # 1 GPU x 60 s x 2.5 credits per GPU-hour (0.041667 held), shown to a hundredth.
+    expect(page.get_by_test_id("hold-preview")).to_contain_text("0.04 credits")
     screenshot(page, "researcher-job-form")
     jobs_before = _count(live_app, Job)
     page.get_by_role("button", name="Submit job").click()
@@ -83,7 +83,7 @@ def test_a_job_goes_from_the_form_to_succeeded_and_the_balance_drops(
     job_id = int(page.url.rsplit("/", 1)[1])
     assert _count(live_app, Job) == jobs_before + 1
     expect(page.get_by_test_id("job-state")).to_have_text("queued")
-    expect(page.get_by_test_id("job-held")).to_have_text("0.041667")
+    expect(page.get_by_test_id("job-held")).to_have_text("0.04")
 
     _run_until(live_app, job_id, JobState.RUNNING)
     expect(page.get_by_test_id("job-state")).to_have_text("running")
