@@ -49,6 +49,8 @@ from credits.jobs.log_download import LogUnavailable, check_log_access, open_log
 from credits.jobs.models import FINAL_STATES, JobState
 from credits.jobs.queries import get_job_detail, list_jobs_for_actor, load_job_for_actor
 from credits.jobs.schemas import JobOut, JobQuery
+from credits.ledger.availability import project_availability
+from credits.ledger.models import Currency
 from credits.metering.energy import MJ_PER_KWH
 from credits.metering.models import JobTelemetryRow
 from credits.pool.service import list_flavours
@@ -79,8 +81,10 @@ def _form_page(
 ) -> ResponseReturnValue:
     with transaction() as db:
         choices = flavour_choices(db, utcnow())
+        later = project_availability(db, project.id).get(Currency.GPU)
     page = render(
         "jobs/new.html",
+        gpu_later=later,
         project=project,
         values=form.values,
         errors=form.errors,

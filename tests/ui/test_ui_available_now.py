@@ -101,4 +101,6 @@ def test_an_award_starting_in_8_days_is_not_available_now_anywhere(
             "max_runtime_minutes": "60",
         },
     )
-    assert "The project has 1,000 GPU credits available." in _text(preview.get_data(as_text=True))
+    previewed = _text(preview.get_data(as_text=True))
+    assert "The project has 1,000 GPU credits available now." in previewed
+    assert f"Not available now: 500 start on {starts.isoformat()}." in previewed
