@@ -67,6 +67,7 @@ def init_app(app: Flask) -> None:
         minutes=fmt.minutes,
         status=fmt.status,
         gpus=fmt.gpus,
+        plural=fmt.plural,
         currency_name=fmt.currency_name,
         exhaustion=fmt.exhaustion,
         latest_end=fmt.latest_end,
