@@ -60,19 +60,28 @@ class Pool:
         "long_max",
         "names",
         "node_end",
+        "pack",
+        "pinned",
         "reservation",
+        "sides",
         "spare",
         "total_free",
         "vacated",
         "whole_nodes",
     )
 
-    def __init__(self, nodes: list[Node], *, end_fit: bool = True) -> None:
+    def __init__(self, nodes: list[Node], *, end_fit: bool = True, pack: bool = True) -> None:
         self.names = [node.name for node in nodes]
         self.capacity = {node.name: node.gpus for node in nodes}
         self.gpn = max(self.capacity.values())
         self.whole_nodes = sum(1 for gpus in self.capacity.values() if gpus == self.gpn)
         self.end_fit = end_fit
+        # Keep jobs that can move apart from those that cannot (see best_node).
+        self.pack = pack
+        # GPUs on each node held by jobs the scheduler may not move.
+        self.pinned: dict[str, int] = {}
+        # The buckets split by whether a node holds a job that may not move (1) or not (0).
+        self.sides: tuple[list[list[tuple[float, str]]], ...] = ([], [])
         self.free: dict[str, int] = {}
         self.node_end: dict[str, float] = {}
         self.buckets: list[list[tuple[float, str]]] = []
@@ -88,7 +97,11 @@ class Pool:
         self.long_count: list[int] = []
 
     def index(
-        self, free: Mapping[str, int], node_end: Mapping[str, float], vacated: set[str]
+        self,
+        free: Mapping[str, int],
+        node_end: Mapping[str, float],
+        vacated: set[str],
+        pinned: Mapping[str, int],
     ) -> None:
         """Takes each node's free GPUs (after the running jobs) and buckets them.
 
@@ -96,18 +109,21 @@ class Pool:
         so the GPUs the move frees are not taken by someone else meanwhile.
         """
         self.buckets = [[] for _ in range(self.gpn + 1)]
+        self.sides = ([[] for _ in range(self.gpn + 1)], [[] for _ in range(self.gpn + 1)])
         self.vacated = vacated
         for name in self.names:
             # An over-committed node (bad input) counts as full, never negative.
             gpus = min(max(free[name], 0), self.capacity[name])
             self.free[name] = gpus
             self.node_end[name] = node_end.get(name, _NO_END) if self.end_fit else 0.0
+            self.pinned[name] = pinned.get(name, 0)
             if name in vacated:
                 self.frozen.add(name)
                 continue
             self.buckets[gpus].append((self.node_end[name], name))
+            self._side(name)[gpus].append((self.node_end[name], name))
             self.total_free += gpus
-        for bucket in self.buckets:
+        for bucket in (*self.buckets, *self.sides[0], *self.sides[1]):
             bucket.sort()
 
     def fits_ever(self, gpus: int) -> bool:
@@ -123,15 +139,16 @@ class Pool:
         if guard and min(job.gpus, self.gpn) > self.long_max:
             return None
         spare = self.spare if guard else None
+        movable = job.checkpointable and job.gpus <= self.gpn
         if job.gpus <= self.gpn:
-            node = self.best_node(job.gpus, end, spare)
+            node = self.best_node(job.gpus, end, spare, movable=movable)
             placement: tuple[NodeSlice, ...] = () if node is None else (NodeSlice(node, job.gpus),)
         else:
             placement = self._whole_nodes(job.gpus // self.gpn, spare)
         if not placement:
             return None
         for part in placement:
-            self.take(part.node, part.gpus, end)
+            self.take(part.node, part.gpus, end, movable=movable)
         return placement
 
     def reserve(self, job: QueuedJob, now: float) -> Reservation | None:
@@ -186,19 +203,32 @@ class Pool:
             self._recount(self._long(node), None)
         self.frozen.add(node)
         self.buckets[self.free[node]].remove((self.node_end[node], node))
+        self._side(node)[self.free[node]].remove((self.node_end[node], node))
         self.total_free -= self.free[node]
 
-    def best_node(self, gpus: int, end: float, spare: Mapping[str, int] | None) -> str | None:
-        """Best fit: the fullest node that has room; among those, end-time fit, then name."""
+    def best_node(
+        self, gpus: int, end: float, spare: Mapping[str, int] | None, *, movable: bool = False
+    ) -> str | None:
+        """Best fit: the fullest node that has room; among those, end-time fit, then name.
+
+        With ``pack``, among nodes equally full a job that may move goes first to a
+        node where every job may move, and one that may not to a node that already
+        holds such a job: nodes of movable jobs stay nodes that moves can empty.
+        """
         probe = (end if self.end_fit else _NO_END, "")
+        sides = (self.sides[not movable], self.sides[movable]) if self.pack else (self.buckets,)
         for free in range(gpus, self.gpn + 1):
-            bucket = self.buckets[free]
-            if not bucket:
-                continue
-            for name in nearest_after(bucket, probe):
-                if spare is None or spare[name] >= gpus:
-                    return name
+            for buckets in sides:
+                bucket = buckets[free]
+                if not bucket:
+                    continue
+                for name in nearest_after(bucket, probe):
+                    if spare is None or spare[name] >= gpus:
+                        return name
         return None
+
+    def _side(self, node: str) -> list[list[tuple[float, str]]]:
+        return self.sides[self.pinned[node] > 0]
 
     def _whole_nodes(self, count: int, spare: Mapping[str, int] | None) -> tuple[NodeSlice, ...]:
         whole = self.buckets[self.gpn]
@@ -209,15 +239,20 @@ class Pool:
             return ()
         return tuple(NodeSlice(name, self.gpn) for name in names[:count])
 
-    def take(self, node: str, gpus: int, end: float) -> None:
+    def take(self, node: str, gpus: int, end: float, *, movable: bool = True) -> None:
         """Gives ``gpus`` of ``node`` to a job expected to end at ``end``."""
         before = self.free[node]
         key = (self.node_end[node], node)
         bucket = self.buckets[before]
         del bucket[bisect_left(bucket, key)]
+        side = self._side(node)[before]
+        del side[bisect_left(side, key)]
         if self.end_fit and end > key[0]:
             self.node_end[node] = end
+        if not movable:
+            self.pinned[node] += gpus
         insort(self.buckets[before - gpus], (self.node_end[node], node))
+        insort(self._side(node)[before - gpus], (self.node_end[node], node))
         self.free[node] = before - gpus
         self.total_free -= gpus
         if self.reservation is None:
@@ -299,15 +334,20 @@ def earliest_fit(
     return None
 
 
-def build_pools(nodes: Sequence[Node], *, end_fit: bool = True) -> dict[str, Pool]:
+def build_pools(
+    nodes: Sequence[Node], *, end_fit: bool = True, pack: bool = True
+) -> dict[str, Pool]:
     by_flavour: dict[str, list[Node]] = {}
     for node in nodes:
         by_flavour.setdefault(node.flavour, []).append(node)
-    return {flavour: Pool(members, end_fit=end_fit) for flavour, members in by_flavour.items()}
+    return {
+        flavour: Pool(members, end_fit=end_fit, pack=pack)
+        for flavour, members in by_flavour.items()
+    }
 
 
 def hold_running(
-    running: Sequence[RunningJob], pools: Mapping[str, Pool], now: float
+    running: Sequence[RunningJob], pools: Mapping[str, Pool], now: float, max_moves: int = 2
 ) -> dict[int, int]:
     """Takes running jobs' GPUs off their nodes; returns GPUs held per project.
 
@@ -318,15 +358,20 @@ def hold_running(
     free = {name: gpus for pool in pools.values() for name, gpus in pool.capacity.items()}
     node_end: dict[str, float] = {}
     vacated: set[str] = set()
+    pinned: dict[str, int] = {}
     held: dict[int, int] = {}
     for job in running:
         end = max(job.started_at + job.max_runtime_s, now)
+        # Whether a move could ever take it off its node (see credits.jobs.defrag.movable).
+        stays = not job.checkpointable or len(job.placement) != 1 or job.moves >= max_moves
         total = 0
         for part in job.placement:
             total += part.gpus
             pool = pool_of.get(part.node)
             if pool is not None:
                 free[part.node] -= part.gpus
+                if stays:
+                    pinned[part.node] = pinned.get(part.node, 0) + part.gpus
                 pool.ends.append((end, part.node, part.gpus))
                 if end > node_end.get(part.node, _NO_END):
                     node_end[part.node] = end
@@ -339,5 +384,5 @@ def hold_running(
                 vacated.add(part.node)
         held[job.project_id] = held.get(job.project_id, 0) + total
     for pool in pools.values():
-        pool.index(free, node_end, vacated)
+        pool.index(free, node_end, vacated, pinned)
     return held

@@ -149,6 +149,9 @@ class Policy:
     # Move checkpointable jobs into holes when fragmentation alone blocks a whole-node job.
     defragment: bool = True
     max_moves: int = 2
+    # Among nodes equally good by free GPUs, put jobs that may move with jobs that may,
+    # and the others with the others, so that moves can empty whole nodes.
+    pack_by_movability: bool = True
     # What the policy assumes one move costs (checkpoint grace plus restart), in seconds.
     restart_cost_s: float = 300.0
     # Runtime classes (credits.jobs.runtime_classes): the queue goes by declared max runtime
@@ -185,8 +188,8 @@ def plan(  # noqa: PLR0917 - positional by contract: callers pass the state in t
     ``queued`` may be a :class:`JobQueue` kept between passes, which saves sorting
     it; the plan is the same.
     """
-    pools = build_pools(nodes, end_fit=policy.end_time_fit)
-    held = hold_running(running, pools, now)
+    pools = build_pools(nodes, end_fit=policy.end_time_fit, pack=policy.pack_by_movability)
+    held = hold_running(running, pools, now, policy.max_moves)
     order = pass_order(
         queued,
         fits=lambda flavour, gpus: flavour in pools and pools[flavour].fits_ever(gpus),

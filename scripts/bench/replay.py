@@ -70,7 +70,7 @@ Policies: ``--policy`` (ordering) and ``--backfill`` as in round 1, and
 ``--variant`` for round 2's switches (``all`` runs every one but ``default``
 and prints a Markdown table at the end): ``round1`` (no end-time fit, no
 defragmentation, one runtime class), ``endfit`` (+ end-time-aware best fit),
-``defrag`` (+ moves), ``classes`` (+ runtime classes with aging, at
+``defrag`` (+ moves, and packing jobs by whether they may move), ``classes`` (+ runtime classes with aging, at
 the tiered bounds 1 h, 4 h, 24 h), and ``default`` (``Policy()``'s own defaults).
 
     .venv/bin/python scripts/bench/replay.py
@@ -127,8 +127,18 @@ MAX_PASSES_PER_SECOND = 16
 # Round 2's policy switches on top of --policy/--backfill; "default" takes Policy()'s.
 # No class bounds put every job in one runtime class: fair share alone.
 VARIANTS: dict[str, dict[str, Any]] = {
-    "round1": {"end_time_fit": False, "defragment": False, "class_bounds_s": ()},
-    "endfit": {"end_time_fit": True, "defragment": False, "class_bounds_s": ()},
+    "round1": {
+        "end_time_fit": False,
+        "defragment": False,
+        "pack_by_movability": False,
+        "class_bounds_s": (),
+    },
+    "endfit": {
+        "end_time_fit": True,
+        "defragment": False,
+        "pack_by_movability": False,
+        "class_bounds_s": (),
+    },
     "defrag": {"end_time_fit": True, "defragment": True, "class_bounds_s": ()},
     "classes": {"end_time_fit": True, "defragment": True, "class_bounds_s": TIERED_CLASS_BOUNDS_S},
     "default": {},
