@@ -64,14 +64,24 @@ def credits_number(micro: int | None) -> str:
     return text[:-3] if text.endswith(".00") else text
 
 
-def money(micro: int | None, currency: object = None) -> str:
-    """1_234_500_000, 'gpu' → '1,234.50 GPU credits'; 1_000_000 → '1 credit'."""
+def money(micro: int | None, currency: object = None, *, exact: bool = False) -> str:
+    """1_234_500_000, 'gpu' → '1,234.50 GPU credits'; 1_000_000 → '1 credit'.
+
+    ``exact`` (the CLI, which ops read back into commands) keeps every decimal:
+    1_500_001 → '1.500001 credits'."""
     if micro is None:
         return NOTHING
-    number = credits_number(micro)
+    number = exact_number(micro) if exact else credits_number(micro)
     unit = "credit" if abs(micro) == MICRO_PER_CREDIT else "credits"
     name = currency_name(currency)
     return f"{number} {name} {unit}" if name else f"{number} {unit}"
+
+
+def exact_number(micro: int) -> str:
+    """1_000_250_000 → '1,000.25'; 1_500_001 → '1.500001': every micro-credit kept."""
+    whole, fraction = divmod(abs(micro), MICRO_PER_CREDIT)
+    text = f"{'-' if micro < 0 else ''}{whole:,}"
+    return text + (f".{fraction:06d}".rstrip("0") if fraction else "")
 
 
 def csv_credits(micro: int) -> Decimal:

@@ -163,3 +163,10 @@ def test_the_period_ends_with_the_latest_allocation_of_the_currency() -> None:
     ]
     assert fmt.latest_end(lines, Currency.GPU) == june
     assert fmt.latest_end([], "gpu") is None
+
+
+def test_exact_money_keeps_every_micro_credit_for_the_command_line() -> None:
+    assert fmt.money(1_500_001, exact=True) == "1.500001 credits"
+    assert fmt.money(MICRO, "gpu", exact=True) == "1 GPU credit"
+    assert fmt.money(1_000_250_000, exact=True) == "1,000.25 credits"
+    assert fmt.money(-2_500_000, exact=True) == "-2.5 credits"

@@ -277,7 +277,7 @@ def fund_program(
         )
     note = " (replayed)" if funding.replayed else ""
     click.echo(
-        f"transfer {funding.transfer.id}: {format_credits(micro)} {currency} credits into "
+        f"transfer {funding.transfer.id}: {fmt.money(micro, currency, exact=True)} into "
         f"program {program_id}; remaining {format_credits(funding.budget.remaining)}{note}"
     )
 

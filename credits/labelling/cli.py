@@ -331,11 +331,11 @@ def _order_lines(order: OrderOut) -> list[tuple[str, str]]:
         ("price", _price_text(sheet) + ("" if sheet is None else f" (sheet {sheet.id})")),
         ("units quoted", format_credits(order.quoted_units_micro)),
         ("units delivered", format_credits(order.delivered_units_micro)),
-        ("quoted", f"{format_credits(order.quoted_micro)} credits"),
-        ("captured", f"{format_credits(order.captured_micro)} credits"),
-        ("frozen", f"{format_credits(order.frozen_micro)} credits"),
-        ("overage", f"{format_credits(order.overage_micro)} credits"),
-        ("refunded", f"{format_credits(order.refunded_micro)} credits"),
+        ("quoted", f"{fmt.money(order.quoted_micro, exact=True)}"),
+        ("captured", f"{fmt.money(order.captured_micro, exact=True)}"),
+        ("frozen", f"{fmt.money(order.frozen_micro, exact=True)}"),
+        ("overage", f"{fmt.money(order.overage_micro, exact=True)}"),
+        ("refunded", f"{fmt.money(order.refunded_micro, exact=True)}"),
     ]
     optional = {
         "flag": order.flag,
@@ -351,7 +351,7 @@ def _order_lines(order: OrderOut) -> list[tuple[str, str]]:
 def _summary(order: OrderOut) -> str:
     return (
         f"order {order.id}: {order.status.value}; quoted {format_credits(order.quoted_micro)},"
-        f" captured {format_credits(order.captured_micro)} credits"
+        f" captured {fmt.money(order.captured_micro, exact=True)}"
     )
 
 

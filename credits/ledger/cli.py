@@ -9,6 +9,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from credits import formatting as fmt
 from credits.cli_support import (
     cli_transaction,
     fail,
@@ -107,7 +108,7 @@ def adjust(account_id: int, amount: str, reason: str, as_email: str, key: str | 
     transfer = result.transfers[0]
     note = " (replayed)" if result.replayed else ""
     click.echo(
-        f"transfer {transfer.id}: {format_credits(micro)} credits on account {account_id}{note}"
+        f"transfer {transfer.id}: {fmt.money(micro, exact=True)} on account {account_id}{note}"
     )
 
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from decimal import Decimal
 
+from credits import formatting as fmt
 from credits.metering.intervals import MICROSECONDS, amount_for
 from credits.metering.models import UsageUnit
 from credits.money import format_credits
@@ -80,7 +81,7 @@ def check_gpu_credits(
     if amount > most:
         raise Implausible(
             "quantity",
-            f"{format_credits(amount)} credits are more than {gpus} GPU(s) cost over a "
+            f"{fmt.money(amount, exact=True)} are more than {gpus} GPU(s) cost over a "
             f"window of {_seconds(window_us(start, end))} seconds (at most {format_credits(most)})",
         )
 

@@ -169,7 +169,7 @@ def set_rate(
             actor=actor_for_email(session, as_email),
         )
     click.echo(
-        f"rate {version.id}: {format_credits(version.micro_credits_per_gpu_hour)} credits per "
+        f"rate {version.id}: {fmt.money(version.micro_credits_per_gpu_hour, exact=True)} per "
         f"GPU-hour on {version.flavour} from {fmt.when(version.effective_from)}"
     )
 
