@@ -26,6 +26,7 @@ from __future__ import annotations
 import re
 
 from credits.errors import InvalidInput
+from credits.formatting import exact_number
 from credits.ledger.journal import MAX_AMOUNT
 from credits.ledger.models import MICRO_PER_CREDIT
 
@@ -103,10 +104,8 @@ def format_credits(micro: int, *, grouping: bool = False) -> str:
 
     Exact for every integer, with no trailing zeros; :func:`parse_credits`
     reads back whatever this writes for an amount within :data:`MAX_MICRO`.
+    The text is :func:`credits.formatting.exact_number`'s (the one formatting
+    module); pages round to a hundredth with :func:`credits.formatting.money`.
     """
-    whole, fraction = divmod(abs(micro), MICRO_PER_CREDIT)
-    sign = "-" if micro < 0 else ""
-    text = f"{sign}{whole:,}" if grouping else f"{sign}{whole}"
-    if fraction:
-        text += f".{fraction:0{DECIMALS}d}".rstrip("0")
-    return text
+    text = exact_number(micro)
+    return text if grouping else text.replace(",", "")
