@@ -109,6 +109,7 @@ def test_people_are_named_and_the_platform_reads_as_its_part() -> None:
     assert fmt.person("user:9", PEOPLE) == "a deleted user"
     assert fmt.person("system:scheduler", PEOPLE) == "the scheduler"
     assert fmt.person("system:gpu-sweep", PEOPLE) == "the platform (gpu-sweep)"
+    assert fmt.person("vendor-annotator-7", PEOPLE) == "vendor-annotator-7"
     assert fmt.user_id_of("user:12") == 12
     assert fmt.user_id_of("system:cli") is None
 
