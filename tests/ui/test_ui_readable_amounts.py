@@ -2,7 +2,8 @@
 
 Every page each demo persona can reach from the home page (following the
 links, as a person would) is rendered with the Flask test client after some
-use (a job held for 7 minutes, an adjustment of 1.500001 credits): none shows
+use (a job held for 7 minutes, an award starting in 8 days, an adjustment of
+1.500001 credits): none shows
 a micro-credit amount such as ``1000000000``, an amount with micro-credit
 decimals (``1.500001``), an ISO timestamp with microseconds, or a person as
 ``user:4``; the CSV exports name money columns in credits and write no time
@@ -30,8 +31,9 @@ from ui_sign_in import sign_in_as
 from credits.app import create_app
 from credits.db import utcnow
 from credits.demo import DOMAIN, seed_demo
+from credits.grants import awards, reviews
 from credits.grants.allocations import adjust_allocation
-from credits.grants.models import Allocation
+from credits.grants.models import Allocation, Proposal, ProposalStatus
 from credits.identity.models import User
 from credits.identity.service import actor_for
 from credits.jobs.executors.base import NodeCapacity
@@ -68,7 +70,8 @@ def _actor(session: Session, role: str):  # type: ignore[no-untyped-def]
 
 
 def _use(session: Session) -> None:
-    """A job held for 7 minutes (0.116667 credits) and an adjustment of 1.500001 credits."""
+    """A job held for 7 minutes (0.116667 credits), an award of 333.333333 credits that
+    starts in 8 days and an adjustment of 1.500001 credits."""
     researcher = _actor(session, "researcher")
     allocation = session.scalars(select(Allocation)).first()
     assert allocation is not None
@@ -86,6 +89,26 @@ def _use(session: Session) -> None:
         spec=spec,
         actor=researcher,
         max_runtime_cap=7 * 24 * 3600,
+    )
+    waiting = session.scalars(
+        select(Proposal).where(Proposal.status != ProposalStatus.AWARDED.value)
+    ).one()
+    reviews.submit_review(
+        session,
+        proposal_id=waiting.id,
+        actor=_actor(session, "reviewer"),
+        scores={"merit": 5, "feasibility": 5},
+        comment="Fine.",
+    )
+    later = utcnow() + timedelta(days=8, microseconds=123_456)
+    awards.award_proposal(
+        session,
+        proposal_id=waiting.id,
+        actor=_actor(session, "funder"),
+        key="readable-later",
+        amounts={"gpu": 333_333_333},
+        starts_at=later,
+        ends_at=later + timedelta(days=90),
     )
     adjust_allocation(
         session,
