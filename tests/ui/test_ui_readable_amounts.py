@@ -157,6 +157,10 @@ def _walk(client: FlaskClient) -> dict[str, str]:
     return seen
 
 
+def _user(session: Session, role: str) -> User:
+    return session.scalars(select(User).where(User.email == f"demo-{role}@{DOMAIN}")).one()
+
+
 def _client(app: Flask, session: Session, role: str) -> FlaskClient:
     client = app.test_client()
     user_id = session.scalars(select(User.id).where(User.email == f"demo-{role}@{DOMAIN}")).one()
@@ -267,3 +271,9 @@ def test_the_audit_log_finds_a_person_by_name_or_email_and_names_them(
         assert f"Olu Ops &lt;demo-ops@{DOMAIN}&gt;" in page
         assert "Frances Funder" not in page
     assert "No events match these filters." in nobody
+
+
+def test_ops_see_a_projects_pi_by_name_and_email(app: Flask, session: Session) -> None:
+    page = _client(app, session, "ops").get("/ops/projects").get_data(as_text=True)
+    pi = _user(session, "researcher")
+    assert f'{pi.name} <span class="muted">{pi.email}</span>' in page
