@@ -70,7 +70,7 @@ class Pool:
         "whole_nodes",
     )
 
-    def __init__(self, nodes: list[Node], *, end_fit: bool = True, pack: bool = True) -> None:
+    def __init__(self, nodes: list[Node], *, end_fit: bool = True, pack: bool = False) -> None:
         self.names = [node.name for node in nodes]
         self.capacity = {node.name: node.gpus for node in nodes}
         self.gpn = max(self.capacity.values())
@@ -121,7 +121,8 @@ class Pool:
                 self.frozen.add(name)
                 continue
             self.buckets[gpus].append((self.node_end[name], name))
-            self._side(name)[gpus].append((self.node_end[name], name))
+            if self.pack:
+                self._side(name)[gpus].append((self.node_end[name], name))
             self.total_free += gpus
         for bucket in (*self.buckets, *self.sides[0], *self.sides[1]):
             bucket.sort()
@@ -203,7 +204,8 @@ class Pool:
             self._recount(self._long(node), None)
         self.frozen.add(node)
         self.buckets[self.free[node]].remove((self.node_end[node], node))
-        self._side(node)[self.free[node]].remove((self.node_end[node], node))
+        if self.pack:
+            self._side(node)[self.free[node]].remove((self.node_end[node], node))
         self.total_free -= self.free[node]
 
     def best_node(
@@ -245,14 +247,16 @@ class Pool:
         key = (self.node_end[node], node)
         bucket = self.buckets[before]
         del bucket[bisect_left(bucket, key)]
-        side = self._side(node)[before]
-        del side[bisect_left(side, key)]
+        if self.pack:
+            side = self._side(node)[before]
+            del side[bisect_left(side, key)]
         if self.end_fit and end > key[0]:
             self.node_end[node] = end
         if not movable:
             self.pinned[node] += gpus
         insort(self.buckets[before - gpus], (self.node_end[node], node))
-        insort(self._side(node)[before - gpus], (self.node_end[node], node))
+        if self.pack:
+            insort(self._side(node)[before - gpus], (self.node_end[node], node))
         self.free[node] = before - gpus
         self.total_free -= gpus
         if self.reservation is None:
@@ -335,7 +339,7 @@ def earliest_fit(
 
 
 def build_pools(
-    nodes: Sequence[Node], *, end_fit: bool = True, pack: bool = True
+    nodes: Sequence[Node], *, end_fit: bool = True, pack: bool = False
 ) -> dict[str, Pool]:
     by_flavour: dict[str, list[Node]] = {}
     for node in nodes:

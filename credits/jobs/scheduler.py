@@ -150,8 +150,9 @@ class Policy:
     defragment: bool = True
     max_moves: int = 2
     # Among nodes equally good by free GPUs, put jobs that may move with jobs that may,
-    # and the others with the others, so that moves can empty whole nodes.
-    pack_by_movability: bool = True
+    # and the others with the others, so that moves can empty whole nodes. Off: on the
+    # replay it helped on some seeds and hurt on others (docs/scheduling.md).
+    pack_by_movability: bool = False
     # What the policy assumes one move costs (checkpoint grace plus restart), in seconds.
     restart_cost_s: float = 300.0
     # Runtime classes (credits.jobs.runtime_classes): the queue goes by declared max runtime

@@ -70,9 +70,9 @@ Policies: ``--policy`` (ordering) and ``--backfill`` as in round 1, and
 ``--variant`` for round 2's switches (``all`` runs every one but ``default``
 and prints a Markdown table at the end): ``round1`` (no end-time fit, no
 defragmentation, one runtime class), ``endfit`` (+ end-time-aware best fit),
-``defrag`` (+ moves, and packing jobs by whether they may move), ``classes``
-(+ runtime classes with aging, at the tiered bounds 1 h, 4 h, 24 h), and
-``default`` (``Policy()``'s own defaults).
+``defrag`` (+ moves), ``classes`` (+ runtime classes with aging, at the
+tiered bounds 1 h, 4 h, 24 h), ``pack`` (``defrag`` + packing jobs by whether
+they may move), and ``default`` (``Policy()``'s own defaults).
 
     .venv/bin/python scripts/bench/replay.py
     .venv/bin/python scripts/bench/replay.py --policy fairshare --backfill on --limit 5000
@@ -142,6 +142,12 @@ VARIANTS: dict[str, dict[str, Any]] = {
     },
     "defrag": {"end_time_fit": True, "defragment": True, "class_bounds_s": ()},
     "classes": {"end_time_fit": True, "defragment": True, "class_bounds_s": TIERED_CLASS_BOUNDS_S},
+    "pack": {
+        "end_time_fit": True,
+        "defragment": True,
+        "pack_by_movability": True,
+        "class_bounds_s": (),
+    },
     "default": {},
 }
 

@@ -240,41 +240,45 @@ def checkpointable(job_id: int, gpus: int, *, runtime: int = HOUR) -> QueuedJob:
     return QueuedJob(job_id, 2, FLAVOUR, gpus, runtime, NOW - 60, checkpointable=True)
 
 
+def packed(queue: list[QueuedJob], jobs: list[RunningJob], pool: list[Node]) -> Plan:
+    return schedule(queue, jobs, pool, pack_by_movability=True)
+
+
 def test_a_checkpointable_job_joins_a_node_of_movable_jobs_among_equally_full_nodes() -> None:
     jobs = [running(1, "n0", 4, checkpointable=False), running(2, "n1", 4)]
-    result = schedule([checkpointable(9, 2)], jobs, nodes(2))
+    result = packed([checkpointable(9, 2)], jobs, nodes(2))
     assert result.starts[0].placement == (NodeSlice("n1", 2),)
 
 
 def test_a_job_that_cannot_move_joins_a_node_already_holding_one() -> None:
     jobs = [running(1, "n0", 4), running(2, "n1", 4, checkpointable=False)]
-    result = schedule([queued(9, 2)], jobs, nodes(2))
+    result = packed([queued(9, 2)], jobs, nodes(2))
     assert result.starts[0].placement == (NodeSlice("n1", 2),)
 
 
 def test_a_job_with_no_moves_left_counts_as_one_that_cannot_move() -> None:
     jobs = [running(1, "n0", 4), running(2, "n1", 4, moves=2)]
-    result = schedule([queued(9, 2)], jobs, nodes(2))
+    result = packed([queued(9, 2)], jobs, nodes(2))
     assert result.starts[0].placement == (NodeSlice("n1", 2),)
 
 
 def test_packing_by_movability_never_overrides_best_fit_by_free_gpus() -> None:
     jobs = [running(1, "n0", 6, checkpointable=False), running(2, "n1", 4)]
-    result = schedule([checkpointable(9, 2)], jobs, nodes(2))
+    result = packed([checkpointable(9, 2)], jobs, nodes(2))
     assert result.starts[0].placement == (NodeSlice("n0", 2),)
 
 
 def test_jobs_started_in_the_pass_pin_their_node_for_the_next_ones() -> None:
     # Job 8 cannot move and takes n0 down to 1 free GPU, like n1; job 9, which can, avoids n0.
     jobs = [running(1, "n0", 1), running(2, "n1", 3)]
-    result = schedule([queued(8, 2), checkpointable(9, 1)], jobs, nodes(2, gpus=4))
+    result = packed([queued(8, 2), checkpointable(9, 1)], jobs, nodes(2, gpus=4))
     assert [(s.job_id, s.placement) for s in result.starts] == [
         (8, (NodeSlice("n0", 2),)),
         (9, (NodeSlice("n1", 1),)),
     ]
 
 
-def test_without_packing_ties_go_by_end_time_then_name() -> None:
+def test_without_packing_the_default_ties_go_by_end_time_then_name() -> None:
     jobs = [running(1, "n0", 4, checkpointable=False), running(2, "n1", 4)]
-    result = schedule([checkpointable(9, 2)], jobs, nodes(2), pack_by_movability=False)
+    result = schedule([checkpointable(9, 2)], jobs, nodes(2))
     assert result.starts[0].placement == (NodeSlice("n0", 2),)

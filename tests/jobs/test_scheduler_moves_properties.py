@@ -20,7 +20,7 @@ POLICIES = (
     Policy(restart_cost_s=30.0),
     Policy(ordering="fifo", end_time_fit=False),
     Policy(backfill=False),
-    Policy(pack_by_movability=False),
+    Policy(pack_by_movability=True),
 )
 
 
