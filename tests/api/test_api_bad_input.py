@@ -311,6 +311,9 @@ STARTS: dict[str, Start] = {
             "description": "Hopper",
         },
     ),
+    "pool.change_flavour": Start(
+        OPS, {"name": "flavour"}, lambda _: {"max_checkpoint_grace_seconds": 120}
+    ),
     "pool.set_rate": Start(
         OPS,
         {"name": "flavour"},
