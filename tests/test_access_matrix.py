@@ -214,6 +214,13 @@ MATRIX: tuple[Row, ...] = (
     Row("GET", "/api/v1/pool/flavours", ANY_TOKEN),
     Row("POST", "/api/v1/pool/flavours", POOL_CHANGE, body=_flavour_body),
     Row("GET", "/api/v1/pool/flavours/<name>", ANY_TOKEN, {"name": "flavour"}),
+    Row(
+        "PATCH",
+        "/api/v1/pool/flavours/<name>",
+        POOL_CHANGE,
+        {"name": "flavour"},
+        body=lambda _: {"max_checkpoint_grace_seconds": 120},
+    ),
     Row("GET", "/api/v1/pool/flavours/<name>/rates", ANY_TOKEN, {"name": "flavour"}),
     Row(
         "POST",
