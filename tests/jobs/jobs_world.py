@@ -39,6 +39,11 @@ START = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 CAP = 7 * 86400
 
 
+def cost(gpu_seconds: int) -> int:
+    """Micro-credits for GPU-seconds at the world's rate, rounded up."""
+    return -(-gpu_seconds * RATE // 3600)
+
+
 class Clock:
     def __init__(self, now: datetime = START) -> None:
         self.now = now

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 
 import pytest
 from click.testing import CliRunner
-from jobs_world import RATE, JobsWorld, build_jobs_world
+from jobs_world import JobsWorld, build_jobs_world, cost
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 from ui_sign_in import sign_in_as
@@ -34,20 +34,8 @@ def world(joined_session_factory: sessionmaker[Session]) -> JobsWorld:
     return build_jobs_world(joined_session_factory)
 
 
-def cost(gpu_seconds: int) -> int:
-    return -(-gpu_seconds * RATE // 3600)
-
-
-def _job(world: JobsWorld, job_id: int) -> Job:
-    with world.session() as session:
-        job = session.get(Job, job_id)
-        assert job is not None
-        session.expunge(job)
-        return job
-
-
 def _node(world: JobsWorld, job_id: int) -> str:
-    (part,) = placement_from_json(_job(world, job_id).placement_json)
+    (part,) = placement_from_json(world.job(job_id).placement_json)
     return part.node
 
 
@@ -75,7 +63,7 @@ def _fragment(world: JobsWorld, *, checkpointable: bool = True) -> tuple[int, in
     assert _node(world, filler.id) == _node(world, mover.id) != _node(world, stayer.id)
     world.clock.advance(60)
     world.cycle()
-    assert _job(world, filler.id).state == JobState.SUCCEEDED.value
+    assert world.job(filler.id).state == JobState.SUCCEEDED.value
     big = world.submit(gpus=8, duration=600, name="big")
     return mover.id, stayer.id, big.id
 
@@ -96,7 +84,7 @@ def test_a_move_stops_the_job_with_its_grace_and_restarts_it_on_another_node(
     (request,) = world.executor.stop_requests(mover)
     assert request.grace_seconds == GRACE
     assert request.attempt == 1
-    moving = _job(world, mover)
+    moving = world.job(mover)
     assert moving.state == JobState.RUNNING.value  # saving its checkpoint, within the grace
     assert moving.move_count == 1
     assert placement_from_json(moving.move_target_json) == (NodeSlice(other_node, SMALL),)
@@ -108,12 +96,12 @@ def test_a_move_stops_the_job_with_its_grace_and_restarts_it_on_another_node(
 
     world.clock.advance(GRACE)
     world.cycle()
-    restarted = _job(world, mover)
+    restarted = world.job(mover)
     assert restarted.state == JobState.RUNNING.value
     assert restarted.attempt == 2
     assert _node(world, mover) == other_node
     assert [run.outcome for run in _runs(world, mover)] == ["preempted", None]
-    assert _job(world, big).state == JobState.RUNNING.value
+    assert world.job(big).state == JobState.RUNNING.value
     assert _node(world, big) == old_node
     assert world.executor.stop_requests(stayer) == []
 
@@ -165,7 +153,7 @@ def test_a_moved_job_is_charged_what_ran_and_neither_the_grace_nor_the_restart(
     world.clock.advance(1000)  # the restarted attempt runs its whole duration again
     world.cycle()
 
-    done = _job(world, mover)
+    done = world.job(mover)
     assert done.state == JobState.SUCCEEDED.value
     ran = (stop_asked - first_start).total_seconds() + 1000
     assert ran == 60 + 1000  # the first run ran 60 s, the grace is left out
@@ -187,9 +175,9 @@ def test_a_job_that_is_not_checkpointable_is_never_stopped(world: JobsWorld) -> 
         world.clock.advance(GRACE)
     assert world.executor.stop_requests(mover) == []
     assert world.executor.stop_requests(stayer) == []
-    assert _job(world, mover).move_count == 0
-    assert _job(world, mover).attempt == 1
-    assert _job(world, big).state == JobState.QUEUED.value
+    assert world.job(mover).move_count == 0
+    assert world.job(mover).attempt == 1
+    assert world.job(big).state == JobState.QUEUED.value
     with world.session() as session:
         assert session.scalars(select(JobMove)).all() == []
 
@@ -202,8 +190,8 @@ def test_a_job_moved_as_often_as_allowed_is_not_moved_again(world: JobsWorld) ->
         world.cycle()
         world.clock.advance(GRACE)
     assert world.executor.stop_requests(mover) == []
-    assert _job(world, mover).move_count == 2
-    assert _job(world, big).state == JobState.QUEUED.value
+    assert world.job(mover).move_count == 2
+    assert world.job(big).state == JobState.QUEUED.value
 
 
 def test_the_database_refuses_a_move_past_the_limit_or_of_a_job_that_may_not_move(
@@ -234,7 +222,7 @@ def test_a_cancel_during_the_grace_ends_the_move_and_charges_until_the_stop(
         )
     world.clock.advance(30)
     world.cycle()
-    done = _job(world, mover)
+    done = world.job(mover)
     assert done.state == JobState.CANCELLED.value
     assert done.move_target_json is None
     assert done.attempt == 1
@@ -328,7 +316,7 @@ def test_a_stop_that_fails_is_asked_again_and_charging_still_ends_when_it_was_fi
 
     assert calls[:2] == [first_ask, first_ask + timedelta(seconds=20)]
     assert _runs(world, mover)[0].stop_requested_at == first_ask
-    done = _job(world, mover)
+    done = world.job(mover)
     assert done.state == JobState.SUCCEEDED.value
     ran = (first_ask - first_start).total_seconds() + 1000
     assert done.charged_micro == cost(int(SMALL * ran))
@@ -346,7 +334,7 @@ def test_a_move_whose_target_went_away_queues_the_job_again_keeping_its_hold(
 
     assert f"{mover}:running->starting" in report.transitions
     assert f"{mover}:starting->queued" in report.transitions
-    requeued = _job(world, mover)
+    requeued = world.job(mover)
     assert requeued.state == JobState.QUEUED.value
     assert requeued.placement_json is None
     assert [run.outcome for run in _runs(world, mover)] == ["preempted", "not launched"]
@@ -371,11 +359,11 @@ def test_the_scheduler_expects_a_restarted_job_to_end_when_its_runtime_left_runs
     world.clock.advance(1000)
     short = world.submit(gpus=SMALL, max_runtime_seconds=300, duration=300, name="short")
     world.cycle()
-    assert _job(world, restarted.id).attempt == 2
-    assert _job(world, short.id).state == JobState.RUNNING.value
+    assert world.job(restarted.id).attempt == 2
+    assert world.job(short.id).state == JobState.RUNNING.value
 
     world.submit(gpus=8, max_runtime_seconds=600, duration=600, name="big")
     long = world.submit(gpus=SMALL, max_runtime_seconds=5 * 3600, duration=600, name="long")
 
     assert world.schedule().started == []
-    assert _job(world, long.id).state == JobState.QUEUED.value
+    assert world.job(long.id).state == JobState.QUEUED.value

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from jobs_world import CAP, RATE, JobsWorld, build_jobs_world
+from jobs_world import CAP, RATE, JobsWorld, build_jobs_world, cost
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -34,19 +34,6 @@ from credits.pool.errors import NoRateInForce
 @pytest.fixture
 def world(joined_session_factory: sessionmaker[Session]) -> JobsWorld:
     return build_jobs_world(joined_session_factory)
-
-
-def cost(gpu_seconds: int) -> int:
-    """Micro-credits for GPU-seconds at the world's rate, rounded up."""
-    return -(-gpu_seconds * RATE // 3600)
-
-
-def _job(world: JobsWorld, job_id: int) -> Job:
-    with world.session() as session:
-        job = session.get(Job, job_id)
-        assert job is not None
-        session.expunge(job)
-        return job
 
 
 def _states(world: JobsWorld, job_id: int) -> list[str]:
@@ -176,10 +163,10 @@ def test_idempotency_key_reused_for_another_spec_is_refused(world: JobsWorld) ->
 def test_job_runs_to_success_and_pays_only_for_what_ran(world: JobsWorld) -> None:
     job = world.submit(gpus=2, max_runtime_seconds=3600, duration=600)
     world.cycle()
-    assert _job(world, job.id).state == JobState.RUNNING.value
+    assert world.job(job.id).state == JobState.RUNNING.value
     world.clock.advance(600)
     world.cycle()
-    done = _job(world, job.id)
+    done = world.job(job.id)
     assert done.state == JobState.SUCCEEDED.value
     assert done.exit_code == 0
     assert done.charged_micro == cost(2 * 600)
@@ -224,7 +211,7 @@ def test_cancel_while_running_charges_the_time_it_ran(world: JobsWorld) -> None:
     assert out.state is JobState.RUNNING
     assert out.cancel_requested_at is not None
     world.cycle()
-    done = _job(world, job.id)
+    done = world.job(job.id)
     assert done.state == JobState.CANCELLED.value
     assert done.charged_micro == cost(300)
     assert _hold_left(world, job.hold_key) == 0
@@ -244,7 +231,7 @@ def test_job_over_its_max_runtime_is_timed_out_and_charged_the_max(world: JobsWo
     world.cycle()
     world.clock.advance(200)
     world.cycle()
-    done = _job(world, job.id)
+    done = world.job(job.id)
     assert done.state == JobState.TIMED_OUT.value
     assert done.charged_micro == done.hold_micro == cost(120)
 
@@ -254,7 +241,7 @@ def test_failed_job_records_its_exit_code(world: JobsWorld) -> None:
     world.cycle()
     world.clock.advance(10)
     world.cycle()
-    done = _job(world, job.id)
+    done = world.job(job.id)
     assert done.state == JobState.FAILED.value
     assert done.exit_code == 3
 
@@ -267,14 +254,14 @@ def test_preempted_job_is_queued_again_keeping_its_hold_and_pays_for_both_runs(
     world.clock.advance(100)
     world.executor.preempt(job.id)
     world.reconcile()
-    requeued = _job(world, job.id)
+    requeued = world.job(job.id)
     assert requeued.state == JobState.QUEUED.value
     assert _hold_left(world, job.hold_key) == job.hold_micro
     world.cycle()
-    assert _job(world, job.id).attempt == 2
+    assert world.job(job.id).attempt == 2
     world.clock.advance(600)
     world.cycle()
-    done = _job(world, job.id)
+    done = world.job(job.id)
     assert done.state == JobState.SUCCEEDED.value
     # Both runs are charged, their total rounded up once.
     assert done.charged_micro == cost(100 + 600)
@@ -297,7 +284,7 @@ def test_job_the_executor_lost_fails_and_is_charged_until_noticed(world: JobsWor
     # A new, empty pool: the platform restarted on a simulated executor that forgot it.
     world.executor = type(world.executor)(world.executor.capacity().nodes, clock=world.clock)
     world.reconcile()
-    done = _job(world, job.id)
+    done = world.job(job.id)
     assert done.state == JobState.FAILED.value
     assert "no longer knows" in (done.reason or "")
     assert done.charged_micro == cost(120)
@@ -307,12 +294,12 @@ def test_jobs_wait_for_capacity_and_start_when_it_frees(world: JobsWorld) -> Non
     first = world.submit(gpus=16, duration=100)
     second = world.submit(gpus=8, duration=100)
     world.cycle()
-    assert _job(world, first.id).state == JobState.RUNNING.value
-    assert _job(world, second.id).state == JobState.QUEUED.value
+    assert world.job(first.id).state == JobState.RUNNING.value
+    assert world.job(second.id).state == JobState.QUEUED.value
     world.clock.advance(100)
     world.cycle()
-    assert _job(world, first.id).state == JobState.SUCCEEDED.value
-    assert _job(world, second.id).state == JobState.RUNNING.value
+    assert world.job(first.id).state == JobState.SUCCEEDED.value
+    assert world.job(second.id).state == JobState.RUNNING.value
 
 
 def test_suspended_project_jobs_stay_queued(world: JobsWorld) -> None:
@@ -322,7 +309,7 @@ def test_suspended_project_jobs_stay_queued(world: JobsWorld) -> None:
             session, project_id=world.project_id, actor=world.ops, reason="audit"
         )
     world.cycle()
-    assert _job(world, job.id).state == JobState.QUEUED.value
+    assert world.job(job.id).state == JobState.QUEUED.value
 
 
 class _ReleaseRecorder:
@@ -341,7 +328,7 @@ class _ReleaseRecorder:
         if self.fail_first:
             self.fail_first = False
             raise ExecutorError("API server unavailable")
-        self.released.append((job_id, _job(self.world, job_id).settled_at is not None))
+        self.released.append((job_id, self.world.job(job_id).settled_at is not None))
 
 
 def test_executor_releases_a_job_only_after_it_is_settled_and_retries_a_failed_release(
@@ -354,11 +341,11 @@ def test_executor_releases_a_job_only_after_it_is_settled_and_retries_a_failed_r
     world.clock.advance(10)
     world.reconcile()
     assert recorder.released == []
-    assert _job(world, job.id).settled_at is not None
-    assert _job(world, job.id).released_at is None
+    assert world.job(job.id).settled_at is not None
+    assert world.job(job.id).released_at is None
     world.reconcile()
     assert recorder.released == [(job.id, True)]
-    assert _job(world, job.id).released_at is not None
+    assert world.job(job.id).released_at is not None
     world.reconcile()
     assert recorder.released == [(job.id, True)]
 
@@ -379,10 +366,10 @@ def test_a_job_that_never_starts_is_given_up_after_the_start_timeout(world: Jobs
     world.executor = _NeverStarts(world)  # type: ignore[assignment]
     world.schedule()
     world.reconcile()
-    assert _job(world, job.id).state == JobState.STARTING.value
+    assert world.job(job.id).state == JobState.STARTING.value
     world.clock.advance(3601)
     report = reconcile(world.factory, world.executor, clock=world.clock, start_timeout_s=3600)
-    done = _job(world, job.id)
+    done = world.job(job.id)
     assert f"{job.id}:starting->failed" in report.transitions
     assert done.state == JobState.FAILED.value
     assert done.reason == "did not start within 3600 s"
@@ -408,7 +395,7 @@ def test_one_job_that_cannot_be_settled_does_not_stop_the_others(
     report = world.reconcile()
     assert report.settled == [second.id]
     assert report.errors == [f"{first.id}: RuntimeError: disk on fire"]
-    assert _job(world, first.id).settled_at is None
+    assert world.job(first.id).settled_at is None
     monkeypatch.setattr(reconciler, "settle_job", real_settle)
     assert world.reconcile().settled == [first.id]
 
