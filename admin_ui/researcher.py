@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from admin_ui import charts
 from admin_ui.datasets_pages import project_datasets
+from admin_ui.proposal_actions import allocation_lookup, proposal_context
 from admin_ui.researcher_forms import (
     PROJECT_FIELDS,
     ProposalForm,
@@ -32,7 +33,7 @@ from credits.db import utcnow
 from credits.errors import CreditsError, NotFound
 from credits.grants import projects as project_service
 from credits.grants import proposals
-from credits.grants.models import ProgramStatus, ProposalKind, ProposalStatus
+from credits.grants.models import ProgramStatus, ProposalStatus
 from credits.grants.queries import MAX_PAGE
 from credits.grants.schemas import ProgramOut, ProjectOut, ProposalOut
 from credits.identity.access import (
@@ -124,6 +125,7 @@ def _proposal_page(
         errors=errors,
         error=error,
         proposal=proposal,
+        **proposal_context(program, proposal, values),
     )
     return page, status
 
@@ -142,7 +144,7 @@ def new_proposal(program_id: int) -> ResponseReturnValue:
 @login_required
 def create_proposal(program_id: int) -> ResponseReturnValue:
     me = require_role(Role.RESEARCHER)
-    form = parse_proposal(request.form, need_project=True)
+    form = parse_proposal(request.form, need_project=True, allocation=allocation_lookup(me))
     with transaction() as db:
         program = _or_404(lambda: get_program_for_actor(db, me, program_id))
         projects = _editable_projects(db, me)
@@ -157,7 +159,8 @@ def create_proposal(program_id: int) -> ResponseReturnValue:
                 db,
                 program_id=program_id,
                 project_id=project_id,
-                kind=ProposalKind.NEW,
+                kind=form.kind,
+                allocation_id=form.allocation_id,
                 actor=me,
                 **form.content(),
             )
@@ -185,7 +188,7 @@ def proposal(proposal_id: int) -> ResponseReturnValue:
 @login_required
 def update_proposal(proposal_id: int) -> ResponseReturnValue:
     me = require_role(Role.RESEARCHER)
-    form = parse_proposal(request.form, need_project=False)
+    form = parse_proposal(request.form, need_project=False, allocation=allocation_lookup(me))
     with transaction() as db:
         found = _or_404(lambda: get_proposal_for_actor(db, me, proposal_id))
         program = get_program_for_actor(db, me, found.program_id)

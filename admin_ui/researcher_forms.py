@@ -2,17 +2,23 @@
 
 Each parser returns what the service takes plus field errors by form field
 name; a page shows those errors inline and calls no service while any remain.
+
+A proposal's kind decides its fields: ``new`` and ``renewal`` ask for amounts
+and a period; a ``supplement`` names a current allocation of the program and one
+amount, in that allocation's currency; an ``extension`` names one and a later
+end date, and asks for no credits.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from credits.errors import CreditsError
 from credits.grants.errors import IncompleteProposal
+from credits.grants.models import ProposalKind
 from credits.grants.schemas import ProposalOut
 from credits.ledger.models import Currency, TransferKind
 from credits.money import InvalidCreditsAmount, format_credits, parse_credits
@@ -26,7 +32,37 @@ PROPOSAL_FIELDS = {
     "starts_at": "starts_on",
     "ends_at": "ends_on",
     "project_id": "project_id",
+    "allocation_id": "allocation_id",
+    "kind": "kind",
 }
+ALLOCATION_KINDS = frozenset({ProposalKind.SUPPLEMENT, ProposalKind.EXTENSION})
+KIND_NOTES = {
+    ProposalKind.NEW: "Credits for new work, over a period you choose.",
+    ProposalKind.RENEWAL: "Fresh credits to carry on work this program funded, over a new period.",
+    ProposalKind.SUPPLEMENT: (
+        "More credits on a current allocation from this program, in its currency, until it ends."
+    ),
+    ProposalKind.EXTENSION: (
+        "A later end date for a current allocation from this program; no new credits."
+    ),
+}
+
+# A supplement runs over its allocation's period; an extension only moves the end.
+DATE_FIELDS: dict[ProposalKind, tuple[str, ...]] = {
+    ProposalKind.NEW: ("starts_on", "ends_on"),
+    ProposalKind.RENEWAL: ("starts_on", "ends_on"),
+    ProposalKind.SUPPLEMENT: (),
+    ProposalKind.EXTENSION: ("ends_on",),
+}
+
+
+@dataclass(frozen=True)
+class AllocationChoice:
+    """A current allocation a supplement or extension may name."""
+
+    id: int
+    project_id: int
+    currency: str
 
 
 def parse_day(text: str) -> date:
@@ -50,6 +86,8 @@ class ProposalForm:
     starts_at: datetime | None = None
     ends_at: datetime | None = None
     project_id: int | None = None
+    kind: ProposalKind = ProposalKind.NEW
+    allocation_id: int | None = None
 
     @property
     def texts(self) -> dict[str, str]:
@@ -68,7 +106,11 @@ class ProposalForm:
 def proposal_values(proposal: ProposalOut) -> dict[str, str]:
     """A stored draft as the form shows it."""
     requested = {currency.value: amount for currency, amount in proposal.requested.items()}
+    extra = next((amount for amount in requested.values() if amount), None)
     return {
+        "kind": proposal.kind.value,
+        "allocation_id": str(proposal.allocation_id or ""),
+        "requested_extra": _credits_text(extra),
         "project_id": str(proposal.project_id),
         "title": proposal.title,
         "abstract": proposal.abstract,
@@ -84,32 +126,68 @@ def _credits_text(micro: int | None) -> str:
     return format_credits(micro) if micro else ""
 
 
-def parse_proposal(form: Mapping[str, str], *, need_project: bool) -> ProposalForm:
+def parse_proposal(
+    form: Mapping[str, str],
+    *,
+    need_project: bool,
+    allocation: Callable[[int], AllocationChoice | None] = lambda _: None,
+) -> ProposalForm:
+    """The form's proposal; ``allocation`` finds a current allocation the researcher may
+    name (None for any other id)."""
     values = {name: str(value) for name, value in form.items() if name != "csrf_token"}
     parsed = ProposalForm(values=values)
-    if need_project:
+    try:
+        parsed.kind = ProposalKind(values.get("kind", "").strip() or ProposalKind.NEW.value)
+    except ValueError:
+        parsed.errors["kind"] = "choose new, renewal, supplement or extension"
+    if parsed.kind in ALLOCATION_KINDS:
+        _parse_allocation(parsed, values, allocation)
+    elif need_project:
         try:
             parsed.project_id = int(values.get("project_id", ""))
         except ValueError:
             parsed.errors["project_id"] = "choose one of your projects"
+    if parsed.kind is not ProposalKind.EXTENSION:
+        _parse_amounts(parsed, values)
+    for name in DATE_FIELDS[parsed.kind]:
+        text = values.get(name, "").strip()
+        if not text:
+            continue
+        try:
+            setattr(parsed, name.replace("_on", "_at"), day_start(parse_day(text)))
+        except ValueError as error:
+            parsed.errors[name] = str(error)
+    return parsed
+
+
+def _parse_allocation(
+    parsed: ProposalForm,
+    values: dict[str, str],
+    allocation: Callable[[int], AllocationChoice | None],
+) -> None:
+    text = values.get("allocation_id", "").strip()
+    chosen = allocation(int(text)) if text.isdigit() else None
+    if chosen is None:
+        parsed.errors["allocation_id"] = "choose one of your current allocations from this program"
+        return
+    parsed.allocation_id = chosen.id
+    parsed.project_id = chosen.project_id
+    values["project_id"] = str(chosen.project_id)
+    # A supplement's one amount is in its allocation's currency.
+    values[f"requested_{chosen.currency}"] = values.get("requested_extra", "")
+
+
+def _parse_amounts(parsed: ProposalForm, values: dict[str, str]) -> None:
+    supplement = parsed.kind is ProposalKind.SUPPLEMENT
     for currency in Currency:
         name = f"requested_{currency.value}"
         text = values.get(name, "").strip()
-        if not text:
+        if not text or (supplement and parsed.allocation_id is None):
             continue
         try:
             parsed.requested[currency.value] = parse_credits(text, zero=True)
         except InvalidCreditsAmount as error:
-            parsed.errors[name] = error.detail
-    for name, attribute in (("starts_on", "starts_at"), ("ends_on", "ends_at")):
-        text = values.get(name, "").strip()
-        if not text:
-            continue
-        try:
-            setattr(parsed, attribute, day_start(parse_day(text)))
-        except ValueError as error:
-            parsed.errors[name] = str(error)
-    return parsed
+            parsed.errors["requested_extra" if supplement else name] = error.detail
 
 
 def proposal_errors(error: CreditsError) -> tuple[dict[str, str], str]:

@@ -1,0 +1,148 @@
+"""The researcher's proposal page beyond the form: the kinds of proposal, withdrawing,
+and the outcome of a decided proposal.
+
+:mod:`admin_ui.researcher` renders the proposal form; this module gives it what
+each kind needs (the current allocations a supplement or extension may name)
+and, once a decision is taken, the award, the decision's reason and the reviews
+as applicants may read them (:mod:`credits.grants.feedback`: no reviewer is
+named). Withdrawing asks for a confirmation first: a withdrawn proposal cannot
+be submitted again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from flask import Blueprint, abort, flash, redirect, request, url_for
+from flask.typing import ResponseReturnValue
+from sqlalchemy.orm import Session
+
+from admin_ui.confirm import confirmation, confirmed, rehearse
+from admin_ui.grants_forms import hundredths
+from admin_ui.researcher_forms import KIND_NOTES, AllocationChoice
+from admin_ui.web import actor, login_required, render, require_role, transaction
+from credits.db import utcnow
+from credits.errors import CreditsError, NotFound
+from credits.grants import proposals
+from credits.grants.feedback import applicant_feedback
+from credits.grants.models import AllocationStatus, ProposalKind
+from credits.grants.proposals import WITHDRAWABLE
+from credits.grants.queries import MAX_PAGE
+from credits.grants.schemas import AllocationOut, ProgramOut, ProposalOut
+from credits.identity.access import list_projects_for_actor
+from credits.identity.access_proposals import (
+    get_allocation_for_actor,
+    get_award_of_proposal,
+    get_proposal_for_actor,
+    list_allocations_for_actor,
+)
+from credits.identity.actor import Actor
+from credits.identity.models import Role, Scope
+
+blueprint = Blueprint("ui_proposal_actions", __name__)
+KINDS = [(kind.value, KIND_NOTES[kind]) for kind in ProposalKind]
+
+
+def _current(allocation: AllocationOut) -> bool:
+    return allocation.status is AllocationStatus.ACTIVE and allocation.expires_at > utcnow()
+
+
+def allocation_lookup(me: Actor) -> Callable[[int], AllocationChoice | None]:
+    """Finds a current allocation the researcher can see, for the proposal form's parser."""
+
+    def find(allocation_id: int) -> AllocationChoice | None:
+        with transaction() as db:
+            try:
+                found = get_allocation_for_actor(db, me, allocation_id)
+            except NotFound:
+                return None
+        if not _current(found):
+            return None
+        return AllocationChoice(id=found.id, project_id=found.project_id, currency=found.currency)
+
+    return find
+
+
+def _allocation_choices(db: Session, me: Actor, program_id: int) -> list[dict[str, Any]]:
+    """The program's current allocations on projects the researcher can see, with titles."""
+    titles = {p.id: p.title for p in list_projects_for_actor(db, me, limit=MAX_PAGE).items}
+    page = list_allocations_for_actor(db, me, program_id=program_id, limit=MAX_PAGE)
+    return [
+        {"allocation": a, "project": titles[a.project_id]}
+        for a in page.items
+        if _current(a) and a.project_id in titles
+    ]
+
+
+def proposal_context(
+    program: ProgramOut, proposal: ProposalOut | None, values: dict[str, str]
+) -> dict[str, Any]:
+    """What the proposal page shows besides the form: kinds, allocations, the outcome."""
+    me = actor()
+    kind = values.get("kind") or request.args.get("kind", "")
+    if kind not in {value for value, _ in KINDS}:
+        kind = ProposalKind.NEW.value
+    context: dict[str, Any] = {
+        "kinds": KINDS,
+        "kind": kind,
+        "withdrawable": False,
+        "hundredths": hundredths,
+    }
+    with transaction() as db:
+        context["allocations"] = _allocation_choices(db, me, program.id)
+        if proposal is not None:
+            context["withdrawable"] = proposal.status in WITHDRAWABLE
+            context["award"] = get_award_of_proposal(db, me, proposal.id)
+            context["feedback"] = applicant_feedback(db, proposal_id=proposal.id, actor=me)
+    return context
+
+
+def _page(me: Actor, proposal_id: int) -> ProposalOut:
+    with transaction() as db:
+        try:
+            return get_proposal_for_actor(db, me, proposal_id)
+        except NotFound:
+            abort(404)
+
+
+@blueprint.post("/applications/<int:proposal_id>/withdraw")
+@login_required
+def withdraw(proposal_id: int) -> ResponseReturnValue:
+    me = require_role(Role.RESEARCHER, Role.OPS)
+    found = _page(me, proposal_id)
+    reason = request.form.get("reason", "").strip()
+    back = url_for("ui_researcher.proposal", proposal_id=proposal_id)
+
+    def change(db: Session) -> ProposalOut:
+        get_proposal_for_actor(db, me, proposal_id, scope=Scope.WRITE)
+        return proposals.withdraw_proposal(
+            db, proposal_id=proposal_id, actor=me, reason=reason or None
+        )
+
+    title = found.title or "Untitled proposal"
+    try:
+        if not confirmed():
+            rehearse(change)
+            return confirmation(
+                title=f"Withdraw {title}?",
+                effect=(
+                    f"withdraw the proposal {title}. It will not be reviewed or decided, and it"
+                    " cannot be submitted again; apply anew if you change your mind."
+                ),
+                details=[("Reason", reason)] if reason else [],
+                confirm_label="Withdraw the proposal",
+                back=back,
+            )
+        with transaction() as db:
+            change(db)
+    except CreditsError as refusal:
+        page = render(
+            "error.html",
+            title="Not withdrawn",
+            message=f"{refusal} Nothing was changed.",
+            back=("Back to the proposal", back),
+        )
+        return page, refusal.status
+    flash("The proposal is withdrawn.")
+    return redirect(back)
