@@ -20,6 +20,11 @@ PAGE_MODULES = (
     "admin_ui.labelling_pages",
     "admin_ui.labelling_ops",
     "admin_ui.annotate_pages",
+    "admin_ui.members",
+    "admin_ui.proposal_actions",
+    "admin_ui.program_edit",
+    "admin_ui.account",
+    "admin_ui.open_calls",
 )
 
 

@@ -58,6 +58,14 @@ ROWS = [
         {"proposal_id": "proposal_draft"},
         form=lambda _: {"action": "save", "title": "Renamed"},
     ),
+    # The first POST is the confirmation page; it withdraws nothing.
+    UiRow(
+        "POST",
+        "/applications/<int:proposal_id>/withdraw",
+        POST_A_AND_OPS,
+        {"proposal_id": "proposal_in_review"},
+        form=lambda _: {"reason": "funded elsewhere"},
+    ),
     # Researchers create projects with themselves as PI; ops open the form too, but
     # ops is no researcher, so the service's refusal comes back on the form.
     UiRow("GET", "/projects/new", only(OPS, RESEARCHER_A, RESEARCHER_B)),
@@ -68,6 +76,21 @@ ROWS = [
         form=lambda _: {"title": "Matrix", "field_of_science": "Physics"},
     ),
     UiRow("GET", "/projects/<int:project_id>", A_AND_OPS, PROJECT_A),
+    UiRow("GET", "/projects/<int:project_id>/members", A_AND_OPS, PROJECT_A),
+    UiRow(
+        "POST",
+        "/projects/<int:project_id>/members",
+        POST_A_AND_OPS,
+        PROJECT_A,
+        form=lambda _: {"email": "researcher_b@example.org", "role": "member"},
+    ),
+    # The first POST is the confirmation page; it removes nobody.
+    UiRow(
+        "POST",
+        "/projects/<int:project_id>/members/<int:user_id>/remove",
+        POST_A_AND_OPS,
+        {"project_id": "project_a", "user_id": "member_a"},
+    ),
     UiRow(
         "GET", "/projects/<int:project_id>", only(OPS, RESEARCHER_B), {"project_id": "project_b"}
     ),
