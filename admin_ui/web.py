@@ -252,6 +252,8 @@ def nav_links() -> list[tuple[str, str]]:
         usable = me.has_role(role) and endpoint in current_app.view_functions
         if usable and (label, endpoint) not in links:
             links.append((label, endpoint))
+    if "ui_account.account" in current_app.view_functions:
+        links.append(("Account", "ui_account.account"))
     links.append(("API tokens", "ui_auth.tokens"))
     return links
 
