@@ -2,8 +2,10 @@
 
 The command is one line split like a shell would (``shlex``); environment
 variables and labels are ``KEY=VALUE`` lines; the maximum runtime is typed in
-minutes. A pydantic ValidationError and a service's CreditsError both come
-back as errors on the field they name.
+minutes; CPU cores, memory and the working directory are optional. A pydantic
+ValidationError and a service's CreditsError both come back as errors on the
+field they name. :func:`spec_values` goes the other way, so a job's page can
+fill the form with its spec ("Copy to new job").
 """
 
 from __future__ import annotations
@@ -20,11 +22,9 @@ from sqlalchemy.orm import Session
 from credits import formatting as fmt
 from credits.errors import CreditsError
 from credits.jobs.spec import JobSpec
-from credits.ledger.models import Currency
-from credits.ledger.queries import project_available
 from credits.pool.errors import NoRateInForce
 from credits.pool.schemas import FlavourOut
-from credits.pool.service import hold_amount, list_flavours, rate_in_force
+from credits.pool.service import list_flavours, rate_in_force
 
 FORM_FIELDS = (
     "name",
@@ -33,6 +33,9 @@ FORM_FIELDS = (
     "flavour",
     "gpus",
     "max_runtime_minutes",
+    "cpu",
+    "memory_gb",
+    "working_dir",
     "env",
     "labels",
     "checkpointable",
@@ -58,17 +61,6 @@ class JobForm:
     values: dict[str, str]
     errors: dict[str, str] = field(default_factory=dict)
     spec: JobSpec | None = None
-
-
-@dataclass(frozen=True)
-class Preview:
-    hold_micro: int
-    micro_per_gpu_hour: int
-    available_micro: int
-
-    @property
-    def enough(self) -> bool:
-        return self.available_micro >= self.hold_micro
 
 
 def flavour_choices(session: Session, now: datetime) -> list[FlavourChoice]:
@@ -121,23 +113,10 @@ def parse_job_form(form: Mapping[str, str]) -> JobForm:
         document["command"] = shlex.split(values["command"])
     except ValueError as error:
         errors["command"] = f"cannot split the command: {error}"
-    for name, label in (("gpus", "GPUs"), ("max_runtime_minutes", "Max runtime")):
-        try:
-            number = _positive_int(values[name], label)
-        except ValueError as error:
-            errors[name] = str(error)
-            continue
-        if name == "gpus":
-            document["gpus"] = number
-        else:
-            document["max_runtime_seconds"] = number * 60
+    _read_numbers(values, document, errors)
+    if values["working_dir"].strip():
+        document["working_dir"] = values["working_dir"].strip()
     document["checkpointable"] = values["checkpointable"] == "on"
-    grace = values["checkpoint_grace_seconds"].strip()
-    if grace:
-        try:
-            document["checkpoint_grace_seconds"] = int(grace)
-        except ValueError:
-            errors["checkpoint_grace_seconds"] = "Checkpoint grace must be a whole number"
     for name, what in (("env", "variable"), ("labels", "label")):
         try:
             document[name] = _pairs(values[name], what=what)
@@ -152,6 +131,32 @@ def parse_job_form(form: Mapping[str, str]) -> JobForm:
     except ValidationError as invalid:
         errors.update(validation_errors(invalid))
     return parsed
+
+
+def _read_numbers(values: dict[str, str], document: dict[str, Any], errors: dict[str, str]) -> None:
+    """The numeric fields into the document; an empty optional one is left out."""
+    for name, label in (("gpus", "GPUs"), ("max_runtime_minutes", "Max runtime")):
+        try:
+            number = _positive_int(values[name], label)
+        except ValueError as error:
+            errors[name] = str(error)
+            continue
+        if name == "gpus":
+            document["gpus"] = number
+        else:
+            document["max_runtime_seconds"] = number * 60
+    for name, label in (("cpu", "CPU cores"), ("memory_gb", "Memory")):
+        if values[name].strip():
+            try:
+                document[name] = float(values[name].strip())
+            except ValueError:
+                errors[name] = f"{label} must be a number, e.g. 8 or 0.5"
+    grace = values["checkpoint_grace_seconds"].strip()
+    if grace:
+        try:
+            document["checkpoint_grace_seconds"] = int(grace)
+        except ValueError:
+            errors["checkpoint_grace_seconds"] = "Checkpoint grace must be a whole number"
 
 
 def validation_errors(invalid: ValidationError) -> dict[str, str]:
@@ -179,13 +184,28 @@ def refusal_errors(error: CreditsError) -> tuple[dict[str, str], str]:
     return {}, f"{fmt.sentence(str(error))} Nothing was submitted."
 
 
-def preview(session: Session, project_id: int, spec: JobSpec, now: datetime) -> Preview:
-    """What submitting would hold, at the rate in force now, and what is available."""
-    rate = rate_in_force(session, flavour=spec.flavour, at=now).micro_credits_per_gpu_hour
-    amount = hold_amount(
-        gpus=spec.gpus,
-        max_runtime_seconds=spec.max_runtime_seconds,
-        micro_credits_per_gpu_hour=rate,
-    )
-    available = project_available(session, project_id=project_id, currency=Currency.GPU, now=now)
-    return Preview(hold_micro=amount, micro_per_gpu_hour=rate, available_micro=available)
+def spec_values(spec: JobSpec) -> dict[str, str]:
+    """The form's fields filled from a spec: what parse_job_form reads back as the same
+    job (its arguments join the command; a runtime in seconds rounds up to a minute)."""
+    return {
+        "name": spec.name,
+        "image": spec.image,
+        "command": shlex.join([*spec.command, *spec.args]),
+        "flavour": spec.flavour,
+        "gpus": str(spec.gpus),
+        "max_runtime_minutes": str(-(-spec.max_runtime_seconds // 60)),
+        "cpu": _number(spec.cpu),
+        "memory_gb": _number(spec.memory_gb),
+        "working_dir": spec.working_dir or "",
+        "env": "".join(f"{key}={value}\n" for key, value in spec.env.items()),
+        "labels": "".join(f"{key}={value}\n" for key, value in spec.labels.items()),
+        "checkpointable": "on" if spec.checkpointable else "",
+        "checkpoint_grace_seconds": _number(spec.checkpoint_grace_seconds),
+    }
+
+
+def _number(value: float | None) -> str:
+    if value is None:
+        return ""
+    # 8.0 reads "8"; any other float keeps every digit it has (repr round-trips).
+    return str(int(value)) if float(value).is_integer() else repr(value)

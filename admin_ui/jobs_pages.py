@@ -8,23 +8,24 @@ or project out of the caller's reach is a 404.
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Callable
-from typing import TypeVar
+from typing import TypedDict, TypeVar
 
-from flask import Blueprint, abort, flash, redirect, request, url_for
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from pydantic import ValidationError
+from sqlalchemy.orm import Session
 
 from admin_ui.confirm import confirmation, confirmed, rehearse
 from admin_ui.job_form import (
     DEFAULTS,
     FORM_FIELDS,
     JobForm,
-    Preview,
     flavour_choices,
     parse_job_form,
-    preview,
     refusal_errors,
+    spec_values,
 )
 from admin_ui.web import (
     actor,
@@ -42,13 +43,15 @@ from credits.errors import CreditsError, NotFound
 from credits.grants.queries import MAX_PAGE
 from credits.grants.schemas import ProjectDetail
 from credits.identity.access import get_project_for_actor, list_projects_for_actor
+from credits.identity.actor import Actor
 from credits.identity.models import Role
 from credits.jobs import service
 from credits.jobs.executors.base import ExecutorError
 from credits.jobs.log_download import LogUnavailable, check_log_access, open_log_download
 from credits.jobs.models import FINAL_STATES, JobState
-from credits.jobs.queries import get_job_detail, list_jobs_for_actor, load_job_for_actor
-from credits.jobs.schemas import JobOut, JobQuery
+from credits.jobs.queries import get_job_detail, list_jobs_for_actor
+from credits.jobs.schemas import JobDetail, JobOut, JobQuery
+from credits.jobs.spec import JobSpec
 from credits.ledger.availability import project_availability
 from credits.ledger.models import Currency
 from credits.metering.energy import MJ_PER_KWH
@@ -76,7 +79,8 @@ def _form_page(
     form: JobForm,
     *,
     error: str | None = None,
-    estimate: Preview | None = None,
+    estimate: service.SubmissionQuote | None = None,
+    copied_from: str | None = None,
     status: int = 200,
 ) -> ResponseReturnValue:
     with transaction() as db:
@@ -91,6 +95,7 @@ def _form_page(
         error=error,
         choices=choices,
         preview=estimate,
+        copied_from=copied_from,
         cap_minutes=credits_extension().settings.jobs_max_runtime_seconds // 60,
     )
     return page, status
@@ -100,9 +105,23 @@ def _form_page(
 @login_required
 def new_job(project_id: int) -> ResponseReturnValue:
     me = actor()
+    copy = request.args.get("copy", "")
+    values = {name: DEFAULTS.get(name, "") for name in FORM_FIELDS}
     with transaction() as db:
         project = _or_404(lambda: get_project_for_actor(db, me, project_id))
-    return _form_page(project, JobForm(values={n: DEFAULTS.get(n, "") for n in FORM_FIELDS}))
+        if copy:
+            values = spec_values(_copied_spec(db, me, copy, project_id))
+    return _form_page(project, JobForm(values=values), copied_from=copy or None)
+
+
+def _copied_spec(db: Session, me: Actor, job_id: str, project_id: int) -> JobSpec:
+    """ "Copy to new job": the spec of a job of this project that the caller may read."""
+    if not job_id.isdigit() or len(job_id) > 18:
+        abort(404)
+    detail = _or_404(lambda: get_job_detail(db, me, int(job_id)))
+    if detail.project_id != project_id:
+        abort(404)
+    return detail.spec
 
 
 @blueprint.post("/projects/<int:project_id>/jobs/new")
@@ -115,26 +134,23 @@ def submit_job(project_id: int) -> ResponseReturnValue:
     if form.spec is None:
         return _form_page(project, form, error=_FIX, status=422)
     spec = form.spec
-    if request.form.get("action") != "submit":
-        try:
-            with transaction() as db:
-                estimate = preview(db, project_id, spec, utcnow())
-        except CreditsError as refusal:
-            form.errors, message = refusal_errors(refusal)
-            return _form_page(project, form, error=message, status=422)
-        return _form_page(project, form, estimate=estimate)
     try:
         limits = job_submission_limits()
+        submission = _Submission(
+            project_id=project_id,
+            spec=spec,
+            actor=me,
+            max_runtime_cap=limits.max_runtime_cap,
+            pool_nodes=limits.pool_nodes,
+            image_registries=limits.image_registries,
+        )
+        if request.form.get("action") != "submit":
+            # The preview makes every check the submission makes, by the same service.
+            with transaction() as db:
+                estimate = service.quote_submission(db, **submission)
+            return _form_page(project, form, estimate=estimate)
         with transaction() as db:
-            job = service.submit_job(
-                db,
-                project_id=project_id,
-                spec=spec,
-                actor=me,
-                max_runtime_cap=limits.max_runtime_cap,
-                pool_nodes=limits.pool_nodes,
-                image_registries=limits.image_registries,
-            )
+            job = service.submit_job(db, **submission)
     except CreditsError as refusal:
         form.errors, message = refusal_errors(refusal)
         return _form_page(project, form, error=message, status=422)
@@ -148,6 +164,17 @@ def submit_job(project_id: int) -> ResponseReturnValue:
 
 
 _FIX = "Nothing was submitted: correct the marked fields."
+
+
+class _Submission(TypedDict):
+    """What the preview and the submission are both called with."""
+
+    project_id: int
+    spec: JobSpec
+    actor: Actor
+    max_runtime_cap: int
+    pool_nodes: dict[str, tuple[int, int]]
+    image_registries: tuple[str, ...]
 
 
 # Listing and watching.
@@ -197,11 +224,16 @@ def job_detail(job_id: int) -> ResponseReturnValue:
         samples = telemetry.samples if telemetry is not None else 0
         util = telemetry.gpu_util_sum / samples if telemetry is not None and samples else None
         kwh = telemetry.energy_mj / MJ_PER_KWH if telemetry is not None else None
+    logs = _logs(job_id)
     return render(
         "jobs/detail.html",
         job=detail,
         project=project,
-        logs=_logs(job_id),
+        command=shlex.join([*detail.spec.command, *detail.spec.args]),
+        live=_live(detail),
+        state_url=url_for(".job_state", job_id=job_id),
+        failure=_failure(detail),
+        log_text=_log_text(detail, logs),
         isolation=_isolation(job_id),
         log_lines=LOG_LINES,
         final=detail.state in FINAL_STATES,
@@ -227,25 +259,56 @@ def _isolation(job_id: int) -> str | None:
         return None
 
 
-def _state(job_id: int) -> str:
+def _detail(job_id: int) -> JobDetail:
     me = actor()
     with transaction() as db:
-        job = _or_404(lambda: load_job_for_actor(db, me, job_id))
-        return job.state
+        return _or_404(lambda: get_job_detail(db, me, job_id))
+
+
+def _live(detail: JobDetail) -> dict[str, str]:
+    """The parts of the job page that change while it runs, as its page shows them."""
+    return {
+        "state": detail.state.value,
+        "state_text": fmt.status(detail.state.value),
+        "started": fmt.when(detail.started_at),
+    }
+
+
+def _failure(detail: JobDetail) -> str | None:
+    """Why a failed or timed-out job ended, from its record and else its timeline."""
+    if detail.state not in {JobState.FAILED, JobState.TIMED_OUT}:
+        return None
+    why = detail.reason or next((e.reason for e in reversed(detail.events) if e.reason), None)
+    code = "" if detail.exit_code is None else f" with exit code {detail.exit_code}"
+    ended = "timed out" if detail.state is JobState.TIMED_OUT else "failed"
+    if why is None:
+        return f"The job {ended}{code}; no reason was recorded."
+    return f"The job {ended}{code}: {why.strip().rstrip('.')}."
+
+
+def _log_text(detail: JobDetail, logs: str) -> str:
+    if logs:
+        return logs
+    if detail.state in FINAL_STATES:
+        failure = _failure(detail)
+        return f"No output. {failure}" if failure else "The job wrote no output."
+    return "No output yet."
 
 
 @blueprint.get("/jobs/<int:job_id>/state.json")
 @login_required
 def job_state(job_id: int) -> ResponseReturnValue:
-    state = _state(job_id)
-    return {"state": state, "final": JobState(state).is_final}
+    """The job's state and, rendered as the page renders them, its start and timeline."""
+    detail = _detail(job_id)
+    timeline = render_template("jobs/timeline.html", job=detail)
+    return _live(detail) | {"final": detail.state.is_final, "timeline": timeline}
 
 
 @blueprint.get("/jobs/<int:job_id>/logs.json")
 @login_required
 def job_logs(job_id: int) -> ResponseReturnValue:
-    state = _state(job_id)
-    return {"state": state, "text": _logs(job_id) or "No output yet."}
+    detail = _detail(job_id)
+    return {"state": detail.state.value, "text": _log_text(detail, _logs(job_id))}
 
 
 @blueprint.get("/jobs/<int:job_id>/output.log")

@@ -10,11 +10,13 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections.abc import Collection, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from credits import formatting as fmt
 from credits.audit.service import canonical_json, record_event
 from credits.db import utcnow
 from credits.errors import InvalidInput
@@ -42,7 +44,9 @@ from credits.jobs.transitions import move, record_queued
 from credits.ledger.errors import IdempotencyKeyReused
 from credits.ledger.holds import place_hold
 from credits.ledger.models import Currency
+from credits.ledger.queries import project_available
 from credits.pool.models import GpuFlavour
+from credits.pool.schemas import RateOut
 from credits.pool.service import hold_amount, rate_in_force
 
 MAX_GPU_LIMIT = 100_000
@@ -78,21 +82,14 @@ def submit_job(
         replayed = _replay(session, request_key, digest)
         if replayed is not None:
             return replayed
-    if project.status != ProjectStatus.ACTIVE.value:
-        raise ProjectCannotSubmit(
-            f"project {project_id} is {project.status} and cannot submit jobs",
-            project_status=project.status,
-        )
-    flavour = _flavour_for(session, spec)
-    _check_runtime(spec, max_runtime_cap)
-    _check_grace(spec, flavour)
-    _check_fits(spec, flavour, pool_nodes)
-    _check_image(spec, image_registries)
-    rate = rate_in_force(session, flavour=flavour.name, at=now)
-    amount = hold_amount(
-        gpus=spec.gpus,
-        max_runtime_seconds=spec.max_runtime_seconds,
-        micro_credits_per_gpu_hour=rate.micro_credits_per_gpu_hour,
+    flavour, rate, amount = _admissible(
+        session,
+        project,
+        spec,
+        max_runtime_cap=max_runtime_cap,
+        pool_nodes=pool_nodes,
+        image_registries=image_registries,
+        now=now,
     )
     job = Job(
         project_id=project_id,
@@ -145,6 +142,88 @@ def submit_job(
     return job_out(session, job)
 
 
+@dataclass(frozen=True)
+class SubmissionQuote:
+    """What submitting the spec now would hold, and what the project has available."""
+
+    hold_micro: int
+    micro_per_gpu_hour: int
+    available_micro: int
+
+    @property
+    def enough(self) -> bool:
+        return self.available_micro >= self.hold_micro
+
+    @property
+    def shortfall(self) -> str | None:
+        """Why the hold would be refused, in the words of the refusal; None when enough."""
+        if self.enough:
+            return None
+        return fmt.credits_refusal(self.hold_micro, self.available_micro, Currency.GPU)
+
+
+def quote_submission(
+    session: Session,
+    *,
+    project_id: int,
+    spec: JobSpec,
+    actor: Actor,
+    max_runtime_cap: int,
+    pool_nodes: Mapping[str, tuple[int, int]] | None = None,
+    image_registries: Collection[str] = (),
+    now: datetime | None = None,
+) -> SubmissionQuote:
+    """Every check :func:`submit_job` makes before it holds, raising what it raises,
+    and the hold it would place; changes nothing. The money check is the quote's
+    ``enough``: the hold itself is what refuses a submission without enough credits.
+    The job form's preview calls it, so a preview that passes is a submit that passes."""
+    now = now or utcnow()
+    require_scope(actor, Scope.WRITE)
+    project = _project_for_submitter(session, actor, project_id)
+    _, rate, amount = _admissible(
+        session,
+        project,
+        spec,
+        max_runtime_cap=max_runtime_cap,
+        pool_nodes=pool_nodes,
+        image_registries=image_registries,
+        now=now,
+    )
+    available = project_available(session, project_id=project_id, currency=Currency.GPU, now=now)
+    return SubmissionQuote(amount, rate.micro_credits_per_gpu_hour, available)
+
+
+def _admissible(
+    session: Session,
+    project: Project,
+    spec: JobSpec,
+    *,
+    max_runtime_cap: int,
+    pool_nodes: Mapping[str, tuple[int, int]] | None,
+    image_registries: Collection[str],
+    now: datetime,
+) -> tuple[GpuFlavour, RateOut, int]:
+    """The checks of a submission that need the database or the pool, in order; the
+    flavour, the rate in force and the hold amount when they all pass."""
+    if project.status != ProjectStatus.ACTIVE.value:
+        raise ProjectCannotSubmit(
+            f"project {project.id} is {fmt.status(project.status)} and cannot submit jobs",
+            project_status=project.status,
+        )
+    flavour = _flavour_for(session, spec)
+    _check_runtime(spec, max_runtime_cap)
+    _check_grace(spec, flavour)
+    _check_fits(spec, flavour, pool_nodes)
+    _check_image(spec, image_registries)
+    rate = rate_in_force(session, flavour=flavour.name, at=now)
+    amount = hold_amount(
+        gpus=spec.gpus,
+        max_runtime_seconds=spec.max_runtime_seconds,
+        micro_credits_per_gpu_hour=rate.micro_credits_per_gpu_hour,
+    )
+    return flavour, rate, amount
+
+
 def _project_for_submitter(session: Session, actor: Actor, project_id: int) -> Project:
     if not can_read_project(session, actor, project_id):
         raise ProjectNotFound(f"no project has the id {project_id}")
@@ -186,7 +265,8 @@ def _flavour_for(session: Session, spec: JobSpec) -> GpuFlavour:
 def _check_runtime(spec: JobSpec, cap: int) -> None:
     if spec.max_runtime_seconds > cap:
         raise RuntimeOverCap(
-            f"max_runtime_seconds {spec.max_runtime_seconds} is over the platform's cap of {cap}",
+            f"a max runtime of {fmt.duration(spec.max_runtime_seconds)} is over the"
+            f" platform's cap of {fmt.duration(cap)}",
             field="max_runtime_seconds",
             cap=cap,
         )
@@ -197,7 +277,8 @@ def _check_grace(spec: JobSpec, flavour: GpuFlavour) -> None:
     asked = spec.checkpoint_grace_seconds
     if asked is not None and asked > cap:
         raise CheckpointGraceOverCap(
-            f"checkpoint_grace_seconds {asked} is over flavour {flavour.name!r}'s cap of {cap}",
+            f"a checkpoint grace of {fmt.duration(asked)} is over flavour {flavour.name!r}'s"
+            f" cap of {fmt.duration(cap)}",
             field="checkpoint_grace_seconds",
             cap=cap,
         )
