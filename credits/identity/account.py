@@ -35,6 +35,13 @@ def _own_user(session: Session, actor: Actor) -> User:
     return user
 
 
+def my_account(session: Session, *, actor: Actor) -> tuple[UserOut, bool]:
+    """The actor's own user, and whether they have a password (not those who only sign
+    in through their institution). Raises UserNotFound."""
+    user = _own_user(session, actor)
+    return UserOut.model_validate(user), user.password_hash is not None
+
+
 def update_profile(
     session: Session,
     *,
