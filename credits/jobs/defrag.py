@@ -24,12 +24,13 @@ Deterministic: candidates, movers and holes are ordered by size, end and name.
 from __future__ import annotations
 
 from bisect import bisect_left, insort
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from credits.jobs.executors.base import NodeSlice
 from credits.jobs.placement import Pool, Reservation, nearest_after
+from credits.jobs.running_set import RunningSet
 
 if TYPE_CHECKING:
     from credits.jobs.scheduler import Policy, QueuedJob, RunningJob
@@ -63,7 +64,7 @@ def movable(job: RunningJob, policy: Policy) -> bool:
 def defragment(
     pool: Pool,
     head: QueuedJob,
-    running: Sequence[RunningJob],
+    running: Collection[RunningJob],
     now: float,
     policy: Policy,
 ) -> tuple[Reservation, tuple[MoveDecision, ...]] | None:
@@ -116,7 +117,7 @@ class _Candidate:
 
 
 def _candidates(
-    pool: Pool, running: Sequence[RunningJob], room: int, ready_at: float, policy: Policy
+    pool: Pool, running: Collection[RunningJob], room: int, ready_at: float, policy: Policy
 ) -> Iterator[_Candidate]:
     """Nodes that moving some of their jobs would leave with ``room`` free GPUs, emptiest first.
 
@@ -126,7 +127,26 @@ def _candidates(
     not a running job (a job started earlier in this pass), or if what must
     stay on it leaves too little room.
     """
-    # What each job holds on each node: a gang's slice here, not its whole size.
+    occupants, used = _occupancy(pool, running)
+    for free in range(room - 1, -1, -1):
+        found = []
+        for _, node in pool.buckets[free]:
+            if pool.capacity[node] < room or free + used(node) != pool.capacity[node]:
+                continue  # too small, or a job started this pass (or bad input) holds GPUs here
+            movers = _movers(occupants(node), room - free, ready_at, policy)
+            if movers is not None:
+                found.append(_Candidate(node, movers))
+        found.sort(key=lambda c: (sum(g for _, g in c.movers), len(c.movers), c.node))
+        yield from found
+
+
+def _occupancy(
+    pool: Pool, running: Collection[RunningJob]
+) -> tuple[Callable[[str], list[_Mover]], Callable[[str], int]]:
+    """What each job holds on each node (a gang's slice there, not its whole size), and
+    the GPUs held per node: a kept :class:`RunningSet` knows; otherwise they are counted."""
+    if isinstance(running, RunningSet):
+        return running.occupants, running.used
     occupants: dict[str, list[_Mover]] = {}
     used: dict[str, int] = {}
     for job in running:
@@ -134,16 +154,7 @@ def _candidates(
             if part.node in pool.capacity:
                 occupants.setdefault(part.node, []).append((job, part.gpus))
                 used[part.node] = used.get(part.node, 0) + part.gpus
-    for free in range(room - 1, -1, -1):
-        found = []
-        for _, node in pool.buckets[free]:
-            if pool.capacity[node] < room or free + used.get(node, 0) != pool.capacity[node]:
-                continue  # too small, or a job started this pass (or bad input) holds GPUs here
-            movers = _movers(occupants.get(node, []), room - free, ready_at, policy)
-            if movers is not None:
-                found.append(_Candidate(node, movers))
-        found.sort(key=lambda c: (sum(g for _, g in c.movers), len(c.movers), c.node))
-        yield from found
+    return (lambda node: occupants.get(node, [])), (lambda node: used.get(node, 0))
 
 
 def _movers(

@@ -9,7 +9,7 @@ gang), and when and where the flavour's blocked head fits at the latest
 from __future__ import annotations
 
 from bisect import bisect_left, insort
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -56,6 +56,7 @@ class Pool:
         "free",
         "frozen",
         "gpn",
+        "gpus",
         "long_count",
         "long_max",
         "names",
@@ -74,6 +75,7 @@ class Pool:
         self.names = [node.name for node in nodes]
         self.capacity = {node.name: node.gpus for node in nodes}
         self.gpn = max(self.capacity.values())
+        self.gpus = sum(self.capacity.values())
         self.whole_nodes = sum(1 for gpus in self.capacity.values() if gpus == self.gpn)
         self.end_fit = end_fit
         # Keep jobs that can move apart from those that cannot (see best_node).
@@ -126,6 +128,56 @@ class Pool:
             self.total_free += gpus
         for bucket in (*self.buckets, *self.sides[0], *self.sides[1]):
             bucket.sort()
+
+    def clone(self) -> Pool:
+        """A copy to plan one pass with: the pass changes the copy, never this pool.
+
+        Only for a pool no pass has used yet (no reservation, nothing frozen).
+        """
+        copy = Pool.__new__(Pool)
+        shared = ("names", "capacity", "gpn", "gpus", "whole_nodes", "end_fit", "pack")
+        for name in (*shared, "total_free"):
+            setattr(copy, name, getattr(self, name))
+        copy.pinned = dict(self.pinned)
+        copy.sides = tuple([list(bucket) for bucket in side] for side in self.sides)
+        copy.free = dict(self.free)
+        copy.node_end = dict(self.node_end)
+        copy.buckets = [list(bucket) for bucket in self.buckets]
+        copy.frozen = set()
+        copy.vacated = set()
+        copy.ends = list(self.ends)
+        copy.blocked = False
+        copy.reservation = None
+        copy.spare = {}
+        copy.long_max = 0
+        copy.long_count = []
+        return copy
+
+    def release(self, node: str, gpus: int, end: float, *, movable: bool, node_end: float) -> None:
+        """Gives back what :meth:`take` gave a job; ``node_end`` is the node's end without it."""
+        before = self.free[node]
+        self._unbucket(node, before)
+        if self.end_fit:
+            self.node_end[node] = node_end
+        if not movable:
+            self.pinned[node] -= gpus
+        self.free[node] = before + gpus
+        self._bucket(node, before + gpus)
+        self.total_free += gpus
+        self.ends.remove((end, node, gpus))
+
+    def _unbucket(self, node: str, free: int) -> None:
+        key = (self.node_end[node], node)
+        bucket = self.buckets[free]
+        del bucket[bisect_left(bucket, key)]
+        if self.pack:
+            side = self._side(node)[free]
+            del side[bisect_left(side, key)]
+
+    def _bucket(self, node: str, free: int) -> None:
+        insort(self.buckets[free], (self.node_end[node], node))
+        if self.pack:
+            insort(self._side(node)[free], (self.node_end[node], node))
 
     def fits_ever(self, gpus: int) -> bool:
         """Whether a job of ``gpus`` fits this flavour once it is empty."""
@@ -244,19 +296,12 @@ class Pool:
     def take(self, node: str, gpus: int, end: float, *, movable: bool = True) -> None:
         """Gives ``gpus`` of ``node`` to a job expected to end at ``end``."""
         before = self.free[node]
-        key = (self.node_end[node], node)
-        bucket = self.buckets[before]
-        del bucket[bisect_left(bucket, key)]
-        if self.pack:
-            side = self._side(node)[before]
-            del side[bisect_left(side, key)]
-        if self.end_fit and end > key[0]:
+        self._unbucket(node, before)
+        if self.end_fit and end > self.node_end[node]:
             self.node_end[node] = end
         if not movable:
             self.pinned[node] += gpus
-        insort(self.buckets[before - gpus], (self.node_end[node], node))
-        if self.pack:
-            insort(self._side(node)[before - gpus], (self.node_end[node], node))
+        self._bucket(node, before - gpus)
         self.free[node] = before - gpus
         self.total_free -= gpus
         if self.reservation is None:
@@ -351,7 +396,7 @@ def build_pools(
 
 
 def hold_running(
-    running: Sequence[RunningJob], pools: Mapping[str, Pool], now: float, max_moves: int = 2
+    running: Iterable[RunningJob], pools: Mapping[str, Pool], now: float, max_moves: int = 2
 ) -> dict[int, int]:
     """Takes running jobs' GPUs off their nodes; returns GPUs held per project.
 

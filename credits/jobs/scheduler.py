@@ -35,6 +35,7 @@ from credits.jobs.fairshare import UsageDecay, decayed, priority
 from credits.jobs.job_queue import JobQueue
 from credits.jobs.placement import Pool, Reservation, build_pools, hold_running
 from credits.jobs.queue_order import pass_order
+from credits.jobs.running_set import RunningSet
 from credits.jobs.runtime_classes import DEFAULT_CLASS_AGING_S, DEFAULT_CLASS_BOUNDS_S
 
 __all__ = [
@@ -47,6 +48,7 @@ __all__ = [
     "QueuedJob",
     "Reservation",
     "RunningJob",
+    "RunningSet",
     "StartDecision",
     "UsageDecay",
     "decayed",
@@ -177,7 +179,7 @@ class Plan:
 
 def plan(  # noqa: PLR0917 - positional by contract: callers pass the state in this order
     queued: Collection[QueuedJob],
-    running: Sequence[RunningJob],
+    running: Collection[RunningJob],
     nodes: Sequence[Node],
     shares: Mapping[int, ProjectShare],
     now: float,
@@ -187,17 +189,17 @@ def plan(  # noqa: PLR0917 - positional by contract: callers pass the state in t
 
     Deterministic: the same jobs, nodes and shares in any order give the same plan.
     ``queued`` may be a :class:`JobQueue` kept between passes, which saves sorting
-    it; the plan is the same.
+    it, and ``running`` a :class:`RunningSet`, which saves rebuilding the nodes'
+    state from every running job; the plan is the same.
     """
-    pools = build_pools(nodes, end_fit=policy.end_time_fit, pack=policy.pack_by_movability)
-    held = hold_running(running, pools, now, policy.max_moves)
+    pools, held, running_projects = _pools_after_running(running, nodes, now, policy)
     order = pass_order(
         queued,
         fits=lambda flavour, gpus: flavour in pools and pools[flavour].fits_ever(gpus),
         shares=shares,
         held=held,
-        running_projects={job.project_id for job in running},
-        pool_gpus=sum(node.gpus for node in nodes),
+        running_projects=running_projects,
+        pool_gpus=sum(pool.gpus for pool in pools.values()),
         now=now,
         policy=policy,
     )
@@ -239,10 +241,23 @@ def plan(  # noqa: PLR0917 - positional by contract: callers pass the state in t
     )
 
 
+def _pools_after_running(
+    running: Collection[RunningJob], nodes: Sequence[Node], now: float, policy: Policy
+) -> tuple[dict[str, Pool], dict[int, int], set[int]]:
+    """Each flavour's pool with the running jobs' GPUs taken, GPUs held and projects running."""
+    if isinstance(running, RunningSet):
+        pools = running.pools_for(nodes, now, policy)
+        if pools is not None:
+            return pools, running.held(), running.projects()
+    pools = build_pools(nodes, end_fit=policy.end_time_fit, pack=policy.pack_by_movability)
+    held = hold_running(running, pools, now, policy.max_moves)
+    return pools, held, {job.project_id for job in running}
+
+
 def _reserve(  # noqa: PLR0917 - private helper of plan()
     pool: Pool,
     head: QueuedJob,
-    running: Sequence[RunningJob],
+    running: Collection[RunningJob],
     now: float,
     policy: Policy,
     moves: list[MoveDecision],

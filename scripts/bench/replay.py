@@ -113,6 +113,7 @@ from credits.jobs.scheduler import (
     ProjectShare,
     QueuedJob,
     RunningJob,
+    RunningSet,
     StartDecision,
     UsageDecay,
     plan,
@@ -191,6 +192,8 @@ class Replay:
         # Kept between passes, as the platform keeps it: plan() then sorts nothing.
         self.queue = JobQueue(class_bounds_s=policy.class_bounds_s)
         self.running: dict[int, RunningJob] = {}
+        # The same jobs, kept for plan(): it copies the nodes' state instead of rebuilding it.
+        self.kept_running = RunningSet()
         self.attempts: dict[int, _Attempt] = {}
         self.outcome = Outcome()
         # Free GPUs per node and queued jobs per GPU count: enough to tell a pass
@@ -272,6 +275,7 @@ class Replay:
         finished = self.executor.pop_finished()
         for seen in finished:
             job = self.running.pop(seen.job_id)
+            self.kept_running.discard(seen.job_id)
             self._take(job.placement, -1)
             self._end_attempt(self.attempts.pop(seen.job_id), job.gpus, finished=True)
             self._hold(job.project_id, -job.gpus)
@@ -300,7 +304,7 @@ class Replay:
         began = time.perf_counter()
         result = plan(
             self.queue,
-            list(self.running.values()),
+            self.kept_running,
             self.nodes,
             shares,
             EPOCH + self.now,
@@ -359,7 +363,7 @@ class Replay:
         self._take(placement, 1)
         # As the platform reports a later attempt: its start less the walltime used before.
         used = job.limit_s - attempt.limit_left_s
-        self.running[job.job_id] = RunningJob(
+        self.running[job.job_id] = running = RunningJob(
             job.job_id,
             job.project_id,
             FLAVOUR,
@@ -369,6 +373,7 @@ class Replay:
             checkpointable=job.checkpointable,
             moves=attempt.moves,
         )
+        self.kept_running.add(running)
 
     def _end_attempt(self, attempt: _Attempt, gpus: int, *, finished: bool) -> float:
         """Books the attempt's work and restart; returns the seconds of work it did."""
