@@ -54,6 +54,14 @@ ROWS = [
     UiRow("GET", PROGRAM, only("ops", "funder_p"), P),
     UiRow("GET", PROGRAM, only("ops", "funder_p"), {"program_id": "program_p_draft"}),
     UiRow("GET", PROGRAM, only("ops", "funder_q"), {"program_id": "program_q"}),
+    UiRow("GET", PROGRAM + "/edit", only("ops", "funder_p"), {"program_id": "program_p_draft"}),
+    UiRow(
+        "POST",
+        PROGRAM + "/edit",
+        only("ops", "funder_p", anonymous=400),
+        {"program_id": "program_p_draft"},
+        form=_program,
+    ),
     UiRow(
         "POST",
         PROGRAM + "/fund",
