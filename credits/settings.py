@@ -87,10 +87,21 @@ class Settings(BaseSettings):
     s3_access_key_id: str = ""
     s3_secret_access_key: SecretStr = SecretStr("")
     secret_key: SecretStr = SecretStr("")
+    # Earlier session keys, comma-separated, newest first: cookies they signed are still
+    # accepted (and re-signed with secret_key) while a rotation rolls out; see
+    # docs/operations.md. Empty: only secret_key.
+    secret_key_fallbacks: SecretStr = SecretStr("")
     sqlite_busy_timeout_ms: int = Field(default=10_000, ge=0)
     database_pool_size: int = Field(default=10, ge=1, le=200)
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
+    # The production web tier (gunicorn, credits/gunicorn_conf.py): worker processes,
+    # threads in each, the seconds a request may take before its worker is restarted,
+    # and the seconds a worker gets to finish its requests on a reload or stop.
+    web_workers: int = Field(default=2, ge=1, le=64)
+    web_threads: int = Field(default=4, ge=1, le=64)
+    web_timeout_seconds: int = Field(default=60, ge=1, le=3600)
+    web_graceful_timeout_seconds: int = Field(default=30, ge=1, le=3600)
     # Request bodies over this many bytes are refused (413) unread; usage ingestion,
     # up to 1,000 records with their evidence, takes up to the second.
     request_max_bytes: int = Field(default=1024 * 1024, ge=1024, le=1024**3)
@@ -418,7 +429,17 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"{ENV_PREFIX}SECRET_KEY must be at least {MIN_SECRET_KEY_LENGTH} characters"
             )
+        if any(len(key) < MIN_SECRET_KEY_LENGTH for key in self.old_secret_keys):
+            raise ValueError(
+                f"each of {ENV_PREFIX}SECRET_KEY_FALLBACKS must be at least "
+                f"{MIN_SECRET_KEY_LENGTH} characters"
+            )
         return self
+
+    @property
+    def old_secret_keys(self) -> list[str]:
+        """The earlier session keys still accepted, newest first."""
+        return split_list(self.secret_key_fallbacks.get_secret_value())
 
     @property
     def is_sqlite(self) -> bool:
