@@ -95,6 +95,8 @@ def create_app(
     app.url_map.converters["int"] = IdConverter  # before any rule is added
     app.url_map.converters["tile"] = TilePathConverter
     app.config["SECRET_KEY"] = settings.secret_key.get_secret_value()
+    # Cookies signed with an earlier key still load while a rotation rolls out.
+    app.config["SECRET_KEY_FALLBACKS"] = settings.old_secret_keys
     # Larger bodies are refused unread (413); usage ingestion raises its own limit.
     app.config["MAX_CONTENT_LENGTH"] = settings.request_max_bytes
     app.extensions[EXTENSION_KEY] = CreditsExtension(
