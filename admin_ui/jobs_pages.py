@@ -143,6 +143,7 @@ def submit_job(project_id: int) -> ResponseReturnValue:
             max_runtime_cap=limits.max_runtime_cap,
             pool_nodes=limits.pool_nodes,
             image_registries=limits.image_registries,
+            checkpointing=limits.checkpointing,
         )
         if request.form.get("action") != "submit":
             # The preview makes every check the submission makes, by the same service.
@@ -175,6 +176,7 @@ class _Submission(TypedDict):
     max_runtime_cap: int
     pool_nodes: dict[str, tuple[int, int]]
     image_registries: tuple[str, ...]
+    checkpointing: bool
 
 
 # Listing and watching.

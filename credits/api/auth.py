@@ -66,20 +66,27 @@ class SubmissionLimits:
     max_runtime_cap: int
     pool_nodes: dict[str, tuple[int, int]]
     image_registries: tuple[str, ...] = ()
+    # Whether the executor can keep checkpoints, so that a job may be checkpointable.
+    checkpointing: bool = True
 
 
 def job_submission_limits() -> SubmissionLimits:
     """The limits a submission from this app meets, for the API and the portal alike."""
-    from credits.jobs.runtime import pool_nodes  # noqa: PLC0415 - executors load on first use
+    from credits.jobs.runtime import (  # noqa: PLC0415 - executors load on first use
+        can_checkpoint,
+        pool_nodes,
+    )
 
     settings = credits_extension().settings
     registries: tuple[str, ...] = ()
     if settings.executor is ExecutorName.KUBERNETES:
         registries = tuple(filter(None, map(str.strip, settings.job_image_registries.split(","))))
+    executor = job_executor()
     return SubmissionLimits(
         max_runtime_cap=settings.jobs_max_runtime_seconds,
-        pool_nodes=pool_nodes(job_executor()),
+        pool_nodes=pool_nodes(executor),
         image_registries=registries,
+        checkpointing=can_checkpoint(executor),
     )
 
 

@@ -73,6 +73,7 @@ def submit_job(project_id: int) -> ResponseReturnValue:
             max_runtime_cap=limits.max_runtime_cap,
             pool_nodes=limits.pool_nodes,
             image_registries=limits.image_registries,
+            checkpointing=limits.checkpointing,
             idempotency_key=key,
         ),
     )

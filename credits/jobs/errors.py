@@ -32,6 +32,13 @@ class CheckpointGraceOverCap(InvalidInput):
     title = "Checkpoint grace over the flavour's cap"
 
 
+class CheckpointingUnavailable(InvalidInput):
+    """The job asks to be checkpointable where the executor has nowhere to keep checkpoints."""
+
+    slug = "checkpointing-unavailable"
+    title = "Checkpointable jobs are not available here"
+
+
 class ImageNotAllowed(InvalidInput):
     """The image is not from a registry on the installation's allow-list."""
 

@@ -125,6 +125,12 @@ def pool_nodes(executor: Executor) -> dict[str, tuple[int, int]]:
     return shapes
 
 
+def can_checkpoint(executor: Executor) -> bool:
+    """Whether the executor can keep a moved job's checkpoint (Kubernetes: only with
+    a checkpoint claim); executors that say nothing always can (a folder per job)."""
+    return bool(getattr(executor, "can_checkpoint", True))
+
+
 def run_schedule(
     factory: Callable[[], Session],
     executor: Executor,

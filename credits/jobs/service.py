@@ -27,6 +27,7 @@ from credits.identity.actor import Actor
 from credits.identity.models import Role, Scope
 from credits.jobs.errors import (
     CheckpointGraceOverCap,
+    CheckpointingUnavailable,
     ImageNotAllowed,
     JobNeverFits,
     JobStateConflict,
@@ -61,6 +62,7 @@ def submit_job(
     max_runtime_cap: int,
     pool_nodes: Mapping[str, tuple[int, int]] | None = None,
     image_registries: Collection[str] = (),
+    checkpointing: bool = True,
     idempotency_key: str | None = None,
     now: datetime | None = None,
 ) -> JobOut:
@@ -71,6 +73,7 @@ def submit_job(
     hold is refused. ``image_registries``: the registries (or registry/repository
     prefixes) the image must come from; none: any. Raises ProjectNotFound,
     ProjectCannotSubmit, UnknownFlavour, RuntimeOverCap, CheckpointGraceOverCap,
+    CheckpointingUnavailable (``checkpointing`` False: the executor keeps no checkpoints),
     JobNeverFits, ImageNotAllowed, NoRateInForce, InsufficientCredits (402, with ``required``
     and ``available``), IdempotencyKeyReused.
     """
@@ -89,6 +92,7 @@ def submit_job(
         max_runtime_cap=max_runtime_cap,
         pool_nodes=pool_nodes,
         image_registries=image_registries,
+        checkpointing=checkpointing,
         now=now,
     )
     job = Job(
@@ -171,6 +175,7 @@ def quote_submission(
     max_runtime_cap: int,
     pool_nodes: Mapping[str, tuple[int, int]] | None = None,
     image_registries: Collection[str] = (),
+    checkpointing: bool = True,
     now: datetime | None = None,
 ) -> SubmissionQuote:
     """Every check :func:`submit_job` makes before it holds, raising what it raises,
@@ -187,6 +192,7 @@ def quote_submission(
         max_runtime_cap=max_runtime_cap,
         pool_nodes=pool_nodes,
         image_registries=image_registries,
+        checkpointing=checkpointing,
         now=now,
     )
     available = project_available(session, project_id=project_id, currency=Currency.GPU, now=now)
@@ -201,6 +207,7 @@ def _admissible(
     max_runtime_cap: int,
     pool_nodes: Mapping[str, tuple[int, int]] | None,
     image_registries: Collection[str],
+    checkpointing: bool,
     now: datetime,
 ) -> tuple[GpuFlavour, RateOut, int]:
     """The checks of a submission that need the database or the pool, in order; the
@@ -213,6 +220,7 @@ def _admissible(
     flavour = _flavour_for(session, spec)
     _check_runtime(spec, max_runtime_cap)
     _check_grace(spec, flavour)
+    _check_checkpointing(spec, checkpointing)
     _check_fits(spec, flavour, pool_nodes)
     _check_image(spec, image_registries)
     rate = rate_in_force(session, flavour=flavour.name, at=now)
@@ -281,6 +289,15 @@ def _check_grace(spec: JobSpec, flavour: GpuFlavour) -> None:
             f" cap of {fmt.duration(cap)}",
             field="checkpoint_grace_seconds",
             cap=cap,
+        )
+
+
+def _check_checkpointing(spec: JobSpec, checkpointing: bool) -> None:
+    if spec.checkpointable and not checkpointing:
+        raise CheckpointingUnavailable(
+            "this installation has nowhere to keep checkpoints, so jobs cannot be"
+            " checkpointable here; submit it with checkpointable: false",
+            field="checkpointable",
         )
 
 

@@ -22,7 +22,7 @@ from credits.jobs.executors.base import NodeCapacity
 from credits.jobs.executors.simulated import SimulatedExecutor
 from credits.jobs.models import Job, JobRun
 from credits.jobs.reconciler import reconcile
-from credits.jobs.runtime import pool_nodes
+from credits.jobs.runtime import can_checkpoint, pool_nodes
 from credits.jobs.scheduler import Policy
 from credits.jobs.scheduling import schedule_pass
 from credits.jobs.schemas import JobOut, ReconcileOut, SchedulePassOut
@@ -93,6 +93,7 @@ class JobsWorld:
                 actor=self.researcher,
                 max_runtime_cap=CAP,
                 pool_nodes=pool_nodes(self.executor),
+                checkpointing=can_checkpoint(self.executor),
                 idempotency_key=key,
                 now=self.clock(),
             )

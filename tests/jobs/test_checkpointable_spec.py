@@ -16,7 +16,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from admin_ui.job_form import parse_job_form
 from credits.app import create_app
 from credits.identity.tokens import create_token
-from credits.jobs.errors import CheckpointGraceOverCap
+from credits.jobs.errors import CheckpointGraceOverCap, CheckpointingUnavailable
+from credits.jobs.executors.kubernetes import KubernetesExecutor
+from credits.jobs.manifests import ManifestOptions
 from credits.jobs.launching import launch_requests
 from credits.jobs.models import Job
 from credits.pool import service as pool
@@ -182,3 +184,43 @@ def test_the_executor_is_told_the_grace_and_a_later_attempt_only_the_runtime_lef
     assert (request.checkpointable, request.checkpoint_grace_seconds) == (True, 45)
     assert request.attempt == 2
     assert request.max_runtime_seconds == 750
+
+
+def _cannot_checkpoint(world: JobsWorld) -> None:
+    """The executor keeps no checkpoints, as Kubernetes without a checkpoint claim."""
+    world.executor.can_checkpoint = False  # type: ignore[attr-defined]
+
+
+def test_a_checkpointable_job_is_refused_where_checkpoints_cannot_be_kept(
+    world: JobsWorld,
+) -> None:
+    _cannot_checkpoint(world)
+    before = world.available()
+    with pytest.raises(CheckpointingUnavailable) as raised:
+        world.submit(checkpointable=True)
+    assert raised.value.extra == {"field": "checkpointable"}
+    assert world.available() == before
+    assert _jobs(world) == 0
+    assert world.submit(name="plain").checkpointable is False
+
+
+def test_the_api_refuses_a_checkpointable_job_where_checkpoints_cannot_be_kept(
+    client: FlaskClient, world: JobsWorld
+) -> None:
+    _cannot_checkpoint(world)
+    before = world.available()
+    refused = _submit(client, world, checkpointable=True)
+    assert refused.status_code == 422, refused.json
+    assert refused.json["type"].endswith("/checkpointing-unavailable")
+    assert refused.json["field"] == "checkpointable"
+    assert world.available() == before
+    assert _jobs(world) == 0
+
+
+def test_kubernetes_keeps_checkpoints_only_with_a_checkpoint_claim() -> None:
+    options = ManifestOptions(namespace="jobs", instance="test")
+    without = KubernetesExecutor(None, options)
+    with_claim = KubernetesExecutor(
+        None, ManifestOptions(namespace="jobs", instance="test", checkpoint_claim="checkpoints")
+    )
+    assert (without.can_checkpoint, with_claim.can_checkpoint) == (False, True)

@@ -97,6 +97,11 @@ class KubernetesExecutor:
 
     name = "kubernetes"
 
+    @property
+    def can_checkpoint(self) -> bool:
+        """Whether a checkpointable job has somewhere to save: the installation's claim."""
+        return self.options.checkpoint_claim is not None
+
     def __init__(
         self,
         api_client: Any,
