@@ -55,20 +55,42 @@ def availability(
     """Available now, starting later and suspended, per currency, over the projects'
     allocation accounts (summed). A currency appears once any allocation has credits."""
     now = now or utcnow()
+    return _fold(_open_accounts(session, project_ids, now), now)
+
+
+def availability_by_project(
+    session: Session, project_ids: Iterable[int], *, now: datetime | None = None
+) -> dict[int, dict[Currency, Availability]]:
+    """:func:`availability` of each project, read in one query whatever their number."""
+    now = now or utcnow()
+    by_project: dict[int, list[Account]] = {}
+    for account in _open_accounts(session, project_ids, now):
+        assert account.project_id is not None  # noqa: S101 - selected that way
+        by_project.setdefault(account.project_id, []).append(account)
+    return {project_id: _fold(accounts, now) for project_id, accounts in by_project.items()}
+
+
+def _open_accounts(session: Session, project_ids: Iterable[int], now: datetime) -> list[Account]:
+    """The projects' allocation accounts that have not expired."""
     ids = sorted(set(project_ids))
     if not ids:
-        return {}
-    rows = session.scalars(
-        select(Account).where(
-            Account.project_id.in_(ids),
-            Account.kind == AccountKind.ALLOCATION.value,
-            or_(Account.expires_at.is_(None), Account.expires_at > now),
-            Account.status != AccountStatus.EXPIRED.value,
+        return []
+    return list(
+        session.scalars(
+            select(Account).where(
+                Account.project_id.in_(ids),
+                Account.kind == AccountKind.ALLOCATION.value,
+                or_(Account.expires_at.is_(None), Account.expires_at > now),
+                Account.status != AccountStatus.EXPIRED.value,
+            )
         )
     )
+
+
+def _fold(accounts: Iterable[Account], now: datetime) -> dict[Currency, Availability]:
     found: dict[Currency, Availability] = {}
     upcoming: dict[tuple[Currency, datetime], int] = {}
-    for account in rows:
+    for account in accounts:
         currency = Currency(account.currency)
         line = found.setdefault(currency, Availability(currency))
         spendable = account.credits_posted - account.debits_posted - account.debits_pending
