@@ -7,11 +7,12 @@ queue to backfill from. The queue is ``--queued`` jobs, mostly 1 to 8 GPUs,
 some 16- and 32-GPU gangs, across 20 projects with random entitlements and
 usage. Each repeat runs a pass (fair share with backfill) two ways:
 
-- ``kept``: over a :class:`~credits.jobs.job_queue.JobQueue` kept between
-  passes, as a long-lived scheduler (or a replay) would keep it. Between
-  repeats, untimed, the jobs the pass started leave the queue and as many new
-  ones arrive, so every pass sees a queue that changed.
-- ``list``: over a plain list of the same jobs, which plan() indexes anew each
+- ``kept``: over a :class:`~credits.jobs.job_queue.JobQueue` and a
+  :class:`~credits.jobs.running_set.RunningSet` kept between passes, as a
+  long-lived scheduler (or a replay) would keep them. Between repeats,
+  untimed, the jobs the pass started leave the queue and as many new ones
+  arrive, so every pass sees a queue that changed.
+- ``list``: over plain lists of the same jobs, which plan() indexes anew each
   pass (the platform's pass, which reads the queue from the database).
 
 Before the passes the objects built so far (pool, running jobs, the queue) are
@@ -47,6 +48,7 @@ from credits.jobs.scheduler import (
     ProjectShare,
     QueuedJob,
     RunningJob,
+    RunningSet,
     plan,
 )
 
@@ -120,7 +122,11 @@ def build_shares(rng: random.Random) -> dict[int, ProjectShare]:
 
 
 def time_passes(
-    queue: JobQueue | list[QueuedJob], world: World, repeat: int, rng: random.Random
+    queue: JobQueue | list[QueuedJob],
+    running: RunningSet | list[RunningJob],
+    world: World,
+    repeat: int,
+    rng: random.Random,
 ) -> tuple[list[float], list[float], int]:
     """Wall and CPU milliseconds of each pass, and the starts of the first; a kept queue
     churns between passes."""
@@ -130,7 +136,7 @@ def time_passes(
     next_id = 10_000_000
     for _ in range(repeat):
         began, began_cpu = time.perf_counter(), time.process_time()
-        result = plan(queue, world.running, world.nodes, world.shares, NOW, world.policy)
+        result = plan(queue, running, world.nodes, world.shares, NOW, world.policy)
         times_ms.append((time.perf_counter() - began) * 1000)
         cpu_ms.append((time.process_time() - began_cpu) * 1000)
         starts = len(result.starts) if starts < 0 else starts
@@ -170,10 +176,13 @@ def main() -> None:
     queued = build_queue(args.queued, rng)
     world = World(running, nodes, build_shares(rng), Policy())
     kept = JobQueue(queued, class_bounds_s=world.policy.class_bounds_s)
+    kept_running = RunningSet(running)
     if not args.no_gc_freeze:
         gc.freeze()
-    kept_ms, kept_cpu, starts = time_passes(kept, world, args.repeat, random.Random(args.seed))
-    list_ms, list_cpu, _ = time_passes(queued, world, args.repeat, rng)
+    kept_ms, kept_cpu, starts = time_passes(
+        kept, kept_running, world, args.repeat, random.Random(args.seed)
+    )
+    list_ms, list_cpu, _ = time_passes(queued, running, world, args.repeat, rng)
     figures = " ".join(
         f"{name}_p50_ms={p50:.2f} {name}_p99_ms={p99:.2f} {name}_cpu_p99_ms={quantiles(cpu)[1]:.2f}"
         for name, (p50, p99), cpu in (
