@@ -1,0 +1,59 @@
+"""gunicorn's configuration for the production web tier, read from the settings.
+
+    gunicorn -c python:credits.gunicorn_conf credits.wsgi:app
+
+It binds ``CREDITS_HOST:CREDITS_PORT`` and runs ``CREDITS_WEB_WORKERS``
+processes of ``CREDITS_WEB_THREADS`` threads each (the gthread worker: requests
+wait on the database, not the CPU). A request running longer than
+``CREDITS_WEB_TIMEOUT_SECONDS`` gets its worker restarted; on SIGHUP or SIGTERM
+a worker has ``CREDITS_WEB_GRACEFUL_TIMEOUT_SECONDS`` to finish its requests.
+SIGHUP reloads gracefully: new workers start with the code on disk before the
+old ones stop. The access log and the error log go to standard output and
+standard error, where the container runtime collects them.
+
+Invalid settings stop gunicorn before it forks, with the one-line message.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from credits.settings import Settings, SettingsError, load_settings
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except SettingsError as error:
+        print(f"error: {error}", file=sys.stderr)  # noqa: T201 - before any logger exists
+        raise SystemExit(2) from None
+
+
+def _bind_address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+_loaded = _settings()
+
+bind = [_bind_address(_loaded.host, _loaded.port)]
+workers = _loaded.web_workers
+threads = _loaded.web_threads
+worker_class = "gthread"
+timeout = _loaded.web_timeout_seconds
+graceful_timeout = _loaded.web_graceful_timeout_seconds
+keepalive = 5
+# Each worker builds the app after the fork: no engine or connection crosses a fork,
+# and SIGHUP's new workers import the code anew.
+preload_app = False
+accesslog = "-"
+errorlog = "-"
+# The default combined format, with the request's duration in microseconds (%(D)s).
+access_log_format = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s" %(D)s'
+proc_name = f"credits-web-{_loaded.instance_name}"
+# Workers' heartbeat files: memory rather than a container's possibly read-only disk.
+worker_tmp_dir = "/dev/shm" if Path("/dev/shm").is_dir() else None  # noqa: S108 - not a temp file of ours
+# gunicorn 24+ opens a control socket under $HOME, which a container's user may lack
+# and two servers on one host would share; signals (HUP, TERM) are the interface here.
+# Older versions ignore the unknown name.
+control_socket_disable = True
