@@ -6,7 +6,9 @@ each kind needs (the current allocations a supplement or extension may name)
 and, once a decision is taken, the award, the decision's reason and the reviews
 as applicants may read them (:mod:`credits.grants.feedback`: no reviewer is
 named). Withdrawing asks for a confirmation first: a withdrawn proposal cannot
-be submitted again.
+be submitted again. The PI (or a manager) writes the progress report a pending
+tranche waits for (:mod:`credits.grants.progress`); a refused report is shown
+on the proposal page at its field.
 """
 
 from __future__ import annotations
@@ -14,7 +16,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from flask import Blueprint, abort, flash, redirect, request, url_for
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    g,
+    make_response,
+    redirect,
+    request,
+    url_for,
+)
 from flask.typing import ResponseReturnValue
 from sqlalchemy.orm import Session
 
@@ -26,11 +38,12 @@ from credits.db import utcnow
 from credits.errors import CreditsError, NotFound
 from credits.grants import proposals
 from credits.grants.feedback import applicant_feedback
-from credits.grants.models import AllocationStatus, ProposalKind
+from credits.grants.models import AllocationStatus, Award, MemberRole, ProposalKind, Tranche
+from credits.grants.progress import submit_progress_report
 from credits.grants.proposals import WITHDRAWABLE
 from credits.grants.queries import MAX_PAGE
 from credits.grants.schemas import AllocationOut, ProgramOut, ProposalOut
-from credits.identity.access import list_projects_for_actor
+from credits.identity.access import get_project_for_actor, list_projects_for_actor
 from credits.identity.access_proposals import (
     get_allocation_for_actor,
     get_award_of_proposal,
@@ -41,6 +54,7 @@ from credits.identity.actor import Actor
 from credits.identity.models import Role, Scope
 
 blueprint = Blueprint("ui_proposal_actions", __name__)
+PROPOSAL_PAGE = "ui_researcher.proposal"
 KINDS = [(kind.value, KIND_NOTES[kind]) for kind in ProposalKind]
 
 
@@ -88,6 +102,8 @@ def proposal_context(
         "kind": kind,
         "withdrawable": False,
         "hundredths": hundredths,
+        "report_form": g.get("tranche_report", {}),
+        "can_report": False,
     }
     with transaction() as db:
         context["allocations"] = _allocation_choices(db, me, program.id)
@@ -95,7 +111,15 @@ def proposal_context(
             context["withdrawable"] = proposal.status in WITHDRAWABLE
             context["award"] = get_award_of_proposal(db, me, proposal.id)
             context["feedback"] = applicant_feedback(db, proposal_id=proposal.id, actor=me)
+            context["can_report"] = _reports(db, me, proposal.project_id)
     return context
+
+
+def _reports(db: Session, me: Actor, project_id: int) -> bool:
+    """Whether the researcher writes the project's progress reports (PI, manager, ops)."""
+    project = get_project_for_actor(db, me, project_id)
+    role = next((m.role for m in project.members if m.user_id == me.user_id), None)
+    return me.has_role(Role.OPS) or role in {MemberRole.PI, MemberRole.MANAGER}
 
 
 def _page(me: Actor, proposal_id: int) -> ProposalOut:
@@ -112,7 +136,7 @@ def withdraw(proposal_id: int) -> ResponseReturnValue:
     me = require_role(Role.RESEARCHER, Role.OPS)
     found = _page(me, proposal_id)
     reason = request.form.get("reason", "").strip()
-    back = url_for("ui_researcher.proposal", proposal_id=proposal_id)
+    back = url_for(PROPOSAL_PAGE, proposal_id=proposal_id)
 
     def change(db: Session) -> ProposalOut:
         get_proposal_for_actor(db, me, proposal_id, scope=Scope.WRITE)
@@ -146,3 +170,36 @@ def withdraw(proposal_id: int) -> ResponseReturnValue:
         return page, refusal.status
     flash("The proposal is withdrawn.")
     return redirect(back)
+
+
+def _tranche_proposal(me: Actor, tranche_id: int) -> int:
+    """The proposal whose award holds the tranche, when the researcher sees its allocation;
+    a 404 otherwise."""
+    with transaction() as db:
+        tranche = db.get(Tranche, tranche_id)
+        if tranche is None:
+            abort(404)
+        try:
+            get_allocation_for_actor(db, me, tranche.allocation_id)
+        except NotFound:
+            abort(404)
+        return db.get_one(Award, tranche.award_id).proposal_id
+
+
+@blueprint.post("/tranches/<int:tranche_id>/report")
+@login_required
+def report(tranche_id: int) -> ResponseReturnValue:
+    me = require_role(Role.RESEARCHER, Role.OPS)
+    proposal_id = _tranche_proposal(me, tranche_id)
+    text = request.form.get("progress_report", "")
+    try:
+        with transaction() as db:
+            submit_progress_report(db, tranche_id=tranche_id, actor=me, report=text)
+    except CreditsError as refusal:
+        # The proposal page again (admin_ui.researcher draws it), the refusal at the field.
+        g.tranche_report = {"tranche_id": tranche_id, "text": text, "error": str(refusal)}
+        page = make_response(current_app.view_functions[PROPOSAL_PAGE](proposal_id=proposal_id))
+        page.status_code = refusal.status
+        return page
+    flash("Your progress report is sent. The funder releases the tranche on it.")
+    return redirect(url_for(PROPOSAL_PAGE, proposal_id=proposal_id))

@@ -66,6 +66,14 @@ ROWS = [
         {"proposal_id": "proposal_in_review"},
         form=lambda _: {"reason": "funded elsewhere"},
     ),
+    # The PI (or ops) writes the progress report the pending tranche waits for.
+    UiRow(
+        "POST",
+        "/tranches/<int:tranche_id>/report",
+        POST_A_AND_OPS,
+        {"tranche_id": "tranche"},
+        form=lambda _: {"progress_report": "Half the runs are done."},
+    ),
     # Researchers create projects with themselves as PI; ops open the form too, but
     # ops is no researcher, so the service's refusal comes back on the form.
     UiRow("GET", "/projects/new", only(OPS, RESEARCHER_A, RESEARCHER_B)),
