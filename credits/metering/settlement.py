@@ -29,17 +29,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, select, text, update
 from sqlalchemy.orm import Session
 
 from credits.identity.actor import Actor
 from credits.jobs.models import Job
 from credits.labelling.invoice import settle_record
-from credits.ledger.holds import place_hold
+from credits.ledger.batch_settle import HoldCapture, ProjectSpend, settle_batch
 from credits.ledger.models import Currency
-from credits.ledger.overage import book_overage
-from credits.ledger.queries import project_available
-from credits.ledger.settle import capture, capture_up_to
 from credits.metering.models import RecordStatus, UsageRecord
 
 METER = Actor.system("metering")
@@ -65,16 +62,13 @@ _PENDING_COLUMNS = (
     _R.record_id,
     _R.labelling_order_id,
     _R.quantity_micro,
+    Job.hold_key,
 )
-_MARK_ALL_CAPTURED = (
-    update(UsageRecord)
-    .where(_R.id.in_(bindparam("ids", expanding=True)))
-    .values(
-        captured_micro=_R.amount_micro,
-        overage_micro=0,
-        status=RecordStatus.SETTLED.value,
-        settled_at=bindparam("now"),
-    )
+# Pending records with their job's hold: one statement reads what a batch settles.
+_PENDING = (
+    select(*_PENDING_COLUMNS)
+    .outerjoin(Job, Job.id == _R.job_id)
+    .where(_R.status == RecordStatus.PENDING.value)
 )
 _MARK_ONE = (
     update(UsageRecord)
@@ -86,18 +80,26 @@ _MARK_ONE = (
         settled_at=bindparam("now"),
     )
 )
+# PostgreSQL: every record's marks in one statement, the values as arrays.
+_PG_MARK = text(
+    "UPDATE usage_records AS r SET captured_micro = v.captured, overage_micro = v.overage,"
+    " status = :status, settled_at = :now"
+    " FROM unnest(CAST(:ids AS BIGINT[]), CAST(:captured AS BIGINT[]),"
+    " CAST(:overage AS BIGINT[])) AS v(id, captured, overage)"
+    " WHERE r.id = v.id"
+)
+
+
+def _locked(query: Any, session: Session, *, skip_locked: bool = False) -> Any:
+    """The query locking the records it reads (on PostgreSQL; SQLite has one writer)."""
+    if session.get_bind().dialect.name != "postgresql":
+        return query
+    return query.with_for_update(of=UsageRecord.__table__, skip_locked=skip_locked)
 
 
 def settle_pending(session: Session, *, now: datetime, limit: int = 500) -> SettleReport:
     """Settles up to ``limit`` pending records, oldest first."""
-    query = (
-        select(*_PENDING_COLUMNS)
-        .where(_R.status == RecordStatus.PENDING.value)
-        .order_by(_R.id)
-        .limit(limit)
-    )
-    if session.get_bind().dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=True)
+    query = _locked(_PENDING.order_by(_R.id).limit(limit), session, skip_locked=True)
     return settle_rows(session, session.execute(query).all(), now=now)
 
 
@@ -115,11 +117,7 @@ def pending_ids(session: Session, *, limit: int) -> list[int]:
 
 def settle_one(session: Session, record_id: int, *, now: datetime) -> SettleReport:
     """Settles one record if it is still pending (used to isolate a failing batch)."""
-    rows = session.execute(
-        select(*_PENDING_COLUMNS)
-        .where(_R.id == record_id, _R.status == RecordStatus.PENDING.value)
-        .with_for_update()
-    ).all()
+    rows = session.execute(_locked(_PENDING.where(_R.id == record_id), session)).all()
     return settle_rows(session, rows, now=now)
 
 
@@ -134,108 +132,71 @@ def set_aside(session: Session, record_id: int, error: str, *, now: datetime) ->
 
 def settle_job_records(session: Session, job_id: int, *, now: datetime) -> SettleReport:
     """Settles every pending record of one job (waiting for any a worker holds)."""
-    rows = session.execute(
-        select(*_PENDING_COLUMNS)
-        .where(_R.job_id == job_id, _R.status == RecordStatus.PENDING.value)
-        .order_by(_R.id)
-        .with_for_update()
-    ).all()
+    query = _PENDING.where(_R.job_id == job_id).order_by(_R.id)
+    rows = session.execute(_locked(query, session)).all()
     return settle_rows(session, rows, now=now)
 
 
 def settle_rows(session: Session, rows: Sequence[Any], *, now: datetime) -> SettleReport:
-    """Settles locked pending records (rows of ``_PENDING_COLUMNS``)."""
+    """Settles locked pending records (rows of ``_PENDING_COLUMNS``): every job record
+    and record from an outside meter with one set-based ledger batch
+    (:func:`credits.ledger.batch_settle.settle_batch`), whatever their number."""
     report = SettleReport()
     marks = _Marks()
     by_job: dict[int, list[Any]] = defaultdict(list)
+    outside = []
     for row in rows:
         if row.labelling_order_id is not None:
             _settle_labelling(session, row, now, marks)
         elif row.job_id is None:
-            _settle_outside(session, row, now, marks)
+            outside.append(row)
         else:
             by_job[row.job_id].append(row)
-    if by_job:
-        _settle_jobs(session, by_job, now, marks)
-        report.jobs.update(by_job)
+    captures = [_capture(group) for _, group in sorted(by_job.items())]
+    spends = [_spend(row) for row in outside]
+    if captures or spends:
+        settled = settle_batch(
+            session,
+            captures=captures,
+            spends=spends,
+            actor=METER,
+            capture_reference="usage records",
+            now=now,
+        )
+        for capture, (_, group) in zip(captures, sorted(by_job.items()), strict=True):
+            marks.spread(group, settled.covered[capture.key])
+        for spend, row in zip(spends, outside, strict=True):
+            marks.spread([row], settled.covered[spend.key])
+    report.jobs.update(by_job)
     marks.write(session, now, report)
     return report
 
 
-def _settle_jobs(
-    session: Session, by_job: dict[int, list[Any]], now: datetime, marks: _Marks
-) -> None:
-    jobs = {
-        job_id: (hold_key, project_id)
-        for job_id, hold_key, project_id in session.execute(
-            select(Job.id, Job.hold_key, Job.project_id).where(Job.id.in_(list(by_job)))
-        )
-    }
-    totals = {job_id: sum(row.amount_micro for row in group) for job_id, group in by_job.items()}
-    captured = capture_up_to(
-        session,
-        requests={
-            jobs[job_id][0]: (f"usage:{group[0].id}:capture", totals[job_id])
-            for job_id, group in by_job.items()
-        },
-        actor=METER,
-        reference="usage records",
-        now=now,
+def _capture(group: list[Any]) -> HoldCapture:
+    """One capture per job from its hold, keyed by the job's first record in the batch."""
+    first = group[0]
+    return HoldCapture(
+        key=f"usage:{first.id}:capture",
+        hold_key=first.hold_key,
+        amount=sum(row.amount_micro for row in group),
+        project_id=first.project_id,
+        currency=Currency.GPU,
+        overage_key=f"usage:{first.id}:overage",
+        reference=f"job {first.job_id}, usage records from {first.id}",
     )
-    for job_id, group in sorted(by_job.items()):
-        hold_key, project_id = jobs[job_id]
-        covered = captured.get(hold_key, 0)
-        if totals[job_id] > covered:
-            book_overage(
-                session,
-                key=f"usage:{group[0].id}:overage",
-                project_id=project_id,
-                currency=Currency.GPU,
-                amount=totals[job_id] - covered,
-                actor=METER,
-                reference=f"job {job_id}, usage records from {group[0].id}",
-                now=now,
-            )
-        marks.spread(group, covered)
 
 
-def _settle_outside(session: Session, row: Any, now: datetime, marks: _Marks) -> None:
-    currency = Currency(row.currency)
-    available = project_available(session, project_id=row.project_id, currency=currency, now=now)
-    covered = min(row.amount_micro, max(0, available))
-    reference = f"usage record {row.source}/{row.record_id}"
-    if covered:
-        hold_key = f"usage:{row.id}:hold"
-        place_hold(
-            session,
-            key=hold_key,
-            currency=currency,
-            amount=covered,
-            actor=METER,
-            project_id=row.project_id,
-            reference=reference,
-            now=now,
-        )
-        capture(
-            session,
-            key=f"usage:{row.id}:capture",
-            hold_key=hold_key,
-            amount=covered,
-            actor=METER,
-            now=now,
-        )
-    if row.amount_micro > covered:
-        book_overage(
-            session,
-            key=f"usage:{row.id}:overage",
-            project_id=row.project_id,
-            currency=currency,
-            amount=row.amount_micro - covered,
-            actor=METER,
-            reference=reference,
-            now=now,
-        )
-    marks.spread([row], covered)
+def _spend(row: Any) -> ProjectSpend:
+    """A record from an outside meter, spent from its project's allocations."""
+    return ProjectSpend(
+        key=f"usage:{row.id}:capture",
+        hold_key=f"usage:{row.id}:hold",
+        amount=row.amount_micro,
+        project_id=row.project_id,
+        currency=Currency(row.currency),
+        overage_key=f"usage:{row.id}:overage",
+        reference=f"usage record {row.source}/{row.record_id}",
+    )
 
 
 def _settle_labelling(session: Session, row: Any, now: datetime, marks: _Marks) -> None:
@@ -253,11 +214,10 @@ def _settle_labelling(session: Session, row: Any, now: datetime, marks: _Marks) 
 
 
 class _Marks:
-    """What each record was settled as, written with two statements."""
+    """What each record was settled as, written with one statement."""
 
     def __init__(self) -> None:
-        self.full: list[int] = []
-        self.partial: list[dict[str, int]] = []
+        self.marks: list[dict[str, int]] = []
         self.captured = 0
         self.overage = 0
 
@@ -267,27 +227,31 @@ class _Marks:
         for row in group:
             take = min(left, row.amount_micro)
             left -= take
-            self.captured += take
-            self.overage += row.amount_micro - take
-            if take == row.amount_micro:
-                self.full.append(row.id)
-            else:
-                self.partial.append(
-                    {"record": row.id, "captured": take, "overage": row.amount_micro - take}
-                )
+            self.settle(row.id, captured=take, overage=row.amount_micro - take)
 
     def settle(self, record_id: int, *, captured: int, overage: int) -> None:
-        """A record settled elsewhere (a labelling order), as what it captured and overage."""
+        """A record settled as what it captured and what was overage."""
         self.captured += captured
         self.overage += overage
-        self.partial.append({"record": record_id, "captured": captured, "overage": overage})
+        self.marks.append({"record": record_id, "captured": captured, "overage": overage})
 
     def write(self, session: Session, now: datetime, report: SettleReport) -> None:
         connection = session.connection()
-        if self.full:
-            connection.execute(_MARK_ALL_CAPTURED, {"ids": self.full, "now": now})
-        if self.partial:
-            connection.execute(_MARK_ONE, [entry | {"now": now} for entry in self.partial])
-        report.records = len(self.full) + len(self.partial)
+        if self.marks and connection.dialect.name == "postgresql":
+            columns = {
+                name: [mark[key] for mark in self.marks]
+                for name, key in (
+                    ("ids", "record"),
+                    ("captured", "captured"),
+                    ("overage", "overage"),
+                )
+            }
+            connection.execute(
+                _PG_MARK, {**columns, "status": RecordStatus.SETTLED.value, "now": now}
+            )
+        elif self.marks:
+            # SQLite runs executemany in-process: one prepared statement, no round trips.
+            connection.execute(_MARK_ONE, [mark | {"now": now} for mark in self.marks])
+        report.records = len(self.marks)
         report.captured_micro = self.captured
         report.overage_micro = self.overage
