@@ -17,15 +17,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from pydantic import ValidationError
-from sqlalchemy import select, tuple_
+from sqlalchemy import Table, select, text, tuple_
 from sqlalchemy.orm import Session
 
 from credits.audit.service import canonical_json
+from credits.db import utcnow
 from credits.identity.access import can_read_project
 from credits.identity.actor import Actor
 from credits.identity.errors import MissingScope
@@ -36,6 +37,7 @@ from credits.labelling.invoice import (
     check_record,
     load_invoice_order,
 )
+from credits.ledger import batch_write as bulk
 from credits.ledger.journal import MAX_AMOUNT
 from credits.ledger.models import Account, Currency
 from credits.ledger.queries import project_sink_code
@@ -96,8 +98,7 @@ def ingest_batch(
                 for index, field, message in judge.implausible
             ],
         )
-    session.add_all(judge.added.values())
-    session.flush()
+    _insert(session, list(judge.added.values()))
     results = [judge.with_id(result) for result in results]
     counts = dict.fromkeys(RecordOutcome, 0)
     for result in results:
@@ -146,7 +147,7 @@ class _Judge:
         self.rates: dict[str, list[tuple[datetime, int, int]]] = {}
         self.known: dict[tuple[str, str], tuple[str, int | None, int]] = {}
         self.orders: dict[int, InvoiceOrder | None] = {}
-        self.added: dict[int, UsageRecord] = {}
+        self.added: dict[int, dict[str, Any]] = {}
 
     def prefetch(self, raws: list[dict[str, Any]]) -> None:
         keys = {
@@ -156,16 +157,7 @@ class _Judge:
         }
         if not keys:
             return
-        rows = self.session.execute(
-            select(
-                UsageRecord.source,
-                UsageRecord.record_id,
-                UsageRecord.request_hash,
-                UsageRecord.id,
-                UsageRecord.amount_micro,
-            ).where(tuple_(UsageRecord.source, UsageRecord.record_id).in_(sorted(keys)))
-        )
-        for source, record_id, digest, row_id, amount in rows:
+        for source, record_id, digest, row_id, amount in _known_records(self.session, keys):
             self.known[(source, record_id)] = (digest, row_id, amount)
 
     def record(self, index: int, raw: Mapping[str, Any]) -> RecordResult:
@@ -188,7 +180,7 @@ class _Judge:
 
     def with_id(self, result: RecordResult) -> RecordResult:
         row = self.added.get(result.index)
-        return result if row is None else result.model_copy(update={"id": row.id})
+        return result if row is None else result.model_copy(update={"id": row["id"]})
 
     def _judge(self, index: int, result: RecordResult, record: UsageRecordIn) -> RecordResult:
         digest = _digest(record)
@@ -212,27 +204,30 @@ class _Judge:
             self._require_sink(record)
         if amount > MAX_AMOUNT:
             raise Rejected(f"the amount, {amount} micro-credits, is over the ledger's limit")
-        row = UsageRecord(
-            source=record.source,
-            record_id=record.record_id,
-            job_id=None,
-            labelling_order_id=record.labelling_order_id,
-            project_id=record.project_id,
-            currency=record.currency.value,
-            unit=record.unit.value,
-            quantity_micro=int(record.quantity * MICROSECONDS),
-            amount_micro=amount,
-            rate_version_id=rate_id,
-            resource=record.resource,
-            started_at=record.start,
-            ended_at=record.end,
-            evidence_json=canonical_json(record.evidence) if record.evidence is not None else None,
-            request_hash=digest,
-            status=RecordStatus.PENDING.value,
-            captured_micro=0,
-            overage_micro=0,
-        )
-        self.added[index] = row
+        self.added[index] = {
+            "source": record.source,
+            "record_id": record.record_id,
+            "job_id": None,
+            "labelling_order_id": record.labelling_order_id,
+            "project_id": record.project_id,
+            "currency": record.currency.value,
+            "unit": record.unit.value,
+            "quantity_micro": int(record.quantity * MICROSECONDS),
+            "amount_micro": amount,
+            "rate_version_id": rate_id,
+            "resource": record.resource,
+            "started_at": record.start,
+            "ended_at": record.end,
+            "evidence_json": (
+                canonical_json(record.evidence) if record.evidence is not None else None
+            ),
+            "request_hash": digest,
+            "status": RecordStatus.PENDING.value,
+            "captured_micro": 0,
+            "overage_micro": 0,
+            "settled_at": None,
+            "error": None,
+        }
         # A second copy later in the same batch is a duplicate of this one.
         self.known[(record.source, record.record_id)] = (digest, None, amount)
         return result.model_copy(update={"outcome": RecordOutcome.ACCEPTED, "amount_micro": amount})
@@ -363,6 +358,48 @@ class _Judge:
         if not self.rates[flavour]:
             raise Rejected(f"no GPU flavour is named {flavour!r} (or it has no rate)")
         raise Rejected(f"GPU flavour {flavour!r} had no rate in force at {at.isoformat()}")
+
+
+_KNOWN_COLUMNS = (
+    UsageRecord.source,
+    UsageRecord.record_id,
+    UsageRecord.request_hash,
+    UsageRecord.id,
+    UsageRecord.amount_micro,
+)
+# PostgreSQL: the batch's keys as two arrays, two parameters however many records.
+_PG_KNOWN = select(*_KNOWN_COLUMNS).where(
+    text(
+        "(source, record_id) IN (SELECT * FROM unnest(CAST(:sources AS TEXT[]),"
+        " CAST(:record_ids AS TEXT[])))"
+    )
+)
+
+
+def _known_records(session: Session, keys: set[tuple[str, str]]) -> Iterable[Any]:
+    """The stored records among ``keys`` (source, record_id), in one statement."""
+    if bulk.is_postgres(session):
+        ordered = sorted(keys)
+        return session.execute(
+            _PG_KNOWN,
+            {
+                "sources": [source for source, _ in ordered],
+                "record_ids": [record_id for _, record_id in ordered],
+            },
+        )
+    key = tuple_(UsageRecord.source, UsageRecord.record_id)
+    return session.execute(select(*_KNOWN_COLUMNS).where(key.in_(sorted(keys))))
+
+
+def _insert(session: Session, rows: list[dict[str, Any]]) -> None:
+    """Stores the accepted records with one multi-row insert (COPY on PostgreSQL), their
+    ids taken first so each verdict names its record."""
+    table = cast(Table, UsageRecord.__table__)
+    created = utcnow()
+    for row, record_id in zip(rows, bulk.new_ids(session, table, len(rows)), strict=True):
+        row["id"] = record_id
+        row["created_at"] = created
+    bulk.insert_rows(session, table, rows)
 
 
 def _digest(record: UsageRecordIn) -> str:

@@ -1,16 +1,26 @@
-"""Metering throughput: usage records settled per second, and records ingested per second.
+"""Metering throughput: usage records settled per second, and records ingested per
+second, each beside a raw multi-row insert of the same rows in the same run.
 
-Settlement: N pending job usage records spread over jobs that each hold
-credits, settled by ``settle_all_pending`` in batches (one transaction per
-batch, one capture per job per batch), on SQLite and, with --postgres-url, on
-a throwaway PostgreSQL database. Ingestion: batches of 1,000 records posted to
-``POST /api/v1/usage/records`` through the Flask test client (no network).
-Afterwards ``verify_ledger`` must pass. Prints one line per run::
+Settlement: N pending job usage records spread round-robin over ``--jobs`` jobs
+that each hold credits, settled by ``settle_all_pending`` in batches of
+``--batch`` (one transaction per batch, one capture per job per batch), then
+``verify_ledger``. Beside it, in a second database of the same backend with the
+same world, the raw baseline inserts the same rows into the same tables (the
+records, the capture transfers and their audit events, as written by the
+settlement) with one multi-row INSERT per table per batch, one transaction per
+batch. Ingestion: batches of 1,000 records posted to ``POST /api/v1/usage/records``
+through the Flask test client (no network), beside a raw multi-row insert of as
+many usage records. Runs on SQLite and, with --postgres-url, on throwaway
+PostgreSQL databases. Exits non-zero when ``verify_ledger`` fails after a run.
+Prints::
 
-    op=settle backend=postgresql records=… batch=… per_s=… seconds=…
-    op=ingest backend=sqlite records=… per_s=… seconds=…
+    op=settle backend=postgresql jobs=500 records=20000 batch=500 per_s=… seconds=…
+    op=raw_insert backend=postgresql jobs=500 records=20000 rows=… per_s=… seconds=…
+    ratio=… of=settle/raw_insert backend=postgresql jobs=500 target=0.60 …
+    op=ingest backend=postgresql records=10000 per_s=… seconds=…
+    ratio=… of=ingest/raw_insert backend=postgresql …
 
-    .venv/bin/python scripts/bench/metering.py --records 50000 \
+    .venv/bin/python scripts/bench/metering.py --jobs 50 500 --records 20000 \
         --postgres-url postgresql://postgres@127.0.0.1:5432/postgres
 """
 
@@ -20,17 +30,20 @@ import argparse
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import Engine, insert, text
+from sqlalchemy import Engine, func, insert, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from credits import migrate
 from credits.app import create_app
+from credits.audit.models import AuditEvent
 from credits.db import make_engine, make_session_factory, session_scope
 from credits.grants import projects
 from credits.identity.actor import Actor
@@ -42,7 +55,7 @@ from credits.jobs.executors.simulated import SimulatedExecutor
 from credits.jobs.service import submit_job
 from credits.jobs.spec import JobSpec
 from credits.ledger import service as ledger
-from credits.ledger.models import AccountKind, Currency
+from credits.ledger.models import AccountKind, Currency, Transfer
 from credits.ledger.queries import system_account_id
 from credits.ledger.verify import verify_ledger
 from credits.metering.models import JOBS_SOURCE, RecordStatus, UsageRecord, UsageUnit
@@ -54,6 +67,9 @@ SYSTEM = Actor.system("bench")
 FLAVOUR = "bench-gpu"
 RATE = 2_000_000
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
+# Issue 17's targets: records per second, and the share of the raw insert's speed.
+RATE_TARGET = 10_000
+SETTLE_RATIO_TARGET = 0.6
 
 
 @contextmanager
@@ -186,22 +202,102 @@ def _pending_records(
             session.execute(insert(UsageRecord), rows[chunk : chunk + 5000])
 
 
-def bench_settle(url: str, backend: str, records: int, batch: int, jobs: int) -> None:
+def _settle_run(url: str, jobs: int, records: int, batch: int) -> tuple[float, _Written]:
+    """Settles ``records`` pending records over ``jobs`` jobs; returns the seconds it
+    took and the rows it wrote (for the raw baseline)."""
     engine: Engine = make_engine(url)
     factory = make_session_factory(engine)
     project_id, held = _world(factory, jobs)
     _pending_records(factory, project_id, held, records)
+    with session_scope(factory) as session:
+        first_transfer = _next_id(session, Transfer)
+        first_event = _next_id(session, AuditEvent)
     started = time.perf_counter()
     report = settle_all_pending(factory, batch_size=batch, max_batches=10**6)
     seconds = time.perf_counter() - started
     with session_scope(factory) as session:
-        _require(verify_ledger(session).ok, "ledger verification failed")
+        _require(verify_ledger(session).ok, "ledger verification failed after settlement")
+        written = _Written(
+            records=_rows(session, UsageRecord, 1),
+            transfers=_rows(session, Transfer, first_transfer),
+            events=_rows(session, AuditEvent, first_event),
+        )
     _require(report.records == records, f"settled {report.records} of {records} records")
-    print(
-        f"op=settle backend={backend} records={records} batch={batch} jobs={jobs} "
-        f"per_s={records / seconds:.0f} seconds={seconds:.2f}"
-    )
     engine.dispose()
+    return seconds, written
+
+
+@dataclass
+class _Written:
+    records: list[dict[str, Any]]
+    transfers: list[dict[str, Any]]
+    events: list[dict[str, Any]]
+
+    def rows(self) -> int:
+        return len(self.records) + len(self.transfers) + len(self.events)
+
+
+def _next_id(session: Session, model: Any) -> int:
+    return int(session.scalar(select(func.coalesce(func.max(model.id), 0))) or 0) + 1
+
+
+def _rows(session: Session, model: Any, first_id: int) -> list[dict[str, Any]]:
+    """Rows from ``first_id`` on, without what the database fills in itself."""
+    table = model.__table__
+    fresh = ("id", "txid", "log_index", "pending_id")
+    return [
+        {key: value for key, value in row._mapping.items() if key not in fresh}
+        for row in session.execute(select(table).where(table.c.id >= first_id).order_by(table.c.id))
+    ]
+
+
+def _raw_run(url: str, jobs: int, written: _Written, batches: int) -> float:
+    """The same rows into the same tables, one multi-row INSERT per table per batch."""
+    engine = make_engine(url)
+    factory = make_session_factory(engine)
+    _world(factory, jobs)
+    started = time.perf_counter()
+    for index in range(batches):
+        with session_scope(factory) as session:
+            for model, rows in (
+                (UsageRecord, written.records),
+                (Transfer, written.transfers),
+                (AuditEvent, written.events),
+            ):
+                part = _slice(rows, index, batches)
+                if part:
+                    session.execute(insert(model.__table__), part)
+    seconds = time.perf_counter() - started
+    engine.dispose()
+    return seconds
+
+
+def _slice(rows: list[dict[str, Any]], index: int, parts: int) -> list[dict[str, Any]]:
+    size = -(-len(rows) // parts)
+    return rows[index * size : (index + 1) * size]
+
+
+def bench_settle(
+    database: Callable[[], AbstractContextManager[str]],
+    backend: str,
+    records: int,
+    batch: int,
+    jobs: int,
+) -> None:
+    with database() as url:
+        seconds, written = _settle_run(url, jobs, records, batch)
+    with database() as url:
+        raw = _raw_run(url, jobs, written, -(-records // batch))
+    tags = f"backend={backend} jobs={jobs} records={records}"
+    print(f"op=settle {tags} batch={batch} per_s={records / seconds:.0f} seconds={seconds:.2f}")
+    print(f"op=raw_insert {tags} rows={written.rows()} per_s={records / raw:.0f} seconds={raw:.2f}")
+    _ratio(raw / seconds, "settle/raw_insert", tags, SETTLE_RATIO_TARGET)
+    _ratio(records / seconds / RATE_TARGET, "settle/target_per_s", tags, 1.0)
+
+
+def _ratio(value: float, of: str, tags: str, target: float) -> None:
+    met = "yes" if value >= target else "no"
+    print(f"ratio={value:.2f} of={of} {tags} target={target:.2f} met={met}")
 
 
 def bench_ingest(url: str, backend: str, records: int) -> None:
@@ -215,54 +311,73 @@ def bench_ingest(url: str, backend: str, records: int) -> None:
     client = app.test_client()
     headers = {"Authorization": f"Bearer {secret}"}
     end = datetime.now(UTC) - timedelta(minutes=1)
+    batches = [
+        [_meter_record(f"r{index}", project_id, end) for index in range(first, first + 1000)]
+        for first in range(0, records, 1000)
+    ]
     started = time.perf_counter()
-    for first in range(0, records, 1000):
-        batch = [
-            {
-                "source": "bench",
-                "record_id": f"r{index}",
-                "project_id": project_id,
-                "currency": "gpu",
-                "quantity": "60",
-                "unit": "gpu_second",
-                "start": (end - timedelta(minutes=1)).isoformat(),
-                "end": end.isoformat(),
-                "resource": FLAVOUR,
-            }
-            for index in range(first, min(records, first + 1000))
-        ]
+    for batch in batches:
         response = client.post("/api/v1/usage/records", json={"records": batch}, headers=headers)
         _require(response.status_code == 200, str(response.json))
         _require(response.json["accepted"] == len(batch), str(response.json))
     seconds = time.perf_counter() - started
-    print(
-        f"op=ingest backend={backend} records={records} per_s={records / seconds:.0f} "
-        f"seconds={seconds:.2f}"
-    )
+    with session_scope(factory) as session:
+        _require(verify_ledger(session).ok, "ledger verification failed after ingestion")
+        rows = [
+            row | {"record_id": f"raw-{row['record_id']}"} for row in _rows(session, UsageRecord, 1)
+        ]
+    started = time.perf_counter()
+    for first in range(0, len(rows), 1000):
+        with session_scope(factory) as session:
+            session.execute(insert(UsageRecord), rows[first : first + 1000])
+    raw = time.perf_counter() - started
+    tags = f"backend={backend} records={records}"
+    print(f"op=ingest {tags} per_s={records / seconds:.0f} seconds={seconds:.2f}")
+    print(f"op=raw_insert_records {tags} per_s={records / raw:.0f} seconds={raw:.2f}")
+    _ratio(raw / seconds, "ingest/raw_insert", tags, SETTLE_RATIO_TARGET)
+    _ratio(records / seconds / RATE_TARGET, "ingest/target_per_s", tags, 1.0)
     engine.dispose()
+
+
+def _meter_record(record_id: str, project_id: int, end: datetime) -> dict[str, Any]:
+    return {
+        "source": "bench",
+        "record_id": record_id,
+        "project_id": project_id,
+        "currency": "gpu",
+        "quantity": 60,
+        "unit": "gpu_second",
+        "start": (end - timedelta(minutes=1)).isoformat(),
+        "end": end.isoformat(),
+        "resource": FLAVOUR,
+    }
 
 
 def _require(condition: bool, message: str) -> None:
     if not condition:
-        raise SystemExit(f"bench failed: {message}")
+        raise SystemExit(f"bench failed: {message[:500]}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--records", type=int, default=20_000)
-    parser.add_argument("--ingest-records", type=int, default=5_000)
+    parser.add_argument("--ingest-records", type=int, default=10_000)
     parser.add_argument("--batch", type=int, default=500)
-    parser.add_argument("--jobs", type=int, default=50)
-    parser.add_argument("--postgres-url", help="an admin URL; a throwaway database is made")
+    parser.add_argument("--jobs", type=int, nargs="+", default=[50, 500])
+    parser.add_argument("--postgres-url", help="an admin URL; throwaway databases are made")
+    parser.add_argument("--no-sqlite", action="store_true", help="PostgreSQL only")
     args = parser.parse_args()
-    backends = [("sqlite", sqlite_database)]
+    backends: list[tuple[str, Callable[[], AbstractContextManager[str]]]] = []
+    if not args.no_sqlite:
+        backends.append(("sqlite", sqlite_database))
     if args.postgres_url:
         backends.append(("postgresql", lambda: postgres_database(args.postgres_url)))
     for backend, database in backends:
-        with database() as url:
-            bench_settle(url, backend, args.records, args.batch, args.jobs)
-        with database() as url:
-            bench_ingest(url, backend, args.ingest_records)
+        for jobs in args.jobs:
+            bench_settle(database, backend, args.records, args.batch, jobs)
+        if args.ingest_records:
+            with database() as url:
+                bench_ingest(url, backend, args.ingest_records)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,79 @@
+"""Ingestion stores a batch with one multi-row insert on both backends: each accepted
+record's verdict names the row it became, and a resent batch is judged record by
+record (duplicate, or rejected when the payload changed), storing nothing twice."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from jobs_world import FLAVOUR, JobsWorld, build_jobs_world
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from credits.identity.models import Scope
+from credits.metering.ingest import ingest_batch
+from credits.metering.models import UsageRecord
+from credits.metering.schemas import RecordOutcome, UsageBatchIn, UsageBatchOut
+
+
+@pytest.fixture
+def world(any_session: Session) -> JobsWorld:
+    factory = sessionmaker(
+        bind=any_session.connection(),
+        join_transaction_mode="create_savepoint",
+        expire_on_commit=False,
+    )
+    return build_jobs_world(factory)
+
+
+def _record(world: JobsWorld, record_id: str, quantity: int = 60) -> dict[str, Any]:
+    end = world.clock() - timedelta(minutes=5)
+    return {
+        "source": "cluster-b.uni.edu",
+        "record_id": record_id,
+        "project_id": world.project_id,
+        "currency": "gpu",
+        "quantity": quantity,
+        "unit": "gpu_second",
+        "start": (end - timedelta(minutes=1)).isoformat(),
+        "end": end.isoformat(),
+        "resource": FLAVOUR,
+    }
+
+
+def _ingest(world: JobsWorld, session: Session, records: list[dict[str, Any]]) -> UsageBatchOut:
+    actor = world.ops.model_copy(update={"scopes": frozenset({Scope.METER})})
+    return ingest_batch(
+        session,
+        UsageBatchIn(records=records),
+        actor=actor,
+        late_window=timedelta(days=1),
+        now=world.clock(),
+        max_gpus=8,
+    )
+
+
+def test_a_resent_batch_names_the_stored_rows_and_stores_nothing_twice(
+    world: JobsWorld, any_session: Session
+) -> None:
+    records = [_record(world, f"r{n}") for n in range(50)]
+    first = _ingest(world, any_session, records)
+    assert first.accepted == 50
+    stored = {
+        r.record_id: r.id
+        for r in any_session.execute(select(UsageRecord.record_id, UsageRecord.id))
+    }
+    assert {r.record_id: r.id for r in first.results} == stored
+
+    changed = [*records[:49], _record(world, "r49", quantity=61), _record(world, "r50")]
+    again = _ingest(world, any_session, changed)
+    outcomes = [result.outcome for result in again.results]
+    assert outcomes == [RecordOutcome.DUPLICATE] * 49 + [
+        RecordOutcome.REJECTED,
+        RecordOutcome.ACCEPTED,
+    ]
+    assert [r.id for r in again.results[:49]] == [r.id for r in first.results[:49]]
+    assert again.results[49].reason == "this record_id was already used with a different payload"
+    assert any_session.scalar(select(func.count()).select_from(UsageRecord)) == 51
