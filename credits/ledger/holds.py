@@ -12,13 +12,8 @@ from sqlalchemy import Row, Table, insert, select
 from sqlalchemy.orm import Session
 
 from credits.errors import InvalidInput
-from credits.formatting import credits_refusal
 from credits.identity.actor import Actor
-from credits.ledger import journal
-from credits.ledger.errors import (
-    AccountNotFound,
-    InsufficientCredits,
-)
+from credits.ledger import journal, pg_ledger
 from credits.ledger.models import (
     AccountKind,
     AccountStatus,
@@ -83,6 +78,20 @@ def place_hold(
             "reference": reference,
         },
     )
+    if (server := pg_ledger.server_side(session)) is not None:
+        return pg_ledger.place_hold(
+            server,
+            key=key,
+            digest=digest,
+            currency=currency,
+            amount=amount,
+            project_id=project_id,
+            account_id=account_id,
+            sink_account_id=sink_account_id,
+            reference=reference,
+            actor=actor,
+            now=now,
+        )
     # The replay check comes after the locks: a request with the same key may
     # commit while this one waits for them. What the lock helpers refuse (kinds,
     # sinks) cannot change between a request and its replay.
@@ -120,9 +129,7 @@ def _lock_account(
     locked = journal.lock_accounts(session, [account_id, sink_id])
     account = locked[account_id]
     if account.kind != AccountKind.ALLOCATION.value:
-        raise InvalidInput(
-            f"account {account_id} is a {account.kind} account; holds draw on allocations"
-        )
+        raise journal.not_an_allocation(account_id, account.kind)
     journal.require_currency(account, currency)
     _check_sink(locked[sink_id], currency, account.project_id)
     return [account], sink_id
@@ -163,9 +170,7 @@ def _lock_project(
     )
     by_id = {row.id: row for row in rows}
     if sink_account_id is not None and sink_account_id not in by_id:
-        raise AccountNotFound(
-            f"account {sink_account_id} does not exist", account_id=sink_account_id
-        )
+        raise journal.account_not_found(sink_account_id)
     own_sink = next(
         (row for row in rows if row.code == project_sink_code(project_id, currency)), None
     )
@@ -184,10 +189,10 @@ def _lock_project(
 def _check_sink(sink: Row[Any], currency: Currency, project_id: int | None) -> None:
     """Captured credits go to a usage sink of the same currency and project."""
     if sink.kind != AccountKind.USAGE_SINK.value:
-        raise InvalidInput(f"account {sink.id} is a {sink.kind} account, not a usage sink")
+        raise journal.not_a_sink(sink.id, sink.kind)
     journal.require_currency(sink, currency)
     if sink.project_id is not None and sink.project_id != project_id:
-        raise InvalidInput(f"usage sink {sink.id} belongs to another project")
+        raise journal.foreign_sink(sink.id)
 
 
 def _can_spend(row: Row[Any], now: datetime) -> bool:
@@ -211,15 +216,11 @@ def _spend_order(rows: list[Row[Any]]) -> list[Row[Any]]:
     )
 
 
-def _split(amount: int, sources: list[Row[Any]], currency: object) -> list[tuple[int, int]]:
+def _split(amount: int, sources: list[Row[Any]], currency: Currency) -> list[tuple[int, int]]:
     """(account id, amount) pairs that cover ``amount``, or InsufficientCredits."""
     total = sum(max(journal.available(row), 0) for row in sources)
     if total < amount:
-        raise InsufficientCredits(
-            f"not enough credits: {credits_refusal(amount, total, currency)}",
-            required=amount,
-            available=total,
-        )
+        raise journal.hold_short(amount, total, currency)
     split: list[tuple[int, int]] = []
     left = amount
     for row in sources:

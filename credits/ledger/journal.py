@@ -18,12 +18,17 @@ from sqlalchemy.orm import Session
 from credits.audit.service import canonical_json, record_events
 from credits.db import utcnow
 from credits.errors import InvalidInput
+from credits.formatting import credits_refusal
 from credits.identity.actor import Actor
 from credits.ledger.errors import (
     AccountNotActive,
     AccountNotFound,
+    CaptureExceedsHold,
     CurrencyMismatch,
+    HoldClosed,
+    HoldNotFound,
     IdempotencyKeyReused,
+    InsufficientCredits,
     InvalidAmount,
 )
 from credits.ledger.models import Account, AccountStatus, Currency, Transfer, TransferKind
@@ -161,9 +166,7 @@ def find_replay(session: Session, key: str, digest: str) -> list[TransferOut] | 
     if not rows:
         return None
     if rows[0].request_hash != digest:
-        raise IdempotencyKeyReused(
-            f"idempotency key {key!r} was already used for a different request"
-        )
+        raise key_reused(key)
     return [TransferOut.model_validate(row._mapping) for row in rows]
 
 
@@ -174,7 +177,7 @@ def lock_accounts(session: Session, account_ids: Iterable[int]) -> dict[int, Row
     found = {row.id: row for row in rows}
     for account_id in wanted:
         if account_id not in found:
-            raise AccountNotFound(f"account {account_id} does not exist", account_id=account_id)
+            raise account_not_found(account_id)
     return found
 
 
@@ -199,7 +202,7 @@ def read_account(session: Session, account_id: int) -> Row[Any]:
     """One account's row, without a lock."""
     row = connection(session).execute(select(ACCOUNTS).where(_A.id == account_id)).first()
     if row is None:
-        raise AccountNotFound(f"account {account_id} does not exist", account_id=account_id)
+        raise account_not_found(account_id)
     return row
 
 
@@ -209,32 +212,23 @@ def available(account: Row[Any]) -> int:
 
 def require_currency(account: Row[Any], currency: Currency) -> None:
     if account.currency != currency.value:
-        raise CurrencyMismatch(
-            f"account {account.id} holds {account.currency}, not {currency.value}",
-            account_id=account.id,
-        )
+        raise currency_mismatch(account.id, account.currency, currency.value)
 
 
 def require_spendable(account: Row[Any], now: datetime) -> None:
     """An account may be spent from only while active and within its dates."""
     require_receivable(account, now)
     if account.starts_at is not None and account.starts_at > now:
-        raise AccountNotActive(
-            f"account {account.id} starts at {account.starts_at.isoformat()}",
-            account_id=account.id,
-        )
+        raise not_active(account.id, f"starts at {account.starts_at.isoformat()}")
 
 
 def require_receivable(account: Row[Any], now: datetime) -> None:
     """An account may be paid into while active and not ended (an award may precede
     its start date)."""
     if account.status != AccountStatus.ACTIVE.value:
-        raise AccountNotActive(f"account {account.id} is {account.status}", account_id=account.id)
+        raise not_active(account.id, f"is {account.status}")
     if account.expires_at is not None and account.expires_at <= now:
-        raise AccountNotActive(
-            f"account {account.id} expired at {account.expires_at.isoformat()}",
-            account_id=account.id,
-        )
+        raise not_active(account.id, f"expired at {account.expires_at.isoformat()}")
 
 
 @dataclass
@@ -337,4 +331,78 @@ def audit_transfers(
             for transfer in transfers
         ],
         occurred_at=now,
+    )
+
+
+# --- refusals: built here so the Python path and the PL/pgSQL path (pg_ledger)
+# word them the same, field for field.
+
+
+def account_not_found(account_id: int) -> AccountNotFound:
+    return AccountNotFound(f"account {account_id} does not exist", account_id=account_id)
+
+
+def currency_mismatch(account_id: int, holds: str, wanted: str) -> CurrencyMismatch:
+    return CurrencyMismatch(
+        f"account {account_id} holds {holds}, not {wanted}", account_id=account_id
+    )
+
+
+def not_active(account_id: int, why: str) -> AccountNotActive:
+    """``why`` completes 'account N …': 'is suspended', 'expired at …', 'starts at …'."""
+    return AccountNotActive(f"account {account_id} {why}", account_id=account_id)
+
+
+def key_reused(key: str) -> IdempotencyKeyReused:
+    return IdempotencyKeyReused(f"idempotency key {key!r} was already used for a different request")
+
+
+def hold_short(required: int, available: int, currency: Currency) -> InsufficientCredits:
+    """A hold over all its sources cannot be covered."""
+    return InsufficientCredits(
+        f"not enough credits: {credits_refusal(required, available, currency)}",
+        required=required,
+        available=available,
+    )
+
+
+def account_short(
+    account_id: int, required: int, available: int, currency: str
+) -> InsufficientCredits:
+    """One account cannot cover a posted transfer."""
+    return InsufficientCredits(
+        f"not enough credits on account {account_id}:"
+        f" {credits_refusal(required, available, currency)}",
+        required=required,
+        available=available,
+    )
+
+
+def not_a_sink(account_id: int, kind: str) -> InvalidInput:
+    return InvalidInput(f"account {account_id} is a {kind} account, not a usage sink")
+
+
+def foreign_sink(account_id: int) -> InvalidInput:
+    return InvalidInput(f"usage sink {account_id} belongs to another project")
+
+
+def not_an_allocation(account_id: int, kind: str) -> InvalidInput:
+    return InvalidInput(f"account {account_id} is a {kind} account; holds draw on allocations")
+
+
+def hold_not_found(hold_key: str) -> HoldNotFound:
+    return HoldNotFound(f"no hold has key {hold_key!r}", hold_key=hold_key)
+
+
+def hold_closed(hold_key: str, *, voided: bool) -> HoldClosed:
+    if voided:
+        return HoldClosed(f"hold {hold_key!r} was already voided", hold_key=hold_key)
+    return HoldClosed(f"hold {hold_key!r} is fully captured", hold_key=hold_key)
+
+
+def capture_exceeds(hold_key: str, requested: int, remaining: int) -> CaptureExceedsHold:
+    return CaptureExceedsHold(
+        f"capture of {requested} exceeds the {remaining} left on hold {hold_key!r}",
+        requested=requested,
+        remaining=remaining,
     )

@@ -16,14 +16,12 @@ from sqlalchemy.orm import Session
 from credits.audit.service import record_event
 from credits.db import utcnow
 from credits.errors import InvalidInput
-from credits.formatting import credits_refusal
 from credits.identity.actor import Actor
 from credits.identity.models import Role
-from credits.ledger import journal
+from credits.ledger import journal, pg_ledger
 from credits.ledger.errors import (
     AccountNotActive,
     AdjustmentForbidden,
-    InsufficientCredits,
     InvalidAmount,
     NotExpired,
     ReasonRequired,
@@ -254,6 +252,20 @@ def grant(
             "reference": reference,
         },
     )
+    if (server := pg_ledger.server_side(session)) is not None:
+        return pg_ledger.transfer(
+            server,
+            key=key,
+            digest=digest,
+            kind=TransferKind.GRANT.value,
+            from_account_id=from_account_id,
+            to_account_id=to_account_id,
+            amount=amount,
+            reason=reason,
+            reference=reference,
+            actor=actor,
+            now=now,
+        )
     locked, prior = _lock_unless_replayed(session, key, digest, [from_account_id, to_account_id])
     if prior is not None:
         return prior
@@ -281,11 +293,8 @@ def grant(
 
 def _require_covers(account: Row[Any], amount: int) -> None:
     if account.no_overdraft and journal.available(account) < amount:
-        raise InsufficientCredits(
-            f"not enough credits on account {account.id}:"
-            f" {credits_refusal(amount, journal.available(account), account.currency)}",
-            required=amount,
-            available=journal.available(account),
+        raise journal.account_short(
+            account.id, amount, journal.available(account), account.currency
         )
 
 

@@ -10,13 +10,8 @@ from sqlalchemy import Row, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from credits.identity.actor import Actor
-from credits.ledger import journal
-from credits.ledger.errors import (
-    CaptureExceedsHold,
-    HoldClosed,
-    HoldNotFound,
-    IdempotencyKeyReused,
-)
+from credits.ledger import journal, pg_ledger
+from credits.ledger.errors import IdempotencyKeyReused
 from credits.ledger.holds import HOLD_PARTS, TRANSFERS
 from credits.ledger.models import Currency, HoldStatus, TransferKind
 from credits.ledger.schemas import TransferResult
@@ -45,7 +40,7 @@ def _lock_hold(session: Session, hold_key: str) -> list[Row[Any]]:
     """The hold's parts with their transfer's accounts, locked, in part order."""
     rows = journal.connection(session).execute(_LOCK_HOLD, {"hold_key": hold_key}).all()
     if not rows:
-        raise HoldNotFound(f"no hold has key {hold_key!r}", hold_key=hold_key)
+        raise journal.hold_not_found(hold_key)
     return list(rows)
 
 
@@ -67,9 +62,8 @@ def _require_open(parts: list[Row[Any]], hold_key: str) -> list[Row[Any]]:
     open_parts = [part for part in parts if part.status == HoldStatus.OPEN.value]
     if open_parts:
         return open_parts
-    if any(part.status == HoldStatus.VOIDED.value for part in parts):
-        raise HoldClosed(f"hold {hold_key!r} was already voided", hold_key=hold_key)
-    raise HoldClosed(f"hold {hold_key!r} is fully captured", hold_key=hold_key)
+    voided = any(part.status == HoldStatus.VOIDED.value for part in parts)
+    raise journal.hold_closed(hold_key, voided=voided)
 
 
 def capture(
@@ -96,17 +90,25 @@ def capture(
         actor,
         {"hold_key": hold_key, "amount": amount, "reference": reference},
     )
+    if (server := pg_ledger.server_side(session)) is not None:
+        return pg_ledger.settle(
+            server,
+            kind=TransferKind.CAPTURE.value,
+            key=key,
+            digest=digest,
+            hold_key=hold_key,
+            amount=amount,
+            note=reference,
+            actor=actor,
+            now=now,
+        )
     parts = _lock_hold_unless_replayed(session, key, digest, hold_key)
     if isinstance(parts, TransferResult):
         return parts
     open_parts = _require_open(parts, hold_key)
     remaining = sum(_remaining(part) for part in open_parts)
     if amount > remaining:
-        raise CaptureExceedsHold(
-            f"capture of {amount} exceeds the {remaining} left on hold {hold_key!r}",
-            requested=amount,
-            remaining=remaining,
-        )
+        raise journal.capture_exceeds(hold_key, amount, remaining)
     takes = []
     left = amount
     for part in open_parts:
@@ -145,6 +147,18 @@ def void_hold(
     digest = journal.request_hash(
         TransferKind.VOID, actor, {"hold_key": hold_key, "reason": reason}
     )
+    if (server := pg_ledger.server_side(session)) is not None:
+        return pg_ledger.settle(
+            server,
+            kind=TransferKind.VOID.value,
+            key=key,
+            digest=digest,
+            hold_key=hold_key,
+            amount=None,
+            note=reason,
+            actor=actor,
+            now=now,
+        )
     parts = _lock_hold_unless_replayed(session, key, digest, hold_key)
     if isinstance(parts, TransferResult):
         return parts

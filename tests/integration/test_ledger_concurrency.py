@@ -11,14 +11,14 @@ import click
 import pytest
 from click.testing import CliRunner
 from conftest import create_postgres_database, drop_postgres_database
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from credits.cli import main
 from credits.cli_support import cli_transaction
 from credits.db import make_engine, make_session_factory, run_in_transaction, session_scope, utcnow
 from credits.identity.actor import Actor
-from credits.ledger import queries, service
+from credits.ledger import pg_ledger, queries, service
 from credits.ledger.errors import CaptureExceedsHold, HoldClosed, InsufficientCredits
 from credits.ledger.models import AccountKind, Currency
 from credits.migrate import upgrade
@@ -226,3 +226,42 @@ def test_verify_reads_one_snapshot_on_postgresql(committed_postgres: tuple[str, 
 
     result = CliRunner().invoke(show, obj={"session_factory": factory})
     assert result.output.strip() == "repeatable read on"
+
+
+def test_hold_capture_void_and_grant_are_one_statement_each(
+    committed_postgres: tuple[str, Engine],
+) -> None:
+    """On PostgreSQL the services call migration 0017's functions: one round trip
+    (besides the driver's BEGIN and COMMIT); ``python_path()`` takes the old way."""
+    url, engine = committed_postgres
+    factory = make_session_factory(engine)
+    fund_project(factory, project_id=5, amounts=[3 * HOLD])
+    with session_scope(factory) as session:
+        source = queries.system_account_id(session, AccountKind.SOURCE, Currency.GPU)
+        (account,) = queries.list_accounts(session, project_id=5, kind="allocation")
+    sent: list[str] = []
+    event.listen(engine, "before_cursor_execute", lambda *args: sent.append(args[2]))
+    calls: dict[str, Callable[[Session], Any]] = {
+        "ledger_transfer_v1": lambda s: service.grant(
+            s, key="g5", from_account_id=source, to_account_id=account.id, amount=1, actor=SYSTEM
+        ),
+        "ledger_place_hold_v1": lambda s: service.place_hold(
+            s, key="h5", currency="gpu", amount=2 * HOLD, project_id=5, actor=SYSTEM
+        ),
+        "ledger_capture_v1": lambda s: service.capture(
+            s, key="c5", hold_key="h5", amount=HOLD, actor=SYSTEM
+        ),
+        "ledger_void_v1": lambda s: service.void_hold(s, key="v5", hold_key="h5", actor=SYSTEM),
+    }
+    for function, call in calls.items():
+        sent.clear()
+        with session_scope(factory) as session:
+            call(session)
+        assert len(sent) == 1, sent
+        assert function in sent[0], sent
+    sent.clear()
+    with pg_ledger.python_path(), session_scope(factory) as session:
+        service.place_hold(session, key="h6", currency="gpu", amount=1, project_id=5, actor=SYSTEM)
+    assert len(sent) > 1
+    assert all("ledger_place_hold" not in statement for statement in sent)
+    assert "ledger OK" in verify_through_cli(url)

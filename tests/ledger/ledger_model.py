@@ -9,11 +9,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
+from credits.errors import InvalidInput
 from credits.ledger.errors import (
     AccountNotActive,
+    AccountNotFound,
     AdjustmentForbidden,
     CaptureExceedsHold,
+    CurrencyMismatch,
     HoldClosed,
+    HoldNotFound,
     InsufficientCredits,
     NotExpired,
 )
@@ -28,6 +32,7 @@ class ModelAccount:
     project_id: int | None
     expires_at: datetime | None
     status: str = "active"
+    starts_at: datetime | None = None
     debits_pending: int = 0
     debits_posted: int = 0
     credits_pending: int = 0
@@ -37,8 +42,11 @@ class ModelAccount:
     def available(self) -> int:
         return self.credits_posted - self.debits_posted - self.debits_pending
 
-    def spendable(self, now: datetime) -> bool:
+    def receivable(self, now: datetime) -> bool:
         return self.status == "active" and (self.expires_at is None or self.expires_at > now)
+
+    def spendable(self, now: datetime) -> bool:
+        return self.receivable(now) and (self.starts_at is None or self.starts_at <= now)
 
 
 @dataclass
@@ -76,10 +84,39 @@ class LedgerModel:
             self.accounts[debit].debits_posted += amount
             self.accounts[credit].credits_posted += amount
 
+    def _account(self, account_id: int) -> ModelAccount:
+        if account_id not in self.accounts:
+            raise AccountNotFound("no such account")
+        return self.accounts[account_id]
+
     def grant(self, source: int, target: int, amount: int, now: datetime) -> None:
-        if not self.accounts[target].spendable(now):
+        """Any two accounts: checks in the service's order (existence, currency,
+        spendable source, receivable target, cover)."""
+        for account_id in sorted({source, target}):
+            self._account(account_id)
+        if self.accounts[source].currency != self.accounts[target].currency:
+            raise CurrencyMismatch("target")
+        if not self.accounts[source].spendable(now):
+            raise AccountNotActive("source")
+        if not self.accounts[target].receivable(now):
             raise AccountNotActive("target")
+        if self.accounts[source].no_overdraft and self.accounts[source].available < amount:
+            raise InsufficientCredits("short")
         self._move(source, target, amount, pending=False)
+
+    def _default_sink(self, account: ModelAccount, currency: str) -> int:
+        """The project's usage sink in the currency, else the currency's shared one."""
+        own = self.sinks.get(f"project:{account.project_id}:{currency}")
+        return own if own is not None else self.sinks[f"usage:{currency}"]
+
+    def check_sink(self, sink_id: int, currency: str, project_id: int | None) -> None:
+        sink = self.accounts[sink_id]
+        if sink.kind != "usage_sink":
+            raise InvalidInput("not a sink")
+        if sink.currency != currency:
+            raise CurrencyMismatch("sink")
+        if sink.project_id is not None and sink.project_id != project_id:
+            raise InvalidInput("another project's sink")
 
     def place_hold(
         self,
@@ -90,14 +127,25 @@ class LedgerModel:
         currency: str,
         amount: int,
         now: datetime,
+        sink_id: int | None = None,
     ) -> None:
         if account_id is not None:
+            sink = sink_id or self._default_sink(self._account(account_id), currency)
+            for locked in sorted({account_id, sink}):
+                self._account(locked)
             account = self.accounts[account_id]
+            if account.kind != "allocation":
+                raise InvalidInput("not an allocation")
+            if account.currency != currency:
+                raise CurrencyMismatch("account")
+            self.check_sink(sink, currency, account.project_id)
             if not account.spendable(now):
                 raise AccountNotActive("account")
             sources = [account]
-            sink = self.sinks[f"project:{account.project_id}:{currency}"]
         else:
+            if sink_id is not None:
+                self._account(sink_id)
+                self.check_sink(sink_id, currency, project_id)
             sources = sorted(
                 (
                     a
@@ -109,7 +157,7 @@ class LedgerModel:
                 ),
                 key=lambda a: (a.expires_at is None, a.expires_at or now, a.id),
             )
-            sink = self.sinks[f"project:{project_id}:{currency}"]
+            sink = sink_id or self.sinks[f"project:{project_id}:{currency}"]
         if sum(max(a.available, 0) for a in sources) < amount:
             raise InsufficientCredits("short")
         parts, left = [], amount
@@ -122,6 +170,8 @@ class LedgerModel:
         self.holds[key] = parts
 
     def _open_parts(self, hold_key: str) -> list[ModelPart]:
+        if hold_key not in self.holds:
+            raise HoldNotFound(hold_key)
         parts = self.holds[hold_key]
         open_parts = [p for p in parts if p.status == "open"]
         if not open_parts:

@@ -15,7 +15,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     Bundle,
@@ -26,8 +25,15 @@ from hypothesis.stateful import (
     rule,
     run_state_machine_as_test,
 )
-from ledger_helpers import OPS, RESEARCHER, SYSTEM
-from ledger_model import LedgerModel, ModelAccount
+from ledger_helpers import (
+    MACHINE_SETTINGS,
+    OPS,
+    RESEARCHER,
+    SYSTEM,
+    assert_matches_model,
+    model_account,
+)
+from ledger_model import LedgerModel
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
@@ -93,22 +99,7 @@ def ledger_machine(engine: Engine) -> type[RuleBasedStateMachine]:
                 c: queries.system_account_id(self.session, AccountKind.SOURCE, c) for c in Currency
             }
             self.model = LedgerModel(
-                accounts={
-                    a.id: ModelAccount(
-                        id=a.id,
-                        currency=a.currency.value,
-                        kind=a.kind.value,
-                        no_overdraft=a.no_overdraft,
-                        project_id=a.project_id,
-                        expires_at=a.expires_at,
-                        status=a.status.value,
-                        debits_pending=a.debits_pending,
-                        debits_posted=a.debits_posted,
-                        credits_pending=a.credits_pending,
-                        credits_posted=a.credits_posted,
-                    )
-                    for a in queries.list_accounts(self.session)
-                },
+                accounts={a.id: model_account(a) for a in queries.list_accounts(self.session)},
                 sinks={
                     **{
                         f"project:{PROJECT}:{c.value}": self._code_id(
@@ -300,39 +291,9 @@ def ledger_machine(engine: Engine) -> type[RuleBasedStateMachine]:
                 self._assert_model_matches(self.model)
 
         def _assert_model_matches(self, model: LedgerModel) -> None:
-            for account in queries.list_accounts(self.session):
-                expected = model.accounts.get(account.id)
-                assert expected is not None, f"unexpected account {account.code}"
-                got = (
-                    account.status.value,
-                    account.debits_pending,
-                    account.debits_posted,
-                    account.credits_pending,
-                    account.credits_posted,
-                )
-                want = (
-                    expected.status,
-                    expected.debits_pending,
-                    expected.debits_posted,
-                    expected.credits_pending,
-                    expected.credits_posted,
-                )
-                assert got == want, f"account {account.code}: {got} != {want}"
-            for key, parts in model.holds.items():
-                stored = queries.get_hold(self.session, hold_key=key).parts
-                assert [
-                    (p.account_id, p.amount, p.captured, p.voided, p.status.value) for p in stored
-                ] == [(p.account_id, p.amount, p.captured, p.voided, p.status) for p in parts]
+            assert_matches_model(self.session, model)
 
     return LedgerMachine
-
-
-MACHINE_SETTINGS = settings(
-    max_examples=40,
-    stateful_step_count=30,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
-)
 
 
 @pytest.mark.slow
