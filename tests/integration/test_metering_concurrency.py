@@ -1,7 +1,9 @@
-"""Eight settlement workers on PostgreSQL settle every usage record exactly once."""
+"""Eight settlement workers on PostgreSQL settle every usage record exactly once, a
+mix of job and outside-meter records with overage included, even when one dies."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Iterator
 
@@ -10,13 +12,16 @@ from conftest import create_postgres_database, drop_postgres_database
 from jobs_world import JobsWorld, build_jobs_world
 from sqlalchemy import Engine, func, select
 
-from credits.db import make_engine, make_session_factory
+from credits.db import make_engine, make_session_factory, session_scope
+from credits.identity.actor import Actor
 from credits.jobs.models import Job
 from credits.ledger.models import Account, Currency, Transfer, TransferKind
 from credits.ledger.queries import project_sink_code
+from credits.ledger.settle import void_hold
 from credits.ledger.verify import verify_ledger
 from credits.metering.models import RecordStatus, UsageRecord
 from credits.metering.service import settle_all_pending
+from credits.metering.settlement import settle_pending
 from credits.migrate import upgrade
 
 pytestmark = pytest.mark.postgres
@@ -104,3 +109,93 @@ def test_eight_concurrent_settlement_workers_charge_each_record_once(
     assert sink.credits_posted == usage
     assert len(per_job) == 12
     assert all(0 < charged <= hold for hold, charged in per_job)
+
+
+def _outside_records(world: JobsWorld, count: int) -> None:
+    with world.session() as session:
+        session.add_all(
+            UsageRecord(
+                source="meter",
+                record_id=f"outside-{n}",
+                job_id=None,
+                project_id=world.project_id,
+                currency="gpu",
+                unit="credit",
+                quantity_micro=1_000 + n,
+                amount_micro=1_000 + n,
+                started_at=world.clock(),
+                ended_at=world.clock(),
+                request_hash="x",
+                status=RecordStatus.PENDING.value,
+                captured_micro=0,
+                overage_micro=0,
+            )
+            for n in range(count)
+        )
+
+
+def test_workers_settle_jobs_outside_usage_and_overage_once_while_one_dies_midway(
+    committed_postgres: Engine,
+) -> None:
+    world = _running_jobs_with_pending_usage(committed_postgres)
+    with world.session() as session:
+        released = session.scalars(select(Job).order_by(Job.id).limit(1)).one()
+        # Its hold released early: its records cover nothing and become overage.
+        void_hold(
+            session,
+            key="tests:released",
+            hold_key=released.hold_key,
+            actor=Actor.system("tests"),
+            now=world.clock(),
+        )
+    _outside_records(world, 60)
+    barrier = threading.Barrier(WORKERS)
+    failures: list[BaseException] = []
+
+    def dying_worker() -> None:
+        barrier.wait()
+        with contextlib.suppress(RuntimeError), session_scope(world.factory) as session:
+            settle_pending(session, now=world.clock(), limit=40)
+            raise RuntimeError("killed before commit")
+
+    def worker() -> None:
+        try:
+            barrier.wait()
+            settle_all_pending(world.factory, batch_size=13, clock=world.clock)
+        except BaseException as error:
+            failures.append(error)
+
+    threads = [threading.Thread(target=dying_worker)]
+    threads += [threading.Thread(target=worker) for _ in range(WORKERS - 1)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    settle_all_pending(world.factory, batch_size=50, clock=world.clock)
+    assert failures == []
+    with world.session() as session:
+        statuses = dict(
+            session.execute(
+                select(UsageRecord.status, func.count()).group_by(UsageRecord.status)
+            ).all()
+        )
+        usage, captured, overage = session.execute(
+            select(
+                func.sum(UsageRecord.amount_micro),
+                func.sum(UsageRecord.captured_micro),
+                func.sum(UsageRecord.overage_micro),
+            )
+        ).one()
+        posted = session.scalar(
+            select(func.coalesce(func.sum(Transfer.amount), 0)).where(
+                Transfer.kind.in_([TransferKind.CAPTURE.value, TransferKind.GRANT.value]),
+                Transfer.credit_account_id
+                == select(Account.id)
+                .where(Account.code == project_sink_code(world.project_id, Currency.GPU))
+                .scalar_subquery(),
+            )
+        )
+        assert verify_ledger(session).ok
+    assert set(statuses) == {RecordStatus.SETTLED.value}
+    assert usage == captured + overage == posted
+    assert overage > 0
