@@ -53,6 +53,13 @@ class SchedulerOrdering(StrEnum):
     FAIRSHARE = "fairshare"
 
 
+class LogFormat(StrEnum):
+    """How log lines are written: one JSON object a line, or plain text."""
+
+    JSON = "json"
+    TEXT = "text"
+
+
 class SettingsError(Exception):
     """A setting is missing or malformed; the message names it in one line."""
 
@@ -102,6 +109,12 @@ class Settings(BaseSettings):
     web_threads: int = Field(default=4, ge=1, le=64)
     web_timeout_seconds: int = Field(default=60, ge=1, le=3600)
     web_graceful_timeout_seconds: int = Field(default=30, ge=1, le=3600)
+    # Log lines as JSON objects (each with the request id) or text; unset: JSON in
+    # production, text on the embedded profile (credits/observability/logs.py).
+    log_format: LogFormat | None = None
+    # /metrics asks for "Authorization: Bearer <token>" when set; unset, it answers only
+    # requests from the loopback address (docs/operations.md, "Metrics and alerts").
+    metrics_token: SecretStr = SecretStr("")
     # Request bodies over this many bytes are refused (413) unread; usage ingestion,
     # up to 1,000 records with their evidence, takes up to the second.
     request_max_bytes: int = Field(default=1024 * 1024, ge=1024, le=1024**3)
@@ -440,6 +453,13 @@ class Settings(BaseSettings):
     def old_secret_keys(self) -> list[str]:
         """The earlier session keys still accepted, newest first."""
         return split_list(self.secret_key_fallbacks.get_secret_value())
+
+    @property
+    def effective_log_format(self) -> LogFormat:
+        """The setting, else JSON in production and text on the embedded profile."""
+        if self.log_format is not None:
+            return self.log_format
+        return LogFormat.JSON if self.profile is Profile.PRODUCTION else LogFormat.TEXT
 
     @property
     def is_sqlite(self) -> bool:
