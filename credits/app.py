@@ -40,7 +40,7 @@ from credits.api import (
 )
 from credits.api.auth import EXTENSION_KEY, CreditsExtension
 from credits.api.converters import IdConverter, TilePathConverter
-from credits.db import make_engine, make_session_factory
+from credits.db import make_engine, make_read_session_factory, make_session_factory
 from credits.jobs.executors.base import Executor
 from credits.settings import Profile, Settings, SettingsError, load_settings
 from credits.storage import PART_SIZE
@@ -99,10 +99,13 @@ def create_app(
     app.config["SECRET_KEY_FALLBACKS"] = settings.old_secret_keys
     # Larger bodies are refused unread (413); usage ingestion raises its own limit.
     app.config["MAX_CONTENT_LENGTH"] = settings.request_max_bytes
+    writer = session_factory or _default_session_factory(settings)
     app.extensions[EXTENSION_KEY] = CreditsExtension(
         settings=settings,
-        session_factory=session_factory or _default_session_factory(settings),
+        session_factory=writer,
         executor=executor,
+        # GET and HEAD requests read through these (credits.api.auth.session_factory).
+        read_session_factory=make_read_session_factory(writer),
     )
     problems.init_app(app)
     security_headers.init_app(app)

@@ -10,10 +10,19 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import BigInteger, DateTime, Engine, Integer, MetaData, create_engine, event
+from sqlalchemy import (
+    BigInteger,
+    Connection,
+    DateTime,
+    Engine,
+    Integer,
+    MetaData,
+    create_engine,
+    event,
+)
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError, OperationalError
-from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.orm import DeclarativeBase, Session, SessionTransaction, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
 NAMING_CONVENTION = {
@@ -77,13 +86,24 @@ def _sqlite_path(url: str) -> Path | None:
     return Path(path.split("?", 1)[0])
 
 
+# The execution option that marks an engine's connections as read-only
+# (see make_read_session_factory).
+READ_ONLY = "credits_read_only"
+# Whether a SQLite connection has PRAGMA query_only on, kept in its info so the
+# pragma is sent only when a connection changes between reading and writing.
+_QUERY_ONLY = "credits_query_only"
+
+
 def _install_sqlite_pragmas(engine: Engine, busy_timeout_ms: int) -> None:
     """WAL, foreign keys, a busy timeout, and transactions that SQLAlchemy controls.
 
     pysqlite opens transactions itself and ignores SAVEPOINT semantics; turning
-    that off and emitting ``BEGIN IMMEDIATE`` ourselves gives working savepoints
-    and takes the write lock at the start, so two writers never both read a
-    balance and then both spend it.
+    that off and emitting ``BEGIN`` ourselves gives working savepoints. A writer
+    begins ``BEGIN IMMEDIATE``: it takes the write lock at the start, so two
+    writers never both read a balance and then both spend it. A reader (a
+    connection marked :data:`READ_ONLY`) begins ``BEGIN DEFERRED``: on WAL it
+    reads the last committed state without waiting for the writer, and
+    ``PRAGMA query_only`` makes any write through it fail at once.
     """
 
     @event.listens_for(engine, "connect")
@@ -97,8 +117,16 @@ def _install_sqlite_pragmas(engine: Engine, busy_timeout_ms: int) -> None:
         cursor.close()
 
     @event.listens_for(engine, "begin")
-    def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+    def _on_begin(connection: Connection) -> None:
+        read_only = bool(connection.get_execution_options().get(READ_ONLY, False))
+        _set_query_only(connection, on=read_only)
+        connection.exec_driver_sql("BEGIN DEFERRED" if read_only else "BEGIN IMMEDIATE")
+
+
+def _set_query_only(connection: Connection, *, on: bool) -> None:
+    if connection.info.get(_QUERY_ONLY, False) != on:
+        connection.exec_driver_sql(f"PRAGMA query_only={'ON' if on else 'OFF'}")
+        connection.info[_QUERY_ONLY] = on
 
 
 def make_engine(url: str, *, sqlite_busy_timeout_ms: int = 10_000, pool_size: int = 10) -> Engine:
@@ -121,6 +149,42 @@ def make_engine(url: str, *, sqlite_busy_timeout_ms: int = 10_000, pool_size: in
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(bind=engine, expire_on_commit=False)
+
+
+def make_read_session_factory(factory: sessionmaker[Session]) -> sessionmaker[Session]:
+    """Sessions like ``factory``'s that only read, and fail loudly if they write.
+
+    On SQLite a read transaction begins deferred, so it never queues behind a
+    writer's ``BEGIN IMMEDIATE``, and runs with ``PRAGMA query_only`` on; on
+    PostgreSQL it is ``READ ONLY``. A factory bound to one connection (a test's
+    rolled-back transaction) keeps that connection and, on SQLite, turns
+    ``query_only`` on for as long as a read session uses it.
+    """
+    bind = factory.kw.get("bind")
+    kw = {key: value for key, value in factory.kw.items() if key != "bind"}
+    if isinstance(bind, Engine):
+        options: dict[str, Any] = {READ_ONLY: True}
+        if bind.dialect.name == "postgresql":
+            options["postgresql_readonly"] = True
+        return sessionmaker(bind=bind.execution_options(**options), class_=factory.class_, **kw)
+    reader = sessionmaker(bind=bind, class_=factory.class_, **kw)
+    if isinstance(bind, Connection) and bind.dialect.name == "sqlite":
+        _query_only_while_reading(reader, bind)
+    return reader
+
+
+def _query_only_while_reading(reader: sessionmaker[Session], connection: Connection) -> None:
+    """On a shared connection: query_only from a read session's start to its end."""
+
+    @event.listens_for(reader, "after_begin")
+    def _on(_session: Session, transaction: SessionTransaction, _c: Connection) -> None:
+        if transaction.parent is None:
+            connection.exec_driver_sql("PRAGMA query_only=ON")
+
+    @event.listens_for(reader, "after_transaction_end")
+    def _off(_session: Session, transaction: SessionTransaction) -> None:
+        if transaction.parent is None and not connection.closed:
+            connection.exec_driver_sql("PRAGMA query_only=OFF")
 
 
 @contextmanager

@@ -10,9 +10,9 @@ malformed header or a bad token is a 401 problem whatever the route, with a
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from flask import Blueprint, Flask, Response, current_app, g, request
+from flask import Blueprint, Flask, Response, current_app, g, has_request_context, request
 from flask.typing import ResponseReturnValue
 from pydantic import BaseModel
 from sqlalchemy.orm import Session, sessionmaker
@@ -33,6 +33,8 @@ REALM = "credits"
 # RFC 6750 section 2.1: "Bearer" 1*SP b64token.
 _BEARER = re.compile(r"Bearer +([A-Za-z0-9\-._~+/]+=*)", re.IGNORECASE)
 _ACTOR_KEY = "credits_actor"
+# Requests that only read: their sessions are read-only (credits/db.py).
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 blueprint = Blueprint("auth", __name__, url_prefix="/api/v1")
 
@@ -45,6 +47,9 @@ class CreditsExtension:
     session_factory: sessionmaker[Session]
     # None: the process's executor for the settings, built on first use.
     executor: Executor | None = None
+    # Sessions for requests that only read (credits.db.make_read_session_factory);
+    # None: every request writes through session_factory.
+    read_session_factory: sessionmaker[Session] | None = field(default=None, compare=False)
 
 
 def credits_extension() -> CreditsExtension:
@@ -55,6 +60,17 @@ def credits_extension() -> CreditsExtension:
 
 
 def session_factory() -> sessionmaker[Session]:
+    """The sessions of this request: read-only for a GET or HEAD, which never wait
+    for a writer on SQLite and fail loudly if they write; writing otherwise."""
+    extension = credits_extension()
+    reader = extension.read_session_factory
+    if reader is not None and has_request_context() and request.method in SAFE_METHODS:
+        return reader
+    return extension.session_factory
+
+
+def write_session_factory() -> sessionmaker[Session]:
+    """Writing sessions whatever the method: for what a GET must record."""
     return credits_extension().session_factory
 
 
@@ -117,7 +133,8 @@ def _resolve_actor() -> Actor | None:
     if header is None:
         return None
     secret = _bearer_secret(header)
-    with session_scope(session_factory()) as session:
+    # Resolving records the token's last use: a write, on a GET too.
+    with session_scope(write_session_factory()) as session:
         return resolve_token(session, secret=secret)
 
 

@@ -31,7 +31,12 @@ from flask.typing import ResponseReturnValue
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 from werkzeug.wrappers import Response as BaseResponse
 
-from credits.api.auth import credits_extension, current_actor, session_factory
+from credits.api.auth import (
+    credits_extension,
+    current_actor,
+    session_factory,
+    write_session_factory,
+)
 from credits.api.converters import MAX_ID
 from credits.api.openapi import Answer, operation
 from credits.api.parsing import NoInput, json_body, optional_json_body
@@ -480,7 +485,8 @@ def _count(version_id: int, name: str) -> None:
     """Counts the download; the client is a hash of its address and user agent."""
     client = f"{request.remote_addr}\n{request.user_agent.string}".encode()
     key = hashlib.sha256(client).hexdigest()
-    with session_scope(session_factory()) as session:
+    # A download is a GET that writes: it counts on a writing session.
+    with session_scope(write_session_factory()) as session:
         record_download(session, version_id=version_id, name=name, client_key=key)
 
 
