@@ -48,7 +48,7 @@ def migrated_database(tmp_path: Path) -> Iterator[str]:
     yield url
 
 
-def production_env(tmp_path: Path, *, database_url: str, port: int) -> dict[str, str]:
+def production_env(tmp_path: Path, *, database_url: str, port: int = 8000) -> dict[str, str]:
     """The environment of a production process: no CREDITS_* of the caller's, the
     required services named (the broker is not contacted by the web tier)."""
     inherited = {k: v for k, v in os.environ.items() if not k.startswith("CREDITS_")}
