@@ -1,0 +1,28 @@
+"""The WSGI app of the API benchmark only (scripts/bench/api.py): credits' own app,
+built by its factory from the environment exactly as ``credits.wsgi`` builds it,
+plus ``GET /bench/bare``, a route that touches no database, as the baseline of what
+gunicorn and Flask cost on their own. The product never mounts that route::
+
+    gunicorn -c python:credits.gunicorn_conf --pythonpath scripts/bench api_bench_app:app
+"""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from credits.app import create_app
+
+BARE_BODY = {"ok": True}
+
+
+def bench_app() -> Flask:
+    app = create_app()
+
+    def bare() -> dict[str, bool]:
+        return BARE_BODY
+
+    app.add_url_rule("/bench/bare", "bench_bare", bare, methods=["GET"])
+    return app
+
+
+app = bench_app()
