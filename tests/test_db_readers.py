@@ -1,0 +1,116 @@
+"""Readers never wait for writers: read sessions begin deferred on SQLite's WAL and
+refuse to write; writers still take the write lock at BEGIN."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Connection, Engine, text
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from credits.db import make_engine, make_read_session_factory, make_session_factory, session_scope
+
+# Well under the busy timeout below: a read that waited for the writer would take it all.
+QUICK_S = 1.0
+BUSY_TIMEOUT_MS = 3_000
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Iterator[Engine]:
+    engine = make_engine(
+        f"sqlite:///{tmp_path / 'readers.db'}", sqlite_busy_timeout_ms=BUSY_TIMEOUT_MS
+    )
+    with engine.begin() as connection:
+        connection.exec_driver_sql("CREATE TABLE balance (id INTEGER PRIMARY KEY, amount INTEGER)")
+        connection.exec_driver_sql("INSERT INTO balance VALUES (1, 100)")
+    yield engine
+    engine.dispose()
+
+
+def _amount(session: Session) -> int:
+    return int(session.execute(text("SELECT amount FROM balance WHERE id = 1")).scalar_one())
+
+
+def test_a_read_completes_while_a_writer_holds_the_write_lock(engine: Engine) -> None:
+    reader = make_read_session_factory(make_session_factory(engine))
+    with engine.connect() as writer:
+        writer.begin()  # BEGIN IMMEDIATE: the write lock, held until the end of the block
+        writer.exec_driver_sql("UPDATE balance SET amount = 40 WHERE id = 1")
+        started = time.monotonic()
+        with session_scope(reader) as session:
+            seen = _amount(session)
+        took = time.monotonic() - started
+        writer.commit()
+    assert seen == 100  # the last committed state, not the writer's uncommitted one
+    assert took < QUICK_S
+    with session_scope(reader) as session:
+        assert _amount(session) == 40
+
+
+def test_a_writer_still_waits_for_the_write_lock(tmp_path: Path) -> None:
+    """The old behaviour for writers: BEGIN IMMEDIATE queues behind another writer."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'writers.db'}", sqlite_busy_timeout_ms=100)
+    writers = make_session_factory(engine)
+    with engine.connect() as holder:
+        holder.begin()
+        with (
+            pytest.raises(OperationalError, match="database is locked"),
+            session_scope(writers) as session,
+        ):
+            session.execute(text("SELECT 1"))
+        holder.rollback()
+    engine.dispose()
+
+
+def test_a_write_through_a_read_session_fails_loudly_and_changes_nothing(engine: Engine) -> None:
+    writers = make_session_factory(engine)
+    reader = make_read_session_factory(writers)
+    with pytest.raises(OperationalError, match="readonly"), session_scope(reader) as session:
+        session.execute(text("UPDATE balance SET amount = 0 WHERE id = 1"))
+    # The pooled connection the reader used writes again for a writer.
+    with session_scope(writers) as session:
+        session.execute(text("UPDATE balance SET amount = 7 WHERE id = 1"))
+    with session_scope(reader) as session:
+        assert _amount(session) == 7
+
+
+def test_a_read_session_on_a_shared_connection_refuses_writes_only_while_it_is_open(
+    engine: Engine,
+) -> None:
+    """Tests bind their factories to one rolled-back connection: a read session on it
+    still cannot write, and the writers after it can."""
+    with engine.connect() as connection:
+        connection.begin()
+        joined = sessionmaker(
+            bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False
+        )
+        reader = make_read_session_factory(joined)
+        with pytest.raises(OperationalError, match="readonly"), session_scope(reader) as session:
+            session.execute(text("DELETE FROM balance"))
+        with session_scope(joined) as session:
+            session.execute(text("UPDATE balance SET amount = 9 WHERE id = 1"))
+        with session_scope(reader) as session:
+            assert _amount(session) == 9
+        connection.rollback()
+
+
+def _read_only_setting(connection: Connection) -> str:
+    return str(connection.exec_driver_sql("SHOW transaction_read_only").scalar_one())
+
+
+@pytest.mark.postgres
+def test_on_postgresql_a_read_session_is_read_only_and_writers_are_not(
+    postgres_engine: Engine,
+) -> None:
+    writers = make_session_factory(postgres_engine)
+    reader = make_read_session_factory(writers)
+    with session_scope(reader) as session:
+        assert _read_only_setting(session.connection()) == "on"
+    with pytest.raises(DBAPIError, match="read-only transaction"), session_scope(reader) as session:
+        session.execute(text("CREATE TEMPORARY TABLE scratch (id int)"))
+    with session_scope(writers) as session:
+        assert _read_only_setting(session.connection()) == "off"
