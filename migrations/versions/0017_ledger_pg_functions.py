@@ -47,8 +47,9 @@ depends_on: str | Sequence[str] | None = None
 # order, to_json escapes strings exactly as json.dumps does without ensure_ascii.
 EVENT_JSON = r"""
 CREATE FUNCTION ledger_event_json_v1(t ledger_transfers, p_at text) RETURNS text
-LANGUAGE sql IMMUTABLE AS $$
-SELECT '{"actor":' || to_json(t.actor::text)::text
+LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+    RETURN '{"actor":' || to_json(t.actor::text)::text
     || ',"at":' || to_json(p_at)::text
     || ',"data":{"amount":' || t.amount::text
     || ',"credit_account_id":' || t.credit_account_id::text
@@ -64,7 +65,8 @@ SELECT '{"actor":' || to_json(t.actor::text)::text
     || ',"reference":' || COALESCE(to_json(t.reference::text)::text, 'null')
     || '},"subject":{"id":' || to_json(t.id::text)::text
     || ',"type":"ledger_transfer"},"type":' || to_json('ledger.' || t.kind)::text
-    || '}'
+    || '}';
+END
 $$
 """
 
@@ -143,16 +145,19 @@ ACCOUNT_REFUSAL = r"""
 CREATE FUNCTION ledger_account_refusal_v1(
     a ledger_accounts, p_now timestamptz, p_spend boolean
 ) RETURNS jsonb
-LANGUAGE sql STABLE AS $$
-SELECT CASE
-    WHEN a.status <> 'active' THEN jsonb_build_object(
-        'refusal', 'not_active', 'why', 'status', 'account_id', a.id, 'status', a.status)
-    WHEN a.expires_at IS NOT NULL AND a.expires_at <= p_now THEN jsonb_build_object(
-        'refusal', 'not_active', 'why', 'expired', 'account_id', a.id,
-        'at_us', (extract(epoch FROM a.expires_at) * 1000000)::bigint)
-    WHEN p_spend AND a.starts_at IS NOT NULL AND a.starts_at > p_now THEN jsonb_build_object(
-        'refusal', 'not_active', 'why', 'starts', 'account_id', a.id,
-        'at_us', (extract(epoch FROM a.starts_at) * 1000000)::bigint)
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    IF a.status <> 'active' THEN
+        RETURN jsonb_build_object('refusal', 'not_active', 'why', 'status',
+                                  'account_id', a.id, 'status', a.status);
+    ELSIF a.expires_at IS NOT NULL AND a.expires_at <= p_now THEN
+        RETURN jsonb_build_object('refusal', 'not_active', 'why', 'expired', 'account_id', a.id,
+                                  'at_us', (extract(epoch FROM a.expires_at) * 1000000)::bigint);
+    ELSIF p_spend AND a.starts_at IS NOT NULL AND a.starts_at > p_now THEN
+        RETURN jsonb_build_object('refusal', 'not_active', 'why', 'starts', 'account_id', a.id,
+                                  'at_us', (extract(epoch FROM a.starts_at) * 1000000)::bigint);
+    END IF;
+    RETURN NULL;
 END
 $$
 """
@@ -162,15 +167,17 @@ SINK_REFUSAL = r"""
 CREATE FUNCTION ledger_sink_refusal_v1(
     s ledger_accounts, p_currency text, p_project_id bigint
 ) RETURNS jsonb
-LANGUAGE sql IMMUTABLE AS $$
-SELECT CASE
-    WHEN s.kind <> 'usage_sink' THEN jsonb_build_object(
-        'refusal', 'not_a_sink', 'account_id', s.id, 'kind', s.kind)
-    WHEN s.currency <> p_currency THEN jsonb_build_object(
-        'refusal', 'currency_mismatch', 'account_id', s.id, 'holds', s.currency,
-        'wanted', p_currency)
-    WHEN s.project_id IS NOT NULL AND s.project_id IS DISTINCT FROM p_project_id THEN
-        jsonb_build_object('refusal', 'foreign_sink', 'account_id', s.id)
+LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+    IF s.kind <> 'usage_sink' THEN
+        RETURN jsonb_build_object('refusal', 'not_a_sink', 'account_id', s.id, 'kind', s.kind);
+    ELSIF s.currency <> p_currency THEN
+        RETURN jsonb_build_object('refusal', 'currency_mismatch', 'account_id', s.id,
+                                  'holds', s.currency, 'wanted', p_currency);
+    ELSIF s.project_id IS NOT NULL AND s.project_id IS DISTINCT FROM p_project_id THEN
+        RETURN jsonb_build_object('refusal', 'foreign_sink', 'account_id', s.id);
+    END IF;
+    RETURN NULL;
 END
 $$
 """
@@ -178,11 +185,17 @@ $$
 # The first request under p_key: 'new', 'reused' (another request) or 'replay'.
 KEY_STATE = r"""
 CREATE FUNCTION ledger_key_state_v1(p_key text, p_digest text) RETURNS text
-LANGUAGE sql STABLE AS $$
-SELECT COALESCE(
-    (SELECT CASE WHEN t.request_hash = p_digest THEN 'replay' ELSE 'reused' END
-     FROM ledger_transfers t WHERE t.idempotency_key = p_key ORDER BY t.part LIMIT 1),
-    'new')
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    stored text;
+BEGIN
+    SELECT t.request_hash INTO stored FROM ledger_transfers t
+        WHERE t.idempotency_key = p_key ORDER BY t.part LIMIT 1;
+    IF NOT FOUND THEN
+        RETURN 'new';
+    END IF;
+    RETURN CASE WHEN stored = p_digest THEN 'replay' ELSE 'reused' END;
+END
 $$
 """
 
@@ -200,14 +213,16 @@ LANGUAGE plpgsql AS $$
 DECLARE
     r ledger_accounts;
     sink ledger_accounts;
-    sources ledger_accounts[] := '{}';
+    account ledger_accounts;
     locked bigint[] := '{}';
     sink_id bigint := p_sink_account_id;
     own_sink_code text := 'project:' || p_project_id || ':usage:' || p_currency;
     why jsonb;
-    total bigint;
+    total bigint := 0;
     left_ bigint := p_amount;
     take bigint;
+    spendable bigint[] := '{}';
+    avails bigint[] := '{}';
     ids bigint[] := '{}';
     takes bigint[] := '{}';
     n integer;
@@ -228,9 +243,6 @@ BEGIN
                 IF r.id = p_sink_account_id OR (p_sink_account_id IS NULL
                                                 AND r.code = own_sink_code) THEN
                     sink := r;
-                END IF;
-                IF r.project_id = p_project_id THEN
-                    sources := sources || r;
                 END IF;
             END LOOP;
             IF p_sink_account_id IS NOT NULL AND sink.id IS NULL THEN
@@ -263,7 +275,7 @@ BEGIN
             LOOP
                 locked := locked || r.id;
                 IF r.id = p_account_id THEN
-                    sources := ARRAY[r];
+                    account := r;
                 END IF;
                 IF r.id = sink_id THEN
                     sink := r;
@@ -275,15 +287,15 @@ BEGIN
                 why := jsonb_build_object('refusal', 'account_not_found', 'account_id', take);
                 EXIT checks;
             END IF;
-            r := sources[1];
-            IF r.kind <> 'allocation' THEN
-                why := jsonb_build_object('refusal', 'not_an_allocation', 'account_id', r.id,
-                                          'kind', r.kind);
-            ELSIF r.currency <> p_currency THEN
-                why := jsonb_build_object('refusal', 'currency_mismatch', 'account_id', r.id,
-                                          'holds', r.currency, 'wanted', p_currency);
+            IF account.kind <> 'allocation' THEN
+                why := jsonb_build_object('refusal', 'not_an_allocation',
+                                          'account_id', account.id, 'kind', account.kind);
+            ELSIF account.currency <> p_currency THEN
+                why := jsonb_build_object('refusal', 'currency_mismatch',
+                                          'account_id', account.id, 'holds', account.currency,
+                                          'wanted', p_currency);
             ELSE
-                why := ledger_sink_refusal_v1(sink, p_currency, r.project_id);
+                why := ledger_sink_refusal_v1(sink, p_currency, account.project_id);
             END IF;
         END IF;
         EXIT checks WHEN why IS NOT NULL;
@@ -302,19 +314,25 @@ BEGIN
                 NULL;
         END CASE;
         IF p_account_id IS NOT NULL THEN
-            why := ledger_account_refusal_v1(sources[1], p_now, true);
+            why := ledger_account_refusal_v1(account, p_now, true);
             EXIT checks WHEN why IS NOT NULL;
         END IF;
-        -- Spend order: soonest-expiring first, no end date last, then by id.
-        SELECT COALESCE(array_agg(s ORDER BY s.expires_at IS NULL, s.expires_at, s.id), '{}')
-            INTO sources
-            FROM unnest(sources) s
-            WHERE s.id <> sink.id AND s.kind = 'allocation' AND s.status = 'active'
-              AND (s.starts_at IS NULL OR s.starts_at <= p_now)
-              AND (s.expires_at IS NULL OR s.expires_at > p_now);
-        SELECT COALESCE(sum(greatest(s.credits_posted - s.debits_posted - s.debits_pending, 0)),
-                        0)
-            INTO total FROM unnest(sources) s;
+        -- The locked rows that may be spent from, soonest-expiring first, no end date
+        -- last, then by id (credits.ledger.holds._spend_order), with what each has left.
+        FOR r IN
+            SELECT * FROM ledger_accounts a
+            WHERE a.id = ANY (locked) AND a.id <> sink.id
+              AND (p_account_id IS NOT NULL OR a.project_id = p_project_id)
+              AND a.kind = 'allocation' AND a.status = 'active'
+              AND (a.starts_at IS NULL OR a.starts_at <= p_now)
+              AND (a.expires_at IS NULL OR a.expires_at > p_now)
+            ORDER BY a.expires_at IS NULL, a.expires_at, a.id
+        LOOP
+            take := greatest(r.credits_posted - r.debits_posted - r.debits_pending, 0);
+            spendable := spendable || r.id;
+            avails := avails || take;
+            total := total + take;
+        END LOOP;
         IF total < p_amount THEN
             why := jsonb_build_object('refusal', 'insufficient', 'required', p_amount,
                                       'available', total, 'currency', p_currency);
@@ -326,10 +344,10 @@ BEGIN
         RETURN;
     END IF;
     -- All or nothing: the parts cover p_amount, each source as far as it goes.
-    FOREACH r IN ARRAY sources LOOP
-        take := least(left_, greatest(r.credits_posted - r.debits_posted - r.debits_pending, 0));
+    FOR i IN 1 .. cardinality(spendable) LOOP
+        take := least(left_, avails[i]);
         IF take > 0 THEN
-            ids := ids || r.id;
+            ids := ids || spendable[i];
             takes := takes || take;
             left_ := left_ - take;
         END IF;
@@ -364,21 +382,25 @@ TRANSFER_COLUMNS = """
 # The one row a settle or transfer function answers a refusal with.
 REFUSED = r"""
 CREATE FUNCTION ledger_refused_v1(p_refusal jsonb) RETURNS TABLE (TRANSFER_COLUMNS)
-LANGUAGE sql IMMUTABLE AS $$
-SELECT NULL::bigint, NULL::text, NULL::integer, NULL::text, NULL::text, NULL::bigint,
-    NULL::bigint, NULL::bigint, NULL::boolean, NULL::bigint, NULL::text, NULL::text,
-    NULL::text, NULL::timestamptz, false, p_refusal
+LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+    RETURN QUERY SELECT NULL::bigint, NULL::text, NULL::integer, NULL::text, NULL::text,
+        NULL::bigint, NULL::bigint, NULL::bigint, NULL::boolean, NULL::bigint, NULL::text,
+        NULL::text, NULL::text, NULL::timestamptz, false, p_refusal;
+END
 $$
 """
 
 # The transfers an earlier request under p_key wrote, as a replay.
 REPLAYED = r"""
 CREATE FUNCTION ledger_replayed_v1(p_key text) RETURNS TABLE (TRANSFER_COLUMNS)
-LANGUAGE sql STABLE AS $$
-SELECT t.id, t.idempotency_key::text, t.part, t.kind::text, t.currency::text,
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    RETURN QUERY SELECT t.id, t.idempotency_key::text, t.part, t.kind::text, t.currency::text,
     t.debit_account_id, t.credit_account_id, t.amount, t.pending, t.pending_id,
     t.reference::text, t.actor::text, t.reason, t.created_at, true, NULL::jsonb
-FROM ledger_transfers t WHERE t.idempotency_key = p_key ORDER BY t.part
+    FROM ledger_transfers t WHERE t.idempotency_key = p_key ORDER BY t.part;
+END
 $$
 """
 
@@ -494,9 +516,11 @@ CREATE FUNCTION ledger_capture_v1(
     p_key text, p_digest text, p_hold_key text, p_amount bigint, p_reference text,
     p_actor text, p_now timestamptz, p_at text
 ) RETURNS TABLE (TRANSFER_COLUMNS)
-LANGUAGE sql AS $$
-SELECT * FROM ledger_settle_v1('capture', p_key, p_digest, p_hold_key, p_amount, p_reference,
-                               p_actor, p_now, p_at)
+LANGUAGE plpgsql AS $$
+BEGIN
+    RETURN QUERY SELECT * FROM ledger_settle_v1('capture', p_key, p_digest, p_hold_key,
+                                                p_amount, p_reference, p_actor, p_now, p_at);
+END
 $$
 """
 
@@ -505,9 +529,11 @@ CREATE FUNCTION ledger_void_v1(
     p_key text, p_digest text, p_hold_key text, p_reason text, p_actor text,
     p_now timestamptz, p_at text
 ) RETURNS TABLE (TRANSFER_COLUMNS)
-LANGUAGE sql AS $$
-SELECT * FROM ledger_settle_v1('void', p_key, p_digest, p_hold_key, NULL, p_reason,
-                               p_actor, p_now, p_at)
+LANGUAGE plpgsql AS $$
+BEGIN
+    RETURN QUERY SELECT * FROM ledger_settle_v1('void', p_key, p_digest, p_hold_key, NULL,
+                                                p_reason, p_actor, p_now, p_at);
+END
 $$
 """
 
