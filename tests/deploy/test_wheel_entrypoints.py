@@ -35,7 +35,8 @@ from deploy_processes import (
     wait_until,
 )
 
-pytestmark = pytest.mark.slow
+# One worker builds the wheel once for the whole module.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("installed-wheel")]
 
 ENTRYPOINT = ROOT / "scripts" / "entrypoint"
 # What the Dockerfile copies into its build stage.
