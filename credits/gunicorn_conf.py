@@ -12,12 +12,23 @@ old ones stop. The access log and the error log go to standard output and
 standard error, where the container runtime collects them.
 
 Invalid settings stop gunicorn before it forks, with the one-line message.
+
+Metrics: the workers keep their Prometheus values in files under
+``PROMETHEUS_MULTIPROC_DIR`` (a fresh folder under the temporary directory
+when unset, removed at exit; an operator's folder is emptied at start), so
+``/metrics`` from any worker sums them all; a stopped worker's live gauges are
+dropped. Each worker logs through credits/observability/logs.py
+(``CREDITS_LOG_FORMAT``).
 """
 
 from __future__ import annotations
 
+import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
+from typing import Any
 
 from credits.settings import Settings, SettingsError, load_settings
 
@@ -57,3 +68,35 @@ worker_tmp_dir = "/dev/shm" if Path("/dev/shm").is_dir() else None  # noqa: S108
 # and two servers on one host would share; signals (HUP, TERM) are the interface here.
 # Older versions ignore the unknown name.
 control_socket_disable = True
+
+
+# Set before any worker imports prometheus_client, which reads it at import.
+_MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+_own_metrics_dir = _MULTIPROC_ENV not in os.environ
+if _own_metrics_dir:
+    os.environ[_MULTIPROC_ENV] = tempfile.mkdtemp(prefix="credits-metrics-")
+
+
+def on_starting(_server: Any) -> None:
+    """Empties the metrics folder: values of an earlier run must not be summed in."""
+    directory = Path(os.environ[_MULTIPROC_ENV])
+    directory.mkdir(parents=True, exist_ok=True)
+    for stale in directory.glob("*.db"):
+        stale.unlink()
+
+
+def post_fork(_server: Any, _worker: Any) -> None:
+    from credits.observability.logs import configure_logging  # noqa: PLC0415 - in the worker
+
+    configure_logging(_loaded)
+
+
+def child_exit(_server: Any, worker: Any) -> None:
+    from credits.observability.metrics import mark_process_dead  # noqa: PLC0415 - master only
+
+    mark_process_dead(worker.pid)
+
+
+def on_exit(_server: Any) -> None:
+    if _own_metrics_dir:
+        shutil.rmtree(os.environ[_MULTIPROC_ENV], ignore_errors=True)

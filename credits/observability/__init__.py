@@ -1,0 +1,1 @@
+"""Observability: request ids, JSON logs and Prometheus metrics (docs/operations.md)."""
