@@ -42,6 +42,7 @@ from credits.api.auth import EXTENSION_KEY, CreditsExtension
 from credits.api.converters import IdConverter, TilePathConverter
 from credits.db import make_engine, make_read_session_factory, make_session_factory
 from credits.jobs.executors.base import Executor
+from credits.observability import web as observability
 from credits.settings import Profile, Settings, SettingsError, load_settings
 from credits.storage import PART_SIZE
 
@@ -107,6 +108,8 @@ def create_app(
         # GET and HEAD requests read through these (credits.api.auth.session_factory).
         read_session_factory=make_read_session_factory(writer),
     )
+    # First, so every later hook and route logs with the request id.
+    observability.init_app(app)
     problems.init_app(app)
     security_headers.init_app(app)
     guards.init_app(app)

@@ -197,6 +197,9 @@ MATRIX: tuple[Row, ...] = (
     # Probes and the document: anyone.
     Row("GET", "/healthz", PUBLIC),
     Row("GET", "/readyz", PUBLIC),
+    # The test client comes from the loopback address; a token guards it from elsewhere
+    # (tests/observability/test_metrics_endpoint.py).
+    Row("GET", "/metrics", PUBLIC),
     Row("GET", "/api/v1/openapi.json", PUBLIC),
     Row("GET", "/api/v1/me", ANY_TOKEN),
     # Ledger.
