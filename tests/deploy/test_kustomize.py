@@ -177,6 +177,23 @@ def test_overlay_keeps_the_jobs_namespace_policies_rbac_and_checkpoint_claim(
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
+def test_only_the_web_port_takes_connections_in_the_platform_namespace(overlay: str) -> None:
+    policies = {
+        name: policy["spec"]
+        for name, policy in _of_kind(overlay, "NetworkPolicy").items()
+        if policy["metadata"]["namespace"] == "credits"
+    }
+    assert policies["default-deny-ingress"] == {"podSelector": {}, "policyTypes": ["Ingress"]}
+    web = policies["web-ingress"]
+    selector = _of_kind(overlay, "Deployment")["credits-web"]["spec"]["selector"]["matchLabels"]
+    assert web["podSelector"]["matchLabels"] == selector
+    (rule,) = web["ingress"]
+    (container,) = _pod_specs(overlay)["credits-web"]["containers"]
+    assert rule["ports"] == [{"protocol": "TCP", "port": container["ports"][0]["containerPort"]}]
+    assert all(spec["policyTypes"] == ["Ingress"] for spec in policies.values())
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
 def test_only_web_and_worker_mount_the_api_token(overlay: str) -> None:
     mounted = {
         name
