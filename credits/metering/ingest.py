@@ -88,7 +88,7 @@ def ingest_batch(
     require_meter_token(actor)
     judge = _Judge(session, actor, late_window, now, max_gpus)
     judge.prefetch(batch.records)
-    results = [judge.record(index, raw) for index, raw in enumerate(batch.records)]
+    verdicts = [judge.record(index, raw) for index, raw in enumerate(batch.records)]
     if judge.implausible:
         raise ImplausibleUsage(
             f"{len(judge.implausible)} record(s) claim more GPU time than their window and "
@@ -99,7 +99,7 @@ def ingest_batch(
             ],
         )
     _insert(session, list(judge.added.values()))
-    results = [judge.with_id(result) for result in results]
+    results = [judge.verdict(verdict) for verdict in verdicts]
     counts = dict.fromkeys(RecordOutcome, 0)
     for result in results:
         counts[result.outcome] += 1
@@ -160,41 +160,48 @@ class _Judge:
         for source, record_id, digest, row_id, amount in _known_records(self.session, keys):
             self.known[(source, record_id)] = (digest, row_id, amount)
 
-    def record(self, index: int, raw: Mapping[str, Any]) -> RecordResult:
+    def record(self, index: int, raw: Mapping[str, Any]) -> dict[str, Any]:
+        """The verdict's fields (a RecordResult is built once the ids are known)."""
         source = raw.get("source") if isinstance(raw.get("source"), str) else None
         record_id = raw.get("record_id") if isinstance(raw.get("record_id"), str) else None
-        result = RecordResult(
-            index=index, source=source, record_id=record_id, outcome=RecordOutcome.REJECTED
-        )
+        result: dict[str, Any] = {
+            "index": index,
+            "source": source,
+            "record_id": record_id,
+            "outcome": RecordOutcome.REJECTED,
+        }
         try:
             record = UsageRecordIn.model_validate(raw)
         except ValidationError as error:
-            return result.model_copy(update={"reason": _first_error(error)})
+            return result | {"reason": _first_error(error)}
         try:
             return self._judge(index, result, record)
         except Rejected as refusal:
-            return result.model_copy(update={"reason": str(refusal)})
+            return result | {"reason": str(refusal)}
         except Implausible as refusal:
             self.implausible.append((index, refusal.field, str(refusal)))
-            return result.model_copy(update={"reason": str(refusal)})
+            return result | {"reason": str(refusal)}
 
-    def with_id(self, result: RecordResult) -> RecordResult:
-        row = self.added.get(result.index)
-        return result if row is None else result.model_copy(update={"id": row["id"]})
+    def verdict(self, result: dict[str, Any]) -> RecordResult:
+        """The verdict, naming the stored row of an accepted record. Built without
+        validation: every field was made here, and a thousand validations cost more
+        than judging the records."""
+        row = self.added.get(result["index"])
+        if row is not None:
+            result["id"] = row["id"]
+        return RecordResult.model_construct(**result)
 
-    def _judge(self, index: int, result: RecordResult, record: UsageRecordIn) -> RecordResult:
+    def _judge(self, index: int, result: dict[str, Any], record: UsageRecordIn) -> dict[str, Any]:
         digest = _digest(record)
         known = self.known.get((record.source, record.record_id))
         if known is not None:
             if known[0] != digest:
                 raise Rejected("this record_id was already used with a different payload")
-            return result.model_copy(
-                update={
-                    "outcome": RecordOutcome.DUPLICATE,
-                    "id": known[1],
-                    "amount_micro": known[2],
-                }
-            )
+            return result | {
+                "outcome": RecordOutcome.DUPLICATE,
+                "id": known[1],
+                "amount_micro": known[2],
+            }
         self._check(record)
         if record.labelling_order_id is None:
             amount, rate_id = self._price(record)
@@ -230,7 +237,7 @@ class _Judge:
         }
         # A second copy later in the same batch is a duplicate of this one.
         self.known[(record.source, record.record_id)] = (digest, None, amount)
-        return result.model_copy(update={"outcome": RecordOutcome.ACCEPTED, "amount_micro": amount})
+        return result | {"outcome": RecordOutcome.ACCEPTED, "amount_micro": amount}
 
     def _check(self, record: UsageRecordIn) -> None:
         if record.source.startswith(RESERVED_SOURCE_PREFIX):

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, select, text, update
+from sqlalchemy import Connection, bindparam, select, text, update
 from sqlalchemy.orm import Session
 
 from credits.identity.actor import Actor
@@ -69,6 +69,17 @@ _PENDING = (
     select(*_PENDING_COLUMNS)
     .outerjoin(Job, Job.id == _R.job_id)
     .where(_R.status == RecordStatus.PENDING.value)
+)
+# SQLite: the records captured in full with one statement, the others one by one.
+_MARK_ALL_CAPTURED = (
+    update(UsageRecord)
+    .where(_R.id.in_(bindparam("ids", expanding=True)))
+    .values(
+        captured_micro=_R.amount_micro,
+        overage_micro=0,
+        status=RecordStatus.SETTLED.value,
+        settled_at=bindparam("now"),
+    )
 )
 _MARK_ONE = (
     update(UsageRecord)
@@ -214,10 +225,12 @@ def _settle_labelling(session: Session, row: Any, now: datetime, marks: _Marks) 
 
 
 class _Marks:
-    """What each record was settled as, written with one statement."""
+    """What each record was settled as, written with one statement (two on SQLite)."""
 
     def __init__(self) -> None:
         self.marks: list[dict[str, int]] = []
+        # (id, amount) of the records captured in full.
+        self.full: list[tuple[int, int]] = []
         self.captured = 0
         self.overage = 0
 
@@ -227,7 +240,11 @@ class _Marks:
         for row in group:
             take = min(left, row.amount_micro)
             left -= take
-            self.settle(row.id, captured=take, overage=row.amount_micro - take)
+            if take == row.amount_micro:
+                self.full.append((row.id, take))
+                self.captured += take
+            else:
+                self.settle(row.id, captured=take, overage=row.amount_micro - take)
 
     def settle(self, record_id: int, *, captured: int, overage: int) -> None:
         """A record settled as what it captured and what was overage."""
@@ -237,9 +254,29 @@ class _Marks:
 
     def write(self, session: Session, now: datetime, report: SettleReport) -> None:
         connection = session.connection()
-        if self.marks and connection.dialect.name == "postgresql":
+        if connection.dialect.name == "postgresql":
+            self._write_postgres(connection, now)
+        else:
+            # SQLite runs both in-process; an IN list beats a per-row update through
+            # the ORM's parameter processing.
+            if self.full:
+                ids = [record_id for record_id, _ in self.full]
+                connection.execute(_MARK_ALL_CAPTURED, {"ids": ids, "now": now})
+            if self.marks:
+                connection.execute(_MARK_ONE, [mark | {"now": now} for mark in self.marks])
+        report.records = len(self.full) + len(self.marks)
+        report.captured_micro = self.captured
+        report.overage_micro = self.overage
+
+    def _write_postgres(self, connection: Connection, now: datetime) -> None:
+        """Every mark in one statement, the values as arrays."""
+        marks = self.marks + [
+            {"record": record_id, "captured": amount, "overage": 0}
+            for record_id, amount in self.full
+        ]
+        if marks:
             columns = {
-                name: [mark[key] for mark in self.marks]
+                name: [mark[key] for mark in marks]
                 for name, key in (
                     ("ids", "record"),
                     ("captured", "captured"),
@@ -249,9 +286,3 @@ class _Marks:
             connection.execute(
                 _PG_MARK, {**columns, "status": RecordStatus.SETTLED.value, "now": now}
             )
-        elif self.marks:
-            # SQLite runs executemany in-process: one prepared statement, no round trips.
-            connection.execute(_MARK_ONE, [mark | {"now": now} for mark in self.marks])
-        report.records = len(self.marks)
-        report.captured_micro = self.captured
-        report.overage_micro = self.overage
