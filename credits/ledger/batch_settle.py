@@ -24,6 +24,7 @@ from typing import Any
 from sqlalchemy import Row, bindparam, or_, select, text, tuple_
 from sqlalchemy.orm import Session
 
+from credits.errors import InvalidInput
 from credits.identity.actor import Actor
 from credits.ledger import batch_write as bulk
 from credits.ledger import journal
@@ -87,7 +88,8 @@ def settle_batch(
 ) -> BatchSettled:
     """Settles every request of the batch in the caller's transaction.
 
-    A closed or unknown hold covers nothing. Raises IdempotencyKeyReused when any
+    A closed or unknown hold covers nothing. Raises InvalidInput when a hold or a
+    key is named twice, IdempotencyKeyReused when any
     key of the batch was used before (a batch is never applied twice, nor half),
     AccountNotFound when a project with overage has no usage sink,
     AccountNotActive or CurrencyMismatch from the overage's accounts.
@@ -118,6 +120,12 @@ def _check(captures: Sequence[HoldCapture], spends: Sequence[ProjectSpend]) -> N
             journal.check_amount(request.amount)
     for spend in spends:
         journal.check_key(spend.hold_key)
+    # Each capture is planned from its hold's parts as locked: two for one hold would
+    # both draw on what is left, so a batch names each hold and each key once.
+    holds = [request.hold_key for request in requests]
+    keys = [key for r in requests for key in (r.key, r.overage_key)]
+    if len(set(holds)) < len(holds) or len(set(keys)) < len(keys):
+        raise InvalidInput("a settlement batch names each hold and each key once")
 
 
 def _parts_query(postgres: bool) -> Any:

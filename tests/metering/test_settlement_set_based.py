@@ -17,7 +17,9 @@ from sqlalchemy import event, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from credits.audit.models import AuditEvent
+from credits.errors import InvalidInput
 from credits.ledger import service as ledger
+from credits.ledger.batch_settle import HoldCapture, settle_batch
 from credits.ledger.holds import place_hold
 from credits.ledger.models import (
     Account,
@@ -308,3 +310,22 @@ def test_a_batch_costs_the_same_statements_whatever_its_number_of_jobs(
         return count
 
     assert settle(job_ids[:2]) == settle(job_ids)
+
+
+def test_a_batch_naming_one_hold_twice_is_refused_before_it_writes(world: _World) -> None:
+    first = _next_id(world.session, Transfer)
+    twice = [
+        HoldCapture(
+            key=f"tests:{n}",
+            hold_key=world.hold_keys[0],
+            amount=1_000,
+            project_id=world.jobs.project_id,
+            currency=Currency.GPU,
+            overage_key=f"tests:{n}:overage",
+            reference="tests",
+        )
+        for n in range(2)
+    ]
+    with pytest.raises(InvalidInput, match="each hold and each key once"):
+        settle_batch(world.session, captures=twice, actor=METER, capture_reference=None, now=START)
+    assert _next_id(world.session, Transfer) == first
