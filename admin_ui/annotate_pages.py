@@ -21,6 +21,7 @@ from flask.typing import ResponseReturnValue
 from pydantic import ValidationError
 
 from admin_ui.web import login_required, render, require_role, transaction
+from credits.api.auth import writes
 from credits.api.datasets import blob_store
 from credits.errors import CreditsError, NotFound
 from credits.identity.models import Role
@@ -43,6 +44,7 @@ def queues() -> ResponseReturnValue:
 
 @blueprint.get("/annotate/<int:order_id>")
 @login_required
+@writes  # serving an item assigns it to the annotator and notes when
 def next_item(order_id: int) -> ResponseReturnValue:
     return _item_page(order_id)
 

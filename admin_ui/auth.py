@@ -11,7 +11,7 @@ from flask.typing import ResponseReturnValue
 
 from admin_ui import sessions
 from admin_ui.web import actor, current_actor, login_required, render, sign_in, transaction
-from credits.api.auth import credits_extension
+from credits.api.auth import credits_extension, writes
 from credits.errors import CreditsError
 from credits.identity.oidc import oidc_sign_in
 from credits.identity.schemas import TokenOut
@@ -170,6 +170,7 @@ class _Refused(Exception):
 
 
 @blueprint.get("/auth/callback")
+@writes  # the first sign-in binds the provider's subject to the account
 def oidc_callback() -> ResponseReturnValue:
     """The provider's answer: the account bound to its subject (or, the first time, the
     active account with its verified e-mail) signs in and goes on to the page it asked for."""

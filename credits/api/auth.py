@@ -10,7 +10,10 @@ malformed header or a bad token is a 401 problem whatever the route, with a
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import wraps
+from typing import ParamSpec, TypeVar
 
 from flask import Blueprint, Flask, Response, current_app, g, has_request_context, request
 from flask.typing import ResponseReturnValue
@@ -35,6 +38,9 @@ _BEARER = re.compile(r"Bearer +([A-Za-z0-9\-._~+/]+=*)", re.IGNORECASE)
 _ACTOR_KEY = "credits_actor"
 # Requests that only read: their sessions are read-only (credits/db.py).
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+_WRITES_KEY = "credits_writes"
+P = ParamSpec("P")
+R = TypeVar("R")
 
 blueprint = Blueprint("auth", __name__, url_prefix="/api/v1")
 
@@ -64,9 +70,26 @@ def session_factory() -> sessionmaker[Session]:
     for a writer on SQLite and fail loudly if they write; writing otherwise."""
     extension = credits_extension()
     reader = extension.read_session_factory
-    if reader is not None and has_request_context() and request.method in SAFE_METHODS:
+    if (
+        reader is not None
+        and has_request_context()
+        and request.method in SAFE_METHODS
+        and not g.get(_WRITES_KEY, False)
+    ):
         return reader
     return extension.session_factory
+
+
+def writes(view: Callable[P, R]) -> Callable[P, R]:
+    """Marks a GET view that records something (an OIDC sign-in, an item served to
+    an annotator): its sessions write, as a POST's do."""
+
+    @wraps(view)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        g.credits_writes = True
+        return view(*args, **kwargs)
+
+    return wrapper
 
 
 def write_session_factory() -> sessionmaker[Session]:
