@@ -37,7 +37,8 @@ from admin_ui.web import actor, login_required, render, require_role, transactio
 from credits.db import utcnow
 from credits.errors import CreditsError, NotFound
 from credits.grants import proposals
-from credits.grants.feedback import applicant_feedback
+from credits.grants.errors import ProposalForbidden
+from credits.grants.feedback import ApplicantFeedback, applicant_feedback
 from credits.grants.models import AllocationStatus, Award, MemberRole, ProposalKind, Tranche
 from credits.grants.progress import submit_progress_report
 from credits.grants.proposals import WITHDRAWABLE
@@ -108,18 +109,34 @@ def proposal_context(
     with transaction() as db:
         context["allocations"] = _allocation_choices(db, me, program.id)
         if proposal is not None:
-            context["withdrawable"] = proposal.status in WITHDRAWABLE
+            editor = _edits(db, me, proposal.project_id)
+            context["withdrawable"] = editor and proposal.status in WITHDRAWABLE
+            context["can_report"] = editor
             context["award"] = get_award_of_proposal(db, me, proposal.id)
-            context["feedback"] = applicant_feedback(db, proposal_id=proposal.id, actor=me)
-            context["can_report"] = _reports(db, me, proposal.project_id)
+            context["feedback"] = _feedback(db, me, proposal.id)
     return context
 
 
-def _reports(db: Session, me: Actor, project_id: int) -> bool:
-    """Whether the researcher writes the project's progress reports (PI, manager, ops)."""
-    project = get_project_for_actor(db, me, project_id)
+def _edits(db: Session, me: Actor, project_id: int) -> bool:
+    """Whether the researcher withdraws the project's proposals and writes its progress
+    reports: its PI or a manager, or ops."""
+    if me.has_role(Role.OPS):
+        return True
+    try:
+        project = get_project_for_actor(db, me, project_id)
+    except NotFound:
+        return False
     role = next((m.role for m in project.members if m.user_id == me.user_id), None)
-    return me.has_role(Role.OPS) or role in {MemberRole.PI, MemberRole.MANAGER}
+    return role in {MemberRole.PI, MemberRole.MANAGER}
+
+
+def _feedback(db: Session, me: Actor, proposal_id: int) -> ApplicantFeedback | None:
+    """The reviews as applicants read them; nothing for a reader who is not an applicant
+    (a researcher who also reviews the proposal reads it on the review pages)."""
+    try:
+        return applicant_feedback(db, proposal_id=proposal_id, actor=me)
+    except ProposalForbidden:
+        return None
 
 
 def _page(me: Actor, proposal_id: int) -> ProposalOut:

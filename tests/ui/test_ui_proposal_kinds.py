@@ -18,6 +18,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 from ui_flows import CSRF, client_for, flows_app, text_of
+from ui_sign_in import sign_in_as
 
 from credits.audit.models import AuditEvent
 from credits.db import utcnow
@@ -258,3 +259,14 @@ def test_the_pi_reads_the_reviews_after_the_decision_without_the_reviewer(
     assert "reviewer@example.org" not in page
     assert SYSTEM.label not in page
     assert session.get(Proposal, world.proposal_in_review).status == ProposalStatus.REJECTED  # type: ignore[union-attr]
+
+
+def test_a_plain_member_reads_the_proposal_but_is_offered_no_withdraw(
+    app: Flask, session: Session
+) -> None:
+    world = build_world(session)
+    member = app.test_client()
+    sign_in_as(member, world.member_a, csrf_token=CSRF)
+    page = member.get(f"/applications/{world.proposal_in_review}")
+    assert page.status_code == 200
+    assert "/withdraw" not in page.text
