@@ -23,7 +23,7 @@ from credits.migrate import upgrade
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET_KEY = "deploy-test-secret-key-0123456789abcdef"
-START_TIMEOUT_S = 60.0
+START_TIMEOUT_S = 120.0  # CI shares two cores with other suites
 
 
 def free_port() -> int:
@@ -68,7 +68,8 @@ def production_env(tmp_path: Path, *, database_url: str, port: int = 8000) -> di
 def get_json(url: str) -> tuple[int, Any]:
     """(status, decoded JSON body) of a GET; an HTTP error's status and body too."""
     try:
-        with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 - a local URL
+        # Generous: new workers import the app while CI's two cores are busy.
+        with urllib.request.urlopen(url, timeout=30) as response:  # noqa: S310 - a local URL
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as error:
         return error.code, json.loads(error.read() or b"null")

@@ -57,7 +57,11 @@ def test_gunicorn_serves_the_probes_from_two_workers_and_reloads_gracefully_on_s
             master.send_signal(signal.SIGHUP)
             # A graceful reload: two new workers replace the old ones; the master stays.
             wait_until(
-                lambda: len(children(master.pid)) == 2 and not children(master.pid) & first_workers,
+                lambda: (
+                    len(children(master.pid)) == 2
+                    and not children(master.pid) & first_workers
+                    and answers(f"{base}/readyz")
+                ),
                 timeout_s=START_TIMEOUT_S,
                 what="SIGHUP did not replace both workers",
                 log=log,
