@@ -353,10 +353,20 @@ BEGIN
         END IF;
         EXIT WHEN left_ = 0;
     END LOOP;
+    -- The sources are locked already, so the order of these updates takes no lock
+    -- but the shared sink's (as on the Python path); no GROUP BY query is needed.
     n := cardinality(ids);
-    PERFORM ledger_apply_counters_v1(
-        ids || sink.id, takes || 0::bigint, array_fill(0::bigint, ARRAY[n + 1]),
-        array_fill(0::bigint, ARRAY[n]) || p_amount, array_fill(0::bigint, ARRAY[n + 1]));
+    FOR i IN 1 .. n LOOP
+        UPDATE ledger_accounts a SET debits_pending = a.debits_pending + takes[i]
+            WHERE a.id = ids[i] AND (NOT a.no_overdraft OR
+                a.credits_posted - a.debits_posted - a.debits_pending - takes[i] >= 0);
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'an overdraft guard refused the update of account %', ids[i]
+                USING ERRCODE = 'LDG99';
+        END IF;
+    END LOOP;
+    UPDATE ledger_accounts a SET credits_pending = a.credits_pending + p_amount
+        WHERE a.id = sink.id;
     FOR i IN 1 .. n LOOP
         t := ledger_append_v1(p_key, i - 1, p_digest, 'hold', p_currency, ids[i], sink.id,
                               takes[i], true, NULL, p_reference, p_actor, NULL, p_now, p_at);
@@ -593,9 +603,16 @@ BEGIN
         RETURN QUERY SELECT * FROM ledger_refused_v1(refused);
         RETURN;
     END IF;
-    PERFORM ledger_apply_counters_v1(
-        ARRAY[p_from, p_to], ARRAY[0, 0]::bigint[], ARRAY[p_amount, 0], ARRAY[0, 0]::bigint[],
-        ARRAY[0, p_amount]);
+    -- Both accounts are locked already: two plain updates, the guard repeated on the payer.
+    UPDATE ledger_accounts a SET debits_posted = a.debits_posted + p_amount
+        WHERE a.id = p_from AND (NOT a.no_overdraft OR
+            a.credits_posted - a.debits_posted - a.debits_pending - p_amount >= 0);
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'an overdraft guard refused the update of account %', p_from
+            USING ERRCODE = 'LDG99';
+    END IF;
+    UPDATE ledger_accounts a SET credits_posted = a.credits_posted + p_amount
+        WHERE a.id = p_to;
     t := ledger_append_v1(p_key, 0, p_digest, p_kind, source.currency, p_from, p_to, p_amount,
                           false, NULL, p_reference, p_actor, p_reason, p_now, p_at);
     RETURN QUERY SELECT t.id, t.idempotency_key::text, t.part, t.kind::text, t.currency::text,
