@@ -1,19 +1,28 @@
-"""Ledger throughput: holds and captures per second through the service layer.
+"""Ledger throughput: holds, captures and voids per second through the service layer.
 
-Each operation is one ``place_hold`` or ``capture`` in its own transaction
-(``run_in_transaction``), at 1, 4 and 16 concurrent clients, on SQLite and on
-PostgreSQL. Every run gets a fresh database, migrated, with one funded
-allocation per client project; afterwards ``verify_ledger`` must pass.
-With ``pgbench`` on PATH, PostgreSQL's own write rate (``pgbench -N``) on
-the same server is the baseline.
+Each operation is one ``place_hold``, ``capture`` or ``void_hold`` in its own
+transaction (``run_in_transaction``), at 1, 4 and 16 concurrent clients, on
+SQLite and on PostgreSQL. Every run gets a fresh database, migrated, with one
+funded allocation per client project; afterwards ``verify_ledger`` (what
+``credits ledger verify`` runs) must pass, or the bench exits 1.
+On PostgreSQL the services call migration 0017's functions (``path=functions``);
+``--path both`` also runs the Python path (``path=python``) in the same run as
+its baseline. With ``pgbench`` on PATH, PostgreSQL's own write rate
+(``pgbench -N``) on the same server is the target's baseline.
 
     .venv/bin/python scripts/bench/ledger.py --quick
-    .venv/bin/python scripts/bench/ledger.py --seconds 10 --processes
+    .venv/bin/python scripts/bench/ledger.py --seconds 10 --processes --path both
 
 Each run prints one line per operation::
 
-    backend=postgresql clients=16 workers=threads op=hold per_s=… p50_ms=… p99_ms=… ops=… \
-        statements_per_op=…
+    backend=postgresql path=functions clients=16 workers=threads op=hold per_s=… p50_ms=… \
+        p99_ms=… ops=… statements_per_op=…
+
+then ``ratio`` lines, each figure against its baseline::
+
+    ratio hold16/pgbench_N=0.64 target>=0.6
+    ratio postgresql_hold16 functions/python=3.10
+    ratio sqlite_hold16/before=1.02 target>=1.0
 
 ``statements_per_op`` counts what SQLAlchemy sends: on SQLite that includes
 ``BEGIN IMMEDIATE``; on PostgreSQL the driver's BEGIN and COMMIT and the
@@ -23,6 +32,7 @@ pool's pre-ping are not counted.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import multiprocessing
 import os
@@ -51,9 +61,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from credits import migrate
 from credits.db import make_engine, make_session_factory, run_in_transaction, session_scope
 from credits.identity.actor import Actor
+from credits.ledger import pg_ledger
 from credits.ledger.models import AccountKind, Currency
 from credits.ledger.queries import system_account_id
-from credits.ledger.service import capture, grant, open_account, place_hold
+from credits.ledger.service import capture, grant, open_account, place_hold, void_hold
 from credits.ledger.verify import verify_ledger
 
 ACTOR = Actor.system("bench")
@@ -67,6 +78,11 @@ QUICK_SECONDS = 1.0
 QUICK_BUDGET_S = 30.0
 BARRIER_TIMEOUT_S = 300.0
 TPS_PATTERN = re.compile(r"^tps = ([0-9.]+)", re.MULTILINE)
+HOLD_TARGET = 0.6  # hold at 16 clients against pgbench -N: the SQL-only ledger's ratio
+# SQLite holds per second before migration 0017 (commit 8701409, threads, 3 s per
+# operation, this project's 2-core machine shared with other work): the path is
+# unchanged there, so today's figure must be no worse.
+SQLITE_HOLDS_BEFORE = {1: 739.9, 4: 700.6, 16: 532.4}
 
 
 class BenchError(Exception):
@@ -90,6 +106,7 @@ class RunSpec:
     clients: int
     seconds: float
     run_id: str
+    path: str = "functions"
 
 
 @dataclass
@@ -106,6 +123,7 @@ class Phase:
 class ClientResult:
     hold: Phase
     capture: Phase
+    void: Phase
 
 
 @dataclass(frozen=True)
@@ -146,13 +164,17 @@ def _setup_hold_key(spec: RunSpec, client: int) -> str:
 
 
 def _timed_loop(
-    seconds: float, counter: StatementCounter, operation: Callable[[int], None]
+    seconds: float,
+    counter: StatementCounter,
+    operation: Callable[[int], None],
+    limit: int | None = None,
 ) -> Phase:
+    """Runs ``operation(0)``, ``operation(1)``, … until the deadline (or ``limit`` calls)."""
     phase = Phase(started=time.monotonic())
     deadline = phase.started + seconds
     before = counter.mine()
     n = 0
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and (limit is None or n < limit):
         began = time.perf_counter()
         operation(n)
         phase.latencies_ms.append((time.perf_counter() - began) * 1000)
@@ -169,7 +191,8 @@ def run_client(
     counter: StatementCounter,
     barrier: Barrier,
 ) -> ClientResult:
-    """Holds until the deadline, then captures from the holds it placed, round-robin."""
+    """Holds until the deadline, captures from the holds it placed, round-robin, then
+    voids them one by one (until the deadline or the last hold)."""
     project_id = _project_id(client)
     hold_keys = [_setup_hold_key(spec, client)]
 
@@ -201,15 +224,31 @@ def run_client(
             ),
         )
 
+    def void(n: int) -> None:
+        hold_key = hold_keys[n]
+        run_in_transaction(
+            factory,
+            lambda session: void_hold(
+                session,
+                key=f"bench:{spec.run_id}:void:{client}:{n}",
+                hold_key=hold_key,
+                actor=ACTOR,
+            ),
+        )
+
+    path = pg_ledger.python_path() if spec.path == "python" else contextlib.nullcontext()
     try:
-        barrier.wait(BARRIER_TIMEOUT_S)
-        holds = _timed_loop(spec.seconds, counter, hold)
-        barrier.wait(BARRIER_TIMEOUT_S)
-        captures = _timed_loop(spec.seconds, counter, take)
+        with path:
+            barrier.wait(BARRIER_TIMEOUT_S)
+            holds = _timed_loop(spec.seconds, counter, hold)
+            barrier.wait(BARRIER_TIMEOUT_S)
+            captures = _timed_loop(spec.seconds, counter, take)
+            barrier.wait(BARRIER_TIMEOUT_S)
+            voids = _timed_loop(spec.seconds, counter, void, limit=len(hold_keys))
     except BaseException:
         barrier.abort()  # the other clients stop waiting for this one
         raise
-    return ClientResult(hold=holds, capture=captures)
+    return ClientResult(hold=holds, capture=captures, void=voids)
 
 
 # --- workers: threads sharing one engine, or one process per client -------------------------
@@ -385,7 +424,8 @@ def summarise(op: str, phases: Sequence[Phase]) -> Summary:
 
 def line(spec: RunSpec, workers: str, summary: Summary) -> str:
     return (
-        f"backend={spec.backend} clients={spec.clients} workers={workers} op={summary.op} "
+        f"backend={spec.backend} path={spec.path} clients={spec.clients} workers={workers} "
+        f"op={summary.op} "
         f"per_s={summary.per_s:.1f} p50_ms={summary.p50_ms:.2f} p99_ms={summary.p99_ms:.2f} "
         f"ops={summary.ops} statements_per_op={summary.statements_per_op:.1f}"
     )
@@ -442,36 +482,65 @@ class Options:
     seconds: float
     workers: str
     quick: bool
+    # PostgreSQL's paths to run ("python", "functions"); SQLite has only the Python path.
+    paths: tuple[str, ...] = ("functions",)
 
 
-def bench_backend(backend: str, options: Options) -> dict[int, Summary]:
+def bench_backend(backend: str, path: str, options: Options) -> dict[int, Summary]:
     """Every client count on fresh databases; returns the hold figures by client count."""
     holds: dict[int, Summary] = {}
     transfers = 0
     runner = run_processes if options.workers == "processes" else run_threads
     for clients in options.clients:
         with fresh_database(backend, options.postgres_url) as url:
-            spec = RunSpec(backend, url, clients, options.seconds, uuid.uuid4().hex[:8])
+            spec = RunSpec(backend, url, clients, options.seconds, uuid.uuid4().hex[:8], path)
             set_up(spec)
             results = runner(spec)
             holds[clients] = summarise("hold", [r.hold for r in results])
             print(line(spec, options.workers, holds[clients]))
-            print(line(spec, options.workers, summarise("capture", [r.capture for r in results])))
+            for op in ("capture", "void"):
+                phases = [getattr(result, op) for result in results]
+                print(line(spec, options.workers, summarise(op, phases)))
             transfers += verify(url)
-    print(f"backend={backend} verify=ok databases={len(options.clients)} transfers={transfers}")
+    print(
+        f"backend={backend} path={path} verify=ok databases={len(options.clients)}"
+        f" transfers={transfers}"
+    )
     return holds
 
 
-def baseline(options: Options, postgres_holds: dict[int, Summary]) -> None:
-    if options.postgres_url is None or "postgresql" not in options.backends:
+Figures = dict[tuple[str, str], dict[int, Summary]]
+
+
+def ratios(options: Options, figures: Figures) -> None:
+    """Each figure against its baseline: pgbench -N, the Python path, SQLite before 0017."""
+    functions = figures.get(("postgresql", "functions"), {})
+    python = figures.get(("postgresql", "python"), {})
+    for clients in sorted(set(functions) & set(python)):
+        ratio = _ratio(functions[clients].per_s, python[clients].per_s)
+        print(f"ratio postgresql_hold{clients} functions/python={ratio}")
+    for clients, summary in sorted(figures.get(("sqlite", "python"), {}).items()):
+        if clients in SQLITE_HOLDS_BEFORE:
+            ratio = _ratio(summary.per_s, SQLITE_HOLDS_BEFORE[clients])
+            print(
+                f"ratio sqlite_hold{clients}/before={ratio} target>=1.0"
+                f" (before: {SQLITE_HOLDS_BEFORE[clients]:.1f}/s)"
+            )
+    ours = functions or python
+    if options.postgres_url is None or not ours:
         return
     if shutil.which("pgbench") is None:
         print("note: pgbench is not on PATH; no baseline")
         return
     tps = pgbench_tps(options.postgres_url, max(1, math.ceil(options.seconds)))
-    ours = postgres_holds.get(PGBENCH_CLIENTS)
-    ratio = f"{ours.per_s / tps:.3f}" if ours is not None and tps > 0 else "n/a"
-    print(f"baseline=pgbench-N clients={PGBENCH_CLIENTS} tps={tps:.1f} ratio={ratio}")
+    print(f"baseline=pgbench-N clients={PGBENCH_CLIENTS} tps={tps:.1f}")
+    if PGBENCH_CLIENTS in ours:
+        ratio = _ratio(ours[PGBENCH_CLIENTS].per_s, tps)
+        print(f"ratio hold{PGBENCH_CLIENTS}/pgbench_N={ratio} target>={HOLD_TARGET}")
+
+
+def _ratio(ours: float, baseline: float) -> str:
+    return f"{ours / baseline:.3f}" if baseline > 0 else "n/a"
 
 
 def parse_options(argv: Sequence[str] | None = None) -> Options:
@@ -489,6 +558,12 @@ def parse_options(argv: Sequence[str] | None = None) -> Options:
     parser.add_argument("--clients", default="1,4,16", help="comma-separated (default 1,4,16)")
     parser.add_argument("--seconds", type=float, default=5.0, help="per operation and run")
     parser.add_argument("--processes", action="store_true", help="one process per client")
+    parser.add_argument(
+        "--path",
+        choices=("functions", "python", "both"),
+        default="functions",
+        help="PostgreSQL: migration 0017's functions, the Python path, or both in one run",
+    )
     parser.add_argument(
         "--quick", action="store_true", help=f"{QUICK_SECONDS:g} s per operation and run"
     )
@@ -511,6 +586,7 @@ def parse_options(argv: Sequence[str] | None = None) -> Options:
         seconds=QUICK_SECONDS if args.quick else args.seconds,
         workers="processes" if args.processes else "threads",
         quick=args.quick,
+        paths=("python", "functions") if args.path == "both" else (args.path,),
     )
 
 
@@ -518,7 +594,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.monotonic()
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     options = parse_options(argv)
-    postgres_holds: dict[int, Summary] = {}
+    figures: Figures = {}
     try:
         for backend in options.backends:
             if backend == "postgresql" and options.postgres_url is None:
@@ -527,10 +603,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "CREDITS_TEST_POSTGRES_URL); PostgreSQL runs skipped"
                 )
                 continue
-            holds = bench_backend(backend, options)
-            if backend == "postgresql":
-                postgres_holds = holds
-        baseline(options, postgres_holds)
+            for path in options.paths if backend == "postgresql" else ("python",):
+                figures[backend, path] = bench_backend(backend, path, options)
+        ratios(options, figures)
     except (BenchError, subprocess.CalledProcessError) as error:
         detail = getattr(error, "stderr", None) or ""
         print(f"error: {error} {detail}".strip(), file=sys.stderr)
