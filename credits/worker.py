@@ -21,6 +21,7 @@ from typing import Any
 
 from celery import Celery
 from celery.schedules import crontab
+from celery.signals import setup_logging
 from sqlalchemy.orm import Session, sessionmaker
 
 from credits.db import make_engine, session_scope, utcnow
@@ -30,6 +31,8 @@ from credits.jobs.executors.base import Executor
 from credits.notifications.events import queue_expiry_digests, queue_low_balance_notices
 from credits.notifications.mail import Mailer, make_mailer
 from credits.notifications.service import TASK_SENDER, send_pending
+from credits.observability.logs import configure_logging
+from credits.observability.tasks import connect_task_signals
 from credits.settings import Settings, load_settings
 
 SEND_NOTIFICATIONS = "credits.notifications.send_pending"
@@ -351,7 +354,20 @@ def make_celery(
     for register in TASK_REGISTRARS:
         register(app, resources)
     app.conf.beat_schedule = beat_schedule(settings, set(app.tasks))
+    # A task sent during a request carries its id; the worker logs like the web tier.
+    connect_task_signals()
+    connect_worker_logging(settings)
     return app
+
+
+def connect_worker_logging(settings: Settings) -> None:
+    """Celery's worker and beat log through credits/observability/logs.py (a receiver
+    of ``setup_logging`` stops Celery configuring the root logger itself)."""
+
+    def configure(loglevel: int | str | None = None, **_: Any) -> None:
+        configure_logging(settings, level=loglevel)
+
+    setup_logging.connect(configure, weak=False, dispatch_uid="credits.worker.logging")
 
 
 @functools.cache

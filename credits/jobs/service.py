@@ -46,6 +46,7 @@ from credits.ledger.errors import IdempotencyKeyReused
 from credits.ledger.holds import place_hold
 from credits.ledger.models import Currency
 from credits.ledger.queries import project_available
+from credits.observability.request_ids import request_id_data
 from credits.pool.models import GpuFlavour
 from credits.pool.schemas import RateOut
 from credits.pool.service import hold_amount, rate_in_force
@@ -140,7 +141,13 @@ def submit_job(
         actor=actor.label,
         subject_type="job",
         subject_id=str(job.id),
-        data={"project_id": project_id, "hold_micro": amount, "rate_version_id": rate.id},
+        # The request or task that submitted it, to find its log lines (no personal data).
+        data={
+            "project_id": project_id,
+            "hold_micro": amount,
+            "rate_version_id": rate.id,
+            **request_id_data(),
+        },
         occurred_at=now,
     )
     return job_out(session, job)
@@ -360,7 +367,7 @@ def cancel_job(
         actor=actor.label,
         subject_type="job",
         subject_id=str(job.id),
-        data={"state": state.value},
+        data={"state": state.value, **request_id_data()},
         occurred_at=now,
     )
     return job_out(session, job)

@@ -58,12 +58,17 @@ def make_handler(log_format: LogFormat, stream: TextIO | None = None) -> logging
     return handler
 
 
-def configure_logging(settings: Settings, *, stream: TextIO | None = None) -> None:
-    """Routes the root logger (INFO and up) through one handler in the settings' format."""
+def configure_logging(
+    settings: Settings, *, stream: TextIO | None = None, level: int | str | None = None
+) -> None:
+    """Routes the root logger through one handler in the settings' format, at ``level``
+    (default INFO, or the logger's own when it is already lower)."""
     root = logging.getLogger()
     for handler in list(root.handlers):
         if handler.get_name() == _HANDLER_NAME:
             root.removeHandler(handler)
     root.addHandler(make_handler(settings.effective_log_format, stream))
-    if root.level == logging.NOTSET or root.level > logging.INFO:
+    if level is not None:
+        root.setLevel(level)
+    elif root.level == logging.NOTSET or root.level > logging.INFO:
         root.setLevel(logging.INFO)
