@@ -48,8 +48,8 @@ def read_figures(session: Session) -> DatabaseFigures:
         select(Job.state, func.count())
         .where(Job.state.in_([state.value for state in LIVE_STATES]))
         .group_by(Job.state)
-    ).tuples()
-    counts = dict(rows.all())
+    )
+    counts: dict[str, int] = {state: count for state, count in rows}  # noqa: C416 - Rows
     oldest_queued = select(func.min(Job.id)).where(Job.state == JobState.QUEUED.value)
     pending = UsageRecord.status == RecordStatus.PENDING.value
     oldest_pending = select(func.min(UsageRecord.id)).where(pending)
