@@ -38,26 +38,36 @@ exits 1 too when a request failed.
 from __future__ import annotations
 
 import argparse
-import http.client
-import itertools
 import json
 import os
 import random
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from functools import partial
 from pathlib import Path
 
-# The ledger bench's throwaway database and its check (this folder is on sys.path).
+# Siblings in this folder (on sys.path when a bench runs): the load side, and the
+# ledger bench's throwaway database and its check.
+from api_load import (
+    Connection,
+    Phase,
+    Request,
+    RequestFor,
+    Samples,
+    closed_loop,
+    measured,
+    open_loop,
+    report,
+)
 from ledger import BenchError, postgres_database, verify
 from sqlalchemy.orm import Session
 
@@ -79,8 +89,6 @@ FLAVOUR = "a100-80gb"
 GRANT_MICRO = 10**15  # holds never run out
 RATE_MICRO = 2_500_000  # per GPU-hour
 START_TIMEOUT_S = 60.0
-REQUEST_TIMEOUT_S = 30.0
-OPEN_LOOP_THREADS = 32  # enough that a slow answer delays no scheduled send
 # The mixed offered load: what a busy portal and CLI ask most.
 MIX = (("balance", 0.5), ("listing", 0.35), ("submit", 0.15))
 P99_TARGET_MS = 50.0
@@ -96,31 +104,12 @@ class Caller:
     account_id: int
 
 
-@dataclass(frozen=True)
-class Request:
-    method: str
-    path: str
-    body: bytes | None
-    headers: dict[str, str]
-
-
-@dataclass
-class Samples:
-    """Latencies (ms) by op, and failed requests, from every thread of a phase."""
-
-    latencies: dict[str, list[float]] = field(default_factory=dict)
-    errors: list[str] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def add(self, op: str, ms: float, error: str | None) -> None:
-        with self.lock:
-            if error is not None:
-                self.errors.append(f"{op}: {error}")
-            else:
-                self.latencies.setdefault(op, []).append(ms)
-
-
 # --- requests -------------------------------------------------------------------------------
+
+
+def requests_of(callers: Sequence[Caller]) -> RequestFor:
+    """The request for an op from the n-th sender, who speaks for callers[n % count]."""
+    return lambda op, n: make_request(op, callers[n % len(callers)])
 
 
 def make_request(op: str, caller: Caller) -> Request:
@@ -147,184 +136,6 @@ def make_request(op: str, caller: Caller) -> Request:
         path = f"/api/v1/projects/{caller.project_id}/jobs"
         return Request("POST", path, json.dumps(body).encode(), headers)
     raise BenchError(f"unknown op {op}")
-
-
-class Connection:
-    """A keep-alive connection of one client thread, reopened after a failure."""
-
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=REQUEST_TIMEOUT_S)
-
-    def send(self, request: Request) -> str | None:
-        """Sends the request and reads the answer; the error, or None on a 2xx."""
-        try:
-            self.conn.request(request.method, request.path, request.body, request.headers)
-            response = self.conn.getresponse()
-            payload = response.read()
-        except (OSError, http.client.HTTPException) as error:
-            self.conn.close()
-            self.conn = http.client.HTTPConnection(
-                "127.0.0.1", self.port, timeout=REQUEST_TIMEOUT_S
-            )
-            return f"{type(error).__name__}: {error}"
-        if 200 <= response.status < 300:
-            return None
-        return f"HTTP {response.status}: {payload[:200]!r}"
-
-    def close(self) -> None:
-        self.conn.close()
-
-
-# --- load -----------------------------------------------------------------------------------
-
-
-def open_loop(
-    port: int, callers: Sequence[Caller], *, rate: float, seconds: float, seed: int
-) -> Samples:
-    """Requests of the mix sent at ``rate`` per second on a fixed schedule; each latency
-    runs from its scheduled send time, so queueing behind a slow server counts."""
-    total = int(rate * seconds)
-    chooser = random.Random(seed)
-    ops = chooser.choices([op for op, _ in MIX], weights=[w for _, w in MIX], k=total)
-    samples = Samples()
-    start = time.perf_counter() + 0.2
-    counter = itertools.count()  # next() on it is atomic in CPython
-
-    def client(index: int) -> None:
-        connection = Connection(port)
-        try:
-            while (n := next(counter)) < total:
-                due = start + n / rate
-                if (wait := due - time.perf_counter()) > 0:
-                    time.sleep(wait)
-                op = ops[n]
-                request = make_request(op, callers[(n + index) % len(callers)])
-                error = connection.send(request)
-                samples.add(op, (time.perf_counter() - due) * 1000.0, error)
-        finally:
-            connection.close()
-
-    _run_threads(client, OPEN_LOOP_THREADS)
-    return samples
-
-
-def closed_loop(
-    port: int, callers: Sequence[Caller], *, op: str, clients: int, seconds: float
-) -> Samples:
-    """``clients`` threads, each sending its next request when the last is answered."""
-    samples = Samples()
-    end = time.perf_counter() + seconds
-
-    def client(index: int) -> None:
-        connection = Connection(port)
-        caller = callers[index % len(callers)]
-        try:
-            while time.perf_counter() < end:
-                request = make_request(op, caller)
-                sent = time.perf_counter()
-                error = connection.send(request)
-                samples.add(op, (time.perf_counter() - sent) * 1000.0, error)
-        finally:
-            connection.close()
-
-    _run_threads(client, clients)
-    return samples
-
-
-def _run_threads(target: Callable[[int], None], count: int) -> None:
-    threads = [threading.Thread(target=target, args=(i,), daemon=True) for i in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-
-
-# --- CPU ------------------------------------------------------------------------------------
-
-
-def _process_ticks(pid: int) -> int:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0  # it ended while we looked
-    return int(fields[11]) + int(fields[12])  # utime + stime
-
-
-def _children(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-        except OSError:
-            continue
-        if parent == pid:
-            found.append(int(entry.name))
-    return found
-
-
-def server_seconds(master_pid: int) -> float:
-    """CPU seconds gunicorn's master and its live workers have used."""
-    ticks = sum(_process_ticks(pid) for pid in [master_pid, *_children(master_pid)])
-    return ticks / os.sysconf("SC_CLK_TCK")
-
-
-@dataclass(frozen=True)
-class Phase:
-    label: str
-    op: str
-    offered: float | None
-    wall_s: float
-    client_cpu_s: float
-    server_cpu_s: float
-    samples: Samples
-
-    def per_s(self, op: str | None = None) -> float:
-        return len(self._latencies(op)) / self.wall_s
-
-    def percentile(self, q: float, op: str | None = None) -> float:
-        values = sorted(self._latencies(op))
-        if not values:
-            return float("nan")
-        return values[min(len(values) - 1, int(q * len(values)))]
-
-    def _latencies(self, op: str | None) -> list[float]:
-        if op is not None:
-            return self.samples.latencies.get(op, [])
-        return [ms for values in self.samples.latencies.values() for ms in values]
-
-
-def measured(
-    label: str, op: str, offered: float | None, master_pid: int, run: Callable[[], Samples]
-) -> Phase:
-    wall, cpu, server = time.perf_counter(), time.process_time(), server_seconds(master_pid)
-    samples = run()
-    return Phase(
-        label=label,
-        op=op,
-        offered=offered,
-        wall_s=time.perf_counter() - wall,
-        client_cpu_s=time.process_time() - cpu,
-        server_cpu_s=server_seconds(master_pid) - server,
-        samples=samples,
-    )
-
-
-def report(phase: Phase) -> None:
-    offered = f" offered_per_s={phase.offered:.0f}" if phase.offered is not None else ""
-    ops = [None] if phase.op != "mixed" else [None, *(op for op, _ in MIX)]
-    for op in ops:
-        n = len(phase._latencies(op))
-        print(
-            f"phase={phase.label} op={op or phase.op}{offered} per_s={phase.per_s(op):.1f} "
-            f"p50_ms={phase.percentile(0.50, op):.1f} p99_ms={phase.percentile(0.99, op):.1f} "
-            f"n={n} errors={len(phase.samples.errors) if op is None else '-'} "
-            f"client_cpu={100 * phase.client_cpu_s / phase.wall_s:.0f}% "
-            f"server_cpu={100 * phase.server_cpu_s / phase.wall_s:.0f}%",
-            flush=True,
-        )
 
 
 # --- database and server --------------------------------------------------------------------
@@ -388,8 +199,6 @@ def _seed_caller(session: Session, *, n: int) -> Caller:
 
 
 def _free_port() -> int:
-    import socket  # noqa: PLC0415 - only here
-
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
@@ -492,25 +301,27 @@ def run_phases(
     options: argparse.Namespace, port: int, callers: list[Caller], master: int
 ) -> list[Phase]:
     # A short warm-up: each worker's engine, pool and first queries.
-    closed_loop(port, callers, op="balance", clients=options.clients, seconds=1.0)
+    closed_loop(port, requests_of(callers), op="balance", clients=options.clients, seconds=1.0)
     phases = []
-    for label, op, offered, load in _plan(options, port, callers):
+    for label, op, offered, load in _plan(options, port, requests_of(callers)):
         phase = measured(label, op, offered, master, load)
-        report(phase)
+        report(phase, [op for op, _ in MIX])
         phases.append(phase)
     return phases
 
 
 def _plan(
-    options: argparse.Namespace, port: int, callers: list[Caller]
+    options: argparse.Namespace, port: int, request_for: RequestFor
 ) -> list[tuple[str, str, float | None, Callable[[], Samples]]]:
     seconds, clients = options.seconds, options.clients
+    total = int(options.rate * seconds)
+    mix = random.Random(1).choices([op for op, _ in MIX], weights=[w for _, w in MIX], k=total)
     plan: list[tuple[str, str, float | None, Callable[[], Samples]]] = [
         (
             "open",
             "mixed",
             options.rate,
-            lambda: open_loop(port, callers, rate=options.rate, seconds=seconds, seed=1),
+            partial(open_loop, port, request_for, ops=mix, rate=options.rate),
         )
     ]
     for op in ("bare", "balance", "listing", "submit"):
@@ -519,7 +330,7 @@ def _plan(
                 "saturation",
                 op,
                 None,
-                partial(closed_loop, port, callers, op=op, clients=clients, seconds=seconds),
+                partial(closed_loop, port, request_for, op=op, clients=clients, seconds=seconds),
             )
         )
     return plan
