@@ -270,3 +270,29 @@ def test_a_plain_member_reads_the_proposal_but_is_offered_no_withdraw(
     page = member.get(f"/applications/{world.proposal_in_review}")
     assert page.status_code == 200
     assert "/withdraw" not in page.text
+
+
+def test_a_supplement_draft_is_edited_in_its_own_fields(app: Flask, session: Session) -> None:
+    world = build_world(session)
+    client = client_for(app, world, "researcher_a")
+    allocation = str(world.allocation)
+    saved = _apply(
+        client,
+        world,
+        action="save",
+        kind="supplement",
+        allocation_id=allocation,
+        requested_extra="5",
+    )
+    assert saved.status_code == 302
+    draft = _latest(session)
+    page = client.get(f"/applications/{draft.id}").text
+    assert 'name="requested_extra"' in page and 'value="5"' in page
+    assert 'name="starts_on"' not in page
+    texts = {"title": "More", "abstract": "Why.", "justification": "Because."}
+    form = {"kind": "supplement", "allocation_id": allocation, "requested_extra": "7.5"}
+    edited = client.post(
+        f"/applications/{draft.id}", data={"csrf_token": CSRF, "action": "save", **texts, **form}
+    )
+    assert edited.status_code == 302
+    assert _latest(session).requested == {"gpu": 7_500_000}
