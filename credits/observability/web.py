@@ -42,16 +42,27 @@ logger = logging.getLogger("credits.request")
 
 blueprint = Blueprint("observability", __name__)
 
-# The JSON API's endpoints that move credits, and the ledger operation each asks for.
+# The endpoints that move credits (the JSON API's and the portal's forms), and the
+# ledger operation each asks for; their refusals answer 4xx in both.
 LEDGER_ENDPOINTS = {
     "jobs.submit_job": "hold",
-    "jobs.cancel_job": "void",
+    "ui_jobs.submit_job": "hold",
     "labelling_orders.place_order": "hold",
+    "ui_labelling.place": "hold",
+    "jobs.cancel_job": "void",
+    "ui_jobs.cancel_job": "void",
     "labelling_orders.cancel_order": "void",
+    "ui_labelling.cancel": "void",
     "labelling_orders.accept_order": "capture",
+    "ui_labelling.accept": "capture",
     "labelling_orders.resolve_order": "capture",
+    "ui_labelling_ops.resolve": "capture",
     "grants.fund_program": "fund",
+    "ui_funder.fund": "fund",
     "proposals.award_proposal": "grant",
+    "ui_funder.award": "grant",
+    "ui_funder_tranches.release": "grant",
+    "ui_ops.adjust": "adjust",
 }
 
 

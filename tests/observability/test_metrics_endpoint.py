@@ -19,7 +19,7 @@ from credits.identity.tokens import create_token
 from credits.jobs.passes import RECONCILER, record_pass
 from credits.notifications.service import enqueue_notification
 from credits.observability.collector import DatabaseFigures, figures_metrics
-from credits.observability.web import ledger_result
+from credits.observability.web import LEDGER_ENDPOINTS, ledger_result
 from credits.settings import load_settings
 
 TOKEN = "metrics-scrape-token-0123456789"
@@ -122,6 +122,16 @@ def test_ledger_operations_count_holds_by_result(client: FlaskClient, world: Job
     name = "credits_ledger_operations_total"
     assert sample(text, name, **ok) - sample(before, name, **ok) == 1
     assert sample(text, name, **refused) - sample(before, name, **refused) == 1
+
+
+def test_every_counted_ledger_endpoint_is_a_route_that_changes_something(
+    client: FlaskClient,
+) -> None:
+    app = client.application
+    methods = {rule.endpoint: rule.methods or set() for rule in app.url_map.iter_rules()}
+    assert {
+        endpoint for endpoint in LEDGER_ENDPOINTS if "POST" not in methods.get(endpoint, set())
+    } == set()
 
 
 @pytest.mark.parametrize(
