@@ -11,6 +11,7 @@ import pytest
 from conftest import create_postgres_database, drop_postgres_database
 from jobs_world import JobsWorld, build_jobs_world
 from sqlalchemy import Engine, func, select
+from sqlalchemy.orm import Session
 
 from credits.db import make_engine, make_session_factory, session_scope
 from credits.identity.actor import Actor
@@ -49,6 +50,21 @@ def _running_jobs_with_pending_usage(engine: Engine) -> JobsWorld:
     return world
 
 
+def _record_totals(session: Session) -> tuple[dict[str, int], tuple[int, int, int]]:
+    """Records per status, and usage, captured and overage summed over all records."""
+    statuses = dict(
+        session.execute(select(UsageRecord.status, func.count()).group_by(UsageRecord.status)).all()
+    )
+    sums = session.execute(
+        select(
+            func.sum(UsageRecord.amount_micro),
+            func.sum(UsageRecord.captured_micro),
+            func.sum(UsageRecord.overage_micro),
+        )
+    ).one()
+    return statuses, (int(sums[0]), int(sums[1]), int(sums[2]))
+
+
 def test_eight_concurrent_settlement_workers_charge_each_record_once(
     committed_postgres: Engine,
 ) -> None:
@@ -75,18 +91,7 @@ def test_eight_concurrent_settlement_workers_charge_each_record_once(
         thread.join(60)
     assert failures == []
     with world.session() as session:
-        statuses = dict(
-            session.execute(
-                select(UsageRecord.status, func.count()).group_by(UsageRecord.status)
-            ).all()
-        )
-        usage, captured, overage = session.execute(
-            select(
-                func.sum(UsageRecord.amount_micro),
-                func.sum(UsageRecord.captured_micro),
-                func.sum(UsageRecord.overage_micro),
-            )
-        ).one()
+        statuses, (usage, captured, overage) = _record_totals(session)
         captures = session.scalar(
             select(func.coalesce(func.sum(Transfer.amount), 0)).where(
                 Transfer.kind == TransferKind.CAPTURE.value
@@ -174,18 +179,7 @@ def test_workers_settle_jobs_outside_usage_and_overage_once_while_one_dies_midwa
     settle_all_pending(world.factory, batch_size=50, clock=world.clock)
     assert failures == []
     with world.session() as session:
-        statuses = dict(
-            session.execute(
-                select(UsageRecord.status, func.count()).group_by(UsageRecord.status)
-            ).all()
-        )
-        usage, captured, overage = session.execute(
-            select(
-                func.sum(UsageRecord.amount_micro),
-                func.sum(UsageRecord.captured_micro),
-                func.sum(UsageRecord.overage_micro),
-            )
-        ).one()
+        statuses, (usage, captured, overage) = _record_totals(session)
         posted = session.scalar(
             select(func.coalesce(func.sum(Transfer.amount), 0)).where(
                 Transfer.kind.in_([TransferKind.CAPTURE.value, TransferKind.GRANT.value]),
