@@ -8,6 +8,7 @@ A plain module imported by name (tests/e2e is on pytest's path for its tests).
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -21,7 +22,8 @@ from typing import Any
 
 import pytest
 import requests
-from deploy_processes import ROOT, START_TIMEOUT_S, answers
+from conftest import missing_service
+from deploy_processes import ROOT, START_TIMEOUT_S, answers, free_port
 from k8s_controllers import EPOCH
 from k8s_emulator import K8sEmulator
 from prometheus_client.parser import text_string_to_metric_families
@@ -34,6 +36,7 @@ INSTANCE = "credits"
 A100 = "NVIDIA-A100-SXM4-80GB"
 FLAVOUR = "a100-80gb"
 CLOCK_STEP_S = 0.1
+GET_RETRIES = 5
 
 
 def wall_seconds() -> float:
@@ -80,6 +83,50 @@ class WallClockCluster:
     def _follow_wall_clock(self) -> None:
         while not self._stop.wait(CLOCK_STEP_S):
             self.emu.advance(max(0.0, wall_seconds() - self.emu.now))
+
+
+class PrivatePostgres:
+    """A PostgreSQL server of the test's own (``initdb`` and ``pg_ctl`` of the Debian
+    packages, in a temporary folder, on a free port), so that the test may restart
+    it: CI's shared server must stay up for the other suites. As root, its commands
+    run as the ``postgres`` user, whom initdb requires."""
+
+    def __init__(self, folder: Path) -> None:
+        found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+        if not found:
+            missing_service("no initdb under /usr/lib/postgresql for a private PostgreSQL")
+        self.bin = found[-1].parent
+        self.folder = folder
+        self.port = free_port()
+        self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def start(self) -> PrivatePostgres:
+        self.folder.mkdir()
+        if os.geteuid() == 0:
+            shutil.chown(self.folder, "postgres")
+        data = str(self.folder / "data")
+        self._run("initdb", "-D", data, "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8")
+        self._pg_ctl("start")
+        return self
+
+    def restart(self) -> None:
+        """A fast restart: every connection is cut, as when the server fails over."""
+        self._pg_ctl("restart", "-m", "fast")
+
+    def stop(self) -> None:
+        self._pg_ctl("stop", "-m", "fast")
+
+    def _pg_ctl(self, action: str, *args: str) -> None:
+        options = f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off"
+        data, log = str(self.folder / "data"), str(self.folder / "server.log")
+        self._run("pg_ctl", action, "-D", data, "-w", "-l", log, "-o", options, *args)
+
+    def _run(self, program: str, *args: str) -> None:
+        command = [str(self.bin / program), *args]
+        if os.geteuid() == 0:
+            command = ["runuser", "-u", "postgres", "--", *command]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+        assert done.returncode == 0, f"{program} {args[0]}: {done.stdout}{done.stderr}"
 
 
 @dataclass
@@ -174,11 +221,16 @@ def cli(env: dict[str, str], *args: str) -> str:
 
 @dataclass
 class Client:
-    """A caller of the JSON API with one token; every request over HTTP."""
+    """A caller of the JSON API with one token; every request over HTTP.
+
+    Like a careful client, it retries a GET that got a 5xx a few times; each such
+    answer is kept in ``server_errors`` (wall time, request, status) for the test
+    to judge."""
 
     base: str
     token: str
     http: requests.Session = field(default_factory=requests.Session)
+    server_errors: list[tuple[float, str, int]] = field(default_factory=list)
 
     def call(
         self,
@@ -193,6 +245,12 @@ class Client:
         if key is not None:
             headers["Idempotency-Key"] = key
         response = self._send(method, path, headers, kwargs)
+        for _ in range(GET_RETRIES):
+            if method != "GET" or response.status_code < 500:
+                break
+            self.server_errors.append((time.time(), f"{method} {path}", response.status_code))
+            time.sleep(0.2)
+            response = self._send(method, path, headers, kwargs)
         wanted = (expect,) if isinstance(expect, int) else expect
         assert response.status_code in wanted, (
             f"{method} {path}: {response.status_code} {response.text}"

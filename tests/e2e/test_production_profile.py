@@ -6,12 +6,12 @@ The operator bootstraps users and their tokens with the ``credits`` command; eve
 other step is a client over HTTP: the pool and its rate, a funded program, a
 proposal reviewed by two reviewers and awarded, jobs of mixed sizes run to the end,
 one cancelled while it runs, one refused for its budget (402). Mid-run the Celery
-worker is killed with SIGKILL and started again, and the web tier is stopped and
-started again; the run still finishes with every job charged once, for what it ran.
+worker is killed with SIGKILL and started again, the web tier is stopped and
+started again, and PostgreSQL (a private server: CI's shared one must stay up) is
+restarted; the run still finishes with every job charged once, for what it ran.
 The balances and the project's report agree with the ledger's transfers, and
 ``credits ledger verify`` passes; ``/metrics`` shows the jobs running, every
-submission by its status, and no job left live at the end. PostgreSQL is not
-restarted: CI's server is shared with the other suites.
+submission by its status, and no job left live at the end.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -28,16 +29,13 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from conftest import (
-    create_postgres_database,
-    drop_postgres_database,
-    required_service_url,
-)
+from conftest import required_service_url
 from deploy_processes import free_port, production_env
 from e2e_platform import (
     A100,
     FLAVOUR,
     Client,
+    PrivatePostgres,
     Service,
     WallClockCluster,
     celery,
@@ -69,6 +67,7 @@ REDIS_DB = 7  # the e2e suite's own Redis database, besides its own queue
 class Platform:
     base: str
     env: dict[str, str]
+    postgres: PrivatePostgres
     cluster: WallClockCluster
     web: Service
     worker: Service
@@ -105,30 +104,32 @@ def _env(
 
 @pytest.fixture
 def platform(tmp_path: Path, s3_server: S3Server) -> Iterator[Platform]:
-    database_url, admin_url = create_postgres_database()
-    upgrade(database_url)
-    cluster = WallClockCluster(tmp_path / "kubeconfig", default_run_s=5.0).start()
-    port = free_port()
-    env = _env(
-        tmp_path,
-        database_url=database_url,
-        port=port,
-        s3=s3_server,
-        kubeconfig=cluster.kubeconfig,
-    )
-    beat_file = tmp_path / "beat-schedule"
-    web = gunicorn(env, tmp_path / "web.log").start()
-    worker = celery("worker", env, tmp_path / "worker.log", beat_file).start()
-    beat = celery("beat", env, tmp_path / "beat.log", beat_file).start()
-    platform = Platform(f"http://127.0.0.1:{port}", env, cluster, web, worker, beat)
-    try:
-        wait_for_web(platform.base, web)
+    required_service_url("CREDITS_TEST_POSTGRES_URL", "PostgreSQL")
+    with ExitStack() as stack:  # stops what started, last first, however the test ends
+        postgres = PrivatePostgres(tmp_path / "postgres").start()
+        stack.callback(postgres.stop)
+        upgrade(postgres.url)
+        cluster = WallClockCluster(tmp_path / "kubeconfig", default_run_s=5.0).start()
+        stack.callback(cluster.stop)
+        port = free_port()
+        env = _env(
+            tmp_path,
+            database_url=postgres.url,
+            port=port,
+            s3=s3_server,
+            kubeconfig=cluster.kubeconfig,
+        )
+        beat_file = tmp_path / "beat-schedule"
+        services = [
+            gunicorn(env, tmp_path / "web.log"),
+            celery("worker", env, tmp_path / "worker.log", beat_file),
+            celery("beat", env, tmp_path / "beat.log", beat_file),
+        ]
+        for service in services:
+            stack.callback(service.start().stop)
+        platform = Platform(f"http://127.0.0.1:{port}", env, postgres, cluster, *services)
+        wait_for_web(platform.base, platform.web)
         yield platform
-    finally:
-        for service in (platform.beat, platform.worker, platform.web):
-            service.stop()
-        cluster.stop()
-        drop_postgres_database(database_url, admin_url)
 
 
 def _people(platform: Platform) -> dict[str, Client]:
@@ -291,6 +292,9 @@ def test_the_production_profile_runs_a_program_through_crashes_and_restarts(
     platform.web.stop()
     platform.web.start()
     wait_for_web(platform.base, platform.web, timeout_s=RESTART_TIMEOUT_S)
+    # PostgreSQL restarts under all of them: every pooled connection is cut.
+    restarted_at = time.time()
+    platform.postgres.restart()
 
     def finished() -> bool:
         jobs = _jobs(pia, project_id)
@@ -298,6 +302,9 @@ def test_the_production_profile_runs_a_program_through_crashes_and_restarts(
 
     poll(finished, timeout_s=RUN_DEADLINE_S, what="every job finished", logs=platform.logs)
     _check_outcome(platform, pia, project_id, account_id)
+    # The web tier keeps no pre-ping: a request that meets a connection cut by the
+    # restart answers 500 (then the pool is renewed). Only then, and only GETs.
+    assert all(at >= restarted_at for at, _, _ in pia.server_errors), pia.server_errors
     metrics = scrape(platform.base)
     for state in ("queued", "starting", "running"):
         assert metrics[("credits_jobs", frozenset({("state", state)}))] == 0
