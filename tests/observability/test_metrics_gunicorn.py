@@ -5,10 +5,12 @@ production profile logs JSON lines that carry each request's id."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 import urllib.request
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -45,16 +47,18 @@ def _served_by(directory: Path) -> set[int]:
     return {int(path.stem.rsplit("_", 1)[1]) for path in directory.glob("histogram_*.db")}
 
 
-def _hit_until_both_workers_served(base: str, directory: Path, workers: set[int]) -> int:
-    """Sends rounds of concurrent /healthz requests until both workers have served one."""
-    sent = 0
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        for _ in range(20):
-            list(pool.map(lambda _: _get(f"{base}/healthz"), range(20)))
-            sent += 20
-            if workers <= _served_by(directory):
-                return sent
-    pytest.fail(f"the requests reached only {_served_by(directory)} of {workers}")
+@contextmanager
+def _only(serving: int, workers: set[int]) -> Iterator[None]:
+    """The other workers stopped (SIGSTOP) meanwhile, so ``serving`` accepts every
+    connection from the shared socket."""
+    paused = workers - {serving}
+    for pid in paused:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        for pid in paused:
+            os.kill(pid, signal.SIGCONT)
 
 
 def test_metrics_sum_both_workers_and_survive_a_reload(tmp_path: Path) -> None:
@@ -73,14 +77,22 @@ def test_metrics_sum_both_workers_and_survive_a_reload(tmp_path: Path) -> None:
                 log=log,
             )
             workers = children(master.pid)
-            sent = _hit_until_both_workers_served(base, metrics_dir, workers)
+            sent = 1  # the probe's
+            for pid in sorted(workers):
+                with _only(pid, workers):
+                    for _ in range(5):
+                        _get(f"{base}/healthz")
+                    sent += 5
+            assert _served_by(metrics_dir) >= workers
             _get(f"{base}/healthz", {"X-Request-Id": REQUEST_ID})
-            sent += 1 + 1  # and the first probe's
+            sent += 1
 
             # Whichever worker answers a scrape, it reads every worker's files.
-            scrapes = [_get(f"{base}/metrics") for _ in range(6)]
-            assert {sample(text, COUNT, **HEALTHZ) for text in scrapes} == {sent}
-            assert all('route="/metrics"' in text for text in scrapes[1:])
+            scrapes = []
+            for pid in sorted(workers):
+                with _only(pid, workers):
+                    scrapes.append(_get(f"{base}/metrics"))
+            assert [sample(text, COUNT, **HEALTHZ) for text in scrapes] == [sent, sent]
 
             master.send_signal(signal.SIGHUP)
             wait_until(
