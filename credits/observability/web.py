@@ -66,6 +66,11 @@ LEDGER_ENDPOINTS = {
 }
 
 
+# Any token is a method to HTTP: others are counted together, so a client cannot
+# grow the label set without bound.
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
 def ledger_result(status: int) -> str:
     """ok for a success, error for the server's fault, refused for the caller's."""
     if status < 400:
@@ -88,17 +93,12 @@ def _finish_request(response: Response) -> Response:
     seconds = time.perf_counter() - g.credits_request_started
     route = request.url_rule.rule if request.url_rule is not None else UNMATCHED_ROUTE
     status = response.status_code
-    REQUEST_SECONDS.labels(route, request.method, str(status)).observe(seconds)
+    method = request.method if request.method in KNOWN_METHODS else "other"
+    REQUEST_SECONDS.labels(route, method, str(status)).observe(seconds)
     kind = LEDGER_ENDPOINTS.get(request.endpoint or "")
     if kind is not None:
         LEDGER_OPERATIONS.labels(kind, ledger_result(status)).inc()
-    logger.info(
-        "%s %s %s %.1f ms",
-        request.method,
-        route,
-        status,
-        seconds * 1000.0,
-    )
+    logger.info("%s %s %s %.1f ms", method, route, status, seconds * 1000.0)
     return response
 
 

@@ -108,6 +108,24 @@ def test_request_latency_is_labelled_by_route_template_and_status(client: FlaskC
     assert not {value for value in labels if "424242" in value or "515151" in value}
 
 
+def test_an_unknown_method_is_counted_as_other(client: FlaskClient) -> None:
+    client.open("/healthz", method="BREW")
+    text = _metrics(client)
+
+    labels = {value for _, pairs in samples(text) for _, value in pairs}
+    assert "BREW" not in labels
+    assert (
+        sample(
+            text,
+            "credits_http_request_duration_seconds_count",
+            route="<unmatched>",
+            method="other",
+            status="405",
+        )
+        >= 1
+    )
+
+
 def test_ledger_operations_count_holds_by_result(client: FlaskClient, world: JobsWorld) -> None:
     ok = {"kind": "hold", "result": "ok"}
     refused = {"kind": "hold", "result": "refused"}
