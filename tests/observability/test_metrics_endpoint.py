@@ -3,24 +3,19 @@ collector reads at scrape time."""
 
 from __future__ import annotations
 
-import uuid
 from datetime import timedelta
 
 import pytest
-from flask import Flask
 from flask.testing import FlaskClient
-from jobs_world import FLAVOUR, SYSTEM, JobsWorld, build_jobs_world
-from observability_helpers import sample, samples
+from jobs_world import JobsWorld, build_jobs_world
+from observability_helpers import researcher_client, sample, samples, submit_job, world_app
 from sqlalchemy.orm import Session, sessionmaker
 
-from credits.app import create_app
 from credits.db import make_engine, make_session_factory, utcnow
-from credits.identity.tokens import create_token
 from credits.jobs.passes import RECONCILER, record_pass
 from credits.notifications.service import enqueue_notification
 from credits.observability.collector import DatabaseFigures, figures_metrics
 from credits.observability.web import LEDGER_ENDPOINTS, ledger_result
-from credits.settings import load_settings
 
 TOKEN = "metrics-scrape-token-0123456789"
 ELSEWHERE = {"REMOTE_ADDR": "10.1.2.3"}
@@ -31,17 +26,9 @@ def world(joined_session_factory: sessionmaker[Session]) -> JobsWorld:
     return build_jobs_world(joined_session_factory)
 
 
-def _app(world: JobsWorld, factory: sessionmaker[Session], **settings: str) -> Flask:
-    return create_app(load_settings(**settings), session_factory=factory, executor=world.executor)
-
-
 @pytest.fixture
 def client(world: JobsWorld, joined_session_factory: sessionmaker[Session]) -> FlaskClient:
-    client = _app(world, joined_session_factory).test_client()
-    with world.session() as session:
-        secret = create_token(session, email="pi@example.org", actor=SYSTEM).secret
-    client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {secret}"
-    return client
+    return researcher_client(world, joined_session_factory)
 
 
 def _metrics(client: FlaskClient) -> str:
@@ -52,19 +39,7 @@ def _metrics(client: FlaskClient) -> str:
 
 
 def _submit(client: FlaskClient, world: JobsWorld, *, gpus: int = 1, seconds: int = 600) -> int:
-    response = client.post(
-        f"/api/v1/projects/{world.project_id}/jobs",
-        json={
-            "name": "train",
-            "image": "python:3.12",
-            "command": ["python", "train.py"],
-            "flavour": FLAVOUR,
-            "gpus": gpus,
-            "max_runtime_seconds": seconds,
-        },
-        headers={"Idempotency-Key": uuid.uuid4().hex},
-    )
-    return response.status_code
+    return submit_job(client, world, gpus=gpus, seconds=seconds).status_code
 
 
 def test_metrics_answer_the_loopback_address_without_a_token(client: FlaskClient) -> None:
@@ -80,7 +55,7 @@ def test_metrics_are_hidden_from_other_addresses_without_a_token(client: FlaskCl
 def test_with_a_token_set_metrics_need_it_from_every_address(
     world: JobsWorld, joined_session_factory: sessionmaker[Session]
 ) -> None:
-    client = _app(world, joined_session_factory, metrics_token=TOKEN).test_client()
+    client = world_app(world, joined_session_factory, metrics_token=TOKEN).test_client()
 
     assert client.get("/metrics").status_code == 404
     assert client.get("/metrics", headers={"Authorization": "Bearer wrong"}).status_code == 404
@@ -231,7 +206,7 @@ def test_a_database_that_does_not_answer_reads_as_down(
 
     # An empty SQLite file: no tables, so every query fails as a lost database would.
     empty = make_engine(f"sqlite:///{tmp_path_factory.mktemp('empty') / 'none.db'}")
-    client = _app(world, make_session_factory(empty)).test_client()
+    client = world_app(world, make_session_factory(empty)).test_client()
 
     text = _metrics(client)
 

@@ -5,22 +5,18 @@ checked against what /metrics and the transparency log's metrics serve)."""
 from __future__ import annotations
 
 import re
-import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from flask.testing import FlaskClient
-from jobs_world import FLAVOUR, SYSTEM, build_jobs_world
+from jobs_world import build_jobs_world
+from observability_helpers import researcher_client, submit_job
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.orm import Session, sessionmaker
 
-from credits.app import create_app
 from credits.db import utcnow
-from credits.identity.tokens import create_token
 from credits.jobs.passes import RECONCILER, record_pass
-from credits.settings import load_settings
 
 RULES_FILE = Path(__file__).resolve().parents[2] / "k8s" / "base" / "prometheus-rules.yaml"
 # PromQL's own words in our expressions: functions, aggregations, keywords.
@@ -50,40 +46,21 @@ def _sample_names(text: str) -> set[str]:
     }
 
 
-def _served_names(client: FlaskClient, project_id: int) -> set[str]:
-    for gpus in (1, 8):
-        client.post(
-            f"/api/v1/projects/{project_id}/jobs",
-            json={
-                "name": "train",
-                "image": "python:3.12",
-                "command": ["python", "train.py"],
-                "flavour": FLAVOUR,
-                "gpus": gpus,
-                "max_runtime_seconds": 600 if gpus == 1 else 604_800,
-            },
-            headers={"Idempotency-Key": uuid.uuid4().hex},
-        )
+@pytest.fixture
+def served(joined_session_factory: sessionmaker[Session]) -> set[str]:
+    """Every sample name the platform serves once it has a job, a refusal (402), a
+    reconcile pass and audit rows waiting for the public log."""
+    world = build_jobs_world(joined_session_factory)
+    record_pass(world.factory, RECONCILER, finished_at=utcnow())
+    client = researcher_client(world, joined_session_factory)
+    assert submit_job(client, world).status_code == 201
+    assert submit_job(client, world, gpus=8, seconds=604_800).status_code == 402
     metrics = client.get("/metrics")
     transparency = client.get("/api/v1/transparency/metrics")
     assert metrics.status_code == transparency.status_code == 200
     return _sample_names(metrics.get_data(as_text=True)) | _sample_names(
         transparency.get_data(as_text=True)
     )
-
-
-@pytest.fixture
-def served(joined_session_factory: sessionmaker[Session]) -> set[str]:
-    world = build_jobs_world(joined_session_factory)
-    record_pass(world.factory, RECONCILER, finished_at=utcnow())
-    app = create_app(
-        load_settings(), session_factory=joined_session_factory, executor=world.executor
-    )
-    with world.session() as session:
-        secret = create_token(session, email="pi@example.org", actor=SYSTEM).secret
-    client = app.test_client()
-    client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {secret}"
-    return _served_names(client, world.project_id)
 
 
 def test_the_rules_file_holds_alerts() -> None:

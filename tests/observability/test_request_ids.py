@@ -3,22 +3,17 @@ log line of the request, and in the job events the request records."""
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
 from flask.testing import FlaskClient
-from jobs_world import FLAVOUR, SYSTEM, JobsWorld, build_jobs_world
-from observability_helpers import job_event_data, json_log_lines
+from jobs_world import JobsWorld, build_jobs_world
+from observability_helpers import job_event_data, json_log_lines, researcher_client, submit_job
 from sqlalchemy.orm import Session, sessionmaker
 
-from credits.app import create_app
-from credits.identity.tokens import create_token
 from credits.observability.request_ids import (
     accepted_request_id,
     current_request_id,
     request_id_bound,
 )
-from credits.settings import load_settings
 
 GOOD_ID = "req-4f2c9a7e-0b1d"
 
@@ -30,29 +25,11 @@ def world(joined_session_factory: sessionmaker[Session]) -> JobsWorld:
 
 @pytest.fixture
 def client(world: JobsWorld, joined_session_factory: sessionmaker[Session]) -> FlaskClient:
-    app = create_app(
-        load_settings(), session_factory=joined_session_factory, executor=world.executor
-    )
-    with world.session() as session:
-        secret = create_token(session, email="pi@example.org", actor=SYSTEM).secret
-    client = app.test_client()
-    client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {secret}"
-    return client
+    return researcher_client(world, joined_session_factory)
 
 
 def _submit(client: FlaskClient, world: JobsWorld, request_id: str) -> int:
-    response = client.post(
-        f"/api/v1/projects/{world.project_id}/jobs",
-        json={
-            "name": "train",
-            "image": "python:3.12",
-            "command": ["python", "train.py"],
-            "flavour": FLAVOUR,
-            "gpus": 1,
-            "max_runtime_seconds": 600,
-        },
-        headers={"Idempotency-Key": uuid.uuid4().hex, "X-Request-Id": request_id},
-    )
+    response = submit_job(client, world, **{"X-Request-Id": request_id})
     assert response.status_code == 201, response.json
     assert response.headers["X-Request-Id"] == request_id
     return int(response.json["id"])  # type: ignore[index]
