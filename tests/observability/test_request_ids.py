@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from credits.observability.request_ids import (
     accepted_request_id,
     current_request_id,
+    public_request_id,
     request_id_bound,
 )
 
@@ -115,7 +116,8 @@ def test_a_job_submitted_over_the_api_records_the_request_id_in_its_event(
     job_id = _submit(client, world, GOOD_ID)
 
     with world.session() as session:
-        assert job_event_data(session, job_id, "job.submitted")["request_id"] == GOOD_ID
+        recorded = job_event_data(session, job_id, "job.submitted")["request_id"]
+        assert recorded == public_request_id(GOOD_ID)
 
 
 def test_a_cancel_records_its_own_request_id(client: FlaskClient, world: JobsWorld) -> None:
@@ -125,7 +127,7 @@ def test_a_cancel_records_its_own_request_id(client: FlaskClient, world: JobsWor
 
     with world.session() as session:
         assert job_event_data(session, job_id, "job.cancel_requested")["request_id"] == (
-            "cancel-0001"
+            public_request_id("cancel-0001")
         )
 
 
@@ -141,4 +143,24 @@ def test_a_bound_request_id_reaches_a_service_call_outside_flask(world: JobsWorl
         job = world.submit()
 
     with world.session() as session:
-        assert job_event_data(session, job.id, "job.submitted")["request_id"] == "cli-run-000042"
+        assert job_event_data(session, job.id, "job.submitted")["request_id"] == (
+            public_request_id("cli-run-000042")
+        )
+
+
+@pytest.mark.parametrize(
+    ("incoming", "recorded"),
+    [
+        ("3f2b8c1e-9d4a-4e6f-8b7c-2a1d0e9f8c7b", "3f2b8c1e-9d4a-4e6f-8b7c-2a1d0e9f8c7b"),
+        ("0af7651916cd43dd8448eb211c80319c", "0af7651916cd43dd8448eb211c80319c"),
+        ("jane.doe-from-lab", "sha256:"),
+        ("3F2B8C1E-9D4A-4E6F-8B7C-2A1D0E9F8C7B", "sha256:"),
+    ],
+)
+def test_an_audit_event_keeps_an_opaque_id_and_only_a_digest_of_any_other(
+    incoming: str, recorded: str
+) -> None:
+    public = public_request_id(incoming)
+    assert public.startswith(recorded)
+    assert incoming == public or incoming not in public
+    assert public_request_id(incoming) == public

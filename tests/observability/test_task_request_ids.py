@@ -22,7 +22,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from credits.db import make_engine, make_session_factory, session_scope
 from credits.jobs.models import Job, JobState
 from credits.jobs.service import cancel_job
-from credits.observability.request_ids import current_request_id, request_id_bound
+from credits.observability.request_ids import (
+    current_request_id,
+    public_request_id,
+    request_id_bound,
+)
 from credits.settings import load_settings
 from credits.worker import make_celery
 
@@ -67,7 +71,9 @@ def test_an_eager_task_logs_and_records_the_senders_request_id(
 
     assert [line["request_id"] for line in _task_lines(lines)] == [REQUEST_ID]
     with world.session() as session:
-        assert job_event_data(session, job.id, "job.cancel_requested")["request_id"] == REQUEST_ID
+        assert job_event_data(session, job.id, "job.cancel_requested")[
+            "request_id"
+        ] == public_request_id(REQUEST_ID)
 
 
 def test_a_task_sent_outside_a_request_runs_without_an_id(
@@ -105,7 +111,7 @@ def _through_a_worker(broker_url: str, engine: Engine, world: JobsWorld) -> None
         # The worker's thread has a context of its own: only the message header carries it.
         data = _cancel_event_data(world, job.id)
 
-    assert data["request_id"] == REQUEST_ID
+    assert data["request_id"] == public_request_id(REQUEST_ID)
     assert REQUEST_ID in [line["request_id"] for line in _task_lines(lines)]
 
 
