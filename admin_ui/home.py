@@ -17,7 +17,6 @@ from sqlalchemy.orm import Session
 
 from admin_ui import charts
 from admin_ui.web import current_actor, render, transaction
-from credits.api.auth import credits_extension
 from credits.db import utcnow
 from credits.grants.queries import MAX_PAGE
 from credits.identity.access import list_projects_for_actor
@@ -26,11 +25,10 @@ from credits.identity.models import Role
 from credits.jobs.models import JobState
 from credits.jobs.queries import list_jobs_for_actor
 from credits.jobs.schemas import JobOut, JobQuery
-from credits.ledger.availability import Availability, availability
+from credits.ledger.availability import Availability, availability, availability_by_project
 from credits.ledger.models import Currency
-from credits.reports.energy import policy_from_settings
-from credits.reports.schemas import AllocationLine, ProjectReport
-from credits.reports.service import project_report
+from credits.reports.figures import AccountFigures
+from credits.reports.summary import ProjectSummary, project_summaries
 
 blueprint = Blueprint("ui_home", __name__)
 
@@ -51,24 +49,24 @@ class CurrencyTotals:
 
 @dataclass
 class ResearcherDashboard:
-    reports: list[ProjectReport]
+    reports: list[ProjectSummary]
     totals: list[CurrencyTotals]
     jobs: list[JobOut]
-    expiring: list[tuple[ProjectReport, AllocationLine]]
+    expiring: list[tuple[ProjectSummary, AccountFigures]]
     titles: dict[int, str] = field(default_factory=dict)
     # Per project and currency: available now, starting later, suspended.
     available: dict[int, dict[str, Availability]] = field(default_factory=dict)
 
 
-def reports_for(session: Session, me: Actor, now: datetime) -> list[ProjectReport]:
-    """The report of every project the actor may see, newest project last."""
-    energy = policy_from_settings(credits_extension().settings)
+def reports_for(session: Session, me: Actor, now: datetime) -> list[ProjectSummary]:
+    """The summary of every project the actor may see, newest project last, in a
+    fixed number of queries however many projects there are."""
     projects = list_projects_for_actor(session, me, limit=MAX_PAGE).items
-    return [project_report(session, project.id, now, energy=energy) for project in projects]
+    return project_summaries(session, {project.id: project.title for project in projects}, now)
 
 
 def _totals(
-    reports: list[ProjectReport], summed: dict[Currency, Availability]
+    reports: list[ProjectSummary], summed: dict[Currency, Availability]
 ) -> list[CurrencyTotals]:
     totals: dict[str, CurrencyTotals] = {}
     for available in summed.values():
@@ -93,9 +91,9 @@ def _totals(
 
 
 def _expiring(
-    reports: list[ProjectReport], now: datetime
-) -> list[tuple[ProjectReport, AllocationLine]]:
-    soon: list[tuple[ProjectReport, AllocationLine]] = []
+    reports: list[ProjectSummary], now: datetime
+) -> list[tuple[ProjectSummary, AccountFigures]]:
+    soon: list[tuple[ProjectSummary, AccountFigures]] = []
     for report in reports:
         for line in report.allocations:
             ends = line.expires_at
@@ -118,10 +116,8 @@ def researcher_dashboard(session: Session, me: Actor) -> ResearcherDashboard:
         expiring=_expiring(reports, now),
         titles={report.project_id: report.title for report in reports},
         available={
-            project_id: {
-                c.value: a for c, a in availability(session, [project_id], now=now).items()
-            }
-            for project_id in ids
+            project_id: {c.value: a for c, a in found.items()}
+            for project_id, found in availability_by_project(session, ids, now=now).items()
         },
     )
 

@@ -133,30 +133,44 @@ def load_flows(session: Session, accounts: dict[int, AccountFigures]) -> Flows:
 
 def _apply(flows: Flows, row: Row[str, str, int, int, int, dt.datetime]) -> None:
     kind, currency, amount = row.kind, row.currency, int(row.amount)
-    debit, credit, at = row.debit_account_id, row.credit_account_id, row.created_at
+    debit, at = row.debit_account_id, row.created_at
     month = flows.months[(currency, month_of(at))]
-    if credit in flows.accounts:
-        target = flows.accounts[credit]
+    moved = apply_transfer(flows.accounts, kind, debit, row.credit_account_id, amount)
+    month.released += moved.released
+    month.used += moved.used
+    month.expired += moved.expired
+    if kind == TransferKind.CAPTURE.value and debit in flows.accounts:
+        flows.captures.append(Capture(debit, currency, at, amount))
+
+
+def apply_transfer(
+    accounts: dict[int, AccountFigures], kind: str, debit: int, credit: int, amount: int
+) -> MonthFigures:
+    """Adds a posted transfer (or the sum of like ones) to the accounts it touches;
+    returns what it adds to its month."""
+    moved = MonthFigures()
+    if credit in accounts:
+        target = accounts[credit]
         if kind == TransferKind.GRANT.value:
             target.released += amount
-            month.released += amount
+            moved.released += amount
         elif kind == TransferKind.ADJUST.value:
             target.adjusted += amount
-    if debit not in flows.accounts:
-        return
-    source = flows.accounts[debit]
+    if debit not in accounts:
+        return moved
+    source = accounts[debit]
     if kind == TransferKind.CAPTURE.value:
         source.used += amount
-        month.used += amount
-        flows.captures.append(Capture(debit, currency, at, amount))
+        moved.used += amount
     elif kind == TransferKind.EXPIRE.value:
         source.expired += amount
-        month.expired += amount
+        moved.expired += amount
     elif kind == TransferKind.GRANT.value:
         source.released -= amount
-        month.released -= amount
+        moved.released -= amount
     elif kind == TransferKind.ADJUST.value:
         source.adjusted -= amount
+    return moved
 
 
 def add_project_overage(session: Session, flows: Flows, project_ids: Collection[int]) -> None:

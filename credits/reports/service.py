@@ -192,7 +192,7 @@ def _body(
         allocations=allocations,
         usage=act.usage_lines(activity),
         months=_months(flows),
-        burndown=[_burn_down(c, flows, forecast, now) for c in currencies],
+        burndown=[currency_burn_down(c, flows, forecast, now) for c in currencies],
         efficiency=act.efficiency(jobs),
         footprint=act.footprint_out(EnergyFootprint.total(job.footprint for job in jobs)),
         outcomes=act.outcomes(activity),
@@ -258,7 +258,9 @@ def _months(flows: Flows) -> list[MonthLine]:
     ]
 
 
-def _burn_down(currency: str, flows: Flows, forecast: dict[int, int], now: dt.datetime) -> BurnDown:
+def currency_burn_down(
+    currency: str, flows: Flows, forecast: dict[int, int], now: dt.datetime
+) -> BurnDown:
     accounts = [a for a in flows.accounts.values() if a.currency == currency]
     captures = [c for c in flows.captures if c.currency == currency]
     return burndown.burn_down(currency, accounts, captures, forecast, now)
