@@ -123,6 +123,9 @@ class Settings(BaseSettings):
     # upload routes stream bodies up to the per-file limit, not request_max_bytes.
     dataset_max_file_bytes: int = Field(default=50 * 1024**3, ge=1, le=5 * 1024**4)
     dataset_max_version_bytes: int = Field(default=500 * 1024**3, ge=1, le=50 * 1024**4)
+    # Proposal attachments (a PDF project description, CVs): the largest one file, in MB;
+    # the portal's upload takes a body this large instead of request_max_bytes.
+    proposal_attachment_max_mb: int = Field(default=10, ge=1, le=1024)
     instance_name: str = Field(default="credits", min_length=1, max_length=63)
     # Notifications: SMTP when smtp_host is set (required in production), else a Maildir.
     smtp_host: str = ""
