@@ -154,6 +154,11 @@ class Settings(BaseSettings):
     login_limit_per_account: str = "10/minute;100/hour"
     login_limit_per_address: str = "30/minute;300/hour"
     ratelimit_storage_url: SecretStr = SecretStr("")
+    # A forgotten-password link works once, for this many minutes; asking for links is
+    # limited per address asked about and per client address, like failed sign-ins.
+    password_reset_minutes: int = Field(default=60, ge=5, le=24 * 60)
+    reset_link_limit_per_account: str = "3/15 minutes;10/day"
+    reset_link_limit_per_address: str = "10/minute;50/hour"
     # Reverse proxies in front of the app whose X-Forwarded-For and -Proto are believed
     # (the client's address for throttling, HTTPS for cookies); 0 believes none.
     trusted_proxies: int = Field(default=0, ge=0, le=5)
@@ -356,7 +361,12 @@ class Settings(BaseSettings):
             raise ValueError(f"scheme must be one of {', '.join(RATELIMIT_SCHEMES)}")
         return value
 
-    @field_validator("login_limit_per_account", "login_limit_per_address")
+    @field_validator(
+        "login_limit_per_account",
+        "login_limit_per_address",
+        "reset_link_limit_per_account",
+        "reset_link_limit_per_address",
+    )
     @classmethod
     def _login_limits_parse(cls, value: str) -> str:
         from limits import parse_many  # noqa: PLC0415 - only when the setting is read
