@@ -110,3 +110,25 @@ class OidcIdentity(Base):
     last_used_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
     user: Mapped[User] = relationship(back_populates="oidc_identities")
+
+
+class PasswordReset(Base):
+    """A forgotten-password link sent by e-mail: only a SHA-256 of its token is kept.
+
+    It works once (``used_at``), until ``expires_at``, and only while it is the
+    user's newest link (a later request sets ``revoked_at``) and the password it was
+    asked against is still the user's (``password_fingerprint``): a password changed
+    any other way ends it.
+    """
+
+    __tablename__ = "password_resets"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # A SHA-256 of the password hash the user had when the link was asked for.
+    password_fingerprint: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    used_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
