@@ -332,3 +332,30 @@ class Tranche(Base):
     # The client's Idempotency-Key of the release: the same key again replays it.
     release_key: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class AttachmentKind(StrEnum):
+    DESCRIPTION = "description"  # the project description
+    CV = "cv"
+
+
+class ProposalAttachment(Base):
+    """A PDF a proposal carries; its bytes live in the blob store's attachment area under
+    their sha256 (:mod:`credits.grants.attachments`)."""
+
+    __tablename__ = "proposal_attachments"
+    __table_args__ = (
+        CheckConstraint(in_values("kind", AttachmentKind), name="kind"),
+        CheckConstraint("size > 0", name="size_positive"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    proposal_id: Mapped[int] = mapped_column(
+        ForeignKey("proposals.id", ondelete="CASCADE"), index=True
+    )
+    kind: Mapped[str] = mapped_column(String(16))
+    filename: Mapped[str] = mapped_column(String(255))
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    uploaded_by_user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    uploaded_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
