@@ -22,6 +22,7 @@ PAGE_MODULES = (
     "admin_ui.annotate_pages",
     "admin_ui.members",
     "admin_ui.proposal_actions",
+    "admin_ui.proposal_attachments",
     "admin_ui.program_edit",
     "admin_ui.account",
     "admin_ui.open_calls",

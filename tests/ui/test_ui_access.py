@@ -16,6 +16,7 @@ from flask.testing import FlaskClient
 from labelling_api_world import with_labelling
 from sqlalchemy.orm import Session, sessionmaker
 from ui_matrix import LOGIN, OK, UiRow
+from ui_rows_attachments import with_attachments
 from ui_sign_in import sign_in_as
 
 from credits.api.datasets import STORE_KEY
@@ -24,6 +25,7 @@ from credits.settings import load_settings
 from credits.storage import blob_store_for_url
 
 LABELLING_PAGES = ("/labelling", "/ops/labelling")
+ATTACHMENT_ROUTES = ("/attachments", "/applications/<int:proposal_id>/attachments")
 IMPLICIT_METHODS = frozenset({"HEAD", "OPTIONS"})
 _ARGUMENT = re.compile(r"<(?:\w+(?:\([^)]*\))?:)?(?P<name>\w+)>")
 CSRF = "matrix-csrf-token"
@@ -108,6 +110,8 @@ def _answer(
 def _world(app: Flask, session: Session, row: UiRow) -> World:
     """The world of tests/api_world.py; with labelling orders for the labelling pages."""
     world = build_world(session)
+    if row.rule.startswith(ATTACHMENT_ROUTES):
+        return with_attachments(app, session, world)
     if not row.rule.startswith(LABELLING_PAGES):
         return world
     store = blob_store_for_url(f"memory://ui-matrix-{uuid.uuid4().hex}")
