@@ -43,6 +43,7 @@ from credits.datasets.manifest import sha256sums
 from credits.datasets.models import VersionState
 from credits.datasets.schemas import VersionOut
 from credits.datasets.verify import verify_files
+from credits.formatting import status
 from credits.identity.actor import Actor
 from credits.identity.models import Role
 from credits.identity.service import actor_for_email
@@ -143,7 +144,7 @@ def list_versions(
             v.public_id,
             str(v.project_id),
             str(v.number),
-            v.state.value,
+            status(v.state),
             v.title,
             v.license or "",
             str(v.file_count),

@@ -12,6 +12,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from credits import formatting as fmt
 from credits.cli_support import cli_transaction, reports_errors
 from credits.grants.allocations import adjust_allocation, expire_allocations
 from credits.grants.queries import MAX_PAGE
@@ -20,7 +21,7 @@ from credits.identity.access import CLI_READER
 from credits.identity.access_proposals import list_allocations_for_actor
 from credits.identity.actor import Actor
 from credits.identity.service import actor_for_email
-from credits.money import format_credits, parse_credits
+from credits.money import parse_credits
 
 SWEEPER = Actor.system("allocations-sweep")
 
@@ -35,12 +36,12 @@ def _print(found: list[AllocationOut], title: str | None = None) -> None:
             str(a.id),
             str(a.project_id),
             str(a.program_id),
-            a.currency.value,
-            format_credits(a.awarded_micro),
-            format_credits(a.available_micro),
-            a.starts_at.date().isoformat(),
-            a.expires_at.isoformat(timespec="seconds"),
-            a.status.value,
+            f"{fmt.currency_name(a.currency)} credits",
+            fmt.exact_number(a.awarded_micro),
+            fmt.exact_number(a.available_micro),
+            fmt.from_day(a.starts_at),
+            fmt.until_day(a.expires_at),
+            fmt.status(a.status),
         )
     Console(width=160).print(table)
 
@@ -111,6 +112,6 @@ def adjust_command(
             key=key or f"cli:{uuid.uuid4()}",
         )
     click.echo(
-        f"allocation {allocation.id}: {format_credits(micro)} {allocation.currency.value}; "
-        f"available {format_credits(allocation.available_micro)}"
+        f"allocation {allocation.id}: {fmt.money(micro, allocation.currency, exact=True)}; "
+        f"available {fmt.money(allocation.available_micro, allocation.currency, exact=True)}"
     )

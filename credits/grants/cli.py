@@ -37,7 +37,7 @@ from credits.identity.access import (
 )
 from credits.identity.service import actor_for_email, get_user_by_email
 from credits.ledger.models import Currency
-from credits.money import format_credits, parse_credits
+from credits.money import parse_credits
 
 CURRENCY_CHOICE = click.Choice([currency.value for currency in Currency])
 Item = TypeVar("Item", bound=BaseModel)
@@ -127,7 +127,7 @@ def _score(hundredths: int) -> str:
 
 def _remaining(program: ProgramOut, currency: Currency) -> str:
     line = next((b for b in program.budget if b.currency is currency), None)
-    return "-" if line is None else format_credits(line.remaining)
+    return fmt.NOTHING if line is None else fmt.exact_number(line.remaining)
 
 
 # Programs.
@@ -207,16 +207,19 @@ def list_programs(as_json: bool) -> None:
         [
             str(p.id),
             p.name,
-            p.status.value,
-            p.opens_at.date().isoformat(),
-            p.closes_at.date().isoformat(),
+            fmt.status(p.status),
+            fmt.from_day(p.opens_at),
+            fmt.until_day(p.closes_at),
             ", ".join(owner.email for owner in p.owners),
             _remaining(p, Currency.GPU),
             _remaining(p, Currency.LABEL),
         ]
         for p in found
     ]
-    headers = ["id", "name", "status", "opens", "closes", "owners", "gpu left", "label left"]
+    headers = [
+        "id", "name", "status", "opens", "closes", "owners",
+        "GPU credits left", "labelling credits left",
+    ]  # fmt: skip
     _print_table(headers, rows)
 
 
@@ -232,8 +235,8 @@ def show_program(program_id: int, as_json: bool) -> None:
         click.echo(program.model_dump_json())
         return
     share = program.initial_share_percent
-    click.echo(f"program {program.id} {program.name!r} ({program.status.value})")
-    click.echo(f"window: {fmt.when(program.opens_at)} to {fmt.when(program.closes_at)}")
+    click.echo(f"program {program.id} {program.name!r} ({fmt.status(program.status)})")
+    click.echo(f"window: {fmt.from_day(program.opens_at)} to {fmt.until_day(program.closes_at)}")
     click.echo(
         f"review: {program.min_reviewers} reviewer(s), mean score at least "
         f"{_score(program.min_mean_score)}; released at award: "
@@ -243,9 +246,9 @@ def show_program(program_id: int, as_json: bool) -> None:
     click.echo("owners: " + ", ".join(owner.email for owner in program.owners))
     rows = [
         [
-            line.currency.value,
+            f"{fmt.currency_name(line.currency)} credits",
             str(line.account_id),
-            *(format_credits(v) for v in (line.funded, line.awarded, line.held, line.remaining)),
+            *(fmt.exact_number(v) for v in (line.funded, line.awarded, line.held, line.remaining)),
         ]
         for line in program.budget
     ]
@@ -276,9 +279,10 @@ def fund_program(
             reason=reason,
         )
     note = " (replayed)" if funding.replayed else ""
+    remaining = fmt.money(funding.budget.remaining, currency, exact=True)
     click.echo(
         f"transfer {funding.transfer.id}: {fmt.money(micro, currency, exact=True)} into "
-        f"program {program_id}; remaining {format_credits(funding.budget.remaining)}{note}"
+        f"program {program_id}; remaining {remaining}{note}"
     )
 
 
@@ -292,7 +296,7 @@ def open_program(program_id: int, as_email: str) -> None:
         program = program_service.open_program(
             session, program_id=program_id, actor=actor_for_email(session, as_email)
         )
-    click.echo(f"program {program.id} {program.name!r} is {program.status.value}")
+    click.echo(f"program {program.id} {program.name!r} is {fmt.status(program.status)}")
 
 
 @programs.command("close")
@@ -305,7 +309,7 @@ def close_program(program_id: int, as_email: str) -> None:
         program = program_service.close_program(
             session, program_id=program_id, actor=actor_for_email(session, as_email)
         )
-    click.echo(f"program {program.id} {program.name!r} is {program.status.value}")
+    click.echo(f"program {program.id} {program.name!r} is {fmt.status(program.status)}")
 
 
 # Projects.
@@ -322,7 +326,7 @@ def _project_rows(found: list[ProjectOut]) -> list[list[str]]:
             str(p.id),
             p.title,
             next((m.email for m in p.members if m.user_id == p.pi_user_id), str(p.pi_user_id)),
-            p.status.value,
+            fmt.status(p.status),
             p.institution,
             p.field_of_science,
             str(len(p.members)),
@@ -346,18 +350,18 @@ def list_projects(as_json: bool) -> None:
 
 
 def _print_project(project: ProjectDetail) -> None:
-    click.echo(f"project {project.id} {project.title!r} ({project.status.value})")
+    click.echo(f"project {project.id} {project.title!r} ({fmt.status(project.status)})")
     click.echo(f"institution: {project.institution}; field: {project.field_of_science}")
-    members = [[str(m.user_id), m.email, m.name, m.role.value] for m in project.members]
+    members = [[str(m.user_id), m.email, m.name, fmt.status(m.role)] for m in project.members]
     _print_table(["user", "email", "name", "role"], members, title="members")
     accounts = [
         [
             str(a.id),
             a.code,
-            a.kind.value,
-            a.status.value,
-            a.expires_at.date().isoformat() if a.expires_at else "",
-            format_credits(a.available),
+            fmt.status(a.kind),
+            fmt.status(a.status),
+            fmt.day(a.expires_at) if a.expires_at else "",
+            fmt.money(a.available, a.currency, exact=True),
         ]
         for a in project.accounts
     ]
@@ -389,7 +393,7 @@ def suspend_project(project_id: int, reason: str, as_email: str) -> None:
         project = project_service.suspend_project(
             session, project_id=project_id, actor=actor_for_email(session, as_email), reason=reason
         )
-    click.echo(f"project {project.id} {project.title!r} is {project.status.value}")
+    click.echo(f"project {project.id} {project.title!r} is {fmt.status(project.status)}")
 
 
 @projects.command("unsuspend")
@@ -403,4 +407,4 @@ def unsuspend_project(project_id: int, reason: str, as_email: str) -> None:
         project = project_service.unsuspend_project(
             session, project_id=project_id, actor=actor_for_email(session, as_email), reason=reason
         )
-    click.echo(f"project {project.id} {project.title!r} is {project.status.value}")
+    click.echo(f"project {project.id} {project.title!r} is {fmt.status(project.status)}")

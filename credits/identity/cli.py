@@ -13,12 +13,14 @@ from datetime import datetime
 
 import click
 
+from credits import formatting as fmt
 from credits.cli_support import cli_transaction, reports_errors
 from credits.db import utcnow
 from credits.identity import oidc, service
 from credits.identity import tokens as token_service
 from credits.identity.actor import Actor
 from credits.identity.models import Role, Scope
+from credits.identity.people import people_by_id
 from credits.identity.schemas import TokenOut, UserOut
 
 ROLE_CHOICE = click.Choice([role.value for role in Role], case_sensitive=False)
@@ -195,7 +197,7 @@ def create_token(
 
 
 def _when(moment: datetime | None) -> str:
-    return "never" if moment is None else f"{moment:%Y-%m-%d %H:%M}"
+    return "never" if moment is None else fmt.when(moment)
 
 
 def _token_state(token: TokenOut, now: datetime) -> str:
@@ -213,11 +215,12 @@ def list_tokens(email: str | None) -> None:
     """List tokens: prefix, scopes, expiry and state, never a secret."""
     with cli_transaction() as session:
         found = token_service.list_tokens(session, email=email)
+        people = people_by_id(session, {t.user_id for t in found})
     now = utcnow()
     rows = [
         [
             str(t.id),
-            str(t.user_id),
+            people[t.user_id].email if t.user_id in people else str(t.user_id),
             t.name or "-",
             t.prefix,
             ",".join(s.value for s in t.scopes) or "all",

@@ -21,7 +21,6 @@ from credits.jobs.executors.base import Executor
 from credits.jobs.models import JobState
 from credits.jobs.runtime import executor_for, reconcile_with, run_schedule
 from credits.jobs.schemas import JobQuery, PlacementOut, PoolStatus
-from credits.money import format_credits
 
 
 def cli_executor() -> Executor:
@@ -57,17 +56,18 @@ def list_jobs(
     if as_json:
         click.echo(page.model_dump_json(indent=2))
         return
-    table = Table("id", "project", "name", "state", "flavour", "GPUs", "held", "charged")
+    money = ("held (GPU credits)", "charged (GPU credits)")
+    table = Table("id", "project", "name", "state", "flavour", "GPUs", *money)
     for job in page.items:
         table.add_row(
             str(job.id),
             str(job.project_id),
             job.name,
-            job.state.value,
+            fmt.status(job.state),
             job.flavour,
             str(job.gpus),
-            format_credits(job.hold_micro),
-            format_credits(job.charged_micro),
+            fmt.exact_number(job.hold_micro),
+            fmt.exact_number(job.charged_micro),
         )
     Console().print(table)
 
@@ -84,17 +84,19 @@ def show_job(*, job_id: int, as_json: bool) -> None:
         click.echo(detail.model_dump_json(indent=2))
         return
     click.echo(
-        f"job {detail.id} {detail.name!r} ({detail.state.value}) project {detail.project_id}"
+        f"job {detail.id} {detail.name!r} ({fmt.status(detail.state)}) project {detail.project_id}"
     )
-    click.echo(f"  {detail.gpus} x {detail.flavour}, max runtime {detail.max_runtime_seconds} s")
-    held, charged = format_credits(detail.hold_micro), format_credits(detail.charged_micro)
-    rate = format_credits(detail.micro_credits_per_gpu_hour)
-    click.echo(f"  held {held}, charged {charged} credits at {rate} per GPU-hour")
+    runtime = fmt.duration(detail.max_runtime_seconds)
+    click.echo(f"  {fmt.gpus(detail.gpus)} of {detail.flavour}, max runtime {runtime}")
+    held = fmt.money(detail.hold_micro, "gpu", exact=True)
+    charged = fmt.money(detail.charged_micro, "gpu", exact=True)
+    rate = fmt.money(detail.micro_credits_per_gpu_hour, "gpu", exact=True)
+    click.echo(f"  held {held}, charged {charged} at {rate} per GPU-hour")
     if detail.reason:
         click.echo(f"  reason: {detail.reason}")
     if detail.checkpointable:
         click.echo(
-            f"  checkpointable, grace {detail.checkpoint_grace_seconds} s, "
+            f"  checkpointable, grace {fmt.duration(detail.checkpoint_grace_seconds)}, "
             f"moved {detail.move_count} time(s)"
         )
     for moved in detail.moves:
@@ -104,9 +106,9 @@ def show_job(*, job_id: int, as_json: bool) -> None:
             + (f", restarted as attempt {moved.to_attempt}" if moved.to_attempt else "")
         )
     for event in detail.events:
-        source = event.from_state.value if event.from_state else "-"
+        source = fmt.status(event.from_state) if event.from_state else "-"
         note = f"  ({event.reason})" if event.reason else ""
-        click.echo(f"  {fmt.when(event.at)}  {source} -> {event.to_state.value}{note}")
+        click.echo(f"  {fmt.when(event.at)}  {source} -> {fmt.status(event.to_state)}{note}")
 
 
 def _nodes(placement: list[PlacementOut]) -> str:
@@ -124,7 +126,7 @@ def cancel(*, job_id: int, as_email: str) -> None:
     if job.state is JobState.CANCELLED:
         click.echo(f"job {job.id} cancelled; its hold was released")
     else:
-        click.echo(f"job {job.id} is {job.state.value}; the executor will stop it")
+        click.echo(f"job {job.id} is {fmt.status(job.state)}; the executor will stop it")
 
 
 @jobs.command("logs")

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from credits import formatting as fmt
 from credits.cli_support import cli_transaction, fail, reports_errors
 from credits.identity.access import CLI_READER
+from credits.identity.people import people_in_labels
 from credits.identity.service import actor_for_email
 from credits.labelling import listing, orders, queries, vendors
 from credits.labelling.cli_label_studio import labelling
@@ -96,8 +97,8 @@ def list_vendors(*, as_json: bool) -> None:
         table.add_row(
             str(vendor.id),
             vendor.name,
-            vendor.adapter.value,
-            ", ".join(vendor.task_kinds),
+            fmt.status(vendor.adapter),
+            ", ".join(fmt.status(kind) for kind in vendor.task_kinds),
             _price_text(vendor.price),
             "yes" if vendor.active else "retired",
         )
@@ -108,7 +109,8 @@ def _price_text(sheet: PriceSheetOut | None) -> str:
     if sheet is None:
         return "none"
     fee = f" + {Decimal(sheet.fee_basis_points) / 100:g} %" if sheet.fee_basis_points else ""
-    return f"{format_credits(sheet.micro_credits_per_unit)} per {sheet.unit.value}{fee}"
+    price = fmt.money(sheet.micro_credits_per_unit, "label", exact=True)
+    return f"{price} per {fmt.status(sheet.unit)}{fee}"
 
 
 @vendors_group.command("add")
@@ -196,18 +198,21 @@ def list_prices(*, vendor: str, as_json: bool) -> None:
     """Every price-sheet version of VENDOR (id or name), newest first."""
     with cli_transaction(snapshot=True) as session:
         sheets = vendors.list_price_sheets(session, vendor_id=_vendor_id(session, vendor))
+        people = people_in_labels(session, [sheet.actor for sheet in sheets])
     if as_json:
         click.echo(f"[{','.join(s.model_dump_json() for s in sheets)}]")
         return
-    table = Table("id", "effective from", "credits per unit", "unit", "fee %", "by", "reason")
+    table = Table(
+        "id", "effective from", "labelling credits per unit", "unit", "fee %", "by", "reason"
+    )
     for sheet in sheets:
         table.add_row(
             str(sheet.id),
             fmt.when(sheet.effective_from),
-            format_credits(sheet.micro_credits_per_unit),
-            sheet.unit.value,
+            fmt.exact_number(sheet.micro_credits_per_unit),
+            fmt.status(sheet.unit),
             f"{Decimal(sheet.fee_basis_points) / 100:g}",
-            sheet.actor,
+            fmt.person(sheet.actor, people, with_email=True),
             sheet.reason or "",
         )
     Console(width=160).print(table)
@@ -288,16 +293,17 @@ def list_orders(
     if as_json:
         _echo_json(page)
         return
-    table = Table("id", "project", "vendor", "title", "status", "quoted", "captured", "flag")
+    headers = ("id", "project", "vendor", "title", "status", "quoted", "captured", "flag")
+    table = Table(*headers, title="orders (labelling credits)")
     for order in page.items:
         table.add_row(
             str(order.id),
             str(order.project_id),
             order.vendor_name,
             order.title,
-            order.status.value,
-            format_credits(order.quoted_micro),
-            format_credits(order.captured_micro),
+            fmt.status(order.status),
+            fmt.exact_number(order.quoted_micro),
+            fmt.exact_number(order.captured_micro),
             order.flag or "",
         )
     Console(width=160).print(table)
@@ -323,26 +329,29 @@ def _order_lines(order: OrderOut) -> list[tuple[str, str]]:
     lines = [
         ("order", f"{order.id}: {order.title}"),
         ("project", str(order.project_id)),
-        ("vendor", f"{order.vendor_name} ({order.adapter.value})"),
-        ("status", order.status.value),
-        ("schema", f"{order.label_schema.kind.value}: {', '.join(order.label_schema.labels)}"),
+        ("vendor", f"{order.vendor_name} ({fmt.status(order.adapter)})"),
+        ("status", fmt.status(order.status)),
+        (
+            "schema",
+            f"{fmt.status(order.label_schema.kind)}: {', '.join(order.label_schema.labels)}",
+        ),
         ("items", f"{order.items} ({order.gold_items} gold), {order.redundancy} per item"),
         ("annotations", str(order.annotations)),
         ("price", _price_text(sheet) + ("" if sheet is None else f" (sheet {sheet.id})")),
-        ("units quoted", format_credits(order.quoted_units_micro)),
-        ("units delivered", format_credits(order.delivered_units_micro)),
-        ("quoted", f"{fmt.money(order.quoted_micro, exact=True)}"),
-        ("captured", f"{fmt.money(order.captured_micro, exact=True)}"),
-        ("frozen", f"{fmt.money(order.frozen_micro, exact=True)}"),
-        ("overage", f"{fmt.money(order.overage_micro, exact=True)}"),
-        ("refunded", f"{fmt.money(order.refunded_micro, exact=True)}"),
+        ("units quoted", format_credits(order.quoted_units_micro, grouping=True)),
+        ("units delivered", format_credits(order.delivered_units_micro, grouping=True)),
+        ("quoted", f"{fmt.money(order.quoted_micro, 'label', exact=True)}"),
+        ("captured", f"{fmt.money(order.captured_micro, 'label', exact=True)}"),
+        ("frozen", f"{fmt.money(order.frozen_micro, 'label', exact=True)}"),
+        ("overage", f"{fmt.money(order.overage_micro, 'label', exact=True)}"),
+        ("refunded", f"{fmt.money(order.refunded_micro, 'label', exact=True)}"),
     ]
     optional = {
         "flag": order.flag,
         "dispute": order.dispute_reason,
         "resolution": None
         if order.resolution is None
-        else f"{order.resolution.value}: {order.resolution_note}",
+        else f"{fmt.status(order.resolution)}: {order.resolution_note}",
     }
     lines += [(label, value) for label, value in optional.items() if value]
     return lines
@@ -350,8 +359,9 @@ def _order_lines(order: OrderOut) -> list[tuple[str, str]]:
 
 def _summary(order: OrderOut) -> str:
     return (
-        f"order {order.id}: {order.status.value}; quoted {format_credits(order.quoted_micro)},"
-        f" captured {fmt.money(order.captured_micro, exact=True)}"
+        f"order {order.id}: {fmt.status(order.status)};"
+        f" quoted {fmt.money(order.quoted_micro, 'label', exact=True)},"
+        f" captured {fmt.money(order.captured_micro, 'label', exact=True)}"
     )
 
 
@@ -487,4 +497,4 @@ def resolve(
             refund_micro=refund_micro,
             actor=actor_for_email(session, as_email),
         )
-    click.echo(f"{_summary(done)}, refunded {format_credits(done.refunded_micro)}")
+    click.echo(f"{_summary(done)}, refunded {fmt.money(done.refunded_micro, 'label', exact=True)}")

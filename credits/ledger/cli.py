@@ -19,7 +19,7 @@ from credits.identity.service import actor_for_email
 from credits.ledger import queries, service
 from credits.ledger.models import AccountKind, AccountStatus, Currency
 from credits.ledger.verify import verify_ledger
-from credits.money import format_credits, parse_credits
+from credits.money import parse_credits
 
 
 @click.group()
@@ -49,16 +49,18 @@ def balance(account_id: int | None, code: str | None, as_json: bool) -> None:
             )
         )
         return
-    title = f"account {account.id} {account.code} ({account.currency.value}, {account.status})"
-    table = Table(title=title)
+    unit = f"{fmt.currency_name(account.currency)} credits"
+    title = f"account {account.id} {account.code} ({unit}, {fmt.status(account.status)})"
+    table = Table()
     for column in ("posted", "held", "incoming", "available"):
         table.add_column(column, justify="right")
     table.add_row(
         *(
-            format_credits(getattr(figures, name))
+            fmt.exact_number(getattr(figures, name))
             for name in ("posted", "held", "incoming", "available")
         )
     )
+    Console().print(title)
     Console().print(table)
 
 
@@ -140,13 +142,13 @@ def accounts(project_id: int | None, currency: str | None, kind: str | None) -> 
         table.add_row(
             str(account.id),
             account.code,
-            account.kind.value,
-            account.currency.value,
-            account.status.value,
-            account.expires_at.date().isoformat() if account.expires_at else "",
-            format_credits(account.credits_posted - account.debits_posted),
-            format_credits(account.debits_pending),
-            format_credits(account.available),
+            fmt.status(account.kind),
+            f"{fmt.currency_name(account.currency)} credits",
+            fmt.status(account.status),
+            fmt.day(account.expires_at) if account.expires_at else "",
+            fmt.exact_number(account.credits_posted - account.debits_posted),
+            fmt.exact_number(account.debits_pending),
+            fmt.exact_number(account.available),
         )
     Console(width=160).print(table)
 
@@ -168,4 +170,4 @@ def set_status(account_id: int, status: str, reason: str, as_email: str) -> None
         account = service.set_account_status(
             session, account_id=account_id, status=status, actor=actor, reason=reason
         )
-    click.echo(f"account {account.id} {account.code} is {account.status.value}")
+    click.echo(f"account {account.id} {account.code} is {fmt.status(account.status)}")

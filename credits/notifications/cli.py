@@ -8,6 +8,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from credits import formatting as fmt
 from credits.cli_support import cli_settings, cli_transaction, reports_errors
 from credits.notifications.mail import make_mailer
 from credits.notifications.service import list_notifications, send_pending
@@ -50,11 +51,11 @@ def list_(pending: bool, limit: int, as_json: bool) -> None:
     for row in rows:
         table.add_row(
             str(row.id),
-            row.kind,
+            fmt.status(row.kind),
             row.recipient_email,
             row.subject,
-            f"{row.created_at:%Y-%m-%d %H:%M}",
-            f"{row.sent_at:%Y-%m-%d %H:%M}" if row.sent_at else "",
+            fmt.when(row.created_at),
+            fmt.when(row.sent_at) if row.sent_at else "",
             str(row.attempts),
             row.last_error or "",
         )

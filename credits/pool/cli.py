@@ -17,7 +17,7 @@ from credits.cli_support import (
 from credits.db import utcnow
 from credits.identity.people import people_in_labels
 from credits.identity.service import actor_for_email
-from credits.money import format_credits, parse_credits
+from credits.money import parse_credits
 from credits.pool import service
 from credits.pool.models import DEFAULT_CHECKPOINT_GRACE_CAP_S
 from credits.pool.schemas import FlavourList, RateList
@@ -115,9 +115,9 @@ def list_flavours(as_json: bool) -> None:
         click.echo(FlavourList(items=found).model_dump_json(indent=2))
         return
     table = Table()
-    columns = ("name", "node label value", "GPU GB", "GPUs/node", "grace cap s", "rate now")
-    for column in (*columns, "description"):
-        right = column.startswith(("GPU", "rate", "grace"))
+    columns = ("name", "node label value", "GPU GB", "GPUs/node", "grace cap")
+    for column in (*columns, "GPU credits/GPU-hour now", "description"):
+        right = column.startswith(("GPU", "grace"))
         table.add_column(column, justify="right" if right else "left")
     for flavour in found:
         rate = in_force.get(flavour.name)
@@ -126,8 +126,8 @@ def list_flavours(as_json: bool) -> None:
             flavour.node_label_value,
             str(flavour.gpu_memory_gb),
             str(flavour.gpus_per_node),
-            str(flavour.max_checkpoint_grace_seconds),
-            "" if rate is None else format_credits(rate.micro_credits_per_gpu_hour),
+            fmt.duration(flavour.max_checkpoint_grace_seconds),
+            "" if rate is None else fmt.exact_number(rate.micro_credits_per_gpu_hour),
             flavour.description or "",
         )
     Console(width=160).print(table)
@@ -187,13 +187,13 @@ def list_rates(flavour: str | None, as_json: bool) -> None:
         click.echo(RateList(items=found).model_dump_json(indent=2))
         return
     table = Table()
-    for column in ("flavour", "effective from", "credits/GPU-hour", "in force", "by", "reason"):
-        table.add_column(column, justify="right" if column.startswith("credits") else "left")
+    for column in ("flavour", "effective from", "GPU credits/GPU-hour", "in force", "by", "reason"):
+        table.add_column(column, justify="right" if column.startswith("GPU") else "left")
     for rate in found:
         table.add_row(
             rate.flavour,
             fmt.when(rate.effective_from),
-            format_credits(rate.micro_credits_per_gpu_hour),
+            fmt.exact_number(rate.micro_credits_per_gpu_hour),
             "yes" if rate.in_force else "",
             fmt.person(rate.actor, people, with_email=True),
             rate.reason or "",

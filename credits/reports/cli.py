@@ -9,7 +9,6 @@ from rich.table import Table
 from credits import formatting as fmt
 from credits.cli_support import cli_settings, cli_transaction, reports_errors
 from credits.db import utcnow
-from credits.money import format_credits
 from credits.reports.csv_export import to_csv
 from credits.reports.energy import policy_from_settings
 from credits.reports.nudges import run_nudges
@@ -35,15 +34,15 @@ def _table(title: str, headers: list[str], rows: list[list[str]]) -> Table:
 
 def _print(report: ProgramReport | ProjectReport, heading: str) -> None:
     console = Console(width=160)
-    console.print(f"[bold]{heading}[/bold] at {report.generated_at:%Y-%m-%d %H:%M} UTC")
+    console.print(f"[bold]{heading}[/bold] at {fmt.when(report.generated_at)}")
     console.print(
         _table(
             "balances (credits)",
             ["currency", *_BALANCE, "forecast unused"],
             [
-                [b.currency.value]
-                + [format_credits(getattr(b, name)) for name in _BALANCE]
-                + [format_credits(b.forecast_unused)]
+                [fmt.currency_name(b.currency)]
+                + [fmt.exact_number(getattr(b, name)) for name in _BALANCE]
+                + [fmt.exact_number(b.forecast_unused)]
                 for b in report.balances
             ],
         )
@@ -56,10 +55,10 @@ def _print(report: ProgramReport | ProjectReport, heading: str) -> None:
                 [
                     a.code,
                     str(a.project_id),
-                    f"{a.expires_at:%Y-%m-%d}" if a.expires_at else "-",
-                    format_credits(a.used),
-                    format_credits(a.available),
-                    format_credits(a.forecast_unused),
+                    fmt.day(a.expires_at),
+                    fmt.exact_number(a.used),
+                    fmt.exact_number(a.available),
+                    fmt.exact_number(a.forecast_unused),
                     f"{a.footprint.kwh:.3f}",
                 ]
                 for a in report.allocations
@@ -72,11 +71,11 @@ def _print(report: ProgramReport | ProjectReport, heading: str) -> None:
             ["currency", "flavour", "month", "used", "overage", "GPU-hours", "jobs", "kg CO2e"],
             [
                 [
-                    u.currency.value,
+                    fmt.currency_name(u.currency),
                     u.flavour,
                     u.month,
-                    format_credits(u.used),
-                    format_credits(u.overage),
+                    fmt.exact_number(u.used),
+                    fmt.exact_number(u.overage),
                     f"{u.gpu_hours:.2f}",
                     str(u.jobs),
                     f"{u.footprint.kg_co2e:.3f}",
@@ -89,10 +88,13 @@ def _print(report: ProgramReport | ProjectReport, heading: str) -> None:
     for burn in report.burndown:
         ends = fmt.latest_end(report.allocations, burn.currency)
         when = fmt.exhaustion(burn.projected_exhaustion, ends)
+        rate, spendable, unused = (
+            fmt.money(micro, burn.currency, exact=True)
+            for micro in (burn.rate_per_day, burn.spendable, burn.forecast_unused)
+        )
         console.print(
-            f"burn-down {burn.currency.value}: {format_credits(burn.rate_per_day)}/day, "
-            f"{format_credits(burn.spendable)} spendable, runs out: {when}, "
-            f"{format_credits(burn.forecast_unused)} forecast to expire unused"
+            f"burn-down {fmt.currency_name(burn.currency)}: {rate}/day, "
+            f"{spendable} spendable, runs out: {when}, {unused} forecast to expire unused"
         )
     eff = report.efficiency
     util = "-" if eff.mean_gpu_util_percent is None else f"{eff.mean_gpu_util_percent:.1f}%"
@@ -101,7 +103,7 @@ def _print(report: ProgramReport | ProjectReport, heading: str) -> None:
         f"{eff.gpu_seconds / 3600:.2f} GPU-hours; energy {report.footprint.kwh:.3f} kWh, "
         f"{report.footprint.kg_co2e:.3f} kg CO2e"
     )
-    outcomes = ", ".join(f"{o.state} {o.jobs}" for o in report.outcomes) or "no jobs"
+    outcomes = ", ".join(f"{fmt.status(o.state)} {o.jobs}" for o in report.outcomes) or "no jobs"
     console.print(f"jobs: {outcomes}")
 
 
@@ -113,8 +115,8 @@ def _print_spend(console: Console, report: ProgramReport | ProjectReport) -> Non
             ["project", "title", "GPU used", "GPU overage", "GPU spent", "labelling spent"],
             [
                 [str(s.project_id), s.title]
-                + [format_credits(v) for v in (s.gpu_used, s.gpu_overage, s.gpu_spent)]
-                + [format_credits(s.labelling_spent)]
+                + [fmt.exact_number(v) for v in (s.gpu_used, s.gpu_overage, s.gpu_spent)]
+                + [fmt.exact_number(s.labelling_spent)]
                 for s in report.spend
             ],
         )
@@ -126,13 +128,13 @@ def _print_spend(console: Console, report: ProgramReport | ProjectReport) -> Non
             ["vendor", "program", "project", "orders", *money],
             [
                 [line.vendor, str(line.program_id or "-"), str(line.project_id), str(line.orders)]
-                + [format_credits(getattr(line, name)) for name in money]
+                + [fmt.exact_number(getattr(line, name)) for name in money]
                 for line in report.labelling
             ],
         )
     )
     vendors = ", ".join(
-        f"{v.vendor} {format_credits(v.spent)} ({v.orders} orders)"
+        f"{v.vendor} {fmt.exact_number(v.spent)} ({v.orders} orders)"
         for v in report.labelling_by_vendor
     )
     console.print(f"labelling spend by vendor: {vendors or 'none'}")

@@ -4,9 +4,11 @@ full check of the database against the tiles and the signed checkpoint."""
 from __future__ import annotations
 
 import json
+from datetime import datetime
 
 import click
 
+from credits import formatting as fmt
 from credits.cli_support import (
     cli_session_factory,
     cli_settings,
@@ -50,9 +52,23 @@ def status(as_json: bool, prometheus: bool) -> None:
     elif as_json:
         click.echo(report.model_dump_json())
     else:
-        for name, value in report.model_dump(mode="json").items():
-            shown = "\n  ".join(["", *value]) if isinstance(value, list) else value
-            click.echo(f"{name}: {'' if shown is None else shown}")
+        for name, value in report.model_dump().items():
+            click.echo(f"{_label(name)}: {_shown(value)}")
+
+
+def _label(name: str) -> str:
+    """'integration_delay_s' → 'integration delay'."""
+    return name.removesuffix("_s").removesuffix("_at").replace("_", " ")
+
+
+def _shown(value: object) -> str:
+    if isinstance(value, list):
+        return "\n  ".join(["", *map(str, value)])
+    if isinstance(value, datetime):
+        return fmt.when(value)
+    if isinstance(value, float):
+        return fmt.duration(value)
+    return fmt.NOTHING if value is None else str(value)
 
 
 @transparency.command()

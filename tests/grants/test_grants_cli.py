@@ -148,7 +148,9 @@ def test_programs_fund_moves_credits_and_replays_by_key(
     refused = run(*args, "--reason", "2027", "--as", "otto@funder.example")
 
     assert funded.exit_code == 0, funded.output
-    assert f"1,000 GPU credits into program {program.id}; remaining 1000" in funded.output
+    assert (
+        f"1,000 GPU credits into program {program.id}; remaining 1,000 GPU credits" in funded.output
+    )
     assert "(replayed)" in replayed.output
     assert refused.exit_code == 1
     assert refused.output.startswith(f"error: only an owner of program {program.id} or ops")

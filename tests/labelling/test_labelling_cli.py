@@ -70,14 +70,14 @@ def test_ops_add_a_vendor_and_a_price_in_credits(
         "--fee-percent", "2.5", "--as", ops,
     )  # fmt: skip
     assert priced.exit_code == 0, priced.output
-    assert "0.05 per label + 2.5 %" in priced.output
+    assert "0.05 labelling credits per label + 2.5 %" in priced.output
 
     vendor = session.scalars(select(Vendor).where(Vendor.name == "Scale-ish")).one()
     sheet = session.scalars(select(PriceSheet).where(PriceSheet.vendor_id == vendor.id)).one()
     assert vendor.qc_options == {"gold_items": False, "max_redundancy": 3}
     assert (sheet.micro_credits_per_unit, sheet.fee_basis_points) == (50_000, 250)
     listed = invoke("vendors")
-    assert "Scale-ish" in listed.output and "0.05 per label" in listed.output
+    assert "Scale-ish" in listed.output and "0.05 labelling credits per label" in listed.output
     as_json = json.loads(invoke("prices", str(vendor.id), "--json").output)
     assert [p["micro_credits_per_unit"] for p in as_json] == [50_000]
 
@@ -187,10 +187,10 @@ def test_an_order_goes_from_a_csv_to_settled(
     accepted = invoke("accept", str(order.id), "--as", pi)
     shown = invoke("show", str(order.id))
 
-    assert "quoted 6," in quoted.output  # 3 items x 2 annotators x 1 credit
+    assert "quoted 6 labelling credits," in quoted.output  # 3 items x 2 annotators x 1 credit
     assert "placed" in placed.output
     assert "settled" in accepted.output
-    assert "captured          6 credits" in shown.output
+    assert "captured          6 labelling credits" in shown.output
     assert "3 (1 gold), 2 per item" in shown.output
     listed = json.loads(invoke("orders", "--json", "--status", "settled").output)
     assert [o["id"] for o in listed["items"]] == [order.id]
