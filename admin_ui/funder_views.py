@@ -24,7 +24,7 @@ from credits import formatting as fmt
 from credits.db import utcnow
 from credits.grants import reviews
 from credits.grants.models import ProposalStatus, TrancheStatus
-from credits.grants.queries import load_project
+from credits.grants.queries import titles_of_projects
 from credits.grants.schemas import AwardOut, ProgramOut, ProposalOut, ReviewSummary
 from credits.identity.access_proposals import Queue, list_queued_proposals
 from credits.identity.actor import Actor
@@ -54,13 +54,18 @@ def queue(db: Session, program: ProgramOut, me: Actor) -> list[dict[str, Any]]:
     """The program's submitted proposals (never a draft) with their review figures."""
     page = list_queued_proposals(db, me, queue=Queue.DECIDE, program_id=program.id)
     keys = [criterion.key for criterion in program.criteria]
+    # A fixed number of queries however long the queue: summaries and titles in bulk.
+    summaries = reviews.review_summaries(
+        db, program_id=program.id, proposal_ids=[p.id for p in page.items], actor=me
+    )
+    titles = titles_of_projects(db, {proposal.project_id for proposal in page.items})
     rows = []
     for proposal in page.items:
-        summary = reviews.get_review_summary(db, proposal_id=proposal.id, actor=me)
+        summary = summaries[proposal.id]
         rows.append(
             {
                 "proposal": proposal,
-                "project": load_project(db, proposal.project_id).title,
+                "project": titles[proposal.project_id],
                 "summary": summary,
                 "means": criterion_means(summary, keys),
                 "enough": len(summary.reviews) >= summary.min_reviewers,

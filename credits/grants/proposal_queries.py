@@ -6,6 +6,8 @@ Kept apart from the services, like :mod:`credits.grants.queries`, so that
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from sqlalchemy import ColumnElement, select
 from sqlalchemy.orm import Session
 
@@ -111,38 +113,56 @@ def load_assignment(
 
 
 def assignments_of(session: Session, proposal_id: int) -> list[ReviewAssignment]:
-    return list(
-        session.scalars(
-            select(ReviewAssignment)
-            .where(ReviewAssignment.proposal_id == proposal_id)
-            .order_by(ReviewAssignment.reviewer_user_id)
-        )
-    )
+    return assignments_by_proposal(session, [proposal_id]).get(proposal_id, [])
+
+
+def assignments_by_proposal(
+    session: Session, proposal_ids: Collection[int]
+) -> dict[int, list[ReviewAssignment]]:
+    """Each proposal's review assignments by reviewer, in one query."""
+    found: dict[int, list[ReviewAssignment]] = {}
+    for assignment in session.scalars(
+        select(ReviewAssignment)
+        .where(ReviewAssignment.proposal_id.in_(proposal_ids))
+        .order_by(ReviewAssignment.proposal_id, ReviewAssignment.reviewer_user_id)
+    ):
+        found.setdefault(assignment.proposal_id, []).append(assignment)
+    return found
 
 
 def counted_reviews(session: Session, proposal_id: int) -> list[Review]:
     """The proposal's reviews by reviewers still assigned without a conflict, and
     not (or no longer) members of the applying project."""
-    unconflicted = select(ReviewAssignment.reviewer_user_id).where(
-        ReviewAssignment.proposal_id == proposal_id,
-        ReviewAssignment.conflict_declared_at.is_(None),
+    return counted_reviews_by_proposal(session, [proposal_id]).get(proposal_id, [])
+
+
+def counted_reviews_by_proposal(
+    session: Session, proposal_ids: Collection[int]
+) -> dict[int, list[Review]]:
+    """:func:`counted_reviews` of many proposals in one query, by reviewer."""
+    unconflicted = (
+        select(ReviewAssignment.reviewer_user_id)
+        .where(
+            ReviewAssignment.proposal_id == Review.proposal_id,
+            ReviewAssignment.reviewer_user_id == Review.reviewer_user_id,
+            ReviewAssignment.conflict_declared_at.is_(None),
+        )
+        .exists()
     )
-    applicants = (
+    applicant = (
         select(ProjectMember.user_id)
         .join(Proposal, Proposal.project_id == ProjectMember.project_id)
-        .where(Proposal.id == proposal_id)
+        .where(Proposal.id == Review.proposal_id, ProjectMember.user_id == Review.reviewer_user_id)
+        .exists()
     )
-    return list(
-        session.scalars(
-            select(Review)
-            .where(
-                Review.proposal_id == proposal_id,
-                Review.reviewer_user_id.in_(unconflicted),
-                Review.reviewer_user_id.not_in(applicants),
-            )
-            .order_by(Review.reviewer_user_id)
-        )
-    )
+    found: dict[int, list[Review]] = {}
+    for review in session.scalars(
+        select(Review)
+        .where(Review.proposal_id.in_(proposal_ids), unconflicted, ~applicant)
+        .order_by(Review.proposal_id, Review.reviewer_user_id)
+    ):
+        found.setdefault(review.proposal_id, []).append(review)
+    return found
 
 
 def render_assignment(assignment: ReviewAssignment) -> AssignmentOut:

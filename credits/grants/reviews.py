@@ -14,7 +14,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -41,8 +41,10 @@ from credits.grants.models import (
     ReviewAssignment,
 )
 from credits.grants.proposal_queries import (
+    assignments_by_proposal,
     assignments_of,
     counted_reviews,
+    counted_reviews_by_proposal,
     load_assignment,
     load_proposal,
     render_assignment,
@@ -63,6 +65,7 @@ __all__ = [
     "get_review_summary",
     "mean_hundredths",
     "mean_of_reviews",
+    "review_summaries",
     "submit_review",
 ]
 
@@ -282,6 +285,35 @@ def get_review_summary(session: Session, *, proposal_id: int, actor: Actor) -> R
         reviews=[render_review(review) for review in reviews],
         mean_score=mean_of_reviews(reviews),
     )
+
+
+def review_summaries(
+    session: Session, *, program_id: int, proposal_ids: Collection[int], actor: Actor
+) -> dict[int, ReviewSummary]:
+    """:func:`get_review_summary` of many proposals of one program, in a fixed number
+    of queries whatever their number (the program page's queue).
+
+    Raises ProposalNotFound (a proposal of another program), ProposalForbidden.
+    """
+    program = load_program(session, program_id)
+    _require_decider(actor, program)
+    elsewhere = session.scalars(
+        select(Proposal.id).where(Proposal.id.in_(proposal_ids), Proposal.program_id != program_id)
+    ).first()
+    if elsewhere is not None:
+        raise ProposalNotFound(f"proposal {elsewhere} is not in program {program_id}")
+    assignments = assignments_by_proposal(session, proposal_ids)
+    counted = counted_reviews_by_proposal(session, proposal_ids)
+    return {
+        proposal_id: ReviewSummary(
+            proposal_id=proposal_id,
+            min_reviewers=program.min_reviewers,
+            assignments=[render_assignment(a) for a in assignments.get(proposal_id, [])],
+            reviews=[render_review(review) for review in counted.get(proposal_id, [])],
+            mean_score=mean_of_reviews(counted.get(proposal_id, [])),
+        )
+        for proposal_id in proposal_ids
+    }
 
 
 def check_decision_reviews(

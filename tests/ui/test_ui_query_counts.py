@@ -19,7 +19,7 @@ from credits.app import create_app
 from credits.db import utcnow
 from credits.demo import DOMAIN, seed_demo
 from credits.grants import awards, funding, projects, proposals, reviews
-from credits.grants.models import Program, Project
+from credits.grants.models import Program, Project, Proposal
 from credits.identity.actor import Actor
 from credits.identity.models import User
 from credits.identity.service import actor_for
@@ -36,9 +36,11 @@ FLAVOUR = "demo-gpu"
 MICRO = 1_000_000
 PAGES = {
     "researcher": ["/"],
-    # The program page (its proposal queue) is left out: it reads each submitted
-    # proposal's reviews, so it grows with proposals, not projects.
-    "funder": ["/funder/programs", "/funder/programs/{program}/dashboard"],
+    "funder": [
+        "/funder/programs",
+        "/funder/programs/{program}/dashboard",
+        "/funder/programs/{program}",
+    ],
     "ops": ["/ops/projects", "/ops/adjustments", "/ops/pool"],
 }
 
@@ -125,6 +127,41 @@ def _add_projects(session: Session, count: int, start: int) -> None:
         )
 
 
+def _add_pending_proposals(session: Session, count: int, start: int) -> None:
+    """``count`` more proposals waiting for a decision, each with one review."""
+    pi, funder, reviewer = (_actor(session, role) for role in ("researcher", "funder", "reviewer"))
+    assert reviewer.user_id is not None
+    program_id, now = _program_id(session), utcnow()
+    for n in range(start, start + count):
+        project = projects.create_project(
+            session, title=f"Pending {n}", field_of_science="Physics", actor=pi
+        )
+        proposal = proposals.create_proposal(
+            session,
+            program_id=program_id,
+            project_id=project.id,
+            kind="new",
+            actor=pi,
+            title=f"Pending proposal {n}",
+            abstract="Waiting.",
+            justification="Five credits.",
+            requested={"gpu": 5 * MICRO},
+            starts_at=now,
+            ends_at=now + timedelta(days=30),
+        )
+        proposals.submit_proposal(session, proposal_id=proposal.id, actor=pi, now=now)
+        reviews.assign_reviewer(
+            session, proposal_id=proposal.id, reviewer_user_id=reviewer.user_id, actor=funder
+        )
+        reviews.submit_review(
+            session,
+            proposal_id=proposal.id,
+            actor=reviewer,
+            scores={"merit": 4, "feasibility": 3},
+            comment="Pending.",
+        )
+
+
 @contextmanager
 def _counting(engine: Engine) -> Iterator[list[str]]:
     statements: list[str] = []
@@ -158,10 +195,28 @@ def test_home_page_and_dashboards_read_as_many_statements_for_200_projects_as_fo
     app: Flask, session: Session, sqlite_engine: Engine
 ) -> None:
     _add_projects(session, 5, start=0)
+    _add_pending_proposals(session, 3, start=0)
     few = _statements_per_page(app, session, sqlite_engine)
     _add_projects(session, 195, start=5)
+    _add_pending_proposals(session, 40, start=3)
     many = _statements_per_page(app, session, sqlite_engine)
     assert many == few
+
+
+def test_the_program_pages_queue_shows_each_proposals_counted_reviews(
+    app: Flask, session: Session
+) -> None:
+    _add_pending_proposals(session, 3, start=0)
+    funder = _actor(session, "funder")
+    program = _program_id(session)
+    queued = session.scalars(
+        select(Proposal.id).where(Proposal.program_id == program, Proposal.status == "in_review")
+    ).all()
+    assert queued
+    bulk = reviews.review_summaries(session, program_id=program, proposal_ids=queued, actor=funder)
+    for proposal_id in queued:
+        one = reviews.get_review_summary(session, proposal_id=proposal_id, actor=funder)
+        assert bulk[proposal_id] == one
 
 
 def test_a_project_summary_has_its_full_report_figures(any_session: Session) -> None:
