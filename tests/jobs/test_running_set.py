@@ -50,9 +50,7 @@ def assert_kept_pools_equal_a_rebuild(
     copies = kept.pools_for(world.nodes, now, policy)
     if copies is None:
         return  # this pass rebuilds: the plans are compared anyway
-    rebuilt = build_pools(
-        world.nodes, end_fit=policy.end_time_fit, pack=policy.pack_by_movability
-    )
+    rebuilt = build_pools(world.nodes, end_fit=policy.end_time_fit, pack=policy.pack_by_movability)
     assert hold_running(list(kept), rebuilt, now, policy.max_moves) == kept.held()
     for flavour, pool in rebuilt.items():
         assert pool_state(copies[flavour]) == pool_state(pool)
