@@ -18,8 +18,8 @@ from credits.app import create_app
 from credits.identity.tokens import create_token
 from credits.jobs.errors import CheckpointGraceOverCap, CheckpointingUnavailable
 from credits.jobs.executors.kubernetes import KubernetesExecutor
-from credits.jobs.manifests import ManifestOptions
 from credits.jobs.launching import launch_requests
+from credits.jobs.manifests import ManifestOptions
 from credits.jobs.models import Job
 from credits.pool import service as pool
 from credits.settings import load_settings
