@@ -26,6 +26,7 @@ PAGE_MODULES = (
     "admin_ui.program_edit",
     "admin_ui.account",
     "admin_ui.open_calls",
+    "admin_ui.password_reset",
 )
 
 
