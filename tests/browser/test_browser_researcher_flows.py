@@ -1,4 +1,4 @@
-"""The researcher's flows in a real Chromium at 1366x900: the public open calls from the
+"""The researcher's flows in a real Chromium at 1366x900 and 390x844: the public open calls from the
 sign-in page, a project's members (add by e-mail, a refusal, remove after a
 confirmation), withdrawing a proposal after a confirmation, and the account page
 (an ORCID iD checked, a new password that signs another browser out).
@@ -8,6 +8,7 @@ Run it alone, serially: ``pytest -n 0 tests/browser/test_browser_researcher_flow
 
 from __future__ import annotations
 
+import pytest
 from api_world import RESEARCHER_A, World, build_world
 from browser_helpers import LiveApp, screenshot, sign_in
 from playwright.sync_api import Browser, Page, ViewportSize, expect
@@ -22,7 +23,10 @@ SYSTEM = Actor.system("tests")
 PASSWORD = "correct horse battery staple"
 NEW_PASSWORD = "staple battery horse correct"
 EMAIL = f"{RESEARCHER_A}@example.org"
-VIEWPORT: ViewportSize = {"width": 1366, "height": 900}
+SIZES: dict[str, ViewportSize] = {
+    "desktop": {"width": 1366, "height": 900},
+    "phone": {"width": 390, "height": 844},
+}
 
 
 def _world(app: LiveApp) -> World:
@@ -43,20 +47,21 @@ def _status(app: LiveApp, proposal_id: int) -> str:
         return session.get_one(Proposal, proposal_id).status
 
 
+@pytest.mark.parametrize("size", SIZES)
 def test_open_calls_members_withdraw_and_account(
-    page: Page, chromium: Browser, live_app: LiveApp
+    page: Page, chromium: Browser, live_app: LiveApp, size: str
 ) -> None:
     world = _world(live_app)
-    page.set_viewport_size(VIEWPORT)
+    page.set_viewport_size(SIZES[size])
     page.goto(f"{live_app.url}/login")
     page.get_by_test_id("open-calls-link").click()
     expect(page.get_by_role("heading", name="Open calls")).to_be_visible()
     expect(page.get_by_test_id("open-calls")).to_contain_text("GPU hours for climate models.")
     expect(page.get_by_role("link", name="Sign in to apply")).to_be_visible()
-    screenshot(page, "flows-open-calls")
+    screenshot(page, f"flows-open-calls-{size}")
 
     # Another browser signed in now is signed out by the password change at the end.
-    other = chromium.new_context(viewport=VIEWPORT)
+    other = chromium.new_context(viewport=SIZES[size])
     elsewhere = other.new_page()
     sign_in(elsewhere, live_app, EMAIL, PASSWORD)
     sign_in(page, live_app, EMAIL, PASSWORD)
@@ -73,10 +78,10 @@ def test_open_calls_members_withdraw_and_account(
     page.get_by_role("button", name="Add to the project").click()
     expect(page.get_by_role("status")).to_contain_text("is now a manager of Ice sheets")
     expect(page.get_by_test_id("members-table")).to_contain_text("researcher_b@example.org")
-    screenshot(page, "flows-members")
+    screenshot(page, f"flows-members-{size}")
     page.get_by_role("button", name="Remove Member A").click()
     expect(page.get_by_test_id("confirm-effect")).to_contain_text("take Member A")
-    screenshot(page, "flows-members-remove-confirm")
+    screenshot(page, f"flows-members-remove-confirm-{size}")
     assert world.member_a in _members(live_app, world.project_a)
     page.get_by_role("button", name="Remove", exact=True).click()
     expect(page.get_by_role("status")).to_contain_text("Member A is no longer on Ice sheets")
@@ -87,12 +92,12 @@ def test_open_calls_members_withdraw_and_account(
     page.get_by_label("Reason (optional)").fill("Funded by another call.")
     page.get_by_role("button", name="Withdraw…").click()
     expect(page.get_by_test_id("confirm-effect")).to_contain_text("withdraw the proposal")
-    screenshot(page, "flows-withdraw-confirm")
+    screenshot(page, f"flows-withdraw-confirm-{size}")
     assert _status(live_app, world.proposal_in_review) == "in_review"
     page.get_by_role("button", name="Withdraw the proposal").click()
     expect(page.get_by_role("status")).to_contain_text("The proposal is withdrawn.")
     assert _status(live_app, world.proposal_in_review) == "withdrawn"
-    screenshot(page, "flows-withdrawn")
+    screenshot(page, f"flows-withdrawn-{size}")
 
     # The account: an ORCID iD with a mistyped digit, then a good one; a new password.
     page.get_by_role("link", name="Account").click()
@@ -108,7 +113,7 @@ def test_open_calls_members_withdraw_and_account(
     page.get_by_label("New password again").fill(NEW_PASSWORD)
     page.get_by_role("button", name="Change password").click()
     expect(page.get_by_role("status")).to_contain_text("Your password is changed.")
-    screenshot(page, "flows-account")
+    screenshot(page, f"flows-account-{size}")
     elsewhere.goto(f"{live_app.url}/account")
     expect(elsewhere.get_by_role("heading", name="Sign in")).to_be_visible()
     other.close()
