@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from pathlib import Path
 
 import pytest
 from grants_helpers import uid
@@ -28,10 +29,17 @@ from credits.grants.models import ProposalAttachment
 from credits.grants.proposals import submit_proposal
 from credits.grants.reviews import assign_reviewer, declare_conflict
 from credits.identity.actor import Actor
+from credits.settings import load_settings
 from credits.storage import BlobStore, blob_store_for_url
 
 PDF = b"%PDF-1.7\n1 0 obj << >> endobj\n%%EOF\n"
 LIMIT = 1024
+
+
+@pytest.fixture
+def session(any_session: Session) -> Session:
+    """Every test here on SQLite and on PostgreSQL (the draft is locked there)."""
+    return any_session
 
 
 @pytest.fixture
@@ -210,3 +218,13 @@ def test_a_member_may_not_remove_and_a_submitted_proposal_keeps_its_attachments(
         attachments.remove_attachment(session, w.mo, added.id)
     assert _rows(session) == 1
     assert store.exists(added.sha256)
+
+
+def test_attachments_live_in_an_area_of_their_own_beside_dataset_blobs(tmp_path: Path) -> None:
+    settings = load_settings().model_copy(update={"storage_url": f"file://{tmp_path}"})
+    store = attachments.attachment_store(settings)
+    blob = store.put_stream([PDF], max_bytes=len(PDF))
+    hexdigest = blob.sha256
+    stored = tmp_path / "proposal-attachments" / "blobs" / "sha256" / hexdigest[:2]
+    assert (stored / hexdigest[2:4] / hexdigest).read_bytes() == PDF
+    assert not (tmp_path / "blobs").exists()
