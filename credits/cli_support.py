@@ -11,6 +11,7 @@ from typing import Any, NoReturn, ParamSpec, TypeVar
 import click
 from sqlalchemy.orm import Session, sessionmaker
 
+from credits import formatting as fmt
 from credits.db import make_engine, make_session_factory, session_scope
 from credits.errors import CreditsError
 from credits.settings import Settings, SettingsError, load_settings
@@ -85,3 +86,12 @@ def cli_transaction(*, snapshot: bool = False) -> Iterator[Session]:
                 }
             )
         yield session
+
+
+def exact_duration(count: int) -> str:
+    """A setting in seconds, every second kept: 90 → '1 min 30 s', 300 → '5 min',
+    604800 → '7 days' (:func:`credits.formatting.duration` rounds down to minutes)."""
+    whole, rest = divmod(count, 60)
+    if whole == 0 or rest == 0:
+        return fmt.duration(count)
+    return f"{fmt.duration(whole * 60)} {rest} s"

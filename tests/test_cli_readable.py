@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
@@ -22,6 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from test_ui_readable_amounts import FLAVOUR, MICROSECONDS, RAW_MICRO, USER_LABEL, _use
 
 from credits.cli import main
+from credits.cli_support import exact_duration
 from credits.db import utcnow
 from credits.demo import DOMAIN, seed_demo
 from credits.grants.models import Allocation, Program, Project
@@ -36,6 +38,7 @@ ISO_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d")
 # An account code (system:usage_sink:gpu) is an identifier ops type back, not a state.
 UNDERSCORED = re.compile(r"(?<![\w:])[a-z]+_[a-z_]+(?![\w:])")
 OPS = f"demo-ops@{DOMAIN}"
+RESEARCHER = f"demo-researcher@{DOMAIN}"
 
 
 @pytest.fixture
@@ -66,15 +69,22 @@ def _ok(result: Result) -> str:
     return result.output
 
 
-def _seed_more(invoke: Invoke, project_id: int) -> None:
-    """A labelling vendor with a price and a draft dataset, as ops type them."""
+def _seed_more(invoke: Invoke, project_id: int, tmp_path: Path) -> None:
+    """A token, a labelling vendor with a price, a quoted order and a draft dataset,
+    as ops and the researcher type them."""
     _ok(invoke("labelling", "vendors", "add", "Acme", "--adapter", "invoice",
                "--kinds", "single_label,text_spans", "--as", OPS))  # fmt: skip
     _ok(invoke("labelling", "prices", "set", "acme", "--unit", "label", "--price", "0.05",
                "--fee-percent", "2.5", "--as", OPS))  # fmt: skip
     _ok(invoke("tokens", "create", "--email", OPS, "--name", "ci"))
+    items = tmp_path / "reviews.csv"
+    items.write_text("id,text,gold\nr1,Loved it.,positive\nr2,Hated it.,\n")
+    _ok(invoke("labelling", "create", str(items), "--project", str(project_id),
+               "--vendor", "acme", "--title", "Sentiment", "--kind", "single_label",
+               "--labels", "positive,negative", "--as", RESEARCHER))  # fmt: skip
+    _ok(invoke("labelling", "quote", "1", "--as", RESEARCHER))
     _ok(invoke("datasets", "create", "--project", str(project_id), "--title", "Corpus",
-               "--as", f"demo-researcher@{DOMAIN}"))  # fmt: skip
+               "--as", RESEARCHER))  # fmt: skip
 
 
 def _commands(session: Session) -> list[tuple[str, ...]]:
@@ -109,6 +119,7 @@ def _commands(session: Session) -> list[tuple[str, ...]]:
         ("labelling", "vendors", "list"),
         ("labelling", "prices", "list", "acme"),
         ("labelling", "orders"),
+        ("labelling", "show", "1"),
         ("transparency", "status"),
     ]
 
@@ -129,10 +140,12 @@ def _problems(command: tuple[str, ...], output: str) -> list[str]:
     ]
 
 
-def test_no_listing_or_show_command_prints_machine_text(invoke: Invoke, session: Session) -> None:
+def test_no_listing_or_show_command_prints_machine_text(
+    invoke: Invoke, session: Session, tmp_path: Path
+) -> None:
     project = session.scalars(select(Project)).first()
     assert project is not None
-    _seed_more(invoke, project.id)
+    _seed_more(invoke, project.id, tmp_path)
     problems = []
     for command in _commands(session):
         result = invoke(*command)
@@ -149,3 +162,13 @@ def test_json_outputs_keep_integers_and_iso_times(invoke: Invoke, session: Sessi
     assert isinstance(detail["hold_micro"], int)
     assert detail["hold_micro"] == 116_667  # 7 minutes of one GPU, in micro-credits
     assert "T" in detail["events"][0]["at"]
+
+
+@pytest.mark.parametrize(
+    ("count", "shown"),
+    [(45, "45 s"), (90, "1 min 30 s"), (300, "5 min"), (7 * 86_400, "7 days")],
+)
+def test_a_setting_in_seconds_reads_as_a_duration_keeping_every_second(
+    count: int, shown: str
+) -> None:
+    assert exact_duration(count) == shown

@@ -207,7 +207,7 @@ def _text(version: VersionOut, doi: tuple[str, str] | None) -> str:
     lines = [
         f"version {version.id} ({version.public_id}): {version.title!r}",
         f"dataset {version.dataset_id} (concept {version.concept_id}), project "
-        f"{version.project_id}, number {version.number}, {version.state.value}",
+        f"{version.project_id}, number {version.number}, {status(version.state)}",
         f"licence: {version.license or '-'}; keywords: {', '.join(version.keywords) or '-'}",
         "creators: " + ("; ".join(c.name for c in version.creators) or "-"),
         f"manifest sha256: {version.manifest_sha256 or '(set at publication)'}",

@@ -12,6 +12,7 @@ from credits.cli_support import (
     cli_session_factory,
     cli_settings,
     cli_transaction,
+    exact_duration,
     reports_errors,
 )
 from credits.identity.access import CLI_READER
@@ -86,7 +87,7 @@ def show_job(*, job_id: int, as_json: bool) -> None:
     click.echo(
         f"job {detail.id} {detail.name!r} ({fmt.status(detail.state)}) project {detail.project_id}"
     )
-    runtime = fmt.duration(detail.max_runtime_seconds)
+    runtime = exact_duration(detail.max_runtime_seconds)
     click.echo(f"  {fmt.gpus(detail.gpus)} of {detail.flavour}, max runtime {runtime}")
     held = fmt.money(detail.hold_micro, "gpu", exact=True)
     charged = fmt.money(detail.charged_micro, "gpu", exact=True)
@@ -96,7 +97,7 @@ def show_job(*, job_id: int, as_json: bool) -> None:
         click.echo(f"  reason: {detail.reason}")
     if detail.checkpointable:
         click.echo(
-            f"  checkpointable, grace {fmt.duration(detail.checkpoint_grace_seconds)}, "
+            f"  checkpointable, grace {exact_duration(detail.checkpoint_grace_seconds)}, "
             f"moved {detail.move_count} time(s)"
         )
     for moved in detail.moves:

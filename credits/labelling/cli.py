@@ -149,7 +149,7 @@ def add_vendor(
     )
     with cli_transaction() as session:
         added = vendors.add_vendor(session, vendor=vendor, actor=actor_for_email(session, as_email))
-    click.echo(f"vendor {added.id}: {added.name} ({added.adapter.value})")
+    click.echo(f"vendor {added.id}: {added.name} ({fmt.status(added.adapter)})")
 
 
 def _set_active(vendor: str, as_email: str, *, active: bool) -> VendorOut:

@@ -11,6 +11,7 @@ from rich.table import Table
 from credits import formatting as fmt
 from credits.cli_support import (
     cli_transaction,
+    exact_duration,
     fail,
     reports_errors,
 )
@@ -99,7 +100,8 @@ def set_checkpoint_grace(*, name: str, seconds: int, as_email: str) -> None:
             actor=actor_for_email(session, as_email),
         )
     click.echo(
-        f"flavour {flavour.name}: checkpoint grace at most {flavour.max_checkpoint_grace_seconds} s"
+        f"flavour {flavour.name}: checkpoint grace at most "
+        f"{exact_duration(flavour.max_checkpoint_grace_seconds)}"
     )
 
 
@@ -126,7 +128,7 @@ def list_flavours(as_json: bool) -> None:
             flavour.node_label_value,
             str(flavour.gpu_memory_gb),
             str(flavour.gpus_per_node),
-            fmt.duration(flavour.max_checkpoint_grace_seconds),
+            exact_duration(flavour.max_checkpoint_grace_seconds),
             "" if rate is None else fmt.exact_number(rate.micro_credits_per_gpu_hour),
             flavour.description or "",
         )

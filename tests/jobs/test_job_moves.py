@@ -250,7 +250,7 @@ def test_credits_jobs_show_prints_the_moves(
     )
 
     assert result.exit_code == 0, result.output
-    assert f"checkpointable, grace {GRACE} s, moved 1 time(s)" in result.output
+    assert "checkpointable, grace 1 min 30 s, moved 1 time(s)" in result.output  # GRACE, 90 s
     assert "move 1 at " in result.output
     assert f"from {old_node} ({SMALL} GPUs) to {other_node} ({SMALL} GPUs)" in result.output
     assert "restarted as attempt 2" in result.output

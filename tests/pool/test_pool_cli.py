@@ -189,7 +189,7 @@ def test_ops_cap_a_flavours_checkpoint_grace(
 ) -> None:
     result = run("flavours", "set-checkpoint-grace", "a100-80gb", "120", "--as", OPS_EMAIL)
     assert result.exit_code == 0, result.output
-    assert "checkpoint grace at most 120 s" in result.output
+    assert "checkpoint grace at most 2 min" in result.output
     assert service.get_flavour(session, name="a100-80gb").max_checkpoint_grace_seconds == 120
     listed = json.loads(run("flavours", "list", "--json").output)["items"]
     assert listed[0]["max_checkpoint_grace_seconds"] == 120
