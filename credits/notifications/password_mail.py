@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
-from credits.notifications.service import enqueue_notification
+from credits.notifications.service import KIND_RESET_LINK, enqueue_notification
 
-KIND_RESET_LINK = "password_reset_link"
+__all__ = ["KIND_CHANGED_NOTICE", "KIND_RESET_LINK", "queue_password_changed", "queue_reset_link"]
 KIND_CHANGED_NOTICE = "password_changed"
 
 

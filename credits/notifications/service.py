@@ -156,6 +156,13 @@ def _check_message(recipient_email: str, dedupe_key: str) -> None:
         raise InvalidInput("a notification needs a dedupe key of 1 to 300 characters")
 
 
+# Mails that carry a one-time secret (a password reset link): once sent, the outbox
+# keeps a note in place of the body, so the database never holds a usable link.
+KIND_RESET_LINK = "password_reset_link"
+ONE_TIME_SECRET_KINDS = frozenset({KIND_RESET_LINK})
+SENT_LINK_NOTE = "(sent; this message carried a one-time link, which is not kept)"
+
+
 def send_pending(
     session: Session,
     *,
@@ -190,6 +197,8 @@ def send_pending(
         else:
             row.sent_at = at
             row.last_error = None
+            if row.kind in ONE_TIME_SECRET_KINDS:
+                row.body = SENT_LINK_NOTE
             report.sent.append(row.id)
         session.flush()
     return report

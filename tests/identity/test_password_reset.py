@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timedelta
+from email.message import EmailMessage
 
 import pytest
 from sqlalchemy import select
@@ -24,6 +25,7 @@ from credits.identity.password_reset import (
 )
 from credits.notifications.models import OutboxMessage
 from credits.notifications.password_mail import KIND_CHANGED_NOTICE, KIND_RESET_LINK
+from credits.notifications.service import SENT_LINK_NOTE, send_pending
 
 ACTOR = Actor.system("test")
 OLD = "correct horse battery staple"
@@ -217,3 +219,27 @@ def test_one_account_gets_a_few_links_an_hour_whatever_the_client(session: Sessi
     assert all(row is not None for row in sent[:MAILS_PER_HOUR])
     assert sent[MAILS_PER_HOUR:] == [None, None]
     assert an_hour_later is not None
+
+
+class _KeepingMailer:
+    def __init__(self) -> None:
+        self.bodies: list[str] = []
+
+    def send(self, message: EmailMessage) -> None:
+        self.bodies.append(str(message.get_content()))
+
+
+def test_a_sent_link_is_not_kept_in_the_outbox(session: Session) -> None:
+    _user(session)
+    row_id = _ask(session)
+    token = _token(session, row_id)
+    mailer = _KeepingMailer()
+
+    send_pending(session, mailer=mailer, now=utcnow() + timedelta(seconds=1))
+
+    assert len(mailer.bodies) == 1 and token in mailer.bodies[0]
+    message = session.get(OutboxMessage, row_id)
+    assert message is not None and message.sent_at is not None
+    assert token not in message.body
+    assert message.body == SENT_LINK_NOTE
+    assert check_link(session, token=token) == "ada@example.org"
