@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -11,7 +10,6 @@ from sqlalchemy.orm import Session
 
 from credits.identity.actor import Actor
 from credits.ledger import journal, pg_ledger
-from credits.ledger.errors import IdempotencyKeyReused
 from credits.ledger.holds import HOLD_PARTS, TRANSFERS
 from credits.ledger.models import Currency, HoldStatus, TransferKind
 from credits.ledger.schemas import TransferResult
@@ -242,106 +240,3 @@ def _update_part(session: Session, part: Row[Any], kind: TransferKind, amount: i
             "status": status.value,
         },
     )
-
-
-_LOCK_HOLDS = (
-    _PARTS.where(_P.hold_key.in_(bindparam("hold_keys", expanding=True)))
-    .order_by(_P.hold_key, _P.part)
-    .with_for_update(of=HOLD_PARTS)
-)
-_KEYS_USED = select(TRANSFERS.c.idempotency_key).where(
-    TRANSFERS.c.idempotency_key.in_(bindparam("keys", expanding=True))
-)
-
-
-def capture_up_to(
-    session: Session,
-    *,
-    requests: Mapping[str, tuple[str, int]],
-    actor: Actor,
-    reference: str | None = None,
-    now: datetime | None = None,
-) -> dict[str, int]:
-    """Captures from many holds at once: for each hold key, ``(key, amount)`` asks
-    for up to ``amount``; what each hold has left bounds it. Returns what was
-    captured per hold key (0 for a closed hold).
-
-    One locking query, one counter update, one insert of transfers and one of
-    audit events for the whole batch: settlement of thousands of usage records
-    costs a handful of statements. Raises IdempotencyKeyReused when any key was
-    used before: a batch is never applied twice, nor half.
-    """
-    now = journal.check_time(now)
-    wanted = {
-        hold_key: (journal.check_key(key), journal.check_amount(amount))
-        for hold_key, (key, amount) in requests.items()
-        if amount > 0
-    }
-    captured = dict.fromkeys(requests, 0)
-    if not wanted:
-        return captured
-    conn = journal.connection(session)
-    parts = conn.execute(_LOCK_HOLDS, {"hold_keys": sorted(wanted)}).all()
-    used = set(conn.execute(_KEYS_USED, {"keys": [key for key, _ in wanted.values()]}).scalars())
-    counters = journal.Counters()
-    rows: list[dict[str, Any]] = []
-    part_updates: list[dict[str, Any]] = []
-    by_hold: dict[str, list[Row[Any]]] = {}
-    for part in parts:
-        by_hold.setdefault(part.hold_key, []).append(part)
-    if used:
-        # Settlement never asks twice for one key; if it did, charging again or
-        # treating it as nothing would both be wrong, so the whole batch stops.
-        raise IdempotencyKeyReused(f"capture keys already used: {sorted(used)[:5]}")
-    for hold_key, hold_parts in by_hold.items():
-        key, amount = wanted[hold_key]
-        digest = journal.request_hash(
-            TransferKind.CAPTURE,
-            actor,
-            {"hold_key": hold_key, "amount": amount, "reference": reference},
-        )
-        left = amount
-        index = 0
-        for part in hold_parts:
-            take = min(left, _remaining(part)) if part.status == HoldStatus.OPEN.value else 0
-            if not take:
-                continue
-            left -= take
-            after = part.captured + take
-            status = HoldStatus.CAPTURED if after == part.amount else HoldStatus.OPEN
-            part_updates.append(
-                {
-                    "part_id": part.transfer_id,
-                    "captured": after,
-                    "voided": part.voided,
-                    "status": status.value,
-                }
-            )
-            counters[part.debit_account_id].debits_pending -= take
-            counters[part.credit_account_id].credits_pending -= take
-            counters[part.debit_account_id].debits_posted += take
-            counters[part.credit_account_id].credits_posted += take
-            rows.append(
-                journal.transfer_row(
-                    key=key,
-                    part=index,
-                    digest=digest,
-                    kind=TransferKind.CAPTURE,
-                    currency=Currency(part.currency),
-                    debit_account_id=part.debit_account_id,
-                    credit_account_id=part.credit_account_id,
-                    amount=take,
-                    actor=actor,
-                    now=now,
-                    pending_id=part.transfer_id,
-                    reference=reference,
-                )
-            )
-            index += 1
-        captured[hold_key] = amount - left
-    if rows:
-        conn.execute(_UPDATE_PART, part_updates)
-        counters.apply(session)
-        transfers = journal.insert_transfers(session, rows)
-        journal.audit_transfers(session, transfers, actor, now)
-    return captured
