@@ -17,6 +17,10 @@ the bytes are stored removes them unless another file holds the same content.
 Downloads answer ``Range`` requests (206, or 416 when unsatisfiable) with the
 sha256 as a strong ETag, or, on S3, redirect (302) to a presigned URL valid
 for five minutes. A taken-down version's files answer 410.
+
+Creating and describing drafts and the lifecycle (publish, deprecate, take down,
+verify) are in :mod:`credits.api.datasets_lifecycle`, multipart uploads in
+:mod:`credits.api.datasets_multipart`; both register on this module's blueprint.
 """
 
 from __future__ import annotations
@@ -39,9 +43,8 @@ from credits.api.auth import (
 )
 from credits.api.converters import MAX_ID
 from credits.api.openapi import Answer, operation
-from credits.api.parsing import NoInput, json_body, optional_json_body
 from credits.api.problems import problem_response, problem_type
-from credits.datasets import exports, provenance, publishing, queries, service, uploads
+from credits.datasets import exports, queries, uploads
 from credits.datasets.doi import doi_of
 from credits.datasets.downloads import downloadable_file, record_download
 from credits.datasets.errors import (
@@ -49,23 +52,18 @@ from credits.datasets.errors import (
     FileGone,
 )
 from credits.datasets.manifest import sha256sums
-from credits.datasets.models import KEYWORD_MAX_LENGTH, TITLE_MAX_LENGTH, VersionState
+from credits.datasets.models import KEYWORD_MAX_LENGTH, VersionState
 from credits.datasets.schemas import (
-    DatasheetPatch,
     FileOut,
-    MetadataPatch,
-    ProvenanceOut,
-    VerifyReport,
     VersionOut,
     VersionPage,
     VersionSummary,
 )
-from credits.datasets.verify import verify_files
 from credits.db import session_scope
 from credits.errors import CreditsError
-from credits.identity.access import require_actor, require_any_role, require_scope
+from credits.identity.access import require_actor, require_scope
 from credits.identity.actor import Actor
-from credits.identity.models import Role, Scope
+from credits.identity.models import Scope
 from credits.reports.energy import EnergyPolicy, policy_from_settings
 from credits.storage import (
     BlobStore,
@@ -126,36 +124,6 @@ class VersionList(BaseModel):
     """Every version of a dataset the caller may read, newest first."""
 
     items: list[VersionSummary]
-
-
-class CreateDatasetIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    title: str = Field(min_length=1, max_length=TITLE_MAX_LENGTH)
-
-
-class ProvenanceIn(BaseModel):
-    """Finished GPU jobs and allocations of the dataset's project."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    job_ids: list[Id] = Field(default_factory=list, max_length=1000)
-    allocation_ids: list[Id] = Field(default_factory=list, max_length=1000)
-
-
-class DeprecateIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    successor_version_id: Id | None = Field(
-        default=None, description="a later published version of the same dataset"
-    )
-    note: str | None = Field(default=None, max_length=2000)
-
-
-class TakedownIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    reason: str = Field(min_length=1, max_length=2000, description="shown on the tombstone")
 
 
 # Who is calling.
@@ -490,130 +458,6 @@ def _count(version_id: int, name: str) -> None:
         record_download(session, version_id=version_id, name=name, client_key=key)
 
 
-# Drafts: create, describe, record provenance.
-
-
-@blueprint.post("/projects/<int:project_id>/datasets")
-@operation(
-    "Create a dataset",
-    body=CreateDatasetIn,
-    response=VersionOut,
-    status=201,
-    problems=(403, 404, 422),
-)
-def create_dataset(project_id: int) -> ResponseReturnValue:
-    """A new dataset of the project with its first version, a draft."""
-    actor = _caller(Scope.WRITE)
-    body = json_body(CreateDatasetIn)
-    with session_scope(session_factory()) as session:
-        version = service.create_dataset(
-            session, project_id=project_id, title=body.title, actor=actor
-        )
-    return _version(version, 201)
-
-
-@blueprint.post("/datasets/<int:dataset_id>/versions")
-@operation(
-    "Start a new version",
-    body=NoInput,
-    body_required=False,
-    response=VersionOut,
-    status=201,
-    problems=(403, 404, 409),
-)
-def new_version(dataset_id: int) -> ResponseReturnValue:
-    """A draft copying the newest published version's metadata, datasheet, provenance and
-    file list (the files themselves are not copied). 409 when a draft exists."""
-    actor = _caller(Scope.WRITE)
-    optional_json_body(NoInput)
-    with session_scope(session_factory()) as session:
-        version = service.new_version(session, dataset_id=dataset_id, actor=actor)
-    return _version(version, 201)
-
-
-@blueprint.patch("/datasets/versions/<int:version_id>")
-@operation(
-    "Edit a draft's metadata",
-    body=MetadataPatch,
-    response=VersionOut,
-    problems=(403, 404, 409, 422),
-)
-def update_metadata(version_id: int) -> ResponseReturnValue:
-    """Sets the fields given; the others stay. 409 for a version that is not a draft."""
-    actor = _caller(Scope.WRITE)
-    patch = json_body(MetadataPatch)
-    with session_scope(session_factory()) as session:
-        version = service.update_metadata(
-            session, version_id=version_id, changes=patch, actor=actor
-        )
-    return version.model_dump(mode="json")
-
-
-@blueprint.patch("/datasets/versions/<int:version_id>/datasheet")
-@operation(
-    "Edit a draft's datasheet",
-    body=DatasheetPatch,
-    response=VersionOut,
-    problems=(403, 404, 409, 422),
-)
-def update_datasheet(version_id: int) -> ResponseReturnValue:
-    """Sets the sections given; the others stay. 409 for a version that is not a draft."""
-    actor = _caller(Scope.WRITE)
-    patch = json_body(DatasheetPatch)
-    with session_scope(session_factory()) as session:
-        version = service.update_datasheet(
-            session, version_id=version_id, changes=patch, actor=actor
-        )
-    return version.model_dump(mode="json")
-
-
-@blueprint.post("/datasets/versions/<int:version_id>/provenance")
-@operation(
-    "Record what produced a draft",
-    body=ProvenanceIn,
-    response=ProvenanceOut,
-    problems=(403, 404, 409, 422),
-)
-def record_provenance(version_id: int) -> ResponseReturnValue:
-    """Adds finished GPU jobs and allocations of the dataset's project, with the credits,
-    GPU-hours and energy they account for."""
-    actor = _caller(Scope.WRITE)
-    body = json_body(ProvenanceIn)
-    with session_scope(session_factory()) as session:
-        summary = provenance.record_provenance(
-            session,
-            version_id=version_id,
-            actor=actor,
-            energy=_energy(),
-            job_ids=body.job_ids,
-            allocation_ids=body.allocation_ids,
-        )
-    return summary.model_dump(mode="json")
-
-
-@blueprint.post("/datasets/versions/<int:version_id>/provenance/remove")
-@operation(
-    "Remove jobs and allocations from a draft's provenance",
-    body=ProvenanceIn,
-    response=ProvenanceOut,
-    problems=(403, 404, 409),
-)
-def remove_provenance(version_id: int) -> ResponseReturnValue:
-    """Takes the jobs out; an allocation a remaining job was charged to stays."""
-    actor = _caller(Scope.WRITE)
-    body = json_body(ProvenanceIn)
-    with session_scope(session_factory()) as session:
-        summary = provenance.remove_provenance(
-            session,
-            version_id=version_id,
-            actor=actor,
-            energy=_energy(),
-            job_ids=body.job_ids,
-            allocation_ids=body.allocation_ids,
-        )
-    return summary.model_dump(mode="json")
-
-
 # Files of a draft.
 
 
@@ -715,90 +559,6 @@ def remove_file(version_id: int, file_name: str) -> ResponseReturnValue:
     return _no_content()
 
 
-# The lifecycle.
-
-
-@blueprint.post("/datasets/versions/<int:version_id>/publish")
-@operation(
-    "Publish a draft",
-    body=NoInput,
-    body_required=False,
-    response=VersionOut,
-    problems=(403, 404, 409, 422),
-)
-def publish(version_id: int) -> ResponseReturnValue:
-    """Freezes the draft and pins its manifest hash. 422 with ``missing``, the list of
-    every field, section or part it still needs; 409 when it is already published."""
-    actor = _caller(Scope.WRITE)
-    optional_json_body(NoInput)
-    with session_scope(session_factory()) as session:
-        version = publishing.publish_version(
-            session, version_id=version_id, actor=actor, energy=_energy()
-        )
-    return version.model_dump(mode="json")
-
-
-@blueprint.post("/datasets/versions/<int:version_id>/deprecate")
-@operation(
-    "Deprecate a published version",
-    body=DeprecateIn,
-    body_required=False,
-    response=VersionOut,
-    problems=(403, 404, 409, 422),
-)
-def deprecate(version_id: int) -> ResponseReturnValue:
-    """The version stays readable and downloadable, marked deprecated, pointing at its
-    successor (a later published version of the dataset)."""
-    actor = _caller(Scope.WRITE)
-    body = optional_json_body(DeprecateIn)
-    with session_scope(session_factory()) as session:
-        version = publishing.deprecate_version(
-            session,
-            version_id=version_id,
-            actor=actor,
-            successor_version_id=body.successor_version_id,
-            note=body.note,
-        )
-    return version.model_dump(mode="json")
-
-
-@blueprint.post("/datasets/versions/<int:version_id>/takedown")
-@operation(
-    "Take a version down (ops)",
-    body=TakedownIn,
-    response=VersionOut,
-    problems=(403, 404, 409, 422),
-)
-def takedown(version_id: int) -> ResponseReturnValue:
-    """Ops only, with a reason (audited): the files answer 410 from now on; the version
-    stays as a tombstone with its citation and the reason."""
-    actor = _caller(Scope.WRITE)
-    body = json_body(TakedownIn)
-    with session_scope(session_factory()) as session:
-        version = publishing.take_down_version(
-            session, version_id=version_id, actor=actor, reason=body.reason
-        )
-    return version.model_dump(mode="json")
-
-
-@blueprint.post("/datasets/versions/<int:version_id>/verify")
-@operation(
-    "Re-hash a version's stored files (ops)",
-    body=NoInput,
-    body_required=False,
-    response=VerifyReport,
-    problems=(403, 404),
-)
-def verify(version_id: int) -> ResponseReturnValue:
-    """Reads every stored file of the version again and names each missing or corrupt one."""
-    actor = _caller(Scope.READ)
-    require_any_role(actor, Role.OPS)
-    optional_json_body(NoInput)
-    with session_scope(session_factory()) as session:
-        queries.get_version(session, actor, version_id)
-        report = verify_files(session, store=blob_store(), version_id=version_id)
-    return report.model_dump(mode="json")
-
-
-# The multipart upload routes live in their own module and register on this blueprint.
-from credits.api import datasets_multipart  # noqa: E402, F401
+# Drafts, their lifecycle and multipart uploads live in their own modules and register
+# on this blueprint.
+from credits.api import datasets_lifecycle, datasets_multipart  # noqa: E402, F401
