@@ -7,9 +7,7 @@ broker and secret key.
 
 from __future__ import annotations
 
-import os
 import re
-import secrets
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Self
@@ -18,10 +16,9 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from credits.jobs.runtime_class_settings import ClassBoundsHours
+from credits.secret_key_file import MIN_SECRET_KEY_LENGTH, KeyFileTooShort, read_or_make_key
 
 ENV_PREFIX = "CREDITS_"
-SECRET_KEY_FILE = "secret_key"  # noqa: S105 - a file name, not a secret
-MIN_SECRET_KEY_LENGTH = 32
 TRANSPARENCY_KEY_FILE = "transparency.key"
 
 DATABASE_SCHEMES = ("sqlite", "postgresql", "postgresql+psycopg")
@@ -558,42 +555,11 @@ def _embedded_defaults(settings: Settings) -> Settings:
     if not settings.storage_url:
         updates["storage_url"] = f"file://{(var / 'storage').resolve()}"
     if not settings.secret_key.get_secret_value():
-        updates["secret_key"] = SecretStr(_embedded_secret_key(var))
+        try:
+            updates["secret_key"] = SecretStr(read_or_make_key(var))
+        except KeyFileTooShort as error:
+            raise SettingsError(f"invalid setting {ENV_PREFIX}SECRET_KEY: {error}") from None
     return settings.model_copy(update=updates)
-
-
-def _embedded_secret_key(var_dir: Path) -> str:
-    """Reads the key kept under ``var/``, generating it on first start.
-
-    The key is written to a temporary file and linked into place, so two
-    processes starting together (web and worker) agree on one key and neither
-    reads a half-written file.
-    """
-    path = var_dir / SECRET_KEY_FILE
-    if not path.exists():
-        var_dir.mkdir(parents=True, exist_ok=True)
-        _write_new_key(path)
-    key = path.read_text().strip()
-    if len(key) < MIN_SECRET_KEY_LENGTH:
-        raise SettingsError(
-            f"invalid setting {ENV_PREFIX}SECRET_KEY: {path} holds fewer than "
-            f"{MIN_SECRET_KEY_LENGTH} characters; delete it to generate a new one"
-        )
-    return key
-
-
-def _write_new_key(path: Path) -> None:
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(descriptor, "w") as handle:
-        handle.write(secrets.token_urlsafe(48) + "\n")
-    try:
-        # link() fails if another process won the race; its key is then the key.
-        os.link(temporary, path)
-    except FileExistsError:
-        pass
-    finally:
-        temporary.unlink()
 
 
 def _one_line(error: ValidationError) -> str:

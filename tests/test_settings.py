@@ -11,9 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from credits.secret_key_file import MIN_SECRET_KEY_LENGTH, SECRET_KEY_FILE
 from credits.settings import (
-    MIN_SECRET_KEY_LENGTH,
-    SECRET_KEY_FILE,
     ExecutorName,
     Profile,
     SettingsError,
