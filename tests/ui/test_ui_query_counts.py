@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -61,14 +61,45 @@ def _program_id(session: Session) -> int:
     return session.scalars(select(Program.id)).one()
 
 
-def _add_projects(session: Session, count: int, start: int) -> None:
-    """``count`` more awarded projects of the demo researcher, each with a capture."""
+def _reviewed_proposal(
+    session: Session, title: str, ends_at: datetime, scores: dict[str, int]
+) -> tuple[int, int]:
+    """A new project of the demo researcher whose submitted proposal (ten credits)
+    has one review: (project id, proposal id)."""
     pi, funder, reviewer = (_actor(session, role) for role in ("researcher", "funder", "reviewer"))
     assert reviewer.user_id is not None
-    program_id, now = _program_id(session), utcnow()
+    project = projects.create_project(session, title=title, field_of_science="Physics", actor=pi)
+    now = utcnow()
+    proposal = proposals.create_proposal(
+        session,
+        program_id=_program_id(session),
+        project_id=project.id,
+        kind="new",
+        actor=pi,
+        title=f"Proposal for {title}",
+        abstract="Counting queries.",
+        justification="Ten credits.",
+        requested={"gpu": 10 * MICRO},
+        starts_at=now,
+        ends_at=ends_at,
+    )
+    proposals.submit_proposal(session, proposal_id=proposal.id, actor=pi, now=now)
+    reviews.assign_reviewer(
+        session, proposal_id=proposal.id, reviewer_user_id=reviewer.user_id, actor=funder
+    )
+    reviews.submit_review(
+        session, proposal_id=proposal.id, actor=reviewer, scores=scores, comment="Fine."
+    )
+    return project.id, proposal.id
+
+
+def _add_projects(session: Session, count: int, start: int) -> None:
+    """``count`` more awarded projects of the demo researcher, each with a capture."""
+    pi, funder = _actor(session, "researcher"), _actor(session, "funder")
+    now = utcnow()
     funding.fund_program(
         session,
-        program_id=program_id,
+        program_id=_program_id(session),
         currency=Currency.GPU,
         amount_micro=count * 10 * MICRO,
         key=f"counts-fund-{start}",
@@ -76,41 +107,17 @@ def _add_projects(session: Session, count: int, start: int) -> None:
         reason="query counts",
     )
     for n in range(start, start + count):
-        project = projects.create_project(
-            session, title=f"Project {n}", field_of_science="Physics", actor=pi
-        )
-        proposal = proposals.create_proposal(
-            session,
-            program_id=program_id,
-            project_id=project.id,
-            kind="new",
-            actor=pi,
-            title=f"Proposal {n}",
-            abstract="Counting queries.",
-            justification="Ten credits.",
-            requested={"gpu": 10 * MICRO},
-            starts_at=now,
-            ends_at=now + timedelta(days=20 + n % 30),
-        )
-        proposals.submit_proposal(session, proposal_id=proposal.id, actor=pi, now=now)
-        reviews.assign_reviewer(
-            session, proposal_id=proposal.id, reviewer_user_id=reviewer.user_id, actor=funder
-        )
-        reviews.submit_review(
-            session,
-            proposal_id=proposal.id,
-            actor=reviewer,
-            scores={"merit": 5, "feasibility": 5},
-            comment="Fine.",
-        )
+        ends_at = now + timedelta(days=20 + n % 30)
+        scores = {"merit": 5, "feasibility": 5}
+        project_id, proposal_id = _reviewed_proposal(session, f"Project {n}", ends_at, scores)
         awards.award_proposal(
             session,
-            proposal_id=proposal.id,
+            proposal_id=proposal_id,
             actor=funder,
             key=f"counts-award-{n}",
             amounts={"gpu": 10 * MICRO},
             starts_at=now,
-            ends_at=now + timedelta(days=20 + n % 30),
+            ends_at=ends_at,
             reason="counts",
             now=now,
         )
@@ -120,7 +127,7 @@ def _add_projects(session: Session, count: int, start: int) -> None:
             currency=Currency.GPU,
             amount=2 * MICRO,
             actor=pi,
-            project_id=project.id,
+            project_id=project_id,
         )
         capture(
             session, key=f"counts-capture-{n}", hold_key=f"counts-hold-{n}", amount=MICRO, actor=pi
@@ -129,37 +136,9 @@ def _add_projects(session: Session, count: int, start: int) -> None:
 
 def _add_pending_proposals(session: Session, count: int, start: int) -> None:
     """``count`` more proposals waiting for a decision, each with one review."""
-    pi, funder, reviewer = (_actor(session, role) for role in ("researcher", "funder", "reviewer"))
-    assert reviewer.user_id is not None
-    program_id, now = _program_id(session), utcnow()
+    ends_at = utcnow() + timedelta(days=30)
     for n in range(start, start + count):
-        project = projects.create_project(
-            session, title=f"Pending {n}", field_of_science="Physics", actor=pi
-        )
-        proposal = proposals.create_proposal(
-            session,
-            program_id=program_id,
-            project_id=project.id,
-            kind="new",
-            actor=pi,
-            title=f"Pending proposal {n}",
-            abstract="Waiting.",
-            justification="Five credits.",
-            requested={"gpu": 5 * MICRO},
-            starts_at=now,
-            ends_at=now + timedelta(days=30),
-        )
-        proposals.submit_proposal(session, proposal_id=proposal.id, actor=pi, now=now)
-        reviews.assign_reviewer(
-            session, proposal_id=proposal.id, reviewer_user_id=reviewer.user_id, actor=funder
-        )
-        reviews.submit_review(
-            session,
-            proposal_id=proposal.id,
-            actor=reviewer,
-            scores={"merit": 4, "feasibility": 3},
-            comment="Pending.",
-        )
+        _reviewed_proposal(session, f"Pending {n}", ends_at, {"merit": 4, "feasibility": 3})
 
 
 @contextmanager
