@@ -5,13 +5,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from playwright.sync_api import Page
+from playwright.sync_api import Page, ViewportSize
 from sqlalchemy.orm import Session, sessionmaker
 
 from credits.jobs.executors.simulated import SimulatedExecutor
 
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "var" / "screenshots"
 FLAVOUR = "a100-80gb"
+
+# The two sizes the portal's journeys run at: a laptop and a phone.
+SIZES: dict[str, ViewportSize] = {
+    "desktop": {"width": 1366, "height": 900},
+    "phone": {"width": 390, "height": 844},
+}
 
 
 @dataclass

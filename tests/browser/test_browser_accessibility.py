@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from browser_helpers import SIZES as VIEWPORTS
 from browser_helpers import LiveApp
 from conftest import missing_service
 from persona_walk import seed, walk
@@ -21,7 +22,7 @@ from playwright.sync_api import Browser, Page
 
 pytest_plugins = ["browser_support"]
 AXE_LOCK = Path(__file__).with_name("axe") / "package-lock.json"
-SIZES = ({"width": 1366, "height": 900}, {"width": 390, "height": 844})
+SIZES = (VIEWPORTS["desktop"], VIEWPORTS["phone"])
 BLOCKING = ("serious", "critical")
 
 # After a resize: two frames, so the page's resize handlers (layout.js) have run.

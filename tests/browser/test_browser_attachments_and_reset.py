@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 from api_world import RESEARCHER_A, World, build_world
-from browser_helpers import LiveApp, screenshot, sign_in
-from playwright.sync_api import Browser, Page, ViewportSize, expect
+from browser_helpers import SIZES, LiveApp, screenshot, sign_in
+from playwright.sync_api import Browser, Page, expect
 from sqlalchemy import select
 
 from credits.db import session_scope
@@ -31,10 +31,6 @@ PASSWORD = "correct horse battery staple"
 NEW_PASSWORD = "staple battery horse correct"
 EMAIL = f"{RESEARCHER_A}@example.org"
 PDF = b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n"
-SIZES: dict[str, ViewportSize] = {
-    "desktop": {"width": 1366, "height": 900},
-    "phone": {"width": 390, "height": 844},
-}
 
 
 def _world(app: LiveApp) -> World:

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import pytest
 from api_world import RESEARCHER_A, World, build_world
-from browser_helpers import LiveApp, screenshot, sign_in
-from playwright.sync_api import Browser, Page, ViewportSize, expect
+from browser_helpers import SIZES, LiveApp, screenshot, sign_in
+from playwright.sync_api import Browser, Page, expect
 from sqlalchemy import select
 
 from credits.db import session_scope
@@ -27,10 +27,6 @@ PI_EMAIL = f"{RESEARCHER_A}@example.org"
 FUNDER_EMAIL = "funder_p@example.org"
 REPORT = "Half of the ensemble runs are done; the rest start next month."
 REASON = "Too early; apply again with pilot results."
-SIZES: dict[str, ViewportSize] = {
-    "desktop": {"width": 1366, "height": 900},
-    "phone": {"width": 390, "height": 844},
-}
 
 
 def _world(app: LiveApp) -> World:

@@ -10,7 +10,7 @@ import re
 import time
 
 import pytest
-from browser_helpers import LiveApp, screenshot, sign_in
+from browser_helpers import SIZES, LiveApp, screenshot, sign_in
 from playwright.sync_api import Browser, Page, expect
 
 from credits.db import session_scope
@@ -20,7 +20,6 @@ from credits.jobs.runtime import run_cycle
 from credits.settings import load_settings
 
 pytest_plugins = ["browser_support"]
-SIZES = {"desktop": {"width": 1366, "height": 900}, "phone": {"width": 390, "height": 844}}
 
 
 def _researcher(app: LiveApp) -> tuple[str, str, int]:

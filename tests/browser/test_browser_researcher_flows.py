@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import pytest
 from api_world import RESEARCHER_A, World, build_world
-from browser_helpers import LiveApp, screenshot, sign_in
-from playwright.sync_api import Browser, Page, ViewportSize, expect
+from browser_helpers import SIZES, LiveApp, screenshot, sign_in
+from playwright.sync_api import Browser, Page, expect
 
 from credits.db import session_scope
 from credits.grants.models import ProjectMember, Proposal
@@ -23,10 +23,6 @@ SYSTEM = Actor.system("tests")
 PASSWORD = "correct horse battery staple"
 NEW_PASSWORD = "staple battery horse correct"
 EMAIL = f"{RESEARCHER_A}@example.org"
-SIZES: dict[str, ViewportSize] = {
-    "desktop": {"width": 1366, "height": 900},
-    "phone": {"width": 390, "height": 844},
-}
 
 
 def _world(app: LiveApp) -> World:
