@@ -112,5 +112,7 @@
         control.click();
       }
     });
+    // Keys pressed before this point would be lost: say when they are heard.
+    form.setAttribute("data-annotate-ready", "true");
   });
 })();

@@ -63,6 +63,11 @@ def _annotations(app: LiveApp, order_id: int) -> list[Annotation]:
         return list(rows)
 
 
+def _keys_heard(page: Page) -> None:
+    """Waits until the page's script listens for keys (a key pressed before is lost)."""
+    expect(page.locator("#annotate-form")).to_have_attribute("data-annotate-ready", "true")
+
+
 def test_multi_label_keys_toggle_and_enter_sends_with_the_seconds_shown(
     page: Page, live_app: LiveApp
 ) -> None:
@@ -72,6 +77,7 @@ def test_multi_label_keys_toggle_and_enter_sends_with_the_seconds_shown(
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Annotate").click()
     page.locator(f'[data-testid="annotate-open-{order_id}"]').click()
     expect(page.locator("#annotate-form")).to_have_attribute("data-annotate-kind", "multi_label")
+    _keys_heard(page)
     for key in ("1", "3", "2", "2"):  # sad toggled on, then off again
         page.keyboard.press(key)
     expect(page.locator('[data-annotate-label="funny"]')).to_be_checked()
@@ -108,6 +114,7 @@ def test_a_selected_span_is_marked_by_its_labels_key_in_characters(
             len(TEXT[: start + 4].encode("utf-16-le")) // 2,
         ],
     )
+    _keys_heard(page)
     page.keyboard.press("1")
     expect(page.locator("#annotate-span-list li")).to_have_count(1)
     expect(page.locator("#annotate-span-list li")).to_contain_text("PER: \u201cAlan\u201d")
@@ -125,9 +132,11 @@ def test_s_skips_the_item_and_the_next_one_is_served(page: Page, live_app: LiveA
     sign_in(page, live_app, email, PASSWORD)
     page.goto(f"{live_app.url}/annotate/{order_id}")
     first = page.locator("#annotate-text").inner_text()
+    _keys_heard(page)
     with page.expect_navigation():
         page.keyboard.press("s")
     expect(page.locator("#annotate-text")).not_to_have_text(first)
+    _keys_heard(page)
     with page.expect_navigation():
         page.keyboard.press("2")
     expect(page.locator("#annotate-done")).to_contain_text("Nothing left for you")
