@@ -1,7 +1,8 @@
 """Who is calling: the app's state, the bearer token of each request, and GET /api/v1/me.
 
 The token is resolved lazily, on the first :func:`current_actor` of a request,
-in its own transaction (resolving records the token's last use). No header
+in its own read transaction; its last use is recorded, in a write, at most once
+a minute. No header
 means an anonymous caller; routes that need one call ``require_actor``. A
 malformed header or a bad token is a 401 problem whatever the route, with a
 ``WWW-Authenticate: Bearer`` challenge (RFC 6750).
@@ -22,12 +23,12 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from credits.api.openapi import operation
 from credits.api.problems import credits_error_response
-from credits.db import session_scope
+from credits.db import session_scope, utcnow
 from credits.errors import Unauthenticated
 from credits.identity.access import require_actor
 from credits.identity.actor import Actor
 from credits.identity.models import Role, Scope
-from credits.identity.tokens import resolve_token
+from credits.identity.tokens import identify_token, mark_token_used
 from credits.jobs.executors.base import Executor
 from credits.settings import ExecutorName, Settings
 
@@ -56,6 +57,9 @@ class CreditsExtension:
     # Sessions for requests that only read (credits.db.make_read_session_factory);
     # None: every request writes through session_factory.
     read_session_factory: sessionmaker[Session] | None = field(default=None, compare=False)
+    # Sessions for one read statement (credits.db.make_statement_session_factory), for
+    # the token lookup every API request makes; None: the read sessions.
+    statement_session_factory: sessionmaker[Session] | None = field(default=None, compare=False)
 
 
 def credits_extension() -> CreditsExtension:
@@ -156,9 +160,21 @@ def _resolve_actor() -> Actor | None:
     if header is None:
         return None
     secret = _bearer_secret(header)
-    # Resolving records the token's last use: a write, on a GET too.
-    with session_scope(write_session_factory()) as session:
-        return resolve_token(session, secret=secret)
+    at = utcnow()
+    # Read where reading is enough: the token's last use is written at most once a
+    # minute, so most requests, GETs included, resolve without a write transaction.
+    extension = credits_extension()
+    reader = (
+        extension.statement_session_factory
+        or extension.read_session_factory
+        or write_session_factory()
+    )
+    with session_scope(reader) as session:
+        identity = identify_token(session, secret=secret, now=at)
+    if identity.last_use_due:
+        with session_scope(write_session_factory()) as session:
+            mark_token_used(session, token_id=identity.token_id, at=at)
+    return identity.actor
 
 
 def current_actor() -> Actor | None:

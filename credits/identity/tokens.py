@@ -6,10 +6,11 @@ from __future__ import annotations
 import hashlib
 import secrets
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
 from credits.audit.service import record_event
@@ -25,9 +26,9 @@ from credits.identity.errors import (
     TokenOwnerInactive,
     TokenRevoked,
 )
-from credits.identity.models import ApiToken, Scope
+from credits.identity.models import ApiToken, Role, Scope, User, UserRole
 from credits.identity.schemas import CreatedToken, TokenOut
-from credits.identity.service import actor_for, clean_name, load_user
+from credits.identity.service import clean_name, load_user
 
 TOKEN_NAME_MAX_LENGTH = 100
 TOKEN_PREFIX = "crd_"  # noqa: S105 - the public marker every token starts with
@@ -167,30 +168,97 @@ def list_tokens(session: Session, *, email: str | None = None) -> list[TokenOut]
     return [TokenOut.model_validate(token) for token in session.scalars(query)]
 
 
-def resolve_token(session: Session, *, secret: str, now: datetime | None = None) -> Actor:
-    """The actor a token secret stands for; records when the token was last used.
+# Token, owner and roles in one round trip, built once: every API request runs it.
+_IDENTIFY = (
+    select(
+        ApiToken.id.label("token_id"),
+        ApiToken.prefix,
+        ApiToken.scopes,
+        ApiToken.expires_at,
+        ApiToken.revoked_at,
+        ApiToken.last_used_at,
+        User.id.label("user_id"),
+        User.email,
+        User.is_active,
+        UserRole.role,
+    )
+    .join(User, User.id == ApiToken.user_id)
+    .outerjoin(UserRole, UserRole.user_id == User.id)
+    .where(ApiToken.secret_hash == bindparam("secret_hash"))
+)
 
-    ``now`` (an aware UTC time) defaults to the clock. ``last_used_at`` is
-    written at most once a minute. The actor's scopes are None when the token
-    has none, meaning every right of its user.
+
+@dataclass(frozen=True)
+class TokenIdentity:
+    """Who a token secret stands for, and whether its ``last_used_at`` is due a write."""
+
+    actor: Actor
+    token_id: int
+    last_use_due: bool
+
+
+def identify_token(session: Session, *, secret: str, now: datetime | None = None) -> TokenIdentity:
+    """The actor a token secret stands for, read in one statement that writes nothing.
+
+    ``now`` (an aware UTC time) defaults to the clock. The actor's scopes are None
+    when the token has none, meaning every right of its user. ``last_use_due`` is
+    true when :func:`mark_token_used` should record this use.
 
     Raises InvalidToken for an unknown secret, and its subclasses TokenRevoked,
     TokenExpired and TokenOwnerInactive.
     """
     at = now or utcnow()
-    token = session.scalar(select(ApiToken).where(ApiToken.secret_hash == _secret_hash(secret)))
-    if token is None:
+    rows = session.execute(_IDENTIFY, {"secret_hash": _secret_hash(secret)}).all()
+    if not rows:
         raise InvalidToken("the API token is not recognised")
+    token = rows[0]
     if token.revoked_at is not None:
         raise TokenRevoked(f"the API token {token.prefix}… has been revoked")
     if token.expires_at is not None and token.expires_at <= at:
         raise TokenExpired(
             f"the API token {token.prefix}… expired at {token.expires_at:%Y-%m-%d %H:%M} UTC"
         )
-    if not token.user.is_active:
+    if not token.is_active:
         raise TokenOwnerInactive(f"the account of API token {token.prefix}… is deactivated")
-    if token.last_used_at is None or at - token.last_used_at >= LAST_USED_RESOLUTION:
-        token.last_used_at = at
-        session.flush()
-    scopes = frozenset(Scope(item) for item in token.scopes.split()) or None
-    return actor_for(token.user, scopes=scopes, token_id=token.id)
+    actor = Actor.for_user(
+        user_id=token.user_id,
+        email=token.email,
+        roles=frozenset(Role(row.role) for row in rows if row.role is not None),
+        scopes=frozenset(Scope(item) for item in token.scopes.split()) or None,
+        token_id=token.token_id,
+    )
+    last_used_at = token.last_used_at
+    due = last_used_at is None or at - last_used_at >= LAST_USED_RESOLUTION
+    return TokenIdentity(actor=actor, token_id=token.token_id, last_use_due=due)
+
+
+def mark_token_used(session: Session, *, token_id: int, at: datetime) -> None:
+    """Records a use of the token at ``at``, unless one within the last minute is recorded.
+
+    The condition is in the statement, so concurrent requests of one token write
+    the row once a minute, not once each.
+    """
+    session.execute(
+        update(ApiToken)
+        .where(
+            ApiToken.id == token_id,
+            or_(
+                ApiToken.last_used_at.is_(None),
+                ApiToken.last_used_at <= at - LAST_USED_RESOLUTION,
+            ),
+        )
+        .values(last_used_at=at)
+    )
+
+
+def resolve_token(session: Session, *, secret: str, now: datetime | None = None) -> Actor:
+    """The actor a token secret stands for; records when the token was last used
+    (at most once a minute), in ``session``, which must be able to write.
+
+    Raises what :func:`identify_token` raises.
+    """
+    at = now or utcnow()
+    identity = identify_token(session, secret=secret, now=at)
+    if identity.last_use_due:
+        mark_token_used(session, token_id=identity.token_id, at=at)
+    return identity.actor

@@ -226,6 +226,48 @@ def test_last_used_is_written_at_most_once_a_minute(session: Session, user_id: i
     assert row.last_used_at == later
 
 
+def test_identifying_a_token_writes_nothing_and_says_when_its_use_is_due(
+    session: Session, user_id: int
+) -> None:
+    created = _token(session)
+    row = session.get(ApiToken, created.token.id)
+    assert row is not None
+    start = utcnow()
+
+    first = token_service.identify_token(session, secret=created.secret, now=start)
+    assert first.last_use_due
+    assert first.actor.roles == frozenset({Role.RESEARCHER, Role.OPS})
+    session.flush()
+    assert row.last_used_at is None
+
+    token_service.mark_token_used(session, token_id=first.token_id, at=start)
+    soon = token_service.identify_token(
+        session, secret=created.secret, now=start + timedelta(seconds=30)
+    )
+    assert not soon.last_use_due
+    later = token_service.identify_token(
+        session, secret=created.secret, now=start + timedelta(minutes=1)
+    )
+    assert later.last_use_due
+
+
+def test_marking_a_use_within_the_minute_keeps_the_earlier_time(
+    session: Session, user_id: int
+) -> None:
+    created = _token(session)
+    start = utcnow()
+
+    token_service.mark_token_used(session, token_id=created.token.id, at=start)
+    # A concurrent request that read the token before the first write lands.
+    token_service.mark_token_used(
+        session, token_id=created.token.id, at=start + timedelta(seconds=5)
+    )
+
+    row = session.get(ApiToken, created.token.id, populate_existing=True)
+    assert row is not None
+    assert row.last_used_at == start
+
+
 @pytest.mark.parametrize("secret", ["", "crd_", "crd_not-a-real-token", "Bearer crd_x"])
 def test_an_unknown_secret_is_refused(session: Session, user_id: int, secret: str) -> None:
     _token(session)
