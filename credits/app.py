@@ -40,7 +40,12 @@ from credits.api import (
 )
 from credits.api.auth import EXTENSION_KEY, CreditsExtension
 from credits.api.converters import IdConverter, TilePathConverter
-from credits.db import make_engine, make_read_session_factory, make_session_factory
+from credits.db import (
+    make_engine,
+    make_read_session_factory,
+    make_session_factory,
+    make_statement_session_factory,
+)
 from credits.jobs.executors.base import Executor
 from credits.observability import web as observability
 from credits.settings import Profile, Settings, SettingsError, load_settings
@@ -107,6 +112,7 @@ def create_app(
         executor=executor,
         # GET and HEAD requests read through these (credits.api.auth.session_factory).
         read_session_factory=make_read_session_factory(writer),
+        statement_session_factory=make_statement_session_factory(writer),
     )
     # First, so every later hook and route logs with the request id.
     observability.init_app(app)

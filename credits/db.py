@@ -173,6 +173,19 @@ def make_read_session_factory(factory: sessionmaker[Session]) -> sessionmaker[Se
     return reader
 
 
+def make_statement_session_factory(factory: sessionmaker[Session]) -> sessionmaker[Session]:
+    """Sessions for work that is one read statement: on PostgreSQL they run in
+    autocommit, which spares the ``BEGIN`` and ``COMMIT`` round trips a transaction
+    costs and a single statement does not need; elsewhere, ``factory``'s read sessions.
+    """
+    bind = factory.kw.get("bind")
+    if not isinstance(bind, Engine) or bind.dialect.name != "postgresql":
+        return make_read_session_factory(factory)
+    kw = {key: value for key, value in factory.kw.items() if key != "bind"}
+    autocommit = bind.execution_options(isolation_level="AUTOCOMMIT")
+    return sessionmaker(bind=autocommit, class_=factory.class_, **kw)
+
+
 def _query_only_while_reading(reader: sessionmaker[Session], connection: Connection) -> None:
     """On a shared connection: query_only from a read session's start to its end."""
 

@@ -106,9 +106,8 @@ def get_balance(account_id: int) -> ResponseReturnValue:
     """Posted, held, incoming and available micro-credits."""
     actor = _reader()
     with session_scope(session_factory()) as session:
-        get_ledger_account_for_actor(session, actor, account_id)
-        balance = queries.get_balance(session, account_id=account_id)
-    return balance.model_dump(mode="json")
+        account = get_ledger_account_for_actor(session, actor, account_id)
+    return queries.balance_of(account).model_dump(mode="json")
 
 
 @blueprint.get("/accounts/<int:account_id>/transfers")

@@ -89,7 +89,11 @@ def list_accounts(
 
 
 def get_balance(session: Session, *, account_id: int) -> BalanceOut:
-    account = get_account(session, account_id=account_id)
+    return balance_of(get_account(session, account_id=account_id))
+
+
+def balance_of(account: AccountOut) -> BalanceOut:
+    """The balance an account's counters give, for an account already read."""
     posted = account.credits_posted - account.debits_posted
     return BalanceOut(
         account_id=account.id,
