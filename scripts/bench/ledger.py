@@ -8,7 +8,12 @@ funded allocation per client project; afterwards ``verify_ledger`` (what
 On PostgreSQL the services call migration 0017's functions (``path=functions``);
 ``--path both`` also runs the Python path (``path=python``) in the same run as
 its baseline. With ``pgbench`` on PATH, PostgreSQL's own write rate
-(``pgbench -N``) on the same server is the target's baseline.
+(``pgbench -N``) on the same server is the target's baseline, and at 16 clients
+pgbench also calls ``ledger_place_hold_v1`` itself on the run's database
+(``baseline=pgbench-ledger_place_hold_v1``): the function's own rate with no
+Python in the way, the most the service path could reach on that server.
+The clients are threads of one process by default (one engine and pool, as in
+one gunicorn worker); ``--processes`` runs one process per client.
 
     .venv/bin/python scripts/bench/ledger.py --quick
     .venv/bin/python scripts/bench/ledger.py --seconds 10 --processes --path both
@@ -21,6 +26,8 @@ Each run prints one line per operation::
 then ``ratio`` lines, each figure against its baseline::
 
     ratio hold16/pgbench_N=0.64 target>=0.6
+    ratio function_alone16/pgbench_N=0.39
+    ratio hold16/function_alone=0.62
     ratio postgresql_hold16 functions/python=3.10
     ratio sqlite_hold16/before=1.02 target>=1.0
 
@@ -471,6 +478,42 @@ def pgbench_tps(admin_url: str, seconds: int) -> float:
     return float(found.group(1))
 
 
+# pgbench calling the hold function itself, with no Python in the way: the most the
+# service path could reach on this server (a C client, prepared statements). Each
+# client holds from its own project, as the bench's clients do. The key prefix and
+# the actor travel as -D variables: a colon inside the script would read as one.
+FUNCTION_SCRIPT = """\\set r random(1, 1000000000000000000)
+\\set p :client_id + 1
+SELECT * FROM ledger_place_hold_v1(:prefix || CAST(:p AS text) || '/' || CAST(:r AS text),
+    'pgbench', 'gpu', 1000000, :p, NULL, NULL, NULL, :actor, now(), CAST(now() AS text));
+"""
+
+
+def function_tps(spec: RunSpec, seconds: int) -> float:
+    """``ledger_place_hold_v1`` driven by pgbench at ``spec.clients`` on the run's database."""
+    uri, environment = _libpq(spec.url)
+    with tempfile.TemporaryDirectory(prefix="credits-bench-") as directory:
+        script = Path(directory) / "hold.sql"
+        script.write_text(FUNCTION_SCRIPT)
+        completed = subprocess.run(
+            [
+                "pgbench", "-n", "-M", "prepared", "-f", str(script),
+                "-D", f"prefix=bench:{spec.run_id}:pgbench:",
+                "-D", f"actor={ACTOR.label}",
+                "-c", str(spec.clients), "-j", "2", "-T", str(seconds), uri,
+            ],
+            env=environment,
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=seconds + 120,
+        )  # fmt: skip
+    found = TPS_PATTERN.search(completed.stdout)
+    if found is None:
+        raise BenchError(f"no tps in pgbench output: {completed.stdout!r}")
+    return float(found.group(1))
+
+
 # --- the whole benchmark --------------------------------------------------------------------
 
 
@@ -487,7 +530,8 @@ class Options:
 
 
 def bench_backend(backend: str, path: str, options: Options) -> dict[int, Summary]:
-    """Every client count on fresh databases; returns the hold figures by client count."""
+    """Every client count on fresh databases; returns the hold figures by client count
+    (and records the function's own rate under pgbench in ``FUNCTION_TPS``)."""
     holds: dict[int, Summary] = {}
     transfers = 0
     runner = run_processes if options.workers == "processes" else run_threads
@@ -501,6 +545,14 @@ def bench_backend(backend: str, path: str, options: Options) -> dict[int, Summar
             for op in ("capture", "void"):
                 phases = [getattr(result, op) for result in results]
                 print(line(spec, options.workers, summarise(op, phases)))
+            if _wants_function_tps(spec):
+                tps = function_tps(spec, max(1, math.ceil(options.seconds)))
+                FUNCTION_TPS[clients] = tps
+                print(
+                    f"baseline=pgbench-ledger_place_hold_v1 clients={clients} tps={tps:.1f}"
+                    " (the function alone, driven by pgbench: no Python)"
+                )
+            # After pgbench's holds too: they must verify like the service's.
             transfers += verify(url)
     print(
         f"backend={backend} path={path} verify=ok databases={len(options.clients)}"
@@ -510,6 +562,17 @@ def bench_backend(backend: str, path: str, options: Options) -> dict[int, Summar
 
 
 Figures = dict[tuple[str, str], dict[int, Summary]]
+# Holds per second of ledger_place_hold_v1 under pgbench, by client count.
+FUNCTION_TPS: dict[int, float] = {}
+
+
+def _wants_function_tps(spec: RunSpec) -> bool:
+    return (
+        spec.backend == "postgresql"
+        and spec.path == "functions"
+        and spec.clients == PGBENCH_CLIENTS
+        and shutil.which("pgbench") is not None
+    )
 
 
 def ratios(options: Options, figures: Figures) -> None:
@@ -537,6 +600,13 @@ def ratios(options: Options, figures: Figures) -> None:
     if PGBENCH_CLIENTS in ours:
         ratio = _ratio(ours[PGBENCH_CLIENTS].per_s, tps)
         print(f"ratio hold{PGBENCH_CLIENTS}/pgbench_N={ratio} target>={HOLD_TARGET}")
+    if PGBENCH_CLIENTS in FUNCTION_TPS:
+        alone = FUNCTION_TPS[PGBENCH_CLIENTS]
+        # The ceiling: what the hold would reach if the Python around it cost nothing.
+        print(f"ratio function_alone{PGBENCH_CLIENTS}/pgbench_N={_ratio(alone, tps)}")
+        if PGBENCH_CLIENTS in functions:
+            ratio = _ratio(functions[PGBENCH_CLIENTS].per_s, alone)
+            print(f"ratio hold{PGBENCH_CLIENTS}/function_alone={ratio}")
 
 
 def _ratio(ours: float, baseline: float) -> str:
