@@ -40,6 +40,7 @@ from credits.api import (
 )
 from credits.api.auth import EXTENSION_KEY, CreditsExtension
 from credits.api.converters import IdConverter, TilePathConverter
+from credits.api.read_retry import RetryingReadsFlask
 from credits.db import (
     make_engine,
     make_read_session_factory,
@@ -96,7 +97,7 @@ def create_app(
     the one the settings name."""
     settings = settings or load_settings()
     # No app-wide static route: the browser UI serves its files from its blueprint.
-    app = Flask(__name__, static_folder=None)
+    app = RetryingReadsFlask(__name__, static_folder=None)
     app.json = _OrderedJSONProvider(app)
     app.url_map.converters["int"] = IdConverter  # before any rule is added
     app.url_map.converters["tile"] = TilePathConverter

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import select
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -21,7 +22,7 @@ from sqlalchemy import (
     event,
 )
 from sqlalchemy.engine import Dialect
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Session, SessionTransaction, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -143,8 +144,30 @@ def make_engine(url: str, *, sqlite_busy_timeout_ms: int = 10_000, pool_size: in
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
     # No pre-ping: it costs a round trip on every checkout of the ledger's hot
-    # path; a connection found dead is retried by run_in_transaction instead.
-    return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_recycle=3600)
+    # path. A checkout looks at the idle socket instead (no round trip), and a
+    # connection found dead mid-transaction is retried by run_in_transaction.
+    engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_recycle=3600)
+    event.listen(engine, "checkout", _refuse_connection_the_server_ended)
+    return engine
+
+
+def _refuse_connection_the_server_ended(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+    """Discards a pooled connection whose idle socket has something to read.
+
+    An idle connection outside a transaction receives nothing unless the server
+    ended it: a restart or ``pg_terminate_backend`` sends a fatal notice, then closes
+    the socket. Raising DisconnectionError makes the pool drop it and check out
+    another, so the first request after a database restart does not fail.
+    """
+    try:
+        descriptor = dbapi_connection.fileno()
+    except Exception as error:  # psycopg's OperationalError once the connection is closed
+        raise DisconnectionError(f"pooled connection is closed: {error}") from None
+    # poll, not select: a process with many files may hold descriptors past FD_SETSIZE.
+    watcher = select.poll()
+    watcher.register(descriptor, select.POLLIN | select.POLLERR | select.POLLHUP)
+    if watcher.poll(0):
+        raise DisconnectionError("the server ended the pooled connection")
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

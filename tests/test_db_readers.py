@@ -12,7 +12,13 @@ from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from credits.db import make_engine, make_read_session_factory, make_session_factory, session_scope
+from credits.db import (
+    make_engine,
+    make_read_session_factory,
+    make_session_factory,
+    make_statement_session_factory,
+    session_scope,
+)
 
 # Well under the busy timeout below: a read that waited for the writer would take it all.
 QUICK_S = 1.0
@@ -114,3 +120,57 @@ def test_on_postgresql_a_read_session_is_read_only_and_writers_are_not(
         session.execute(text("CREATE TEMPORARY TABLE scratch (id int)"))
     with session_scope(writers) as session:
         assert _read_only_setting(session.connection()) == "off"
+
+
+@pytest.mark.postgres
+def test_on_postgresql_a_statement_session_runs_without_a_transaction(
+    postgres_engine: Engine,
+) -> None:
+    statements = make_statement_session_factory(make_session_factory(postgres_engine))
+    with session_scope(statements) as session:
+        # Outside a transaction block the server reports no transaction start at all.
+        started = session.execute(text("SELECT now() = statement_timestamp()")).scalar_one()
+        dbapi_connection = session.connection().connection.dbapi_connection
+        assert dbapi_connection is not None
+        assert dbapi_connection.autocommit is True
+    assert started is True
+
+
+def test_on_sqlite_a_statement_session_is_a_read_session(engine: Engine) -> None:
+    statements = make_statement_session_factory(make_session_factory(engine))
+    with session_scope(statements) as session:
+        assert session.execute(text("SELECT amount FROM balance")).scalar_one() == 100
+    with pytest.raises(OperationalError, match="readonly"), session_scope(statements) as session:
+        session.execute(text("UPDATE balance SET amount = 0"))
+
+
+@pytest.mark.postgres
+def test_a_pooled_connection_the_server_ended_is_replaced_at_checkout(postgres_url: str) -> None:
+    engine = make_engine(postgres_url, pool_size=1)
+    try:
+        with engine.connect() as connection:
+            first_pid = connection.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
+        with make_engine(postgres_url).connect() as admin:
+            admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": first_pid})
+            admin.commit()
+        _wait_until_terminated(postgres_url, first_pid)
+        # The pooled connection is dead; the next checkout must not hand it out.
+        with engine.connect() as connection:
+            second_pid = connection.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
+        assert second_pid != first_pid
+    finally:
+        engine.dispose()
+
+
+def _wait_until_terminated(url: str, pid: int) -> None:
+    """Until the server no longer lists the backend (its socket is closed by then)."""
+    deadline = time.monotonic() + 10
+    listed = text("SELECT count(*) FROM pg_stat_activity WHERE pid = :pid")
+    with make_engine(url).connect() as probe:
+        while time.monotonic() < deadline:
+            alive = probe.execute(listed, {"pid": pid}).scalar_one()
+            probe.rollback()
+            if not alive:
+                return
+            time.sleep(0.05)
+    raise AssertionError(f"backend {pid} was not terminated")

@@ -39,7 +39,7 @@ _BEARER = re.compile(r"Bearer +([A-Za-z0-9\-._~+/]+=*)", re.IGNORECASE)
 _ACTOR_KEY = "credits_actor"
 # Requests that only read: their sessions are read-only (credits/db.py).
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-_WRITES_KEY = "credits_writes"
+WRITES_KEY = "credits_writes"
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -78,7 +78,7 @@ def session_factory() -> sessionmaker[Session]:
         reader is not None
         and has_request_context()
         and request.method in SAFE_METHODS
-        and not g.get(_WRITES_KEY, False)
+        and not g.get(WRITES_KEY, False)
     ):
         return reader
     return extension.session_factory
