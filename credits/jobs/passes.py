@@ -4,7 +4,8 @@ A reconcile that changes nothing leaves no job event, so "the reconciler has
 stalled" cannot be read from the jobs alone. Each finished reconcile (the
 embedded loop's, Celery beat's ``jobs.reconcile`` or ``credits jobs
 reconcile``) overwrites one row here, keyed by the worker's name, with when it
-finished and how many jobs it could not handle. One row per worker, never more.
+finished, how long it took and how many jobs it could not handle. One row per
+worker, never more.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
-from sqlalchemy import Integer, String, update
+from sqlalchemy import Float, Integer, String, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
@@ -29,15 +30,26 @@ class WorkerPass(Base):
     name: Mapped[str] = mapped_column(String(40), primary_key=True)
     finished_at: Mapped[datetime] = mapped_column(UtcDateTime)
     errors: Mapped[int] = mapped_column(Integer, default=0)
+    # None for a pass recorded before durations were (migration 0020).
+    duration_seconds: Mapped[float | None] = mapped_column(Float)
 
 
 def record_pass(
-    factory: Callable[[], Session], name: str, *, finished_at: datetime, errors: int = 0
+    factory: Callable[[], Session],
+    name: str,
+    *,
+    finished_at: datetime,
+    errors: int = 0,
+    duration_seconds: float | None = None,
 ) -> None:
     """Overwrites ``name``'s row in its own transaction (made on the first pass)."""
 
     def write(session: Session) -> None:
-        values = {"finished_at": finished_at, "errors": errors}
+        values = {
+            "finished_at": finished_at,
+            "errors": errors,
+            "duration_seconds": duration_seconds,
+        }
         changed = session.execute(update(WorkerPass).where(WorkerPass.name == name).values(values))
         if getattr(changed, "rowcount", 0):
             return

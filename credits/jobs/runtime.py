@@ -158,6 +158,7 @@ def reconcile_with(
 ) -> ReconcileOut:
     """One reconcile with the settings' metering interval and start timeout; a pass
     that ran (not skipped for another) is recorded for the ops health page."""
+    started = time.monotonic()
     report = reconcile(
         factory,
         executor,
@@ -165,7 +166,13 @@ def reconcile_with(
         start_timeout_s=settings.jobs_start_timeout_seconds,
     )
     if not report.skipped:
-        record_pass(factory, RECONCILER, finished_at=utcnow(), errors=len(report.errors))
+        record_pass(
+            factory,
+            RECONCILER,
+            finished_at=utcnow(),
+            errors=len(report.errors),
+            duration_seconds=time.monotonic() - started,
+        )
     return report
 
 

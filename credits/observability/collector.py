@@ -41,6 +41,7 @@ class DatabaseFigures:
     oldest_unsent_at: datetime | None
     reconcile_finished_at: datetime | None
     reconcile_errors: int | None
+    reconcile_duration_s: float | None = None
 
 
 def read_figures(session: Session) -> DatabaseFigures:
@@ -69,6 +70,7 @@ def read_figures(session: Session) -> DatabaseFigures:
         oldest_unsent_at=session.scalar(select(func.min(OutboxMessage.created_at)).where(unsent)),
         reconcile_finished_at=None if reconciler is None else reconciler.finished_at,
         reconcile_errors=None if reconciler is None else reconciler.errors,
+        reconcile_duration_s=None if reconciler is None else reconciler.duration_seconds,
     )
 
 
@@ -139,6 +141,12 @@ def _reconcile_metrics(figures: DatabaseFigures, now: datetime) -> Iterator[Metr
         "Jobs the reconciler's last pass could not handle.",
         figures.reconcile_errors or 0,
     )
+    if figures.reconcile_duration_s is not None:
+        yield _gauge(
+            "credits_reconcile_last_pass_duration_seconds",
+            "How long the reconciler's last pass took.",
+            figures.reconcile_duration_s,
+        )
 
 
 class DatabaseCollector(Collector):

@@ -150,7 +150,8 @@ def test_the_database_collector_reads_jobs_outbox_and_reconciler(
             dedupe_key="metrics-test:1",
             now=utcnow() - timedelta(minutes=10),
         )
-    record_pass(world.factory, RECONCILER, finished_at=utcnow() - timedelta(seconds=30), errors=2)
+    finished_at = utcnow() - timedelta(seconds=30)
+    record_pass(world.factory, RECONCILER, finished_at=finished_at, errors=2, duration_seconds=1.5)
 
     text = _metrics(client)
 
@@ -161,6 +162,7 @@ def test_the_database_collector_reads_jobs_outbox_and_reconciler(
     assert sample(text, "credits_notification_outbox_backlog") == 1
     assert sample(text, "credits_notification_outbox_oldest_age_seconds") >= 600
     assert sample(text, "credits_reconcile_last_pass_errors") == 2
+    assert sample(text, "credits_reconcile_last_pass_duration_seconds") == 1.5
     assert 30 <= sample(text, "credits_reconcile_last_pass_age_seconds") < 600
 
 

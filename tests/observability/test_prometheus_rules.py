@@ -51,7 +51,7 @@ def served(joined_session_factory: sessionmaker[Session]) -> set[str]:
     """Every sample name the platform serves once it has a job, a refusal (402), a
     reconcile pass and audit rows waiting for the public log."""
     world = build_jobs_world(joined_session_factory)
-    record_pass(world.factory, RECONCILER, finished_at=utcnow())
+    record_pass(world.factory, RECONCILER, finished_at=utcnow(), duration_seconds=0.5)
     client = researcher_client(world, joined_session_factory)
     assert submit_job(client, world).status_code == 201
     assert submit_job(client, world, gpus=8, seconds=604_800).status_code == 402

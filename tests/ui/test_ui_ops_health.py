@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 import pytest
@@ -44,9 +45,13 @@ def test_a_reconcile_pass_is_recorded_and_the_reconciler_reads_as_running(
 ) -> None:
     world = build_world(session)
     before = utcnow()
+    started = time.monotonic()
     reconcile_with(joined_session_factory, world_executor(), load_settings())
+    took = time.monotonic() - started
     recorded = last_pass(session, RECONCILER)
     assert recorded is not None and recorded.finished_at >= before
+    assert recorded.duration_seconds is not None
+    assert 0 < recorded.duration_seconds <= took
     row = _reconciler_row(_health(app, world))
     assert "badge-ok" in row and "last pass finished" in row and "stalled" not in row
 
