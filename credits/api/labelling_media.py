@@ -36,10 +36,16 @@ class ImageLinkQuery(BaseModel):
 )
 def item_image(item_id: int) -> Response:
     link = ImageLinkQuery.model_validate(request.args.to_dict())
-    secret = credits_extension().settings.secret_key.get_secret_value()
+    settings = credits_extension().settings
+    secrets = [settings.secret_key.get_secret_value(), *settings.old_secret_keys]
     with session_scope(session_factory()) as session:
         image = image_for_link(
-            session, secret, item_id=item_id, expires=link.expires, signature=link.sig, now=utcnow()
+            session,
+            secrets,
+            item_id=item_id,
+            expires=link.expires,
+            signature=link.sig,
+            now=utcnow(),
         )
     store = blob_store()
     return Response(

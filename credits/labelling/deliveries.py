@@ -83,7 +83,7 @@ def record_delivery(
         order_id=order.id,
         item_id=item.id,
         annotator_ref=annotator_ref,
-        annotator_pseudonym=pseudonym(order.id, annotator_ref),
+        annotator_pseudonym=_order_pseudonym(session, order.id, annotator_ref),
         value=value.model_dump(mode="json"),
         seconds=seconds,
         delivery_key=delivery_key,
@@ -238,6 +238,17 @@ def _advance(session: Session, order: Order, now: datetime) -> None:
     if not short:
         order.status = S.DELIVERED.value
         order.delivered_at = now
+
+
+def _order_pseudonym(session: Session, order_id: int, annotator_ref: str) -> str:
+    """The annotator's pseudonym in the order: the one their earlier annotations there
+    carry, so that rotating the secret key mid-order does not split one annotator in two."""
+    recorded = session.scalar(
+        select(Annotation.annotator_pseudonym)
+        .where(Annotation.order_id == order_id, Annotation.annotator_ref == annotator_ref)
+        .limit(1)
+    )
+    return recorded if recorded is not None else pseudonym(order_id, annotator_ref)
 
 
 def pseudonym(order_id: int, annotator_ref: str) -> str:

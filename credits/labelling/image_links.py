@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -41,6 +41,11 @@ def link_signature(secret: str, *, item_id: int, expires: int) -> str:
     return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
 
 
+def _signed_by(secret: str, item_id: int, expires: int, signature: str) -> bool:
+    expected = link_signature(secret, item_id=item_id, expires=expires)
+    return hmac.compare_digest(expected, signature)
+
+
 def image_link(
     public_url: str,
     secret: str,
@@ -65,14 +70,21 @@ def image_links_from_settings(settings: Settings, *, now: datetime) -> Callable[
 
 
 def image_for_link(
-    session: Session, secret: str, *, item_id: int, expires: int, signature: str, now: datetime
+    session: Session,
+    secrets: Sequence[str],
+    *,
+    item_id: int,
+    expires: int,
+    signature: str,
+    now: datetime,
 ) -> ItemImage:
-    """The image a link names, when its signature holds and it has not expired.
+    """The image a link names, when its signature holds under one of ``secrets`` (the
+    current key, then the fallbacks of a rotation in progress: Label Studio keeps the
+    links it was given for the order's life) and it has not expired.
 
     Raises ImageLinkRefused, ItemNotFound (a signed link to an item deleted since,
     or to a text item)."""
-    expected = link_signature(secret, item_id=item_id, expires=expires)
-    if not hmac.compare_digest(expected, signature):
+    if not any(_signed_by(secret, item_id, expires, signature) for secret in secrets):
         raise ImageLinkRefused("this image link is not valid")
     if now.timestamp() > expires:
         raise ImageLinkRefused("this image link has expired")

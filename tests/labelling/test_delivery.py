@@ -23,7 +23,7 @@ from credits.identity.models import Role
 from credits.labelling import deliveries, orders
 from credits.labelling.delivery import annotations_document, deliver_as_dataset, majority
 from credits.labelling.label_schema import AnnotationValue
-from credits.labelling.models import Item, Order, Resolution
+from credits.labelling.models import Annotation, Item, Order, Resolution
 from credits.labelling.schemas import OrderOut
 from credits.ledger.models import Currency
 from credits.settings import load_settings
@@ -413,3 +413,35 @@ def test_the_landing_page_and_the_api_show_the_labelling_order_behind_a_version(
         "annotations": 2,
     }
     assert document["provenance"]["labelling_charged_micro"] == 2 * CREDIT
+
+
+def test_an_annotator_keeps_one_pseudonym_in_an_order_across_a_key_rotation(
+    session: Session, world: LabellingWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    order = world.placed(session, items=2, gold=0, redundancy=2)
+    first_item, second_item = _items(session, order.id)
+
+    def deliver(item: Item, annotator: str) -> str:
+        delivered = deliveries.record_delivery(
+            session,
+            order_id=order.id,
+            item_id=item.id,
+            annotator_ref=annotator,
+            value=AnnotationValue(labels=["neutral"]),
+            seconds=3.0,
+            delivery_key=f"{item.id}:{annotator}",
+            actor=world.ops,
+        )
+        row = session.get(Annotation, delivered.delivery_id)
+        assert row is not None
+        return row.annotator_pseudonym
+
+    before = deliver(first_item, "user:1")
+    monkeypatch.setenv("CREDITS_SECRET_KEY", "a-rotated-secret-key-0123456789abcdef")
+    after = deliver(second_item, "user:1")
+    newcomer = deliver(first_item, "user:2")
+
+    assert after == before
+    # The rotation did change what a new annotator's pseudonym derives from.
+    assert deliveries.pseudonym(order.id, "user:1") != before
+    assert newcomer == deliveries.pseudonym(order.id, "user:2")

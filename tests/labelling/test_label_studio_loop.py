@@ -214,6 +214,19 @@ def test_an_image_order_goes_out_with_signed_links_that_serve_its_images(
     assert forged.status_code == 403
     assert forged.content_type == "application/problem+json"
 
+    # The session key rotates mid-order: Label Studio still holds links signed with
+    # the old one, which serve while it is a fallback, and not once it is dropped.
+    old_key = settings.secret_key.get_secret_value()
+    new_key = SecretStr("rotated-" + old_key)
+    rotating = settings.model_copy(
+        update={"secret_key": new_key, "secret_key_fallbacks": SecretStr(old_key)}
+    )
+    rotated = settings.model_copy(update={"secret_key": new_key})
+    for rotation, status in ((rotating, 200), (rotated, 403)):
+        other = create_app(rotation, session_factory=ls.factory)
+        other.extensions[STORE_KEY] = store
+        assert other.test_client().get(path).status_code == status
+
 
 def test_an_expired_image_link_is_refused(joined_session_factory: sessionmaker[Session]) -> None:
     settings = load_settings()
