@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Collection
 
-from sqlalchemy import ColumnElement
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, select
+from sqlalchemy.orm import Session, lazyload
 
 from credits.grants import queries as grants_queries
 from credits.grants.errors import (
@@ -230,6 +230,18 @@ def can_read_project(session: Session, actor: Actor, project_id: int) -> bool:
     revoking the role takes a person's project powers with it.
     """
     return rules.readable(session, Project, project_id, rules.visible_projects(actor))
+
+
+def load_readable_project(session: Session, actor: Actor, project_id: int) -> Project | None:
+    """The project row, members not loaded, when it exists and the actor may see it
+    (as :func:`can_read_project`): one statement, for a job submission's checks."""
+    query = (
+        select(Project)
+        .where(Project.id == project_id, rules.visible_projects(actor))
+        .options(lazyload(Project.members))
+        .execution_options(populate_existing=True)
+    )
+    return session.scalar(query)
 
 
 def can_add_member(actor: Actor, *, actor_role: MemberRole | None) -> bool:

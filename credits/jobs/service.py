@@ -22,7 +22,7 @@ from credits.db import utcnow
 from credits.errors import InvalidInput
 from credits.grants.errors import ProjectNotFound
 from credits.grants.models import Project, ProjectStatus
-from credits.identity.access import can_read_project, require_any_role, require_scope
+from credits.identity.access import load_readable_project, require_any_role, require_scope
 from credits.identity.actor import Actor
 from credits.identity.models import Role, Scope
 from credits.jobs.errors import (
@@ -49,7 +49,7 @@ from credits.ledger.queries import project_available
 from credits.observability.request_ids import request_id_data
 from credits.pool.models import GpuFlavour
 from credits.pool.schemas import RateOut
-from credits.pool.service import hold_amount, rate_in_force
+from credits.pool.service import hold_amount, rate_of_flavour
 
 MAX_GPU_LIMIT = 100_000
 
@@ -150,7 +150,7 @@ def submit_job(
         },
         occurred_at=now,
     )
-    return job_out(session, job)
+    return job_out(session, job, {flavour.id: flavour.name})
 
 
 @dataclass(frozen=True)
@@ -230,7 +230,7 @@ def _admissible(
     _check_checkpointing(spec, checkpointing)
     _check_fits(spec, flavour, pool_nodes)
     _check_image(spec, image_registries)
-    rate = rate_in_force(session, flavour=flavour.name, at=now)
+    rate = rate_of_flavour(session, flavour, at=now)
     amount = hold_amount(
         gpus=spec.gpus,
         max_runtime_seconds=spec.max_runtime_seconds,
@@ -240,9 +240,10 @@ def _admissible(
 
 
 def _project_for_submitter(session: Session, actor: Actor, project_id: int) -> Project:
-    if not can_read_project(session, actor, project_id):
+    project = load_readable_project(session, actor, project_id)
+    if project is None:
         raise ProjectNotFound(f"no project has the id {project_id}")
-    return session.get_one(Project, project_id)
+    return project
 
 
 def _request_identity(

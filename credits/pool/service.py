@@ -392,8 +392,12 @@ def rate_in_force(session: Session, *, flavour: str, at: datetime) -> RateOut:
     never changes that charge. Raises InvalidTime (a naive ``at``),
     FlavourNotFound, NoRateInForce.
     """
+    return rate_of_flavour(session, _load_flavour(session, flavour), at=at)
+
+
+def rate_of_flavour(session: Session, row: GpuFlavour, *, at: datetime) -> RateOut:
+    """:func:`rate_in_force` for a flavour row already loaded (and locked) by the caller."""
     moment = _check_aware(at, field="at")
-    row = _load_flavour(session, flavour)
     version = session.scalar(
         select(RateVersion)
         .where(RateVersion.flavour_id == row.id, RateVersion.effective_from <= moment)
