@@ -45,7 +45,6 @@ from credits.db import (
     make_engine,
     make_read_session_factory,
     make_session_factory,
-    make_statement_session_factory,
 )
 from credits.jobs.executors.base import Executor
 from credits.observability import web as observability
@@ -113,7 +112,6 @@ def create_app(
         executor=executor,
         # GET and HEAD requests read through these (credits.api.auth.session_factory).
         read_session_factory=make_read_session_factory(writer),
-        statement_session_factory=make_statement_session_factory(writer),
     )
     # First, so every later hook and route logs with the request id.
     observability.init_app(app)

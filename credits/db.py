@@ -130,7 +130,9 @@ def _set_query_only(connection: Connection, *, on: bool) -> None:
         connection.info[_QUERY_ONLY] = on
 
 
-def make_engine(url: str, *, sqlite_busy_timeout_ms: int = 10_000, pool_size: int = 10) -> Engine:
+def make_engine(
+    url: str, *, sqlite_busy_timeout_ms: int = 10_000, pool_size: int = 10, read_only: bool = False
+) -> Engine:
     """Builds an engine for ``url`` with this platform's connection settings."""
     if url.startswith("sqlite"):
         path = _sqlite_path(url)
@@ -146,7 +148,15 @@ def make_engine(url: str, *, sqlite_busy_timeout_ms: int = 10_000, pool_size: in
     # No pre-ping: it costs a round trip on every checkout of the ledger's hot
     # path. A checkout looks at the idle socket instead (no round trip), and a
     # connection found dead mid-transaction is retried by run_in_transaction.
-    engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_recycle=3600)
+    options: dict[str, Any] = {}
+    if read_only:
+        options = {
+            "isolation_level": "AUTOCOMMIT",
+            "connect_args": {"options": "-c default_transaction_read_only=on"},
+        }
+    engine = create_engine(
+        url, pool_size=pool_size, max_overflow=pool_size, pool_recycle=3600, **options
+    )
     event.listen(engine, "checkout", _refuse_connection_the_server_ended)
     return engine
 
@@ -178,35 +188,34 @@ def make_read_session_factory(factory: sessionmaker[Session]) -> sessionmaker[Se
     """Sessions like ``factory``'s that only read, and fail loudly if they write.
 
     On SQLite a read transaction begins deferred, so it never queues behind a
-    writer's ``BEGIN IMMEDIATE``, and runs with ``PRAGMA query_only`` on; on
-    PostgreSQL it is ``READ ONLY``. A factory bound to one connection (a test's
-    rolled-back transaction) keeps that connection and, on SQLite, turns
-    ``query_only`` on for as long as a read session uses it.
+    writer's ``BEGIN IMMEDIATE``, and runs with ``PRAGMA query_only`` on. On
+    PostgreSQL the sessions use an engine of their own whose connections run in
+    autocommit with ``default_transaction_read_only`` on: the server refuses any
+    write, and a read costs no ``BEGIN`` and ``COMMIT`` round trips. Nothing is
+    lost by that: at READ COMMITTED, the isolation the web tier reads at, every
+    statement takes a fresh snapshot inside a transaction too. (Work that needs one
+    snapshot across statements asks for REPEATABLE READ: credits/cli_support.py.)
+    A factory bound to one connection (a test's rolled-back transaction) keeps
+    that connection and, on SQLite, turns ``query_only`` on for as long as a read
+    session uses it.
     """
     bind = factory.kw.get("bind")
     kw = {key: value for key, value in factory.kw.items() if key != "bind"}
+    if isinstance(bind, Engine) and bind.dialect.name == "postgresql":
+        engine = make_engine(
+            bind.url.render_as_string(hide_password=False),
+            pool_size=getattr(bind.pool, "size", lambda: 10)(),
+            read_only=True,
+        )
+        return sessionmaker(bind=engine, class_=factory.class_, **kw)
     if isinstance(bind, Engine):
-        options: dict[str, Any] = {READ_ONLY: True}
-        if bind.dialect.name == "postgresql":
-            options["postgresql_readonly"] = True
-        return sessionmaker(bind=bind.execution_options(**options), class_=factory.class_, **kw)
+        return sessionmaker(
+            bind=bind.execution_options(**{READ_ONLY: True}), class_=factory.class_, **kw
+        )
     reader = sessionmaker(bind=bind, class_=factory.class_, **kw)
     if isinstance(bind, Connection) and bind.dialect.name == "sqlite":
         _query_only_while_reading(reader, bind)
     return reader
-
-
-def make_statement_session_factory(factory: sessionmaker[Session]) -> sessionmaker[Session]:
-    """Sessions for work that is one read statement: on PostgreSQL they run in
-    autocommit, which spares the ``BEGIN`` and ``COMMIT`` round trips a transaction
-    costs and a single statement does not need; elsewhere, ``factory``'s read sessions.
-    """
-    bind = factory.kw.get("bind")
-    if not isinstance(bind, Engine) or bind.dialect.name != "postgresql":
-        return make_read_session_factory(factory)
-    kw = {key: value for key, value in factory.kw.items() if key != "bind"}
-    autocommit = bind.execution_options(isolation_level="AUTOCOMMIT")
-    return sessionmaker(bind=autocommit, class_=factory.class_, **kw)
 
 
 def _query_only_while_reading(reader: sessionmaker[Session], connection: Connection) -> None:

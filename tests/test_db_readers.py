@@ -16,7 +16,6 @@ from credits.db import (
     make_engine,
     make_read_session_factory,
     make_session_factory,
-    make_statement_session_factory,
     session_scope,
 )
 
@@ -123,25 +122,18 @@ def test_on_postgresql_a_read_session_is_read_only_and_writers_are_not(
 
 
 @pytest.mark.postgres
-def test_on_postgresql_a_statement_session_runs_without_a_transaction(
+def test_on_postgresql_a_read_session_runs_in_autocommit_on_its_own_connections(
     postgres_engine: Engine,
 ) -> None:
-    statements = make_statement_session_factory(make_session_factory(postgres_engine))
-    with session_scope(statements) as session:
-        # Outside a transaction block the server reports no transaction start at all.
+    reader = make_read_session_factory(make_session_factory(postgres_engine))
+    with session_scope(reader) as session:
+        # Outside a transaction block each statement is its own transaction.
         started = session.execute(text("SELECT now() = statement_timestamp()")).scalar_one()
         dbapi_connection = session.connection().connection.dbapi_connection
         assert dbapi_connection is not None
         assert dbapi_connection.autocommit is True
+        assert session.get_bind() is not postgres_engine
     assert started is True
-
-
-def test_on_sqlite_a_statement_session_is_a_read_session(engine: Engine) -> None:
-    statements = make_statement_session_factory(make_session_factory(engine))
-    with session_scope(statements) as session:
-        assert session.execute(text("SELECT amount FROM balance")).scalar_one() == 100
-    with pytest.raises(OperationalError, match="readonly"), session_scope(statements) as session:
-        session.execute(text("UPDATE balance SET amount = 0"))
 
 
 @pytest.mark.postgres

@@ -57,9 +57,6 @@ class CreditsExtension:
     # Sessions for requests that only read (credits.db.make_read_session_factory);
     # None: every request writes through session_factory.
     read_session_factory: sessionmaker[Session] | None = field(default=None, compare=False)
-    # Sessions for one read statement (credits.db.make_statement_session_factory), for
-    # the token lookup every API request makes; None: the read sessions.
-    statement_session_factory: sessionmaker[Session] | None = field(default=None, compare=False)
 
 
 def credits_extension() -> CreditsExtension:
@@ -163,12 +160,7 @@ def _resolve_actor() -> Actor | None:
     at = utcnow()
     # Read where reading is enough: the token's last use is written at most once a
     # minute, so most requests, GETs included, resolve without a write transaction.
-    extension = credits_extension()
-    reader = (
-        extension.statement_session_factory
-        or extension.read_session_factory
-        or write_session_factory()
-    )
+    reader = credits_extension().read_session_factory or write_session_factory()
     with session_scope(reader) as session:
         identity = identify_token(session, secret=secret, now=at)
     if identity.last_use_due:
