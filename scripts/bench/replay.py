@@ -96,9 +96,12 @@ from replay_metrics import (
     Figures,
     Outcome,
     figures,
+    pool_state,
     share_gap,
+    size_label,
     table_row,
     waits_by_size,
+    waits_by_state,
 )
 from replay_trace import HOUR, TraceJob, load, parse_fraction, parse_range
 
@@ -201,6 +204,10 @@ class Replay:
         self.gpus_per_node = args.gpus_per_node
         self.free = {node.name: node.gpus for node in self.nodes}
         self.queued_sizes: dict[int, int] = {}
+        # With --by-size: the queued jobs per (size, pool state) since observed_at.
+        self.by_state = args.by_size
+        self.observed_at = 0.0
+        self.waiting: dict[tuple[str, str], int] = {}
 
     def _clock(self) -> datetime:
         return datetime.fromtimestamp(EPOCH + self.now, UTC)
@@ -228,7 +235,28 @@ class Replay:
                 # A move frees the mover's old GPUs at once here, so pass again this second.
                 changed = self._pass(by_id)
                 passes += 1
+            if self.by_state:
+                self._observe()
         return self.outcome
+
+    def _observe(self) -> None:
+        """Books the queued job-seconds since the last event by pool state; takes the new state.
+
+        Between events neither the queue nor the nodes change, so the state
+        taken after an event's passes holds until the next event.
+        """
+        booked = self.outcome.waiting_by_state
+        elapsed = self.now - self.observed_at
+        for key, count in self.waiting.items():
+            booked[key] = booked.get(key, 0.0) + count * elapsed
+        self.observed_at = self.now
+        free = list(self.free.values())
+        self.waiting = {}
+        for gpus, count in self.queued_sizes.items():
+            if count:
+                state = pool_state(gpus, free, self.gpus_per_node)
+                key = (size_label(gpus, self.gpus_per_node), state)
+                self.waiting[key] = self.waiting.get(key, 0) + count
 
     def _events(self, jobs: list[TraceJob]) -> Iterator[tuple[float, list[TraceJob]]]:
         """Each second at which something happens, with the jobs submitted then."""
@@ -450,7 +478,11 @@ def _arguments() -> argparse.Namespace:
         help="seeded share of jobs that are checkpointable",
     )
     parser.add_argument("--max-moves", type=int, default=2, help="Policy.max_moves")
-    parser.add_argument("--by-size", action="store_true", help="also print waits per GPU count")
+    parser.add_argument(
+        "--by-size",
+        action="store_true",
+        help="also print waits per GPU count, and by the pool's state while they waited",
+    )
     parser.add_argument(
         "--move-allowance",
         type=float,
@@ -501,6 +533,8 @@ def replay_one(  # noqa: PLR0917 - private to main(): one row of the table
     outcome = Replay(args, entitlement, policy).run(jobs)
     if args.by_size:
         print(f"  waits by size: {waits_by_size(jobs, outcome)}")
+        by_state = waits_by_state(jobs, outcome)
+        print(f"  wait s per job by pool state (share of all waits): {by_state}")
     return figures(
         f"policy={ordering} backfill={'on' if backfill else 'off'} {variant}",
         jobs,

@@ -34,6 +34,8 @@ class Outcome:
     # GPU-seconds of work they had left.
     moved_killed: int = 0
     moved_killed_gpu_s: float = 0.0
+    # Job-seconds queued, by (size, the pool's state meanwhile): see replay's --by-size.
+    waiting_by_state: dict[tuple[str, str], float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,6 +172,45 @@ def waits_by_size(jobs: list[TraceJob], outcome: Outcome) -> str:
         f"p95={percentile(groups[size], 95):.0f}"
         for size in order
     )
+
+
+# The pool's state while a job of some size waits: a node (or, for a gang, whole
+# nodes enough) has room for it; the free GPUs would cover it but no node does;
+# fewer GPUs are free in all than it needs.
+POOL_STATES = ("fits", "fragmented", "full")
+
+
+def pool_state(gpus: int, free: list[int], gpus_per_node: int) -> str:
+    """Which of :data:`POOL_STATES` the pool (free GPUs per node) is in for a job of ``gpus``."""
+    if gpus <= gpus_per_node:
+        if max(free) >= gpus:
+            return "fits"
+    elif free.count(gpus_per_node) * gpus_per_node >= gpus:
+        return "fits"
+    return "fragmented" if sum(free) >= gpus else "full"
+
+
+def size_label(gpus: int, gpus_per_node: int = 8) -> str:
+    return str(gpus) if gpus <= gpus_per_node else "gang"
+
+
+def waits_by_state(jobs: list[TraceJob], outcome: Outcome) -> str:
+    """Per size, the mean seconds a job waited in each pool state, and that share of all waits."""
+    counts: dict[str, int] = {}
+    for job in jobs:
+        counts[size_label(job.gpus)] = counts.get(size_label(job.gpus), 0) + 1
+    total = sum(outcome.waiting_by_state.values()) or 1.0
+    parts = []
+    for size in sorted(
+        counts, key=lambda size: (size == "gang", int(size) if size != "gang" else 0)
+    ):
+        cells = ",".join(
+            f"{state}={outcome.waiting_by_state.get((size, state), 0.0) / counts[size]:.0f}"
+            f"({outcome.waiting_by_state.get((size, state), 0.0) / total:.1%})"
+            for state in POOL_STATES
+        )
+        parts.append(f"gpus={size}:{cells}")
+    return " ".join(parts)
 
 
 def percentile(values: list[float], q: int) -> float:
