@@ -13,7 +13,9 @@ pgbench also calls ``ledger_place_hold_v1`` itself on the run's database
 (``baseline=pgbench-ledger_place_hold_v1``): the function's own rate with no
 Python in the way, the most the service path could reach on that server.
 The clients are threads of one process by default (one engine and pool, as in
-one gunicorn worker); ``--processes`` runs one process per client.
+one gunicorn worker); ``--processes`` runs one process per client, and
+``--processes N`` spreads the clients over N processes of threads, as gunicorn's
+workers and threads (``workers=processes:N``).
 
     .venv/bin/python scripts/bench/ledger.py --quick
     .venv/bin/python scripts/bench/ledger.py --seconds 10 --processes --path both
@@ -258,7 +260,7 @@ def run_client(
     return ClientResult(hold=holds, capture=captures, void=voids)
 
 
-# --- workers: threads sharing one engine, or one process per client -------------------------
+# --- workers: threads sharing one engine, or processes of threads -------------------------
 
 
 def run_threads(spec: RunSpec) -> list[ClientResult]:
@@ -278,38 +280,50 @@ def run_threads(spec: RunSpec) -> list[ClientResult]:
 
 
 def _process_main(
-    spec: RunSpec, client: int, barrier: Barrier, results: multiprocessing.Queue[Any]
+    spec: RunSpec, clients: list[int], barrier: Barrier, results: multiprocessing.Queue[Any]
 ) -> None:
-    engine = make_engine(spec.url, pool_size=1)
+    """Runs ``clients`` as threads of this process, sharing one engine and pool."""
+    engine = make_engine(spec.url, pool_size=len(clients))
     try:
         counter = StatementCounter(engine)
-        result = run_client(spec, client, make_session_factory(engine), counter, barrier)
-        results.put((client, result))
-    except BaseException as error:
-        results.put((client, f"{type(error).__name__}: {error}"))
-        raise
+        factory = make_session_factory(engine)
+        with ThreadPoolExecutor(max_workers=len(clients)) as pool:
+            futures = {
+                client: pool.submit(run_client, spec, client, factory, counter, barrier)
+                for client in clients
+            }
+            for client, future in futures.items():
+                try:
+                    results.put((client, future.result()))
+                except Exception as error:  # reported to the parent, which fails the run
+                    results.put((client, f"{type(error).__name__}: {error}"))
     finally:
         engine.dispose()
 
 
-def run_processes(spec: RunSpec) -> list[ClientResult]:
-    """One spawned process per client, each with its own engine (no shared GIL)."""
+def run_processes(spec: RunSpec, processes: int = 0) -> list[ClientResult]:
+    """The clients spread over ``processes`` spawned processes (0: one per client), each
+    with its own engine, its clients its threads: as gunicorn's workers and threads."""
+    count = min(processes or spec.clients, spec.clients)
     context = multiprocessing.get_context("spawn")
     barrier = context.Barrier(spec.clients)
     results: multiprocessing.Queue[Any] = context.Queue()
-    processes = [
-        context.Process(target=_process_main, args=(spec, client, barrier, results))
-        for client in range(spec.clients)
+    workers = [
+        context.Process(
+            target=_process_main,
+            args=(spec, list(range(index, spec.clients, count)), barrier, results),
+        )
+        for index in range(count)
     ]
-    for process in processes:
-        process.start()
+    for worker in workers:
+        worker.start()
     try:
-        collected = dict(results.get(timeout=BARRIER_TIMEOUT_S) for _ in processes)
+        collected = dict(results.get(timeout=BARRIER_TIMEOUT_S) for _ in range(spec.clients))
     except queue.Empty:
         raise BenchError("a client process ended without a result") from None
     finally:
-        for process in processes:
-            process.join(timeout=30)
+        for worker in workers:
+            worker.join(timeout=30)
     failures = [f"client {c}: {r}" for c, r in collected.items() if isinstance(r, str)]
     if failures:
         raise BenchError("; ".join(failures))
@@ -525,6 +539,8 @@ class Options:
     seconds: float
     workers: str
     quick: bool
+    # With --processes: how many processes the clients spread over (0: one per client).
+    processes: int = 0
     # PostgreSQL's paths to run ("python", "functions"); SQLite has only the Python path.
     paths: tuple[str, ...] = ("functions",)
 
@@ -534,7 +550,9 @@ def bench_backend(backend: str, path: str, options: Options) -> dict[int, Summar
     (and records the function's own rate under pgbench in ``FUNCTION_TPS``)."""
     holds: dict[int, Summary] = {}
     transfers = 0
-    runner = run_processes if options.workers == "processes" else run_threads
+    runner: Callable[[RunSpec], list[ClientResult]] = run_threads
+    if options.workers != "threads":
+        runner = partial(run_processes, processes=options.processes)
     for clients in options.clients:
         with fresh_database(backend, options.postgres_url) as url:
             spec = RunSpec(backend, url, clients, options.seconds, uuid.uuid4().hex[:8], path)
@@ -627,7 +645,14 @@ def parse_options(argv: Sequence[str] | None = None) -> Options:
     only.add_argument("--postgres-only", action="store_true")
     parser.add_argument("--clients", default="1,4,16", help="comma-separated (default 1,4,16)")
     parser.add_argument("--seconds", type=float, default=5.0, help="per operation and run")
-    parser.add_argument("--processes", action="store_true", help="one process per client")
+    parser.add_argument(
+        "--processes",
+        nargs="?",
+        type=int,
+        const=0,
+        metavar="N",
+        help="clients in N processes of threads (as gunicorn's workers); no N: one per client",
+    )
     parser.add_argument(
         "--path",
         choices=("functions", "python", "both"),
@@ -654,10 +679,17 @@ def parse_options(argv: Sequence[str] | None = None) -> Options:
         postgres_url=args.postgres_url or None,
         clients=clients,
         seconds=QUICK_SECONDS if args.quick else args.seconds,
-        workers="processes" if args.processes else "threads",
+        workers=_workers_label(args.processes),
+        processes=args.processes or 0,
         quick=args.quick,
         paths=("python", "functions") if args.path == "both" else (args.path,),
     )
+
+
+def _workers_label(processes: int | None) -> str:
+    if processes is None:
+        return "threads"
+    return f"processes:{processes}" if processes else "processes"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
