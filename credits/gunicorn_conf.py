@@ -13,6 +13,9 @@ standard error, where the container runtime collects them.
 
 Invalid settings stop gunicorn before it forks, with the one-line message.
 
+Each worker freezes the objects of its loaded app out of the garbage collector's
+reach (``gc.freeze``), so that a full collection does not pause its requests.
+
 Metrics: the workers keep their Prometheus values in files under
 ``PROMETHEUS_MULTIPROC_DIR`` (a fresh folder under the temporary directory
 when unset, removed at exit; an operator's folder is emptied at start), so
@@ -23,6 +26,7 @@ dropped. Each worker logs through credits/observability/logs.py
 
 from __future__ import annotations
 
+import gc
 import os
 import shutil
 import sys
@@ -89,6 +93,18 @@ def post_fork(_server: Any, _worker: Any) -> None:
     from credits.observability.logs import configure_logging  # noqa: PLC0415 - in the worker
 
     configure_logging(_loaded)
+
+
+def post_worker_init(_worker: Any) -> None:
+    """Moves everything the app built at start-up out of the collector's reach.
+
+    A worker holds a few hundred thousand long-lived objects (modules, the ORM's
+    mappings, pydantic's validators); a full garbage collection walks them all and
+    stops the worker's threads for about 100 ms, which shows as the p99 of every
+    route. Frozen, they are never walked again; what requests allocate is collected
+    as before.
+    """
+    gc.freeze()
 
 
 def child_exit(_server: Any, worker: Any) -> None:

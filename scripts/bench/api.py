@@ -300,8 +300,11 @@ def run(options: argparse.Namespace) -> int:
 def run_phases(
     options: argparse.Namespace, port: int, callers: list[Caller], master: int
 ) -> list[Phase]:
-    # A short warm-up: each worker's engine, pool and first queries.
-    closed_loop(port, requests_of(callers), op="balance", clients=options.clients, seconds=1.0)
+    # A short warm-up of every kind of request, so that no measured phase pays for a
+    # worker's first connections, imports and statement compilations: a served
+    # platform is warm.
+    for op in ("bare", *(op for op, _ in MIX)):
+        closed_loop(port, requests_of(callers), op=op, clients=options.clients, seconds=1.0)
     phases = []
     for label, op, offered, load in _plan(options, port, requests_of(callers)):
         phase = measured(label, op, offered, master, load)
