@@ -4,6 +4,7 @@ probes over HTTP, a graceful reload by SIGHUP, and a clean stop."""
 from __future__ import annotations
 
 import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -83,3 +84,27 @@ def test_gunicorn_refuses_invalid_settings_in_one_line_before_forking(tmp_path: 
     with started(GUNICORN, env=env, log=log, cwd=ROOT) as master:
         assert master.wait(timeout=START_TIMEOUT_S) != 0
     assert "error: invalid setting CREDITS_WEB_WORKERS" in log.read_text()
+
+
+def test_a_worker_freezes_its_loaded_app_out_of_the_garbage_collectors_reach(
+    tmp_path: Path,
+) -> None:
+    env = production_env(tmp_path, database_url="sqlite:///x.db", port=free_port())
+    # As gunicorn does in a worker: read the configuration, build the app, then the hook.
+    script = (
+        "import gc, credits.gunicorn_conf as conf, credits.wsgi\n"
+        "before = gc.get_freeze_count()\n"
+        "conf.post_worker_init(None)\n"
+        "print(before, gc.get_freeze_count())\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    before, after = map(int, done.stdout.split())
+    assert before == 0
+    assert after > 100_000
