@@ -133,7 +133,11 @@ def _set_query_only(connection: Connection, *, on: bool) -> None:
 def make_engine(
     url: str, *, sqlite_busy_timeout_ms: int = 10_000, pool_size: int = 10, read_only: bool = False
 ) -> Engine:
-    """Builds an engine for ``url`` with this platform's connection settings."""
+    """Builds an engine for ``url`` with this platform's connection settings.
+
+    ``read_only`` (PostgreSQL only): connections in autocommit on which the server
+    refuses writes, for :func:`make_read_session_factory`.
+    """
     if url.startswith("sqlite"):
         path = _sqlite_path(url)
         pool: dict[str, Any] = {}
