@@ -237,6 +237,21 @@ def _query_only_while_reading(reader: sessionmaker[Session], connection: Connect
 
 
 @contextmanager
+def read_connection(factory: sessionmaker[Session]) -> Iterator[Connection]:
+    """A connection of ``factory``'s binding for a statement or two without a Session
+    (its unit of work costs more than such a read): a new one from an engine, closed
+    afterwards, or the connection the factory is bound to, left open."""
+    bind = factory.kw.get("bind")
+    if isinstance(bind, Connection):
+        yield bind
+        return
+    if not isinstance(bind, Engine):
+        raise TypeError("the session factory is bound to neither an engine nor a connection")
+    with bind.connect() as connection:
+        yield connection
+
+
+@contextmanager
 def session_scope(factory: Callable[[], Session]) -> Iterator[Session]:
     """One transaction: commit when the block succeeds, roll back when it raises."""
     session = factory()

@@ -16,6 +16,7 @@ from credits.db import (
     make_engine,
     make_read_session_factory,
     make_session_factory,
+    read_connection,
     session_scope,
 )
 
@@ -166,3 +167,18 @@ def _wait_until_terminated(url: str, pid: int) -> None:
                 return
             time.sleep(0.05)
     raise AssertionError(f"backend {pid} was not terminated")
+
+
+def test_a_read_connection_is_the_factorys_own_or_a_fresh_one_closed_after(
+    engine: Engine,
+) -> None:
+    fresh = make_session_factory(engine)
+    with read_connection(fresh) as connection:
+        assert connection.exec_driver_sql("SELECT amount FROM balance").scalar_one() == 100
+    assert connection.closed
+
+    with engine.connect() as shared:
+        bound = sessionmaker(bind=shared)
+        with read_connection(bound) as connection:
+            assert connection is shared
+        assert not shared.closed

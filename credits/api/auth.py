@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from credits.api.openapi import operation
 from credits.api.problems import credits_error_response
-from credits.db import session_scope, utcnow
+from credits.db import read_connection, session_scope, utcnow
 from credits.errors import Unauthenticated
 from credits.identity.access import require_actor
 from credits.identity.actor import Actor
@@ -161,8 +161,8 @@ def _resolve_actor() -> Actor | None:
     # Read where reading is enough: the token's last use is written at most once a
     # minute, so most requests, GETs included, resolve without a write transaction.
     reader = credits_extension().read_session_factory or write_session_factory()
-    with session_scope(reader) as session:
-        identity = identify_token(session, secret=secret, now=at)
+    with read_connection(reader) as connection:
+        identity = identify_token(connection, secret=secret, now=at)
     if identity.last_use_due:
         with session_scope(write_session_factory()) as session:
             mark_token_used(session, token_id=identity.token_id, at=at)

@@ -13,6 +13,8 @@ programs, the reviewer role their assignments. Ops read everything.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import wraps
 from typing import Any, TypeVar
 
 from sqlalchemy import ColumnElement, Select, and_, exists, false, inspect, or_, select, true
@@ -39,6 +41,29 @@ from credits.jobs.models import Job
 from credits.ledger.models import Account, AccountKind
 
 Row = TypeVar("Row", bound=Base)
+
+
+# A rule reads only the actor's user id and roles; its SQL expression is built once
+# per pair and reused (expressions are immutable), as every request asks for one.
+_RULE_CACHE_LIMIT = 4096
+Rule = Callable[[Actor], ColumnElement[bool]]
+
+
+def per_holder(rule: Rule) -> Rule:
+    """``rule`` built once per (user id, roles) and then reused."""
+    built: dict[tuple[int | None, frozenset[Role]], ColumnElement[bool]] = {}
+
+    @wraps(rule)
+    def cached(actor: Actor) -> ColumnElement[bool]:
+        key = (actor.user_id, actor.roles)
+        found = built.get(key)
+        if found is None:
+            if len(built) >= _RULE_CACHE_LIMIT:
+                built.clear()
+            found = built[key] = rule(actor)
+        return found
+
+    return cached
 
 
 def load_visible(
@@ -109,6 +134,7 @@ def _administered(column: InstrumentedAttribute[int], actor: Actor) -> ColumnEle
 # Programs: ops; their funder owners; researchers, once a call is published.
 
 
+@per_holder
 def visible_programs(actor: Actor) -> ColumnElement[bool]:
     """The programs the actor may read."""
     if actor.has_role(Role.OPS):
@@ -120,6 +146,7 @@ def visible_programs(actor: Actor) -> ColumnElement[bool]:
     )
 
 
+@per_holder
 def administered_programs(actor: Actor) -> ColumnElement[bool]:
     """The programs the actor runs (and whose reports and pages they see): ops, owners."""
     return _administered(Program.id, actor)
@@ -128,6 +155,7 @@ def administered_programs(actor: Actor) -> ColumnElement[bool]:
 # Projects: ops; their members who hold the researcher role.
 
 
+@per_holder
 def visible_projects(actor: Actor) -> ColumnElement[bool]:
     """The projects the actor may read."""
     if actor.has_role(Role.OPS):
@@ -135,6 +163,7 @@ def visible_projects(actor: Actor) -> ColumnElement[bool]:
     return _in(Project.id, my_project_ids(actor))
 
 
+@per_holder
 def reported_projects(actor: Actor) -> ColumnElement[bool]:
     """The projects whose report the actor may read: those they may read, and those a
     program they own awarded (that report shows their own programs' part alone)."""
@@ -156,6 +185,7 @@ def review_queue(actor: Actor) -> ColumnElement[bool]:
     return _in(Proposal.id, my_assignment_ids(actor))
 
 
+@per_holder
 def visible_proposals(actor: Actor) -> ColumnElement[bool]:
     """The proposals the actor may read."""
     if actor.has_role(Role.OPS):
@@ -171,6 +201,7 @@ def visible_proposals(actor: Actor) -> ColumnElement[bool]:
 # who wrote it, while assigned without a conflict.
 
 
+@per_holder
 def visible_reviews(actor: Actor) -> ColumnElement[bool]:
     """The reviews the actor may read."""
     if actor.has_role(Role.OPS):
@@ -186,6 +217,7 @@ def visible_reviews(actor: Actor) -> ColumnElement[bool]:
 # Awards, allocations and tranches: ops; the program's owners; the project's members.
 
 
+@per_holder
 def visible_awards(actor: Actor) -> ColumnElement[bool]:
     """The awards the actor may read."""
     if actor.has_role(Role.OPS):
@@ -196,6 +228,7 @@ def visible_awards(actor: Actor) -> ColumnElement[bool]:
     )
 
 
+@per_holder
 def visible_allocations(actor: Actor) -> ColumnElement[bool]:
     """The allocations the actor may read."""
     if actor.has_role(Role.OPS):
@@ -206,11 +239,13 @@ def visible_allocations(actor: Actor) -> ColumnElement[bool]:
     )
 
 
+@per_holder
 def visible_tranches(actor: Actor) -> ColumnElement[bool]:
     """The tranches of the awards the actor may read."""
     return Tranche.award_id.in_(select(Award.id).where(visible_awards(actor)))
 
 
+@per_holder
 def administered_tranches(actor: Actor) -> ColumnElement[bool]:
     """The tranches the actor may release: those of the programs they administer."""
     return Tranche.award_id.in_(select(Award.id).where(_administered(Award.program_id, actor)))
@@ -234,6 +269,7 @@ def _my_pools(actor: Actor) -> ColumnElement[bool]:
     )
 
 
+@per_holder
 def visible_accounts(actor: Actor) -> ColumnElement[bool]:
     """The ledger accounts the actor may read; system accounts are for ops alone."""
     if actor.has_role(Role.OPS):
@@ -249,6 +285,7 @@ def visible_accounts(actor: Actor) -> ColumnElement[bool]:
 # Jobs: ops; the members of the job's project.
 
 
+@per_holder
 def visible_jobs(actor: Actor) -> ColumnElement[bool]:
     """The jobs the actor may read."""
     if actor.has_role(Role.OPS):

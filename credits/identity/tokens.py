@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, or_, select, update
+from sqlalchemy import Connection, bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
 from credits.audit.service import record_event
@@ -197,8 +197,11 @@ class TokenIdentity:
     last_use_due: bool
 
 
-def identify_token(session: Session, *, secret: str, now: datetime | None = None) -> TokenIdentity:
-    """The actor a token secret stands for, read in one statement that writes nothing.
+def identify_token(
+    db: Session | Connection, *, secret: str, now: datetime | None = None
+) -> TokenIdentity:
+    """The actor a token secret stands for, read in one statement that writes nothing
+    (through a session, or a bare connection where a session's cost matters).
 
     ``now`` (an aware UTC time) defaults to the clock. The actor's scopes are None
     when the token has none, meaning every right of its user. ``last_use_due`` is
@@ -208,7 +211,7 @@ def identify_token(session: Session, *, secret: str, now: datetime | None = None
     TokenExpired and TokenOwnerInactive.
     """
     at = now or utcnow()
-    rows = session.execute(_IDENTIFY, {"secret_hash": _secret_hash(secret)}).all()
+    rows = db.execute(_IDENTIFY, {"secret_hash": _secret_hash(secret)}).all()
     if not rows:
         raise InvalidToken("the API token is not recognised")
     token = rows[0]
