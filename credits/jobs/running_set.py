@@ -118,6 +118,12 @@ class RunningSet:
     def __iter__(self) -> Iterator[RunningJob]:
         return iter(self._jobs.values())
 
+    def __contains__(self, job: object) -> bool:
+        """A Collection of running jobs, as ``plan`` takes: this very job is here."""
+        # Duck-typed: RunningJob lives in the scheduler, which imports this module.
+        job_id = getattr(job, "job_id", None)
+        return isinstance(job_id, int) and self._jobs.get(job_id) == job
+
     def held(self) -> dict[int, int]:
         """GPUs held per project with a running job, as ``hold_running`` returns them."""
         return dict(self._held)

@@ -78,7 +78,7 @@ class _Draws:
         return max(1, math.ceil(walltime(duration_s) * factor))
 
     def is_checkpointable(self) -> bool:
-        return self.checkpoint.random() < self.checkpointable
+        return bool(self.checkpoint.random() < self.checkpointable)
 
 
 def load(args: argparse.Namespace) -> tuple[list[TraceJob], dict[int, float]]:

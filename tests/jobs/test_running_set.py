@@ -151,3 +151,17 @@ def test_a_job_past_its_end_or_a_move_under_way_makes_the_pass_rebuild() -> None
     assert kept.pools_for(nodes, NOW, Policy()) is None
     kept.add(replace(moving, vacating=()))
     assert kept.pools_for(nodes, NOW, Policy()) is not None
+
+
+def test_a_running_set_holds_a_job_while_that_very_job_runs() -> None:
+    job = RunningJob(1, 1, "gpu", (NodeSlice("n-0", 4),), started_at=NOW, max_runtime_s=3600)
+    moved = replace(job, placement=(NodeSlice("n-1", 4),))
+    kept = RunningSet([job])
+
+    assert job in kept
+    assert moved not in kept
+    kept.add(moved)
+    assert moved in kept and job not in kept
+    kept.discard(1)
+    assert moved not in kept
+    assert "job 1" not in kept
