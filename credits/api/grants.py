@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 
 from flask import Blueprint, request, url_for
 from flask.typing import ResponseReturnValue
-from pydantic import BaseModel, ConfigDict, Field, StrictInt
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
 from sqlalchemy.orm import Session
 
 from credits.api.auth import current_actor, session_factory
@@ -21,7 +21,7 @@ from credits.api.converters import MAX_ID
 from credits.api.openapi import operation
 from credits.api.parsing import NoInput, idempotency_key, json_body, optional_json_body
 from credits.db import run_in_transaction, session_scope
-from credits.grants import funding, programs, projects
+from credits.grants import funding, members, programs, projects
 from credits.grants.models import (
     MAX_MEAN_SCORE,
     MAX_REVIEWERS,
@@ -120,8 +120,22 @@ class ProjectCreate(_Strict):
 
 
 class MemberAdd(_Strict):
-    user_id: StrictInt = Field(ge=1, le=MAX_ID)
+    """The researcher to add, by user id or by e-mail (exactly one of the two)."""
+
+    user_id: StrictInt | None = Field(default=None, ge=1, le=MAX_ID)
+    email: str | None = Field(
+        default=None,
+        min_length=3,
+        max_length=254,
+        description="an unknown address and one of a non-researcher get the same 422",
+    )
     role: Literal["manager", "member"]
+
+    @model_validator(mode="after")
+    def _one_way_to_name_the_member(self) -> MemberAdd:
+        if (self.user_id is None) == (self.email is None):
+            raise ValueError("name the new member by user_id or by email, exactly one of them")
+        return self
 
 
 class ReasonIn(_Strict):
@@ -342,14 +356,20 @@ def get_project(project_id: int) -> ResponseReturnValue:
     problems=(403, 404, 409, 422),
 )
 def add_member(project_id: int) -> ResponseReturnValue:
-    """Adds the researcher a MemberAdd body names, as manager or member (PI, managers, ops)."""
+    """Adds the researcher a MemberAdd body names, by user id or e-mail, as manager or
+    member (PI, managers, ops)."""
     actor = _caller(Scope.WRITE)
     body = json_body(MemberAdd)
     with session_scope(session_factory()) as session:
         get_project_for_actor(session, actor, project_id, scope=Scope.WRITE)
-        project = projects.add_member(
-            session, project_id=project_id, user_id=body.user_id, role=body.role, actor=actor
-        )
+        if body.user_id is not None:
+            project = projects.add_member(
+                session, project_id=project_id, user_id=body.user_id, role=body.role, actor=actor
+            )
+        else:
+            project = members.add_member_by_email(
+                session, project_id=project_id, email=str(body.email), role=body.role, actor=actor
+            )
     return project.model_dump(mode="json"), 201
 
 

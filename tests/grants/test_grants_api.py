@@ -405,6 +405,43 @@ def test_members_are_added_and_removed_by_the_pi(
     _problem(gone, 404, "member-not-found")
 
 
+def test_a_member_is_added_by_email_and_an_address_gives_nothing_away(
+    client: FlaskClient, people: dict[str, Caller], session: Session
+) -> None:
+    project = new_project(session, people["pia"].actor)
+    url = f"/api/v1/projects/{project.id}/members"
+    pia = people["pia"].headers
+
+    added = client.post(url, json={"email": " MAX@uni.example ", "role": "member"}, headers=pia)
+    unknown = client.post(url, json={"email": "nobody@uni.example", "role": "member"}, headers=pia)
+    funder = client.post(url, json={"email": "fay@funder.example", "role": "member"}, headers=pia)
+    both = client.post(
+        url,
+        json={"user_id": people["fay"].id, "email": "max@uni.example", "role": "member"},
+        headers=pia,
+    )
+    neither = client.post(url, json={"role": "member"}, headers=pia)
+    outsider = client.post(
+        url, json={"email": "pia@uni.example", "role": "member"}, headers=people["otto"].headers
+    )
+
+    assert added.status_code == 201
+    assert {m["email"]: m["role"] for m in added.get_json()["members"]}["max@uni.example"] == (
+        "member"
+    )
+    refusals = [_problem(answer, 422, "not-a-researcher") for answer in (unknown, funder)]
+    # One answer whether the address has no account or an account without the role.
+    assert [r["detail"].split(" e-mail ")[0] for r in refusals] == [
+        "no researcher on this platform has the",
+    ] * 2
+    assert all(r["field"] == "email" for r in refusals)
+    for answer in (both, neither):
+        assert "exactly one" in _problem(answer, 422, "invalid-input")["errors"][0]["msg"]
+    _problem(outsider, 404, "project-not-found")
+    members = client.get(f"/api/v1/projects/{project.id}", headers=pia).get_json()["members"]
+    assert sorted(m["email"] for m in members) == ["max@uni.example", "pia@uni.example"]
+
+
 def test_a_member_sees_the_project_and_its_accounts_and_others_get_404(
     client: FlaskClient, people: dict[str, Caller], session: Session
 ) -> None:
