@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Iterator
 from typing import Annotated, cast
 
 from flask import Blueprint, Response, current_app, redirect, request, url_for
@@ -44,7 +43,7 @@ from credits.api.auth import (
 from credits.api.converters import MAX_ID
 from credits.api.openapi import Answer, operation
 from credits.api.problems import problem_response, problem_type
-from credits.datasets import exports, queries, uploads
+from credits.datasets import exports, queries
 from credits.datasets.doi import doi_of
 from credits.datasets.downloads import downloadable_file, record_download
 from credits.datasets.errors import (
@@ -60,19 +59,15 @@ from credits.datasets.schemas import (
     VersionSummary,
 )
 from credits.db import session_scope
-from credits.errors import CreditsError
 from credits.identity.access import require_actor, require_scope
 from credits.identity.actor import Actor
 from credits.identity.models import Scope
 from credits.reports.energy import EnergyPolicy, policy_from_settings
 from credits.storage import (
     BlobStore,
-    BlobTooLarge,
     InvalidRange,
-    StoredBlob,
     blob_store_from_settings,
     content_disposition,
-    safe_file_name,
 )
 from credits.storage.names import MAX_NAME_BYTES
 
@@ -129,7 +124,7 @@ class VersionList(BaseModel):
 # Who is calling.
 
 
-def _caller(scope: Scope) -> Actor:
+def caller(scope: Scope) -> Actor:
     actor = require_actor(current_actor())
     require_scope(actor, scope)
     return actor
@@ -156,7 +151,7 @@ def blob_store() -> BlobStore:
     return cast(BlobStore, store)
 
 
-def _energy() -> EnergyPolicy:
+def energy_policy() -> EnergyPolicy:
     return policy_from_settings(credits_extension().settings)
 
 
@@ -168,7 +163,7 @@ def _publisher() -> str:
     return credits_extension().settings.instance_name
 
 
-def _version(version: VersionOut, status: int = 200) -> ResponseReturnValue:
+def version_answer(version: VersionOut, status: int = 200) -> ResponseReturnValue:
     headers = {"Location": url_for(".get_version", version_id=version.id)}
     return version.model_dump(mode="json"), status, headers
 
@@ -222,7 +217,7 @@ def resolve_concept(concept_id: uuid.UUID) -> ResponseReturnValue:
     actor = _reader()
     with session_scope(session_factory()) as session:
         version = queries.resolve_concept(session, actor, str(concept_id))
-    return _version(version)
+    return version_answer(version)
 
 
 @blueprint.get("/datasets/<int:dataset_id>/versions")
@@ -458,107 +453,10 @@ def _count(version_id: int, name: str) -> None:
         record_download(session, version_id=version_id, name=name, client_key=key)
 
 
-# Files of a draft.
-
-
-def _admit(version_id: int, actor: Actor, name: str, size: int | None) -> int:
-    return uploads.admit_file(
-        session_factory(),
-        actor=actor,
-        version_id=version_id,
-        name=name,
-        size=size,
-        max_version_bytes=credits_extension().settings.dataset_max_version_bytes,
-    )
-
-
-def _add(version_id: int, actor: Actor, name: str, blob: StoredBlob) -> FileOut:
-    return uploads.attach_blob(
-        session_factory(),
-        blob_store(),
-        actor=actor,
-        version_id=version_id,
-        name=name,
-        blob=blob,
-        max_version_bytes=credits_extension().settings.dataset_max_version_bytes,
-    )
-
-
-class LengthRequired(CreditsError):
-    status = 411
-    slug = "length-required"
-    title = "Length required"
-
-
-def _require_length() -> None:
-    """A chunked body must come through a server that decodes it and ends the input
-    (waitress does); else Werkzeug would read it as empty, and a file would be lost."""
-    chunked = "chunked" in request.headers.get("Transfer-Encoding", "").lower()
-    if chunked and "wsgi.input_terminated" not in request.environ:
-        raise LengthRequired("this server cannot take a chunked body: send a Content-Length")
-
-
-def _body_chunks() -> Iterator[bytes]:
-    stream = request.stream
-    while chunk := stream.read(CHUNK_BYTES):
-        yield chunk
-
-
-def _no_content() -> Response:
-    """204, with no body and so no Content-Type."""
-    response = Response(status=204)
-    del response.headers["Content-Type"]
-    return response
-
-
-def _file_created(version_id: int, file: FileOut) -> ResponseReturnValue:
-    location = url_for(".download_file", version_id=version_id, file_name=file.name)
-    return file.model_dump(mode="json"), 201, {"Location": location}
-
-
-@blueprint.put("/datasets/versions/<int:version_id>/files/<path:file_name>")
-@operation(
-    "Upload a file to a draft",
-    raw_body=FILE_MEDIA_TYPE,
-    response=FileOut,
-    status=201,
-    problems=(403, 404, 409, 411, 413, 422, 503),
+# Drafts, their files, their lifecycle and multipart uploads live in their own modules
+# and register on this blueprint.
+from credits.api import (  # noqa: E402, F401
+    datasets_files,
+    datasets_lifecycle,
+    datasets_multipart,
 )
-def upload_file(version_id: int, file_name: str) -> ResponseReturnValue:
-    """The request body is the file, streamed into storage and hashed as it arrives, up
-    to CREDITS_DATASET_MAX_FILE_BYTES; its name is the rest of the path (folders
-    allowed: ``train/part-1.csv``). Refused before a byte is read: an unsafe name
-    (422), a name the draft holds (409), a declared length over a limit (413)."""
-    actor = _caller(Scope.WRITE)
-    settings = credits_extension().settings
-    name = safe_file_name(file_name)
-    room = _admit(version_id, actor, name, request.content_length)
-    _require_length()
-    limit = min(settings.dataset_max_file_bytes, room)
-    request.max_content_length = settings.dataset_max_file_bytes
-    try:
-        blob = blob_store().put_stream(_body_chunks(), max_bytes=limit)
-    except BlobTooLarge:
-        if limit < settings.dataset_max_file_bytes:
-            raise uploads.version_too_large(
-                settings.dataset_max_version_bytes - room + limit + 1,
-                settings.dataset_max_version_bytes,
-            ) from None
-        raise
-    return _file_created(version_id, _add(version_id, actor, name, blob))
-
-
-@blueprint.delete("/datasets/versions/<int:version_id>/files/<path:file_name>")
-@operation("Remove a file from a draft", status=204, problems=(403, 404, 409))
-def remove_file(version_id: int, file_name: str) -> ResponseReturnValue:
-    """The file leaves the draft; its bytes stay while another version holds them."""
-    actor = _caller(Scope.WRITE)
-    uploads.detach_file(
-        session_factory(), blob_store(), actor=actor, version_id=version_id, name=file_name
-    )
-    return _no_content()
-
-
-# Drafts, their lifecycle and multipart uploads live in their own modules and register
-# on this blueprint.
-from credits.api import datasets_lifecycle, datasets_multipart  # noqa: E402, F401

@@ -9,7 +9,7 @@ from flask.typing import ResponseReturnValue
 from pydantic import BaseModel, ConfigDict, Field
 
 from credits.api.auth import session_factory
-from credits.api.datasets import Id, _caller, _energy, _version, blob_store, blueprint
+from credits.api.datasets import Id, blob_store, blueprint, caller, energy_policy, version_answer
 from credits.api.openapi import operation
 from credits.api.parsing import NoInput, json_body, optional_json_body
 from credits.datasets import provenance, publishing, queries, service
@@ -70,13 +70,13 @@ class TakedownIn(BaseModel):
 )
 def create_dataset(project_id: int) -> ResponseReturnValue:
     """A new dataset of the project with its first version, a draft."""
-    actor = _caller(Scope.WRITE)
+    actor = caller(Scope.WRITE)
     body = json_body(CreateDatasetIn)
     with session_scope(session_factory()) as session:
         version = service.create_dataset(
             session, project_id=project_id, title=body.title, actor=actor
         )
-    return _version(version, 201)
+    return version_answer(version, 201)
 
 
 @blueprint.post("/datasets/<int:dataset_id>/versions")
@@ -91,11 +91,11 @@ def create_dataset(project_id: int) -> ResponseReturnValue:
 def new_version(dataset_id: int) -> ResponseReturnValue:
     """A draft copying the newest published version's metadata, datasheet, provenance and
     file list (the files themselves are not copied). 409 when a draft exists."""
-    actor = _caller(Scope.WRITE)
+    actor = caller(Scope.WRITE)
     optional_json_body(NoInput)
     with session_scope(session_factory()) as session:
         version = service.new_version(session, dataset_id=dataset_id, actor=actor)
-    return _version(version, 201)
+    return version_answer(version, 201)
 
 
 @blueprint.patch("/datasets/versions/<int:version_id>")
@@ -107,7 +107,7 @@ def new_version(dataset_id: int) -> ResponseReturnValue:
 )
 def update_metadata(version_id: int) -> ResponseReturnValue:
     """Sets the fields given; the others stay. 409 for a version that is not a draft."""
-    actor = _caller(Scope.WRITE)
+    actor = caller(Scope.WRITE)
     patch = json_body(MetadataPatch)
     with session_scope(session_factory()) as session:
         version = service.update_metadata(
@@ -125,7 +125,7 @@ def update_metadata(version_id: int) -> ResponseReturnValue:
 )
 def update_datasheet(version_id: int) -> ResponseReturnValue:
     """Sets the sections given; the others stay. 409 for a version that is not a draft."""
-    actor = _caller(Scope.WRITE)
+    actor = caller(Scope.WRITE)
     patch = json_body(DatasheetPatch)
     with session_scope(session_factory()) as session:
         version = service.update_datasheet(
@@ -144,14 +144,14 @@ def update_datasheet(version_id: int) -> ResponseReturnValue:
 def record_provenance(version_id: int) -> ResponseReturnValue:
     """Adds finished GPU jobs and allocations of the dataset's project, with the credits,
     GPU-hours and energy they account for."""
-    actor = _caller(Scope.WRITE)
+    actor = caller(Scope.WRITE)
     body = json_body(ProvenanceIn)
     with session_scope(session_factory()) as session:
         summary = provenance.record_provenance(
             session,
             version_id=version_id,
             actor=actor,
-            energy=_energy(),
+            energy=energy_policy(),
             job_ids=body.job_ids,
             allocation_ids=body.allocation_ids,
         )
@@ -167,14 +167,14 @@ def record_provenance(version_id: int) -> ResponseReturnValue:
 )
 def remove_provenance(version_id: int) -> ResponseReturnValue:
     """Takes the jobs out; an allocation a remaining job was charged to stays."""
-    actor = _caller(Scope.WRITE)
+    actor = caller(Scope.WRITE)
     body = json_body(ProvenanceIn)
     with session_scope(session_factory()) as session:
         summary = provenance.remove_provenance(
             session,
             version_id=version_id,
             actor=actor,
-            energy=_energy(),
+            energy=energy_policy(),
             job_ids=body.job_ids,
             allocation_ids=body.allocation_ids,
         )
@@ -195,11 +195,11 @@ def remove_provenance(version_id: int) -> ResponseReturnValue:
 def publish(version_id: int) -> ResponseReturnValue:
     """Freezes the draft and pins its manifest hash. 422 with ``missing``, the list of
     every field, section or part it still needs; 409 when it is already published."""
-    actor = _caller(Scope.WRITE)
+    actor = caller(Scope.WRITE)
     optional_json_body(NoInput)
     with session_scope(session_factory()) as session:
         version = publishing.publish_version(
-            session, version_id=version_id, actor=actor, energy=_energy()
+            session, version_id=version_id, actor=actor, energy=energy_policy()
         )
     return version.model_dump(mode="json")
 
@@ -215,7 +215,7 @@ def publish(version_id: int) -> ResponseReturnValue:
 def deprecate(version_id: int) -> ResponseReturnValue:
     """The version stays readable and downloadable, marked deprecated, pointing at its
     successor (a later published version of the dataset)."""
-    actor = _caller(Scope.WRITE)
+    actor = caller(Scope.WRITE)
     body = optional_json_body(DeprecateIn)
     with session_scope(session_factory()) as session:
         version = publishing.deprecate_version(
@@ -238,7 +238,7 @@ def deprecate(version_id: int) -> ResponseReturnValue:
 def takedown(version_id: int) -> ResponseReturnValue:
     """Ops only, with a reason (audited): the files answer 410 from now on; the version
     stays as a tombstone with its citation and the reason."""
-    actor = _caller(Scope.WRITE)
+    actor = caller(Scope.WRITE)
     body = json_body(TakedownIn)
     with session_scope(session_factory()) as session:
         version = publishing.take_down_version(
@@ -257,7 +257,7 @@ def takedown(version_id: int) -> ResponseReturnValue:
 )
 def verify(version_id: int) -> ResponseReturnValue:
     """Reads every stored file of the version again and names each missing or corrupt one."""
-    actor = _caller(Scope.READ)
+    actor = caller(Scope.READ)
     require_any_role(actor, Role.OPS)
     optional_json_body(NoInput)
     with session_scope(session_factory()) as session:

@@ -16,14 +16,16 @@ from credits.api.datasets import (
     FILE_MEDIA_TYPE,
     MAX_UPLOAD_BYTES,
     FileName,
-    _add,
-    _admit,
-    _caller,
-    _file_created,
-    _no_content,
-    _require_length,
     blob_store,
     blueprint,
+    caller,
+)
+from credits.api.datasets_files import (
+    admit_file,
+    attach_file,
+    file_created,
+    no_content,
+    require_length,
 )
 from credits.api.openapi import operation
 from credits.api.parsing import json_body
@@ -83,13 +85,13 @@ def start_upload(version_id: int) -> ResponseReturnValue:
     """Opens a resumable upload of ``size`` bytes for a file of the draft: send its parts
     with PUT, ask which are missing after a broken connection, then complete it with the
     same name. The name and the size are checked now, before any part is sent."""
-    actor = _caller(Scope.WRITE)
+    actor = caller(Scope.WRITE)
     body = json_body(UploadStartIn)
     settings = credits_extension().settings
     name = safe_file_name(body.name)
     if body.size > settings.dataset_max_file_bytes:
         raise BlobTooLarge(settings.dataset_max_file_bytes)
-    _admit(version_id, actor, name, body.size)
+    admit_file(version_id, actor, name, body.size)
     upload_id = blob_store().start_upload(max_bytes=body.size)
     parts = max(1, -(-body.size // PART_SIZE))
     answer = UploadOut(upload_id=upload_id, part_size=PART_SIZE, parts=parts, max_bytes=body.size)
@@ -113,13 +115,13 @@ def put_part(version_id: int, upload_id: str, part_number: int) -> ResponseRetur
     """Part ``part_number`` (from 1): exactly ``part_size`` bytes, the last part shorter.
     Sending a part again replaces it. A part of the wrong size or past the declared size
     ends the upload (422, 413): start again."""
-    actor = _caller(Scope.WRITE)
+    actor = caller(Scope.WRITE)
     _draft_of(version_id, actor)
-    _require_length()
+    require_length()
     request.max_content_length = PART_SIZE
     data = request.get_data(cache=False)
     blob_store().put_part(upload_id, part_number, data)
-    return _no_content()
+    return no_content()
 
 
 @blueprint.get("/datasets/versions/<int:version_id>/uploads/<upload_id>")
@@ -131,7 +133,7 @@ def put_part(version_id: int, upload_id: str, part_number: int) -> ResponseRetur
 )
 def upload_status(version_id: int, upload_id: str) -> ResponseReturnValue:
     """Which of parts 1..``parts`` have not arrived: after a broken connection, send those."""
-    actor = _caller(Scope.WRITE)
+    actor = caller(Scope.WRITE)
     _draft_of(version_id, actor)
     query = UploadPartsQuery.model_validate(request.args.to_dict())
     missing = blob_store().missing_parts(upload_id, query.parts)
@@ -150,24 +152,24 @@ def complete_upload(version_id: int, upload_id: str) -> ResponseReturnValue:
     """Assembles parts 1..``parts`` into the file ``name`` of the draft, hashing them. The
     upload ends either way: parts missing (422, ``missing`` lists them) or a refused name
     remove its parts."""
-    actor = _caller(Scope.WRITE)
+    actor = caller(Scope.WRITE)
     body = json_body(UploadCompleteIn)
     store = blob_store()
     try:
         name = safe_file_name(body.name)
-        _admit(version_id, actor, name, None)
+        admit_file(version_id, actor, name, None)
     except BaseException:
         store.abort_upload(upload_id)
         raise
     blob = store.complete_upload(upload_id, body.parts)
-    return _file_created(version_id, _add(version_id, actor, name, blob))
+    return file_created(version_id, attach_file(version_id, actor, name, blob))
 
 
 @blueprint.delete("/datasets/versions/<int:version_id>/uploads/<upload_id>")
 @operation("Abandon a multipart upload", status=204, problems=(403, 404, 409))
 def abort_upload(version_id: int, upload_id: str) -> ResponseReturnValue:
     """Ends the upload and removes the parts sent; an unknown id changes nothing."""
-    actor = _caller(Scope.WRITE)
+    actor = caller(Scope.WRITE)
     _draft_of(version_id, actor)
     blob_store().abort_upload(upload_id)
-    return _no_content()
+    return no_content()
