@@ -5,6 +5,8 @@ Registers on the datasets blueprint of :mod:`credits.api.datasets`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from flask.typing import ResponseReturnValue
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -144,18 +146,7 @@ def update_datasheet(version_id: int) -> ResponseReturnValue:
 def record_provenance(version_id: int) -> ResponseReturnValue:
     """Adds finished GPU jobs and allocations of the dataset's project, with the credits,
     GPU-hours and energy they account for."""
-    actor = caller(Scope.WRITE)
-    body = json_body(ProvenanceIn)
-    with session_scope(session_factory()) as session:
-        summary = provenance.record_provenance(
-            session,
-            version_id=version_id,
-            actor=actor,
-            energy=energy_policy(),
-            job_ids=body.job_ids,
-            allocation_ids=body.allocation_ids,
-        )
-    return summary.model_dump(mode="json")
+    return _change_provenance(version_id, provenance.record_provenance)
 
 
 @blueprint.post("/datasets/versions/<int:version_id>/provenance/remove")
@@ -167,10 +158,17 @@ def record_provenance(version_id: int) -> ResponseReturnValue:
 )
 def remove_provenance(version_id: int) -> ResponseReturnValue:
     """Takes the jobs out; an allocation a remaining job was charged to stays."""
+    return _change_provenance(version_id, provenance.remove_provenance)
+
+
+def _change_provenance(
+    version_id: int, change: Callable[..., ProvenanceOut]
+) -> ResponseReturnValue:
+    """Records or removes the jobs and allocations a ProvenanceIn body names."""
     actor = caller(Scope.WRITE)
     body = json_body(ProvenanceIn)
     with session_scope(session_factory()) as session:
-        summary = provenance.remove_provenance(
+        summary = change(
             session,
             version_id=version_id,
             actor=actor,
