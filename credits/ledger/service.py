@@ -1,7 +1,8 @@
-"""Ledger services: accounts, grants, adjustments and expiry.
+"""Ledger services: grants, adjustments and expiry.
 
-Holds, captures and voids live in :mod:`credits.ledger.holds` and are
-re-exported here, so callers import every ledger service from one place.
+Opening accounts and their status live in :mod:`credits.ledger.accounts`; holds,
+captures and voids in :mod:`credits.ledger.holds` and :mod:`credits.ledger.settle`.
+All are re-exported here, so callers import every ledger service from one place.
 """
 
 from __future__ import annotations
@@ -10,28 +11,25 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Row, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from credits.audit.service import record_event
 from credits.db import utcnow
 from credits.errors import InvalidInput
 from credits.identity.actor import Actor
 from credits.identity.models import Role
 from credits.ledger import journal, pg_ledger
+from credits.ledger.accounts import GUARDED_KINDS, audit_account, open_account, set_account_status
 from credits.ledger.errors import (
     AccountNotActive,
     AdjustmentForbidden,
     InvalidAmount,
     NotExpired,
     ReasonRequired,
-    StatusChangeForbidden,
 )
 from credits.ledger.holds import place_hold
 from credits.ledger.models import AccountKind, AccountStatus, Currency, TransferKind
 from credits.ledger.queries import (
     get_account,
-    project_sink_code,
     system_account_id,
 )
 from credits.ledger.schemas import AccountOut, TransferResult
@@ -49,158 +47,6 @@ __all__ = [
 ]
 
 ACCOUNTS = journal.ACCOUNTS
-# Accounts that hold someone's credits may never go below zero; system
-# accounts (the mint, the sinks) are where credits come from and go to.
-GUARDED_KINDS = frozenset({AccountKind.ALLOCATION, AccountKind.PROGRAM_POOL})
-
-
-def open_account(
-    session: Session,
-    *,
-    code: str,
-    currency: Currency | str,
-    actor: Actor,
-    kind: AccountKind | str = AccountKind.ALLOCATION,
-    project_id: int | None = None,
-    starts_at: datetime | None = None,
-    expires_at: datetime | None = None,
-    no_overdraft: bool | None = None,
-) -> AccountOut:
-    """Opens an empty account; an allocation also gets its project's usage sink.
-
-    Allocation and program-pool accounts refuse overdrafts unless told
-    otherwise. Raises InvalidInput for a bad kind, dates or a taken code.
-    """
-    currency = journal.check_currency(currency)
-    kind = _check_kind(kind)
-    code = code.strip()
-    if not code:
-        raise InvalidInput("an account needs a code")
-    for name, moment in (("starts_at", starts_at), ("expires_at", expires_at)):
-        if moment is not None:
-            journal.check_time(moment, name=name)
-    if starts_at is not None and expires_at is not None and expires_at <= starts_at:
-        raise InvalidInput("an account must expire after it starts")
-    if kind is AccountKind.ALLOCATION and project_id is not None:
-        _ensure_project_sink(session, project_id, currency, actor)
-    account_id = session.execute(
-        _insert_if_new(session)
-        .values(
-            code=code,
-            currency=currency.value,
-            kind=kind.value,
-            status=AccountStatus.ACTIVE.value,
-            no_overdraft=kind in GUARDED_KINDS if no_overdraft is None else no_overdraft,
-            project_id=project_id,
-            starts_at=starts_at,
-            expires_at=expires_at,
-            debits_pending=0,
-            debits_posted=0,
-            credits_pending=0,
-            credits_posted=0,
-            created_at=utcnow(),
-        )
-        .on_conflict_do_nothing(index_elements=["code"])
-        .returning(ACCOUNTS.c.id)
-    ).scalar()
-    if account_id is None:
-        # Also what a concurrent open of the same code sees: a refusal, not a 500.
-        raise InvalidInput(f"an account with code {code!r} already exists")
-    _audit_account(session, account_id, "ledger.account_opened", actor, {"code": code})
-    return get_account(session, account_id=account_id)
-
-
-def _check_kind(kind: AccountKind | str) -> AccountKind:
-    try:
-        return AccountKind(kind)
-    except ValueError:
-        allowed = ", ".join(k.value for k in AccountKind)
-        raise InvalidInput(f"account kind must be one of {allowed}, got {kind!r}") from None
-
-
-def _insert_if_new(session: Session) -> postgresql.Insert | sqlite.Insert:
-    """An INSERT that can skip a row whose unique code exists (ON CONFLICT DO NOTHING)."""
-    if session.get_bind().dialect.name == "postgresql":
-        return postgresql.insert(ACCOUNTS)
-    return sqlite.insert(ACCOUNTS)
-
-
-def _ensure_project_sink(
-    session: Session, project_id: int, currency: Currency, actor: Actor
-) -> None:
-    """Creates the project's usage sink once, even when two awards race for it."""
-    values = {
-        "code": project_sink_code(project_id, currency),
-        "currency": currency.value,
-        "kind": AccountKind.USAGE_SINK.value,
-        "status": AccountStatus.ACTIVE.value,
-        "no_overdraft": False,
-        "project_id": project_id,
-        "debits_pending": 0,
-        "debits_posted": 0,
-        "credits_pending": 0,
-        "credits_posted": 0,
-        "created_at": utcnow(),
-    }
-    created = session.execute(
-        _insert_if_new(session)
-        .values(**values)
-        .on_conflict_do_nothing(index_elements=["code"])
-        .returning(ACCOUNTS.c.id)
-    ).scalar()
-    if created is not None:
-        _audit_account(session, created, "ledger.account_opened", actor, {"code": values["code"]})
-
-
-def set_account_status(
-    session: Session, *, account_id: int, status: AccountStatus | str, actor: Actor, reason: str
-) -> AccountOut:
-    """Suspends or reactivates an account; a suspended account takes no new holds.
-
-    Needs the ops role (or the platform itself) and a reason. Raises
-    StatusChangeForbidden, ReasonRequired,
-    AccountNotFound, InvalidInput (an unknown status).
-    """
-    if not actor.has_role(Role.OPS) and actor.user_id is not None:
-        raise StatusChangeForbidden("only ops may change an account's status")
-    try:
-        status = AccountStatus(status)
-    except ValueError:
-        raise InvalidInput(f"unknown account status {status!r}") from None
-    if not isinstance(reason, str) or not reason.strip():
-        raise ReasonRequired("changing an account's status needs a reason")
-    locked = journal.lock_accounts(session, [account_id])[account_id]
-    if locked.status == status.value:
-        return get_account(session, account_id=account_id)
-    session.execute(update(ACCOUNTS).where(ACCOUNTS.c.id == account_id).values(status=status.value))
-    _audit_account(
-        session,
-        account_id,
-        "ledger.account_status",
-        actor,
-        {"from": locked.status, "to": status.value, "reason": reason},
-    )
-    return get_account(session, account_id=account_id)
-
-
-def _audit_account(
-    session: Session,
-    account_id: int,
-    event_type: str,
-    actor: Actor,
-    data: dict[str, Any],
-    *,
-    now: datetime | None = None,
-) -> None:
-    record_event(
-        session,
-        event_type=event_type,
-        actor=actor.label,
-        subject_type="ledger_account",
-        subject_id=str(account_id),
-        data=data,
-        occurred_at=now,
-    )
 
 
 def _lock_unless_replayed(
@@ -437,7 +283,7 @@ def expire_account(
             .where(ACCOUNTS.c.id == account_id)
             .values(status=AccountStatus.EXPIRED.value)
         )
-        _audit_account(
+        audit_account(
             session,
             account_id,
             "ledger.account_status",
@@ -485,7 +331,7 @@ def extend_account(
     session.execute(
         update(ACCOUNTS).where(ACCOUNTS.c.id == account_id).values(expires_at=expires_at)
     )
-    _audit_account(
+    audit_account(
         session,
         account_id,
         "ledger.account_extended",
