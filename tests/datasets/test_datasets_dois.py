@@ -26,13 +26,15 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from credits.cli import main
 from credits.datasets import publishing, queries, service
-from credits.datasets.doi import (
+from credits.datasets.datacite import (
     DataCiteClient,
     DoiMetadataRefused,
     DoiRefused,
-    DoiRegistrar,
     DoiUnavailable,
     RetryPolicy,
+)
+from credits.datasets.doi import (
+    DoiRegistrar,
     doi_of,
     doi_registrar_from_settings,
     finish_after_commit,
