@@ -7,62 +7,64 @@ broker and secret key.
 
 from __future__ import annotations
 
-import re
-from enum import StrEnum
 from pathlib import Path
 from typing import Any, Self
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from credits.jobs.runtime_class_settings import ClassBoundsHours
-from credits.secret_key_file import MIN_SECRET_KEY_LENGTH, KeyFileTooShort, read_or_make_key
+from credits.secret_key_file import MIN_SECRET_KEY_LENGTH
+from credits.setting_values import (
+    BROKER_SCHEMES,
+    DATABASE_SCHEMES,
+    ENV_PREFIX,
+    RATELIMIT_SCHEMES,
+    STORAGE_SCHEMES,
+    TRANSPARENCY_KEY_FILE,
+    ExecutorName,
+    LocalSandbox,
+    LogFormat,
+    Profile,
+    SchedulerOrdering,
+    SettingsError,
+    absolute_sqlite_url,
+    check_datacite,
+    check_limits,
+    check_origin,
+    check_signer_key,
+    check_verifier_keys,
+    embedded_defaults,
+    one_line,
+    split_list,
+    url_scheme,
+)
 
-ENV_PREFIX = "CREDITS_"
-TRANSPARENCY_KEY_FILE = "transparency.key"
+# The choices a setting takes are defined in credits/setting_values.py and named here too.
+__all__ = [
+    "ExecutorName",
+    "LocalSandbox",
+    "LogFormat",
+    "Profile",
+    "SchedulerOrdering",
+    "Settings",
+    "SettingsError",
+    "load_settings",
+]
 
-DATABASE_SCHEMES = ("sqlite", "postgresql", "postgresql+psycopg")
-BROKER_SCHEMES = ("redis", "rediss", "amqp", "sqla+sqlite", "sqla+postgresql", "memory")
-STORAGE_SCHEMES = ("file", "s3", "memory")
-RATELIMIT_SCHEMES = ("memory", "redis", "rediss", "redis+sentinel", "redis+cluster")
-
-
-class Profile(StrEnum):
-    EMBEDDED = "embedded"
-    PRODUCTION = "production"
-
-
-class ExecutorName(StrEnum):
-    LOCAL = "local"
-    SIMULATED = "simulated"
-    KUBERNETES = "kubernetes"
-
-
-class LocalSandbox(StrEnum):
-    """How the local executor isolates a job: bubblewrap, or not at all."""
-
-    BWRAP = "bwrap"
-    OFF = "off"
-
-
-class SchedulerOrdering(StrEnum):
-    FIFO = "fifo"
-    FAIRSHARE = "fairshare"
-
-
-class LogFormat(StrEnum):
-    """How log lines are written: one JSON object a line, or plain text."""
-
-    JSON = "json"
-    TEXT = "text"
-
-
-class SettingsError(Exception):
-    """A setting is missing or malformed; the message names it in one line."""
-
-
-def _scheme(url: str) -> str:
-    return url.split("://", 1)[0] if "://" in url else ""
+_URL_SCHEMES = {
+    "database_url": DATABASE_SCHEMES,
+    "broker_url": BROKER_SCHEMES,
+    "ratelimit_storage_url": RATELIMIT_SCHEMES,
+    "storage_url": STORAGE_SCHEMES,
+}
 
 
 class Settings(BaseSettings):
@@ -293,33 +295,19 @@ class Settings(BaseSettings):
     @field_validator("transparency_signer_key")
     @classmethod
     def _transparency_signer_key_parses(cls, value: SecretStr) -> SecretStr:
-        from credits.transparency.note import NoteError, parse_signer_key  # noqa: PLC0415
-
-        if value.get_secret_value():
-            try:
-                parse_signer_key(value.get_secret_value())
-            except NoteError:
-                # Never the message: it could quote the secret.
-                raise ValueError("not a private key string (PRIVATE+KEY+...)") from None
+        check_signer_key(value.get_secret_value())
         return value
 
     @field_validator("transparency_old_verifier_keys")
     @classmethod
     def _old_verifier_keys_parse(cls, value: str) -> str:
-        from credits.transparency.note import NoteError, parse_verifier_key  # noqa: PLC0415
-
-        for key in split_list(value):
-            try:
-                parse_verifier_key(key)
-            except NoteError as error:
-                raise ValueError(f"{key!r} is not a verifier key: {error}") from None
+        check_verifier_keys(value)
         return value
 
     @field_validator("transparency_origin")
     @classmethod
     def _transparency_origin_is_a_key_name(cls, value: str) -> str:
-        if value and (any(c.isspace() for c in value) or "+" in value):
-            raise ValueError("an origin is one word without spaces or '+'")
+        check_origin(value)
         return value
 
     @field_validator("var_dir", "maildir_path", "kubernetes_kubeconfig", "transparency_key_file")
@@ -332,30 +320,15 @@ class Settings(BaseSettings):
     @field_validator("database_url", "broker_url")
     @classmethod
     def _sqlite_paths_are_absolute(cls, value: SecretStr) -> SecretStr:
-        return SecretStr(_absolute_sqlite_url(value.get_secret_value()))
+        return SecretStr(absolute_sqlite_url(value.get_secret_value()))
 
-    @field_validator("database_url")
+    @field_validator("database_url", "broker_url", "ratelimit_storage_url", "storage_url")
     @classmethod
-    def _database_scheme_is_supported(cls, value: SecretStr) -> SecretStr:
-        url = value.get_secret_value()
-        if url and _scheme(url) not in DATABASE_SCHEMES:
-            raise ValueError(f"scheme must be one of {', '.join(DATABASE_SCHEMES)}")
-        return value
-
-    @field_validator("broker_url")
-    @classmethod
-    def _broker_scheme_is_supported(cls, value: SecretStr) -> SecretStr:
-        url = value.get_secret_value()
-        if url and _scheme(url) not in BROKER_SCHEMES:
-            raise ValueError(f"scheme must be one of {', '.join(BROKER_SCHEMES)}")
-        return value
-
-    @field_validator("ratelimit_storage_url")
-    @classmethod
-    def _ratelimit_scheme_is_supported(cls, value: SecretStr) -> SecretStr:
-        url = value.get_secret_value()
-        if url and _scheme(url) not in RATELIMIT_SCHEMES:
-            raise ValueError(f"scheme must be one of {', '.join(RATELIMIT_SCHEMES)}")
+    def _url_scheme_is_supported(cls, value: SecretStr | str, info: ValidationInfo) -> Any:
+        url = value.get_secret_value() if isinstance(value, SecretStr) else value
+        schemes = _URL_SCHEMES[str(info.field_name)]
+        if url and url_scheme(url) not in schemes:
+            raise ValueError(f"scheme must be one of {', '.join(schemes)}")
         return value
 
     @field_validator(
@@ -366,50 +339,26 @@ class Settings(BaseSettings):
     )
     @classmethod
     def _login_limits_parse(cls, value: str) -> str:
-        from limits import parse_many  # noqa: PLC0415 - only when the setting is read
-
-        try:
-            parse_many(value)
-        except ValueError:
-            raise ValueError(
-                f"{value!r} is not a list of limits like '10/minute;100/hour'"
-            ) from None
-        return value
-
-    @field_validator("storage_url")
-    @classmethod
-    def _storage_scheme_is_supported(cls, value: str) -> str:
-        if value and _scheme(value) not in STORAGE_SCHEMES:
-            raise ValueError(f"scheme must be one of {', '.join(STORAGE_SCHEMES)}")
+        check_limits(value)
         return value
 
     @model_validator(mode="after")
     def _datacite_is_all_or_nothing(self) -> Self:
-        given = {
-            "datacite_url": self.datacite_url,
-            "datacite_repository_id": self.datacite_repository_id,
-            "datacite_password": self.datacite_password.get_secret_value(),
-            "datacite_prefix": self.datacite_prefix,
-        }
-        missing = [f"{ENV_PREFIX}{name.upper()}" for name, value in given.items() if not value]
-        if len(missing) == len(given):
-            return self
-        if missing:
-            raise ValueError(f"DOIs need every DataCite setting; missing {', '.join(missing)}")
-        if _scheme(self.datacite_url) not in {"http", "https"}:
-            raise ValueError(f"{ENV_PREFIX}DATACITE_URL must be an http(s) URL")
-        if not re.fullmatch(r"10\.\d{4,9}", self.datacite_prefix):
-            raise ValueError(f"{ENV_PREFIX}DATACITE_PREFIX must be a DOI prefix like 10.5072")
-        if _scheme(self.public_url) not in {"http", "https"}:
-            raise ValueError(
-                f"DOIs need {ENV_PREFIX}PUBLIC_URL, the http(s) origin of their landing pages"
-            )
+        check_datacite(
+            {
+                "datacite_url": self.datacite_url,
+                "datacite_repository_id": self.datacite_repository_id,
+                "datacite_password": self.datacite_password.get_secret_value(),
+                "datacite_prefix": self.datacite_prefix,
+            },
+            public_url=self.public_url,
+        )
         return self
 
     @model_validator(mode="after")
     def _label_studio_has_a_url_and_token(self) -> Self:
         url = self.label_studio_url
-        if url and _scheme(url) not in {"http", "https"}:
+        if url and url_scheme(url) not in {"http", "https"}:
             raise ValueError(f"{ENV_PREFIX}LABEL_STUDIO_URL must be an http(s) URL")
         if url and not self.label_studio_token.get_secret_value():
             raise ValueError(
@@ -482,7 +431,7 @@ class Settings(BaseSettings):
         if configured:
             return configured
         broker = self.broker_url.get_secret_value()
-        return broker if _scheme(broker) in {"redis", "rediss"} else "memory://"
+        return broker if url_scheme(broker) in {"redis", "rediss"} else "memory://"
 
     @property
     def dcgm_urls(self) -> list[str]:
@@ -528,49 +477,6 @@ class Settings(BaseSettings):
         return self.maildir_path or self.var_dir / "maildir"
 
 
-def split_list(value: str) -> list[str]:
-    """The non-empty items of a comma-separated setting, stripped."""
-    return [item.strip() for item in value.split(",") if item.strip()]
-
-
-def _absolute_sqlite_url(url: str) -> str:
-    """``sqlite:///relative.db`` with its path made absolute; other URLs unchanged."""
-    scheme, separator, rest = url.partition(":///")
-    if not separator or not scheme.endswith("sqlite"):
-        return url
-    path, query_separator, query = rest.partition("?")
-    if not path or path.startswith("/") or path == ":memory:":
-        return url
-    absolute = Path(path).expanduser().resolve()
-    return f"{scheme}:///{absolute}{query_separator}{query}"
-
-
-def _embedded_defaults(settings: Settings) -> Settings:
-    var = settings.var_dir
-    updates: dict[str, Any] = {}
-    if not settings.database_url.get_secret_value():
-        updates["database_url"] = SecretStr(f"sqlite:///{var / 'credits.db'}")
-    if not settings.broker_url.get_secret_value():
-        updates["broker_url"] = SecretStr(f"sqla+sqlite:///{var / 'broker.db'}")
-    if not settings.storage_url:
-        updates["storage_url"] = f"file://{(var / 'storage').resolve()}"
-    if not settings.secret_key.get_secret_value():
-        try:
-            updates["secret_key"] = SecretStr(read_or_make_key(var))
-        except KeyFileTooShort as error:
-            raise SettingsError(f"invalid setting {ENV_PREFIX}SECRET_KEY: {error}") from None
-    return settings.model_copy(update=updates)
-
-
-def _one_line(error: ValidationError) -> str:
-    first = error.errors()[0]
-    location = ".".join(str(part) for part in first["loc"])
-    message = str(first["msg"]).removeprefix("Value error, ")
-    if not location:
-        return f"invalid settings: {message}"
-    return f"invalid setting {ENV_PREFIX}{location.upper()}: {message}"
-
-
 def load_settings(**overrides: Any) -> Settings:
     """Reads the environment (and ``overrides``), filling embedded defaults.
 
@@ -579,7 +485,7 @@ def load_settings(**overrides: Any) -> Settings:
     try:
         settings = Settings(**overrides)
     except ValidationError as error:
-        raise SettingsError(_one_line(error)) from None
+        raise SettingsError(one_line(error)) from None
     if settings.profile is Profile.EMBEDDED:
-        settings = _embedded_defaults(settings)
+        settings = embedded_defaults(settings)
     return settings
