@@ -246,6 +246,11 @@ def test_scripts_up_with_no_settings_runs_a_local_job_to_success_with_readable_l
         time.sleep(0.3)
         job = _call("GET", f"{base}/api/v1/jobs/{job_id}", headers=headers)[1]
     assert job["state"] == "succeeded", job
+    # Settling is the reconcile pass's next step, in its own transaction after the
+    # one that records the end: a read in between sees the job ended, not yet settled.
+    while time.monotonic() < deadline and job["settled_at"] is None:
+        time.sleep(0.3)
+        job = _call("GET", f"{base}/api/v1/jobs/{job_id}", headers=headers)[1]
     assert job["settled_at"] is not None
     logs = _call("GET", f"{base}/api/v1/jobs/{job_id}/logs", headers=headers)[1]
     assert re.fullmatch(r"hello from [0-9]+\n", logs["text"]), logs
