@@ -34,6 +34,10 @@ pytestmark = pytest.mark.postgres
 ORIGIN = "credits.test/log"
 WRITERS = 16
 TRANSACTIONS_PER_WRITER = 12
+# A snapshot's xmin is cluster-wide: another test worker's long transaction can
+# hold every row back for the whole of a short race. Writers then go on past
+# their quota until the integrator has indexed rows mid-race, up to this long.
+RACE_EXTENSION_S = 60.0
 
 
 @pytest.fixture(scope="module")
@@ -71,12 +75,22 @@ def _write(session: Session, writer: int, number: int, count: int) -> None:
     session.flush()
 
 
-def _writer(factory: sessionmaker[Session], writer: int) -> int:
+def _writer(
+    factory: sessionmaker[Session], writer: int, integrated_mid_race: threading.Event
+) -> int:
     """Transactions of 1 to 3 rows; some stay open a while, some roll back.
-    Returns how many rows committed."""
+    At least TRANSACTIONS_PER_WRITER of them, and more until the integrator
+    has indexed rows while writers still write. Returns how many rows committed."""
     rng = random.Random(writer)  # noqa: S311 - timings, not secrets
     committed = 0
-    for number in range(TRANSACTIONS_PER_WRITER):
+    deadline = time.monotonic() + RACE_EXTENSION_S
+    number = -1
+    while True:
+        number += 1
+        if number >= TRANSACTIONS_PER_WRITER and (
+            integrated_mid_race.is_set() or time.monotonic() > deadline
+        ):
+            break
         count = rng.randint(1, 3)
         session = factory()
         try:
@@ -133,10 +147,14 @@ def test_sixteen_writers_and_a_looping_integrator_give_gapless_indexes_once_each
         before = session.scalar(select(func.count()).select_from(AuditEvent)) or 0
     runs: list[Integration] = []
     done = threading.Event()
+    integrated_mid_race = threading.Event()
 
     def integrator() -> None:
         while not done.is_set():
-            runs.append(_run(factory, log))
+            run = _run(factory, log)
+            runs.append(run)
+            if run.integrated:
+                integrated_mid_race.set()
             time.sleep(0.002)
 
     looping = threading.Thread(target=integrator)
@@ -145,7 +163,7 @@ def test_sixteen_writers_and_a_looping_integrator_give_gapless_indexes_once_each
 
     def writer(index: int) -> None:
         try:
-            results[index] = _writer(factory, index)
+            results[index] = _writer(factory, index, integrated_mid_race)
         except Exception as error:  # every outcome is checked below
             results[index] = error
 
@@ -153,7 +171,7 @@ def test_sixteen_writers_and_a_looping_integrator_give_gapless_indexes_once_each
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join(timeout=120)
+        thread.join(timeout=120 + RACE_EXTENSION_S)
     done.set()
     looping.join(timeout=60)
     runs += _drain(factory, log)
@@ -173,7 +191,8 @@ def test_sixteen_writers_and_a_looping_integrator_give_gapless_indexes_once_each
     sizes = [run.size for run in runs if not run.busy]
     assert sizes == sorted(sizes) and sizes[-1] == committed
     assert sum(run.integrated for run in runs) == committed
-    assert sum(1 for run in runs if run.integrated) > 1, "the integrator never ran mid-race"
+    assert integrated_mid_race.is_set(), "the integrator never indexed rows mid-race"
+    assert sum(1 for run in runs if run.integrated) > 1
     for run in runs:
         if run.integrated:
             assert run.xmin is not None
