@@ -2,7 +2,8 @@
 preview refuses what submitting would (9 GPUs on 8-GPU nodes, 20,000 minutes, more
 than the project has) with Submit off and the reason shown, a change after a good
 preview turns Submit off until the next preview, the job page follows the job's
-states without reloading, and "Copy to new job" fills a new form from its spec."""
+states without reloading, and "Copy to new job" fills a new form from its spec.
+A field typed into before the form's script has loaded still counts as a change."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import time
 
 import pytest
 from browser_helpers import SIZES, LiveApp, screenshot, sign_in
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, Page, Route, expect
 
 from credits.db import session_scope
 from credits.demo import seed_demo
@@ -116,4 +117,40 @@ def test_the_job_form_blocks_what_submit_refuses_and_the_job_page_lives(
     expect(page.get_by_label("Working directory (optional)")).to_have_value("/workspace")
     expect(page.get_by_label("Max runtime (minutes)")).to_have_value("30")
     screenshot(page, f"job-form-{size}-copied")
+    context.close()
+
+
+def test_a_change_typed_before_the_form_script_loads_still_turns_submit_off(
+    chromium: Browser, live_app: LiveApp
+) -> None:
+    email, password, project_id = _researcher(live_app)
+    context = chromium.new_context(viewport=SIZES["desktop"])
+    page = context.new_page()
+    page.set_default_timeout(10_000)
+    held_scripts: list[Route] = []
+    hold = False
+
+    def serve_form_script(route: Route) -> None:
+        if hold:
+            held_scripts.append(route)  # a slow network: answered below
+        else:
+            route.continue_()
+
+    page.route("**/job_form.js", serve_form_script)  # routing also turns the cache off
+    sign_in(page, live_app, email, password)
+    page.goto(f"{live_app.url}/projects/{project_id}/jobs/new")
+    page.get_by_label("Job name").fill("ice-train")
+    page.get_by_label("Command").fill("python train.py")
+    hold = True
+    _preview(page, gpus="1", minutes="30")
+    submit = page.get_by_role("button", name="Submit job")
+    expect(page.get_by_test_id("hold-preview")).to_contain_text("0.50 credits will be held")
+    expect(submit).to_be_enabled()
+
+    page.get_by_label("Job name").fill("ice-train-2")  # before the script has run
+    assert len(held_scripts) == 1
+    held_scripts[0].continue_()
+
+    expect(submit).to_be_disabled()
+    expect(page.get_by_test_id("submit-stale")).to_be_visible()
     context.close()
