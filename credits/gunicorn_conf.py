@@ -95,8 +95,9 @@ def post_fork(_server: Any, _worker: Any) -> None:
     configure_logging(_loaded)
 
 
-def post_worker_init(_worker: Any) -> None:
-    """Moves everything the app built at start-up out of the collector's reach.
+def post_worker_init(worker: Any) -> None:
+    """Starts the worker's memory of API token identities, then moves everything the
+    app built at start-up out of the collector's reach.
 
     A worker holds a few hundred thousand long-lived objects (modules, the ORM's
     mappings, pydantic's validators); a full garbage collection walks them all and
@@ -104,6 +105,9 @@ def post_worker_init(_worker: Any) -> None:
     route. Frozen, they are never walked again; what requests allocate is collected
     as before.
     """
+    from credits.api.auth import keep_token_identities  # noqa: PLC0415 - in the worker
+
+    keep_token_identities(worker.wsgi)
     gc.freeze()
 
 

@@ -108,6 +108,11 @@ class Settings(BaseSettings):
     web_threads: int = Field(default=4, ge=1, le=64)
     web_timeout_seconds: int = Field(default=60, ge=1, le=3600)
     web_graceful_timeout_seconds: int = Field(default=30, ge=1, le=3600)
+    # How long a gunicorn worker on PostgreSQL may keep an API token's identity in
+    # memory. Any change to tokens, users or roles makes every worker forget them at
+    # once (credits/identity/token_cache.py); this only bounds an identity's life if
+    # a change notice were lost. 0: read every request's token from the database.
+    token_cache_seconds: int = Field(default=30, ge=0, le=3600)
     # Log lines as JSON objects (each with the request id) or text; unset: JSON in
     # production, text on the embedded profile (credits/observability/logs.py).
     log_format: LogFormat | None = None

@@ -1,9 +1,10 @@
 """Who is calling: the app's state, the bearer token of each request, and GET /api/v1/me.
 
 The token is resolved lazily, on the first :func:`current_actor` of a request,
-in its own read transaction; its last use is recorded, in a write, at most once
-a minute. No header
-means an anonymous caller; routes that need one call ``require_actor``. A
+by one read statement, or from the worker's memory of recent tokens where
+gunicorn's workers keep one (PostgreSQL, credits/identity/token_cache.py); its
+last use is recorded, in a write, at most once a minute. No header means an
+anonymous caller; routes that need one call ``require_actor``. A
 malformed header or a bad token is a 401 problem whatever the route, with a
 ``WWW-Authenticate: Bearer`` challenge (RFC 6750).
 """
@@ -19,20 +20,23 @@ from typing import ParamSpec, TypeVar
 from flask import Blueprint, Flask, Response, current_app, g, has_request_context, request
 from flask.typing import ResponseReturnValue
 from pydantic import BaseModel
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from credits.api.openapi import operation
 from credits.api.problems import credits_error_response
 from credits.db import read_connection, session_scope, utcnow
 from credits.errors import Unauthenticated
+from credits.identity import token_cache
 from credits.identity.access import require_actor
 from credits.identity.actor import Actor
 from credits.identity.models import Role, Scope
-from credits.identity.tokens import identify_token, mark_token_used
+from credits.identity.tokens import TokenIdentity, identify_token, mark_token_used
 from credits.jobs.executors.base import Executor
 from credits.settings import ExecutorName, Settings
 
 EXTENSION_KEY = "credits"
+IDENTITY_CACHE_KEY = "credits_identity_cache"
 REALM = "credits"
 # RFC 6750 section 2.1: "Bearer" 1*SP b64token.
 _BEARER = re.compile(r"Bearer +([A-Za-z0-9\-._~+/]+=*)", re.IGNORECASE)
@@ -152,21 +156,38 @@ def _bearer_secret(header: str) -> str:
     return match.group(1)
 
 
+def _read_identity(secret_hash: str) -> TokenIdentity:
+    # Read where reading is enough: the token's last use is written at most once a
+    # minute, so most requests, GETs included, resolve without a write transaction.
+    reader = credits_extension().read_session_factory or write_session_factory()
+    with read_connection(reader) as connection:
+        return identify_token(connection, secret_hash=secret_hash)
+
+
+def _record_use(identity: TokenIdentity) -> None:
+    with session_scope(write_session_factory()) as session:
+        mark_token_used(session, token_id=identity.token_id, at=utcnow())
+
+
 def _resolve_actor() -> Actor | None:
     header = request.headers.get("Authorization")
     if header is None:
         return None
     secret = _bearer_secret(header)
-    at = utcnow()
-    # Read where reading is enough: the token's last use is written at most once a
-    # minute, so most requests, GETs included, resolve without a write transaction.
-    reader = credits_extension().read_session_factory or write_session_factory()
-    with read_connection(reader) as connection:
-        identity = identify_token(connection, secret=secret, now=at)
-    if identity.last_use_due:
-        with session_scope(write_session_factory()) as session:
-            mark_token_used(session, token_id=identity.token_id, at=at)
+    cache = current_app.extensions.get(IDENTITY_CACHE_KEY)
+    identity = token_cache.identify(cache, _read_identity, _record_use, secret=secret, now=utcnow())
     return identity.actor
+
+
+def keep_token_identities(app: Flask) -> None:
+    """Keeps API token identities in this process's memory, forgotten whenever the
+    database announces a change (credits/identity/token_cache.py): for a web
+    worker on PostgreSQL, started once the worker has loaded the app."""
+    extension = app.extensions[EXTENSION_KEY]
+    bind = extension.session_factory.kw.get("bind")
+    if isinstance(bind, Engine) and IDENTITY_CACHE_KEY not in app.extensions:
+        ttl = extension.settings.token_cache_seconds
+        app.extensions[IDENTITY_CACHE_KEY] = token_cache.start_listening(bind, ttl_seconds=ttl)
 
 
 def current_actor() -> Actor | None:

@@ -70,7 +70,7 @@ def _token_lifetime(expires_in_days: int | None) -> timedelta | None:
     return timedelta(days=expires_in_days)
 
 
-def _secret_hash(secret: str) -> str:
+def hash_secret(secret: str) -> str:
     # A plain SHA-256 is enough: the secret has 256 random bits, so there is
     # nothing for a slow hash to protect, and an equality lookup on the hash
     # gives nothing away through timing.
@@ -122,7 +122,7 @@ def create_token(
         user=user,
         name=label,
         prefix=secret[:TOKEN_DISPLAY_LENGTH],
-        secret_hash=_secret_hash(secret),
+        secret_hash=hash_secret(secret),
         scopes=" ".join(scope.value for scope in granted),
         created_at=now,
         expires_at=None if lifetime is None else now + lifetime,
@@ -190,49 +190,72 @@ _IDENTIFY = (
 
 @dataclass(frozen=True)
 class TokenIdentity:
-    """Who a token secret stands for, and whether its ``last_used_at`` is due a write."""
+    """Who a token secret stands for, with what each later use must check again: its
+    expiry, and when its last use was recorded."""
 
     actor: Actor
     token_id: int
-    last_use_due: bool
+    prefix: str
+    expires_at: datetime | None
+    last_used_at: datetime | None
+
+    def check_unexpired(self, at: datetime) -> None:
+        """Raises TokenExpired when the token has expired by ``at``."""
+        if self.expires_at is not None and self.expires_at <= at:
+            raise TokenExpired(
+                f"the API token {self.prefix}… expired at {self.expires_at:%Y-%m-%d %H:%M} UTC"
+            )
+
+    def use_due(self, at: datetime) -> bool:
+        """True when a use at ``at`` should be recorded (:func:`mark_token_used`)."""
+        return self.last_used_at is None or at - self.last_used_at >= LAST_USED_RESOLUTION
 
 
 def identify_token(
-    db: Session | Connection, *, secret: str, now: datetime | None = None
+    db: Session | Connection,
+    *,
+    secret: str | None = None,
+    secret_hash: str | None = None,
+    now: datetime | None = None,
 ) -> TokenIdentity:
-    """The actor a token secret stands for, read in one statement that writes nothing
-    (through a session, or a bare connection where a session's cost matters).
+    """The actor a token secret (or the secret's :func:`secret_hash`) stands for, read
+    in one statement that writes nothing (through a session, or a bare connection
+    where a session's cost matters).
 
     ``now`` (an aware UTC time) defaults to the clock. The actor's scopes are None
-    when the token has none, meaning every right of its user. ``last_use_due`` is
-    true when :func:`mark_token_used` should record this use.
+    when the token has none, meaning every right of its user.
 
     Raises InvalidToken for an unknown secret, and its subclasses TokenRevoked,
     TokenExpired and TokenOwnerInactive.
     """
     at = now or utcnow()
-    rows = db.execute(_IDENTIFY, {"secret_hash": _secret_hash(secret)}).all()
+    if secret_hash is None:
+        if secret is None:
+            raise TypeError("identify_token needs the secret or its hash")
+        secret_hash = hash_secret(secret)
+    rows = db.execute(_IDENTIFY, {"secret_hash": secret_hash}).all()
     if not rows:
         raise InvalidToken("the API token is not recognised")
     token = rows[0]
     if token.revoked_at is not None:
         raise TokenRevoked(f"the API token {token.prefix}… has been revoked")
-    if token.expires_at is not None and token.expires_at <= at:
-        raise TokenExpired(
-            f"the API token {token.prefix}… expired at {token.expires_at:%Y-%m-%d %H:%M} UTC"
-        )
+    identity = TokenIdentity(
+        actor=Actor.for_user(
+            user_id=token.user_id,
+            email=token.email,
+            roles=frozenset(Role(row.role) for row in rows if row.role is not None),
+            scopes=frozenset(Scope(item) for item in token.scopes.split()) or None,
+            token_id=token.token_id,
+        ),
+        token_id=token.token_id,
+        prefix=token.prefix,
+        expires_at=token.expires_at,
+        last_used_at=token.last_used_at,
+    )
+    identity.check_unexpired(at)
     if not token.is_active:
         raise TokenOwnerInactive(f"the account of API token {token.prefix}… is deactivated")
-    actor = Actor.for_user(
-        user_id=token.user_id,
-        email=token.email,
-        roles=frozenset(Role(row.role) for row in rows if row.role is not None),
-        scopes=frozenset(Scope(item) for item in token.scopes.split()) or None,
-        token_id=token.token_id,
-    )
-    last_used_at = token.last_used_at
-    due = last_used_at is None or at - last_used_at >= LAST_USED_RESOLUTION
-    return TokenIdentity(actor=actor, token_id=token.token_id, last_use_due=due)
+    return identity
 
 
 def mark_token_used(session: Session, *, token_id: int, at: datetime) -> None:
@@ -262,6 +285,6 @@ def resolve_token(session: Session, *, secret: str, now: datetime | None = None)
     """
     at = now or utcnow()
     identity = identify_token(session, secret=secret, now=at)
-    if identity.last_use_due:
+    if identity.use_due(at):
         mark_token_used(session, token_id=identity.token_id, at=at)
     return identity.actor

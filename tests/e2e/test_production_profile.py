@@ -308,6 +308,26 @@ def test_the_production_profile_runs_a_program_through_crashes_and_restarts(
     metrics = scrape(platform.base)
     for state in ("queued", "starting", "running"):
         assert metrics[("credits_jobs", frozenset({("state", state)}))] == 0
+    _check_a_revoked_token_is_refused_by_every_worker(platform)
+
+
+def _check_a_revoked_token_is_refused_by_every_worker(platform: Platform) -> None:
+    """The workers keep the identities of tokens they have seen, for 30 s unless told
+    otherwise; after the restarts their listeners still hear changes, so a token the
+    operator revokes is refused within moments by whichever worker answers (each
+    request here on a new connection, so both workers answer some)."""
+    email = "pia@e2e.example.org"
+    secret = cli(platform.env, "tokens", "create", "--email", email, "--name", "revoke-me")
+    token = Client(platform.base, secret.strip())
+
+    def answers() -> list[int]:
+        return [token.status_on_a_new_connection("GET", "/me") for _ in range(12)]
+
+    assert answers() == [200] * 12
+    listing = cli(platform.env, "tokens", "list", "--email", email)
+    (token_id,) = [line.split()[0] for line in listing.splitlines() if " revoke-me " in line]
+    cli(platform.env, "tokens", "revoke", token_id)
+    poll(lambda: answers() == [401] * 12, timeout_s=5, what="refused", logs=platform.logs)
 
 
 SUBMIT_ROUTE = "/api/v1/projects/<int:project_id>/jobs"

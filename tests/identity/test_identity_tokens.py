@@ -235,7 +235,7 @@ def test_identifying_a_token_writes_nothing_and_says_when_its_use_is_due(
     start = utcnow()
 
     first = token_service.identify_token(session, secret=created.secret, now=start)
-    assert first.last_use_due
+    assert first.use_due(start)
     assert first.actor.roles == frozenset({Role.RESEARCHER, Role.OPS})
     session.flush()
     assert row.last_used_at is None
@@ -244,11 +244,11 @@ def test_identifying_a_token_writes_nothing_and_says_when_its_use_is_due(
     soon = token_service.identify_token(
         session, secret=created.secret, now=start + timedelta(seconds=30)
     )
-    assert not soon.last_use_due
+    assert not soon.use_due(start + timedelta(seconds=30))
     later = token_service.identify_token(
-        session, secret=created.secret, now=start + timedelta(minutes=1)
+        session, secret_hash=token_service.hash_secret(created.secret)
     )
-    assert later.last_use_due
+    assert later.use_due(start + timedelta(minutes=1))
 
 
 def test_marking_a_use_within_the_minute_keeps_the_earlier_time(

@@ -1,0 +1,226 @@
+"""API token identities a web worker keeps in memory, forgotten as soon as they may change.
+
+Identifying a token is a database round trip, and on a balance read it was a third
+of the request's cost. On PostgreSQL a worker keeps the identity of each token it
+has seen for up to ``ttl_seconds``, but only while a listener on the
+``credits_identity`` channel is connected: every change to a token, a user or a
+role notifies that channel when its transaction commits (migration 0021), and the
+listener then forgets every identity. A revoked token, a deactivated user or a
+revoked role therefore counts on the next request any worker answers after the
+notification arrives, milliseconds after the commit; the time-to-live only bounds
+how long an identity lives if a notification could ever be lost. While the
+listener is not connected (starting, or the database restarting) nothing is kept
+and every request reads the database.
+
+A read that began before a change and ends after its notification must not put
+the old identity back: each read carries the cache's generation from before it
+started, and an identity is kept only if no notification (or reconnection) has
+moved the generation since.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import datetime
+
+import psycopg
+from sqlalchemy import Engine
+
+from credits.identity.tokens import TokenIdentity, hash_secret
+
+CHANNEL = "credits_identity"
+DEFAULT_MAX_ENTRIES = 10_000
+log = logging.getLogger(__name__)
+
+
+class IdentityCache:
+    """Token identities by secret hash, thread-safe, kept only while ``listening``."""
+
+    def __init__(
+        self,
+        *,
+        ttl_seconds: float,
+        max_entries: int = DEFAULT_MAX_ENTRIES,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.ttl_seconds = ttl_seconds
+        self.max_entries = max_entries
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._entries: dict[str, tuple[float, TokenIdentity]] = {}
+        self._generation = 0
+        self._listening = False
+
+    @property
+    def generation(self) -> int:
+        """Read before identifying a token in the database; hand it to :meth:`keep`."""
+        return self._generation
+
+    @property
+    def listening(self) -> bool:
+        return self._listening
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def find(self, secret_hash: str) -> TokenIdentity | None:
+        """The identity kept for this secret, unless it is older than the time-to-live."""
+        entry = self._entries.get(secret_hash)
+        if entry is None or not self._listening:
+            return None
+        kept_at, identity = entry
+        if self._clock() - kept_at > self.ttl_seconds:
+            with self._lock:
+                if self._entries.get(secret_hash) is entry:
+                    del self._entries[secret_hash]
+            return None
+        return identity
+
+    def keep(self, secret_hash: str, identity: TokenIdentity, *, generation: int) -> None:
+        """Keeps ``identity``, read at ``generation``, unless anything changed since."""
+        with self._lock:
+            if not self._listening or generation != self._generation:
+                return
+            if secret_hash not in self._entries and len(self._entries) >= self.max_entries:
+                # Dicts keep insertion order: the first entry is the longest kept.
+                del self._entries[next(iter(self._entries))]
+            self._entries[secret_hash] = (self._clock(), identity)
+
+    def note_use(self, secret_hash: str, at: datetime) -> None:
+        """Records that the token's last use was just written as ``at``."""
+        with self._lock:
+            entry = self._entries.get(secret_hash)
+            if entry is not None:
+                kept_at, identity = entry
+                self._entries[secret_hash] = (kept_at, replace(identity, last_used_at=at))
+
+    def forget_all(self) -> None:
+        """Something about tokens, users or roles changed: nothing kept still holds."""
+        with self._lock:
+            self._generation += 1
+            self._entries.clear()
+
+    def set_listening(self, listening: bool) -> None:
+        """Whether changes are being heard; identities are kept only while they are."""
+        with self._lock:
+            self._listening = listening
+            self._generation += 1
+            self._entries.clear()
+
+
+def connector_for(engine: Engine) -> Callable[[], psycopg.Connection[tuple[object, ...]]]:
+    """Opens a connection of its own, outside ``engine``'s pool, to the same server with
+    the same parameters, in autocommit as LISTEN wants."""
+    arguments, parameters = engine.dialect.create_connect_args(engine.url)
+
+    def connect() -> psycopg.Connection[tuple[object, ...]]:
+        return psycopg.connect(*arguments, **{**parameters, "autocommit": True})
+
+    return connect
+
+
+class IdentityListener:
+    """A daemon thread that listens on CHANNEL and empties ``cache`` on each
+    notification; it reconnects after ``retry_seconds`` when its connection fails,
+    and checks the connection every ``check_seconds`` without a notification."""
+
+    def __init__(
+        self,
+        cache: IdentityCache,
+        connect: Callable[[], psycopg.Connection[tuple[object, ...]]],
+        *,
+        retry_seconds: float = 1.0,
+        check_seconds: float = 5.0,
+    ) -> None:
+        self.cache = cache
+        self._connect = connect
+        self._retry_seconds = retry_seconds
+        self._check_seconds = check_seconds
+        self._stopping = threading.Event()
+        self._connection: psycopg.Connection[tuple[object, ...]] | None = None
+        self._thread = threading.Thread(target=self._run, name="credits-identity", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Stops listening within ``check_seconds`` and forgets every identity."""
+        self._stopping.set()
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                self._listen()
+            except (psycopg.Error, OSError) as error:
+                log.warning("token identity listener lost its connection: %s", error)
+            finally:
+                self.cache.set_listening(False)
+                self._close()
+            self._stopping.wait(self._retry_seconds)
+
+    def _listen(self) -> None:
+        connection = self._connection = self._connect()
+        connection.execute(f"LISTEN {CHANNEL}")
+        self.cache.set_listening(True)
+        while not self._stopping.is_set():
+            heard = False
+            for _ in connection.notifies(timeout=self._check_seconds, stop_after=1):
+                self.cache.forget_all()
+                heard = True
+            if not heard:
+                connection.execute("SELECT 1")  # a dead server shows here, not in a wait
+
+    def _close(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            with contextlib.suppress(psycopg.Error):  # already broken: nothing to close
+                connection.close()
+
+
+def identify(
+    cache: IdentityCache | None,
+    read: Callable[[str], TokenIdentity],
+    record_use: Callable[[TokenIdentity], None],
+    *,
+    secret: str,
+    now: datetime,
+) -> TokenIdentity:
+    """The identity of ``secret``: kept in ``cache``, or ``read`` from the database by
+    the secret's hash (and then kept). A kept identity is still checked for expiry.
+    ``record_use`` writes the use when one is due (once a minute per token).
+
+    Raises what :func:`credits.identity.tokens.identify_token` raises.
+    """
+    hashed = hash_secret(secret)
+    if cache is None:
+        identity = read(hashed)
+    else:
+        generation = cache.generation
+        kept = cache.find(hashed)
+        if kept is None:
+            identity = read(hashed)
+            cache.keep(hashed, identity, generation=generation)
+        else:
+            kept.check_unexpired(now)
+            identity = kept
+    if identity.use_due(now):
+        record_use(identity)
+        if cache is not None:
+            cache.note_use(hashed, now)
+    return identity
+
+
+def start_listening(engine: Engine, *, ttl_seconds: float) -> IdentityCache | None:
+    """A cache with its listener running, for a web worker on PostgreSQL; None where
+    identities are not kept (SQLite, or ``ttl_seconds`` 0)."""
+    if engine.dialect.name != "postgresql" or ttl_seconds <= 0:
+        return None
+    cache = IdentityCache(ttl_seconds=ttl_seconds)
+    IdentityListener(cache, connector_for(engine)).start()
+    return cache
