@@ -251,6 +251,14 @@ def read_connection(factory: sessionmaker[Session]) -> Iterator[Connection]:
         yield connection
 
 
+def flushed_connection(session: Session) -> Connection:
+    """The session's connection, once what the session holds unwritten is flushed (as
+    its own ``execute`` would), for a Core read past the ORM that must see it."""
+    if session.new or session.dirty or session.deleted:
+        session.flush()
+    return session.connection()
+
+
 @contextmanager
 def session_scope(factory: Callable[[], Session]) -> Iterator[Session]:
     """One transaction: commit when the block succeeds, roll back when it raises."""

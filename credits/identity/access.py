@@ -110,10 +110,10 @@ def get_ledger_account_for_actor(session: Session, actor: Actor, account_id: int
     the same message, so that a refusal does not confirm that an id exists.
     """
     require_scope(actor, Scope.READ)
-    account = rules.load_visible(session, Account, account_id, rules.visible_accounts(actor))
-    if account is None:
+    row = rules.read_visible_row(session, Account, account_id, rules.visible_accounts(actor))
+    if row is None:
         raise AccountNotFound(f"no ledger account has the id {account_id}")
-    return AccountOut.model_validate(account)
+    return AccountOut.model_validate(dict(row))
 
 
 # Programs: ops see all; a funder sees the programs they own; a researcher sees

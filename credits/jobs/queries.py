@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from typing import Any
+
+from sqlalchemy import Row, func, select
 from sqlalchemy.orm import Session
 
-from credits.grants.queries import keyset_page
+from credits.grants.queries import filter_none, keyset_rows
 from credits.identity.actor import Actor
 from credits.identity.rules import visible_jobs
 from credits.jobs.errors import JobNotFound
@@ -41,12 +43,17 @@ def flavour_names(session: Session) -> dict[int, str]:
 
 def job_out(session: Session, job: Job, flavours: dict[int, str] | None = None) -> JobOut:
     names = flavours if flavours is not None else flavour_names(session)
+    return _job_out(job, names.get(job.flavour_id, str(job.flavour_id)))
+
+
+def _job_out(job: Job | Row[Any], flavour: str) -> JobOut:
+    """A job, loaded or read as a row of its table, with its flavour's name."""
     return JobOut(
         id=job.id,
         project_id=job.project_id,
         name=job.name,
         state=JobState(job.state),
-        flavour=names.get(job.flavour_id, str(job.flavour_id)),
+        flavour=flavour,
         gpus=job.gpus,
         max_runtime_seconds=job.max_runtime_seconds,
         rate_version_id=job.rate_version_id,
@@ -135,23 +142,25 @@ def _move_out(record: JobMove) -> JobMoveOut:
 
 
 def list_jobs_for_actor(session: Session, actor: Actor, query: JobQuery) -> JobPage:
-    flavours = flavour_names(session)
-    flavour_id = None
-    if query.flavour is not None:
-        flavour_id = next((fid for fid, name in flavours.items() if name == query.flavour), -1)
-    rows, next_cursor = keyset_page(
+    """A page of the jobs the actor may see, each with its flavour's name: one
+    statement, read as rows (a listing needs no ORM objects)."""
+    rows, next_cursor = keyset_rows(
         session,
-        Job,
-        [
-            visible_jobs(actor),
-            Job.project_id == query.project if query.project is not None else None,
-            Job.state == query.state.value if query.state is not None else None,
-            Job.flavour_id == flavour_id if flavour_id is not None else None,
-        ],
+        select(Job.__table__, GpuFlavour.name.label("flavour_name"))
+        .join_from(Job, GpuFlavour, GpuFlavour.id == Job.flavour_id)
+        .where(
+            *filter_none(
+                visible_jobs(actor),
+                Job.project_id == query.project if query.project is not None else None,
+                Job.state == query.state.value if query.state is not None else None,
+                GpuFlavour.name == query.flavour if query.flavour is not None else None,
+            )
+        ),
+        Job.id,
         cursor=query.cursor,
         limit=query.limit,
     )
-    return JobPage(items=[job_out(session, job, flavours) for job in rows], next_cursor=next_cursor)
+    return JobPage(items=[_job_out(row, row.flavour_name) for row in rows], next_cursor=next_cursor)
 
 
 def pool_status(session: Session, capacity: Capacity, *, executor: str) -> PoolStatus:
