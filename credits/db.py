@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import (
     BigInteger,
@@ -24,6 +24,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Session, SessionTransaction, sessionmaker
+from sqlalchemy.sql import ClauseElement
 from sqlalchemy.types import TypeDecorator
 
 NAMING_CONVENTION = {
@@ -38,6 +39,7 @@ NAMING_CONVENTION = {
 BigId = BigInteger().with_variant(Integer(), "sqlite")
 
 T = TypeVar("T")
+S = TypeVar("S")
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -251,12 +253,42 @@ def read_connection(factory: sessionmaker[Session]) -> Iterator[Connection]:
         yield connection
 
 
-def flushed_connection(session: Session) -> Connection:
-    """The session's connection, once what the session holds unwritten is flushed (as
-    its own ``execute`` would), for a Core read past the ORM that must see it."""
-    if session.new or session.dirty or session.deleted:
-        session.flush()
-    return session.connection()
+class StatementCache:
+    """Statements built once per key and reused, so that SQLAlchemy neither builds
+    nor keys them again on every request. A key may hold SQL expressions (an access
+    rule, itself built once per holder), which match by identity."""
+
+    def __init__(self, limit: int = 4096) -> None:
+        self._limit = limit
+        self._built: dict[tuple[object, ...], tuple[tuple[object, ...], Any]] = {}
+
+    def get(self, parts: tuple[object, ...], build: Callable[[], S]) -> S:
+        key = tuple(id(part) if isinstance(part, ClauseElement) else part for part in parts)
+        found = self._built.get(key)
+        if found is not None and all(
+            kept is part
+            for kept, part in zip(found[0], parts, strict=True)
+            if isinstance(part, ClauseElement)
+        ):
+            return cast(S, found[1])
+        if len(self._built) >= self._limit:
+            self._built.clear()
+        statement = build()
+        self._built[key] = (parts, statement)
+        return statement
+
+
+def core_connection(db: Session | Connection) -> Connection:
+    """The connection for a Core read past the ORM: ``db`` itself, or a session's
+    connection once what the session holds unwritten is flushed (as its own
+    ``execute`` would), so that the read sees it. A hot read route hands a
+    connection (:func:`read_connection`): a session's unit of work costs more than
+    its one statement."""
+    if isinstance(db, Connection):
+        return db
+    if db.new or db.dirty or db.deleted:
+        db.flush()
+    return db.connection()
 
 
 @contextmanager

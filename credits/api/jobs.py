@@ -13,6 +13,7 @@ from flask import Blueprint, Response, request, url_for
 from flask.typing import ResponseReturnValue
 from pydantic import BaseModel, ConfigDict, Field
 
+from credits.api.answers import json_answer
 from credits.api.auth import (
     current_actor,
     job_executor,
@@ -21,7 +22,7 @@ from credits.api.auth import (
 )
 from credits.api.openapi import operation
 from credits.api.parsing import NoInput, idempotency_key, json_body, optional_json_body
-from credits.db import run_in_transaction, session_scope
+from credits.db import read_connection, run_in_transaction, session_scope
 from credits.identity.access import require_actor, require_scope
 from credits.identity.actor import Actor
 from credits.identity.models import Scope
@@ -87,13 +88,13 @@ def list_jobs() -> ResponseReturnValue:
     """Jobs of the projects the caller may see, by id, filtered by project, state and flavour."""
     actor = _caller(Scope.READ)
     query = JobQuery.model_validate(request.args.to_dict())
-    with session_scope(session_factory()) as session:
-        page = queries.list_jobs_for_actor(session, actor, query)
+    with read_connection(session_factory()) as connection:
+        page = queries.list_jobs_for_actor(connection, actor, query)
     headers = {}
     if page.next_cursor is not None:
         values = query.model_dump(mode="json", exclude_none=True) | {"cursor": page.next_cursor}
         headers["Link"] = f'<{url_for(".list_jobs", **values)}>; rel="next"'
-    return page.model_dump(mode="json"), 200, headers
+    return json_answer(page, headers=headers)
 
 
 @blueprint.get("/jobs/<int:job_id>")

@@ -12,10 +12,11 @@ from flask import Blueprint, request, url_for
 from flask.typing import ResponseReturnValue
 from pydantic import BaseModel, ConfigDict, Field
 
+from credits.api.answers import json_answer
 from credits.api.auth import current_actor, session_factory
 from credits.api.converters import MAX_ID
 from credits.api.openapi import operation
-from credits.db import session_scope
+from credits.db import read_connection, session_scope
 from credits.identity.access import (
     get_ledger_account_for_actor,
     list_ledger_accounts_for_actor,
@@ -95,9 +96,9 @@ def list_accounts() -> ResponseReturnValue:
 def get_account(account_id: int) -> ResponseReturnValue:
     """One account with its four counters and what is available."""
     actor = _reader()
-    with session_scope(session_factory()) as session:
-        account = get_ledger_account_for_actor(session, actor, account_id)
-    return account.model_dump(mode="json")
+    with read_connection(session_factory()) as connection:
+        account = get_ledger_account_for_actor(connection, actor, account_id)
+    return json_answer(account)
 
 
 @blueprint.get("/accounts/<int:account_id>/balance")
@@ -105,9 +106,9 @@ def get_account(account_id: int) -> ResponseReturnValue:
 def get_balance(account_id: int) -> ResponseReturnValue:
     """Posted, held, incoming and available micro-credits."""
     actor = _reader()
-    with session_scope(session_factory()) as session:
-        account = get_ledger_account_for_actor(session, actor, account_id)
-    return queries.balance_of(account).model_dump(mode="json")
+    with read_connection(session_factory()) as connection:
+        account = get_ledger_account_for_actor(connection, actor, account_id)
+    return json_answer(queries.balance_of(account))
 
 
 @blueprint.get("/accounts/<int:account_id>/transfers")

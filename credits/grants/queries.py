@@ -7,12 +7,12 @@ scoped objects through them without importing the services that import it.
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable
-from typing import Any, TypeVar
+from typing import TypeVar
 
-from sqlalchemy import ColumnElement, Row, Select, String, cast, inspect, literal, select
+from sqlalchemy import ColumnElement, String, cast, inspect, literal, select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
-from credits.db import Base, flushed_connection
+from credits.db import Base
 from credits.grants.errors import ProgramNotFound, ProjectNotFound
 from credits.grants.models import (
     MemberRole,
@@ -66,32 +66,6 @@ def keyset_page(
         return page, None
     identity = inspect(page[-1]).identity
     return page, int(identity[0]) if identity else None
-
-
-def keyset_rows(
-    session: Session,
-    query: Select[Any],
-    key: InstrumentedAttribute[int],
-    *,
-    cursor: int | None,
-    limit: int,
-) -> tuple[list[Row[Any]], int | None]:
-    """:func:`keyset_page` for a statement read as rows rather than ORM objects (a
-    listing's hot path); ``key`` is the id column the rows are paged by."""
-    limit = max(1, min(limit, MAX_PAGE))
-    if cursor is not None:
-        query = query.where(key > cursor)
-    query = query.order_by(key).limit(limit + 1)
-    rows = list(flushed_connection(session).execute(query))
-    page = rows[:limit]
-    if len(rows) <= limit:
-        return page, None
-    return page, int(page[-1]._mapping[key.expression])
-
-
-def filter_none(*conditions: ColumnElement[bool] | None) -> list[ColumnElement[bool]]:
-    """The conditions that are not None."""
-    return [condition for condition in conditions if condition is not None]
 
 
 def pool_code(program_id: int, currency: Currency) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 
-from sqlalchemy import ColumnElement, select
+from sqlalchemy import ColumnElement, Connection, select
 from sqlalchemy.orm import Session, lazyload
 
 from credits.grants import queries as grants_queries
@@ -102,7 +102,9 @@ def list_ledger_accounts_for_actor(
     )
 
 
-def get_ledger_account_for_actor(session: Session, actor: Actor, account_id: int) -> AccountOut:
+def get_ledger_account_for_actor(
+    db: Session | Connection, actor: Actor, account_id: int
+) -> AccountOut:
     """The ledger account ``account_id``, when the actor may read it.
 
     Raises MissingScope without the ``read`` scope, and AccountNotFound both
@@ -110,7 +112,7 @@ def get_ledger_account_for_actor(session: Session, actor: Actor, account_id: int
     the same message, so that a refusal does not confirm that an id exists.
     """
     require_scope(actor, Scope.READ)
-    row = rules.read_visible_row(session, Account, account_id, rules.visible_accounts(actor))
+    row = rules.read_visible_row(db, Account, account_id, rules.visible_accounts(actor))
     if row is None:
         raise AccountNotFound(f"no ledger account has the id {account_id}")
     return AccountOut.model_validate(dict(row))

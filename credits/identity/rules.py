@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import (
     ColumnElement,
+    Connection,
     RowMapping,
     Select,
     and_,
@@ -32,7 +33,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
-from credits.db import Base, flushed_connection
+from credits.db import Base, StatementCache, core_connection
 from credits.grants.models import (
     Allocation,
     Award,
@@ -89,12 +90,12 @@ def load_visible(
 
 
 def read_visible_row(
-    session: Session, model: type[Base], object_id: int, rule: ColumnElement[bool]
+    db: Session | Connection, model: type[Base], object_id: int, rule: ColumnElement[bool]
 ) -> RowMapping | None:
     """:func:`load_visible`'s row as plain columns, for a hot read that needs no ORM
-    object: one statement on the session's connection, built once per rule."""
+    object: one statement, built once per rule, through a session or a connection."""
     statement = _by_id(model, rule, whole_row=True)
-    result = flushed_connection(session).execute(statement, {"object_id": object_id})
+    result = core_connection(db).execute(statement, {"object_id": object_id})
     return result.mappings().first()
 
 
@@ -103,27 +104,20 @@ def readable(
 ) -> bool:
     """True when the row of ``model`` with ``object_id`` exists and satisfies ``rule``."""
     statement = _by_id(model, rule, whole_row=False)
-    result = flushed_connection(session).execute(statement, {"object_id": object_id})
+    result = core_connection(session).execute(statement, {"object_id": object_id})
     return result.first() is not None
 
 
-# Statements by (model, rule, whole row), reused so that SQLAlchemy neither builds nor
-# keys them again; a rule is cached per holder (per_holder), so most requests hit.
-_by_id_statements: dict[tuple[type[Base], int, bool], tuple[ColumnElement[bool], Select[Any]]] = {}
+_by_id_statements = StatementCache(_RULE_CACHE_LIMIT)
 
 
 def _by_id(model: type[Base], rule: ColumnElement[bool], *, whole_row: bool) -> Select[Any]:
-    key = (model, id(rule), whole_row)
-    found = _by_id_statements.get(key)
-    if found is not None and found[0] is rule:
-        return found[1]
-    if len(_by_id_statements) >= _RULE_CACHE_LIMIT:
-        _by_id_statements.clear()
-    (primary_key,) = inspect(model).primary_key
-    columns = model.__table__ if whole_row else primary_key
-    statement = select(columns).where(primary_key == bindparam("object_id"), rule)
-    _by_id_statements[key] = (rule, statement)
-    return statement
+    def build() -> Select[Any]:
+        (primary_key,) = inspect(model).primary_key
+        columns = model.__table__ if whole_row else primary_key
+        return select(columns).where(primary_key == bindparam("object_id"), rule)
+
+    return _by_id_statements.get((model, rule, whole_row), build)
 
 
 # What a role brings: the ids a rule may draw on, or None when the role is not held.

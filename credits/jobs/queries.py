@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
-from sqlalchemy import Row, func, select
+from pydantic import TypeAdapter
+from sqlalchemy import ColumnElement, Connection, Row, Select, bindparam, func, select
 from sqlalchemy.orm import Session
 
-from credits.grants.queries import filter_none, keyset_rows
+from credits.db import StatementCache, core_connection
 from credits.identity.actor import Actor
 from credits.identity.rules import visible_jobs
 from credits.jobs.errors import JobNotFound
@@ -46,8 +49,7 @@ def job_out(session: Session, job: Job, flavours: dict[int, str] | None = None) 
     return _job_out(job, names.get(job.flavour_id, str(job.flavour_id)))
 
 
-def _job_out(job: Job | Row[Any], flavour: str) -> JobOut:
-    """A job, loaded or read as a row of its table, with its flavour's name."""
+def _job_out(job: Job, flavour: str) -> JobOut:
     return JobOut(
         id=job.id,
         project_id=job.project_id,
@@ -141,26 +143,68 @@ def _move_out(record: JobMove) -> JobMoveOut:
     )
 
 
-def list_jobs_for_actor(session: Session, actor: Actor, query: JobQuery) -> JobPage:
+# What a listed job shows: JobOut's columns, not its spec or the executor's state.
+_LISTED_COLUMNS = [
+    column
+    for column in Job.__table__.columns
+    if column.name in JobOut.model_fields or column.name == "placement_json"
+]
+_listings = StatementCache()
+_LISTED_JOBS = TypeAdapter(list[JobOut])
+
+
+def list_jobs_for_actor(db: Session | Connection, actor: Actor, query: JobQuery) -> JobPage:
     """A page of the jobs the actor may see, each with its flavour's name: one
-    statement, read as rows (a listing needs no ORM objects)."""
-    rows, next_cursor = keyset_rows(
-        session,
-        select(Job.__table__, GpuFlavour.name.label("flavour_name"))
-        .join_from(Job, GpuFlavour, GpuFlavour.id == Job.flavour_id)
-        .where(
-            *filter_none(
-                visible_jobs(actor),
-                Job.project_id == query.project if query.project is not None else None,
-                Job.state == query.state.value if query.state is not None else None,
-                GpuFlavour.name == query.flavour if query.flavour is not None else None,
-            )
-        ),
-        Job.id,
-        cursor=query.cursor,
-        limit=query.limit,
+    statement, built once per rule and filters, read as rows (a listing needs no
+    ORM objects), through a session or a connection."""
+    rule = visible_jobs(actor)
+    filters = {
+        "project": query.project,
+        "state": query.state.value if query.state is not None else None,
+        "flavour": query.flavour,
+        "cursor": query.cursor,
+    }
+    given = {name: value for name, value in filters.items() if value is not None}
+    statement = _listings.get((rule, *sorted(given)), partial(_listing, rule, set(given)))
+    rows = core_connection(db).execute(statement, given | {"limit": query.limit + 1}).all()
+    page = rows[: query.limit]
+    return JobPage(
+        items=_listed_jobs(page),
+        next_cursor=page[-1].id if len(rows) > query.limit else None,
     )
-    return JobPage(items=[_job_out(row, row.flavour_name) for row in rows], next_cursor=next_cursor)
+
+
+def _listing(rule: ColumnElement[bool], given: set[str]) -> Select[Any]:
+    conditions = {
+        "project": Job.project_id == bindparam("project"),
+        "state": Job.state == bindparam("state"),
+        "flavour": GpuFlavour.name == bindparam("flavour"),
+        "cursor": Job.id > bindparam("cursor"),
+    }
+    return (
+        select(*_LISTED_COLUMNS, GpuFlavour.name.label("flavour"))
+        .join_from(Job, GpuFlavour, GpuFlavour.id == Job.flavour_id)
+        .where(rule, *(condition for name, condition in conditions.items() if name in given))
+        .order_by(Job.id)
+        .limit(bindparam("limit"))
+    )
+
+
+def _listed_jobs(rows: Sequence[Row[Any]]) -> list[JobOut]:
+    """The rows as JobOut, validated in one call rather than one per row."""
+    if not rows:
+        return []
+    names = list(rows[0]._fields)
+    listed = []
+    for row in rows:
+        fields = dict(zip(names, row, strict=True))
+        fields["placement"] = _placement_fields(row.placement_json)
+        listed.append(fields)
+    return _LISTED_JOBS.validate_python(listed)
+
+
+def _placement_fields(text: str | None) -> list[dict[str, Any]]:
+    return [{"node": part.node, "gpus": part.gpus} for part in placement_from_json(text)]
 
 
 def pool_status(session: Session, capacity: Capacity, *, executor: str) -> PoolStatus:
