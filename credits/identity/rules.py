@@ -20,7 +20,6 @@ from typing import Any, TypeVar
 from sqlalchemy import (
     ColumnElement,
     Connection,
-    RowMapping,
     Select,
     and_,
     bindparam,
@@ -34,6 +33,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from credits.db import Base, StatementCache, core_connection
+from credits.driver_reads import DriverRead
 from credits.grants.models import (
     Allocation,
     Award,
@@ -91,33 +91,32 @@ def load_visible(
 
 def read_visible_row(
     db: Session | Connection, model: type[Base], object_id: int, rule: ColumnElement[bool]
-) -> RowMapping | None:
+) -> dict[str, Any] | None:
     """:func:`load_visible`'s row as plain columns, for a hot read that needs no ORM
     object: one statement, built once per rule, through a session or a connection."""
-    statement = _by_id(model, rule, whole_row=True)
-    result = core_connection(db).execute(statement, {"object_id": object_id})
-    return result.mappings().first()
+    read = _by_id(model, rule, whole_row=True)
+    rows = read.rows(core_connection(db), {"object_id": object_id})
+    return dict(zip(read.names, rows[0], strict=True)) if rows else None
 
 
 def readable(
     session: Session, model: type[Base], object_id: int, rule: ColumnElement[bool]
 ) -> bool:
     """True when the row of ``model`` with ``object_id`` exists and satisfies ``rule``."""
-    statement = _by_id(model, rule, whole_row=False)
-    result = core_connection(session).execute(statement, {"object_id": object_id})
-    return result.first() is not None
+    read = _by_id(model, rule, whole_row=False)
+    return bool(read.rows(core_connection(session), {"object_id": object_id}))
 
 
-_by_id_statements = StatementCache(_RULE_CACHE_LIMIT)
+_by_id_reads = StatementCache(_RULE_CACHE_LIMIT)
 
 
-def _by_id(model: type[Base], rule: ColumnElement[bool], *, whole_row: bool) -> Select[Any]:
-    def build() -> Select[Any]:
+def _by_id(model: type[Base], rule: ColumnElement[bool], *, whole_row: bool) -> DriverRead:
+    def build() -> DriverRead:
         (primary_key,) = inspect(model).primary_key
         columns = model.__table__ if whole_row else primary_key
-        return select(columns).where(primary_key == bindparam("object_id"), rule)
+        return DriverRead(select(columns).where(primary_key == bindparam("object_id"), rule))
 
-    return _by_id_statements.get((model, rule, whole_row), build)
+    return _by_id_reads.get((model, rule, whole_row), build)
 
 
 # What a role brings: the ids a rule may draw on, or None when the role is not held.

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from functools import partial
 from typing import Any
 
 from pydantic import TypeAdapter
-from sqlalchemy import ColumnElement, Connection, Row, Select, bindparam, func, select
+from sqlalchemy import ColumnElement, Connection, bindparam, func, select
 from sqlalchemy.orm import Session
 
 from credits.db import StatementCache, core_connection
+from credits.driver_reads import DriverRead
 from credits.identity.actor import Actor
 from credits.identity.rules import visible_jobs
 from credits.jobs.errors import JobNotFound
@@ -165,23 +165,23 @@ def list_jobs_for_actor(db: Session | Connection, actor: Actor, query: JobQuery)
         "cursor": query.cursor,
     }
     given = {name: value for name, value in filters.items() if value is not None}
-    statement = _listings.get((rule, *sorted(given)), partial(_listing, rule, set(given)))
-    rows = core_connection(db).execute(statement, given | {"limit": query.limit + 1}).all()
-    page = rows[: query.limit]
+    read = _listings.get((rule, *sorted(given)), partial(_listing, rule, set(given)))
+    rows = read.rows(core_connection(db), given | {"limit": query.limit + 1})
+    listed = [dict(zip(read.names, row, strict=True)) for row in rows[: query.limit]]
     return JobPage(
-        items=_listed_jobs(page),
-        next_cursor=page[-1].id if len(rows) > query.limit else None,
+        items=_listed_jobs(listed),
+        next_cursor=listed[-1]["id"] if len(rows) > query.limit else None,
     )
 
 
-def _listing(rule: ColumnElement[bool], given: set[str]) -> Select[Any]:
+def _listing(rule: ColumnElement[bool], given: set[str]) -> DriverRead:
     conditions = {
         "project": Job.project_id == bindparam("project"),
         "state": Job.state == bindparam("state"),
         "flavour": GpuFlavour.name == bindparam("flavour"),
         "cursor": Job.id > bindparam("cursor"),
     }
-    return (
+    return DriverRead(
         select(*_LISTED_COLUMNS, GpuFlavour.name.label("flavour"))
         .join_from(Job, GpuFlavour, GpuFlavour.id == Job.flavour_id)
         .where(rule, *(condition for name, condition in conditions.items() if name in given))
@@ -190,17 +190,11 @@ def _listing(rule: ColumnElement[bool], given: set[str]) -> Select[Any]:
     )
 
 
-def _listed_jobs(rows: Sequence[Row[Any]]) -> list[JobOut]:
-    """The rows as JobOut, validated in one call rather than one per row."""
-    if not rows:
-        return []
-    names = list(rows[0]._fields)
-    listed = []
-    for row in rows:
-        fields = dict(zip(names, row, strict=True))
-        fields["placement"] = _placement_fields(row.placement_json)
-        listed.append(fields)
-    return _LISTED_JOBS.validate_python(listed)
+def _listed_jobs(rows: list[dict[str, Any]]) -> list[JobOut]:
+    """Rows of the listing as JobOut, validated in one call rather than one per row."""
+    for fields in rows:
+        fields["placement"] = _placement_fields(fields["placement_json"])
+    return _LISTED_JOBS.validate_python(rows)
 
 
 def _placement_fields(text: str | None) -> list[dict[str, Any]]:
