@@ -156,9 +156,12 @@ def make_engine(
     # connection found dead mid-transaction is retried by run_in_transaction.
     options: dict[str, Any] = {}
     if read_only:
+        # A connection in autocommit has no transaction to end: returning it to
+        # the pool sends no ROLLBACK (one that left autocommit still gets one).
         options = {
             "isolation_level": "AUTOCOMMIT",
             "connect_args": {"options": "-c default_transaction_read_only=on"},
+            "skip_autocommit_rollback": True,
         }
     engine = create_engine(
         url, pool_size=pool_size, max_overflow=pool_size, pool_recycle=3600, **options

@@ -7,7 +7,8 @@ once, runs the SQL text on the psycopg cursor of the SQLAlchemy connection and
 returns plain tuples. It takes that path only where it gives what SQLAlchemy
 would: on PostgreSQL, when no bind value needs converting and every column
 either needs no converting or is a :class:`credits.db.UtcDateTime` (turned to
-UTC here). Anything else, SQLite included, runs through SQLAlchemy as usual.
+UTC here, unless the session's time zone is UTC already). Anything else,
+SQLite included, runs through SQLAlchemy as usual.
 
 A driver error is handed back as SQLAlchemy would raise it: a lost connection
 invalidates the pool's connection and raises ``DBAPIError`` with
@@ -18,7 +19,7 @@ connection (credits/api/read_retry.py).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
 from sqlalchemy import Connection, Select
@@ -51,7 +52,7 @@ class DriverRead:
             ).fetchall()
         except connection.dialect.loaded_dbapi.Error as error:
             raise _as_sqlalchemy_error(connection, sql, values, error) from error
-        if utc_positions:
+        if utc_positions and not _always_utc(driver_connection.info.timezone):  # type: ignore[union-attr]
             rows = [_in_utc(row, utc_positions) for row in rows]
         return rows
 
@@ -78,6 +79,12 @@ def _plan_for(
         elif column.type.dialect_impl(dialect).result_processor(dialect, None) is not None:
             return None
     return compiled.string, dict(compiled.params), tuple(utc_positions)
+
+
+def _always_utc(zone: tzinfo) -> bool:
+    """True for a session time zone that is UTC at every moment (PostgreSQL's default
+    Etc/UTC): the driver's times then mean and print what UTC times do."""
+    return zone.utcoffset(None) == timedelta(0)
 
 
 def _in_utc(row: Sequence[Any], positions: tuple[int, ...]) -> tuple[Any, ...]:

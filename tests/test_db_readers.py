@@ -123,6 +123,26 @@ def test_on_postgresql_a_read_session_is_read_only_and_writers_are_not(
 
 
 @pytest.mark.postgres
+def test_on_postgresql_a_read_connection_goes_back_to_the_pool_without_a_rollback(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = make_engine(postgres_url, pool_size=1, read_only=True)
+    rollbacks: list[bool] = []
+    try:
+        with engine.connect() as connection:
+            dbapi_connection = connection.connection.dbapi_connection
+            assert dbapi_connection is not None
+            real = dbapi_connection.rollback
+            monkeypatch.setattr(dbapi_connection, "rollback", lambda: rollbacks.append(real()))
+            connection.exec_driver_sql("SELECT 1")
+        with engine.connect() as connection:
+            assert connection.connection.dbapi_connection is dbapi_connection  # pooled
+    finally:
+        engine.dispose()
+    assert rollbacks == []
+
+
+@pytest.mark.postgres
 def test_on_postgresql_a_read_session_runs_in_autocommit_on_its_own_connections(
     postgres_engine: Engine,
 ) -> None:

@@ -51,12 +51,13 @@ def _fill(connection: Connection) -> None:
     )
 
 
-@pytest.fixture
-def postgres(postgres_url: str) -> Iterator[Connection]:
-    """A connection with the table as a temporary one, in a time zone far from UTC."""
+@pytest.fixture(params=["America/Los_Angeles", "Etc/UTC"])
+def postgres(postgres_url: str, request: pytest.FixtureRequest) -> Iterator[Connection]:
+    """A connection with the table as a temporary one, in a time zone far from UTC
+    and in PostgreSQL's default one."""
     engine = make_engine(postgres_url, pool_size=1)
     with engine.connect() as connection:
-        connection.exec_driver_sql("SET TIME ZONE 'America/Los_Angeles'")
+        connection.exec_driver_sql(f"SET TIME ZONE '{request.param}'")
         connection.exec_driver_sql(
             "CREATE TEMPORARY TABLE driver_read_items "
             "(id bigint PRIMARY KEY, name varchar(20), amount integer, at timestamptz)"
