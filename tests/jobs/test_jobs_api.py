@@ -425,3 +425,51 @@ def test_pool_status_shows_capacity_and_queue(client: FlaskClient, world: JobsWo
         "queued_gpus": 4,
         "running_jobs": 1,
     }
+
+
+@pytest.fixture
+def any_client(any_session: Session) -> tuple[FlaskClient, JobsWorld]:
+    """The API on SQLite and on PostgreSQL, where a listing reads on the driver's cursor."""
+    factory = sessionmaker(
+        bind=any_session.connection(),
+        join_transaction_mode="create_savepoint",
+        expire_on_commit=False,
+    )
+    world = build_jobs_world(factory)
+    app = create_app(load_settings(), session_factory=factory, executor=world.executor)
+    with world.session() as session:
+        secret = create_token(session, email="pi@example.org", actor=SYSTEM).secret
+    client = app.test_client()
+    client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {secret}"
+    return client, world
+
+
+def test_every_listed_job_reads_as_its_own_page_does_through_every_page(
+    any_client: tuple[FlaskClient, JobsWorld],
+) -> None:
+    client, world = any_client
+    ids = [_submit(client, world, _body(name=f"job-{n}", gpus=1)).json["id"] for n in range(5)]
+    client.post(f"/api/v1/jobs/{ids[1]}/cancel")
+    world.cycle()  # the others start and are placed
+    world.clock.advance(60)
+    world.cycle()  # and end
+
+    listed: list[dict[str, Any]] = []
+    query: dict[str, Any] = {"project": world.project_id, "limit": 2}
+    while True:
+        page = client.get("/api/v1/jobs", query_string=query)
+        assert page.status_code == 200, page.json
+        listed += page.json["items"]
+        if page.json["next_cursor"] is None:
+            assert "Link" not in page.headers
+            break
+        assert f"cursor={page.json['next_cursor']}" in page.headers["Link"]
+        query["cursor"] = page.json["next_cursor"]
+
+    assert [job["id"] for job in listed] == ids
+    for job in listed:
+        detail = client.get(f"/api/v1/jobs/{job['id']}").json
+        assert {field: detail[field] for field in job} == job
+    assert {job["state"] for job in listed} == {"cancelled", "succeeded"}
+    assert any(job["placement"] for job in listed)
+    assert all(job["finished_at"].endswith("Z") for job in listed)
