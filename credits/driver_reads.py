@@ -5,7 +5,8 @@ processor per value) costs about as much CPU as the rest of a job listing. For a
 statement built once and run on every request, :class:`DriverRead` compiles it
 once, runs the SQL text on the psycopg cursor of the SQLAlchemy connection and
 returns plain tuples. It takes that path only where it gives what SQLAlchemy
-would: on PostgreSQL, when no bind value needs converting and every column
+would: on PostgreSQL, when no bind value needs converting or expanding (an IN
+list is rendered by SQLAlchemy as it runs) and every column
 either needs no converting or is a :class:`credits.db.UtcDateTime` (turned to
 UTC here, unless the session's time zone is UTC already). Anything else,
 SQLite included, runs through SQLAlchemy as usual.
@@ -25,6 +26,7 @@ from typing import Any
 from sqlalchemy import Connection, Select
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError, StatementError
+from sqlalchemy.types import TypeEngine
 
 from credits.db import UtcDateTime
 
@@ -70,15 +72,30 @@ def _plan_for(
     if dialect.name != "postgresql" or dialect.paramstyle != "pyformat":
         return None
     compiled = statement.compile(dialect=dialect)
-    if any(compiled._bind_processors.values()):
+    # Values SQLAlchemy converts, or renders into the SQL only as it runs (an IN
+    # list, a literal_execute value), are its to handle.
+    if (
+        any(compiled._bind_processors.values())
+        or compiled.post_compile_params
+        or compiled.literal_execute_params
+    ):
         return None
     utc_positions = []
     for position, column in enumerate(statement.selected_columns):
         if isinstance(column.type, UtcDateTime):
             utc_positions.append(position)
-        elif column.type.dialect_impl(dialect).result_processor(dialect, None) is not None:
+        elif _converts_results(column.type, dialect):
             return None
     return compiled.string, dict(compiled.params), tuple(utc_positions)
+
+
+def _converts_results(column_type: TypeEngine[Any], dialect: Dialect) -> bool:
+    """Whether SQLAlchemy converts this type's values as they are read; a type that
+    cannot say without the driver's column type (a Numeric) counts as converting."""
+    try:
+        return column_type.dialect_impl(dialect).result_processor(dialect, None) is not None
+    except (TypeError, ValueError):
+        return True
 
 
 def _always_utc(zone: tzinfo) -> bool:

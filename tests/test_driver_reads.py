@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import pytest
 from sqlalchemy import (
@@ -16,17 +17,23 @@ from sqlalchemy import (
     Engine,
     Integer,
     MetaData,
+    Numeric,
     String,
     Table,
     bindparam,
+    cast,
     select,
     text,
 )
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session
 from test_db_readers import _wait_until_terminated
 
 from credits.db import UtcDateTime, make_engine
 from credits.driver_reads import DriverRead
+from credits.identity.access_datasets import can_manage_project_datasets
+from credits.identity.actor import Actor
+from credits.identity.models import Role
 
 ITEMS = Table(
     "driver_read_items",
@@ -128,3 +135,36 @@ def test_on_sqlite_the_read_goes_through_sqlalchemy() -> None:
         assert read._plan(connection.dialect) is None
         assert [(row[0], row[3]) for row in rows] == [(5, START + timedelta(hours=5)), (6, None)]
     engine.dispose()
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("ids", [[2, 4], []], ids=["a list", "an empty list"])
+def test_an_in_list_goes_through_sqlalchemy_which_renders_it(
+    postgres: Connection, ids: list[int]
+) -> None:
+    read = DriverRead(select(ITEMS.c.id).where(ITEMS.c.id.in_(ids)).order_by(ITEMS.c.id))
+
+    rows = read.rows(postgres, {})
+
+    assert read._plan(postgres.dialect) is None
+    assert [row[0] for row in rows] == ids
+
+
+@pytest.mark.postgres
+def test_a_column_sqlalchemy_converts_goes_through_sqlalchemy(postgres: Connection) -> None:
+    read = DriverRead(select(cast(ITEMS.c.amount, Numeric(10, 2))).where(ITEMS.c.id == 1))
+
+    rows = read.rows(postgres, {})
+
+    assert read._plan(postgres.dialect) is None
+    assert rows[0][0] == Decimal("10.00")
+
+
+@pytest.mark.postgres
+def test_a_funder_may_not_manage_a_projects_datasets_and_is_told_so_on_postgresql(
+    pg_session: Session,
+) -> None:
+    funder = Actor.for_user(
+        user_id=1, email="fay@example.org", roles=frozenset({Role.FUNDER}), scopes=None
+    )
+    assert not can_manage_project_datasets(pg_session, funder, 1)

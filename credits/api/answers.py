@@ -13,7 +13,9 @@ from pydantic import BaseModel
 def json_answer(
     model: BaseModel, *, status: int = 200, headers: Mapping[str, str] | None = None
 ) -> Response:
-    """``model`` as an ``application/json`` response, as Flask would answer its dump."""
+    """``model`` as an ``application/json`` response. The JSON means what Flask's
+    answer of ``model.model_dump(mode="json")`` means; its bytes differ (keys in the
+    model's order, not sorted; UTF-8 rather than escapes; no final newline)."""
     return Response(
         model.model_dump_json(), status=status, headers=headers, mimetype="application/json"
     )

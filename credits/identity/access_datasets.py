@@ -9,7 +9,7 @@ down. A draft the actor may not read looks exactly like a missing version.
 
 from __future__ import annotations
 
-from sqlalchemy import ColumnElement, or_, select, true
+from sqlalchemy import ColumnElement, false, or_, select, true
 from sqlalchemy.orm import Session
 
 from credits.datasets.errors import DatasetForbidden, VersionNotFound
@@ -34,13 +34,14 @@ def visible_versions(actor: Actor | None) -> ColumnElement[bool]:
     return or_(public, DatasetVersion.dataset_id.in_(mine))
 
 
+@rules.per_holder
 def managed_projects(actor: Actor) -> ColumnElement[bool]:
     """The projects whose datasets the actor may create and change."""
     if actor.has_role(Role.OPS):
         return true()
     projects = rules.my_project_ids(actor)
     if projects is None:
-        return Project.id.in_([])
+        return false()
     return Project.id.in_(projects)
 
 

@@ -113,13 +113,47 @@ class IdentityCache:
             self._entries.clear()
 
 
+# The triggers of migration 0021 that notify CHANNEL.
+NOTIFYING_TRIGGERS = (
+    "api_tokens_identity_changed",
+    "api_tokens_identity_removed",
+    "users_identity_changed",
+    "users_identity_removed",
+    "user_roles_identity_changed",
+)
+
+
+def _notifying(connection: psycopg.Connection[tuple[object, ...]]) -> bool:
+    """Whether every trigger that notifies CHANNEL is in this database."""
+    row = connection.execute(
+        "SELECT count(*) FROM pg_trigger WHERE tgname = ANY(%s) AND tgenabled <> 'D'",
+        [list(NOTIFYING_TRIGGERS)],
+    ).fetchone()
+    return row is not None and row[0] == len(NOTIFYING_TRIGGERS)
+
+
+# A listener's connection is idle for long stretches: TCP keepalives and a bound on
+# unacknowledged data show a dead peer within about 20 s, not the kernel's minutes.
+# Operators find it in pg_stat_activity by its application name.
+LISTENER_APPLICATION_NAME = "credits-token-listener"
+LISTENER_CONNECTION = {
+    "autocommit": True,
+    "application_name": LISTENER_APPLICATION_NAME,
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+    "keepalives_count": 2,
+    "tcp_user_timeout": 20_000,
+}
+
+
 def connector_for(engine: Engine) -> Callable[[], psycopg.Connection[tuple[object, ...]]]:
     """Opens a connection of its own, outside ``engine``'s pool, to the same server with
-    the same parameters, in autocommit as LISTEN wants."""
+    the same parameters, in autocommit as LISTEN wants (LISTENER_CONNECTION)."""
     arguments, parameters = engine.dialect.create_connect_args(engine.url)
 
     def connect() -> psycopg.Connection[tuple[object, ...]]:
-        return psycopg.connect(*arguments, **{**parameters, "autocommit": True})
+        return psycopg.connect(*arguments, **{**parameters, **LISTENER_CONNECTION})
 
     return connect
 
@@ -136,11 +170,13 @@ class IdentityListener:
         *,
         retry_seconds: float = 1.0,
         check_seconds: float = 5.0,
+        missing_triggers_wait_seconds: float = 60.0,
     ) -> None:
         self.cache = cache
         self._connect = connect
         self._retry_seconds = retry_seconds
         self._check_seconds = check_seconds
+        self._missing_triggers_wait_seconds = missing_triggers_wait_seconds
         self._stopping = threading.Event()
         self._connection: psycopg.Connection[tuple[object, ...]] | None = None
         self._thread = threading.Thread(target=self._run, name="credits-identity", daemon=True)
@@ -167,6 +203,14 @@ class IdentityListener:
     def _listen(self) -> None:
         connection = self._connection = self._connect()
         connection.execute(f"LISTEN {CHANNEL}")
+        if not _notifying(connection):
+            # Without the triggers nothing would ever be heard: keep nothing.
+            log.error(
+                "the database has no identity change triggers (migration 0021 or later "
+                "is not applied): API token identities are read on every request"
+            )
+            self._stopping.wait(self._missing_triggers_wait_seconds)
+            return
         self.cache.set_listening(True)
         while not self._stopping.is_set():
             heard = False

@@ -41,9 +41,11 @@ UPGRADE = [
     """
     CREATE TRIGGER api_tokens_identity_changed
     AFTER UPDATE ON api_tokens FOR EACH ROW
-    WHEN ((OLD.user_id, OLD.secret_hash, OLD.scopes, OLD.expires_at, OLD.revoked_at)
+    WHEN ((OLD.id, OLD.user_id, OLD.prefix, OLD.secret_hash, OLD.scopes,
+           OLD.expires_at, OLD.revoked_at)
           IS DISTINCT FROM
-          (NEW.user_id, NEW.secret_hash, NEW.scopes, NEW.expires_at, NEW.revoked_at))
+          (NEW.id, NEW.user_id, NEW.prefix, NEW.secret_hash, NEW.scopes,
+           NEW.expires_at, NEW.revoked_at))
     EXECUTE FUNCTION credits_notify_identity_changed()
     """,
     """
@@ -54,7 +56,7 @@ UPGRADE = [
     """
     CREATE TRIGGER users_identity_changed
     AFTER UPDATE ON users FOR EACH ROW
-    WHEN ((OLD.email, OLD.is_active) IS DISTINCT FROM (NEW.email, NEW.is_active))
+    WHEN ((OLD.id, OLD.email, OLD.is_active) IS DISTINCT FROM (NEW.id, NEW.email, NEW.is_active))
     EXECUTE FUNCTION credits_notify_identity_changed()
     """,
     """

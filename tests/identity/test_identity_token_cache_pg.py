@@ -22,6 +22,7 @@ from credits.identity.errors import TokenOwnerInactive, TokenRevoked
 from credits.identity.models import Role
 from credits.identity.token_cache import (
     CHANNEL,
+    LISTENER_APPLICATION_NAME,
     IdentityCache,
     IdentityListener,
     connector_for,
@@ -221,9 +222,9 @@ def test_a_listener_that_loses_its_connection_keeps_nothing_until_it_is_back(
         ended = connection.execute(
             text(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE datname = current_database() AND pid <> pg_backend_pid() "
-                "AND (query LIKE 'LISTEN%' OR query = 'SELECT 1')"
-            )
+                "WHERE datname = current_database() AND application_name = :name"
+            ),
+            {"name": LISTENER_APPLICATION_NAME},
         ).all()
     assert ended
 
@@ -236,3 +237,30 @@ def test_a_listener_that_loses_its_connection_keeps_nothing_until_it_is_back(
     with session_scope(factory) as session:
         service.grant_role(session, email="reconnect@example.org", role="funder", actor=ACTOR)
     _eventually(lambda: len(worker.cache) == 0, "hearing changes after reconnecting")
+
+
+def test_without_the_notifying_triggers_a_worker_keeps_nothing() -> None:
+    url, admin_url = create_postgres_database()
+    engine = make_engine(url)
+    try:
+        upgrade(url, "0020")  # before migration 0021's triggers
+        factory = make_session_factory(engine)
+        cache = IdentityCache(ttl_seconds=300)
+        listener = IdentityListener(
+            cache, connector_for(engine), retry_seconds=0.1, missing_triggers_wait_seconds=0.1
+        )
+        listener.start()
+        try:
+            secret = _user_with_token(factory, "untriggered@example.org")
+            time.sleep(0.5)  # several attempts to listen
+            assert not cache.listening
+            hashed = tokens.hash_secret(secret)
+            with session_scope(factory) as session:
+                identity = tokens.identify_token(session, secret_hash=hashed)
+            cache.keep(hashed, identity, generation=cache.generation)
+            assert len(cache) == 0
+        finally:
+            listener.stop()
+    finally:
+        engine.dispose()
+        drop_postgres_database(url, admin_url)
