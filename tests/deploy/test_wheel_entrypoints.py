@@ -218,4 +218,5 @@ def test_worker_and_beat_start_and_stop_cleanly(
             log=log,
         )
         assert process.poll() is None
-        assert stop(process, log=log) == 0
+        status = stop(process, log=log)
+        assert status == 0, f"{mode} exited {status} on SIGTERM; its log:\n{log.read_text()}"

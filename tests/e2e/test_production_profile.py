@@ -4,8 +4,8 @@ emulator (served over HTTP, its clock on wall time), storage on the S3 test serv
 
 The operator bootstraps users and their tokens with the ``credits`` command; every
 other step is a client over HTTP: the pool and its rate, a funded program, a
-proposal reviewed by two reviewers and awarded, jobs of mixed sizes run to the end,
-one cancelled while it runs, one refused for its budget (402). Mid-run the Celery
+proposal reviewed by two reviewers and awarded, twenty jobs of mixed sizes run to
+the end, one cancelled while it runs, one refused for its budget (402). Mid-run the Celery
 worker is killed with SIGKILL and started again, the web tier is stopped and
 started again, and PostgreSQL (a private server: CI's shared one must stay up) is
 restarted; the run still finishes with every job charged once, for what it ran.
@@ -54,8 +54,12 @@ pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]
 RATE = 3_600_000  # micro-credits per GPU-hour: 1,000 per GPU-second
 PER_GPU_SECOND = RATE // 3600
 AWARD = 50_000_000
-# (GPUs, seconds the pod runs): 20 GPUs in all on 16, so some wait for others.
-JOBS = [(1, 4), (2, 6), (4, 8), (8, 5), (1, 10), (2, 12), (1, 14), (1, 16)]
+# (GPUs, seconds the pod runs): 20 jobs of 49 GPUs in all on 16, so many wait.
+JOBS = [
+    *[(1, 4), (2, 6), (4, 8), (8, 5), (1, 10), (2, 12), (1, 14), (1, 16)],
+    *[(1, 3), (2, 4), (4, 5), (1, 6), (2, 3), (8, 4), (1, 5), (2, 6), (4, 3), (1, 4)],
+    *[(2, 5), (1, 3)],
+]
 RUN_DEADLINE_S = 150
 # Two gunicorn workers importing the app on a busy 2-core machine take a while.
 RESTART_TIMEOUT_S = 120
