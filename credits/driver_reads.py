@@ -94,7 +94,7 @@ def _converts_results(column_type: TypeEngine[Any], dialect: Dialect) -> bool:
     cannot say without the driver's column type (a Numeric) counts as converting."""
     try:
         return column_type.dialect_impl(dialect).result_processor(dialect, None) is not None
-    except (TypeError, ValueError):
+    except Exception:
         return True
 
 

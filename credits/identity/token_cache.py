@@ -124,21 +124,25 @@ NOTIFYING_TRIGGERS = (
 
 
 def _notifying(connection: psycopg.Connection[tuple[object, ...]]) -> bool:
-    """Whether every trigger that notifies CHANNEL is in this database."""
+    """Whether every trigger that notifies CHANNEL is on the app's tables and fires
+    (enabled for ordinary sessions: 'O', or always: 'A')."""
     row = connection.execute(
-        "SELECT count(*) FROM pg_trigger WHERE tgname = ANY(%s) AND tgenabled <> 'D'",
+        "SELECT count(DISTINCT t.tgname) FROM pg_trigger t"
+        " WHERE t.tgname = ANY(%s) AND t.tgenabled IN ('O', 'A')"
+        " AND t.tgrelid IN (to_regclass('api_tokens'), to_regclass('users'),"
+        " to_regclass('user_roles'))",
         [list(NOTIFYING_TRIGGERS)],
     ).fetchone()
     return row is not None and row[0] == len(NOTIFYING_TRIGGERS)
 
 
-# A listener's connection is idle for long stretches: TCP keepalives and a bound on
-# unacknowledged data show a dead peer within about 20 s, not the kernel's minutes.
-# Operators find it in pg_stat_activity by its application name.
+# The listener checks its connection every few seconds (check_seconds); a bound on
+# unacknowledged data makes a check on a dead peer fail within about 20 s rather
+# than the kernel's minutes, and keepalives cover the waits. An operator's own
+# settings in the database URL win. Operators find the connection in
+# pg_stat_activity by its application name.
 LISTENER_APPLICATION_NAME = "credits-token-listener"
-LISTENER_CONNECTION = {
-    "autocommit": True,
-    "application_name": LISTENER_APPLICATION_NAME,
+LISTENER_KEEPALIVES = {
     "keepalives": 1,
     "keepalives_idle": 10,
     "keepalives_interval": 5,
@@ -149,11 +153,19 @@ LISTENER_CONNECTION = {
 
 def connector_for(engine: Engine) -> Callable[[], psycopg.Connection[tuple[object, ...]]]:
     """Opens a connection of its own, outside ``engine``'s pool, to the same server with
-    the same parameters, in autocommit as LISTEN wants (LISTENER_CONNECTION)."""
+    the same parameters, in autocommit as LISTEN wants, named and with keepalives."""
     arguments, parameters = engine.dialect.create_connect_args(engine.url)
 
     def connect() -> psycopg.Connection[tuple[object, ...]]:
-        return psycopg.connect(*arguments, **{**parameters, **LISTENER_CONNECTION})
+        return psycopg.connect(
+            *arguments,
+            **{
+                **LISTENER_KEEPALIVES,
+                **parameters,
+                "autocommit": True,
+                "application_name": LISTENER_APPLICATION_NAME,
+            },
+        )
 
     return connect
 
@@ -177,6 +189,7 @@ class IdentityListener:
         self._retry_seconds = retry_seconds
         self._check_seconds = check_seconds
         self._missing_triggers_wait_seconds = missing_triggers_wait_seconds
+        self._said_missing = False
         self._stopping = threading.Event()
         self._connection: psycopg.Connection[tuple[object, ...]] | None = None
         self._thread = threading.Thread(target=self._run, name="credits-identity", daemon=True)
@@ -203,13 +216,7 @@ class IdentityListener:
     def _listen(self) -> None:
         connection = self._connection = self._connect()
         connection.execute(f"LISTEN {CHANNEL}")
-        if not _notifying(connection):
-            # Without the triggers nothing would ever be heard: keep nothing.
-            log.error(
-                "the database has no identity change triggers (migration 0021 or later "
-                "is not applied): API token identities are read on every request"
-            )
-            self._stopping.wait(self._missing_triggers_wait_seconds)
+        if not self._triggers_in_place(connection):
             return
         self.cache.set_listening(True)
         while not self._stopping.is_set():
@@ -217,8 +224,27 @@ class IdentityListener:
             for _ in connection.notifies(timeout=self._check_seconds, stop_after=1):
                 self.cache.forget_all()
                 heard = True
-            if not heard:
-                connection.execute("SELECT 1")  # a dead server shows here, not in a wait
+            # The check also shows a dead server, which a wait would not.
+            if not heard and not self._triggers_in_place(connection):
+                return
+
+    def _triggers_in_place(self, connection: psycopg.Connection[tuple[object, ...]]) -> bool:
+        """Whether the triggers are there; without them nothing would ever be heard, so
+        nothing is kept: the caller stops listening, and the next try is a while later
+        (said once as an error, then quietly)."""
+        if _notifying(connection):
+            self._said_missing = False
+            return True
+        report = log.debug if self._said_missing else log.error
+        report(
+            "the database has no identity change triggers (migration 0021 or later is "
+            "not applied): API token identities are read on every request"
+        )
+        self._said_missing = True
+        self.cache.set_listening(False)
+        self._close()
+        self._stopping.wait(self._missing_triggers_wait_seconds)
+        return False
 
     def _close(self) -> None:
         connection, self._connection = self._connection, None

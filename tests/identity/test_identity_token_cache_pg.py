@@ -5,6 +5,7 @@ nothing until it is back."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterator
 from functools import partial
@@ -63,6 +64,10 @@ def _user_with_token(
     for worker, generation in zip(workers or [], before, strict=True):
         _eventually(partial(_heard_since, worker, generation), "hearing the user")
     return secret
+
+
+def _tries_logged(caplog: pytest.LogCaptureFixture, count: int) -> bool:
+    return sum("no identity change triggers" in r.getMessage() for r in caplog.records) >= count
 
 
 def _forgot(worker: Worker) -> bool:
@@ -239,7 +244,9 @@ def test_a_listener_that_loses_its_connection_keeps_nothing_until_it_is_back(
     _eventually(lambda: len(worker.cache) == 0, "hearing changes after reconnecting")
 
 
-def test_without_the_notifying_triggers_a_worker_keeps_nothing() -> None:
+def test_without_the_notifying_triggers_a_worker_keeps_nothing_and_says_so_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     url, admin_url = create_postgres_database()
     engine = make_engine(url)
     try:
@@ -249,11 +256,15 @@ def test_without_the_notifying_triggers_a_worker_keeps_nothing() -> None:
         listener = IdentityListener(
             cache, connector_for(engine), retry_seconds=0.1, missing_triggers_wait_seconds=0.1
         )
+        caplog.set_level(logging.DEBUG, logger="credits.identity.token_cache")
         listener.start()
         try:
             secret = _user_with_token(factory, "untriggered@example.org")
-            time.sleep(0.5)  # several attempts to listen
+            _eventually(partial(_tries_logged, caplog, 3), "three tries")
             assert not cache.listening
+            errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+            assert len(errors) == 1
+            assert "no identity change triggers" in errors[0].getMessage()
             hashed = tokens.hash_secret(secret)
             with session_scope(factory) as session:
                 identity = tokens.identify_token(session, secret_hash=hashed)
@@ -264,3 +275,19 @@ def test_without_the_notifying_triggers_a_worker_keeps_nothing() -> None:
     finally:
         engine.dispose()
         drop_postgres_database(url, admin_url)
+
+
+def test_a_trigger_disabled_while_listening_stops_the_keeping(
+    workers: list[Worker], factory: sessionmaker[Session], engine: Engine
+) -> None:
+    worker = workers[0]
+    worker.identify(_user_with_token(factory, "disabled@example.org", workers))
+    assert len(worker.cache) == 1
+    with engine.begin() as connection:
+        connection.exec_driver_sql("ALTER TABLE users DISABLE TRIGGER users_identity_changed")
+    try:
+        _eventually(lambda: not worker.cache.listening, "no longer listening")
+        assert len(worker.cache) == 0
+    finally:
+        with engine.begin() as connection:
+            connection.exec_driver_sql("ALTER TABLE users ENABLE TRIGGER users_identity_changed")
