@@ -20,7 +20,7 @@ connection (credits/api/read_retry.py).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime, timedelta, tzinfo
+from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
 from sqlalchemy import Connection, Select
@@ -28,7 +28,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError, StatementError
 from sqlalchemy.types import TypeEngine
 
-from credits.db import UtcDateTime
+from credits.db import UtcDateTime, as_utc
 
 
 class DriverRead:
@@ -109,9 +109,7 @@ def _in_utc(row: Sequence[Any], positions: tuple[int, ...]) -> tuple[Any, ...]:
     for position in positions:
         moment = values[position]
         if isinstance(moment, datetime):
-            values[position] = (
-                moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-            )
+            values[position] = as_utc(moment)
     return tuple(values)
 
 

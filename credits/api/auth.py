@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from functools import wraps
 from typing import ParamSpec, TypeVar
 
@@ -164,9 +165,9 @@ def _read_identity(secret_hash: str) -> TokenIdentity:
         return identify_token(connection, secret_hash=secret_hash)
 
 
-def _record_use(identity: TokenIdentity) -> None:
+def _record_use(identity: TokenIdentity, at: datetime) -> None:
     with session_scope(write_session_factory()) as session:
-        mark_token_used(session, token_id=identity.token_id, at=utcnow())
+        mark_token_used(session, token_id=identity.token_id, at=at)
 
 
 def _resolve_actor() -> Actor | None:

@@ -115,7 +115,7 @@ def get_ledger_account_for_actor(
     row = rules.read_visible_row(db, Account, account_id, rules.visible_accounts(actor))
     if row is None:
         raise AccountNotFound(f"no ledger account has the id {account_id}")
-    return AccountOut.model_validate(dict(row))
+    return AccountOut.model_validate(row)
 
 
 # Programs: ops see all; a funder sees the programs they own; a researcher sees

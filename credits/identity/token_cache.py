@@ -256,14 +256,14 @@ class IdentityListener:
 def identify(
     cache: IdentityCache | None,
     read: Callable[[str], TokenIdentity],
-    record_use: Callable[[TokenIdentity], None],
+    record_use: Callable[[TokenIdentity, datetime], None],
     *,
     secret: str,
     now: datetime,
 ) -> TokenIdentity:
     """The identity of ``secret``: kept in ``cache``, or ``read`` from the database by
     the secret's hash (and then kept). A kept identity is still checked for expiry.
-    ``record_use`` writes the use when one is due (once a minute per token).
+    ``record_use`` writes the use at ``now`` when one is due (once a minute per token).
 
     Raises what :func:`credits.identity.tokens.identify_token` raises.
     """
@@ -280,7 +280,7 @@ def identify(
             kept.check_unexpired(now)
             identity = kept
     if identity.use_due(now):
-        record_use(identity)
+        record_use(identity, now)
         if cache is not None:
             cache.note_use(hashed, now)
     return identity

@@ -46,16 +46,12 @@ def flavour_names(session: Session) -> dict[int, str]:
 
 def job_out(session: Session, job: Job, flavours: dict[int, str] | None = None) -> JobOut:
     names = flavours if flavours is not None else flavour_names(session)
-    return _job_out(job, names.get(job.flavour_id, str(job.flavour_id)))
-
-
-def _job_out(job: Job, flavour: str) -> JobOut:
     return JobOut(
         id=job.id,
         project_id=job.project_id,
         name=job.name,
         state=JobState(job.state),
-        flavour=flavour,
+        flavour=names.get(job.flavour_id, str(job.flavour_id)),
         gpus=job.gpus,
         max_runtime_seconds=job.max_runtime_seconds,
         rate_version_id=job.rate_version_id,
@@ -193,12 +189,8 @@ def _listing(rule: ColumnElement[bool], given: set[str]) -> DriverRead:
 def _listed_jobs(rows: list[dict[str, Any]]) -> list[JobOut]:
     """Rows of the listing as JobOut, validated in one call rather than one per row."""
     for fields in rows:
-        fields["placement"] = _placement_fields(fields["placement_json"])
+        fields["placement"] = _placement(fields["placement_json"])
     return _LISTED_JOBS.validate_python(rows)
-
-
-def _placement_fields(text: str | None) -> list[dict[str, Any]]:
-    return [{"node": part.node, "gpus": part.gpus} for part in placement_from_json(text)]
 
 
 def pool_status(session: Session, capacity: Capacity, *, executor: str) -> PoolStatus:

@@ -49,14 +49,16 @@ class Database:
         self.identity = identity
         self.reads = 0
         self.uses: list[int] = []
+        self.used_at: list[datetime] = []
 
     def read(self, secret_hash: str) -> TokenIdentity:
         assert secret_hash == hash_secret(SECRET)
         self.reads += 1
         return self.identity
 
-    def record_use(self, identity: TokenIdentity) -> None:
+    def record_use(self, identity: TokenIdentity, at: datetime) -> None:
         self.uses.append(identity.token_id)
+        self.used_at.append(at)
 
 
 def _listening_cache(clock: Clock | None = None, **options: int) -> IdentityCache:
@@ -163,6 +165,7 @@ def test_a_kept_token_records_its_use_once_a_minute() -> None:
 
     assert database.reads == 1
     assert database.uses == [1, 1, 1]  # at 0 s, 60 s and 125 s
+    assert database.used_at == [start + timedelta(seconds=s) for s in (0, 60, 125)]
 
 
 def test_the_longest_kept_identity_makes_room_when_full() -> None:

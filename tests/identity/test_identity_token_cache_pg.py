@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from functools import partial
 
 import psycopg
@@ -108,9 +109,9 @@ class Worker:
         with session_scope(self.factory) as session:
             return tokens.identify_token(session, secret_hash=secret_hash)
 
-    def record_use(self, identity: TokenIdentity) -> None:
+    def record_use(self, identity: TokenIdentity, at: datetime) -> None:
         with session_scope(self.factory) as session:
-            tokens.mark_token_used(session, token_id=identity.token_id, at=utcnow())
+            tokens.mark_token_used(session, token_id=identity.token_id, at=at)
 
     def identify(self, secret: str) -> TokenIdentity:
         return identify(self.cache, self.read, self.record_use, secret=secret, now=utcnow())
