@@ -42,6 +42,7 @@ from credits.api.auth import (
 )
 from credits.api.converters import MAX_ID
 from credits.api.openapi import Answer, operation
+from credits.api.paging import next_page_link
 from credits.api.problems import problem_response, problem_type
 from credits.datasets import exports, queries
 from credits.datasets.doi import doi_of
@@ -197,11 +198,7 @@ def list_datasets() -> ResponseReturnValue:
             cursor=query.cursor,
             limit=query.limit,
         )
-    headers = {}
-    if page.next_cursor is not None:
-        values = query.model_dump(mode="json", exclude_none=True) | {"cursor": page.next_cursor}
-        headers["Link"] = f'<{url_for(".list_datasets", **values)}>; rel="next"'
-    return page.model_dump(mode="json"), 200, headers
+    return page.model_dump(mode="json"), 200, next_page_link(query, cursor=page.next_cursor)
 
 
 @blueprint.get("/datasets/<uuid:concept_id>")

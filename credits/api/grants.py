@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from flask import Blueprint, request, url_for
+from flask import Blueprint, request
 from flask.typing import ResponseReturnValue
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
 from sqlalchemy.orm import Session
@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from credits.api.auth import current_actor, session_factory
 from credits.api.converters import MAX_ID
 from credits.api.openapi import operation
+from credits.api.paging import next_page_link
 from credits.api.parsing import NoInput, idempotency_key, json_body, optional_json_body
 from credits.db import run_in_transaction, session_scope
 from credits.grants import funding, members, programs, projects
@@ -152,13 +153,6 @@ def _caller(scope: Scope) -> Actor:
     return actor
 
 
-def _page_headers(endpoint: str, query: BaseModel, next_cursor: int | None) -> dict[str, str]:
-    if next_cursor is None:
-        return {}
-    values = query.model_dump(mode="json", exclude_none=True) | {"cursor": next_cursor}
-    return {"Link": f'<{url_for(endpoint, **values)}>; rel="next"'}
-
-
 # Programs.
 
 
@@ -178,7 +172,7 @@ def list_programs() -> ResponseReturnValue:
             cursor=query.cursor,
             limit=query.limit,
         )
-    headers = _page_headers(".list_programs", query, page.next_cursor)
+    headers = next_page_link(query, cursor=page.next_cursor)
     return page.model_dump(mode="json"), 200, headers
 
 
@@ -316,7 +310,7 @@ def list_projects() -> ResponseReturnValue:
         page = list_projects_for_actor(
             session, actor, status=query.status, cursor=query.cursor, limit=query.limit
         )
-    headers = _page_headers(".list_projects", query, page.next_cursor)
+    headers = next_page_link(query, cursor=page.next_cursor)
     return page.model_dump(mode="json"), 200, headers
 
 

@@ -21,6 +21,7 @@ from credits.api.auth import (
     session_factory,
 )
 from credits.api.openapi import operation
+from credits.api.paging import next_page_link
 from credits.api.parsing import NoInput, idempotency_key, json_body, optional_json_body
 from credits.db import read_connection, run_in_transaction, session_scope
 from credits.identity.access import require_actor, require_scope
@@ -90,11 +91,7 @@ def list_jobs() -> ResponseReturnValue:
     query = JobQuery.model_validate(request.args.to_dict())
     with read_connection(session_factory()) as connection:
         page = queries.list_jobs_for_actor(connection, actor, query)
-    headers = {}
-    if page.next_cursor is not None:
-        values = query.model_dump(mode="json", exclude_none=True) | {"cursor": page.next_cursor}
-        headers["Link"] = f'<{url_for(".list_jobs", **values)}>; rel="next"'
-    return json_answer(page, headers=headers)
+    return json_answer(page, headers=next_page_link(query, cursor=page.next_cursor))
 
 
 @blueprint.get("/jobs/<int:job_id>")

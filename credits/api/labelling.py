@@ -13,8 +13,6 @@ the shared secret.
 
 from __future__ import annotations
 
-from typing import Any
-
 from flask import Blueprint, request, url_for
 from flask.typing import ResponseReturnValue
 from pydantic import BaseModel, ConfigDict, Field
@@ -22,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from credits.api.auth import credits_extension, current_actor, session_factory
 from credits.api.datasets import blob_store
 from credits.api.openapi import operation
+from credits.api.paging import next_page_link
 from credits.api.parsing import NoInput, idempotency_key, json_body, optional_json_body
 from credits.db import run_in_transaction, session_scope
 from credits.errors import Unauthenticated
@@ -202,14 +201,7 @@ def list_orders() -> ResponseReturnValue:
     query = listing.OrderQuery.model_validate(request.args.to_dict())
     with session_scope(session_factory()) as session:
         page = listing.list_orders(session, actor, query)
-    return page.model_dump(mode="json"), 200, _next_link(".list_orders", query, page.next_cursor)
-
-
-def _next_link(endpoint: str, query: BaseModel, cursor: int | None, **path: int) -> dict[str, str]:
-    if cursor is None:
-        return {}
-    values: dict[str, Any] = path | query.model_dump(mode="json", exclude_none=True)
-    return {"Link": f'<{url_for(endpoint, **values, cursor=cursor)}>; rel="next"'}
+    return page.model_dump(mode="json"), 200, next_page_link(query, cursor=page.next_cursor)
 
 
 @blueprint.get("/orders/<int:order_id>")
@@ -235,7 +227,7 @@ def list_items(order_id: int) -> ResponseReturnValue:
     query = listing.PageQuery.model_validate(request.args.to_dict())
     with session_scope(session_factory()) as session:
         page = listing.list_items(session, actor, order_id=order_id, query=query)
-    headers = _next_link(".list_items", query, page.next_cursor, order_id=order_id)
+    headers = next_page_link(query, cursor=page.next_cursor)
     return page.model_dump(mode="json"), 200, headers
 
 
@@ -252,7 +244,7 @@ def list_annotations(order_id: int) -> ResponseReturnValue:
     query = listing.PageQuery.model_validate(request.args.to_dict())
     with session_scope(session_factory()) as session:
         page = listing.list_annotations(session, actor, order_id=order_id, query=query)
-    headers = _next_link(".list_annotations", query, page.next_cursor, order_id=order_id)
+    headers = next_page_link(query, cursor=page.next_cursor)
     return page.model_dump(mode="json"), 200, headers
 
 

@@ -8,7 +8,7 @@ runs one query in one transaction and renders its schema.
 
 from __future__ import annotations
 
-from flask import Blueprint, request, url_for
+from flask import Blueprint, request
 from flask.typing import ResponseReturnValue
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -16,6 +16,7 @@ from credits.api.answers import json_answer
 from credits.api.auth import current_actor, session_factory
 from credits.api.converters import MAX_ID
 from credits.api.openapi import operation
+from credits.api.paging import next_page_link
 from credits.db import read_connection, session_scope
 from credits.identity.access import (
     get_ledger_account_for_actor,
@@ -64,13 +65,6 @@ def _reader() -> Actor:
     actor = require_actor(current_actor())
     require_scope(actor, Scope.READ)
     return actor
-
-
-def _next_link(account_id: int, page: TransferPage, limit: int) -> dict[str, str]:
-    if page.next_before is None:
-        return {}
-    target = url_for(".list_transfers", account_id=account_id, before=page.next_before, limit=limit)
-    return {"Link": f'<{target}>; rel="next"'}
 
 
 @blueprint.get("/accounts")
@@ -127,4 +121,4 @@ def list_transfers(account_id: int) -> ResponseReturnValue:
         page = queries.list_transfers(
             session, account_id=account_id, before=paging.before, limit=paging.limit
         )
-    return page.model_dump(mode="json"), 200, _next_link(account_id, page, paging.limit)
+    return page.model_dump(mode="json"), 200, next_page_link(paging, before=page.next_before)

@@ -16,8 +16,9 @@ from sqlalchemy.orm import Session
 
 from credits.api.auth import session_factory
 from credits.api.converters import MAX_ID
-from credits.api.grants import _caller, _page_headers, _Strict
+from credits.api.grants import _caller, _Strict
 from credits.api.openapi import operation
+from credits.api.paging import next_page_link
 from credits.api.parsing import NoInput, idempotency_key, json_body, optional_json_body
 from credits.db import run_in_transaction, session_scope
 from credits.grants import allocations, awards, proposals, reviews
@@ -148,7 +149,7 @@ def list_proposals() -> ResponseReturnValue:
             cursor=query.cursor,
             limit=query.limit,
         )
-    headers = _page_headers(".list_proposals", query, page.next_cursor)
+    headers = next_page_link(query, cursor=page.next_cursor)
     return page.model_dump(mode="json"), 200, headers
 
 
@@ -370,7 +371,7 @@ def list_allocations() -> ResponseReturnValue:
             cursor=query.cursor,
             limit=query.limit,
         )
-    headers = _page_headers(".list_allocations", query, page.next_cursor)
+    headers = next_page_link(query, cursor=page.next_cursor)
     return page.model_dump(mode="json"), 200, headers
 
 
