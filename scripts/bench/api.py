@@ -17,12 +17,17 @@ Two kinds of load, each from this process over keep-alive ``http.client`` thread
   each latency runs from its scheduled send time, so a server that falls behind
   shows its queueing (no coordinated omission);
 * **saturation** (closed loop): ``--clients`` threads each send the next request
-  as soon as the last one is answered, per endpoint, the bare one first.
+  as soon as the last one is answered, per endpoint; the endpoints take turns in
+  ``--rounds`` slices of ``--seconds / --rounds`` each (bare, balance, listing,
+  submit, bare, ...), and each endpoint's line sums its slices. Their
+  keep-alive connections are spread evenly over gunicorn's workers (each asks
+  the bench app's ``GET /bench/worker`` which worker holds it; see
+  ``api_load.spread_connections``), so that every phase runs on the same spread.
 
 Each phase prints one line::
 
     phase=open op=mixed offered_per_s=200 per_s=… p50_ms=… p99_ms=… n=… errors=… \
-        client_cpu=…% server_cpu=…%
+        client_cpu=…% server_cpu=…%   (and spread=4+4 on a saturation line)
 
 ``client_cpu`` is this process's CPU time over the phase's wall time (100% is one
 core), ``server_cpu`` gunicorn's (master and workers). Then ``ratio`` lines against
@@ -48,7 +53,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
@@ -59,14 +64,16 @@ from pathlib import Path
 # ledger bench's throwaway database and its check.
 from api_load import (
     Connection,
+    LoadError,
     Phase,
     Request,
     RequestFor,
-    Samples,
     closed_loop,
+    combined,
     measured,
     open_loop,
     report,
+    spread_connections,
 )
 from ledger import BenchError, postgres_database, verify
 from sqlalchemy.orm import Session
@@ -91,6 +98,7 @@ RATE_MICRO = 2_500_000  # per GPU-hour
 START_TIMEOUT_S = 60.0
 # The mixed offered load: what a busy portal and CLI ask most.
 MIX = (("balance", 0.5), ("listing", 0.35), ("submit", 0.15))
+SATURATION_OPS = ("bare", "balance", "listing", "submit")
 P99_TARGET_MS = 50.0
 READ_RATIO_TARGET = 0.5
 
@@ -300,43 +308,57 @@ def run(options: argparse.Namespace) -> int:
 def run_phases(
     options: argparse.Namespace, port: int, callers: list[Caller], master: int
 ) -> list[Phase]:
+    request_for = requests_of(callers)
     # A short warm-up of every kind of request, so that no measured phase pays for a
     # worker's first connections, imports and statement compilations: a served
     # platform is warm.
     for op in ("bare", *(op for op, _ in MIX)):
-        closed_loop(port, requests_of(callers), op=op, clients=options.clients, seconds=1.0)
-    phases = []
-    for label, op, offered, load in _plan(options, port, requests_of(callers)):
-        phase = measured(label, op, offered, master, load)
-        report(phase, [op for op, _ in MIX])
+        _closed_loop_phase(options, port, request_for, master, op=op, seconds=1.0)
+    total = int(options.rate * options.seconds)
+    mix = random.Random(1).choices([op for op, _ in MIX], weights=[w for _, w in MIX], k=total)
+    mixed = partial(open_loop, port, request_for, ops=mix, rate=options.rate)
+    phases = [measured("open", "mixed", options.rate, master, mixed)]
+    report(phases[0], [op for op, _ in MIX])
+    # The saturation phases take turns in short slices rather than one after the
+    # other, so that a change in the machine's speed during the run (a shared VM's
+    # neighbours) falls on every route alike instead of on whichever ran then.
+    slices: dict[str, list[Phase]] = {op: [] for op in SATURATION_OPS}
+    for _ in range(options.rounds):
+        for op in SATURATION_OPS:
+            slices[op].append(
+                _closed_loop_phase(
+                    options,
+                    port,
+                    request_for,
+                    master,
+                    op=op,
+                    seconds=options.seconds / options.rounds,
+                )
+            )
+    for op in SATURATION_OPS:
+        phase = combined(slices[op])
+        report(phase, [])
         phases.append(phase)
     return phases
 
 
-def _plan(
-    options: argparse.Namespace, port: int, request_for: RequestFor
-) -> list[tuple[str, str, float | None, Callable[[], Samples]]]:
-    seconds, clients = options.seconds, options.clients
-    total = int(options.rate * seconds)
-    mix = random.Random(1).choices([op for op, _ in MIX], weights=[w for _, w in MIX], k=total)
-    plan: list[tuple[str, str, float | None, Callable[[], Samples]]] = [
-        (
-            "open",
-            "mixed",
-            options.rate,
-            partial(open_loop, port, request_for, ops=mix, rate=options.rate),
-        )
-    ]
-    for op in ("bare", "balance", "listing", "submit"):
-        plan.append(
-            (
-                "saturation",
-                op,
-                None,
-                partial(closed_loop, port, request_for, op=op, clients=clients, seconds=seconds),
-            )
-        )
-    return plan
+def _closed_loop_phase(
+    options: argparse.Namespace,
+    port: int,
+    request_for: RequestFor,
+    master: int,
+    *,
+    op: str,
+    seconds: float,
+) -> Phase:
+    """A saturation phase on connections spread evenly over the workers, opened
+    before the clock starts and closed after it stops."""
+    spread = spread_connections(port, options.clients, options.workers)
+    try:
+        load = partial(closed_loop, spread.connections, request_for, op=op, seconds=seconds)
+        return measured("saturation", op, None, master, load, spread=spread.describe())
+    finally:
+        spread.close()
 
 
 def print_ratios(phases: Sequence[Phase]) -> None:
@@ -365,6 +387,12 @@ def parse_options(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=10.0, help="per phase (default 10)")
     parser.add_argument("--rate", type=float, default=200.0, help="open-loop requests/s")
     parser.add_argument("--clients", type=int, default=8, help="closed-loop clients (default 8)")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=4,
+        help="saturation slices per route, taken in turns (default 4)",
+    )
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers (default 2)")
     parser.add_argument("--threads", type=int, default=4, help="threads per worker (default 4)")
     parser.add_argument("--quick", action="store_true", help="2 s phases: a smoke run")
@@ -373,8 +401,8 @@ def parse_options(argv: Sequence[str] | None = None) -> argparse.Namespace:
         options.seconds = 2.0
     if not options.postgres_url:
         parser.error("name a PostgreSQL server: --postgres-url or CREDITS_TEST_POSTGRES_URL")
-    if options.rate <= 0 or options.seconds <= 0 or options.clients < 1:
-        parser.error("--rate and --seconds must be positive, --clients at least 1")
+    if options.rate <= 0 or options.seconds <= 0 or options.clients < 1 or options.rounds < 1:
+        parser.error("--rate and --seconds must be positive, --clients and --rounds at least 1")
     return options
 
 
@@ -382,7 +410,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     options = parse_options(argv)
     try:
         return run(options)
-    except BenchError as error:
+    except (BenchError, LoadError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
 

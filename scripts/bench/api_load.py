@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import http.client
 import itertools
+import json
 import os
 import threading
 import time
@@ -15,6 +16,13 @@ from pathlib import Path
 
 REQUEST_TIMEOUT_S = 30.0
 OPEN_LOOP_THREADS = 32  # enough that a slow answer delays no scheduled send
+SPREAD_TRIES_PER_CONNECTION = 50
+WORKER_PATH = "/bench/worker"  # the answering worker's pid (api_bench_app.py)
+
+
+class LoadError(Exception):
+    """The load could not be set up as asked."""
+
 
 # What to send for an operation: (op, the sender's number) -> the request.
 RequestFor = Callable[[str, int], "Request"]
@@ -67,8 +75,74 @@ class Connection:
             return None
         return f"HTTP {response.status}: {payload[:200]!r}"
 
+    def worker_pid(self) -> int | None:
+        """The pid of the gunicorn worker holding this connection, or None if the
+        request failed."""
+        try:
+            self.conn.request("GET", WORKER_PATH)
+            response = self.conn.getresponse()
+            payload = response.read()
+        except (OSError, http.client.HTTPException):
+            return None
+        return int(json.loads(payload)["pid"]) if response.status == 200 else None
+
     def close(self) -> None:
         self.conn.close()
+
+
+@dataclass
+class SpreadConnections:
+    """Keep-alive connections, each known to be held by one gunicorn worker."""
+
+    connections: list[Connection]
+    per_worker: list[int]
+
+    def describe(self) -> str:
+        return "+".join(str(count) for count in sorted(self.per_worker, reverse=True))
+
+    def close(self) -> None:
+        for connection in self.connections:
+            connection.close()
+
+
+def spread_connections(port: int, count: int, workers: int) -> SpreadConnections:
+    """``count`` keep-alive connections spread as evenly over the ``workers``
+    gunicorn workers as ``count`` allows.
+
+    A keep-alive connection stays with the worker that accepted it, and which
+    worker accepts is a race between the workers' event loops: eight connections
+    opened at once have landed 8 to 0, and the bare route then served 843
+    requests/s against 1,996 at 4 to 4. Two phases whose connections fell
+    differently would compare the draws rather than the routes, so each closed
+    loop runs on an even spread: every new connection is asked which worker
+    holds it, and one to a worker that has its share already is closed.
+    """
+    share = -(-count // workers)
+    kept: dict[int, list[Connection]] = {}
+    for _ in range(count * SPREAD_TRIES_PER_CONNECTION):
+        if sum(len(held) for held in kept.values()) == count:
+            break
+        connection = Connection(port)
+        pid = connection.worker_pid()
+        if (
+            pid is None
+            or len(kept.get(pid, [])) >= share
+            or (pid not in kept and len(kept) == workers)
+        ):
+            connection.close()
+            continue
+        kept.setdefault(pid, []).append(connection)
+    spread = SpreadConnections(
+        [connection for held in kept.values() for connection in held],
+        [len(held) for held in kept.values()],
+    )
+    if len(spread.connections) < count:
+        spread.close()
+        raise LoadError(
+            f"could not spread {count} connections over {workers} workers "
+            f"(got {spread.describe() or 'none'})"
+        )
+    return spread
 
 
 def open_loop(port: int, request_for: RequestFor, *, ops: Sequence[str], rate: float) -> Samples:
@@ -98,24 +172,22 @@ def open_loop(port: int, request_for: RequestFor, *, ops: Sequence[str], rate: f
 
 
 def closed_loop(
-    port: int, request_for: RequestFor, *, op: str, clients: int, seconds: float
+    connections: Sequence[Connection], request_for: RequestFor, *, op: str, seconds: float
 ) -> Samples:
-    """``clients`` threads, each sending its next request when the last is answered."""
+    """A thread per connection, each sending its next request when the last is
+    answered; the connections stay open for the caller."""
     samples = Samples()
     end = time.perf_counter() + seconds
 
     def client(index: int) -> None:
-        connection = Connection(port)
-        try:
-            while time.perf_counter() < end:
-                request = request_for(op, index)
-                sent = time.perf_counter()
-                error = connection.send(request)
-                samples.add(op, (time.perf_counter() - sent) * 1000.0, error)
-        finally:
-            connection.close()
+        connection = connections[index]
+        while time.perf_counter() < end:
+            request = request_for(op, index)
+            sent = time.perf_counter()
+            error = connection.send(request)
+            samples.add(op, (time.perf_counter() - sent) * 1000.0, error)
 
-    _run_threads(client, clients)
+    _run_threads(client, len(connections))
     return samples
 
 
@@ -167,6 +239,7 @@ class Phase:
     client_cpu_s: float
     server_cpu_s: float
     samples: Samples
+    spread: str | None = None  # connections per worker of a closed loop, e.g. "4+4"
 
     def per_s(self, op: str | None = None) -> float:
         return len(self.latencies(op)) / self.wall_s
@@ -184,7 +257,13 @@ class Phase:
 
 
 def measured(
-    label: str, op: str, offered: float | None, master_pid: int, run: Callable[[], Samples]
+    label: str,
+    op: str,
+    offered: float | None,
+    master_pid: int,
+    run: Callable[[], Samples],
+    *,
+    spread: str | None = None,
 ) -> Phase:
     wall, cpu, server = time.perf_counter(), time.process_time(), server_seconds(master_pid)
     samples = run()
@@ -196,12 +275,36 @@ def measured(
         client_cpu_s=time.process_time() - cpu,
         server_cpu_s=server_seconds(master_pid) - server,
         samples=samples,
+        spread=spread,
+    )
+
+
+def combined(slices: Sequence[Phase]) -> Phase:
+    """One phase out of slices of the same kind: their times summed, their samples
+    pooled."""
+    samples = Samples()
+    for part in slices:
+        samples.errors.extend(part.samples.errors)
+        for op, values in part.samples.latencies.items():
+            samples.latencies.setdefault(op, []).extend(values)
+    spreads = sorted({part.spread for part in slices if part.spread is not None})
+    first = slices[0]
+    return Phase(
+        label=first.label,
+        op=first.op,
+        offered=first.offered,
+        wall_s=sum(part.wall_s for part in slices),
+        client_cpu_s=sum(part.client_cpu_s for part in slices),
+        server_cpu_s=sum(part.server_cpu_s for part in slices),
+        samples=samples,
+        spread=",".join(spreads) if spreads else None,
     )
 
 
 def report(phase: Phase, mixed: Sequence[str]) -> None:
     """One line for the phase, and one per op of a mixed phase."""
     offered = f" offered_per_s={phase.offered:.0f}" if phase.offered is not None else ""
+    spread = f" spread={phase.spread}" if phase.spread is not None else ""
     ops: list[str | None] = [None] if phase.op != "mixed" else [None, *mixed]
     for op in ops:
         n = len(phase.latencies(op))
@@ -210,6 +313,6 @@ def report(phase: Phase, mixed: Sequence[str]) -> None:
             f"p50_ms={phase.percentile(0.50, op):.1f} p99_ms={phase.percentile(0.99, op):.1f} "
             f"n={n} errors={len(phase.samples.errors) if op is None else '-'} "
             f"client_cpu={100 * phase.client_cpu_s / phase.wall_s:.0f}% "
-            f"server_cpu={100 * phase.server_cpu_s / phase.wall_s:.0f}%",
+            f"server_cpu={100 * phase.server_cpu_s / phase.wall_s:.0f}%{spread}",
             flush=True,
         )
