@@ -19,7 +19,13 @@ from flask.blueprints import BlueprintSetupState
 from flask.typing import ResponseReturnValue
 from flask_limiter import Limiter, RateLimitExceeded
 
-from admin_ui.throttle import LIMITER_KEY, _account_key, _wait_seconds, _wait_text
+from admin_ui.throttle import (
+    LIMITER_KEY,
+    _account_key,
+    _wait_seconds,
+    _wait_text,
+    throttle_endpoint,
+)
 from admin_ui.web import render, transaction
 from credits.api.auth import EXTENSION_KEY, credits_extension
 from credits.errors import CreditsError
@@ -39,6 +45,7 @@ def _limit_requests(state: BlueprintSetupState) -> None:
     """Counts every request for a link in the sign-in throttle's limiter and store."""
     settings = state.app.extensions[EXTENSION_KEY].settings
     limiter: Limiter = state.app.extensions[LIMITER_KEY]
+    throttle_endpoint(state.app, REQUEST_ENDPOINT)
     for limits, key, scope in (
         (settings.reset_link_limit_per_account, _account_key, "reset-account"),
         (settings.reset_link_limit_per_address, None, "reset-address"),
