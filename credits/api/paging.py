@@ -12,6 +12,9 @@ from urllib.parse import quote, urlencode
 from flask import request
 from pydantic import BaseModel
 
+# What a path segment may hold unescaped (RFC 3986 pchar), beside "/".
+_PATH_SAFE = "/:@!$&'()*+,;=~"
+
 
 def next_page_link(query: BaseModel, **position: int | None) -> dict[str, str]:
     """``{"Link": '<this route?query&position>; rel="next"'}``, or ``{}`` on the last
@@ -20,5 +23,5 @@ def next_page_link(query: BaseModel, **position: int | None) -> dict[str, str]:
     if any(value is None for value in position.values()):
         return {}
     values = query.model_dump(mode="json", exclude_none=True) | position
-    path = quote(request.script_root + request.path)
+    path = quote(request.script_root + request.path, safe=_PATH_SAFE)
     return {"Link": f'<{path}?{urlencode(values)}>; rel="next"'}

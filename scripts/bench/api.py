@@ -18,8 +18,9 @@ Two kinds of load, each from this process over keep-alive ``http.client`` thread
   shows its queueing (no coordinated omission);
 * **saturation** (closed loop): ``--clients`` threads each send the next request
   as soon as the last one is answered, per endpoint; the endpoints take turns in
-  ``--rounds`` slices of ``--seconds / --rounds`` each (bare, balance, listing,
-  submit, bare, ...), and each endpoint's line sums its slices. Their
+  ``--rounds`` slices of ``--seconds / --rounds`` each, each round starting one
+  endpoint later (bare, balance, listing, submit; balance, listing, submit, bare;
+  ...), and each endpoint's line sums its slices. Their
   keep-alive connections are spread evenly over gunicorn's workers (each asks
   the bench app's ``GET /bench/worker`` which worker holds it; see
   ``api_load.spread_connections``), so that every phase runs on the same spread.
@@ -322,9 +323,13 @@ def run_phases(
     # The saturation phases take turns in short slices rather than one after the
     # other, so that a change in the machine's speed during the run (a shared VM's
     # neighbours) falls on every route alike instead of on whichever ran then.
+    # Each round starts one route later (bare, balance, listing, submit; then
+    # balance, listing, submit, bare; ...), so that no route always follows the
+    # submits and the server's work after their writes.
     slices: dict[str, list[Phase]] = {op: [] for op in SATURATION_OPS}
-    for _ in range(options.rounds):
-        for op in SATURATION_OPS:
+    for round_number in range(options.rounds):
+        turn = round_number % len(SATURATION_OPS)
+        for op in SATURATION_OPS[turn:] + SATURATION_OPS[:turn]:
             slices[op].append(
                 _closed_loop_phase(
                     options,

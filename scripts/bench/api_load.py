@@ -17,6 +17,7 @@ from pathlib import Path
 REQUEST_TIMEOUT_S = 30.0
 OPEN_LOOP_THREADS = 32  # enough that a slow answer delays no scheduled send
 SPREAD_TRIES_PER_CONNECTION = 50
+SPREAD_FAILURES = 3  # consecutive failed asks of the worker route: the server is not right
 WORKER_PATH = "/bench/worker"  # the answering worker's pid (api_bench_app.py)
 
 
@@ -84,7 +85,12 @@ class Connection:
             payload = response.read()
         except (OSError, http.client.HTTPException):
             return None
-        return int(json.loads(payload)["pid"]) if response.status == 200 else None
+        if response.status != 200:
+            return None
+        try:
+            return int(json.loads(payload)["pid"])
+        except (ValueError, KeyError, TypeError):
+            return None
 
     def close(self) -> None:
         self.conn.close()
@@ -107,7 +113,8 @@ class SpreadConnections:
 
 def spread_connections(port: int, count: int, workers: int) -> SpreadConnections:
     """``count`` keep-alive connections spread as evenly over the ``workers``
-    gunicorn workers as ``count`` allows.
+    gunicorn workers as ``count`` allows: each worker holds ``count // workers``
+    of them, and ``count % workers`` workers one more.
 
     A keep-alive connection stays with the worker that accepted it, and which
     worker accepts is a race between the workers' event loops: eight connections
@@ -117,32 +124,50 @@ def spread_connections(port: int, count: int, workers: int) -> SpreadConnections
     loop runs on an even spread: every new connection is asked which worker
     holds it, and one to a worker that has its share already is closed.
     """
-    share = -(-count // workers)
+    share, extra = divmod(count, workers)
     kept: dict[int, list[Connection]] = {}
+    failures = 0
     for _ in range(count * SPREAD_TRIES_PER_CONNECTION):
         if sum(len(held) for held in kept.values()) == count:
             break
         connection = Connection(port)
         pid = connection.worker_pid()
-        if (
-            pid is None
-            or len(kept.get(pid, [])) >= share
-            or (pid not in kept and len(kept) == workers)
-        ):
+        if pid is None:
+            connection.close()
+            failures += 1
+            if failures >= SPREAD_FAILURES:
+                break
+            continue
+        failures = 0
+        if not _has_room(kept, pid, share=share, extra=extra, workers=workers):
             connection.close()
             continue
         kept.setdefault(pid, []).append(connection)
+    per_worker = [len(held) for held in kept.values()]
     spread = SpreadConnections(
         [connection for held in kept.values() for connection in held],
-        [len(held) for held in kept.values()],
+        per_worker + [0] * (workers - len(per_worker)),
     )
     if len(spread.connections) < count:
         spread.close()
         raise LoadError(
             f"could not spread {count} connections over {workers} workers "
-            f"(got {spread.describe() or 'none'})"
+            f"(got {spread.describe()}{', the worker route failed' if failures else ''})"
         )
     return spread
+
+
+def _has_room(
+    kept: dict[int, list[Connection]], pid: int, *, share: int, extra: int, workers: int
+) -> bool:
+    """Whether the worker ``pid`` may hold one more connection of an even spread."""
+    held = len(kept.get(pid, []))
+    if pid not in kept and len(kept) == workers:
+        return False
+    if held < share:
+        return True
+    larger = sum(1 for connections in kept.values() if len(connections) > share)
+    return held == share and larger < extra
 
 
 def open_loop(port: int, request_for: RequestFor, *, ops: Sequence[str], rate: float) -> Samples:
@@ -265,7 +290,9 @@ def measured(
     *,
     spread: str | None = None,
 ) -> Phase:
-    wall, cpu, server = time.perf_counter(), time.process_time(), server_seconds(master_pid)
+    # The scan of /proc first, so that neither clock counts it.
+    server = server_seconds(master_pid)
+    wall, cpu = time.perf_counter(), time.process_time()
     samples = run()
     return Phase(
         label=label,
