@@ -16,6 +16,7 @@ from datetime import timedelta
 from flask import Blueprint
 from flask.typing import ResponseReturnValue
 
+from credits.api.answers import json_answer
 from credits.api.auth import credits_extension, current_actor, session_factory
 from credits.api.openapi import operation
 from credits.api.parsing import json_body
@@ -54,4 +55,4 @@ def report_usage() -> ResponseReturnValue:
             max_gpus=settings.usage_max_gpus,
         ),
     )
-    return result.model_dump(mode="json")
+    return json_answer(result)
