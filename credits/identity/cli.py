@@ -136,6 +136,29 @@ def sign_out(email: str) -> None:
     click.echo(f"signed out {_describe_user(user)} everywhere")
 
 
+@users.command("deactivate")
+@click.option("--email", required=True)
+@reports_errors
+def deactivate(email: str) -> None:
+    """Stop a user: no sign-in, their portal sessions end at once and their API tokens
+    are refused (kept, for a later reactivate)."""
+    _set_active(email, active=False)
+
+
+@users.command("reactivate")
+@click.option("--email", required=True)
+@reports_errors
+def reactivate(email: str) -> None:
+    """Let a deactivated user sign in again; their unrevoked API tokens work again."""
+    _set_active(email, active=True)
+
+
+def _set_active(email: str, *, active: bool) -> None:
+    with cli_transaction() as session:
+        user = service.set_active(session, email=email, active=active, actor=_cli_actor())
+    click.echo(f"{'reactivated' if active else 'deactivated'} {_describe_user(user)}")
+
+
 @users.command("unlink-oidc")
 @click.option("--email", required=True)
 @reports_errors

@@ -295,6 +295,28 @@ def revoke_role(session: Session, *, email: str, role: Role | str, actor: Actor)
 # Portal sessions.
 
 
+def set_active(session: Session, *, email: str, active: bool, actor: Actor) -> UserOut:
+    """Deactivates (``active=False``) or reactivates the user, and appends
+    ``user.deactivated`` or ``user.reactivated``.
+
+    A deactivated user cannot sign in, by password or through their institution;
+    their portal sessions end at once, their API tokens are refused (and kept, so
+    that reactivating restores them), and they get no notifications. Asking for
+    the state the user is in already changes nothing and appends no event.
+
+    Raises UserNotFound.
+    """
+    user = load_user(session, email)
+    if user.is_active == active:
+        return UserOut.model_validate(user)
+    user.is_active = active
+    _end_sessions(user)
+    session.flush()
+    kind = "user.reactivated" if active else "user.deactivated"
+    record_event(session, **_user_event(kind, user, actor))
+    return UserOut.model_validate(user)
+
+
 def _end_sessions(user: User) -> None:
     # A session stays valid only while it carries the user's current generation; the
     # increment runs in SQL so two concurrent bumps cannot land on one value.

@@ -14,7 +14,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from credits.audit.service import list_events
 from credits.identity import service
 from credits.identity import tokens as token_service
+from credits.identity.actor import Actor
 from credits.identity.cli import tokens, users
+from credits.identity.errors import TokenOwnerInactive
 from credits.identity.models import ApiToken, Role, User
 
 EMAIL = "ada@example.org"
@@ -303,3 +305,41 @@ def test_users_and_tokens_are_commands_of_credits(invoke: _Invoker) -> None:
     assert result.exit_code == 0, result.output
     assert EMAIL in result.stdout
     assert invoke(main, ["tokens", "list"]).exit_code == 0
+
+
+def test_users_deactivate_refuses_the_tokens_until_reactivate(
+    session: Session, invoke: _Invoker
+) -> None:
+    _create_ada(invoke, "--role", "researcher")
+    secret = token_service.create_token(session, email=EMAIL, actor=Actor.system("tests")).secret
+    generation = session.scalars(select(User.session_generation)).one()
+
+    stopped = invoke(users, ["deactivate", "--email", EMAIL])
+    again = invoke(users, ["deactivate", "--email", EMAIL])
+
+    assert stopped.exit_code == 0, stopped.output
+    assert stopped.stdout.startswith("deactivated user")
+    assert again.exit_code == 0, again.output
+    session.expire_all()
+    user = session.scalars(select(User)).one()
+    assert not user.is_active
+    assert user.session_generation == generation + 1
+    with pytest.raises(TokenOwnerInactive):
+        token_service.resolve_token(session, secret=secret)
+
+    restored = invoke(users, ["reactivate", "--email", EMAIL])
+
+    assert restored.exit_code == 0, restored.output
+    assert restored.stdout.startswith("reactivated user")
+    assert token_service.resolve_token(session, secret=secret).user_id == user.id
+    kinds = [event.event_type for event in list_events(session, subject_type="user")]
+    assert kinds.count("user.deactivated") == 1
+    assert kinds.count("user.reactivated") == 1
+
+
+def test_users_deactivate_of_an_unknown_address_fails_with_one_line(invoke: _Invoker) -> None:
+    result = invoke(users, ["deactivate", "--email", "nobody@example.org"])
+
+    assert result.exit_code != 0
+    assert len(result.output.strip().splitlines()) == 1
+    assert "nobody@example.org" in result.output

@@ -30,6 +30,7 @@ from credits.identity.service import (
     create_user,
     grant_role,
     revoke_role,
+    set_active,
     set_password,
 )
 from credits.identity.tokens import create_token, revoke_token
@@ -50,6 +51,8 @@ EXPECTED_KINDS = {
     "role.granted",
     "role.revoked",
     "user.password_set",
+    "user.deactivated",
+    "user.reactivated",
     "user.oidc_linked",
     "user.oidc_unlinked",
     "token.created",
@@ -86,6 +89,8 @@ def _zelda_everywhere(session: Session, world: World) -> None:
     revoke_role(session, email=ZELDA, role=Role.FUNDER, actor=SYSTEM)
     grant_role(session, email=ZELDA, role=Role.FUNDER, actor=SYSTEM)
     set_password(session, email=ZELDA, password="a long enough password", actor=SYSTEM)
+    set_active(session, email=ZELDA, active=False, actor=SYSTEM)
+    set_active(session, email=ZELDA, active=True, actor=SYSTEM)
     oidc_sign_in(
         session,
         issuer="https://cilogon.org",

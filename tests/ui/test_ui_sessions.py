@@ -16,7 +16,13 @@ from credits.app import create_app
 from credits.db import session_scope
 from credits.identity.actor import Actor
 from credits.identity.models import Role
-from credits.identity.service import create_user, grant_role, revoke_role, set_password
+from credits.identity.service import (
+    create_user,
+    grant_role,
+    revoke_role,
+    set_active,
+    set_password,
+)
 from credits.settings import load_settings
 
 EMAIL = "ada@uni.edu"
@@ -116,8 +122,15 @@ def _revoked(db: Session) -> None:
     revoke_role(db, email=EMAIL, role=Role.RESEARCHER, actor=SYSTEM)
 
 
+def _deactivated_and_reactivated(db: Session) -> None:
+    set_active(db, email=EMAIL, active=False, actor=SYSTEM)
+    set_active(db, email=EMAIL, active=True, actor=SYSTEM)
+
+
 @pytest.mark.parametrize(
-    "change", [_new_password, _granted, _revoked], ids=["password", "role granted", "role revoked"]
+    "change",
+    [_new_password, _granted, _revoked, _deactivated_and_reactivated],
+    ids=["password", "role granted", "role revoked", "deactivated"],
 )
 def test_a_cookie_captured_before_a_password_or_role_change_stops_working(
     app: Flask, joined_session_factory: sessionmaker[Session], change: Callable[[Session], None]
