@@ -55,7 +55,6 @@ def _limit_requests(state: BlueprintSetupState) -> None:
             key_func=key,
             scope=scope,
             methods=["POST"],
-            exempt_when=lambda: request.endpoint != REQUEST_ENDPOINT,
         )(blueprint)
 
 

@@ -61,7 +61,6 @@ def init_app(app: Flask) -> None:
             key_func=key,
             scope=scope,
             methods=["POST"],
-            exempt_when=_not_sign_in,
             deduct_when=_failed,
         )(blueprint)
     app.extensions[LIMITER_KEY] = limiter
@@ -76,14 +75,11 @@ def throttle_endpoint(app: App, endpoint: str) -> None:
 
 
 def _not_throttled() -> bool:
-    """True for a request the limiter may skip: only a few forms are limited, and
-    the limiter's own look-up of limits by route and blueprint costs every other
-    request tens of microseconds."""
+    """True for a request the limiter may skip: every one but the limited forms' (so
+    a blueprint's limits need no exemption of their own), before the limiter's own
+    look-up of limits by route and blueprint, which costs a request tens of
+    microseconds."""
     return request.endpoint not in current_app.extensions[THROTTLED_ENDPOINTS_KEY]
-
-
-def _not_sign_in() -> bool:
-    return request.endpoint != SIGN_IN_ENDPOINT
 
 
 def _failed(response: Response) -> bool:
