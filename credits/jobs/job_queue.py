@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from credits.jobs.scheduler import QueuedJob
 
 SUBMISSION = attrgetter("submitted_at", "job_id")
+SHORTEST_DECLARED = attrgetter("max_runtime_s", "submitted_at", "job_id")
 
 
 class GroupKey(NamedTuple):

@@ -16,6 +16,10 @@ out can only lower its project's turn (the longest-waiting job that remains is
 no older), so a project's place in the turn heap is checked when it comes up
 and lowered if need be, and nothing else is touched.
 
+``Policy(ordering="fifo")`` walks the queue by submission instead, and
+``"shortest"`` by declared max runtime, shortest first (SJF on what jobs
+declare): both ignore fair share, for comparison.
+
 After a flavour's head has its reservation, :meth:`FairShareOrder.backfill`
 gives the flavour's jobs not yet walked past, shortest runtime step first;
 within a step, in the same class and fair-share order.
@@ -31,16 +35,21 @@ from bisect import bisect_right
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Set
 from dataclasses import dataclass, field
 from operator import attrgetter
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from credits.jobs.fairshare import FairShare, age_term, job_rank
-from credits.jobs.job_queue import SUBMISSION, GroupKey, JobQueue
+from credits.jobs.job_queue import SHORTEST_DECLARED, SUBMISSION, GroupKey, JobQueue
 from credits.jobs.runtime_classes import check_class_bounds, promotions
 
 if TYPE_CHECKING:
     from credits.jobs.scheduler import Policy, ProjectShare, QueuedJob
 
 Fits = Callable[[str, int], bool]
+# The orderings that walk every project's jobs in one fixed order, for comparison.
+FIXED_ORDERS: dict[str, Callable[[QueuedJob], Any]] = {
+    "fifo": SUBMISSION,
+    "shortest": SHORTEST_DECLARED,
+}
 # (-rank, submitted_at, job_id, run, position) and (submitted_at, job_id, age term, run, position).
 _RankEntry = tuple[float, float, int, "_Run", int]
 _AgeEntry = tuple[float, int, float, "_Run", int]
@@ -248,13 +257,17 @@ class FairShareOrder:
 
 
 class FifoOrder:
-    """Submission order, for comparison: the jobs of a deferred flavour are kept for
-    :meth:`backfill`, which tries them by declared runtime, shortest first (stable)."""
+    """One fixed order for every project, for comparison: submission (FIFO) or, with
+    ``key=SHORTEST_DECLARED``, declared max runtime, shortest first. The jobs of a
+    deferred flavour are kept for :meth:`backfill`, which tries them by declared
+    runtime, shortest first (stable)."""
 
     __slots__ = ("_backlogs", "_closed", "_jobs", "_open")
 
-    def __init__(self, jobs: Iterable[QueuedJob]) -> None:
-        self._jobs = sorted(jobs, key=SUBMISSION)
+    def __init__(
+        self, jobs: Iterable[QueuedJob], key: Callable[[QueuedJob], Any] = SUBMISSION
+    ) -> None:
+        self._jobs = sorted(jobs, key=key)
         self._open = {job.flavour for job in self._jobs}
         self._closed: set[str] = set()
         self._backlogs: dict[str, list[QueuedJob]] = {}
@@ -298,9 +311,10 @@ def pass_order(
     """The order for one pass of plan(): FIFO, or fair share over ``queued`` as a
     :class:`JobQueue` (used as it is when it was made for the policy's class bounds)."""
     startable = {project for project, share in shares.items() if share.can_start}
-    if policy.ordering == "fifo":
+    if policy.ordering in FIXED_ORDERS:
         return FifoOrder(
-            job for job in queued if job.project_id in startable and fits(job.flavour, job.gpus)
+            (job for job in queued if job.project_id in startable and fits(job.flavour, job.gpus)),
+            key=FIXED_ORDERS[policy.ordering],
         )
     if policy.age_weight < 0 or policy.response_weight < 0:
         raise ValueError("age_weight and response_weight must not be negative")

@@ -137,7 +137,9 @@ class Policy:
     them sooner.
     """
 
-    ordering: Literal["fifo", "fairshare"] = "fairshare"
+    # "fifo" and "shortest" (declared max runtime first: SJF on what jobs declare) ignore
+    # fair share; they are there for comparison (the replay's references).
+    ordering: Literal["fifo", "fairshare", "shortest"] = "fairshare"
     backfill: bool = True
     fairshare_weight: float = 1000.0
     age_weight: float = 100.0

@@ -447,7 +447,12 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--trace", default=str(DEFAULT_TRACE))
     parser.add_argument("--gpus", type=int, default=1400)
     parser.add_argument("--gpus-per-node", type=int, default=8)
-    parser.add_argument("--policy", choices=("fifo", "fairshare", "all"), default="all")
+    parser.add_argument(
+        "--policy",
+        choices=("fifo", "fairshare", "shortest", "all"),
+        default="all",
+        help="all: fifo and fairshare; shortest: declared runtime first, for comparison",
+    )
     parser.add_argument("--backfill", choices=("on", "off", "both"), default="both")
     parser.add_argument(
         "--variant",
@@ -466,6 +471,11 @@ def _arguments() -> argparse.Namespace:
         default=(1.0, 1.0),
         metavar="LO,HI",
         help="declared walltime = bucket x a log-uniform factor in [LO, HI]",
+    )
+    parser.add_argument(
+        "--exact-walltime",
+        action="store_true",
+        help="declare each job's true duration (an oracle, for comparison; ignores --overdeclare)",
     )
     parser.add_argument(
         "--restart-cost", type=float, default=300.0, help="seconds a moved job loses"
@@ -506,7 +516,8 @@ def _header(args: argparse.Namespace, jobs: list[TraceJob], entitlement: dict[in
         f"trace={Path(args.trace).name} jobs={len(jobs)} "
         f"nodes={args.gpus // args.gpus_per_node}x{args.gpus_per_node} "
         f"projects={len(entitlement)} ({'vc' if not args.projects else 'random'}) "
-        f"shares={shares} overdeclare={lo:g},{hi:g} restart_cost_s={args.restart_cost:g} "
+        f"shares={shares} overdeclare={'exact' if args.exact_walltime else f'{lo:g},{hi:g}'} "
+        f"restart_cost_s={args.restart_cost:g} "
         f"checkpointable={args.checkpointable:g} ({checkpointable} jobs) "
         f"max_moves={args.max_moves} move_allowance_s={args.move_allowance:g} "
         f"window_h={args.window_h:g} seed={args.seed}"

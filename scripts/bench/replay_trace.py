@@ -71,10 +71,17 @@ class _Draws:
         lo, hi = args.overdeclare
         self.log_lo, self.log_hi = math.log(lo), math.log(hi)
         self.checkpointable = args.checkpointable
+        self.exact = args.exact_walltime
 
     def limit(self, duration_s: float) -> int:
-        """The bucketed walltime times a log-uniform over-declaration factor."""
+        """The bucketed walltime times a log-uniform over-declaration factor.
+
+        With ``--exact-walltime``, the true duration itself: an oracle, to measure
+        what knowing every duration would give (the draw is still taken).
+        """
         factor = math.exp(self.factor.uniform(self.log_lo, self.log_hi))
+        if self.exact:
+            return max(1, math.ceil(duration_s))
         return max(1, math.ceil(walltime(duration_s) * factor))
 
     def is_checkpointable(self) -> bool:

@@ -144,6 +144,19 @@ def test_fifo_order_is_submission_order_and_backfills_shortest_first() -> None:
     assert [j.job_id for j in order.backfill("a100")] == [3, 2]
 
 
+def test_shortest_order_is_declared_runtime_first_across_projects() -> None:
+    jobs = [
+        job(1, 1, runtime=3 * HOUR, waited=300),
+        job(2, 2, runtime=HOUR, waited=10),
+        job(3, 1, runtime=HOUR, waited=20),
+        job(4, 2, runtime=60, waited=5),
+    ]
+    table = {1: ProjectShare(1, 1.0, 0.0), 2: ProjectShare(2, 1.0, 10_000.0)}
+    order = make_order(jobs, Policy(ordering="shortest"), table)
+    # Fair share would serve project 1 first; this order does not look at projects.
+    assert [j.job_id for j in order] == [4, 3, 2, 1]
+
+
 # The lazy merge equals the full sort
 
 

@@ -79,6 +79,21 @@ def test_fifo_breaks_submission_ties_by_job_id() -> None:
     assert started(result) == [3]
 
 
+def test_shortest_starts_the_shortest_declared_runtime_first() -> None:
+    jobs = [
+        queued(1, gpus=8, runtime=4 * HOUR, at=NOW - 500),
+        queued(2, gpus=8, runtime=HOUR, at=NOW - 10),
+    ]
+    result = plan(jobs, [], nodes(1), shares(1), NOW, Policy(ordering="shortest"))
+    assert started(result) == [2]
+
+
+def test_shortest_breaks_runtime_ties_by_submission() -> None:
+    jobs = [queued(1, gpus=8, at=NOW - 10), queued(2, gpus=8, at=NOW - 20)]
+    result = plan(jobs, [], nodes(1), shares(1), NOW, Policy(ordering="shortest"))
+    assert started(result) == [2]
+
+
 def test_fair_share_favours_the_under_served_project() -> None:
     table = {
         1: ProjectShare(1, entitlement=1.0, decayed_usage=900.0),

@@ -27,6 +27,7 @@ POLICIES = (
     Policy(backfill=False),
     Policy(ordering="fifo"),
     Policy(ordering="fifo", backfill=False),
+    Policy(ordering="shortest"),
 )
 
 
