@@ -27,6 +27,7 @@ from credits.errors import CreditsError, NotFound
 from credits.identity.models import Role
 from credits.labelling import queue
 from credits.labelling.errors import AssignmentClosed
+from credits.labelling.items import served_image_type
 from credits.labelling.label_schema import AnnotationValue, SchemaKind
 
 blueprint = Blueprint("ui_annotate", __name__)
@@ -140,7 +141,11 @@ def image(assignment_id: int) -> ResponseReturnValue:
     except NotFound:
         abort(404)
     store = blob_store()
-    response = Response(store.open_range(sha256), content_type=media_type, direct_passthrough=True)
+    response = Response(
+        store.open_range(sha256),
+        content_type=served_image_type(media_type),
+        direct_passthrough=True,
+    )
     response.headers["Content-Length"] = str(store.size(sha256))
     response.headers["Cache-Control"] = "private, max-age=3600"
     return response

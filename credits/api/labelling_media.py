@@ -15,6 +15,7 @@ from credits.api.datasets import blob_store
 from credits.api.openapi import operation
 from credits.db import session_scope, utcnow
 from credits.labelling.image_links import image_for_link
+from credits.labelling.items import served_image_type
 
 blueprint = Blueprint("labelling_media", __name__, url_prefix="/api/v1/labelling")
 
@@ -54,6 +55,6 @@ def item_image(item_id: int) -> Response:
             "Content-Length": str(store.size(image.sha256)),
             "Cache-Control": "private, max-age=3600",
         },
-        content_type=image.media_type,
+        content_type=served_image_type(image.media_type),
         direct_passthrough=True,
     )

@@ -235,6 +235,16 @@ _IMAGE_TYPES = (
 )
 
 
+IMAGE_MEDIA_TYPES = frozenset({*(media_type for _, media_type in _IMAGE_TYPES), "image/webp"})
+
+
+def served_image_type(media_type: str) -> str:
+    """The type an item's image is served with: its own if it is one of the image types
+    items are made with, else a download. An order made before inline items were texts
+    only may name any type, and the image routes serve on the portal's own origin."""
+    return media_type if media_type in IMAGE_MEDIA_TYPES else "application/octet-stream"
+
+
 def image_media_type(head: bytes) -> str | None:
     """PNG, JPEG, GIF or WebP, as the first bytes say (never the file's name); None else."""
     for magic, media_type in _IMAGE_TYPES:

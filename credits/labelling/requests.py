@@ -16,7 +16,14 @@ from credits.identity.actor import Actor
 from credits.labelling import orders
 from credits.labelling.items import items_from_dataset_version, items_from_upload
 from credits.labelling.models import Resolution, SourceKind
-from credits.labelling.schemas import MAX_ITEMS, ItemIn, OrderIn, OrderOut, OrderSource
+from credits.labelling.schemas import (
+    MAX_ITEMS,
+    ItemIn,
+    OrderIn,
+    OrderOut,
+    OrderSource,
+    TextItemIn,
+)
 from credits.storage import BlobStore
 
 NOTE_MAX_LENGTH = 2000
@@ -51,12 +58,13 @@ class UploadIn(BaseModel):
 
 
 class OrderCreate(BaseModel):
-    """A new order and its items: ``items``, ``upload`` or ``source``, exactly one."""
+    """A new order and its items: ``items`` (texts), ``upload`` or ``source``, exactly one.
+    An image order takes a dataset version's images (``source``)."""
 
     model_config = ConfigDict(extra="forbid")
 
     order: OrderIn
-    items: list[ItemIn] | None = Field(default=None, max_length=MAX_ITEMS)
+    items: list[TextItemIn] | None = Field(default=None, max_length=MAX_ITEMS)
     upload: UploadIn | None = None
     source: SourceIn | None = None
 
@@ -131,7 +139,7 @@ def _items(
 ) -> tuple[list[ItemIn], OrderSource]:
     schema = request.order.label_schema
     if request.items is not None:
-        return request.items, OrderSource(kind=SourceKind.UPLOAD)
+        return [item.as_item() for item in request.items], OrderSource(kind=SourceKind.UPLOAD)
     if request.upload is not None:
         name = request.upload.file_name
         items = items_from_upload(request.upload.content.encode(), file_name=name, schema=schema)

@@ -87,16 +87,24 @@ class PriceSheetOut(BaseModel):
     created_at: datetime
 
 
-class ItemIn(BaseModel):
-    """One item of an order: a text, or an image already stored as a blob."""
-
+class _ItemBase(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     external_id: str = Field(min_length=1, max_length=EXTERNAL_ID_MAX_LENGTH, pattern=r"^[^\x00]+$")
+    gold: AnnotationValue | None = Field(default=None, description="the known answer")
+
+
+class ItemIn(_ItemBase):
+    """One item of an order: a text, or an image already stored as a blob.
+
+    Only the platform's own readers make image items (from uploaded files or a
+    dataset version, typed by their bytes): a blob named by its hash alone would let
+    a caller order any stored file, however it was published or taken down.
+    """
+
     text: str | None = Field(default=None, max_length=TEXT_ITEM_MAX_LENGTH)
     blob_sha256: Sha256 | None = None
     media_type: str = Field(default="text/plain", max_length=127)
-    gold: AnnotationValue | None = Field(default=None, description="the known answer")
 
     @model_validator(mode="after")
     def _text_or_blob(self) -> ItemIn:
@@ -105,6 +113,22 @@ class ItemIn(BaseModel):
         if "\x00" in (self.text or ""):
             raise ValueError("an item's text may not contain NUL")
         return self
+
+
+class TextItemIn(_ItemBase):
+    """One item sent inline in a request: a text. Images come from a dataset version
+    or are uploaded as files, never named by a blob's hash."""
+
+    text: str = Field(max_length=TEXT_ITEM_MAX_LENGTH)
+
+    @model_validator(mode="after")
+    def _no_nul(self) -> TextItemIn:
+        if "\x00" in self.text:
+            raise ValueError("an item's text may not contain NUL")
+        return self
+
+    def as_item(self) -> ItemIn:
+        return ItemIn(external_id=self.external_id, text=self.text, gold=self.gold)
 
 
 class OrderIn(BaseModel):

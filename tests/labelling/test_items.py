@@ -17,7 +17,12 @@ from credits.datasets.errors import VersionNotFound
 from credits.errors import InvalidInput
 from credits.identity.actor import Actor
 from credits.labelling import items as items_service
-from credits.labelling.items import MAX_IMAGE_BYTES, items_from_images, items_from_upload
+from credits.labelling.items import (
+    MAX_IMAGE_BYTES,
+    items_from_images,
+    items_from_upload,
+    served_image_type,
+)
 from credits.labelling.label_schema import AnnotationValue, LabelSchema, SchemaKind, Span
 from credits.labelling.models import SourceKind
 from credits.labelling.schemas import ItemIn, OrderSource
@@ -314,3 +319,13 @@ def test_an_image_named_as_one_whose_bytes_are_not_is_refused(
     version_id = _published(session, datasets, **{"fake.png": b"not really a png"})
     with pytest.raises(InvalidInput, match=re.escape("file 'fake.png': not a PNG")):
         _from_version(session, datasets, version_id, None, schema=ANIMALS)
+
+
+@pytest.mark.parametrize("media_type", ["image/png", "image/jpeg", "image/gif", "image/webp"])
+def test_an_image_type_that_items_are_made_with_is_served_as_itself(media_type: str) -> None:
+    assert served_image_type(media_type) == media_type
+
+
+@pytest.mark.parametrize("media_type", ["text/html", "image/svg+xml", "text/javascript", ""])
+def test_any_other_stored_type_is_served_as_a_download(media_type: str) -> None:
+    assert served_image_type(media_type) == "application/octet-stream"

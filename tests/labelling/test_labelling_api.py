@@ -339,6 +339,28 @@ def test_an_order_with_an_unknown_gold_label_is_refused(api: Api, session: Sessi
     assert "sarcastic" in refused.get_json()["detail"]
 
 
+@pytest.mark.parametrize("kind", ["single_label", "image_classification"])
+def test_an_inline_item_naming_a_stored_blob_is_refused_and_changes_nothing(
+    api: Api, session: Session, kind: str
+) -> None:
+    """A blob named by its hash alone would let any orderer send any stored file (a
+    taken-down dataset's, another project's draft) to annotators, served as it says."""
+    store = blob_store_for_url(f"memory://labelling-api-{id(session)}")
+    api.client.application.extensions[STORE_KEY] = store
+    data = b"<script>alert(1)</script>"
+    sha256 = store.put_stream([data], max_bytes=len(data)).sha256
+    body = _order_body(api.world, _vendor_with_price(api))
+    body["order"]["label_schema"] = {"kind": kind, "labels": ["cat", "dog"]}
+    body["items"] = [{"external_id": "x", "blob_sha256": sha256, "media_type": "text/html"}]
+    before = session.scalar(select(func.count(Order.id)))
+
+    refused = api.post(ORDERS, "pi", body, **{"Idempotency-Key": "blob"})
+
+    assert refused.status_code == 422 and refused.mimetype == PROBLEM
+    assert "blob_sha256" in str(refused.get_json())
+    assert session.scalar(select(func.count(Order.id))) == before
+
+
 def test_creating_an_order_needs_an_idempotency_key(api: Api) -> None:
     refused = api.post(ORDERS, "pi", _order_body(api.world, _vendor_with_price(api)))
 

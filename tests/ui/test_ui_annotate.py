@@ -256,11 +256,12 @@ def test_a_finished_queue_says_so(app: Flask, session: Session, world: Labelling
     assert 'id="annotate-done" data-status="delivered"' in html
 
 
-def test_an_image_item_is_served_from_the_blob_store_to_its_annotator_only(
-    app: Flask, session: Session, world: LabellingWorld
-) -> None:
-    blob = app.extensions[STORE_KEY].put_stream([PNG], max_bytes=len(PNG))
-    assert blob.sha256 == hashlib.sha256(PNG).hexdigest()
+def _image_order(
+    app: Flask, session: Session, world: LabellingWorld, data: bytes, media_type: str
+) -> int:
+    """A placed image order of one item stored as ``media_type``; its order id."""
+    blob = app.extensions[STORE_KEY].put_stream([data], max_bytes=len(data))
+    assert blob.sha256 == hashlib.sha256(data).hexdigest()
     schema = LabelSchema(kind=SchemaKind.IMAGE_CLASSIFICATION, labels=["cat", "dog"])
     draft = orders.create_order(
         session,
@@ -271,19 +272,42 @@ def test_an_image_item_is_served_from_the_blob_store_to_its_annotator_only(
             label_schema=schema,
             redundancy=1,
         ),
-        items=[ItemIn(external_id="p1", blob_sha256=blob.sha256, media_type="image/png")],
+        items=[ItemIn(external_id="p1", blob_sha256=blob.sha256, media_type=media_type)],
         source=OrderSource(kind=SourceKind.UPLOAD, name="pets.zip"),
         actor=world.pi,
     )
     orders.quote_order(session, order_id=draft.id, actor=world.pi)
-    order = _assigned(
+    return _assigned(
         session, world, orders.place_order(session, order_id=draft.id, actor=world.pi)
-    )
+    ).id
+
+
+def test_an_image_item_is_served_from_the_blob_store_to_its_annotator_only(
+    app: Flask, session: Session, world: LabellingWorld
+) -> None:
+    order_id = _image_order(app, session, world, PNG, "image/png")
     client = _client(app, world.annotators[0])
-    html = client.get(f"/annotate/{order.id}").get_data(as_text=True)
+    html = client.get(f"/annotate/{order_id}").get_data(as_text=True)
     assignment = _open(session, world.annotators[0])
     assert f'src="/annotate/assignments/{assignment.id}/image"' in html
     image = client.get(f"/annotate/assignments/{assignment.id}/image")
     assert (image.status_code, image.mimetype, image.get_data()) == (200, "image/png", PNG)
     other = _client(app, world.annotators[1])
     assert other.get(f"/annotate/assignments/{assignment.id}/image").status_code == 404
+
+
+def test_an_item_stored_with_a_type_that_is_no_image_is_served_as_a_download(
+    app: Flask, session: Session, world: LabellingWorld
+) -> None:
+    """Orders made while inline items could name any blob and type may hold HTML; the
+    portal's own origin must not render it."""
+    page = b"<script>alert(1)</script>"
+    order_id = _image_order(app, session, world, page, "text/html")
+    client = _client(app, world.annotators[0])
+    client.get(f"/annotate/{order_id}")
+    assignment = _open(session, world.annotators[0])
+
+    served = client.get(f"/annotate/assignments/{assignment.id}/image")
+
+    assert (served.status_code, served.mimetype) == (200, "application/octet-stream")
+    assert served.headers["X-Content-Type-Options"] == "nosniff"
