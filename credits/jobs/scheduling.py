@@ -4,7 +4,8 @@ The pass only writes decisions (``queued`` → ``starting`` with a placement and
 a new attempt; a checkpointable job to move, see :mod:`credits.jobs.moves`);
 launching and stopping are the reconciler's job, so a pass that commits and
 then crashes leaves nothing half done. Passes are serialised: two at once
-could give the same GPUs away twice.
+could give the same GPUs away twice. The jobs a plan decides on are locked and
+read again before anything is written (see :func:`_lock_decided`).
 """
 
 from __future__ import annotations
@@ -69,20 +70,20 @@ def schedule_pass(
         epoch,
         policy,
     )
-    by_id = {job.id: job for job in queued}
+    decided = _lock_decided(session, plan)
     started = []
     for decision in plan.starts:
-        job = by_id[decision.job_id]
-        _start(session, job, decision, now)
-        started.append(job.id)
-    running = {job.id: job for job in active}
+        job = decided.get(decision.job_id)
+        if job is not None and _still_startable(job):
+            _start(session, job, decision, now)
+            started.append(job.id)
     moved = [
         decision.job_id
         for decision in plan.moves
-        if decision.job_id in running
+        if decision.job_id in decided
         and record_move(
             session,
-            running[decision.job_id],
+            decided[decision.job_id],
             decision,
             max_moves=policy.max_moves,
             actor=SCHEDULER_ACTOR,
@@ -90,6 +91,31 @@ def schedule_pass(
         )
     ]
     return SchedulePassOut(started=started, queued=len(queued) - len(started), moved=moved)
+
+
+def _lock_decided(session: Session, plan: scheduler.Plan) -> dict[int, Job]:
+    """The jobs the plan starts or moves, locked and read again.
+
+    The pass reads the queue without locks, so a user's cancel or the reconciler's
+    requeue may commit while the policy plans; writing a decision over it would
+    start a cancelled job (already settled, so never charged) or move a requeued
+    one. Locked in id order, as every other writer locks one job at a time.
+    """
+    ids = sorted({d.job_id for d in plan.starts} | {d.job_id for d in plan.moves})
+    if not ids:
+        return {}
+    rows = session.scalars(
+        select(Job)
+        .where(Job.id.in_(ids))
+        .order_by(Job.id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    return {job.id: job for job in rows}
+
+
+def _still_startable(job: Job) -> bool:
+    return job.state == JobState.QUEUED.value and job.cancel_requested_at is None
 
 
 def _serialise(session: Session) -> None:
