@@ -19,7 +19,12 @@ from credits.errors import InvalidInput
 from credits.identity.actor import Actor
 from credits.labelling.access import lock_order
 from credits.labelling.audit import audit_order
-from credits.labelling.errors import AlreadyAnnotated, ItemNotFound, OrderStateConflict
+from credits.labelling.errors import (
+    AlreadyAnnotated,
+    DeliveryReplayConflict,
+    ItemNotFound,
+    OrderStateConflict,
+)
 from credits.labelling.label_schema import AnnotationValue, LabelSchema, check_annotation
 from credits.labelling.models import (
     Annotation,
@@ -153,8 +158,10 @@ def record_units(
 ) -> DeliveryOut:
     """Records units a vendor reports for an order (invoice adapter) and charges them.
 
-    Units past the quote are booked as overage and flag the order. Raises
-    OrderNotFound, OrderStateConflict, InvalidInput.
+    Units past the quote are booked as overage and flag the order. The same key
+    again replays the delivery recorded first. Raises OrderNotFound,
+    OrderStateConflict, InvalidInput, DeliveryReplayConflict (the key was recorded
+    with other units or for another usage record).
     """
     now = journal.check_time(now)
     if type(units_micro) is not int or units_micro <= 0:
@@ -166,6 +173,7 @@ def record_units(
         )
     )
     if prior is not None:
+        _require_same_delivery(prior, units_micro, usage_record_id)
         return _units_out(order, prior, replayed=True)
     _require_takes_deliveries(order)
     row = UnitDelivery(
@@ -190,6 +198,23 @@ def record_units(
     data = {"delivery_id": row.id, "units_micro": units_micro}
     audit_order(session, actor, order, "labelling.units_delivered", data=data, now=now)
     return _units_out(order, row, replayed=False)
+
+
+def _require_same_delivery(
+    prior: UnitDelivery, units_micro: int, usage_record_id: int | None
+) -> None:
+    """A replay answers with the first delivery's figures, so it must be that delivery:
+    answering another one with them would mark its usage with figures not its own."""
+    if prior.units_micro != units_micro:
+        raise DeliveryReplayConflict(
+            f"delivery {prior.delivery_key!r} of order {prior.order_id} was recorded with "
+            f"{prior.units_micro} micro-units, not {units_micro}"
+        )
+    if usage_record_id is not None and prior.usage_record_id != usage_record_id:
+        raise DeliveryReplayConflict(
+            f"delivery {prior.delivery_key!r} of order {prior.order_id} was recorded for "
+            f"usage record {prior.usage_record_id}, not {usage_record_id}"
+        )
 
 
 def _units_out(order: Order, row: UnitDelivery, *, replayed: bool) -> DeliveryOut:

@@ -40,6 +40,14 @@ class AlreadyAnnotated(Conflict):
     title = "This annotator already labelled the item"
 
 
+class DeliveryReplayConflict(Conflict):
+    """A delivery key already recorded with other units (or for another usage record):
+    not a replay, and never charged as one."""
+
+    slug = "labelling-delivery-replay-conflict"
+    title = "The delivery key was used for another delivery"
+
+
 class LabellingForbidden(Forbidden):
     slug = "labelling-forbidden"
 

@@ -25,10 +25,6 @@ from credits.labelling.pricing import Price, cost
 from credits.labelling.schemas import DeliveryOut
 from credits.ledger.models import Currency
 
-# The delivery key "usage:<source>:<record_id>" fits labelling_unit_deliveries.delivery_key.
-MAX_KEY_LENGTH = 200
-KEY_PREFIX = "usage:"
-
 
 class InvoiceRecordRefused(InvalidInput):
     """A usage record that names a labelling order the order cannot take."""
@@ -67,8 +63,15 @@ def load_invoice_order(session: Session, order_id: int) -> InvoiceOrder | None:
     return InvoiceOrder(row.id, row.project_id, row.adapter, row.status, price)
 
 
-def delivery_key(source: str, record_id: str) -> str:
-    return f"{KEY_PREFIX}{source}:{record_id}"
+def delivery_key(usage_record_id: int) -> str:
+    """The unit delivery's key: the record's own id, which no two records share.
+
+    Not (source, record_id) joined with ':', which both may contain: two records
+    would share a key. Keys of deliveries settled before were
+    ``usage:<source>:<record_id>``, with a ':' after the source; ``usage:<id>``
+    has none, so it never meets one of them.
+    """
+    return f"usage:{usage_record_id}"
 
 
 def check_record(
@@ -78,8 +81,6 @@ def check_record(
     currency: Currency,
     unit: str,
     units_micro: int,
-    source: str,
-    record_id: str,
 ) -> int:
     """The record's amount at the order's quoted price; raises InvoiceRecordRefused
     saying why the order cannot take it."""
@@ -98,11 +99,6 @@ def check_record(
         raise InvoiceRecordRefused(f"{name} is priced per {order.price.unit.value}, not per {unit}")
     if units_micro <= 0:
         raise InvoiceRecordRefused("delivered units must be more than 0")
-    if len(delivery_key(source, record_id)) > MAX_KEY_LENGTH:
-        limit = MAX_KEY_LENGTH - len(KEY_PREFIX) - 1
-        raise InvoiceRecordRefused(
-            f"source and record_id of a labelling record are at most {limit} characters together"
-        )
     return cost(units_micro, order.price)
 
 
@@ -111,22 +107,21 @@ def settle_record(
     *,
     order_id: int,
     usage_record_id: int,
-    source: str,
-    record_id: str,
     units_micro: int,
     actor: Actor,
     now: datetime,
 ) -> DeliveryOut:
-    """Hands a pending record's units to its order, once (keyed by source and record id).
+    """Hands a pending record's units to its order, once (keyed by the record's id).
 
     Raises OrderNotFound, OrderStateConflict (the order closed since the record was
-    accepted: metering sets the record aside as failed) or InvalidInput.
+    accepted: metering sets the record aside as failed), DeliveryReplayConflict or
+    InvalidInput.
     """
     return record_units(
         session,
         order_id=order_id,
         units_micro=units_micro,
-        delivery_key=delivery_key(source, record_id),
+        delivery_key=delivery_key(usage_record_id),
         usage_record_id=usage_record_id,
         actor=actor,
         now=now,

@@ -88,8 +88,14 @@ def ingest_batch(
     """
     require_meter_token(actor)
     judge = _Judge(session, actor, late_window, now, max_gpus)
-    judge.prefetch(batch.records)
-    verdicts = [judge.record(index, raw) for index, raw in enumerate(batch.records)]
+    parsed = [_parse(raw) for raw in batch.records]
+    # Only records that passed validation are looked up: the database may refuse a
+    # raw value (PostgreSQL a NUL in text) and with it the whole batch.
+    judge.prefetch([record for record in parsed if isinstance(record, UsageRecordIn)])
+    verdicts = [
+        judge.record(index, raw, record)
+        for index, (raw, record) in enumerate(zip(batch.records, parsed, strict=True))
+    ]
     if judge.implausible:
         raise ImplausibleUsage(
             f"{len(judge.implausible)} record(s) claim more GPU time than their window and "
@@ -149,22 +155,26 @@ class _Judge:
         self.sinks: dict[tuple[int, Currency], bool] = {}
         self.rates: dict[str, list[tuple[datetime, int, int]]] = {}
         self.known: dict[tuple[str, str], tuple[str, int | None, int]] = {}
+        # A record accepted in this batch: the index of its verdict, by its key.
+        self.accepted: dict[tuple[str, str], int] = {}
+        # A repeat within the batch: the index of the copy accepted before it.
+        self.copy_of: dict[int, int] = {}
         self.orders: dict[int, InvoiceOrder | None] = {}
         self.added: dict[int, dict[str, Any]] = {}
 
-    def prefetch(self, raws: list[dict[str, Any]]) -> None:
-        keys = {
-            (raw["source"], raw["record_id"])
-            for raw in raws
-            if isinstance(raw.get("source"), str) and isinstance(raw.get("record_id"), str)
-        }
+    def prefetch(self, records: list[UsageRecordIn]) -> None:
+        """Reads the stored records among the batch's (validated) keys, in one statement."""
+        keys = {(record.source, record.record_id) for record in records}
         if not keys:
             return
         for source, record_id, digest, row_id, amount in _known_records(self.session, keys):
             self.known[(source, record_id)] = (digest, row_id, amount)
 
-    def record(self, index: int, raw: Mapping[str, Any]) -> dict[str, Any]:
-        """The verdict's fields (a RecordResult is built once the ids are known)."""
+    def record(
+        self, index: int, raw: Mapping[str, Any], record: UsageRecordIn | str
+    ) -> dict[str, Any]:
+        """The verdict's fields (a RecordResult is built once the ids are known);
+        ``record`` is the validated record, or why validation refused it."""
         source = raw.get("source") if isinstance(raw.get("source"), str) else None
         record_id = raw.get("record_id") if isinstance(raw.get("record_id"), str) else None
         result: dict[str, Any] = {
@@ -173,10 +183,8 @@ class _Judge:
             "record_id": record_id,
             "outcome": RecordOutcome.REJECTED,
         }
-        try:
-            record = UsageRecordIn.model_validate(raw)
-        except ValidationError as error:
-            return result | {"reason": _first_error(error)}
+        if isinstance(record, str):
+            return result | {"reason": record}
         try:
             return self._judge(index, result, record)
         except Rejected as refusal:
@@ -186,18 +194,24 @@ class _Judge:
             return result | {"reason": str(refusal)}
 
     def verdict(self, result: dict[str, Any]) -> dict[str, Any]:
-        """The verdict's fields, naming the stored row of an accepted record."""
-        row = self.added.get(result["index"])
+        """The verdict's fields, naming the stored row of an accepted record (or, for a
+        repeat within the batch, of the copy accepted)."""
+        index = result["index"]
+        row = self.added.get(self.copy_of.get(index, index))
         if row is not None:
             result["id"] = row["id"]
         return result
 
     def _judge(self, index: int, result: dict[str, Any], record: UsageRecordIn) -> dict[str, Any]:
         digest = _digest(record)
-        known = self.known.get((record.source, record.record_id))
+        key = (record.source, record.record_id)
+        known = self.known.get(key)
         if known is not None:
             if known[0] != digest:
                 raise Rejected("this record_id was already used with a different payload")
+            if key in self.accepted:
+                # Its id is taken only when the batch is stored: verdict() names it.
+                self.copy_of[index] = self.accepted[key]
             return result | {
                 "outcome": RecordOutcome.DUPLICATE,
                 "id": known[1],
@@ -237,7 +251,8 @@ class _Judge:
             "error": None,
         }
         # A second copy later in the same batch is a duplicate of this one.
-        self.known[(record.source, record.record_id)] = (digest, None, amount)
+        self.known[key] = (digest, None, amount)
+        self.accepted[key] = index
         return result | {"outcome": RecordOutcome.ACCEPTED, "amount_micro": amount}
 
     def _check(self, record: UsageRecordIn) -> None:
@@ -275,8 +290,6 @@ class _Judge:
                 currency=record.currency,
                 unit=record.unit.value,
                 units_micro=int(record.quantity * MICROSECONDS),
-                source=record.source,
-                record_id=record.record_id,
             )
         except InvoiceRecordRefused as refusal:
             raise Rejected(str(refusal)) from refusal
@@ -408,6 +421,14 @@ def _insert(session: Session, rows: list[dict[str, Any]]) -> None:
         row["id"] = record_id
         row["created_at"] = created
     bulk.insert_rows(session, table, rows)
+
+
+def _parse(raw: Mapping[str, Any]) -> UsageRecordIn | str:
+    """The record validated, or why it is not valid."""
+    try:
+        return UsageRecordIn.model_validate(raw)
+    except ValidationError as error:
+        return _first_error(error)
 
 
 def _digest(record: UsageRecordIn) -> str:

@@ -8,6 +8,7 @@ import logging
 from collections.abc import Callable
 from datetime import datetime
 
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
 from credits.db import run_in_transaction, utcnow
@@ -29,6 +30,12 @@ from credits.settings import Settings
 logger = logging.getLogger(__name__)
 # One run settles at most this many batches, so a task never runs unbounded.
 MAX_BATCHES_PER_RUN = 200
+# Refusals that come back however often a record is tried: the domain's, and the
+# database's refusal of what settling the record writes (a check constraint it
+# fails, a value it cannot store). Left alone, such a record would refuse every
+# batch it is in and stall settlement for good. Other database errors (a lost
+# connection, a lock timeout) still raise: the record may settle on the next run.
+REFUSALS = (CreditsError, IntegrityError, DataError)
 
 
 def settle_all_pending(
@@ -41,9 +48,9 @@ def settle_all_pending(
     """Settles pending usage records batch by batch, each batch one transaction,
     until none are left (or ``max_batches``).
 
-    A batch the ledger refuses (a record it cannot book) is settled record by
-    record instead, and a record refused on its own is set aside as ``failed``
-    with the reason, so one bad record never stops the ones behind it.
+    A batch the ledger or the database refuses (a record it cannot book) is settled
+    record by record instead, and a record refused on its own is set aside as
+    ``failed`` with the reason, so one bad record never stops the ones behind it.
     """
     total = SettleReport()
     for _ in range(max_batches):
@@ -51,8 +58,10 @@ def settle_all_pending(
             batch = run_in_transaction(
                 factory, lambda session: settle_pending(session, now=clock(), limit=batch_size)
             )
-        except CreditsError as error:
-            logger.warning("a settlement batch was refused (%s); settling one by one", error)
+        except REFUSALS as error:
+            logger.warning(
+                "a settlement batch was refused (%s); settling one by one", _reason(error)
+            )
             batch = _settle_one_by_one(factory, batch_size, clock)
         total.records += batch.records
         total.captured_micro += batch.captured_micro
@@ -85,8 +94,9 @@ def _settle_one_by_one(
             one = run_in_transaction(
                 factory, functools.partial(_settle_id, record_id=record_id, clock=clock)
             )
-        except CreditsError as error:
-            reason = str(error)
+        except REFUSALS as error:
+            reason = _reason(error)
+            logger.warning("usage record %s set aside: %s", record_id, reason)
             run_in_transaction(
                 factory,
                 functools.partial(_set_aside_id, record_id=record_id, reason=reason, clock=clock),
@@ -98,6 +108,13 @@ def _settle_one_by_one(
         report.overage_micro += one.overage_micro
         report.jobs |= one.jobs
     return report
+
+
+def _reason(error: Exception) -> str:
+    """Why a record was refused, without the statement and its parameters."""
+    if isinstance(error, DBAPIError):
+        return f"the database refused it: {error.orig}"
+    return str(error)
 
 
 def collect_telemetry(

@@ -215,8 +215,6 @@ def _settle_labelling(session: Session, row: Any, now: datetime, marks: _Marks) 
         session,
         order_id=row.labelling_order_id,
         usage_record_id=row.id,
-        source=row.source,
-        record_id=row.record_id,
         units_micro=row.quantity_micro,
         actor=METER,
         now=now,

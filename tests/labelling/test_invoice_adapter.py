@@ -17,12 +17,13 @@ from credits.app import create_app
 from credits.db import utcnow
 from credits.identity.tokens import create_token
 from credits.labelling import deliveries, orders
+from credits.labelling.errors import DeliveryReplayConflict
 from credits.labelling.models import Adapter, PriceUnit, Resolution, UnitDelivery
 from credits.labelling.queries import get_order
 from credits.labelling.schemas import OrderOut
 from credits.ledger.queries import get_hold
 from credits.ledger.verify import verify_ledger
-from credits.metering.models import UsageRecord
+from credits.metering.models import RecordStatus, UsageRecord
 from credits.metering.service import settle_all_pending
 from credits.settings import load_settings
 
@@ -141,7 +142,7 @@ def test_units_within_the_quote_are_captured_from_the_orders_hold(
     assert get_hold(session, hold_key=order.hold_key or "").captured == 6 * CREDIT
     delivery = session.scalar(select(UnitDelivery).where(UnitDelivery.order_id == order.id))
     assert delivery is not None and delivery.usage_record_id == settled.id
-    assert delivery.delivery_key == f"usage:{SOURCE}:inv-1"
+    assert delivery.delivery_key == f"usage:{settled.id}"
     assert verify_ledger(session).ok
 
 
@@ -171,7 +172,6 @@ def test_units_past_the_quote_book_overage_and_flag_the_order(
         ({"labelling_order_id": 987_654}, "no labelling order has the id 987654"),
         ({"quantity": 0}, "delivered units must be more than 0"),
         ({"labelling_order_id": None}, "name it in labelling_order_id"),
-        ({"record_id": "x" * 190}, "at most 193 characters together"),
     ],
 )
 def test_a_record_the_order_cannot_take_is_rejected_with_the_reason(
@@ -292,3 +292,109 @@ def test_a_record_whose_order_closed_before_settlement_is_set_aside(
     failed = _usage(session, "late")
     assert failed.status == "failed" and "takes no deliveries" in (failed.error or "")
     assert _current(session, world, order.id).captured_micro == 0
+
+
+def _usage_of(session: Session, source: str, record_id: str) -> UsageRecord:
+    session.expire_all()
+    row = session.scalar(
+        select(UsageRecord).where(UsageRecord.source == source, UsageRecord.record_id == record_id)
+    )
+    assert row is not None
+    return row
+
+
+@pytest.mark.parametrize("first_units", [1, 3], ids=["first-smaller", "first-larger"])
+def test_two_records_whose_source_and_id_join_alike_are_both_billed(
+    session: Session,
+    world: LabellingWorld,
+    client: FlaskClient,
+    factory: sessionmaker[Session],
+    first_units: int,
+) -> None:
+    # "vendor" + "x:1" and "vendor:x" + "1" both join to "vendor:x:1".
+    order = _invoice_order(session, world, items=8)
+    first = _record(world, order, "x:1", first_units, source="vendor")
+    second = _record(world, order, "1", 2, source="vendor:x")
+    assert _post(client, first, second)["accepted"] == 2
+
+    report = settle_all_pending(factory, batch_size=100)
+
+    assert report.failed == 0 and report.captured_micro == (first_units + 2) * CREDIT
+    for source, record_id, units in (("vendor", "x:1", first_units), ("vendor:x", "1", 2)):
+        usage = _usage_of(session, source, record_id)
+        assert usage.status == "settled"
+        assert (usage.captured_micro, usage.overage_micro) == (units * CREDIT, 0)
+    current = _current(session, world, order.id)
+    assert current.delivered_units_micro == (first_units + 2) * CREDIT
+    assert current.captured_micro == (first_units + 2) * CREDIT
+    keys = session.scalars(
+        select(UnitDelivery.delivery_key).where(UnitDelivery.order_id == order.id)
+    )
+    assert len(set(keys)) == 2
+    assert verify_ledger(session).ok
+
+
+def test_a_delivery_key_recorded_again_with_other_units_is_refused_not_replayed(
+    session: Session, world: LabellingWorld
+) -> None:
+    order = _invoice_order(session, world)
+    first = deliveries.record_units(
+        session, order_id=order.id, units_micro=CREDIT, delivery_key="k", actor=world.ops
+    )
+    again = deliveries.record_units(
+        session, order_id=order.id, units_micro=CREDIT, delivery_key="k", actor=world.ops
+    )
+    assert again.replayed and again.delivery_id == first.delivery_id
+
+    with pytest.raises(DeliveryReplayConflict, match="recorded with 1000000 micro-units, not"):
+        deliveries.record_units(
+            session, order_id=order.id, units_micro=2 * CREDIT, delivery_key="k", actor=world.ops
+        )
+    with pytest.raises(DeliveryReplayConflict, match="recorded for usage record None, not 7"):
+        deliveries.record_units(
+            session,
+            order_id=order.id,
+            units_micro=CREDIT,
+            delivery_key="k",
+            usage_record_id=7,
+            actor=world.ops,
+        )
+    assert _current(session, world, order.id).captured_micro == CREDIT
+
+
+def test_a_record_the_database_refuses_to_mark_is_set_aside_and_the_rest_still_settle(
+    session: Session, world: LabellingWorld, client: FlaskClient, factory: sessionmaker[Session]
+) -> None:
+    order = _invoice_order(session, world)
+    _post(client, _record(world, order, "fine", 1))
+    # Its stored amount is less than what its units capture: marking it settled fails
+    # the database's check (settled_within), not a refusal of the domain.
+    now = utcnow()
+    poisoned = UsageRecord(
+        source=SOURCE,
+        record_id="poisoned",
+        labelling_order_id=order.id,
+        project_id=world.project_id,
+        currency="label",
+        unit="item",
+        quantity_micro=2 * CREDIT,
+        amount_micro=1,
+        started_at=now - timedelta(hours=1),
+        ended_at=now - timedelta(minutes=1),
+        request_hash="x",
+        status=RecordStatus.PENDING.value,
+        captured_micro=0,
+        overage_micro=0,
+    )
+    session.add(poisoned)
+    session.flush()
+
+    report = settle_all_pending(factory, batch_size=100)
+
+    assert (report.records, report.failed) == (1, 1)
+    assert _usage(session, "fine").status == "settled"
+    failed = _usage(session, "poisoned")
+    assert failed.status == "failed" and "settled_within" in (failed.error or "")
+    assert _current(session, world, order.id).captured_micro == CREDIT
+    assert settle_all_pending(factory, batch_size=100).records == 0
+    assert verify_ledger(session).ok

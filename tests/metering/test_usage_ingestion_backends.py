@@ -77,3 +77,38 @@ def test_a_resent_batch_names_the_stored_rows_and_stores_nothing_twice(
     assert [r.id for r in again.results[:49]] == [r.id for r in first.results[:49]]
     assert again.results[49].reason == "this record_id was already used with a different payload"
     assert any_session.scalar(select(func.count()).select_from(UsageRecord)) == 51
+
+
+def test_a_nul_in_source_or_record_id_rejects_that_record_alone(
+    world: JobsWorld, any_session: Session
+) -> None:
+    # Sent to PostgreSQL as text, a NUL failed the batch's look-up of stored records.
+    # (The API refuses a body holding a NUL before ingestion; this is ingestion itself.)
+    records = [
+        _record(world, "good"),
+        _record(world, "bad\x00id"),
+        _record(world, "r2") | {"source": "cluster\x00b"},
+    ]
+
+    result = _ingest(world, any_session, records)
+
+    outcomes = [r.outcome for r in result.results]
+    assert outcomes == [RecordOutcome.ACCEPTED, RecordOutcome.REJECTED, RecordOutcome.REJECTED]
+    assert (result.results[1].reason or "").startswith("record_id:")
+    assert (result.results[2].reason or "").startswith("source:")
+    assert any_session.scalar(select(func.count()).select_from(UsageRecord)) == 1
+
+
+def test_a_record_repeated_in_one_batch_is_a_duplicate_naming_the_accepted_copy(
+    world: JobsWorld, any_session: Session
+) -> None:
+    records = [_record(world, "r1"), _record(world, "r2"), _record(world, "r1")]
+
+    result = _ingest(world, any_session, records)
+
+    outcomes = [r.outcome for r in result.results]
+    assert outcomes == [RecordOutcome.ACCEPTED, RecordOutcome.ACCEPTED, RecordOutcome.DUPLICATE]
+    first, _, repeat = result.results
+    assert first.id is not None and repeat.id == first.id
+    assert repeat.amount_micro == first.amount_micro
+    assert any_session.scalar(select(func.count()).select_from(UsageRecord)) == 2
