@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import datetime
 
 from sqlalchemy import select
@@ -173,10 +173,18 @@ def restart_moved(
 
 
 def requeue_unlaunched_move(
-    session: Session, job: Job, reason: str, *, actor: str, now: datetime
+    session: Session,
+    job: Job,
+    reason: str,
+    *,
+    actor: str,
+    now: datetime,
+    outcome: str = "not launched",
 ) -> bool:
-    """A move's restart the executor refused for good (its target node went away):
-    the job queues again, hold kept, rather than failing. False for any other attempt."""
+    """A move's restart the executor refused for good, or that never started (its
+    target node went away; on Kubernetes the pod stays Pending): the job queues
+    again, hold kept, rather than failing for a move the platform decided. ``outcome``
+    is the run's. False for any other attempt."""
     record = _latest_move(session, job)
     if record is None or record.to_attempt != job.attempt:
         return False
@@ -184,7 +192,7 @@ def requeue_unlaunched_move(
         select(JobRun).where(JobRun.job_id == job.id, JobRun.attempt == job.attempt)
     )
     if run is not None and run.finished_at is None:
-        run.outcome = "not launched"
+        run.outcome = outcome
     job.placement_json = None
     move(
         session,
@@ -195,6 +203,23 @@ def requeue_unlaunched_move(
         reason=f"could not restart on its move target ({reason}); queued again, hold kept",
     )
     return True
+
+
+def unstarted_move_restarts(session: Session, job_ids: Collection[int]) -> set[int]:
+    """Those of the jobs whose current attempt is a move's restart not seen started."""
+    if not job_ids:
+        return set()
+    rows = session.scalars(
+        select(Job.id)
+        .join(JobMove, (JobMove.job_id == Job.id) & (JobMove.number == Job.move_count))
+        .join(JobRun, (JobRun.job_id == Job.id) & (JobRun.attempt == Job.attempt))
+        .where(
+            Job.id.in_(sorted(job_ids)),
+            JobMove.to_attempt == Job.attempt,
+            JobRun.started_at.is_(None),
+        )
+    )
+    return set(rows)
 
 
 def abandon_move(session: Session, job: Job, *, at: datetime) -> None:

@@ -7,7 +7,9 @@ A reconcile is these steps, each in its own transactions, each safe to repeat:
    every job being moved, with its checkpoint grace (see ``credits.jobs.moves``);
 3. observe every active job and record what happened: running, finished,
    preempted (back to the queue, hold kept; a job being moved starts its next
-   attempt on its target at once, launched in the same reconcile) or lost;
+   attempt on its target at once, launched in the same reconcile) or lost (an
+   executor reports the latest attempt it knows, so an earlier attempt than the
+   job's means the current one is unknown to it: not launched yet, or gone);
 4. meter running jobs: a usage record for every interval each has completed
    (settled into the ledger by the metering task, so balances move while jobs run);
 5. settle every finished job not yet settled: meter it to its end, capture
@@ -44,7 +46,13 @@ from credits.jobs.executors.base import (
 )
 from credits.jobs.launching import launch_requests
 from credits.jobs.models import FINAL_STATES, Job, JobEvent, JobRun, JobState
-from credits.jobs.moves import abandon_move, requeue_unlaunched_move, restart_moved, stop_moving
+from credits.jobs.moves import (
+    abandon_move,
+    requeue_unlaunched_move,
+    restart_moved,
+    stop_moving,
+    unstarted_move_restarts,
+)
 from credits.jobs.schemas import ReconcileOut
 from credits.jobs.settlement import settle_job
 from credits.jobs.transitions import move
@@ -177,36 +185,50 @@ def stop_moved(context: Reconciliation, report: ReconcileOut) -> None:
     stop_moving(context.factory, context.executor, context.clock, report)
 
 
+@dataclass(frozen=True)
+class _SlowStart:
+    job_id: int
+    attempt: int
+    # The attempt is a move's restart that never started: the platform moved the job,
+    # so it queues again rather than failing (see ``requeue_unlaunched_move``).
+    move_restart: bool
+
+
 def give_up_slow_starts(context: Reconciliation, report: ReconcileOut) -> None:
     """A job still ``starting`` long after the scheduler started it (its launch keeps
     failing, or the pool never runs it) is stopped and failed, releasing its hold,
-    rather than waiting forever."""
-    factory, executor, clock = context.factory, context.executor, context.clock
+    rather than waiting forever; a move's restart that never started queues again,
+    hold kept (on Kubernetes a target node gone leaves its pod Pending, no error)."""
+    factory, clock = context.factory, context.clock
     cutoff = clock() - timedelta(seconds=context.start_timeout_s)
+    reason = f"did not start within {context.start_timeout_s:g} s"
     stuck = run_in_transaction(factory, functools.partial(_started_before, cutoff=cutoff))
-    for job_id, attempt in stuck:
-        try:
-            executor.cancel(job_id)
-        except ExecutorError as error:
-            logger.warning("stopping slow start of job %s will be retried: %s", job_id, error)
+    for slow in stuck:
+        if not _stop_slow_start(context.executor, slow, reason):
             continue
-        reason = f"did not start within {context.start_timeout_s:g} s"
-        moved = _each(
-            report,
-            job_id,
-            functools.partial(
-                run_in_transaction,
-                factory,
-                functools.partial(
-                    _fail_if_starting, job_id=job_id, attempt=attempt, reason=reason, clock=clock
-                ),
-            ),
-        )
+        give_up = functools.partial(_give_up_if_starting, slow=slow, reason=reason, clock=clock)
+        moved = _each(report, slow.job_id, functools.partial(run_in_transaction, factory, give_up))
         if moved:
-            report.transitions.append(f"{job_id}:starting->failed")
+            report.transitions.append(f"{slow.job_id}:starting->{moved}")
 
 
-def _started_before(session: Session, *, cutoff: datetime) -> list[tuple[int, int]]:
+def _stop_slow_start(executor: Executor, slow: _SlowStart, reason: str) -> bool:
+    """Asks the executor to end the attempt, so that it cannot start later; False when
+    that must be retried. A move's restart gets the platform's stop (observed
+    PREEMPTED, not CANCELLED: nobody cancelled the job) with no grace, as it never
+    started and has nothing to save."""
+    try:
+        if slow.move_restart:
+            executor.stop(slow.job_id, 0, reason)
+        else:
+            executor.cancel(slow.job_id)
+    except ExecutorError as error:
+        logger.warning("stopping slow start of job %s will be retried: %s", slow.job_id, error)
+        return False
+    return True
+
+
+def _started_before(session: Session, *, cutoff: datetime) -> list[_SlowStart]:
     """Starting jobs whose latest move to ``starting`` is older than ``cutoff``."""
     started = (
         select(JobEvent.job_id, func.max(JobEvent.at).label("at"))
@@ -219,18 +241,26 @@ def _started_before(session: Session, *, cutoff: datetime) -> list[tuple[int, in
         .join(started, started.c.job_id == Job.id)
         .where(Job.state == JobState.STARTING.value, started.c.at < cutoff)
         .order_by(Job.id)
-    )
-    return [(job_id, attempt) for job_id, attempt in rows]
+    ).all()
+    restarts = unstarted_move_restarts(session, [job_id for job_id, _ in rows])
+    return [_SlowStart(job_id, attempt, job_id in restarts) for job_id, attempt in rows]
 
 
-def _fail_if_starting(
-    session: Session, *, job_id: int, attempt: int, reason: str, clock: Clock
-) -> bool:
-    job = _locked(session, job_id)
-    if job.state != JobState.STARTING.value or job.attempt != attempt:
-        return False
-    _finish(session, job, JobState.FAILED, at=clock(), reason=reason)
-    return True
+def _give_up_if_starting(
+    session: Session, *, slow: _SlowStart, reason: str, clock: Clock
+) -> str | None:
+    """Requeues or fails the job if it is still starting the same attempt; returns the
+    state it moved to, None when it had moved on meanwhile."""
+    job = _locked(session, slow.job_id)
+    if job.state != JobState.STARTING.value or job.attempt != slow.attempt:
+        return None
+    now = clock()
+    if slow.move_restart and requeue_unlaunched_move(
+        session, job, reason, actor=RECONCILER_ACTOR, now=now, outcome="did not start"
+    ):
+        return JobState.QUEUED.value
+    _finish(session, job, JobState.FAILED, at=now, reason=reason)
+    return JobState.FAILED.value
 
 
 def observe_active(context: Reconciliation, report: ReconcileOut) -> None:
@@ -293,14 +323,24 @@ def _mark_seen_running(session: Session, *, runs: list[tuple[int, int]], at: dat
     )
 
 
+def _of_attempt(seen: Observation | None, attempt: int) -> Observation | None:
+    """The observation, unless it is of an earlier attempt: an executor reports the
+    latest attempt it knows, so an earlier one means it does not know the current one
+    (not launched yet, or vanished), which is no observation of it at all."""
+    if seen is None or seen.attempt < attempt:
+        return None
+    return seen
+
+
 def _nothing_new(state: str, attempt: int, seen: Observation | None) -> bool:
     """True when the observation cannot change the job, so no transaction is spent
     on it (a sweep over thousands of running jobs stays cheap). _apply decides all
     the rest under the job's lock."""
+    seen = _of_attempt(seen, attempt)
     if seen is None:
         return False
     if seen.attempt != attempt:
-        return True
+        return True  # a later attempt than the database's: not this reconcile's to judge
     if seen.phase is Phase.PENDING:
         return seen.started_at is None
     return seen.phase is Phase.RUNNING and state == JobState.RUNNING.value
@@ -313,6 +353,7 @@ def _apply(session: Session, *, job_id: int, seen: Observation | None, clock: Cl
     before = JobState(job.state)
     if not before.is_active:
         return None
+    seen = _of_attempt(seen, job.attempt)
     if seen is None:
         _unseen(session, job, now)
     elif seen.attempt == job.attempt:

@@ -15,7 +15,7 @@ from ui_sign_in import sign_in_as
 
 from credits.app import create_app
 from credits.cli import main
-from credits.jobs.executors.base import ExecutorError, NodeSlice
+from credits.jobs.executors.base import ExecutorError, LaunchRequest, NodeSlice
 from credits.jobs.models import Job, JobEvent, JobMove, JobRun, JobState
 from credits.jobs.moves import record_move
 from credits.jobs.queries import get_job_detail, pool_status
@@ -367,3 +367,52 @@ def test_the_scheduler_expects_a_restarted_job_to_end_when_its_runtime_left_runs
 
     assert world.schedule().started == []
     assert world.job(long.id).state == JobState.QUEUED.value
+
+
+def test_a_move_restart_that_never_starts_queues_the_job_again_keeping_its_hold(
+    world: JobsWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The executor accepts the restart but never runs it (on Kubernetes: a pod bound
+    to a target node that went away stays Pending): at the start timeout the job
+    queues again, hold kept, and the attempt is stopped so that it cannot start later."""
+    mover, _, _ = _fragment(world)
+    launch, stop = world.executor.launch, world.executor.stop
+    accepted: list[int] = []
+    stops: list[tuple[int, int, str]] = []
+
+    def accept_and_never_start(request: LaunchRequest) -> None:
+        if request.job_id == mover and request.attempt == 2:
+            accepted.append(request.attempt)
+            return
+        launch(request)
+
+    def recording_stop(job_id: int, grace_seconds: int, reason: str) -> None:
+        stops.append((job_id, grace_seconds, reason))
+        stop(job_id, grace_seconds, reason)
+
+    monkeypatch.setattr(world.executor, "launch", accept_and_never_start)
+    monkeypatch.setattr(world.executor, "stop", recording_stop)
+    world.cycle()
+    world.clock.advance(GRACE)
+    world.reconcile()
+    assert accepted == [2]
+    assert world.job(mover).state == JobState.STARTING.value
+    stops.clear()
+
+    world.clock.advance(3601)
+    report = world.reconcile()
+
+    assert f"{mover}:starting->queued" in report.transitions
+    requeued = world.job(mover)
+    assert (requeued.state, requeued.attempt) == (JobState.QUEUED.value, 2)
+    assert requeued.placement_json is None
+    assert [run.outcome for run in _runs(world, mover)] == ["preempted", "did not start"]
+    assert stops == [(mover, 0, "did not start within 3600 s")]
+    with world.session() as session:
+        hold = get_hold(session, hold_key=requeued.hold_key)
+        assert sum(part.remaining for part in hold.parts) == requeued.hold_micro
+        reasons = list(session.scalars(select(JobEvent.reason).where(JobEvent.job_id == mover)))
+    assert any(
+        "could not restart on its move target (did not start within 3600 s)" in (r or "")
+        for r in reasons
+    )

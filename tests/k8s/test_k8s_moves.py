@@ -26,6 +26,8 @@ pytest_plugins = ["k8s_fixtures", "k8s_executor_fixtures"]
 GRACE = 90
 SAVES_IN = 30  # the mover's pod exits this long after its SIGTERM, its checkpoint saved
 SMALL = 4  # half of one of the emulator's 8-GPU nodes
+# Job ids in submission order: a short filler, the mover, a long stayer, the big job.
+FILLER, MOVER, STAYER, BIG = 1, 2, 3, 4
 
 
 @pytest.fixture
@@ -57,35 +59,46 @@ def _pod_node(kube: Kube, job_id: int, attempt: int = 1) -> str:
     return str(pod["spec"]["nodeName"])
 
 
+def _fragmented(world: JobsWorld, kube: Kube, *, mover_runtime_s: int = 3600) -> tuple[str, str]:
+    """Two half-full nodes, the mover's job checkpointable; then an 8-GPU job that only
+    fragmentation blocks (8 GPUs free, no node whole). Returns the mover's node and the
+    other one (the stayer's)."""
+    emu = kube.emu
+    emu.set_run_duration(NAMESPACE, kube.name(FILLER), 60)
+    emu.set_run_duration(NAMESPACE, kube.name(MOVER), None)
+    emu.set_sigterm_exit(NAMESPACE, kube.name(MOVER), SAVES_IN)
+    emu.set_run_duration(NAMESPACE, kube.name(MOVER, 2), 1000)
+    emu.set_run_duration(NAMESPACE, kube.name(STAYER), None)
+    emu.set_run_duration(NAMESPACE, kube.name(BIG), 600)
+    world.submit(gpus=SMALL, name="filler")
+    world.submit(
+        gpus=SMALL,
+        name="mover",
+        checkpointable=True,
+        checkpoint_grace_seconds=GRACE,
+        max_runtime_seconds=mover_runtime_s,
+    )
+    _cycle(world, kube)
+    world.submit(gpus=SMALL, name="stayer")
+    _cycle(world, kube)
+    old_node, other_node = _node(world, MOVER), _node(world, STAYER)
+    assert _node(world, FILLER) == old_node != other_node
+    assert _pod_node(kube, MOVER) == old_node
+    emu.advance(60)
+    _cycle(world, kube)
+    assert world.job(FILLER).state == JobState.SUCCEEDED.value
+    world.submit(gpus=8, name="big")
+    return old_node, other_node
+
+
 def test_a_move_stops_the_job_with_its_grace_restarts_it_elsewhere_and_charges_what_ran(
     world: JobsWorld, kube: Kube
 ) -> None:
     emu = kube.emu
-    # Job ids in submission order: a short filler, the mover, a long stayer, the big job.
-    filler, mover, stayer, big = 1, 2, 3, 4
-    emu.set_run_duration(NAMESPACE, kube.name(filler), 60)
-    emu.set_run_duration(NAMESPACE, kube.name(mover), None)
-    emu.set_sigterm_exit(NAMESPACE, kube.name(mover), SAVES_IN)
-    emu.set_run_duration(NAMESPACE, kube.name(mover, 2), 1000)
-    emu.set_run_duration(NAMESPACE, kube.name(stayer), None)
-    emu.set_run_duration(NAMESPACE, kube.name(big), 600)
-
-    # Two half-full nodes, the mover's checkpointable; then an 8-GPU job that only
-    # fragmentation blocks (8 GPUs free, no node whole).
-    world.submit(gpus=SMALL, name="filler")
-    world.submit(gpus=SMALL, name="mover", checkpointable=True, checkpoint_grace_seconds=GRACE)
-    _cycle(world, kube)
-    world.submit(gpus=SMALL, name="stayer")
-    _cycle(world, kube)
-    old_node, other_node = _node(world, mover), _node(world, stayer)
-    assert _node(world, filler) == old_node != other_node
-    assert _pod_node(kube, mover) == old_node
-    emu.advance(60)
-    _cycle(world, kube)
-    assert world.job(filler).state == JobState.SUCCEEDED.value
+    mover, big = MOVER, BIG
+    old_node, other_node = _fragmented(world, kube)
     first_start = world.runs(mover)[0].started_at
     assert first_start is not None
-    world.submit(gpus=8, name="big")
 
     # The pass decides the move; the reconcile asks Kubernetes to stop the job.
     _cycle(world, kube)
@@ -127,3 +140,48 @@ def test_a_move_stops_the_job_with_its_grace_restarts_it_elsewhere_and_charges_w
         hold = get_hold(session, hold_key=done.hold_key)
         assert sum(part.remaining for part in hold.parts) == 0
         assert verify_ledger(session).ok
+
+
+def test_a_move_whose_target_node_was_cordoned_queues_the_job_again_and_deletes_its_pod(
+    world: JobsWorld, kube: Kube
+) -> None:
+    """The restart's pod, bound by required affinity to a node cordoned meanwhile, stays
+    Pending (the launch itself succeeds): at the start timeout the job queues again, hold
+    kept, and the pending Job is deleted so that it cannot start later."""
+    emu = kube.emu
+    _, other_node = _fragmented(world, kube, mover_runtime_s=7200)
+    emu.set_run_duration(NAMESPACE, kube.name(MOVER, 3), None)
+    _cycle(world, kube)  # the move is decided and the stop asked
+    emu.cordon(other_node)
+    emu.advance(SAVES_IN)
+    _cycle(world, kube)
+    restarting = world.job(MOVER)
+    assert (restarting.state, restarting.attempt) == (JobState.STARTING.value, 2)
+    (pending,) = emu.job_pods(NAMESPACE, kube.name(MOVER, 2))
+    assert pending["status"]["phase"] == "Pending"
+
+    emu.advance(3601)
+    synced(kube)
+    report = world.reconcile()
+    emu.tick()
+    synced(kube)
+
+    assert f"{MOVER}:starting->queued" in report.transitions
+    requeued = world.job(MOVER)
+    assert requeued.state == JobState.QUEUED.value
+    assert [run.outcome for run in world.runs(MOVER)] == ["preempted", "did not start"]
+    with world.session() as session:
+        hold = get_hold(session, hold_key=requeued.hold_key)
+        assert sum(part.remaining for part in hold.parts) == requeued.hold_micro
+    stopped = kube.job(MOVER, 2)
+    assert stopped is not None
+    assert stopped["metadata"]["deletionTimestamp"]  # type: ignore[index]
+    reason = stopped["metadata"]["annotations"][STOP_REASON_ANNOTATION]  # type: ignore[index]
+    assert reason == "did not start within 3600 s"
+    assert emu.job_pods(NAMESPACE, kube.name(MOVER, 2)) == []
+
+    # It starts again from the queue, as attempt 3.
+    emu.cordon(other_node, unschedulable=False)
+    _cycle(world, kube)
+    rerun = world.job(MOVER)
+    assert (rerun.state, rerun.attempt) == (JobState.RUNNING.value, 3)

@@ -175,6 +175,42 @@ def test_node_lost_preempts_requeues_and_the_rerun_is_charged_once(
     assert not kube.job(job_id, 1)["metadata"].get("finalizers")  # type: ignore[index]
 
 
+def test_a_rerun_whose_job_vanished_fails_as_lost_and_is_charged_no_further(
+    world: JobsWorld, kube: Kube
+) -> None:
+    """With its metering finalizer stripped, attempt 2's Job goes for good: the executor
+    then reports attempt 1 (preempted), which is no news of attempt 2."""
+    kube.emu.set_run_duration(NAMESPACE, kube.name(1, 1), None)
+    kube.emu.set_run_duration(NAMESPACE, kube.name(1, 2), None)
+    job_id = _start(world, kube)
+    kube.emu.advance(30)
+    (pod,) = kube.emu.job_pods(NAMESPACE, kube.name(job_id))
+    kube.emu.lose_node(pod["spec"]["nodeName"])
+    _reconcile(world, kube)
+    world.schedule()
+    world.reconcile()
+    kube.emu.advance(60)
+    _reconcile(world, kube)
+    assert (_job(world, job_id).state, _job(world, job_id).attempt) == (JobState.RUNNING.value, 2)
+
+    rerun = kube.emu.get("jobs", NAMESPACE, kube.name(job_id, 2))
+    rerun["metadata"]["finalizers"] = []
+    kube.emu.update("jobs", rerun)
+    kube.emu.delete("jobs", NAMESPACE, kube.name(job_id, 2), propagation="Foreground")
+    kube.emu.tick()
+    assert kube.job(job_id, 2) is None
+    kube.emu.advance(60)
+    for _ in range(5):
+        kube.emu.advance(60)
+        _reconcile(world, kube)
+
+    job = _job(world, job_id)
+    assert job.state == JobState.FAILED.value
+    assert "no longer knows" in (job.reason or "")
+    # Attempt 1 ran 30 s, attempt 2 until noticed (60 s, then 120 s unseen): no more.
+    _settled_once(world, job_id, -(-2 * (30 + 180) * RATE // 3600))
+
+
 def test_deadline_exceeded_is_timed_out_and_charged_the_max_runtime(
     world: JobsWorld, kube: Kube
 ) -> None:
