@@ -14,9 +14,14 @@ multipart upload of 8 MiB parts. The name is checked, and the draft's
 ``CREDITS_DATASET_MAX_VERSION_BYTES``, before a byte is read; a refusal after
 the bytes are stored removes them unless another file holds the same content.
 
-Downloads answer ``Range`` requests (206, or 416 when unsatisfiable) with the
+Downloads answer a ``Range`` request for one range of bytes (206, a suffix
+longer than the file being all of it, or 416 when it starts past the end; a
+Range in another unit, malformed, or naming several ranges is ignored) with the
 sha256 as a strong ETag, or, on S3, redirect (302) to a presigned URL valid
 for five minutes. A taken-down version's files answer 410.
+
+With DOIs configured (``CREDITS_DATACITE_*``), the lifecycle routes tell DataCite
+as the CLI does (:mod:`credits.datasets.doi`), through :func:`doi_registrar`.
 
 Creating and describing drafts and the lifecycle (publish, deprecate, take down,
 verify) are in :mod:`credits.api.datasets_lifecycle`, multipart uploads in
@@ -45,7 +50,7 @@ from credits.api.openapi import Answer, operation
 from credits.api.paging import next_page_link
 from credits.api.problems import problem_response, problem_type
 from credits.datasets import exports, queries
-from credits.datasets.doi import doi_of
+from credits.datasets.doi import DoiRegistrar, doi_of, doi_registrar_from_settings
 from credits.datasets.downloads import downloadable_file, record_download
 from credits.datasets.errors import (
     DatasetNotFound,
@@ -77,6 +82,7 @@ blueprint = Blueprint("datasets", __name__, url_prefix="/api/v1")
 public_blueprint = Blueprint("dataset_files", __name__)
 
 STORE_KEY = "credits_blob_store"
+DOIS_KEY = "credits_doi_registrar"
 # A presigned download URL (S3) is valid this long.
 PRESIGNED_SECONDS = 300
 # Uploads are read from the request in chunks of this size.
@@ -150,6 +156,15 @@ def blob_store() -> BlobStore:
         store = blob_store_from_settings(credits_extension().settings)
         current_app.extensions[STORE_KEY] = store
     return cast(BlobStore, store)
+
+
+def doi_registrar() -> DoiRegistrar | None:
+    """The app's DOI registrar, None when DOIs are off; built from the settings on first
+    use (a test may place its own in ``app.extensions["credits_doi_registrar"]``)."""
+    if DOIS_KEY not in current_app.extensions:
+        settings = credits_extension().settings
+        current_app.extensions[DOIS_KEY] = doi_registrar_from_settings(settings)
+    return cast("DoiRegistrar | None", current_app.extensions[DOIS_KEY])
 
 
 def energy_policy() -> EnergyPolicy:
@@ -342,8 +357,10 @@ def checksums(version_id: int) -> ResponseReturnValue:
 @blueprint.get("/datasets/versions/<int:version_id>/files/<path:file_name>")
 @DOWNLOAD
 def download_file(version_id: int, file_name: str) -> ResponseReturnValue:
-    """The file, streamed, in its media type; a ``Range: bytes=a-b`` request gets that part
-    (206) or 416 when it lies outside the file. On S3, a redirect to a presigned URL
+    """The file, streamed, in its media type; a ``Range: bytes=a-b`` (or ``bytes=a-``,
+    ``bytes=-n``) request gets that part (206; a suffix longer than the file gets all of
+    it) or 416 when it starts past the end; a Range in another unit, malformed, or
+    naming several ranges is ignored (200). On S3, a redirect to a presigned URL
     valid for five minutes. A repeat download by the same client within 30 seconds
     counts once. 410 when the version was taken down."""
     actor = _reader()
@@ -370,11 +387,10 @@ def _file_response(store: BlobStore, file: FileOut) -> Response:
         "Content-Disposition": content_disposition(file.name),
     }
     start, stop, status = 0, file.size, 200
-    wanted = request.range
     if_range = request.headers.get("If-Range")
-    if wanted is not None and (if_range is None or if_range.strip() == etag):
-        bounds = wanted.range_for_length(file.size)
-        if bounds is None and len(wanted.ranges) == 1:
+    asked = _byte_range(file.size) if if_range is None or if_range.strip() == etag else None
+    if asked is not None:
+        if asked[0] >= file.size:
             return problem_response(
                 status=InvalidRange.status,
                 title=InvalidRange.title,
@@ -382,9 +398,8 @@ def _file_response(store: BlobStore, file: FileOut) -> Response:
                 detail=f"the range lies outside the file of {file.size} bytes",
                 headers={"Content-Range": f"bytes */{file.size}"},
             )
-        if bounds is not None:
-            start, stop, status = bounds[0], bounds[1], 206
-            headers["Content-Range"] = f"bytes {start}-{stop - 1}/{file.size}"
+        start, stop, status = asked[0], asked[1], 206
+        headers["Content-Range"] = f"bytes {start}-{stop - 1}/{file.size}"
     chunks = store.open_range(file.sha256, start, stop)
     headers["Content-Length"] = str(stop - start)
     return Response(
@@ -394,6 +409,24 @@ def _file_response(store: BlobStore, file: FileOut) -> Response:
         content_type=file.media_type,
         direct_passthrough=True,
     )
+
+
+def _byte_range(size: int) -> tuple[int, int] | None:
+    """The one range of bytes the request's ``Range`` asks for, as ``(start, stop)``
+    clamped to the file; unsatisfiable when ``start >= size``. None when the header is
+    to be ignored (RFC 9110, section 14.2): absent, not syntactically valid, in a unit
+    other than bytes, or naming several ranges."""
+    wanted = request.range  # Werkzeug's parse: None when absent or malformed
+    if wanted is None or wanted.units != "bytes" or len(wanted.ranges) != 1:
+        return None
+    start, stop = wanted.ranges[0]
+    if stop is None:
+        if start < 0:  # "-n": the last n bytes, all of a file shorter than n
+            if size == 0:
+                return None  # satisfiable, yet no 206 can describe an empty part
+            start = max(size + start, 0)
+        stop = size
+    return start, min(stop, size)
 
 
 # The same documents and files at the public URLs of credits/datasets/urls.py, by the

@@ -1,6 +1,12 @@
 """Datasets API, the writing side: creating datasets and versions, describing a draft,
 recording its provenance, and the lifecycle (publish, deprecate, take down, verify).
 Registers on the datasets blueprint of :mod:`credits.api.datasets`.
+
+With DOIs configured, these routes tell DataCite as the CLI does: each passes the
+app's registrar to the service as ``dois`` (publishing waits for DataCite and fails
+with its refusal), and after the commit of a first save, a deprecation or a take-down
+:func:`credits.datasets.doi.finish_after_commit` tells DataCite, leaving what fails
+to the sweep.
 """
 
 from __future__ import annotations
@@ -11,10 +17,19 @@ from flask.typing import ResponseReturnValue
 from pydantic import BaseModel, ConfigDict, Field
 
 from credits.api.auth import session_factory
-from credits.api.datasets import Id, blob_store, blueprint, caller, energy_policy, version_answer
+from credits.api.datasets import (
+    Id,
+    blob_store,
+    blueprint,
+    caller,
+    doi_registrar,
+    energy_policy,
+    version_answer,
+)
 from credits.api.openapi import operation
 from credits.api.parsing import NoInput, json_body, optional_json_body
 from credits.datasets import provenance, publishing, queries, service
+from credits.datasets.doi import DoiRegistrar, finish_after_commit
 from credits.datasets.models import TITLE_MAX_LENGTH
 from credits.datasets.schemas import (
     DatasheetPatch,
@@ -59,6 +74,12 @@ class TakedownIn(BaseModel):
     reason: str = Field(min_length=1, max_length=2000, description="shown on the tombstone")
 
 
+def _tell_datacite(registrar: DoiRegistrar | None, version_id: int) -> None:
+    """After the commit: DataCite hears of the change now; what fails stays pending
+    for the sweep (finish_after_commit never raises for DataCite's sake)."""
+    finish_after_commit(session_factory(), registrar, version_id)
+
+
 # Drafts: create, describe, record provenance.
 
 
@@ -74,10 +95,12 @@ def create_dataset(project_id: int) -> ResponseReturnValue:
     """A new dataset of the project with its first version, a draft."""
     actor = caller(Scope.WRITE)
     body = json_body(CreateDatasetIn)
+    dois = doi_registrar()
     with session_scope(session_factory()) as session:
         version = service.create_dataset(
-            session, project_id=project_id, title=body.title, actor=actor
+            session, project_id=project_id, title=body.title, actor=actor, dois=dois
         )
+    _tell_datacite(dois, version.id)
     return version_answer(version, 201)
 
 
@@ -95,8 +118,10 @@ def new_version(dataset_id: int) -> ResponseReturnValue:
     file list (the files themselves are not copied). 409 when a draft exists."""
     actor = caller(Scope.WRITE)
     optional_json_body(NoInput)
+    dois = doi_registrar()
     with session_scope(session_factory()) as session:
-        version = service.new_version(session, dataset_id=dataset_id, actor=actor)
+        version = service.new_version(session, dataset_id=dataset_id, actor=actor, dois=dois)
+    _tell_datacite(dois, version.id)
     return version_answer(version, 201)
 
 
@@ -192,12 +217,18 @@ def _change_provenance(
 )
 def publish(version_id: int) -> ResponseReturnValue:
     """Freezes the draft and pins its manifest hash. 422 with ``missing``, the list of
-    every field, section or part it still needs; 409 when it is already published."""
+    every field, section or part it still needs; 409 when it is already published. With
+    DOIs on, the DOI is made findable first: DataCite's refusal (422, 502) or outage
+    (503) leaves the version a draft."""
     actor = caller(Scope.WRITE)
     optional_json_body(NoInput)
     with session_scope(session_factory()) as session:
         version = publishing.publish_version(
-            session, version_id=version_id, actor=actor, energy=energy_policy()
+            session,
+            version_id=version_id,
+            actor=actor,
+            energy=energy_policy(),
+            dois=doi_registrar(),
         )
     return version.model_dump(mode="json")
 
@@ -215,6 +246,7 @@ def deprecate(version_id: int) -> ResponseReturnValue:
     successor (a later published version of the dataset)."""
     actor = caller(Scope.WRITE)
     body = optional_json_body(DeprecateIn)
+    dois = doi_registrar()
     with session_scope(session_factory()) as session:
         version = publishing.deprecate_version(
             session,
@@ -222,7 +254,9 @@ def deprecate(version_id: int) -> ResponseReturnValue:
             actor=actor,
             successor_version_id=body.successor_version_id,
             note=body.note,
+            dois=dois,
         )
+    _tell_datacite(dois, version.id)
     return version.model_dump(mode="json")
 
 
@@ -238,10 +272,12 @@ def takedown(version_id: int) -> ResponseReturnValue:
     stays as a tombstone with its citation and the reason."""
     actor = caller(Scope.WRITE)
     body = json_body(TakedownIn)
+    dois = doi_registrar()
     with session_scope(session_factory()) as session:
         version = publishing.take_down_version(
-            session, version_id=version_id, actor=actor, reason=body.reason
+            session, version_id=version_id, actor=actor, reason=body.reason, dois=dois
         )
+    _tell_datacite(dois, version.id)
     return version.model_dump(mode="json")
 
 
