@@ -38,9 +38,14 @@ from credits.grants import awards, funding, reviews
 from credits.grants import programs as program_service
 from credits.grants.models import MAX_REVIEWERS
 from credits.grants.queries import MAX_PAGE, load_project
-from credits.grants.schemas import AwardOut, ProgramOut, ProposalOut
+from credits.grants.schemas import AllocationOut, AwardOut, ProgramOut, ProposalOut
 from credits.identity.access import get_administered_program, list_administered_programs
-from credits.identity.access_proposals import Queue, get_award_of_proposal, get_queued_proposal
+from credits.identity.access_proposals import (
+    Queue,
+    get_allocation_for_actor,
+    get_award_of_proposal,
+    get_queued_proposal,
+)
 from credits.identity.actor import Actor
 from credits.identity.models import Role
 from credits.ledger.availability import award_opens_message
@@ -65,9 +70,6 @@ PROGRAM_FIELDS = {
         "initial_share_percent",
     )
 }
-AWARD_FIELDS = {"starts_at": "starts_at", "ends_at": "ends_at", "reason": "reason"} | {
-    currency: f"amount_{currency}" for currency in CURRENCIES
-}
 
 
 def _funder() -> Actor:
@@ -89,6 +91,18 @@ def _proposal(db: Session, me: Actor, proposal_id: int) -> tuple[ProposalOut, Pr
     except NotFound:
         abort(404)
     return proposal, _program(db, me, proposal.program_id)
+
+
+def _decision(db: Session, me: Actor, proposal: ProposalOut) -> views.DecisionFields:
+    """The decision form of the proposal's kind, with the allocation a supplement or
+    extension names."""
+    target: AllocationOut | None = None
+    if proposal.allocation_id is not None:
+        try:
+            target = get_allocation_for_actor(db, me, proposal.allocation_id)
+        except NotFound:
+            target = None
+    return views.decision_fields(proposal, target)
 
 
 # Programs.
@@ -365,7 +379,7 @@ def _proposal_page(
             "values": views.decision_defaults(proposal),
             "errors": {},
             "award_key": new_key(),
-            "currencies": CURRENCIES,
+            "decision": _decision(db, me, proposal),
             "hundredths": hundredths,
             "tranche_note": views.tranche_note(program),
         } | overrides
@@ -406,15 +420,17 @@ def _optional(text: str) -> str | None:
 @blueprint.post("/proposals/<int:proposal_id>/award")
 @login_required
 def award(proposal_id: int) -> ResponseReturnValue:
+    """Awards the proposal with the fields of its kind (:class:`views.DecisionFields`)."""
     me = _funder()
-    names = ["starts_at", "ends_at", "reason", "override_reason", "key"]
-    form = {name: request.form.get(name, "") for name in names + list(AWARD_FIELDS.values())}
     with transaction() as db:
-        title = _proposal(db, me, proposal_id)[0].title
+        proposal = _proposal(db, me, proposal_id)[0]
+        decision = _decision(db, me, proposal)
+    names = ["reason", "override_reason", "key", *decision.names]
+    form = {name: request.form.get(name, "") for name in names}
     errors: dict[str, str] = {}
     amounts: dict[str, int] = {}
     parsed: dict[str, Any] = {}
-    for currency in CURRENCIES:
+    for currency in decision.currencies:
         try:
             amount = credits_field(form[f"amount_{currency}"], f"amount_{currency}", required=False)
         except FieldError as error:
@@ -422,13 +438,15 @@ def award(proposal_id: int) -> ResponseReturnValue:
             continue
         if amount is not None:
             amounts[currency] = amount
-    for name in ("starts_at", "ends_at"):
+    for name in decision.dates:
         try:
             parsed[name] = parse_date(form[name], name)
         except FieldError as error:
             errors[error.field] = error.message
-    if not amounts and not errors:
-        errors[f"amount_{CURRENCIES[0]}"] = "award an amount in at least one currency"
+    if decision.currencies and not amounts and not errors:
+        errors[f"amount_{decision.currencies[0]}"] = "award an amount" + (
+            " in at least one currency" if len(decision.currencies) > 1 else ""
+        )
     if errors:
         return _proposal_page(me, proposal_id, 400, values=form, errors=errors)
     key = form["key"] or new_key()
@@ -447,11 +465,11 @@ def award(proposal_id: int) -> ResponseReturnValue:
 
     try:
         if not confirmed():
-            return views.confirm_award(rehearse(decide), title)
+            return views.confirm_award(rehearse(decide), proposal.title, decision)
         with transaction() as db:
             award = decide(db)
     except CreditsError as error:
-        fields, message = service_errors(error, AWARD_FIELDS)
+        fields, message = service_errors(error, decision.service_fields)
         return _proposal_page(
             me, proposal_id, error.status, values=form, errors=fields, decision_error=message
         )

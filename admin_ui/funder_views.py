@@ -8,6 +8,7 @@ so that a page never fetches anything from the internet.
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -23,13 +24,20 @@ from admin_ui.grants_forms import new_key
 from credits import formatting as fmt
 from credits.db import utcnow
 from credits.grants import reviews
-from credits.grants.models import ProposalStatus, TrancheStatus
+from credits.grants.models import ProposalKind, ProposalStatus, TrancheStatus
 from credits.grants.queries import titles_of_projects
-from credits.grants.schemas import AwardOut, ProgramOut, ProposalOut, ReviewSummary
+from credits.grants.schemas import (
+    AllocationOut,
+    AwardOut,
+    ProgramOut,
+    ProposalOut,
+    ReviewSummary,
+)
 from credits.identity.access_proposals import Queue, list_queued_proposals
 from credits.identity.actor import Actor
 from credits.identity.models import Role
 from credits.identity.service import list_users
+from credits.ledger.models import Currency
 from credits.money import format_credits
 from credits.reports.schemas import GroupLine, SpendLine
 
@@ -39,6 +47,7 @@ CLOSE_EFFECT = (
     " to it; proposals already submitted can still be reviewed and decided."
 )
 DECIDABLE = frozenset({ProposalStatus.SUBMITTED, ProposalStatus.IN_REVIEW})
+CURRENCIES = tuple(currency.value for currency in Currency)
 
 
 def criterion_means(summary: ReviewSummary, keys: list[str]) -> dict[str, int | None]:
@@ -98,6 +107,49 @@ def release_keys(award: AwardOut | None) -> dict[int, str]:
     return {t.id: new_key() for t in award.tranches if t.status is TrancheStatus.PENDING}
 
 
+@dataclass(frozen=True)
+class DecisionFields:
+    """The decision form's inputs for a proposal's kind, as the award service takes them.
+
+    New and renewal: an amount per currency and a period. A supplement: one amount,
+    in its allocation's currency; the allocation keeps its dates. An extension: the
+    allocation's new end date, and no credits. ``target`` is the allocation a
+    supplement or extension names, when the funder can read it.
+    """
+
+    kind: ProposalKind
+    currencies: tuple[str, ...]
+    dates: tuple[str, ...]
+    target: AllocationOut | None = None
+
+    @property
+    def names(self) -> list[str]:
+        """The form fields this kind posts (besides the reasons and the key)."""
+        return [f"amount_{currency}" for currency in self.currencies] + list(self.dates)
+
+    @property
+    def service_fields(self) -> dict[str, str]:
+        """Where a refusal of the award service lands on this form: the service's field
+        (or currency) to the form's input; anything else is shown above the form."""
+        fields = {"reason": "reason", "override_reason": "override_reason"}
+        fields |= {name: name for name in self.dates}
+        fields |= {currency: f"amount_{currency}" for currency in self.currencies}
+        if self.currencies:
+            fields["amounts"] = f"amount_{self.currencies[0]}"
+        return fields
+
+
+def decision_fields(proposal: ProposalOut, target: AllocationOut | None) -> DecisionFields:
+    """The decision form of ``proposal``; ``target`` is the allocation it names, if any."""
+    kind = proposal.kind
+    if kind is ProposalKind.EXTENSION:
+        return DecisionFields(kind, (), ("ends_at",), target)
+    if kind is ProposalKind.SUPPLEMENT:
+        currencies = (target.currency.value,) if target else CURRENCIES
+        return DecisionFields(kind, currencies, (), target)
+    return DecisionFields(kind, CURRENCIES, ("starts_at", "ends_at"))
+
+
 def decision_defaults(proposal: ProposalOut) -> dict[str, str]:
     """The decision form prefilled from the request: amounts in credits and its dates."""
     today = utcnow().date()
@@ -149,22 +201,47 @@ def chart(lines: list[GroupLine], title: str) -> Markup | None:
     return render_svg(drawn)
 
 
-def confirm_award(would: AwardOut, title: str) -> ResponseReturnValue:
-    """The award's confirmation page, restating what the rehearsal would create."""
+def _pending(would: AwardOut) -> str:
+    """What of the award waits in tranches, per currency: '50 GPU credits, 5 labelling
+    credits'; empty when nothing waits."""
+    currency_of = {allocation.id: allocation.currency for allocation in would.allocations}
+    pending: dict[Currency | None, int] = defaultdict(int)
+    for tranche in would.tranches:
+        if tranche.released_at is None:
+            pending[currency_of.get(tranche.allocation_id)] += tranche.amount_micro
+    return ", ".join(fmt.money(micro, currency) for currency, micro in pending.items() if micro)
+
+
+def _award_effect(would: AwardOut, name: str, decision: DecisionFields) -> str:
     amounts = ", ".join(fmt.money(micro, currency) for currency, micro in would.amounts.items())
-    pending = sum(tranche.amount_micro for tranche in would.tranches if tranche.released_at is None)
-    later = (
-        f" {fmt.money(pending)} of it wait in tranches released with progress reports."
-        if pending
-        else ""
+    pending = _pending(would)
+    later = f" {pending} of it wait in tranches released with progress reports." if pending else ""
+    proposal = f"proposal {would.proposal_id}, {name}"
+    period = f"{would.starts_at:%Y-%m-%d} to {would.ends_at:%Y-%m-%d}"
+    target = would.allocations[0].id if would.allocations else None
+    if decision.kind is ProposalKind.EXTENSION:
+        was = f" (it now ends on {decision.target.expires_at:%Y-%m-%d})" if decision.target else ""
+        return (
+            f"extend allocation #{target} of project {would.project_id}{was} to end on"
+            f" {would.ends_at:%Y-%m-%d}, for {proposal}. No credits move."
+        )
+    if decision.kind is ProposalKind.SUPPLEMENT:
+        return (
+            f"award {amounts} to {proposal}, into allocation #{target}, which keeps its"
+            f" period, {period}. The credits leave the program's budget for project"
+            f" {would.project_id}'s allocation.{later}"
+        )
+    return (
+        f"award {amounts} to {proposal}, from {period}. The credits leave"
+        f" the program's budget for project {would.project_id}'s allocation.{later}"
     )
+
+
+def confirm_award(would: AwardOut, title: str, decision: DecisionFields) -> ResponseReturnValue:
+    """The award's confirmation page, restating what the rehearsal would create or change."""
     return confirmation(
         title=f"Award proposal {would.proposal_id}?",
-        effect=(
-            f"award {amounts} to proposal {would.proposal_id}, {title or 'Untitled proposal'},"
-            f" from {would.starts_at:%Y-%m-%d} to {would.ends_at:%Y-%m-%d}. The credits leave"
-            f" the program's budget for project {would.project_id}'s allocation.{later}"
-        ),
+        effect=_award_effect(would, title or "Untitled proposal", decision),
         warning="This cannot be undone: an award is not withdrawn, and the applicants are told.",
         confirm_label="Award",
         back=url_for("ui_funder.proposal", proposal_id=would.proposal_id),

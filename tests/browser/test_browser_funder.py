@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import csv
 import io
+from datetime import UTC, datetime, timedelta
 
+from api_world import World, build_world
 from browser_helpers import LiveApp, screenshot, sign_in
 from playwright.sync_api import Page, expect
 from review_funder_scenario import (
@@ -18,6 +20,12 @@ from review_funder_scenario import (
     proposal_status,
     submitted_proposal,
 )
+
+from credits.db import session_scope
+from credits.grants import proposals
+from credits.grants.models import Allocation
+from credits.identity.actor import Actor
+from credits.identity.service import actor_for_email, set_password
 
 pytest_plugins = ["browser_support"]
 MICRO = 1_000_000
@@ -112,3 +120,74 @@ def test_the_dashboard_shows_the_figures_and_exports_csv(page: Page, live_app: L
     rows = list(csv.DictReader(io.StringIO(download.path().read_text(encoding="utf-8"))))
     awarded = [r for r in rows if r["section"] == "balance" and r["metric"] == "awarded_credits"]
     assert awarded == [awarded[0]] and awarded[0]["value"] == "40"
+
+
+def _kinds_world(app: LiveApp) -> tuple[World, int, int, datetime]:
+    """The API world with funder P's password, and project A's submitted supplement (3 GPU
+    credits) and extension (60 days later) of its allocation: (world, ids, the new end)."""
+    with session_scope(app.factory) as session:
+        world = build_world(session)
+        set_password(
+            session, email="funder_p@example.org", password=PASSWORD, actor=Actor.system("tests")
+        )
+        pi = actor_for_email(session, "researcher_a@example.org")
+        day = (session.get_one(Allocation, world.allocation).expires_at + timedelta(days=60)).date()
+        later = datetime(day.year, day.month, day.day, tzinfo=UTC)
+        ids = []
+        for kind, content in (
+            ("supplement", {"requested": {"gpu": 3 * MICRO}}),
+            ("extension", {"ends_at": later}),
+        ):
+            made = proposals.create_proposal(
+                session,
+                program_id=world.program_p,
+                project_id=world.project_a,
+                kind=kind,
+                actor=pi,
+                title=f"A {kind}",
+                abstract="More of the same.",
+                justification="The runs take longer.",
+                allocation_id=world.allocation,
+                **content,
+            )
+            proposals.submit_proposal(session, proposal_id=made.id, actor=pi)
+            ids.append(made.id)
+    return world, ids[0], ids[1], later
+
+
+def _allocation(app: LiveApp, allocation_id: int) -> tuple[int, datetime]:
+    with session_scope(app.factory) as session:
+        allocation = session.get_one(Allocation, allocation_id)
+        return allocation.awarded_micro, allocation.expires_at
+
+
+def test_a_funder_awards_a_supplement_and_an_extension(page: Page, live_app: LiveApp) -> None:
+    world, supplement, extension, later = _kinds_world(live_app)
+    awarded, _ = _allocation(live_app, world.allocation)
+    sign_in(page, live_app, "funder_p@example.org", PASSWORD)
+
+    # A supplement: one amount, in its allocation's currency, and no dates.
+    page.goto(f"{live_app.url}/funder/proposals/{supplement}")
+    expect(page.get_by_label("Award (gpu credits)")).to_have_value("3")
+    expect(page.get_by_label("Award (label credits)")).to_have_count(0)
+    expect(page.get_by_label("Starts on")).to_have_count(0)
+    page.get_by_label("Override reason (only to decide").fill("decided early")
+    page.get_by_role("button", name="Award").click()
+    expect(page.get_by_test_id("confirm-effect")).to_contain_text("award 3 GPU credits")
+    page.get_by_test_id("confirm-page").get_by_role("button", name="Award").click()
+    expect(page.get_by_role("status")).to_contain_text("Awarded")
+    assert _allocation(live_app, world.allocation)[0] == awarded + 3 * MICRO
+
+    # An extension: the new end date only, and no credits.
+    page.goto(f"{live_app.url}/funder/proposals/{extension}")
+    expect(page.get_by_label("New end date")).to_have_value(later.date().isoformat())
+    expect(page.get_by_label("Award (gpu credits)")).to_have_count(0)
+    page.get_by_label("Override reason (only to decide").fill("decided early")
+    page.get_by_role("button", name="Award").click()
+    expect(page.get_by_test_id("confirm-effect")).to_contain_text(
+        f"to end on {later.date().isoformat()}"
+    )
+    screenshot(page, "funder-extension-confirm")
+    page.get_by_test_id("confirm-page").get_by_role("button", name="Award").click()
+    expect(page.get_by_role("status")).to_contain_text("Awarded")
+    assert _allocation(live_app, world.allocation) == (awarded + 3 * MICRO, later)
