@@ -28,7 +28,7 @@ from credits.cli_support import (
     fail,
     reports_errors,
 )
-from credits.datasets import exports, provenance, publishing, queries, service
+from credits.datasets import exports, provenance, publishing, queries, service, uploads
 from credits.datasets.blobs import BlobReader
 from credits.datasets.citation import apa, bibtex
 from credits.datasets.doi import (
@@ -313,25 +313,39 @@ def _chunks(path: Path) -> Iterator[bytes]:
 def upload(
     *, version_ref: str, paths: tuple[Path, ...], name: str | None, max_bytes: int, as_email: str
 ) -> None:
-    """Stream local files into storage and add them to a draft."""
+    """Stream local files into storage and add them to a draft, within
+    CREDITS_DATASET_MAX_VERSION_BYTES for the version's files together."""
     if name is not None and len(paths) != 1:
         fail("--name names one file; give one path with it")
     store = cli_blob_store()
+    max_version_bytes = cli_settings().dataset_max_version_bytes
     with cli_transaction() as session:
         # Refuse before streaming anything: the draft must exist and be the actor's to change.
         version_id = queries.version_id_for(session, version_ref)
-        editable_draft(session, actor_for_email(session, as_email), version_id)
+        actor = actor_for_email(session, as_email)
+        editable_draft(session, actor, version_id)
+    factory = cli_session_factory()
     for path in paths:
         target = safe_file_name(name if name is not None else path.name)
+        # A name taken or a file that cannot fit is refused before it is streamed.
+        uploads.admit_file(
+            factory,
+            actor=actor,
+            version_id=version_id,
+            name=target,
+            size=path.stat().st_size,
+            max_version_bytes=max_version_bytes,
+        )
         blob = store.put_stream(_chunks(path), max_bytes=max_bytes)
-        with cli_transaction() as session:
-            service.add_file(
-                session,
-                version_id=version_id,
-                name=target,
-                blob=blob,
-                actor=actor_for_email(session, as_email),
-            )
+        uploads.attach_blob(
+            factory,
+            store,
+            actor=actor,
+            version_id=version_id,
+            name=target,
+            blob=blob,
+            max_version_bytes=max_version_bytes,
+        )
         click.echo(f"{blob.sha256}  {blob.size:>14,}  {target}")
 
 

@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from credits.datasets.errors import DatasetFileNotFound, FileGone
+from credits.datasets.file_names import file_named, stored_name
 from credits.datasets.models import DatasetDownload, DatasetFile, DatasetVersion, VersionState
 from credits.datasets.schemas import FileOut
 from credits.db import utcnow
@@ -36,7 +37,7 @@ def downloadable_file(
         raise FileGone(
             f"version {version.number} of this dataset was taken down: {version.takedown_reason}"
         )
-    file = next((f for f in version.files if f.name == name), None)
+    file = file_named(version.files, name)
     if file is None:
         raise DatasetFileNotFound(f"this version has no file named {name!r}", name=name)
     return FileOut(
@@ -61,7 +62,9 @@ def record_download(
     the route makes of the client (never the address itself)."""
     at = now or utcnow()
     file = session.scalar(
-        select(DatasetFile).where(DatasetFile.version_id == version_id, DatasetFile.name == name)
+        select(DatasetFile).where(
+            DatasetFile.version_id == version_id, DatasetFile.name == stored_name(name)
+        )
     )
     if file is None:
         raise DatasetFileNotFound(f"this version has no file named {name!r}", name=name)

@@ -32,6 +32,7 @@ from credits.datasets.errors import (
     InvalidMetadata,
     VersionTooLarge,
 )
+from credits.datasets.file_names import file_named
 from credits.datasets.models import (
     TITLE_MAX_LENGTH,
     Dataset,
@@ -374,7 +375,7 @@ def remove_file(session: Session, *, version_id: int, name: str, actor: Actor) -
     Raises DatasetFileNotFound, and VersionImmutable for a version that is not a draft.
     """
     version = editable_draft(session, actor, version_id)
-    file = next((f for f in version.files if f.name == name), None)
+    file = file_named(version.files, name)
     if file is None:
         raise DatasetFileNotFound(f"this version has no file named {name!r}", name=name)
     version.files.remove(file)

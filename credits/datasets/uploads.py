@@ -1,25 +1,38 @@
 """Taking files into a draft: the checks made before a byte is read, attaching a
-stored blob, and removing a blob that no file names any more.
+stored blob, and removing a blob that nothing names any more.
 
 Storage sits outside the database's transactions (an upload can take hours), so
 these open their own short sessions from a factory around the storage calls.
+
+The blob store is shared: a blob may be named by dataset files and by labelling
+items (an image order made from a version's files, or an image uploaded for an
+order, shares the blob of the same bytes). A blob is deleted only when no row of
+either names it, and the check and the deletion hold the blob's lock
+(:func:`hold_blob`), which a file's attachment takes too: an upload of the same
+bytes either names the blob before the check, or finds it gone and is refused.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from credits.datasets import service
 from credits.datasets.drafts import editable_draft
 from credits.datasets.errors import DuplicateFileName, VersionTooLarge
+from credits.datasets.file_names import stored_name
 from credits.datasets.models import DatasetFile
 from credits.datasets.schemas import FileOut
 from credits.db import session_scope
 from credits.identity.actor import Actor
-from credits.storage import BlobStore, StoredBlob, duplicate_names
+from credits.labelling.models import Item
+from credits.storage import BlobStore, StorageUnavailable, StoredBlob, duplicate_names
+
+# The first key of the PostgreSQL advisory locks on blobs (any constant will do: it
+# keeps them apart from other locks of two keys); the second comes from the digest.
+BLOB_LOCK_SPACE = 0x626C6F62  # "blob"
 
 
 def version_too_large(total: int, limit: int) -> VersionTooLarge:
@@ -62,10 +75,12 @@ def attach_blob(
     blob: StoredBlob,
     max_version_bytes: int,
 ) -> FileOut:
-    """Adds a stored blob to the draft; a refusal removes the blob unless a file
-    holds it."""
+    """Adds a stored blob to the draft; a refusal removes the blob unless something
+    else names it. Raises StorageUnavailable (503: send the file again) when the
+    blob was deleted after it was stored, before the file could name it."""
     try:
         with session_scope(factory) as session:
+            hold_blob(session, store, blob.sha256)
             return service.add_file(
                 session,
                 version_id=version_id,
@@ -82,11 +97,11 @@ def attach_blob(
 def detach_file(
     factory: Callable[[], Session], store: BlobStore, *, actor: Actor, version_id: int, name: str
 ) -> None:
-    """Removes the file from the draft, and its bytes when no other file holds them."""
+    """Removes the file from the draft, and its bytes when nothing else names them."""
     with session_scope(factory) as session:
         sha256 = session.scalar(
             select(DatasetFile.sha256).where(
-                DatasetFile.version_id == version_id, DatasetFile.name == name
+                DatasetFile.version_id == version_id, DatasetFile.name == stored_name(name)
             )
         )
         service.remove_file(session, version_id=version_id, name=name, actor=actor)
@@ -94,9 +109,46 @@ def detach_file(
         forget_blob(factory, store, sha256)
 
 
+def hold_blob(session: Session, store: BlobStore, sha256: str) -> None:
+    """Takes the blob's lock until the session's transaction ends, and checks that the
+    bytes are still stored; call it before adding a row that names the blob.
+
+    Raises StorageUnavailable when a removal deleted the blob since it was stored:
+    the bytes must be sent again.
+    """
+    lock_blob(session, sha256)
+    if not store.exists(sha256):
+        raise StorageUnavailable(
+            "the file's bytes were removed from storage before they could be added; "
+            "send the file again"
+        )
+
+
+def lock_blob(session: Session, sha256: str) -> None:
+    """The blob's lock, held until the transaction ends: a PostgreSQL advisory lock
+    (digests that share one only wait for each other); SQLite's writing transactions
+    begin IMMEDIATE and so go one at a time already."""
+    if session.get_bind().dialect.name == "postgresql":
+        key = int(sha256[:8], 16) - 2**31
+        session.execute(
+            text("SELECT pg_advisory_xact_lock(:space, :key)"),
+            {"space": BLOB_LOCK_SPACE, "key": key},
+        )
+
+
+def blob_named(session: Session, sha256: str) -> bool:
+    """Whether any row names the blob: a dataset file (of any version) or a labelling
+    item."""
+    for column in (DatasetFile.sha256, Item.blob_sha256):
+        if session.scalar(select(column).where(column == sha256).limit(1)) is not None:
+            return True
+    return False
+
+
 def forget_blob(factory: Callable[[], Session], store: BlobStore, sha256: str) -> None:
-    """Removes a blob no file row names (an upload refused after it was stored)."""
+    """Deletes a blob that nothing names (an upload refused after it was stored, a
+    removed file), holding its lock from the check to the deletion."""
     with session_scope(factory) as session:
-        held = session.scalar(select(DatasetFile.id).where(DatasetFile.sha256 == sha256).limit(1))
-    if held is None:
-        store.delete(sha256)
+        lock_blob(session, sha256)
+        if not blob_named(session, sha256):
+            store.delete(sha256)

@@ -24,7 +24,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from credits.datasets import provenance, service
+from credits.datasets import provenance, service, uploads
 from credits.datasets.models import DatasetVersion, VersionState
 from credits.grants.models import Allocation
 from credits.identity.actor import Actor
@@ -48,16 +48,24 @@ def deliver_as_dataset(
     actor: Actor,
     now: datetime,
     store: BlobStore | None = None,
+    max_version_bytes: int | None = None,
 ) -> int:
     """Stores the order's annotations file and adds it, with the order as provenance, to
     a draft: a new version of the order's target dataset (its existing draft, when it
     has one), or a new dataset of the project titled after the order. Returns the
-    draft's version id. ``store`` defaults to the configured blob store."""
+    draft's version id. ``store`` defaults to the configured blob store and
+    ``max_version_bytes`` to CREDITS_DATASET_MAX_VERSION_BYTES: a draft the file would
+    take over it is refused with VersionTooLarge (413)."""
+    if store is None or max_version_bytes is None:
+        settings = load_settings()
+        store = store or blob_store_from_settings(settings)
+        if max_version_bytes is None:
+            max_version_bytes = settings.dataset_max_version_bytes
     document = annotations_document(session, order)
-    blob = (store or blob_store_from_settings(load_settings())).put_stream(
-        [document], max_bytes=len(document)
-    )
+    blob = store.put_stream([document], max_bytes=len(document))
     version_id = _draft_for(session, order, actor, now)
+    # Until this transaction ends, a removal elsewhere cannot delete the bytes the file names.
+    uploads.hold_blob(session, store, blob.sha256)
     service.add_file(
         session,
         version_id=version_id,
@@ -65,6 +73,7 @@ def deliver_as_dataset(
         blob=blob,
         actor=actor,
         media_type=MEDIA_TYPE,
+        max_version_bytes=max_version_bytes,
     )
     provenance.record_labelling_order(
         session,

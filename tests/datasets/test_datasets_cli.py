@@ -199,3 +199,26 @@ def test_an_upload_to_a_published_version_is_refused_before_anything_is_stored(
     assert refused.exit_code == 1
     assert refused.output.startswith("error: version 1 of this dataset is published")
     assert not world.store.exists(hashlib.sha256(late.read_bytes()).hexdigest())
+
+
+def test_an_upload_over_the_version_size_limit_is_refused_before_it_is_stored(
+    run: Run, world: DatasetsWorld, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CREDITS_DATASET_MAX_VERSION_BYTES", str(len(CSV) + 5))
+    version_id = _draft(run, world, tmp_path)
+    first = tmp_path / "events.csv"
+    first.write_bytes(CSV)
+    second = tmp_path / "more.csv"
+    second.write_bytes(b"a,b\n1,2\n")
+
+    fits = run("datasets", "upload", version_id, str(first), "--as", "pi@uni.example")
+    refused = run("datasets", "upload", version_id, str(second), "--as", "pi@uni.example")
+
+    assert fits.exit_code == 0, fits.output
+    assert refused.exit_code == 1
+    total = len(CSV) + len(second.read_bytes())
+    assert refused.output == (
+        f"error: the version's files would come to {total:,} bytes, "
+        f"over the limit of {len(CSV) + 5:,}\n"
+    )
+    assert not world.store.exists(hashlib.sha256(second.read_bytes()).hexdigest())
