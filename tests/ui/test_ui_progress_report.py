@@ -13,8 +13,9 @@ from ui_flows import CSRF, client_for, flows_app, text_of
 from ui_sign_in import sign_in_as
 
 from credits.audit.models import AuditEvent
+from credits.formatting import money
 from credits.grants.allocations import release_tranche
-from credits.grants.models import Award, Tranche
+from credits.grants.models import Allocation, Award, Tranche
 from credits.identity.service import actor_for_email
 
 REPORT = "Half of the ensemble runs are done; the rest start next month."
@@ -97,3 +98,23 @@ def test_a_plain_member_sees_no_form_and_is_refused(app: Flask, session: Session
     )
     assert response.status_code == 403
     assert _tranche(session, world).progress_report is None
+
+
+def test_a_pending_tranche_is_stated_in_its_currency_to_the_pi_and_the_funder(
+    app: Flask, session: Session
+) -> None:
+    world = build_world(session)
+    tranche = _tranche(session, world)
+    currency = session.get_one(Allocation, tranche.allocation_id).currency
+    amount = money(tranche.amount_micro, currency)
+    proposal_id = _proposal_of(session, world)
+
+    pi_page = text_of(
+        client_for(app, world, "researcher_a").get(f"/applications/{proposal_id}").text
+    )
+    funder_page = text_of(
+        client_for(app, world, "funder_p").get(f"/funder/proposals/{proposal_id}").text
+    )
+
+    assert f"{amount} wait until the funder approves a progress report" in pi_page
+    assert f"{amount} to allocation #{tranche.allocation_id}" in funder_page
