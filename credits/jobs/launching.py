@@ -46,9 +46,14 @@ def launch_requests(session: Session, only: set[int] | None = None) -> list[Laun
 
 def runtime_left_s(job: Job, runs: list[JobRun]) -> int:
     """Seconds of the job's max runtime its earlier attempts did not use (at least 1)."""
+    return max(1, math.ceil(runtime_left_us(job, runs) / MICROSECONDS))
+
+
+def runtime_left_us(job: Job, runs: list[JobRun]) -> int:
+    """Microseconds of the job's max runtime its earlier attempts did not use (0 or
+    less: none). An attempt that never started used none."""
     before = [run for run in runs if run.attempt < job.attempt]
-    left_us = allowance(job.max_runtime_seconds, before).runtime_us
-    return max(1, math.ceil(left_us / MICROSECONDS))
+    return allowance(job.max_runtime_seconds, before).runtime_us
 
 
 def launch_request(

@@ -22,7 +22,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from credits.db import run_in_transaction
-from credits.jobs.executors.base import Executor, ExecutorError, NodeSlice, Observation
+from credits.jobs.executors.base import Executor, ExecutorError, NodeSlice, Observation, Phase
+from credits.jobs.launching import runtime_left_us
 from credits.jobs.models import Job, JobMove, JobRun, JobState
 from credits.jobs.scheduler import MoveDecision
 from credits.jobs.schemas import ReconcileOut
@@ -203,6 +204,34 @@ def requeue_unlaunched_move(
         reason=f"could not restart on its move target ({reason}); queued again, hold kept",
     )
     return True
+
+
+def requeue_move_ended_unstarted(
+    session: Session, job: Job, run: JobRun, seen: Observation, *, actor: str, now: datetime
+) -> bool:
+    """A move's restart the executor reports ended though it never started could not
+    start either: on Kubernetes its Job's ``activeDeadlineSeconds`` (the runtime the job
+    has left, counted from the Job's creation, not from its pod's start) runs out while
+    its pod is Pending on a target node cordoned or gone, before the start timeout
+    does. The job queues again, hold kept (``requeue_unlaunched_move``). False, so that
+    the observation stands, for any other attempt, a success, a job being cancelled,
+    and a job with no runtime left (its earlier runs used its whole max runtime)."""
+    if (
+        seen.phase is Phase.SUCCEEDED
+        or seen.started_at is not None
+        or run.started_at is not None
+        or job.cancel_requested_at is not None
+    ):
+        return False
+    runs = list(session.scalars(select(JobRun).where(JobRun.job_id == job.id)))
+    if runtime_left_us(job, runs) <= 0:
+        return False
+    reason = f"never started, ended {seen.phase.value}"
+    if seen.reason:
+        reason += f": {seen.reason}"
+    return requeue_unlaunched_move(
+        session, job, reason, actor=actor, now=now, outcome="did not start"
+    )
 
 
 def unstarted_move_restarts(session: Session, job_ids: Collection[int]) -> set[int]:

@@ -48,6 +48,7 @@ from credits.jobs.launching import launch_requests
 from credits.jobs.models import FINAL_STATES, Job, JobEvent, JobRun, JobState
 from credits.jobs.moves import (
     abandon_move,
+    requeue_move_ended_unstarted,
     requeue_unlaunched_move,
     restart_moved,
     stop_moving,
@@ -407,6 +408,8 @@ def _seen(session: Session, job: Job, seen: Observation, now: datetime) -> None:
             at=now,
             reason=f"preempted: {seen.reason or 'by the pool'}; queued again, hold kept",
         )
+        return
+    if requeue_move_ended_unstarted(session, job, run, seen, actor=RECONCILER_ACTOR, now=now):
         return
     state = FINAL_PHASE_STATES.get(seen.phase, JobState.CANCELLED)
     job.exit_code = seen.exit_code

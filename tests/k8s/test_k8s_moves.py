@@ -2,7 +2,8 @@
 reconciler onto the Kubernetes executor and the API emulator: the Job is deleted with the
 job's grace, the job restarts at once on the node the scheduler chose (bound there by
 required node affinity), the blocked whole-node job starts on the node it left, and the
-ledger charges only what ran."""
+ledger charges only what ran; and a restart that never starts (its target cordoned), which
+queues the job again, hold kept, however it ends (start timeout, deadline, deletion)."""
 
 from __future__ import annotations
 
@@ -13,10 +14,12 @@ import pytest
 from jobs_world import RATE, JobsWorld
 from k8s_kube import NAMESPACE, Kube, make_executor, synced
 from k8s_world import kube_world
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from credits.jobs.manifests import STOP_REASON_ANNOTATION
-from credits.jobs.models import JobState
+from credits.jobs.models import JobEvent, JobRun, JobState
+from credits.jobs.schemas import ReconcileOut
 from credits.jobs.transitions import placement_from_json
 from credits.ledger.queries import get_hold
 from credits.ledger.verify import verify_ledger
@@ -185,3 +188,125 @@ def test_a_move_whose_target_node_was_cordoned_queues_the_job_again_and_deletes_
     _cycle(world, kube)
     rerun = world.job(MOVER)
     assert (rerun.state, rerun.attempt) == (JobState.RUNNING.value, 3)
+
+
+def _restart_pending_on_cordoned_target(world: JobsWorld, kube: Kube) -> tuple[str, int]:
+    """The mover (max runtime 3600 s) is moved and its target node cordoned during the
+    grace: its restart, attempt 2, is launched and its pod stays Pending. Returns the
+    target node and the runtime the job has left (the restart's activeDeadlineSeconds,
+    counted by Kubernetes from the Job's creation)."""
+    emu = kube.emu
+    _, other_node = _fragmented(world, kube)
+    emu.set_run_duration(NAMESPACE, kube.name(MOVER, 3), None)
+    _cycle(world, kube)  # the move is decided and the stop asked
+    emu.cordon(other_node)
+    emu.advance(SAVES_IN)
+    _cycle(world, kube)
+    assert (world.job(MOVER).state, world.job(MOVER).attempt) == (JobState.STARTING.value, 2)
+    (pending,) = emu.job_pods(NAMESPACE, kube.name(MOVER, 2))
+    assert pending["status"]["phase"] == "Pending"
+    first = world.runs(MOVER)[0]
+    assert first.started_at is not None and first.stop_requested_at is not None
+    left = 3600 - int((first.stop_requested_at - first.started_at).total_seconds())
+    restart = kube.job(MOVER, 2)
+    assert restart is not None
+    assert restart["spec"]["activeDeadlineSeconds"] == left  # type: ignore[index]
+    return other_node, left
+
+
+def _requeued_with_hold_kept(world: JobsWorld, report: ReconcileOut, why: str) -> None:
+    assert f"{MOVER}:starting->queued" in report.transitions
+    requeued = world.job(MOVER)
+    assert (requeued.state, requeued.attempt) == (JobState.QUEUED.value, 2)
+    assert (requeued.finished_at, requeued.placement_json) == (None, None)
+    runs = world.runs(MOVER)
+    assert [run.outcome for run in runs] == ["preempted", "did not start"]
+    assert runs[1].started_at is None
+    with world.session() as session:
+        hold = get_hold(session, hold_key=requeued.hold_key)
+        assert sum(part.remaining for part in hold.parts) == requeued.hold_micro
+        reasons = list(session.scalars(select(JobEvent.reason).where(JobEvent.job_id == MOVER)))
+    assert f"could not restart on its move target ({why}); queued again, hold kept" in reasons
+
+
+def test_a_move_restart_whose_deadline_passes_while_pending_queues_the_job_again(
+    world: JobsWorld, kube: Kube
+) -> None:
+    """The restart's deadline, the runtime the job has left (less than the start
+    timeout), runs out while its pod is Pending: Kubernetes fails the Job
+    DeadlineExceeded. That attempt never ran, so the job does not time out: it queues
+    again, hold kept, its next attempt gets the whole runtime left and the job is
+    charged only what ran."""
+    emu = kube.emu
+    other_node, left = _restart_pending_on_cordoned_target(world, kube)
+    assert left < 3600
+
+    emu.advance(left)
+    synced(kube)
+    ended = kube.job(MOVER, 2)
+    assert ended is not None
+    assert ended["status"]["conditions"][-1]["reason"] == "DeadlineExceeded"  # type: ignore[index]
+    assert emu.job_pods(NAMESPACE, kube.name(MOVER, 2)) == []
+    report = world.reconcile()
+
+    why = f"never started, ended timed_out: max runtime {left} s reached"
+    _requeued_with_hold_kept(world, report, why)
+
+    emu.cordon(other_node, unschedulable=False)
+    _cycle(world, kube)
+    rerun = world.job(MOVER)
+    assert (rerun.state, rerun.attempt) == (JobState.RUNNING.value, 3)
+    third = kube.job(MOVER, 3)
+    assert third is not None
+    assert third["spec"]["activeDeadlineSeconds"] == left  # type: ignore[index]
+    emu.advance(left + 60)
+    for _ in range(3):
+        _cycle(world, kube)
+    done = world.job(MOVER)
+    assert (done.state, done.released_at is not None) == (JobState.TIMED_OUT.value, True)
+    assert done.charged_micro == -(-SMALL * 3600 * RATE // 3600)  # both runs, no more
+    with world.session() as session:
+        hold = get_hold(session, hold_key=done.hold_key)
+        assert sum(part.remaining for part in hold.parts) == 0
+        assert verify_ledger(session).ok
+
+
+def test_a_move_restart_deleted_outside_the_platform_before_it_started_queues_the_job_again(
+    world: JobsWorld, kube: Kube
+) -> None:
+    """Any other end of a restart never seen started (here its pending Job deleted by
+    someone) is no failure of the user's job either."""
+    _restart_pending_on_cordoned_target(world, kube)
+    kube.emu.delete("jobs", NAMESPACE, kube.name(MOVER, 2), propagation="Foreground")
+    kube.emu.tick()
+    synced(kube)
+
+    report = world.reconcile()
+
+    _requeued_with_hold_kept(
+        world, report, "never started, ended failed: deleted outside the platform"
+    )
+
+
+def test_a_move_restart_that_never_started_times_out_when_the_job_has_no_runtime_left(
+    world: JobsWorld, kube: Kube
+) -> None:
+    """Where the job's earlier runs used its whole max runtime (here its first run's
+    start is put an hour back), queueing it again would be pointless: it times out."""
+    emu = kube.emu
+    _, left = _restart_pending_on_cordoned_target(world, kube)
+    with world.session() as session:
+        first = session.scalars(
+            select(JobRun).where(JobRun.job_id == MOVER, JobRun.attempt == 1)
+        ).one()
+        assert first.started_at is not None
+        first.started_at -= timedelta(seconds=3600)
+        session.commit()
+
+    emu.advance(left)
+    synced(kube)
+    report = world.reconcile()
+
+    assert f"{MOVER}:starting->timed_out" in report.transitions
+    job = world.job(MOVER)
+    assert (job.state, job.reason) == (JobState.TIMED_OUT.value, f"max runtime {left} s reached")
