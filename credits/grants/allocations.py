@@ -2,13 +2,16 @@
 
 An allocation is credits of one currency for one project over one period,
 backed by one ledger allocation account; its status is that account's
-status (active, suspended, expired), which the row mirrors where this module
-changes it. The ledger is the truth for balances: an allocation's
+status (active, suspended, expired), which the row mirrors: the ledger's
+``set_account_status`` updates it with the account, the expiry sweep marks it
+expired. The ledger is the truth for balances: an allocation's
 ``awarded_micro`` is what was promised, released or pending.
 
-- A pending tranche is released by a program owner or ops approving a
-  progress report: one grant from the pool, keyed ``tranche:<id>:release``;
-  the same Idempotency-Key again returns the released tranche.
+- A pending tranche is released by a program owner or ops (not on the
+  project) approving a progress report: one grant from the pool, keyed
+  ``tranche:<id>:release``; the same Idempotency-Key again returns the
+  released tranche. A pending tranche of an archived project is withdrawn:
+  it can no longer be released and no longer holds the program's budget.
 - :func:`expire_allocations` finds allocations past their end whose account
   is not yet expired or still holds unreserved credits, and calls the
   ledger's ``expire_account`` for each; running it again on unchanged state
@@ -30,6 +33,7 @@ from credits.db import utcnow
 from credits.grants.errors import (
     AllocationForbidden,
     InvalidAward,
+    ProjectStatusConflict,
     ProposalForbidden,
     TrancheStatusConflict,
 )
@@ -39,6 +43,7 @@ from credits.grants.models import (
     Award,
     Program,
     Project,
+    ProjectStatus,
     Proposal,
     Tranche,
     TrancheStatus,
@@ -50,7 +55,8 @@ from credits.grants.proposal_queries import (
     render_allocation,
     render_tranche,
 )
-from credits.grants.queries import load_program, owner_ids, pool_code
+from credits.grants.queries import load_program, load_project, owner_ids, pool_code
+from credits.grants.reviews import require_impartial
 from credits.grants.schemas import AllocationOut, TrancheOut
 from credits.identity.access import can_administer_program
 from credits.identity.actor import Actor
@@ -94,16 +100,20 @@ def _audit(
 def _committed_elsewhere(session: Session, program_id: int, currency: str) -> int:
     """Micro-credits the program still owes in pending tranches of one currency.
 
-    A tranche of an allocation that has ended can never be released (its
-    account takes no more grants), so it no longer holds the program's budget.
+    A tranche of an allocation that has ended, or of an archived project, can
+    never be released (archiving is final and refuses releases), so it no
+    longer holds the program's budget; archiving records
+    ``allocation.tranche_withdrawn`` for each, saying where that budget went.
     """
     pending = session.scalar(
         select(func.coalesce(func.sum(Tranche.amount_micro), 0))
         .join(Allocation, Allocation.id == Tranche.allocation_id)
+        .join(Project, Project.id == Allocation.project_id)
         .where(
             Allocation.program_id == program_id,
             Allocation.currency == currency,
             Allocation.expires_at > utcnow(),
+            Project.status != ProjectStatus.ARCHIVED.value,
             Tranche.status == TrancheStatus.PENDING.value,
         )
     )
@@ -209,7 +219,7 @@ def open_allocation(
 
 def suspend_with_project(session: Session, allocation: Allocation, project: Project) -> None:
     """A suspended project's allocation starts suspended (after its grant, which a
-    suspended account would refuse)."""
+    suspended account would refuse); the ledger marks the row suspended with it."""
     set_account_status(
         session,
         account_id=allocation.account_id,
@@ -217,7 +227,6 @@ def suspend_with_project(session: Session, allocation: Allocation, project: Proj
         actor=PLATFORM,
         reason=f"{suspension_reason_prefix(project.id)}: new allocation",
     )
-    allocation.status = AllocationStatus.SUSPENDED.value
 
 
 # Tranches.
@@ -234,11 +243,12 @@ def release_tranche(
 ) -> TrancheOut:
     """Approves a progress report and grants the pending tranche into its allocation.
 
-    A program owner or ops. Appends ``allocation.tranche_released``. The same
-    ``key`` again returns the released tranche. Raises TrancheNotFound,
-    ProposalForbidden, TrancheStatusConflict (released already),
-    InvalidAward (no report), InsufficientCredits, AccountNotActive (the
-    allocation is suspended or has ended).
+    A program owner or ops, not on the project. Appends
+    ``allocation.tranche_released``. The same ``key`` again returns the
+    released tranche. Raises TrancheNotFound, ProposalForbidden,
+    TrancheStatusConflict (released already), ProjectStatusConflict (the
+    project is archived), InvalidAward (no report), InsufficientCredits,
+    AccountNotActive (the allocation is suspended or has ended).
     """
     now = now or utcnow()
     key = journal.check_key(key)
@@ -249,11 +259,14 @@ def release_tranche(
         raise ProposalForbidden(f"only an owner of program {program.id} or ops release tranches")
     if tranche.status == TrancheStatus.RELEASED.value and tranche.release_key == key:
         return render_tranche(tranche)
+    # Approving a project's own progress report is deciding on it.
+    require_impartial(session, actor, allocation.project_id)
     if tranche.status != TrancheStatus.PENDING.value:
         raise TrancheStatusConflict(
             f"tranche {tranche.id} was released at {tranche.released_at}",
             current_status=tranche.status,
         )
+    _require_not_archived(session, allocation.project_id)
     report = progress_report.strip() if isinstance(progress_report, str) else ""
     if not report or len(report) > REPORT_MAX_LENGTH:
         raise InvalidAward(
@@ -288,6 +301,17 @@ def release_tranche(
         amount=tranche.amount_micro,
     )
     return render_tranche(tranche)
+
+
+def _require_not_archived(session: Session, project_id: int) -> None:
+    """The budget stopped counting an archived project's tranches, and may have gone
+    to other awards since: releasing one now would spend it twice."""
+    project = load_project(session, project_id)
+    if project.status == ProjectStatus.ARCHIVED.value:
+        raise ProjectStatusConflict(
+            f"project {project.id} is archived; its pending tranches were withdrawn",
+            current_status=project.status,
+        )
 
 
 # Expiry and adjustments (ops).

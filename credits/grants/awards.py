@@ -1,9 +1,11 @@
 """Decisions: award or reject a proposal; awards become allocations in the ledger.
 
-Who: a program owner or ops. From: ``submitted`` or ``in_review``. A decision
-needs the program's ``min_reviewers`` counted reviews (reviewers who declared
-a conflict do not count) and, to award, a mean of at least the program's
-``min_mean_score``; an ``override_reason`` skips both and is audited.
+Who: a program owner or ops, not on the applying project (the conflict of
+interest that bars its members from reviewing it). From: ``submitted`` or
+``in_review``. A decision needs the program's ``min_reviewers`` counted
+reviews (reviewers who declared a conflict do not count) and, to award, a
+mean of at least the program's ``min_mean_score``; an ``override_reason``
+skips both and is audited.
 
 An award, its allocation rows, its tranches and its ledger transfers are
 written in the caller's one transaction, so they commit together or not at
@@ -72,7 +74,7 @@ from credits.grants.proposals import (
     require_status,
 )
 from credits.grants.queries import load_program, load_project, owner_ids
-from credits.grants.reviews import REVIEWABLE, check_decision_reviews
+from credits.grants.reviews import REVIEWABLE, check_decision_reviews, require_impartial
 from credits.grants.schemas import AwardOut, ProposalOut
 from credits.identity.access import can_administer_program
 from credits.identity.actor import Actor
@@ -174,10 +176,11 @@ def award_proposal(
     no amounts and an ``ends_at`` later than the allocation's. Appends
     ``proposal.awarded``. The same ``key`` again returns the first award.
 
-    Raises ProposalNotFound, ProposalForbidden, ProposalStatusConflict,
-    ProjectStatusConflict (archived), NotEnoughReviews, ScoreBelowMinimum,
-    InvalidAward, InsufficientCredits, AccountNotActive (a supplement into a
-    suspended allocation), InvalidProposal (the named allocation has ended).
+    Raises ProposalNotFound, ProposalForbidden (not an owner or ops, or on the
+    applying project), ProposalStatusConflict, ProjectStatusConflict
+    (archived), NotEnoughReviews, ScoreBelowMinimum, InvalidAward,
+    InsufficientCredits, AccountNotActive (a supplement into a suspended
+    allocation), InvalidProposal (the named allocation has ended).
     """
     now = now or utcnow()
     key = journal.check_key(key)
@@ -188,6 +191,7 @@ def award_proposal(
         replayed := _replay(session, proposal, key, actor, amounts or {})
     ):
         return replayed
+    require_impartial(session, actor, proposal.project_id)
     require_status(proposal, REVIEWABLE, "be awarded")
     # Locked so that a suspension in flight is seen: its allocations start suspended.
     project = load_project(session, proposal.project_id, lock=True)
@@ -386,13 +390,15 @@ def reject_proposal(
     """submitted or in_review → rejected; appends ``proposal.rejected``.
 
     Needs the program's minimum number of reviews, or an override reason.
-    Raises ProposalNotFound, ProposalForbidden, ProposalStatusConflict,
-    NotEnoughReviews, InvalidAward (a reason too long or blank).
+    Raises ProposalNotFound, ProposalForbidden (not an owner or ops, or on the
+    applying project), ProposalStatusConflict, NotEnoughReviews, InvalidAward
+    (a reason too long or blank).
     """
     now = now or utcnow()
     proposal = load_proposal(session, proposal_id, lock=True)
     program = load_program(session, proposal.program_id)
     _require_decider(actor, program)
+    require_impartial(session, actor, proposal.project_id)
     require_status(proposal, REVIEWABLE, "be rejected")
     why = _clean_optional(reason, "reason")
     override = _clean_optional(override_reason, "override_reason")

@@ -10,8 +10,11 @@ Suspending a project suspends each of its active allocation accounts in the
 ledger, so no new hold can be placed on them; unsuspending makes every
 suspended allocation account of the project active again, unless it has
 reached its end date (the expiry sweep takes those). Archiving suspends the
-active allocations too. Members can be added and removed while a project is
-active or suspended, never once it is archived.
+active allocations too, and withdraws the project's pending tranches from the
+program's budget. The ledger keeps each allocation row's status in step with
+its account, and refuses to reactivate an account of a project that is not
+active. Members can be added and removed while a project is active or
+suspended, never once it is archived.
 
 Every function takes the caller's session, checks who is acting and what
 state the project is in before it writes, flushes and never commits, and
@@ -40,7 +43,15 @@ from credits.grants.errors import (
     ProjectForbidden,
     ProjectStatusConflict,
 )
-from credits.grants.models import MemberRole, Project, ProjectMember, ProjectStatus
+from credits.grants.models import (
+    Allocation,
+    MemberRole,
+    Project,
+    ProjectMember,
+    ProjectStatus,
+    Tranche,
+    TrancheStatus,
+)
 from credits.grants.queries import (
     get_project,
     list_projects,
@@ -191,6 +202,40 @@ def _set_allocations(
     for account_id in account_ids:
         set_account_status(
             session, account_id=account_id, status=status, actor=actor, reason=reason
+        )
+
+
+def _withdraw_tranches(session: Session, project: Project, actor: Actor) -> None:
+    """Records, on its allocation, each pending tranche an archive withdraws.
+
+    An archived project's tranche can never be released, so the program's
+    budget stops counting it (:mod:`credits.grants.allocations`); the event
+    tells the funder where that part of the award went.
+    """
+    pending = session.execute(
+        select(Tranche.id, Tranche.amount_micro, Allocation.id, Allocation.currency)
+        .join(Allocation, Allocation.id == Tranche.allocation_id)
+        .where(
+            Allocation.project_id == project.id,
+            # One past its end stopped holding the budget when it ended.
+            Allocation.expires_at > utcnow(),
+            Tranche.status == TrancheStatus.PENDING.value,
+        )
+        .order_by(Tranche.id)
+    )
+    for tranche_id, amount, allocation_id, currency in pending:
+        record_event(
+            session,
+            event_type="allocation.tranche_withdrawn",
+            actor=actor.label,
+            subject_type="allocation",
+            subject_id=str(allocation_id),
+            data={
+                "tranche_id": tranche_id,
+                "amount": amount,
+                "currency": currency,
+                "reason": f"project {project.id} archived",
+            },
         )
 
 
@@ -389,6 +434,9 @@ def unsuspend_project(
             if a.expires_at is None or a.expires_at > now
         ],
     )
+    # Active first: the ledger refuses to reactivate a suspended project's accounts.
+    project.status = ProjectStatus.ACTIVE.value
+    session.flush()
     _set_allocations(
         session,
         accounts,
@@ -396,8 +444,6 @@ def unsuspend_project(
         actor=actor,
         reason=f"project {project.id} unsuspended: {why}",
     )
-    project.status = ProjectStatus.ACTIVE.value
-    session.flush()
     _audit(session, "project.unsuspended", project, actor, reason=why, accounts=accounts)
     return render_project(project)
 
@@ -408,7 +454,9 @@ def archive_project(
     """Archives an active or suspended project for good (ops or its PI).
 
     Its active allocation accounts are suspended so nothing more is spent;
-    members can no longer change. Appends ``project.archived``.
+    members can no longer change. Its pending tranches are withdrawn: they no
+    longer hold the program's budget, and each appends
+    ``allocation.tranche_withdrawn``. Appends ``project.archived``.
 
     Raises ProjectNotFound, ProjectForbidden, ProjectStatusConflict (archived).
     """
@@ -428,6 +476,7 @@ def archive_project(
     previous = project.status
     project.status = ProjectStatus.ARCHIVED.value
     session.flush()
+    _withdraw_tranches(session, project, actor)
     _audit(
         session,
         "project.archived",

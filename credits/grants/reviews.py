@@ -1,9 +1,10 @@
 """Reviews: owners assign reviewers, reviewers score or declare a conflict of interest.
 
-- A program's owner (or ops) assigns a user holding the reviewer role to a
-  submitted or in_review proposal; the first assignment moves it from
-  submitted to in_review. A reviewer who declared a conflict on it, or who is
-  on the applying project, cannot be assigned (ReviewerConflicted).
+- A program's owner (or ops), not on the applying project, assigns a user
+  holding the reviewer role to a submitted or in_review proposal; the first
+  assignment moves it from submitted to in_review. A reviewer who declared a
+  conflict on it, or who is on the applying project, cannot be assigned
+  (ReviewerConflicted).
 - An assigned reviewer declares a conflict; from then on the proposal is out
   of their reach (404 on read) and any review they gave stops counting.
 - An assigned reviewer without a conflict scores an in_review proposal: every
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 from datetime import datetime
+from fractions import Fraction
 from typing import Any
 
 from sqlalchemy import select
@@ -65,6 +67,7 @@ __all__ = [
     "get_review_summary",
     "mean_hundredths",
     "mean_of_reviews",
+    "require_impartial",
     "review_summaries",
     "submit_review",
 ]
@@ -79,15 +82,35 @@ def mean_hundredths(values: list[int]) -> int:
 
 
 def mean_of_reviews(reviews: list[Review]) -> int | None:
-    """The mean of the reviews' means, in hundredths rounded down; None without reviews."""
+    """The mean of the reviews' means, in hundredths rounded down; None without reviews.
+
+    Worked out exactly from each review's scores and rounded once: averaging the
+    stored per-review means (each already rounded down) would round twice, and
+    put a proposal whose true mean is the program's minimum just below it.
+    """
     if not reviews:
         return None
-    return sum(review.mean_score for review in reviews) // len(reviews)
+    exact = sum(Fraction(sum(r.scores.values()), len(r.scores)) for r in reviews)
+    return int(exact * 100 // len(reviews))
 
 
 def _require_decider(actor: Actor, program: Program) -> None:
     if not can_administer_program(actor, owner_ids=owner_ids(program)):
         raise ProposalForbidden(f"only an owner of program {program.id} or ops may do this")
+
+
+def require_impartial(session: Session, actor: Actor, project_id: int) -> None:
+    """Raises ProposalForbidden when the actor is on the applying project.
+
+    The rule that keeps a project's members from reviewing its proposal also
+    keeps them from steering it: no deciding, no picking its reviewers, no
+    releasing its tranches, whatever their role (ops included).
+    """
+    if actor.user_id in member_ids(load_project(session, project_id)):
+        raise ProposalForbidden(
+            f"you are on project {project_id}; another owner of the program or ops "
+            "must decide on it"
+        )
 
 
 def _require_reviewer(session: Session, user_id: int) -> None:
@@ -134,7 +157,8 @@ def assign_reviewer(
     """Asks a reviewer to review the proposal; submitted → in_review on the first one.
 
     Appends ``proposal.reviewer_assigned`` (with ``from`` when the status
-    moved). Raises ProposalNotFound, ProposalForbidden, ProposalStatusConflict
+    moved). Raises ProposalNotFound, ProposalForbidden (not an owner or ops, or
+    on the applying project), ProposalStatusConflict
     (not submitted or in_review), NotAReviewer (a missing user too),
     ReviewerConflicted (declared one, or is on the applying project),
     AlreadyAssigned, InvalidReview (too many reviewers).
@@ -142,6 +166,7 @@ def assign_reviewer(
     now = now or utcnow()
     proposal = load_proposal(session, proposal_id, lock=True)
     _require_decider(actor, load_program(session, proposal.program_id))
+    require_impartial(session, actor, proposal.project_id)
     require_status(proposal, REVIEWABLE, "be assigned reviewers")
     _require_reviewer(session, reviewer_user_id)
     existing = load_assignment(session, proposal.id, reviewer_user_id)

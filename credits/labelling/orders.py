@@ -21,6 +21,8 @@ from sqlalchemy.orm import Session
 from credits.audit.service import canonical_json
 from credits.datasets.models import Dataset
 from credits.errors import InvalidInput
+from credits.grants.errors import ProjectStatusConflict
+from credits.grants.models import Project, ProjectStatus
 from credits.identity.actor import Actor
 from credits.identity.models import Role, User
 from credits.labelling.access import load_order, lock_order
@@ -129,6 +131,17 @@ def _require_project_member(session: Session, actor: Actor, project_id: int) -> 
         from credits.grants.errors import ProjectNotFound  # noqa: PLC0415
 
         raise ProjectNotFound(f"no project has the id {project_id}")
+
+
+def _require_project_active(session: Session, project_id: int) -> None:
+    """A suspended or archived project spends nothing new, as jobs refuse to start;
+    its allocation accounts alone may not say so (one reactivated by hand)."""
+    status = session.scalar(select(Project.status).where(Project.id == project_id))
+    if status != ProjectStatus.ACTIVE.value:
+        raise ProjectStatusConflict(
+            f"project {project_id} is {status} and cannot place labelling orders",
+            current_status=status,
+        )
 
 
 def _check_vendor(session: Session, order: OrderIn, items: Sequence[ItemIn]) -> None:
@@ -248,11 +261,13 @@ def place_order(
 ) -> OrderOut:
     """Holds the quote on the project's labelling credits; the order is then placed.
 
-    Raises OrderStateConflict, InsufficientCredits (402, ``required`` and
-    ``available``; nothing is held), AccountNotActive.
+    Raises OrderStateConflict, ProjectStatusConflict (the project is suspended
+    or archived), InsufficientCredits (402, ``required`` and ``available``;
+    nothing is held), AccountNotActive.
     """
     now = journal.check_time(now)
     order = _lock_for(session, actor, order_id, (S.QUOTED,), "place")
+    _require_project_active(session, order.project_id)
     order.hold_key = f"labelling:{order.id}:hold"
     place_hold(
         session,

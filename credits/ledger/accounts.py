@@ -8,13 +8,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from credits.audit.service import record_event
 from credits.db import utcnow
 from credits.errors import InvalidInput
+from credits.grants.errors import ProjectStatusConflict
+from credits.grants.models import Allocation, Project, ProjectStatus
 from credits.identity.actor import Actor
 from credits.identity.models import Role
 from credits.ledger import journal
@@ -132,9 +134,11 @@ def set_account_status(
 ) -> AccountOut:
     """Suspends or reactivates an account; a suspended account takes no new holds.
 
-    Needs the ops role (or the platform itself) and a reason. Raises
-    StatusChangeForbidden, ReasonRequired,
-    AccountNotFound, InvalidInput (an unknown status).
+    Needs the ops role (or the platform itself) and a reason. An allocation
+    row backed by the account takes the same status. Raises
+    StatusChangeForbidden, ReasonRequired, AccountNotFound, InvalidInput (an
+    unknown status), ProjectStatusConflict (activating an allocation account
+    of a suspended or archived project: unsuspend the project instead).
     """
     if not actor.has_role(Role.OPS) and actor.user_id is not None:
         raise StatusChangeForbidden("only ops may change an account's status")
@@ -144,10 +148,13 @@ def set_account_status(
         raise InvalidInput(f"unknown account status {status!r}") from None
     if not isinstance(reason, str) or not reason.strip():
         raise ReasonRequired("changing an account's status needs a reason")
+    if status is AccountStatus.ACTIVE:
+        _require_project_active(session, get_account(session, account_id=account_id))
     locked = journal.lock_accounts(session, [account_id])[account_id]
     if locked.status == status.value:
         return get_account(session, account_id=account_id)
     session.execute(update(ACCOUNTS).where(ACCOUNTS.c.id == account_id).values(status=status.value))
+    _mirror_on_allocation(session, account_id, status)
     audit_account(
         session,
         account_id,
@@ -156,6 +163,32 @@ def set_account_status(
         {"from": locked.status, "to": status.value, "reason": reason},
     )
     return get_account(session, account_id=account_id)
+
+
+def _require_project_active(session: Session, account: AccountOut) -> None:
+    """Refuses to reactivate an allocation of a project that is not active: holds look
+    only at the account, so that would let a suspended project spend again."""
+    if account.kind is not AccountKind.ALLOCATION or account.project_id is None:
+        return
+    # Locked (before the account, in the order suspend_project takes them) so that a
+    # suspension committing meanwhile is seen. No row: a bare ledger's project tag.
+    project_status = session.scalar(
+        select(Project.status).where(Project.id == account.project_id).with_for_update()
+    )
+    if project_status not in (None, ProjectStatus.ACTIVE.value):
+        raise ProjectStatusConflict(
+            f"account {account.id} is an allocation of project {account.project_id}, "
+            f"which is {project_status}; unsuspend the project instead",
+            current_status=project_status,
+        )
+
+
+def _mirror_on_allocation(session: Session, account_id: int, status: AccountStatus) -> None:
+    """The allocation row backed by the account follows it: the scheduler's fair share
+    reads the row, so a row left behind counts credits wrongly."""
+    session.execute(
+        update(Allocation).where(Allocation.account_id == account_id).values(status=status.value)
+    )
 
 
 def audit_account(

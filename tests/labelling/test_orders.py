@@ -5,22 +5,25 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from labelling_world import CREDIT, SENTIMENT, LabellingWorld, build_world
+from labelling_world import CREDIT, SENTIMENT, SYSTEM, LabellingWorld, build_world
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from credits.audit.models import AuditEvent
 from credits.db import utcnow
 from credits.errors import InvalidInput
+from credits.grants import projects
+from credits.grants.errors import ProjectStatusConflict
 from credits.labelling import deliveries, orders, vendors
 from credits.labelling.errors import AlreadyAnnotated, OrderNotFound, OrderStateConflict
 from credits.labelling.label_schema import AnnotationValue, LabelSchema, SchemaKind
 from credits.labelling.models import Item, PriceUnit, Resolution
 from credits.labelling.queries import get_order
 from credits.labelling.schemas import DeliveryOut, OrderOut, PriceSheetIn
+from credits.ledger import service as ledger
 from credits.ledger.errors import InsufficientCredits
-from credits.ledger.models import HoldPart
-from credits.ledger.queries import get_hold
+from credits.ledger.models import AccountKind, Currency, HoldPart
+from credits.ledger.queries import get_hold, system_account_id
 from credits.ledger.verify import verify_ledger
 
 
@@ -336,3 +339,39 @@ def test_the_schema_refuses_an_unknown_label(session: Session, world: LabellingW
     with pytest.raises(InvalidInput, match="unknown label"):
         _deliver(session, world, order, _items(session, order.id)[0], 1, label="sarcastic")
     assert SENTIMENT.labels[0] == "positive"
+
+
+@pytest.mark.parametrize("project_status", ["suspended", "archived"])
+def test_a_project_that_is_not_active_places_no_orders(
+    session: Session, world: LabellingWorld, project_status: str
+) -> None:
+    order = world.draft(session, items=2, redundancy=1)
+    orders.quote_order(session, order_id=order.id, actor=world.pi)
+    if project_status == "suspended":
+        projects.suspend_project(session, project_id=world.project_id, actor=world.ops, reason="x")
+    else:
+        projects.archive_project(session, project_id=world.project_id, actor=world.pi)
+    # Label credits the project could still reach: an account the ledger opened later.
+    fresh = ledger.open_account(
+        session,
+        code="late-labels",
+        currency=Currency.LABEL,
+        project_id=world.project_id,
+        actor=SYSTEM,
+    )
+    ledger.grant(
+        session,
+        key="late-labels-fund",
+        from_account_id=system_account_id(session, AccountKind.SOURCE, Currency.LABEL),
+        to_account_id=fresh.id,
+        amount=10 * CREDIT,
+        actor=SYSTEM,
+    )
+    parts = session.scalar(select(func.count()).select_from(HoldPart))
+
+    with pytest.raises(ProjectStatusConflict, match=f"is {project_status}") as refused:
+        orders.place_order(session, order_id=order.id, actor=world.pi)
+
+    assert refused.value.status == 409
+    assert session.scalar(select(func.count()).select_from(HoldPart)) == parts
+    assert _current(session, world, order.id).status == "quoted"
