@@ -39,6 +39,7 @@ from admin_ui.web import (
     transaction,
 )
 from credits import formatting as fmt
+from credits.api.auth import session_factory
 from credits.api.datasets import blob_store
 from credits.errors import CreditsError, InvalidInput, NotFound
 from credits.grants.queries import MAX_PAGE
@@ -52,6 +53,7 @@ from credits.labelling.models import SourceKind
 from credits.labelling.queries import list_orders
 from credits.labelling.schemas import ItemIn, OrderIn, OrderSource
 from credits.ledger.errors import InsufficientCredits
+from credits.storage import StorageUnavailable
 
 blueprint = Blueprint("ui_labelling", __name__)
 T = TypeVar("T")
@@ -129,12 +131,18 @@ def create_order() -> ResponseReturnValue:
     if form.order is None:
         return _form_page(form, error=_FIX, status=422)
     try:
+        # Images are stored before the order's transaction: a refusal removes what it
+        # stored in sessions of its own (items_from_images).
+        images = _image_items() if form.values["source"] == "images" else None
         with transaction() as db:
-            items, source = _items(db, me, form.order, form.values)
+            items, source = images or _items(db, me, form.order, form.values)
             created = orders.create_order(
-                db, order=form.order, items=items, source=source, actor=me
+                db, order=form.order, items=items, source=source, actor=me, store=blob_store()
             )
     except CreditsError as refusal:
+        if isinstance(refusal, StorageUnavailable):  # an image's bytes were removed meanwhile
+            images_sent = form.values["source"] == "images"
+            refusal.extra.setdefault("field", "image_files" if images_sent else "version_id")
         form.errors[refusal_field(refusal)] = str(refusal)
         return _form_page(form, error=_FIX, status=422)
     except ValidationError as invalid:  # items the service re-validates
@@ -147,7 +155,8 @@ def create_order() -> ResponseReturnValue:
 def _items(
     db: Session, me: Actor, order: OrderIn, values: dict[str, str]
 ) -> tuple[list[ItemIn], OrderSource]:
-    """The order's items from what the form chose. Raises CreditsError naming the field."""
+    """The order's items from a file the form uploaded or a dataset version it chose
+    (images: :func:`_image_items`). Raises CreditsError naming the field."""
     source = values["source"]
     if source == "dataset":
         version = _version_id(values["version_id"])
@@ -160,14 +169,6 @@ def _items(
                 schema=order.label_schema,
                 store=blob_store(),
             )
-    if source == "images":
-        files = [file for file in request.files.getlist("image_files") if file.filename]
-        if not files:
-            raise _missing("image_files", "choose one or more image files")
-        images = [(file.filename or "", file.read()) for file in files]
-        with _on_field(lambda _: "image_files"):
-            found = item_sources.items_from_images(blob_store(), images)
-        return found, OrderSource(kind=SourceKind.UPLOAD, name=f"{len(files)} images")
     upload = request.files.get("items_file")
     if not isinstance(upload, FileStorage) or not upload.filename:
         raise _missing("items_file", "choose a CSV or JSON Lines file of items")
@@ -177,6 +178,18 @@ def _items(
             upload.read(), file_name=name, schema=order.label_schema
         )
     return found, OrderSource(kind=SourceKind.UPLOAD, name=name)
+
+
+def _image_items() -> tuple[list[ItemIn], OrderSource]:
+    """The order's items from the uploaded image files, stored. Raises CreditsError
+    naming the field."""
+    files = [file for file in request.files.getlist("image_files") if file.filename]
+    if not files:
+        raise _missing("image_files", "choose one or more image files")
+    images = [(file.filename or "", file.read()) for file in files]
+    with _on_field(lambda _: "image_files"):
+        found = item_sources.items_from_images(blob_store(), images, factory=session_factory())
+    return found, OrderSource(kind=SourceKind.UPLOAD, name=f"{len(files)} images")
 
 
 @contextmanager

@@ -25,6 +25,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from credits.datasets import provenance, service, uploads
+from credits.datasets.doi import DoiHook, doi_registrar_from_settings
 from credits.datasets.models import DatasetVersion, VersionState
 from credits.grants.models import Allocation
 from credits.identity.actor import Actor
@@ -49,21 +50,27 @@ def deliver_as_dataset(
     now: datetime,
     store: BlobStore | None = None,
     max_version_bytes: int | None = None,
+    dois: DoiHook | None = None,
 ) -> int:
     """Stores the order's annotations file and adds it, with the order as provenance, to
     a draft: a new version of the order's target dataset (its existing draft, when it
     has one), or a new dataset of the project titled after the order. Returns the
     draft's version id. ``store`` defaults to the configured blob store and
     ``max_version_bytes`` to CREDITS_DATASET_MAX_VERSION_BYTES: a draft the file would
-    take over it is refused with VersionTooLarge (413)."""
-    if store is None or max_version_bytes is None:
+    take over it is refused with VersionTooLarge (413).
+
+    ``dois`` defaults to the configured DOI registrar (none when DOIs are off): a
+    draft this makes has its DOI written, pending, in this transaction as the API and
+    the CLI do, and the DOI sweep reserves it at DataCite."""
+    if store is None or max_version_bytes is None or dois is None:
         settings = load_settings()
         store = store or blob_store_from_settings(settings)
         if max_version_bytes is None:
             max_version_bytes = settings.dataset_max_version_bytes
+        dois = dois or doi_registrar_from_settings(settings)
     document = annotations_document(session, order)
     blob = store.put_stream([document], max_bytes=len(document))
-    version_id = _draft_for(session, order, actor, now)
+    version_id = _draft_for(session, order, actor, now, dois)
     # Until this transaction ends, a removal elsewhere cannot delete the bytes the file names.
     uploads.hold_blob(session, store, blob.sha256)
     service.add_file(
@@ -91,10 +98,12 @@ def charged_micro(order: Order) -> int:
     return order.captured_micro + order.overage_micro - order.refunded_micro
 
 
-def _draft_for(session: Session, order: Order, actor: Actor, now: datetime) -> int:
+def _draft_for(
+    session: Session, order: Order, actor: Actor, now: datetime, dois: DoiHook | None
+) -> int:
     if order.target_dataset_id is None:
         created = service.create_dataset(
-            session, project_id=order.project_id, title=order.title, actor=actor, now=now
+            session, project_id=order.project_id, title=order.title, actor=actor, now=now, dois=dois
         )
         return created.id
     # One draft per dataset: an open one takes the delivery rather than refusing it.
@@ -106,7 +115,9 @@ def _draft_for(session: Session, order: Order, actor: Actor, now: datetime) -> i
     )
     if draft is not None:
         return draft
-    return service.new_version(session, dataset_id=order.target_dataset_id, actor=actor, now=now).id
+    return service.new_version(
+        session, dataset_id=order.target_dataset_id, actor=actor, now=now, dois=dois
+    ).id
 
 
 def _program_of(session: Session, order: Order) -> int | None:

@@ -13,13 +13,15 @@ import csv
 import hashlib
 import io
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, BinaryIO
 
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
+from credits.datasets import uploads
 from credits.datasets.blobs import read_head
+from credits.datasets.file_names import file_named, stored_name
 from credits.datasets.models import DatasetFile, DatasetVersion, VersionState
 from credits.errors import InvalidInput
 from credits.identity.access_datasets import load_version, require_manager
@@ -256,16 +258,27 @@ def image_media_type(head: bytes) -> str | None:
 
 
 def items_from_images(
-    store: BlobStore, files: Iterable[tuple[str, BinaryIO | bytes]]
+    store: BlobStore,
+    files: Iterable[tuple[str, BinaryIO | bytes]],
+    *,
+    factory: Callable[[], Session] | None = None,
 ) -> list[ItemIn]:
     """Stores each image (PNG, JPEG, GIF or WebP, by its bytes) and returns an item per
-    file, its name as the item's id. A refusal removes the blobs this call added."""
+    file, its name as the item's id.
+
+    A refusal removes the blobs this call added unless something names them by then
+    (a dataset file or an order's item may have taken the same bytes meanwhile):
+    :func:`credits.datasets.uploads.forget_blob`, in sessions from ``factory``, so
+    call it outside a writing transaction. Without a factory nothing can be checked
+    and the blobs are left in the store.
+    """
     added: list[str] = []
     try:
         return _store_images(store, files, added)
     except BaseException:
-        for sha256 in added:
-            store.delete(sha256)
+        if factory is not None:
+            for sha256 in added:
+                uploads.forget_blob(factory, store, sha256)
         raise
 
 
@@ -354,19 +367,22 @@ def items_from_dataset_version(
 
 
 def _version_file(version: DatasetVersion, file_name: str) -> DatasetFile:
-    for file in version.files:
-        if file.name == file_name:
-            return file
-    raise InvalidInput(f"version {version.number} of this dataset has no file {file_name!r}")
+    """The version's file of that name in any Unicode form (names are stored in NFC)."""
+    file = file_named(version.files, file_name)
+    if file is None:
+        raise InvalidInput(f"version {version.number} of this dataset has no file {file_name!r}")
+    return file
 
 
 def _version_images(version: DatasetVersion, folder: str | None, store: BlobStore) -> list[ItemIn]:
-    prefix = None if folder is None else folder.rstrip("/") + "/"
+    # The folder is compared in NFC, the form the files' names are stored in.
+    name = None if folder is None else stored_name(folder)
+    prefix = None if name is None else name.rstrip("/") + "/"
     chosen = [
         file
         for file in version.files
         if file.media_type.startswith("image/")
-        and (prefix is None or file.name == folder or file.name.startswith(prefix))
+        and (prefix is None or file.name == name or file.name.startswith(prefix))
     ]
     items = []
     for file in chosen:

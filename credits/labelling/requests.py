@@ -131,6 +131,7 @@ def create_order(
         source=source,
         actor=actor,
         request_key=request_key,
+        store=store,
     )
 
 

@@ -15,7 +15,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from credits.app import create_app
 from credits.datasets import exports, publishing, queries, service
-from credits.datasets.models import Dataset, DatasetProvenance, ProvenanceKind
+from credits.datasets.models import (
+    Dataset,
+    DatasetDoi,
+    DatasetProvenance,
+    DatasetVersion,
+    ProvenanceKind,
+)
 from credits.datasets.schemas import VersionOut
 from credits.db import utcnow
 from credits.grants import awards, funding, programs, proposals
@@ -445,3 +451,33 @@ def test_an_annotator_keeps_one_pseudonym_in_an_order_across_a_key_rotation(
     # The rotation did change what a new annotator's pseudonym derives from.
     assert deliveries.pseudonym(order.id, "user:1") != before
     assert newcomer == deliveries.pseudonym(order.id, "user:2")
+
+
+# DOIs: a delivered draft is saved as the API's and the CLI's drafts are.
+
+DATACITE = {
+    "CREDITS_DATACITE_URL": "https://api.test.datacite.org",
+    "CREDITS_DATACITE_REPOSITORY_ID": "CREDITS.TEST",
+    "CREDITS_DATACITE_PASSWORD": "secret",
+    "CREDITS_DATACITE_PREFIX": "10.5072",
+    "CREDITS_PUBLIC_URL": BASE,
+}
+
+
+@pytest.mark.parametrize("into", ["a new dataset", "the next version of a dataset"])
+def test_with_dois_on_the_delivered_draft_has_its_doi_due_for_reservation(
+    session: Session, world: LabellingWorld, monkeypatch: pytest.MonkeyPatch, into: str
+) -> None:
+    target = (
+        None
+        if into == "a new dataset"
+        else _published_dataset(session, world, blob_store_from_settings(load_settings()))
+    )
+    for name, value in DATACITE.items():
+        monkeypatch.setenv(name, value)
+
+    _, version_id = _accepted(session, world, target_dataset_id=target)
+
+    record = session.get_one(DatasetDoi, version_id)
+    version = session.get_one(DatasetVersion, version_id)
+    assert (record.doi, record.pending) == (f"10.5072/{version.public_id}", True)

@@ -6,11 +6,13 @@ import hashlib
 import io
 import json
 import re
+import unicodedata
+from collections.abc import Iterator
 
 import pytest
 from datasets_world import ENERGY, DatasetsWorld
 from datasets_world import build_world as build_datasets_world
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from credits.datasets import publishing, service
 from credits.datasets.errors import VersionNotFound
@@ -188,13 +190,38 @@ def test_images_are_stored_and_typed_by_their_bytes_not_their_names() -> None:
     assert b"".join(store.open_range(items[1].blob_sha256 or "")) == JPEG
 
 
-def test_a_file_that_is_not_an_image_refuses_the_batch_and_leaves_no_new_blob() -> None:
+def test_a_file_that_is_not_an_image_refuses_the_batch_and_leaves_no_new_blob(
+    joined_session_factory: sessionmaker[Session],
+) -> None:
     store = blob_store_for_url("memory://labelling-items-refused")
     with pytest.raises(
         InvalidInput, match=re.escape("file 'notes.png': not a PNG, JPEG, GIF or WebP")
     ):
-        items_from_images(store, [("ok.png", PNG), ("notes.png", b"%PDF-1.7 not an image")])
+        items_from_images(
+            store,
+            [("ok.png", PNG), ("notes.png", b"%PDF-1.7 not an image")],
+            factory=joined_session_factory,
+        )
     assert not store.exists(hashlib.sha256(PNG).hexdigest())
+
+
+def test_a_refused_batch_keeps_a_new_blob_that_a_dataset_file_took_meanwhile(
+    session: Session, joined_session_factory: sessionmaker[Session], datasets: DatasetsWorld
+) -> None:
+    draft = datasets.draft(session)
+
+    def files() -> Iterator[tuple[str, bytes]]:
+        yield "cat.png", PNG  # stored by the batch, new to the store …
+        # … and an upload of the same bytes to a draft names them before the batch ends.
+        blob = datasets.store.put_stream([PNG], max_bytes=len(PNG))
+        service.add_file(session, version_id=draft.id, name="cat.png", blob=blob, actor=datasets.pi)
+        session.flush()
+        yield "notes.png", b"%PDF-1.7 not an image"
+
+    with pytest.raises(InvalidInput, match="not a PNG"):
+        items_from_images(datasets.store, files(), factory=joined_session_factory)
+
+    assert datasets.store.exists(hashlib.sha256(PNG).hexdigest())
 
 
 def test_images_that_are_too_large_twice_named_or_none_are_refused() -> None:
@@ -311,6 +338,34 @@ def test_an_image_schema_takes_every_image_of_the_version_sharing_its_blobs(
     assert source.name is None
     in_folder, _ = _from_version(session, datasets, version_id, "pets", schema=ANIMALS)
     assert [i.external_id for i in in_folder] == ["pets/cat.png", "pets/dog.jpg"]
+
+
+# "é" as macOS sends it: "e" and a combining acute accent (NFD); names are stored in NFC.
+def _decomposed(name: str) -> str:
+    return unicodedata.normalize("NFD", name)
+
+
+def test_a_file_named_in_another_unicode_form_gives_its_items(
+    session: Session, datasets: DatasetsWorld
+) -> None:
+    version_id = _published(session, datasets, **{"critiqu\u00e9s.csv": REVIEWS})
+
+    items, _ = _from_version(session, datasets, version_id, _decomposed("critiqu\u00e9s.csv"))
+
+    assert [i.external_id for i in items] == ["r1", "r2"]
+
+
+def test_a_folder_named_in_another_unicode_form_gives_its_images(
+    session: Session, datasets: DatasetsWorld
+) -> None:
+    files = {"b\u00eates__cat.png": PNG, "b\u00eates__dog.jpg": JPEG, "other.gif": GIF}
+    version_id = _published(session, datasets, **files)
+
+    in_folder, _ = _from_version(
+        session, datasets, version_id, _decomposed("b\u00eates"), schema=ANIMALS
+    )
+
+    assert [i.external_id for i in in_folder] == ["b\u00eates/cat.png", "b\u00eates/dog.jpg"]
 
 
 def test_an_image_named_as_one_whose_bytes_are_not_is_refused(

@@ -2,29 +2,43 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from datetime import timedelta
 
 import pytest
 from labelling_world import CREDIT, SENTIMENT, SYSTEM, LabellingWorld, build_world
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from racing import committing_factory
+from sqlalchemy import create_engine, func, select
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session, sessionmaker
 
 from credits.audit.models import AuditEvent
-from credits.db import utcnow
+from credits.datasets import service as dataset_service
+from credits.datasets import uploads
+from credits.db import session_scope, utcnow
 from credits.errors import InvalidInput
 from credits.grants import projects
 from credits.grants.errors import ProjectStatusConflict
 from credits.labelling import deliveries, orders, vendors
 from credits.labelling.errors import AlreadyAnnotated, OrderNotFound, OrderStateConflict
+from credits.labelling.items import items_from_dataset_version, items_from_images
 from credits.labelling.label_schema import AnnotationValue, LabelSchema, SchemaKind
-from credits.labelling.models import Item, PriceUnit, Resolution
+from credits.labelling.models import Item, Order, PriceUnit, Resolution, SourceKind
 from credits.labelling.queries import get_order
-from credits.labelling.schemas import DeliveryOut, OrderOut, PriceSheetIn
+from credits.labelling.schemas import (
+    DeliveryOut,
+    ItemIn,
+    OrderIn,
+    OrderOut,
+    OrderSource,
+    PriceSheetIn,
+)
 from credits.ledger import service as ledger
 from credits.ledger.errors import InsufficientCredits
 from credits.ledger.models import AccountKind, Currency, HoldPart
 from credits.ledger.queries import get_hold, system_account_id
 from credits.ledger.verify import verify_ledger
+from credits.storage import BlobStore, StorageUnavailable, blob_store_for_url
 
 
 @pytest.fixture
@@ -375,3 +389,104 @@ def test_a_project_that_is_not_active_places_no_orders(
     assert refused.value.status == 409
     assert session.scalar(select(func.count()).select_from(HoldPart)) == parts
     assert _current(session, world, order.id).status == "quoted"
+
+
+# An image order and removals of the same bytes elsewhere.
+
+PETS = LabelSchema(kind=SchemaKind.IMAGE_CLASSIFICATION, labels=["cat", "dog"])
+PNG = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR" + bytes(20)
+
+
+def _image_order(
+    session: Session, world: LabellingWorld, items: Sequence[ItemIn], store: BlobStore
+) -> OrderOut:
+    order = OrderIn(
+        project_id=world.project_id, vendor_id=world.vendor.id, title="Pets", label_schema=PETS
+    )
+    source = OrderSource(kind=SourceKind.UPLOAD, name="pets")
+    return orders.create_order(
+        session, order=order, items=items, source=source, actor=world.pi, store=store
+    )
+
+
+def _count(session: Session, model: type[Order] | type[Item]) -> int:
+    return session.scalar(select(func.count()).select_from(model)) or 0
+
+
+def test_an_image_order_whose_bytes_a_removal_deleted_meanwhile_is_refused_and_adds_nothing(
+    session: Session, world: LabellingWorld
+) -> None:
+    store = blob_store_for_url(f"memory://orders-removed-{id(session)}")
+    items = items_from_images(store, [("cat.png", PNG), ("dog.png", PNG + b"!")])
+    # A draft's file of the same bytes is removed after the upload and before the order.
+    store.delete(items[1].blob_sha256 or "")
+    before = (_count(session, Order), _count(session, Item))
+
+    with pytest.raises(StorageUnavailable, match=r"image 'dog\.png' were removed") as refused:
+        _image_order(session, world, items, store)
+
+    assert "send the images again" in refused.value.detail
+    assert (_count(session, Order), _count(session, Item)) == before
+
+
+@pytest.mark.postgres
+def test_an_uncommitted_image_order_keeps_a_removal_from_deleting_its_bytes_on_postgresql(
+    pg_session: Session, postgres_url: str
+) -> None:
+    world = build_world(pg_session)
+    store = blob_store_for_url(f"memory://orders-held-{id(pg_session)}")
+    items = items_from_images(store, [("cat.png", PNG)])
+    _image_order(pg_session, world, items, store)  # its transaction is still open
+    sha256 = items[0].blob_sha256 or ""
+    engine = create_engine(postgres_url, connect_args={"options": "-c lock_timeout=200"})
+    try:
+        with pytest.raises(OperationalError, match="lock timeout"):
+            uploads.forget_blob(sessionmaker(engine), store, sha256)
+    finally:
+        engine.dispose()
+
+    assert store.exists(sha256)
+
+
+@pytest.fixture
+def committing() -> Iterator[sessionmaker[Session]]:
+    """A throwaway migrated PostgreSQL database: this commits for real."""
+    yield from committing_factory(2)
+
+
+@pytest.mark.postgres
+def test_an_uncommitted_order_of_a_drafts_images_holds_off_their_removal_on_postgresql(
+    committing: sessionmaker[Session],
+) -> None:
+    store = blob_store_for_url(f"memory://orders-draft-held-{id(committing)}")
+    with session_scope(committing) as session:
+        world = build_world(session)
+        draft = dataset_service.create_dataset(
+            session, project_id=world.project_id, title="Pets", actor=world.pi
+        )
+        blob = store.put_stream([PNG], max_bytes=len(PNG))
+        dataset_service.add_file(
+            session, version_id=draft.id, name="cat.png", blob=blob, actor=world.pi
+        )
+    bind = committing.kw["bind"]
+    impatient = create_engine(bind.url, connect_args={"options": "-c lock_timeout=200"})
+    with committing() as order_session:
+        items, _ = items_from_dataset_version(
+            order_session, world.pi, version_id=draft.id, file_name=None, schema=PETS, store=store
+        )
+        _image_order(order_session, world, items, store)  # its transaction is still open
+        try:
+            with pytest.raises(OperationalError, match="lock timeout"):
+                uploads.detach_file(
+                    sessionmaker(impatient),
+                    store,
+                    actor=world.pi,
+                    version_id=draft.id,
+                    name="cat.png",
+                )
+        finally:
+            impatient.dispose()
+        order_session.commit()
+
+    uploads.detach_file(committing, store, actor=world.pi, version_id=draft.id, name="cat.png")
+    assert store.exists(blob.sha256)
