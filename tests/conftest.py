@@ -47,6 +47,14 @@ def pytest_configure(config: pytest.Config) -> None:
     config.option.basetemp = str(session_temp / "basetemp")
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``slow`` first, the rest in their order: workers take tests in
+    this order, and a minute-long test taken last keeps the whole run waiting for it
+    while the other workers sit idle."""
+    del config
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
     session_temp = getattr(config, _SESSION_TEMP, None)
     if session_temp is not None:

@@ -68,6 +68,7 @@ def _violations(page: Page, axe_source: str) -> list[dict[str, Any]]:
     return found
 
 
+@pytest.mark.slow
 def test_no_page_of_any_persona_has_a_serious_accessibility_violation(
     chromium: Browser, live_app: LiveApp, axe_source: str
 ) -> None:

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 
+import pytest
 from browser_helpers import FLAVOUR, LiveApp, screenshot, sign_in
 from playwright.sync_api import Browser, Page, expect
 from review_funder_scenario import FUNDER, PASSWORD, RESEARCHER, REVIEWER, people
@@ -98,6 +99,7 @@ def _cells(page: Page, table: str, row_text: str) -> list[str]:
     return [cell.strip() for cell in row.locator("td").all_inner_texts()]
 
 
+@pytest.mark.slow
 def test_the_whole_journey_from_a_program_to_its_usage(
     chromium: Browser, live_app: LiveApp
 ) -> None:

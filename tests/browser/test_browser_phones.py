@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
 from browser_helpers import SCREENSHOTS, LiveApp
 from persona_walk import seed, walk
 from playwright.sync_api import Browser
@@ -40,6 +41,7 @@ def _file_name(persona: str, path: str) -> str:
     return f"phone-{persona}-{re.sub(r'[^a-z0-9]+', '-', path.lower()).strip('-') or 'home'}.png"
 
 
+@pytest.mark.slow
 def test_no_page_of_any_persona_scrolls_sideways_on_a_phone(
     chromium: Browser, live_app: LiveApp, tmp_path: Path
 ) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -67,6 +68,7 @@ def test_a_finished_runs_records_add_up_to_its_exact_price_rounded_up_once(
     assert len({r["record_id"] for r in records}) == len(records)
 
 
+@pytest.mark.slow
 @settings(max_examples=200, deadline=None)
 @given(spans, st.lists(st.integers(min_value=0, max_value=3 * 86_400 * MICROSECONDS), max_size=6))
 def test_metering_while_running_then_at_the_end_writes_the_same_records_as_once(
