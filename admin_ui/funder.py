@@ -38,11 +38,10 @@ from credits.grants import awards, funding, reviews
 from credits.grants import programs as program_service
 from credits.grants.models import MAX_REVIEWERS
 from credits.grants.queries import MAX_PAGE, load_project
-from credits.grants.schemas import AllocationOut, AwardOut, ProgramOut, ProposalOut
+from credits.grants.schemas import AwardOut, ProgramOut, ProposalOut
 from credits.identity.access import get_administered_program, list_administered_programs
 from credits.identity.access_proposals import (
     Queue,
-    get_allocation_for_actor,
     get_award_of_proposal,
     get_queued_proposal,
 )
@@ -91,18 +90,6 @@ def _proposal(db: Session, me: Actor, proposal_id: int) -> tuple[ProposalOut, Pr
     except NotFound:
         abort(404)
     return proposal, _program(db, me, proposal.program_id)
-
-
-def _decision(db: Session, me: Actor, proposal: ProposalOut) -> views.DecisionFields:
-    """The decision form of the proposal's kind, with the allocation a supplement or
-    extension names."""
-    target: AllocationOut | None = None
-    if proposal.allocation_id is not None:
-        try:
-            target = get_allocation_for_actor(db, me, proposal.allocation_id)
-        except NotFound:
-            target = None
-    return views.decision_fields(proposal, target)
 
 
 # Programs.
@@ -379,7 +366,7 @@ def _proposal_page(
             "values": views.decision_defaults(proposal),
             "errors": {},
             "award_key": new_key(),
-            "decision": _decision(db, me, proposal),
+            "decision": views.decision_for(db, me, proposal),
             "hundredths": hundredths,
             "tranche_note": views.tranche_note(program),
         } | overrides
@@ -424,7 +411,7 @@ def award(proposal_id: int) -> ResponseReturnValue:
     me = _funder()
     with transaction() as db:
         proposal = _proposal(db, me, proposal_id)[0]
-        decision = _decision(db, me, proposal)
+        decision = views.decision_for(db, me, proposal)
     names = ["reason", "override_reason", "key", *decision.names]
     form = {name: request.form.get(name, "") for name in names}
     errors: dict[str, str] = {}

@@ -23,6 +23,7 @@ from admin_ui.confirm import confirmation
 from admin_ui.grants_forms import new_key
 from credits import formatting as fmt
 from credits.db import utcnow
+from credits.errors import NotFound
 from credits.grants import reviews
 from credits.grants.models import ProposalKind, ProposalStatus, TrancheStatus
 from credits.grants.queries import titles_of_projects
@@ -33,7 +34,11 @@ from credits.grants.schemas import (
     ProposalOut,
     ReviewSummary,
 )
-from credits.identity.access_proposals import Queue, list_queued_proposals
+from credits.identity.access_proposals import (
+    Queue,
+    get_allocation_for_actor,
+    list_queued_proposals,
+)
 from credits.identity.actor import Actor
 from credits.identity.models import Role
 from credits.identity.service import list_users
@@ -137,6 +142,18 @@ class DecisionFields:
         if self.currencies:
             fields["amounts"] = f"amount_{self.currencies[0]}"
         return fields
+
+
+def decision_for(db: Session, me: Actor, proposal: ProposalOut) -> DecisionFields:
+    """The decision form of the proposal's kind, with the allocation a supplement or
+    extension names (None when the funder may not see it)."""
+    target: AllocationOut | None = None
+    if proposal.allocation_id is not None:
+        try:
+            target = get_allocation_for_actor(db, me, proposal.allocation_id)
+        except NotFound:
+            target = None
+    return decision_fields(proposal, target)
 
 
 def decision_fields(proposal: ProposalOut, target: AllocationOut | None) -> DecisionFields:

@@ -44,10 +44,16 @@ from credits.jobs.executors.base import (
     Observation,
     Phase,
 )
+from credits.jobs.job_rows import (
+    RECONCILER_ACTOR,
+    current_run,
+    end_run,
+    finish_job,
+    locked_job,
+)
 from credits.jobs.launching import launch_requests
 from credits.jobs.models import FINAL_STATES, Job, JobEvent, JobRun, JobState
 from credits.jobs.moves import (
-    abandon_move,
     requeue_move_ended_unstarted,
     requeue_unlaunched_move,
     restart_moved,
@@ -59,7 +65,6 @@ from credits.jobs.settlement import settle_job
 from credits.jobs.transitions import move
 from credits.metering.job_records import meter_active_jobs
 
-RECONCILER_ACTOR = "system:reconciler"
 DEFAULT_INTERVAL_S = 60
 DEFAULT_START_TIMEOUT_S = 3600.0
 # Any constant will do; every reconcile takes the same PostgreSQL advisory lock.
@@ -155,12 +160,12 @@ def _fail_unlaunchable(
     returns "queued" then."""
 
     def fail(session: Session) -> str | None:
-        job = _locked(session, request.job_id)
+        job = locked_job(session, request.job_id)
         if job.state != JobState.STARTING.value or job.attempt != request.attempt:
             return None
         if requeue_unlaunched_move(session, job, reason, actor=RECONCILER_ACTOR, now=now):
             return JobState.QUEUED.value
-        _finish(session, job, JobState.FAILED, at=now, reason=f"could not launch: {reason}")
+        finish_job(session, job, JobState.FAILED, at=now, reason=f"could not launch: {reason}")
         return None
 
     return run_in_transaction(factory, fail)
@@ -252,7 +257,7 @@ def _give_up_if_starting(
 ) -> str | None:
     """Requeues or fails the job if it is still starting the same attempt; returns the
     state it moved to, None when it had moved on meanwhile."""
-    job = _locked(session, slow.job_id)
+    job = locked_job(session, slow.job_id)
     if job.state != JobState.STARTING.value or job.attempt != slow.attempt:
         return None
     now = clock()
@@ -260,7 +265,7 @@ def _give_up_if_starting(
         session, job, reason, actor=RECONCILER_ACTOR, now=now, outcome="did not start"
     ):
         return JobState.QUEUED.value
-    _finish(session, job, JobState.FAILED, at=now, reason=reason)
+    finish_job(session, job, JobState.FAILED, at=now, reason=reason)
     return JobState.FAILED.value
 
 
@@ -350,7 +355,7 @@ def _nothing_new(state: str, attempt: int, seen: Observation | None) -> bool:
 def _apply(session: Session, *, job_id: int, seen: Observation | None, clock: Clock) -> str | None:
     """Records one observation on a locked job; returns "from->to" when the state moved."""
     now = clock()
-    job = _locked(session, job_id)
+    job = locked_job(session, job_id)
     before = JobState(job.state)
     if not before.is_active:
         return None
@@ -367,9 +372,11 @@ def _unseen(session: Session, job: Job, now: datetime) -> None:
     """The executor does not know the job: not launched yet, or lost."""
     if job.state == JobState.STARTING.value:
         if job.cancel_requested_at is not None:
-            _finish(session, job, JobState.CANCELLED, at=now, reason="cancelled before it started")
+            finish_job(
+                session, job, JobState.CANCELLED, at=now, reason="cancelled before it started"
+            )
         return
-    _finish(
+    finish_job(
         session,
         job,
         JobState.FAILED,
@@ -379,7 +386,7 @@ def _unseen(session: Session, job: Job, now: datetime) -> None:
 
 
 def _seen(session: Session, job: Job, seen: Observation, now: datetime) -> None:
-    run = _current_run(session, job)
+    run = current_run(session, job)
     if seen.started_at is not None and run.started_at is None:
         run.started_at = seen.started_at
         if job.started_at is None:
@@ -395,7 +402,7 @@ def _seen(session: Session, job: Job, seen: Observation, now: datetime) -> None:
             move(session, job, JobState.RUNNING, actor=RECONCILER_ACTOR, at=now, reason=seen.reason)
         return
     if seen.phase is Phase.PREEMPTED and job.cancel_requested_at is None:
-        _end_run(run, seen, now)
+        end_run(run, seen, now)
         if job.move_target_json is not None:
             restart_moved(session, job, seen, actor=RECONCILER_ACTOR, now=now)
             return
@@ -413,37 +420,7 @@ def _seen(session: Session, job: Job, seen: Observation, now: datetime) -> None:
         return
     state = FINAL_PHASE_STATES.get(seen.phase, JobState.CANCELLED)
     job.exit_code = seen.exit_code
-    _finish(session, job, state, at=seen.finished_at or now, reason=seen.reason, seen=seen)
-
-
-def _finish(
-    session: Session,
-    job: Job,
-    state: JobState,
-    *,
-    at: datetime,
-    reason: str | None,
-    seen: Observation | None = None,
-) -> None:
-    run = _current_run(session, job) if job.attempt else None
-    if run is not None:
-        _end_run(run, seen, at)
-    abandon_move(session, job, at=at)
-    job.finished_at = at
-    job.reason = reason
-    move(session, job, state, actor=RECONCILER_ACTOR, at=at, reason=reason)
-
-
-def _end_run(run: JobRun, seen: Observation | None, now: datetime) -> None:
-    if run.finished_at is not None:
-        return
-    if seen is not None and seen.finished_at is not None:
-        run.finished_at = seen.finished_at
-    elif run.started_at is not None:
-        run.finished_at = now
-    if run.started_at is not None and run.finished_at is not None:
-        run.finished_at = max(run.finished_at, run.started_at)
-    run.outcome = seen.phase.value if seen is not None else "lost"
+    finish_job(session, job, state, at=seen.finished_at or now, reason=seen.reason, seen=seen)
 
 
 def launch_moved(context: Reconciliation, report: ReconcileOut) -> None:
@@ -473,7 +450,7 @@ def settle_finished(context: Reconciliation, report: ReconcileOut) -> None:
     for job_id in ids:
 
         def settle(session: Session, j: int = job_id) -> bool:
-            job = _locked(session, j)
+            job = locked_job(session, j)
             settle_job(session, job, now=clock(), interval_s=context.interval_s)
             return True
 
@@ -493,31 +470,10 @@ def release_settled(context: Reconciliation, report: ReconcileOut) -> None:
             continue
 
         def mark(session: Session, j: int = job_id) -> None:
-            _locked(session, j).released_at = clock()
+            locked_job(session, j).released_at = clock()
 
         run_in_transaction(factory, mark)
         report.released.append(job_id)
-
-
-def _locked(session: Session, job_id: int) -> Job:
-    job = session.scalar(
-        select(Job)
-        .where(Job.id == job_id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
-    if job is None:
-        raise LookupError(f"job {job_id} vanished")
-    return job
-
-
-def _current_run(session: Session, job: Job) -> JobRun:
-    run = session.scalar(
-        select(JobRun).where(JobRun.job_id == job.id, JobRun.attempt == job.attempt)
-    )
-    if run is None:
-        raise LookupError(f"job {job.id} has no run for attempt {job.attempt}")
-    return run
 
 
 RECONCILE_STEPS: tuple[Callable[[Reconciliation, ReconcileOut], None], ...] = (

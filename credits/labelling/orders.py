@@ -15,12 +15,11 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from credits.audit.service import canonical_json
-from credits.datasets import uploads
-from credits.datasets.models import Dataset, DatasetFile
+from credits.datasets.models import Dataset
 from credits.errors import InvalidInput
 from credits.grants.errors import ProjectStatusConflict
 from credits.grants.models import Project, ProjectStatus
@@ -41,6 +40,7 @@ from credits.labelling.models import (
     PriceUnit,
     Resolution,
 )
+from credits.labelling.order_blobs import hold_order_blobs
 from credits.labelling.pricing import Price, cost, needs_estimate, quoted_units
 from credits.labelling.queries import order_out
 from credits.labelling.schemas import MAX_ITEMS, ItemIn, OrderIn, OrderOut, OrderSource, QcOptions
@@ -50,11 +50,9 @@ from credits.ledger import journal
 from credits.ledger.errors import IdempotencyKeyReused
 from credits.ledger.holds import place_hold
 from credits.ledger.models import Currency
-from credits.storage import BlobStore, StorageUnavailable
+from credits.storage import BlobStore
 
 S = OrderStatus
-# Digests per query when an image order looks for the dataset files that name its blobs.
-_BLOB_CHUNK = 500
 
 
 def create_order(
@@ -72,8 +70,9 @@ def create_order(
     the first order. Raises OrderNotFound-like ProjectNotFound, VendorNotFound,
     VendorMismatch, InvalidInput, IdempotencyKeyReused, and StorageUnavailable (503:
     send the images again) when an image's bytes were removed from ``store`` since
-    they were read (see :func:`_hold_blobs`). A caller whose image items come from a
-    store passes it; without one the blobs are locked but not looked for."""
+    they were read (see :func:`~credits.labelling.order_blobs.hold_order_blobs`). A
+    caller whose image items come from a store passes it; without one the blobs are
+    locked but not looked for."""
     now = journal.check_time(now)
     digest = _request_digest(actor, order, items, source)
     scoped_key = None if request_key is None else f"{actor.label}:{request_key}"
@@ -84,7 +83,7 @@ def create_order(
     _check_vendor(session, order, items)
     _check_items(schema, items)
     _check_target(session, order)
-    _hold_blobs(session, store, items)
+    hold_order_blobs(session, store, items)
     row = Order(
         project_id=order.project_id,
         vendor_id=order.vendor_id,
@@ -208,51 +207,6 @@ def _check_target(session: Session, order: OrderIn) -> None:
         raise InvalidInput(
             f"dataset {order.target_dataset_id} is not a dataset of project {order.project_id}"
         )
-
-
-def _hold_blobs(session: Session, store: BlobStore | None, items: Sequence[ItemIn]) -> None:
-    """Keeps each distinct image blob of the order from being deleted until this
-    transaction ends, so that a removal of the same bytes elsewhere
-    (:func:`credits.datasets.uploads.forget_blob`) either sees the order's items or
-    has deleted the bytes before they are held, which refuses the order.
-
-    A blob that a committed dataset file names is held by a share lock on that file's
-    row (a deletion of it waits for this transaction, and a removal of another file
-    then finds it): every such row was added holding the blob with its bytes present,
-    and bytes are deleted only when nothing names them, so their bytes are present
-    with no call to the store. Any other blob (an image uploaded for the order) takes
-    the blob's lock and is looked for in the store, as :func:`uploads.hold_blob` does,
-    in digest order so that two orders never deadlock. Row locks, unlike
-    PostgreSQL's advisory locks, take no room in the server's shared lock table, so
-    an order of many thousand images from a dataset version does not exhaust it.
-    """
-    wanted = sorted({item.blob_sha256 for item in items if item.blob_sha256 is not None})
-    held: set[str] = set()
-    for start in range(0, len(wanted), _BLOB_CHUNK):
-        chunk = wanted[start : start + _BLOB_CHUNK]
-        first_files = (
-            select(func.min(DatasetFile.id))
-            .where(DatasetFile.sha256.in_(chunk))
-            .group_by(DatasetFile.sha256)
-        )
-        held.update(
-            session.scalars(
-                select(DatasetFile.sha256)
-                .where(DatasetFile.id.in_(first_files))
-                .with_for_update(read=True)
-            )
-        )
-    for sha256 in wanted:
-        if sha256 in held:
-            continue
-        # uploads.hold_blob, with a refusal that names the image.
-        uploads.lock_blob(session, sha256)
-        if store is not None and not store.exists(sha256):
-            named = next(item.external_id for item in items if item.blob_sha256 == sha256)
-            raise StorageUnavailable(
-                f"the bytes of image {named!r} were removed from storage before the order "
-                "could name them; send the images again"
-            )
 
 
 def _estimate_micro(order: OrderIn) -> int | None:
