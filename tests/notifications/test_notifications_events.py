@@ -134,10 +134,12 @@ def test_low_balance_notices_go_to_the_pi_and_managers_once_a_day(any_session: S
     _hold(any_session, low.id, 9_500_000)
     _hold(any_session, at_ten_percent.id, 9_000_000)
     _hold(any_session, healthy.id, 2_000_000)
-    now = datetime.now(UTC)
+    # "Once a day" is per UTC calendar day, so the sweep is pinned to midday:
+    # a real clock near midnight would put the second sweep on the next day.
+    now = datetime.now(UTC).replace(hour=12, minute=0, second=0, microsecond=0)
 
     assert queue_low_balance_notices(any_session, now=now) == 2
-    assert queue_low_balance_notices(any_session, now=now + timedelta(minutes=5)) == 0
+    assert queue_low_balance_notices(any_session, now=now + timedelta(hours=11)) == 0
 
     notices = _by_recipient(any_session, NotificationKind.LOW_BALANCE)
     assert sorted(notices) == ["ada@uni.example", "bob@uni.example"]
