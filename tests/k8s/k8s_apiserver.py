@@ -334,6 +334,9 @@ class ApiServer:
         fault: WatchFault | None,
         drop: Callable[[], None],
     ) -> Iterator[bytes]:
+        # The real API server sends a watch's headers at once, before any event: an
+        # empty chunk makes the server send them (and a client's request return) now.
+        yield b""
         deadline = time.monotonic() + timeout
         last_bookmark = time.monotonic()
         sent = 0

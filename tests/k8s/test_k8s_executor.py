@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -289,6 +290,19 @@ def test_watch_expired_410_relists_and_sees_what_changed(kube: Kube) -> None:
     kube.emu.delete("jobs", NAMESPACE, kube.name(13))  # the new watch sees later changes
     synced(kube)
     assert kube.executor.observe([13])[13].phase is Phase.SUCCEEDED  # finished before
+
+
+def test_closing_the_executor_ends_its_blocked_watch_threads_at_once(kube: Kube) -> None:
+    before = set(threading.enumerate())
+    kube.executor.launch(request(15))
+    kube.emu.advance(1)
+    synced(kube)  # both watches have delivered events: each thread now blocks reading
+    watchers = [t for t in set(threading.enumerate()) - before if t.name.startswith("kube-watch")]
+    assert len(watchers) == 2
+    kube.executor.close()
+    # close() waits at most 0.2 s per thread; a thread still in its read (the
+    # emulator's next bookmark is a second away) would be alive here.
+    assert [t.name for t in watchers if t.is_alive()] == []
 
 
 def test_dropped_duplicated_and_reordered_watch_events_change_nothing(kube: Kube) -> None:

@@ -120,6 +120,7 @@ class WatchedCache(Generic[_T]):
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._response: Any = None
+        self._response_lock = threading.Lock()
         self.relists = 0
 
     # -- reading -------------------------------------------------------------------
@@ -149,8 +150,9 @@ class WatchedCache(Generic[_T]):
         self._thread.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        response = self._response
+        with self._response_lock:
+            self._stop.set()
+            response = self._response
         if response is not None:
             try:
                 response.close()
@@ -254,11 +256,16 @@ class WatchedCache(Generic[_T]):
         if self._resource_version is None:
             raise Gone
         try:
-            self._response = self.source.open_watch(self._resource_version)
+            response = self.source.open_watch(self._resource_version)
         except ApiException as error:
             if error.status == 410:
                 raise Gone from error
             raise
+        with self._response_lock:  # a stop() now either sees this response or ends us here
+            if self._stop.is_set():
+                response.close()  # unread: its connection must not go back to the pool
+                return
+            self._response = response
         try:
             for line in iter_resp_lines(self._response):  # type: ignore[no-untyped-call]
                 if self._stop.is_set():
