@@ -293,15 +293,19 @@ def test_watch_expired_410_relists_and_sees_what_changed(kube: Kube) -> None:
 
 
 def test_closing_the_executor_ends_its_blocked_watch_threads_at_once(kube: Kube) -> None:
+    kube.emu.api.bookmark_interval_s = 3600  # the watches will send nothing more
     before = set(threading.enumerate())
     kube.executor.launch(request(15))
     kube.emu.advance(1)
     synced(kube)  # both watches have delivered events: each thread now blocks reading
     watchers = [t for t in set(threading.enumerate()) - before if t.name.startswith("kube-watch")]
     assert len(watchers) == 2
-    kube.executor.close()
-    # close() waits at most 0.2 s per thread; a thread still in its read (the
-    # emulator's next bookmark is a second away) would be alive here.
+    closing = threading.Thread(target=kube.executor.close, daemon=True)
+    closing.start()
+    # Not a speed check: a close that waited for the watch's next byte would wait
+    # for the watch's timeout, minutes away.
+    closing.join(timeout=10)
+    assert not closing.is_alive()
     assert [t.name for t in watchers if t.is_alive()] == []
 
 

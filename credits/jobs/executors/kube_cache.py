@@ -155,6 +155,12 @@ class WatchedCache(Generic[_T]):
             response = self._response
         if response is not None:
             try:
+                # close() alone waits for the watch thread's blocked read to return,
+                # which is the next event or bookmark (a second or more); shutting
+                # the socket's read side first (urllib3 2.3+) ends that read at once.
+                shutdown = getattr(response, "shutdown", None)
+                if shutdown is not None:
+                    shutdown()
                 response.close()
             except Exception:  # closing a dead stream may fail any way
                 logger.debug("closing the %s watch", self.source.what, exc_info=True)
