@@ -50,7 +50,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from jsonschema import Draft202012Validator
 from labelling_api_world import LabellingApiWorld, order_body, with_labelling
-from sqlalchemy import inspect, select
+from sqlalchemy import Connection, event, inspect, select
 from sqlalchemy.orm import Session, sessionmaker
 from transparency_api_world import cosign_body, transparency_settings, with_checkpoint
 from werkzeug.test import TestResponse
@@ -514,6 +514,8 @@ def run(app: Flask, session: Session) -> Run:
     }
     client = app.test_client()
     document = client.get("/api/v1/openapi.json").get_json()
+    # A refusal that wrote no watched table is not verified again: it leaves this ledger.
+    assert verify_ledger(session).ok
     return Run(client, session, world, document, headers, _fingerprint(session))
 
 
@@ -703,9 +705,12 @@ def _send(run: Run, operation: Op, case: Case, headers: dict[str, str]) -> None:
         sent["Content-Type"] = case.content_type
     savepoint = run.session.connection().begin_nested()
     try:
-        response = run.client.open(url, method=operation.method, data=data, headers=sent)
+        with _WrittenTables(run.session.connection()) as written:
+            response = run.client.open(url, method=operation.method, data=data, headers=sent)
         problems = _judge(operation, case, response)
-        if response.status_code >= 400:
+        # The app shares this connection, so it saw every statement: a refusal that
+        # wrote no watched table left every table as it was, and the ledger too.
+        if response.status_code >= 400 and written.any_watched():
             problems += _state_problems(run)
     finally:
         savepoint.rollback()
@@ -728,6 +733,46 @@ def _judge(operation: Op, case: Case, response: TestResponse) -> list[str]:
         else:
             Problem.model_validate(response.get_json())
     return problems
+
+
+class _WrittenTables:
+    """The tables that statements on ``connection`` wrote rows to while in the block.
+
+    A statement it cannot name a table for (textual SQL, anything but a read or a
+    savepoint) counts as writing every table.
+    """
+
+    _HARMLESS_VERBS = frozenset({"SELECT", "SAVEPOINT", "RELEASE", "ROLLBACK", "PRAGMA"})
+
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+        self.tables: set[str] = set()
+        self.unknown = False
+
+    def __enter__(self) -> _WrittenTables:
+        event.listen(self.connection, "after_cursor_execute", self._seen)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        event.remove(self.connection, "after_cursor_execute", self._seen)
+
+    def any_watched(self) -> bool:
+        return self.unknown or bool(self.tables - UNWATCHED_TABLES)
+
+    def _seen(
+        self, _conn: Any, cursor: Any, statement: str, _params: Any, context: Any, _many: bool
+    ) -> None:
+        if context.isinsert or context.isupdate or context.isdelete:
+            table = getattr(getattr(context.compiled, "statement", None), "table", None)
+            name = getattr(table, "name", None)
+            if not isinstance(name, str):
+                self.unknown = True
+            elif cursor.rowcount != 0:  # -1: not known, so counted as a write
+                self.tables.add(name)
+            return
+        verb = statement.lstrip().split(None, 1)[0].upper() if statement.strip() else ""
+        if verb not in self._HARMLESS_VERBS:
+            self.unknown = True
 
 
 def _state_problems(run: Run) -> list[str]:
