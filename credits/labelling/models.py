@@ -223,7 +223,8 @@ class Item(Base):
     position: Mapped[int] = mapped_column(Integer)
     external_id: Mapped[str] = mapped_column(String(EXTERNAL_ID_MAX_LENGTH))
     text: Mapped[str | None] = mapped_column(Text)
-    blob_sha256: Mapped[str | None] = mapped_column(String(64))
+    # Indexed: deleting a blob first asks whether any item still names it.
+    blob_sha256: Mapped[str | None] = mapped_column(String(64), index=True)
     media_type: Mapped[str] = mapped_column(String(127), default="text/plain")
     is_gold: Mapped[bool] = mapped_column(Boolean, default=False)
     # The known answer of a gold item, an AnnotationValue.

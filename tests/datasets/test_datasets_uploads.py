@@ -12,7 +12,7 @@ import pytest
 from datasets_world import CSV, SYSTEM, DatasetsWorld, build_world
 from labelling_world import LabellingWorld
 from labelling_world import build_world as build_labelling_world
-from sqlalchemy import create_engine, func, select
+from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -27,7 +27,7 @@ from credits.identity.tokens import create_token
 from credits.labelling import orders
 from credits.labelling.items import items_from_dataset_version, items_from_images
 from credits.labelling.label_schema import LabelSchema, SchemaKind
-from credits.labelling.models import SourceKind
+from credits.labelling.models import Item, SourceKind
 from credits.labelling.schemas import ItemIn, OrderIn, OrderOut, OrderSource
 from credits.settings import load_settings
 from credits.storage import BlobStore, StorageUnavailable, blob_store_for_url
@@ -280,3 +280,14 @@ def test_a_delivery_that_would_take_its_draft_over_the_version_size_limit_is_ref
 
     with pytest.raises(VersionTooLarge):
         orders.accept_order(session, order_id=order.id, actor=world.pi)
+
+
+def test_asking_whether_a_blob_is_named_reads_indexes_not_whole_tables(session: Session) -> None:
+    """Each deletion asks; a scan of every labelling item would grow with every order."""
+    for column in (DatasetFile.sha256, Item.blob_sha256):
+        query = select(column).where(column == "0" * 64).limit(1)
+        compiled = query.compile(session.get_bind(), compile_kwargs={"literal_binds": True})
+        plan = " ".join(
+            str(row[-1]) for row in session.execute(text(f"EXPLAIN QUERY PLAN {compiled}"))
+        )
+        assert "USING" in plan and "INDEX" in plan, f"{column}: {plan}"
