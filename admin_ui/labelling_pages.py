@@ -131,14 +131,19 @@ def create_order() -> ResponseReturnValue:
     if form.order is None:
         return _form_page(form, error=_FIX, status=422)
     try:
-        # Images are stored before the order's transaction: a refusal removes what it
-        # stored in sessions of its own (items_from_images).
+        # Images are stored before the order's transaction; a refusal of them or of the
+        # order removes what was stored, in sessions of its own.
         images = _image_items() if form.values["source"] == "images" else None
-        with transaction() as db:
-            items, source = images or _items(db, me, form.order, form.values)
-            created = orders.create_order(
-                db, order=form.order, items=items, source=source, actor=me, store=blob_store()
-            )
+        try:
+            with transaction() as db:
+                items, source = images or _items(db, me, form.order, form.values)
+                created = orders.create_order(
+                    db, order=form.order, items=items, source=source, actor=me, store=blob_store()
+                )
+        except BaseException:
+            if images is not None:  # refused: nothing keeps the images it stored
+                item_sources.forget_image_items(blob_store(), images[0], factory=session_factory())
+            raise
     except CreditsError as refusal:
         if isinstance(refusal, StorageUnavailable):  # an image's bytes were removed meanwhile
             images_sent = form.values["source"] == "images"

@@ -282,6 +282,17 @@ def items_from_images(
         raise
 
 
+def forget_image_items(
+    store: BlobStore, items: Iterable[ItemIn], *, factory: Callable[[], Session]
+) -> None:
+    """Removes the blobs of ``items`` (from :func:`items_from_images`) once their order
+    was refused, keeping any that something names by then (a dataset file, another
+    order's item): :func:`credits.datasets.uploads.forget_blob`, so call it outside a
+    writing transaction."""
+    for sha256 in sorted({item.blob_sha256 for item in items if item.blob_sha256}):
+        uploads.forget_blob(factory, store, sha256)
+
+
 def _store_images(
     store: BlobStore, files: Iterable[tuple[str, BinaryIO | bytes]], added: list[str]
 ) -> list[ItemIn]:

@@ -5,6 +5,7 @@ and disputes."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import re
 import uuid
@@ -449,3 +450,19 @@ def test_a_dispute_is_resolved_by_ops_with_a_refund(
     )
     settled = get_order(session, world.pi, order_id=order_id)
     assert (settled.status, settled.refunded_micro) == ("settled", 3 * CREDIT)
+
+
+def test_images_of_an_order_refused_after_they_were_stored_are_removed(
+    app: Flask, session: Session, world: LabellingWorld
+) -> None:
+    png = b"\x89PNG\r\n\x1a\n" + b"\x00" * 40
+    form = _form(  # a text schema: the order refuses image items once they are stored
+        world,
+        source="images",
+        items_file=None,
+        image_files=[(io.BytesIO(png), "cat-1.png")],
+    )
+    response = _post_order(_client(app, world.pi), form)
+    assert response.status_code == 422
+    assert _orders(session) == 0
+    assert not app.extensions[STORE_KEY].exists(hashlib.sha256(png).hexdigest())
