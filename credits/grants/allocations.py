@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from credits.audit.service import record_event
@@ -55,7 +55,13 @@ from credits.grants.proposal_queries import (
     render_allocation,
     render_tranche,
 )
-from credits.grants.queries import load_program, load_project, owner_ids, pool_code
+from credits.grants.queries import (
+    load_program,
+    load_project,
+    owner_ids,
+    pending_tranches,
+    pool_code,
+)
 from credits.grants.reviews import require_impartial
 from credits.grants.schemas import AllocationOut, TrancheOut
 from credits.identity.access import can_administer_program
@@ -97,29 +103,6 @@ def _audit(
 # Funding from the pool (used by awards).
 
 
-def _committed_elsewhere(session: Session, program_id: int, currency: str) -> int:
-    """Micro-credits the program still owes in pending tranches of one currency.
-
-    A tranche of an allocation that has ended, or of an archived project, can
-    never be released (archiving is final and refuses releases), so it no
-    longer holds the program's budget; archiving records
-    ``allocation.tranche_withdrawn`` for each, saying where that budget went.
-    """
-    pending = session.scalar(
-        select(func.coalesce(func.sum(Tranche.amount_micro), 0))
-        .join(Allocation, Allocation.id == Tranche.allocation_id)
-        .join(Project, Project.id == Allocation.project_id)
-        .where(
-            Allocation.program_id == program_id,
-            Allocation.currency == currency,
-            Allocation.expires_at > utcnow(),
-            Project.status != ProjectStatus.ARCHIVED.value,
-            Tranche.status == TrancheStatus.PENDING.value,
-        )
-    )
-    return int(pending or 0)
-
-
 def require_budget(session: Session, program_id: int, amounts: Mapping[str, int]) -> None:
     """Locks the pools and checks each amount fits beyond pending tranches; raises
     InsufficientCredits (402) naming what is left."""
@@ -128,10 +111,9 @@ def require_budget(session: Session, program_id: int, amounts: Mapping[str, int]
         for code in amounts
     }
     locked = journal.lock_accounts(session, pools.values())
+    owed = pending_tranches(session, [program_id])
     for code, amount in amounts.items():
-        free = journal.available(locked[pools[code]]) - _committed_elsewhere(
-            session, program_id, code
-        )
+        free = journal.available(locked[pools[code]]) - owed.get((program_id, code), 0)
         if amount > free:
             raise InsufficientCredits(
                 f"program {program_id} has {max(free, 0)} micro-credits of {code} left "

@@ -248,11 +248,14 @@ def show_program(program_id: int, as_json: bool) -> None:
         [
             f"{fmt.currency_name(line.currency)} credits",
             str(line.account_id),
-            *(fmt.exact_number(v) for v in (line.funded, line.awarded, line.held, line.remaining)),
+            *(
+                fmt.exact_number(v)
+                for v in (line.funded, line.awarded, line.held, line.promised, line.remaining)
+            ),
         ]
         for line in program.budget
     ]
-    _print_table(["currency", "account", "funded", "awarded", "held", "remaining"], rows)
+    _print_table(["currency", "account", "funded", "awarded", "held", "promised", "remaining"], rows)
 
 
 @programs.command("fund")

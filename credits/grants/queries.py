@@ -9,18 +9,21 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable
 from typing import TypeVar
 
-from sqlalchemy import ColumnElement, String, cast, inspect, literal, select
+from sqlalchemy import ColumnElement, String, cast, func, inspect, literal, select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
-from credits.db import Base
+from credits.db import Base, utcnow
 from credits.grants.errors import ProgramNotFound, ProjectNotFound
 from credits.grants.models import (
+    Allocation,
     MemberRole,
     Program,
     ProgramOwner,
     ProgramStatus,
     Project,
     ProjectStatus,
+    Tranche,
+    TrancheStatus,
 )
 from credits.grants.schemas import (
     Criterion,
@@ -95,22 +98,54 @@ def owner_ids(program: Program) -> frozenset[int]:
     return frozenset(owner.user_id for owner in program.owners)
 
 
+def pending_tranches(session: Session, program_ids: Collection[int]) -> dict[tuple[int, str], int]:
+    """Micro-credits each program still owes in pending tranches, by (program id,
+    currency); a pair that owes nothing is left out.
+
+    A tranche of an allocation that has ended, or of an archived project, can
+    never be released (archiving is final and refuses releases), so it no
+    longer holds the program's budget; archiving records
+    ``allocation.tranche_withdrawn`` for each, saying where that budget went.
+    """
+    rows = session.execute(
+        select(Allocation.program_id, Allocation.currency, func.sum(Tranche.amount_micro))
+        .join(Allocation, Allocation.id == Tranche.allocation_id)
+        .join(Project, Project.id == Allocation.project_id)
+        .where(
+            Allocation.program_id.in_(program_ids),
+            Allocation.expires_at > utcnow(),
+            Project.status != ProjectStatus.ARCHIVED.value,
+            Tranche.status == TrancheStatus.PENDING.value,
+        )
+        .group_by(Allocation.program_id, Allocation.currency)
+    )
+    return {(program_id, currency): int(owed or 0) for program_id, currency, owed in rows}
+
+
 def _budgets(session: Session, program_ids: list[int]) -> dict[str, ProgramBudget]:
-    codes = [pool_code(pid, currency) for pid in program_ids for currency in Currency]
+    codes = {
+        pool_code(pid, currency): (pid, currency.value)
+        for pid in program_ids
+        for currency in Currency
+    }
     rows = session.scalars(
         select(Account).where(Account.code.in_(codes)).execution_options(populate_existing=True)
     )
-    return {
-        account.code: ProgramBudget(
+    owed = pending_tranches(session, program_ids)
+    budgets = {}
+    for account in rows:
+        available = account.credits_posted - account.debits_posted - account.debits_pending
+        promised = owed.get(codes[account.code], 0)
+        budgets[account.code] = ProgramBudget(
             currency=Currency(account.currency),
             account_id=account.id,
             funded=account.credits_posted,
             awarded=account.debits_posted,
             held=account.debits_pending,
-            remaining=account.credits_posted - account.debits_posted - account.debits_pending,
+            promised=promised,
+            remaining=max(available - promised, 0),
         )
-        for account in rows
-    }
+    return budgets
 
 
 def _program_out(program: Program, budgets: dict[str, ProgramBudget]) -> ProgramOut:

@@ -47,7 +47,12 @@ class ProgramBudget(BaseModel):
     funded: int = Field(description="credits paid into the pool (credits_posted)")
     awarded: int = Field(description="credits paid out of the pool (debits_posted)")
     held: int = Field(description="credits reserved by pending transfers (debits_pending)")
-    remaining: int = Field(description="what further awards may take (available)")
+    promised: int = Field(
+        default=0, description="credits owed in pending tranches of awards already made"
+    )
+    remaining: int = Field(
+        description="what further awards may take: available less promised, never below 0"
+    )
 
 
 class ProgramOut(BaseModel):

@@ -34,7 +34,7 @@ from credits.grants.proposal_queries import load_proposal
 from credits.grants.proposals import create_proposal
 from credits.grants.queries import get_program
 from credits.ledger.errors import IdempotencyKeyReused, InsufficientCredits
-from credits.ledger.models import Account
+from credits.ledger.models import Account, Currency
 from credits.ledger.verify import verify_ledger
 
 
@@ -219,6 +219,14 @@ def test_pending_tranches_count_against_the_budget(any_session: Session) -> None
     second = reviewed(any_session, w, requested={"gpu": 3 * CREDIT}, reviewers=1)
     error = refused(any_session, InsufficientCredits, _award, w=w, proposal=second, key="k2")
     assert error.extra["remaining"] == 2 * CREDIT
+    # What funders are shown to be left is what the refusal says: the pending 4 are promised.
+    lines = get_program(any_session, program_id=w.program_id).budget
+    (budget,) = [line for line in lines if line.currency is Currency.GPU]
+    assert (budget.awarded, budget.promised, budget.remaining) == (
+        4 * CREDIT,
+        4 * CREDIT,
+        2 * CREDIT,
+    )
 
 
 def test_a_release_needs_an_owner_and_a_report(any_session: Session) -> None:

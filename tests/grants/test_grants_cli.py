@@ -209,6 +209,7 @@ def test_programs_list_and_show(session: Session, run: Run, cast: dict[str, Acto
         "funded": 2_500_000,
         "awarded": 0,
         "held": 0,
+        "promised": 0,
         "remaining": 2_500_000,
     }
     assert missing.exit_code == 1
