@@ -306,6 +306,8 @@ def test_closing_the_executor_ends_its_blocked_watch_threads_at_once(kube: Kube)
     # for the watch's timeout, minutes away.
     closing.join(timeout=10)
     assert not closing.is_alive()
+    for watcher in watchers:
+        watcher.join(timeout=5)
     assert [t.name for t in watchers if t.is_alive()] == []
 
 

@@ -154,16 +154,14 @@ class WatchedCache(Generic[_T]):
             self._stop.set()
             response = self._response
         if response is not None:
-            try:
-                # close() alone waits for the watch thread's blocked read to return,
-                # which is the next event or bookmark (a second or more); shutting
-                # the socket's read side first (urllib3 2.3+) ends that read at once.
-                shutdown = getattr(response, "shutdown", None)
-                if shutdown is not None:
-                    shutdown()
-                response.close()
-            except Exception:  # closing a dead stream may fail any way
-                logger.debug("closing the %s watch", self.source.what, exc_info=True)
+            # close() alone waits for the watch thread's blocked read to return, which
+            # is the next event or bookmark (a second or more); shutting the socket's
+            # read side first (urllib3 2.3+) ends that read at once.
+            for step in (response.shutdown, response.close):
+                try:
+                    step()
+                except Exception:  # a stream already released or dead may refuse either
+                    logger.debug("closing the %s watch", self.source.what, exc_info=True)
         if self._thread is not None:
             self._thread.join(timeout=0.2)
 
@@ -273,13 +271,17 @@ class WatchedCache(Generic[_T]):
                 return
             self._response = response
         try:
-            for line in iter_resp_lines(self._response):  # type: ignore[no-untyped-call]
+            for line in iter_resp_lines(response):  # type: ignore[no-untyped-call]
                 if self._stop.is_set():
                     return
                 self._on_event(json.loads(line))
         finally:
-            response, self._response = self._response, None
-            response.release_conn()
+            with self._response_lock:
+                self._response = None
+                if self._stop.is_set():  # stop() may have shut it: never back to the pool
+                    response.close()
+                else:
+                    response.release_conn()
 
     def _on_event(self, event: Obj) -> None:
         obj = event.get("object") or {}
