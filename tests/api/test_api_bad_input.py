@@ -738,8 +738,9 @@ def _judge(operation: Op, case: Case, response: TestResponse) -> list[str]:
 class _WrittenTables:
     """The tables that statements on ``connection`` wrote rows to while in the block.
 
-    A statement it cannot name a table for (textual SQL, anything but a read or a
-    savepoint) counts as writing every table.
+    Every INSERT, UPDATE or DELETE counts, even one that matched no row; a statement
+    it cannot name a table for (textual SQL, anything but a read or a savepoint)
+    counts as writing every table.
     """
 
     _HARMLESS_VERBS = frozenset({"SELECT", "SAVEPOINT", "RELEASE", "ROLLBACK", "PRAGMA"})
@@ -760,14 +761,14 @@ class _WrittenTables:
         return self.unknown or bool(self.tables - UNWATCHED_TABLES)
 
     def _seen(
-        self, _conn: Any, cursor: Any, statement: str, _params: Any, context: Any, _many: bool
+        self, _conn: Any, _cursor: Any, statement: str, _params: Any, context: Any, _many: bool
     ) -> None:
         if context.isinsert or context.isupdate or context.isdelete:
             table = getattr(getattr(context.compiled, "statement", None), "table", None)
             name = getattr(table, "name", None)
             if not isinstance(name, str):
                 self.unknown = True
-            elif cursor.rowcount != 0:  # -1: not known, so counted as a write
+            else:  # counted whatever rowcount says: with RETURNING it is 0 until read
                 self.tables.add(name)
             return
         verb = statement.lstrip().split(None, 1)[0].upper() if statement.strip() else ""
