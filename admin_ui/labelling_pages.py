@@ -10,6 +10,7 @@ and nothing changes.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TypeVar
@@ -55,6 +56,7 @@ from credits.labelling.schemas import ItemIn, OrderIn, OrderSource
 from credits.ledger.errors import InsufficientCredits
 from credits.storage import StorageUnavailable
 
+logger = logging.getLogger(__name__)
 blueprint = Blueprint("ui_labelling", __name__)
 T = TypeVar("T")
 _FIX = "Nothing was created: correct the marked fields."
@@ -140,9 +142,9 @@ def create_order() -> ResponseReturnValue:
                 created = orders.create_order(
                     db, order=form.order, items=items, source=source, actor=me, store=blob_store()
                 )
-        except BaseException:
+        except Exception:
             if images is not None:  # refused: nothing keeps the images it stored
-                item_sources.forget_image_items(blob_store(), images[0], factory=session_factory())
+                _forget_images(images[0])
             raise
     except CreditsError as refusal:
         if isinstance(refusal, StorageUnavailable):  # an image's bytes were removed meanwhile
@@ -195,6 +197,15 @@ def _image_items() -> tuple[list[ItemIn], OrderSource]:
     with _on_field(lambda _: "image_files"):
         found = item_sources.items_from_images(blob_store(), images, factory=session_factory())
     return found, OrderSource(kind=SourceKind.UPLOAD, name=f"{len(files)} images")
+
+
+def _forget_images(items: list[ItemIn]) -> None:
+    """Removes a refused order's stored images; a failure to is logged, never shown
+    in place of the refusal the user must see."""
+    try:
+        item_sources.forget_image_items(blob_store(), items, factory=session_factory())
+    except Exception:
+        logger.warning("could not remove the images of a refused order", exc_info=True)
 
 
 @contextmanager

@@ -329,8 +329,9 @@ def _read(content: BinaryIO | bytes, item_id: str) -> bytes:
 
 
 def _put(store: BlobStore, data: bytes, added: list[str]) -> str:
-    # Content-addressed: the same bytes may already be held by a dataset file, and
-    # only blobs this call brought into the store may be removed on a refusal.
+    # Content-addressed: the same bytes may already be held by a dataset file, so a
+    # refusal here removes only blobs this call brought into the store (an order
+    # refused later removes them unless named: forget_image_items).
     existed = store.exists(hashlib.sha256(data).hexdigest())
     blob = store.put_stream([data], max_bytes=MAX_IMAGE_BYTES)
     if not existed:
