@@ -255,7 +255,9 @@ def show_program(program_id: int, as_json: bool) -> None:
         ]
         for line in program.budget
     ]
-    _print_table(["currency", "account", "funded", "awarded", "held", "promised", "remaining"], rows)
+    _print_table(
+        ["currency", "account", "funded", "awarded", "held", "promised", "remaining"], rows
+    )
 
 
 @programs.command("fund")

@@ -47,9 +47,7 @@ class ProgramBudget(BaseModel):
     funded: int = Field(description="credits paid into the pool (credits_posted)")
     awarded: int = Field(description="credits paid out of the pool (debits_posted)")
     held: int = Field(description="credits reserved by pending transfers (debits_pending)")
-    promised: int = Field(
-        default=0, description="credits owed in pending tranches of awards already made"
-    )
+    promised: int = Field(description="credits owed in pending tranches of awards already made")
     remaining: int = Field(
         description="what further awards may take: available less promised, never below 0"
     )

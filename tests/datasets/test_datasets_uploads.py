@@ -290,4 +290,4 @@ def test_asking_whether_a_blob_is_named_reads_indexes_not_whole_tables(session: 
         plan = " ".join(
             str(row[-1]) for row in session.execute(text(f"EXPLAIN QUERY PLAN {compiled}"))
         )
-        assert "USING" in plan and "INDEX" in plan, f"{column}: {plan}"
+        assert plan.startswith("SEARCH") and "INDEX" in plan, f"{column}: {plan}"
