@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -45,6 +45,7 @@ from datasets_api_world import UPLOAD_NAME, with_datasets
 from flask import Flask
 from flask.testing import FlaskClient
 from labelling_api_world import order_body, with_labelling
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from credits.api.datasets import STORE_KEY
@@ -731,6 +732,35 @@ def app(joined_session_factory: sessionmaker[Session]) -> Flask:
     return app
 
 
+@dataclass(frozen=True)
+class Matrix:
+    app: Flask
+    session: Session
+    world: World
+
+
+@pytest.fixture(scope="module")
+def matrix(sqlite_engine: Engine) -> Iterator[Matrix]:
+    """One app and one world for every row, built once per worker: each request runs
+    in a SAVEPOINT that is rolled back (``_status``), so no row sees another's writes.
+    Everything is rolled back after the module."""
+    connection = sqlite_engine.connect()
+    outer = connection.begin()
+    options: dict[str, Any] = {"join_transaction_mode": "create_savepoint"}
+    session = Session(bind=connection, expire_on_commit=False, **options)
+    factory = sessionmaker(bind=connection, expire_on_commit=False, **options)
+    app = create_app(load_settings(), session_factory=factory, executor=world_executor())
+    store = blob_store_for_url(f"memory://matrix-{uuid.uuid4().hex}")
+    app.extensions[STORE_KEY] = store
+    world = with_labelling(session, with_datasets(session, build_world(session), store))
+    try:
+        yield Matrix(app, session, world)
+    finally:
+        session.close()
+        outer.rollback()
+        connection.close()
+
+
 def _url(row: Row, world: World) -> str:
     def value(match: re.Match[str]) -> str:
         name = match["name"]
@@ -792,12 +822,11 @@ def test_every_row_names_every_persona() -> None:
 
 
 @pytest.mark.parametrize("row", MATRIX, ids=[row.id for row in MATRIX])
-def test_access(app: Flask, session: Session, row: Row) -> None:
-    world = with_datasets(session, build_world(session), app.extensions[STORE_KEY])
-    world = with_labelling(session, world)
-    client = app.test_client()
-
-    got = {persona: _status(client, session, row, world, persona) for persona in PERSONAS}
+def test_access(matrix: Matrix, row: Row) -> None:
+    client = matrix.app.test_client()
+    got = {
+        persona: _status(client, matrix.session, row, matrix.world, persona) for persona in PERSONAS
+    }
 
     wrong = {
         persona: f"expected {row.answers[persona]}, got {status}"
