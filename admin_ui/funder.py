@@ -342,7 +342,10 @@ def _proposal_page(
 ) -> ResponseReturnValue:
     with transaction() as db:
         proposal, program = _proposal(db, me, proposal_id)
-        summary = reviews.get_review_summary(db, proposal_id=proposal_id, actor=me)
+        # Withheld, not refused, for an owner on the applying project: the page stays.
+        summary = reviews.review_summaries(
+            db, program_id=proposal.program_id, proposal_ids=[proposal_id], actor=me
+        )[proposal_id]
         project = load_project(db, proposal.project_id)
         award = get_award_of_proposal(db, me, proposal_id)
         award_log_index = published.log_index_of(
@@ -362,7 +365,8 @@ def _proposal_page(
             "release_keys": views.release_keys(award),
             "release_errors": {},
             "release_values": {},
-            "decidable": proposal.status in views.DECIDABLE,
+            # An owner on the project may neither decide nor assign (require_impartial).
+            "decidable": proposal.status in views.DECIDABLE and not summary.withheld,
             "values": views.decision_defaults(proposal),
             "errors": {},
             "award_key": new_key(),

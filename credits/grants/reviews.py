@@ -37,6 +37,7 @@ from credits.grants.errors import (
 from credits.grants.models import (
     MAX_REVIEWERS,
     Program,
+    ProjectMember,
     Proposal,
     ProposalStatus,
     Review,
@@ -297,11 +298,15 @@ def submit_review(
 def get_review_summary(session: Session, *, proposal_id: int, actor: Actor) -> ReviewSummary:
     """Assignments, counted reviews and their mean, for the program's owners and ops.
 
-    Raises ProposalNotFound, ProposalForbidden.
+    Raises ProposalNotFound, ProposalForbidden (also for an owner on the applying
+    project: ops still see it, as they see every review).
     """
     proposal = load_proposal(session, proposal_id)
     program = load_program(session, proposal.program_id)
     _require_decider(actor, program)
+    if _on_project(session, actor, proposal.project_id):
+        # Named reviews before the decision would let an applicant see who said what.
+        require_impartial(session, actor, proposal.project_id)
     reviews = counted_reviews(session, proposal.id)
     return ReviewSummary(
         proposal_id=proposal.id,
@@ -329,6 +334,7 @@ def review_summaries(
         raise ProposalNotFound(f"proposal {elsewhere} is not in program {program_id}")
     assignments = assignments_by_proposal(session, proposal_ids)
     counted = counted_reviews_by_proposal(session, proposal_ids)
+    withheld = _proposals_on_my_projects(session, actor, proposal_ids)
     return {
         proposal_id: ReviewSummary(
             proposal_id=proposal_id,
@@ -337,8 +343,38 @@ def review_summaries(
             reviews=[render_review(review) for review in counted.get(proposal_id, [])],
             mean_score=mean_of_reviews(counted.get(proposal_id, [])),
         )
+        if proposal_id not in withheld
+        else ReviewSummary(
+            proposal_id=proposal_id,
+            min_reviewers=program.min_reviewers,
+            assignments=[],
+            reviews=[],
+            mean_score=None,
+            withheld=True,
+        )
         for proposal_id in proposal_ids
     }
+
+
+def _on_project(session: Session, actor: Actor, project_id: int) -> bool:
+    """Whether the actor, not being ops, is on the project (ops read every review)."""
+    return not actor.has_role(Role.OPS) and actor.user_id in member_ids(
+        load_project(session, project_id)
+    )
+
+
+def _proposals_on_my_projects(
+    session: Session, actor: Actor, proposal_ids: Collection[int]
+) -> set[int]:
+    """Those of ``proposal_ids`` whose project the actor (not being ops) is on."""
+    if actor.has_role(Role.OPS) or actor.user_id is None or not proposal_ids:
+        return set()
+    mine = select(ProjectMember.project_id).where(ProjectMember.user_id == actor.user_id)
+    return set(
+        session.scalars(
+            select(Proposal.id).where(Proposal.id.in_(proposal_ids), Proposal.project_id.in_(mine))
+        )
+    )
 
 
 def check_decision_reviews(

@@ -181,6 +181,11 @@ class ReviewSummary(BaseModel):
     assignments: list[AssignmentOut]
     reviews: list[ReviewOut]
     mean_score: int | None = Field(description="hundredths; null before the first review")
+    withheld: bool = Field(
+        default=False,
+        description="the reader is on the applying project: assignments, reviews and "
+        "scores are left out (in a program's queue; a single proposal's reviews answer 403)",
+    )
 
 
 class TrancheOut(BaseModel):

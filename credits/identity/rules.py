@@ -232,8 +232,8 @@ def visible_proposals(actor: Actor) -> ColumnElement[bool]:
     )
 
 
-# Reviews: ops; the owners of the program the proposal went to; the reviewer
-# who wrote it, while assigned without a conflict.
+# Reviews: ops; the owners of the program the proposal went to, unless they are on
+# the applying project; the reviewer who wrote it, while assigned without a conflict.
 
 
 @per_holder
@@ -242,6 +242,10 @@ def visible_reviews(actor: Actor) -> ColumnElement[bool]:
     if actor.has_role(Role.OPS):
         return true()
     decided_by_me = select(Proposal.id).where(decision_queue(actor))
+    if actor.user_id is not None:  # an owner on the applying project reads none of them
+        # Membership, whatever roles are held now: the rule require_impartial applies.
+        on = select(ProjectMember.project_id).where(ProjectMember.user_id == actor.user_id)
+        decided_by_me = decided_by_me.where(Proposal.project_id.not_in(on))
     mine = and_(
         Review.reviewer_user_id == actor.user_id,
         _in(Review.proposal_id, my_assignment_ids(actor)),

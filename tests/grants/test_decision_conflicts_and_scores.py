@@ -14,7 +14,13 @@ from credits.grants import projects
 from credits.grants.allocations import release_tranche
 from credits.grants.awards import award_proposal, reject_proposal
 from credits.grants.errors import ProposalForbidden
-from credits.grants.reviews import assign_reviewer, get_review_summary, submit_review
+from credits.grants.reviews import (
+    assign_reviewer,
+    get_review_summary,
+    review_summaries,
+    submit_review,
+)
+from credits.identity.access_proposals import list_reviews_for_actor
 from credits.identity.actor import Actor
 from credits.identity.models import Role
 from credits.identity.service import grant_role
@@ -86,6 +92,25 @@ def test_an_owner_on_the_project_cannot_release_its_tranche(any_session: Session
         progress_report="We did it all.",
         key="self-release",
     )
+
+
+def test_an_owner_on_the_applying_project_reads_none_of_its_reviews(any_session: Session) -> None:
+    session = any_session
+    w = world(session)
+    proposal = reviewed(session, w, reviewers=1)
+    assert get_review_summary(session, proposal_id=proposal.id, actor=w.fay).reviews
+    assert list_reviews_for_actor(session, w.fay)
+    _join_project(session, w, w.fay)
+
+    _refused(session, get_review_summary, proposal_id=proposal.id, actor=w.fay)
+    (summary,) = review_summaries(
+        session, program_id=proposal.program_id, proposal_ids=[proposal.id], actor=w.fay
+    ).values()
+    assert (summary.withheld, summary.reviews, summary.assignments) == (True, [], [])
+    assert summary.mean_score is None
+    assert list_reviews_for_actor(session, w.fay) == []
+    _join_project(session, w, w.ops)  # ops read every review, as they may read everything
+    assert get_review_summary(session, proposal_id=proposal.id, actor=w.ops).reviews
 
 
 def test_the_mean_score_is_rounded_once_from_the_raw_scores(any_session: Session) -> None:

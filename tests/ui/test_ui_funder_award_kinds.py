@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from api_world import World, build_world
+from api_world import SYSTEM, World, build_world
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
@@ -21,9 +21,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from ui_flows import CSRF, client_for, flows_app, text_of
 
 from credits.db import utcnow
-from credits.grants import funding, proposals
+from credits.grants import funding, projects, proposals
 from credits.grants.models import Allocation, Proposal, Tranche
-from credits.identity.service import actor_for_email
+from credits.identity.models import Role
+from credits.identity.service import actor_for_email, grant_role
 from credits.ledger.models import Account, Currency
 
 MICRO = 1_000_000
@@ -212,3 +213,31 @@ def test_the_award_confirmation_states_what_waits_in_tranches_per_currency(
     assert "award 100 GPU credits, 10 labelling credits" in effect
     assert "50 GPU credits, 5 labelling credits of it wait in tranches" in effect
     assert "55 credits" not in effect
+
+
+def test_an_owner_on_the_applying_project_sees_its_page_without_reviews_or_decision(
+    app: Flask, session: Session
+) -> None:
+    world = build_world(session)
+    funder = client_for(app, world, "funder_p")
+    page = f"/funder/proposals/{world.proposal_in_review}"
+    assert "reviewer@example.org" in funder.get(page).get_data(as_text=True)
+    owner = actor_for_email(session, "funder_p@example.org")
+    grant_role(session, email="funder_p@example.org", role=Role.RESEARCHER, actor=SYSTEM)
+    projects.add_member(
+        session,
+        project_id=world.project_a,
+        user_id=world.user_ids["funder_p"],
+        role="member",
+        actor=actor_for_email(session, "researcher_a@example.org"),
+    )
+    session.flush()
+    assert owner.user_id == world.user_ids["funder_p"]
+
+    funder = client_for(app, world, "funder_p")  # a role granted ends the old session
+    html = funder.get(page).get_data(as_text=True)
+    assert 'data-testid="reviews-withheld"' in html
+    assert "reviewer@example.org" not in html
+    assert f"/funder/proposals/{world.proposal_in_review}/award" not in html
+    queue = text_of(funder.get(f"/funder/programs/{world.program_p}").get_data(as_text=True))
+    assert "withheld" in queue
