@@ -226,9 +226,12 @@ def run_records(
 
 
 def _record(job: Job, run: JobRun, left: Allowance, piece: tuple[int, int, int]) -> dict[str, Any]:
-    interval_start, piece_start, piece_end = piece
+    _, piece_start, piece_end = piece
     gpu_us = run.gpus * (piece_end - piece_start)
-    record_id = f"job:{job.id}:{run.attempt}:{interval_start}"
+    # Named by where the piece starts, not by its interval: a run is metered on from
+    # where it was metered to, so piece starts never repeat, even when the interval
+    # differs between passes (a setting changed, a cancel); interval starts can.
+    record_id = f"job:{job.id}:{run.attempt}:{piece_start}"
     # Priced as the difference of the job's rounded-up running totals (its earlier
     # runs' GPU time, then this run's), so the records of all its runs add up to
     # exactly ceil(GPUs x charged time x rate), never more than its hold, and each

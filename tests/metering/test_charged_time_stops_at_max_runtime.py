@@ -342,3 +342,31 @@ def test_a_jobs_runs_together_are_charged_at_most_its_hold(
         assert charged == amount_for(gpus * total, rate)
     assert sum(record["quantity_micro"] for record in records) == gpus * min(total, max_runtime_us)
     assert len({record["record_id"] for record in records}) == len(records)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    intervals_s=st.lists(st.sampled_from([7, 30, 45, 50, 60, 300]), min_size=1, max_size=6),
+    step_s=st.integers(min_value=1, max_value=900),
+    final_interval_s=st.sampled_from([30, 60, 300]),
+)
+def test_record_ids_stay_unique_when_the_interval_changes_between_passes(
+    intervals_s: list[int], step_s: int, final_interval_s: int
+) -> None:
+    """A setting changed while jobs run, or a cancel settling on another grid, must
+    not name two records alike: the second would break the records' unique key."""
+    job = _job_row(2, 86_400, 3_600_000)
+    whole = allowance(86_400, [])
+    run = _run_row(1, 2, T0, None)
+    records = []
+    for look, interval_s in enumerate(intervals_s, start=1):
+        run.seen_running_at = T0 + timedelta(seconds=step_s * look)
+        now_us = to_us(run.seen_running_at)
+        records += run_records(run, job, now_us, interval_s * MICROSECONDS, whole)
+    run.finished_at = T0 + timedelta(seconds=step_s * (len(intervals_s) + 1) + 1)
+    records += run_records(run, job, to_us(run.finished_at), final_interval_s * MICROSECONDS, whole)
+
+    ids = [record["record_id"] for record in records]
+    assert len(ids) == len(set(ids))
+    charged_us = sum(record["quantity_micro"] for record in records)
+    assert charged_us == 2 * (to_us(run.finished_at) - to_us(T0))
