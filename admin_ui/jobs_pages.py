@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
 from admin_ui.confirm import confirmation, confirmed, rehearse
+from admin_ui.grants_forms import new_key
 from admin_ui.job_form import (
     DEFAULTS,
     FORM_FIELDS,
@@ -95,6 +96,9 @@ def _form_page(
         error=error,
         choices=choices,
         preview=estimate,
+        # One key per rendering: a double click on Submit, or a browser's resend,
+        # submits (and holds for) the job once.
+        submit_key=new_key(),
         copied_from=copied_from,
         cap_minutes=credits_extension().settings.jobs_max_runtime_seconds // 60,
     )
@@ -151,7 +155,9 @@ def submit_job(project_id: int) -> ResponseReturnValue:
                 estimate = service.quote_submission(db, **submission)
             return _form_page(project, form, estimate=estimate)
         with transaction() as db:
-            job = service.submit_job(db, **submission)
+            job = service.submit_job(
+                db, **submission, idempotency_key=request.form.get("key", "").strip() or None
+            )
     except CreditsError as refusal:
         form.errors, message = refusal_errors(refusal)
         return _form_page(project, form, error=message, status=422)

@@ -208,3 +208,18 @@ def test_copying_a_job_that_does_not_exist_is_not_found(
 ) -> None:
     assert client.get(f"/projects/{project_id}/jobs/new?copy=999").status_code == 404
     assert client.get(f"/projects/{project_id}/jobs/new?copy=x").status_code == 404
+
+
+def test_submitting_one_rendering_of_the_form_twice_holds_and_queues_once(
+    client: FlaskClient, session: Session, project_id: int
+) -> None:
+    _, page = _post(client, project_id)  # the preview offers Submit, with its key
+    key = re.findall(r'<input type="hidden" name="key" value="([^"]+)">', page)
+    assert len(key) == 1
+    first = client.post(f"/projects/{project_id}/jobs/new", data=_form(action="submit", key=key[0]))
+    again = client.post(f"/projects/{project_id}/jobs/new", data=_form(action="submit", key=key[0]))
+    assert first.status_code == again.status_code == 302
+    assert first.headers["Location"] == again.headers["Location"]
+    assert _jobs(session) == 1
+    _, another_page = _post(client, project_id)
+    assert key[0] not in another_page  # each rendering has a key of its own
