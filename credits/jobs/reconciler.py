@@ -163,6 +163,8 @@ def _fail_unlaunchable(
         job = locked_job(session, request.job_id)
         if job.state != JobState.STARTING.value or job.attempt != request.attempt:
             return None
+        if _cancelled_before_starting(session, job, f"could not launch: {reason}", now):
+            return JobState.CANCELLED.value
         if requeue_unlaunched_move(session, job, reason, actor=RECONCILER_ACTOR, now=now):
             return JobState.QUEUED.value
         finish_job(session, job, JobState.FAILED, at=now, reason=f"could not launch: {reason}")
@@ -252,6 +254,18 @@ def _started_before(session: Session, *, cutoff: datetime) -> list[_SlowStart]:
     return [_SlowStart(job_id, attempt, job_id in restarts) for job_id, attempt in rows]
 
 
+def _cancelled_before_starting(session: Session, job: Job, why: str, now: datetime) -> bool:
+    """A job its user cancelled while it was starting ends cancelled when the attempt
+    is given up: queued again (a move's restart), nothing would ever start or settle
+    it, and its hold would stay pending. True when it ended so."""
+    if job.cancel_requested_at is None:
+        return False
+    finish_job(
+        session, job, JobState.CANCELLED, at=now, reason=f"cancelled before it started ({why})"
+    )
+    return True
+
+
 def _give_up_if_starting(
     session: Session, *, slow: _SlowStart, reason: str, clock: Clock
 ) -> str | None:
@@ -261,6 +275,8 @@ def _give_up_if_starting(
     if job.state != JobState.STARTING.value or job.attempt != slow.attempt:
         return None
     now = clock()
+    if _cancelled_before_starting(session, job, reason, now):
+        return JobState.CANCELLED.value
     if slow.move_restart and requeue_unlaunched_move(
         session, job, reason, actor=RECONCILER_ACTOR, now=now, outcome="did not start"
     ):

@@ -4,6 +4,7 @@ node, the job event, the charge of only what ran, and the limit on moves."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime, timedelta
 
 import pytest
@@ -15,11 +16,18 @@ from ui_sign_in import sign_in_as
 
 from credits.app import create_app
 from credits.cli import main
-from credits.jobs.executors.base import ExecutorError, LaunchRequest, NodeSlice
+from credits.jobs.executors.base import (
+    ExecutorError,
+    LaunchRequest,
+    NodeSlice,
+    Observation,
+    Phase,
+)
 from credits.jobs.models import Job, JobEvent, JobMove, JobRun, JobState
 from credits.jobs.moves import record_move
 from credits.jobs.queries import get_job_detail, pool_status
 from credits.jobs.scheduler import MoveDecision
+from credits.jobs.service import cancel_job
 from credits.jobs.transitions import placement_from_json
 from credits.ledger.queries import get_hold
 from credits.ledger.verify import verify_ledger
@@ -416,3 +424,49 @@ def test_a_move_restart_that_never_starts_queues_the_job_again_keeping_its_hold(
         "could not restart on its move target (did not start within 3600 s)" in (r or "")
         for r in reasons
     )
+
+
+def test_a_move_restart_cancelled_while_it_never_starts_ends_cancelled_not_queued(
+    world: JobsWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Cancelled while its restart hangs (on Kubernetes a Pending pod being deleted still
+    holds its GPUs, so the cancel is not seen done): at the start timeout the job must
+    end cancelled, its hold voided, not queue again where nothing would start or settle it."""
+    mover, _, _ = _fragment(world)
+    launch = world.executor.launch
+
+    def accept_and_never_start(request: LaunchRequest) -> None:
+        if request.job_id == mover and request.attempt == 2:
+            return
+        launch(request)
+
+    observe = world.executor.observe
+
+    def pending_restart(job_ids: Collection[int]) -> dict[int, Observation]:
+        seen = observe(job_ids)
+        if mover in job_ids:
+            seen[mover] = Observation(job_id=mover, attempt=2, phase=Phase.PENDING)
+        return seen
+
+    monkeypatch.setattr(world.executor, "launch", accept_and_never_start)
+    world.cycle()
+    world.clock.advance(GRACE)
+    world.reconcile()
+    assert world.job(mover).state == JobState.STARTING.value
+    monkeypatch.setattr(world.executor, "observe", pending_restart)
+    with world.session() as session:
+        cancel_job(session, job_id=mover, actor=world.researcher, now=world.clock())
+    world.reconcile()
+    assert world.job(mover).state == JobState.STARTING.value  # its pod still Pending
+
+    world.clock.advance(3601)
+    report = world.reconcile()
+    world.reconcile()
+
+    assert f"{mover}:starting->cancelled" in report.transitions
+    done = world.job(mover)
+    assert done.state == JobState.CANCELLED.value
+    with world.session() as session:
+        hold = get_hold(session, hold_key=done.hold_key)
+        assert sum(part.remaining for part in hold.parts) == 0
+        assert verify_ledger(session).ok
