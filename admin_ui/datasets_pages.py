@@ -163,7 +163,7 @@ class Filters:
     def from_args(cls, args: Any) -> Filters:
         def number(name: str) -> int | None:
             value = str(args.get(name, "")).strip()
-            return int(value) if value.isdigit() and len(value) < 12 else None
+            return int(value) if value.isascii() and value.isdigit() and len(value) < 12 else None
 
         return cls(
             text=str(args.get("q", "")).strip()[:200],

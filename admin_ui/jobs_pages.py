@@ -43,6 +43,7 @@ from credits.db import utcnow
 from credits.errors import CreditsError, NotFound
 from credits.grants.queries import MAX_PAGE
 from credits.grants.schemas import ProjectDetail
+from credits.id_text import id_from_text
 from credits.identity.access import get_project_for_actor, list_projects_for_actor
 from credits.identity.actor import Actor
 from credits.identity.models import Role
@@ -120,9 +121,10 @@ def new_job(project_id: int) -> ResponseReturnValue:
 
 def _copied_spec(db: Session, me: Actor, job_id: str, project_id: int) -> JobSpec:
     """ "Copy to new job": the spec of a job of this project that the caller may read."""
-    if not job_id.isdigit() or len(job_id) > 18:
+    number = id_from_text(job_id)
+    if number is None:
         abort(404)
-    detail = _or_404(lambda: get_job_detail(db, me, int(job_id)))
+    detail = _or_404(lambda: get_job_detail(db, me, number))
     if detail.project_id != project_id:
         abort(404)
     return detail.spec

@@ -20,6 +20,7 @@ from credits.errors import CreditsError
 from credits.grants.errors import IncompleteProposal
 from credits.grants.models import ProposalKind
 from credits.grants.schemas import ProposalOut
+from credits.id_text import id_from_text
 from credits.ledger.models import Currency, TransferKind
 from credits.money import InvalidCreditsAmount, format_credits, parse_credits
 
@@ -166,7 +167,8 @@ def _parse_allocation(
     allocation: Callable[[int], AllocationChoice | None],
 ) -> None:
     text = values.get("allocation_id", "").strip()
-    chosen = allocation(int(text)) if text.isdigit() else None
+    number = id_from_text(text)
+    chosen = allocation(number) if number is not None else None
     if chosen is None:
         parsed.errors["allocation_id"] = "choose one of your current allocations from this program"
         return
@@ -248,8 +250,8 @@ def parse_ledger_filters(args: Mapping[str, str], account_ids: set[int]) -> Ledg
     filters = LedgerFilters(values={name: str(args.get(name, "")) for name in _FILTERS})
     account = filters.values["account"].strip()
     if account:
-        if account.isdigit() and int(account) in account_ids:
-            filters.account = int(account)
+        if id_from_text(account) in account_ids:
+            filters.account = id_from_text(account)
         else:
             filters.errors["account"] = "choose one of the project's accounts"
     kind = filters.values["kind"].strip()

@@ -81,7 +81,7 @@ class DoiRecord:
 def _retry_after(value: str | None) -> float | None:
     if not value:
         return None
-    if value.strip().isdigit():
+    if value.strip().isascii() and value.strip().isdigit():
         return float(value.strip())
     try:
         when = email.utils.parsedate_to_datetime(value)

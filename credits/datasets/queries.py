@@ -45,6 +45,7 @@ from credits.datasets.schemas import (
 )
 from credits.datasets.search import matches, search_words
 from credits.grants.models import Program
+from credits.id_text import id_from_text
 from credits.identity.access_datasets import load_version, visible_versions
 from credits.identity.actor import Actor
 
@@ -172,8 +173,8 @@ def render_version(session: Session, version: DatasetVersion) -> VersionOut:
 def version_id_for(session: Session, ref: str) -> int:
     """The internal id of a version named by its id or its public id (a UUID)."""
     text = ref.strip()
-    if text.isdigit():
-        return int(text)
+    if (number := id_from_text(text)) is not None:
+        return number
     try:
         public_id = str(uuid.UUID(text))
     except ValueError:

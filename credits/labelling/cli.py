@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from credits import formatting as fmt
 from credits.cli_support import cli_transaction, fail, reports_errors
+from credits.id_text import id_from_text
 from credits.identity.access import CLI_READER
 from credits.identity.people import people_in_labels
 from credits.identity.service import actor_for_email
@@ -62,8 +63,8 @@ def _model(model: type[M], values: dict[str, Any]) -> M:
 
 def _vendor_id(session: Session, text: str) -> int:
     """A vendor by id or by name (any case)."""
-    if text.isdigit():
-        return vendors.get_vendor(session, vendor_id=int(text)).id
+    if (number := id_from_text(text)) is not None:
+        return vendors.get_vendor(session, vendor_id=number).id
     for vendor in vendors.list_vendors(session, include_retired=True):
         if vendor.name.casefold() == text.strip().casefold():
             return vendor.id

@@ -32,6 +32,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from credits.errors import Conflict, InvalidInput, NotFound
+from credits.id_text import id_from_text
 from credits.identity.actor import Actor
 from credits.labelling.access import lock_order
 from credits.labelling.audit import audit_order
@@ -194,7 +195,7 @@ def record_annotation(
     now: datetime | None = None,
 ) -> DeliveryOut:
     """One Label Studio annotation as a delivery (once per annotation id)."""
-    if not annotation.item_ref.isdigit():
+    if id_from_text(annotation.item_ref) is None:
         raise InvalidInput(f"task {annotation.task_id} names no credits item")
     return record_delivery(
         session,

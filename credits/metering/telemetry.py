@@ -105,7 +105,7 @@ def _with_value(sample: GpuSample, metric: str, value: float) -> GpuSample:
 def _identity(metric: str, labels: Mapping[str, str]) -> GpuSample:
     """A sample with the GPU and pod labels of one series and no figures yet."""
     gpu = labels.get("gpu", "")
-    if not gpu.isdigit():
+    if not (gpu.isascii() and gpu.isdigit()):
         raise TelemetryError(f"{metric} series without a numeric gpu label: {dict(labels)}")
     relabelled = bool(labels.get("exported_pod"))
     return GpuSample(

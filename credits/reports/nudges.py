@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from credits import formatting as fmt
 from credits.grants.models import MemberRole, Project, ProjectMember
+from credits.id_text import id_from_text
 from credits.identity.models import User
 from credits.jobs.models import Job, JobState
 from credits.ledger.models import Account, AccountKind, AccountStatus
@@ -177,9 +178,10 @@ def queue_idle_gpu_notices(
 
 def _submitter(session: Session, job: Job) -> _Recipient | None:
     kind, _, user_id = job.submitted_by.partition(":")
-    if kind != "user" or not user_id.isdigit():
+    number = id_from_text(user_id)
+    if kind != "user" or number is None:
         return None
-    return _user(session, int(user_id))
+    return _user(session, number)
 
 
 def run_nudges(session: Session, *, now: dt.datetime, idle_percent: float) -> NudgeReport:
