@@ -162,7 +162,7 @@ class _FormErrors(Exception):
 def _mean_score(text: str) -> int:
     try:
         value = round(float(text.strip()) * 100)
-    except ValueError:
+    except (ValueError, OverflowError):  # OverflowError: "inf", "1e309"
         raise FieldError("min_mean_score", "enter a score from 1.00 to 5.00") from None
     if not 100 <= value <= 500:
         raise FieldError("min_mean_score", "enter a score from 1.00 to 5.00")

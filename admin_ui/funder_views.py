@@ -175,6 +175,7 @@ def decision_defaults(proposal: ProposalOut) -> dict[str, str]:
     values = {
         f"amount_{currency.value}": format_credits(amount)
         for currency, amount in proposal.requested.items()
+        if amount > 0  # a currency asked for at 0 is left blank: an award of 0 is refused
     }
     return values | {"starts_at": max(starts, today).isoformat(), "ends_at": ends.isoformat()}
 

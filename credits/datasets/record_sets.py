@@ -89,7 +89,7 @@ def json_lines_fields(head: bytes, *, whole: bool) -> list[InferredField]:
             continue
         try:
             value = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: arrays nested too deep
             return []
         if isinstance(value, dict):
             objects.append(value)
