@@ -33,7 +33,8 @@ from credits.identity.access import require_actor
 from credits.identity.actor import Actor
 from credits.identity.models import Role, Scope
 from credits.identity.tokens import TokenIdentity, identify_token, mark_token_used
-from credits.jobs.executors.base import Executor
+from credits.jobs.errors import PoolUnavailable
+from credits.jobs.executors.base import Executor, ExecutorError
 from credits.settings import ExecutorName, Settings
 
 EXTENSION_KEY = "credits"
@@ -127,9 +128,15 @@ def job_submission_limits() -> SubmissionLimits:
     if settings.executor is ExecutorName.KUBERNETES:
         registries = tuple(filter(None, map(str.strip, settings.job_image_registries.split(","))))
     executor = job_executor()
+    try:
+        nodes = pool_nodes(executor)
+    except ExecutorError as error:
+        raise PoolUnavailable(
+            f"the GPU pool could not be read ({error}); nothing was held: submit again shortly"
+        ) from error
     return SubmissionLimits(
         max_runtime_cap=settings.jobs_max_runtime_seconds,
-        pool_nodes=pool_nodes(executor),
+        pool_nodes=nodes,
         image_registries=registries,
         checkpointing=can_checkpoint(executor),
     )

@@ -56,7 +56,7 @@ def _caller(scope: Scope) -> Actor:
     status=201,
     idempotency_key=True,
     replay_status=200,
-    problems=(400, 402, 403, 404, 409, 415, 422),
+    problems=(400, 402, 403, 404, 409, 415, 422, 503),
 )
 def submit_job(project_id: int) -> ResponseReturnValue:
     """Validates the JobSpec, holds credits for its worst case and queues it. A

@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from credits.errors import Conflict, InvalidInput, NotFound
+from credits.errors import Conflict, CreditsError, InvalidInput, NotFound
+
+
+class PoolUnavailable(CreditsError):
+    """The executor could not say what the pool holds (Kubernetes unreachable), which a
+    submission is checked against; nothing was held."""
+
+    status = 503
+    slug = "pool-unavailable"
+    title = "The GPU pool cannot be read now"
 
 
 class JobNotFound(NotFound):

@@ -397,6 +397,20 @@ def test_a_log_the_executor_cannot_reach_is_a_503(
     assert "HTTP 503" in response.json["detail"]
 
 
+def test_a_submission_while_the_pool_cannot_be_read_is_a_503_that_holds_nothing(
+    client: FlaskClient, world: JobsWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def unreachable() -> Any:
+        raise ExecutorError("listing nodes: HTTP 503 (after 4 tries)")
+
+    monkeypatch.setattr(world.executor, "capacity", unreachable)
+    response = _submit(client, world, _body())
+    assert response.status_code == 503
+    assert response.json["type"].endswith("/pool-unavailable")
+    assert "HTTP 503" in response.json["detail"]
+    assert client.get("/api/v1/jobs").json["items"] == []
+
+
 def test_cancel_of_a_finished_job_is_a_409(client: FlaskClient, world: JobsWorld) -> None:
     job = _submit(client, world, _body()).json
     assert client.post(f"/api/v1/jobs/{job['id']}/cancel").json["state"] == "cancelled"
