@@ -454,10 +454,23 @@ def meter_running(context: Reconciliation, report: ReconcileOut) -> None:
     """Usage records for every interval running jobs have completed, so the balance
     moves while they run; settlement (metering.settle) charges them."""
 
-    def meter(session: Session) -> int:
-        return meter_active_jobs(session, now=context.clock(), interval_s=context.interval_s)
+    def meter(session: Session, only: set[int] | None = None) -> int:
+        return meter_active_jobs(
+            session, now=context.clock(), interval_s=context.interval_s, job_ids=only
+        )
 
-    report.metered += run_in_transaction(context.factory, meter)
+    try:
+        report.metered += run_in_transaction(context.factory, meter)
+        return
+    except Exception:
+        # One job's records must not stop every other job's metering (and, behind it,
+        # settlement): metered one by one, only that job is reported and left behind.
+        logger.exception("metering running jobs together failed; metering them one by one")
+    running = (JobState.STARTING.value, JobState.RUNNING.value)
+    for job_id in _ids(context.factory, Job.state.in_(running)):
+        one = functools.partial(meter, only={job_id})
+        metered = _each(report, job_id, functools.partial(run_in_transaction, context.factory, one))
+        report.metered += metered or 0
 
 
 def settle_finished(context: Reconciliation, report: ReconcileOut) -> None:

@@ -25,12 +25,12 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, true
 from sqlalchemy.orm import Session
 
 from credits.jobs.models import Job, JobRun, JobState
@@ -112,8 +112,11 @@ def meter_runs(
     return len(rows)
 
 
-def meter_active_jobs(session: Session, *, now: datetime, interval_s: int) -> int:
-    """Records every interval that has ended for each running job's current run.
+def meter_active_jobs(
+    session: Session, *, now: datetime, interval_s: int, job_ids: Collection[int] | None = None
+) -> int:
+    """Records every interval that has ended for each running job's current run (of
+    ``job_ids`` only, when given).
 
     A light first read finds the runs with a completed interval not yet metered
     (and not past the job's max runtime); only those are loaded and locked, so a
@@ -136,6 +139,7 @@ def meter_active_jobs(session: Session, *, now: datetime, interval_s: int) -> in
         .join(Job, Job.id == JobRun.job_id)
         .where(
             Job.state.in_(ACTIVE),
+            Job.id.in_(sorted(job_ids)) if job_ids is not None else true(),
             JobRun.attempt == Job.attempt,
             JobRun.started_at.is_not(None),
             JobRun.finished_at.is_(None),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from jobs_world import CAP, RATE, JobsWorld, build_jobs_world, cost
@@ -20,13 +21,15 @@ from credits.jobs.errors import (
 )
 from credits.jobs.exclusive import exclusive
 from credits.jobs.executors.base import ExecutorError, NodeCapacity
-from credits.jobs.models import Job, JobEvent, JobState
+from credits.jobs.models import Job, JobEvent, JobRun, JobState
 from credits.jobs.queries import get_job_detail
 from credits.jobs.reconciler import reconcile
 from credits.jobs.service import cancel_job
 from credits.ledger.errors import IdempotencyKeyReused, InsufficientCredits
 from credits.ledger.queries import get_hold
 from credits.ledger.verify import verify_ledger
+from credits.metering import job_records
+from credits.metering.models import UsageRecord
 from credits.pool import service as pool
 from credits.pool.errors import NoRateInForce
 
@@ -398,6 +401,35 @@ def test_one_job_that_cannot_be_settled_does_not_stop_the_others(
     assert world.job(first.id).settled_at is None
     monkeypatch.setattr(reconciler, "settle_job", real_settle)
     assert world.reconcile().settled == [first.id]
+
+
+def test_one_job_that_cannot_be_metered_does_not_stop_the_others(
+    world: JobsWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stuck = world.submit(duration=3600)
+    running = world.submit(name="running", duration=3600)
+    ending = world.submit(name="ending", duration=30)
+    world.cycle()
+    world.clock.advance(120)
+    real_records = job_records.run_records
+
+    def flaky(run: JobRun, job: Job, *args: Any) -> list[dict[str, Any]]:
+        if job.id == stuck.id:
+            raise RuntimeError("a row the database refuses")
+        return real_records(run, job, *args)
+
+    monkeypatch.setattr(job_records, "run_records", flaky)
+    report = world.reconcile()
+
+    assert report.errors == [f"{stuck.id}: RuntimeError: a row the database refuses"]
+    assert report.settled == [ending.id]
+    with world.session() as session:
+        metered = set(session.scalars(select(UsageRecord.job_id).distinct()))
+    assert metered == {running.id, ending.id}
+    monkeypatch.setattr(job_records, "run_records", real_records)
+    assert world.reconcile().errors == []
+    with world.session() as session:
+        assert session.scalar(select(UsageRecord.id).where(UsageRecord.job_id == stuck.id))
 
 
 def test_a_second_reconcile_while_one_runs_does_nothing(world: JobsWorld) -> None:
