@@ -5,36 +5,23 @@ Each is a clear refusal or is ignored, never a 500."""
 from __future__ import annotations
 
 import pytest
-from api_world import World, build_world, world_executor
+from api_world import build_world
 from flask import Flask
-from flask.testing import FlaskClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
-from ui_sign_in import sign_in_as
+from ui_flows import CSRF, client_for, flows_app
 
 from admin_ui.funder_views import decision_defaults
-from credits.app import create_app
 from credits.datasets.record_sets import json_lines_fields
 from credits.grants.models import Program
 from credits.grants.proposal_queries import load_proposal, render_proposal
 from credits.id_text import id_from_text
 from credits.ledger.models import Currency
-from credits.settings import load_settings
-
-CSRF = "odd-numbers-csrf"
 
 
 @pytest.fixture
 def app(joined_session_factory: sessionmaker[Session]) -> Flask:
-    return create_app(
-        load_settings(), session_factory=joined_session_factory, executor=world_executor()
-    )
-
-
-def _client(app: Flask, world: World, persona: str) -> FlaskClient:
-    client = app.test_client()
-    sign_in_as(client, world.user_ids[persona], csrf_token=CSRF)
-    return client
+    return flows_app(joined_session_factory)
 
 
 @pytest.mark.parametrize(
@@ -50,7 +37,7 @@ def test_non_ascii_digits_in_urls_and_queries_are_ignored_or_not_found(
 ) -> None:
     world = build_world(session)
     assert app.test_client().get("/datasets?page=²&program=²").status_code == 200
-    researcher = _client(app, world, "researcher_a")
+    researcher = client_for(app, world, "researcher_a")
     assert researcher.get("/jobs/²").status_code == 404
     assert researcher.get(f"/projects/{world.project_a}?account=²").status_code == 200
 
@@ -61,7 +48,7 @@ def test_an_infinite_lowest_mean_score_is_a_form_error(
 ) -> None:
     world = build_world(session)
     before = session.scalar(select(func.count()).select_from(Program))
-    response = _client(app, world, "funder_p").post(
+    response = client_for(app, world, "funder_p").post(
         "/funder/programs",
         data={
             "csrf_token": CSRF,
