@@ -6,6 +6,8 @@ import importlib
 import pkgutil
 import re
 import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -14,6 +16,7 @@ from datasets_api_world import with_datasets
 from flask import Flask
 from flask.testing import FlaskClient
 from labelling_api_world import with_labelling
+from sqlalchemy import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 from ui_matrix import LOGIN, OK, UiRow
 from ui_rows_attachments import with_attachments
@@ -53,11 +56,49 @@ def _rows() -> list[UiRow]:
 ROWS = _rows()
 
 
-@pytest.fixture
-def app(joined_session_factory: sessionmaker[Session]) -> Flask:
-    return create_app(
-        load_settings(), session_factory=joined_session_factory, executor=world_executor()
+@dataclass(frozen=True)
+class Shared:
+    """One connection and world for the module's rows, built once per worker."""
+
+    connection: Connection
+    session: Session
+    world: World
+
+
+@pytest.fixture(scope="module")
+def shared(sqlite_engine: Engine) -> Iterator[Shared]:
+    connection = sqlite_engine.connect()
+    outer = connection.begin()
+    session = Session(
+        bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False
     )
+    try:
+        yield Shared(connection, session, build_world(session))
+    finally:
+        session.close()
+        outer.rollback()
+        connection.close()
+
+
+@pytest.fixture
+def matrix_session(shared: Shared) -> Iterator[Session]:
+    """The shared session; whatever a row adds (attachments, orders) or its requests
+    leave is rolled back with the row's SAVEPOINT, so each row sees the same world."""
+    savepoint = shared.connection.begin_nested()
+    try:
+        yield shared.session
+    finally:
+        savepoint.rollback()
+        shared.session.expire_all()
+
+
+@pytest.fixture
+def app(shared: Shared, matrix_session: Session) -> Flask:
+    # A fresh app per row: its sign-in and reset-link limits count only that row.
+    factory = sessionmaker(
+        bind=shared.connection, join_transaction_mode="create_savepoint", expire_on_commit=False
+    )
+    return create_app(load_settings(), session_factory=factory, executor=world_executor())
 
 
 def _ui_routes(app: Flask) -> set[tuple[str, str]]:
@@ -107,9 +148,8 @@ def _answer(
     return response.status_code
 
 
-def _world(app: Flask, session: Session, row: UiRow) -> World:
+def _world(app: Flask, session: Session, world: World, row: UiRow) -> World:
     """The world of tests/api_world.py; with labelling orders for the labelling pages."""
-    world = build_world(session)
     if row.rule.startswith(ATTACHMENT_ROUTES):
         return with_attachments(app, session, world)
     if not row.rule.startswith(LABELLING_PAGES):
@@ -120,8 +160,9 @@ def _world(app: Flask, session: Session, row: UiRow) -> World:
 
 
 @pytest.mark.parametrize("row", ROWS, ids=[row.id for row in ROWS])
-def test_ui_access(app: Flask, session: Session, row: UiRow) -> None:
-    world = _world(app, session, row)
+def test_ui_access(app: Flask, matrix_session: Session, shared: Shared, row: UiRow) -> None:
+    session = matrix_session
+    world = _world(app, session, shared.world, row)
     got = {
         persona: _answer(app.test_client(), session, row, world, persona) for persona in PERSONAS
     }
