@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TypeVar
 
-from sqlalchemy import ColumnElement, func, select, tuple_, update
+from sqlalchemy import ColumnElement, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from credits.db import run_in_transaction, utcnow
@@ -52,16 +52,21 @@ from credits.jobs.job_rows import (
     locked_job,
 )
 from credits.jobs.launching import launch_requests
-from credits.jobs.models import FINAL_STATES, Job, JobEvent, JobRun, JobState
+from credits.jobs.models import FINAL_STATES, Job, JobRun, JobState
 from credits.jobs.moves import (
     requeue_move_ended_unstarted,
     requeue_unlaunched_move,
     restart_moved,
     stop_moving,
-    unstarted_move_restarts,
 )
 from credits.jobs.schemas import ReconcileOut
 from credits.jobs.settlement import settle_job
+from credits.jobs.slow_starts import (
+    cancelled_before_starting,
+    give_up_if_starting,
+    started_before,
+    stop_slow_start,
+)
 from credits.jobs.transitions import move
 from credits.metering.job_records import meter_active_jobs
 
@@ -163,7 +168,7 @@ def _fail_unlaunchable(
         job = locked_job(session, request.job_id)
         if job.state != JobState.STARTING.value or job.attempt != request.attempt:
             return None
-        if _cancelled_before_starting(session, job, f"could not launch: {reason}", now):
+        if cancelled_before_starting(session, job, f"could not launch: {reason}", now):
             return JobState.CANCELLED.value
         if requeue_unlaunched_move(session, job, reason, actor=RECONCILER_ACTOR, now=now):
             return JobState.QUEUED.value
@@ -193,15 +198,6 @@ def stop_moved(context: Reconciliation, report: ReconcileOut) -> None:
     stop_moving(context.factory, context.executor, context.clock, report)
 
 
-@dataclass(frozen=True)
-class _SlowStart:
-    job_id: int
-    attempt: int
-    # The attempt is a move's restart that never started: the platform moved the job,
-    # so it queues again rather than failing (see ``requeue_unlaunched_move``).
-    move_restart: bool
-
-
 def give_up_slow_starts(context: Reconciliation, report: ReconcileOut) -> None:
     """A job still ``starting`` long after the scheduler started it (its launch keeps
     failing, or the pool never runs it) is stopped and failed, releasing its hold,
@@ -210,79 +206,14 @@ def give_up_slow_starts(context: Reconciliation, report: ReconcileOut) -> None:
     factory, clock = context.factory, context.clock
     cutoff = clock() - timedelta(seconds=context.start_timeout_s)
     reason = f"did not start within {context.start_timeout_s:g} s"
-    stuck = run_in_transaction(factory, functools.partial(_started_before, cutoff=cutoff))
+    stuck = run_in_transaction(factory, functools.partial(started_before, cutoff=cutoff))
     for slow in stuck:
-        if not _stop_slow_start(context.executor, slow, reason):
+        if not stop_slow_start(context.executor, slow, reason):
             continue
-        give_up = functools.partial(_give_up_if_starting, slow=slow, reason=reason, clock=clock)
+        give_up = functools.partial(give_up_if_starting, slow=slow, reason=reason, clock=clock)
         moved = _each(report, slow.job_id, functools.partial(run_in_transaction, factory, give_up))
         if moved:
             report.transitions.append(f"{slow.job_id}:starting->{moved}")
-
-
-def _stop_slow_start(executor: Executor, slow: _SlowStart, reason: str) -> bool:
-    """Asks the executor to end the attempt, so that it cannot start later; False when
-    that must be retried. A move's restart gets the platform's stop (observed
-    PREEMPTED, not CANCELLED: nobody cancelled the job) with no grace, as it never
-    started and has nothing to save."""
-    try:
-        if slow.move_restart:
-            executor.stop(slow.job_id, 0, reason)
-        else:
-            executor.cancel(slow.job_id)
-    except ExecutorError as error:
-        logger.warning("stopping slow start of job %s will be retried: %s", slow.job_id, error)
-        return False
-    return True
-
-
-def _started_before(session: Session, *, cutoff: datetime) -> list[_SlowStart]:
-    """Starting jobs whose latest move to ``starting`` is older than ``cutoff``."""
-    started = (
-        select(JobEvent.job_id, func.max(JobEvent.at).label("at"))
-        .where(JobEvent.to_state == JobState.STARTING.value)
-        .group_by(JobEvent.job_id)
-        .subquery()
-    )
-    rows = session.execute(
-        select(Job.id, Job.attempt)
-        .join(started, started.c.job_id == Job.id)
-        .where(Job.state == JobState.STARTING.value, started.c.at < cutoff)
-        .order_by(Job.id)
-    ).all()
-    restarts = unstarted_move_restarts(session, [job_id for job_id, _ in rows])
-    return [_SlowStart(job_id, attempt, job_id in restarts) for job_id, attempt in rows]
-
-
-def _cancelled_before_starting(session: Session, job: Job, why: str, now: datetime) -> bool:
-    """A job its user cancelled while it was starting ends cancelled when the attempt
-    is given up: queued again (a move's restart), nothing would ever start or settle
-    it, and its hold would stay pending. True when it ended so."""
-    if job.cancel_requested_at is None:
-        return False
-    finish_job(
-        session, job, JobState.CANCELLED, at=now, reason=f"cancelled before it started ({why})"
-    )
-    return True
-
-
-def _give_up_if_starting(
-    session: Session, *, slow: _SlowStart, reason: str, clock: Clock
-) -> str | None:
-    """Requeues or fails the job if it is still starting the same attempt; returns the
-    state it moved to, None when it had moved on meanwhile."""
-    job = locked_job(session, slow.job_id)
-    if job.state != JobState.STARTING.value or job.attempt != slow.attempt:
-        return None
-    now = clock()
-    if _cancelled_before_starting(session, job, reason, now):
-        return JobState.CANCELLED.value
-    if slow.move_restart and requeue_unlaunched_move(
-        session, job, reason, actor=RECONCILER_ACTOR, now=now, outcome="did not start"
-    ):
-        return JobState.QUEUED.value
-    finish_job(session, job, JobState.FAILED, at=now, reason=reason)
-    return JobState.FAILED.value
 
 
 def observe_active(context: Reconciliation, report: ReconcileOut) -> None:
