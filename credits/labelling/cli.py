@@ -16,17 +16,14 @@ import click
 from pydantic import BaseModel, ValidationError
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy.orm import Session
 
 from credits import formatting as fmt
 from credits.cli_support import cli_transaction, fail, reports_errors
-from credits.id_text import id_from_text
 from credits.identity.access import CLI_READER
 from credits.identity.people import people_in_labels
 from credits.identity.service import actor_for_email
 from credits.labelling import listing, orders, queries, vendors
 from credits.labelling.cli_label_studio import labelling
-from credits.labelling.errors import VendorNotFound
 from credits.labelling.label_schema import SchemaKind
 from credits.labelling.models import Adapter, OrderStatus, PriceUnit, Resolution
 from credits.labelling.requests import OrderCreate, create_order
@@ -59,16 +56,6 @@ def _model(model: type[M], values: dict[str, Any]) -> M:
         first = error.errors(include_url=False)[0]
         where = ".".join(map(str, first["loc"])) or "input"
         fail(f"{where}: {first['msg']}")
-
-
-def _vendor_id(session: Session, text: str) -> int:
-    """A vendor by id or by name (any case)."""
-    if (number := id_from_text(text)) is not None:
-        return vendors.get_vendor(session, vendor_id=number).id
-    for vendor in vendors.list_vendors(session, include_retired=True):
-        if vendor.name.casefold() == text.strip().casefold():
-            return vendor.id
-    raise VendorNotFound(f"no labelling vendor is named {text!r}")
 
 
 def _echo_json(model: BaseModel) -> None:
@@ -157,7 +144,7 @@ def _set_active(vendor: str, as_email: str, *, active: bool) -> VendorOut:
     with cli_transaction() as session:
         return vendors.set_vendor_active(
             session,
-            vendor_id=_vendor_id(session, vendor),
+            vendor_id=vendors.find_vendor_id(session, vendor),
             active=active,
             actor=actor_for_email(session, as_email),
         )
@@ -198,7 +185,9 @@ def prices() -> None:
 def list_prices(*, vendor: str, as_json: bool) -> None:
     """Every price-sheet version of VENDOR (id or name), newest first."""
     with cli_transaction(snapshot=True) as session:
-        sheets = vendors.list_price_sheets(session, vendor_id=_vendor_id(session, vendor))
+        sheets = vendors.list_price_sheets(
+            session, vendor_id=vendors.find_vendor_id(session, vendor)
+        )
         people = people_in_labels(session, [sheet.actor for sheet in sheets])
     if as_json:
         click.echo(f"[{','.join(s.model_dump_json() for s in sheets)}]")
@@ -262,7 +251,7 @@ def set_price(
     with cli_transaction() as session:
         added = vendors.add_price_sheet(
             session,
-            vendor_id=_vendor_id(session, vendor),
+            vendor_id=vendors.find_vendor_id(session, vendor),
             sheet=sheet,
             actor=actor_for_email(session, as_email),
         )
@@ -287,7 +276,7 @@ def list_orders(
         query = listing.OrderQuery(
             project_id=project,
             status=None if status is None else OrderStatus(status),
-            vendor_id=None if vendor is None else _vendor_id(session, vendor),
+            vendor_id=None if vendor is None else vendors.find_vendor_id(session, vendor),
             limit=limit,
         )
         page = listing.list_orders(session, CLI_READER, query)
@@ -408,7 +397,7 @@ def create(
     }
     upload = {"file_name": file.name, "content": _read_text(file)}
     with cli_transaction() as session:
-        order["vendor_id"] = _vendor_id(session, vendor)
+        order["vendor_id"] = vendors.find_vendor_id(session, vendor)
         request = _model(OrderCreate, {"order": order, "upload": upload})
         created = create_order(
             session, actor_for_email(session, as_email), request, store=None, request_key=key

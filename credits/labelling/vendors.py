@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from credits.audit.service import record_event
 from credits.db import utcnow
 from credits.errors import InvalidInput
+from credits.id_text import id_from_text
 from credits.identity.actor import Actor
 from credits.identity.models import Role
 from credits.labelling.errors import (
@@ -108,6 +109,20 @@ def list_vendors(session: Session, *, include_retired: bool = False) -> list[Ven
 
 def get_vendor(session: Session, *, vendor_id: int) -> VendorOut:
     return vendor_out(session, load_vendor(session, vendor_id))
+
+
+def find_vendor_id(session: Session, text: str) -> int:
+    """The vendor ``text`` names by id or by name (any case), retired ones included.
+
+    Raises VendorNotFound.
+    """
+    if (number := id_from_text(text)) is not None:
+        return load_vendor(session, number).id
+    wanted = text.strip().casefold()
+    for vendor_id, name in session.execute(select(Vendor.id, Vendor.name)):
+        if name.casefold() == wanted:
+            return int(vendor_id)
+    raise VendorNotFound(f"no labelling vendor is named {text!r}")
 
 
 def vendor_out(session: Session, row: Vendor, *, now: datetime | None = None) -> VendorOut:
