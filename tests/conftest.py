@@ -14,6 +14,7 @@ import stat
 import tempfile
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import NoReturn
 
@@ -188,6 +189,20 @@ def _rolled_back_session(engine: Engine) -> Iterator[Session]:
         connection.close()
 
 
+rolled_back_session = contextmanager(_rolled_back_session)
+"""A session whose every change is rolled back when the block ends: for a
+module-scoped world (tests/test_access_matrix.py, tests/ui/test_ui_access.py)."""
+
+
+def joined_factory(session: Session) -> sessionmaker[Session]:
+    """Sessions on ``session``'s connection whose commits release a savepoint."""
+    return sessionmaker(
+        bind=session.connection(),
+        join_transaction_mode="create_savepoint",
+        expire_on_commit=False,
+    )
+
+
 @pytest.fixture
 def session(sqlite_engine: Engine) -> Iterator[Session]:
     """A SQLite session whose every change is rolled back after the test."""
@@ -215,11 +230,7 @@ def joined_session_factory(session: Session) -> sessionmaker[Session]:
     Entry points (API, CLI) open their own ``session_scope``; with this factory
     their commits release a savepoint and the test still rolls everything back.
     """
-    return sessionmaker(
-        bind=session.connection(),
-        join_transaction_mode="create_savepoint",
-        expire_on_commit=False,
-    )
+    return joined_factory(session)
 
 
 @pytest.fixture(scope="session")

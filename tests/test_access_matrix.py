@@ -41,6 +41,7 @@ from api_world import (
     program_body,
     world_executor,
 )
+from conftest import joined_factory, rolled_back_session
 from datasets_api_world import UPLOAD_NAME, with_datasets
 from flask import Flask
 from flask.testing import FlaskClient
@@ -744,21 +745,13 @@ def matrix(sqlite_engine: Engine) -> Iterator[Matrix]:
     """One app and one world for every row, built once per worker: each request runs
     in a SAVEPOINT that is rolled back (``_status``), so no row sees another's writes.
     Everything is rolled back after the module."""
-    connection = sqlite_engine.connect()
-    outer = connection.begin()
-    options: dict[str, Any] = {"join_transaction_mode": "create_savepoint"}
-    session = Session(bind=connection, expire_on_commit=False, **options)
-    factory = sessionmaker(bind=connection, expire_on_commit=False, **options)
-    app = create_app(load_settings(), session_factory=factory, executor=world_executor())
-    store = blob_store_for_url(f"memory://matrix-{uuid.uuid4().hex}")
-    app.extensions[STORE_KEY] = store
-    world = with_labelling(session, with_datasets(session, build_world(session), store))
-    try:
+    with rolled_back_session(sqlite_engine) as session:
+        factory = joined_factory(session)
+        app = create_app(load_settings(), session_factory=factory, executor=world_executor())
+        store = blob_store_for_url(f"memory://matrix-{uuid.uuid4().hex}")
+        app.extensions[STORE_KEY] = store
+        world = with_labelling(session, with_datasets(session, build_world(session), store))
         yield Matrix(app, session, world)
-    finally:
-        session.close()
-        outer.rollback()
-        connection.close()
 
 
 def _url(row: Row, world: World) -> str:

@@ -12,12 +12,13 @@ from pathlib import Path
 
 import pytest
 from api_world import ANONYMOUS, PERSONAS, World, build_world, world_executor
+from conftest import joined_factory, rolled_back_session
 from datasets_api_world import with_datasets
 from flask import Flask
 from flask.testing import FlaskClient
 from labelling_api_world import with_labelling
-from sqlalchemy import Connection, Engine
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
 from ui_matrix import LOGIN, OK, UiRow
 from ui_rows_attachments import with_attachments
 from ui_sign_in import sign_in_as
@@ -58,33 +59,23 @@ ROWS = _rows()
 
 @dataclass(frozen=True)
 class Shared:
-    """One connection and world for the module's rows, built once per worker."""
+    """One session and world for the module's rows, built once per worker."""
 
-    connection: Connection
     session: Session
     world: World
 
 
 @pytest.fixture(scope="module")
 def shared(sqlite_engine: Engine) -> Iterator[Shared]:
-    connection = sqlite_engine.connect()
-    outer = connection.begin()
-    session = Session(
-        bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False
-    )
-    try:
-        yield Shared(connection, session, build_world(session))
-    finally:
-        session.close()
-        outer.rollback()
-        connection.close()
+    with rolled_back_session(sqlite_engine) as session:
+        yield Shared(session, build_world(session))
 
 
 @pytest.fixture
 def matrix_session(shared: Shared) -> Iterator[Session]:
     """The shared session; whatever a row adds (attachments, orders) or its requests
     leave is rolled back with the row's SAVEPOINT, so each row sees the same world."""
-    savepoint = shared.connection.begin_nested()
+    savepoint = shared.session.connection().begin_nested()
     try:
         yield shared.session
     finally:
@@ -93,11 +84,9 @@ def matrix_session(shared: Shared) -> Iterator[Session]:
 
 
 @pytest.fixture
-def app(shared: Shared, matrix_session: Session) -> Flask:
+def app(matrix_session: Session) -> Flask:
     # A fresh app per row: its sign-in and reset-link limits count only that row.
-    factory = sessionmaker(
-        bind=shared.connection, join_transaction_mode="create_savepoint", expire_on_commit=False
-    )
+    factory = joined_factory(matrix_session)
     return create_app(load_settings(), session_factory=factory, executor=world_executor())
 
 
