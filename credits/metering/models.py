@@ -69,6 +69,9 @@ class UsageRecord(Base):
         CheckConstraint("captured_micro + overage_micro <= amount_micro", name="settled_within"),
         CheckConstraint(in_values("status", RecordStatus), name="status"),
         Index("ix_usage_records_status_id", "status", "id"),
+        # Settlement's order: records from outside meters (no job) first, then each
+        # job's records together, so a batch books one capture per job it holds.
+        Index("ix_usage_records_status_job_id_id", "status", "job_id", "id"),
         Index("ix_usage_records_project_id_started_at", "project_id", "started_at"),
     )
 

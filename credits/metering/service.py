@@ -19,6 +19,8 @@ from credits.metering.collector import TelemetryCollector
 from credits.metering.nvml import read_nvml
 from credits.metering.settlement import (
     SettleReport,
+    SweepPosition,
+    newest_pending_id,
     pending_ids,
     set_aside,
     settle_one,
@@ -45,32 +47,46 @@ def settle_all_pending(
     clock: Callable[[], datetime] = utcnow,
     max_batches: int = MAX_BATCHES_PER_RUN,
 ) -> SettleReport:
-    """Settles pending usage records batch by batch, each batch one transaction,
-    until none are left (or ``max_batches``).
+    """Settles the records pending when it starts, batch by batch in settlement's
+    order (:func:`credits.metering.settlement.settle_pending`), each batch one
+    transaction, until none are left (or ``max_batches``). Records that arrive
+    meanwhile wait for the next run, so a run always ends.
 
     A batch the ledger or the database refuses (a record it cannot book) is settled
     record by record instead, and a record refused on its own is set aside as
     ``failed`` with the reason, so one bad record never stops the ones behind it.
     """
     total = SettleReport()
+    top = run_in_transaction(factory, newest_pending_id)
+    if top is None:
+        return total
+    position = SweepPosition(top=top)
     for _ in range(max_batches):
         try:
             batch = run_in_transaction(
-                factory, lambda session: settle_pending(session, now=clock(), limit=batch_size)
+                factory,
+                functools.partial(_settle_batch, clock=clock, limit=batch_size, position=position),
             )
         except REFUSALS as error:
             logger.warning(
                 "a settlement batch was refused (%s); settling one by one", _reason(error)
             )
-            batch = _settle_one_by_one(factory, batch_size, clock)
+            batch = _settle_one_by_one(factory, batch_size, clock, position)
         total.records += batch.records
         total.captured_micro += batch.captured_micro
         total.overage_micro += batch.overage_micro
         total.failed += batch.failed
         total.jobs |= batch.jobs
-        if batch.records + batch.failed < batch_size:
+        if batch.last is None or batch.records + batch.failed < batch_size:
             break
+        position = position.past(batch.last)
     return total
+
+
+def _settle_batch(
+    session: Session, *, clock: Callable[[], datetime], limit: int, position: SweepPosition
+) -> SettleReport:
+    return settle_pending(session, now=clock(), limit=limit, position=position)
 
 
 def _settle_id(session: Session, *, record_id: int, clock: Callable[[], datetime]) -> SettleReport:
@@ -84,12 +100,18 @@ def _set_aside_id(
 
 
 def _settle_one_by_one(
-    factory: Callable[[], Session], batch_size: int, clock: Callable[[], datetime]
+    factory: Callable[[], Session],
+    batch_size: int,
+    clock: Callable[[], datetime],
+    position: SweepPosition,
 ) -> SettleReport:
+    """Settles the records of a refused batch (the same ones, read again) one by one."""
     report = SettleReport()
-    for record_id in run_in_transaction(
-        factory, lambda session: pending_ids(session, limit=batch_size)
+    for record_id, key in run_in_transaction(
+        factory,
+        lambda session: pending_ids(session, limit=batch_size, position=position),
     ):
+        report.last = (key, record_id)
         try:
             one = run_in_transaction(
                 factory, functools.partial(_settle_id, record_id=record_id, clock=clock)

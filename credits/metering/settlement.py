@@ -1,7 +1,9 @@
 """Settling usage records into the ledger, batched, each record exactly once.
 
 A batch locks pending records (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so
-concurrent workers take different records) and, in the same transaction:
+concurrent workers take different records), taken in settlement's order: records
+from outside meters first, then job by job, each job's records oldest first. In
+the same transaction it books:
 
 - job records: one capture per job from the job's hold, for as much as the
   hold has left; the rest is booked to the overage account;
@@ -29,7 +31,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, select, text, update
+from sqlalchemy import Connection, bindparam, func, select, text, tuple_, update
 from sqlalchemy.orm import Session
 
 from credits.identity.actor import Actor
@@ -49,6 +51,8 @@ class SettleReport:
     overage_micro: int = 0
     failed: int = 0
     jobs: set[int] = field(default_factory=set)
+    # The last record the batch read, as (job id or 0, record id): where the next begins.
+    last: tuple[int, int] | None = None
 
 
 _R = UsageRecord.__table__.c
@@ -64,12 +68,8 @@ _PENDING_COLUMNS = (
     _R.quantity_micro,
     Job.hold_key,
 )
-# Pending records with their job's hold: one statement reads what a batch settles.
-_PENDING = (
-    select(*_PENDING_COLUMNS)
-    .outerjoin(Job, Job.id == _R.job_id)
-    .where(_R.status == RecordStatus.PENDING.value)
-)
+# Records with their job's hold: one statement reads what a batch settles.
+_WITH_HOLD = select(*_PENDING_COLUMNS).outerjoin(Job, Job.id == _R.job_id)
 # SQLite: the records captured in full with one statement, the others one by one.
 _MARK_ALL_CAPTURED = (
     update(UsageRecord)
@@ -108,27 +108,89 @@ def _locked(query: Any, session: Session, *, skip_locked: bool = False) -> Any:
     return query.with_for_update(of=UsageRecord.__table__, skip_locked=skip_locked)
 
 
-def settle_pending(session: Session, *, now: datetime, limit: int = 500) -> SettleReport:
-    """Settles up to ``limit`` pending records, oldest first."""
-    query = _locked(_PENDING.order_by(_R.id).limit(limit), session, skip_locked=True)
-    return settle_rows(session, session.execute(query).all(), now=now)
+# Settlement's order (the index ix_usage_records_status_job_id_id): records from
+# outside meters (no job) first, by id; then job by job, each job's records oldest
+# first. A batch of a backlog then holds a few jobs' records, one capture each,
+# instead of one record each of as many jobs.
+_IS_PENDING = _R.status == RecordStatus.PENDING.value
 
 
-def pending_ids(session: Session, *, limit: int) -> list[int]:
-    """The ids the next batch would take, oldest first (not locked)."""
-    return list(
-        session.scalars(
-            select(_R.id)
-            .where(_R.status == RecordStatus.PENDING.value)
-            .order_by(_R.id)
-            .limit(limit)
-        )
-    )
+@dataclass(frozen=True)
+class SweepPosition:
+    """Where a sweep over pending records stands: past ``after`` in settlement's
+    order, as (job id, record id) with job 0 for records from outside meters; and
+    never past record ``top``, the newest pending record when the sweep began, so
+    that a sweep ends."""
+
+    after: tuple[int, int] = (0, 0)
+    top: int | None = None
+
+    def past(self, last: tuple[int, int]) -> SweepPosition:
+        return SweepPosition(after=last, top=self.top)
+
+
+def _next_in_order(
+    session: Session, position: SweepPosition, limit: int, columns: Any, *, lock: bool
+) -> list[Any]:
+    """The next ``limit`` pending records after ``position``: first those from
+    outside meters (while the position is still among them), then job records."""
+    after_job, after_id = position.after
+    rows: list[Any] = []
+    if after_job == 0:
+        outside = columns.where(_IS_PENDING, _R.job_id.is_(None), _R.id > after_id)
+        rows = _read(session, outside.order_by(_R.id), position, limit, lock=lock)
+    if len(rows) < limit:
+        jobs = columns.where(_IS_PENDING, tuple_(_R.job_id, _R.id) > tuple_(after_job, after_id))
+        ordered = jobs.order_by(_R.job_id, _R.id)
+        rows += _read(session, ordered, position, limit - len(rows), lock=lock)
+    return rows
+
+
+def _read(session: Session, query: Any, position: SweepPosition, limit: int, *, lock: bool) -> Any:
+    if position.top is not None:
+        query = query.where(_R.id <= position.top)
+    query = query.limit(limit)
+    if lock:
+        query = _locked(query, session, skip_locked=True)
+    return session.execute(query).all()
+
+
+def newest_pending_id(session: Session) -> int | None:
+    """The id of the newest pending record: where a sweep that starts now stops."""
+    newest: int | None = session.scalar(select(func.max(_R.id)).where(_IS_PENDING))
+    return newest
+
+
+def settle_pending(
+    session: Session,
+    *,
+    now: datetime,
+    limit: int = 500,
+    position: SweepPosition = SweepPosition(),
+) -> SettleReport:
+    """Settles up to ``limit`` pending records, the next ones in settlement's order
+    after ``position``; the report's ``last`` says where the batch ended."""
+    rows = _next_in_order(session, position, limit, _WITH_HOLD, lock=True)
+    report = settle_rows(session, rows, now=now)
+    if rows:
+        report.last = (rows[-1].job_id or 0, rows[-1].id)
+    return report
+
+
+def pending_ids(
+    session: Session, *, limit: int, position: SweepPosition = SweepPosition()
+) -> list[tuple[int, int]]:
+    """(id, job id or 0) of the records the next batch after ``position`` would
+    take, in order (not locked)."""
+    columns = select(_R.id, _R.job_id)
+    rows = _next_in_order(session, position, limit, columns, lock=False)
+    return [(row.id, row.job_id or 0) for row in rows]
 
 
 def settle_one(session: Session, record_id: int, *, now: datetime) -> SettleReport:
     """Settles one record if it is still pending (used to isolate a failing batch)."""
-    rows = session.execute(_locked(_PENDING.where(_R.id == record_id), session)).all()
+    query = _WITH_HOLD.where(_IS_PENDING, _R.id == record_id)
+    rows = session.execute(_locked(query, session)).all()
     return settle_rows(session, rows, now=now)
 
 
@@ -143,7 +205,7 @@ def set_aside(session: Session, record_id: int, error: str, *, now: datetime) ->
 
 def settle_job_records(session: Session, job_id: int, *, now: datetime) -> SettleReport:
     """Settles every pending record of one job (waiting for any a worker holds)."""
-    query = _PENDING.where(_R.job_id == job_id).order_by(_R.id)
+    query = _WITH_HOLD.where(_IS_PENDING, _R.job_id == job_id).order_by(_R.id)
     rows = session.execute(_locked(query, session)).all()
     return settle_rows(session, rows, now=now)
 

@@ -160,6 +160,25 @@ def test_usage_the_hold_no_longer_covers_is_booked_as_overage_and_flags_the_job(
     _usage_equals_captures_plus_overage(world)
 
 
+def _outside_record(world: JobsWorld, name: str, currency: str) -> UsageRecord:
+    return UsageRecord(
+        source="meter",
+        record_id=name,
+        job_id=None,
+        project_id=world.project_id,
+        currency=currency,
+        unit="credit",
+        quantity_micro=1,
+        amount_micro=1,
+        started_at=world.clock(),
+        ended_at=world.clock(),
+        request_hash="x",
+        status=RecordStatus.PENDING.value,
+        captured_micro=0,
+        overage_micro=0,
+    )
+
+
 def test_a_record_the_ledger_refuses_is_set_aside_and_the_rest_still_settle(
     world: JobsWorld,
 ) -> None:
@@ -169,22 +188,7 @@ def test_a_record_the_ledger_refuses_is_set_aside_and_the_rest_still_settle(
     world.reconcile()
     with world.session() as session:
         # A record whose project has no usage sink in its currency cannot be booked.
-        poisoned = UsageRecord(
-            source="meter",
-            record_id="poison",
-            job_id=None,
-            project_id=world.project_id,
-            currency="label",
-            unit="credit",
-            quantity_micro=1,
-            amount_micro=1,
-            started_at=world.clock(),
-            ended_at=world.clock(),
-            request_hash="x",
-            status=RecordStatus.PENDING.value,
-            captured_micro=0,
-            overage_micro=0,
-        )
+        poisoned = _outside_record(world, "poison", "label")
         session.add(poisoned)
         session.flush()
         poisoned_id = poisoned.id
@@ -201,6 +205,29 @@ def test_a_record_the_ledger_refuses_is_set_aside_and_the_rest_still_settle(
         )
     assert pending == 0
     assert job.id in report.jobs
+
+
+def test_a_sweep_goes_on_past_a_refused_batch_in_its_middle(world: JobsWorld) -> None:
+    job = world.submit(gpus=1, duration=600)
+    world.cycle()
+    world.clock.advance(300)
+    world.reconcile()
+    with world.session() as session:
+        outside = [_outside_record(world, f"fine-{n}", "gpu") for n in range(3)]
+        # The second batch of two holds the third fine record and this one.
+        poisoned = _outside_record(world, "poison", "label")
+        session.add_all([*outside, poisoned])
+        session.flush()
+        poisoned_id = poisoned.id
+        job_records = session.scalar(select(func.count()).where(UsageRecord.job_id == job.id))
+    assert job_records and job_records >= 2
+    report = settle_all_pending(world.factory, batch_size=2, clock=world.clock)
+    assert (report.records, report.failed) == (3 + job_records, 1)
+    with world.session() as session:
+        rows = session.execute(select(UsageRecord.id, UsageRecord.status)).all()
+    statuses = {row.id: row.status for row in rows}
+    assert statuses.pop(poisoned_id) == RecordStatus.FAILED.value
+    assert set(statuses.values()) == {RecordStatus.SETTLED.value}
 
 
 def test_records_settled_out_of_order_charge_the_same(world: JobsWorld) -> None:

@@ -28,13 +28,14 @@ from credits.ledger.models import (
     HoldPart,
     HoldStatus,
     Transfer,
+    TransferKind,
 )
 from credits.ledger.overage import book_overage
 from credits.ledger.queries import get_hold, project_available, system_account_id
 from credits.ledger.settle import capture, void_hold
 from credits.ledger.verify import verify_ledger
 from credits.metering.models import JOBS_SOURCE, RecordStatus, UsageRecord
-from credits.metering.settlement import METER, settle_pending
+from credits.metering.settlement import METER, SweepPosition, settle_pending
 
 JOBS = 3
 # (kind, which job or currency, amount in micro-credits); job holds are 416,667 each.
@@ -329,3 +330,62 @@ def test_a_batch_naming_one_hold_twice_is_refused_before_it_writes(world: _World
     with pytest.raises(InvalidInput, match="each hold and each key once"):
         settle_batch(world.session, captures=twice, actor=METER, capture_reference=None, now=START)
     assert _next_id(world.session, Transfer) == first
+
+
+def _settled_ids(session: Session, ids: list[int]) -> list[int]:
+    return list(
+        session.scalars(
+            select(UsageRecord.id)
+            .where(UsageRecord.id.in_(ids), UsageRecord.status == RecordStatus.SETTLED.value)
+            .order_by(UsageRecord.id)
+        )
+    )
+
+
+def _captures_since(session: Session, first_transfer: int) -> int:
+    return len(
+        session.scalars(
+            select(Transfer.id).where(
+                Transfer.id >= first_transfer, Transfer.kind == TransferKind.CAPTURE.value
+            )
+        ).all()
+    )
+
+
+def test_a_batch_takes_a_backlog_job_by_job_with_one_capture_each(world: _World) -> None:
+    first_transfer = _next_id(world.session, Transfer)
+    # Interleaved as a meter writes them: one record of each job per interval.
+    ids = _add_records(world, [("job", 0, 1_000), ("job", 1, 1_000)] * 4)
+    report = settle_pending(world.session, now=world.jobs.clock(), limit=4)
+    assert report.jobs == {world.job_ids[0]}
+    assert _settled_ids(world.session, ids) == ids[0::2]
+    assert _captures_since(world.session, first_transfer) == 1
+
+
+def test_outside_records_come_first_and_the_next_batch_goes_on_where_one_ended(
+    world: _World,
+) -> None:
+    ids = _add_records(
+        world,
+        [("job", 1, 1_000), ("outside", "gpu", 1_000), ("job", 0, 1_000), ("outside", "gpu", 1)],
+    )
+    first = settle_pending(world.session, now=world.jobs.clock(), limit=3)
+    assert _settled_ids(world.session, ids) == sorted([ids[1], ids[3], ids[2]])
+    assert first.last == (world.job_ids[0], ids[2])
+    second = settle_pending(
+        world.session,
+        now=world.jobs.clock(),
+        limit=3,
+        position=SweepPosition(after=(world.job_ids[0], ids[2])),
+    )
+    assert second.records == 1
+    assert _settled_ids(world.session, ids) == ids
+
+
+def test_a_sweep_never_takes_records_newer_than_its_top(world: _World) -> None:
+    ids = _add_records(world, [("job", 0, 1_000), ("outside", "gpu", 1_000), ("job", 0, 1)])
+    report = settle_pending(
+        world.session, now=world.jobs.clock(), limit=10, position=SweepPosition(top=ids[1])
+    )
+    assert report.records == 2
+    assert _settled_ids(world.session, ids) == ids[:2]
