@@ -69,6 +69,7 @@ from credits.identity.access import (
 )
 from credits.identity.actor import Actor
 from credits.identity.models import Role, User
+from credits.jobs.service import cancel_project_jobs
 from credits.ledger.errors import ReasonRequired
 from credits.ledger.models import Account, AccountKind, AccountStatus
 from credits.ledger.service import set_account_status
@@ -449,14 +450,21 @@ def unsuspend_project(
 
 
 def archive_project(
-    session: Session, *, project_id: int, actor: Actor, reason: str | None = None
+    session: Session,
+    *,
+    project_id: int,
+    actor: Actor,
+    reason: str | None = None,
+    now: datetime | None = None,
 ) -> ProjectOut:
     """Archives an active or suspended project for good (ops or its PI).
 
     Its active allocation accounts are suspended so nothing more is spent;
-    members can no longer change. Its pending tranches are withdrawn: they no
-    longer hold the program's budget, and each appends
-    ``allocation.tranche_withdrawn``. Appends ``project.archived``.
+    members can no longer change. Its unfinished jobs are cancelled: queued ones
+    at once, their holds released; starting and running ones are stopped and
+    charged for what ran. Its pending tranches are withdrawn: they no longer
+    hold the program's budget, and each appends ``allocation.tranche_withdrawn``.
+    Appends ``project.archived``, naming the accounts and the jobs.
 
     Raises ProjectNotFound, ProjectForbidden, ProjectStatusConflict (archived).
     """
@@ -476,6 +484,13 @@ def archive_project(
     previous = project.status
     project.status = ProjectStatus.ARCHIVED.value
     session.flush()
+    jobs = cancel_project_jobs(
+        session,
+        project_id=project.id,
+        by=actor.label,
+        why=f"cancelled: project {project.id} archived by {actor.label}",
+        now=now or utcnow(),
+    )
     _withdraw_tranches(session, project, actor)
     _audit(
         session,
@@ -484,6 +499,7 @@ def archive_project(
         actor,
         reason=why,
         accounts=accounts,
+        jobs=jobs,
         **{"from": previous},
     )
     return render_project(project)

@@ -354,24 +354,51 @@ def cancel_job(
     state = JobState(job.state)
     if state.is_final:
         raise JobStateConflict(f"job {job_id} is already {state.value}", state=state.value)
+    _cancel(session, job, by=actor.label, why=f"cancelled by {actor.label}", now=now)
+    return job_out(session, job)
+
+
+def cancel_project_jobs(
+    session: Session, *, project_id: int, by: str, why: str, now: datetime
+) -> list[int]:
+    """Cancels every unfinished job of a project, as :func:`cancel_job` cancels one:
+    queued ones at once, their holds voided; starting and running ones stopped by
+    the executor and charged for what ran. For a caller that has already decided
+    the project's work ends (archiving it), which says ``why`` in each job's
+    reason; returns the jobs' ids."""
+    jobs = session.scalars(
+        select(Job)
+        .where(
+            Job.project_id == project_id,
+            Job.state.in_([state.value for state in JobState if not state.is_final]),
+        )
+        .order_by(Job.id)
+        .with_for_update()
+    ).all()
+    for job in jobs:
+        _cancel(session, job, by=by, why=why, now=now)
+    return [job.id for job in jobs]
+
+
+def _cancel(session: Session, job: Job, *, by: str, why: str, now: datetime) -> None:
+    state = JobState(job.state)
     if state is JobState.QUEUED:
-        move(session, job, JobState.CANCELLED, actor=actor.label, at=now, reason="cancelled")
+        move(session, job, JobState.CANCELLED, actor=by, at=now, reason="cancelled")
         job.finished_at = now
-        job.reason = f"cancelled by {actor.label} while queued"
+        job.reason = f"{why} while queued"
         settle_job(session, job, now=now)
     elif job.cancel_requested_at is None:
         job.cancel_requested_at = now
-        job.cancel_requested_by = actor.label
+        job.cancel_requested_by = by
     record_event(
         session,
         event_type="job.cancel_requested",
-        actor=actor.label,
+        actor=by,
         subject_type="job",
         subject_id=str(job.id),
         data={"state": state.value, **request_id_data()},
         occurred_at=now,
     )
-    return job_out(session, job)
 
 
 def set_project_gpu_limit(

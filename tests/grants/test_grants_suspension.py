@@ -234,6 +234,7 @@ def test_the_pi_archives_a_project_and_its_allocations_stop(
     assert event_data(session, "project", project_id, "project.archived") == {
         "reason": "finished",
         "accounts": [account.id],
+        "jobs": [],
         "from": "active",
     }
     assert events(session, "ledger_account", account.id)[-1] == (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from typing import Any
 
@@ -10,6 +11,7 @@ from jobs_world import CAP, RATE, JobsWorld, build_jobs_world, cost
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from credits.audit.models import AuditEvent
 from credits.grants import projects
 from credits.jobs import reconciler
 from credits.jobs.errors import (
@@ -218,6 +220,41 @@ def test_cancel_while_running_charges_the_time_it_ran(world: JobsWorld) -> None:
     assert done.state == JobState.CANCELLED.value
     assert done.charged_micro == cost(300)
     assert _hold_left(world, job.hold_key) == 0
+    _ledger_ok(world)
+
+
+def test_archiving_the_project_cancels_its_queued_jobs_and_stops_its_running_ones(
+    world: JobsWorld,
+) -> None:
+    running = world.submit(gpus=8, duration=3000)
+    also_running = world.submit(gpus=8, duration=3000)
+    world.cycle()
+    queued = world.submit(gpus=8, duration=3000)
+    world.cycle()
+    world.clock.advance(300)
+    assert world.job(queued.id).state == JobState.QUEUED.value
+    with world.session() as session:
+        projects.archive_project(
+            session, project_id=world.project_id, actor=world.researcher, now=world.clock()
+        )
+    cancelled = world.job(queued.id)
+    assert cancelled.state == JobState.CANCELLED.value
+    assert cancelled.reason == (
+        f"cancelled: project {world.project_id} archived by {world.researcher.label} while queued"
+    )
+    assert _hold_left(world, queued.hold_key) == 0
+    assert world.job(running.id).cancel_requested_at == world.clock()
+    world.cycle()
+    for job in (running, also_running):
+        stopped = world.job(job.id)
+        assert stopped.state == JobState.CANCELLED.value
+        assert stopped.charged_micro == cost(8 * 300)
+        assert _hold_left(world, job.hold_key) == 0
+    with world.session() as session:
+        archived = session.scalars(
+            select(AuditEvent.canonical_json).where(AuditEvent.event_type == "project.archived")
+        ).one()
+    assert json.loads(archived)["data"]["jobs"] == [running.id, also_running.id, queued.id]
     _ledger_ok(world)
 
 
