@@ -431,7 +431,8 @@ def award(proposal_id: int) -> ResponseReturnValue:
             amounts[currency] = amount
     for name in decision.dates:
         try:
-            parsed[name] = parse_date(form[name], name)
+            # An end date keeps its whole day, as the applicant's form reads it.
+            parsed[name] = parse_date(form[name], name, whole_day=name == "ends_at")
         except FieldError as error:
             errors[error.field] = error.message
     if decision.currencies and not amounts and not errors:

@@ -171,7 +171,7 @@ def decision_defaults(proposal: ProposalOut) -> dict[str, str]:
     """The decision form prefilled from the request: amounts in credits and its dates."""
     today = utcnow().date()
     starts = proposal.starts_at.date() if proposal.starts_at else today
-    ends = proposal.ends_at.date() if proposal.ends_at else today + timedelta(days=365)
+    ends = fmt.last_day(proposal.ends_at) if proposal.ends_at else today + timedelta(days=365)
     values = {
         f"amount_{currency.value}": format_credits(amount)
         for currency, amount in proposal.requested.items()
@@ -235,13 +235,14 @@ def _award_effect(would: AwardOut, name: str, decision: DecisionFields) -> str:
     pending = _pending(would)
     later = f" {pending} of it wait in tranches released with progress reports." if pending else ""
     proposal = f"proposal {would.proposal_id}, {name}"
-    period = f"{would.starts_at:%Y-%m-%d} to {would.ends_at:%Y-%m-%d}"
+    period = f"{fmt.from_day(would.starts_at)} to {fmt.until_day(would.ends_at)}"
     target = would.allocations[0].id if would.allocations else None
     if decision.kind is ProposalKind.EXTENSION:
-        was = f" (it now ends on {decision.target.expires_at:%Y-%m-%d})" if decision.target else ""
+        now_ends = decision.target.expires_at if decision.target else None
+        was = f" Today it ends on {fmt.until_day(now_ends)}." if now_ends else ""
         return (
-            f"extend allocation #{target} of project {would.project_id}{was} to end on"
-            f" {would.ends_at:%Y-%m-%d}, for {proposal}. No credits move."
+            f"extend allocation #{target} of project {would.project_id} to end on"
+            f" {fmt.until_day(would.ends_at)}, for {proposal}.{was} No credits move."
         )
     if decision.kind is ProposalKind.SUPPLEMENT:
         return (

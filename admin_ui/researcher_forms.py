@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
+from credits import formatting as fmt
 from credits.errors import CreditsError
 from credits.grants.errors import IncompleteProposal
 from credits.grants.models import ProposalKind
@@ -77,6 +78,12 @@ def day_start(day: date) -> datetime:
     return datetime.combine(day, time.min, tzinfo=UTC)
 
 
+def day_moment(name: str, day: date) -> datetime:
+    """A date field as a moment: a start at the day's first instant; an end keeps the
+    whole day and is the next midnight, as a program's closing date is."""
+    return day_start(day) + timedelta(days=1) if name == "ends_on" else day_start(day)
+
+
 @dataclass
 class ProposalForm:
     """The proposal form's values as typed, and what they parse to."""
@@ -119,7 +126,7 @@ def proposal_values(proposal: ProposalOut) -> dict[str, str]:
         "requested_gpu": _credits_text(requested.get(Currency.GPU.value)),
         "requested_label": _credits_text(requested.get(Currency.LABEL.value)),
         "starts_on": proposal.starts_at.date().isoformat() if proposal.starts_at else "",
-        "ends_on": proposal.ends_at.date().isoformat() if proposal.ends_at else "",
+        "ends_on": fmt.last_day(proposal.ends_at).isoformat() if proposal.ends_at else "",
     }
 
 
@@ -155,7 +162,7 @@ def parse_proposal(
         if not text:
             continue
         try:
-            setattr(parsed, name.replace("_on", "_at"), day_start(parse_day(text)))
+            setattr(parsed, name.replace("_on", "_at"), day_moment(name, parse_day(text)))
         except ValueError as error:
             parsed.errors[name] = str(error)
     return parsed

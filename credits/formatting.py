@@ -365,8 +365,15 @@ def until_day(moment: dt.datetime | None) -> str:
     if moment is None:
         return NOTHING
     if _at_midnight(moment):
-        return f"{day(moment - dt.timedelta(days=1))} (the whole day, UTC)"
+        return f"{day(last_day(moment))} (the whole day, UTC)"
     return when(moment)
+
+
+def last_day(end: dt.datetime) -> dt.date:
+    """The last day (UTC) an end keeps open: the day before an end at midnight, else
+    the end's own day. What a date field shows for a stored end."""
+    utc = end.astimezone(dt.UTC) if end.tzinfo is not None else end
+    return utc.date() - dt.timedelta(days=1) if _at_midnight(end) else utc.date()
 
 
 def latest_end(lines: Iterable[Any], currency: object) -> dt.datetime | None:

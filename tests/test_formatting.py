@@ -171,3 +171,13 @@ def test_exact_money_keeps_every_micro_credit_for_the_command_line() -> None:
     assert fmt.money(MICRO, "gpu", exact=True) == "1 GPU credit"
     assert fmt.money(1_000_250_000, exact=True) == "1,000.25 credits"
     assert fmt.money(-2_500_000, exact=True) == "-2.5 credits"
+
+
+def test_the_last_day_of_an_end_at_midnight_is_the_day_before() -> None:
+    assert fmt.last_day(dt.datetime(2027, 3, 1, tzinfo=dt.UTC)) == dt.date(2027, 2, 28)
+
+
+def test_the_last_day_of_an_end_during_a_day_is_that_day_in_utc() -> None:
+    plus_two = dt.timezone(dt.timedelta(hours=2))
+    assert fmt.last_day(dt.datetime(2027, 3, 1, 1, 30, tzinfo=plus_two)) == dt.date(2027, 2, 28)
+    assert fmt.last_day(dt.datetime(2027, 3, 1, 9, 0, tzinfo=dt.UTC)) == dt.date(2027, 3, 1)

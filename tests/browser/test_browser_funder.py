@@ -180,12 +180,14 @@ def test_a_funder_awards_a_supplement_and_an_extension(page: Page, live_app: Liv
 
     # An extension: the new end date only, and no credits.
     page.goto(f"{live_app.url}/funder/proposals/{extension}")
-    expect(page.get_by_label("New end date")).to_have_value(later.date().isoformat())
+    # The proposal ends at a midnight: its last day, the one before, is what the form shows.
+    last_day = (later - timedelta(days=1)).date().isoformat()
+    expect(page.get_by_label("New end date")).to_have_value(last_day)
     expect(page.get_by_label("Award (gpu credits)")).to_have_count(0)
     page.get_by_label("Override reason (only to decide").fill("decided early")
     page.get_by_role("button", name="Award").click()
     expect(page.get_by_test_id("confirm-effect")).to_contain_text(
-        f"to end on {later.date().isoformat()}"
+        f"to end on {last_day} (the whole day, UTC)"
     )
     screenshot(page, "funder-extension-confirm")
     page.get_by_test_id("confirm-page").get_by_role("button", name="Award").click()

@@ -142,11 +142,18 @@ def test_an_extension_awarded_through_the_portal_moves_its_allocations_end(
     proposal = _submitted(session, world, "extension", ends_at=later)
     effect, confirm = _decide(client_for(app, world, "funder_p"), proposal, ends_at=day.isoformat())
     assert f"extend allocation #{world.allocation}" in effect
-    assert f"to end on {day.isoformat()}" in effect
+    assert f"to end on {day.isoformat()} (the whole day, UTC)" in effect
     assert confirm().status_code == 302
     after, account = _allocation(session, world)
     assert session.get_one(Proposal, proposal).status == "awarded"
-    assert after.expires_at == later and account.expires_at == later
+    # The typed day is the last one: the allocation ends at the next midnight.
+    assert after.expires_at == account.expires_at == later + timedelta(days=1)
+    # The funder and the project's PI read the same last day.
+    shown = f"{day.isoformat()} (the whole day, UTC)"
+    funder_page = client_for(app, world, "funder_p").get(f"/funder/proposals/{proposal}")
+    pi_page = client_for(app, world, "researcher_a").get(f"/projects/{world.project_a}")
+    assert shown in text_of(funder_page.get_data(as_text=True))
+    assert shown in text_of(pi_page.get_data(as_text=True))
     assert (after.awarded_micro, account.credits_posted) == (awarded, posted)
 
 

@@ -8,7 +8,7 @@ without naming who wrote them. Bad input is shown on the form and saves nothing.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 import pytest
@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from ui_flows import CSRF, client_for, flows_app, text_of
 from ui_sign_in import sign_in_as
 
+from credits import formatting as fmt
 from credits.audit.models import AuditEvent
 from credits.db import utcnow
 from credits.grants import awards, reviews
@@ -107,7 +108,26 @@ def test_an_extension_asks_for_a_later_end_and_no_credits(app: Flask, session: S
     assert response.status_code == 302
     made = _latest(session)
     assert (made.kind, made.status, made.requested) == ("extension", "submitted", {})
-    assert made.ends_at is not None and made.ends_at.date().isoformat() == later
+    # The typed day is the last one: the proposal's end is the next midnight.
+    assert made.ends_at is not None
+    assert (made.ends_at - timedelta(days=1)).date().isoformat() == later
+    assert made.ends_at.time() == time(0, 0)
+
+
+def test_an_extension_to_the_end_of_the_allocations_last_day_is_accepted(
+    app: Flask, session: Session
+) -> None:
+    world = build_world(session)
+    allocation = session.get_one(Allocation, world.allocation)
+    # It ends during its last day: extending to that whole day is later.
+    assert allocation.expires_at.time() != time(0, 0)
+    last = fmt.last_day(allocation.expires_at)
+    client = client_for(app, world, "researcher_a")
+    response = _apply(
+        client, world, kind="extension", allocation_id=str(world.allocation), ends_on=str(last)
+    )
+    assert response.status_code == 302, text_of(response.get_data(as_text=True))[-400:]
+    assert _latest(session).ends_at == datetime.combine(last + timedelta(days=1), time(0, 0), UTC)
 
 
 def test_a_renewal_asks_for_credits_and_a_period(app: Flask, session: Session) -> None:
