@@ -20,11 +20,11 @@ from credits.metering.nvml import read_nvml
 from credits.metering.settlement import (
     SettleReport,
     SweepPosition,
-    newest_pending_id,
     pending_ids,
     set_aside,
     settle_one,
     settle_pending,
+    sweep_laps,
 )
 from credits.metering.telemetry import TelemetryUnavailable
 from credits.settings import Settings
@@ -49,7 +49,9 @@ def settle_all_pending(
 ) -> SettleReport:
     """Settles the records pending when it starts, batch by batch in settlement's
     order (:func:`credits.metering.settlement.settle_pending`), each batch one
-    transaction, until none are left (or ``max_batches``). Records that arrive
+    transaction, until none are left (or ``max_batches``). It goes once round the
+    order, starting where the oldest pending record is
+    (:func:`credits.metering.settlement.sweep_laps`). Records that arrive
     meanwhile wait for the next run, so a run always ends.
 
     A batch the ledger or the database refuses (a record it cannot book) is settled
@@ -57,30 +59,37 @@ def settle_all_pending(
     ``failed`` with the reason, so one bad record never stops the ones behind it.
     """
     total = SettleReport()
-    top = run_in_transaction(factory, newest_pending_id)
-    if top is None:
-        return total
-    position = SweepPosition(top=top)
-    for _ in range(max_batches):
-        try:
-            batch = run_in_transaction(
-                factory,
-                functools.partial(_settle_batch, clock=clock, limit=batch_size, position=position),
-            )
-        except REFUSALS as error:
-            logger.warning(
-                "a settlement batch was refused (%s); settling one by one", _reason(error)
-            )
-            batch = _settle_one_by_one(factory, batch_size, clock, position)
-        total.records += batch.records
-        total.captured_micro += batch.captured_micro
-        total.overage_micro += batch.overage_micro
-        total.failed += batch.failed
-        total.jobs |= batch.jobs
-        if batch.last is None or batch.records + batch.failed < batch_size:
-            break
-        position = position.past(batch.last)
+    batches = 0
+    for lap in run_in_transaction(factory, sweep_laps):
+        position: SweepPosition | None = lap
+        while position is not None and batches < max_batches:
+            batch = _one_batch(factory, batch_size, clock, position)
+            batches += 1
+            total.records += batch.records
+            total.captured_micro += batch.captured_micro
+            total.overage_micro += batch.overage_micro
+            total.failed += batch.failed
+            total.jobs |= batch.jobs
+            full = batch.read == batch_size
+            position = position.past(batch.last) if full and batch.last else None
     return total
+
+
+def _one_batch(
+    factory: Callable[[], Session],
+    batch_size: int,
+    clock: Callable[[], datetime],
+    position: SweepPosition,
+) -> SettleReport:
+    """The next batch after ``position``, one transaction; a refused one record by record."""
+    try:
+        return run_in_transaction(
+            factory,
+            functools.partial(_settle_batch, clock=clock, limit=batch_size, position=position),
+        )
+    except REFUSALS as error:
+        logger.warning("a settlement batch was refused (%s); settling one by one", _reason(error))
+        return _settle_one_by_one(factory, batch_size, clock, position)
 
 
 def _settle_batch(
@@ -112,6 +121,7 @@ def _settle_one_by_one(
         lambda session: pending_ids(session, limit=batch_size, position=position),
     ):
         report.last = (key, record_id)
+        report.read += 1
         try:
             one = run_in_transaction(
                 factory, functools.partial(_settle_id, record_id=record_id, clock=clock)

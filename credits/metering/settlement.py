@@ -27,11 +27,19 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, func, select, text, tuple_, update
+from sqlalchemy import (
+    Connection,
+    bindparam,
+    func,
+    select,
+    text,
+    tuple_,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from credits.identity.actor import Actor
@@ -51,7 +59,9 @@ class SettleReport:
     overage_micro: int = 0
     failed: int = 0
     jobs: set[int] = field(default_factory=set)
-    # The last record the batch read, as (job id or 0, record id): where the next begins.
+    # The records the batch took (settled, set aside, or found settled by another
+    # worker), and the last of them as (job id or 0, record id): where the next begins.
+    read: int = 0
     last: tuple[int, int] | None = None
 
 
@@ -66,10 +76,12 @@ _PENDING_COLUMNS = (
     _R.record_id,
     _R.labelling_order_id,
     _R.quantity_micro,
-    Job.hold_key,
+    # A subquery, not a join: the planner then reads the records in the index's
+    # order and stops at the batch's limit, never joining or sorting the backlog.
+    select(Job.hold_key).where(Job.id == _R.job_id).scalar_subquery().label("hold_key"),
 )
 # Records with their job's hold: one statement reads what a batch settles.
-_WITH_HOLD = select(*_PENDING_COLUMNS).outerjoin(Job, Job.id == _R.job_id)
+_WITH_HOLD = select(*_PENDING_COLUMNS)
 # SQLite: the records captured in full with one statement, the others one by one.
 _MARK_ALL_CAPTURED = (
     update(UsageRecord)
@@ -118,15 +130,34 @@ _IS_PENDING = _R.status == RecordStatus.PENDING.value
 @dataclass(frozen=True)
 class SweepPosition:
     """Where a sweep over pending records stands: past ``after`` in settlement's
-    order, as (job id, record id) with job 0 for records from outside meters; and
-    never past record ``top``, the newest pending record when the sweep began, so
-    that a sweep ends."""
+    order, as (job id, record id) with job 0 for records from outside meters;
+    before ``before`` in that order, if set; and never past record ``top``, the
+    newest pending record when the sweep began, so that a sweep ends."""
 
     after: tuple[int, int] = (0, 0)
     top: int | None = None
+    before: tuple[int, int] | None = None
 
     def past(self, last: tuple[int, int]) -> SweepPosition:
-        return SweepPosition(after=last, top=self.top)
+        return replace(self, after=last)
+
+
+def sweep_laps(session: Session) -> list[SweepPosition]:
+    """Where a run over the records pending now begins and ends: from the oldest
+    pending record's place in settlement's order to the end, then from the start
+    up to that place. Whatever else is waiting, a run settles the oldest record
+    first. No pending record, no laps."""
+    oldest = session.execute(
+        select(_R.id, _R.job_id).where(_IS_PENDING).order_by(_R.id).limit(1)
+    ).first()
+    if oldest is None:
+        return []
+    top = newest_pending_id(session)
+    start = (oldest.job_id or 0, oldest.id)
+    to_the_end = SweepPosition(after=(start[0], start[1] - 1), top=top)
+    if start[0] == 0:
+        return [to_the_end]  # nothing pending comes before the oldest outside record
+    return [to_the_end, SweepPosition(top=top, before=start)]
 
 
 def _next_in_order(
@@ -135,12 +166,17 @@ def _next_in_order(
     """The next ``limit`` pending records after ``position``: first those from
     outside meters (while the position is still among them), then job records."""
     after_job, after_id = position.after
+    before_job, before_id = position.before or (None, None)
     rows: list[Any] = []
     if after_job == 0:
         outside = columns.where(_IS_PENDING, _R.job_id.is_(None), _R.id > after_id)
+        if before_job == 0:
+            outside = outside.where(_R.id < before_id)
         rows = _read(session, outside.order_by(_R.id), position, limit, lock=lock)
-    if len(rows) < limit:
+    if len(rows) < limit and before_job != 0:
         jobs = columns.where(_IS_PENDING, tuple_(_R.job_id, _R.id) > tuple_(after_job, after_id))
+        if before_job is not None:
+            jobs = jobs.where(tuple_(_R.job_id, _R.id) < tuple_(before_job, before_id))
         ordered = jobs.order_by(_R.job_id, _R.id)
         rows += _read(session, ordered, position, limit - len(rows), lock=lock)
     return rows
@@ -172,6 +208,7 @@ def settle_pending(
     after ``position``; the report's ``last`` says where the batch ended."""
     rows = _next_in_order(session, position, limit, _WITH_HOLD, lock=True)
     report = settle_rows(session, rows, now=now)
+    report.read = len(rows)
     if rows:
         report.last = (rows[-1].job_id or 0, rows[-1].id)
     return report

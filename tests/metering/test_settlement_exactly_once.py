@@ -230,6 +230,28 @@ def test_a_sweep_goes_on_past_a_refused_batch_in_its_middle(world: JobsWorld) ->
     assert set(statuses.values()) == {RecordStatus.SETTLED.value}
 
 
+def test_a_run_settles_the_oldest_pending_record_first_wherever_it_is_in_the_order(
+    world: JobsWorld,
+) -> None:
+    world.submit(gpus=1, duration=600)
+    world.cycle()
+    world.clock.advance(300)
+    world.reconcile()
+    with world.session() as session:
+        # Outside records come first in settlement's order, but these are newer.
+        session.add_all([_outside_record(world, f"newer-{n}", "gpu") for n in range(3)])
+        session.flush()
+        oldest = session.scalar(
+            select(func.min(UsageRecord.id)).where(UsageRecord.status == RecordStatus.PENDING.value)
+        )
+    report = settle_all_pending(world.factory, batch_size=1, max_batches=1, clock=world.clock)
+    assert report.records == 1
+    with world.session() as session:
+        assert session.get_one(UsageRecord, oldest).status == RecordStatus.SETTLED.value
+    settle_all_pending(world.factory, batch_size=2, clock=world.clock)
+    _usage_equals_captures_plus_overage(world)
+
+
 def test_records_settled_out_of_order_charge_the_same(world: JobsWorld) -> None:
     world.submit(gpus=1, duration=900)
     world.cycle()
