@@ -8,15 +8,16 @@ The blob store is shared: a blob may be named by dataset files and by labelling
 items (an image order made from a version's files, or an image uploaded for an
 order, shares the blob of the same bytes). A blob is deleted only when no row of
 either names it, and the check and the deletion hold the blob's lock
-(:func:`hold_blob`), which a file's attachment takes too: an upload of the same
-bytes either names the blob before the check, or finds it gone and is refused.
+(:mod:`credits.storage.blob_locks`), which a file's attachment takes too: an
+upload of the same bytes either names the blob before the check, or finds it gone
+and is refused.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from sqlalchemy import select, text
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from credits.datasets import service
@@ -28,11 +29,8 @@ from credits.datasets.schemas import FileOut
 from credits.db import session_scope
 from credits.identity.actor import Actor
 from credits.labelling.models import Item
-from credits.storage import BlobStore, StorageUnavailable, StoredBlob, duplicate_names
-
-# The first key of the PostgreSQL advisory locks on blobs (any constant will do: it
-# keeps them apart from other locks of two keys); the second comes from the digest.
-BLOB_LOCK_SPACE = 0x626C6F62  # "blob"
+from credits.storage import BlobStore, StoredBlob, duplicate_names
+from credits.storage.blob_locks import hold_blob, lock_blob
 
 
 def version_too_large(total: int, limit: int) -> VersionTooLarge:
@@ -107,33 +105,6 @@ def detach_file(
         service.remove_file(session, version_id=version_id, name=name, actor=actor)
     if sha256 is not None:
         forget_blob(factory, store, sha256)
-
-
-def hold_blob(session: Session, store: BlobStore, sha256: str) -> None:
-    """Takes the blob's lock until the session's transaction ends, and checks that the
-    bytes are still stored; call it before adding a row that names the blob.
-
-    Raises StorageUnavailable when a removal deleted the blob since it was stored:
-    the bytes must be sent again.
-    """
-    lock_blob(session, sha256)
-    if not store.exists(sha256):
-        raise StorageUnavailable(
-            "the file's bytes were removed from storage before they could be added; "
-            "send the file again"
-        )
-
-
-def lock_blob(session: Session, sha256: str) -> None:
-    """The blob's lock, held until the transaction ends: a PostgreSQL advisory lock
-    (digests that share one only wait for each other); SQLite's writing transactions
-    begin IMMEDIATE and so go one at a time already."""
-    if session.get_bind().dialect.name == "postgresql":
-        key = int(sha256[:8], 16) - 2**31
-        session.execute(
-            text("SELECT pg_advisory_xact_lock(:space, :key)"),
-            {"space": BLOB_LOCK_SPACE, "key": key},
-        )
 
 
 def blob_named(session: Session, sha256: str) -> bool:

@@ -41,6 +41,7 @@ from credits.identity.actor import Actor
 from credits.identity.models import Role, Scope
 from credits.settings import Settings
 from credits.storage import BlobStore, BlobTooLarge
+from credits.storage.blob_locks import hold_blob, lock_blob
 from credits.storage.factory import blob_store_from_settings
 
 ATTACHMENT_AREA = "proposal-attachments"
@@ -243,6 +244,9 @@ def add_attachment(
             f"{name} is larger than {limit // (1024 * 1024)} MB, the most an attachment may be",
             max_bytes=limit,
         ) from None
+    # Until this commits, a removal of another attachment of the same bytes waits
+    # rather than delete them under this one (:func:`forget_blob`).
+    hold_blob(session, store, blob.sha256)
     row = ProposalAttachment(
         proposal_id=proposal.id,
         kind=attachment_kind.value,
@@ -288,7 +292,10 @@ def remove_attachment(session: Session, actor: Actor, attachment_id: int) -> Att
 
 
 def forget_blob(session: Session, store: BlobStore, sha256: str) -> bool:
-    """Deletes the bytes when no attachment names them any more; whether it did."""
+    """Deletes the bytes when no attachment names them any more; whether it did. The
+    blob's lock, held from the check to the deletion, keeps an attachment of the same
+    bytes being added meanwhile from losing them."""
+    lock_blob(session, sha256)
     held = session.scalar(
         select(ProposalAttachment.id).where(ProposalAttachment.sha256 == sha256).limit(1)
     )

@@ -24,7 +24,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from credits.datasets import provenance, service, uploads
+from credits.datasets import provenance, service
 from credits.datasets.doi import DoiHook, doi_registrar_from_settings
 from credits.datasets.models import DatasetVersion, VersionState
 from credits.grants.models import Allocation
@@ -34,6 +34,7 @@ from credits.labelling.models import Annotation, Item, Order
 from credits.ledger.models import HoldPart
 from credits.settings import load_settings
 from credits.storage import BlobStore, blob_store_from_settings
+from credits.storage.blob_locks import hold_blob
 
 MEDIA_TYPE = "application/jsonlines"
 
@@ -72,7 +73,7 @@ def deliver_as_dataset(
     blob = store.put_stream([document], max_bytes=len(document))
     version_id = _draft_for(session, order, actor, now, dois)
     # Until this transaction ends, a removal elsewhere cannot delete the bytes the file names.
-    uploads.hold_blob(session, store, blob.sha256)
+    hold_blob(session, store, blob.sha256)
     service.add_file(
         session,
         version_id=version_id,

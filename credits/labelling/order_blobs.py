@@ -12,10 +12,10 @@ from collections.abc import Sequence
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from credits.datasets import uploads
 from credits.datasets.models import DatasetFile
 from credits.labelling.schemas import ItemIn
 from credits.storage import BlobStore, StorageUnavailable
+from credits.storage.blob_locks import lock_blob
 
 # Digests per query when an image order looks for the dataset files that name its blobs.
 _BLOB_CHUNK = 500
@@ -32,7 +32,7 @@ def hold_order_blobs(session: Session, store: BlobStore | None, items: Sequence[
     then finds it): every such row was added holding the blob with its bytes present,
     and bytes are deleted only when nothing names them, so their bytes are present
     with no call to the store. Any other blob (an image uploaded for the order) takes
-    the blob's lock and is looked for in the store, as :func:`uploads.hold_blob` does,
+    the blob's lock and is looked for in the store, as :func:`blob_locks.hold_blob` does,
     in digest order so that two orders never deadlock. Row locks, unlike
     PostgreSQL's advisory locks, take no room in the server's shared lock table, so
     an order of many thousand images from a dataset version does not exhaust it.
@@ -56,8 +56,8 @@ def hold_order_blobs(session: Session, store: BlobStore | None, items: Sequence[
     for sha256 in wanted:
         if sha256 in held:
             continue
-        # uploads.hold_blob, with a refusal that names the image.
-        uploads.lock_blob(session, sha256)
+        # hold_blob, with a refusal that names the image.
+        lock_blob(session, sha256)
         if store is not None and not store.exists(sha256):
             named = next(item.external_id for item in items if item.blob_sha256 == sha256)
             raise StorageUnavailable(

@@ -31,6 +31,7 @@ from credits.labelling.models import Item, SourceKind
 from credits.labelling.schemas import ItemIn, OrderIn, OrderOut, OrderSource
 from credits.settings import load_settings
 from credits.storage import BlobStore, StorageUnavailable, blob_store_for_url
+from credits.storage.blob_locks import hold_blob, lock_blob
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR" + bytes(20)
 PETS = LabelSchema(kind=SchemaKind.IMAGE_CLASSIFICATION, labels=["cat", "dog"])
@@ -182,11 +183,11 @@ def test_a_blobs_removal_and_an_attachment_of_it_wait_for_each_other_on_postgres
     sha256 = store.put_stream([PNG], max_bytes=len(PNG)).sha256
     try:
         with Session(engine) as holder:
-            uploads.lock_blob(holder, sha256)  # an attachment of the blob, not yet committed
+            lock_blob(holder, sha256)  # an attachment of the blob, not yet committed
             with pytest.raises(OperationalError, match="lock timeout"):
                 uploads.forget_blob(factory, store, sha256)
             with pytest.raises(OperationalError, match="lock timeout"), session_scope(factory) as s:
-                uploads.hold_blob(s, store, sha256)
+                hold_blob(s, store, sha256)
             assert store.exists(sha256)
         uploads.forget_blob(factory, store, sha256)  # the holder's transaction has ended
         assert not store.exists(sha256)

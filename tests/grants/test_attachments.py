@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from grants_helpers import uid
 from proposal_helpers import World, drafted, submitted, world
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 from sqlalchemy.orm import Session
 
 from credits.audit.models import AuditEvent
@@ -30,7 +30,7 @@ from credits.grants.proposals import submit_proposal
 from credits.grants.reviews import assign_reviewer, declare_conflict
 from credits.identity.actor import Actor
 from credits.settings import load_settings
-from credits.storage import BlobStore, blob_store_for_url
+from credits.storage import BlobStore, StorageUnavailable, blob_store_for_url
 
 PDF = b"%PDF-1.7\n1 0 obj << >> endobj\n%%EOF\n"
 LIMIT = 1024
@@ -228,3 +228,50 @@ def test_attachments_live_in_an_area_of_their_own_beside_dataset_blobs(tmp_path:
     stored = tmp_path / "proposal-attachments" / "blobs" / "sha256" / hexdigest[:2]
     assert (stored / hexdigest[2:4] / hexdigest).read_bytes() == PDF
     assert not (tmp_path / "blobs").exists()
+
+
+class _DeletedRightAfterStoring:
+    """A store where another removal deletes the bytes just after they are stored, as
+    a concurrent removal of an attachment of the same bytes would."""
+
+    def __init__(self, store: BlobStore) -> None:
+        self.store = store
+
+    def put_stream(self, chunks: object, *, max_bytes: int) -> object:
+        blob = self.store.put_stream(chunks, max_bytes=max_bytes)  # type: ignore[arg-type]
+        self.store.delete(blob.sha256)
+        return blob
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.store, name)
+
+
+def test_an_attachment_whose_bytes_a_removal_deleted_meanwhile_is_refused(
+    session: Session, store: BlobStore
+) -> None:
+    w = world(session)
+    proposal = drafted(session, w)
+    racing = _DeletedRightAfterStoring(store)
+    with pytest.raises(StorageUnavailable, match="send the file again"):
+        _add(session, racing, w.pia, proposal.id)  # type: ignore[arg-type]
+    assert _rows(session) == 0
+
+
+@pytest.mark.postgres
+def test_adding_and_forgetting_an_attachment_hold_the_blobs_lock(
+    pg_session: Session, store: BlobStore
+) -> None:
+    statements: list[str] = []
+
+    def seen(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        statements.append(statement)
+
+    w = world(pg_session)
+    proposal = drafted(pg_session, w)
+    event.listen(pg_session.connection(), "before_cursor_execute", seen)
+    added = _add(pg_session, store, w.pia, proposal.id)
+    locked_on_adding = sum("pg_advisory_xact_lock" in s for s in statements)
+    attachments.remove_attachment(pg_session, w.pia, added.id)
+    assert attachments.forget_blob(pg_session, store, added.sha256)
+    assert locked_on_adding == 1
+    assert sum("pg_advisory_xact_lock" in s for s in statements) == 2
