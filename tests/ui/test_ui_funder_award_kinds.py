@@ -129,6 +129,11 @@ def test_a_supplement_awarded_through_the_portal_adds_credits_to_its_allocation(
         select(Tranche).where(Tranche.allocation_id == world.allocation).order_by(Tranche.id.desc())
     ).first()
     assert tranche is not None and (tranche.amount_micro, tranche.status) == (2 * MICRO, "pending")
+    # The decision names this award's amount beside the allocation's totals.
+    shown = client_for(app, world, "funder_p").get(f"/funder/proposals/{proposal}")
+    assert "This award added 4 GPU credits to the allocation." in text_of(
+        shown.get_data(as_text=True)
+    )
 
 
 def test_an_extension_awarded_through_the_portal_moves_its_allocations_end(
