@@ -417,7 +417,8 @@ def unsuspend_project(project_id: int) -> ResponseReturnValue:
     problems=(403, 404, 409, 422),
 )
 def archive_project(project_id: int) -> ResponseReturnValue:
-    """active or suspended → archived, for good (the PI or ops; optional ArchiveIn body)."""
+    """active or suspended → archived, for good, its unfinished jobs cancelled (the PI or
+    ops; optional ArchiveIn body)."""
     actor = _caller(Scope.WRITE)
     body = optional_json_body(ArchiveIn)
     with session_scope(session_factory()) as session:

@@ -70,6 +70,7 @@ from credits.grants.proposals import (
     audit_proposal,
     check_period,
     clean_amounts,
+    extends_too_little,
     live_allocation,
     require_status,
 )
@@ -340,11 +341,7 @@ def _award_to_allocation(
     if award.amounts:
         raise InvalidAward("an extension grants no credits", field="amounts")
     if ends_at is None or ends_at <= target.expires_at:
-        raise InvalidAward(
-            f"an extension ends after allocation {target.id}'s end, "
-            f"{target.expires_at.isoformat()}",
-            field="ends_at",
-        )
+        raise InvalidAward(extends_too_little(target.id, target.expires_at), field="ends_at")
     check_period(target.starts_at, ends_at, error=InvalidAward)
     if ends_at - target.starts_at > MAX_PERIOD:
         raise InvalidAward(f"an allocation lasts at most {MAX_PERIOD.days} days", field="ends_at")

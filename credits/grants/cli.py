@@ -365,7 +365,7 @@ def _print_project(project: ProjectDetail) -> None:
             a.code,
             fmt.status(a.kind),
             fmt.status(a.status),
-            fmt.day(a.expires_at) if a.expires_at else "",
+            fmt.until_day(a.expires_at) if a.expires_at else "",
             fmt.money(a.available, a.currency, exact=True),
         ]
         for a in project.accounts

@@ -473,6 +473,16 @@ def archive_project(
         raise ProjectForbidden(f"only the PI or ops archive project {project.id}")
     _require_status(project, {ProjectStatus.ACTIVE, ProjectStatus.SUSPENDED}, "be archived")
     why = reason.strip() if isinstance(reason, str) and reason.strip() else None
+    # The jobs first, then the accounts: the order cancel_job, the reconciler and
+    # settlement lock them in (a job, then the accounts its hold draws on), so an
+    # archive never deadlocks with them.
+    jobs = cancel_project_jobs(
+        session,
+        project_id=project.id,
+        by=actor.label,
+        why=f"cancelled: project {project.id} archived by {actor.label}",
+        now=now or utcnow(),
+    )
     accounts = [a.id for a in _allocations(session, project.id, AccountStatus.ACTIVE)]
     _set_allocations(
         session,
@@ -484,13 +494,6 @@ def archive_project(
     previous = project.status
     project.status = ProjectStatus.ARCHIVED.value
     session.flush()
-    jobs = cancel_project_jobs(
-        session,
-        project_id=project.id,
-        by=actor.label,
-        why=f"cancelled: project {project.id} archived by {actor.label}",
-        now=now or utcnow(),
-    )
     _withdraw_tranches(session, project, actor)
     _audit(
         session,

@@ -25,6 +25,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from credits import formatting as fmt
 from credits.audit.service import record_event
 from credits.db import utcnow
 from credits.errors import InvalidInput
@@ -123,6 +124,24 @@ def check_period(
         raise error("a proposal's period must end after it starts", field="ends_at")
 
 
+def extends_too_little(allocation_id: int, expires_at: datetime) -> str:
+    """Why an extension's end is refused: it must come after the allocation's."""
+    return (
+        f"an extension must end after allocation {allocation_id}'s last day,"
+        f" {fmt.until_day(expires_at)}"
+    )
+
+
+def _require_later_end(proposal: Proposal, allocation: Allocation | None) -> None:
+    extension = ProposalKind(proposal.kind) is ProposalKind.EXTENSION
+    if not extension or allocation is None or proposal.ends_at is None:
+        return
+    if proposal.ends_at <= allocation.expires_at:
+        raise InvalidProposal(
+            extends_too_little(allocation.id, allocation.expires_at), field="ends_at"
+        )
+
+
 def _missing(proposal: Proposal, allocation: Allocation | None) -> list[str]:
     """What submission still needs, by field name; empty when complete."""
     kind = ProposalKind(proposal.kind)
@@ -134,7 +153,7 @@ def _missing(proposal: Proposal, allocation: Allocation | None) -> list[str]:
         if positive != {allocation.currency}:
             missing.append("requested")
     elif kind is ProposalKind.EXTENSION and allocation is not None:
-        if proposal.ends_at is None or proposal.ends_at <= allocation.expires_at:
+        if proposal.ends_at is None:
             missing.append("ends_at")
     else:
         if not positive:
@@ -371,6 +390,7 @@ def submit_proposal(
             project_id=proposal.project_id,
             program_id=proposal.program_id,
         )
+    _require_later_end(proposal, allocation)
     if missing := _missing(proposal, allocation):
         raise IncompleteProposal(
             f"proposal {proposal.id} needs: {', '.join(missing)}", missing=missing

@@ -221,8 +221,18 @@ def list_programs(
 
 
 def load_project(session: Session, project_id: int, *, lock: bool = False) -> Project:
-    """The project row, locked for update when asked; raises ProjectNotFound."""
-    project = session.get(Project, project_id, with_for_update=lock, populate_existing=True)
+    """The project row, locked for update when asked; raises ProjectNotFound.
+
+    The lock is PostgreSQL's ``FOR NO KEY UPDATE``: it keeps out other changes of
+    the project and submissions (``FOR SHARE``), but not the key-share locks that
+    inserting a row which names the project takes (a transfer, a job event), so a
+    change of the project never deadlocks with the work of its jobs."""
+    project = session.get(
+        Project,
+        project_id,
+        with_for_update={"key_share": True} if lock else None,
+        populate_existing=True,
+    )
     if project is None:
         raise ProjectNotFound(f"no project has the id {project_id}")
     return project

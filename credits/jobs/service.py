@@ -81,6 +81,10 @@ def submit_job(
     now = now or utcnow()
     require_scope(actor, Scope.WRITE)
     project = _project_for_submitter(session, actor, project_id)
+    # Shared with other submissions, until this one commits: an archive (which locks
+    # the project for update, then cancels its jobs) waits for it and cancels this
+    # job too, or goes first and this submission finds the project archived.
+    session.refresh(project, with_for_update={"read": True})
     request_key, digest = _request_identity(actor, project_id, spec, idempotency_key)
     if request_key is not None:
         replayed = _replay(session, request_key, digest)

@@ -145,7 +145,7 @@ def accounts(project_id: int | None, currency: str | None, kind: str | None) -> 
             fmt.status(account.kind),
             f"{fmt.currency_name(account.currency)} credits",
             fmt.status(account.status),
-            fmt.day(account.expires_at) if account.expires_at else "",
+            fmt.until_day(account.expires_at) if account.expires_at else "",
             fmt.exact_number(account.credits_posted - account.debits_posted),
             fmt.exact_number(account.debits_pending),
             fmt.exact_number(account.available),

@@ -55,7 +55,7 @@ def _print(report: ProgramReport | ProjectReport, heading: str) -> None:
                 [
                     a.code,
                     str(a.project_id),
-                    fmt.day(a.expires_at),
+                    fmt.until_day(a.expires_at),
                     fmt.exact_number(a.used),
                     fmt.exact_number(a.available),
                     fmt.exact_number(a.forecast_unused),

@@ -316,3 +316,25 @@ def test_a_supplement_draft_is_edited_in_its_own_fields(app: Flask, session: Ses
     )
     assert edited.status_code == 302
     assert _latest(session).requested == {"gpu": 7_500_000}
+
+
+def test_an_extension_that_ends_by_the_allocations_last_day_names_that_day(
+    app: Flask, session: Session
+) -> None:
+    world = build_world(session)
+    allocation = session.get_one(Allocation, world.allocation)
+    before = fmt.last_day(allocation.expires_at) - timedelta(days=1)
+    page = _refused(
+        app,
+        session,
+        world,
+        "researcher_a",
+        kind="extension",
+        allocation_id=str(world.allocation),
+        ends_on=str(before),
+    )
+    assert (
+        f"an extension must end after allocation {world.allocation}&#39;s last day,"
+        f" {fmt.until_day(allocation.expires_at)}"
+    ) in page
+    assert "needed before you submit" not in page
