@@ -70,6 +70,7 @@ from credits.identity.access import (
 from credits.identity.actor import Actor
 from credits.identity.models import Role, User
 from credits.jobs.service import cancel_project_jobs
+from credits.labelling.orders import cancel_project_orders
 from credits.ledger.errors import ReasonRequired
 from credits.ledger.models import Account, AccountKind, AccountStatus
 from credits.ledger.service import set_account_status
@@ -462,9 +463,11 @@ def archive_project(
     Its active allocation accounts are suspended so nothing more is spent;
     members can no longer change. Its unfinished jobs are cancelled: queued ones
     at once, their holds released; starting and running ones are stopped and
-    charged for what ran. Its pending tranches are withdrawn: they no longer
-    hold the program's budget, and each appends ``allocation.tranche_withdrawn``.
-    Appends ``project.archived``, naming the accounts and the jobs.
+    charged for what ran. Its labelling orders that nothing was delivered for
+    yet are cancelled, their holds released; orders in progress go on. Its
+    pending tranches are withdrawn: they no longer hold the program's budget,
+    and each appends ``allocation.tranche_withdrawn``. Appends
+    ``project.archived``, naming the accounts, the jobs and the orders.
 
     Raises ProjectNotFound, ProjectForbidden, ProjectStatusConflict (archived).
     """
@@ -476,12 +479,20 @@ def archive_project(
     # The jobs first, then the accounts: the order cancel_job, the reconciler and
     # settlement lock them in (a job, then the accounts its hold draws on), so an
     # archive never deadlocks with them.
+    now = now or utcnow()
     jobs = cancel_project_jobs(
         session,
         project_id=project.id,
         by=actor.label,
         why=f"cancelled: project {project.id} archived by {actor.label}",
-        now=now or utcnow(),
+        now=now,
+    )
+    orders = cancel_project_orders(
+        session,
+        project_id=project.id,
+        actor=actor,
+        reason=f"project {project.id} archived by {actor.label}",
+        now=now,
     )
     accounts = [a.id for a in _allocations(session, project.id, AccountStatus.ACTIVE)]
     _set_allocations(
@@ -503,6 +514,7 @@ def archive_project(
         reason=why,
         accounts=accounts,
         jobs=jobs,
+        labelling_orders=orders,
         **{"from": previous},
     )
     return render_project(project)

@@ -235,6 +235,7 @@ def test_the_pi_archives_a_project_and_its_allocations_stop(
         "reason": "finished",
         "accounts": [account.id],
         "jobs": [],
+        "labelling_orders": [],
         "from": "active",
     }
     assert events(session, "ledger_account", account.id)[-1] == (

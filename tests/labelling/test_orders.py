@@ -35,7 +35,7 @@ from credits.labelling.schemas import (
 )
 from credits.ledger import service as ledger
 from credits.ledger.errors import InsufficientCredits
-from credits.ledger.models import AccountKind, Currency, HoldPart
+from credits.ledger.models import AccountKind, Currency, HoldPart, HoldStatus
 from credits.ledger.queries import get_hold, system_account_id
 from credits.ledger.verify import verify_ledger
 from credits.storage import BlobStore, StorageUnavailable, blob_store_for_url
@@ -355,16 +355,33 @@ def test_the_schema_refuses_an_unknown_label(session: Session, world: LabellingW
     assert SENTIMENT.labels[0] == "positive"
 
 
-@pytest.mark.parametrize("project_status", ["suspended", "archived"])
-def test_a_project_that_is_not_active_places_no_orders(
-    session: Session, world: LabellingWorld, project_status: str
+def test_archiving_cancels_the_orders_nothing_was_delivered_for_and_keeps_the_others(
+    session: Session, world: LabellingWorld
 ) -> None:
+    quoted = world.draft(session, items=2, redundancy=1)
+    orders.quote_order(session, order_id=quoted.id, actor=world.pi)
+    placed = world.placed(session, items=2, redundancy=1)
+    started = world.placed(session, items=2, redundancy=1)
+    _deliver(session, world, started, _items(session, started.id)[0], 1)
+    assert _current(session, world, started.id).status == "in_progress"
+
+    projects.archive_project(session, project_id=world.project_id, actor=world.pi)
+
+    for cancelled in (quoted, placed):
+        assert _current(session, world, cancelled.id).status == "cancelled"
+    released = get_hold(session, hold_key=f"labelling:{placed.id}:hold")
+    assert {part.status for part in released.parts} == {HoldStatus.VOIDED}
+    going_on = _current(session, world, started.id)
+    assert going_on.status == "in_progress" and going_on.hold_key is not None
+    kept = get_hold(session, hold_key=going_on.hold_key)
+    assert {part.status for part in kept.parts} == {HoldStatus.OPEN}
+
+
+def test_a_suspended_project_places_no_orders(session: Session, world: LabellingWorld) -> None:
+    project_status = "suspended"
     order = world.draft(session, items=2, redundancy=1)
     orders.quote_order(session, order_id=order.id, actor=world.pi)
-    if project_status == "suspended":
-        projects.suspend_project(session, project_id=world.project_id, actor=world.ops, reason="x")
-    else:
-        projects.archive_project(session, project_id=world.project_id, actor=world.pi)
+    projects.suspend_project(session, project_id=world.project_id, actor=world.ops, reason="x")
     # Label credits the project could still reach: an account the ledger opened later.
     fresh = ledger.open_account(
         session,
