@@ -175,7 +175,7 @@ def exhaustion(projected: dt.date | None, period_ends: dt.date | dt.datetime | N
     if projected is None:
         return "not at the recent rate (no recent use)"
     if isinstance(period_ends, dt.datetime):
-        period_ends = period_ends.date()
+        period_ends = last_day(period_ends)
     if period_ends is not None and projected > period_ends:
         return "not within the allocation's period"
     return day(projected)

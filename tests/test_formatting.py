@@ -94,6 +94,12 @@ def test_an_exhaustion_date_past_the_period_is_not_shown_as_a_date() -> None:
     assert "no recent use" in fmt.exhaustion(None, ends)
 
 
+def test_an_exhaustion_the_day_after_an_allocations_last_day_is_past_its_period() -> None:
+    ends = dt.datetime(2027, 3, 1, tzinfo=dt.UTC)  # the last day is 2027-02-28
+    assert fmt.exhaustion(dt.date(2027, 2, 28), ends) == "2027-02-28"
+    assert fmt.exhaustion(dt.date(2027, 3, 1), ends) == "not within the allocation's period"
+
+
 def test_states_read_as_words_and_gpus_are_counted() -> None:
     assert fmt.status("in_review") == "in review"
     assert fmt.status(ProposalStatus.IN_REVIEW) == "in review"

@@ -89,7 +89,10 @@ def _cell(metric: str, value: Any) -> Row:
     if metric in MONEY_METRICS and isinstance(value, int) and not isinstance(value, bool):
         return {"metric": f"{metric}_credits", "value": csv_credits(value)}
     if isinstance(value, str) and _ISO_TIME.match(value):
-        return {"metric": metric, "value": csv_time(value)}
+        try:
+            return {"metric": metric, "value": csv_time(value)}
+        except ValueError:
+            pass  # text that only starts like a time: a title, say
     return {"metric": metric, "value": value}
 
 

@@ -83,12 +83,14 @@ def app(joined_session_factory: sessionmaker[Session]) -> Flask:
     )
 
 
-def _hostile_project_awarded_by_p(session: Session, world: World) -> int:
+def _hostile_project_awarded_by_p(
+    session: Session, world: World, title: str = HOSTILE_TITLE
+) -> int:
     pi = actor_for_email(session, f"{RESEARCHER_A}@example.org")
     owner = actor_for_email(session, f"{FUNDER_P}@example.org")
     project = projects.create_project(
         session,
-        title=HOSTILE_TITLE,
+        title=title,
         field_of_science="-Physics",
         institution=HOSTILE_INSTITUTION,
         actor=pi,
@@ -150,3 +152,14 @@ def test_the_program_report_csv_of_the_api_and_the_portal_is_safe(
         cells = {cell for row in _assert_safe(response.get_data(as_text=True)) for cell in row}
         assert "'" + HOSTILE_TITLE in cells
         assert "'" + HOSTILE_INSTITUTION in cells
+
+
+def test_a_title_that_starts_like_a_time_is_written_as_it_is(app: Flask, session: Session) -> None:
+    world = build_world(session)
+    title = "2027-01-01T09:00 baseline runs"
+    _hostile_project_awarded_by_p(session, world, title=title)
+    response = app.test_client().get(
+        f"/api/v1/programs/{world.program_p}/report?format=csv", headers=world.headers[FUNDER_P]
+    )
+    assert response.status_code == 200
+    assert title in {cell for row in _assert_safe(response.get_data(as_text=True)) for cell in row}
