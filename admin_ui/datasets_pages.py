@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 from admin_ui.transparency_pages import proof_url
 from admin_ui.web import current_actor, render, transaction
 from credits.api.auth import credits_extension
+from credits.api.datasets import public_base_url
 from credits.datasets import queries, urls
 from credits.datasets.citation import apa, bibtex
 from credits.datasets.doi import doi_of
@@ -57,8 +58,9 @@ SUMS = "SHA256SUMS"
 
 
 def base_url() -> str:
-    """This site's public origin, as the visitor reached it (proxies per settings)."""
-    return request.host_url.rstrip("/")
+    """This site's public origin: the configured one, else as the visitor reached it
+    (proxies per settings)."""
+    return public_base_url().rstrip("/")
 
 
 def publisher() -> str:

@@ -171,8 +171,16 @@ def energy_policy() -> EnergyPolicy:
     return policy_from_settings(credits_extension().settings)
 
 
+def public_base_url() -> str:
+    """Where the exports' links point: the configured public origin (the one DOIs
+    resolve under), else this request's own. Never the Host header alone when an
+    origin is configured, so no client chooses where a document's links lead."""
+    configured = credits_extension().settings.public_url.strip()
+    return configured.rstrip("/") + "/" if configured else request.url_root
+
+
 def _base_url() -> str:
-    return request.url_root
+    return public_base_url()
 
 
 def _publisher() -> str:

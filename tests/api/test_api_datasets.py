@@ -660,3 +660,19 @@ def test_the_document_describes_file_bodies_ranges_and_redirects(api: Api) -> No
     assert croissant["responses"]["200"]["content"] == {
         "application/ld+json": {"schema": {"type": "object"}}
     }
+
+
+def test_export_links_use_the_configured_public_url_whatever_the_host_header(
+    api: Api, joined_session_factory: sessionmaker[Session]
+) -> None:
+    published = _published(api)
+    app = _app(joined_session_factory, api.world, public_url="https://data.example.org")
+    client = app.test_client()
+    base = f"/api/v1/datasets/versions/{published['id']}"
+    croissant = client.get(f"{base}/croissant.json", headers={"Host": "evil.example"})
+    assert croissant.status_code == 200
+    document = croissant.get_json()
+    links = [document["url"], *(entry["contentUrl"] for entry in document["distribution"])]
+    assert all(link.startswith("https://data.example.org/datasets/versions/") for link in links)
+    datasheet = client.get(f"{base}/datasheet.md", headers={"Host": "evil.example"})
+    assert "evil.example" not in datasheet.get_data(as_text=True)
