@@ -211,6 +211,9 @@ def croissant(
     for node, file in zip(distribution, version.files, strict=True):
         head = heads.get(file.name)
         fields = [] if head is None else infer_fields(file.media_type, head.data, whole=head.whole)
+        # Croissant extracts a field by its column's name: an unnamed column (the
+        # index pandas writes first, say) cannot be described, so it is left out.
+        fields = [field for field in fields if field.name.strip()]
         if fields:
             record_sets.append(_record_set(node["@id"], file.name, fields))
     document: dict[str, Any] = {

@@ -259,3 +259,22 @@ def test_citations_in_bibtex_and_apa(published: VersionOut) -> None:
     assert "author       = {Lovelace, Ada and {Polar Data Group}}" in entry
     assert "title        = {{Glacier calving events}}" in entry
     assert f"url          = {{{url}}}" in entry
+
+
+def test_an_unnamed_column_is_left_out_and_the_document_still_validates(
+    session: Session, world: DatasetsWorld
+) -> None:
+    draft = world.draft(session)
+    # As pandas writes a frame with its index: the first header cell is empty.
+    indexed = b",glacier,area_km2\n0,Jakobshavn,12.5\n1,Helheim,3.0\n"
+    blank_key = b'{"": 1, "text": "front"}\n'
+    world.complete(session, draft.id, **{"indexed.csv": indexed, "blank.jsonl": blank_key})
+    publishing.publish_version(session, version_id=draft.id, actor=world.pi, energy=ENERGY)
+    version = queries.get_version(session, None, draft.id)
+    document = _croissant(world, version, "https://data.example.org")
+    names = {rs["name"]: [f["name"] for f in rs["field"]] for rs in document["recordSet"]}
+    assert names == {
+        "records of indexed.csv": ["glacier", "area_km2"],
+        "records of blank.jsonl": ["text"],
+    }
+    assert not mlc.Dataset(jsonld=document).metadata.issues.errors
