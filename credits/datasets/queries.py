@@ -155,7 +155,7 @@ def render_version(session: Session, version: DatasetVersion) -> VersionOut:
         citation=version.citation,
         datasheet={} if gone else dict(version.datasheet),
         files=files,
-        total_size=sum(file.size for file in version.files),
+        total_size=sum(file.size for file in files),
         manifest_sha256=version.manifest_sha256,
         provenance=render_provenance(session, version.provenance),
         download_count=version.download_count,

@@ -211,6 +211,9 @@ def test_a_taken_down_version_exports_as_withdrawn_and_still_validates(
     jsonschema.Draft201909Validator(datacite_schema()).validate(document)
     withdrawn = [d for d in document["dates"] if d["dateType"] == "Withdrawn"]
     assert withdrawn[0]["dateInformation"] == "licence dispute"
+    # Its files are withdrawn, and so is their size: the figures agree.
+    assert (tombstone.files, tombstone.total_size) == ([], 0)
+    assert document["sizes"] == ["0 bytes", "0 files"]
 
 
 def test_a_schema_violation_is_caught_by_the_vendored_schema(published: VersionOut) -> None:
