@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 
 from credits.datasets import provenance, service
 from credits.datasets.doi import DoiHook, doi_registrar_from_settings
-from credits.datasets.models import DatasetVersion, VersionState
+from credits.datasets.models import Dataset, DatasetVersion, VersionState
 from credits.grants.models import Allocation
 from credits.identity.actor import Actor
 from credits.labelling.label_schema import LabelSchema, SchemaKind
@@ -108,6 +108,9 @@ def _draft_for(
         )
         return created.id
     # One draft per dataset: an open one takes the delivery rather than refusing it.
+    # The dataset's lock (new_version takes it too) makes a second acceptance racing
+    # with this one wait, then find the draft this one made.
+    session.get(Dataset, order.target_dataset_id, with_for_update=True, populate_existing=True)
     draft = session.scalar(
         select(DatasetVersion.id).where(
             DatasetVersion.dataset_id == order.target_dataset_id,

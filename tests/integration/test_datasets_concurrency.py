@@ -1,8 +1,10 @@
-"""Real commits on PostgreSQL: concurrent publishes of one draft publish it once."""
+"""Real commits on PostgreSQL: concurrent publishes of one draft publish it once, and
+concurrent labelling acceptances into one dataset share one new draft."""
 
 from __future__ import annotations
 
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 import pytest
 from datasets_world import ENERGY, build_world
@@ -12,7 +14,10 @@ from test_ledger_concurrency import committed_postgres, run_together
 from credits.audit.models import AuditEvent
 from credits.datasets import publishing, queries
 from credits.datasets.errors import VersionStateConflict
-from credits.db import make_session_factory, run_in_transaction, session_scope
+from credits.datasets.models import DatasetVersion, VersionState
+from credits.db import make_session_factory, run_in_transaction, session_scope, utcnow
+from credits.labelling import delivery
+from credits.labelling.models import Order
 
 pytestmark = pytest.mark.postgres
 
@@ -57,3 +62,40 @@ def test_racing_publishes_of_one_draft_publish_it_once(
             )
         )
         assert events == 1
+
+
+def test_racing_acceptances_into_one_dataset_share_one_new_draft(
+    committed_postgres: tuple[str, Engine],
+) -> None:
+    _, engine = committed_postgres
+    factory = make_session_factory(engine)
+    with session_scope(factory) as session:
+        world = build_world(session)
+        first = world.draft(session)
+        world.complete(session, first.id)
+        publishing.publish_version(session, version_id=first.id, actor=world.pi, energy=ENERGY)
+    # What _draft_for reads of an accepted order that targets the dataset.
+    order = cast(
+        Order, SimpleNamespace(target_dataset_id=first.dataset_id, project_id=None, title="")
+    )
+
+    def draft_for(_: int) -> Any:
+        return run_in_transaction(
+            factory,
+            lambda session: delivery._draft_for(session, order, world.pi, utcnow(), None),
+        )
+
+    results = run_together(THREADS, draft_for)
+
+    assert not [r for r in results if isinstance(r, Exception)], results
+    assert len(set(results)) == 1
+    with session_scope(factory) as session:
+        drafts = session.scalar(
+            select(func.count())
+            .select_from(DatasetVersion)
+            .where(
+                DatasetVersion.dataset_id == first.dataset_id,
+                DatasetVersion.state == VersionState.DRAFT.value,
+            )
+        )
+        assert drafts == 1
