@@ -5,7 +5,8 @@ datasets are often laid out in folders, and a downloader recreates them. The
 rules keep every name safe to recreate on any common file system and honest to
 read: no part may climb out (``..``), nothing absolute, no backslash, no control,
 invisible or bidirectional-override character (a name shown as ``data.csv`` must
-be ``data.csv``), and bounded lengths. Names are stored NFC-normalised, so the
+be ``data.csv``), nothing Windows refuses (``<>:"|?*``, a part ending with a dot,
+device names such as ``CON`` or ``nul.txt``), and bounded lengths. Names are stored NFC-normalised, so the
 same text typed on two systems is one name.
 """
 
@@ -28,6 +29,10 @@ _FORBIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
 # scripts and emoji sequences need; they change no direction and hide no text.
 _ALLOWED_FORMAT = frozenset({"\u200c", "\u200d"})
 _DRIVE = re.compile(r"^[A-Za-z]:")
+# What Windows refuses in a name: these characters (":" would name an NTFS stream),
+# a part ending with a dot, and the device names, with or without an extension.
+_WINDOWS_FORBIDDEN = frozenset('<>:"|?*')
+_WINDOWS_DEVICE = re.compile(r"^(con|prn|aux|nul|com[0-9¹²³]|lpt[0-9¹²³])(\..*)?$", re.IGNORECASE)
 
 
 def safe_file_name(name: str) -> str:
@@ -46,11 +51,17 @@ def safe_file_name(name: str) -> str:
 def _check_characters(name: str) -> None:
     if not name:
         raise UnsafeFileName("a file name may not be empty")
+    if _DRIVE.match(name):
+        raise UnsafeFileName("a file name may not start with a drive letter")
     if len(name.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES:
         raise UnsafeFileName(f"a file name may be at most {MAX_NAME_BYTES} bytes of UTF-8")
     for character in name:
         if character == "\\":
             raise UnsafeFileName("a file name may not hold a backslash; separate folders with /")
+        if character in _WINDOWS_FORBIDDEN:
+            raise UnsafeFileName(
+                f"a file name may not hold {character!r}, which Windows refuses in names"
+            )
         if character in _ALLOWED_FORMAT:
             continue
         if unicodedata.category(character) in _FORBIDDEN_CATEGORIES:
@@ -63,8 +74,6 @@ def _check_characters(name: str) -> None:
 def _check_shape(name: str) -> None:
     if name.startswith("/"):
         raise UnsafeFileName("a file name must be relative, not start with /")
-    if _DRIVE.match(name):
-        raise UnsafeFileName("a file name may not start with a drive letter")
     if name.endswith("/"):
         raise UnsafeFileName("a file name may not end with /")
     if name.count("/") >= MAX_PARTS:
@@ -78,6 +87,10 @@ def _check_part(part: str) -> None:
         raise UnsafeFileName(f"a file name may not hold {part!r} as a folder or name")
     if part != part.strip():
         raise UnsafeFileName("no part of a file name may start or end with white space")
+    if part.endswith("."):
+        raise UnsafeFileName("no part of a file name may end with a dot, which Windows drops")
+    if _WINDOWS_DEVICE.match(part):
+        raise UnsafeFileName(f"{part!r} names a device on Windows; choose another name")
     if len(part.encode("utf-8")) > MAX_PART_BYTES:
         raise UnsafeFileName(
             f"each part of a file name between / may be at most {MAX_PART_BYTES} bytes of UTF-8"
