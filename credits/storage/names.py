@@ -6,8 +6,8 @@ rules keep every name safe to recreate on any common file system and honest to
 read: no part may climb out (``..``), nothing absolute, no backslash, no control,
 invisible or bidirectional-override character (a name shown as ``data.csv`` must
 be ``data.csv``), nothing Windows refuses (``<>:"|?*``, a part ending with a dot,
-device names such as ``CON`` or ``nul.txt``), and bounded lengths. Names are stored NFC-normalised, so the
-same text typed on two systems is one name.
+device names such as ``CON`` or ``nul.txt``), and bounded lengths. Names are
+stored NFC-normalised, so the same text typed on two systems is one name.
 """
 
 from __future__ import annotations
