@@ -423,7 +423,14 @@ def deprecate(*, version_ref: str, successor: str | None, note: str | None, as_e
 
 @datasets.command("takedown")
 @click.argument("version_ref")
-@click.option("--reason", required=True, help="Why; shown on the tombstone and audited.")
+@click.option(
+    "--reason",
+    required=True,
+    help=(
+        "Why, in general terms; public and permanent (the tombstone, DataCite and the"
+        " transparency log): name no person."
+    ),
+)
 @click.option("--as", "as_email", required=True, help="Email of an ops user.")
 @reports_errors
 def takedown(*, version_ref: str, reason: str, as_email: str) -> None:
