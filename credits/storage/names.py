@@ -58,6 +58,11 @@ def _check_characters(name: str) -> None:
     for character in name:
         if character == "\\":
             raise UnsafeFileName("a file name may not hold a backslash; separate folders with /")
+        if character == "\ufffd":
+            raise UnsafeFileName(
+                "a file name may not hold U+FFFD, the replacement character: its bytes were"
+                " probably not UTF-8; send the name in UTF-8"
+            )
         if character in _WINDOWS_FORBIDDEN:
             raise UnsafeFileName(
                 f"a file name may not hold {character!r}, which Windows refuses in names"

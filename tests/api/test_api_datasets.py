@@ -676,3 +676,11 @@ def test_export_links_use_the_configured_public_url_whatever_the_host_header(
     assert all(link.startswith("https://data.example.org/datasets/versions/") for link in links)
     datasheet = client.get(f"{base}/datasheet.md", headers={"Host": "evil.example"})
     assert "evil.example" not in datasheet.get_data(as_text=True)
+
+
+def test_an_upload_whose_name_is_not_utf_8_is_refused(api: Api) -> None:
+    draft = _draft(api)
+    url = f"/datasets/versions/{draft['id']}/files/r%E9sum%E9.csv"  # Latin-1, not UTF-8
+    response = api.call("PUT", url, "pi", data=CSV, content_type="application/octet-stream")
+    assert "U+FFFD" in _problem(response, 422)["detail"]
+    assert api.call("GET", f"/datasets/versions/{draft['id']}", "pi").get_json()["files"] == []

@@ -85,6 +85,8 @@ def test_names_are_returned_nfc_normalised() -> None:
         ("aux.csv", "device on Windows"),
         ("data/NUL.txt", "device on Windows"),
         ("lpt9.log", "device on Windows"),
+        # What a server makes of a name whose bytes were not UTF-8 (Latin-1, say).
+        ("r\ufffdsum\ufffd.csv", "U+FFFD"),
         ("..\\..\\x", "backslash"),
         ("data\\x.csv", "backslash"),
         ("a//b", "empty folder"),
