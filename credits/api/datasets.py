@@ -273,6 +273,13 @@ def _readable(version_id: int) -> VersionOut:
         return queries.get_version(session, _reader(), version_id)
 
 
+def _resolving_doi(version_id: int) -> str | None:
+    """The version's DOI once it resolves, for the documents' citations."""
+    with session_scope(session_factory()) as session:
+        registered = doi_of(session, version_id)
+    return registered[0] if registered else None
+
+
 CROISSANT = operation(
     "A version as Croissant JSON-LD",
     media_type="application/ld+json",
@@ -317,7 +324,13 @@ def croissant(version_id: int) -> ResponseReturnValue:
     CSV or JSON Lines file."""
     version = _readable(version_id)
     heads = exports.tabular_heads(version, blob_store())
-    document = exports.croissant(version, base_url=_base_url(), publisher=_publisher(), heads=heads)
+    document = exports.croissant(
+        version,
+        base_url=_base_url(),
+        publisher=_publisher(),
+        heads=heads,
+        doi=_resolving_doi(version.id),
+    )
     return _json_document(document, "application/ld+json")
 
 
@@ -326,15 +339,13 @@ def croissant(version_id: int) -> ResponseReturnValue:
 def datacite(version_id: int) -> ResponseReturnValue:
     """DataCite Metadata Schema 4 with a fundingReference per program; the version's DOI
     once it resolves."""
-    with session_scope(session_factory()) as session:
-        version = queries.get_version(session, _reader(), version_id)
-        registered = doi_of(session, version.id)
+    version = _readable(version_id)
     document = exports.datacite(
         version,
         base_url=_base_url(),
         publisher=_publisher(),
         funder_name=_publisher(),
-        doi=registered[0] if registered else None,
+        doi=_resolving_doi(version.id),
     )
     return _json_document(document, "application/vnd.datacite.datacite+json")
 
@@ -348,7 +359,9 @@ def _json_document(document: object, media_type: str) -> Response:
 def datasheet(version_id: int) -> ResponseReturnValue:
     """The datasheet (Datasheets for Datasets) with the citation and the provenance."""
     version = _readable(version_id)
-    text = exports.datasheet_markdown(version, base_url=_base_url(), publisher=_publisher())
+    text = exports.datasheet_markdown(
+        version, base_url=_base_url(), publisher=_publisher(), doi=_resolving_doi(version.id)
+    )
     return Response(text, content_type="text/markdown; charset=utf-8")
 
 

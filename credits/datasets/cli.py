@@ -173,9 +173,13 @@ def show_version(version_ref: str, fmt: str, base_url: str | None) -> None:
 def _document(
     version: VersionOut, fmt: str, base: str, publisher: str, doi: tuple[str, str] | None
 ) -> str:
+    cited = None if doi is None else doi[0]
+
     def croissant() -> str:
         heads = exports.tabular_heads(version, cli_blob_store())
-        document = exports.croissant(version, base_url=base, publisher=publisher, heads=heads)
+        document = exports.croissant(
+            version, base_url=base, publisher=publisher, heads=heads, doi=cited
+        )
         return json.dumps(document, indent=2, ensure_ascii=False)
 
     def datacite() -> str:
@@ -184,7 +188,7 @@ def _document(
             base_url=base,
             publisher=publisher,
             funder_name=publisher,
-            doi=None if doi is None else doi[0],
+            doi=cited,
         )
         return json.dumps(document, indent=2, ensure_ascii=False)
 
@@ -193,10 +197,10 @@ def _document(
         "croissant": croissant,
         "datacite": datacite,
         "datasheet": lambda: exports.datasheet_markdown(
-            version, base_url=base, publisher=publisher
+            version, base_url=base, publisher=publisher, doi=cited
         ),
-        "bibtex": lambda: bibtex(version, base_url=base, publisher=publisher),
-        "apa": lambda: apa(version, base_url=base, publisher=publisher),
+        "bibtex": lambda: bibtex(version, base_url=base, publisher=publisher, doi=cited),
+        "apa": lambda: apa(version, base_url=base, publisher=publisher, doi=cited),
         "sha256sums": lambda: sha256sums(version.files),
         "text": lambda: _text(version, doi),
     }

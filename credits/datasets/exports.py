@@ -202,10 +202,16 @@ def _quantity(name: str, value: float, unit_code: str | None) -> dict[str, Any]:
 
 
 def croissant(
-    version: VersionOut, *, base_url: str, publisher: str, heads: dict[str, Head]
+    version: VersionOut,
+    *,
+    base_url: str,
+    publisher: str,
+    heads: dict[str, Head],
+    doi: str | None = None,
 ) -> dict[str, Any]:
     """Croissant 1.0 JSON-LD with its Responsible AI fields: every file with its sha256,
-    a record set per CSV, TSV or JSON Lines file whose head gave fields."""
+    a record set per CSV, TSV or JSON Lines file whose head gave fields; cited by its
+    DOI once it resolves."""
     distribution = [_file_object(version, base_url, i) for i in range(len(version.files))]
     record_sets = []
     for node, file in zip(distribution, version.files, strict=True):
@@ -228,7 +234,7 @@ def croissant(
         "creator": [_croissant_creator(creator) for creator in version.creators],
         "publisher": {"@type": "sc:Organization", "name": publisher},
         "keywords": version.keywords,
-        "citeAs": bibtex(version, base_url=base_url, publisher=publisher),
+        "citeAs": bibtex(version, base_url=base_url, publisher=publisher, doi=doi),
         "distribution": distribution,
         "recordSet": record_sets,
         "funding": [
@@ -398,8 +404,11 @@ def _datacite_descriptions(version: VersionOut) -> list[dict[str, str]]:
     return descriptions
 
 
-def datasheet_markdown(version: VersionOut, *, base_url: str, publisher: str) -> str:
-    """The datasheet as Markdown: the version, its citation, provenance and every section."""
+def datasheet_markdown(
+    version: VersionOut, *, base_url: str, publisher: str, doi: str | None = None
+) -> str:
+    """The datasheet as Markdown: the version, its citation (by its DOI once it
+    resolves), provenance and every section."""
     lines = [
         f"# Datasheet: {version.title}",
         "",
@@ -408,7 +417,7 @@ def datasheet_markdown(version: VersionOut, *, base_url: str, publisher: str) ->
         "",
         "## How to cite",
         "",
-        apa(version, base_url=base_url, publisher=publisher),
+        apa(version, base_url=base_url, publisher=publisher, doi=doi),
         "",
     ]
     if version.takedown_reason:

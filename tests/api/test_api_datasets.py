@@ -187,6 +187,11 @@ def test_the_whole_flow_from_draft_to_tombstone(api: Api) -> None:
     assert api.call("GET", f"/datasets/versions/{vid}/datacite.json").get_json()["doi"] == (
         "10.5072/abc"
     )
+    # Once the DOI resolves, every document cites the version by it, as its page does.
+    cited = api.call("GET", f"/datasets/versions/{vid}/croissant.json").get_json()["citeAs"]
+    assert "https://doi.org/10.5072/abc" in cited
+    sheet = api.call("GET", f"/datasets/versions/{vid}/datasheet.md").get_data(as_text=True)
+    assert "https://doi.org/10.5072/abc" in sheet
     sheet = api.call("GET", f"/datasets/versions/{vid}/datasheet.md")
     assert sheet.mimetype == "text/markdown" and DATASHEET["biases"] in sheet.get_data(as_text=True)
 
