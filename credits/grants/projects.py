@@ -476,8 +476,9 @@ def archive_project(
         raise ProjectForbidden(f"only the PI or ops archive project {project.id}")
     _require_status(project, {ProjectStatus.ACTIVE, ProjectStatus.SUSPENDED}, "be archived")
     why = reason.strip() if isinstance(reason, str) and reason.strip() else None
-    # The jobs first, then the accounts: the order cancel_job, the reconciler and
-    # settlement lock them in (a job, then the accounts its hold draws on), so an
+    # The jobs (and their pending usage records) first, then the accounts: the order
+    # cancel_job and the reconciler lock them in (a job, its records, then the
+    # accounts its hold draws on), and settlement (records, then accounts), so an
     # archive never deadlocks with them.
     now = now or utcnow()
     jobs = cancel_project_jobs(

@@ -46,6 +46,7 @@ from credits.ledger.errors import IdempotencyKeyReused
 from credits.ledger.holds import place_hold
 from credits.ledger.models import Currency
 from credits.ledger.queries import project_available
+from credits.metering.models import RecordStatus, UsageRecord
 from credits.observability.request_ids import request_id_data
 from credits.pool.models import GpuFlavour
 from credits.pool.schemas import RateOut
@@ -379,9 +380,19 @@ def cancel_project_jobs(
         .order_by(Job.id)
         .with_for_update()
     ).all()
+    ids = [job.id for job in jobs]
+    # Every pending usage record of these jobs before any hold is voided: settlement
+    # locks records, then accounts; voiding one job's hold and then waiting for the
+    # next job's records (which a settlement batch holds) would be the other way.
+    session.execute(
+        select(UsageRecord.id)
+        .where(UsageRecord.job_id.in_(ids), UsageRecord.status == RecordStatus.PENDING.value)
+        .order_by(UsageRecord.id)
+        .with_for_update()
+    ).all()
     for job in jobs:
         _cancel(session, job, by=by, why=why, now=now)
-    return [job.id for job in jobs]
+    return ids
 
 
 def _cancel(session: Session, job: Job, *, by: str, why: str, now: datetime) -> None:

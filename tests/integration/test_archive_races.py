@@ -1,5 +1,6 @@
 """Real commits on PostgreSQL: archiving a project while its jobs are cancelled or
-submitted neither deadlocks nor leaves a job queued, holding credits, behind.
+submitted, or their usage settled, neither deadlocks nor leaves a job queued,
+holding credits, behind.
 
 Each test pauses the other request at its worst moment (holding the rows it has
 locked) and archives meanwhile, in another thread and connection.
@@ -22,6 +23,9 @@ from credits.grants import projects
 from credits.jobs import service
 from credits.jobs.models import Job, JobState
 from credits.ledger.models import Account
+from credits.metering import settlement
+from credits.metering.models import JOBS_SOURCE, RecordStatus, UsageRecord
+from credits.metering.service import settle_all_pending
 
 pytestmark = pytest.mark.postgres
 
@@ -109,3 +113,54 @@ def _held(world: JobsWorld) -> int:
     with world.session() as session:
         account = session.get_one(Account, world.account_id)
         return int(account.debits_pending)
+
+
+def test_archiving_while_settlement_holds_a_queued_jobs_records_does_not_deadlock(
+    committed_postgres: tuple[str, Engine], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    world = build_jobs_world(make_session_factory(committed_postgres[1]))
+    first, second = world.submit(), world.submit()
+    with world.session() as session:
+        # What a job moved off its node and queued again leaves: usage not yet settled.
+        session.add(_pending_record(world, second.id))
+    paused = threading.Event()
+    real = settlement.settle_batch
+
+    def slow_batch(*args: Any, **kwargs: Any) -> Any:
+        paused.set()  # the batch holds the record's lock and is about to book it
+        threading.Event().wait(PAUSE_S)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(settlement, "settle_batch", slow_batch)
+
+    def settle() -> None:
+        settle_all_pending(world.factory, batch_size=500, clock=world.clock)
+
+    with ThreadPoolExecutor(2) as pool:
+        settled = pool.submit(settle)
+        archived = pool.submit(_archive_when, world, paused)
+        settled.result(timeout=30)
+        archived.result(timeout=30)
+    for job in (first, second):
+        assert world.job(job.id).state == JobState.CANCELLED.value
+    assert _held(world) == 0
+
+
+def _pending_record(world: JobsWorld, job_id: int) -> UsageRecord:
+    at = world.clock()
+    return UsageRecord(
+        source=JOBS_SOURCE,
+        record_id=f"job:{job_id}:1:0",
+        job_id=job_id,
+        project_id=world.project_id,
+        currency="gpu",
+        unit="gpu_second",
+        quantity_micro=60_000_000,
+        amount_micro=1_000,
+        started_at=at,
+        ended_at=at,
+        request_hash="x",
+        status=RecordStatus.PENDING.value,
+        captured_micro=0,
+        overage_micro=0,
+    )
