@@ -22,7 +22,7 @@ from credits.api.openapi import operation
 from credits.api.paging import next_page_link
 from credits.api.parsing import NoInput, idempotency_key, json_body, optional_json_body
 from credits.db import run_in_transaction, session_scope
-from credits.grants import funding, members, programs, projects
+from credits.grants import funding, members, programs, project_archive, projects
 from credits.grants.models import (
     MAX_MEAN_SCORE,
     MAX_REVIEWERS,
@@ -423,7 +423,7 @@ def archive_project(project_id: int) -> ResponseReturnValue:
     body = optional_json_body(ArchiveIn)
     with session_scope(session_factory()) as session:
         get_project_for_actor(session, actor, project_id, scope=Scope.WRITE)
-        project = projects.archive_project(
+        project = project_archive.archive_project(
             session, project_id=project_id, actor=actor, reason=body.reason
         )
     return project.model_dump(mode="json")

@@ -19,7 +19,7 @@ from grants_helpers import (
 )
 from sqlalchemy.orm import Session
 
-from credits.grants import projects
+from credits.grants import project_archive, projects
 from credits.grants.errors import (
     ProjectForbidden,
     ProjectStatusConflict,
@@ -206,7 +206,7 @@ def test_suspension_refuses_the_wrong_starting_state(
     if start == "suspended":
         projects.suspend_project(session, project_id=project_id, actor=ops, reason="audit")
     if start == "archived":
-        projects.archive_project(session, project_id=project_id, actor=ops)
+        project_archive.archive_project(session, project_id=project_id, actor=ops)
 
     error = refused(
         session, ProjectStatusConflict, call, project_id=project_id, actor=ops, reason=reason
@@ -224,7 +224,9 @@ def test_the_pi_archives_a_project_and_its_allocations_stop(
 ) -> None:
     account = allocation(session, project_id)
 
-    archived = projects.archive_project(session, project_id=project_id, actor=pi, reason="finished")
+    archived = project_archive.archive_project(
+        session, project_id=project_id, actor=pi, reason="finished"
+    )
 
     assert archived.status is ProjectStatus.ARCHIVED
     assert ledger_queries.get_account(session, account_id=account.id).status is (
@@ -255,7 +257,7 @@ def test_the_pi_archives_a_project_and_its_allocations_stop(
 def test_ops_archive_a_suspended_project(session: Session, project_id: int, ops: Actor) -> None:
     projects.suspend_project(session, project_id=project_id, actor=ops, reason="audit")
 
-    archived = projects.archive_project(session, project_id=project_id, actor=ops)
+    archived = project_archive.archive_project(session, project_id=project_id, actor=ops)
 
     assert archived.status is ProjectStatus.ARCHIVED
     assert event_data(session, "project", project_id, "project.archived")["from"] == "suspended"
@@ -268,17 +270,21 @@ def test_only_the_pi_and_ops_archive(
     refused(
         session,
         ProjectForbidden,
-        projects.archive_project,
+        project_archive.archive_project,
         project_id=project_id,
         actor=request.getfixturevalue(who),
     )
 
 
 def test_archiving_twice_is_a_conflict(session: Session, project_id: int, pi: Actor) -> None:
-    projects.archive_project(session, project_id=project_id, actor=pi)
+    project_archive.archive_project(session, project_id=project_id, actor=pi)
 
     error = refused(
-        session, ProjectStatusConflict, projects.archive_project, project_id=project_id, actor=pi
+        session,
+        ProjectStatusConflict,
+        project_archive.archive_project,
+        project_id=project_id,
+        actor=pi,
     )
 
     assert error.extra == {"current_status": "archived"}
@@ -287,7 +293,7 @@ def test_archiving_twice_is_a_conflict(session: Session, project_id: int, pi: Ac
 def test_an_archived_project_takes_no_members(
     session: Session, project_id: int, pi: Actor, outsider: Actor
 ) -> None:
-    projects.archive_project(session, project_id=project_id, actor=pi)
+    project_archive.archive_project(session, project_id=project_id, actor=pi)
 
     refused(
         session,

@@ -13,7 +13,7 @@ from proposal_helpers import CREDIT, World, awarded, proposal_values, reviewed, 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from credits.grants import projects
+from credits.grants import project_archive, projects
 from credits.grants.allocations import release_tranche
 from credits.grants.awards import award_proposal
 from credits.grants.errors import ProjectStatusConflict
@@ -79,7 +79,7 @@ def test_archiving_a_project_frees_the_budget_its_pending_tranches_held(
     first = awarded(session, w, requested={"gpu": 800 * CREDIT}, reviewers=1)
     (tranche,) = first.tranches
 
-    projects.archive_project(session, project_id=w.project_id, actor=w.pia, reason="done")
+    project_archive.archive_project(session, project_id=w.project_id, actor=w.pia, reason="done")
 
     second = _award_to_new_project(session, w, 600 * CREDIT)
     assert second.allocations[0].released_micro == 300 * CREDIT
@@ -98,7 +98,7 @@ def test_an_archived_projects_tranche_cannot_be_released(any_session: Session) -
     session = any_session
     w = world(session, initial_share_percent=50)
     (tranche,) = awarded(session, w).tranches
-    projects.archive_project(session, project_id=w.project_id, actor=w.pia)
+    project_archive.archive_project(session, project_id=w.project_id, actor=w.pia)
 
     with pytest.raises(ProjectStatusConflict) as refused:
         release_tranche(
@@ -150,7 +150,7 @@ def test_allocation_rows_follow_suspend_unsuspend_archive_and_ops(any_session: S
     ledger.set_account_status(
         session, account_id=allocation.account_id, status="active", actor=w.ops, reason="cleared"
     )
-    projects.archive_project(session, project_id=w.project_id, actor=w.pia)
+    project_archive.archive_project(session, project_id=w.project_id, actor=w.pia)
     assert _row_statuses(session, w.project_id) == ["suspended"]
 
 
@@ -167,7 +167,7 @@ def test_ops_cannot_reactivate_an_allocation_of_a_project_that_is_not_active(
     if project_status == "suspended":
         projects.suspend_project(session, project_id=w.project_id, actor=w.ops, reason="audit")
     else:
-        projects.archive_project(session, project_id=w.project_id, actor=w.pia)
+        project_archive.archive_project(session, project_id=w.project_id, actor=w.pia)
 
     with pytest.raises(ProjectStatusConflict, match=f"which is {project_status}") as refused:
         ledger.set_account_status(

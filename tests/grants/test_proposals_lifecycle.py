@@ -22,7 +22,7 @@ from credits.grants.errors import (
 )
 from credits.grants.models import ProposalStatus
 from credits.grants.programs import close_program
-from credits.grants.projects import archive_project
+from credits.grants.project_archive import archive_project
 from credits.grants.proposals import (
     create_proposal,
     submit_proposal,

@@ -19,7 +19,7 @@ from sqlalchemy import Engine, select
 from test_ledger_concurrency import committed_postgres
 
 from credits.db import make_session_factory
-from credits.grants import projects
+from credits.grants import project_archive
 from credits.jobs import service
 from credits.jobs.models import Job, JobState
 from credits.ledger.models import Account
@@ -59,7 +59,9 @@ def _paused_in(
 def _archive_when(world: JobsWorld, paused: threading.Event) -> None:
     assert paused.wait(10)
     with world.session() as session:
-        projects.archive_project(session, project_id=world.project_id, actor=world.researcher)
+        project_archive.archive_project(
+            session, project_id=world.project_id, actor=world.researcher
+        )
 
 
 def test_archiving_while_a_queued_job_is_being_cancelled_does_not_deadlock(

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from credits.audit.models import AuditEvent
-from credits.grants import projects
+from credits.grants import project_archive, projects
 from credits.jobs import reconciler
 from credits.jobs.errors import (
     JobNeverFits,
@@ -234,7 +234,7 @@ def test_archiving_the_project_cancels_its_queued_jobs_and_stops_its_running_one
     world.clock.advance(300)
     assert world.job(queued.id).state == JobState.QUEUED.value
     with world.session() as session:
-        projects.archive_project(
+        project_archive.archive_project(
             session, project_id=world.project_id, actor=world.researcher, now=world.clock()
         )
     cancelled = world.job(queued.id)

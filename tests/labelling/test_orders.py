@@ -17,7 +17,7 @@ from credits.datasets import service as dataset_service
 from credits.datasets import uploads
 from credits.db import session_scope, utcnow
 from credits.errors import InvalidInput
-from credits.grants import projects
+from credits.grants import project_archive, projects
 from credits.grants.errors import ProjectStatusConflict
 from credits.labelling import deliveries, orders, vendors
 from credits.labelling.errors import AlreadyAnnotated, OrderNotFound, OrderStateConflict
@@ -365,7 +365,7 @@ def test_archiving_cancels_the_orders_nothing_was_delivered_for_and_keeps_the_ot
     _deliver(session, world, started, _items(session, started.id)[0], 1)
     assert _current(session, world, started.id).status == "in_progress"
 
-    projects.archive_project(session, project_id=world.project_id, actor=world.pi)
+    project_archive.archive_project(session, project_id=world.project_id, actor=world.pi)
 
     for cancelled in (quoted, placed):
         assert _current(session, world, cancelled.id).status == "cancelled"
