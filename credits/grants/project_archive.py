@@ -26,7 +26,7 @@ from credits.identity.access import can_archive_project
 from credits.identity.actor import Actor
 from credits.identity.models import Role
 from credits.jobs.service import cancel_project_jobs
-from credits.labelling.orders import cancel_project_orders
+from credits.labelling.project_orders import cancel_project_orders
 from credits.ledger.models import AccountStatus
 
 

@@ -364,35 +364,15 @@ def cancel_order(
     order = _lock_for(
         session, actor, order_id, (S.DRAFT, S.QUOTED, S.PLACED, S.IN_PROGRESS), "cancel"
     )
-    _cancel(session, actor, order, reason, now)
+    cancel_locked_order(session, actor, order, reason, now)
     return order_out(session, order)
 
 
-def cancel_project_orders(
-    session: Session, *, project_id: int, actor: Actor, reason: str, now: datetime
-) -> list[int]:
-    """Cancels the project's orders nothing was delivered for yet (drafts, quoted and
-    placed ones), as :func:`cancel_order` does, releasing their holds; returns their
-    ids. Orders in progress, delivered or disputed go on to be accepted, disputed
-    or cancelled by hand. For a caller that has decided the project's work ends
-    (archiving it)."""
-    orders = session.scalars(
-        select(Order)
-        .where(
-            Order.project_id == project_id,
-            Order.status.in_([S.DRAFT.value, S.QUOTED.value, S.PLACED.value]),
-        )
-        .order_by(Order.id)
-        .with_for_update(key_share=True)
-    ).all()
-    for order in orders:
-        _cancel(session, actor, order, reason, now)
-    return [order.id for order in orders]
-
-
-def _cancel(
+def cancel_locked_order(
     session: Session, actor: Actor, order: Order, reason: str | None, now: datetime
 ) -> None:
+    """Cancels an order its caller has locked: what the hold has not captured is
+    released."""
     close_hold(session, order, reason=reason or "order cancelled", now=now)
     order.status = S.CANCELLED.value
     order.cancelled_at = now
