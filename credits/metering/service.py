@@ -65,11 +65,7 @@ def settle_all_pending(
         while position is not None and batches < max_batches:
             batch = _one_batch(factory, batch_size, clock, position)
             batches += 1
-            total.records += batch.records
-            total.captured_micro += batch.captured_micro
-            total.overage_micro += batch.overage_micro
-            total.failed += batch.failed
-            total.jobs |= batch.jobs
+            total.add(batch)
             full = batch.read == batch_size
             position = position.past(batch.last) if full and batch.last else None
     return total
@@ -135,10 +131,7 @@ def _settle_one_by_one(
             )
             report.failed += 1
             continue
-        report.records += one.records
-        report.captured_micro += one.captured_micro
-        report.overage_micro += one.overage_micro
-        report.jobs |= one.jobs
+        report.add(one)
     return report
 
 

@@ -64,6 +64,14 @@ class SettleReport:
     read: int = 0
     last: tuple[int, int] | None = None
 
+    def add(self, other: SettleReport) -> None:
+        """Counts what ``other`` settled, set aside and charged into this report."""
+        self.records += other.records
+        self.captured_micro += other.captured_micro
+        self.overage_micro += other.overage_micro
+        self.failed += other.failed
+        self.jobs |= other.jobs
+
 
 _R = UsageRecord.__table__.c
 _PENDING_COLUMNS = (

@@ -7,14 +7,16 @@ from types import SimpleNamespace
 from typing import Any, cast
 
 import pytest
-from datasets_world import ENERGY, build_world
+from datasets_world import ENERGY, DatasetsWorld, build_world
 from sqlalchemy import Engine, func, select
+from sqlalchemy.orm import Session, sessionmaker
 from test_ledger_concurrency import committed_postgres, run_together
 
 from credits.audit.models import AuditEvent
 from credits.datasets import publishing, queries
 from credits.datasets.errors import VersionStateConflict
 from credits.datasets.models import DatasetVersion, VersionState
+from credits.datasets.schemas import VersionOut
 from credits.db import make_session_factory, run_in_transaction, session_scope, utcnow
 from credits.labelling import delivery
 from credits.labelling.models import Order
@@ -26,15 +28,22 @@ __all__ = ["committed_postgres"]  # the fixture, imported for pytest to find
 THREADS = 8
 
 
-def test_racing_publishes_of_one_draft_publish_it_once(
+def _complete_draft(
     committed_postgres: tuple[str, Engine],
-) -> None:
-    _, engine = committed_postgres
-    factory = make_session_factory(engine)
+) -> tuple[sessionmaker[Session], DatasetsWorld, VersionOut]:
+    """A committed world with a draft ready to publish."""
+    factory = make_session_factory(committed_postgres[1])
     with session_scope(factory) as session:
         world = build_world(session)
         draft = world.draft(session)
         world.complete(session, draft.id)
+    return factory, world, draft
+
+
+def test_racing_publishes_of_one_draft_publish_it_once(
+    committed_postgres: tuple[str, Engine],
+) -> None:
+    factory, world, draft = _complete_draft(committed_postgres)
 
     def publish(_: int) -> Any:
         return run_in_transaction(
@@ -67,12 +76,8 @@ def test_racing_publishes_of_one_draft_publish_it_once(
 def test_racing_acceptances_into_one_dataset_share_one_new_draft(
     committed_postgres: tuple[str, Engine],
 ) -> None:
-    _, engine = committed_postgres
-    factory = make_session_factory(engine)
+    factory, world, first = _complete_draft(committed_postgres)
     with session_scope(factory) as session:
-        world = build_world(session)
-        first = world.draft(session)
-        world.complete(session, first.id)
         publishing.publish_version(session, version_id=first.id, actor=world.pi, energy=ENERGY)
     # What _draft_for reads of an accepted order that targets the dataset.
     order = cast(
