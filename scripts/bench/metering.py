@@ -10,10 +10,12 @@ records, the capture transfers and their audit events, as written by the
 settlement) with one multi-row INSERT per table per batch, one transaction per
 batch; on PostgreSQL a third database gets the same rows by ``COPY``, as settlement
 writes them (``op=raw_copy``): the fastest this server stores those rows, whatever
-the code around it. Ingestion: batches of 1,000 records posted to ``POST /api/v1/usage/records``
-through the Flask test client (no network), beside a raw multi-row insert of as
-many usage records. Runs on SQLite and, with --postgres-url, on throwaway
-PostgreSQL databases. Exits non-zero when ``verify_ledger`` fails after a run.
+the code around it. Ingestion: batches of 1,000 records posted to
+``POST /api/v1/usage/records`` through the Flask test client (no network) by each
+count of ``--ingest-clients`` in turn, each client a process with its own app,
+beside a raw multi-row insert of as many usage records. Runs on SQLite and, with
+--postgres-url, on throwaway PostgreSQL databases. Exits non-zero when
+``verify_ledger`` fails after a run.
 Prints::
 
     op=settle backend=postgresql jobs=500 records=20000 batch=500 per_s=… seconds=…
@@ -21,8 +23,8 @@ Prints::
     ratio=… of=settle/raw_insert backend=postgresql jobs=500 target=0.60 …
     op=raw_copy backend=postgresql jobs=500 records=20000 rows=… per_s=… seconds=…
     ratio=… of=settle/raw_copy backend=postgresql jobs=500 records=20000
-    op=ingest backend=postgresql records=10000 per_s=… seconds=…
-    ratio=… of=ingest/raw_insert backend=postgresql …
+    op=ingest backend=postgresql records=10000 clients=2 per_s=… seconds=…
+    ratio=… of=ingest/target_per_s backend=postgresql records=10000 clients=2 …
 
     .venv/bin/python scripts/bench/metering.py --jobs 50 500 --records 20000 \
         --postgres-url postgresql://postgres@127.0.0.1:5432/postgres
@@ -31,6 +33,8 @@ Prints::
 from __future__ import annotations
 
 import argparse
+import json
+import multiprocessing
 import tempfile
 import time
 import uuid
@@ -319,43 +323,136 @@ def _ratio(value: float, of: str, tags: str, target: float) -> None:
     print(f"ratio={value:.2f} of={of} {tags} target={target:.2f} met={met}")
 
 
-def bench_ingest(url: str, backend: str, records: int) -> None:
+def bench_ingest(url: str, backend: str, records: int, clients: list[int]) -> None:
+    """Posts ``records`` through the API once per number of ``clients``, each client a
+    process of its own (a meter and the web worker answering it), then a raw insert."""
     engine = make_engine(url)
     factory = make_session_factory(engine)
     project_id, _ = _world(factory, 1)
     with session_scope(factory) as session:
         secret = create_token(session, email="pi@bench.org", actor=SYSTEM, scopes=("meter",)).secret
-    executor = SimulatedExecutor([NodeCapacity("n0", FLAVOUR, 8)], clock=lambda: datetime.now(UTC))
-    app = create_app(load_settings(database_url=url), session_factory=factory, executor=executor)
-    client = app.test_client()
-    headers = {"Authorization": f"Bearer {secret}"}
-    end = datetime.now(UTC) - timedelta(minutes=1)
-    batches = [
-        [_meter_record(f"r{index}", project_id, end) for index in range(first, first + 1000)]
-        for first in range(0, records, 1000)
-    ]
-    started = time.perf_counter()
-    for batch in batches:
-        response = client.post("/api/v1/usage/records", json={"records": batch}, headers=headers)
-        _require(response.status_code == 200, str(response.json))
-        _require((response.json or {}).get("accepted") == len(batch), str(response.json))
-    seconds = time.perf_counter() - started
+    engine.dispose()
+    timings = {
+        count: _post_in_parallel(url, secret, project_id, records, count) for count in clients
+    }
     with session_scope(factory) as session:
         _require(verify_ledger(session).ok, "ledger verification failed after ingestion")
+        stored = session.scalar(select(func.count()).select_from(UsageRecord))
+        # Each client's warm-up batch stores one record too.
+        expected = records * len(clients) + sum(clients)
+        _require(stored == expected, f"{stored} records stored, not {expected}")
         rows = [
-            row | {"record_id": f"raw-{row['record_id']}"} for row in _rows(session, UsageRecord, 1)
-        ]
+            row | {"record_id": f"raw-{row['record_id']}"}
+            for row in _rows(session, UsageRecord, 1)
+            if "warm-up" not in row["record_id"]
+        ][:records]
     started = time.perf_counter()
     for first in range(0, len(rows), 1000):
         with session_scope(factory) as session:
             session.execute(insert(UsageRecord), rows[first : first + 1000])
     raw = time.perf_counter() - started
     tags = f"backend={backend} records={records}"
-    print(f"op=ingest {tags} per_s={records / seconds:.0f} seconds={seconds:.2f}")
     print(f"op=raw_insert_records {tags} per_s={records / raw:.0f} seconds={raw:.2f}")
-    _ratio(raw / seconds, "ingest/raw_insert", tags, SETTLE_RATIO_TARGET)
-    _ratio(records / seconds / RATE_TARGET, "ingest/target_per_s", tags, 1.0)
+    for count, seconds in timings.items():
+        client_tags = f"{tags} clients={count}"
+        print(f"op=ingest {client_tags} per_s={records / seconds:.0f} seconds={seconds:.2f}")
+        if count == 1:
+            _ratio(raw / seconds, "ingest/raw_insert", client_tags, SETTLE_RATIO_TARGET)
+        _ratio(records / seconds / RATE_TARGET, "ingest/target_per_s", client_tags, 1.0)
     engine.dispose()
+
+
+def _shares(records: int, clients: int) -> list[int]:
+    """``records`` split as evenly as can be among ``clients``."""
+    return [records // clients + (client < records % clients) for client in range(clients)]
+
+
+@dataclass(frozen=True)
+class _Meter:
+    url: str
+    secret: str
+    project_id: int
+
+
+def _post_in_parallel(url: str, secret: str, project_id: int, records: int, clients: int) -> float:
+    """Seconds from the first client's first post to the last client's last answer."""
+    context = multiprocessing.get_context("spawn")
+    ready = context.Barrier(clients)
+    spans = context.Queue()
+    meter = _Meter(url, secret, project_id)
+    processes = [
+        context.Process(
+            target=_post_batches,
+            args=(meter, f"c{clients}-{client}-", share, ready, spans),
+        )
+        for client, share in enumerate(_shares(records, clients))
+    ]
+    for process in processes:
+        process.start()
+    timings = [spans.get() for _ in processes]
+    for process in processes:
+        process.join()
+        _require(process.exitcode == 0, f"a meter process exited with {process.exitcode}")
+    _require(all(isinstance(span, tuple) for span in timings), str(timings))
+    return max(end for _, end in timings) - min(start for start, _ in timings)
+
+
+def _post_batches(meter: _Meter, prefix: str, records: int, ready: Any, spans: Any) -> None:
+    """One meter and its web worker: posts ``records`` in batches of 1,000 through the
+    Flask test client and puts on ``spans`` when it started and ended (``perf_counter``,
+    one clock for every process of the machine), or why it failed."""
+    try:
+        spans.put(_post_and_check(meter, prefix, records, ready))
+    except BaseException as error:
+        spans.put(f"{type(error).__name__}: {error}")
+        raise
+
+
+def _post_and_check(meter: _Meter, prefix: str, records: int, ready: Any) -> tuple[float, float]:
+    engine = make_engine(meter.url)
+    factory = make_session_factory(engine)
+    executor = SimulatedExecutor([NodeCapacity("n0", FLAVOUR, 8)], clock=lambda: datetime.now(UTC))
+    app = create_app(
+        load_settings(database_url=meter.url), session_factory=factory, executor=executor
+    )
+    client = app.test_client()
+    headers = {"Authorization": f"Bearer {meter.secret}"}
+    end = datetime.now(UTC) - timedelta(minutes=1)
+    # A meter encodes its batch and reads the answer on its own machine: the bodies are
+    # encoded before the clock starts, and each answer is decoded after it stops.
+    bodies = [
+        json.dumps(
+            {
+                "records": [
+                    _meter_record(f"{prefix}{index}", meter.project_id, end)
+                    for index in range(first, min(first + 1000, records))
+                ]
+            }
+        ).encode()
+        for first in range(0, records, 1000)
+    ]
+    # A web worker that has answered before: its connection made, its statements
+    # prepared and its caches filled, as one in service is.
+    warm_up = {"records": [_meter_record(f"{prefix}warm-up", meter.project_id, end)]}
+    _require(
+        client.post("/api/v1/usage/records", json=warm_up, headers=headers).status_code == 200,
+        "warm-up",
+    )
+    ready.wait()
+    answers = []
+    started = time.perf_counter()
+    for body in bodies:
+        response = client.post(
+            "/api/v1/usage/records", data=body, content_type="application/json", headers=headers
+        )
+        answers.append((response.status_code, response.get_data()))
+    ended = time.perf_counter()
+    for (status, answer), body in zip(answers, bodies, strict=True):
+        _require(status == 200, answer.decode())
+        sent = len(json.loads(body)["records"])
+        _require(json.loads(answer).get("accepted") == sent, answer.decode())
+    engine.dispose()
+    return started, ended
 
 
 def _meter_record(record_id: str, project_id: int, end: datetime) -> dict[str, Any]:
@@ -381,8 +478,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--records", type=int, default=20_000)
     parser.add_argument("--ingest-records", type=int, default=10_000)
+    parser.add_argument(
+        "--ingest-clients",
+        type=int,
+        nargs="+",
+        default=[1, 2],
+        help="meters posting at once, each a process with its own web worker",
+    )
     parser.add_argument("--batch", type=int, default=500)
-    parser.add_argument("--jobs", type=int, nargs="+", default=[50, 500])
+    parser.add_argument(
+        "--jobs", type=int, nargs="*", default=[50, 500], help="none: ingestion only"
+    )
     parser.add_argument("--postgres-url", help="an admin URL; throwaway databases are made")
     parser.add_argument("--no-sqlite", action="store_true", help="PostgreSQL only")
     args = parser.parse_args()
@@ -396,7 +502,7 @@ def main() -> None:
             bench_settle(database, backend, args.records, args.batch, jobs)
         if args.ingest_records:
             with database() as url:
-                bench_ingest(url, backend, args.ingest_records)
+                bench_ingest(url, backend, args.ingest_records, args.ingest_clients)
 
 
 if __name__ == "__main__":
