@@ -12,6 +12,7 @@ from flask.typing import ResponseReturnValue
 from admin_ui import sessions
 from admin_ui.web import actor, current_actor, login_required, render, sign_in, transaction
 from credits.api.auth import credits_extension, writes
+from credits.api.public_url import public_url_for
 from credits.errors import CreditsError
 from credits.identity.oidc import oidc_sign_in
 from credits.identity.schemas import TokenOut
@@ -142,7 +143,7 @@ def login_oidc() -> ResponseReturnValue:
     if _oidc_name() is None:
         return redirect(url_for("ui_auth.login"))
     session[OIDC_NEXT_KEY] = _safe_next(request.args.get("next"))
-    redirect_to = url_for("ui_auth.oidc_callback", _external=True)
+    redirect_to = public_url_for("ui_auth.oidc_callback")
     try:
         response: ResponseReturnValue = _oidc_client().authorize_redirect(redirect_to)
     except requests.RequestException as error:

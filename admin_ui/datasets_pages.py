@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 from admin_ui.transparency_pages import proof_url
 from admin_ui.web import current_actor, render, transaction
 from credits.api.auth import credits_extension
-from credits.api.datasets import public_base_url
+from credits.api.public_url import public_base_url
 from credits.datasets import queries, urls
 from credits.datasets.citation import apa, bibtex
 from credits.datasets.doi import doi_of

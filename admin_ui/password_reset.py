@@ -28,6 +28,7 @@ from admin_ui.throttle import (
 )
 from admin_ui.web import render, transaction
 from credits.api.auth import EXTENSION_KEY, credits_extension
+from credits.api.public_url import public_url_for
 from credits.errors import CreditsError
 from credits.identity import password_reset as reset_service
 from credits.identity.errors import WeakPassword
@@ -74,10 +75,7 @@ def _forgot_page(
 
 
 def _link_for(token: str) -> str:
-    public_url = credits_extension().settings.public_url
-    if public_url:
-        return public_url.rstrip("/") + url_for(".reset_form", token=token)
-    return url_for(".reset_form", token=token, _external=True)
+    return public_url_for(".reset_form", token=token)
 
 
 @blueprint.errorhandler(RateLimitExceeded)

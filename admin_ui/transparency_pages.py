@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import shlex
 
-from flask import Blueprint, request, url_for
+from flask import Blueprint, url_for
 from flask.typing import ResponseReturnValue
 
 from admin_ui.web import render, transaction
 from credits.api.auth import credits_extension
+from credits.api.public_url import public_base_url
 from credits.transparency import published
 from credits.transparency.service import latest_checkpoint, log_status
 
@@ -42,7 +43,7 @@ def transparency_page() -> ResponseReturnValue:
         status = log_status(db, settings)
         note = latest_checkpoint(db)
         witnesses = published.witnesses(db)
-    site = request.host_url.rstrip("/")
+    site = public_base_url().rstrip("/")
     return render(
         "transparency.html",
         status=status,

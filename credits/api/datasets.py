@@ -169,14 +169,6 @@ def energy_policy() -> EnergyPolicy:
     return policy_from_settings(credits_extension().settings)
 
 
-def public_base_url() -> str:
-    """Where the exports' links point: the configured public origin (the one DOIs
-    resolve under), else this request's own. Never the Host header alone when an
-    origin is configured, so no client chooses where a document's links lead."""
-    configured = credits_extension().settings.public_url.strip()
-    return configured.rstrip("/") + "/" if configured else request.url_root
-
-
 def version_answer(version: VersionOut, status: int = 200) -> ResponseReturnValue:
     headers = {"Location": url_for(".get_version", version_id=version.id)}
     return version.model_dump(mode="json"), status, headers

@@ -15,10 +15,10 @@ from credits.api.datasets import (
     _reader,
     blob_store,
     blueprint,
-    public_base_url,
     public_blueprint,
 )
 from credits.api.openapi import operation
+from credits.api.public_url import public_base_url
 from credits.datasets import exports, queries
 from credits.datasets.doi import doi_of
 from credits.datasets.errors import FileGone

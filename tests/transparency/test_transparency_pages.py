@@ -94,3 +94,16 @@ def test_a_dataset_and_an_award_show_their_log_index_and_a_verify_link(
     assert f"Transparency log entry #{index}" in page
     proof = client.get(f"/api/v1/transparency/proof/inclusion?index={index}")
     assert proof.status_code == 200
+
+
+def test_the_verify_command_names_the_public_url_not_the_host_header(
+    joined_session_factory: sessionmaker[Session], session: Session, signer: Signer
+) -> None:
+    settings = load_settings(public_url="https://credits.example.org")
+    app = create_app(settings, session_factory=joined_session_factory, executor=world_executor())
+    _publish(app, session, signer)
+    response = app.test_client().get("/transparency", headers={"Host": "attacker.example"})
+    page = html.unescape(response.get_data(as_text=True))
+    assert "credits-verify https://credits.example.org --key" in page
+    assert "credits-verify download https://credits.example.org credits-log" in page
+    assert "attacker.example" not in page

@@ -8,7 +8,7 @@ is driven through Flask's test client, the provider's redirect followed with
 from __future__ import annotations
 
 from collections.abc import Iterator
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
@@ -180,3 +180,20 @@ def _csrf(client: FlaskClient) -> str:
         token = cookie.get("csrf_token")
     assert isinstance(token, str)
     return token
+
+
+def test_the_callback_sent_to_the_provider_is_under_the_public_url_whatever_the_host(
+    provider: FakeOidcProvider, joined_session_factory: sessionmaker[Session]
+) -> None:
+    settings = load_settings(
+        oidc_issuer=provider.issuer,
+        oidc_client_id=provider.client_id,
+        oidc_client_secret=provider.client_secret,
+        oidc_display_name=DISPLAY_NAME,
+        public_url="https://credits.example.org",
+    )
+    client = create_app(settings, session_factory=joined_session_factory).test_client()
+    start = client.get("/login/oidc", headers={"Host": "attacker.example"})
+    assert start.status_code == 302
+    query = parse_qs(urlsplit(start.headers["Location"]).query)
+    assert query["redirect_uri"] == ["https://credits.example.org/auth/callback"]
