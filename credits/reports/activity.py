@@ -3,15 +3,24 @@
 Telemetry feeds reports, never charges: a job's mean utilisation is
 ``gpu_util_sum / samples``; its weight in an efficiency figure is its charged
 GPU-seconds (the quantity of its usage records).
+
+A report scoped to some allocations (a program's, or those a funder may see)
+counts of each job the part charged to them: a job whose hold drew on two
+programs' allocations is listed in both reports, but its usage, GPU time,
+overage and energy are split between them by what each program's allocations
+paid (by what they held, while nothing is captured yet), so the two reports
+add up to the job once. Its overage, which no allocation paid, counts wholly
+where its hold drew first (its first part), as a labelling order's does.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
-from collections.abc import Collection, Iterable
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from decimal import Decimal
+from fractions import Fraction
 
 from sqlalchemy import ColumnElement, select
 from sqlalchemy.orm import Session
@@ -59,6 +68,10 @@ class Activity:
     usage: dict[tuple[str, str, str], _UsageSum] = field(default_factory=dict)
     # job id → {allocation account id → captured from it}
     shares: dict[int, dict[int, int]] = field(default_factory=dict)
+    # job id → the part of it the scope counts (1 when the scope is whole jobs)
+    weights: dict[int, Fraction] = field(default_factory=dict)
+    # job ids whose overage the scope does not count (its hold drew first elsewhere)
+    overage_elsewhere: set[int] = field(default_factory=set)
     # (currency, project id) → overage of the usage records
     overage_by_project: dict[tuple[str, int], int] = field(default_factory=lambda: defaultdict(int))
 
@@ -88,15 +101,43 @@ def load_activity(
     jobs: ColumnElement[bool],
     records: ColumnElement[bool] | None,
     policy: EnergyPolicy,
+    accounts: Collection[int] | None = None,
 ) -> Activity:
     """The jobs matching ``jobs`` and the usage records of those jobs, plus the
-    records matching ``records`` that belong to no job (outside meters)."""
+    records matching ``records`` that belong to no job (outside meters).
+
+    With ``accounts``, the scope is those allocation accounts: each job counts for
+    the part of it they paid (see the module's docstring)."""
     facts = _load_jobs(session, jobs, policy)
     activity = Activity(jobs=facts)
+    holds = _load_holds(session, list(facts))
+    activity.shares = {
+        job_id: {account: captured for account, (_, captured) in hold.parts.items()}
+        for job_id, hold in holds.items()
+    }
+    activity.weights = {job_id: _weight(holds.get(job_id), accounts) for job_id in facts}
+    if accounts is not None:
+        activity.overage_elsewhere = {
+            job_id for job_id, hold in holds.items() if hold.first_account not in accounts
+        }
     _load_records(session, activity, records)
     _load_energy_by_month(activity)
-    activity.shares = _load_shares(session, list(facts))
     return activity
+
+
+def _weight(hold: _Hold | None, accounts: Collection[int] | None) -> Fraction:
+    """The part of a job paid from ``accounts`` (all of it when None): of its captures,
+    or of its hold while nothing is captured."""
+    if hold is None or accounts is None:
+        return Fraction(1)
+    for column in (1, 0):
+        total = sum(part[column] for part in hold.parts.values())
+        if total > 0:
+            inside = sum(
+                part[column] for account, part in hold.parts.items() if account in accounts
+            )
+            return Fraction(inside, total)
+    return Fraction(1)
 
 
 def _load_jobs(
@@ -147,20 +188,80 @@ def _load_records(
             UsageRecord.started_at,
         ).where(scope)
     ).all()
+    # job id (None: outside meters) → usage key → its records' sums
+    sums: dict[int | None, dict[UsageKey, _KeySums]] = defaultdict(dict)
     for row in rows:
         job = None if row.job_id is None else activity.jobs[row.job_id]
         flavour = job.flavour if job is not None else (row.resource or EXTERNAL)
-        line = activity.usage.setdefault(
-            (row.currency, flavour, month_of(row.started_at)), _UsageSum()
-        )
-        line.used += row.captured_micro
-        line.overage += row.overage_micro
-        activity.overage_by_project[(row.currency, row.project_id)] += row.overage_micro
+        key = UsageKey(row.currency, flavour, month_of(row.started_at), row.project_id)
         seconds = Decimal(row.quantity_micro) / MICRO * _SECONDS_PER_UNIT.get(row.unit, Decimal(0))
-        line.gpu_seconds += seconds
+        found = sums[row.job_id].setdefault(key, _KeySums())
+        found.captured += row.captured_micro
+        found.overage += row.overage_micro
+        found.seconds += seconds
         if job is not None:
-            line.jobs.add(job.id)
             job.gpu_seconds += seconds
+    for job_id, by_key in sums.items():
+        weight = Fraction(1) if job_id is None else activity.weights[job_id]
+        overage_counted = job_id not in activity.overage_elsewhere
+        for key, counted in _weighted(by_key, weight, overage_counted).items():
+            line = activity.usage.setdefault(key.line, _UsageSum())
+            line.used += counted.captured
+            line.overage += counted.overage
+            activity.overage_by_project[(key.currency, key.project_id)] += counted.overage
+            line.gpu_seconds += counted.seconds
+            if job_id is not None:
+                line.jobs.add(job_id)
+
+
+@dataclass(frozen=True, order=True)
+class UsageKey:
+    currency: str
+    flavour: str
+    month: str
+    project_id: int
+
+    @property
+    def line(self) -> tuple[str, str, str]:
+        return (self.currency, self.flavour, self.month)
+
+
+@dataclass
+class _KeySums:
+    captured: int = 0
+    overage: int = 0
+    seconds: Decimal = Decimal(0)
+
+
+def _weighted(
+    by_key: dict[UsageKey, _KeySums], weight: Fraction, overage_counted: bool
+) -> dict[UsageKey, _KeySums]:
+    """One job's sums, its captures and GPU time times ``weight`` (its captures
+    apportioned among the keys in whole micro-credits, so they add up to its weighted
+    total exactly), its overage whole or not at all."""
+    if weight == 1 and overage_counted:
+        return by_key
+    keys = sorted(by_key)
+    captured = apportion([by_key[key].captured for key in keys], weight)
+    share = Decimal(weight.numerator) / weight.denominator
+    return {
+        key: _KeySums(
+            used, by_key[key].overage if overage_counted else 0, by_key[key].seconds * share
+        )
+        for key, used in zip(keys, captured, strict=True)
+    }
+
+
+def apportion(amounts: list[int], weight: Fraction) -> list[int]:
+    """``amounts`` times ``weight`` in whole micro-credits, adding up to their total times
+    ``weight`` rounded half to even: the largest remainders get the units left over."""
+    exact = [amount * weight for amount in amounts]
+    shares = [int(part) for part in exact]  # each share is ≥ 0: truncation is floor
+    left = round(sum(exact)) - sum(shares)
+    by_remainder = sorted(range(len(exact)), key=lambda i: exact[i] - shares[i], reverse=True)
+    for index in by_remainder[:left]:
+        shares[index] += 1
+    return shares
 
 
 def _load_energy_by_month(activity: Activity) -> None:
@@ -170,21 +271,47 @@ def _load_energy_by_month(activity: Activity) -> None:
             continue
         key = ("gpu", job.flavour, month_of(job.telemetry_at))
         line = activity.usage.setdefault(key, _UsageSum())
-        line.footprint = line.footprint + job.footprint
+        line.footprint = line.footprint + scaled(job.footprint, activity.weights[job.id])
 
 
-def _load_shares(session: Session, job_ids: list[int]) -> dict[int, dict[int, int]]:
-    shares: dict[int, dict[int, int]] = defaultdict(dict)
+def scaled(footprint: EnergyFootprint, weight: Fraction) -> EnergyFootprint:
+    if weight == 1:
+        return footprint
+    share = Decimal(weight.numerator) / weight.denominator
+    return EnergyFootprint(kwh=footprint.kwh * share, kg_co2e=footprint.kg_co2e * share)
+
+
+def scope_footprint(activity: Activity) -> EnergyFootprint:
+    """The energy of the scope: each job's for the part of it the scope counts."""
+    return EnergyFootprint.total(
+        scaled(job.footprint, activity.weights[job.id]) for job in activity.jobs.values()
+    )
+
+
+@dataclass
+class _Hold:
+    first_account: int
+    # account id → (held, captured)
+    parts: dict[int, tuple[int, int]] = field(default_factory=dict)
+
+
+def _load_holds(session: Session, job_ids: list[int]) -> dict[int, _Hold]:
+    """Each job's hold: the account of its first part, and what each account held and
+    gave up to captures."""
+    holds: dict[int, _Hold] = {}
     if not job_ids:
-        return shares
+        return holds
     rows = session.execute(
-        select(Job.id, HoldPart.account_id, HoldPart.captured)
+        select(Job.id, HoldPart.account_id, HoldPart.amount, HoldPart.captured)
         .join(HoldPart, HoldPart.hold_key == Job.hold_key)
         .where(Job.id.in_(job_ids))
+        .order_by(Job.id, HoldPart.part)
     ).all()
-    for job_id, account_id, captured in rows:
-        shares[job_id][account_id] = shares[job_id].get(account_id, 0) + int(captured)
-    return shares
+    for job_id, account_id, amount, captured in rows:
+        hold = holds.setdefault(job_id, _Hold(first_account=account_id))
+        held, taken = hold.parts.get(account_id, (0, 0))
+        hold.parts[account_id] = (held + int(amount), taken + int(captured))
+    return holds
 
 
 def account_footprints(activity: Activity) -> dict[int, EnergyFootprint]:
@@ -203,14 +330,17 @@ def account_footprints(activity: Activity) -> dict[int, EnergyFootprint]:
     return result
 
 
-def efficiency(jobs: Iterable[JobFacts]) -> Efficiency:
+def efficiency(activity: Activity) -> Efficiency:
+    """GPU time and mean utilisation of the scope, each job for the part it counts."""
     total = measured = weighted = Decimal(0)
-    for job in jobs:
-        total += job.gpu_seconds
-        if job.mean_util is None or job.gpu_seconds <= 0:
+    for job in activity.jobs.values():
+        weight = activity.weights[job.id]
+        seconds = job.gpu_seconds * weight.numerator / weight.denominator
+        total += seconds
+        if job.mean_util is None or seconds <= 0:
             continue
-        measured += job.gpu_seconds
-        weighted += Decimal(str(job.mean_util)) * job.gpu_seconds
+        measured += seconds
+        weighted += Decimal(str(job.mean_util)) * seconds
     mean = None if measured == 0 else round(float(weighted / measured), 3)
     return Efficiency(
         gpu_seconds=round(float(total), 3),

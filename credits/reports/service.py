@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from decimal import Decimal
 
 from sqlalchemy import ColumnElement, select
@@ -74,7 +74,7 @@ def project_report(
     else:
         accounts = load_accounts(session, (Account.project_id == project_id) & visible)
         flows = load_flows(session, accounts)
-        activity = _activity(session, act.jobs_drawing_on(list(accounts)), None, energy)
+        activity = _activity(session, act.jobs_drawing_on(list(accounts)), None, energy, accounts)
         labelling = _scoped_labelling(session, flows, activity)
     forecast = forecasts(flows, now)
     titles = {project.id: project.title}
@@ -92,16 +92,20 @@ def _activity(
     jobs: ColumnElement[bool],
     outside_project: int | None,
     energy: EnergyPolicy | None,
+    accounts: Collection[int] | None = None,
 ) -> act.Activity:
     """The jobs matching ``jobs`` with their usage, and the outside meters' usage of
-    ``outside_project`` (none when None)."""
+    ``outside_project`` (none when None); with ``accounts``, each job for the part
+    those accounts paid."""
     # A labelling order's usage records are counted as the order's labelling spend.
     records = (
         None
         if outside_project is None
         else (UsageRecord.project_id == outside_project) & UsageRecord.labelling_order_id.is_(None)
     )
-    return act.load_activity(session, jobs=jobs, records=records, policy=energy or DEFAULT_POLICY)
+    return act.load_activity(
+        session, jobs=jobs, records=records, policy=energy or DEFAULT_POLICY, accounts=accounts
+    )
 
 
 def _usage_overage(activity: act.Activity) -> Iterator[tuple[str, str, int]]:
@@ -122,7 +126,7 @@ def program_report(
         raise ProgramNotFound(f"no program has the id {program_id}")
     accounts = load_accounts(session, Allocation.program_id == program_id)
     flows = load_flows(session, accounts)
-    activity = _activity(session, act.jobs_drawing_on(list(accounts)), None, energy)
+    activity = _activity(session, act.jobs_drawing_on(list(accounts)), None, energy, accounts)
     labelling = _scoped_labelling(session, flows, activity)
     forecast = _program_forecasts(session, accounts, now)
     projects = _projects(session, {a.project_id for a in accounts.values()})
@@ -185,7 +189,6 @@ def _body(
     footprints = act.account_footprints(activity)
     allocations = [_allocation_line(a, forecast, footprints) for a in flows.accounts.values()]
     currencies = sorted({a.currency for a in flows.accounts.values()} | set(flows.overage))
-    jobs = list(activity.jobs.values())
     return ReportBody(
         generated_at=now,
         balances=[_balance(c, allocations, flows.overage.get(c, 0)) for c in currencies],
@@ -193,8 +196,8 @@ def _body(
         usage=act.usage_lines(activity),
         months=_months(flows),
         burndown=[currency_burn_down(c, flows, forecast, now) for c in currencies],
-        efficiency=act.efficiency(jobs),
-        footprint=act.footprint_out(EnergyFootprint.total(job.footprint for job in jobs)),
+        efficiency=act.efficiency(activity),
+        footprint=act.footprint_out(act.scope_footprint(activity)),
         outcomes=act.outcomes(activity),
         jobs=act.job_lines(activity),
         spend=lab.spend_by_project(flows.accounts.values(), activity, labelling.lines, titles),

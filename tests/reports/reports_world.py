@@ -68,8 +68,10 @@ def award(
     project_id: int,
     amount: int,
     currency: str = "gpu",
+    days: int = 30,
 ) -> Any:
-    """A proposal for ``amount`` of ``currency`` credits, submitted and awarded at once."""
+    """A proposal for ``amount`` of ``currency`` credits for ``days``, submitted and
+    awarded at once."""
     now = utcnow()
     proposal = proposals.create_proposal(
         session,
@@ -82,7 +84,7 @@ def award(
         justification="GPU-hours.",
         requested={currency: amount},
         starts_at=now,
-        ends_at=now + timedelta(days=30),
+        ends_at=now + timedelta(days=days),
     )
     proposals.submit_proposal(session, proposal_id=proposal.id, actor=pi)
     return awards.award_proposal(
@@ -92,7 +94,7 @@ def award(
         key=f"reports-award-{currency}-{project_id}",
         amounts={currency: amount},
         starts_at=now,
-        ends_at=now + timedelta(days=30),
+        ends_at=now + timedelta(days=days),
         override_reason="decided without reviews in a test",
     )
 

@@ -3,19 +3,33 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from fractions import Fraction
 
 import pytest
-from reports_world import AWARD_A, AWARD_B, CREDIT, ReportsWorld, add_telemetry, build_reports_world
+from reports_world import (
+    AWARD_A,
+    AWARD_B,
+    CREDIT,
+    ReportsWorld,
+    add_telemetry,
+    award,
+    build_reports_world,
+)
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from credits.db import session_scope
+from credits.grants import funding, programs
+from credits.identity.service import actor_for_email
 from credits.jobs.models import Job, JobState
 from credits.ledger import service as ledger
 from credits.ledger.models import AccountKind, Currency, Transfer, TransferKind
 from credits.ledger.overage import book_overage
 from credits.ledger.queries import get_balance, project_sink_code, system_account_id
+from credits.ledger.settle import void_hold
 from credits.ledger.verify import verify_ledger
 from credits.metering.models import UsageRecord
+from credits.reports.activity import apportion
 from credits.reports.energy import EnergyPolicy
 from credits.reports.schemas import ProgramReport, ProjectReport
 from credits.reports.service import program_report, project_report
@@ -207,3 +221,132 @@ def test_burn_down_projects_exhaustion_from_last_week(
     quiet = project_report(session, world.a.project_id, now + timedelta(days=8))
     assert quiet.burndown[0].projected_exhaustion is None
     assert quiet.burndown[0].forecast_unused == quiet.balances[0].available
+
+
+def _second_program_awarding_a(session: Session, world: ReportsWorld, amount: int) -> int:
+    """Program "Bridge" awards project A ``amount``, ending before program one's award, so
+    A's next hold takes from it first and the rest from program one."""
+    bridge = programs.create_program(
+        session,
+        name="Bridge",
+        description="Top-ups.",
+        opens_at=world.clock() - timedelta(days=1),
+        closes_at=world.clock() + timedelta(days=60),
+        criteria=[{"key": "merit", "label": "Merit"}],
+        min_reviewers=1,
+        min_mean_score=300,
+        actor=world.funder,
+    )
+    programs.open_program(session, program_id=bridge.id, actor=world.funder)
+    funding.fund_program(
+        session,
+        program_id=bridge.id,
+        currency=Currency.GPU,
+        amount_micro=10 * CREDIT,
+        key="bridge-fund",
+        actor=world.funder,
+        reason="FY27",
+    )
+    pi = actor_for_email(session, "pi_a@example.org")
+    award(session, pi, world.funder, bridge.id, world.a.project_id, amount, days=10)
+    return bridge.id
+
+
+def test_a_job_paid_by_two_programs_counts_once_across_their_reports(
+    joined_session_factory: sessionmaker[Session],
+) -> None:
+    world = build_reports_world(joined_session_factory)
+    with session_scope(joined_session_factory) as session:
+        bridge = _second_program_awarding_a(session, world, CREDIT // 2)
+    world.a.submit(gpus=2, duration=1800)
+    world.run_until_done()
+    with session_scope(joined_session_factory) as session:
+        (job,) = _jobs(session, world.a.project_id)
+        assert job.charged_micro > CREDIT // 2  # more than the bridge award: the job split
+        now = world.clock()
+        reports = [program_report(session, pid, now) for pid in (world.program_id, bridge)]
+        whole = project_report(session, world.a.project_id, now)
+
+    for report in reports:
+        (balance,) = report.balances
+        assert sum(line.used for line in report.usage) == balance.used > 0
+        assert [line.job_id for line in report.jobs] == [job.id]
+    assert reports[1].balances[0].used == CREDIT // 2
+    assert sum(r.balances[0].used for r in reports) == job.charged_micro
+    assert sum(line.used for r in reports for line in r.usage) == job.charged_micro
+    hours = [sum(line.gpu_hours for line in r.usage) for r in reports]
+    assert sum(hours) == pytest.approx(sum(line.gpu_hours for line in whole.usage))
+    assert hours[1] / sum(hours) == pytest.approx((CREDIT // 2) / job.charged_micro)
+    seconds = [r.efficiency.gpu_seconds for r in reports]
+    assert sum(seconds) == pytest.approx(whole.efficiency.gpu_seconds, abs=0.01)
+
+
+def test_a_scoped_job_with_nothing_captured_yet_is_split_by_its_hold(
+    joined_session_factory: sessionmaker[Session],
+) -> None:
+    world = build_reports_world(joined_session_factory)
+    with session_scope(joined_session_factory) as session:
+        bridge = _second_program_awarding_a(session, world, CREDIT // 2)
+    world.a.submit(gpus=2, duration=1800)
+    with session_scope(joined_session_factory) as session:
+        add_telemetry(
+            session,
+            _jobs(session, world.a.project_id)[0].id,
+            samples=1,
+            util=50.0,
+            energy_mj=KWH_MJ,
+            at=world.clock(),
+        )
+        now = world.clock()
+        reports = [program_report(session, pid, now) for pid in (world.program_id, bridge)]
+        held = [r.balances[0].held for r in reports]
+
+    assert held[1] == CREDIT // 2 and held[0] > 0
+    kwh = [r.footprint.kwh for r in reports]
+    assert sum(kwh) == pytest.approx(1.0)
+    assert kwh[1] / sum(kwh) == pytest.approx(held[1] / sum(held))
+
+
+@pytest.mark.parametrize(
+    ("amounts", "weight"),
+    [
+        ([3, 3, 3], Fraction(1, 2)),
+        ([1, 0, 7, 2], Fraction(2, 3)),
+        ([5], Fraction(0)),
+        ([], Fraction(1, 3)),
+    ],
+)
+def test_apportioned_credits_add_up_to_the_weighted_total(
+    amounts: list[int], weight: Fraction
+) -> None:
+    shares = apportion(amounts, weight)
+    assert sum(shares) == round(sum(amounts) * weight)
+    assert all(
+        abs(share - amount * weight) < 1 for share, amount in zip(shares, amounts, strict=True)
+    )
+
+
+def test_a_split_jobs_overage_counts_where_its_hold_drew_first(
+    joined_session_factory: sessionmaker[Session],
+) -> None:
+    world = build_reports_world(joined_session_factory)
+    with session_scope(joined_session_factory) as session:
+        bridge = _second_program_awarding_a(session, world, CREDIT // 2)
+    job = world.a.submit(gpus=2, duration=1800)
+    world.a.cycle()
+    world.clock.advance(60)
+    with session_scope(joined_session_factory) as session:
+        # A hold released early covers none of the usage: all of it is overage.
+        void_hold(
+            session, key="split-void", hold_key=job.hold_key, actor=world.funder, now=world.clock()
+        )
+    world.run_until_done()
+    with session_scope(joined_session_factory) as session:
+        overage = session.get_one(Job, job.id).overage_micro
+        assert overage > 0
+        now = world.clock()
+        main, top_up = (program_report(session, pid, now) for pid in (world.program_id, bridge))
+
+    assert top_up.balances[0].overage == sum(line.overage for line in top_up.usage) == overage
+    assert main.balances[0].overage == sum(line.overage for line in main.usage) == 0
+    assert [line.gpu_overage for line in top_up.spend] == [overage]
