@@ -12,6 +12,7 @@ from sqlalchemy import Table, insert, select
 from sqlalchemy.orm import Session
 
 from credits.audit.models import AuditEvent
+from credits.audit.public_text import refuse_personal_reasons
 from credits.audit.schemas import AuditEventOut, AuditMismatch
 from credits.db import utcnow
 
@@ -91,11 +92,16 @@ def record_events(
 ) -> None:
     """Appends several events with one statement, in the caller's transaction.
 
+    Raises PersonalDataInPublicText when a person's reason names someone
+    (:mod:`credits.audit.public_text`); the caller's transaction then stores nothing.
+
     Each mapping has ``event_type``, ``actor``, ``subject_type``, ``subject_id``
     and ``data``. A ``data`` value must be JSON: ints, strings, lists, dicts.
     """
     if not events:
         return
+    for event in events:
+        refuse_personal_reasons(event["actor"], event["data"])
     at = occurred_at or utcnow()
     rows = [_event_row(occurred_at=at, **event) for event in events]
     # Core, not the ORM's bulk path: audit rows are written on every ledger call.

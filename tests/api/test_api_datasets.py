@@ -247,6 +247,10 @@ def test_the_whole_flow_from_draft_to_tombstone(api: Api) -> None:
     url = f"/datasets/versions/{v2id}/takedown"
     _problem(api.call("POST", url, "pi", json={"reason": "court order"}), 403)
     _problem(api.call("POST", url, "ops", json={"reason": ""}), 422)
+    named = api.call("POST", url, "ops", json={"reason": "asked by jane.doe@uni.example"})
+    _problem(named, 422, "personal-data-in-public-text")
+    assert "may not hold an e-mail address" in named.get_json()["detail"]
+    assert api.call("GET", f"/datasets/versions/{v2id}").get_json()["state"] == "published"
     down = api.call("POST", url, "ops", json={"reason": "court order"})
     assert down.status_code == 200, down.get_json()
     gone = api.call("GET", f"/datasets/versions/{v2id}/files/README.md")

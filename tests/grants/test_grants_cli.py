@@ -259,6 +259,25 @@ def test_projects_suspend_and_unsuspend(session: Session, run: Run, cast: dict[s
     )
 
 
+def test_a_suspension_reason_naming_a_person_is_refused_in_one_line(
+    session: Session, run: Run, cast: dict[str, Actor]
+) -> None:
+    project = new_project(session, cast["pia"])
+    reason = "complaint by 0000-0002-1825-0097"
+
+    result = run(
+        "projects", "suspend", str(project.id), "--reason", reason, "--as", "ops@platform.example"
+    )
+
+    assert result.exit_code == 1
+    assert result.output == (
+        "error: reason is published in the public, permanent transparency log and may not "
+        "hold an ORCID iD: describe the decision without naming a person\n"
+    )
+    shown = json.loads(run("projects", "show", str(project.id), "--json").output)
+    assert shown["status"] == ProjectStatus.ACTIVE.value
+
+
 def test_a_bare_closing_date_keeps_the_whole_day_open(
     session: Session, run: Run, cast: dict[str, Actor]
 ) -> None:

@@ -21,6 +21,7 @@ from sqlalchemy import select, text
 from sqlalchemy.exc import DatabaseError
 from sqlalchemy.orm import Session
 
+from credits.audit.public_text import PersonalDataInPublicText
 from credits.audit.service import leaf_hash, list_events, record_event
 from credits.db import utcnow
 from credits.errors import CreditsError, InvalidInput
@@ -618,3 +619,49 @@ def test_opening_an_account_with_a_taken_code_is_refused(any_session: Session) -
     service.open_account(any_session, code="dup", currency="gpu", actor=SYSTEM)
     with pytest.raises(InvalidInput, match="already exists"):
         service.open_account(any_session, code="dup", currency="label", actor=SYSTEM)
+
+
+@pytest.mark.parametrize(
+    "reason",
+    ["asked by jane.doe@uni.example", "for 0000-0002-1825-0097's grant"],
+)
+def test_a_persons_reason_naming_someone_is_refused_on_both_paths(
+    any_session: Session, reason: str
+) -> None:
+    account = funded_allocation(any_session, amount=1_000)
+    service.place_hold(
+        any_session, key="named", currency="gpu", amount=100, project_id=1, actor=SYSTEM
+    )
+
+    def grant() -> Any:
+        return service.grant(
+            any_session,
+            key="named-grant",
+            from_account_id=source_id(any_session),
+            to_account_id=account.id,
+            amount=5,
+            actor=OPS,
+            reason=reason,
+        )
+
+    def void() -> Any:
+        return service.void_hold(
+            any_session, key="named-void", hold_key="named", actor=OPS, reason=reason
+        )
+
+    def adjust() -> Any:
+        return service.adjust(
+            any_session,
+            key="named-adjust",
+            account_id=account.id,
+            amount=5,
+            actor=OPS,
+            reason=reason,
+        )
+
+    for action in (grant, void, adjust):
+        refused = assert_refused_and_unchanged(any_session, PersonalDataInPublicText, action)
+        assert "public, permanent transparency log" in str(refused)
+    # The platform's own reasons (what it saw) are not a person's words.
+    service.void_hold(any_session, key="system-void", hold_key="named", actor=SYSTEM, reason=reason)
+    assert verify_ledger(any_session).ok

@@ -11,7 +11,6 @@ platform's users.
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 from api_world import SYSTEM, World, build_world
@@ -21,6 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from credits.audit.models import AuditEvent
+from credits.audit.public_text import EMAIL_LIKE, ORCID_LIKE
 from credits.grants.programs import add_program_owner
 from credits.grants.projects import add_member, remove_member
 from credits.identity.models import Role, User
@@ -36,8 +36,6 @@ from credits.identity.service import (
 from credits.identity.tokens import create_token, revoke_token
 from credits.storage.factory import blob_store_for_url
 
-EMAIL_LIKE = re.compile(r"[^\s\"@]+@[^\s\"@]+\.[a-z]{2,}", re.IGNORECASE)
-ORCID_LIKE = re.compile(r"\b\d{4}-\d{4}-\d{4}-\d{3}[\dX]\b")
 # Things have names (programs, flavours, vendors); people's are caught by value.
 PERSONAL_KEYS = {"email", "orcid", "given_name", "family_name", "subject"}
 ZELDA = "zelda.moonbeam@uni.example"

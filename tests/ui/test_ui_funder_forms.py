@@ -136,3 +136,27 @@ def test_a_review_without_a_comment_is_not_saved(app: Flask, session: Session) -
     assert 'id="e-score_fit">choose a score from 1 to 5' in page
     assert 'id="e-comment">write a comment' in page
     assert session.scalar(select(func.count()).select_from(Review)) == 0
+
+
+def test_funding_with_a_reason_naming_a_person_is_refused_inline(
+    app: Flask, session: Session
+) -> None:
+    world = build_world(session)
+    before = _funded(session, world.program_p)
+    form = {
+        "csrf_token": CSRF,
+        "currency": "gpu",
+        "amount": "12.5",
+        "reason": "as agreed with grace@uni.example",
+        "key": "named",
+    }
+
+    response = _client(app, world, "funder_p").post(
+        f"/funder/programs/{world.program_p}/fund", data=form
+    )
+
+    assert response.status_code == 422
+    page = response.get_data(as_text=True)
+    assert "public, permanent transparency log and may not hold an e-mail address" in page
+    assert "as agreed with grace@uni.example" in page  # the form keeps what was typed
+    assert _funded(session, world.program_p) == before
