@@ -22,6 +22,7 @@ from credits.db import session_scope
 from credits.grants import funding, programs
 from credits.identity.service import actor_for_email
 from credits.jobs.models import Job, JobState
+from credits.jobs.schemas import JobOut
 from credits.ledger import service as ledger
 from credits.ledger.models import AccountKind, Currency, Transfer, TransferKind
 from credits.ledger.overage import book_overage
@@ -252,13 +253,19 @@ def _second_program_awarding_a(session: Session, world: ReportsWorld, amount: in
     return bridge.id
 
 
+def _split_job(factory: sessionmaker[Session]) -> tuple[ReportsWorld, int, JobOut]:
+    """A world whose project A is awarded by a second program too, and a job of A whose
+    hold takes half a credit from that program's award and the rest from program one."""
+    world = build_reports_world(factory)
+    with session_scope(factory) as session:
+        bridge = _second_program_awarding_a(session, world, CREDIT // 2)
+    return world, bridge, world.a.submit(gpus=2, duration=1800)
+
+
 def test_a_job_paid_by_two_programs_counts_once_across_their_reports(
     joined_session_factory: sessionmaker[Session],
 ) -> None:
-    world = build_reports_world(joined_session_factory)
-    with session_scope(joined_session_factory) as session:
-        bridge = _second_program_awarding_a(session, world, CREDIT // 2)
-    world.a.submit(gpus=2, duration=1800)
+    world, bridge, _ = _split_job(joined_session_factory)
     world.run_until_done()
     with session_scope(joined_session_factory) as session:
         (job,) = _jobs(session, world.a.project_id)
@@ -284,14 +291,11 @@ def test_a_job_paid_by_two_programs_counts_once_across_their_reports(
 def test_a_scoped_job_with_nothing_captured_yet_is_split_by_its_hold(
     joined_session_factory: sessionmaker[Session],
 ) -> None:
-    world = build_reports_world(joined_session_factory)
-    with session_scope(joined_session_factory) as session:
-        bridge = _second_program_awarding_a(session, world, CREDIT // 2)
-    world.a.submit(gpus=2, duration=1800)
+    world, bridge, job = _split_job(joined_session_factory)
     with session_scope(joined_session_factory) as session:
         add_telemetry(
             session,
-            _jobs(session, world.a.project_id)[0].id,
+            job.id,
             samples=1,
             util=50.0,
             energy_mj=KWH_MJ,
@@ -329,10 +333,7 @@ def test_apportioned_credits_add_up_to_the_weighted_total(
 def test_a_split_jobs_overage_counts_where_its_hold_drew_first(
     joined_session_factory: sessionmaker[Session],
 ) -> None:
-    world = build_reports_world(joined_session_factory)
-    with session_scope(joined_session_factory) as session:
-        bridge = _second_program_awarding_a(session, world, CREDIT // 2)
-    job = world.a.submit(gpus=2, duration=1800)
+    world, bridge, job = _split_job(joined_session_factory)
     world.a.cycle()
     world.clock.advance(60)
     with session_scope(joined_session_factory) as session:
