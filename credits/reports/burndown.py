@@ -1,6 +1,8 @@
 """Burn-down: daily use, the date credits run out at the recent rate, and what
 will expire unused.
 
+Both walk the allocations the way the ledger spends them.
+
 The rate is the mean use per day over the 7 days before ``now``. Allocations
 are spent soonest-expiring first (the ledger's spend order), so the forecast
 walks them in that order: each takes the rate from when the one before it runs
@@ -72,6 +74,30 @@ def spendable(accounts: Iterable[AccountFigures], now: dt.datetime) -> int:
     )
 
 
+def runs_out(accounts: Iterable[AccountFigures], rate: Decimal, now: dt.datetime) -> dt.date:
+    """The day (UTC) the spendable credits run out at ``rate`` (> 0) micro-credits a
+    second, spent soonest-expiring first: each account lasts until it is used up or
+    ends, whichever is sooner, so credits that will expire unused do not count."""
+    live = [
+        a
+        for a in accounts
+        if a.status == "active"
+        and (a.starts_at is None or a.starts_at <= now)
+        and (a.expires_at is None or a.expires_at > now)
+    ]
+    cursor = now
+    try:
+        for account in sorted(live, key=lambda a: (a.expires_at is None, a.expires_at, a.id)):
+            lasts = dt.timedelta(seconds=float(Decimal(max(account.available, 0)) / rate))
+            if account.expires_at is None or cursor + lasts <= account.expires_at:
+                cursor += lasts
+            elif account.expires_at > cursor:
+                cursor = account.expires_at  # it ends before it is used up
+        return cursor.astimezone(dt.UTC).date()
+    except OverflowError:
+        return dt.date.max  # centuries away at this rate
+
+
 def daily_series(captures: Iterable[Capture], now: dt.datetime) -> list[BurnDay]:
     """Use per UTC day from the first capture up to today, days without use included."""
     by_day: dict[dt.date, int] = defaultdict(int)
@@ -100,11 +126,8 @@ def burn_down(
     left = spendable(accounts, now)
     exhaustion = None
     if used > 0:
-        seconds = Decimal(left) * Decimal(RATE_WINDOW.total_seconds()) / used
-        try:
-            exhaustion = (now + dt.timedelta(seconds=float(seconds))).astimezone(dt.UTC).date()
-        except OverflowError:
-            exhaustion = dt.date.max  # centuries away at this rate
+        rate = Decimal(used) / Decimal(RATE_WINDOW.total_seconds())
+        exhaustion = runs_out(accounts, rate, now)
     return BurnDown(
         currency=currency,
         daily=daily_series(captures, now),

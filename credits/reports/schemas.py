@@ -117,7 +117,9 @@ class BurnDown(BaseModel):
     rate_per_day: int = Field(description="mean use per day over the last 7 days")
     spendable: int = Field(description="available now in allocations that have started")
     projected_exhaustion: dt.date | None = Field(
-        description="when spendable runs out at rate_per_day; None without recent use"
+        description="when spendable runs out at rate_per_day, soonest-expiring first "
+        "(an allocation that ends before it is used up lasts until its end); None without "
+        "recent use"
     )
     forecast_unused: int
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+from credits import formatting as fmt
 from credits.reports.burndown import burn_down, forecast_unused, rate_per_second
 from credits.reports.figures import AccountFigures, Capture
+from credits.reports.schemas import BurnDown
 
 NOW = datetime(2027, 3, 1, 12, 0, tzinfo=UTC)
 DAY = Decimal(86400)
@@ -67,3 +69,44 @@ def test_an_account_not_yet_started_waits_for_its_start() -> None:
     rate = Decimal(100) / DAY
     later = _account(1, 1000, 20, starts_at=NOW + timedelta(days=15))
     assert forecast_unused([later], rate, NOW) == {1: 500}
+
+
+def _burn(accounts: list[AccountFigures], per_day: int) -> BurnDown:
+    captures = [_capture(d + 0.1, per_day) for d in range(7)]
+    return burn_down("gpu", accounts, captures, forecast_unused(accounts, Decimal(0), NOW), NOW)
+
+
+def test_credits_that_expire_unused_do_not_push_exhaustion_later() -> None:
+    """100/day: the first allocation (10 days, 5,000) spends 1,000 and ends with 4,000
+    unused; the second (1 year, 500) then lasts 5 days: out on day 15, not day 55."""
+    burn = _burn([_account(1, 5000, 10), _account(2, 500, 365)], per_day=100)
+
+    assert burn.spendable == 5500
+    assert burn.projected_exhaustion == (NOW + timedelta(days=15)).date()
+
+
+def test_allocations_used_up_before_they_end_last_one_after_another() -> None:
+    burn = _burn([_account(2, 1000, 365), _account(1, 300, 5)], per_day=100)
+    assert burn.projected_exhaustion == (NOW + timedelta(days=13)).date()
+
+
+def test_the_last_allocation_ending_unused_runs_out_at_its_end() -> None:
+    ends = datetime(2027, 3, 11, tzinfo=UTC)  # an allocation's end: midnight after its last day
+    burn = _burn([_account(1, 5000, 0, expires_at=ends)], per_day=100)
+    assert burn.projected_exhaustion == ends.date()
+    assert fmt.exhaustion(burn.projected_exhaustion, ends) == "not within the allocation's period"
+
+
+def test_an_account_without_an_end_is_spent_last_and_never_expires() -> None:
+    burn = _burn([_account(1, 1000, 0, expires_at=None), _account(2, 200, 1)], per_day=100)
+    assert burn.projected_exhaustion == (NOW + timedelta(days=11)).date()
+
+
+def test_an_ended_suspended_or_unstarted_account_gives_nothing_to_spend() -> None:
+    accounts = [
+        _account(1, 1000, 30, status="suspended"),
+        _account(2, 1000, 30, starts_at=NOW + timedelta(days=1)),
+        _account(3, 1000, -1),
+        _account(4, 300, 30),
+    ]
+    assert _burn(accounts, per_day=100).projected_exhaustion == (NOW + timedelta(days=3)).date()

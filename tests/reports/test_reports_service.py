@@ -215,10 +215,13 @@ def test_burn_down_projects_exhaustion_from_last_week(
     assert burn.rate_per_day == used // 7
     assert burn.spendable == report.balances[0].available
     assert burn.daily[-1].cumulative_used == used
-    days = burn.spendable / (used / 7)
-    assert burn.projected_exhaustion == (now + timedelta(days=days)).date()
-    # 30 days at the rate use about 4/7 of what is left... never more than available.
-    assert 0 <= burn.forecast_unused <= burn.spendable
+    # At this rate the credits would last over a year, but the allocation ends in 30
+    # days with most of them unused: they run out when it ends.
+    (allocation,) = report.allocations
+    assert allocation.expires_at is not None
+    assert burn.spendable / (used / 7) > 365
+    assert burn.projected_exhaustion == allocation.expires_at.date()
+    assert 0 < burn.forecast_unused <= burn.spendable
     quiet = project_report(session, world.a.project_id, now + timedelta(days=8))
     assert quiet.burndown[0].projected_exhaustion is None
     assert quiet.burndown[0].forecast_unused == quiet.balances[0].available
