@@ -71,12 +71,13 @@ def project_report(
         add_project_overage(session, flows, [project_id])
         activity = _activity(session, Job.project_id == project_id, project_id, energy)
         labelling = lab.labelling_figures(session, accounts)
+        forecast = forecasts(flows, now)
     else:
         accounts = load_accounts(session, (Account.project_id == project_id) & visible)
         flows = load_flows(session, accounts)
         activity = _activity(session, act.jobs_drawing_on(list(accounts)), None, energy, accounts)
         labelling = _scoped_labelling(session, flows, activity)
-    forecast = forecasts(flows, now)
+        forecast = _whole_project_forecasts(session, accounts, now)
     titles = {project.id: project.title}
     body = _body(flows, activity, labelling, forecast, now, titles=titles)
     return ProjectReport(
@@ -128,7 +129,7 @@ def program_report(
     flows = load_flows(session, accounts)
     activity = _activity(session, act.jobs_drawing_on(list(accounts)), None, energy, accounts)
     labelling = _scoped_labelling(session, flows, activity)
-    forecast = _program_forecasts(session, accounts, now)
+    forecast = _whole_project_forecasts(session, accounts, now)
     projects = _projects(session, {a.project_id for a in accounts.values()})
     titles = {pid: title for pid, (title, _) in projects.items()}
     body = _body(flows, activity, labelling, forecast, now, titles=titles)
@@ -165,11 +166,13 @@ def forecasts(flows: Flows, now: dt.datetime) -> dict[int, int]:
     return forecast
 
 
-def _program_forecasts(
+def _whole_project_forecasts(
     session: Session, accounts: dict[int, AccountFigures], now: dt.datetime
 ) -> dict[int, int]:
-    """A project spends all its allocations, whoever funded them: the forecast of a
-    program's allocations comes from each project's whole set of accounts."""
+    """A project spends all its allocations, whoever funded them: the forecast of some
+    of them (a program's, or those a funder may see) comes from each project's whole
+    set of accounts, so a funder reads the same figure on the program's dashboard and
+    on the project's report."""
     project_ids = {a.project_id for a in accounts.values()}
     if not project_ids:
         return {}

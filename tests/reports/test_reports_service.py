@@ -24,7 +24,7 @@ from credits.identity.service import actor_for_email
 from credits.jobs.models import Job, JobState
 from credits.jobs.schemas import JobOut
 from credits.ledger import service as ledger
-from credits.ledger.models import AccountKind, Currency, Transfer, TransferKind
+from credits.ledger.models import Account, AccountKind, Currency, Transfer, TransferKind
 from credits.ledger.overage import book_overage
 from credits.ledger.queries import get_balance, project_sink_code, system_account_id
 from credits.ledger.settle import void_hold
@@ -354,3 +354,27 @@ def test_a_split_jobs_overage_counts_where_its_hold_drew_first(
     assert top_up.balances[0].overage == sum(line.overage for line in top_up.usage) == overage
     assert main.balances[0].overage == sum(line.overage for line in main.usage) == 0
     assert [line.gpu_overage for line in top_up.spend] == [overage]
+
+
+def test_a_funders_view_of_a_project_forecasts_as_their_programs_report_does(
+    joined_session_factory: sessionmaker[Session],
+) -> None:
+    """The project spent program one's credits last week; program "Bridge" awards it
+    more, ending sooner. Spent first, Bridge's credits are forecast to run low at the
+    project's rate, whoever reads them."""
+    world = build_reports_world(joined_session_factory)
+    world.a.submit(gpus=2, duration=1800)
+    world.run_until_done()
+    with session_scope(joined_session_factory) as session:
+        bridge = _second_program_awarding_a(session, world, 2 * CREDIT)
+        now = world.clock()
+        program = program_report(session, bridge, now)
+        seen = Account.id.in_([line.account_id for line in program.allocations])
+        project = project_report(session, world.a.project_id, now, visible=seen)
+
+    (line,) = program.allocations
+    assert line.forecast_unused < line.available == 2 * CREDIT
+    assert [(a.account_id, a.forecast_unused) for a in project.allocations] == [
+        (line.account_id, line.forecast_unused)
+    ]
+    assert project.balances[0].forecast_unused == line.forecast_unused
