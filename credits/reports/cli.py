@@ -38,11 +38,11 @@ def _print(report: ProgramReport | ProjectReport, heading: str) -> None:
     console.print(
         _table(
             "balances (credits)",
-            ["currency", *_BALANCE, "forecast unused"],
+            ["currency", *_BALANCE, "forecast unused", "lapsed"],
             [
                 [fmt.currency_name(b.currency)]
                 + [fmt.exact_number(getattr(b, name)) for name in _BALANCE]
-                + [fmt.exact_number(b.forecast_unused)]
+                + [fmt.exact_number(b.forecast_unused), fmt.exact_number(b.lapsed)]
                 for b in report.balances
             ],
         )

@@ -12,10 +12,10 @@ from collections import defaultdict
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 
-from sqlalchemy import ColumnElement, Row, or_, select
+from sqlalchemy import ColumnElement, Row, func, or_, select
 from sqlalchemy.orm import Session
 
-from credits.grants.models import Allocation
+from credits.grants.models import Allocation, Project, ProjectStatus, Tranche, TrancheStatus
 from credits.ledger.models import Account, AccountKind, Currency, Transfer, TransferKind
 from credits.ledger.queries import project_sink_code
 
@@ -40,6 +40,8 @@ class AccountFigures:
     adjusted: int = 0
     used: int = 0
     expired: int = 0
+    # Pending tranches that can never be released (ended allocation, archived project).
+    lapsed: int = 0
 
     @property
     def awarded(self) -> int:
@@ -105,6 +107,30 @@ def load_accounts(session: Session, condition: ColumnElement[bool]) -> dict[int,
             awarded_micro=None if allocation is None else allocation.awarded_micro,
         )
     return found
+
+
+def add_lapsed_tranches(
+    session: Session, accounts: dict[int, AccountFigures], now: dt.datetime
+) -> None:
+    """Sets each allocation's ``lapsed``: its pending tranches that can never be released,
+    because the allocation has ended or its project was archived (the program's budget
+    stopped counting them then, :func:`credits.grants.queries.pending_tranches`)."""
+    by_allocation = {a.allocation_id: a for a in accounts.values() if a.allocation_id is not None}
+    if not by_allocation:
+        return
+    rows = session.execute(
+        select(Tranche.allocation_id, func.sum(Tranche.amount_micro))
+        .join(Allocation, Allocation.id == Tranche.allocation_id)
+        .join(Project, Project.id == Allocation.project_id)
+        .where(
+            Tranche.allocation_id.in_(list(by_allocation)),
+            Tranche.status == TrancheStatus.PENDING.value,
+            or_(Allocation.expires_at <= now, Project.status == ProjectStatus.ARCHIVED.value),
+        )
+        .group_by(Tranche.allocation_id)
+    )
+    for allocation_id, lapsed in rows:
+        by_allocation[allocation_id].lapsed = int(lapsed or 0)
 
 
 def load_flows(session: Session, accounts: dict[int, AccountFigures]) -> Flows:

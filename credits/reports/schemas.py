@@ -55,6 +55,11 @@ class Balance(BaseModel):
     available: int
     overage: int
     forecast_unused: int = Field(description="forecast to expire unused, over all allocations")
+    lapsed: int = Field(
+        default=0,
+        description="pending tranches of `awarded` that can never be released: their "
+        "allocation ended, or its project was archived",
+    )
 
 
 class AllocationLine(BaseModel):
@@ -79,6 +84,11 @@ class AllocationLine(BaseModel):
         "7 days' rate, spending soonest-expiring first; never negative"
     )
     footprint: Footprint
+    lapsed: int = Field(
+        default=0,
+        description="pending tranches of `awarded` that can never be released: their "
+        "allocation ended, or its project was archived",
+    )
 
 
 class UsageLine(BaseModel):
@@ -158,6 +168,11 @@ class GroupLine(BaseModel):
     available: int
     forecast_unused: int
     footprint: Footprint
+    lapsed: int = Field(
+        default=0,
+        description="pending tranches of `awarded` that can never be released: their "
+        "allocation ended, or its project was archived",
+    )
 
 
 class VendorSpendLine(BaseModel):

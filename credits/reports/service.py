@@ -29,6 +29,7 @@ from credits.reports.energy import EnergyPolicy
 from credits.reports.figures import (
     AccountFigures,
     Flows,
+    add_lapsed_tranches,
     add_overage,
     add_project_overage,
     load_accounts,
@@ -67,6 +68,7 @@ def project_report(
         raise ProjectNotFound(f"no project has the id {project_id}")
     if visible is None:
         accounts = load_accounts(session, Account.project_id == project_id)
+        add_lapsed_tranches(session, accounts, now)
         flows = load_flows(session, accounts)
         add_project_overage(session, flows, [project_id])
         activity = _activity(session, Job.project_id == project_id, project_id, energy)
@@ -74,6 +76,7 @@ def project_report(
         forecast = forecasts(flows, now)
     else:
         accounts = load_accounts(session, (Account.project_id == project_id) & visible)
+        add_lapsed_tranches(session, accounts, now)
         flows = load_flows(session, accounts)
         activity = _activity(session, act.jobs_drawing_on(list(accounts)), None, energy, accounts)
         labelling = _scoped_labelling(session, flows, activity)
@@ -126,6 +129,7 @@ def program_report(
     if program is None:
         raise ProgramNotFound(f"no program has the id {program_id}")
     accounts = load_accounts(session, Allocation.program_id == program_id)
+    add_lapsed_tranches(session, accounts, now)
     flows = load_flows(session, accounts)
     activity = _activity(session, act.jobs_drawing_on(list(accounts)), None, energy, accounts)
     labelling = _scoped_labelling(session, flows, activity)
@@ -231,6 +235,7 @@ def _allocation_line(
         available=account.available,
         forecast_unused=forecast.get(account.id, 0),
         footprint=act.footprint_out(footprints.get(account.id, EnergyFootprint())),
+        lapsed=account.lapsed,
     )
 
 
@@ -247,6 +252,7 @@ def _balance(currency: str, lines: list[AllocationLine], overage: int) -> Balanc
         available=sum(line.available for line in mine),
         overage=overage,
         forecast_unused=sum(line.forecast_unused for line in mine),
+        lapsed=sum(line.lapsed for line in mine),
     )
 
 
@@ -294,6 +300,7 @@ def _group(
         expired=sum(line.expired for line in lines),
         available=sum(line.available for line in lines),
         forecast_unused=sum(line.forecast_unused for line in lines),
+        lapsed=sum(line.lapsed for line in lines),
         footprint=act.footprint_out(
             EnergyFootprint.total(
                 EnergyFootprint(

@@ -11,8 +11,11 @@ import pytest
 from grants_helpers import event_data, new_project, uid
 from proposal_helpers import CREDIT, World, awarded, proposal_values, reviewed, world
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
+from ui_sign_in import sign_in_as
 
+from credits.app import create_app
+from credits.db import utcnow
 from credits.grants import project_archive, projects
 from credits.grants.allocations import release_tranche
 from credits.grants.awards import award_proposal
@@ -24,6 +27,8 @@ from credits.ledger import queries as ledger_queries
 from credits.ledger import service as ledger
 from credits.ledger.models import AccountStatus
 from credits.ledger.verify import verify_ledger
+from credits.reports.service import program_report, project_report
+from credits.settings import load_settings
 
 
 def _row_statuses(session: Session, project_id: int) -> list[str]:
@@ -178,3 +183,41 @@ def test_ops_cannot_reactivate_an_allocation_of_a_project_that_is_not_active(
     account = ledger_queries.get_account(session, account_id=allocation.account_id)
     assert account.status is AccountStatus.SUSPENDED
     assert _row_statuses(session, w.project_id) == ["suspended"]
+
+
+def test_reports_show_an_archived_projects_pending_tranche_as_lapsed(session: Session) -> None:
+    w = world(session, budget=1000 * CREDIT, initial_share_percent=50, min_reviewers=1)
+    first = awarded(session, w, requested={"gpu": 800 * CREDIT}, reviewers=1)
+    before = program_report(session, w.program_id, utcnow())
+    assert [(b.awarded, b.released, b.lapsed) for b in before.balances] == [
+        (800 * CREDIT, 400 * CREDIT, 0)
+    ]
+    # Once the allocation has ended its tranche can never be released.
+    ends = before.allocations[0].expires_at
+    assert ends is not None
+    ended = program_report(session, w.program_id, ends)
+    assert ended.balances[0].lapsed == 400 * CREDIT
+
+    project_archive.archive_project(session, project_id=w.project_id, actor=w.pia, reason="done")
+
+    program = program_report(session, w.program_id, utcnow())
+    (line,) = program.allocations
+    assert line.allocation_id == first.allocations[0].id
+    assert (line.awarded, line.released, line.lapsed) == (800 * CREDIT, 400 * CREDIT, 400 * CREDIT)
+    assert program.balances[0].lapsed == program.by_project[0].lapsed == 400 * CREDIT
+    assert project_report(session, w.project_id, utcnow()).balances[0].lapsed == 400 * CREDIT
+
+
+def test_the_funder_dashboard_shows_what_lapsed_under_awarded(
+    session: Session, joined_session_factory: sessionmaker[Session]
+) -> None:
+    w = world(session, budget=1000 * CREDIT, initial_share_percent=50, min_reviewers=1)
+    awarded(session, w, requested={"gpu": 800 * CREDIT}, reviewers=1)
+    project_archive.archive_project(session, project_id=w.project_id, actor=w.pia, reason="done")
+    client = create_app(load_settings(), session_factory=joined_session_factory).test_client()
+    assert w.fay.user_id is not None
+    sign_in_as(client, w.fay.user_id)
+
+    page = client.get(f"/funder/programs/{w.program_id}/dashboard").get_data(as_text=True)
+
+    assert page.count('data-testid="lapsed">400 lapsed</div>') >= 2  # totals and the project
