@@ -23,5 +23,16 @@ def public_base_url() -> str:
 
 
 def public_url_for(endpoint: str, **values: Any) -> str:
-    """``url_for(endpoint, **values)`` made absolute under the public origin."""
-    return public_base_url().rstrip("/") + url_for(endpoint, **values)
+    """``url_for(endpoint, **values)`` made absolute under the public origin.
+
+    The configured origin already names the path the app is mounted under (as
+    :func:`public_base_url` does), so the app's own mount point (``SCRIPT_NAME``)
+    is taken off the path before it is appended."""
+    configured = credits_extension().settings.public_url.strip()
+    if not configured:
+        return url_for(endpoint, _external=True, **values)
+    path = url_for(endpoint, **values)
+    mount = request.script_root
+    if mount and path.startswith(mount + "/"):
+        path = path[len(mount) :]
+    return configured.rstrip("/") + path
