@@ -165,11 +165,18 @@ def add_price() -> ResponseReturnValue:
         except ValidationError as invalid:
             errors = _errors(invalid, ("unit", "reason", "effective_from"))
         except CreditsError as error:
-            errors["vendor_id" if error.status == 404 else "effective_from"] = str(error)
+            errors[_price_error_field(error)] = str(error)
     if errors:
         return _vendors_page(400, price_form=form, price_errors=errors)
     flash("New price recorded; orders quoted before keep the price they were quoted at.")
     return redirect(url_for(".vendors_page"))
+
+
+def _price_error_field(error: CreditsError) -> str:
+    """The form field a service's refusal of a price sheet belongs at."""
+    if error.status == 404:
+        return "vendor_id"
+    return "reason" if error.extra.get("field") == "reason" else "effective_from"
 
 
 def _basis_points(text: str) -> int:

@@ -18,7 +18,11 @@ from typing import Any
 
 from credits.errors import InvalidInput
 
-EMAIL_LIKE = re.compile(r"[^\s\"@]+@[^\s\"@]+\.[a-z]{2,}", re.IGNORECASE)
+# A local part, then domain labels that each hold a letter (so ``pkg@1.0.dev`` is
+# not an address), then a top-level domain.
+EMAIL_LIKE = re.compile(
+    r"[^\s\"@]+@(?:[a-z0-9-]*[a-z][a-z0-9-]*\.)+[a-z]{2,}\b", re.IGNORECASE
+)
 ORCID_LIKE = re.compile(r"\b\d{4}-\d{4}-\d{4}-\d{3}[\dX]\b")
 # Events written by the platform itself carry what it saw (an exit reason, a
 # pod's message), not what a person typed.
@@ -36,7 +40,7 @@ def refuse_personal_data(text: str | None, *, field: str) -> None:
     if text is None:
         return
     found = "an e-mail address" if EMAIL_LIKE.search(text) else None
-    if found is None and ORCID_LIKE.search(text):
+    if found is None and any(is_orcid(match.group()) for match in ORCID_LIKE.finditer(text)):
         found = "an ORCID iD"
     if found is not None:
         raise PersonalDataInPublicText(
@@ -46,11 +50,22 @@ def refuse_personal_data(text: str | None, *, field: str) -> None:
         )
 
 
+def is_orcid(candidate: str) -> bool:
+    """Whether ``0000-0002-1825-0097`` carries an ORCID iD's check character (ISO 7064
+    MOD 11-2), which a budget line or ticket number of the same shape seldom does."""
+    digits = candidate.replace("-", "")
+    total = 0
+    for digit in digits[:-1]:
+        total = (total + int(digit)) * 2
+    check = (12 - total % 11) % 11
+    return digits[-1].upper() == ("X" if check == 10 else str(check))
+
+
 def refuse_personal_reasons(actor: str, data: Mapping[str, Any]) -> None:
-    """Checks an event's reasons (its data's text under a key ending in ``reason``)
-    when a person, not the platform, wrote them."""
+    """Checks an event's reasons and notes (its data's text under a key ending in
+    ``reason`` or ``note``) when a person, not the platform, wrote them."""
     if actor.startswith(SYSTEM_ACTOR_PREFIX):
         return
     for key, value in data.items():
-        if key.endswith("reason") and isinstance(value, str):
+        if key.endswith(("reason", "note")) and isinstance(value, str):
             refuse_personal_data(value, field=key)

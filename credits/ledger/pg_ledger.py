@@ -27,7 +27,6 @@ from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from credits.audit.public_text import refuse_personal_reasons
 from credits.errors import CreditsError
 from credits.identity.actor import Actor
 from credits.ledger import journal
@@ -155,8 +154,6 @@ def settle(
 ) -> TransferResult:
     """``settle.capture`` (``kind`` 'capture', with ``amount``) or ``settle.void_hold``
     ('void') after their argument checks, as one statement."""
-    # The function writes the audit event itself, past record_events' check.
-    refuse_personal_reasons(actor.label, {"reason": note})
     if kind == "capture":
         statement = _CAPTURE
         parameters: tuple[Any, ...] = (key, digest, hold_key, amount, note)
@@ -181,7 +178,6 @@ def transfer(
     now: datetime,
 ) -> TransferResult:
     """``service.grant`` after its argument checks, as one statement."""
-    refuse_personal_reasons(actor.label, {"reason": reason})
     parameters = (key, digest, kind, from_account_id, to_account_id, amount, reason, reference)
     return _transfers(_call(connection, _TRANSFER, (*parameters, *_who_and_when(actor, now))))
 

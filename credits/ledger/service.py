@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import Row, update
 from sqlalchemy.orm import Session
 
+from credits.audit.public_text import refuse_personal_reasons
 from credits.db import utcnow
 from credits.errors import InvalidInput
 from credits.identity.actor import Actor
@@ -86,6 +87,8 @@ def grant(
     amount = journal.check_amount(amount)
     if from_account_id == to_account_id:
         raise InvalidInput("a grant moves credits between two different accounts")
+    # On PostgreSQL the ledger's function writes the audit event, past record_events.
+    refuse_personal_reasons(actor.label, {"reason": reason})
     now = journal.check_time(now)
     digest = journal.request_hash(
         TransferKind.GRANT,

@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import Row, bindparam, select, update
 from sqlalchemy.orm import Session
 
+from credits.audit.public_text import refuse_personal_reasons
 from credits.identity.actor import Actor
 from credits.ledger import journal, pg_ledger
 from credits.ledger.holds import HOLD_PARTS, TRANSFERS
@@ -142,6 +143,8 @@ def void_hold(
     """
     key = journal.check_key(key)
     now = journal.check_time(now)
+    # On PostgreSQL the ledger's function writes the audit event, past record_events.
+    refuse_personal_reasons(actor.label, {"reason": reason})
     digest = journal.request_hash(
         TransferKind.VOID, actor, {"hold_key": hold_key, "reason": reason}
     )

@@ -8,9 +8,10 @@ A report scoped to some allocations (a program's, or those a funder may see)
 counts of each job the part charged to them: a job whose hold drew on two
 programs' allocations is listed in both reports, but its usage, GPU time,
 overage and energy are split between them by what each program's allocations
-paid (by what they held, while nothing is captured yet), so the two reports
-add up to the job once. Its overage, which no allocation paid, counts wholly
-where its hold drew first (its first part), as a labelling order's does.
+paid, so the two reports add up to the job once. Its overage, which no
+allocation paid, counts wholly where its hold drew first (its first part), as a
+labelling order's does; so does all of a job that has nothing captured (still
+running, or charged nothing but overage).
 """
 
 from __future__ import annotations
@@ -126,18 +127,16 @@ def load_activity(
 
 
 def _weight(hold: _Hold | None, accounts: Collection[int] | None) -> Fraction:
-    """The part of a job paid from ``accounts`` (all of it when None): of its captures,
-    or of its hold while nothing is captured."""
+    """The part of a job paid from ``accounts`` (all of it when None): its share of the
+    job's captures; with nothing captured (still running, or all of it overage), all or
+    nothing, by where its hold drew first, as its overage goes."""
     if hold is None or accounts is None:
         return Fraction(1)
-    for column in (1, 0):
-        total = sum(part[column] for part in hold.parts.values())
-        if total > 0:
-            inside = sum(
-                part[column] for account, part in hold.parts.items() if account in accounts
-            )
-            return Fraction(inside, total)
-    return Fraction(1)
+    captured = sum(taken for _, taken in hold.parts.values())
+    if captured == 0:
+        return Fraction(int(hold.first_account in accounts))
+    inside = sum(taken for account, (_, taken) in hold.parts.items() if account in accounts)
+    return Fraction(inside, captured)
 
 
 def _load_jobs(
@@ -204,6 +203,8 @@ def _load_records(
     for job_id, by_key in sums.items():
         weight = Fraction(1) if job_id is None else activity.weights[job_id]
         overage_counted = job_id not in activity.overage_elsewhere
+        if weight == 0 and not overage_counted:
+            continue  # nothing of it is this scope's
         for key, counted in _weighted(by_key, weight, overage_counted).items():
             line = activity.usage.setdefault(key.line, _UsageSum())
             line.used += counted.captured

@@ -212,6 +212,12 @@ def test_a_dispute_is_resolved_by_ops_with_a_refund(api: Api, session: Session) 
     body = {"resolution": "refunded", "note": "half redone", "refund_micro": 2 * CREDIT}
 
     by_researcher = api.post(f"{ORDERS}/{order['id']}/resolve", "pi", body)
+    for resolution in ("accepted", "cancelled"):
+        named = {"resolution": resolution, "note": "agreed with jane@uni.example"}
+        refused = api.post(f"{ORDERS}/{order['id']}/resolve", "ops", named)
+        assert refused.status_code == 422
+        assert refused.get_json()["type"].endswith("personal-data-in-public-text")
+        assert api.get(f"{ORDERS}/{order['id']}", "ops").get_json()["status"] == "disputed"
     resolved = api.post(f"{ORDERS}/{order['id']}/resolve", "ops", body)
 
     assert by_researcher.status_code == 403

@@ -291,27 +291,19 @@ def test_a_job_paid_by_two_programs_counts_once_across_their_reports(
     assert sum(seconds) == pytest.approx(whole.efficiency.gpu_seconds, abs=0.01)
 
 
-def test_a_scoped_job_with_nothing_captured_yet_is_split_by_its_hold(
+def test_a_scoped_job_with_nothing_captured_yet_counts_where_its_hold_drew_first(
     joined_session_factory: sessionmaker[Session],
 ) -> None:
     world, bridge, job = _split_job(joined_session_factory)
     with session_scope(joined_session_factory) as session:
-        add_telemetry(
-            session,
-            job.id,
-            samples=1,
-            util=50.0,
-            energy_mj=KWH_MJ,
-            at=world.clock(),
-        )
+        add_telemetry(session, job.id, samples=1, util=50.0, energy_mj=KWH_MJ, at=world.clock())
         now = world.clock()
-        reports = [program_report(session, pid, now) for pid in (world.program_id, bridge)]
-        held = [r.balances[0].held for r in reports]
+        main, top_up = (program_report(session, pid, now) for pid in (world.program_id, bridge))
 
-    assert held[1] == CREDIT // 2 and held[0] > 0
-    kwh = [r.footprint.kwh for r in reports]
-    assert sum(kwh) == pytest.approx(1.0)
-    assert kwh[1] / sum(kwh) == pytest.approx(held[1] / sum(held))
+    assert top_up.balances[0].held == CREDIT // 2 and main.balances[0].held > 0
+    assert top_up.footprint.kwh == pytest.approx(1.0)
+    assert main.footprint.kwh == 0
+    assert [line.job_id for line in main.jobs] == [line.job_id for line in top_up.jobs] == [job.id]
 
 
 @pytest.mark.parametrize(
@@ -352,7 +344,8 @@ def test_a_split_jobs_overage_counts_where_its_hold_drew_first(
         main, top_up = (program_report(session, pid, now) for pid in (world.program_id, bridge))
 
     assert top_up.balances[0].overage == sum(line.overage for line in top_up.usage) == overage
-    assert main.balances[0].overage == sum(line.overage for line in main.usage) == 0
+    assert main.balances[0].overage == 0
+    assert main.usage == []  # no line of zeros for a job that is wholly the bridge's
     assert [line.gpu_overage for line in top_up.spend] == [overage]
 
 

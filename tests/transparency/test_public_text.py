@@ -19,6 +19,8 @@ from credits.audit.service import record_event
         "quota @ 80% for the group",
         "ticket 2026-1205-77",
         "see https://example.org/policy",
+        "budget line 2026-1100-4300-0001",
+        "pinned to pkg@1.0.dev",
         None,
     ],
 )
@@ -32,7 +34,8 @@ def test_reasons_about_decisions_pass(text: str | None) -> None:
         ("asked by Jane.Doe@Uni.Example", "an e-mail address"),
         ("mail ops+dpo@platform.example.org", "an e-mail address"),
         ("author 0000-0002-1825-0097", "an ORCID iD"),
-        ("author 0000-0001-5109-370X.", "an ORCID iD"),
+        ("author 0000-0001-5109-018X.", "an ORCID iD"),
+        ("see x@mail.uni-heidelberg.de", "an e-mail address"),
     ],
 )
 def test_reasons_naming_a_person_are_refused_with_the_field(text: str, what: str) -> None:

@@ -399,6 +399,23 @@ def test_ops_add_a_vendor_and_a_price_and_retire_it(
         },
     )
     assert bad.status_code == 400
+    named = client.post(
+        "/ops/labelling/prices",
+        data={
+            "csrf_token": CSRF,
+            "vendor_id": str(vendor.id),
+            "unit": "label",
+            "credits_per_unit": "0.04",
+            "fee_percent": "2.5",
+            "reason": "as agreed with 0000-0002-1825-0097",
+        },
+    )
+    assert named.status_code == 400
+    assert (
+        '<p class="error" id="e-reason">reason is published in the public, permanent '
+        "transparency log and may not hold an ORCID iD"
+    ) in named.get_data(as_text=True)
+    assert session.scalars(select(PriceSheet).where(PriceSheet.vendor_id == vendor.id)).all() == []
     good = client.post(
         "/ops/labelling/prices",
         data={
