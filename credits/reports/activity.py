@@ -11,7 +11,8 @@ overage and energy are split between them by what each program's allocations
 paid, so the two reports add up to the job once. Its overage, which no
 allocation paid, counts wholly where its hold drew first (its first part), as a
 labelling order's does; so does all of a job that has nothing captured (still
-running, or charged nothing but overage).
+running, or charged nothing but overage). An outside meter's record, spent
+through a hold of its own, counts the same way.
 """
 
 from __future__ import annotations
@@ -37,6 +38,10 @@ from credits.reports.schemas import Efficiency, Footprint, JobLine, OutcomeCount
 
 MICRO = Decimal(1_000_000)
 EXTERNAL = "(external)"
+# An outside meter's record is spent through a hold of its own
+# (credits.metering.settlement): usage:<record id>:hold.
+OUTSIDE_HOLD_PREFIX = "usage:"
+OUTSIDE_HOLD_SUFFIX = ":hold"
 _SECONDS_PER_UNIT = {
     UsageUnit.GPU_SECOND.value: Decimal(1),
     UsageUnit.GPU_HOUR.value: Decimal(3600),
@@ -73,6 +78,11 @@ class Activity:
     weights: dict[int, Fraction] = field(default_factory=dict)
     # job ids whose overage the scope does not count (its hold drew first elsewhere)
     overage_elsewhere: set[int] = field(default_factory=set)
+    # An outside meter's record in a scope narrowed to some allocations: each has a hold
+    # of its own, weighted as a job's is (record id → weight; ids whose overage is not
+    # the scope's).
+    record_weights: dict[int, Fraction] = field(default_factory=dict)
+    record_overage_elsewhere: set[int] = field(default_factory=set)
     # (currency, project id) → overage of the usage records
     overage_by_project: dict[tuple[str, int], int] = field(default_factory=lambda: defaultdict(int))
 
@@ -120,6 +130,11 @@ def load_activity(
     if accounts is not None:
         activity.overage_elsewhere = {
             job_id for job_id, hold in holds.items() if hold.first_account not in accounts
+        }
+        outside = _load_outside_holds(session, accounts)
+        activity.record_weights = {rid: _weight(hold, accounts) for rid, hold in outside.items()}
+        activity.record_overage_elsewhere = {
+            rid for rid, hold in outside.items() if hold.first_account not in accounts
         }
     _load_records(session, activity, records)
     _load_energy_by_month(activity)
@@ -174,8 +189,11 @@ def _load_records(
     scope: ColumnElement[bool] = UsageRecord.job_id.in_(list(activity.jobs))
     if condition is not None:
         scope = scope | (UsageRecord.job_id.is_(None) & condition)
+    if activity.record_weights:
+        scope = scope | UsageRecord.id.in_(list(activity.record_weights))
     rows = session.execute(
         select(
+            UsageRecord.id,
             UsageRecord.job_id,
             UsageRecord.project_id,
             UsageRecord.currency,
@@ -187,22 +205,22 @@ def _load_records(
             UsageRecord.started_at,
         ).where(scope)
     ).all()
-    # job id (None: outside meters) → usage key → its records' sums
-    sums: dict[int | None, dict[UsageKey, _KeySums]] = defaultdict(dict)
+    # who paid (a job, an outside record with a weighed hold, or the project's outside
+    # meters as a whole) → usage key → its records' sums
+    sums: dict[_Payer, dict[UsageKey, _KeySums]] = defaultdict(dict)
     for row in rows:
         job = None if row.job_id is None else activity.jobs[row.job_id]
         flavour = job.flavour if job is not None else (row.resource or EXTERNAL)
         key = UsageKey(row.currency, flavour, month_of(row.started_at), row.project_id)
         seconds = Decimal(row.quantity_micro) / MICRO * _SECONDS_PER_UNIT.get(row.unit, Decimal(0))
-        found = sums[row.job_id].setdefault(key, _KeySums())
+        found = sums[_payer(activity, row.job_id, row.id)].setdefault(key, _KeySums())
         found.captured += row.captured_micro
         found.overage += row.overage_micro
         found.seconds += seconds
         if job is not None:
             job.gpu_seconds += seconds
-    for job_id, by_key in sums.items():
-        weight = Fraction(1) if job_id is None else activity.weights[job_id]
-        overage_counted = job_id not in activity.overage_elsewhere
+    for payer, by_key in sums.items():
+        weight, overage_counted = _payer_weight(activity, payer)
         if weight == 0 and not overage_counted:
             continue  # nothing of it is this scope's
         for key, counted in _weighted(by_key, weight, overage_counted).items():
@@ -211,8 +229,31 @@ def _load_records(
             line.overage += counted.overage
             activity.overage_by_project[(key.currency, key.project_id)] += counted.overage
             line.gpu_seconds += counted.seconds
-            if job_id is not None:
-                line.jobs.add(job_id)
+            if payer[0] == "job":
+                line.jobs.add(payer[1])
+
+
+# ("job", job id), ("record", usage record id) or ("outside", 0)
+_Payer = tuple[str, int]
+
+
+def _payer(activity: Activity, job_id: int | None, record_id: int) -> _Payer:
+    if job_id is not None:
+        return ("job", job_id)
+    if record_id in activity.record_weights:
+        return ("record", record_id)
+    return ("outside", 0)
+
+
+def _payer_weight(activity: Activity, payer: _Payer) -> tuple[Fraction, bool]:
+    """The part of a payer's usage the scope counts, and whether its overage is."""
+    kind, payer_id = payer
+    if kind == "job":
+        return activity.weights[payer_id], payer_id not in activity.overage_elsewhere
+    if kind == "record":
+        weight = activity.record_weights[payer_id]
+        return weight, payer_id not in activity.record_overage_elsewhere
+    return Fraction(1), True
 
 
 @dataclass(frozen=True, order=True)
@@ -294,6 +335,30 @@ class _Hold:
     first_account: int
     # account id → (held, captured)
     parts: dict[int, tuple[int, int]] = field(default_factory=dict)
+
+
+def _load_outside_holds(session: Session, accounts: Collection[int]) -> dict[int, _Hold]:
+    """The holds of outside meters' records (``usage:<record id>:hold``, one per record)
+    that drew on ``accounts``, by record id."""
+    drawing = (
+        select(HoldPart.hold_key)
+        .where(HoldPart.account_id.in_(list(accounts)))
+        .where(HoldPart.hold_key.like(f"{OUTSIDE_HOLD_PREFIX}%{OUTSIDE_HOLD_SUFFIX}"))
+    )
+    rows = session.execute(
+        select(HoldPart.hold_key, HoldPart.account_id, HoldPart.amount, HoldPart.captured)
+        .where(HoldPart.hold_key.in_(drawing))
+        .order_by(HoldPart.hold_key, HoldPart.part)
+    ).all()
+    holds: dict[int, _Hold] = {}
+    for hold_key, account_id, amount, captured in rows:
+        record_id = hold_key.removeprefix(OUTSIDE_HOLD_PREFIX).removesuffix(OUTSIDE_HOLD_SUFFIX)
+        if not record_id.isdigit():
+            continue
+        hold = holds.setdefault(int(record_id), _Hold(first_account=account_id))
+        held, taken = hold.parts.get(account_id, (0, 0))
+        hold.parts[account_id] = (held + int(amount), taken + int(captured))
+    return holds
 
 
 def _load_holds(session: Session, job_ids: list[int]) -> dict[int, _Hold]:

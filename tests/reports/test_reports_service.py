@@ -29,7 +29,8 @@ from credits.ledger.overage import book_overage
 from credits.ledger.queries import get_balance, project_sink_code, system_account_id
 from credits.ledger.settle import void_hold
 from credits.ledger.verify import verify_ledger
-from credits.metering.models import UsageRecord
+from credits.metering.models import RecordStatus, UsageRecord
+from credits.metering.service import settle_all_pending
 from credits.reports.activity import apportion
 from credits.reports.energy import EnergyPolicy
 from credits.reports.schemas import ProgramReport, ProjectReport
@@ -371,3 +372,48 @@ def test_a_funders_view_of_a_project_forecasts_as_their_programs_report_does(
         (line.account_id, line.forecast_unused)
     ]
     assert project.balances[0].forecast_unused == line.forecast_unused
+
+
+def _outside_usage(world: ReportsWorld, amount: int) -> None:
+    """An outside meter reports ``amount`` credits of project A's, settled at once."""
+    with session_scope(world.factory) as session:
+        session.add(
+            UsageRecord(
+                source="meter.example",
+                record_id=f"outside-{amount}",
+                job_id=None,
+                project_id=world.a.project_id,
+                currency="gpu",
+                unit="credit",
+                quantity_micro=amount,
+                amount_micro=amount,
+                started_at=world.clock(),
+                ended_at=world.clock(),
+                request_hash="x",
+                status=RecordStatus.PENDING.value,
+                captured_micro=0,
+                overage_micro=0,
+            )
+        )
+    assert settle_all_pending(world.factory, batch_size=100, clock=world.clock).records == 1
+
+
+def test_a_programs_usage_lines_count_outside_meters_it_paid_for(
+    joined_session_factory: sessionmaker[Session],
+) -> None:
+    """Bridge ends sooner, so an outside record of 2 credits takes its 0.5 first and the
+    rest from program one: each report's usage adds up to its balances' used."""
+    world = build_reports_world(joined_session_factory)
+    with session_scope(joined_session_factory) as session:
+        bridge = _second_program_awarding_a(session, world, CREDIT // 2)
+    _outside_usage(world, 2 * CREDIT)
+    with session_scope(joined_session_factory) as session:
+        now = world.clock()
+        main, top_up = (program_report(session, pid, now) for pid in (world.program_id, bridge))
+
+    assert top_up.balances[0].used == CREDIT // 2
+    assert main.balances[0].used == 2 * CREDIT - CREDIT // 2
+    for report in (main, top_up):
+        assert sum(line.used for line in report.usage) == report.balances[0].used
+        assert {line.flavour for line in report.usage} == {"(external)"}
+        assert all(line.jobs == 0 for line in report.usage)
