@@ -35,6 +35,7 @@ from credits.datasets.schemas import (
     DatasheetPatch,
     MetadataPatch,
     ProvenanceOut,
+    TakedownOut,
     VerifyReport,
     VersionOut,
 )
@@ -264,7 +265,7 @@ def deprecate(version_id: int) -> ResponseReturnValue:
 @operation(
     "Take a version down (ops)",
     body=TakedownIn,
-    response=VersionOut,
+    response=TakedownOut,
     problems=(403, 404, 409, 422),
 )
 def takedown(version_id: int) -> ResponseReturnValue:

@@ -18,6 +18,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from credits.audit.service import record_event
@@ -30,9 +31,9 @@ from credits.datasets.errors import (
     VersionStateConflict,
 )
 from credits.datasets.manifest import manifest_hash
-from credits.datasets.models import DatasetVersion, VersionState
+from credits.datasets.models import DatasetFile, DatasetVersion, VersionState
 from credits.datasets.queries import render_version
-from credits.datasets.schemas import DATASHEET_SECTIONS, VersionOut
+from credits.datasets.schemas import DATASHEET_SECTIONS, TakedownOut, VersionOut
 from credits.db import utcnow
 from credits.identity.access_datasets import can_take_down, load_version, require_manager
 from credits.identity.actor import Actor
@@ -189,12 +190,15 @@ def take_down_version(
     reason: str,
     now: datetime | None = None,
     dois: DoiHook | None = None,
-) -> VersionOut:
+) -> TakedownOut:
     """Takes a public version down (ops alone): its files are no longer served; its
     landing page stays as a tombstone with the citation and the reason.
 
-    Appends the audit event ``dataset.version.taken_down`` with the reason.
-    Raises DatasetForbidden for anyone but ops, ReasonRequired without a
+    Appends the audit event ``dataset.version.taken_down`` with the reason. The answer
+    names the other versions that still serve any of the same bytes
+    (``same_files_still_served_by``): a take-down is of one version, and a file
+    carried into a later version stays downloadable there until that one is taken
+    down too. Raises DatasetForbidden for anyone but ops, ReasonRequired without a
     reason, and VersionStateConflict for a draft or a version already down.
     """
     if not can_take_down(actor):
@@ -231,4 +235,29 @@ def take_down_version(
         },
         occurred_at=at,
     )
-    return render_version(session, version)
+    return TakedownOut(
+        **render_version(session, version).model_dump(),
+        same_files_still_served_by=versions_serving_the_same_bytes(session, version.id),
+    )
+
+
+def versions_serving_the_same_bytes(session: Session, version_id: int) -> list[int]:
+    """The ids of other versions still served (published or deprecated) that list any
+    non-empty file of this version by its content (sha256), whatever its name or dataset."""
+    mine = select(DatasetFile.sha256).where(
+        DatasetFile.version_id == version_id, DatasetFile.size > 0
+    )
+    served = (VersionState.PUBLISHED.value, VersionState.DEPRECATED.value)
+    return list(
+        session.scalars(
+            select(DatasetFile.version_id)
+            .join(DatasetVersion, DatasetVersion.id == DatasetFile.version_id)
+            .where(
+                DatasetFile.sha256.in_(mine),
+                DatasetFile.version_id != version_id,
+                DatasetVersion.state.in_(served),
+            )
+            .distinct()
+            .order_by(DatasetFile.version_id)
+        )
+    )

@@ -291,6 +291,16 @@ class VersionOut(BaseModel):
     takedown_reason: str | None
 
 
+class TakedownOut(VersionOut):
+    """A version just taken down, and where the same bytes are still served."""
+
+    same_files_still_served_by: list[int] = Field(
+        description="ids of other published or deprecated versions that list any of this "
+        "version's (non-empty) files by content: they stay downloadable there; take those "
+        "versions down too if the reason covers them"
+    )
+
+
 class VersionSummary(BaseModel):
     """A line of a listing."""
 

@@ -151,6 +151,11 @@ def test_deprecate_and_takedown(
 
     assert deprecated.exit_code == 0, deprecated.output
     assert taken.exit_code == 0, taken.output
+    # The second version carried events.csv over: the deprecated first still serves it.
+    assert (
+        f"warning: versions {version_id} still serve some of the same files; take them down"
+        " too if the reason covers them"
+    ) in taken.output
     first = queries.get_version(session, None, int(version_id))
     assert first.state is VersionState.DEPRECATED
     assert first.successor_public_id == queries.get_version(session, None, int(second_id)).public_id
