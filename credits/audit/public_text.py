@@ -19,8 +19,12 @@ from typing import Any
 from credits.errors import InvalidInput
 
 # A local part, then domain labels that each hold a letter (so ``pkg@1.0.dev`` is
-# not an address), then a top-level domain.
-EMAIL_LIKE = re.compile(r"[^\s\"@]+@(?:[a-z0-9-]*[a-z][a-z0-9-]*\.)+[a-z]{2,}\b", re.IGNORECASE)
+# not an address), then a top-level domain. The lookahead keeps each label one match
+# (``[a-z0-9-]*[a-z][a-z0-9-]*`` splits a label many ways: cubic time on a long
+# reason), and the lookbehind starts a local part only where one can start.
+EMAIL_LIKE = re.compile(
+    r"(?<![^\s\"@])[^\s\"@]+@(?:(?=[a-z0-9-]*[a-z])[a-z0-9-]+\.)+[a-z]{2,}\b", re.IGNORECASE
+)
 ORCID_LIKE = re.compile(r"\b\d{4}-\d{4}-\d{4}-\d{3}[\dX]\b")
 # Events written by the platform itself carry what it saw (an exit reason, a
 # pod's message), not what a person typed.

@@ -450,10 +450,13 @@ def takedown(*, version_ref: str, reason: str, as_email: str) -> None:
         )
     click.echo(f"took down version {version.number} ({version.public_id})")
     if version.same_files_still_served_by:
-        others = ", ".join(str(other) for other in version.same_files_still_served_by)
+        others = ", ".join(
+            f"{other.public_id} (dataset {other.dataset_id}, version {other.number})"
+            for other in version.same_files_still_served_by
+        )
         click.echo(
-            f"warning: versions {others} still serve some of the same files; take them down"
-            " too if the reason covers them",
+            "warning: some of the same files are still served by "
+            f"{others}; take those down too if the reason covers them",
             err=True,
         )
     _tell_datacite(dois, version.id)

@@ -33,7 +33,12 @@ from credits.datasets.errors import (
 from credits.datasets.manifest import manifest_hash
 from credits.datasets.models import DatasetFile, DatasetVersion, VersionState
 from credits.datasets.queries import render_version
-from credits.datasets.schemas import DATASHEET_SECTIONS, TakedownOut, VersionOut
+from credits.datasets.schemas import (
+    DATASHEET_SECTIONS,
+    ServingVersion,
+    TakedownOut,
+    VersionOut,
+)
 from credits.db import utcnow
 from credits.identity.access_datasets import can_take_down, load_version, require_manager
 from credits.identity.actor import Actor
@@ -241,23 +246,31 @@ def take_down_version(
     )
 
 
-def versions_serving_the_same_bytes(session: Session, version_id: int) -> list[int]:
-    """The ids of other versions still served (published or deprecated) that list any
-    non-empty file of this version by its content (sha256), whatever its name or dataset."""
+def versions_serving_the_same_bytes(session: Session, version_id: int) -> list[ServingVersion]:
+    """Other versions still served (published or deprecated) that list any non-empty
+    file of this version by its content (sha256), whatever its name or dataset."""
     mine = select(DatasetFile.sha256).where(
         DatasetFile.version_id == version_id, DatasetFile.size > 0
     )
     served = (VersionState.PUBLISHED.value, VersionState.DEPRECATED.value)
-    return list(
-        session.scalars(
-            select(DatasetFile.version_id)
-            .join(DatasetVersion, DatasetVersion.id == DatasetFile.version_id)
-            .where(
-                DatasetFile.sha256.in_(mine),
-                DatasetFile.version_id != version_id,
-                DatasetVersion.state.in_(served),
-            )
-            .distinct()
-            .order_by(DatasetFile.version_id)
-        )
+    serving = (
+        select(DatasetFile.version_id)
+        .where(DatasetFile.sha256.in_(mine), DatasetFile.version_id != version_id)
+        .distinct()
     )
+    rows = session.execute(
+        select(
+            DatasetVersion.id,
+            DatasetVersion.public_id,
+            DatasetVersion.dataset_id,
+            DatasetVersion.number,
+        )
+        .where(DatasetVersion.id.in_(serving), DatasetVersion.state.in_(served))
+        .order_by(DatasetVersion.id)
+    )
+    return [
+        ServingVersion(
+            id=row.id, public_id=row.public_id, dataset_id=row.dataset_id, number=row.number
+        )
+        for row in rows
+    ]

@@ -291,11 +291,20 @@ class VersionOut(BaseModel):
     takedown_reason: str | None
 
 
+class ServingVersion(BaseModel):
+    """Another version that still serves some of the same bytes."""
+
+    id: int
+    public_id: str
+    dataset_id: int
+    number: int
+
+
 class TakedownOut(VersionOut):
     """A version just taken down, and where the same bytes are still served."""
 
-    same_files_still_served_by: list[int] = Field(
-        description="ids of other published or deprecated versions that list any of this "
+    same_files_still_served_by: list[ServingVersion] = Field(
+        description="other published or deprecated versions that list any of this "
         "version's (non-empty) files by content: they stay downloadable there; take those "
         "versions down too if the reason covers them"
     )

@@ -57,6 +57,7 @@ MONEY_METRICS = frozenset(
         "available",
         "overage",
         "forecast_unused",
+        "lapsed",
         "cumulative_used",
         "rate_per_day",
         "spendable",

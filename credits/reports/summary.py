@@ -26,6 +26,7 @@ from credits.reports.figures import (
     AccountFigures,
     Capture,
     Flows,
+    add_lapsed_tranches,
     apply_transfer,
     load_accounts,
 )
@@ -33,7 +34,7 @@ from credits.reports.schemas import Balance, BurnDown
 from credits.reports.service import currency_burn_down, forecasts
 
 # The figures a balance sums over its accounts, named as on both.
-SUMMED = ("awarded", "released", "adjusted", "held", "used", "expired", "available")
+SUMMED = ("awarded", "released", "adjusted", "held", "used", "expired", "available", "lapsed")
 
 
 @dataclass(frozen=True)
@@ -50,11 +51,12 @@ class ProjectSummary:
 def project_summaries(
     session: Session, titles: Mapping[int, str], now: dt.datetime
 ) -> list[ProjectSummary]:
-    """The summary of each project in ``titles`` (id to title), in that order; five
+    """The summary of each project in ``titles`` (id to title), in that order; six
     queries whatever the number of projects."""
     if not titles:
         return []
     accounts = load_accounts(session, Account.project_id.in_(list(titles)))
+    add_lapsed_tranches(session, accounts, now)
     _add_totals(session, accounts)
     captures = _daily_captures(session, accounts, now)
     overage = _overage(session, list(titles))

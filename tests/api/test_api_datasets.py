@@ -254,7 +254,11 @@ def test_the_whole_flow_from_draft_to_tombstone(api: Api) -> None:
     down = api.call("POST", url, "ops", json={"reason": "court order"})
     assert down.status_code == 200, down.get_json()
     # v2 carried v1's data/events.csv over; the deprecated v1 still serves those bytes.
-    assert down.get_json()["same_files_still_served_by"] == [vid]
+    (serving,) = down.get_json()["same_files_still_served_by"]
+    assert (serving["id"], serving["number"]) == (vid, 1)
+    assert (
+        serving["public_id"] == api.call("GET", f"/datasets/versions/{vid}").get_json()["public_id"]
+    )
     gone = api.call("GET", f"/datasets/versions/{v2id}/files/README.md")
     _problem(gone, 410, "dataset-file-gone")
     _problem(api.call("GET", f"/datasets/versions/{v2id}/files/data/events.csv"), 410)

@@ -152,11 +152,12 @@ def test_deprecate_and_takedown(
     assert deprecated.exit_code == 0, deprecated.output
     assert taken.exit_code == 0, taken.output
     # The second version carried events.csv over: the deprecated first still serves it.
-    assert (
-        f"warning: versions {version_id} still serve some of the same files; take them down"
-        " too if the reason covers them"
-    ) in taken.output
     first = queries.get_version(session, None, int(version_id))
+    assert (
+        "warning: some of the same files are still served by "
+        f"{first.public_id} (dataset {dataset_id}, version 1); take those down too if the"
+        " reason covers them"
+    ) in taken.output
     assert first.state is VersionState.DEPRECATED
     assert first.successor_public_id == queries.get_version(session, None, int(second_id)).public_id
     assert queries.get_version(session, None, int(second_id)).takedown_reason == "wrong licence"

@@ -5,6 +5,8 @@ is not active can be reactivated by hand."""
 
 from __future__ import annotations
 
+import csv
+import io
 from typing import Any
 
 import pytest
@@ -27,6 +29,7 @@ from credits.ledger import queries as ledger_queries
 from credits.ledger import service as ledger
 from credits.ledger.models import AccountStatus
 from credits.ledger.verify import verify_ledger
+from credits.reports.csv_export import to_csv
 from credits.reports.service import program_report, project_report
 from credits.settings import load_settings
 
@@ -206,6 +209,12 @@ def test_reports_show_an_archived_projects_pending_tranche_as_lapsed(session: Se
     assert (line.awarded, line.released, line.lapsed) == (800 * CREDIT, 400 * CREDIT, 400 * CREDIT)
     assert program.balances[0].lapsed == program.by_project[0].lapsed == 400 * CREDIT
     assert project_report(session, w.project_id, utcnow()).balances[0].lapsed == 400 * CREDIT
+    balance_rows = list(csv.DictReader(io.StringIO(to_csv(program))))
+    lapsed = [row["value"] for row in balance_rows if row["metric"].startswith("lapsed")]
+    assert lapsed and all(value == "400" for value in lapsed)
+    assert {row["metric"] for row in balance_rows if row["metric"].startswith("lapsed")} == {
+        "lapsed_credits"
+    }
 
 
 def test_the_funder_dashboard_shows_what_lapsed_under_awarded(
