@@ -28,6 +28,7 @@ from sqlalchemy import ColumnElement, select
 from sqlalchemy.orm import Session
 
 from credits.jobs.models import Job
+from credits.ledger import batch_write as bulk
 from credits.ledger.models import HoldPart
 from credits.metering.energy import EnergyFootprint
 from credits.metering.models import JobTelemetryRow, UsageRecord, UsageUnit
@@ -186,11 +187,14 @@ def _load_jobs(
 def _load_records(
     session: Session, activity: Activity, condition: ColumnElement[bool] | None
 ) -> None:
-    scope: ColumnElement[bool] = UsageRecord.job_id.in_(list(activity.jobs))
+    postgres = bulk.is_postgres(session)
+    # The ids travel as one array parameter on PostgreSQL, however many there are.
+    scope: ColumnElement[bool] = bulk.one_of(UsageRecord.job_id, "job_ids", postgres=postgres)
     if condition is not None:
         scope = scope | (UsageRecord.job_id.is_(None) & condition)
     if activity.record_weights:
-        scope = scope | UsageRecord.id.in_(list(activity.record_weights))
+        scope = scope | bulk.one_of(UsageRecord.id, "record_ids", postgres=postgres)
+    parameters = {"job_ids": list(activity.jobs), "record_ids": list(activity.record_weights)}
     rows = session.execute(
         select(
             UsageRecord.id,
@@ -203,7 +207,8 @@ def _load_records(
             UsageRecord.captured_micro,
             UsageRecord.overage_micro,
             UsageRecord.started_at,
-        ).where(scope)
+        ).where(scope),
+        parameters,
     ).all()
     # who paid (a job, an outside record with a weighed hold, or the project's outside
     # meters as a whole) → usage key → its records' sums
