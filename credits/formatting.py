@@ -166,14 +166,19 @@ def csv_time(moment: dt.datetime | dt.date | str | None) -> str:
     return moment.isoformat()
 
 
-def exhaustion(projected: dt.date | None, period_ends: dt.date | dt.datetime | None) -> str:
+def exhaustion(
+    projected: dt.date | None, period_ends: dt.date | dt.datetime | None, outlasts: bool = False
+) -> str:
     """When credits run out at the recent rate, or why that date does not matter.
 
-    None (no recent use) reads 'not at the recent rate (no recent use)'; a date
-    after the period's end reads 'not within the allocation's period'.
+    None (no recent use) reads 'not at the recent rate (no recent use)'; credits that
+    outlast the allocations (``outlasts``), or a date after the period's end, read
+    'not within the allocation's period'.
     """
     if projected is None:
         return "not at the recent rate (no recent use)"
+    if outlasts:
+        return "not within the allocation's period"
     if isinstance(period_ends, dt.datetime):
         period_ends = last_day(period_ends)
     if period_ends is not None and projected > period_ends:

@@ -1,13 +1,13 @@
 """Burn-down: daily use, the date credits run out at the recent rate, and what
 will expire unused.
 
-Both walk the allocations the way the ledger spends them.
-
-The rate is the mean use per day over the 7 days before ``now``. Allocations
-are spent soonest-expiring first (the ledger's spend order), so the forecast
-walks them in that order: each takes the rate from when the one before it runs
-out (or from its start) until it is used up or expires; what it still has then
-is forecast to expire unused.
+The rate is the mean use per day over the 7 days before ``now``, each project's
+own. Both figures come from one walk per project (:func:`walk`): from ``now`` its
+credits are spent at its rate the way the ledger spends them, at every moment from
+the started, active allocation that ends soonest; what an allocation still holds
+when it ends is forecast to expire unused, and the credits run out at the first
+moment no started allocation has any left. A program's credits run out when the
+last of its projects still spending runs out of them.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 from collections import defaultdict
 from collections.abc import Iterable
+from dataclasses import dataclass
 from decimal import ROUND_FLOOR, Decimal
 
 from credits.reports.figures import AccountFigures, Capture
@@ -35,6 +36,82 @@ def rate_per_second(captures: Iterable[Capture], now: dt.datetime) -> Decimal:
     return Decimal(recent_use(captures, now)) / Decimal(RATE_WINDOW.total_seconds())
 
 
+@dataclass
+class Walk:
+    """Credits spent at a steady rate the way the ledger spends them."""
+
+    # Per account with an end: what it still holds when it ends, never negative.
+    unused: dict[int, int]
+    # The first moment no started allocation has credits left; None if never.
+    runs_out: dt.datetime | None
+    # Whether that moment is the last allocation ending with credits left.
+    outlasts: bool
+
+
+# A walk of one project's accounts ends within this many steps of each account.
+_STEPS_PER_ACCOUNT = 4
+# Beyond this the credits last for all practical purposes.
+_FOREVER = dt.timedelta(days=365 * 1000)
+
+
+def walk(accounts: Iterable[AccountFigures], rate: Decimal, now: dt.datetime) -> Walk:
+    """Spends one project's ``accounts`` from ``now`` at ``rate`` micro-credits a second.
+
+    At every moment the credits come from the started, active allocation that ends
+    soonest (the ledger's spend order); an allocation that starts later takes over
+    from its start if it ends sooner; one that ends before it is used up keeps the
+    rest, which expires unused. A suspended allocation spends nothing.
+    """
+    members = list(accounts)
+    left = {a.id: Decimal(max(a.available, 0)) for a in members}
+    active = [a for a in members if a.status == "active"]
+    moment, runs_out, outlasts = now, None, False
+    ended_with_credits = False  # the allocation spent last ended before it was used up
+    for _ in range(_STEPS_PER_ACCOUNT * len(members) + 2):
+        live = [a for a in active if _spendable(a, moment) and left[a.id] > 0]
+        later = [a.starts_at for a in active if a.starts_at and a.starts_at > moment]
+        if not live:
+            if runs_out is None:
+                runs_out, outlasts = moment, ended_with_credits and not later
+            if not later or rate <= 0:
+                break
+            moment = min(later)
+            continue
+        if rate <= 0:
+            break
+        spending = min(live, key=_spend_order)
+        seconds = left[spending.id] / rate
+        used_up = (
+            dt.timedelta(seconds=float(seconds)) if seconds < _FOREVER.total_seconds() else _FOREVER
+        )
+        ends = [spending.expires_at - moment] if spending.expires_at is not None else []
+        step = min([used_up, *ends, *(start - moment for start in later)])
+        if step >= _FOREVER:
+            break
+        if step == used_up:
+            left[spending.id] = Decimal(0)  # exactly, whatever the timedelta rounded
+        else:
+            left[spending.id] -= min(left[spending.id], rate * Decimal(step.total_seconds()))
+        ended_with_credits = bool(ends) and step == ends[0] and left[spending.id] > 0
+        moment += step
+    unused = {
+        a.id: int(left[a.id].to_integral_value(ROUND_FLOOR))
+        for a in members
+        if a.expires_at is not None
+    }
+    return Walk(unused=unused, runs_out=runs_out, outlasts=outlasts)
+
+
+def _spendable(account: AccountFigures, moment: dt.datetime) -> bool:
+    return (account.starts_at is None or account.starts_at <= moment) and (
+        account.expires_at is None or account.expires_at > moment
+    )
+
+
+def _spend_order(account: AccountFigures) -> tuple[bool, dt.datetime | None, int]:
+    return (account.expires_at is None, account.expires_at, account.id)
+
+
 def forecast_unused(
     accounts: Iterable[AccountFigures], rate: Decimal, now: dt.datetime
 ) -> dict[int, int]:
@@ -43,24 +120,7 @@ def forecast_unused(
     Accounts without an end date never expire and are left out; an ended
     account forecasts what it still has.
     """
-    ordered = sorted(
-        (a for a in accounts if a.expires_at is not None),
-        key=lambda a: (a.expires_at, a.id),
-    )
-    forecast: dict[int, int] = {}
-    cursor = now
-    for account in ordered:
-        assert account.expires_at is not None  # noqa: S101 - filtered above
-        available = max(account.available, 0)
-        start = max(cursor, account.starts_at or cursor)
-        if rate <= 0 or account.expires_at <= start:
-            forecast[account.id] = available
-            continue
-        window = Decimal((account.expires_at - start).total_seconds())
-        spent = min(Decimal(available), rate * window)
-        forecast[account.id] = int((available - spent).to_integral_value(ROUND_FLOOR))
-        cursor = start + dt.timedelta(seconds=float(spent / rate))
-    return forecast
+    return walk(accounts, rate, now).unused
 
 
 def spendable(accounts: Iterable[AccountFigures], now: dt.datetime) -> int:
@@ -72,30 +132,6 @@ def spendable(accounts: Iterable[AccountFigures], now: dt.datetime) -> int:
         and (a.starts_at is None or a.starts_at <= now)
         and (a.expires_at is None or a.expires_at > now)
     )
-
-
-def runs_out(accounts: Iterable[AccountFigures], rate: Decimal, now: dt.datetime) -> dt.date:
-    """The day (UTC) the spendable credits run out at ``rate`` (> 0) micro-credits a
-    second, spent soonest-expiring first: each account lasts until it is used up or
-    ends, whichever is sooner, so credits that will expire unused do not count."""
-    live = [
-        a
-        for a in accounts
-        if a.status == "active"
-        and (a.starts_at is None or a.starts_at <= now)
-        and (a.expires_at is None or a.expires_at > now)
-    ]
-    cursor = now
-    try:
-        for account in sorted(live, key=lambda a: (a.expires_at is None, a.expires_at, a.id)):
-            lasts = dt.timedelta(seconds=float(Decimal(max(account.available, 0)) / rate))
-            if account.expires_at is None or cursor + lasts <= account.expires_at:
-                cursor += lasts
-            elif account.expires_at > cursor:
-                cursor = account.expires_at  # it ends before it is used up
-        return cursor.astimezone(dt.UTC).date()
-    except OverflowError:
-        return dt.date.max  # centuries away at this rate
 
 
 def daily_series(captures: Iterable[Capture], now: dt.datetime) -> list[BurnDay]:
@@ -114,6 +150,36 @@ def daily_series(captures: Iterable[Capture], now: dt.datetime) -> list[BurnDay]
     return series
 
 
+def _exhaustion(
+    accounts: list[AccountFigures], captures: list[Capture], now: dt.datetime
+) -> tuple[dt.date | None, bool]:
+    """When the credits of the projects still using them run out, each project walking
+    its own allocations at its own rate: the latest such day, and whether that is the
+    allocations ending with credits left. A project without recent use does not count
+    (its credits are forecast unused). None without any recent use."""
+    by_project: dict[int, list[AccountFigures]] = defaultdict(list)
+    for account in accounts:
+        by_project[account.project_id].append(account)
+    latest: tuple[dt.datetime, bool] | None = None
+    for members in by_project.values():
+        ids = {a.id for a in members}
+        rate = rate_per_second((c for c in captures if c.account_id in ids), now)
+        if rate <= 0:
+            continue
+        project = walk(members, rate, now)
+        ends = project.runs_out
+        if ends is None:
+            ends, project.outlasts = now + _FOREVER, False
+        if latest is None or ends > latest[0]:
+            latest = (ends, project.outlasts)
+    if latest is None:
+        return None, False
+    try:
+        return latest[0].astimezone(dt.UTC).date(), latest[1]
+    except OverflowError:
+        return dt.date.max, False
+
+
 def burn_down(
     currency: str,
     accounts: list[AccountFigures],
@@ -124,15 +190,13 @@ def burn_down(
     """The burn-down of ``accounts`` (one currency) from their ``captures``."""
     used = recent_use(captures, now)
     left = spendable(accounts, now)
-    exhaustion = None
-    if used > 0:
-        rate = Decimal(used) / Decimal(RATE_WINDOW.total_seconds())
-        exhaustion = runs_out(accounts, rate, now)
+    exhaustion, outlasts = _exhaustion(accounts, captures, now)
     return BurnDown(
         currency=currency,
         daily=daily_series(captures, now),
         rate_per_day=used // RATE_WINDOW.days,
         spendable=left,
         projected_exhaustion=exhaustion,
+        outlasts_allocations=outlasts,
         forecast_unused=sum(forecast.get(a.id, 0) for a in accounts),
     )

@@ -87,7 +87,7 @@ def _print(report: ProgramReport | ProjectReport, heading: str) -> None:
     _print_spend(console, report)
     for burn in report.burndown:
         ends = fmt.latest_end(report.allocations, burn.currency)
-        when = fmt.exhaustion(burn.projected_exhaustion, ends)
+        when = fmt.exhaustion(burn.projected_exhaustion, ends, burn.outlasts_allocations)
         rate, spendable, unused = (
             fmt.money(micro, burn.currency, exact=True)
             for micro in (burn.rate_per_day, burn.spendable, burn.forecast_unused)

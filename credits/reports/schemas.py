@@ -128,8 +128,13 @@ class BurnDown(BaseModel):
     spendable: int = Field(description="available now in allocations that have started")
     projected_exhaustion: dt.date | None = Field(
         description="when spendable runs out at rate_per_day, soonest-expiring first "
-        "(an allocation that ends before it is used up lasts until its end); None without "
-        "recent use"
+        "(an allocation that ends before it is used up lasts until its end), the latest of "
+        "the projects still spending; None without recent use"
+    )
+    outlasts_allocations: bool = Field(
+        default=False,
+        description="true when at this rate the credits outlast the allocations: "
+        "projected_exhaustion is then the last allocation's end, with credits unused",
     )
     forecast_unused: int
 

@@ -5,8 +5,12 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
 from credits import formatting as fmt
-from credits.reports.burndown import burn_down, forecast_unused, rate_per_second
+from credits.reports.burndown import burn_down, forecast_unused, rate_per_second, walk
 from credits.reports.figures import AccountFigures, Capture
 from credits.reports.schemas import BurnDown
 
@@ -90,11 +94,19 @@ def test_allocations_used_up_before_they_end_last_one_after_another() -> None:
     assert burn.projected_exhaustion == (NOW + timedelta(days=13)).date()
 
 
-def test_the_last_allocation_ending_unused_runs_out_at_its_end() -> None:
-    ends = datetime(2027, 3, 11, tzinfo=UTC)  # an allocation's end: midnight after its last day
+@pytest.mark.parametrize(
+    "ends",
+    [
+        datetime(2027, 3, 11, tzinfo=UTC),  # an allocation's end: midnight after its last day
+        datetime(2027, 3, 11, 17, 0, tzinfo=UTC),  # an end set to the minute through the API
+    ],
+)
+def test_the_last_allocation_ending_unused_runs_out_at_its_end(ends: datetime) -> None:
     burn = _burn([_account(1, 5000, 0, expires_at=ends)], per_day=100)
     assert burn.projected_exhaustion == ends.date()
-    assert fmt.exhaustion(burn.projected_exhaustion, ends) == "not within the allocation's period"
+    assert burn.outlasts_allocations
+    shown = fmt.exhaustion(burn.projected_exhaustion, ends, burn.outlasts_allocations)
+    assert shown == "not within the allocation's period"
 
 
 def test_an_account_without_an_end_is_spent_last_and_never_expires() -> None:
@@ -102,11 +114,70 @@ def test_an_account_without_an_end_is_spent_last_and_never_expires() -> None:
     assert burn.projected_exhaustion == (NOW + timedelta(days=11)).date()
 
 
-def test_an_ended_suspended_or_unstarted_account_gives_nothing_to_spend() -> None:
+def test_an_ended_or_suspended_account_gives_nothing_and_a_later_one_takes_over() -> None:
+    """100/day: the 300 of account 4 from now; from tomorrow account 2 (same end, lower
+    id) is spent first, 1,000 over 10 days; then the 200 left of account 4."""
     accounts = [
         _account(1, 1000, 30, status="suspended"),
         _account(2, 1000, 30, starts_at=NOW + timedelta(days=1)),
         _account(3, 1000, -1),
         _account(4, 300, 30),
     ]
-    assert _burn(accounts, per_day=100).projected_exhaustion == (NOW + timedelta(days=3)).date()
+    burn = _burn(accounts, per_day=100)
+    assert burn.projected_exhaustion == (NOW + timedelta(days=13)).date()
+    assert not burn.outlasts_allocations
+    assert forecast_unused(accounts, Decimal(100) / DAY, NOW) == {1: 1000, 2: 0, 3: 1000, 4: 0}
+
+
+def test_a_gap_before_the_next_allocation_starts_is_running_out() -> None:
+    later = _account(2, 1000, 40, starts_at=NOW + timedelta(days=20))
+    burn = _burn([_account(1, 300, 30), later], per_day=100)
+    assert burn.projected_exhaustion == (NOW + timedelta(days=3)).date()
+    assert not burn.outlasts_allocations
+    assert forecast_unused([later], Decimal(100) / DAY, NOW) == {2: 0}
+
+
+def test_a_project_without_recent_use_does_not_push_a_programs_exhaustion() -> None:
+    """Project 2 is idle with 5,000 ending in 10 days; project 1 spends 100/day from 500."""
+    idle = _account(2, 5000, 10, project_id=2)
+    burn = _burn([_account(1, 500, 365), idle], per_day=100)
+    assert burn.projected_exhaustion == (NOW + timedelta(days=5)).date()
+    assert not burn.outlasts_allocations
+
+
+_accounts = st.lists(
+    st.builds(
+        lambda available, start_day, length, active, ends: _account(
+            0,
+            available,
+            0,
+            starts_at=NOW + timedelta(days=start_day),
+            expires_at=NOW + timedelta(days=start_day + length) if ends else None,
+            status="active" if active else "suspended",
+        ),
+        st.integers(min_value=-50, max_value=5_000),
+        st.integers(min_value=-30, max_value=30),
+        st.integers(min_value=1, max_value=60),
+        st.booleans(),
+        st.booleans(),
+    ),
+    max_size=6,
+)
+
+
+@given(accounts=_accounts, per_day=st.integers(min_value=1, max_value=2_000))
+def test_a_walk_never_spends_more_than_there_is_nor_runs_out_later_when_faster(
+    accounts: list[AccountFigures], per_day: int
+) -> None:
+    for index, account in enumerate(accounts):
+        account.id = index + 1
+    slow = walk(accounts, Decimal(per_day) / DAY, NOW)
+    fast = walk(accounts, Decimal(2 * per_day) / DAY, NOW)
+    for account in accounts:
+        if account.expires_at is not None:
+            assert (
+                0 <= fast.unused[account.id] <= slow.unused[account.id] <= max(account.available, 0)
+            )
+    assert slow.runs_out is None or slow.runs_out >= NOW
+    if slow.runs_out is not None:
+        assert fast.runs_out is not None and fast.runs_out <= slow.runs_out
