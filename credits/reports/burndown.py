@@ -66,13 +66,24 @@ def walk(accounts: Iterable[AccountFigures], rate: Decimal, now: dt.datetime) ->
     left = {a.id: Decimal(max(a.available, 0)) for a in members}
     active = [a for a in members if a.status == "active"]
     moment, runs_out, outlasts = now, None, False
-    ended_with_credits = False  # the allocation spent last ended before it was used up
     for _ in range(_STEPS_PER_ACCOUNT * len(members) + 2):
         live = [a for a in active if _spendable(a, moment) and left[a.id] > 0]
-        later = [a.starts_at for a in active if a.starts_at and a.starts_at > moment]
+        later = [
+            a.starts_at
+            for a in active
+            if a.starts_at
+            and a.starts_at > moment
+            and left[a.id] > 0
+            and (a.expires_at is None or a.expires_at > a.starts_at)
+        ]
         if not live:
             if runs_out is None:
-                runs_out, outlasts = moment, ended_with_credits and not later
+                runs_out = moment
+                # Ended during the walk with a whole micro-credit or more left.
+                outlasts = not later and any(
+                    a.expires_at is not None and now < a.expires_at <= moment and left[a.id] >= 1
+                    for a in active
+                )
             if not later or rate <= 0:
                 break
             moment = min(later)
@@ -86,13 +97,12 @@ def walk(accounts: Iterable[AccountFigures], rate: Decimal, now: dt.datetime) ->
         )
         ends = [spending.expires_at - moment] if spending.expires_at is not None else []
         step = min([used_up, *ends, *(start - moment for start in later)])
-        if step >= _FOREVER:
-            break
+        if moment - now + step >= _FOREVER:
+            break  # the credits last for all practical purposes: they never run out
         if step == used_up:
             left[spending.id] = Decimal(0)  # exactly, whatever the timedelta rounded
         else:
             left[spending.id] -= min(left[spending.id], rate * Decimal(step.total_seconds()))
-        ended_with_credits = bool(ends) and step == ends[0] and left[spending.id] > 0
         moment += step
     unused = {
         a.id: int(left[a.id].to_integral_value(ROUND_FLOOR))

@@ -127,14 +127,16 @@ class BurnDown(BaseModel):
     rate_per_day: int = Field(description="mean use per day over the last 7 days")
     spendable: int = Field(description="available now in allocations that have started")
     projected_exhaustion: dt.date | None = Field(
-        description="when spendable runs out at rate_per_day, soonest-expiring first "
-        "(an allocation that ends before it is used up lasts until its end), the latest of "
-        "the projects still spending; None without recent use"
+        description="when the credits run out at the recent rate: each project walks its "
+        "allocations at its own 7-day rate the way the ledger spends them (an allocation "
+        "that ends before it is used up lasts until its end; one that starts later takes "
+        "over from its start); the latest of the projects still spending; None without "
+        "recent use"
     )
     outlasts_allocations: bool = Field(
         default=False,
-        description="true when at this rate the credits outlast the allocations: "
-        "projected_exhaustion is then the last allocation's end, with credits unused",
+        description="true when, at that rate, the allocations of the project that runs out "
+        "last end with credits unused: projected_exhaustion is then their end",
     )
     forecast_unused: int
 

@@ -181,3 +181,22 @@ def test_a_walk_never_spends_more_than_there_is_nor_runs_out_later_when_faster(
     assert slow.runs_out is None or slow.runs_out >= NOW
     if slow.runs_out is not None:
         assert fast.runs_out is not None and fast.runs_out <= slow.runs_out
+
+
+def test_credits_that_never_end_walk_without_overflowing() -> None:
+    forever = [_account(i, 100 * 365 * 900, 0, expires_at=None) for i in range(1, 11)]
+    walked = walk(forever, Decimal(100) / DAY, NOW)
+    assert walked.runs_out is None and walked.unused == {}
+    assert _burn(forever, per_day=100).projected_exhaustion is not None
+
+
+def test_outlasting_means_a_whole_micro_credit_left_in_any_allocation_ending() -> None:
+    # Used up but for a fraction of a micro-credit: used up.
+    nearly = walk([_account(1, 2_592_002, 10)], Decimal(604800 * 3 + 1) / 604800, NOW)
+    assert (nearly.unused, nearly.outlasts) == ({1: 0}, False)
+    # One runs out exactly at the end both share; the other ends with 500 left.
+    tied = walk([_account(1, 1000, 10), _account(2, 500, 10)], Decimal(100) / DAY, NOW)
+    assert (tied.unused, tied.outlasts) == ({1: 0, 2: 500}, True)
+    # An empty allocation starting later changes nothing.
+    empty_later = _account(2, 0, 60, starts_at=NOW + timedelta(days=20))
+    assert walk([_account(1, 5000, 10), empty_later], Decimal(100) / DAY, NOW).outlasts
