@@ -7,7 +7,8 @@ CLI against the database can read it all anyway. A version is named by its id
 or its UUID. ``upload`` streams each file through the blob store in chunks,
 then adds it to the draft. With DOIs configured, create, new-version, publish,
 deprecate and takedown tell DataCite (credits/datasets/doi.py); ``sync-dois``
-finishes what DataCite could not be told at the time.
+finishes what DataCite could not be told at the time. A version's life after its
+draft (publish to verify) is in :mod:`credits.datasets.cli_lifecycle`.
 """
 
 from __future__ import annotations
@@ -28,62 +29,29 @@ from credits.cli_support import (
     fail,
     reports_errors,
 )
-from credits.datasets import exports, provenance, publishing, queries, service, uploads
-from credits.datasets.blobs import BlobReader
+from credits.datasets import exports, provenance, queries, service, uploads
 from credits.datasets.citation import apa, bibtex
+from credits.datasets.cli_lifecycle import deprecate, publish, sync_dois_command, takedown, verify
+from credits.datasets.cli_shared import cli_blob_store, cli_doi_registrar, tell_datacite
 from credits.datasets.doi import (
-    DoiRegistrar,
     doi_of,
-    doi_registrar_from_settings,
-    finish_after_commit,
-    sync_dois,
 )
 from credits.datasets.drafts import editable_draft
 from credits.datasets.manifest import sha256sums
 from credits.datasets.models import VersionState
 from credits.datasets.schemas import VersionOut
-from credits.datasets.verify import verify_files
 from credits.formatting import status
 from credits.identity.actor import Actor
 from credits.identity.models import Role
 from credits.identity.service import actor_for_email
 from credits.reports.energy import policy_from_settings
-from credits.storage import BlobStore, blob_store_from_settings, safe_file_name
+from credits.storage import safe_file_name
 
 CLI_READER = Actor(label="cli:ops", roles=frozenset({Role.OPS}))
 CHUNK_BYTES = 1024 * 1024
 # One file may be at most this large unless --max-bytes says otherwise (100 GiB).
 DEFAULT_MAX_FILE_BYTES = 100 * 1024**3
 FORMATS = ("text", "json", "croissant", "datacite", "datasheet", "bibtex", "apa", "sha256sums")
-
-
-def cli_blob_store() -> BlobStore:
-    """The store of this invocation (tests may place their own in ``obj["blob_store"]``)."""
-    obj = click.get_current_context().find_root().obj or {}
-    store = obj.get("blob_store")
-    if store is not None:
-        return store  # type: ignore[no-any-return]  # placed by a test, a BlobStore
-    return blob_store_from_settings(cli_settings())
-
-
-def cli_doi_registrar() -> DoiRegistrar | None:
-    """The DOI registrar of this invocation, None when DOIs are off (tests may place
-    their own in ``obj["doi_registrar"]``)."""
-    obj = click.get_current_context().find_root().obj or {}
-    if "doi_registrar" in obj:
-        return obj["doi_registrar"]  # type: ignore[no-any-return]  # placed by a test
-    return doi_registrar_from_settings(cli_settings())
-
-
-def _tell_datacite(registrar: DoiRegistrar | None, version_id: int) -> None:
-    """After the commit: DataCite hears of the change now, or the sweep retries."""
-    report = finish_after_commit(cli_session_factory(), registrar, version_id)
-    if report is None:
-        return
-    for doi in report.done:
-        click.echo(f"doi {doi}: up to date at DataCite")
-    for doi, why in report.failed.items():
-        click.echo(f"warning: doi {doi} left pending ({why}); `credits datasets sync-dois` retries")
 
 
 def _base_url(base_url: str | None) -> str:
@@ -246,7 +214,7 @@ def create_dataset(*, project: int, title: str, as_email: str) -> None:
         f"created dataset {version.dataset_id} (concept {version.concept_id}), draft "
         f"version {version.id} ({version.public_id})"
     )
-    _tell_datacite(dois, version.id)
+    tell_datacite(dois, version.id)
 
 
 @datasets.command("new-version")
@@ -261,7 +229,7 @@ def new_version(*, dataset_id: int, as_email: str) -> None:
             session, dataset_id=dataset_id, actor=actor_for_email(session, as_email), dois=dois
         )
     click.echo(f"draft version {version.number}: {version.id} ({version.public_id})")
-    _tell_datacite(dois, version.id)
+    tell_datacite(dois, version.id)
 
 
 @datasets.command("edit")
@@ -376,131 +344,5 @@ def record(
     click.echo(summary.sentence())
 
 
-@datasets.command("publish")
-@click.argument("version_ref")
-@click.option("--as", "as_email", required=True)
-@reports_errors
-def publish(*, version_ref: str, as_email: str) -> None:
-    """Publish a draft: it is frozen from then on."""
-    energy = policy_from_settings(cli_settings())
-    dois = cli_doi_registrar()
-    with cli_transaction() as session:
-        version = publishing.publish_version(
-            session,
-            version_id=queries.version_id_for(session, version_ref),
-            actor=actor_for_email(session, as_email),
-            energy=energy,
-            dois=dois,
-        )
-        doi = doi_of(session, version.id)
-    click.echo(
-        f"published version {version.number} ({version.public_id}); manifest sha256 "
-        f"{version.manifest_sha256}"
-    )
-    if doi is not None:
-        click.echo(f"doi {doi[0]}: {doi[1]}")
-
-
-@datasets.command("deprecate")
-@click.argument("version_ref")
-@click.option("--successor", help="The later published version that replaces it.")
-@click.option("--note")
-@click.option("--as", "as_email", required=True)
-@reports_errors
-def deprecate(*, version_ref: str, successor: str | None, note: str | None, as_email: str) -> None:
-    """Mark a published version deprecated, pointing at its successor."""
-    dois = cli_doi_registrar()
-    with cli_transaction() as session:
-        version = publishing.deprecate_version(
-            session,
-            version_id=queries.version_id_for(session, version_ref),
-            successor_version_id=None
-            if successor is None
-            else queries.version_id_for(session, successor),
-            note=note,
-            actor=actor_for_email(session, as_email),
-            dois=dois,
-        )
-    click.echo(f"deprecated version {version.number} ({version.public_id})")
-    _tell_datacite(dois, version.id)
-
-
-@datasets.command("takedown")
-@click.argument("version_ref")
-@click.option(
-    "--reason",
-    required=True,
-    help=(
-        "Why, in general terms; public and permanent (the tombstone, DataCite and the"
-        " transparency log): name no person."
-    ),
-)
-@click.option("--as", "as_email", required=True, help="Email of an ops user.")
-@reports_errors
-def takedown(*, version_ref: str, reason: str, as_email: str) -> None:
-    """Take a public version down (ops): its files are no longer served."""
-    dois = cli_doi_registrar()
-    with cli_transaction() as session:
-        version = publishing.take_down_version(
-            session,
-            version_id=queries.version_id_for(session, version_ref),
-            reason=reason,
-            actor=actor_for_email(session, as_email),
-            dois=dois,
-        )
-    click.echo(f"took down version {version.number} ({version.public_id})")
-    if version.same_files_still_served_by:
-        others = ", ".join(
-            f"{other.public_id} (dataset {other.dataset_id}, version {other.number})"
-            for other in version.same_files_still_served_by
-        )
-        click.echo(
-            "warning: some of the same files are still served by "
-            f"{others}; take those down too if the reason covers them",
-            err=True,
-        )
-    _tell_datacite(dois, version.id)
-
-
-@datasets.command("sync-dois")
-@click.option("--limit", type=click.IntRange(1, 10_000), default=500, show_default=True)
-@reports_errors
-def sync_dois_command(*, limit: int) -> None:
-    """Tell DataCite what it could not be told at the time; exit 1 if any DOI failed."""
-    registrar = cli_doi_registrar()
-    if registrar is None:
-        fail("DOIs are off: set CREDITS_DATACITE_URL, _REPOSITORY_ID, _PASSWORD and _PREFIX")
-    with cli_transaction() as session:
-        report = sync_dois(session, registrar, limit=limit)
-    for doi in report.done:
-        click.echo(f"synced {doi}")
-    for doi, why in report.failed.items():
-        click.echo(f"failed {doi}: {why}", err=True)
-    click.echo(
-        f"{len(report.done)} synced, {len(report.failed)} failed, {report.pending} still pending"
-    )
-    if report.failed:
-        raise SystemExit(1)
-
-
-@datasets.command("verify")
-@click.argument("version_ref", required=False)
-@reports_errors
-def verify(*, version_ref: str | None) -> None:
-    """Re-hash stored files against the manifests; exit 1 naming each missing or corrupt one."""
-    store: BlobReader = cli_blob_store()
-    with cli_transaction(snapshot=True) as session:
-        version_id = None if version_ref is None else queries.version_id_for(session, version_ref)
-        report = verify_files(session, store=store, version_id=version_id)
-    for problem in report.problems:
-        click.echo(
-            f"{problem.problem}: {problem.name} (version {problem.version_public_id}, "
-            f"sha256 {problem.sha256})",
-            err=True,
-        )
-    click.echo(
-        f"checked {report.files_checked} files ({report.blobs_checked} stored blobs): "
-        f"{len(report.problems)} problems"
-    )
-    if not report.ok:
-        raise SystemExit(1)
+for _command in (publish, deprecate, takedown, sync_dois_command, verify):
+    datasets.add_command(_command)
