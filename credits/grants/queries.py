@@ -7,9 +7,10 @@ scoped objects through them without importing the services that import it.
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable
+from datetime import datetime
 from typing import TypeVar
 
-from sqlalchemy import ColumnElement, String, cast, func, inspect, literal, select
+from sqlalchemy import ColumnElement, String, cast, func, inspect, literal, or_, select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from credits.db import Base, utcnow
@@ -98,6 +99,12 @@ def owner_ids(program: Program) -> frozenset[int]:
     return frozenset(owner.user_id for owner in program.owners)
 
 
+def tranche_lapsed(now: datetime) -> ColumnElement[bool]:
+    """A pending tranche that can never be released: its allocation has ended, or its
+    project was archived (a condition on Allocation and Project, joined)."""
+    return or_(Allocation.expires_at <= now, Project.status == ProjectStatus.ARCHIVED.value)
+
+
 def pending_tranches(session: Session, program_ids: Collection[int]) -> dict[tuple[int, str], int]:
     """Micro-credits each program still owes in pending tranches, by (program id,
     currency); a pair that owes nothing is left out.
@@ -113,9 +120,8 @@ def pending_tranches(session: Session, program_ids: Collection[int]) -> dict[tup
         .join(Project, Project.id == Allocation.project_id)
         .where(
             Allocation.program_id.in_(program_ids),
-            Allocation.expires_at > utcnow(),
-            Project.status != ProjectStatus.ARCHIVED.value,
             Tranche.status == TrancheStatus.PENDING.value,
+            ~tranche_lapsed(utcnow()),
         )
         .group_by(Allocation.program_id, Allocation.currency)
     )

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from fractions import Fraction
@@ -123,10 +123,7 @@ def load_activity(
     facts = _load_jobs(session, jobs, policy)
     activity = Activity(jobs=facts)
     holds = _load_holds(session, list(facts))
-    activity.shares = {
-        job_id: {account: captured for account, (_, captured) in hold.parts.items()}
-        for job_id, hold in holds.items()
-    }
+    activity.shares = {job_id: dict(hold.captured) for job_id, hold in holds.items()}
     activity.weights = {job_id: _weight(holds.get(job_id), accounts) for job_id in facts}
     if accounts is not None:
         activity.overage_elsewhere = {
@@ -148,10 +145,10 @@ def _weight(hold: _Hold | None, accounts: Collection[int] | None) -> Fraction:
     nothing, by where its hold drew first, as its overage goes."""
     if hold is None or accounts is None:
         return Fraction(1)
-    captured = sum(taken for _, taken in hold.parts.values())
+    captured = sum(hold.captured.values())
     if captured == 0:
         return Fraction(int(hold.first_account in accounts))
-    inside = sum(taken for account, (_, taken) in hold.parts.items() if account in accounts)
+    inside = sum(taken for account, taken in hold.captured.items() if account in accounts)
     return Fraction(inside, captured)
 
 
@@ -338,8 +335,17 @@ def scope_footprint(activity: Activity) -> EnergyFootprint:
 @dataclass
 class _Hold:
     first_account: int
-    # account id → (held, captured)
-    parts: dict[int, tuple[int, int]] = field(default_factory=dict)
+    # account id → what captures took from it
+    captured: dict[int, int] = field(default_factory=dict)
+
+
+def _fold_holds(rows: Iterable[tuple[int, int, int]]) -> dict[int, _Hold]:
+    """(owner id, account id, captured) of hold parts in part order, by owner."""
+    holds: dict[int, _Hold] = {}
+    for owner, account_id, captured in rows:
+        hold = holds.setdefault(owner, _Hold(first_account=account_id))
+        hold.captured[account_id] = hold.captured.get(account_id, 0) + int(captured)
+    return holds
 
 
 def _load_outside_holds(session: Session, accounts: Collection[int]) -> dict[int, _Hold]:
@@ -351,38 +357,30 @@ def _load_outside_holds(session: Session, accounts: Collection[int]) -> dict[int
         .where(HoldPart.hold_key.like(f"{OUTSIDE_HOLD_PREFIX}%{OUTSIDE_HOLD_SUFFIX}"))
     )
     rows = session.execute(
-        select(HoldPart.hold_key, HoldPart.account_id, HoldPart.amount, HoldPart.captured)
+        select(HoldPart.hold_key, HoldPart.account_id, HoldPart.captured)
         .where(HoldPart.hold_key.in_(drawing))
         .order_by(HoldPart.hold_key, HoldPart.part)
     ).all()
-    holds: dict[int, _Hold] = {}
-    for hold_key, account_id, amount, captured in rows:
+    parts = []
+    for hold_key, account_id, captured in rows:
         record_id = hold_key.removeprefix(OUTSIDE_HOLD_PREFIX).removesuffix(OUTSIDE_HOLD_SUFFIX)
-        if not record_id.isdigit():
-            continue
-        hold = holds.setdefault(int(record_id), _Hold(first_account=account_id))
-        held, taken = hold.parts.get(account_id, (0, 0))
-        hold.parts[account_id] = (held + int(amount), taken + int(captured))
-    return holds
+        if record_id.isdigit():
+            parts.append((int(record_id), account_id, captured))
+    return _fold_holds(parts)
 
 
 def _load_holds(session: Session, job_ids: list[int]) -> dict[int, _Hold]:
-    """Each job's hold: the account of its first part, and what each account held and
-    gave up to captures."""
-    holds: dict[int, _Hold] = {}
+    """Each job's hold: the account of its first part, and what captures took from
+    each account."""
     if not job_ids:
-        return holds
+        return {}
     rows = session.execute(
-        select(Job.id, HoldPart.account_id, HoldPart.amount, HoldPart.captured)
+        select(Job.id, HoldPart.account_id, HoldPart.captured)
         .join(HoldPart, HoldPart.hold_key == Job.hold_key)
         .where(Job.id.in_(job_ids))
         .order_by(Job.id, HoldPart.part)
     ).all()
-    for job_id, account_id, amount, captured in rows:
-        hold = holds.setdefault(job_id, _Hold(first_account=account_id))
-        held, taken = hold.parts.get(account_id, (0, 0))
-        hold.parts[account_id] = (held + int(amount), taken + int(captured))
-    return holds
+    return _fold_holds((job_id, account_id, captured) for job_id, account_id, captured in rows)
 
 
 def account_footprints(activity: Activity) -> dict[int, EnergyFootprint]:

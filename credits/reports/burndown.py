@@ -135,13 +135,7 @@ def forecast_unused(
 
 def spendable(accounts: Iterable[AccountFigures], now: dt.datetime) -> int:
     """Available now in active accounts that have started and not ended."""
-    return sum(
-        max(a.available, 0)
-        for a in accounts
-        if a.status == "active"
-        and (a.starts_at is None or a.starts_at <= now)
-        and (a.expires_at is None or a.expires_at > now)
-    )
+    return sum(max(a.available, 0) for a in accounts if a.status == "active" and _spendable(a, now))
 
 
 def daily_series(captures: Iterable[Capture], now: dt.datetime) -> list[BurnDay]:

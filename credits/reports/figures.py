@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from sqlalchemy import ColumnElement, Row, func, or_, select
 from sqlalchemy.orm import Session
 
-from credits.grants.models import Allocation, Project, ProjectStatus, Tranche, TrancheStatus
+from credits.grants.models import Allocation, Project, Tranche, TrancheStatus
+from credits.grants.queries import tranche_lapsed
 from credits.ledger.models import Account, AccountKind, Currency, Transfer, TransferKind
 from credits.ledger.queries import project_sink_code
 
@@ -125,7 +126,7 @@ def add_lapsed_tranches(
         .where(
             Tranche.allocation_id.in_(list(by_allocation)),
             Tranche.status == TrancheStatus.PENDING.value,
-            or_(Allocation.expires_at <= now, Project.status == ProjectStatus.ARCHIVED.value),
+            tranche_lapsed(now),
         )
         .group_by(Tranche.allocation_id)
     )
