@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 from conftest import create_postgres_database, drop_postgres_database
-from jobs_world import JobsWorld, build_jobs_world
+from jobs_world import JobsWorld, build_jobs_world, outside_record
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
@@ -119,22 +119,7 @@ def test_eight_concurrent_settlement_workers_charge_each_record_once(
 def _outside_records(world: JobsWorld, count: int) -> None:
     with world.session() as session:
         session.add_all(
-            UsageRecord(
-                source="meter",
-                record_id=f"outside-{n}",
-                job_id=None,
-                project_id=world.project_id,
-                currency="gpu",
-                unit="credit",
-                quantity_micro=1_000 + n,
-                amount_micro=1_000 + n,
-                started_at=world.clock(),
-                ended_at=world.clock(),
-                request_hash="x",
-                status=RecordStatus.PENDING.value,
-                captured_micro=0,
-                overage_micro=0,
-            )
+            outside_record(world.project_id, f"outside-{n}", 1_000 + n, world.clock())
             for n in range(count)
         )
 

@@ -30,6 +30,7 @@ from credits.jobs.spec import JobSpec
 from credits.ledger import service as ledger
 from credits.ledger.models import AccountKind, Currency
 from credits.ledger.queries import project_available, system_account_id
+from credits.metering.models import RecordStatus, UsageRecord
 from credits.pool import service as pool
 
 SYSTEM = Actor.system("tests")
@@ -215,4 +216,27 @@ def build_jobs_world(
         ops=ops,
         project_id=project.id,
         account_id=account.id,
+    )
+
+
+def outside_record(
+    project_id: int, record_id: str, amount: int, at: datetime, currency: str = "gpu"
+) -> UsageRecord:
+    """A pending record from a meter outside the platform: ``amount`` micro-credits as
+    credits, written as ingestion stores one (for settlement to take)."""
+    return UsageRecord(
+        source="meter",
+        record_id=record_id,
+        job_id=None,
+        project_id=project_id,
+        currency=currency,
+        unit="credit",
+        quantity_micro=amount,
+        amount_micro=amount,
+        started_at=at,
+        ended_at=at,
+        request_hash="x",
+        status=RecordStatus.PENDING.value,
+        captured_micro=0,
+        overage_micro=0,
     )

@@ -4,7 +4,7 @@ change nothing, usage beyond the hold is booked as overage, never overdrawn."""
 from __future__ import annotations
 
 import pytest
-from jobs_world import RATE, SYSTEM, JobsWorld, build_jobs_world
+from jobs_world import RATE, SYSTEM, JobsWorld, build_jobs_world, outside_record
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -161,22 +161,7 @@ def test_usage_the_hold_no_longer_covers_is_booked_as_overage_and_flags_the_job(
 
 
 def _outside_record(world: JobsWorld, name: str, currency: str) -> UsageRecord:
-    return UsageRecord(
-        source="meter",
-        record_id=name,
-        job_id=None,
-        project_id=world.project_id,
-        currency=currency,
-        unit="credit",
-        quantity_micro=1,
-        amount_micro=1,
-        started_at=world.clock(),
-        ended_at=world.clock(),
-        request_hash="x",
-        status=RecordStatus.PENDING.value,
-        captured_micro=0,
-        overage_micro=0,
-    )
+    return outside_record(world.project_id, name, 1, world.clock(), currency)
 
 
 def test_a_record_the_ledger_refuses_is_set_aside_and_the_rest_still_settle(

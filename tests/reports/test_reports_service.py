@@ -6,6 +6,7 @@ from datetime import timedelta
 from fractions import Fraction
 
 import pytest
+from jobs_world import outside_record
 from reports_world import (
     AWARD_A,
     AWARD_B,
@@ -29,7 +30,7 @@ from credits.ledger.overage import book_overage
 from credits.ledger.queries import get_balance, project_sink_code, system_account_id
 from credits.ledger.settle import void_hold
 from credits.ledger.verify import verify_ledger
-from credits.metering.models import RecordStatus, UsageRecord
+from credits.metering.models import UsageRecord
 from credits.metering.service import settle_all_pending
 from credits.reports.activity import apportion
 from credits.reports.energy import EnergyPolicy
@@ -377,24 +378,7 @@ def test_a_funders_view_of_a_project_forecasts_as_their_programs_report_does(
 def _outside_usage(world: ReportsWorld, amount: int) -> None:
     """An outside meter reports ``amount`` credits of project A's, settled at once."""
     with session_scope(world.factory) as session:
-        session.add(
-            UsageRecord(
-                source="meter.example",
-                record_id=f"outside-{amount}",
-                job_id=None,
-                project_id=world.a.project_id,
-                currency="gpu",
-                unit="credit",
-                quantity_micro=amount,
-                amount_micro=amount,
-                started_at=world.clock(),
-                ended_at=world.clock(),
-                request_hash="x",
-                status=RecordStatus.PENDING.value,
-                captured_micro=0,
-                overage_micro=0,
-            )
-        )
+        session.add(outside_record(world.a.project_id, f"outside-{amount}", amount, world.clock()))
     assert settle_all_pending(world.factory, batch_size=100, clock=world.clock).records == 1
 
 

@@ -388,27 +388,17 @@ def test_ops_add_a_vendor_and_a_price_and_retire_it(
     )
     assert added.status_code == 302
     vendor = session.scalars(select(Vendor).where(Vendor.name == "Acme")).one()
-    bad = client.post(
-        "/ops/labelling/prices",
-        data={
-            "csrf_token": CSRF,
-            "vendor_id": str(vendor.id),
-            "unit": "label",
-            "credits_per_unit": "free",
-            "fee_percent": "2.5",
-        },
-    )
+    price = {
+        "csrf_token": CSRF,
+        "vendor_id": str(vendor.id),
+        "unit": "label",
+        "credits_per_unit": "0.04",
+        "fee_percent": "2.5",
+    }
+    bad = client.post("/ops/labelling/prices", data=price | {"credits_per_unit": "free"})
     assert bad.status_code == 400
     named = client.post(
-        "/ops/labelling/prices",
-        data={
-            "csrf_token": CSRF,
-            "vendor_id": str(vendor.id),
-            "unit": "label",
-            "credits_per_unit": "0.04",
-            "fee_percent": "2.5",
-            "reason": "as agreed with 0000-0002-1825-0097",
-        },
+        "/ops/labelling/prices", data=price | {"reason": "as agreed with 0000-0002-1825-0097"}
     )
     assert named.status_code == 400
     assert (
@@ -416,16 +406,7 @@ def test_ops_add_a_vendor_and_a_price_and_retire_it(
         "transparency log and may not hold an ORCID iD"
     ) in named.get_data(as_text=True)
     assert session.scalars(select(PriceSheet).where(PriceSheet.vendor_id == vendor.id)).all() == []
-    good = client.post(
-        "/ops/labelling/prices",
-        data={
-            "csrf_token": CSRF,
-            "vendor_id": str(vendor.id),
-            "unit": "label",
-            "credits_per_unit": "0.04",
-            "fee_percent": "2.5",
-        },
-    )
+    good = client.post("/ops/labelling/prices", data=price)
     assert good.status_code == 302
     sheet = session.scalars(select(PriceSheet).where(PriceSheet.vendor_id == vendor.id)).one()
     assert (sheet.micro_credits_per_unit, sheet.fee_basis_points) == (40_000, 250)
