@@ -18,7 +18,6 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from credits.audit.public_text import refuse_personal_data
 from credits.audit.service import canonical_json
 from credits.datasets.models import Dataset
 from credits.errors import InvalidInput
@@ -430,7 +429,6 @@ def resolve_dispute(
     require_ops(actor, "resolve disputes")
     now = journal.check_time(now)
     note = _required_text(note, "resolving a dispute needs a note")
-    refuse_personal_data(note, field="note")
     order = _lock_for(session, actor, order_id, (S.DISPUTED,), "resolve")
     if resolution is Resolution.CANCELLED:
         close_hold(session, order, reason=f"dispute resolved: cancelled ({note})", now=now)
