@@ -150,6 +150,17 @@ class OrderIn(BaseModel):
     )
     target_dataset_id: int | None = Field(default=None, strict=True, ge=1, le=2**62)
 
+    @model_validator(mode="after")
+    def _one_estimate(self) -> OrderIn:
+        # The order keeps one estimate per annotation; which one it is follows from
+        # the vendor's price unit, so a second one would be read as the first.
+        if self.expected_labels_per_item is not None and self.expected_seconds_per_item is not None:
+            raise ValueError(
+                "give expected_labels_per_item (per-label prices) or expected_seconds_per_item"
+                " (per-hour prices), not both"
+            )
+        return self
+
 
 class OrderSource(BaseModel):
     """Where the items came from, for the record."""

@@ -21,7 +21,7 @@ from credits.labelling.models import Order, OrderStatus, PriceSheet, PriceUnit
 from credits.labelling.pricing import Price, cost
 from credits.ledger.models import Currency
 from credits.ledger.overage import book_overage
-from credits.ledger.queries import get_hold
+from credits.ledger.queries import get_hold, live_allocations
 from credits.ledger.service import adjust
 from credits.ledger.settle import capture, void_hold
 
@@ -124,25 +124,41 @@ def close_hold(session: Session, order: Order, *, reason: str, now: datetime) ->
 def refund(
     session: Session, order: Order, *, amount: int, actor: Actor, note: str, now: datetime
 ) -> None:
-    """Gives back part of what the order charged, as an ops adjustment to the allocation
-    its hold drew from first."""
-    charged = order.captured_micro + order.overage_micro - order.refunded_micro
-    if type(amount) is not int or amount <= 0 or amount > charged:
+    """Gives back part of what the project paid for the order, as an ops adjustment.
+
+    Overage is not the project's to get back: the platform's overage account paid
+    it, so a refund that reached into it would leave the project richer than before
+    it ordered. The credits go to the first allocation the hold drew from that has
+    not ended, else to the project's live allocation in the currency that ends first."""
+    paid = order.captured_micro - order.refunded_micro
+    if type(amount) is not int or amount <= 0 or amount > paid:
         raise InvalidInput(
-            f"a refund is between 1 and the {charged} micro-credits the order charged",
-            charged_micro=charged,
+            f"a refund is between 1 and the {paid} micro-credits the project paid for the order"
+            " (overage is not refunded: the project never paid it)",
+            paid_micro=paid,
         )
-    account_id = get_hold(session, hold_key=_hold_key(order)).parts[0].account_id
     adjust(
         session,
         key=f"labelling:{order.id}:refund",
-        account_id=account_id,
+        account_id=_refund_account(session, order, now),
         amount=amount,
         actor=actor,
         reason=f"refund for labelling order {order.id}: {note}",
         now=now,
     )
     order.refunded_micro += amount
+
+
+def _refund_account(session: Session, order: Order, now: datetime) -> int:
+    drawn = [part.account_id for part in get_hold(session, hold_key=_hold_key(order)).parts]
+    live = live_allocations(session, project_id=order.project_id, currency=Currency.LABEL, now=now)
+    for account_id in [*drawn, *live]:
+        if account_id in live:
+            return account_id
+    raise InvalidInput(
+        f"project {order.project_id} has no labelling allocation that has not ended to refund"
+        " into; extend one or award a new one first"
+    )
 
 
 def order_reference(order_id: int) -> str:

@@ -128,6 +128,26 @@ def project_available(
     return int(total or 0)
 
 
+def live_allocations(
+    session: Session, *, project_id: int, currency: Currency, now: datetime
+) -> list[int]:
+    """The project's allocations in ``currency`` that have not ended (suspended ones
+    included: they may still be corrected), the one that ends first first."""
+    return list(
+        session.scalars(
+            select(Account.id)
+            .where(
+                Account.project_id == project_id,
+                Account.currency == currency.value,
+                Account.kind == AccountKind.ALLOCATION.value,
+                Account.status != AccountStatus.EXPIRED.value,
+                or_(Account.expires_at.is_(None), Account.expires_at > now),
+            )
+            .order_by(Account.expires_at.is_(None), Account.expires_at, Account.id)
+        )
+    )
+
+
 def list_transfers(
     session: Session, *, account_id: int, before: int | None = None, limit: int = 50
 ) -> TransferPage:

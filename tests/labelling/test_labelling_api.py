@@ -335,6 +335,20 @@ def test_a_bad_order_body_is_a_422_problem_and_creates_nothing(
     assert session.scalar(select(func.count(Order.id))) == before
 
 
+def test_an_order_giving_both_estimates_is_refused_and_creates_nothing(
+    api: Api, session: Session
+) -> None:
+    before = session.scalar(select(func.count(Order.id)))
+    body = _order_body(api.world, _vendor_with_price(api))
+    body["order"] |= {"expected_labels_per_item": "3", "expected_seconds_per_item": "0.5"}
+
+    refused = api.post(ORDERS, "pi", body, **{"Idempotency-Key": "both"})
+
+    assert refused.status_code == 422 and refused.mimetype == PROBLEM
+    assert "not both" in str(refused.get_json())
+    assert session.scalar(select(func.count(Order.id))) == before
+
+
 def test_an_order_with_an_unknown_gold_label_is_refused(api: Api, session: Session) -> None:
     body = _order_body(api.world, _vendor_with_price(api))
     body["items"][0]["gold"] = {"labels": ["sarcastic"]}

@@ -281,6 +281,94 @@ def test_a_dispute_resolved_with_a_refund_gives_credits_back(
     )
 
 
+def _disputed_after_delivery(session: Session, world: LabellingWorld) -> OrderOut:
+    order = world.placed(session, items=2, redundancy=1)
+    for item in _items(session, order.id):
+        _deliver(session, world, order, item, 1)
+    orders.dispute_order(session, order_id=order.id, actor=world.pi, reason="half are wrong")
+    return order
+
+
+def _refund(
+    session: Session, world: LabellingWorld, order: OrderOut, amount: int, **kw: object
+) -> OrderOut:
+    return orders.resolve_dispute(
+        session,
+        order_id=order.id,
+        resolution=Resolution.REFUNDED,
+        actor=world.ops,
+        note="redone",
+        refund_micro=amount,
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+def test_a_refund_never_gives_back_overage_the_project_did_not_pay(
+    session: Session, world: LabellingWorld
+) -> None:
+    before = world.available(session)
+    vendor = world.add_vendor(session, "Per label", unit=PriceUnit.LABEL)
+    topics = LabelSchema(kind=SchemaKind.MULTI_LABEL, labels=["a", "b", "c"])
+    order = world.placed(
+        session,
+        items=1,
+        redundancy=1,
+        vendor_id=vendor.id,
+        schema=topics,
+        expected_labels_per_item="1",
+    )
+    (item,) = _items(session, order.id)
+    delivered = deliveries.record_delivery(
+        session,
+        order_id=order.id,
+        item_id=item.id,
+        annotator_ref="user:1",
+        value=AnnotationValue(labels=["a", "b", "c"]),
+        seconds=None,
+        delivery_key="three-labels",
+        actor=world.ops,
+    )
+    assert delivered.captured_micro == CREDIT and delivered.overage_micro == 2 * CREDIT
+    orders.dispute_order(session, order_id=order.id, actor=world.pi, reason="all wrong")
+    with pytest.raises(InvalidInput, match="between 1 and the 1000000 micro-credits") as refused:
+        _refund(session, world, order, 3 * CREDIT)
+    assert refused.value.extra["paid_micro"] == CREDIT
+    assert _current(session, world, order.id).status == "disputed"
+    resolved = _refund(session, world, order, CREDIT)
+    assert resolved.refunded_micro == CREDIT
+    assert world.available(session) == before
+    assert verify_ledger(session).ok
+
+
+def test_a_refund_after_the_drawn_allocation_ended_goes_to_one_that_has_not(
+    session: Session, world: LabellingWorld
+) -> None:
+    order = _disputed_after_delivery(session, world)
+    later = ledger.open_account(
+        session,
+        code=f"labelling-later-{world.allocation_id}",
+        currency=Currency.LABEL,
+        project_id=world.project_id,
+        expires_at=utcnow() + timedelta(days=90),
+        actor=SYSTEM,
+    )
+    after_the_first_ends = utcnow() + timedelta(days=31)
+    resolved = _refund(session, world, order, CREDIT, now=after_the_first_ends)
+    assert resolved.refunded_micro == CREDIT
+    assert ledger.get_account(session, account_id=later.id).available == CREDIT
+
+
+def test_a_refund_with_no_allocation_left_to_credit_is_refused_and_changes_nothing(
+    session: Session, world: LabellingWorld
+) -> None:
+    order = _disputed_after_delivery(session, world)
+    after_the_allocation_ends = utcnow() + timedelta(days=31)
+    with pytest.raises(InvalidInput, match="no labelling allocation that has not ended"):
+        _refund(session, world, order, CREDIT, now=after_the_allocation_ends)
+    current = _current(session, world, order.id)
+    assert current.status == "disputed" and current.refunded_micro == 0
+
+
 def test_a_dispute_resolved_by_cancelling_never_charges_the_frozen_part(
     session: Session, world: LabellingWorld
 ) -> None:
