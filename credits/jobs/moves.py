@@ -22,7 +22,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from credits.db import run_in_transaction
-from credits.jobs.executors.base import Executor, ExecutorError, NodeSlice, Observation, Phase
+from credits.jobs.executor_calls import executor_call
+from credits.jobs.executors.base import Executor, NodeSlice, Observation, Phase
 from credits.jobs.launching import runtime_left_us
 from credits.jobs.models import Job, JobMove, JobRun, JobState
 from credits.jobs.scheduler import MoveDecision
@@ -136,12 +137,9 @@ def stop_moving(
                 _note_stop_requested, job_id=job_id, attempt=attempt, at=clock()
             )
             run_in_transaction(factory, note_stop)
-        try:
-            executor.stop(job_id, grace, reason)
-        except ExecutorError as error:
-            logger.warning("stopping job %s for a move will be retried: %s", job_id, error)
-            continue
-        report.moving.append(job_id)
+        stop = functools.partial(executor.stop, job_id, grace, reason)
+        if executor_call(report, job_id, "stopping for a move", stop):
+            report.moving.append(job_id)
 
 
 def restart_moved(

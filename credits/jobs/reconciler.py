@@ -37,6 +37,7 @@ from sqlalchemy.orm import Session
 
 from credits.db import run_in_transaction, utcnow
 from credits.jobs.exclusive import exclusive
+from credits.jobs.executor_calls import executor_call, report_unexpected
 from credits.jobs.executors.base import (
     Executor,
     ExecutorError,
@@ -58,10 +59,12 @@ from credits.jobs.moves import (
     requeue_unlaunched_move,
     restart_moved,
     stop_moving,
+    unstarted_move_restarts,
 )
 from credits.jobs.schemas import ReconcileOut
 from credits.jobs.settlement import settle_job
 from credits.jobs.slow_starts import (
+    SlowStart,
     cancelled_before_starting,
     give_up_if_starting,
     started_before,
@@ -152,10 +155,31 @@ def launch_starting(
             if error.transient:
                 logger.warning("launch of job %s will be retried: %s", request.job_id, error)
                 continue
+            if not _end_failed_launch(context, report, request, str(error)):
+                continue
             moved = _fail_unlaunchable(factory, request, str(error), clock())
             report.transitions.append(f"{request.job_id}:starting->{moved or 'failed'}")
             continue
+        except Exception as error:
+            # Retried on the next reconcile, and failed by the start timeout if it
+            # never launches.
+            report_unexpected(report, request.job_id, "launch", error)
+            continue
         report.launched.append(request.job_id)
+
+
+def _end_failed_launch(
+    context: Reconciliation, report: ReconcileOut, request: LaunchRequest, reason: str
+) -> bool:
+    """A launch refused part way may have left something running (a gang's Job
+    created before its Service or NetworkPolicy was refused): the attempt is ended at
+    the executor before the job ends and its hold is released. False when that must
+    be retried."""
+    restarts = run_in_transaction(
+        context.factory, lambda session: unstarted_move_restarts(session, [request.job_id])
+    )
+    attempt = SlowStart(request.job_id, request.attempt, request.job_id in restarts)
+    return stop_slow_start(context.executor, report, attempt, f"could not launch: {reason}")
 
 
 def _fail_unlaunchable(
@@ -186,12 +210,8 @@ def stop_cancelled(context: Reconciliation, report: ReconcileOut) -> None:
         Job.cancel_requested_at.is_not(None),
     )
     for job_id in ids:
-        try:
-            executor.cancel(job_id)
-        except ExecutorError as error:
-            logger.warning("cancel of job %s will be retried: %s", job_id, error)
-            continue
-        report.cancelled.append(job_id)
+        if executor_call(report, job_id, "cancel", functools.partial(executor.cancel, job_id)):
+            report.cancelled.append(job_id)
 
 
 def stop_moved(context: Reconciliation, report: ReconcileOut) -> None:
@@ -202,18 +222,68 @@ def give_up_slow_starts(context: Reconciliation, report: ReconcileOut) -> None:
     """A job still ``starting`` long after the scheduler started it (its launch keeps
     failing, or the pool never runs it) is stopped and failed, releasing its hold,
     rather than waiting forever; a move's restart that never started queues again,
-    hold kept (on Kubernetes a target node gone leaves its pod Pending, no error)."""
+    hold kept (on Kubernetes a target node gone leaves its pod Pending, no error).
+
+    Runs after the observation, and asks the executor again about the jobs it would
+    give up: after a reconciler outage, or while observing keeps failing, a job the
+    database still calls ``starting`` may be running, and is left to be observed."""
     factory, clock = context.factory, context.clock
     cutoff = clock() - timedelta(seconds=context.start_timeout_s)
     reason = f"did not start within {context.start_timeout_s:g} s"
     stuck = run_in_transaction(factory, functools.partial(started_before, cutoff=cutoff))
-    for slow in stuck:
-        if not stop_slow_start(context.executor, slow, reason):
+    for slow in _not_started(context, report, stuck):
+        if not stop_slow_start(context.executor, report, slow, reason):
             continue
         give_up = functools.partial(give_up_if_starting, slow=slow, reason=reason, clock=clock)
         moved = _each(report, slow.job_id, functools.partial(run_in_transaction, factory, give_up))
         if moved:
             report.transitions.append(f"{slow.job_id}:starting->{moved}")
+
+
+def _not_started(
+    context: Reconciliation, report: ReconcileOut, stuck: list[SlowStart]
+) -> list[SlowStart]:
+    """Those of ``stuck`` the executor reports pending or does not know at their
+    attempt; none when it cannot be asked."""
+    if not stuck:
+        return []
+    seen = _observe(context.executor, report, [slow.job_id for slow in stuck])
+    return [
+        slow
+        for slow in stuck
+        if slow.job_id in seen and not _has_started(seen[slow.job_id], slow.attempt)
+    ]
+
+
+def _has_started(seen: Observation | None, attempt: int) -> bool:
+    seen = _of_attempt(seen, attempt)
+    return seen is not None and (seen.phase is not Phase.PENDING or seen.started_at is not None)
+
+
+def _observe(
+    executor: Executor, report: ReconcileOut, job_ids: list[int]
+) -> dict[int, Observation | None]:
+    """What the executor says of each job it could be asked about (None: it does not
+    know the job); a job it could not be asked about is left out, and is judged on a
+    later reconcile, never taken for lost. An unexpected error observing them together
+    is retried one job at a time, so only the job the executor cannot read is left
+    out."""
+    try:
+        seen = executor.observe(job_ids)
+        return {job_id: seen.get(job_id) for job_id in job_ids}
+    except ExecutorError as error:
+        logger.warning("observing %d jobs will be retried: %s", len(job_ids), error)
+        return {}
+    except Exception:
+        logger.exception("observing %d jobs together failed; observing one by one", len(job_ids))
+    observations: dict[int, Observation | None] = {}
+    for job_id in job_ids:
+
+        def observe_one(j: int = job_id) -> None:
+            observations[j] = executor.observe([j]).get(j)
+
+        executor_call(report, job_id, "observe", observe_one)
+    return observations
 
 
 def observe_active(context: Reconciliation, report: ReconcileOut) -> None:
@@ -222,11 +292,8 @@ def observe_active(context: Reconciliation, report: ReconcileOut) -> None:
     if not active:
         return
     asked_at = clock()
-    try:
-        observations = executor.observe(list(active))
-    except ExecutorError as error:
-        logger.warning("observing %d jobs will be retried: %s", len(active), error)
-        return
+    observations = _observe(executor, report, list(active))
+    active = {job_id: active[job_id] for job_id in observations}
     still_running = [
         (job_id, attempt)
         for job_id, (state, attempt) in active.items()
@@ -423,10 +490,8 @@ def release_settled(context: Reconciliation, report: ReconcileOut) -> None:
     factory, executor, clock = context.factory, context.executor, context.clock
     ids = _ids(factory, Job.settled_at.is_not(None), Job.released_at.is_(None))
     for job_id in ids:
-        try:
-            executor.release(job_id)
-        except ExecutorError as error:
-            logger.warning("release of job %s will be retried: %s", job_id, error)
+        release = functools.partial(executor.release, job_id)
+        if not executor_call(report, job_id, "release", release):
             continue
 
         def mark(session: Session, j: int = job_id) -> None:
@@ -440,8 +505,8 @@ RECONCILE_STEPS: tuple[Callable[[Reconciliation, ReconcileOut], None], ...] = (
     launch_starting,
     stop_cancelled,
     stop_moved,
-    give_up_slow_starts,
     observe_active,
+    give_up_slow_starts,
     launch_moved,
     meter_running,
     settle_finished,

@@ -4,7 +4,7 @@ move's restart, queues again with its hold kept."""
 
 from __future__ import annotations
 
-import logging
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -12,12 +12,13 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from credits.jobs.executors.base import Executor, ExecutorError
+from credits.jobs.executor_calls import executor_call
+from credits.jobs.executors.base import Executor
 from credits.jobs.job_rows import RECONCILER_ACTOR, finish_job, locked_job
 from credits.jobs.models import Job, JobEvent, JobState
 from credits.jobs.moves import requeue_unlaunched_move, unstarted_move_restarts
+from credits.jobs.schemas import ReconcileOut
 
-logger = logging.getLogger(__name__)
 Clock = Callable[[], datetime]
 
 
@@ -30,20 +31,16 @@ class SlowStart:
     move_restart: bool
 
 
-def stop_slow_start(executor: Executor, slow: SlowStart, reason: str) -> bool:
+def stop_slow_start(executor: Executor, report: ReconcileOut, slow: SlowStart, reason: str) -> bool:
     """Asks the executor to end the attempt, so that it cannot start later; False when
     that must be retried. A move's restart gets the platform's stop (observed
     PREEMPTED, not CANCELLED: nobody cancelled the job) with no grace, as it never
     started and has nothing to save."""
-    try:
-        if slow.move_restart:
-            executor.stop(slow.job_id, 0, reason)
-        else:
-            executor.cancel(slow.job_id)
-    except ExecutorError as error:
-        logger.warning("stopping slow start of job %s will be retried: %s", slow.job_id, error)
-        return False
-    return True
+    if slow.move_restart:
+        end = functools.partial(executor.stop, slow.job_id, 0, reason)
+    else:
+        end = functools.partial(executor.cancel, slow.job_id)
+    return executor_call(report, slow.job_id, "ending a start given up", end)
 
 
 def started_before(session: Session, *, cutoff: datetime) -> list[SlowStart]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from datetime import timedelta
 from typing import Any
 
@@ -22,7 +23,8 @@ from credits.jobs.errors import (
     UnknownFlavour,
 )
 from credits.jobs.exclusive import exclusive
-from credits.jobs.executors.base import ExecutorError, NodeCapacity
+from credits.jobs.executors.base import ExecutorError, NodeCapacity, Observation
+from credits.jobs.executors.simulated import SimulatedExecutor
 from credits.jobs.models import Job, JobEvent, JobRun, JobState
 from credits.jobs.queries import get_job_detail
 from credits.jobs.reconciler import reconcile
@@ -415,6 +417,67 @@ def test_a_job_that_never_starts_is_given_up_after_the_start_timeout(world: Jobs
     assert done.reason == "did not start within 3600 s"
     assert done.charged_micro == 0
     assert _hold_left(world, job.hold_key) == 0
+
+
+def test_a_job_running_after_a_reconciler_outage_is_not_given_up_as_a_slow_start(
+    world: JobsWorld,
+) -> None:
+    world.executor = SimulatedExecutor(
+        world.executor.capacity().nodes, clock=world.clock, startup_s=300
+    )
+    job = world.submit(max_runtime_seconds=4 * 3600, duration=3 * 3600)
+    world.schedule()
+    world.reconcile()
+    assert world.job(job.id).state == JobState.STARTING.value
+    world.clock.advance(3700)  # no reconcile for an hour; the job started 3,400 s ago
+    report = reconcile(world.factory, world.executor, clock=world.clock, start_timeout_s=3600)
+    running = world.job(job.id)
+    assert running.state == JobState.RUNNING.value, report.transitions
+    world.clock.advance(3 * 3600)
+    world.reconcile()
+    assert world.job(job.id).state == JobState.SUCCEEDED.value
+
+
+class _CannotReadOneJob(_ReleaseRecorder):
+    """An executor with a fault of its own (not an ExecutorError) for one job."""
+
+    def __init__(self, world: JobsWorld, broken: int) -> None:
+        super().__init__(world)
+        self.broken = broken
+
+    def observe(self, job_ids: Collection[int]) -> dict[int, Observation]:
+        if self.broken in job_ids:
+            raise ValueError("cannot convert float NaN to integer")
+        return self.inner.observe(job_ids)
+
+
+def test_an_executor_fault_on_one_job_never_stops_the_others_being_reconciled(
+    world: JobsWorld,
+) -> None:
+    good = world.submit(name="good", duration=60)
+    broken = world.submit(name="broken", duration=60)
+    world.cycle()
+    world.executor = _CannotReadOneJob(world, broken.id)  # type: ignore[assignment]
+    world.clock.advance(120)
+    report = world.reconcile()
+    assert world.job(good.id).state == JobState.SUCCEEDED.value
+    assert world.job(good.id).settled_at is not None
+    assert world.job(broken.id).state == JobState.RUNNING.value
+    assert any(error.startswith(f"{broken.id}: observe: ValueError") for error in report.errors)
+
+
+def test_a_simulated_duration_that_is_not_a_number_fails_only_that_job(world: JobsWorld) -> None:
+    good = world.submit(name="good", duration=60)
+    world.cycle()
+    bad = world.submit(name="bad", labels={"credits.dev/simulated-duration-s": "nan"})
+    world.schedule()
+    world.reconcile()
+    world.clock.advance(120)
+    world.reconcile()
+    assert world.job(good.id).state == JobState.SUCCEEDED.value
+    failed = world.job(bad.id)
+    assert failed.state == JobState.FAILED.value and "finite number" in (failed.reason or "")
+    assert failed.charged_micro == 0
 
 
 def test_one_job_that_cannot_be_settled_does_not_stop_the_others(

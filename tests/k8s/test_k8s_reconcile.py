@@ -258,6 +258,25 @@ def test_permanent_422_fails_the_job_with_the_reason_and_charges_nothing(
     _settled_once(world, job.id, 0)
 
 
+def test_a_gang_whose_network_is_refused_is_stopped_in_the_cluster_before_it_fails(
+    world: JobsWorld, kube: Kube
+) -> None:
+    kube.emu.fail_next("create", "networkpolicies", 403, message="denied by a policy webhook")
+    job = world.submit(gpus=16, max_runtime_seconds=3600)
+    kube.emu.set_run_duration(NAMESPACE, kube.name(job.id), 3000)
+    world.schedule()
+    world.reconcile()
+    kube.emu.advance(600)
+    _finish(world, kube, job.id)
+    failed = _job(world, job.id)
+    assert failed.state == JobState.FAILED.value
+    assert failed.reason is not None and "denied by a policy webhook" in failed.reason
+    _settled_once(world, job.id, 0)
+    pods = kube.emu.job_pods(NAMESPACE, kube.name(job.id))
+    running = [pod for pod in pods if pod["status"].get("phase") == "Running"]
+    assert running == []
+
+
 def test_conflict_on_cancel_is_retried_and_the_job_is_cancelled(
     world: JobsWorld, kube: Kube
 ) -> None:

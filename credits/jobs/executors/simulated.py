@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import heapq
 import itertools
+import math
 import re
 import threading
 from collections.abc import Callable, Collection, Iterator, Sequence
@@ -359,8 +360,11 @@ class SimulatedExecutor:
             exit_code = int(labels.get(EXIT_CODE_LABEL, "0"))
         except ValueError as error:
             raise ExecutorError(f"bad simulation label: {error}", transient=False) from error
-        if duration_s < 0:
-            raise ExecutorError(f"{DURATION_LABEL} must not be negative", transient=False)
+        if not math.isfinite(duration_s) or duration_s < 0:
+            raise ExecutorError(
+                f"{DURATION_LABEL} must be a finite number of seconds, not negative",
+                transient=False,
+            )
         return duration_s, exit_code
 
     def _check_placement(self, request: LaunchRequest, now: datetime) -> None:
