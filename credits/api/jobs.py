@@ -28,6 +28,7 @@ from credits.identity.access import require_actor, require_scope
 from credits.identity.actor import Actor
 from credits.identity.models import Scope
 from credits.jobs import log_download, queries, service
+from credits.jobs.runtime import read_capacity
 from credits.jobs.schemas import JobDetail, JobLogs, JobOut, JobPage, JobQuery, PoolStatus
 from credits.jobs.spec import JobSpec
 
@@ -105,14 +106,15 @@ def get_job(job_id: int) -> ResponseReturnValue:
 
 
 @blueprint.get("/jobs/<int:job_id>/logs")
-@operation("Tail a job's logs", response=JobLogs, query=LogQuery, problems=(403, 404))
+@operation("Tail a job's logs", response=JobLogs, query=LogQuery, problems=(403, 404, 503))
 def job_logs(job_id: int) -> ResponseReturnValue:
-    """The last ``tail`` lines of the job's output, from its executor."""
+    """The last ``tail`` lines of the job's output, from its executor; 503 when the
+    executor cannot reach the log now."""
     actor = _caller(Scope.READ)
     query = LogQuery.model_validate(request.args.to_dict())
     with session_scope(session_factory()) as session:
         queries.load_job_for_actor(session, actor, job_id)
-    text = job_executor().logs(job_id, tail_lines=query.tail)
+    text = log_download.tail_log(job_executor(), job_id, query.tail)
     return JobLogs(job_id=job_id, tail_lines=query.tail, text=text).model_dump(mode="json")
 
 
@@ -162,12 +164,13 @@ def cancel_job(job_id: int) -> ResponseReturnValue:
 
 
 @blueprint.get("/pool/status")
-@operation("Pool capacity and queue", response=PoolStatus, problems=(403,))
+@operation("Pool capacity and queue", response=PoolStatus, problems=(403, 503))
 def pool_status() -> ResponseReturnValue:
-    """Nodes, GPUs, GPUs in use and free, and the queue, per flavour."""
+    """Nodes, GPUs, GPUs in use and free, and the queue, per flavour; 503 when the
+    pool cannot be read now."""
     _caller(Scope.READ)
     executor = job_executor()
-    capacity = executor.capacity()
+    capacity = read_capacity(executor)
     with session_scope(session_factory()) as session:
         status = queries.pool_status(session, capacity, executor=executor.name)
     return status.model_dump(mode="json")

@@ -20,7 +20,7 @@ from credits.identity.service import actor_for_email
 from credits.jobs import log_download, queries, service
 from credits.jobs.executors.base import Executor
 from credits.jobs.models import JobState
-from credits.jobs.runtime import executor_for, reconcile_with, run_schedule
+from credits.jobs.runtime import executor_for, read_capacity, reconcile_with, run_schedule
 from credits.jobs.schemas import JobQuery, PlacementOut, PoolStatus
 
 
@@ -145,7 +145,7 @@ def logs(*, job_id: int, tail: int, whole: bool) -> None:
     with cli_transaction(snapshot=True) as session:
         log_download.check_log_access(session, CLI_READER, job_id)
     if not whole:
-        click.echo(cli_executor().logs(job_id, tail_lines=tail), nl=False)
+        click.echo(log_download.tail_log(cli_executor(), job_id, tail), nl=False)
         return
     download = log_download.open_log_download(cli_executor(), job_id)
     for chunk in download.chunks:
@@ -194,7 +194,7 @@ def reconcile_now() -> None:
 def pool_status_command(*, as_json: bool) -> None:
     """``credits pool status``: capacity, free GPUs and the queue per flavour."""
     executor = cli_executor()
-    capacity = executor.capacity()
+    capacity = read_capacity(executor)
     with cli_transaction(snapshot=True) as session:
         status = queries.pool_status(session, capacity, executor=executor.name)
     if as_json:

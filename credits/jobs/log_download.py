@@ -49,6 +49,15 @@ def check_log_access(session: Session, actor: Actor, job_id: int) -> None:
     load_job_for_actor(session, actor, job_id)
 
 
+def tail_log(executor: Executor, job_id: int, tail_lines: int) -> str:
+    """The last ``tail_lines`` lines of the job's log; call once the caller may read
+    the job. LogUnavailable when the executor cannot reach the log now."""
+    try:
+        return executor.logs(job_id, tail_lines=tail_lines)
+    except ExecutorError as error:
+        raise LogUnavailable(f"the log of job {job_id} cannot be read now: {error}") from error
+
+
 def open_log_download(executor: Executor, job_id: int) -> LogDownload:
     """The job's whole log, opened; call once :func:`check_log_access` has passed
     (outside the transaction: a cluster's answer may take a while). LogUnavailable

@@ -20,7 +20,8 @@ from sqlalchemy.orm import Session
 
 from credits.db import run_in_transaction, utcnow
 from credits.jobs import scheduler
-from credits.jobs.executors.base import Executor, ExecutorError
+from credits.jobs.errors import PoolUnavailable
+from credits.jobs.executors.base import Capacity, Executor, ExecutorError
 from credits.jobs.executors.gpus import discover_gpu_slots
 from credits.jobs.executors.local import LocalExecutor, LocalSandboxConfig
 from credits.jobs.executors.sandbox import SETTING_NAME as SANDBOX_SETTING
@@ -114,6 +115,14 @@ def policy_from_settings(settings: Settings) -> scheduler.Policy:
         class_bounds_s=bounds_from_hours(settings.scheduler_class_bounds_hours),
         class_aging_s=settings.scheduler_class_aging_hours * 3600.0,
     )
+
+
+def read_capacity(executor: Executor) -> Capacity:
+    """What the pool holds now; PoolUnavailable when the executor cannot say."""
+    try:
+        return executor.capacity()
+    except ExecutorError as error:
+        raise PoolUnavailable(f"the GPU pool could not be read now: {error}") from error
 
 
 def pool_nodes(executor: Executor) -> dict[str, tuple[int, int]]:

@@ -397,6 +397,23 @@ def test_a_log_the_executor_cannot_reach_is_a_503(
     assert "HTTP 503" in response.json["detail"]
 
 
+def test_a_log_tail_or_the_pool_status_the_executor_cannot_reach_is_a_503(
+    client: FlaskClient, world: JobsWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job = _submit(client, world, _body()).json
+
+    def unreachable(*args: object, **kwargs: object) -> Any:
+        raise ExecutorError("listing jobs: HTTP 503 (after 4 tries)")
+
+    monkeypatch.setattr(world.executor, "logs", unreachable)
+    monkeypatch.setattr(world.executor, "capacity", unreachable)
+    tail = client.get(f"/api/v1/jobs/{job['id']}/logs")
+    pool = client.get("/api/v1/pool/status")
+    assert tail.status_code == 503 and tail.json["type"].endswith("/log-unavailable")
+    assert pool.status_code == 503 and pool.json["type"].endswith("/pool-unavailable")
+    assert "HTTP 503" in tail.json["detail"] and "HTTP 503" in pool.json["detail"]
+
+
 def test_a_submission_while_the_pool_cannot_be_read_is_a_503_that_holds_nothing(
     client: FlaskClient, world: JobsWorld, monkeypatch: pytest.MonkeyPatch
 ) -> None:

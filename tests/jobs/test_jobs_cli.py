@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
@@ -11,6 +12,7 @@ from jobs_world import FLAVOUR, JobsWorld, build_jobs_world
 from sqlalchemy.orm import Session, sessionmaker
 
 from credits.cli import main
+from credits.jobs.executors.base import ExecutorError
 from credits.settings import load_settings
 
 Invoke = Callable[..., Result]
@@ -107,6 +109,24 @@ def test_logs_all_streams_the_whole_log(world: JobsWorld, invoke: Invoke) -> Non
     unknown = invoke("jobs", "logs", "4242", "--all")
     assert unknown.exit_code == 1
     assert unknown.output.strip() == "error: no job has the id 4242"
+
+
+def test_logs_and_pool_status_say_in_one_line_when_the_pool_cannot_be_reached(
+    world: JobsWorld, invoke: Invoke, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job = world.submit(duration=5)
+    world.cycle()
+
+    def unreachable(*args: object, **kwargs: object) -> Any:
+        raise ExecutorError("listing jobs: HTTP 503 (after 4 tries)")
+
+    monkeypatch.setattr(world.executor, "logs", unreachable)
+    monkeypatch.setattr(world.executor, "capacity", unreachable)
+    for command in (("jobs", "logs", str(job.id)), ("pool", "status")):
+        result = invoke(*command)
+        assert result.exit_code == 1
+        assert result.output.startswith("error: ") and result.output.count("\n") == 1
+        assert "HTTP 503" in result.output
 
 
 def test_limit_caps_a_project_and_ops_only(world: JobsWorld, invoke: Invoke) -> None:
