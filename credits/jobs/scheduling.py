@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from credits.grants.models import Allocation, AllocationStatus, Project, ProjectStatus
 from credits.jobs import scheduler
+from credits.jobs.ended_holds import move_holds_off_ended_allocations
 from credits.jobs.executors.base import Capacity
 from credits.jobs.launching import runtime_left_s
 from credits.jobs.models import Job, JobRun, JobState, ProjectGpuLimit
@@ -53,6 +54,7 @@ def schedule_pass(
             select(Job).where(Job.state.in_((JobState.STARTING.value, JobState.RUNNING.value)))
         )
     )
+    queued = move_holds_off_ended_allocations(session, queued, now)
     if not queued:
         return SchedulePassOut(started=[], queued=0)
     flavours = flavour_names(session)

@@ -8,7 +8,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from jobs_world import CAP, RATE, JobsWorld, build_jobs_world, cost
+from jobs_world import CAP, RATE, SYSTEM, JobsWorld, build_jobs_world, cost
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -29,8 +29,11 @@ from credits.jobs.models import Job, JobEvent, JobRun, JobState
 from credits.jobs.queries import get_job_detail
 from credits.jobs.reconciler import reconcile
 from credits.jobs.service import cancel_job
+from credits.ledger import queries as ledger_queries
+from credits.ledger import service as ledger
 from credits.ledger.errors import IdempotencyKeyReused, InsufficientCredits
-from credits.ledger.queries import get_hold
+from credits.ledger.models import AccountKind, Currency
+from credits.ledger.queries import get_hold, system_account_id
 from credits.ledger.verify import verify_ledger
 from credits.metering import job_records
 from credits.metering.models import UsageRecord
@@ -478,6 +481,83 @@ def test_a_simulated_duration_that_is_not_a_number_fails_only_that_job(world: Jo
     failed = world.job(bad.id)
     assert failed.state == JobState.FAILED.value and "finite number" in (failed.reason or "")
     assert failed.charged_micro == 0
+
+
+RICH = 10_000 * 1_000_000  # credits for a pool-filling job of three days
+
+
+def _queued_when_the_allocation_ends(world: JobsWorld) -> int:
+    """A 2-GPU job queued behind a pool-filling one the day before the world's
+    allocation ends; the clock is then half a day past its end, the blocker still
+    running. Returns the queued job's id."""
+    world.clock.advance(364 * 86400)
+    world.submit(name="blocker", gpus=16, max_runtime_seconds=3 * 86400, duration=2 * 86400)
+    world.cycle()
+    waiting = world.submit(name="waiting", gpus=2, max_runtime_seconds=3600, duration=3600)
+    world.cycle()
+    assert world.job(waiting.id).state == JobState.QUEUED.value
+    world.clock.advance(1.5 * 86400)
+    with world.session() as session:
+        ledger.expire_account(session, account_id=world.account_id, actor=SYSTEM, now=world.clock())
+    return waiting.id
+
+
+def test_a_job_queued_past_its_allocations_end_is_held_again_from_a_live_one(
+    joined_session_factory: sessionmaker[Session],
+) -> None:
+    world = build_jobs_world(joined_session_factory, credits_micro=RICH)
+    with world.session() as session:
+        later = ledger.open_account(
+            session,
+            code="jobs-allocation-later",
+            currency=Currency.GPU,
+            project_id=world.project_id,
+            expires_at=world.clock() + timedelta(days=800),
+            actor=SYSTEM,
+        )
+        ledger.grant(
+            session,
+            key="jobs-fund-later",
+            from_account_id=system_account_id(session, AccountKind.SOURCE, Currency.GPU),
+            to_account_id=later.id,
+            amount=RICH,
+            actor=SYSTEM,
+            now=world.clock(),
+        )
+    waiting = _queued_when_the_allocation_ends(world)
+    world.schedule()
+    moved = world.job(waiting)
+    assert moved.state == JobState.QUEUED.value and moved.hold_key == f"job:{waiting}:hold:2"
+    with world.session() as session:
+        assert {part.account_id for part in get_hold(session, hold_key=moved.hold_key).parts} == {
+            later.id
+        }
+        assert get_hold(session, hold_key=f"job:{waiting}:hold").remaining == 0
+    world.clock.advance(0.5 * 86400 + 60)
+    world.cycle()
+    world.clock.advance(3600)
+    world.cycle()
+    done = world.job(waiting)
+    assert done.state == JobState.SUCCEEDED.value and done.charged_micro == cost(2 * 3600)
+    with world.session() as session:
+        assert ledger_queries.get_account(session, account_id=later.id).debits_posted == cost(
+            2 * 3600
+        )
+    _ledger_ok(world)
+
+
+def test_a_job_queued_past_its_allocations_end_with_nothing_else_to_hold_is_cancelled(
+    joined_session_factory: sessionmaker[Session],
+) -> None:
+    world = build_jobs_world(joined_session_factory, credits_micro=RICH)
+    waiting = _queued_when_the_allocation_ends(world)
+    world.schedule()
+    cancelled = world.job(waiting)
+    assert cancelled.state == JobState.CANCELLED.value
+    assert "its allocation ended before it started" in (cancelled.reason or "")
+    assert cancelled.charged_micro == 0 and cancelled.settled_at is not None
+    assert _hold_left(world, cancelled.hold_key) == 0
+    _ledger_ok(world)
 
 
 def test_one_job_that_cannot_be_settled_does_not_stop_the_others(
