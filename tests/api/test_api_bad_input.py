@@ -176,8 +176,9 @@ def _new_order(world: World) -> dict[str, Any]:
     body = order_body(world)
     body["order"] |= {  # type: ignore[operator]
         "redundancy": 2,
+        # One estimate only: both are refused (expected_seconds_per_item is for
+        # per-hour prices).
         "expected_labels_per_item": "1.5",
-        "expected_seconds_per_item": 30,
         "target_dataset_id": world.ds_dataset_id,
     }
     return body
