@@ -111,7 +111,12 @@ def _refused(
     project: ProjectOut, me: Actor, refusal: CreditsError, values: dict[str, str]
 ) -> ResponseReturnValue:
     """The service's refusal at the e-mail field when it is about the person, else on top."""
-    about_person = refusal.slug in {"invalid-email", "not-a-researcher", "already-project-member"}
+    about_person = refusal.slug in {
+        "invalid-email",
+        "not-a-researcher",
+        "already-project-member",
+        "assesses-project-proposal",
+    }
     if about_person:
         errors = {"email": str(refusal)}
         return _page(project, me, values=values, errors=errors, error=_FIX, status=refusal.status)

@@ -59,6 +59,17 @@ class AlreadyProjectMember(Conflict):
     title = "Already a member of this project"
 
 
+class AssessesProjectProposal(Conflict):
+    """The person reviews, or decides, a proposal of the project that is not decided yet.
+
+    ``extra["proposal_ids"]`` names those proposals: once each is decided (or
+    withdrawn) the person may be added.
+    """
+
+    slug = "assesses-project-proposal"
+    title = "This person is assessing a proposal of the project"
+
+
 class NotAFunder(InvalidInput):
     """A program owner must hold the funder role."""
 

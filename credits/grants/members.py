@@ -12,9 +12,9 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from credits.grants.errors import NotAResearcher, ProjectForbidden
+from credits.grants.errors import AssessesProjectProposal, NotAResearcher, ProjectForbidden
 from credits.grants.models import MemberRole
-from credits.grants.projects import add_member
+from credits.grants.projects import add_member, assessor_refusal
 from credits.grants.queries import load_project, member_role
 from credits.grants.schemas import ProjectOut
 from credits.identity.access import can_add_member
@@ -51,3 +51,7 @@ def add_member_by_email(
         return add_member(session, project_id=project_id, user_id=user_id, role=role, actor=actor)
     except NotAResearcher:
         raise unknown from None
+    except AssessesProjectProposal as refusal:
+        # Named as the caller typed it, without the user id that would map the address.
+        proposal_ids = refusal.extra["proposal_ids"]
+        raise assessor_refusal(address, project_id, proposal_ids, field="email") from None

@@ -16,6 +16,16 @@ its account, and refuses to reactivate an account of a project that is not
 active. Members can be added and removed while a project is active or
 suspended, never once it is archived.
 
+No one joins a project while they assess one of its proposals that is not
+decided yet (submitted or in review): while they are assigned to review it
+(without a declared conflict), or while they decide on it, as an owner of its
+program or as ops (the deciders :func:`credits.grants.reviews.require_impartial`
+keeps off their own projects). Otherwise adding a harsh reviewer would strike
+their review from the count, and adding a strict funder would take the
+decision from them. They may join once the proposal is decided or withdrawn.
+Someone who was on the project first stays a conflicted member: they cannot be
+assigned to review its proposals, nor decide them.
+
 Every function takes the caller's session, checks who is acting and what
 state the project is in before it writes, flushes and never commits, and
 appends an audit event in the caller's transaction. A refused call changes
@@ -36,6 +46,7 @@ from credits.audit.service import record_event
 from credits.db import utcnow
 from credits.grants.errors import (
     AlreadyProjectMember,
+    AssessesProjectProposal,
     CannotRemovePi,
     InvalidProject,
     MemberNotFound,
@@ -45,9 +56,13 @@ from credits.grants.errors import (
 )
 from credits.grants.models import (
     MemberRole,
+    ProgramOwner,
     Project,
     ProjectMember,
     ProjectStatus,
+    Proposal,
+    ProposalStatus,
+    ReviewAssignment,
 )
 from credits.grants.queries import (
     get_project,
@@ -59,18 +74,21 @@ from credits.grants.queries import (
 from credits.grants.schemas import ProjectOut
 from credits.identity.access import (
     can_add_member,
+    can_administer_program,
     can_create_project,
     can_remove_member,
     can_suspend_project,
 )
 from credits.identity.actor import Actor
 from credits.identity.models import Role, User
+from credits.identity.service import actor_for
 from credits.ledger.errors import ReasonRequired
 from credits.ledger.models import Account, AccountKind, AccountStatus
 from credits.ledger.service import set_account_status
 
 __all__ = [
     "add_member",
+    "assessor_refusal",
     "create_project",
     "get_project",
     "list_projects",
@@ -81,6 +99,9 @@ __all__ = [
 
 TITLE_MAX_LENGTH = 300
 NAME_MAX_LENGTH = 200
+# A proposal in these states is being assessed: it has (or will get) reviewers and
+# awaits its program's decision.
+UNDER_ASSESSMENT = frozenset({ProposalStatus.SUBMITTED.value, ProposalStatus.IN_REVIEW.value})
 # The PI or ops archive a project, but only ops change ledger account statuses;
 # the account changes an archive makes are the platform's, on their behalf.
 GRANTS_SYSTEM = Actor.system("grants")
@@ -125,6 +146,67 @@ def _load_researcher(session: Session, user_id: int) -> User:
             f"user {user_id} is not a researcher on this platform", user_id=user_id
         )
     return user
+
+
+def _proposals_assessed_by(session: Session, project: Project, user: User) -> list[int]:
+    """The project's proposals under assessment that ``user`` reviews or decides.
+
+    Reviews: assigned without a declared conflict (a review needs the
+    assignment). Decides: what :func:`~credits.identity.access.can_administer_program`
+    allows, with the roles the user holds now: ops, or a funder who owns the
+    proposal's program.
+    """
+    pending = session.execute(
+        select(Proposal.id, Proposal.program_id).where(
+            Proposal.project_id == project.id, Proposal.status.in_(UNDER_ASSESSMENT)
+        )
+    ).all()
+    if not pending:
+        return []
+    reviewing = set(
+        session.scalars(
+            select(ReviewAssignment.proposal_id).where(
+                ReviewAssignment.proposal_id.in_([proposal_id for proposal_id, _ in pending]),
+                ReviewAssignment.reviewer_user_id == user.id,
+                ReviewAssignment.conflict_declared_at.is_(None),
+            )
+        )
+    )
+    owners: dict[int, set[int]] = {}
+    for program_id, owner_id in session.execute(
+        select(ProgramOwner.program_id, ProgramOwner.user_id).where(
+            ProgramOwner.program_id.in_({program_id for _, program_id in pending})
+        )
+    ):
+        owners.setdefault(program_id, set()).add(owner_id)
+    candidate = actor_for(user)
+    return sorted(
+        proposal_id
+        for proposal_id, program_id in pending
+        if proposal_id in reviewing
+        or can_administer_program(candidate, owner_ids=owners.get(program_id, set()))
+    )
+
+
+def assessor_refusal(
+    who: str, project_id: int, proposal_ids: list[int], **extra: Any
+) -> AssessesProjectProposal:
+    """The refusal to add ``who`` (``user 7``, an e-mail) while they assess ``proposal_ids``.
+
+    It says neither whether they review or decide, nor anything about the reviews.
+    """
+    ids = [str(proposal_id) for proposal_id in proposal_ids]
+    if len(ids) == 1:
+        named, pronoun = f"proposal {ids[0]}", "it is"
+    else:
+        named, pronoun = f"proposals {', '.join(ids[:-1])} and {ids[-1]}", "they are"
+    return AssessesProjectProposal(
+        f"{who} reviews or decides {named} of project {project_id}, not decided yet, and no "
+        f"one may assess a proposal of their own project: add them once {pronoun} decided "
+        "or withdrawn",
+        proposal_ids=proposal_ids,
+        **extra,
+    )
 
 
 def _require_status(project: Project, allowed: set[ProjectStatus], action: str) -> None:
@@ -258,11 +340,13 @@ def add_member(
 ) -> ProjectOut:
     """Adds a researcher to the project as ``manager`` or ``member``.
 
-    Ops, the PI and managers may add; not while the project is archived.
-    Appends ``project.member_added``.
+    Ops, the PI and managers may add; not while the project is archived, nor
+    while the researcher reviews or decides one of the project's proposals
+    that is not decided yet. Appends ``project.member_added``.
 
     Raises ProjectNotFound, ProjectStatusConflict (archived), ProjectForbidden,
-    InvalidProject (role), UserNotFound, NotAResearcher, AlreadyProjectMember.
+    InvalidProject (role), UserNotFound, NotAResearcher, AlreadyProjectMember,
+    AssessesProjectProposal.
     """
     project = load_project(session, project_id, lock=True)
     _require_status(project, {ProjectStatus.ACTIVE, ProjectStatus.SUSPENDED}, "change its members")
@@ -277,6 +361,8 @@ def add_member(
             user_id=user_id,
             role=held.value,
         )
+    if assessed := _proposals_assessed_by(session, project, user):
+        raise assessor_refusal(f"user {user_id}", project.id, assessed, user_id=user_id)
     project.members.append(ProjectMember(user=user, role=MemberRole(role).value))
     session.flush()
     _audit(

@@ -106,13 +106,20 @@ def submitted(session: Session, w: World, **overrides: Any) -> ProposalOut:
 
 
 def reviewed(
-    session: Session, w: World, *, score: int = 4, reviewers: int = 2, **overrides: Any
+    session: Session,
+    w: World,
+    *,
+    score: int = 4,
+    reviewers: int = 2,
+    by: Actor | None = None,
+    **overrides: Any,
 ) -> ProposalOut:
-    """Submitted, assigned to ``reviewers`` reviewers who each scored ``score`` everywhere."""
+    """Submitted, assigned by ``by`` (fay) to ``reviewers`` reviewers who each scored
+    ``score`` everywhere."""
     proposal = submitted(session, w, **overrides)
     for reviewer in w.reviewers[:reviewers]:
         assign_reviewer(
-            session, proposal_id=proposal.id, reviewer_user_id=uid(reviewer), actor=w.fay
+            session, proposal_id=proposal.id, reviewer_user_id=uid(reviewer), actor=by or w.fay
         )
         submit_review(
             session,

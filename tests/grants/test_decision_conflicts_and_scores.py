@@ -33,6 +33,8 @@ THREE_CRITERIA = [
 
 
 def _join_project(session: Session, w: World, actor: Actor) -> None:
+    """The actor joins pia's project: before it applies, or once its proposals are decided
+    (joining while they assess one is refused: test_assessors_cannot_join_the_project.py)."""
     grant_role(session, email=actor.email or "", role=Role.RESEARCHER, actor=w.ops)
     projects.add_member(
         session, project_id=w.project_id, user_id=uid(actor), role="member", actor=w.pia
@@ -52,9 +54,10 @@ def test_an_owner_or_ops_on_the_applying_project_cannot_decide_it(
 ) -> None:
     session = any_session
     w = world(session)
-    proposal = reviewed(session, w, reviewers=1)
     decider: Actor = getattr(w, who)
-    _join_project(session, w, decider)
+    other = w.ops if who == "fay" else w.fay
+    _join_project(session, w, decider)  # on the project before it applies
+    proposal = reviewed(session, w, reviewers=1, by=other)
 
     award = {
         "proposal_id": proposal.id,
@@ -74,7 +77,6 @@ def test_an_owner_or_ops_on_the_applying_project_cannot_decide_it(
         reviewer_user_id=uid(w.reviewers[1]),
         actor=decider,
     )
-    other = w.ops if who == "fay" else w.fay
     assert award_proposal(session, **(award | {"actor": other})).allocations
 
 
@@ -97,10 +99,9 @@ def test_an_owner_on_the_project_cannot_release_its_tranche(any_session: Session
 def test_an_owner_on_the_applying_project_reads_none_of_its_reviews(any_session: Session) -> None:
     session = any_session
     w = world(session)
-    proposal = reviewed(session, w, reviewers=1)
-    assert get_review_summary(session, proposal_id=proposal.id, actor=w.fay).reviews
-    assert list_reviews_for_actor(session, w.fay)
-    _join_project(session, w, w.fay)
+    _join_project(session, w, w.fay)  # on the project before it applies
+    proposal = reviewed(session, w, by=w.ops)
+    assert get_review_summary(session, proposal_id=proposal.id, actor=w.ops).reviews
 
     _refused(session, get_review_summary, proposal_id=proposal.id, actor=w.fay)
     (summary,) = review_summaries(
@@ -109,6 +110,8 @@ def test_an_owner_on_the_applying_project_reads_none_of_its_reviews(any_session:
     assert (summary.withheld, summary.reviews, summary.assignments) == (True, [], [])
     assert summary.mean_score is None
     assert list_reviews_for_actor(session, w.fay) == []
+    reject_proposal(session, proposal_id=proposal.id, actor=w.ops, reason="Out of scope.")
+    _refused(session, get_review_summary, proposal_id=proposal.id, actor=w.fay)
     _join_project(session, w, w.ops)  # ops read every review, as they may read everything
     assert get_review_summary(session, proposal_id=proposal.id, actor=w.ops).reviews
 

@@ -1,5 +1,5 @@
 """Regressions found in review: ended allocations, tranches that can no longer be
-released, and reviewers who join the applying project after assignment."""
+released, and reviewers on the applying project after assignment."""
 
 from __future__ import annotations
 
@@ -12,13 +12,20 @@ from proposal_helpers import CREDIT, awarded, drafted, reviewed, world
 from sqlalchemy.orm import Session
 
 from credits.db import utcnow
-from credits.grants import projects
 from credits.grants.allocations import require_budget
 from credits.grants.errors import InvalidProposal, ReviewerConflicted
+from credits.grants.models import MemberRole, ProjectMember
 from credits.grants.proposal_queries import counted_reviews
 from credits.grants.reviews import assign_reviewer, submit_review
 from credits.identity.models import Role
 from credits.identity.service import grant_role
+
+
+def _on_project_anyway(session: Session, project_id: int, user_id: int) -> None:
+    """A membership add_member now refuses while the user assesses the project's
+    proposal, as one added before that rule or in a race with the assignment left it."""
+    session.add(ProjectMember(project_id=project_id, user_id=user_id, role=MemberRole.MEMBER.value))
+    session.flush()
 
 
 def _ending_soon(session: Session, **program: object) -> tuple[object, object]:
@@ -60,7 +67,7 @@ def test_a_pending_tranche_of_an_ended_allocation_stops_holding_the_budget(
     require_budget(session, w.program_id, {"gpu": 5 * CREDIT})
 
 
-def test_a_reviewer_who_joins_the_applying_project_can_no_longer_score(
+def test_a_reviewer_on_the_applying_project_after_assignment_can_no_longer_score(
     session: Session,
 ) -> None:
     w = world(session)
@@ -68,9 +75,7 @@ def test_a_reviewer_who_joins_the_applying_project_can_no_longer_score(
     reviewer = w.reviewers[1]
     assign_reviewer(session, proposal_id=proposal.id, reviewer_user_id=uid(reviewer), actor=w.fay)
     grant_role(session, email=reviewer.email or "", role=Role.RESEARCHER, actor=w.ops)
-    projects.add_member(
-        session, project_id=w.project_id, user_id=uid(reviewer), role="member", actor=w.pia
-    )
+    _on_project_anyway(session, w.project_id, uid(reviewer))
     with pytest.raises(ReviewerConflicted):
         submit_review(
             session,
@@ -82,7 +87,5 @@ def test_a_reviewer_who_joins_the_applying_project_can_no_longer_score(
     first = w.reviewers[0]
     assert [r.reviewer_user_id for r in counted_reviews(session, proposal.id)] == [uid(first)]
     grant_role(session, email=first.email or "", role=Role.RESEARCHER, actor=w.ops)
-    projects.add_member(
-        session, project_id=w.project_id, user_id=uid(first), role="member", actor=w.pia
-    )
+    _on_project_anyway(session, w.project_id, uid(first))
     assert counted_reviews(session, proposal.id) == []
