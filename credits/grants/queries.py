@@ -37,7 +37,7 @@ from credits.grants.schemas import (
     ProjectOut,
     ProjectPage,
 )
-from credits.ledger.models import Account, Currency
+from credits.ledger.models import Account, Currency, Transfer, TransferKind
 from credits.ledger.queries import list_accounts
 
 DEFAULT_PAGE = 50
@@ -75,6 +75,14 @@ def keyset_page(
 def pool_code(program_id: int, currency: Currency) -> str:
     """The code of a program's pool account in one currency."""
     return f"program:{program_id}:pool:{currency.value}"
+
+
+def program_of_pool(code: str) -> int:
+    """The program whose pool account has ``code`` (see :func:`pool_code`)."""
+    prefix, program_id, kind, _currency = code.split(":")
+    if (prefix, kind) != ("program", "pool"):
+        raise ValueError(f"{code!r} is not a program pool's code")
+    return int(program_id)
 
 
 def pool_code_of(
@@ -138,20 +146,36 @@ def _budgets(session: Session, program_ids: list[int]) -> dict[str, ProgramBudge
         select(Account).where(Account.code.in_(codes)).execution_options(populate_existing=True)
     )
     owed = pending_tranches(session, program_ids)
+    accounts = list(rows)
+    paid_out = _paid_out_by_kind(session, [account.id for account in accounts])
     budgets = {}
-    for account in rows:
+    for account in accounts:
         available = account.credits_posted - account.debits_posted - account.debits_pending
         promised = owed.get(codes[account.code], 0)
+        taken_back = paid_out.get((account.id, TransferKind.ADJUST.value), 0)
         budgets[account.code] = ProgramBudget(
             currency=Currency(account.currency),
             account_id=account.id,
-            funded=account.credits_posted,
-            awarded=account.debits_posted,
+            funded=account.credits_posted - taken_back,
+            awarded=paid_out.get((account.id, TransferKind.GRANT.value), 0),
             held=account.debits_pending,
             promised=promised,
             remaining=max(available - promised, 0),
         )
     return budgets
+
+
+def _paid_out_by_kind(session: Session, pool_ids: list[int]) -> dict[tuple[int, str], int]:
+    """What left each pool, by (pool id, transfer kind): grants are awards, adjustments
+    are funding ops took back."""
+    if not pool_ids:
+        return {}
+    rows = session.execute(
+        select(Transfer.debit_account_id, Transfer.kind, func.sum(Transfer.amount))
+        .where(Transfer.debit_account_id.in_(pool_ids), Transfer.kind != TransferKind.HOLD.value)
+        .group_by(Transfer.debit_account_id, Transfer.kind)
+    )
+    return {(pool_id, kind): int(total or 0) for pool_id, kind, total in rows}
 
 
 def _program_out(program: Program, budgets: dict[str, ProgramBudget]) -> ProgramOut:

@@ -44,8 +44,10 @@ class ProgramBudget(BaseModel):
 
     currency: Currency
     account_id: int
-    funded: int = Field(description="credits paid into the pool (credits_posted)")
-    awarded: int = Field(description="credits paid out of the pool (debits_posted)")
+    funded: int = Field(
+        description="credits paid into the pool (credits_posted), less what ops took back"
+    )
+    awarded: int = Field(description="credits granted from the pool to allocations")
     held: int = Field(description="credits reserved by pending transfers (debits_pending)")
     promised: int = Field(description="credits owed in pending tranches of awards already made")
     remaining: int = Field(

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from credits.audit.public_text import refuse_personal_reasons
 from credits.db import utcnow
 from credits.errors import InvalidInput
+from credits.grants.queries import pending_tranches, program_of_pool
 from credits.identity.actor import Actor
 from credits.identity.models import Role
 from credits.ledger import journal, pg_ledger
@@ -23,6 +24,7 @@ from credits.ledger.accounts import GUARDED_KINDS, audit_account, open_account, 
 from credits.ledger.errors import (
     AccountNotActive,
     AdjustmentForbidden,
+    InsufficientCredits,
     InvalidAmount,
     NotExpired,
     ReasonRequired,
@@ -228,6 +230,8 @@ def adjust(
         _require_not_ended(locked[account_id], now)
     debit, credit = (other, account_id) if amount > 0 else (account_id, other)
     _require_covers(locked[debit], abs(amount))
+    if amount < 0 and account.kind is AccountKind.PROGRAM_POOL:
+        _require_keeps_tranches(session, locked[account_id], abs(amount))
     return _post(
         session,
         key=key,
@@ -241,6 +245,21 @@ def adjust(
         now=now,
         reason=reason,
     )
+
+
+def _require_keeps_tranches(session: Session, pool: Row[Any], removing: int) -> None:
+    """A program's pool keeps what its pending tranches are promised: a removal that
+    reached into it would make a tranche release fail later, breaking an award."""
+    program_id = program_of_pool(pool.code)
+    owed = pending_tranches(session, [program_id]).get((program_id, pool.currency), 0)
+    removable = max(journal.available(pool) - owed, 0)
+    if removing > removable:
+        raise InsufficientCredits(
+            f"program {program_id}'s pool keeps {owed} micro-credits promised to pending"
+            f" tranches; at most {removable} can be removed",
+            required=removing,
+            available=removable,
+        )
 
 
 def _require_not_ended(account: Row[Any], now: datetime) -> None:

@@ -32,9 +32,11 @@ from credits.grants.models import AllocationStatus, ProposalStatus, TrancheStatu
 from credits.grants.projects import suspend_project
 from credits.grants.proposal_queries import load_proposal
 from credits.grants.proposals import create_proposal
-from credits.grants.queries import get_program
+from credits.grants.queries import get_program, pool_code
 from credits.ledger.errors import IdempotencyKeyReused, InsufficientCredits
 from credits.ledger.models import Account, Currency
+from credits.ledger.queries import get_account_by_code
+from credits.ledger.service import adjust
 from credits.ledger.verify import verify_ledger
 
 
@@ -227,6 +229,38 @@ def test_pending_tranches_count_against_the_budget(any_session: Session) -> None
         4 * CREDIT,
         2 * CREDIT,
     )
+
+
+def test_ops_cannot_remove_what_a_pool_owes_pending_tranches(any_session: Session) -> None:
+    w = world(any_session, budget=10 * CREDIT, initial_share_percent=50, min_reviewers=1)
+    (tranche,) = awarded(any_session, w, requested={"gpu": 8 * CREDIT}, reviewers=1).tranches
+    pool = get_account_by_code(any_session, code=pool_code(w.program_id, Currency.GPU))
+    error = refused(
+        any_session,
+        InsufficientCredits,
+        adjust,
+        key="drain",
+        account_id=pool.id,
+        amount=-3 * CREDIT,
+        actor=w.ops,
+        reason="correction",
+    )
+    assert (error.extra["required"], error.extra["available"]) == (3 * CREDIT, 2 * CREDIT)
+    adjust(any_session, key="trim", account_id=pool.id, amount=-2 * CREDIT, actor=w.ops, reason="x")
+    lines = get_program(any_session, program_id=w.program_id).budget
+    (budget,) = [line for line in lines if line.currency is Currency.GPU]
+    # Funding ops took back is neither awarded nor left.
+    assert (budget.funded, budget.awarded, budget.promised, budget.remaining) == (
+        8 * CREDIT,
+        4 * CREDIT,
+        4 * CREDIT,
+        0,
+    )
+    released = release_tranche(
+        any_session, tranche_id=tranche.id, actor=w.fay, progress_report="on track", key="r"
+    )
+    assert released.status == TrancheStatus.RELEASED
+    assert verify_ledger(any_session).ok
 
 
 def test_a_release_needs_an_owner_and_a_report(any_session: Session) -> None:
