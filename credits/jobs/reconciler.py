@@ -433,8 +433,14 @@ def _seen(session: Session, job: Job, seen: Observation, now: datetime) -> None:
     if requeue_move_ended_unstarted(session, job, run, seen, actor=RECONCILER_ACTOR, now=now):
         return
     state = FINAL_PHASE_STATES.get(seen.phase, JobState.CANCELLED)
+    reason = seen.reason
+    if state is JobState.TIMED_OUT and job.started_at is None:
+        # Kubernetes counts a Job's deadline from its creation: a job still Pending
+        # when it passed never ran, and used none of its runtime.
+        state = JobState.FAILED
+        reason = f"never started: still waiting for the pool when its deadline passed ({reason})"
     job.exit_code = seen.exit_code
-    finish_job(session, job, state, at=seen.finished_at or now, reason=seen.reason, seen=seen)
+    finish_job(session, job, state, at=seen.finished_at or now, reason=reason, seen=seen)
 
 
 def launch_moved(context: Reconciliation, report: ReconcileOut) -> None:

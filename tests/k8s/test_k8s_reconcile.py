@@ -222,6 +222,22 @@ def test_deadline_exceeded_is_timed_out_and_charged_the_max_runtime(
     _settled_once(world, job_id, -(-2 * 300 * RATE // 3600))
 
 
+def test_a_job_whose_deadline_passes_while_pending_failed_as_never_started_not_timed_out(
+    world: JobsWorld, kube: Kube
+) -> None:
+    job = world.submit(gpus=1, max_runtime_seconds=600)
+    world.schedule()
+    kube.emu.cordon("gpu-0")
+    kube.emu.cordon("gpu-1")
+    world.reconcile()
+    kube.emu.advance(700)
+    _finish(world, kube, job.id)
+    failed = _job(world, job.id)
+    assert failed.state == JobState.FAILED.value and failed.started_at is None
+    assert failed.reason is not None and failed.reason.startswith("never started")
+    _settled_once(world, job.id, 0)
+
+
 def test_gang_on_two_nodes_is_charged_from_when_both_pods_run(world: JobsWorld, kube: Kube) -> None:
     kube.emu.set_run_duration(NAMESPACE, kube.name(1), 100)
     job_id = _start(world, kube, gpus=16)
