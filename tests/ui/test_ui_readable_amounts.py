@@ -46,7 +46,8 @@ from credits.settings import load_settings
 FLAVOUR = "demo-gpu"
 PERSONAS = ("researcher", "reviewer", "funder", "ops")
 MAX_PAGES = 150
-RAW_MICRO = re.compile(r"(?<![\w.,:/#+-])\d{7,}(?![\w.,])")
+# Digits a hyphen follows are a UUID's first group (its hex may all be decimal), not an amount.
+RAW_MICRO = re.compile(r"(?<![\w.,:/#+-])\d{7,}(?![\w.,-])")
 MICRO_DECIMALS = re.compile(r"(?<![\w.])\d+\.\d{5,6}(?![\w.])")
 MICROSECONDS = re.compile(r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d\.\d{1,6}")
 RAW_CELL = re.compile(r"-?\d{7,}")
