@@ -14,6 +14,7 @@ from admin_ui.web import actor, current_actor, login_required, render, sign_in, 
 from credits.api.auth import credits_extension, writes
 from credits.api.public_url import public_url_for
 from credits.errors import CreditsError
+from credits.identity import account as account_service
 from credits.identity.oidc import oidc_sign_in
 from credits.identity.schemas import TokenOut
 from credits.identity.service import authenticate_password, end_sessions
@@ -98,10 +99,26 @@ def logout() -> ResponseReturnValue:
 @blueprint.post("/sessions/end")
 @login_required
 def sign_out_everywhere() -> ResponseReturnValue:
-    """Ends every session of the account, in every browser, this one included."""
-    _end_sessions()
-    flash("You are signed out everywhere: every browser must sign in again.")
+    """Ends every session of the account, in every browser, this one included, and
+    revokes every API token of it: one made from a stolen session stops too."""
+    me = actor()
+    with transaction() as db:
+        revoked = account_service.sign_out_everywhere(db, actor=me)
+    sessions.end(session)
+    # One message: a page shows each as its own status.
+    flash(
+        "You are signed out everywhere: every browser must sign in again. "
+        + tokens_revoked_notice(revoked)
+    )
     return redirect(url_for("ui_auth.login"))
+
+
+def tokens_revoked_notice(count: int) -> str:
+    """What a page says after revoking every API token of the account."""
+    if count == 0:
+        return "Your account had no API tokens to revoke."
+    tokens_text = "1 API token" if count == 1 else f"{count} API tokens"
+    return f"Revoked {tokens_text} of your account: create new ones where you still need them."
 
 
 def _end_sessions() -> None:

@@ -22,9 +22,9 @@ from flask_limiter import Limiter, RateLimitExceeded
 from admin_ui.throttle import (
     LIMITER_KEY,
     _account_key,
-    _wait_seconds,
-    _wait_text,
     throttle_endpoint,
+    wait_seconds,
+    wait_text,
 )
 from admin_ui.web import render, transaction
 from credits.api.auth import EXTENSION_KEY, credits_extension
@@ -80,9 +80,9 @@ def _link_for(token: str) -> str:
 
 @blueprint.errorhandler(RateLimitExceeded)
 def _throttled(_: RateLimitExceeded) -> ResponseReturnValue:
-    seconds = _wait_seconds()
+    seconds = wait_seconds()
     email = request.form.get("email", "").strip()
-    message = _THROTTLED.format(wait=_wait_text(seconds))
+    message = _THROTTLED.format(wait=wait_text(seconds))
     page, status = _forgot_page(email=email, error=message, status=429)
     return page, status, {"Retry-After": str(seconds)}
 
@@ -142,6 +142,9 @@ def reset_submit(token: str) -> ResponseReturnValue:
         return _reset_page(token, errors=errors, error=_FIX, status=refusal.status)
     except reset_service.ResetLinkInvalid:
         return render("password_reset/reset.html", email=None), 410, NO_REFERRER
-    flash("Your password is changed and every browser signed in to your account is signed out.")
+    flash(
+        "Your password is changed, every browser signed in to your account is signed out"
+        " and every API token of your account is revoked."
+    )
     flash("Sign in with your new password.")
     return redirect(url_for("ui_auth.login"))

@@ -6,6 +6,11 @@ from one address, stops at ``login_limit_per_account`` and
 ``login_limit_per_address``. Once a limit is reached, every sign-in on it is
 refused with a 429 page until the window moves on, a correct password too.
 
+Every other form that checks a password (the account page's current password,
+admin_ui/account.py) counts its wrong answers in the same limits
+(:func:`limit_password_guesses`): the counts are shared, per account and per
+address, so guessing through one form uses up the allowance of the other.
+
 The counts live in ``Settings.ratelimit_storage``: memory on the embedded
 profile (one process), Redis in production so every web process shares them.
 When Redis cannot be reached the counting goes on in this process's memory
@@ -17,8 +22,9 @@ from __future__ import annotations
 import hashlib
 import math
 import time
+from collections.abc import Callable
 
-from flask import Flask, Response, current_app, request
+from flask import Blueprint, Flask, Response, current_app, g, request
 from flask.sansio.app import App
 from flask.typing import ResponseReturnValue
 from flask_limiter import Limiter, RateLimitExceeded
@@ -33,6 +39,7 @@ LIMITER_KEY = "credits_login_limiter"
 THROTTLED_ENDPOINTS_KEY = "credits_throttled_endpoints"
 SIGN_IN_ENDPOINT = "ui_auth.login_submit"
 FAILED_SIGN_IN = 401
+GUESS_FLAG = "credits_wrong_guess"
 THROTTLED = (
     "Too many failed sign-ins for this account or from your network. Wait {wait} and try again."
 )
@@ -52,21 +59,56 @@ def init_app(app: Flask) -> None:
         swallow_errors=True,
         headers_enabled=False,
     )
-    for limits, key, scope in (
-        (settings.login_limit_per_account, _account_key, "account"),
-        (settings.login_limit_per_address, get_remote_address, "address"),
-    ):
-        limiter.limit(
-            limits,
-            key_func=key,
-            scope=scope,
-            methods=["POST"],
-            deduct_when=_failed,
-        )(blueprint)
     app.extensions[LIMITER_KEY] = limiter
-    app.extensions[THROTTLED_ENDPOINTS_KEY] = {SIGN_IN_ENDPOINT}
+    app.extensions[THROTTLED_ENDPOINTS_KEY] = set()
+    limit_password_guesses(
+        app, blueprint, endpoint=SIGN_IN_ENDPOINT, account_key=_account_key, deduct_when=_failed
+    )
     limiter.request_filter(_not_throttled)
     app.register_error_handler(RateLimitExceeded, _throttled)
+
+
+def limit_password_guesses(
+    app: App,
+    target: Blueprint,
+    *,
+    endpoint: str,
+    account_key: Callable[[], str],
+    deduct_when: Callable[[Response], bool] | None = None,
+    exempt_when: Callable[[], bool] | None = None,
+) -> None:
+    """Counts the wrong passwords that ``endpoint`` (a POST route of ``target``) answers
+    in the sign-in limits, per account (``account_key``, hashed as
+    :func:`account_key_for` hashes) and per client address.
+
+    The limits are shared: every form registered here adds to, and is stopped by,
+    the same counts in the same store. A wrong password counts when ``deduct_when``
+    says so, by default when the view called :func:`note_wrong_password`.
+    """
+    settings: Settings = app.extensions[EXTENSION_KEY].settings
+    limiter: Limiter = app.extensions[LIMITER_KEY]
+    throttle_endpoint(app, endpoint)
+    for limits, key, scope in (
+        (settings.login_limit_per_account, account_key, "account"),
+        (settings.login_limit_per_address, get_remote_address, "address"),
+    ):
+        limiter.shared_limit(
+            limits,
+            scope=scope,
+            key_func=key,
+            methods=["POST"],
+            deduct_when=deduct_when or _wrong_password_noted,
+            exempt_when=exempt_when,
+        )(target)
+
+
+def note_wrong_password() -> None:
+    """Marks this request as a wrong password, for :func:`limit_password_guesses` to count."""
+    setattr(g, GUESS_FLAG, True)
+
+
+def _wrong_password_noted(_: Response) -> bool:
+    return bool(g.get(GUESS_FLAG, False))
 
 
 def throttle_endpoint(app: App, endpoint: str) -> None:
@@ -86,29 +128,37 @@ def _failed(response: Response) -> bool:
     return response.status_code == FAILED_SIGN_IN
 
 
+def account_key_for(email: str | None) -> str:
+    """An account's key in the limits: its e-mail address, hashed, so the store never
+    holds one."""
+    text = (email or "").strip().lower()
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
 def _account_key() -> str:
-    """The account a sign-in names, hashed: the store never holds e-mail addresses."""
-    email = request.form.get("email", "").strip().lower()
-    return hashlib.sha256(email.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+    """The account a sign-in names."""
+    return account_key_for(request.form.get("email", ""))
 
 
-def _wait_seconds() -> int:
+def wait_seconds() -> int:
     limiter: Limiter = current_app.extensions[LIMITER_KEY]
     breached = limiter.current_limit
     if breached is None:
         return 60
-    return max(1, math.ceil(breached.reset_at - time.time()))
+    # The window's own reset time: ``reset_at`` rounds it up a further second,
+    # which could make a one-minute wait read 61 seconds.
+    return max(1, math.ceil(breached.window.reset_time - time.time()))
 
 
-def _wait_text(seconds: int) -> str:
+def wait_text(seconds: int) -> str:
     minutes = max(1, math.ceil(seconds / 60))
     return "a minute" if minutes == 1 else f"{minutes} minutes"
 
 
 def _throttled(error: RateLimitExceeded) -> ResponseReturnValue:
     """The sign-in page again, saying how long to wait; a problem document elsewhere."""
-    seconds = _wait_seconds()
-    message = THROTTLED.format(wait=_wait_text(seconds))
+    seconds = wait_seconds()
+    message = THROTTLED.format(wait=wait_text(seconds))
     headers = {"Retry-After": str(seconds)}
     if request.endpoint != SIGN_IN_ENDPOINT:
         return problem_response(

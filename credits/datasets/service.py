@@ -53,6 +53,7 @@ from credits.db import utcnow
 from credits.grants.errors import ProjectNotFound
 from credits.identity.access_datasets import (
     can_manage_project_datasets,
+    can_read_dataset,
 )
 from credits.identity.actor import Actor
 from credits.storage.names import duplicate_names, safe_file_name
@@ -158,13 +159,18 @@ def new_version(
     datasheet, keywords, provenance and file list (the rows; blobs are shared).
 
     A dataset whose versions were all taken down starts its new draft empty.
-    Raises DatasetNotFound, DatasetForbidden, and DraftExists when the dataset
-    already has a draft (finish or edit that one).
+    Raises DatasetNotFound for a dataset that does not exist or that the actor may
+    not read (its only version a draft of another project: the same answer, so
+    the refusal does not tell that it exists), DatasetForbidden for one the actor
+    reads but does not manage, and DraftExists when the dataset already has a
+    draft (finish or edit that one).
     """
     dataset = session.get(Dataset, dataset_id, with_for_update=True, populate_existing=True)
     if dataset is None:
         raise DatasetNotFound(f"no dataset has the id {dataset_id}")
     if not can_manage_project_datasets(session, actor, dataset.project_id):
+        if not can_read_dataset(session, actor, dataset_id):
+            raise DatasetNotFound(f"no dataset has the id {dataset_id}")
         raise DatasetForbidden("only the project's members or ops may add versions")
     draft = session.scalar(
         select(DatasetVersion.number).where(

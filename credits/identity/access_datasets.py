@@ -50,6 +50,17 @@ def can_manage_project_datasets(session: Session, actor: Actor, project_id: int)
     return rules.readable(session, Project, project_id, managed_projects(actor))
 
 
+def can_read_dataset(session: Session, actor: Actor | None, dataset_id: int) -> bool:
+    """True when the dataset has a version the actor may read: a dataset whose every
+    version is a draft they may not read looks exactly like a missing one."""
+    found = session.scalar(
+        select(DatasetVersion.id)
+        .where(DatasetVersion.dataset_id == dataset_id, visible_versions(actor))
+        .limit(1)
+    )
+    return found is not None
+
+
 def can_take_down(actor: Actor) -> bool:
     """Taking a version down is for ops alone."""
     return actor.has_role(Role.OPS)

@@ -1,10 +1,13 @@
-"""A user's own account: their name, ORCID iD and institution, and a new password.
+"""A user's own account: their name, ORCID iD and institution, a new password, and
+signing out everywhere.
 
 What a person changes about themselves from the portal's account page. A new
 password needs the current one, so a session left open on a shared computer
 cannot take the account over; setting it ends every portal session of the user
 (:func:`credits.identity.service.set_password`), and the page signs the session
-that made the change in again.
+that made the change in again. It revokes the user's API tokens too when asked
+(the page asks by default). Signing out everywhere ends every portal session and
+revokes every API token: a token made from a stolen session stops with it.
 """
 
 from __future__ import annotations
@@ -22,8 +25,10 @@ from credits.identity.service import (
     _clean_institution,
     _clean_orcid,
     clean_name,
+    end_sessions,
     set_password,
 )
+from credits.identity.tokens import revoke_user_tokens
 
 NOT_CURRENT = "the current password is not correct"
 
@@ -85,15 +90,31 @@ def update_profile(
     return UserOut.model_validate(user)
 
 
-def change_password(session: Session, *, actor: Actor, current: str, new: str) -> UserOut:
+def change_password(
+    session: Session, *, actor: Actor, current: str, new: str, revoke_tokens: bool = False
+) -> tuple[UserOut, int]:
     """Replaces the actor's own password when ``current`` is right; every portal session
-    of the user ends (sign the caller in again under the new generation).
+    of the user ends (sign the caller in again under the new generation), and with
+    ``revoke_tokens`` every API token of the user is revoked (one ``token.revoked`` each).
 
-    Raises UserNotFound, InvalidCredentials (wrong current password, or none set),
-    WeakPassword.
+    Returns the user and how many tokens were revoked. Raises UserNotFound,
+    InvalidCredentials (wrong current password, or none set), WeakPassword.
     """
     user = _own_user(session, actor)
     stored = user.password_hash
     if stored is None or not verify_password(password_hash=stored, password=current):
         raise InvalidCredentials(NOT_CURRENT, field="current_password")
-    return set_password(session, email=user.email, password=new, actor=actor)
+    changed = set_password(session, email=user.email, password=new, actor=actor)
+    revoked = revoke_user_tokens(session, user_id=user.id, actor=actor) if revoke_tokens else []
+    return changed, len(revoked)
+
+
+def sign_out_everywhere(session: Session, *, actor: Actor) -> int:
+    """Ends every portal session of the actor's own account and revokes every API token
+    of it (one ``token.revoked`` each); returns how many tokens were revoked.
+
+    Raises UserNotFound.
+    """
+    user = _own_user(session, actor)
+    end_sessions(session, user_id=user.id)
+    return len(revoke_user_tokens(session, user_id=user.id, actor=actor))

@@ -127,13 +127,25 @@ def revoke_role(email: str, role: str) -> None:
 
 @users.command("sign-out")
 @click.option("--email", required=True)
+@click.option(
+    "--revoke-tokens",
+    is_flag=True,
+    help="Also revoke every API token of the user (an account taken over).",
+)
 @reports_errors
-def sign_out(email: str) -> None:
-    """End every portal session of a user, in every browser (API tokens are kept)."""
+def sign_out(email: str, revoke_tokens: bool) -> None:
+    """End every portal session of a user, in every browser; API tokens are kept
+    unless --revoke-tokens is given."""
     with cli_transaction() as session:
         user = service.get_user_by_email(session, email)
         service.end_sessions(session, user_id=user.id)
-    click.echo(f"signed out {_describe_user(user)} everywhere")
+        revoked = (
+            token_service.revoke_user_tokens(session, user_id=user.id, actor=_cli_actor())
+            if revoke_tokens
+            else []
+        )
+    suffix = f"; revoked {len(revoked)} API token(s)" if revoke_tokens else ""
+    click.echo(f"signed out {_describe_user(user)} everywhere{suffix}")
 
 
 @users.command("deactivate")

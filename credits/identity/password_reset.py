@@ -10,8 +10,10 @@ changing the password any other way, ends it.
 
 Setting the new password follows the account page's rules
 (:func:`credits.identity.service.set_password`: its length rules, and every
-portal session of the user ends), appends ``user.password_reset`` naming the
-user by id alone, and mails the user a notice.
+portal session of the user ends), revokes every API token of the user (a reset
+is how an account is taken back, and a token made by whoever had it would
+otherwise outlive the reset), appends ``user.password_reset`` naming the user by
+id alone, and mails the user a notice.
 
 Requests are throttled per address asked about and per client address by the
 portal (admin_ui/password_reset.py); here, at most ``MAILS_PER_HOUR`` links go
@@ -35,6 +37,7 @@ from credits.errors import CreditsError
 from credits.identity.models import PasswordReset, User
 from credits.identity.schemas import UserOut
 from credits.identity.service import _check_password, actor_for, normalize_email, set_password
+from credits.identity.tokens import revoke_user_tokens
 from credits.notifications.password_mail import queue_password_changed, queue_reset_link
 
 MAILS_PER_HOUR = 3
@@ -159,7 +162,8 @@ def reset_password(
     session: Session, *, token: str, password: str, now: datetime | None = None
 ) -> UserOut:
     """Sets the password of the link's account and uses the link up; every portal
-    session of the user ends, ``user.password_reset`` is appended and a notice mailed.
+    session of the user ends, every API token of the user is revoked (one
+    ``token.revoked`` each), ``user.password_reset`` is appended and a notice mailed.
 
     Raises ResetLinkInvalid, WeakPassword (the link stays usable).
     """
@@ -185,6 +189,7 @@ def reset_password(
         raise ResetLinkInvalid(LINK_INVALID)
     actor = actor_for(user)
     changed = set_password(session, email=user.email, password=password, actor=actor)
+    revoke_user_tokens(session, user_id=user.id, actor=actor)
     record_event(
         session,
         event_type="user.password_reset",

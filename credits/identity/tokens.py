@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
-from credits.audit.service import record_event
+from credits.audit.service import record_event, record_events
 from credits.db import utcnow
 from credits.identity.actor import Actor
 from credits.identity.errors import (
@@ -155,6 +155,34 @@ def revoke_token(session: Session, *, token_id: int, actor: Actor) -> TokenOut:
     session.flush()
     record_event(session, **_token_event("token.revoked", token, actor))
     return TokenOut.model_validate(token)
+
+
+def revoke_user_tokens(session: Session, *, user_id: int, actor: Actor) -> list[TokenOut]:
+    """Revokes every token of the user not revoked yet (expired ones too), now, and
+    appends one ``token.revoked`` for each, as :func:`revoke_token` does: what a
+    password reset and "sign out everywhere" do, so that a token made with a stolen
+    session or password stops with them. Web workers' kept identities are forgotten
+    at commit like any revocation's (credits/identity/token_cache.py).
+
+    Returns the tokens revoked, oldest first; none when there were none to revoke.
+    """
+    # Locked, and re-read under the lock, so that a concurrent revocation of one of
+    # them cannot append a second event.
+    found = session.scalars(
+        select(ApiToken)
+        .where(ApiToken.user_id == user_id, ApiToken.revoked_at.is_(None))
+        .order_by(ApiToken.id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).all()
+    if not found:
+        return []
+    at = utcnow()
+    for token in found:
+        token.revoked_at = at
+    session.flush()
+    record_events(session, [_token_event("token.revoked", token, actor) for token in found])
+    return [TokenOut.model_validate(token) for token in found]
 
 
 def list_tokens(session: Session, *, email: str | None = None) -> list[TokenOut]:

@@ -58,8 +58,9 @@ def queue_password_changed(
         body=(
             f"Hello {name},\n\n"
             "The password of your account was changed through a reset link sent to this "
-            "address. Every browser that was signed in to your account is signed out; "
-            "API tokens keep working.\n\n"
+            "address. Every browser that was signed in to your account is signed out and "
+            "every API token of your account is revoked: create new ones where you still "
+            "need them.\n\n"
             "If you did not do this, ask for a new reset link from the sign-in page "
             "at once and tell your administrator.\n"
         ),

@@ -17,9 +17,10 @@ from credits.identity.errors import (
     OidcSubjectMismatch,
     UnverifiedEmail,
 )
-from credits.identity.models import OidcIdentity, Role, User
+from credits.identity.models import ApiToken, OidcIdentity, Role, User
 from credits.identity.oidc import oidc_sign_in, unlink_oidc
 from credits.identity.service import create_user
+from credits.identity.tokens import create_token
 
 SYSTEM = Actor.system("tests")
 ISSUER = "https://login.uni.edu"
@@ -120,3 +121,24 @@ def test_the_cli_signs_a_user_out_everywhere_and_unlinks_oidc(
     session.expire_all()
     assert session.get(User, ada).session_generation == before + 2  # type: ignore[union-attr]
     assert session.scalars(select(OidcIdentity)).all() == []
+
+
+def test_the_cli_sign_out_revokes_every_token_only_when_asked(
+    session: Session, joined_session_factory: sessionmaker[Session]
+) -> None:
+    create_user(session, email=EMAIL, name="Ada", roles=(Role.RESEARCHER,), actor=SYSTEM)
+    for name in ("laptop", "cluster"):
+        create_token(session, email=EMAIL, name=name, actor=SYSTEM)
+    runner = CliRunner()
+    obj = {"session_factory": joined_session_factory}
+
+    kept = runner.invoke(users, ["sign-out", "--email", EMAIL], obj=obj)
+    session.expire_all()
+    assert kept.exit_code == 0 and "revoked" not in kept.output
+    assert all(token.revoked_at is None for token in session.scalars(select(ApiToken)))
+
+    revoked = runner.invoke(users, ["sign-out", "--email", EMAIL, "--revoke-tokens"], obj=obj)
+    session.expire_all()
+    assert revoked.exit_code == 0, revoked.output
+    assert "revoked 2 API token(s)" in revoked.output
+    assert all(token.revoked_at is not None for token in session.scalars(select(ApiToken)))

@@ -18,7 +18,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from credits.db import make_engine, make_session_factory, session_scope, utcnow
-from credits.identity import service, tokens
+from credits.identity import account, password_reset, service, tokens
 from credits.identity.actor import Actor
 from credits.identity.errors import TokenOwnerInactive, TokenRevoked
 from credits.identity.models import Role
@@ -32,6 +32,7 @@ from credits.identity.token_cache import (
 )
 from credits.identity.tokens import TokenIdentity
 from credits.migrate import upgrade
+from credits.notifications.models import OutboxMessage
 
 pytestmark = pytest.mark.postgres
 ACTOR = Actor.system("test")
@@ -154,6 +155,44 @@ def test_revoking_a_token_makes_every_worker_forget_it(
     with session_scope(factory) as session:
         token_id = tokens.identify_token(session, secret=secret).token_id
         tokens.revoke_token(session, token_id=token_id, actor=ACTOR)
+
+    for worker in workers:
+        _eventually(partial(_forgot, worker), "forgetting")
+        with pytest.raises(TokenRevoked):
+            worker.identify(secret)
+
+
+def _link_token(session: Session, email: str) -> str:
+    """A reset link's token for the account, from the mail queued for it."""
+    link = "https://credits.example.org/reset-password/"
+    row_id = password_reset.request_reset(
+        session, email=email, link_for=lambda token: link + token, minutes=60
+    )
+    message = session.get(OutboxMessage, row_id)
+    assert message is not None
+    return message.body.split(link, 1)[1].split()[0]
+
+
+@pytest.mark.parametrize("recovery", ["password reset", "sign out everywhere"])
+def test_recovering_the_account_makes_every_worker_refuse_its_tokens(
+    workers: list[Worker], factory: sessionmaker[Session], recovery: str
+) -> None:
+    email = f"recovered-{recovery.replace(' ', '-')}@example.org"
+    secret = _user_with_token(factory, email, workers)
+    with session_scope(factory) as session:
+        # Neither a password nor a reset link changes who a token stands for: no notice.
+        service.set_password(session, email=email, password="an old long password", actor=ACTOR)
+        link = _link_token(session, email)
+    for worker in workers:
+        worker.identify(secret)
+        worker.identify(secret)
+    assert [worker.reads for worker in workers] == [1, 1]
+
+    with session_scope(factory) as session:
+        if recovery == "password reset":
+            password_reset.reset_password(session, token=link, password="a brand new password")
+        else:
+            account.sign_out_everywhere(session, actor=service.actor_for_email(session, email))
 
     for worker in workers:
         _eventually(partial(_forgot, worker), "forgetting")
