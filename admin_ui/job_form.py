@@ -76,6 +76,21 @@ def flavour_choices(session: Session, now: datetime) -> list[FlavourChoice]:
     return choices
 
 
+def checked_flavour(choices: list[FlavourChoice], chosen: str | None) -> str | None:
+    """The flavour the form shows selected, never one that cannot be used now.
+
+    ``chosen`` is None on a fresh form: the first flavour with a rate in force
+    (None when none has one). Otherwise it is what the user sent, or what a
+    copied job used, and it stays selected while it has a rate; a flavour with
+    no rate in force is shown disabled, and a disabled radio is never sent, so
+    selecting it would only submit no flavour at all.
+    """
+    usable = [choice.flavour.name for choice in choices if choice.micro_per_gpu_hour is not None]
+    if chosen is None:
+        return usable[0] if usable else None
+    return chosen if chosen in usable else None
+
+
 def _pairs(text: str, *, what: str) -> dict[str, str]:
     pairs: dict[str, str] = {}
     for number, raw in enumerate(text.splitlines(), start=1):

@@ -23,6 +23,7 @@ from admin_ui.job_form import (
     DEFAULTS,
     FORM_FIELDS,
     JobForm,
+    checked_flavour,
     flavour_choices,
     parse_job_form,
     refusal_errors,
@@ -83,8 +84,11 @@ def _form_page(
     error: str | None = None,
     estimate: service.SubmissionQuote | None = None,
     copied_from: str | None = None,
+    fresh: bool = False,
     status: int = 200,
 ) -> ResponseReturnValue:
+    """The form; ``fresh`` (a new, empty form) pre-selects the first usable flavour,
+    otherwise the flavour in ``form.values`` stays selected while it is usable."""
     with transaction() as db:
         choices = flavour_choices(db, utcnow())
         later = project_availability(db, project.id).get(Currency.GPU)
@@ -96,6 +100,9 @@ def _form_page(
         errors=form.errors,
         error=error,
         choices=choices,
+        checked_flavour=checked_flavour(
+            choices, None if fresh else form.values.get("flavour", "").strip()
+        ),
         preview=estimate,
         # One key per rendering: a double click on Submit, or a browser's resend,
         # submits (and holds for) the job once.
@@ -116,7 +123,7 @@ def new_job(project_id: int) -> ResponseReturnValue:
         project = _or_404(lambda: get_project_for_actor(db, me, project_id))
         if copy:
             values = spec_values(_copied_spec(db, me, copy, project_id))
-    return _form_page(project, JobForm(values=values), copied_from=copy or None)
+    return _form_page(project, JobForm(values=values), copied_from=copy or None, fresh=not copy)
 
 
 def _copied_spec(db: Session, me: Actor, job_id: str, project_id: int) -> JobSpec:

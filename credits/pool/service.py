@@ -7,7 +7,9 @@ audit event in the caller's transaction.
 Rates are versioned, never edited: a version is in force from its
 ``effective_from`` until the next version's. A new version may not start in
 the past, so a time that has already happened always resolves to the same
-version, and whatever was charged at it stays explained.
+version, and whatever was charged at it stays explained. It may start now or
+later even when a version is already set for a later date: it is then in
+force from its start until that version's, and no time already past changes.
 """
 
 from __future__ import annotations
@@ -295,7 +297,11 @@ def set_rate(
     The rate is a positive integer of micro-credits per GPU-hour. A start
     before ``now`` is refused (history is never rewritten), except within
     NOW_GRACE, where it is moved to ``now`` so that no time already past
-    changes its rate. Needs the ops role (or the platform itself).
+    changes its rate; such a start is still refused when a version began
+    between it and ``now`` (moving it would put it after that version, not
+    before). A start at or after ``now`` is taken even when versions are set
+    for later: it is in force until the next of them. Needs the ops role (or
+    the platform itself).
 
     Raises PoolChangeForbidden, InvalidAmount, InvalidTime, RateInPast,
     InvalidInput (reason), FlavourNotFound, RateExists (a version already
@@ -311,7 +317,7 @@ def set_rate(
     now = _check_aware(now, field="now") if now is not None else utcnow()
     starts = _start_time(requested, now)
     if starts != requested:
-        _refuse_reordering(session, row, requested)
+        _refuse_reordering(session, row, requested, now)
     taken = RateExists(
         f"flavour {row.name!r} already has a rate version from {starts.isoformat()}",
         flavour=row.name,
@@ -360,20 +366,36 @@ def _start_time(effective_from: datetime, now: datetime) -> datetime:
     )
 
 
-def _refuse_reordering(session: Session, flavour: GpuFlavour, requested: datetime) -> None:
-    """A start moved up to now may not jump over a version set for after ``requested``."""
-    later = session.scalar(
+def _refuse_reordering(
+    session: Session, flavour: GpuFlavour, requested: datetime, now: datetime
+) -> None:
+    """A start in the past, moved up to ``now``, may not jump over a version that
+    began in between.
+
+    As asked, the new rate would re-price times already past (from
+    ``requested`` until that version); taken at ``now`` it would follow that
+    version instead of preceding it. Neither is allowed, so it is refused.
+    Versions set for after ``now`` are no obstacle: the new one is in force
+    until the first of them, as for any start at or after ``now``.
+    """
+    passed = session.scalar(
         select(RateVersion.effective_from)
-        .where(RateVersion.flavour_id == flavour.id, RateVersion.effective_from > requested)
+        .where(
+            RateVersion.flavour_id == flavour.id,
+            RateVersion.effective_from > requested,
+            RateVersion.effective_from <= now,
+        )
         .order_by(RateVersion.effective_from)
         .limit(1)
     )
-    if later is not None:
+    if passed is not None:
         raise RateInPast(
-            f"effective_from {requested.isoformat()} lies before the version already set "
-            f"for {later.isoformat()}; a rate cannot be slipped in ahead of it",
+            f"effective_from {requested.isoformat()} lies before the version that took "
+            f"effect at {passed.isoformat()}, already past (now is {now.isoformat()}); a "
+            f"rate cannot be slipped in ahead of it",
             effective_from=requested.isoformat(),
-            now=later.isoformat(),
+            now=now.isoformat(),
+            version_from=passed.isoformat(),
         )
 
 

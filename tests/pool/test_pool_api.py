@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -207,6 +207,45 @@ def test_a_rate_in_the_past_is_a_422_naming_both_times(
     assert past in body["detail"] and "is before now" in body["detail"]
     assert (body["effective_from"], "now" in body) == (past, True)
     assert service.list_rates(session) == []
+
+
+def test_a_rate_from_now_is_201_ahead_of_a_version_set_for_later(
+    client: FlaskClient, a100: dict[str, Any], ops: Headers
+) -> None:
+    path = f"{FLAVOURS}/a100-80gb/rates"
+    later = (utcnow() + timedelta(days=365)).isoformat()
+    scheduled = client.post(
+        path, json={"micro_credits_per_gpu_hour": 3, "effective_from": later}, headers=ops
+    )
+    assert scheduled.status_code == 201, scheduled.get_json()
+
+    response = client.post(path, json={"micro_credits_per_gpu_hour": 2}, headers=ops)
+
+    assert response.status_code == 201, response.get_json()
+    items = client.get(path, headers=ops).get_json()["items"]
+    assert [(r["micro_credits_per_gpu_hour"], r["in_force"]) for r in items] == [
+        (3, False),
+        (2, True),
+    ]
+
+
+def test_a_start_just_past_that_would_jump_a_started_version_is_a_422_naming_it(
+    client: FlaskClient, session: Session, a100: dict[str, Any], ops: Headers
+) -> None:
+    path = f"{FLAVOURS}/a100-80gb/rates"
+    first = client.post(path, json={"micro_credits_per_gpu_hour": 1}, headers=ops).get_json()
+    started = datetime.fromisoformat(first["effective_from"])
+    asked = (started - timedelta(seconds=1)).isoformat()
+
+    response = client.post(
+        path, json={"micro_credits_per_gpu_hour": 2, "effective_from": asked}, headers=ops
+    )
+
+    body = _assert_problem(response, 422, "rate-in-past")
+    assert datetime.fromisoformat(body["effective_from"]) == started - timedelta(seconds=1)
+    assert datetime.fromisoformat(body["version_from"]) == started
+    assert datetime.fromisoformat(body["now"]) >= started
+    assert [r.id for r in service.list_rates(session)] == [first["id"]]
 
 
 def test_a_second_rate_at_the_same_time_is_a_409(

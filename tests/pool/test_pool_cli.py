@@ -115,6 +115,24 @@ def test_a_future_rate_is_listed_but_not_in_force(run: Callable[..., Result], a1
     ]
 
 
+def test_a_rate_from_now_is_set_ahead_of_a_version_set_for_later(
+    session: Session, run: Callable[..., Result], a100: None
+) -> None:
+    later = (utcnow() + timedelta(days=365)).isoformat()
+    assert _set_rate(run, "--effective-from", later, rate="3.25").exit_code == 0
+
+    result = _set_rate(run, rate="2.5")
+
+    assert result.exit_code == 0, result.output
+    assert "2.5 credits per GPU-hour on a100-80gb" in result.output
+    items = json.loads(run("rates", "list", "--json").output)["items"]
+    assert [(r["micro_credits_per_gpu_hour"], r["in_force"]) for r in items] == [
+        (3_250_000, False),
+        (2_500_000, True),
+    ]
+    assert service.rate_in_force(session, flavour="a100-80gb", at=utcnow()).id == items[1]["id"]
+
+
 @pytest.mark.parametrize(
     ("extra", "rate", "message"),
     [

@@ -265,6 +265,48 @@ def test_a_start_moved_up_to_now_cannot_jump_over_a_scheduled_version(
     assert _counts(any_session) == before
 
 
+def test_a_refused_jump_names_the_asked_start_the_real_now_and_the_version_passed(
+    any_session: Session,
+) -> None:
+    _flavour(any_session)
+    passed = T0 - timedelta(seconds=10)
+    _rate(any_session, 2_000_000, passed, now=T0 - timedelta(seconds=20))
+    _rate(any_session, 3_000_000, T0 + 365 * DAY)
+    asked = T0 - timedelta(seconds=30)
+
+    with pytest.raises(RateInPast) as raised:
+        _rate(any_session, 1_000_000, asked, now=T0)
+
+    assert raised.value.extra == {
+        "effective_from": asked.isoformat(),
+        "now": T0.isoformat(),
+        "version_from": passed.isoformat(),
+    }
+    assert passed.isoformat() in raised.value.detail
+    assert (T0 + 365 * DAY).isoformat() not in raised.value.detail
+
+
+@pytest.mark.parametrize(
+    "before_now",
+    [timedelta(0), timedelta(microseconds=1), timedelta(seconds=5), timedelta(seconds=60)],
+)
+def test_a_rate_from_now_is_taken_ahead_of_a_version_set_for_later(
+    any_session: Session, before_now: timedelta
+) -> None:
+    _flavour(any_session)
+    _rate(any_session, 1_000_000, T0 - DAY, now=T0 - DAY)
+    scheduled = _rate(any_session, 3_000_000, T0 + 365 * DAY, now=T0 - DAY)
+
+    rate = _rate(any_session, 2_000_000, T0 - before_now, now=T0)
+
+    assert (rate.effective_from, rate.in_force) == (T0, True)
+    assert _in_force(any_session, T0 - timedelta(microseconds=1)) == 1_000_000
+    assert _in_force(any_session, T0) == 2_000_000
+    assert _in_force(any_session, T0 + 365 * DAY - timedelta(microseconds=1)) == 2_000_000
+    later = service.rate_in_force(any_session, flavour="a100-80gb", at=T0 + 365 * DAY)
+    assert later.id == scheduled.id
+
+
 def test_a_second_version_at_the_same_time_is_a_conflict(any_session: Session) -> None:
     _flavour(any_session)
     _rate(any_session, 1_000_000, T0 + DAY)
