@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from credits.cli_db import db, serve
+from credits.cli_support import requires_migrated_database
 from credits.datasets.cli import datasets
 from credits.demo_cli import demo
 from credits.grants.allocations_cli import allocations
@@ -44,3 +45,34 @@ for _group in (
     demo,
 ):
     main.add_command(_group)
+
+
+# Every command first checks that the database is migrated (one query), so one run
+# in the wrong directory or against the wrong URL is refused in one line and makes
+# nothing; but not these. ``db`` makes and migrates the database, ``init-key``
+# writes a file, the witness runs away from the platform, and the jobs commands
+# that drive the pool check once their executor has started, so that a pool which
+# cannot start here is named first.
+NO_DATABASE_CHECK_FIRST = frozenset(
+    {
+        ("db",),
+        ("transparency", "init-key"),
+        ("transparency", "witness"),
+        ("transparency", "witness-key"),
+        ("jobs", "schedule"),
+        ("jobs", "reconcile"),
+    }
+)
+
+
+def _require_migrated_database(command: click.Command, path: tuple[str, ...]) -> None:
+    if path in NO_DATABASE_CHECK_FIRST:
+        return
+    if isinstance(command, click.Group):
+        for name, subcommand in command.commands.items():
+            _require_migrated_database(subcommand, (*path, name))
+    elif command.callback is not None:
+        command.callback = requires_migrated_database(command.callback)
+
+
+_require_migrated_database(main, ())

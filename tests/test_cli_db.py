@@ -65,6 +65,7 @@ def test_a_second_db_upgrade_changes_nothing(database_url: str) -> None:
 
 
 def test_serve_on_a_port_in_use_is_one_line_and_exit_1(database_url: str) -> None:
+    assert _db(database_url, "upgrade").exit_code == 0
     with socket.create_server(("127.0.0.1", 0)) as taken:
         port = taken.getsockname()[1]
         result = CliRunner().invoke(

@@ -13,7 +13,9 @@ from credits.cli_support import (
     cli_settings,
     cli_transaction,
     exact_duration,
+    fail,
     reports_errors,
+    require_migrated_database,
 )
 from credits.identity.access import CLI_READER
 from credits.identity.service import actor_for_email
@@ -22,6 +24,7 @@ from credits.jobs.executors.base import Executor
 from credits.jobs.models import JobState
 from credits.jobs.runtime import executor_for, read_capacity, reconcile_with, run_schedule
 from credits.jobs.schemas import JobQuery, PlacementOut, PoolStatus
+from credits.settings import ExecutorName
 
 
 def cli_executor() -> Executor:
@@ -31,6 +34,22 @@ def cli_executor() -> Executor:
     if isinstance(executor, Executor):
         return executor
     return executor_for(cli_settings())
+
+
+def _refuse_a_simulated_pool(command: str) -> None:
+    """Refuses when this invocation would build its own simulated executor: that pool
+    lives in the server's (or worker's) memory, and one made here knows no job, so a
+    reconcile would fail and settle every running job. An executor a test placed in
+    ``obj`` is the pool itself and is used."""
+    obj = click.get_current_context().find_root().obj or {}
+    if isinstance(obj.get("executor"), Executor):
+        return
+    if cli_settings().executor is ExecutorName.SIMULATED:
+        fail(
+            f"`credits {command}` cannot run with CREDITS_EXECUTOR=simulated: the simulated "
+            "pool lives only inside the server or worker process, and one made here knows "
+            "no jobs; let the server's own loop run it, or use the local or kubernetes executor"
+        )
 
 
 @click.group()
@@ -174,7 +193,9 @@ def limit(*, project_id: int, max_gpus: int | None, as_email: str) -> None:
 @reports_errors
 def schedule() -> None:
     """Run one scheduling pass now."""
-    out = run_schedule(cli_session_factory(), cli_executor(), cli_settings())
+    executor = cli_executor()  # a pool that cannot start is named before the database
+    require_migrated_database()
+    out = run_schedule(cli_session_factory(), executor, cli_settings())
     moved = f"; moving {len(out.moved)}" if out.moved else ""
     click.echo(f"started {len(out.started)} job(s); {out.queued} still queued{moved}")
 
@@ -183,7 +204,10 @@ def schedule() -> None:
 @reports_errors
 def reconcile_now() -> None:
     """Run one reconcile now: launch, stop, observe, settle."""
-    out = reconcile_with(cli_session_factory(), cli_executor(), cli_settings())
+    _refuse_a_simulated_pool("jobs reconcile")
+    executor = cli_executor()  # a pool that cannot start is named before the database
+    require_migrated_database()
+    out = reconcile_with(cli_session_factory(), executor, cli_settings())
     click.echo(
         f"launched {len(out.launched)}, stopping {len(out.cancelled)}, "
         f"moving {len(out.moving)}, "

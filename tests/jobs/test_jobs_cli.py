@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from credits.cli import main
 from credits.jobs.executors.base import ExecutorError
+from credits.jobs.models import JobState
 from credits.settings import load_settings
 
 Invoke = Callable[..., Result]
@@ -150,3 +151,61 @@ def test_pool_status_shows_free_gpus_and_queue(world: JobsWorld, invoke: Invoke)
     [row] = json.loads(result.output)["flavours"]
     assert (row["flavour"], row["gpus_free"], row["queued_jobs"]) == (FLAVOUR, 0, 1)
     assert FLAVOUR in invoke("pool", "status").output
+
+
+def _invoke_with_the_configured_executor(
+    factory: sessionmaker[Session], *args: str, executor: object = None
+) -> Result:
+    """Like ``invoke``, but on CREDITS_EXECUTOR=simulated, and the CLI builds its own
+    executor from that setting unless ``executor`` is placed as a test's pool."""
+    obj: dict[str, object] = {
+        "session_factory": factory,
+        "settings": load_settings(executor="simulated", simulated_nodes=f"{FLAVOUR}:1x8"),
+    }
+    if executor is not None:
+        obj["executor"] = executor
+    return CliRunner().invoke(main, list(args), obj=obj)
+
+
+def test_reconcile_refuses_a_simulated_pool_of_its_own_and_leaves_running_jobs_running(
+    world: JobsWorld, joined_session_factory: sessionmaker[Session]
+) -> None:
+    job = world.submit(duration=3600)
+    world.cycle()
+    assert world.job(job.id).state == JobState.RUNNING.value
+
+    result = _invoke_with_the_configured_executor(joined_session_factory, "jobs", "reconcile")
+
+    assert result.exit_code == 1
+    assert result.output.startswith("error: ") and result.output.count("\n") == 1
+    assert "CREDITS_EXECUTOR=simulated" in result.output
+    assert "server" in result.output and "local or kubernetes" in result.output
+    assert world.job(job.id).state == JobState.RUNNING.value
+    assert world.job(job.id).settled_at is None
+
+
+def test_reconcile_on_a_simulated_setting_still_drives_a_pool_the_test_placed(
+    world: JobsWorld, joined_session_factory: sessionmaker[Session]
+) -> None:
+    job = world.submit(duration=5)
+    world.schedule()
+
+    result = _invoke_with_the_configured_executor(
+        joined_session_factory, "jobs", "reconcile", executor=world.executor
+    )
+
+    assert result.exit_code == 0, result.output
+    assert "launched 1" in result.output
+    assert world.job(job.id).state in {JobState.STARTING.value, JobState.RUNNING.value}
+
+
+def test_schedule_on_a_simulated_setting_runs_it_only_decides_what_starts(
+    world: JobsWorld, joined_session_factory: sessionmaker[Session]
+) -> None:
+    job = world.submit(duration=5)
+
+    result = _invoke_with_the_configured_executor(joined_session_factory, "jobs", "schedule")
+
+    assert result.exit_code == 0, result.output
+    assert "started 1 job(s)" in result.output
+    assert world.job(job.id).state == JobState.STARTING.value  # launched by the server
