@@ -75,6 +75,13 @@ __all__ = [
 
 COMMENT_MAX_LENGTH = 20_000
 REVIEWABLE = frozenset({ProposalStatus.SUBMITTED, ProposalStatus.IN_REVIEW})
+# The actor of the public log's events about a review: peer review is confidential,
+# and a reviewer's pseudonymous id on a proposal's events (with their scores) would
+# let an applicant tie a review to a person through their other, public, events.
+# The events say that a reviewer was assigned, declared a conflict or reviewed;
+# the assignment and review rows keep who and how, for the program's owners and
+# ops, and the decision's event carries the counted reviews' number and mean.
+REVIEWS = Actor.system("reviews")
 
 
 def mean_hundredths(values: list[int]) -> int:
@@ -200,9 +207,9 @@ def assign_reviewer(
         proposal.status = ProposalStatus.IN_REVIEW.value
         moved = {"from": ProposalStatus.SUBMITTED.value, "to": ProposalStatus.IN_REVIEW.value}
     session.flush()
-    audit_proposal(
-        session, "proposal.reviewer_assigned", proposal, actor, user_id=reviewer_user_id, **moved
-    )
+    # The public log says a reviewer was assigned, not who: who reviews which
+    # proposal stays between the reviewer and the program (see REVIEWS).
+    audit_proposal(session, "proposal.reviewer_assigned", proposal, actor, **moved)
     announce(
         session,
         notify_reviewer_assigned,
@@ -233,8 +240,8 @@ def declare_conflict(
     assignment.conflict_reason = why[:COMMENT_MAX_LENGTH]
     session.flush()
     # The reason often names people (a co-author, a colleague): it stays on the
-    # assignment, out of the public log.
-    audit_proposal(session, "proposal.conflict_declared", proposal, actor)
+    # assignment, out of the public log, and so does who declared it.
+    audit_proposal(session, "proposal.conflict_declared", proposal, REVIEWS)
     return render_assignment(assignment)
 
 
@@ -249,9 +256,10 @@ def submit_review(
 ) -> ReviewOut:
     """Scores an in_review proposal as an assigned reviewer; a second call replaces the first.
 
-    Appends ``proposal.reviewed`` with the scores, the mean and whether it
-    replaced an earlier review. Raises ProposalNotFound (not assigned, or a
-    conflict declared), ProposalStatusConflict (not in_review), InvalidReview.
+    Appends ``proposal.reviewed`` saying whether it replaced an earlier review; the
+    scores and the reviewer stay out of the public log (see REVIEWS). Raises
+    ProposalNotFound (not assigned, or a conflict declared), ProposalStatusConflict
+    (not in_review), InvalidReview.
     """
     now = now or utcnow()
     proposal = load_proposal(session, proposal_id, lock=True)
@@ -287,9 +295,7 @@ def submit_review(
         session,
         "proposal.reviewed",
         proposal,
-        actor,
-        scores=cleaned,
-        mean_score=review.mean_score,
+        REVIEWS,
         replaced=replaced,
     )
     return render_review(review)

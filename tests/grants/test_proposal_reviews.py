@@ -51,10 +51,38 @@ def test_the_first_assignment_moves_a_proposal_into_review(any_session: Session,
     seen = get_proposal_for_actor(any_session, w.reviewers[0], proposal.id)
     assert seen.status is ProposalStatus.IN_REVIEW
     data = event_data(any_session, "proposal", proposal.id, "proposal.reviewer_assigned")
-    assert data == {"user_id": uid(w.reviewers[1])}
+    assert data == {}  # the public log does not say who reviews
     assert [e for e, _ in events(any_session, "proposal", proposal.id)].count(
         "proposal.reviewer_assigned"
     ) == 2
+
+
+def test_the_public_log_says_a_proposal_was_reviewed_but_never_by_whom_or_how(
+    any_session: Session, w: World
+) -> None:
+    proposal = submitted(any_session, w)
+    _assign(any_session, w, proposal.id)
+    _assign(any_session, w, proposal.id, 1)
+    submit_review(
+        any_session,
+        proposal_id=proposal.id,
+        actor=w.reviewers[0],
+        scores={"merit": 1, "fit": 2},
+        comment="weak",
+    )
+    declare_conflict(any_session, proposal_id=proposal.id, actor=w.reviewers[1], reason="friend")
+    review_events = [
+        (kind, actor)
+        for kind, actor in events(any_session, "proposal", proposal.id)
+        if kind in {"proposal.reviewed", "proposal.conflict_declared"}
+    ]
+    assert review_events == [
+        ("proposal.reviewed", "system:reviews"),
+        ("proposal.conflict_declared", "system:reviews"),
+    ]
+    assert event_data(any_session, "proposal", proposal.id, "proposal.reviewed") == {
+        "replaced": False
+    }
 
 
 def test_a_draft_gets_no_reviewers(any_session: Session, w: World) -> None:
