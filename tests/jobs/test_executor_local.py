@@ -9,11 +9,12 @@ import os
 import signal
 import time
 from collections.abc import Iterator, Mapping
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from credits.jobs.executors import local_status
 from credits.jobs.executors.base import (
     Executor,
     ExecutorError,
@@ -346,6 +347,34 @@ def test_runner_killed_mid_job_is_recorded_as_lost_and_its_command_stopped(
     while process_exists(child_pid) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not process_exists(child_pid)
+
+
+def _left_running_by_a_dead_runner(tmp_path: Path, started: datetime) -> Path:
+    attempt = tmp_path / "jobs" / "7" / "attempt-1"
+    attempt.mkdir(parents=True)
+    (attempt / "request.json").write_text(json.dumps({"job_id": 7, "attempt": 1}))
+    (attempt / "runner.json").write_text(json.dumps({"pid": 2**22 + 7}))
+    status = {"job_id": 7, "attempt": 1, "runner_pid": 2**22 + 7, "child_pid": None}
+    status |= {"started_at": started.isoformat(), "phase": "running"}
+    (attempt / "status.json").write_text(json.dumps(status))
+    return attempt
+
+
+@pytest.mark.parametrize("booted_hours_ago", [4, None])
+def test_a_runner_lost_to_a_reboot_ends_at_the_boot_not_when_noticed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, booted_hours_ago: int | None
+) -> None:
+    now = datetime.now(UTC)
+    started = now - timedelta(hours=5)
+    booted = None if booted_hours_ago is None else now - timedelta(hours=booted_hours_ago)
+    monkeypatch.setattr(local_status, "host_boot_time", lambda: booted)
+    seen = local_status.observe_attempt(_left_running_by_a_dead_runner(tmp_path, started))
+    assert (seen.phase, seen.reason) == (Phase.FAILED, "runner lost")
+    assert seen.finished_at is not None
+    if booted is None:  # no boot time to go by: when it was noticed
+        assert seen.finished_at >= now
+    else:
+        assert abs(seen.finished_at - booted) < timedelta(seconds=1)
 
 
 def test_gpu_slots_are_virtual_without_nvidia_smi(

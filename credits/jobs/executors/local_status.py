@@ -85,7 +85,7 @@ def _record_lost(attempt_dir: Path, status: dict[str, Any] | None) -> Observatio
         "started_at": None,
         **(status or {}),
         "phase": phase.value,
-        "finished_at": utc_now_iso(),
+        "finished_at": _lost_at(status),
         "exit_code": None,
         "reason": reason,
     }
@@ -94,6 +94,31 @@ def _record_lost(attempt_dir: Path, status: dict[str, Any] | None) -> Observatio
         return _from_status(status)
     write_json_atomic(attempt_dir / STATUS_FILE, lost)
     return _from_status(lost)
+
+
+def _lost_at(status: dict[str, Any] | None) -> str:
+    """When a lost runner ended, as near as the host can tell. One that started
+    before the host last booted died with it, at the latest then: a platform down
+    for hours after a reboot must not charge its jobs for those hours. Otherwise,
+    now, when it is noticed (within a reconcile interval of a runner killed while
+    the platform ran)."""
+    started = _parse_time((status or {}).get("started_at"))
+    booted = host_boot_time()
+    if started is not None and booted is not None and started < booted:
+        return booted.isoformat()
+    return utc_now_iso()
+
+
+def host_boot_time() -> datetime | None:
+    """When the host last booted (Linux's ``btime``); None where it cannot be read."""
+    try:
+        with Path("/proc/stat").open(encoding="ascii") as stat:
+            for line in stat:
+                if line.startswith("btime "):
+                    return datetime.fromtimestamp(int(line.split()[1]), UTC)
+    except (OSError, ValueError):
+        return None
+    return None
 
 
 def _orphan_survives(status: dict[str, Any]) -> bool:
