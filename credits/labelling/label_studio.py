@@ -68,6 +68,8 @@ __all__ = [
 class LabelStudioProject:
     id: int
     title: str
+    # How many annotations each task takes before Label Studio counts it done.
+    annotations_per_task: int = 1
 
 
 @dataclass(frozen=True)
@@ -108,16 +110,26 @@ class LabelStudioClient:
     # -- projects ----------------------------------------------------------------------
 
     def create_project(
-        self, *, title: str, description: str, schema: LabelSchema
+        self, *, title: str, description: str, schema: LabelSchema, annotations_per_task: int = 1
     ) -> LabelStudioProject:
-        """A new project whose labelling interface is the schema's."""
+        """A new project whose labelling interface is the schema's, each of whose tasks is
+        given to ``annotations_per_task`` annotators (the order's redundancy): Label
+        Studio otherwise counts a task done at its first annotation and shows it to
+        no one else, and an order of redundancy 2 would never be delivered."""
         body = {
             "title": title[:PROJECT_TITLE_MAX],
             "description": description,
             "label_config": label_config(schema),
+            "maximum_annotations": annotations_per_task,
+            # Every task, not a sample of them, gets that many.
+            "overlap_cohort_percentage": 100,
         }
         answer = self._json("POST", "/api/projects/", body, doing="create a project")
-        return LabelStudioProject(id=_id(answer, "project"), title=str(answer.get("title", "")))
+        return LabelStudioProject(
+            id=_id(answer, "project"),
+            title=str(answer.get("title", "")),
+            annotations_per_task=int(answer.get("maximum_annotations", annotations_per_task)),
+        )
 
     def find_project(self, title: str) -> LabelStudioProject | None:
         """The oldest project titled exactly ``title`` (as cut to the length Label Studio

@@ -76,6 +76,7 @@ class _Pending:
     title: str
     instructions: str
     schema: LabelSchema
+    redundancy: int
     external_ref: str | None
 
 
@@ -147,6 +148,7 @@ def _waiting(session: Session, order_ids: list[int] | None) -> list[_Pending]:
             title=order.title,
             instructions=order.instructions,
             schema=LabelSchema.model_validate(order.label_schema),
+            redundancy=order.redundancy,
             external_ref=order.external_ref,
         )
         for order in session.execute(query).scalars()
@@ -191,7 +193,10 @@ def _project_for(
     empty, for ops to delete)."""
     title = project_title(pending.order_id, pending.title)
     project = client.find_project(title) or client.create_project(
-        title=title, description=pending.instructions, schema=pending.schema
+        title=title,
+        description=pending.instructions,
+        schema=pending.schema,
+        annotations_per_task=pending.redundancy,
     )
     return run_in_transaction(factory, lambda s: _store_project(s, pending.order_id, project.id))
 

@@ -102,6 +102,7 @@ def place_in_label_studio(
             title=f"credits order {order.id}: {order.title}",
             description=order.instructions,
             schema=schema,
+            annotations_per_task=order.redundancy,
         )
         order.external_ref = str(project.id)
         session.flush()

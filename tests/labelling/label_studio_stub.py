@@ -252,6 +252,8 @@ class _Handler(BaseHTTPRequestHandler):
             "title": title,
             "description": body.get("description", ""),
             "label_config": body["label_config"],
+            "maximum_annotations": body.get("maximum_annotations", 1),
+            "overlap_cohort_percentage": body.get("overlap_cohort_percentage", 100),
         }
         return 201, stub.projects[project_id]
 

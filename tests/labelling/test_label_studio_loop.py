@@ -163,6 +163,9 @@ def test_annotations_are_recorded_once_across_sweeps_until_the_order_is_delivere
 ) -> None:
     order = ls.placed(items=2, redundancy=2)
     ls.sweep()
+    (project,) = ls.stub.projects.values()
+    # Label Studio gives each task to as many annotators as the order's redundancy.
+    assert (project["maximum_annotations"], project["overlap_cohort_percentage"]) == (2, 100)
     first, second = (int(ref or 0) for ref in ls.task_refs(order.id))
     ls.stub.user_id = 21
     ls.client.create_annotation(first, _choices("positive"))

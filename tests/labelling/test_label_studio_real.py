@@ -396,6 +396,12 @@ def test_an_order_goes_through_label_studio_and_settles_per_annotation(
     session.expire_all()
     stored = session.get_one(Order, order.id)
     project_id = int(stored.external_ref or 0)
+    project = requests.get(
+        f"{label_studio_server.url}/api/projects/{project_id}/",
+        headers={"Authorization": f"Token {label_studio_server.token}"},
+        timeout=30,
+    ).json()
+    assert (project["maximum_annotations"], project["overlap_cohort_percentage"]) == (2, 100)
     items = list(
         session.scalars(select(Item).where(Item.order_id == order.id).order_by(Item.position))
     )
