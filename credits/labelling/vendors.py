@@ -150,23 +150,15 @@ def add_price_sheet(
 ) -> PriceSheetOut:
     """Adds a price-sheet version from ``effective_from`` (now when omitted).
 
+    A version may start before one already set for a later date: it is in force
+    until that one starts (as a GPU rate is; no time already past changes).
     Appends ``labelling.price_set``. Raises LabellingForbidden, VendorNotFound,
-    InvalidInput (a start in the past, before a later version, or taken).
+    InvalidInput (a start in the past, or taken).
     """
     require_ops(actor, "set labelling prices")
     now = journal.check_time(now)
     vendor = load_vendor(session, vendor_id)
     starts = _start_time(sheet.effective_from or now, now)
-    later = session.scalar(
-        select(PriceSheet.effective_from)
-        .where(PriceSheet.vendor_id == vendor.id, PriceSheet.effective_from > starts)
-        .limit(1)
-    )
-    if later is not None:
-        raise InvalidInput(
-            f"a price for {vendor.name!r} is already set from {later.isoformat()};"
-            " a new one cannot start before it"
-        )
     row = PriceSheet(
         vendor_id=vendor.id,
         unit=sheet.unit.value,

@@ -315,6 +315,18 @@ def test_prices_are_effective_dated_and_listed_newest_first(api: Api) -> None:
     assert [p["micro_credits_per_unit"] for p in prices] == [2_000_000, 1_000_000]
     assert vendor["price"]["micro_credits_per_unit"] == 1_000_000
 
+    # A price from tomorrow goes ahead of the one set for the day after: in force
+    # until that one starts.
+    tomorrow = (utcnow() + timedelta(days=1)).isoformat()
+    between = api.post(
+        f"{VENDORS}/{vendor_id}/prices",
+        "ops",
+        {"unit": "item", "micro_credits_per_unit": 1_500_000, "effective_from": tomorrow},
+    )
+    assert between.status_code == 201, between.get_json()
+    listed = api.get(f"{VENDORS}/{vendor_id}/prices", "pi").get_json()["items"]
+    assert [p["micro_credits_per_unit"] for p in listed] == [2_000_000, 1_500_000, 1_000_000]
+
 
 @pytest.mark.parametrize(
     "body",
