@@ -40,7 +40,8 @@ def read_head(store: BlobReader, sha256: str, limit: int) -> bytes:
     """At most ``limit`` bytes from the start of a blob (the stream is closed early)."""
     chunks: list[bytes] = []
     taken = 0
-    stream = store.open_range(sha256)
+    # Ask for the head only: an S3 store reads ahead in large ranges otherwise.
+    stream = store.open_range(sha256, 0, limit)
     try:
         for chunk in stream:
             chunks.append(chunk[: limit - taken])

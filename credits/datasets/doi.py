@@ -110,7 +110,11 @@ class DoiRegistrar:
         self.sync(session, record)
 
     def on_changed(self, session: Session, version: DatasetVersion) -> None:
-        record = self._record_for(session, version)
+        # A version published before DOIs were turned on has no DOI, and gets none
+        # now: a DOI registered for a tombstone or a deprecation would be forever.
+        record = session.get(DatasetDoi, version.id, with_for_update=True, populate_existing=True)
+        if record is None:
+            return
         record.pending = True
         record.next_attempt_at = None
         session.flush()

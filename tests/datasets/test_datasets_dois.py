@@ -188,6 +188,27 @@ def test_a_version_saved_before_dois_were_on_gets_its_doi_at_publication(
     assert stub.state(f"{PREFIX}/{draft.public_id}") == "findable"
 
 
+def test_a_version_published_before_dois_were_on_gets_none_when_taken_down(
+    session: Session,
+    world: DatasetsWorld,
+    stub: DataCiteStub,
+    registrar: DoiRegistrar,
+    factory: sessionmaker[Session],
+) -> None:
+    draft = world.draft(session)
+    world.complete(session, draft.id)
+    publishing.publish_version(session, version_id=draft.id, actor=world.pi, energy=ENERGY)
+
+    publishing.take_down_version(
+        session, version_id=draft.id, actor=world.ops, reason="licence dispute", dois=registrar
+    )
+    finish_after_commit(factory, registrar, draft.id)
+
+    assert stub.calls == []
+    assert doi_of(session, draft.id) is None
+    assert session.get(DatasetDoi, draft.id) is None
+
+
 def test_deprecation_updates_the_metadata_and_keeps_the_doi_findable(
     session: Session,
     world: DatasetsWorld,
