@@ -73,6 +73,7 @@ from credits.storage import (
     blob_store_from_settings,
     content_disposition,
 )
+from credits.storage.checked_reads import open_checked
 from credits.storage.names import MAX_NAME_BYTES
 
 blueprint = Blueprint("datasets", __name__, url_prefix="/api/v1")
@@ -309,7 +310,9 @@ def _file_response(store: BlobStore, file: FileOut) -> Response:
             )
         start, stop, status = asked[0], asked[1], 206
         headers["Content-Range"] = f"bytes {start}-{stop - 1}/{file.size}"
-    chunks = store.open_range(file.sha256, start, stop)
+    chunks = open_checked(
+        store, sha256=file.sha256, size=file.size, name=file.name, start=start, stop=stop
+    )
     headers["Content-Length"] = str(stop - start)
     return Response(
         chunks,

@@ -105,3 +105,13 @@ class UnsafeFileName(StorageError):
     status = 422
     slug = "unsafe-file-name"
     title = "Unsafe file name"
+
+
+class StoredFileDamaged(StorageError):
+    """A stored file's bytes are missing or are not what its record says (its size or
+    its sha256): never served as if they were. Ops restore it from a backup; ``credits
+    datasets verify`` finds every such file."""
+
+    status = 503
+    slug = "stored-file-damaged"
+    title = "The stored file is damaged"
