@@ -28,6 +28,7 @@ from credits.ledger.models import Account, AccountStatus, Currency, HoldPart, Ho
 from credits.ledger.queries import get_hold
 from credits.ledger.settle import void_hold
 from credits.metering.models import RecordStatus, UsageRecord
+from credits.metering.settlement import settle_job_records
 
 HOLD_MOVER = Actor.system("scheduler")
 
@@ -65,6 +66,9 @@ def _move_hold(session: Session, job: Job, now: datetime) -> bool:
     if job.state != JobState.QUEUED.value or job.cancel_requested_at is not None:
         return False
     _lock_pending_records(session, job.id)
+    # What its earlier runs used is charged from the old hold first: the allocation
+    # that was in force then pays for it, and only what is left moves.
+    settle_job_records(session, job.id, now=now)
     old_key = job.hold_key
     needed = get_hold(session, hold_key=old_key).remaining
     new_key = _next_hold_key(job)

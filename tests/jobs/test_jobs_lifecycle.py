@@ -560,6 +560,47 @@ def test_a_job_queued_past_its_allocations_end_with_nothing_else_to_hold_is_canc
     _ledger_ok(world)
 
 
+def test_usage_run_before_an_allocation_ended_is_charged_to_it_when_the_hold_moves(
+    world: JobsWorld,
+) -> None:
+    ends = world.clock() + timedelta(hours=1)
+    with world.session() as session:
+        short = ledger.open_account(
+            session,
+            code="jobs-allocation-short",
+            currency=Currency.GPU,
+            project_id=world.project_id,
+            expires_at=ends,
+            actor=SYSTEM,
+        )
+        ledger.grant(
+            session,
+            key="jobs-fund-short",
+            from_account_id=system_account_id(session, AccountKind.SOURCE, Currency.GPU),
+            to_account_id=short.id,
+            amount=10 * CAP,
+            actor=SYSTEM,
+            now=world.clock(),
+        )
+    job = world.submit(max_runtime_seconds=3600, duration=1800)
+    world.cycle()
+    world.clock.advance(600)
+    world.cycle()  # ten minutes metered, not yet settled
+    world.executor.preempt(job.id)
+    world.reconcile()
+    assert world.job(job.id).state == JobState.QUEUED.value
+    world.clock.advance(3600)  # the short allocation ended while the job was queued
+
+    world.schedule()
+
+    with world.session() as session:
+        paid = ledger_queries.get_account(session, account_id=short.id).debits_posted
+        later = ledger_queries.get_account(session, account_id=world.account_id).debits_posted
+    assert paid == cost(2 * 600) and later == 0  # two GPUs for ten minutes
+    assert world.job(job.id).hold_key == f"job:{job.id}:hold:2"
+    _ledger_ok(world)
+
+
 def test_one_job_that_cannot_be_settled_does_not_stop_the_others(
     world: JobsWorld, monkeypatch: pytest.MonkeyPatch
 ) -> None:
