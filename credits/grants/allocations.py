@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, select
 from sqlalchemy.orm import Session
 
 from credits.audit.service import record_event
@@ -72,6 +72,7 @@ from credits.ledger.errors import InsufficientCredits
 from credits.ledger.models import Account, AccountKind, AccountStatus, Currency
 from credits.ledger.queries import get_account_by_code
 from credits.ledger.service import adjust, expire_account, grant, open_account, set_account_status
+from credits.metering.models import RecordStatus, UsageRecord
 
 __all__ = [
     "adjust_allocation",
@@ -326,6 +327,7 @@ def expire_allocations(
         .where(
             Allocation.expires_at <= now,
             (Account.status != AccountStatus.EXPIRED.value) | (unreserved > 0),
+            ~_outside_usage_to_settle(),
         )
         .order_by(Allocation.id)
     ).all()
@@ -338,6 +340,24 @@ def expire_allocations(
         _audit(session, "allocation.expired", allocation, actor, moved=moved)
         swept.append(render_allocation(session, allocation))
     return swept
+
+
+def _outside_usage_to_settle() -> ColumnElement[bool]:
+    """The allocation's project has outside meters' usage, begun before the allocation
+    ended, still waiting for settlement: the allocation pays for it (see
+    ``ProjectSpend.used_at``), so its credits wait for the next sweep."""
+    return (
+        select(UsageRecord.id)
+        .where(
+            UsageRecord.project_id == Allocation.project_id,
+            UsageRecord.currency == Allocation.currency,
+            UsageRecord.status == RecordStatus.PENDING.value,
+            UsageRecord.job_id.is_(None),
+            UsageRecord.labelling_order_id.is_(None),
+            UsageRecord.started_at < Allocation.expires_at,
+        )
+        .exists()
+    )
 
 
 def adjust_allocation(

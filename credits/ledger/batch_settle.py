@@ -66,7 +66,14 @@ class HoldCapture(SettleRequest):
 @dataclass(frozen=True, slots=True)
 class ProjectSpend(SettleRequest):
     """Hold ``amount`` from the project's allocations (soonest-expiring first) as far
-    as they cover, under ``hold_key``, and capture it at once."""
+    as they cover, under ``hold_key``, and capture it at once.
+
+    The allocations that may pay are those in force at ``used_at``, when the usage
+    began (the settlement's time when None): usage reported or settled after an
+    allocation ended is still paid by it, not booked as overage while its credits
+    expire."""
+
+    used_at: datetime | None = None
 
 
 @dataclass
@@ -322,7 +329,8 @@ class _Plan:
             if row.project_id == spend.project_id and row.currency == spend.currency.value
         ]
         sink_id = _sink_id(session, rows, spend.project_id, spend.currency)
-        sources = _spend_order([r for r in rows if r.id != sink_id and _can_spend(r, self.now)])
+        at = spend.used_at or self.now
+        sources = _spend_order([r for r in rows if r.id != sink_id and _can_spend(r, at)])
         left = spend.amount
         split = []
         for row in sources:

@@ -84,6 +84,7 @@ _PENDING_COLUMNS = (
     _R.record_id,
     _R.labelling_order_id,
     _R.quantity_micro,
+    _R.started_at,
     # A subquery, not a join: the planner then reads the records in the index's
     # order and stops at the batch's limit, never joining or sorting the backlog.
     select(Job.hold_key).where(Job.id == _R.job_id).scalar_subquery().label("hold_key"),
@@ -314,6 +315,7 @@ def _spend(row: Any) -> ProjectSpend:
         currency=Currency(row.currency),
         overage_key=f"usage:{row.id}:overage",
         reference=f"usage record {row.source}/{row.record_id}",
+        used_at=row.started_at,
     )
 
 

@@ -16,6 +16,8 @@ from credits.grants.proposal_queries import load_allocation, render_allocation
 from credits.ledger import service as ledger
 from credits.ledger.errors import InsufficientCredits
 from credits.ledger.verify import verify_ledger
+from credits.metering.models import UsageRecord
+from credits.metering.settlement import settle_one
 
 
 @pytest.fixture
@@ -61,6 +63,36 @@ def test_the_sweep_leaves_open_holds_and_takes_them_later(any_session: Session, 
     (again,) = expire_allocations(any_session, actor=SYSTEM, now=after_end)
     assert again.id == allocation.id
     assert expire_allocations(any_session, actor=SYSTEM, now=after_end) == []
+    assert verify_ledger(any_session).ok
+
+
+def test_outside_usage_begun_before_the_end_is_paid_by_the_allocation_before_it_expires(
+    any_session: Session, w: World
+) -> None:
+    (allocation,) = awarded(any_session, w).allocations
+    ran_until = allocation.expires_at - timedelta(minutes=10)
+    record = UsageRecord(
+        source="cluster-b.uni.example",
+        record_id="r1",
+        project_id=w.project_id,
+        currency="gpu",
+        unit="gpu_second",
+        quantity_micro=3600 * 1_000_000,
+        amount_micro=2 * CREDIT,
+        started_at=ran_until - timedelta(hours=1),
+        ended_at=ran_until,
+        request_hash="0" * 64,
+    )
+    any_session.add(record)
+    any_session.flush()
+    after_end = allocation.expires_at + timedelta(hours=2)  # reported and settled late
+
+    assert expire_allocations(any_session, actor=SYSTEM, now=after_end) == []
+    settled = settle_one(any_session, record.id, now=after_end)
+    (swept,) = expire_allocations(any_session, actor=SYSTEM, now=after_end)
+
+    assert (settled.captured_micro, settled.overage_micro) == (2 * CREDIT, 0)
+    assert swept.id == allocation.id and swept.available_micro == 0
     assert verify_ledger(any_session).ok
 
 
