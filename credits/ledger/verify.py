@@ -160,7 +160,14 @@ def _part_problems(
     captured = settled[(part.transfer_id, TransferKind.CAPTURE.value)]
     voided = settled[(part.transfer_id, TransferKind.VOID.value)]
     problems = []
-    if (part.amount, part.account_id) != (hold.amount, hold.debit_account_id):
+    # Captures and voids find a hold by its parts' key: a part under another hold's
+    # key would move credits between holds with no transfer saying so.
+    if (part.amount, part.account_id, part.hold_key, part.part) != (
+        hold.amount,
+        hold.debit_account_id,
+        hold.idempotency_key,
+        hold.part,
+    ):
         problems.append(f"{name} differs from its pending transfer {hold.id}")
     if (part.captured, part.voided) != (captured, voided):
         problems.append(

@@ -615,6 +615,21 @@ def test_verify_reports_a_hold_part_marked_settled_with_credits_left(any_session
     assert any("hold 'h' part 0 is voided" in problem for problem in problems), problems
 
 
+def test_verify_reports_a_hold_part_moved_under_another_holds_key(any_session: Session) -> None:
+    funded_allocation(any_session, amount=100)
+    for key in ("one", "two"):
+        service.place_hold(
+            any_session, key=key, currency="gpu", amount=10, project_id=1, actor=SYSTEM
+        )
+    any_session.execute(
+        text("UPDATE ledger_hold_parts SET hold_key = 'two', part = 1 WHERE hold_key = 'one'")
+    )
+    problems = verify_ledger(any_session).problems
+    assert any("hold 'two' part 1 differs from its pending transfer" in p for p in problems), (
+        problems
+    )
+
+
 def test_opening_an_account_with_a_taken_code_is_refused(any_session: Session) -> None:
     service.open_account(any_session, code="dup", currency="gpu", actor=SYSTEM)
     with pytest.raises(InvalidInput, match="already exists"):
