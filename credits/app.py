@@ -128,7 +128,7 @@ def create_app(
     return app
 
 
-def _require_free_port(host: str, port: int) -> None:
+def require_free_port(host: str, port: int) -> None:
     """Refuses, in one line, to start on a port something already listens on (a
     second ``./scripts/up``), before the jobs loop starts and before waitress would
     fail with a traceback."""
@@ -150,7 +150,7 @@ def serve(settings: Settings) -> None:
     On the embedded profile the jobs loop (scheduling passes and reconciles)
     runs in a background thread; in production Celery beat runs that work.
     """
-    _require_free_port(settings.host, settings.port)
+    require_free_port(settings.host, settings.port)
     app = create_app(settings)
     loop = None
     if settings.profile is Profile.EMBEDDED:

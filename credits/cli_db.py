@@ -43,6 +43,14 @@ def current() -> None:
 @reports_errors
 def serve() -> None:
     """Serve the web app and API on CREDITS_HOST:CREDITS_PORT."""
-    from credits.app import serve as serve_app  # noqa: PLC0415 - the web stack loads only here
+    # The web stack loads only here.
+    from credits.app import require_free_port  # noqa: PLC0415
+    from credits.app import serve as serve_app  # noqa: PLC0415
 
-    serve_app(cli_settings())
+    settings = cli_settings()
+    # Said only once the port is known to be free: a second ./scripts/up gets the
+    # one-line refusal alone, not "serving on" first.
+    require_free_port(settings.host, settings.port)
+    host = f"[{settings.host}]" if ":" in settings.host else settings.host
+    click.echo(f"serving on http://{host}:{settings.port} (Ctrl-C stops)")
+    serve_app(settings)

@@ -9,7 +9,9 @@ never imports Flask.
   People read credits with thousands separators and two decimals when there
   is a fraction: ``1,234.50 GPU credits``, ``1,000 GPU credits``,
   ``1 credit``; a positive amount under a hundredth reads ``less than 0.01``.
-  The exact amount, as forms read it back, is :func:`credits.money.format_credits`.
+  The exact amount, as forms read it back, is :func:`credits.money.format_credits`;
+  the CLI and :func:`credits_refusal` (a refusal for want of credits) write
+  amounts exact: ``money(..., exact=True)``.
 - **CSV**: :func:`csv_credits` gives a decimal number of credits (exact, no
   grouping) and :func:`csv_time` an ISO time without microseconds.
 - **Durations**: ``7 days``, ``2 h 30 min``, ``45 s``.
@@ -247,10 +249,13 @@ def person(label: str | None, people: Mapping[int, Person], *, with_email: bool 
 
 
 def credits_refusal(required: int, available: int, currency: object = None) -> str:
-    """'this needs 672 GPU credits and only 327.95 GPU credits are available'."""
+    """'this needs 672 GPU credits and only 327.954026 GPU credits are available'.
+
+    Exact, like the CLI's amounts: a refusal is read to decide how much to ask for,
+    and rounding could make the two amounts look equal (0.3075 and 0.31)."""
     return (
-        f"this needs {money(required, currency)} and only {money(available, currency)}"
-        " are available"
+        f"this needs {money(required, currency, exact=True)}"
+        f" and only {money(available, currency, exact=True)} are available"
     )
 
 

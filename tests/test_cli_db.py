@@ -6,6 +6,7 @@ import socket
 from pathlib import Path
 
 import pytest
+import waitress
 from alembic.script import ScriptDirectory
 from click.testing import CliRunner, Result
 from sqlalchemy import func, select
@@ -81,3 +82,28 @@ def test_serve_on_a_port_in_use_is_one_line_and_exit_1(database_url: str) -> Non
     assert result.output.count("\n") == 1
     assert f"cannot listen on 127.0.0.1:{port}" in result.output
     assert "CREDITS_PORT" in result.output
+    assert "serving on" not in result.output
+
+
+def test_serve_says_where_it_serves_once_the_port_is_free(
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert _db(database_url, "upgrade").exit_code == 0
+    served: list[dict[str, object]] = []
+    monkeypatch.setattr(waitress, "serve", lambda _app, **kwargs: served.append(kwargs))
+    with socket.create_server(("127.0.0.1", 0)) as probe:
+        port = probe.getsockname()[1]
+    result = CliRunner().invoke(
+        main,
+        ["serve"],
+        env={
+            "CREDITS_DATABASE_URL": database_url,
+            "CREDITS_HOST": "127.0.0.1",
+            "CREDITS_PORT": str(port),
+            "CREDITS_EXECUTOR": "simulated",
+            "CREDITS_VAR_DIR": str(tmp_path / "var"),
+        },
+    )
+    assert result.exit_code == 0, result.output
+    assert f"serving on http://127.0.0.1:{port} (Ctrl-C stops)\n" in result.output
+    assert [options["port"] for options in served] == [port]

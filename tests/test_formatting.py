@@ -122,7 +122,16 @@ def test_people_are_named_and_the_platform_reads_as_its_part() -> None:
 
 def test_a_credits_refusal_names_amounts_in_credits() -> None:
     text = fmt.credits_refusal(672 * MICRO, 327_954_026, Currency.GPU)
-    assert text == "this needs 672 GPU credits and only 327.95 GPU credits are available"
+    assert text == "this needs 672 GPU credits and only 327.954026 GPU credits are available"
+
+
+def test_a_credits_refusal_keeps_every_micro_credit() -> None:
+    """Rounded, 0.3075 needed of 0.31 available would read as enough."""
+    text = fmt.credits_refusal(307_500, 306_000, "label")
+    assert text == (
+        "this needs 0.3075 labelling credits and only 0.306 labelling credits are available"
+    )
+    assert "1,000.000001 GPU credits" in fmt.credits_refusal(1_000_000_001, 1, Currency.GPU)
 
 
 def test_an_events_details_read_in_credits_times_and_names() -> None:

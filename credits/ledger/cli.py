@@ -110,7 +110,8 @@ def adjust(account_id: int, amount: str, reason: str, as_email: str, key: str | 
     transfer = result.transfers[0]
     note = " (replayed)" if result.replayed else ""
     click.echo(
-        f"transfer {transfer.id}: {fmt.money(micro, exact=True)} on account {account_id}{note}"
+        f"transfer {transfer.id}: {fmt.money(micro, transfer.currency, exact=True)}"
+        f" on account {account_id}{note}"
     )
 
 

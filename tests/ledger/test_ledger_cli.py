@@ -104,7 +104,31 @@ def test_adjust_adds_and_removes_credits_as_ops(session: Session, run, ops_email
         ops_email,
     )
     assert removed.exit_code == 0, removed.output
+    assert f"1.5 GPU credits on account {account.id}" in added.output
+    assert f"-0.25 GPU credits on account {account.id}" in removed.output
     assert queries.get_account(session, account_id=account.id).available == 11_250_000
+
+
+def test_an_adjustment_refused_for_credits_names_exact_amounts(
+    session: Session, run, ops_email: str
+) -> None:
+    account = funded_allocation(session, amount=994_974_463)
+    refused = run(
+        "adjust",
+        "--account",
+        str(account.id),
+        "--amount",
+        "-1000.000001",
+        "--reason",
+        "r",
+        "--as",
+        ops_email,
+    )
+    assert refused.exit_code == 1
+    assert (
+        "this needs 1,000.000001 GPU credits and only 994.974463 GPU credits are available"
+        in refused.output
+    ), refused.output
 
 
 @pytest.mark.parametrize(

@@ -238,7 +238,7 @@ def test_a_job_the_credits_cannot_cover_is_refused_in_credits(app: Flask, sessio
     text = " ".join(_text(second.get_data(as_text=True)).split())
     assert second.status_code == 422
     assert (
-        "Not enough credits: this needs 672 GPU credits and only 329.38 GPU credits are"
+        "Not enough credits: this needs 672 GPU credits and only 329.383334 GPU credits are"
         " available. Nothing was submitted." in text
     ), text[-800:]
 
