@@ -26,7 +26,7 @@ from credits.api.datasets import blob_store
 from credits.errors import CreditsError, NotFound
 from credits.identity.models import Role
 from credits.labelling import queue
-from credits.labelling.errors import AssignmentClosed
+from credits.labelling.errors import AssignmentClosed, ImageTakenDown
 from credits.labelling.items import served_image_type
 from credits.labelling.label_schema import AnnotationValue, SchemaKind
 
@@ -140,6 +140,8 @@ def image(assignment_id: int) -> ResponseReturnValue:
             sha256, media_type = queue.assignment_image(db, me, assignment_id=assignment_id)
     except NotFound:
         abort(404)
+    except ImageTakenDown:
+        abort(410)
     store = blob_store()
     response = Response(
         store.open_range(sha256),

@@ -33,7 +33,7 @@ class ImageLinkQuery(BaseModel):
     query=ImageLinkQuery,
     authenticated=False,
     media_type="image/*",
-    problems=(403, 404),
+    problems=(403, 404, 410),
 )
 def item_image(item_id: int) -> Response:
     link = ImageLinkQuery.model_validate(request.args.to_dict())

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from credits.errors import Conflict, Forbidden, InvalidInput, NotFound
+from credits.errors import Conflict, CreditsError, Forbidden, InvalidInput, NotFound
 
 
 class VendorNotFound(NotFound):
@@ -15,6 +15,15 @@ class OrderNotFound(NotFound):
 
 class ItemNotFound(NotFound):
     slug = "labelling-item-not-found"
+
+
+class ImageTakenDown(CreditsError):
+    """The order's images came from a dataset version that was taken down: they are
+    served to no one, annotators and Label Studio included."""
+
+    status = 410
+    slug = "labelling-image-taken-down"
+    title = "This image was taken down"
 
 
 class NoPriceSheet(Conflict):

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from credits.errors import Forbidden
 from credits.labelling.errors import ItemNotFound
 from credits.labelling.models import Item
+from credits.labelling.taken_down import require_image_not_taken_down
 from credits.settings import Settings
 
 LINK_LIFETIME = timedelta(days=90)
@@ -91,4 +92,5 @@ def image_for_link(
     item = session.get(Item, item_id)
     if item is None or item.blob_sha256 is None:
         raise ItemNotFound(f"no image item has the id {item_id}")
+    require_image_not_taken_down(session, item)
     return ItemImage(sha256=item.blob_sha256, media_type=item.media_type)

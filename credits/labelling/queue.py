@@ -48,6 +48,7 @@ from credits.labelling.errors import (
 from credits.labelling.label_schema import AnnotationValue, LabelSchema
 from credits.labelling.models import Assignment, AssignmentStatus, Item, Order, OrderStatus
 from credits.labelling.schemas import DeliveryOut
+from credits.labelling.taken_down import require_image_not_taken_down
 from credits.ledger import journal
 from credits.settings import load_settings
 
@@ -370,6 +371,7 @@ def assignment_image(session: Session, actor: Actor, *, assignment_id: int) -> t
     item = session.get_one(Item, assignment.item_id)
     if item.blob_sha256 is None:
         raise AssignmentNotFound(f"assignment {assignment_id} is not of an image")
+    require_image_not_taken_down(session, item)
     return item.blob_sha256, item.media_type
 
 
