@@ -5,6 +5,7 @@ thread of the web process calls them: mail from the outbox every minute, and
 every hour the allocation expiry sweep, the daily digests and the nudges
 (each is deduplicated per day, so running them hourly sends nothing twice);
 every five minutes the release of annotators' lapsed leases (credits/labelling/queue.py);
+every hour the removal of uploads left unfinished for a day (credits/storage/tidy.py);
 with DOIs configured, every five minutes the DOI sweep (what DataCite could
 not be told at the time); with Label Studio configured, every two minutes the
 Label Studio sweep (credits/labelling/label_studio_loop.py); every 30 seconds
@@ -33,6 +34,7 @@ from credits.notifications.mail import Mailer, make_mailer
 from credits.notifications.service import send_pending
 from credits.reports.nudges import run_nudges
 from credits.settings import Settings
+from credits.storage.tidy import remove_stale_uploads
 from credits.transparency.integrator import integrate_all
 from credits.transparency.service import ensure_embedded_key
 
@@ -65,6 +67,7 @@ class Chores:
             ("leases", LEASE_SWEEP_EVERY_S, self._release_leases),
             ("daily", DAILY_WORK_EVERY_S, self._daily_work),
             ("transparency", INTEGRATE_EVERY_S, self._integrate),
+            ("stale-uploads", DAILY_WORK_EVERY_S, self._remove_stale_uploads),
         ]
         if self.settings.dois_enabled:
             chores.append(("dois", DOI_SYNC_EVERY_S, self._sync_dois))
@@ -104,6 +107,9 @@ class Chores:
 
     def _release_leases(self) -> None:
         run_in_transaction(self.factory, lambda s: release_expired(s, now=utcnow()))
+
+    def _remove_stale_uploads(self) -> None:
+        remove_stale_uploads(self.settings)
 
     def _integrate(self) -> None:
         ensure_embedded_key(self.settings)

@@ -49,6 +49,7 @@ SYNC_DOIS = "datasets.sync_dois"
 RELEASE_LEASES = "labelling.release_leases"
 SYNC_LABEL_STUDIO = "labelling.sync_label_studio"
 INTEGRATE_LOG = "transparency.integrate"
+REMOVE_STALE_UPLOADS = "storage.remove_stale_uploads"
 INTEGRATE_INTERVAL = timedelta(seconds=30)
 SWEEPER = Actor.system("allocations-sweep")
 SEND_INTERVAL = timedelta(minutes=1)
@@ -228,6 +229,15 @@ def register_datasets_tasks(app: Celery, resources: WorkerResources) -> None:
         return {"done": report.done, "failed": report.failed, "pending": report.pending}
 
 
+def register_storage_tasks(app: Celery, resources: WorkerResources) -> None:
+    from credits.storage.tidy import remove_stale_uploads  # noqa: PLC0415
+
+    @app.task(name=REMOVE_STALE_UPLOADS, shared=False)
+    def remove_stale() -> int:
+        """Uploads left unfinished for a day, and temporary objects a crash left."""
+        return remove_stale_uploads(resources.settings)
+
+
 def register_labelling_tasks(app: Celery, resources: WorkerResources) -> None:
     """The Label Studio sweep, registered only when Label Studio is configured."""
     from credits.labelling.label_studio import label_studio_client_from_settings  # noqa: PLC0415
@@ -277,6 +287,7 @@ TASK_REGISTRARS: tuple[Callable[[Celery, WorkerResources], None], ...] = (
     register_metering_tasks,
     register_reports_tasks,
     register_datasets_tasks,
+    register_storage_tasks,
     register_labelling_queue_tasks,
     register_labelling_tasks,
     register_transparency_tasks,
@@ -317,6 +328,7 @@ def beat_schedule(settings: Settings, registered: set[str]) -> dict[str, dict[st
         "release-leases": {"task": RELEASE_LEASES, "schedule": timedelta(minutes=5)},
         "sync-label-studio": {"task": SYNC_LABEL_STUDIO, "schedule": timedelta(minutes=2)},
         "integrate-log": {"task": INTEGRATE_LOG, "schedule": INTEGRATE_INTERVAL},
+        "remove-stale-uploads": {"task": REMOVE_STALE_UPLOADS, "schedule": crontab(minute=15)},
     }
     return {name: entry for name, entry in schedule.items() if entry["task"] in registered}
 

@@ -32,7 +32,13 @@ def test_chores_send_the_outbox_and_run_only_when_due(
     maildir = tmp_path / "maildir"
     chores = Chores(joined_session_factory, load_settings(), mailer=MaildirMailer(maildir))
     _enqueue(joined_session_factory, "a")
-    assert chores.run_due(now=1000.0) == ["mail", "leases", "daily", "transparency"]
+    assert chores.run_due(now=1000.0) == [
+        "mail",
+        "leases",
+        "daily",
+        "transparency",
+        "stale-uploads",
+    ]
     assert len(list((maildir / "new").iterdir())) == 1
     _enqueue(joined_session_factory, "b")
     assert chores.run_due(now=1000.0 + MAIL_EVERY_S / 4) == []
@@ -43,4 +49,5 @@ def test_chores_send_the_outbox_and_run_only_when_due(
         "leases",
         "daily",
         "transparency",
+        "stale-uploads",
     ]

@@ -308,7 +308,9 @@ def _sync_folder(path: str) -> None:
 
 
 def check_assembly(parts: dict[int, int], total: int, max_bytes: int) -> None:
-    """Refuses to assemble parts that are missing, extra, mis-sized or too many bytes."""
+    """Refuses to assemble parts that are missing, extra, mis-sized, or that do not add
+    up to the size the upload declared (``max_bytes``): a part cut short by a proxy
+    must not become a shorter file."""
     if not 1 <= total <= MAX_PARTS:
         raise InvalidPart(f"an upload has 1 to {MAX_PARTS} parts, not {total}")
     missing = [number for number in range(1, total + 1) if number not in parts]
@@ -325,8 +327,13 @@ def check_assembly(parts: dict[int, int], total: int, max_bytes: int) -> None:
             )
     if total > 1 and parts[total] == 0:
         raise InvalidPart(f"the last part ({total}) is empty")
-    if sum(parts.values()) > max_bytes:
+    received = sum(parts.values())
+    if received > max_bytes:
         raise BlobTooLarge(max_bytes)
+    if received != max_bytes:
+        raise InvalidPart(
+            f"the parts hold {received:,} bytes, not the {max_bytes:,} the upload declared"
+        )
 
 
 def _part_name(number: int) -> str:

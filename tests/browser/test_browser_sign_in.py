@@ -52,7 +52,7 @@ def test_a_token_is_shown_once_and_can_be_revoked(page: Page, live_app: LiveApp)
     page.get_by_role("button", name="Create token").click()
     expect(page.get_by_test_id("token-secret")).to_have_text(re.compile(r"^crd_"))
     screenshot(page, "tokens")
-    page.get_by_role("button", name="Revoke").click()
+    page.get_by_role("button", name="Revoke", exact=True).click()
     expect(page.locator("table")).to_contain_text("revoked")
     cookies = {cookie["name"]: cookie for cookie in page.context.cookies()}
     session_cookie = cookies["credits_session"]

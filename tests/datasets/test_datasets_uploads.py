@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from pathlib import Path
 from urllib.parse import quote
 
 import pytest
-from datasets_world import CSV, SYSTEM, DatasetsWorld, build_world
+from datasets_world import CSV, ENERGY, SYSTEM, DatasetsWorld, build_world
 from labelling_world import LabellingWorld
 from labelling_world import build_world as build_labelling_world
 from sqlalchemy import create_engine, func, select, text
@@ -18,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from credits.api.datasets import STORE_KEY
 from credits.app import create_app
-from credits.datasets import downloads, queries, service, uploads
+from credits.datasets import downloads, publishing, queries, service, uploads
 from credits.datasets.errors import DatasetFileNotFound, DuplicateFileName, VersionTooLarge
 from credits.datasets.models import DatasetFile
 from credits.db import session_scope
@@ -32,6 +33,8 @@ from credits.labelling.schemas import ItemIn, OrderIn, OrderOut, OrderSource
 from credits.settings import load_settings
 from credits.storage import BlobStore, StorageUnavailable, blob_store_for_url
 from credits.storage.blob_locks import hold_blob, lock_blob
+from credits.storage.factory import blob_store_from_settings
+from credits.storage.tidy import remove_stale_uploads
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR" + bytes(20)
 PETS = LabelSchema(kind=SchemaKind.IMAGE_CLASSIFICATION, labels=["cat", "dog"])
@@ -292,3 +295,39 @@ def test_asking_whether_a_blob_is_named_reads_indexes_not_whole_tables(session: 
             str(row[-1]) for row in session.execute(text(f"EXPLAIN QUERY PLAN {compiled}"))
         )
         assert plan.startswith("SEARCH") and "INDEX" in plan, f"{column}: {plan}"
+
+
+def test_an_upload_left_open_is_abandoned_after_its_draft_is_published_and_swept_when_stale(
+    session: Session, joined_session_factory: sessionmaker[Session]
+) -> None:
+    world = build_world(session)
+    draft = world.draft(session)
+    world.complete(session, draft.id)
+    secret = create_token(session, email="pi@uni.example", actor=SYSTEM).secret
+    session.flush()
+    app = create_app(load_settings(), session_factory=joined_session_factory)
+    app.extensions[STORE_KEY] = world.store
+    client = app.test_client()
+    auth = {"Authorization": f"Bearer {secret}"}
+    uploads = f"/api/v1/datasets/versions/{draft.id}/uploads"
+    started = client.post(uploads, json={"name": "big.bin", "size": 10}, headers=auth)
+    upload_id = started.get_json()["upload_id"]
+    client.put(f"{uploads}/{upload_id}/parts/1", data=b"0123", headers=auth)
+    publishing.publish_version(session, version_id=draft.id, actor=world.pi, energy=ENERGY)
+    session.flush()
+
+    abandoned = client.delete(f"{uploads}/{upload_id}", headers=auth)
+
+    assert abandoned.status_code == 204, abandoned.get_data(as_text=True)
+    assert [key for key in world.store.list_keys() if key.startswith("uploads/")] == []
+
+
+def test_the_tidy_up_removes_uploads_left_unfinished(tmp_path: Path) -> None:
+    settings = load_settings(storage_url=f"file://{tmp_path / 'blobs'}")
+    store = blob_store_from_settings(settings)
+    upload = store.start_upload(max_bytes=10)
+    store.put_part(upload, 1, b"0123")
+
+    assert remove_stale_uploads(settings, older_than_s=3600) == 0
+    assert remove_stale_uploads(settings, older_than_s=-1) == 1
+    assert store.list_keys() == []

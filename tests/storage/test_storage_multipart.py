@@ -64,7 +64,7 @@ def test_an_upload_of_content_already_stored_is_stored_once(
 def test_a_single_small_part_and_a_single_empty_part_are_whole_files(
     any_blob_store: FsspecBlobStore,
 ) -> None:
-    small = any_blob_store.start_upload(max_bytes=100)
+    small = any_blob_store.start_upload(max_bytes=4)
     any_blob_store.put_part(small, 1, b"tiny")
     empty = any_blob_store.start_upload(max_bytes=0)
     any_blob_store.put_part(empty, 1, b"")
@@ -87,6 +87,20 @@ def test_completing_with_a_missing_part_names_it_and_leaves_nothing(
     assert any_blob_store.list_keys() == []
     with pytest.raises(UploadNotFound):
         any_blob_store.put_part(upload, 2, os.urandom(PART_SIZE))
+
+
+def test_parts_short_of_the_declared_size_are_refused_and_leave_nothing(
+    any_blob_store: FsspecBlobStore,
+) -> None:
+    upload = any_blob_store.start_upload(max_bytes=2 * PART_SIZE + 10)
+    any_blob_store.put_part(upload, 1, os.urandom(PART_SIZE))
+    any_blob_store.put_part(upload, 2, os.urandom(PART_SIZE))
+    any_blob_store.put_part(upload, 3, b"cut")  # a proxy cut the last part short
+
+    with pytest.raises(InvalidPart, match="not the 16,777,226 the upload declared"):
+        any_blob_store.complete_upload(upload, 3)
+
+    assert any_blob_store.list_keys() == []
 
 
 @pytest.mark.parametrize("number", [0, -1, 10_001])
