@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from credits.db import run_in_transaction, utcnow
 from credits.jobs import scheduler
+from credits.jobs.ended_holds import move_ended_holds
 from credits.jobs.errors import PoolUnavailable
 from credits.jobs.executors.base import Capacity, Executor, ExecutorError
 from credits.jobs.executors.gpus import discover_gpu_slots
@@ -147,9 +148,10 @@ def run_schedule(
     *,
     now: datetime | None = None,
 ) -> SchedulePassOut:
-    capacity = executor.capacity()
+    capacity = read_capacity(executor)
     policy = policy_from_settings(settings)
     half_life = settings.fairshare_half_life_hours * 3600.0
+    move_ended_holds(factory, now=now or utcnow())
     return run_in_transaction(
         factory,
         lambda session: schedule_pass(

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from credits.grants.models import Allocation, AllocationStatus, Project, ProjectStatus
 from credits.jobs import scheduler
-from credits.jobs.ended_holds import move_holds_off_ended_allocations
+from credits.jobs.ended_holds import queued_holds_on_ended_accounts
 from credits.jobs.executors.base import Capacity
 from credits.jobs.launching import runtime_left_s
 from credits.jobs.models import Job, JobRun, JobState, ProjectGpuLimit
@@ -54,7 +54,10 @@ def schedule_pass(
             select(Job).where(Job.state.in_((JobState.STARTING.value, JobState.RUNNING.value)))
         )
     )
-    queued = move_holds_off_ended_allocations(session, queued, now)
+    # Moved off ended allocations before the pass (move_ended_holds); one whose move
+    # failed, or whose allocation ended since, waits for the next pass.
+    ended = queued_holds_on_ended_accounts(session, now)
+    queued = [job for job in queued if job.id not in ended]
     if not queued:
         return SchedulePassOut(started=[], queued=0)
     flavours = flavour_names(session)

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from fractions import Fraction
 
-from sqlalchemy import ColumnElement, select
+from sqlalchemy import ColumnElement, String, cast, literal, or_, select
 from sqlalchemy.orm import Session
 
 from credits.jobs.models import Job
@@ -101,10 +101,19 @@ def footprint_out(footprint: EnergyFootprint) -> Footprint:
     return Footprint(kwh=round(float(footprint.kwh), 6), kg_co2e=round(float(footprint.kg_co2e), 6))
 
 
+def first_hold_key() -> ColumnElement[str]:
+    """A job's hold key at submission, ``job:<id>:hold``. A job still queued when its
+    allocation ended holds again under ``job:<id>:hold:2`` (credits/jobs/ended_holds.py),
+    and what its earlier runs used was captured under the first key: reports count
+    both. (A job moved twice would leave its middle hold out; its captures are only
+    what it ran between two allocations' ends.)"""
+    return literal("job:") + cast(Job.id, String) + literal(":hold")
+
+
 def jobs_drawing_on(account_ids: Collection[int]) -> ColumnElement[bool]:
     """Jobs whose hold took credits from any of ``account_ids``."""
     holds = select(HoldPart.hold_key).where(HoldPart.account_id.in_(list(account_ids)))
-    return Job.hold_key.in_(holds)
+    return or_(Job.hold_key.in_(holds), first_hold_key().in_(holds))
 
 
 def load_activity(
@@ -374,11 +383,14 @@ def _load_holds(session: Session, job_ids: list[int]) -> dict[int, _Hold]:
     each account."""
     if not job_ids:
         return {}
+    first = first_hold_key()
     rows = session.execute(
         select(Job.id, HoldPart.account_id, HoldPart.captured)
-        .join(HoldPart, HoldPart.hold_key == Job.hold_key)
+        .join(HoldPart, or_(HoldPart.hold_key == Job.hold_key, HoldPart.hold_key == first))
         .where(Job.id.in_(job_ids))
-        .order_by(Job.id, HoldPart.part)
+        # The current hold's parts first: a job with nothing captured yet counts
+        # where it will be paid from.
+        .order_by(Job.id, HoldPart.hold_key != Job.hold_key, HoldPart.part)
     ).all()
     return _fold_holds((job_id, account_id, captured) for job_id, account_id, captured in rows)
 

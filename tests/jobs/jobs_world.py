@@ -18,6 +18,7 @@ from credits.identity.actor import Actor
 from credits.identity.models import Role
 from credits.identity.service import actor_for_email, create_user
 from credits.jobs import service
+from credits.jobs.ended_holds import move_ended_holds
 from credits.jobs.executors.base import NodeCapacity
 from credits.jobs.executors.simulated import SimulatedExecutor
 from credits.jobs.models import Job, JobRun
@@ -103,6 +104,7 @@ class JobsWorld:
         return session_scope(self.factory)
 
     def schedule(self) -> SchedulePassOut:
+        move_ended_holds(self.factory, now=self.clock())  # as run_schedule does
         with self.session() as session:
             return schedule_pass(
                 session,

@@ -28,7 +28,7 @@ from credits.jobs.executors.simulated import SimulatedExecutor
 from credits.jobs.models import Job, JobEvent, JobRun, JobState
 from credits.jobs.queries import get_job_detail
 from credits.jobs.reconciler import reconcile
-from credits.jobs.service import cancel_job
+from credits.jobs.service import cancel_job, set_project_gpu_limit
 from credits.ledger import queries as ledger_queries
 from credits.ledger import service as ledger
 from credits.ledger.errors import IdempotencyKeyReused, InsufficientCredits
@@ -39,6 +39,8 @@ from credits.metering import job_records
 from credits.metering.models import UsageRecord
 from credits.pool import service as pool
 from credits.pool.errors import NoRateInForce
+from credits.reports.activity import _load_holds as load_job_holds
+from credits.reports.activity import jobs_drawing_on
 
 
 @pytest.fixture
@@ -483,7 +485,8 @@ def test_a_simulated_duration_that_is_not_a_number_fails_only_that_job(world: Jo
     assert failed.charged_micro == 0
 
 
-RICH = 10_000 * 1_000_000  # credits for a pool-filling job of three days
+CREDIT = 1_000_000
+RICH = 10_000 * CREDIT  # credits for a pool-filling job of three days
 
 
 def _queued_when_the_allocation_ends(world: JobsWorld) -> int:
@@ -598,6 +601,56 @@ def test_usage_run_before_an_allocation_ended_is_charged_to_it_when_the_hold_mov
         later = ledger_queries.get_account(session, account_id=world.account_id).debits_posted
     assert paid == cost(2 * 600) and later == 0  # two GPUs for ten minutes
     assert world.job(job.id).hold_key == f"job:{job.id}:hold:2"
+    _ledger_ok(world)
+    world.clock.advance(60)
+    world.cycle()
+    world.clock.advance(1800)
+    world.cycle()
+    # Reports find the job through either hold, and what each allocation paid.
+    with world.session() as session:
+        drawing = session.scalars(select(Job.id).where(jobs_drawing_on([short.id]))).all()
+        (hold,) = load_job_holds(session, [job.id]).values()
+    assert drawing == [job.id]
+    assert hold.first_account == world.account_id
+    assert hold.captured[short.id] == cost(2 * 600)
+    assert hold.captured[world.account_id] > 0
+
+
+def test_a_hold_split_over_an_ended_and_a_live_allocation_moves_whole_to_the_live_one(
+    joined_session_factory: sessionmaker[Session],
+) -> None:
+    world = build_jobs_world(joined_session_factory, credits_micro=6 * CREDIT)
+    with world.session() as session:
+        short = ledger.open_account(
+            session,
+            code="jobs-allocation-short",
+            currency=Currency.GPU,
+            project_id=world.project_id,
+            expires_at=world.clock() + timedelta(hours=1),
+            actor=SYSTEM,
+        )
+        ledger.grant(
+            session,
+            key="jobs-fund-short",
+            from_account_id=system_account_id(session, AccountKind.SOURCE, Currency.GPU),
+            to_account_id=short.id,
+            amount=2 * CREDIT,
+            actor=SYSTEM,
+            now=world.clock(),
+        )
+        set_project_gpu_limit(  # nothing starts: the job stays queued
+            session, project_id=world.project_id, max_concurrent_gpus=0, actor=world.ops
+        )
+    job = world.submit(gpus=2, max_runtime_seconds=3600)  # 5 credits: 2 short, 3 long
+    world.clock.advance(2 * 3600)
+
+    world.schedule()
+
+    moved = world.job(job.id)
+    assert moved.state == JobState.QUEUED.value and moved.hold_key == f"job:{job.id}:hold:2"
+    with world.session() as session:
+        parts = get_hold(session, hold_key=moved.hold_key).parts
+    assert [(part.account_id, part.amount) for part in parts] == [(world.account_id, 5 * CREDIT)]
     _ledger_ok(world)
 
 
