@@ -187,6 +187,16 @@ class FsspecBlobStore:
         # leaves a half part under the part's name.
         self.fs.pipe_file(partial, data)
         self.fs.mv(partial, final)
+        self.note_activity(upload_id, meta)
+
+    def note_activity(self, upload_id: str, meta: dict[str, Any]) -> None:
+        """Records that a part arrived now: the tidy-up ends uploads idle for a day, not
+        a slow one still sending (50 GiB over a slow link takes more than a day)."""
+        record = {**meta, "active_at": int(time.time())}
+        with backend_errors("record the upload"):
+            self.fs.pipe_file(
+                self._upload_path(upload_id, UPLOAD_META), json.dumps(record).encode()
+            )
 
     def check_part(self, upload_id: str, meta: dict[str, Any], number: int, length: int) -> None:
         """Refuses a part that can never belong to the upload, aborting it."""
@@ -249,8 +259,8 @@ class FsspecBlobStore:
     # Clean-up of work that a crash or an abandoned client left behind.
 
     def remove_stale(self, *, older_than_s: float) -> int:
-        """Removes temporary objects and uploads started over ``older_than_s`` ago;
-        returns how many it removed."""
+        """Removes temporary objects made, and uploads last sent a part (or started),
+        over ``older_than_s`` ago; returns how many it removed."""
         cutoff = time.time() - older_than_s
         removed = 0
         for path in self._children("tmp"):
@@ -261,10 +271,11 @@ class FsspecBlobStore:
         for path in self._children("uploads"):
             upload_id = path.rstrip("/").rsplit("/", 1)[-1]
             try:
-                started_at = int(self.upload_meta(upload_id)["started_at"])
+                meta = self.upload_meta(upload_id)
+                last_used = max(int(meta["started_at"]), int(meta.get("active_at", 0)))
             except UploadNotFound:
-                started_at = 0
-            if started_at < cutoff:
+                last_used = 0
+            if last_used < cutoff:
                 self.abort_upload(upload_id)
                 removed += 1
         return removed

@@ -210,6 +210,7 @@ class S3BlobStore(FsspecBlobStore):
         # them all, in no useful order; the ETag of the last send, kept here,
         # names the copy that counts (AWS keeps only that one anyway).
         self.fs.pipe_file(self._etag_path(upload_id, number), str(sent["ETag"]).encode())
+        self.note_activity(upload_id, meta)
 
     def stored_parts(self, upload_id: str) -> dict[int, int]:
         return {number: int(part["Size"]) for number, part in self._chosen_parts(upload_id).items()}

@@ -5,6 +5,7 @@ the version size limit on every way in (API, CLI, a labelling delivery)."""
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import quote
@@ -31,7 +32,7 @@ from credits.labelling.label_schema import LabelSchema, SchemaKind
 from credits.labelling.models import Item, SourceKind
 from credits.labelling.schemas import ItemIn, OrderIn, OrderOut, OrderSource
 from credits.settings import load_settings
-from credits.storage import BlobStore, StorageUnavailable, blob_store_for_url
+from credits.storage import PART_SIZE, BlobStore, StorageUnavailable, blob_store_for_url
 from credits.storage.blob_locks import hold_blob, lock_blob
 from credits.storage.factory import blob_store_from_settings
 from credits.storage.tidy import remove_stale_uploads
@@ -331,3 +332,17 @@ def test_the_tidy_up_removes_uploads_left_unfinished(tmp_path: Path) -> None:
     assert remove_stale_uploads(settings, older_than_s=3600) == 0
     assert remove_stale_uploads(settings, older_than_s=-1) == 1
     assert store.list_keys() == []
+
+
+def test_the_tidy_up_keeps_an_upload_still_sending_parts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = load_settings(storage_url=f"file://{tmp_path / 'blobs'}")
+    store = blob_store_from_settings(settings)
+    started = time.time()
+    upload = store.start_upload(max_bytes=PART_SIZE + 10)
+    monkeypatch.setattr(time, "time", lambda: started + 30 * 3600)  # a day and more later
+    store.put_part(upload, 1, bytes(PART_SIZE))
+
+    assert remove_stale_uploads(settings, older_than_s=24 * 3600) == 0
+    assert store.missing_parts(upload, 2) == [2]
