@@ -186,8 +186,11 @@ def _stored_revision(url: str, shown: str, busy_timeout_ms: int) -> str | None:
     with connection:
         try:
             version = connection.scalar(text(_REVISION_QUERY))
-        except ProgrammingError:  # no such table
-            return None
+        except ProgrammingError as error:
+            if _sqlstate(error) == UNDEFINED_TABLE:
+                return None
+            reason = _first_line(error, _passwords(parsed))
+            raise _Unusable(f"cannot read the database at {shown}: {reason}") from None
         except SQLAlchemyError as error:
             reason = _first_line(error, _passwords(parsed))
             raise _Unusable(f"cannot read the database at {shown}: {reason}") from None
@@ -195,6 +198,13 @@ def _stored_revision(url: str, shown: str, busy_timeout_ms: int) -> str | None:
 
 
 _REVISION_QUERY = "SELECT version_num FROM alembic_version"
+# PostgreSQL's "undefined table": a database never migrated. Other programming errors
+# (a role without the right to read the table) are not that, and say what they are.
+UNDEFINED_TABLE = "42P01"
+
+
+def _sqlstate(error: ProgrammingError) -> str | None:
+    return getattr(error.orig, "sqlstate", None)
 
 
 def _sqlite_revision(path: Path, shown: str, busy_timeout_ms: int) -> str | None:

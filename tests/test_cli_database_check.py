@@ -13,6 +13,9 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
+from conftest import create_postgres_database, drop_postgres_database
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
 
 from credits.cli import main
 
@@ -149,3 +152,31 @@ def test_an_unreachable_postgresql_is_one_line_that_never_shows_its_password(
     assert "CREDITS_DATABASE_URL" in line
     assert "hunter2" not in line
     assert list(elsewhere.iterdir()) == []
+
+
+def test_on_postgresql_an_empty_database_and_a_role_without_rights_are_told_apart(
+    elsewhere: Path, postgres_url: str
+) -> None:
+    empty, admin_url = create_postgres_database()
+    role = f"credits_reader_{os.getpid()}"
+    admin = create_engine(admin_url.replace("postgresql://", "postgresql+psycopg://", 1))
+    try:
+        with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            connection.execute(text(f'CREATE ROLE "{role}" LOGIN'))
+        limited = make_url(postgres_url).set(username=role).render_as_string(hide_password=False)
+
+        not_migrated = _one_error_line(
+            _credits("ledger", "verify", env={"CREDITS_DATABASE_URL": empty})
+        )
+        no_rights = _one_error_line(
+            _credits("ledger", "verify", env={"CREDITS_DATABASE_URL": limited})
+        )
+
+        assert "is not migrated" in not_migrated
+        assert "cannot read the database" in no_rights and "permission denied" in no_rights
+    finally:
+        drop_postgres_database(empty, admin_url)
+        with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            connection.execute(text(f'DROP OWNED BY "{role}"'))
+            connection.execute(text(f'DROP ROLE IF EXISTS "{role}"'))
+        admin.dispose()
