@@ -149,5 +149,5 @@ def image(assignment_id: int) -> ResponseReturnValue:
         direct_passthrough=True,
     )
     response.headers["Content-Length"] = str(store.size(sha256))
-    response.headers["Cache-Control"] = "private, max-age=3600"
+    response.headers["Cache-Control"] = "private, max-age=60"  # a take-down: within a minute
     return response

@@ -53,7 +53,7 @@ def item_image(item_id: int) -> Response:
         store.open_range(image.sha256),
         headers={
             "Content-Length": str(store.size(image.sha256)),
-            "Cache-Control": "private, max-age=3600",
+            "Cache-Control": "private, max-age=60",  # a take-down stops it within a minute
         },
         content_type=served_image_type(image.media_type),
         direct_passthrough=True,

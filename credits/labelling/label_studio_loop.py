@@ -45,6 +45,7 @@ from credits.labelling.label_studio_sync import (
     sync_from_label_studio,
 )
 from credits.labelling.models import Adapter, Item, Order, OrderStatus, Vendor
+from credits.labelling.taken_down import source_not_taken_down
 from credits.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -141,7 +142,9 @@ def _label_studio_orders(statuses: tuple[str, ...], order_ids: list[int] | None)
 def _waiting(session: Session, order_ids: list[int] | None) -> list[_Pending]:
     """Orders with no project yet, or with items that have no task yet."""
     untasked = exists().where(Item.order_id == Order.id, Item.external_ref.is_(None))
-    query = _label_studio_orders(TO_PLACE, order_ids).where(Order.external_ref.is_(None) | untasked)
+    query = _label_studio_orders(TO_PLACE, order_ids).where(
+        Order.external_ref.is_(None) | untasked, source_not_taken_down()
+    )
     return [
         _Pending(
             order_id=order.id,

@@ -29,7 +29,7 @@ from datetime import datetime, timedelta
 from typing import cast
 
 from pydantic import BaseModel
-from sqlalchemy import BigInteger, ColumnElement, CursorResult, func, literal, select, update
+from sqlalchemy import BigInteger, ColumnElement, CursorResult, and_, func, literal, select, update
 from sqlalchemy import cast as sql_cast
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -48,7 +48,7 @@ from credits.labelling.errors import (
 from credits.labelling.label_schema import AnnotationValue, LabelSchema
 from credits.labelling.models import Assignment, AssignmentStatus, Item, Order, OrderStatus
 from credits.labelling.schemas import DeliveryOut
-from credits.labelling.taken_down import require_image_not_taken_down
+from credits.labelling.taken_down import require_image_not_taken_down, source_not_taken_down
 from credits.ledger import journal
 from credits.settings import load_settings
 
@@ -130,12 +130,14 @@ def _annotator_id(actor: Actor) -> int:
 
 def _orders_to_serve(session: Session, actor: Actor, order_id: int | None) -> Sequence[Order]:
     query = select(Order).where(assigned_orders(actor))
+    # An order whose items came from a taken-down dataset version is served no more.
+    serving = and_(Order.status.in_(SERVING), source_not_taken_down())
     if order_id is None:
-        return session.scalars(query.where(Order.status.in_(SERVING)).order_by(Order.id)).all()
+        return session.scalars(query.where(serving).order_by(Order.id)).all()
     order = session.scalar(query.where(Order.id == order_id))
     if order is None:
         raise OrderNotFound(f"no labelling order has the id {order_id}")
-    return [order] if order.status in SERVING else []
+    return session.scalars(query.where(Order.id == order_id, serving)).all()
 
 
 def _open_assignment(session: Session, order_id: int, user_id: int) -> Assignment | None:

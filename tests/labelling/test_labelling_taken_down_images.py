@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 from datasets_world import DATASHEET, ENERGY, METADATA
 from labelling_world import build_world
 from sqlalchemy import select
@@ -13,7 +14,8 @@ from credits.api.datasets import STORE_KEY
 from credits.app import create_app
 from credits.datasets import publishing, service
 from credits.db import utcnow
-from credits.labelling import orders
+from credits.labelling import orders, queue
+from credits.labelling.errors import ImageTakenDown
 from credits.labelling.image_links import link_signature
 from credits.labelling.items import items_from_dataset_version
 from credits.labelling.label_schema import LabelSchema, SchemaKind
@@ -48,8 +50,14 @@ def test_a_signed_image_link_answers_410_once_its_dataset_version_is_taken_down(
         title="Pets",
         instructions="Cat or dog?",
         label_schema=PETS,
+        redundancy=2,
     )
-    orders.create_order(session, order=order, items=items, source=source, actor=world.pi)
+    created = orders.create_order(session, order=order, items=items, source=source, actor=world.pi)
+    orders.quote_order(session, order_id=created.id, actor=world.pi)
+    orders.place_order(session, order_id=created.id, actor=world.pi)
+    annotator = world.annotators[0]
+    ids = [each.user_id for each in world.annotators if each.user_id is not None]
+    orders.assign_annotators(session, order_id=created.id, user_ids=ids, actor=world.pi)
     session.flush()
     settings = load_settings()
     app = create_app(settings, session_factory=joined_session_factory)
@@ -62,6 +70,8 @@ def test_a_signed_image_link_answers_410_once_its_dataset_version_is_taken_down(
     )
     link = f"/api/v1/labelling/items/{item.id}/image?expires={expires}&sig={signature}"
     assert client.get(link).get_data() == PNG
+    served = queue.next_item(session, annotator, order_id=created.id)
+    assert served is not None
 
     publishing.take_down_version(
         session, version_id=version.id, actor=world.ops, reason="licence dispute"
@@ -71,3 +81,7 @@ def test_a_signed_image_link_answers_410_once_its_dataset_version_is_taken_down(
     gone = client.get(link)
     assert gone.status_code == 410
     assert gone.get_json()["type"].endswith("/labelling-image-taken-down")
+    # The annotators' queue serves the order no more, and an open item's image is gone.
+    assert queue.next_item(session, world.annotators[1], order_id=created.id) is None
+    with pytest.raises(ImageTakenDown):
+        queue.assignment_image(session, annotator, assignment_id=served.assignment_id)
