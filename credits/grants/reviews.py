@@ -183,7 +183,10 @@ def assign_reviewer(
             f"user {reviewer_user_id} declared a conflict of interest with proposal {proposal.id}",
             user_id=reviewer_user_id,
         )
-    if reviewer_user_id in member_ids(load_project(session, proposal.project_id)):
+    # Locked, as add_member locks it before it reads the assignments: one of the two
+    # waits for the other and sees what it wrote, so no reviewer joins the project.
+    applying = load_project(session, proposal.project_id, lock=True)
+    if reviewer_user_id in member_ids(applying):
         raise ReviewerConflicted(
             f"user {reviewer_user_id} is on the applying project {proposal.project_id}",
             user_id=reviewer_user_id,
