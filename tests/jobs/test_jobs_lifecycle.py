@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Collection
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -34,6 +34,7 @@ from credits.ledger import service as ledger
 from credits.ledger.errors import IdempotencyKeyReused, InsufficientCredits
 from credits.ledger.models import AccountKind, Currency
 from credits.ledger.queries import get_hold, system_account_id
+from credits.ledger.schemas import AccountOut
 from credits.ledger.verify import verify_ledger
 from credits.metering import job_records
 from credits.metering.models import UsageRecord
@@ -485,6 +486,30 @@ def test_a_simulated_duration_that_is_not_a_number_fails_only_that_job(world: Jo
     assert failed.charged_micro == 0
 
 
+def _allocation(
+    session: Session, world: JobsWorld, code: str, amount: int, *, expires_at: datetime
+) -> AccountOut:
+    """Another GPU allocation of the world's project, funded with ``amount`` now."""
+    account = ledger.open_account(
+        session,
+        code=code,
+        currency=Currency.GPU,
+        project_id=world.project_id,
+        expires_at=expires_at,
+        actor=SYSTEM,
+    )
+    ledger.grant(
+        session,
+        key=f"fund-{code}",
+        from_account_id=system_account_id(session, AccountKind.SOURCE, Currency.GPU),
+        to_account_id=account.id,
+        amount=amount,
+        actor=SYSTEM,
+        now=world.clock(),
+    )
+    return account
+
+
 CREDIT = 1_000_000
 RICH = 10_000 * CREDIT  # credits for a pool-filling job of three days
 
@@ -510,22 +535,12 @@ def test_a_job_queued_past_its_allocations_end_is_held_again_from_a_live_one(
 ) -> None:
     world = build_jobs_world(joined_session_factory, credits_micro=RICH)
     with world.session() as session:
-        later = ledger.open_account(
+        later = _allocation(
             session,
-            code="jobs-allocation-later",
-            currency=Currency.GPU,
-            project_id=world.project_id,
+            world,
+            "jobs-allocation-later",
+            RICH,
             expires_at=world.clock() + timedelta(days=800),
-            actor=SYSTEM,
-        )
-        ledger.grant(
-            session,
-            key="jobs-fund-later",
-            from_account_id=system_account_id(session, AccountKind.SOURCE, Currency.GPU),
-            to_account_id=later.id,
-            amount=RICH,
-            actor=SYSTEM,
-            now=world.clock(),
         )
     waiting = _queued_when_the_allocation_ends(world)
     world.schedule()
@@ -568,23 +583,7 @@ def test_usage_run_before_an_allocation_ended_is_charged_to_it_when_the_hold_mov
 ) -> None:
     ends = world.clock() + timedelta(hours=1)
     with world.session() as session:
-        short = ledger.open_account(
-            session,
-            code="jobs-allocation-short",
-            currency=Currency.GPU,
-            project_id=world.project_id,
-            expires_at=ends,
-            actor=SYSTEM,
-        )
-        ledger.grant(
-            session,
-            key="jobs-fund-short",
-            from_account_id=system_account_id(session, AccountKind.SOURCE, Currency.GPU),
-            to_account_id=short.id,
-            amount=10 * CAP,
-            actor=SYSTEM,
-            now=world.clock(),
-        )
+        short = _allocation(session, world, "jobs-allocation-short", 10 * CAP, expires_at=ends)
     job = world.submit(max_runtime_seconds=3600, duration=1800)
     world.cycle()
     world.clock.advance(600)
@@ -621,22 +620,12 @@ def test_a_hold_split_over_an_ended_and_a_live_allocation_moves_whole_to_the_liv
 ) -> None:
     world = build_jobs_world(joined_session_factory, credits_micro=6 * CREDIT)
     with world.session() as session:
-        short = ledger.open_account(
+        _allocation(
             session,
-            code="jobs-allocation-short",
-            currency=Currency.GPU,
-            project_id=world.project_id,
+            world,
+            "jobs-allocation-short",
+            2 * CREDIT,
             expires_at=world.clock() + timedelta(hours=1),
-            actor=SYSTEM,
-        )
-        ledger.grant(
-            session,
-            key="jobs-fund-short",
-            from_account_id=system_account_id(session, AccountKind.SOURCE, Currency.GPU),
-            to_account_id=short.id,
-            amount=2 * CREDIT,
-            actor=SYSTEM,
-            now=world.clock(),
         )
         set_project_gpu_limit(  # nothing starts: the job stays queued
             session, project_id=world.project_id, max_concurrent_gpus=0, actor=world.ops
