@@ -34,6 +34,7 @@ from credits.worker import (
     QUEUE_UNDERUSED_NUDGES,
     RECONCILE_JOBS,
     RELEASE_LEASES,
+    REMOVE_STALE_UPLOADS,
     SCHEDULE_JOBS,
     SEND_NOTIFICATIONS,
     SETTLE_USAGE,
@@ -90,9 +91,16 @@ def test_the_beat_schedule_runs_the_sender_and_the_daily_sweeps() -> None:
         QUEUE_IDLE_GPU_NUDGES,
         RELEASE_LEASES,
         INTEGRATE_LOG,
+        REMOVE_STALE_UPLOADS,
     }
     assert schedule["expiry-digests"]["schedule"].hour == {6}
     assert all(entry["task"] in app.tasks for entry in schedule.values())
+
+
+def test_the_tidy_up_of_stale_uploads_runs_as_a_task(tmp_path: Path) -> None:
+    settings = load_settings(task_always_eager=True, storage_url=f"file://{tmp_path / 'blobs'}")
+    app = make_celery(settings)
+    assert app.tasks[REMOVE_STALE_UPLOADS].delay().get(timeout=10) == 0
 
 
 def test_the_allocation_expiry_sweep_is_scheduled_and_runs_as_a_task(
