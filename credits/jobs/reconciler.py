@@ -37,7 +37,14 @@ from sqlalchemy.orm import Session
 
 from credits.db import run_in_transaction, utcnow
 from credits.jobs.exclusive import exclusive
-from credits.jobs.executor_calls import executor_call, report_unexpected
+from credits.jobs.executor_calls import (
+    executor_call,
+    has_started,
+    nothing_new,
+    observe_jobs,
+    of_attempt,
+    report_unexpected,
+)
 from credits.jobs.executors.base import (
     Executor,
     ExecutorError,
@@ -247,43 +254,12 @@ def _not_started(
     attempt; none when it cannot be asked."""
     if not stuck:
         return []
-    seen = _observe(context.executor, report, [slow.job_id for slow in stuck])
+    seen = observe_jobs(context.executor, report, [slow.job_id for slow in stuck])
     return [
         slow
         for slow in stuck
-        if slow.job_id in seen and not _has_started(seen[slow.job_id], slow.attempt)
+        if slow.job_id in seen and not has_started(seen[slow.job_id], slow.attempt)
     ]
-
-
-def _has_started(seen: Observation | None, attempt: int) -> bool:
-    seen = _of_attempt(seen, attempt)
-    return seen is not None and (seen.phase is not Phase.PENDING or seen.started_at is not None)
-
-
-def _observe(
-    executor: Executor, report: ReconcileOut, job_ids: list[int]
-) -> dict[int, Observation | None]:
-    """What the executor says of each job it could be asked about (None: it does not
-    know the job); a job it could not be asked about is left out, and is judged on a
-    later reconcile, never taken for lost. An unexpected error observing them together
-    is retried one job at a time, so only the job the executor cannot read is left
-    out."""
-    try:
-        seen = executor.observe(job_ids)
-        return {job_id: seen.get(job_id) for job_id in job_ids}
-    except ExecutorError as error:
-        logger.warning("observing %d jobs will be retried: %s", len(job_ids), error)
-        return {}
-    except Exception:
-        logger.exception("observing %d jobs together failed; observing one by one", len(job_ids))
-    observations: dict[int, Observation | None] = {}
-    for job_id in job_ids:
-
-        def observe_one(j: int = job_id) -> None:
-            observations[j] = executor.observe([j]).get(j)
-
-        executor_call(report, job_id, "observe", observe_one)
-    return observations
 
 
 def observe_active(context: Reconciliation, report: ReconcileOut) -> None:
@@ -292,13 +268,12 @@ def observe_active(context: Reconciliation, report: ReconcileOut) -> None:
     if not active:
         return
     asked_at = clock()
-    observations = _observe(executor, report, list(active))
+    observations = observe_jobs(executor, report, list(active))
     active = {job_id: active[job_id] for job_id in observations}
     still_running = [
         (job_id, attempt)
         for job_id, (state, attempt) in active.items()
-        if state == JobState.RUNNING.value
-        and _nothing_new(state, attempt, observations.get(job_id))
+        if state == JobState.RUNNING.value and nothing_new(state, attempt, observations.get(job_id))
     ]
     if still_running:
         run_in_transaction(
@@ -306,7 +281,7 @@ def observe_active(context: Reconciliation, report: ReconcileOut) -> None:
         )
     for job_id, (state, attempt) in active.items():
         observation = observations.get(job_id)
-        if _nothing_new(state, attempt, observation):
+        if nothing_new(state, attempt, observation):
             continue
         transition = _each(
             report,
@@ -343,29 +318,6 @@ def _mark_seen_running(session: Session, *, runs: list[tuple[int, int]], at: dat
     )
 
 
-def _of_attempt(seen: Observation | None, attempt: int) -> Observation | None:
-    """The observation, unless it is of an earlier attempt: an executor reports the
-    latest attempt it knows, so an earlier one means it does not know the current one
-    (not launched yet, or vanished), which is no observation of it at all."""
-    if seen is None or seen.attempt < attempt:
-        return None
-    return seen
-
-
-def _nothing_new(state: str, attempt: int, seen: Observation | None) -> bool:
-    """True when the observation cannot change the job, so no transaction is spent
-    on it (a sweep over thousands of running jobs stays cheap). _apply decides all
-    the rest under the job's lock."""
-    seen = _of_attempt(seen, attempt)
-    if seen is None:
-        return False
-    if seen.attempt != attempt:
-        return True  # a later attempt than the database's: not this reconcile's to judge
-    if seen.phase is Phase.PENDING:
-        return seen.started_at is None
-    return seen.phase is Phase.RUNNING and state == JobState.RUNNING.value
-
-
 def _apply(session: Session, *, job_id: int, seen: Observation | None, clock: Clock) -> str | None:
     """Records one observation on a locked job; returns "from->to" when the state moved."""
     now = clock()
@@ -373,7 +325,7 @@ def _apply(session: Session, *, job_id: int, seen: Observation | None, clock: Cl
     before = JobState(job.state)
     if not before.is_active:
         return None
-    seen = _of_attempt(seen, job.attempt)
+    seen = of_attempt(seen, job.attempt)
     if seen is None:
         _unseen(session, job, now)
     elif seen.attempt == job.attempt:
