@@ -12,15 +12,13 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
-from ui_flows import CSRF, text_of
+from ui_flows import CSRF, researchers_with_password, text_of
 from ui_sign_in import sign_in_as
 
 from credits.app import create_app
-from credits.db import session_scope
-from credits.identity.actor import Actor
 from credits.identity.errors import InvalidCredentials
-from credits.identity.models import Role, User
-from credits.identity.service import authenticate_password, create_user
+from credits.identity.models import User
+from credits.identity.service import authenticate_password
 from credits.settings import load_settings
 
 EMAIL = "ada@uni.edu"
@@ -32,16 +30,7 @@ _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 @pytest.fixture
 def users(joined_session_factory: sessionmaker[Session]) -> None:
-    with session_scope(joined_session_factory) as db:
-        for email in (EMAIL, OTHER):
-            create_user(
-                db,
-                email=email,
-                name="Someone",
-                roles=(Role.RESEARCHER,),
-                actor=Actor.system("tests"),
-                password=PASSWORD,
-            )
+    researchers_with_password(joined_session_factory, (EMAIL, OTHER), PASSWORD)
 
 
 def _app(factory: sessionmaker[Session], **settings: Any) -> Flask:

@@ -12,14 +12,12 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
-from ui_flows import CSRF, text_of
+from ui_flows import CSRF, researchers_with_password, text_of
 from ui_sign_in import sign_in_as
 
 from credits.app import create_app
-from credits.db import session_scope
 from credits.identity.actor import Actor
-from credits.identity.models import Role, User
-from credits.identity.service import create_user
+from credits.identity.models import User
 from credits.identity.tokens import create_token
 from credits.notifications.models import OutboxMessage
 from credits.notifications.password_mail import KIND_RESET_LINK
@@ -36,16 +34,7 @@ _LINK = re.compile(r"/reset-password/(\S+)")
 
 @pytest.fixture
 def app(joined_session_factory: sessionmaker[Session]) -> Flask:
-    with session_scope(joined_session_factory) as db:
-        for email in (EMAIL, OTHER):
-            create_user(
-                db,
-                email=email,
-                name="Someone",
-                roles=(Role.RESEARCHER,),
-                actor=SYSTEM,
-                password=OLD,
-            )
+    researchers_with_password(joined_session_factory, (EMAIL, OTHER), OLD)
     return create_app(load_settings(), session_factory=joined_session_factory)
 
 

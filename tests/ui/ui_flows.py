@@ -12,6 +12,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from ui_sign_in import sign_in_as
 
 from credits.app import create_app
+from credits.db import session_scope
+from credits.identity.actor import Actor
+from credits.identity.models import Role
+from credits.identity.service import create_user
 from credits.settings import load_settings
 
 CSRF = "flows-csrf-token"
@@ -31,3 +35,19 @@ def client_for(app: Flask, world: World, persona: str) -> FlaskClient:
 def text_of(page: str) -> str:
     """The words of a page, whitespace folded, for phrases a person reads."""
     return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", page)).split())
+
+
+def researchers_with_password(
+    factory: sessionmaker[Session], emails: tuple[str, ...], password: str
+) -> None:
+    """Researchers who sign in with ``password``, committed through ``factory``."""
+    with session_scope(factory) as db:
+        for email in emails:
+            create_user(
+                db,
+                email=email,
+                name="Someone",
+                roles=(Role.RESEARCHER,),
+                actor=Actor.system("tests"),
+                password=password,
+            )
