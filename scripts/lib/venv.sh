@@ -21,7 +21,6 @@ ensure_venv() {
     if [ ! -x "$root/.venv/bin/python" ]; then
         echo "creating .venv with $python" >&2
         "$python" -m venv "$root/.venv"
-        "$root/.venv/bin/python" -m pip install --quiet --upgrade pip
     fi
     spec="."
     [ -n "$extras" ] && spec=".[$extras]"
@@ -34,12 +33,27 @@ ensure_venv() {
     if [ "$have_hash" != "$wanted" ] || { [ -n "$extras" ] && [ "$have_extras" != "$extras" ]; }; then
         echo "installing credits ($spec) into .venv" >&2
         # Build-backend chatter goes to a log; it is shown only when the install fails.
-        if ! (cd "$root" && .venv/bin/python -m pip install --quiet --disable-pip-version-check \
-            -e "$spec" >"$root/.venv/install.log" 2>&1); then
+        if ! (cd "$root" && install_into_venv "$spec" >"$root/.venv/install.log" 2>&1); then
             cat "$root/.venv/install.log" >&2
             echo "error: installing credits into .venv failed (log: .venv/install.log)" >&2
             return 1
         fi
         echo "$wanted $extras" >"$stamp"
+    fi
+}
+
+CREDITS_UV_VERSION=0.13.9
+
+# Installs the project (editable, with its extras) into .venv. uv does it in seconds
+# where pip takes a minute or two (CI builds .venv afresh in every clone); pip stays
+# the fallback when uv cannot be installed.
+install_into_venv() {
+    local spec="$1"
+    [ -x .venv/bin/uv ] || .venv/bin/python -m pip install --quiet --disable-pip-version-check \
+        "uv==$CREDITS_UV_VERSION" || echo "note: uv could not be installed; pip installs the packages"
+    if [ -x .venv/bin/uv ]; then
+        .venv/bin/uv pip install --python .venv/bin/python -e "$spec"
+    else
+        .venv/bin/python -m pip install --quiet --disable-pip-version-check -e "$spec"
     fi
 }
