@@ -10,6 +10,7 @@ from flask import Flask
 from openapi_spec_validator import OpenAPIV31SpecValidator
 from sqlalchemy.orm import Session, sessionmaker
 
+from credits.api import openapi
 from credits.api.converters import MAX_ID
 from credits.api.openapi import build_document, openapi_path
 from credits.api.openapi import operation as declare_operation
@@ -35,6 +36,25 @@ def test_openapi_document_is_valid_openapi_3_1(document: dict[str, Any]) -> None
     OpenAPIV31SpecValidator(document).validate()
 
     assert document["openapi"] == "3.1.0"
+
+
+def test_the_document_is_built_once_and_served_from_then_on(
+    app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    builds: list[str] = []
+
+    def counting_build(built_for: Flask) -> dict[str, Any]:
+        builds.append(built_for.name)
+        return build_document(built_for)
+
+    monkeypatch.setattr(openapi, "build_document", counting_build)
+    client = app.test_client()
+    first = client.get("/api/v1/openapi.json")
+    second = client.get("/api/v1/openapi.json")
+
+    assert first.status_code == second.status_code == 200
+    assert first.get_json() == second.get_json()
+    assert builds == [app.name]
 
 
 def test_every_api_route_is_in_the_document(app: Flask, document: dict[str, Any]) -> None:
