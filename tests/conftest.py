@@ -8,6 +8,7 @@ and fail, never skip, when it is set but unreachable (and in CI when unset).
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import stat
@@ -15,11 +16,13 @@ import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import cache
 from pathlib import Path
 from typing import NoReturn
 
 import pytest
 from s3_server import S3Server, S3ServerUnavailable, running_s3_server
+from shared_url_builders import share_url_builders
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
@@ -31,6 +34,8 @@ from credits.storage.fs_store import FsspecBlobStore
 
 POSTGRES_ENV = "CREDITS_TEST_POSTGRES_URL"
 _SESSION_TEMP = "_credits_session_temp"
+
+share_url_builders()
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -85,9 +90,22 @@ def _let_job_user_pass(tmp_path: Path) -> None:
 
 
 def migrated_sqlite_url(directory: Path) -> str:
-    url = f"sqlite:///{directory / 'credits.db'}"
-    upgrade(url)
-    return url
+    """A SQLite database at the head revision in ``directory``: a copy of the one this
+    test process migrated first (tests/test_migrations.py runs the migrations)."""
+    target = directory / "credits.db"
+    shutil.copyfile(_migrated_sqlite_template(), target)
+    return f"sqlite:///{target}"
+
+
+@cache
+def _migrated_sqlite_template() -> Path:
+    folder = Path(tempfile.mkdtemp(prefix="credits-sqlite-template-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    template = folder / "credits.db"
+    upgrade(f"sqlite:///{template}")
+    # The last connection's close folded the write-ahead log into the file.
+    assert not template.with_name("credits.db-wal").exists()
+    return template
 
 
 @pytest.fixture(scope="session")
@@ -122,20 +140,41 @@ def _postgres_admin_url() -> str:
     return required_service_url(POSTGRES_ENV, "PostgreSQL")
 
 
-def create_postgres_database() -> tuple[str, str]:
-    """Creates an empty, uniquely named database; returns (its URL, the admin URL)."""
+def create_postgres_database(*, template: str | None = None) -> tuple[str, str]:
+    """Creates an empty (or ``template``'s copy), uniquely named database; returns
+    (its URL, the admin URL)."""
     admin_url = _postgres_admin_url()
     name = f"credits_test_{uuid.uuid4().hex[:12]}"
+    copy_of = "" if template is None else f' TEMPLATE "{template}"'
     admin = create_engine(_psycopg(admin_url), isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as connection:
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
+            connection.execute(text(f'CREATE DATABASE "{name}"{copy_of}'))
     except Exception as error:  # any failure to reach it must fail loudly
         pytest.fail(f"PostgreSQL at {POSTGRES_ENV} is unreachable: {error}")
     finally:
         admin.dispose()
     url = make_url(_psycopg(admin_url)).set(database=name)
     return url.render_as_string(hide_password=False), admin_url
+
+
+def create_migrated_postgres_database() -> tuple[str, str]:
+    """A new database at the head revision; returns (its URL, the admin URL).
+
+    It is a copy of one this test process migrated first (a third of the time an
+    upgrade takes); tests/test_migrations.py runs the migrations themselves.
+    """
+    return create_postgres_database(template=_migrated_postgres_template())
+
+
+@cache
+def _migrated_postgres_template() -> str:
+    url, admin_url = create_postgres_database()
+    atexit.register(drop_postgres_database, url, admin_url)
+    upgrade(url)  # its engine is disposed: a template must have no connections
+    name = make_url(url).database
+    assert name is not None
+    return name
 
 
 def drop_postgres_database(url: str, admin_url: str) -> None:
@@ -162,8 +201,7 @@ def postgres_empty_url() -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
-    url, admin_url = create_postgres_database()
-    upgrade(url)
+    url, admin_url = create_migrated_postgres_database()
     yield url
     drop_postgres_database(url, admin_url)
 

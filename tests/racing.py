@@ -8,17 +8,15 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from conftest import create_postgres_database, drop_postgres_database
+from conftest import create_migrated_postgres_database, drop_postgres_database
 from sqlalchemy.orm import Session, sessionmaker
 
 from credits.db import make_engine, make_session_factory
-from credits.migrate import upgrade
 
 
 def committing_factory(pool_size: int) -> Iterator[sessionmaker[Session]]:
     """Sessions on a new migrated database, dropped afterwards (a fixture's body)."""
-    url, admin_url = create_postgres_database()
-    upgrade(url)
+    url, admin_url = create_migrated_postgres_database()
     engine = make_engine(url, pool_size=pool_size)
     yield make_session_factory(engine)
     engine.dispose()

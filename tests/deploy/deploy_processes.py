@@ -17,9 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import POSTGRES_ENV, create_postgres_database, drop_postgres_database
-
-from credits.migrate import upgrade
+from conftest import (
+    POSTGRES_ENV,
+    create_migrated_postgres_database,
+    drop_postgres_database,
+    migrated_sqlite_url,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET_KEY = "deploy-test-secret-key-0123456789abcdef"
@@ -36,16 +39,13 @@ def free_port() -> int:
 def migrated_database(tmp_path: Path) -> Iterator[str]:
     """A migrated database: PostgreSQL when CREDITS_TEST_POSTGRES_URL is set, else SQLite."""
     if os.environ.get(POSTGRES_ENV):
-        url, admin_url = create_postgres_database()
-        upgrade(url)
+        url, admin_url = create_migrated_postgres_database()
         try:
             yield url
         finally:
             drop_postgres_database(url, admin_url)
         return
-    url = f"sqlite:///{tmp_path / 'credits.db'}"
-    upgrade(url)
-    yield url
+    yield migrated_sqlite_url(tmp_path)
 
 
 def production_env(tmp_path: Path, *, database_url: str, port: int = 8000) -> dict[str, str]:

@@ -14,7 +14,12 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from conftest import create_postgres_database, drop_postgres_database, missing_service
+from conftest import (
+    create_migrated_postgres_database,
+    create_postgres_database,
+    drop_postgres_database,
+    missing_service,
+)
 from grants_helpers import allocation, new_project, person
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
@@ -24,7 +29,6 @@ from credits.db import make_engine, make_session_factory, session_scope
 from credits.identity.actor import Actor
 from credits.identity.models import Role
 from credits.ledger import service as ledger
-from credits.migrate import upgrade
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -46,10 +50,9 @@ def _libpq(url: str) -> str:
 @pytest.fixture
 def databases() -> Iterator[tuple[str, str]]:
     """(a migrated source database, an empty target database), both dropped after."""
-    source, admin_url = create_postgres_database()
+    source, admin_url = create_migrated_postgres_database()
     target, _ = create_postgres_database()
     try:
-        upgrade(source)
         yield source, target
     finally:
         drop_postgres_database(source, admin_url)

@@ -13,7 +13,11 @@ from functools import partial
 
 import psycopg
 import pytest
-from conftest import create_postgres_database, drop_postgres_database
+from conftest import (
+    create_migrated_postgres_database,
+    create_postgres_database,
+    drop_postgres_database,
+)
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -41,8 +45,7 @@ DEADLINE_S = 10.0
 
 @pytest.fixture(scope="module")
 def engine() -> Iterator[Engine]:
-    url, admin_url = create_postgres_database()
-    upgrade(url)
+    url, admin_url = create_migrated_postgres_database()
     engine = make_engine(url)
     yield engine
     engine.dispose()

@@ -7,7 +7,7 @@ import threading
 from collections.abc import Iterator
 
 import pytest
-from conftest import create_postgres_database, drop_postgres_database
+from conftest import create_migrated_postgres_database, drop_postgres_database
 from labelling_world import build_world
 from sqlalchemy import Engine, func, select
 
@@ -18,7 +18,6 @@ from credits.labelling.models import Annotation, Item
 from credits.labelling.queries import get_order
 from credits.ledger.queries import get_hold
 from credits.ledger.verify import verify_ledger
-from credits.migrate import upgrade
 
 pytestmark = pytest.mark.postgres
 
@@ -27,8 +26,7 @@ WORKERS = 8
 
 @pytest.fixture
 def committed_postgres() -> Iterator[Engine]:
-    url, admin_url = create_postgres_database()
-    upgrade(url)
+    url, admin_url = create_migrated_postgres_database()
     engine = make_engine(url, pool_size=WORKERS + 2)
     yield engine
     engine.dispose()

@@ -10,7 +10,7 @@ from typing import Any
 import click
 import pytest
 from click.testing import CliRunner
-from conftest import create_postgres_database, drop_postgres_database
+from conftest import create_migrated_postgres_database, drop_postgres_database
 from sqlalchemy import Engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -21,7 +21,6 @@ from credits.identity.actor import Actor
 from credits.ledger import pg_ledger, queries, service
 from credits.ledger.errors import CaptureExceedsHold, HoldClosed, InsufficientCredits
 from credits.ledger.models import AccountKind, Currency
-from credits.migrate import upgrade
 
 pytestmark = pytest.mark.postgres
 
@@ -33,8 +32,7 @@ HOLD = 1_000_000
 @pytest.fixture
 def committed_postgres() -> Iterator[tuple[str, Engine]]:
     """A throwaway migrated database: these tests commit for real."""
-    url, admin_url = create_postgres_database()
-    upgrade(url)
+    url, admin_url = create_migrated_postgres_database()
     engine = make_engine(url, pool_size=THREADS)
     yield url, engine
     engine.dispose()

@@ -8,7 +8,7 @@ import threading
 from collections.abc import Iterator
 
 import pytest
-from conftest import create_postgres_database, drop_postgres_database
+from conftest import create_migrated_postgres_database, drop_postgres_database
 from jobs_world import JobsWorld, build_jobs_world, outside_record
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
@@ -23,7 +23,6 @@ from credits.ledger.verify import verify_ledger
 from credits.metering.models import RecordStatus, UsageRecord
 from credits.metering.service import settle_all_pending
 from credits.metering.settlement import settle_pending
-from credits.migrate import upgrade
 
 pytestmark = pytest.mark.postgres
 
@@ -32,8 +31,7 @@ WORKERS = 8
 
 @pytest.fixture
 def committed_postgres() -> Iterator[Engine]:
-    url, admin_url = create_postgres_database()
-    upgrade(url)
+    url, admin_url = create_migrated_postgres_database()
     engine = make_engine(url, pool_size=WORKERS + 2)
     yield engine
     engine.dispose()

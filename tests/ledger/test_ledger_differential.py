@@ -23,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from conftest import create_postgres_database, drop_postgres_database
+from conftest import create_migrated_postgres_database, drop_postgres_database
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     Bundle,
@@ -45,7 +45,6 @@ from credits.ledger import pg_ledger, queries, service
 from credits.ledger.errors import IdempotencyKeyReused
 from credits.ledger.models import AccountKind, Currency
 from credits.ledger.verify import verify_ledger
-from credits.migrate import upgrade
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -72,11 +71,8 @@ _runs = itertools.count()
 @pytest.fixture(scope="module")
 def twin_engines() -> Iterator[tuple[Engine, Engine]]:
     """Two migrated databases of this module's own: the Python path's and the functions'."""
-    made = [create_postgres_database() for _ in range(2)]
-    engines = []
-    for url, _ in made:
-        upgrade(url)
-        engines.append(make_engine(url))
+    made = [create_migrated_postgres_database() for _ in range(2)]
+    engines = [make_engine(url) for url, _ in made]
     yield engines[0], engines[1]
     for engine, (url, admin_url) in zip(engines, made, strict=True):
         engine.dispose()
