@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import copy
 import json
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -45,13 +46,13 @@ from api_world import (
     program_body,
     world_executor,
 )
+from conftest import joined_factory, rolled_back_session
 from datasets_api_world import UPLOAD_BYTES, UPLOAD_NAME, with_datasets
-from flask import Flask
 from flask.testing import FlaskClient
 from jsonschema import Draft202012Validator
 from labelling_api_world import LabellingApiWorld, order_body, with_labelling
-from sqlalchemy import Connection, event, inspect, select
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import Connection, Engine, event, inspect, select
+from sqlalchemy.orm import Session
 from transparency_api_world import cosign_body, transparency_settings, with_checkpoint
 from werkzeug.test import TestResponse
 
@@ -487,8 +488,23 @@ class BadInputWorld(LabellingApiWorld):
     tx_tile: str = "0/000"
 
 
-@pytest.fixture
-def app(joined_session_factory: sessionmaker[Session]) -> Flask:
+@dataclass(frozen=True)
+class Built:
+    """What every test of a worker shares: one app and one world, built once."""
+
+    client: FlaskClient
+    session: Session
+    world: BadInputWorld
+    document: dict[str, Any]
+    headers: dict[str, dict[str, str]]
+    rows: dict[str, list[Any]]
+
+
+@pytest.fixture(scope="module")
+def built(sqlite_engine: Engine) -> Iterator[Built]:
+    """One app and one world for the whole module, built once per worker: every request
+    runs in a SAVEPOINT that is rolled back (``_send``), so no test sees another's
+    writes. Everything is rolled back after the module."""
     settings = load_settings(
         request_max_bytes=REQUEST_MAX_BYTES,
         usage_request_max_bytes=USAGE_REQUEST_MAX_BYTES,
@@ -496,28 +512,41 @@ def app(joined_session_factory: sessionmaker[Session]) -> Flask:
         label_studio_webhook_secret=WEBHOOK_SECRET,
         **transparency_settings(),
     )
-    app = create_app(settings, session_factory=joined_session_factory, executor=world_executor())
-    app.extensions[STORE_KEY] = blob_store_for_url(f"memory://bad-input-{id(app)}")
-    return app
+    with rolled_back_session(sqlite_engine) as session:
+        app = create_app(
+            settings, session_factory=joined_factory(session), executor=world_executor()
+        )
+        store = blob_store_for_url(f"memory://bad-input-{uuid.uuid4().hex}")
+        app.extensions[STORE_KEY] = store
+        world = with_labelling(session, with_datasets(session, build_world(session), store))
+        world = BadInputWorld(**{name: getattr(world, name) for name in world.__dataclass_fields__})
+        meter = create_token(session, email=f"{OPS}@example.org", actor=SYSTEM, scopes=["meter"])
+        with_checkpoint(session)
+        session.flush()
+        headers = world.headers | {
+            METER: {"Authorization": f"Bearer {meter.secret}"},
+            LABEL_STUDIO: {"X-Credits-Webhook-Secret": WEBHOOK_SECRET},
+        }
+        client = app.test_client()
+        document = client.get("/api/v1/openapi.json").get_json()
+        # A refusal that wrote no watched table is not verified again: it leaves this ledger.
+        assert verify_ledger(session).ok
+        yield Built(client, session, world, document, headers, _fingerprint(session))
 
 
 @pytest.fixture
-def run(app: Flask, session: Session) -> Run:
-    built = with_datasets(session, build_world(session), app.extensions[STORE_KEY])
-    built = with_labelling(session, built)
-    world = BadInputWorld(**{name: getattr(built, name) for name in built.__dataclass_fields__})
-    meter = create_token(session, email=f"{OPS}@example.org", actor=SYSTEM, scopes=["meter"])
-    with_checkpoint(session)
-    session.flush()
-    headers = world.headers | {
-        METER: {"Authorization": f"Bearer {meter.secret}"},
-        LABEL_STUDIO: {"X-Credits-Webhook-Secret": WEBHOOK_SECRET},
-    }
-    client = app.test_client()
-    document = client.get("/api/v1/openapi.json").get_json()
-    # A refusal that wrote no watched table is not verified again: it leaves this ledger.
-    assert verify_ledger(session).ok
-    return Run(client, session, world, document, headers, _fingerprint(session))
+def run(built: Built) -> Iterator[Run]:
+    store = built.client.application.extensions[STORE_KEY]
+    assert isinstance(store, FsspecBlobStore)
+    kept = {key: store.fs.cat_file(store.path(key)) for key in store.list_keys()}
+    yield Run(built.client, built.session, built.world, built.document, built.headers, built.rows)
+    # A request that succeeds writes blobs and upload state, which no SAVEPOINT rolls
+    # back: the next test starts from the store as the world left it.
+    for key in store.list_keys():
+        if key not in kept:
+            store.fs.rm_file(store.path(key))
+    for key, data in kept.items():
+        store.fs.pipe_file(store.path(key), data)
 
 
 def _operations(document: dict[str, Any]) -> Iterator[Op]:
