@@ -465,20 +465,6 @@ class Op:
     url: str = ""
 
 
-@dataclass
-class Run:
-    """What one test's cases share: the app, the world, every row as built (``rows``),
-    and the failures found."""
-
-    client: FlaskClient
-    session: Session
-    world: BadInputWorld
-    document: dict[str, Any]
-    headers: dict[str, dict[str, str]]
-    rows: dict[str, list[Any]]
-    failures: list[str] = field(default_factory=list)
-
-
 @dataclass(frozen=True)
 class BadInputWorld(LabellingApiWorld):
     """The world with the path arguments of the file uploads."""
@@ -488,9 +474,10 @@ class BadInputWorld(LabellingApiWorld):
     tx_tile: str = "0/000"
 
 
-@dataclass(frozen=True)
+@dataclass
 class Built:
-    """What every test of a worker shares: one app and one world, built once."""
+    """What every test of a worker shares, built once: the app, the world and every
+    row as built (``rows``)."""
 
     client: FlaskClient
     session: Session
@@ -498,6 +485,13 @@ class Built:
     document: dict[str, Any]
     headers: dict[str, dict[str, str]]
     rows: dict[str, list[Any]]
+
+
+@dataclass
+class Run(Built):
+    """One test's view of what is built, with the failures its cases found."""
+
+    failures: list[str] = field(default_factory=list)
 
 
 @pytest.fixture(scope="module")
@@ -539,7 +533,7 @@ def run(built: Built) -> Iterator[Run]:
     store = built.client.application.extensions[STORE_KEY]
     assert isinstance(store, FsspecBlobStore)
     kept = {key: store.fs.cat_file(store.path(key)) for key in store.list_keys()}
-    yield Run(built.client, built.session, built.world, built.document, built.headers, built.rows)
+    yield Run(**{name: getattr(built, name) for name in Built.__dataclass_fields__})
     # A request that succeeds writes blobs and upload state, which no SAVEPOINT rolls
     # back: the next test starts from the store as the world left it.
     for key in store.list_keys():
