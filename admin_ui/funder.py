@@ -39,6 +39,7 @@ from credits.grants import programs as program_service
 from credits.grants.models import MAX_REVIEWERS
 from credits.grants.queries import MAX_PAGE, load_project
 from credits.grants.schemas import AwardOut, ProgramOut, ProposalOut
+from credits.id_text import id_from_text
 from credits.identity.access import get_administered_program, list_administered_programs
 from credits.identity.access_proposals import (
     Queue,
@@ -389,9 +390,8 @@ def assign(proposal_id: int) -> ResponseReturnValue:
     me = _funder()
     with transaction() as db:
         _proposal(db, me, proposal_id)
-    try:
-        reviewer = int(request.form.get("reviewer", ""))
-    except ValueError:
+    reviewer = id_from_text(request.form.get("reviewer", ""))
+    if reviewer is None:
         return _proposal_page(me, proposal_id, 400, assign_error="choose a reviewer")
     try:
         with transaction() as db:

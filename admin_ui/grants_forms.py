@@ -8,8 +8,9 @@ page can show the message next to the input it belongs to.
 from __future__ import annotations
 
 import secrets
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime
 
+from admin_ui.form_dates import day_start, next_midnight
 from credits import formatting as fmt
 from credits.errors import CreditsError
 from credits.ledger.errors import InsufficientCredits
@@ -46,10 +47,9 @@ def parse_date(text: str, field: str, *, whole_day: bool = False) -> datetime:
     the CLI reads it) the next midnight, so that the whole day is open."""
     try:
         day = date.fromisoformat(text.strip())
+        return next_midnight(day) if whole_day else day_start(day)
     except ValueError:
         raise FieldError(field, "enter a date as YYYY-MM-DD") from None
-    start = datetime(day.year, day.month, day.day, tzinfo=UTC)
-    return start + timedelta(days=1) if whole_day else start
 
 
 def parse_int(text: str, field: str, *, low: int, high: int) -> int:

@@ -7,6 +7,7 @@ service in one transaction; a refusal is shown on the form and nothing is saved.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from flask import Blueprint, abort, flash, redirect, request, url_for
@@ -17,6 +18,7 @@ from admin_ui.ops import parse_moment
 from admin_ui.web import login_required, render, require_role, transaction
 from credits import formatting as fmt
 from credits.errors import CreditsError, InvalidInput, NotFound
+from credits.id_text import id_from_text
 from credits.identity.actor import Actor
 from credits.identity.models import Role
 from credits.labelling import orders, vendors
@@ -140,9 +142,8 @@ def add_price() -> ResponseReturnValue:
     me = _ops()
     form = {key: request.form.get(key, "") for key in PRICE_FIELDS}
     errors: dict[str, str] = {}
-    try:
-        vendor_id = int(form["vendor_id"])
-    except ValueError:
+    vendor_id = id_from_text(form["vendor_id"])
+    if vendor_id is None:
         errors["vendor_id"] = "choose a vendor"
     document: dict[str, Any] = {"unit": form["unit"], "reason": form["reason"] or None}
     try:
@@ -157,7 +158,7 @@ def add_price() -> ResponseReturnValue:
         document["effective_from"] = parse_moment(form["effective_from"])
     except ValueError:
         errors["effective_from"] = "give a date and time, or leave it blank for now"
-    if not errors:
+    if vendor_id is not None and not errors:
         try:
             sheet = PriceSheetIn.model_validate(document)
             with transaction() as db:
@@ -187,6 +188,9 @@ def _basis_points(text: str) -> int:
         percent = float(text.strip())
     except ValueError:
         raise ValueError("give a percentage, for example 2.5") from None
+    # float() reads "inf", "nan" and "1e400" too; none of them rounds to basis points.
+    if not math.isfinite(percent):
+        raise ValueError("give a percentage from 0 to 100, to two decimals")
     points = round(percent * 100)
     if not 0 <= points <= BASIS_POINTS or abs(points - percent * 100) > 1e-6:
         raise ValueError("give a percentage from 0 to 100, to two decimals")

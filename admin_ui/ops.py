@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import secrets
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime
 from typing import Any
 
 from flask import Blueprint, flash, redirect, request, url_for
@@ -17,6 +17,7 @@ from flask.typing import ResponseReturnValue
 from sqlalchemy.orm import Session
 
 from admin_ui.confirm import confirmation, confirmed, rehearse
+from admin_ui.form_dates import day_start, in_utc, next_midnight
 from admin_ui.ops_health import health_report
 from admin_ui.web import login_required, render, require_role, transaction
 from credits import formatting as fmt
@@ -26,6 +27,7 @@ from credits.db import utcnow
 from credits.errors import CreditsError
 from credits.grants import projects as project_service
 from credits.grants.models import ProjectStatus
+from credits.id_text import id_from_text
 from credits.identity.access import list_projects_for_actor
 from credits.identity.actor import Actor
 from credits.identity.models import Role
@@ -146,11 +148,11 @@ _RATE_FIELDS = ("flavour", "credits_per_gpu_hour", "effective_from", "reason")
 
 
 def parse_moment(text: str) -> datetime | None:
-    """A datetime-local value read as UTC; None when blank. ValueError when malformed."""
+    """A datetime-local value read as UTC; None when blank. ValueError when malformed
+    or outside the years UTC can hold."""
     if not text.strip():
         return None
-    moment = datetime.fromisoformat(text.strip())
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    return in_utc(datetime.fromisoformat(text.strip()))
 
 
 @blueprint.post("/pool/rates")
@@ -224,10 +226,9 @@ def adjust() -> ResponseReturnValue:
     me = _ops()
     form = {key: request.form.get(key, "") for key in ("account_id", "amount", "reason", "key")}
     errors: dict[str, str] = {}
-    account_id, amount = 0, 0
-    try:
-        account_id = int(form["account_id"])
-    except ValueError:
+    amount = 0
+    account_id = id_from_text(form["account_id"])
+    if account_id is None:
         errors["account_id"] = "choose an account"
     try:
         amount = parse_credits(form["amount"], signed=True)
@@ -235,7 +236,7 @@ def adjust() -> ResponseReturnValue:
         errors["amount"] = error.detail
     if not form["reason"].strip():
         errors["reason"] = "an adjustment needs a reason"
-    if not errors:
+    if account_id is not None and not errors:
         try:
             with transaction() as db:
                 ledger.adjust(
@@ -278,7 +279,8 @@ def _data(canonical: str) -> dict[str, Any]:
 def _projects_page(status_code: int = 200, **context: Any) -> ResponseReturnValue:
     wanted = request.args.get("status", "")
     status = ProjectStatus(wanted) if wanted in {s.value for s in ProjectStatus} else None
-    cursor = request.args.get("after", type=int)
+    # A cursor that names no row (malformed, or too long for an id) starts at the top.
+    cursor = id_from_text(request.args.get("after", ""))
     with transaction() as db:
         page = list_projects_for_actor(db, _ops(), status=status, cursor=cursor, limit=PROJECT_PAGE)
     return render(
@@ -348,27 +350,25 @@ def unsuspend_project(project_id: int) -> ResponseReturnValue:
 def _audit_filter(errors: dict[str, str]) -> AuditFilter:
     args = request.args
 
-    def day(name: str) -> date | None:
+    def moment(name: str, *, whole_day: bool = False) -> datetime | None:
         text = args.get(name, "").strip()
         if not text:
             return None
         try:
-            return date.fromisoformat(text)
+            day = date.fromisoformat(text)
+            return next_midnight(day) if whole_day else day_start(day)
         except ValueError:
             errors[name] = "give a date like 2030-01-31"
             return None
 
-    since, until = day("since"), day("until")
     return AuditFilter(
         event_type=args.get("event_type", "").strip() or None,
         actor=args.get("actor", "").strip() or None,
         subject_type=args.get("subject_type", "").strip() or None,
         subject_id=args.get("subject_id", "").strip() or None,
-        since=datetime.combine(since, datetime.min.time(), UTC) if since else None,
+        since=moment("since"),
         # The end date is included: events before the next midnight.
-        until=datetime.combine(until + timedelta(days=1), datetime.min.time(), UTC)
-        if until
-        else None,
+        until=moment("until", whole_day=True),
     )
 
 
@@ -378,7 +378,7 @@ def audit() -> ResponseReturnValue:
     _ops()
     errors: dict[str, str] = {}
     wanted = _audit_filter(errors)
-    before = request.args.get("before", type=int)
+    before = id_from_text(request.args.get("before", ""))
     with transaction() as db:
         if wanted.actor:
             wanted = wanted.model_copy(

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
+from admin_ui.form_dates import day_start, next_midnight
 from credits import formatting as fmt
 from credits.errors import CreditsError
 from credits.grants.errors import IncompleteProposal
@@ -67,21 +68,20 @@ class AllocationChoice:
     currency: str
 
 
+DATE_ERROR = "enter a date as YYYY-MM-DD"
+
+
 def parse_day(text: str) -> date:
     try:
         return date.fromisoformat(text.strip())
     except ValueError:
-        raise ValueError("enter a date as YYYY-MM-DD") from None
-
-
-def day_start(day: date) -> datetime:
-    return datetime.combine(day, time.min, tzinfo=UTC)
+        raise ValueError(DATE_ERROR) from None
 
 
 def day_moment(name: str, day: date) -> datetime:
     """A date field as a moment: a start at the day's first instant; an end keeps the
     whole day and is the next midnight, as a program's closing date is."""
-    return day_start(day) + timedelta(days=1) if name == "ends_on" else day_start(day)
+    return next_midnight(day) if name == "ends_on" else day_start(day)
 
 
 @dataclass
@@ -151,9 +151,8 @@ def parse_proposal(
     if parsed.kind in ALLOCATION_KINDS:
         _parse_allocation(parsed, values, allocation)
     elif need_project:
-        try:
-            parsed.project_id = int(values.get("project_id", ""))
-        except ValueError:
+        parsed.project_id = id_from_text(values.get("project_id", ""))
+        if parsed.project_id is None:
             parsed.errors["project_id"] = "choose one of your projects"
     if parsed.kind is not ProposalKind.EXTENSION:
         _parse_amounts(parsed, values)
@@ -163,8 +162,9 @@ def parse_proposal(
             continue
         try:
             setattr(parsed, name.replace("_on", "_at"), day_moment(name, parse_day(text)))
-        except ValueError as error:
-            parsed.errors[name] = str(error)
+        except ValueError:
+            # The last day of year 9999 parses but has no next midnight to end on.
+            parsed.errors[name] = DATE_ERROR
     return parsed
 
 
