@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from credits.jobs.executors.base import LaunchRequest, checkpoint_env
-from credits.jobs.spec import reserved_label_domain
+from credits.jobs.spec import is_label_key, is_label_value, reserved_label_domain
 
 Manifest = dict[str, Any]
 
@@ -81,8 +81,12 @@ class ManifestOptions:
 
 
 def instance_slug(instance: str) -> str:
-    """The instance name as a DNS label and label value: lowercase, '-' for the rest."""
+    """The instance name as a label value and the start of a DNS-1035 label: lowercase,
+    '-' for the rest, and ``credits-`` before one that would start with a digit (a
+    gang's Service is named like its Job, and a Service name must start with a letter)."""
     slug = _NOT_NAME.sub("-", instance.lower()).strip("-")
+    if slug[:1].isdigit():
+        slug = f"credits-{slug}"
     return slug[:40].rstrip("-") or "credits"
 
 
@@ -107,17 +111,21 @@ def is_gang(request: LaunchRequest) -> bool:
 def object_labels(
     request: LaunchRequest, options: ManifestOptions, pods: Mapping[str, str]
 ) -> dict[str, str]:
-    """The job's own labels, less any under a reserved domain (a spec stored before
-    the domain was reserved may have one), then the platform's, then ``pods``: the
-    labels that select the attempt's pods (its uid label)."""
+    """The job's own labels, less any under a reserved domain or that Kubernetes would
+    refuse (a spec stored before either was checked may have one), then the platform's,
+    then ``pods``: the labels that select the attempt's pods (its uid label)."""
     return {
-        **{k: v for k, v in request.labels.items() if reserved_label_domain(k) is None},
+        **{k: v for k, v in request.labels.items() if _own_label_allowed(k, v)},
         JOB_ID_LABEL: str(request.job_id),
         PROJECT_LABEL: str(request.project_id),
         ATTEMPT_LABEL: str(request.attempt),
         INSTANCE_LABEL: instance_slug(options.instance),
         **pods,
     }
+
+
+def _own_label_allowed(key: str, value: str) -> bool:
+    return reserved_label_domain(key) is None and is_label_key(key) and is_label_value(value)
 
 
 def attempt_pod_labels(job: Manifest) -> dict[str, str]:

@@ -28,10 +28,22 @@ from credits.pool.models import FLAVOUR_NAME_PATTERN
 # A DNS-1123 label, so the name can be part of a Kubernetes object name.
 JOB_NAME_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
 ENV_NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
-LABEL_KEY_PATTERN = re.compile(
+# A label key as the API server checks it (apimachinery's IsQualifiedName): a name of
+# at most 63 characters, after an optional prefix and '/'; the prefix is a DNS-1123
+# subdomain, dot-separated DNS-1123 labels, at most 253 characters. Matched whole
+# (fullmatch: '$' would let a trailing newline through).
+_DNS1123_LABEL = r"[a-z0-9]([a-z0-9-]*[a-z0-9])?"
+LABEL_PREFIX_PATTERN = re.compile(rf"{_DNS1123_LABEL}(\.{_DNS1123_LABEL})*")
+LABEL_PREFIX_MAX = 253
+LABEL_NAME_PATTERN = re.compile(r"[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?")
+LABEL_VALUE_PATTERN = re.compile(r"([A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?)?")
+# What earlier versions accepted (with .match: '$' let a trailing newline through, and
+# a prefix could hold any run of dots and dashes): a spec stored then still loads, and
+# the manifests leave such labels off the objects.
+_EARLIER_LABEL_KEY = re.compile(
     r"^([a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$"
 )
-LABEL_VALUE_PATTERN = re.compile(r"^([A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?)?$")
+_EARLIER_LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?)?$")
 MAX_ENV_VALUE_BYTES = 32 * 1024
 MAX_ENV_TOTAL_BYTES = 256 * 1024
 MAX_ENV_ENTRIES = 128
@@ -208,14 +220,27 @@ def reserved_label_domain(key: str) -> str | None:
     return None
 
 
+def is_label_key(key: str) -> bool:
+    """Whether Kubernetes takes ``key`` as a label key (see LABEL_PREFIX_PATTERN)."""
+    prefix, slash, name = key.rpartition("/")
+    if slash and not (len(prefix) <= LABEL_PREFIX_MAX and LABEL_PREFIX_PATTERN.fullmatch(prefix)):
+        return False
+    return LABEL_NAME_PATTERN.fullmatch(name) is not None
+
+
+def is_label_value(value: str) -> bool:
+    return LABEL_VALUE_PATTERN.fullmatch(value) is not None
+
+
 def stored_spec(text: str) -> JobSpec:
     """A spec as the database keeps it. One accepted before a label domain was
-    reserved still loads; the Kubernetes manifests leave such labels out."""
+    reserved, or before label keys and values were checked as Kubernetes checks them,
+    still loads; the Kubernetes manifests leave such labels out."""
     return JobSpec.model_validate_json(text, context={_STORED: True})
 
 
 def _label_problem(key: str, value: str, *, stored: bool) -> PydanticCustomError | None:
-    if not LABEL_KEY_PATTERN.match(key):
+    if not is_label_key(key) and not (stored and _EARLIER_LABEL_KEY.match(key)):
         return PydanticCustomError("label_key", "not a valid label key")
     domain = reserved_label_domain(key)
     if domain is not None and key not in SIMULATION_LABELS and not stored:
@@ -224,6 +249,6 @@ def _label_problem(key: str, value: str, *, stored: bool) -> PydanticCustomError
             "label keys under {domain} are reserved for Kubernetes and the platform",
             {"domain": domain},
         )
-    if not LABEL_VALUE_PATTERN.match(value):
+    if not is_label_value(value) and not (stored and _EARLIER_LABEL_VALUE.match(value)):
         return PydanticCustomError("label_value", "not a valid label value")
     return None

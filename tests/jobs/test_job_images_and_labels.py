@@ -3,9 +3,11 @@ specs stored before a label domain was reserved."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
+from k8s_kube import request
 from pydantic import ValidationError
 
 from credits.jobs.images import (
@@ -15,6 +17,7 @@ from credits.jobs.images import (
     parse_registries,
     refusal,
 )
+from credits.jobs.manifests import ManifestOptions, object_labels
 from credits.jobs.spec import JobSpec, reserved_label_domain, stored_spec
 from credits.settings import Settings
 
@@ -146,3 +149,52 @@ def test_a_spec_stored_before_a_domain_was_reserved_still_loads() -> None:
     broken = text.replace('"app.kubernetes.io/name"', '"bad key!"')
     with pytest.raises(ValidationError):
         stored_spec(broken)  # only the reservation is waived
+
+
+# Prefixes that are not DNS-1123 subdomains: the API server refuses them at launch.
+BAD_PREFIX_KEYS = ("team..x/owner", "team.-x/owner", "a-.b/owner")
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        *BAD_PREFIX_KEYS,
+        "Team.x/owner",  # a subdomain is lowercase
+        "team.x-/owner",
+        "/owner",
+        "a/b/c",
+        "team\n",  # '$' alone would let the newline through
+        "a" * 254 + "/x",  # a prefix of at most 253 characters
+        "x/" + "n" * 64,  # a name of at most 63
+    ],
+)
+def test_a_label_key_kubernetes_would_refuse_is_refused(key: str) -> None:
+    with pytest.raises(ValidationError) as invalid:
+        JobSpec(**SPEC, labels={key: "v"})
+    found = [(e["loc"], e["type"]) for e in invalid.value.errors()]
+    assert found == [(("labels", key), "label_key")]
+
+
+@pytest.mark.parametrize(
+    "key",
+    ["team", "team.x/owner", "a-b.c/Owner_1", "0.a/x", "a" * 63 + "." + "b" * 189 + "/x"],
+)
+def test_label_keys_kubernetes_takes_are_accepted(key: str) -> None:
+    assert JobSpec(**SPEC, labels={key: "v"}).labels == {key: "v"}
+
+
+def test_a_label_value_with_a_trailing_newline_is_refused() -> None:
+    with pytest.raises(ValidationError) as invalid:
+        JobSpec(**SPEC, labels={"team": "v\n"})
+    assert [e["type"] for e in invalid.value.errors()] == ["label_value"]
+
+
+def test_a_spec_stored_with_a_label_kubernetes_refuses_loads_and_the_label_stays_off() -> None:
+    labels = {"team..x/owner": "v", "team": "v\n", "ok": "1"}
+    text = JobSpec.model_construct(**(JobSpec(**SPEC).model_dump() | {"labels": labels}))
+    spec = stored_spec(text.model_dump_json())
+    assert spec.labels == labels
+    launch = dataclasses.replace(request(1), labels=spec.labels)
+    made = object_labels(launch, ManifestOptions(namespace="jobs", instance="credits"), {})
+    assert made["ok"] == "1"
+    assert not {"team..x/owner", "team"} & made.keys()

@@ -158,6 +158,19 @@ def test_a_label_under_a_reserved_domain_is_a_422_naming_it(
     assert _jobs(world) == 0
 
 
+@pytest.mark.parametrize("key", ["team..x/owner", "team.-x/owner", "a-.b/owner"])
+def test_a_label_key_whose_prefix_is_not_a_dns_subdomain_is_a_422_naming_it(
+    client: FlaskClient, world: JobsWorld, key: str
+) -> None:
+    response = _submit(client, world, _body(labels={"team": "vision", key: "x"}))
+    assert response.status_code == 422, response.json
+    assert response.headers["Content-Type"] == "application/problem+json"
+    assert response.json["type"].endswith("/invalid-input")
+    [error] = response.json["errors"]
+    assert (error["loc"], error["type"]) == (["labels", key], "label_key")
+    assert _jobs(world) == 0
+
+
 @pytest.mark.parametrize(
     "key", ["team", "example.com/team", "mykubernetes.io/x", "k8s.io.example.com/x"]
 )

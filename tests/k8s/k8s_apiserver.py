@@ -32,6 +32,10 @@ from k8s_store import (
 
 _NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _LABEL_VALUE_RE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+# A Service's name is a DNS-1035 label (it becomes a DNS name): it starts with a letter.
+_DNS1035_RE = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+# A label key's name part; its prefix, if any, is a DNS-1123 subdomain (_NAME_RE).
+_LABEL_NAME_RE = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
 JOB_NAME_MAX = 63
 
 
@@ -77,6 +81,32 @@ def _validate_job(spec: Any, causes: list[tuple[str, str]]) -> None:
             causes.append((f"spec.{fld}", f"Invalid value: {value!r}"))
 
 
+def _valid_label_key(key: Any) -> bool:
+    """As apimachinery's IsQualifiedName: an optional DNS-1123 subdomain prefix of at
+    most 253 characters and '/', then a name of at most 63."""
+    if not isinstance(key, str):
+        return False
+    prefix, slash, name = key.rpartition("/")
+    if slash and not (len(prefix) <= 253 and _NAME_RE.fullmatch(prefix)):
+        return False
+    return len(name) <= 63 and bool(_LABEL_NAME_RE.fullmatch(name))
+
+
+def _validate_name(kind: ResourceKind, name: str, causes: list[tuple[str, str]]) -> None:
+    if kind.plural == "services":
+        if not _DNS1035_RE.match(name) or len(name) > 63:
+            causes.append(
+                (
+                    "metadata.name",
+                    f"Invalid value: {name!r}: a DNS-1035 label must start with a letter",
+                )
+            )
+        return
+    limit = JOB_NAME_MAX if kind.plural == "jobs" else 253
+    if not _NAME_RE.match(name) or len(name) > limit:
+        causes.append(("metadata.name", f"Invalid value: {name!r}: a lowercase RFC 1123 name"))
+
+
 def validate(kind: ResourceKind, obj: Any) -> None:
     """422 Invalid for obviously invalid bodies."""
     if not isinstance(obj, dict):
@@ -88,10 +118,11 @@ def validate(kind: ResourceKind, obj: Any) -> None:
     causes: list[tuple[str, str]] = []
     if not name and not meta.get("generateName"):
         causes.append(("metadata.name", "Required value: name or generateName is required"))
-    limit = JOB_NAME_MAX if kind.plural == "jobs" else 253
-    if name and (not _NAME_RE.match(name) or len(name) > limit):
-        causes.append(("metadata.name", f"Invalid value: {name!r}: a lowercase RFC 1123 name"))
+    if name:
+        _validate_name(kind, name, causes)
     for key, value in (meta.get("labels") or {}).items():
+        if not _valid_label_key(key):
+            causes.append((f"metadata.labels[{key}]", "Invalid value: not a qualified name"))
         if not isinstance(value, str) or len(value) > 63 or not _LABEL_VALUE_RE.match(value):
             causes.append((f"metadata.labels[{key}]", f"Invalid value: {value!r}"))
     spec = obj.get("spec") or {}

@@ -301,6 +301,11 @@ class Cluster(GracefulDeletion):
         return created
 
     def _kill_pod(self, pod: Obj, reason: str) -> None:
+        """Deletes an active pod of a failed Job as the Job controller does: gracefully,
+        with its terminationGracePeriodSeconds (SIGTERM, the grace, SIGKILL; the pod
+        holds its GPUs meanwhile), at once when it has none or is not running."""
+        if self.terminate_pod(pod, None) is not None:
+            return
         meta = pod["metadata"]
         self.store.delete("pods", meta["namespace"], meta["name"])
         times = self.pod_times.get(meta["uid"])

@@ -16,7 +16,9 @@ app and thread, ``python tests/k8s/k8s_server.py``), ``k8s_fixtures`` (pytest fi
 Graceful deletion: a running pod deleted with a grace (``gracePeriodSeconds``, else its
 ``terminationGracePeriodSeconds``; unlike Kubernetes, 0 when neither is set) gets a
 ``deletionTimestamp`` at the grace's end and stays until its container exits by itself
-(``set_sigterm_exit``) or is killed (exit code 137) then. The scheduler honours required
+(``set_sigterm_exit``) or is killed (exit code 137) then. The Job controller deletes a
+failed Job's running pods the same way, with their own grace, and sets the Failed
+condition at once (as Kubernetes up to 1.30 does). The scheduler honours required
 node affinity and hostname pod anti-affinity; ``ignore_affinity`` is the fault of a
 scheduler that does not.
 

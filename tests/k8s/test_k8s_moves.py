@@ -259,7 +259,7 @@ def test_a_move_restart_whose_deadline_passes_while_pending_queues_the_job_again
     third = kube.job(MOVER, 3)
     assert third is not None
     assert third["spec"]["activeDeadlineSeconds"] == left  # type: ignore[index]
-    emu.advance(left + 60)
+    emu.advance(left + GRACE + 60)  # its deadline, then its pod's grace (SIGTERM ignored)
     for _ in range(3):
         _cycle(world, kube)
     done = world.job(MOVER)

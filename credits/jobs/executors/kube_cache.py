@@ -174,6 +174,8 @@ class WatchedCache(Generic[_T]):
         with self._lock:
             self._records[name] = record
             self._departed.pop(name, None)
+            # What a watch showed before this answer is older than it: never prefer it.
+            self._last_seen.pop(name, None)
 
     def depart(self, name: str) -> None:
         """The object is gone now (its deletion was answered): keep it as departed."""
@@ -209,7 +211,11 @@ class WatchedCache(Generic[_T]):
             self.put(self.source.read(name))
         except NotFound:
             with self._lock:
-                record = self._records.pop(name, None) or self._last_seen.get(name)
+                cached = self._records.pop(name, None)
+                # Deleted before it could be read: the watch's last state of it (a pod's
+                # terminated container, its finishedAt) is newer than the cached one
+                # (say, still Running), whose stop would be taken as when seen gone.
+                record = self._last_seen.get(name) or cached
                 if record is not None and name not in self._departed:
                     self._departed[name] = self._on_depart(record)
         finally:

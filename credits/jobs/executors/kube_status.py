@@ -11,9 +11,12 @@ container's ``finishedAt``, else when it was deleted or seen gone), the cancel
 time only when no pod ever started. A platform stop (the Job annotated
 ``credits.dev/stopped-at`` and ``stop-reason``) ends the same way, PREEMPTED
 with its reason; an attempt with a pod outside its placement (the Job's
-``credits.dev/placement``) the same way, FAILED as a failed placement. A
-finished Job whose pods' starts were never seen (deleted while the watch
-re-listed) started at ``status.startTime``.
+``credits.dev/placement``) the same way, FAILED as a failed placement. An
+attempt Kubernetes ended (its deadline, a failed pod, a pod lost or preempted)
+also stays RUNNING while any pod holds GPUs (the Job controller deletes the
+others with their grace), then ends at the later of its own end and its last
+started pod's stop as the API showed it. A finished Job whose pods' starts were
+never seen (deleted while the watch re-listed) started at ``status.startTime``.
 """
 
 from __future__ import annotations
@@ -97,6 +100,14 @@ class PodRecord:
             return self.finished_at
         ends = [at for at in (self.deleted_at, self.gone_at) if at is not None]
         return min(ends) if ends else None
+
+    @property
+    def stop_shown(self) -> datetime | None:
+        """When it stopped as the API showed it (its container's end, else its deletion),
+        never only when the cache saw it gone (which may be long after)."""
+        if self.finished_at is None and self.deleted_at is None:
+            return None
+        return self.stopped_at
 
 
 def parse_time(text: Any) -> datetime | None:
@@ -212,9 +223,11 @@ def observe_job(job: JobRecord, pods: list[PodRecord]) -> Observation:
     if lost and not complete:
         pod = lost[0]
         reason = f"node {pod.node} lost" if pod.reason == "NodeLost" else f"pod {pod.reason}"
-        return _final(base, Phase.PREEMPTED, pod.finished_at or job.deleting_at, reason)
+        ended = _final(base, Phase.PREEMPTED, pod.finished_at or job.deleting_at, reason)
+        return _after_pods_stopped(job, pods, base, ended)
     if job.finished is not None:
-        return _finished(job, job.finished, pods, base)
+        ended = _finished(job, job.finished, pods, base)
+        return ended if complete else _after_pods_stopped(job, pods, base, ended)
     if job.deleting_at is not None:
         return _final(base, Phase.FAILED, job.deleting_at, DELETED_OUTSIDE)
     running = {pod.index for pod in pods if pod.phase in ("Running", "Succeeded")}
@@ -257,11 +270,34 @@ def _ending(
     running while any pod holds GPUs, final once none does, at the last started
     pod's stop (when it was asked, if no pod ever started)."""
     if any(pod.holds_gpus for pod in pods):
-        running = Phase.RUNNING if base.started_at is not None else Phase.PENDING
-        return Observation(job.job_id, job.attempt, running, started_at=base.started_at)
+        return _still_held(job, base)
     stops = [pod.stopped_at for pod in pods if pod.started_at is not None]
     at = max((stop for stop in stops if stop is not None), default=None)
     return _final(base, phase, at or asked_at, reason)
+
+
+def _after_pods_stopped(
+    job: JobRecord, pods: list[PodRecord], base: Observation, ended: Observation
+) -> Observation:
+    """An attempt Kubernetes ended (a pod lost or preempted, its deadline, a failed
+    pod): the Job controller deletes the other pods with their grace, so, as for the
+    platform's own endings, it is still running while any pod holds GPUs; then
+    ``ended``, at the last started pod's stop when that is later. Only a stop the
+    API showed counts (its container's end, else its deletion deadline), never when
+    it was seen gone: a pod deleted at once would be charged until the next look."""
+    if any(pod.holds_gpus for pod in pods):
+        return _still_held(job, base)
+    stops = [pod.stop_shown for pod in pods if pod.started_at is not None]
+    last = max((stop for stop in stops if stop is not None), default=None)
+    if last is None or (ended.finished_at is not None and last <= ended.finished_at):
+        return ended
+    return _final(base, ended.phase, last, ended.reason, exit_code=ended.exit_code)
+
+
+def _still_held(job: JobRecord, base: Observation) -> Observation:
+    """Not over while a pod holds GPUs: running, or pending if it never started."""
+    running = Phase.RUNNING if base.started_at is not None else Phase.PENDING
+    return Observation(job.job_id, job.attempt, running, started_at=base.started_at)
 
 
 def _started(job: JobRecord, pods: list[PodRecord]) -> datetime | None:
