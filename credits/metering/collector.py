@@ -17,6 +17,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from credits.jobs.manifests import instance_slug
 from credits.metering.models import JobTelemetryRow
 from credits.metering.telemetry import (
     GpuSample,
@@ -29,10 +30,11 @@ from credits.metering.telemetry import (
 
 def pod_job_id(namespace: str, pod: str, *, job_namespace: str, instance: str) -> int | None:
     """The job a pod of this platform belongs to: pods of the batch/v1 Job
-    ``{instance}-{job_id}-{attempt}`` are named after it."""
+    ``{slug}-{job_id}-{attempt}`` are named after it, where the slug is the instance
+    name as Kubernetes names may hold it (``Lab_A prod`` is ``lab-a-prod``)."""
     if namespace != job_namespace:
         return None
-    match = re.match(rf"^{re.escape(instance)}-(\d+)-(\d+)-", pod)
+    match = re.match(rf"^{re.escape(instance_slug(instance))}-(\d+)-(\d+)-", pod)
     return int(match.group(1)) if match else None
 
 

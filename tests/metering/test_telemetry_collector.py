@@ -58,6 +58,15 @@ def test_pods_of_this_instance_map_to_their_job() -> None:
     )
 
 
+def test_pods_are_matched_by_the_instance_names_slug_as_their_jobs_are_named() -> None:
+    def job_of(pod: str, instance: str) -> int | None:
+        return pod_job_id(NAMESPACE, pod, job_namespace=NAMESPACE, instance=instance)
+
+    assert job_of("lab-a-prod-42-2-0-x7k2p", "Lab_A prod") == 42
+    assert job_of("credits-2025-lab-7-1-0-x", "2025-lab") == 7
+    assert job_of("Lab_A prod-42-2-0-x7k2p", "Lab_A prod") is None
+
+
 def test_two_scrapes_give_mean_utilisation_peak_memory_and_energy(world: JobsWorld) -> None:
     job = world.submit()
     pod = f"credits-{job.id}-1-abcde"
