@@ -87,12 +87,8 @@ class Chores:
 
     def _send_mail(self) -> None:
         mailer = self.mailer = self.mailer or make_mailer(self.settings)
-        run_in_transaction(
-            self.factory,
-            lambda session: send_pending(
-                session, mailer=mailer, limit=100, mail_from=self.settings.smtp_from
-            ),
-        )
+        # Its own short transactions: none is open while the mail server answers.
+        send_pending(self.factory, mailer=mailer, limit=100, mail_from=self.settings.smtp_from)
 
     def _sync_dois(self) -> None:
         registrar = self.dois = self.dois or doi_registrar_from_settings(self.settings)

@@ -117,13 +117,13 @@ def task_sender(app: Celery) -> Callable[[], None]:
 def register_notification_tasks(app: Celery, resources: WorkerResources) -> None:
     @app.task(name=SEND_NOTIFICATIONS, shared=False)
     def send_notifications(limit: int = 100) -> dict[str, list[int]]:
-        with session_scope(resources.session_factory) as session:
-            report = send_pending(
-                session,
-                mailer=resources.mailer,
-                limit=limit,
-                mail_from=resources.settings.smtp_from,
-            )
+        # Its own short transactions: none is open while the mail server answers.
+        report = send_pending(
+            resources.session_factory,
+            mailer=resources.mailer,
+            limit=limit,
+            mail_from=resources.settings.smtp_from,
+        )
         return report.model_dump()
 
     @app.task(name=QUEUE_EXPIRY_DIGESTS, shared=False)

@@ -9,7 +9,12 @@ from rich.console import Console
 from rich.table import Table
 
 from credits import formatting as fmt
-from credits.cli_support import cli_settings, cli_transaction, reports_errors
+from credits.cli_support import (
+    cli_session_factory,
+    cli_settings,
+    cli_transaction,
+    reports_errors,
+)
 from credits.notifications.mail import make_mailer
 from credits.notifications.service import list_notifications, send_pending
 
@@ -26,8 +31,10 @@ def send(limit: int) -> None:
     """Send due notifications once (SMTP, or the Maildir under var/ when embedded)."""
     settings = cli_settings()
     mailer = make_mailer(settings)
-    with cli_transaction() as session:
-        report = send_pending(session, mailer=mailer, limit=limit, mail_from=settings.smtp_from)
+    # The sender runs its own short transactions: none is open while mail is sent.
+    report = send_pending(
+        cli_session_factory(), mailer=mailer, limit=limit, mail_from=settings.smtp_from
+    )
     click.echo(f"sent {len(report.sent)}, failed {len(report.failed)}")
     if report.gave_up:
         click.echo(f"gave up on {', '.join(map(str, report.gave_up))}", err=True)

@@ -49,12 +49,29 @@ class SmtpMailer:
         self.timeout = timeout
 
     def send(self, message: EmailMessage) -> None:
-        with smtplib.SMTP(self.host, self.port, timeout=self.timeout) as smtp:
+        # Not ``with smtplib.SMTP(...)``: its exit raises when QUIT is refused (421) or
+        # times out, after the server has already accepted the message, and the
+        # sender would then send it again.
+        smtp = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
+        try:
             if self.starttls:
                 smtp.starttls(context=ssl.create_default_context())
             if self.user:
                 smtp.login(self.user, self.password)
             smtp.send_message(message)
+        finally:
+            _hang_up(smtp)
+
+
+def _hang_up(smtp: smtplib.SMTP) -> None:
+    """Says QUIT and closes the connection, ignoring any error: once ``send_message``
+    returned, the server has taken the message, and nothing said after changes that."""
+    try:
+        smtp.quit()
+    except (smtplib.SMTPException, OSError):
+        pass
+    finally:
+        smtp.close()
 
 
 class MaildirMailer:

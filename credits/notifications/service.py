@@ -1,10 +1,11 @@
 """The outbox: enqueue in the event's transaction, send after commit, retry with backoff.
 
-Delivery is at least once. The sender claims due rows (``FOR UPDATE SKIP
-LOCKED`` on PostgreSQL, so two workers never claim the same row; SQLite has
-one writer), sends each, and marks it sent in the same transaction; a crash
-between the send and the commit sends that message again. Each message's
-Message-ID is stable per row, so a receiver can drop the repeat.
+Delivery is at least once. The sender claims one due row at a time in a short
+transaction (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so two workers never claim
+the same row; SQLite has one writer) that leases it for CLAIM_LEASE, sends it with
+no transaction open, and records the result in another short transaction. A crash
+between the send and that record sends the message again once the lease lapses.
+Each message's Message-ID is stable per row, so a receiver can drop the repeat.
 """
 
 from __future__ import annotations
@@ -13,15 +14,17 @@ import hashlib
 import logging
 import unicodedata
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import cast
 
-from sqlalchemy import Table, event, select
+from sqlalchemy import Select, Table, event, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, SessionTransaction
 
-from credits.db import utcnow
+from credits.db import run_in_transaction, utcnow
 from credits.errors import InvalidInput
+from credits.identity.models import User
 from credits.notifications.mail import Mailer, build_message
 from credits.notifications.models import MAX_ATTEMPTS, OutboxMessage
 from credits.notifications.schemas import OutboxOut, SendReport
@@ -161,10 +164,17 @@ def _check_message(recipient_email: str, dedupe_key: str) -> None:
 KIND_RESET_LINK = "password_reset_link"
 ONE_TIME_SECRET_KINDS = frozenset({KIND_RESET_LINK})
 SENT_LINK_NOTE = "(sent; this message carried a one-time link, which is not kept)"
+CANCELLED_LINK_NOTE = "(not sent; this message carried a one-time link, which is not kept)"
+CANCELLED_NOTE = "cancelled: the recipient's account is deactivated"
+# How long a claimed row belongs to the sender that claimed it: far longer than one
+# SMTP delivery takes (each of its few commands waits at most SMTP_TIMEOUT_SECONDS),
+# so a live sender records its result first, while the row of a sender that died
+# mid-send is claimed again once the lease lapses (and may then arrive twice).
+CLAIM_LEASE = timedelta(minutes=15)
 
 
 def send_pending(
-    session: Session,
+    factory: Callable[[], Session],
     *,
     mailer: Mailer,
     limit: int = 100,
@@ -173,63 +183,162 @@ def send_pending(
 ) -> SendReport:
     """Sends up to ``limit`` due outbox rows, oldest first, and marks each sent.
 
-    A failed send counts an attempt, keeps the error and is retried after an
-    exponential backoff; after MAX_ATTEMPTS the row stays unsent for ops.
-    Safe to run twice or concurrently: sent rows are never claimed again.
+    Each row is claimed in a short transaction of its own, sent with no transaction
+    open, and its result recorded in another (on SQLite the database's one write
+    lock is never held while a mail server answers). A failed send counts an
+    attempt, keeps the error and is retried after an exponential backoff; after
+    MAX_ATTEMPTS the row stays unsent for ops. A row whose recipient's account is
+    deactivated is not sent: it is given up at once (:func:`_cancel`). Safe to run
+    twice or concurrently: a claimed or sent row is never claimed again (a claim
+    that no result follows, as when the process dies, lapses after CLAIM_LEASE).
+    ``now`` fixes the clock, for tests.
     """
     if limit < 1:
         raise InvalidInput("limit must be at least 1")
-    at = now or utcnow()
+    clock: Callable[[], datetime] = (lambda: now) if now is not None else utcnow
     report = SendReport()
-    for row in _claim_due(session, limit=limit, now=at):
-        message = build_message(
-            sender=mail_from,
-            recipient=row.recipient_email,
-            subject=row.subject,
-            body=row.body,
-            message_key=_message_key(row),
-        )
-        row.attempts += 1
-        try:
-            mailer.send(message)
-        except Exception as error:
-            _record_failure(row, error, at, report)
-        else:
-            row.sent_at = at
-            row.last_error = None
-            if row.kind in ONE_TIME_SECRET_KINDS:
-                row.body = SENT_LINK_NOTE
-            report.sent.append(row.id)
-        session.flush()
+    for _ in range(limit):
+        claim = run_in_transaction(factory, lambda session: _claim_next(session, clock()))
+        if claim is None:
+            break
+        _deliver(factory, claim, mailer=mailer, mail_from=mail_from, clock=clock, report=report)
     return report
 
 
-def _claim_due(session: Session, *, limit: int, now: datetime) -> list[OutboxMessage]:
-    query = (
-        select(OutboxMessage)
+@dataclass(frozen=True)
+class _Claim:
+    """What the sender needs of a claimed row once its transaction has ended."""
+
+    id: int
+    # This claim's number: each claim counts an attempt, so a later claim of the
+    # same row (after the lease lapsed) has another.
+    attempts: int
+    kind: str
+    recipient_email: str
+    subject: str
+    body: str
+    dedupe_key: str
+
+
+def _claim_next(session: Session, now: datetime) -> _Claim | None:
+    """Leases the oldest due row to this sender: counts the attempt and moves its
+    next attempt to the lease's end, so no other sender claims it meanwhile.
+    Cancels the rows of deactivated recipients it meets on the way."""
+    while (found := session.execute(_due_query(now)).first()) is not None:
+        row, active = found
+        if active is False:  # None: no user (an address only), or the user was deleted
+            _cancel(session, row)
+            continue
+        row.attempts += 1
+        row.next_attempt_at = now + CLAIM_LEASE
+        session.flush()
+        return _Claim(
+            id=row.id,
+            attempts=row.attempts,
+            kind=row.kind,
+            recipient_email=row.recipient_email,
+            subject=row.subject,
+            body=row.body,
+            dedupe_key=row.dedupe_key,
+        )
+    return None
+
+
+def _due_query(now: datetime) -> Select[OutboxMessage, bool]:
+    return (
+        select(OutboxMessage, User.is_active)
+        .outerjoin(User, User.id == OutboxMessage.recipient_user_id)
         .where(
             OutboxMessage.sent_at.is_(None),
             OutboxMessage.attempts < MAX_ATTEMPTS,
             OutboxMessage.next_attempt_at <= now,
         )
         .order_by(OutboxMessage.id)
-        .limit(limit)
-        # PostgreSQL only; SQLite's BEGIN IMMEDIATE already makes this the one writer.
-        .with_for_update(skip_locked=True)
+        .limit(1)
+        # PostgreSQL only: a row another sender is claiming right now is skipped,
+        # not waited for; once that claim commits, its lease keeps the row out of
+        # this query. SQLite's BEGIN IMMEDIATE makes each claim the only writer.
+        .with_for_update(skip_locked=True, of=OutboxMessage)
         .execution_options(populate_existing=True)
     )
-    return list(session.scalars(query))
 
 
-def _record_failure(
-    row: OutboxMessage, error: Exception, now: datetime, report: SendReport
+def _cancel(session: Session, row: OutboxMessage) -> None:
+    """Gives the row up for good: a deactivated user gets no notifications. The
+    outbox has no state of its own for this; MAX_ATTEMPTS is the terminal
+    "never to be sent" state the sender, ``list --pending`` and ops already know."""
+    row.attempts = MAX_ATTEMPTS
+    row.last_error = CANCELLED_NOTE
+    if row.kind in ONE_TIME_SECRET_KINDS:
+        row.body = CANCELLED_LINK_NOTE
+    session.flush()
+    log.info("outbox %s not sent: its recipient's account is deactivated", row.id)
+
+
+def _deliver(
+    factory: Callable[[], Session],
+    claim: _Claim,
+    *,
+    mailer: Mailer,
+    mail_from: str,
+    clock: Callable[[], datetime],
+    report: SendReport,
 ) -> None:
-    row.last_error = f"{type(error).__name__}: {error}"[:MAX_ERROR_LENGTH]
-    row.next_attempt_at = now + backoff(row.attempts)
-    if row.attempts >= MAX_ATTEMPTS:
-        log.error("outbox %s gave up after %s attempts: %s", row.id, row.attempts, error)
-        report.gave_up.append(row.id)
-    report.failed.append(row.id)
+    message = build_message(
+        sender=mail_from,
+        recipient=claim.recipient_email,
+        subject=claim.subject,
+        body=claim.body,
+        message_key=_message_key(claim.id, claim.dedupe_key),
+    )
+    try:
+        mailer.send(message)
+    except Exception as error:
+        _note_failure(factory, claim, error, clock(), report)
+        return
+    run_in_transaction(factory, lambda session: _record_sent(session, claim, clock()))
+    report.sent.append(claim.id)
+
+
+def _note_failure(
+    factory: Callable[[], Session],
+    claim: _Claim,
+    error: Exception,
+    now: datetime,
+    report: SendReport,
+) -> None:
+    run_in_transaction(factory, lambda session: _record_failure(session, claim, error, now))
+    report.failed.append(claim.id)
+    if claim.attempts >= MAX_ATTEMPTS:
+        log.error("outbox %s gave up after %s attempts: %s", claim.id, claim.attempts, error)
+        report.gave_up.append(claim.id)
+
+
+def _record_sent(session: Session, claim: _Claim, now: datetime) -> None:
+    # Whether or not the lease lapsed meanwhile: the message has been accepted.
+    values: dict[str, object] = {"sent_at": now, "last_error": None}
+    if claim.kind in ONE_TIME_SECRET_KINDS:
+        values["body"] = SENT_LINK_NOTE
+    session.execute(
+        update(OUTBOX).where(OUTBOX.c.id == claim.id, OUTBOX.c.sent_at.is_(None)).values(values)
+    )
+
+
+def _record_failure(session: Session, claim: _Claim, error: Exception, now: datetime) -> None:
+    # Only while the row is still this claim's: after a lapsed lease another sender
+    # owns it, and its lease must stand.
+    session.execute(
+        update(OUTBOX)
+        .where(
+            OUTBOX.c.id == claim.id,
+            OUTBOX.c.attempts == claim.attempts,
+            OUTBOX.c.sent_at.is_(None),
+        )
+        .values(
+            last_error=f"{type(error).__name__}: {error}"[:MAX_ERROR_LENGTH],
+            next_attempt_at=now + backoff(claim.attempts),
+        )
+    )
 
 
 def backoff(attempts: int) -> timedelta:
@@ -237,9 +346,9 @@ def backoff(attempts: int) -> timedelta:
     return timedelta(seconds=min(BACKOFF_BASE_SECONDS * 2 ** (attempts - 1), BACKOFF_MAX_SECONDS))
 
 
-def _message_key(row: OutboxMessage) -> str:
-    digest = hashlib.sha256(row.dedupe_key.encode("utf-8")).hexdigest()[:16]
-    return f"credits.outbox.{row.id}.{digest}"
+def _message_key(row_id: int, dedupe_key: str) -> str:
+    digest = hashlib.sha256(dedupe_key.encode("utf-8")).hexdigest()[:16]
+    return f"credits.outbox.{row_id}.{digest}"
 
 
 def list_notifications(

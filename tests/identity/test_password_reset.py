@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from email.message import EmailMessage
 
 import pytest
+from conftest import joined_factory
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -235,7 +236,7 @@ def test_a_sent_link_is_not_kept_in_the_outbox(session: Session) -> None:
     token = _token(session, row_id)
     mailer = _KeepingMailer()
 
-    send_pending(session, mailer=mailer, now=utcnow() + timedelta(seconds=1))
+    send_pending(joined_factory(session), mailer=mailer, now=utcnow() + timedelta(seconds=1))
 
     assert len(mailer.bodies) == 1 and token in mailer.bodies[0]
     message = session.get(OutboxMessage, row_id)

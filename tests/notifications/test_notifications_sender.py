@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
-from conftest import create_postgres_database, drop_postgres_database
+from conftest import create_postgres_database, drop_postgres_database, joined_factory
 from notifications_helpers import FakeMailer, outbox
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.orm import Session
 
 from credits.db import make_engine, make_session_factory, session_scope, utcnow
@@ -90,7 +90,9 @@ def test_messages_arrive_at_a_real_smtp_server_with_their_recipient_and_subject(
     second = _enqueue(session, "test:2", "bob@uni.example", "Proposal awarded")
     mailer = SmtpMailer(host="127.0.0.1", port=port, starttls=False)
 
-    report = send_pending(session, mailer=mailer, mail_from="credits@funder.example")
+    report = send_pending(
+        joined_factory(session), mailer=mailer, mail_from="credits@funder.example"
+    )
 
     assert report.sent == [first, second]
     assert report.failed == []
@@ -112,9 +114,9 @@ def test_sent_messages_are_never_sent_again(
     inbox, port = smtp_server
     _enqueue(session, "test:1")
     mailer = SmtpMailer(host="127.0.0.1", port=port, starttls=False)
-    send_pending(session, mailer=mailer)
+    send_pending(joined_factory(session), mailer=mailer)
 
-    again = send_pending(session, mailer=mailer, now=utcnow() + timedelta(days=1))
+    again = send_pending(joined_factory(session), mailer=mailer, now=utcnow() + timedelta(days=1))
 
     assert again.sent == []
     assert len(inbox.received) == 1
@@ -126,7 +128,9 @@ def test_starttls_is_not_skipped_when_the_server_does_not_offer_it(
     inbox, port = smtp_server
     row_id = _enqueue(session, "test:1")
 
-    report = send_pending(session, mailer=SmtpMailer(host="127.0.0.1", port=port, starttls=True))
+    report = send_pending(
+        joined_factory(session), mailer=SmtpMailer(host="127.0.0.1", port=port, starttls=True)
+    )
 
     assert report.failed == [row_id]
     assert inbox.received == []
@@ -144,7 +148,7 @@ def test_a_refused_connection_is_recorded_and_retried_after_the_backoff(
     start = utcnow()
     closed = SmtpMailer(host="127.0.0.1", port=_free_port(), starttls=False, timeout=5)
 
-    failed = send_pending(session, mailer=closed, now=start)
+    failed = send_pending(joined_factory(session), mailer=closed, now=start)
 
     assert failed.failed == [row_id]
     [row] = outbox(session)
@@ -154,10 +158,12 @@ def test_a_refused_connection_is_recorded_and_retried_after_the_backoff(
     assert row.next_attempt_at == start + backoff(1)
 
     working = SmtpMailer(host="127.0.0.1", port=port, starttls=False)
-    too_soon = send_pending(session, mailer=working, now=start + timedelta(seconds=30))
+    too_soon = send_pending(
+        joined_factory(session), mailer=working, now=start + timedelta(seconds=30)
+    )
     assert too_soon.sent == []
 
-    retried = send_pending(session, mailer=working, now=start + backoff(1))
+    retried = send_pending(joined_factory(session), mailer=working, now=start + backoff(1))
 
     assert retried.sent == [row_id]
     [row] = outbox(session)
@@ -176,7 +182,7 @@ def test_the_sender_gives_up_after_max_attempts_and_keeps_the_row(session: Sessi
     now = utcnow()
     reports = []
     for attempt in range(1, MAX_ATTEMPTS + 2):
-        reports.append(send_pending(session, mailer=mailer, now=now))
+        reports.append(send_pending(joined_factory(session), mailer=mailer, now=now))
         now += backoff(attempt)
 
     assert [r.failed for r in reports] == [[row_id]] * MAX_ATTEMPTS + [[]]
@@ -189,7 +195,7 @@ def test_one_failure_does_not_stop_the_rest(session: Session) -> None:
     first = _enqueue(session, "test:1")
     second = _enqueue(session, "test:2")
 
-    report = send_pending(session, mailer=FakeMailer(failures=1))
+    report = send_pending(joined_factory(session), mailer=FakeMailer(failures=1))
 
     assert (report.failed, report.sent) == ([first], [second])
 
@@ -197,18 +203,18 @@ def test_one_failure_does_not_stop_the_rest(session: Session) -> None:
 def test_the_limit_takes_the_oldest_first(session: Session) -> None:
     ids = [_enqueue(session, f"test:{n}") for n in range(3)]
 
-    report = send_pending(session, mailer=FakeMailer(), limit=2)
+    report = send_pending(joined_factory(session), mailer=FakeMailer(), limit=2)
 
     assert report.sent == ids[:2]
     with pytest.raises(InvalidInput):
-        send_pending(session, mailer=FakeMailer(), limit=0)
+        send_pending(joined_factory(session), mailer=FakeMailer(), limit=0)
 
 
 def test_the_maildir_mailer_writes_one_message_file(session: Session, tmp_path: Path) -> None:
     path = tmp_path / "var" / "maildir"
     _enqueue(session, "test:1", "ada@uni.example", "Allocation expiring")
 
-    report = send_pending(session, mailer=MaildirMailer(path))
+    report = send_pending(joined_factory(session), mailer=MaildirMailer(path))
 
     assert len(report.sent) == 1
     files = list((path / "new").iterdir())
@@ -255,15 +261,20 @@ def test_two_senders_on_postgresql_skip_each_others_claimed_rows() -> None:
     try:
         upgrade(url)
         factory = make_session_factory(engine)
+        # A regression to a plain FOR UPDATE would wait on the held row; fail instead.
+        event.listen(
+            factory,
+            "after_begin",
+            lambda _s, _t, connection: connection.exec_driver_sql("SET LOCAL lock_timeout = '2s'"),
+        )
         with session_scope(factory) as session:
             first = _enqueue(session, "test:1")
             second = _enqueue(session, "test:2")
         with session_scope(factory) as holder:
-            held = send_pending(holder, mailer=FakeMailer(), limit=1)
-            with session_scope(factory) as other:
-                # A regression to a plain FOR UPDATE would wait here; fail instead.
-                other.execute(text("SET LOCAL lock_timeout = '2s'"))
-                skipped = send_pending(other, mailer=FakeMailer())
+            # Another sender's claim transaction, still open on the oldest row.
+            holder.execute(text("SELECT id FROM outbox WHERE id = :id FOR UPDATE"), {"id": first})
+            skipped = send_pending(factory, mailer=FakeMailer())
+        held = send_pending(factory, mailer=FakeMailer())
         assert (held.sent, skipped.sent) == ([first], [second])
     finally:
         engine.dispose()
