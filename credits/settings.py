@@ -130,6 +130,8 @@ class Settings(BaseSettings):
     # Proposal attachments (a PDF project description, CVs): the largest one file, in MB;
     # the portal's upload takes a body this large instead of request_max_bytes.
     proposal_attachment_max_mb: int = Field(default=10, ge=1, le=1024)
+    # Free text (also the DOI publisher): Kubernetes names and labels use its slug
+    # (credits.jobs.manifests.instance_slug), which always starts with a letter.
     instance_name: str = Field(default="credits", min_length=1, max_length=63)
     # Notifications: SMTP when smtp_host is set (required in production), else a Maildir.
     smtp_host: str = ""
@@ -250,6 +252,9 @@ class Settings(BaseSettings):
     # Limits of each local job's sandbox; its memory limit is the job's own request.
     local_job_max_processes: int = Field(default=1024, ge=16, le=4_194_304)
     local_job_max_open_files: int = Field(default=4096, ge=64, le=1_048_576)
+    # The most of a local job's output its output.log keeps, in MB: past it the oldest
+    # half is cut, so the newest output (the tail a page shows) stays.
+    local_job_max_log_mb: int = Field(default=1024, ge=1, le=1024**2)
     # Flavours whose local jobs get no network (only loopback), comma-separated.
     local_offline_flavours: str = ""
     # Simulated executor: nodes as "flavour:NODESxGPUS,..." e.g. "a100-80gb:4x8".

@@ -69,6 +69,7 @@ def _local_executor(settings: Settings) -> LocalExecutor:
         max_open_files=settings.local_job_max_open_files,
         offline_flavours=settings.offline_flavours,
         hidden_paths=_platform_paths(settings),
+        max_log_bytes=settings.local_job_max_log_mb * 2**20,
     )
     try:
         return LocalExecutor(
@@ -87,8 +88,9 @@ def _local_executor(settings: Settings) -> LocalExecutor:
 
 
 def _platform_paths(settings: Settings) -> tuple[str, ...]:
-    """What a job must never see: the var folder, the SQLite files, local storage."""
-    paths = [settings.var_dir, settings.maildir]
+    """What a job must never see: the var folder, the SQLite files, local storage and
+    every secret file a setting names (they may lie under /etc or /opt, which jobs see)."""
+    paths = [settings.var_dir, settings.maildir, *_secret_files(settings)]
     for secret in (settings.database_url, settings.broker_url):
         url = secret.get_secret_value()
         if "sqlite:///" in url:
@@ -96,6 +98,15 @@ def _platform_paths(settings: Settings) -> tuple[str, ...]:
     if settings.storage_url.startswith("file://"):
         paths.append(Path(settings.storage_url.removeprefix("file://")))
     return tuple(sorted({str(path.resolve()) for path in paths}))
+
+
+def _secret_files(settings: Settings) -> list[Path]:
+    """The files of secrets the settings name: the transparency log's signing key
+    and the kubeconfig (the session key file is always under var_dir)."""
+    files = [settings.transparency_key_path]
+    if settings.kubernetes_kubeconfig is not None:
+        files.append(settings.kubernetes_kubeconfig)
+    return files
 
 
 def executor_for(settings: Settings) -> Executor:

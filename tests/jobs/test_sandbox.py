@@ -153,7 +153,9 @@ def test_bwrap_command_shares_no_platform_path_and_runs_the_job_under_its_limits
         hidden_paths=("/srv/credits/var",),
     )
 
-    command = bwrap_command(policy, ["train.py"], {"A": "1"}, work_fd=7, working_dir=None)
+    command = bwrap_command(
+        policy, ["train.py"], {"A": "1"}, work_fd=7, tmp_fd=8, shm_fd=9, working_dir=None
+    )
 
     assert "--share-net" not in command
     assert "/srv/credits/var" not in command  # not under a mounted system folder

@@ -12,10 +12,12 @@ Everything lives on disk under ``work_dir/jobs/{job_id}/attempt-{n}/``:
 (written by the runner), ``output.log`` (the command's stdout and stderr,
 copied by the runner), ``runner.log`` (the runner's own), ``cancel`` (a
 marker), ``stop`` (a platform stop: its grace and reason), ``runner.lock``
-(held by a live runner) and ``work/``, the job's own folder. A checkpointable
-job also has ``work_dir/jobs/{job_id}/checkpoint/``, kept across its attempts,
-which it sees as ``/checkpoint`` (``CREDITS_CHECKPOINT_DIR``); these two are
-the only folders it can see or write. A
+(held by a live runner), ``work/``, the job's own folder, and ``tmp/`` and
+``shm/``, its ``/tmp`` and ``/dev/shm`` (on disk, emptied by the runner when
+the job ends). A checkpointable job also has
+``work_dir/jobs/{job_id}/checkpoint/``, kept across its attempts, which it sees
+as ``/checkpoint`` (``CREDITS_CHECKPOINT_DIR``); these are the only folders it
+can see or write. A
 detached runner (:mod:`credits.jobs.executors.local_runner`) supervises each
 attempt, so jobs outlive a restart of the server, and a new executor on the
 same ``work_dir`` picks up where the old one stopped. Nothing is kept in
@@ -58,6 +60,7 @@ from credits.jobs.executors.local_runner import (
     REQUEST_FILE,
     RUNNER_FILE,
     RUNNER_LOG_FILE,
+    SCRATCH_DIRS,
     STATUS_FILE,
     STOP_FILE,
     WORK_DIR,
@@ -70,6 +73,7 @@ from credits.jobs.executors.local_runner import (
 from credits.jobs.executors.local_status import observe_attempt
 from credits.jobs.executors.sandbox import (
     CHECKPOINT_MOUNT,
+    DEFAULT_MAX_LOG_BYTES,
     SETTING_NAME,
     SandboxPolicy,
     WorkFolderUnreachable,
@@ -100,6 +104,8 @@ class LocalSandboxConfig:
     offline_flavours: frozenset[str] = frozenset()
     # Platform paths to cover when a system folder the sandbox shows holds them.
     hidden_paths: tuple[str, ...] = ()
+    # The most of a job's output its output.log keeps (the newest part).
+    max_log_bytes: int = DEFAULT_MAX_LOG_BYTES
 
     def policy(self, *, flavour: str, memory_mb: int) -> SandboxPolicy:
         as_root = os.geteuid() == 0
@@ -112,6 +118,7 @@ class LocalSandboxConfig:
             uid=self.job_uid if as_root and self.enabled else None,
             gid=self.job_gid if as_root and self.enabled else None,
             hidden_paths=self.hidden_paths,
+            max_log_bytes=self.max_log_bytes,
         )
 
 
@@ -371,17 +378,19 @@ def _check_reachable(jobs_dir: Path, uid: int) -> None:
 
 
 def _make_attempt_dirs(attempt_dir: Path, policy: SandboxPolicy) -> None:
-    """The attempt's folder and the job's own work folder.
+    """The attempt's folder, the job's own work folder and the folders behind its
+    /tmp and /dev/shm.
 
     Others may pass through the attempt's folder (the job's user must, to reach
-    its work folder) but not list it, and its files are the platform's alone.
+    its folders) but not list it, and its files are the platform's alone.
     """
     attempt_dir.parent.mkdir(parents=True, exist_ok=True, mode=0o711)
     attempt_dir.mkdir(exist_ok=True, mode=0o711)
-    work = attempt_dir / WORK_DIR
-    work.mkdir(exist_ok=True, mode=0o700)
-    if policy.uid is not None:
-        os.chown(work, policy.uid, policy.gid if policy.gid is not None else -1)
+    for name in (WORK_DIR, *SCRATCH_DIRS):
+        folder = attempt_dir / name
+        folder.mkdir(exist_ok=True, mode=0o700)
+        if policy.uid is not None:
+            os.chown(folder, policy.uid, policy.gid if policy.gid is not None else -1)
 
 
 def _make_checkpoint_dir(

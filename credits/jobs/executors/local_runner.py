@@ -12,8 +12,11 @@ SIGTERM, the grace, then SIGKILL, and ends PREEMPTED) and writes
 ``status.json`` when the command starts and when it ends.
 
 The runner is the only source of truth for the attempt: the job writes only
-its ``work/`` folder (the one part of the attempt its sandbox sees) and its
-output reaches ``output.log`` through a pipe the runner copies from. The
+its ``work/`` folder and the ``tmp/`` and ``shm/`` folders behind its ``/tmp``
+and ``/dev/shm`` (the parts of the attempt its sandbox sees; the runner empties
+the last two when the job is gone), and its output reaches ``output.log``
+through a pipe the runner copies from, cutting the oldest half of the log when
+it passes the policy's ``max_log_bytes``. The
 runner records the end only once every process of the job is gone, so a GPU
 slot is never handed on while the job still holds it. Status writes are
 atomic, so a reader never sees half a file.
@@ -24,14 +27,17 @@ should start fast and must not drag the web application into every job.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -39,6 +45,7 @@ from types import FrameType
 from typing import Any, BinaryIO
 
 from credits.jobs.executors.base import Phase
+from credits.jobs.executors.local_output import CappedLog, open_private
 from credits.jobs.executors.local_process import (
     POLL_S,
     JobProcess,
@@ -65,8 +72,12 @@ CANCEL_FILE = "cancel"
 STOP_FILE = "stop"
 OUTPUT_FILE = "output.log"
 RUNNER_LOG_FILE = "runner.log"
-# The job's own writable folder: the only part of the attempt its sandbox sees.
+# The job's own writable folder, seen as /work.
 WORK_DIR = "work"
+# The folders behind the sandbox's /tmp and /dev/shm: on disk, emptied after the job.
+TMP_DIR = "tmp"
+SHM_DIR = "shm"
+SCRATCH_DIRS = (TMP_DIR, SHM_DIR)
 # How long a cancelled job may take to exit after SIGTERM before it gets SIGKILL.
 STOP_GRACE_S = 5.0
 PUMP_CHUNK = 64 * 1024
@@ -84,7 +95,7 @@ def utc_now_iso() -> str:
 def private_file(path: Path) -> BinaryIO:
     """``path`` opened for appending, created readable by its owner alone: the
     attempt's folder lets others pass through, and requests hold the job's env."""
-    return os.fdopen(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600), "ab")
+    return open_private(path)
 
 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
@@ -204,7 +215,7 @@ class _Runner:
                 f"warning: job {self.request['job_id']} runs without a sandbox "
                 f"({SETTING_NAME}=off): it can read and change everything this user can\n"
             )
-        with private_file(self.dir / OUTPUT_FILE) as output:
+        with CappedLog(self.dir / OUTPUT_FILE, self.policy.max_log_bytes) as output:
             started = self._start(output)
             if started is None:
                 return
@@ -229,7 +240,7 @@ class _Runner:
             return StopAsk(Phase.CANCELLED, "cancelled", STOP_GRACE_S)
         return None
 
-    def _start(self, output: BinaryIO) -> tuple[JobProcess, threading.Thread] | None:
+    def _start(self, output: CappedLog) -> tuple[JobProcess, threading.Thread] | None:
         """Starts the command, its output on a pipe; None when it cannot start."""
         argv = [*self.request["command"], *self.request["args"]]
         problem = _start_problem(argv, self.request["working_dir"], self.policy.enabled)
@@ -251,7 +262,7 @@ class _Runner:
         self._write(Phase.RUNNING)
         return job, pump
 
-    def _spawn(self, argv: list[str], output: BinaryIO) -> tuple[JobProcess, threading.Thread]:
+    def _spawn(self, argv: list[str], output: CappedLog) -> tuple[JobProcess, threading.Thread]:
         read_end, write_end = os.pipe()
         try:
             if self.policy.enabled:
@@ -269,42 +280,45 @@ class _Runner:
 
     def _spawn_sandboxed(self, argv: list[str], output_fd: int) -> JobProcess:
         env = job_environment(self.request["env"], self.request["slots"], WORK_MOUNT)
-        work_fd = os.open(self.dir / WORK_DIR, os.O_RDONLY | os.O_DIRECTORY)
         checkpoint = self.request.get("checkpoint_dir")
-        checkpoint_fd = None
         info_read, info_write = os.pipe()
         try:
-            if checkpoint:
-                checkpoint_fd = os.open(checkpoint, os.O_RDONLY | os.O_DIRECTORY)
-            command = bwrap_command(
-                self.policy,
-                argv,
-                env,
-                work_fd=work_fd,
-                info_fd=info_write,
-                working_dir=self.request["working_dir"],
-                checkpoint_fd=checkpoint_fd,
-            )
-            fds = (work_fd, info_write, *(() if checkpoint_fd is None else (checkpoint_fd,)))
-            child = subprocess.Popen(  # noqa: S603 - running the job's command is the point
-                command,
-                stdin=subprocess.DEVNULL,
-                stdout=output_fd,
-                stderr=output_fd,
-                start_new_session=True,
-                pass_fds=fds,
-                env={"PATH": os.environ.get("PATH", JOB_PATH)},
-                **drops_to(self.policy),
-            )
+            with _folder_fds(self._mounted_folders()) as fds:
+                command = bwrap_command(
+                    self.policy,
+                    argv,
+                    env,
+                    work_fd=fds[WORK_DIR],
+                    tmp_fd=fds[TMP_DIR],
+                    shm_fd=fds[SHM_DIR],
+                    info_fd=info_write,
+                    working_dir=self.request["working_dir"],
+                    checkpoint_fd=fds[checkpoint] if checkpoint else None,
+                )
+                child = subprocess.Popen(  # noqa: S603 - running the job's command is the point
+                    command,
+                    stdin=subprocess.DEVNULL,
+                    stdout=output_fd,
+                    stderr=output_fd,
+                    start_new_session=True,
+                    pass_fds=(info_write, *fds.values()),
+                    env={"PATH": os.environ.get("PATH", JOB_PATH)},
+                    **drops_to(self.policy),
+                )
         except OSError:
             os.close(info_read)
             raise
         finally:
-            os.close(work_fd)
             os.close(info_write)
-            if checkpoint_fd is not None:
-                os.close(checkpoint_fd)
         return JobProcess(child, read_sandbox_init(info_read))
+
+    def _mounted_folders(self) -> dict[str, Path]:
+        """The folders the sandbox binds, by name: the attempt's work and scratch
+        folders, and a checkpointable job's checkpoint folder under its own path."""
+        folders = {name: self.dir / name for name in (WORK_DIR, *SCRATCH_DIRS)}
+        if checkpoint := self.request.get("checkpoint_dir"):
+            folders[checkpoint] = Path(checkpoint)
+        return folders
 
     def _spawn_plain(self, argv: list[str], output_fd: int) -> JobProcess:
         work = self.dir / WORK_DIR
@@ -347,12 +361,31 @@ class _Runner:
         write_json_atomic(self.dir / STATUS_FILE, self.status)
 
 
-def _pump(read_end: int, output: BinaryIO) -> None:
+@contextlib.contextmanager
+def _folder_fds(folders: dict[str, Path]) -> Iterator[dict[str, int]]:
+    """Each folder opened as a descriptor for bwrap, all closed on the way out."""
+    fds: dict[str, int] = {}
+    try:
+        for name, folder in folders.items():
+            fds[name] = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+        yield fds
+    finally:
+        for fd in fds.values():
+            os.close(fd)
+
+
+def _pump(read_end: int, output: CappedLog) -> None:
     """Copies the job's output from its pipe into output.log until the pipe closes."""
     with os.fdopen(read_end, "rb", buffering=0) as pipe:
         while chunk := pipe.read(PUMP_CHUNK):
             output.write(chunk)
-            output.flush()
+
+
+def clear_scratch(attempt_dir: Path) -> None:
+    """Removes what the job left in its /tmp and /dev/shm once it is gone, as their
+    tmpfs once did; /work stays. rmtree never follows the job's symlinks."""
+    for name in SCRATCH_DIRS:
+        shutil.rmtree(attempt_dir / name, ignore_errors=True)
 
 
 def _start_problem(argv: list[str], working_dir: str | None, sandboxed: bool) -> str | None:
@@ -389,6 +422,9 @@ def main(argv: list[str]) -> int:
     except Exception as error:
         runner.finish(Phase.FAILED, None, f"runner error: {error}")
         raise
+    finally:
+        # After the end is recorded: a slow removal must not hold the job's GPU slots.
+        clear_scratch(attempt_dir)
     return 0
 
 

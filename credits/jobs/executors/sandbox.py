@@ -3,14 +3,17 @@
 With bubblewrap (``bwrap``) a job sees a read-only system (``/usr``, ``/etc``,
 ``/opt`` and the ``/bin``, ``/lib`` links), its own writable work folder at
 ``/work`` (and, when checkpointable, its job's checkpoint folder at
-``/checkpoint``, kept across attempts), a private ``/tmp`` and ``/dev/shm``,
-and the GPU device nodes. The platform's ``var/``, database, key, storage and
-every other job's folder are not mounted at all. It gets its own PID, IPC, UTS
-and user namespaces (it cannot see or signal its runner or the server), no
-capabilities, no new privileges, no nested user namespaces, and no network
-when its flavour is offline. ``prlimit`` inside the sandbox caps its memory
-(``RLIMIT_DATA``), processes and open files; the process count is per sandbox
-because each sandbox has a user namespace of its own.
+``/checkpoint``, kept across attempts), a private ``/tmp`` and ``/dev/shm``
+(folders of the attempt on disk, not tmpfs: a tmpfs's pages are host memory
+that no ``RLIMIT_DATA`` counts), and the GPU device nodes. The platform's
+``var/``, database, key, storage and every other job's folder are not mounted
+at all; a platform path under a system folder is covered by a read-only empty
+mount. Everything else (the root, ``/dev``) is read-only. It gets its own PID,
+IPC, UTS and user namespaces (it cannot see or signal its runner or the
+server), no capabilities, no new privileges, no nested user namespaces, and no
+network when its flavour is offline. ``prlimit`` inside the sandbox caps its
+memory (``RLIMIT_DATA``), processes and open files; the process count is per
+sandbox because each sandbox has a user namespace of its own.
 
 When the platform runs as root, the sandbox is started as an unprivileged user
 (``nobody`` by default), so a job is never root on the host.
@@ -34,6 +37,11 @@ PRLIMIT = "prlimit"
 WORK_MOUNT = "/work"
 # A checkpointable job's folder that outlives its attempts (CREDITS_CHECKPOINT_DIR).
 CHECKPOINT_MOUNT = "/checkpoint"
+# The sandbox's own, backed by the attempt's tmp/ and shm/ folders.
+TMP_MOUNT = "/tmp"  # noqa: S108
+SHM_MOUNT = "/dev/shm"  # noqa: S108
+# The most of a job's output its output.log keeps (CREDITS_LOCAL_JOB_MAX_LOG_MB).
+DEFAULT_MAX_LOG_BYTES = 2**30
 JOB_PATH = "/usr/local/bin:/usr/bin:/bin"
 SYSTEM_PATHS = ("/usr", "/etc", "/opt", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 SETTING_NAME = "CREDITS_LOCAL_SANDBOX"
@@ -61,6 +69,8 @@ class SandboxPolicy:
     gid: int | None = None
     # Platform paths that must not be visible even when under a system folder.
     hidden_paths: tuple[str, ...] = field(default_factory=tuple)
+    # Past this, the runner cuts the oldest half of output.log (the tail stays).
+    max_log_bytes: int = DEFAULT_MAX_LOG_BYTES
 
     def to_record(self) -> dict[str, Any]:
         return asdict(self)
@@ -76,6 +86,8 @@ class SandboxPolicy:
             uid=None if record.get("uid") is None else int(record["uid"]),
             gid=None if record.get("gid") is None else int(record["gid"]),
             hidden_paths=tuple(str(path) for path in record.get("hidden_paths", ())),
+            # Requests written before the cap existed get the default.
+            max_log_bytes=int(record.get("max_log_bytes", DEFAULT_MAX_LOG_BYTES)),
         )
 
     def summary(self) -> str:
@@ -121,13 +133,16 @@ def bwrap_command(
     env: Mapping[str, str],
     *,
     work_fd: int,
+    tmp_fd: int,
+    shm_fd: int,
     working_dir: str | None,
     info_fd: int | None = None,
     checkpoint_fd: int | None = None,
 ) -> list[str]:
-    """bwrap's argv. The work folder (and a checkpointable job's checkpoint folder)
-    comes as an open descriptor (passed to bwrap with ``pass_fds``): bwrap, as the
-    unprivileged user, could not reach it by its path under ``var/``."""
+    """bwrap's argv. The work folder, the folders behind ``/tmp`` and ``/dev/shm``
+    (and a checkpointable job's checkpoint folder) come as open descriptors (passed
+    to bwrap with ``pass_fds``): bwrap, as the unprivileged user, could not reach
+    them by their paths under ``var/``."""
     command = [
         BWRAP,
         "--unshare-all",
@@ -145,17 +160,18 @@ def bwrap_command(
     for name, value in env.items():
         command += ["--setenv", name, value]
     command += _system_mounts()
-    # The sandbox's own empty /tmp and /dev/shm, not the host's.
     command += ["--proc", "/proc", "--dev", "/dev"]
-    command += ["--tmpfs", "/tmp", "--tmpfs", "/dev/shm"]  # noqa: S108
     command += _gpu_devices()
     command += _hidden(policy.hidden_paths)
     if checkpoint_fd is not None:
         command += ["--bind-fd", str(checkpoint_fd), CHECKPOINT_MOUNT]
     command += ["--bind-fd", str(work_fd), WORK_MOUNT, "--chdir", working_dir or WORK_MOUNT]
-    # The sandbox's root is a tmpfs the job owns; read-only, the job can write only
-    # /work, /tmp and /dev/shm.
-    command += ["--remount-ro", "/"]
+    # The sandbox's own empty /tmp and /dev/shm, not the host's, and on disk: a tmpfs
+    # would hold what the job writes in host memory, uncounted by its limits.
+    command += ["--bind-fd", str(tmp_fd), TMP_MOUNT, "--bind-fd", str(shm_fd), SHM_MOUNT]
+    # The root and /dev are tmpfs mounts the job owns (remounts are not recursive);
+    # read-only, the job can write only /work, /tmp, /dev/shm (and /checkpoint).
+    command += ["--remount-ro", "/dev", "--remount-ro", "/"]
     return [*command, "--", *limits_prefix(policy), *argv]
 
 
@@ -183,13 +199,14 @@ def _gpu_devices() -> list[str]:
 
 
 def _hidden(paths: Sequence[str]) -> list[str]:
-    """Covers platform paths that a system mount would otherwise show."""
+    """Covers platform paths that a system mount would otherwise show, read-only:
+    a writable tmpfs there would be host memory the job could fill."""
     mounts: list[str] = []
     for path in paths:
         if not any(path == root or path.startswith(root + "/") for root in SYSTEM_PATHS):
             continue  # not mounted in the sandbox at all
         if Path(path).is_dir():
-            mounts += ["--tmpfs", path]
+            mounts += ["--tmpfs", path, "--remount-ro", path]
         elif Path(path).exists():
             mounts += ["--ro-bind", "/dev/null", path]
     return mounts
@@ -212,11 +229,22 @@ def check_available(policy: SandboxPolicy) -> None:
         if policy.uid is not None:
             os.chown(work, policy.uid, policy.gid if policy.gid is not None else -1)
         fd = os.open(work, os.O_RDONLY | os.O_DIRECTORY)
-        argv = bwrap_command(policy, ["true"], {"PATH": JOB_PATH}, work_fd=fd, working_dir=None)
+        # One folder stands in for /work, /tmp and /dev/shm (the probe writes nothing),
+        # under three descriptors: bwrap closes each one it binds.
+        fds = (fd, os.dup(fd), os.dup(fd))
+        argv = bwrap_command(
+            policy,
+            ["true"],
+            {"PATH": JOB_PATH},
+            work_fd=fds[0],
+            tmp_fd=fds[1],
+            shm_fd=fds[2],
+            working_dir=None,
+        )
         try:
             result = subprocess.run(  # noqa: S603 - our own fixed command line
                 argv,
-                pass_fds=(fd,),
+                pass_fds=fds,
                 capture_output=True,
                 timeout=30,
                 check=False,
@@ -224,7 +252,8 @@ def check_available(policy: SandboxPolicy) -> None:
                 **drops_to(policy),
             )
         finally:
-            os.close(fd)
+            for each in fds:
+                os.close(each)
     if result.returncode != 0:
         lines = result.stderr.decode(errors="replace").strip().splitlines()
         raise SandboxUnavailable(lines[-1] if lines else f"bwrap exited {result.returncode}")
