@@ -34,7 +34,9 @@ from credits.transparency.tiles import TileError, TileNotFound, TileReader, pars
 
 blueprint = Blueprint("transparency", __name__, url_prefix="/api/v1/transparency")
 
-# Full tiles and bundles never change; a partial one is replaced as the log grows.
+# Full tiles and bundles within the latest checkpoint never change; a partial one
+# is replaced as the log grows. Tiles past it are not served (404): never signed,
+# they may still be rewritten (docs/transparency.md#sequencing).
 IMMUTABLE = "public, max-age=31536000, immutable"
 SHORT_LIVED = "public, max-age=60"
 CHECKPOINT_CACHE = "no-cache"
@@ -139,10 +141,18 @@ def get_keys() -> ResponseReturnValue:
     headers=CACHE_HEADER,
 )
 def get_tile(tile_path: str) -> ResponseReturnValue:
-    """C2SP tlog-tiles: ``<L>/<N>[.p/<W>]`` or ``entries/<N>[.p/<W>]``."""
+    """C2SP tlog-tiles: ``<L>/<N>[.p/<W>]`` or ``entries/<N>[.p/<W>]``, within the
+    latest checkpoint's tree size."""
     path = f"tile/{tile_path}"
     try:
         tile = parse_tile_path(path)
+    except TileError as error:
+        raise NotFound(str(error)) from None
+    with session_scope(session_factory()) as session:
+        size = published.published_size(session)
+    if not published.tile_published(tile, size):
+        raise NotFound(f"{path} is past the latest checkpoint's tree size {size}")
+    try:
         data = _settings_store().read(path)
     except TileNotFound:
         raise NotFound(f"no tile at {path}") from None
@@ -165,7 +175,7 @@ def get_tile(tile_path: str) -> ResponseReturnValue:
 )
 def get_entries() -> ResponseReturnValue:
     """Entries ``start`` to ``end`` (exclusive) of the latest checkpoint's tree, each
-    the audit event's canonical JSON with its leaf hash."""
+    the audit event's canonical JSON (less its idempotency key) with its leaf hash."""
     query = EntriesQuery.model_validate(request.args.to_dict())
     with session_scope(session_factory()) as session:
         size = published.published_size(session)

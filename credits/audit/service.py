@@ -12,9 +12,10 @@ from sqlalchemy import Table, insert, select
 from sqlalchemy.orm import Session
 
 from credits.audit.models import AuditEvent
-from credits.audit.public_text import refuse_personal_reasons
+from credits.audit.public_text import refuse_large_entry, refuse_personal_reasons
 from credits.audit.schemas import AuditEventOut, AuditMismatch
 from credits.db import utcnow
+from credits.transparency.entries import MAX_ENTRY_SIZE, published_entry
 
 _INSERT_EVENTS = insert(cast(Table, AuditEvent.__table__))
 # RFC 6962 prefixes a leaf with 0x00 so a leaf can never be mistaken for a node.
@@ -92,8 +93,10 @@ def record_events(
 ) -> None:
     """Appends several events with one statement, in the caller's transaction.
 
-    Raises PersonalDataInPublicText when a person's reason names someone
-    (:mod:`credits.audit.public_text`); the caller's transaction then stores nothing.
+    Raises PersonalDataInPublicText when a person's reason names someone, and
+    PublicTextTooLong when an event would not fit one entry of the transparency log
+    (:mod:`credits.audit.public_text`), before writing anything; the caller's
+    transaction then stores nothing.
 
     Each mapping has ``event_type``, ``actor``, ``subject_type``, ``subject_id``
     and ``data``. A ``data`` value must be JSON: ints, strings, lists, dicts.
@@ -104,8 +107,19 @@ def record_events(
         refuse_personal_reasons(event["actor"], event["data"])
     at = occurred_at or utcnow()
     rows = [_event_row(occurred_at=at, **event) for event in events]
+    for event, row in zip(events, rows, strict=True):
+        _refuse_unpublishable(event["data"], row["canonical_json"])
     # Core, not the ORM's bulk path: audit rows are written on every ledger call.
     session.connection().execute(_INSERT_EVENTS, rows)
+
+
+def _refuse_unpublishable(data: Mapping[str, Any], canonical: str) -> None:
+    """Refuses an event whose log entry would be over the 65,535 bytes an entry may
+    hold: stored, it would stop the integrator for good (audit rows cannot be
+    changed or deleted). Measured as the integrator encodes it."""
+    # Leaving fields out only shortens an entry: most rows need no second encoding.
+    if len(canonical) * 4 > MAX_ENTRY_SIZE and len(canonical.encode()) > MAX_ENTRY_SIZE:
+        refuse_large_entry(data, published_entry(canonical))
 
 
 def list_events(

@@ -33,6 +33,7 @@ from credits.audit.models import AuditEvent
 from credits.db import run_in_transaction, session_scope, utcnow
 from credits.settings import Settings
 from credits.transparency.checkpoint import Checkpoint, sign_checkpoint
+from credits.transparency.entries import published_entry
 from credits.transparency.merkle import tree_root
 from credits.transparency.note import Signer, parse_note
 from credits.transparency.service import (
@@ -159,7 +160,7 @@ def _grow_tiles(session: Session, store: TileStore, start: int, end: int) -> Non
     if start == end:
         return
     entries = [
-        canonical.encode()
+        published_entry(canonical)
         for (canonical,) in session.execute(
             select(AuditEvent.canonical_json)
             .where(AuditEvent.log_index >= start, AuditEvent.log_index < end)

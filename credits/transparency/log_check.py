@@ -1,7 +1,8 @@
 """``credits transparency verify``: the database, the tiles and the latest signed
 checkpoint must tell one story.
 
-From the audit rows alone (their ``canonical_json``, in log-index order) it
+From the audit rows alone (their ``canonical_json``, in log-index order, as
+:func:`~credits.transparency.entries.published_entry` publishes it) it
 recomputes every leaf hash and the tree root, and compares them with the stored
 entry bundles and level-0 tiles, the root the tiles give, and the latest
 checkpoint's root and signature. A row rewritten together with its stored leaf
@@ -20,6 +21,7 @@ from credits.audit.models import AuditEvent
 from credits.audit.service import leaf_hash as stored_leaf_hash
 from credits.settings import Settings
 from credits.transparency.checkpoint import open_checkpoint
+from credits.transparency.entries import published_entry
 from credits.transparency.merkle import leaf_hash, root_from_leaf_hashes, tree_root
 from credits.transparency.note import NoteError, parse_verifier_key
 from credits.transparency.service import latest_checkpoint_row, verifier_keys
@@ -100,6 +102,9 @@ def _collect_leaf_hashes(
         .execution_options(yield_per=TILE_WIDTH)
     )
     row_ids: list[int] = []
+    # Entries published before keys were left out of them hold the whole row, and
+    # the log is append-only: for those rows, that form's leaf hash is also right.
+    whole_rows: dict[int, bytes] = {}
     for row_id, index, canonical, stored in rows:
         if index != len(hashes):
             return f"log index {len(hashes)} is missing from the audit rows (next is {index})"
@@ -107,19 +112,28 @@ def _collect_leaf_hashes(
             return f"audit row {row_id} has log index {index}, past the checkpoint's {size}"
         if stored_leaf_hash(canonical) != stored:
             return f"entry {index} (audit row {row_id}): its stored leaf hash is not its JSON's"
-        hashes.append(leaf_hash(canonical.encode()))
+        entry, whole = published_entry(canonical), canonical.encode()
+        hashes.append(leaf_hash(entry))
+        if entry != whole:
+            whole_rows[index] = leaf_hash(whole)
         row_ids.append(row_id)
         if (len(hashes) % TILE_WIDTH == 0 or len(hashes) == size) and (
-            problem := _compare_tiles(store, size, hashes, row_ids)
+            problem := _compare_tiles(store, size, hashes, row_ids, whole_rows)
         ):
             return problem
     return None
 
 
 def _compare_tiles(
-    store: TileReader, size: int, hashes: list[bytes], row_ids: list[int]
+    store: TileReader,
+    size: int,
+    hashes: list[bytes],
+    row_ids: list[int],
+    whole_rows: dict[int, bytes],
 ) -> str | None:
-    """Compares the bundle and level-0 tile holding the last entries in ``hashes``."""
+    """Compares the bundle and level-0 tile holding the last entries in ``hashes``;
+    an entry that is its whole row as published before keys were left out (its hash
+    in ``whole_rows``) counts, and its hash replaces the one in ``hashes``."""
     number = (len(hashes) - 1) // TILE_WIDTH
     first = number * TILE_WIDTH
     try:
@@ -127,9 +141,14 @@ def _compare_tiles(
         tiled = read_tile(store, tile_for(size, 0, number))
     except TileError as error:
         return f"the tiles of entries {first} to {len(hashes) - 1}: {error}"
-    for offset, expected in enumerate(hashes[first:]):
-        where = f"entry {first + offset} (audit row {row_ids[first + offset]})"
-        if leaf_hash(entries[offset]) != expected:
+    for offset in range(len(hashes) - first):
+        index = first + offset
+        where = f"entry {index} (audit row {row_ids[index]})"
+        bundled = leaf_hash(entries[offset])
+        if bundled != hashes[index] and bundled == whole_rows.get(index):
+            hashes[index] = bundled
+        expected = hashes[index]
+        if bundled != expected:
             return f"{where}: the audit row is not the stored entry bundle's"
         if tiled[offset] != expected:
             return f"{where}: the audit row's leaf hash is not the stored tile's"

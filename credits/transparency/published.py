@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from credits.audit.models import AuditEvent
 from credits.db import utcnow
 from credits.errors import Forbidden, InvalidInput, NotFound
-from credits.transparency.checkpoint import Checkpoint
+from credits.transparency.checkpoint import parse_checkpoint_text
 from credits.transparency.merkle import (
     ProofError,
     consistency_proof,
@@ -26,7 +26,7 @@ from credits.transparency.merkle import (
     tree_root,
 )
 from credits.transparency.models import TransparencyCheckpoint, TransparencyCosignature
-from credits.transparency.note import NoteError, parse_note
+from credits.transparency.note import NoteError, Signature, parse_note
 from credits.transparency.published_schemas import (
     ConsistencyProofOut,
     CosignatureOut,
@@ -39,11 +39,19 @@ from credits.transparency.published_schemas import (
     WitnessOut,
 )
 from credits.transparency.service import (
-    checkpoint_body,
     latest_checkpoint,
     latest_checkpoint_row,
 )
-from credits.transparency.tiles import TileError, TileHashSource, TileReader, read_entries
+from credits.transparency.tiles import (
+    ENTRIES_LEVEL,
+    TILE_WIDTH,
+    Tile,
+    TileError,
+    TileHashSource,
+    TileReader,
+    hashes_per_level,
+    read_entries,
+)
 from credits.transparency.witness import CosignerVerifier, parse_cosigner_verifier
 
 MAX_ENTRIES = 1000
@@ -69,6 +77,14 @@ def checked_size(session: Session, size: int | None) -> int:
     if size > latest:
         raise InvalidInput(f"size {size} is past the latest checkpoint's size {latest}")
     return size
+
+
+def tile_published(tile: Tile, size: int) -> bool:
+    """Whether ``tile`` holds only hashes (or entries) of the tree of ``size``, the
+    latest checkpoint's. Past it a tile was never signed: an integrator run that
+    failed may have left it, and the next run rewrites it with other rows."""
+    count = size if tile.level == ENTRIES_LEVEL else hashes_per_level(size, tile.level)
+    return tile.index * TILE_WIDTH + tile.width <= count
 
 
 def entries(reader: TileReader, size: int, start: int, end: int | None) -> EntriesOut:
@@ -206,23 +222,19 @@ def accept_cosignature(
     that does not verify or a checkpoint the log never published.
     """
     verifier = _configured(submitted.key, witness_keys)
-    checkpoint = _published_checkpoint(session, submitted.checkpoint)
-    line = submitted.signature.strip()
-    try:
-        signature = parse_note(f"{checkpoint.text()}\n{line}\n".encode()).signatures[0]
-    except NoteError as error:
-        raise InvalidInput(f"the co-signature line is malformed: {error}") from None
-    if verifier.timestamp_of(checkpoint.text(), signature) is None:
+    text, size = _published_checkpoint(session, submitted.checkpoint)
+    signature = _one_signature(text, submitted.signature)
+    if verifier.timestamp_of(text, signature) is None:
         raise InvalidInput("the co-signature does not verify for this checkpoint and key")
     key_id = verifier.key_id.hex()
     existing = session.scalar(
         select(TransparencyCosignature).where(
             TransparencyCosignature.witness == verifier.name,
             TransparencyCosignature.key_id == key_id,
-            TransparencyCosignature.size == checkpoint.size,
+            TransparencyCosignature.size == size,
         )
     )
-    out = CosignOut(witness=verifier.name, key_id=key_id, size=checkpoint.size, stored=False)
+    out = CosignOut(witness=verifier.name, key_id=key_id, size=size, stored=False)
     if existing is not None:
         return out
     try:
@@ -231,14 +243,29 @@ def accept_cosignature(
                 TransparencyCosignature(
                     witness=verifier.name,
                     key_id=key_id,
-                    size=checkpoint.size,
-                    signature=line,
+                    size=size,
+                    # Written anew from what was verified: the line is served with the
+                    # checkpoint, so nothing the witness sent beyond it may be.
+                    signature=signature.line().rstrip("\n"),
                     received_at=utcnow(),
                 )
             )
     except IntegrityError:
         return out  # the same witness's round raced itself: one row is enough
     return out.model_copy(update={"stored": True})
+
+
+def _one_signature(text: str, submitted: str) -> Signature:
+    """The one signature line ``submitted`` holds; more lines are refused, as any
+    would be served after the checkpoint unchecked."""
+    line = submitted.strip()
+    if "\n" in line or "\r" in line:
+        raise InvalidInput("the co-signature is one signature line")
+    try:
+        (signature,) = parse_note(f"{text}\n{line}\n".encode()).signatures
+    except NoteError as error:
+        raise InvalidInput(f"the co-signature line is malformed: {error}") from None
+    return signature
 
 
 def _configured(key: str, witness_keys: Sequence[str]) -> CosignerVerifier:
@@ -251,19 +278,24 @@ def _configured(key: str, witness_keys: Sequence[str]) -> CosignerVerifier:
     return verifier
 
 
-def _published_checkpoint(session: Session, note: str) -> Checkpoint:
+def _published_checkpoint(session: Session, note: str) -> tuple[str, int]:
+    """The text and size of the checkpoint ``note`` as this log signed it: its
+    origin, size, root and extension lines all those of a stored checkpoint."""
     try:
-        checkpoint = checkpoint_body(note.encode())
+        submitted = parse_note(note.encode()).text
+        checkpoint = parse_checkpoint_text(submitted)
     except NoteError as error:
         raise InvalidInput(f"the checkpoint is malformed: {error}") from None
-    published = session.scalar(
-        select(TransparencyCheckpoint.id).where(
+    stored = session.scalars(
+        select(TransparencyCheckpoint.note).where(
             TransparencyCheckpoint.size == checkpoint.size,
             TransparencyCheckpoint.root_hash == checkpoint.root_hash.hex(),
         )
     )
-    if published is None:
+    # A size is signed again after a key rotation: the same text under another key.
+    if not any(parse_note(row.encode()).text == submitted for row in stored):
         raise InvalidInput(
-            f"this log never published a checkpoint of size {checkpoint.size} with that root"
+            f"this log never published this checkpoint of size {checkpoint.size}"
+            " (its origin, root or other lines differ)"
         )
-    return checkpoint
+    return submitted, checkpoint.size

@@ -36,7 +36,9 @@ class BalancesOut(BaseModel):
 
 class EntryOut(BaseModel):
     index: int
-    entry: str = Field(description="the log entry: the audit event's canonical JSON")
+    entry: str = Field(
+        description="the log entry: the audit event's canonical JSON, without idempotency keys"
+    )
     leaf_hash: str = Field(description="SHA-256(0x00 || entry), hex")
 
 

@@ -191,7 +191,7 @@ class _Transfer:
 def _document(index: int, entry: bytes) -> dict[str, Any]:
     try:
         document = _DECODE(entry.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+    except (ValueError, RecursionError):  # RecursionError: nested too deep to parse
         raise ReplayError(f"entry {index} is not JSON") from None
     if not isinstance(document, dict):
         raise ReplayError(f"entry {index} is not a JSON object")
@@ -235,7 +235,7 @@ def compare_balances(
     problems: list[str] = []
     seen: set[int] = set()
     for row in published:
-        account_id = int(row["account_id"])
+        account_id = _account_id(row)
         seen.add(account_id)
         account = replayed.accounts.get(account_id, AccountCounters(str(row.get("currency"))))
         if row.get("currency") != account.currency and replayed.accounts.get(account_id):
@@ -253,6 +253,14 @@ def compare_balances(
             if account_id not in seen and any(account.as_dict().values())
         ]
     return problems
+
+
+def _account_id(row: Mapping[str, Any]) -> int:
+    # An integer as JSON gives it: int() would take "7" or 1.5, and fail on 1e400.
+    value = row["account_id"]
+    if type(value) is not int:
+        raise ReplayError(f"a published account_id is {value!r}, not an integer")
+    return value
 
 
 def _difference(account_id: int, counter: str, replayed: int, published: object) -> list[str]:

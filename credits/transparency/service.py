@@ -2,10 +2,10 @@
 
 The integrator (integrator.py) writes; the public endpoints, the witness and the
 ops CLI read through the functions here. Entries are audit rows'
-``canonical_json`` (UTF-8) in ``log_index`` order; tiles and entry bundles lie
-under ``transparency/`` in the storage root; each signed checkpoint is a row of
-``transparency_checkpoints`` and the latest is also the file
-``transparency/checkpoint``.
+``canonical_json`` (UTF-8, less idempotency keys: entries.py) in ``log_index``
+order; tiles and entry bundles lie under ``transparency/`` in the storage root;
+each signed checkpoint is a row of ``transparency_checkpoints`` and the latest
+is also the file ``transparency/checkpoint``.
 """
 
 from __future__ import annotations

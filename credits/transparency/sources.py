@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 import requests
 
-from credits.transparency.stores import FolderTileStore
+from credits.transparency.stores import FolderTileStore, TileUnreadable
 from credits.transparency.tiles import TileError, TileNotFound
 
 API_PREFIX = "/api/v1/transparency"
@@ -48,7 +48,11 @@ class FolderSource:
         self._tiles = FolderTileStore(root)
 
     def read(self, path: str) -> bytes:
-        return self._tiles.read(path)
+        try:
+            return self._tiles.read(path)
+        except TileUnreadable as error:
+            # The folder is at fault, not the log: an error, not a failed check.
+            raise SourceError(str(error)) from None
 
     def checkpoint(self) -> bytes:
         return self._file(CHECKPOINT_FILE)
@@ -140,7 +144,7 @@ def api_base(url: str) -> str:
 def _json(data: bytes, what: str) -> Any:
     try:
         return json.loads(data)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested too deep to parse
         raise SourceError(f"{what} is not JSON") from None
 
 

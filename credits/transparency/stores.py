@@ -22,6 +22,10 @@ if TYPE_CHECKING:
 TILES_PREFIX = "transparency"
 
 
+class TileUnreadable(TileError):
+    """A tile's file is there but cannot be read: a folder, no permission."""
+
+
 def check_path(path: str) -> str:
     """``path`` when it names a tile or bundle; TileError otherwise, so no caller
     can read or write outside the log's layout."""
@@ -56,6 +60,8 @@ class FolderTileStore:
             return (self.root / check_path(path)).read_bytes()
         except FileNotFoundError:
             raise TileNotFound(f"no tile at {path}") from None
+        except OSError as error:  # a folder in its place, no permission, ...
+            raise TileUnreadable(f"cannot read {self.root / path}: {error.strerror}") from None
 
     def write(self, path: str, data: bytes) -> None:
         target = self.root / check_path(path)

@@ -175,8 +175,10 @@ def check_balances(entries: Sequence[bytes], published: Any, *, complete: bool) 
         raise VerificationFailed("the published balances are not a balances document")
     try:
         problems = compare_balances(replayed, accounts, complete=complete)
-    except (KeyError, TypeError, ValueError) as error:
+    except KeyError as error:
         raise VerificationFailed(f"the published balances lack a field: {error}") from None
+    except (TypeError, ValueError) as error:
+        raise VerificationFailed(f"the published balances are malformed: {error}") from None
     if problems:
         raise VerificationFailed("balances differ:\n  " + "\n  ".join(problems))
     return replayed

@@ -163,8 +163,11 @@ def tile_paths(size: int) -> list[str]:
 
 
 def _write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    except OSError as error:  # a file where a folder should be, no permission, a full disk
+        raise SourceError(f"cannot write {path}: {error.strerror}") from None
 
 
 def _read(path: Path) -> bytes:

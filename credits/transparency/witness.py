@@ -208,7 +208,12 @@ class LogClient:
 
     def consistency(self, size1: int, size2: int) -> list[bytes]:
         response = self._call(self._get, "proof/consistency", {"from": size1, "to": size2})
-        document = self._ok(response, "consistency proof").json()
+        self._ok(response, "consistency proof")
+        # A proxy's HTML page or a broken answer: a failed round, retried, never a crash.
+        try:
+            document = json.loads(response.content)
+        except (ValueError, RecursionError):
+            raise WitnessError("the consistency proof is not JSON") from None
         try:
             return [bytes.fromhex(h) for h in document["proof"]]
         except (KeyError, TypeError, ValueError):
@@ -278,7 +283,7 @@ def load_state(path: Path) -> Checkpoint | None:
         )
     except FileNotFoundError:
         return None
-    except (OSError, ValueError, KeyError, TypeError) as error:
+    except (OSError, ValueError, KeyError, TypeError, RecursionError) as error:
         raise WitnessError(f"the state file {path} cannot be read: {error}") from None
 
 
@@ -290,8 +295,11 @@ def save_state(path: Path, checkpoint: Checkpoint) -> None:
         "size": checkpoint.size,
         "root_hash": checkpoint.root_hash.hex(),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".witness-")
-    with os.fdopen(handle, "w") as file:
-        json.dump(document, file)
-    Path(temporary).replace(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".witness-")
+        with os.fdopen(handle, "w") as file:
+            json.dump(document, file)
+        Path(temporary).replace(path)
+    except OSError as error:  # the round fails before handing in anything; retried
+        raise WitnessError(f"the state file {path} cannot be written: {error}") from None

@@ -25,6 +25,7 @@ from credits.ledger.settle import capture, void_hold
 from credits.settings import Settings
 from credits.transparency.balances import balances_of
 from credits.transparency.checkpoint import Checkpoint, sign_checkpoint
+from credits.transparency.entries import published_entry
 from credits.transparency.merkle import leaf_hash, root_from_leaf_hashes
 from credits.transparency.note import Signer, generate_signer
 from credits.transparency.service import store_checkpoint, tile_store
@@ -94,12 +95,12 @@ def account_source(session: Session) -> int:
 
 
 def log_entries(session: Session) -> list[bytes]:
-    """The audit rows' canonical JSON in log order (id order for rows without a
-    log index: one writer, so commit order is id order)."""
+    """The audit rows' entries as the integrator publishes them, in log order (id
+    order for rows without a log index: one writer, so commit order is id order)."""
     rows = session.scalars(
         select(AuditEvent.canonical_json).order_by(AuditEvent.log_index, AuditEvent.id)
     )
-    return [row.encode() for row in rows]
+    return [published_entry(row) for row in rows]
 
 
 def write_log(
@@ -137,7 +138,7 @@ def publish_log(session: Session, settings: Settings, signer: Signer) -> Checkpo
         select(AuditEvent).where(AuditEvent.log_index.is_(None)).order_by(AuditEvent.id)
     ).all()
     store = tile_store(settings)
-    new = [row.canonical_json.encode() for row in waiting]
+    new = [published_entry(row.canonical_json) for row in waiting]
     write_files(store, append_entries(store, size, new))
     for offset, row in enumerate(waiting):
         row.log_index = size + offset
