@@ -21,11 +21,13 @@ from sqlalchemy.orm import Session, sessionmaker
 from credits import formatting as fmt
 from credits.db import make_engine, make_session_factory, session_scope
 from credits.errors import CreditsError
+from credits.id_text import MAX_ID_DIGITS, id_from_text
 from credits.secret_key_file import SECRET_KEY_FILE
 from credits.settings import Settings, SettingsError, load_settings
 
 P = ParamSpec("P")
 R = TypeVar("R")
+T = TypeVar("T")
 
 
 def fail(message: str) -> NoReturn:
@@ -37,7 +39,12 @@ def fail(message: str) -> NoReturn:
 
 
 def reports_errors(command: Callable[P, R]) -> Callable[P, R]:
-    """Turns a refusal into ``error: <detail>`` and exit 1, never a traceback."""
+    """Turns a refusal into ``error: <detail>`` and exit 1, never a traceback.
+
+    Besides the services' refusals: a request model refusing what was typed (pydantic's
+    ValidationError, its first problem), and a number or time too big for the database
+    or for UTC (OverflowError) where an option does not bound it itself.
+    """
 
     @wraps(command)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
@@ -45,8 +52,57 @@ def reports_errors(command: Callable[P, R]) -> Callable[P, R]:
             return command(*args, **kwargs)
         except (CreditsError, SettingsError) as error:
             fail(str(error))
+        except ValidationError as error:
+            fail(first_problem(error))
+        except OverflowError as error:
+            fail(f"a number or time is out of range ({error})")
 
     return wrapper
+
+
+def first_problem(error: ValidationError) -> str:
+    """A model's refusal in one line: the first field it refuses and why."""
+    problems = error.errors(include_url=False)
+    if not problems:
+        return str(error).splitlines()[0]
+    where = ".".join(map(str, problems[0]["loc"])) or "input"
+    return f"{where}: {problems[0]['msg']}"
+
+
+# Row ids as people type them, bounded as the API's are (credits.api.converters.MAX_ID):
+# ASCII digits only, so a longer number is refused here rather than overflowing BIGINT.
+MAX_ID = 10**MAX_ID_DIGITS - 1
+
+
+class RowId(click.ParamType[int, object]):
+    """A row id from 1 to :data:`MAX_ID` (at most 18 ASCII digits)."""
+
+    name = "id"
+
+    def convert(
+        self, value: object, param: click.Parameter | None, ctx: click.Context | None
+    ) -> int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            found: int | None = value if value <= MAX_ID else None
+        else:
+            found = id_from_text(value) if isinstance(value, str) else None
+        if found is None or found < 1:
+            self.fail(f"{value!r} is not an id (a whole number from 1 to {MAX_ID})", param, ctx)
+        return found
+
+
+ROW_ID = RowId()
+
+
+def all_pages(fetch: Callable[[int | None], tuple[list[T], int | None]]) -> Iterator[T]:
+    """Every item of a keyset-paged listing: ``fetch(cursor)`` gives one page and its
+    ``next_cursor``, followed to the end so a listing never hides its newest rows."""
+    cursor: int | None = None
+    while True:
+        items, cursor = fetch(cursor)
+        yield from items
+        if cursor is None:
+            return
 
 
 def _context_object() -> dict[str, Any]:

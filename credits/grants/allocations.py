@@ -68,7 +68,7 @@ from credits.identity.access import can_administer_program
 from credits.identity.actor import Actor
 from credits.identity.models import Role
 from credits.ledger import journal
-from credits.ledger.errors import InsufficientCredits
+from credits.ledger.errors import IdempotencyKeyReused, InsufficientCredits
 from credits.ledger.models import Account, AccountKind, AccountStatus, Currency
 from credits.ledger.queries import get_account_by_code
 from credits.ledger.service import adjust, expire_account, grant, open_account, set_account_status
@@ -76,6 +76,7 @@ from credits.metering.models import RecordStatus, UsageRecord
 
 __all__ = [
     "adjust_allocation",
+    "adjust_allocation_replayed",
     "expire_allocations",
     "fund_allocation",
     "open_allocation",
@@ -227,8 +228,9 @@ def release_tranche(
     """Approves a progress report and grants the pending tranche into its allocation.
 
     A program owner or ops, not on the project. Appends
-    ``allocation.tranche_released``. The same ``key`` again returns the
-    released tranche. Raises TrancheNotFound, ProposalForbidden,
+    ``allocation.tranche_released``. The same ``key`` with the same report from
+    the same actor again returns the released tranche; with another report or
+    actor it is IdempotencyKeyReused. Raises TrancheNotFound, ProposalForbidden,
     TrancheStatusConflict (released already), ProjectStatusConflict (the
     project is archived), InvalidAward (no report), InsufficientCredits,
     AccountNotActive (the allocation is suspended or has ended).
@@ -241,7 +243,7 @@ def release_tranche(
     if not can_administer_program(actor, owner_ids=owner_ids(program)):
         raise ProposalForbidden(f"only an owner of program {program.id} or ops release tranches")
     if tranche.status == TrancheStatus.RELEASED.value and tranche.release_key == key:
-        return render_tranche(tranche)
+        return _replay_release(tranche, key, actor, progress_report)
     # Approving a project's own progress report is deciding on it.
     require_impartial(session, actor, allocation.project_id)
     if tranche.status != TrancheStatus.PENDING.value:
@@ -283,6 +285,18 @@ def release_tranche(
         tranche_id=tranche.id,
         amount=tranche.amount_micro,
     )
+    return render_tranche(tranche)
+
+
+def _replay_release(tranche: Tranche, key: str, actor: Actor, progress_report: str) -> TrancheOut:
+    """The release ``key`` made, when this is the same request from the same actor; the
+    row keeps both (the report as stored, stripped), so no request hash is needed. Another
+    actor or report with the key is refused, as the README's Idempotency-Key contract says."""
+    report = progress_report.strip() if isinstance(progress_report, str) else None
+    if tranche.released_by_user_id != actor.user_id or tranche.progress_report != report:
+        raise IdempotencyKeyReused(
+            f"key {key!r} released tranche {tranche.id} with another request"
+        )
     return render_tranche(tranche)
 
 
@@ -377,10 +391,35 @@ def adjust_allocation(
     (ReasonRequired, InvalidAmount, InsufficientCredits, AccountNotActive,
     IdempotencyKeyReused).
     """
+    allocation, _ = adjust_allocation_replayed(
+        session,
+        allocation_id=allocation_id,
+        amount=amount,
+        actor=actor,
+        reason=reason,
+        key=key,
+        now=now,
+    )
+    return allocation
+
+
+def adjust_allocation_replayed(
+    session: Session,
+    *,
+    allocation_id: int,
+    amount: int,
+    actor: Actor,
+    reason: str,
+    key: str,
+    now: datetime | None = None,
+) -> tuple[AllocationOut, bool]:
+    """:func:`adjust_allocation`, and whether ``key`` replayed an earlier adjustment
+    (the CLI says so, as ``ledger adjust`` does, so a retry is not taken for a second
+    correction)."""
     allocation = load_allocation(session, allocation_id)
     if not actor.has_role(Role.OPS):
         raise AllocationForbidden("only ops adjust an allocation")
-    adjust(
+    result = adjust(
         session,
         key=key,
         account_id=allocation.account_id,
@@ -389,4 +428,4 @@ def adjust_allocation(
         reason=reason,
         now=now,
     )
-    return render_allocation(session, allocation)
+    return render_allocation(session, allocation), result.replayed

@@ -13,8 +13,8 @@ from rich.console import Console
 from rich.table import Table
 
 from credits import formatting as fmt
-from credits.cli_support import cli_transaction, reports_errors
-from credits.grants.allocations import adjust_allocation, expire_allocations
+from credits.cli_support import ROW_ID, cli_transaction, reports_errors
+from credits.grants.allocations import adjust_allocation_replayed, expire_allocations
 from credits.grants.queries import MAX_PAGE
 from credits.grants.schemas import AllocationOut
 from credits.identity.access import CLI_READER
@@ -52,7 +52,7 @@ def allocations() -> None:
 
 
 @allocations.command("list")
-@click.option("--project", "project_id", type=int, help="Only this project's allocations.")
+@click.option("--project", "project_id", type=ROW_ID, help="Only this project's allocations.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (micro-credits) instead.")
 @reports_errors
 def list_command(project_id: int | None, as_json: bool) -> None:
@@ -91,7 +91,7 @@ def expire_command(as_email: str | None, as_json: bool) -> None:
 
 
 @allocations.command("adjust")
-@click.argument("allocation_id", type=int)
+@click.argument("allocation_id", type=ROW_ID)
 @click.option("--amount", required=True, help="Credits to add (2.5) or remove (-2.5).")
 @click.option("--reason", required=True, help="Why; kept in the journal and the audit log.")
 @click.option("--as", "as_email", required=True, help="Email of an ops user.")
@@ -103,7 +103,7 @@ def adjust_command(
     """Correct an allocation's balance through the ledger (ops, with a reason)."""
     micro = parse_credits(amount, signed=True)
     with cli_transaction() as session:
-        allocation = adjust_allocation(
+        allocation, replayed = adjust_allocation_replayed(
             session,
             allocation_id=allocation_id,
             amount=micro,
@@ -111,7 +111,9 @@ def adjust_command(
             reason=reason,
             key=key or f"cli:{uuid.uuid4()}",
         )
+    note = " (replayed)" if replayed else ""
     click.echo(
         f"allocation {allocation.id}: {fmt.money(micro, allocation.currency, exact=True)}; "
         f"available {fmt.money(allocation.available_micro, allocation.currency, exact=True)}"
+        f"{note}"
     )

@@ -128,17 +128,15 @@ def _check_new_period(
 
 
 def _replay(
-    session: Session, proposal: Proposal, key: str, actor: Actor, amounts: Mapping[str, Any]
+    session: Session, proposal: Proposal, key: str, actor: Actor, request: Mapping[str, Any]
 ) -> AwardOut | None:
-    """The first award when ``key`` made it; the same key from another actor or with other
-    amounts is refused (IdempotencyKeyReused), as the ledger refuses it."""
+    """The first award when ``key`` made it; the same key from another actor or with
+    another request (any of AwardIn's fields) is refused (IdempotencyKeyReused), as the
+    ledger refuses it."""
     award = session.scalar(select(Award).where(Award.proposal_id == proposal.id))
     if award is None or award.idempotency_key != key:
         return None
-    same_amounts = award.amounts == clean_amounts(
-        amounts, field="amounts", positive=True, error=InvalidAward
-    )
-    if award.decided_by_user_id != actor.user_id or not same_amounts:
+    if award.decided_by_user_id != actor.user_id or not _same_request(award, proposal, request):
         raise IdempotencyKeyReused(
             f"key {key!r} awarded proposal {proposal.id} with another request"
         )
@@ -150,6 +148,35 @@ def _replay(
     if not ids and proposal.allocation_id is not None:
         ids = [proposal.allocation_id]
     return render_award(session, award, allocation_ids=ids, replayed=True)
+
+
+def _same_request(award: Award, proposal: Proposal, request: Mapping[str, Any]) -> bool:
+    """Whether ``request`` is the one that made ``award``, compared with what the award and
+    the proposal it decided keep of it (so no request hash is stored)."""
+    try:
+        amounts = clean_amounts(
+            request["amounts"] or {}, field="amounts", positive=True, error=InvalidAward
+        )
+        reason = _clean_optional(request["reason"], "reason")
+        override = _clean_optional(request["override_reason"], "override_reason")
+    except InvalidAward:
+        return False  # the award was made from a valid request, so not from this one
+    return (
+        amounts == award.amounts
+        and (request["starts_at"], request["ends_at"]) == _given_period(award, proposal)
+        and reason == proposal.decision_reason
+        and override == proposal.override_reason
+    )
+
+
+def _given_period(award: Award, proposal: Proposal) -> tuple[datetime | None, datetime | None]:
+    """The dates the awarding request gave: a supplement gives none (the award keeps its
+    allocation's), an extension only the new end."""
+    if proposal.allocation_id is None:
+        return award.starts_at, award.ends_at
+    if proposal.kind == ProposalKind.EXTENSION.value:
+        return None, award.ends_at
+    return None, None
 
 
 # Services.
@@ -175,7 +202,9 @@ def award_proposal(
     the future, at most five years long, starting at most a year back); for a
     supplement the allocation's currency alone and no dates; for an extension
     no amounts and an ``ends_at`` later than the allocation's. Appends
-    ``proposal.awarded``. The same ``key`` again returns the first award.
+    ``proposal.awarded``. The same ``key`` with the same request from the same
+    actor again returns the first award; with another request or actor it is
+    IdempotencyKeyReused.
 
     Raises ProposalNotFound, ProposalForbidden (not an owner or ops, or on the
     applying project), ProposalStatusConflict, ProjectStatusConflict
@@ -189,7 +218,19 @@ def award_proposal(
     program = load_program(session, proposal.program_id)
     _require_decider(actor, program)
     if proposal.status == ProposalStatus.AWARDED.value and (
-        replayed := _replay(session, proposal, key, actor, amounts or {})
+        replayed := _replay(
+            session,
+            proposal,
+            key,
+            actor,
+            {
+                "amounts": amounts,
+                "starts_at": starts_at,
+                "ends_at": ends_at,
+                "reason": reason,
+                "override_reason": override_reason,
+            },
+        )
     ):
         return replayed
     require_impartial(session, actor, proposal.project_id)

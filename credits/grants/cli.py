@@ -10,19 +10,16 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
-from typing import TypeVar
 
 import click
-from pydantic import BaseModel
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy.orm import Session
 
 from credits import formatting as fmt
-from credits.cli_support import cli_transaction, reports_errors
+from credits.cli_support import ROW_ID, all_pages, cli_transaction, reports_errors
 from credits.grants import programs as program_service
 from credits.grants import projects as project_service
 from credits.grants import queries
@@ -38,9 +35,9 @@ from credits.identity.access import (
 from credits.identity.service import actor_for_email, get_user_by_email
 from credits.ledger.models import Currency
 from credits.money import parse_credits
+from credits.schema_types import EARLIEST_YEAR, LATEST_YEAR
 
 CURRENCY_CHOICE = click.Choice([currency.value for currency in Currency])
-Item = TypeVar("Item", bound=BaseModel)
 
 
 def _parse_time(text: str, option: str, *, end_of_day: bool = False) -> datetime:
@@ -54,6 +51,12 @@ def _parse_time(text: str, option: str, *, end_of_day: bool = False) -> datetime
         moment = datetime.fromisoformat(text)
     except ValueError:
         raise click.BadParameter(f"{text!r} is not an ISO 8601 time", param_hint=option) from None
+    # The API's bounds (ApiTime): a year far out overflows when moved to UTC or a day on.
+    if not EARLIEST_YEAR <= moment.year <= LATEST_YEAR:
+        raise click.BadParameter(
+            f"{text!r}: the year must lie between {EARLIEST_YEAR} and {LATEST_YEAR}",
+            param_hint=option,
+        )
     if len(text.strip()) == len("2027-03-31"):
         day = moment.replace(tzinfo=UTC)
         return day + timedelta(days=1) if end_of_day else day
@@ -87,21 +90,12 @@ def _parse_score(text: str) -> int:
     return int(hundredths)
 
 
-def _all_pages(fetch: Callable[[int | None], tuple[list[Item], int | None]]) -> Iterator[Item]:
-    cursor: int | None = None
-    while True:
-        items, cursor = fetch(cursor)
-        yield from items
-        if cursor is None:
-            return
-
-
 def _all_programs(session: Session) -> list[ProgramOut]:
     def fetch(cursor: int | None) -> tuple[list[ProgramOut], int | None]:
         page = list_programs_for_actor(session, CLI_READER, cursor=cursor, limit=queries.MAX_PAGE)
         return page.items, page.next_cursor
 
-    return list(_all_pages(fetch))
+    return list(all_pages(fetch))
 
 
 def _all_projects(session: Session) -> list[ProjectOut]:
@@ -109,7 +103,7 @@ def _all_projects(session: Session) -> list[ProjectOut]:
         page = list_projects_for_actor(session, CLI_READER, cursor=cursor, limit=queries.MAX_PAGE)
         return page.items, page.next_cursor
 
-    return list(_all_pages(fetch))
+    return list(all_pages(fetch))
 
 
 def _print_table(headers: list[str], rows: list[list[str]], title: str | None = None) -> None:
@@ -224,7 +218,7 @@ def list_programs(as_json: bool) -> None:
 
 
 @programs.command("show")
-@click.argument("program_id", type=int)
+@click.argument("program_id", type=ROW_ID)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (micro-credits) instead.")
 @reports_errors
 def show_program(program_id: int, as_json: bool) -> None:
@@ -261,7 +255,7 @@ def show_program(program_id: int, as_json: bool) -> None:
 
 
 @programs.command("fund")
-@click.argument("program_id", type=int)
+@click.argument("program_id", type=ROW_ID)
 @click.option("--currency", type=CURRENCY_CHOICE, required=True)
 @click.option("--amount", required=True, help="Credits to move into the pool (e.g. 1000).")
 @click.option("--reason", required=True, help="Why; kept in the journal and the audit log.")
@@ -292,7 +286,7 @@ def fund_program(
 
 
 @programs.command("open")
-@click.argument("program_id", type=int)
+@click.argument("program_id", type=ROW_ID)
 @click.option("--as", "as_email", required=True, help="Email of an owner funder or ops user.")
 @reports_errors
 def open_program(program_id: int, as_email: str) -> None:
@@ -305,7 +299,7 @@ def open_program(program_id: int, as_email: str) -> None:
 
 
 @programs.command("close")
-@click.argument("program_id", type=int)
+@click.argument("program_id", type=ROW_ID)
 @click.option("--as", "as_email", required=True, help="Email of an owner funder or ops user.")
 @reports_errors
 def close_program(program_id: int, as_email: str) -> None:
@@ -374,7 +368,7 @@ def _print_project(project: ProjectDetail) -> None:
 
 
 @projects.command("show")
-@click.argument("project_id", type=int)
+@click.argument("project_id", type=ROW_ID)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (micro-credits) instead.")
 @reports_errors
 def show_project(project_id: int, as_json: bool) -> None:
@@ -388,7 +382,7 @@ def show_project(project_id: int, as_json: bool) -> None:
 
 
 @projects.command("suspend")
-@click.argument("project_id", type=int)
+@click.argument("project_id", type=ROW_ID)
 @click.option("--reason", required=True, help="Why; kept in the audit log.")
 @click.option("--as", "as_email", required=True, help="Email of the ops user.")
 @reports_errors
@@ -402,7 +396,7 @@ def suspend_project(project_id: int, reason: str, as_email: str) -> None:
 
 
 @projects.command("unsuspend")
-@click.argument("project_id", type=int)
+@click.argument("project_id", type=ROW_ID)
 @click.option("--reason", required=True, help="Why; kept in the audit log.")
 @click.option("--as", "as_email", required=True, help="Email of the ops user.")
 @reports_errors

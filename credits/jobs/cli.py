@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import click
 from click.core import ParameterSource
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy.orm import Session
 
 from credits import formatting as fmt
 from credits.cli_support import (
+    ROW_ID,
+    all_pages,
     cli_session_factory,
     cli_settings,
     cli_transaction,
@@ -23,7 +28,7 @@ from credits.jobs import log_download, queries, service
 from credits.jobs.executors.base import Executor
 from credits.jobs.models import JobState
 from credits.jobs.runtime import executor_for, read_capacity, reconcile_with, run_schedule
-from credits.jobs.schemas import JobQuery, PlacementOut, PoolStatus
+from credits.jobs.schemas import MAX_PAGE, JobOut, JobPage, JobQuery, PlacementOut, PoolStatus
 from credits.settings import ExecutorName
 
 
@@ -58,21 +63,20 @@ def jobs() -> None:
 
 
 @jobs.command("list")
-@click.option("--project", type=int, help="Only this project's jobs.")
+@click.option("--project", type=ROW_ID, help="Only this project's jobs.")
 @click.option("--state", type=click.Choice([s.value for s in JobState]), help="Only this state.")
 @click.option("--flavour", help="Only this GPU flavour.")
-@click.option("--limit", type=click.IntRange(1, 200), default=50, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @reports_errors
 def list_jobs(
-    *, project: int | None, state: str | None, flavour: str | None, limit: int, as_json: bool
+    *, project: int | None, state: str | None, flavour: str | None, as_json: bool
 ) -> None:
-    """Jobs by id, oldest first."""
+    """Every job by id, oldest first (as ``programs list`` and ``allocations list``)."""
     query = JobQuery(
-        project=project, state=JobState(state) if state else None, flavour=flavour, limit=limit
+        project=project, state=JobState(state) if state else None, flavour=flavour, limit=MAX_PAGE
     )
     with cli_transaction(snapshot=True) as session:
-        page = queries.list_jobs_for_actor(session, CLI_READER, query)
+        page = JobPage(items=list(all_pages(partial(_jobs_page, session, query))), next_cursor=None)
     if as_json:
         click.echo(page.model_dump_json(indent=2))
         return
@@ -92,8 +96,17 @@ def list_jobs(
     Console().print(table)
 
 
+def _jobs_page(
+    session: Session, query: JobQuery, cursor: int | None
+) -> tuple[list[JobOut], int | None]:
+    page = queries.list_jobs_for_actor(
+        session, CLI_READER, query.model_copy(update={"cursor": cursor})
+    )
+    return page.items, page.next_cursor
+
+
 @jobs.command("show")
-@click.argument("job_id", type=int)
+@click.argument("job_id", type=ROW_ID)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @reports_errors
 def show_job(*, job_id: int, as_json: bool) -> None:
@@ -136,7 +149,7 @@ def _nodes(placement: list[PlacementOut]) -> str:
 
 
 @jobs.command("cancel")
-@click.argument("job_id", type=int)
+@click.argument("job_id", type=ROW_ID)
 @click.option("--as", "as_email", required=True, help="Email of the ops user cancelling it.")
 @reports_errors
 def cancel(*, job_id: int, as_email: str) -> None:
@@ -150,7 +163,7 @@ def cancel(*, job_id: int, as_email: str) -> None:
 
 
 @jobs.command("logs")
-@click.argument("job_id", type=int)
+@click.argument("job_id", type=ROW_ID)
 @click.option("--tail", type=click.IntRange(1, 10_000), default=200, show_default=True)
 @click.option(
     "--all", "whole", is_flag=True, help="The whole log, streamed as it is read (not with --tail)."
@@ -172,7 +185,7 @@ def logs(*, job_id: int, tail: int, whole: bool) -> None:
 
 
 @jobs.command("limit")
-@click.argument("project_id", type=int)
+@click.argument("project_id", type=ROW_ID)
 @click.argument("max_gpus", type=int, required=False)
 @click.option("--as", "as_email", required=True, help="Email of the ops user.")
 @reports_errors

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -16,9 +17,10 @@ import click
 from pydantic import BaseModel, ValidationError
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy.orm import Session
 
 from credits import formatting as fmt
-from credits.cli_support import cli_transaction, fail, reports_errors
+from credits.cli_support import ROW_ID, all_pages, cli_transaction, fail, reports_errors
 from credits.identity.access import CLI_READER
 from credits.identity.people import people_in_labels
 from credits.identity.service import actor_for_email
@@ -262,24 +264,24 @@ def set_price(
 
 
 @labelling.command("orders")
-@click.option("--project", type=int, help="Only this project's orders.")
+@click.option("--project", type=ROW_ID, help="Only this project's orders.")
 @click.option("--status", type=click.Choice([s.value for s in OrderStatus]))
 @click.option("--vendor", help="Only this vendor's orders (id or name).")
-@click.option("--limit", type=click.IntRange(1, listing.MAX_PAGE), default=50, show_default=True)
 @JSON_OPTION
 @reports_errors
 def list_orders(
-    *, project: int | None, status: str | None, vendor: str | None, limit: int, as_json: bool
+    *, project: int | None, status: str | None, vendor: str | None, as_json: bool
 ) -> None:
-    """Orders by id, oldest first."""
+    """Every order by id, oldest first (as ``programs list`` and ``allocations list``)."""
     with cli_transaction(snapshot=True) as session:
         query = listing.OrderQuery(
             project_id=project,
             status=None if status is None else OrderStatus(status),
             vendor_id=None if vendor is None else vendors.find_vendor_id(session, vendor),
-            limit=limit,
+            limit=listing.MAX_PAGE,
         )
-        page = listing.list_orders(session, CLI_READER, query)
+        found = list(all_pages(partial(_orders_page, session, query)))
+        page = listing.OrderPage(items=found, next_cursor=None)
     if as_json:
         _echo_json(page)
         return
@@ -299,8 +301,15 @@ def list_orders(
     Console(width=160).print(table)
 
 
+def _orders_page(
+    session: Session, query: listing.OrderQuery, cursor: int | None
+) -> tuple[list[OrderOut], int | None]:
+    page = listing.list_orders(session, CLI_READER, query.model_copy(update={"cursor": cursor}))
+    return page.items, page.next_cursor
+
+
 @labelling.command("show")
-@click.argument("order_id", type=int)
+@click.argument("order_id", type=ROW_ID)
 @JSON_OPTION
 @reports_errors
 def show_order(*, order_id: int, as_json: bool) -> None:
@@ -364,7 +373,7 @@ def _act(action: Callable[..., OrderOut], order_id: int, as_email: str, **extra:
 
 @labelling.command("create")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--project", type=int, required=True)
+@click.option("--project", type=ROW_ID, required=True)
 @click.option("--vendor", required=True, help="Vendor id or name.")
 @click.option("--title", required=True)
 @click.option("--kind", type=click.Choice([k.value for k in SchemaKind]), required=True)
@@ -413,7 +422,7 @@ def _read_text(file: Path) -> str:
 
 
 @labelling.command("quote")
-@click.argument("order_id", type=int)
+@click.argument("order_id", type=ROW_ID)
 @AS_OPTION
 @reports_errors
 def quote(*, order_id: int, as_email: str) -> None:
@@ -422,7 +431,7 @@ def quote(*, order_id: int, as_email: str) -> None:
 
 
 @labelling.command("place")
-@click.argument("order_id", type=int)
+@click.argument("order_id", type=ROW_ID)
 @AS_OPTION
 @reports_errors
 def place(*, order_id: int, as_email: str) -> None:
@@ -431,7 +440,7 @@ def place(*, order_id: int, as_email: str) -> None:
 
 
 @labelling.command("accept")
-@click.argument("order_id", type=int)
+@click.argument("order_id", type=ROW_ID)
 @AS_OPTION
 @reports_errors
 def accept(*, order_id: int, as_email: str) -> None:
@@ -440,7 +449,7 @@ def accept(*, order_id: int, as_email: str) -> None:
 
 
 @labelling.command("dispute")
-@click.argument("order_id", type=int)
+@click.argument("order_id", type=ROW_ID)
 @click.option("--reason", required=True)
 @AS_OPTION
 @reports_errors
@@ -450,7 +459,7 @@ def dispute(*, order_id: int, reason: str, as_email: str) -> None:
 
 
 @labelling.command("cancel")
-@click.argument("order_id", type=int)
+@click.argument("order_id", type=ROW_ID)
 @click.option("--reason")
 @AS_OPTION
 @reports_errors
@@ -460,23 +469,31 @@ def cancel(*, order_id: int, reason: str | None, as_email: str) -> None:
 
 
 @labelling.command("resolve")
-@click.argument("order_id", type=int)
-@click.option("--accept", "outcome", flag_value="accept", help="Charge what was delivered.")
+@click.argument("order_id", type=ROW_ID)
+@click.option("--accept", "accept_", is_flag=True, help="Charge what was delivered.")
 @click.option("--refund", help="Refund this many credits of what was charged.")
-@click.option("--cancel", "outcome", flag_value="cancel", help="Charge nothing frozen.")
+@click.option("--cancel", "cancel_", is_flag=True, help="Charge nothing frozen.")
 @click.option("--note", required=True)
 @AS_OPTION
 @reports_errors
 def resolve(
-    *, order_id: int, outcome: str | None, refund: str | None, note: str, as_email: str
+    *,
+    order_id: int,
+    accept_: bool,
+    refund: str | None,
+    cancel_: bool,
+    note: str,
+    as_email: str,
 ) -> None:
     """End a dispute (ops only): exactly one of --accept, --refund CREDITS, --cancel."""
-    if (outcome is None) == (refund is None):
+    # Separate flags: with one shared destination, the last of two given would win
+    # silently, and the order would settle one way when ops typed both.
+    if [accept_, refund is not None, cancel_].count(True) != 1:
         fail("give exactly one of --accept, --refund CREDITS or --cancel")
     if refund is not None:
         resolution, refund_micro = Resolution.REFUNDED, parse_credits(refund)
     else:
-        resolution = Resolution.ACCEPTED if outcome == "accept" else Resolution.CANCELLED
+        resolution = Resolution.ACCEPTED if accept_ else Resolution.CANCELLED
         refund_micro = 0
     with cli_transaction() as session:
         done = orders.resolve_dispute(

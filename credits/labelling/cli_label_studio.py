@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import click
 
-from credits.cli_support import cli_session_factory, cli_settings, fail, reports_errors
+from credits.cli_support import ROW_ID, cli_session_factory, cli_settings, fail, reports_errors
 from credits.labelling.label_studio import label_studio_client_from_settings
 from credits.labelling.label_studio_loop import SweepReport, sweep_with_settings
 
 
 @click.command("sync-label-studio")
-@click.option("--order", "order_ids", type=int, multiple=True, help="Only this order (repeatable).")
+@click.option(
+    "--order", "order_ids", type=ROW_ID, multiple=True, help="Only this order (repeatable)."
+)
 @reports_errors
 def sync_label_studio(*, order_ids: tuple[int, ...]) -> None:
     """Place waiting orders in Label Studio and record completed annotations.

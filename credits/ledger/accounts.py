@@ -137,8 +137,9 @@ def set_account_status(
     Needs the ops role (or the platform itself) and a reason. An allocation
     row backed by the account takes the same status. Raises
     StatusChangeForbidden, ReasonRequired, AccountNotFound, InvalidInput (an
-    unknown status), ProjectStatusConflict (activating an allocation account
-    of a suspended or archived project: unsuspend the project instead).
+    unknown status, or suspending a system account), ProjectStatusConflict
+    (activating an allocation account of a suspended or archived project:
+    unsuspend the project instead).
     """
     if not actor.has_role(Role.OPS) and actor.user_id is not None:
         raise StatusChangeForbidden("only ops may change an account's status")
@@ -148,8 +149,10 @@ def set_account_status(
         raise InvalidInput(f"unknown account status {status!r}") from None
     if not isinstance(reason, str) or not reason.strip():
         raise ReasonRequired("changing an account's status needs a reason")
+    account = get_account(session, account_id=account_id)
+    _require_holds_credits(account, status)
     if status is AccountStatus.ACTIVE:
-        _require_project_active(session, get_account(session, account_id=account_id))
+        _require_project_active(session, account)
     locked = journal.lock_accounts(session, [account_id])[account_id]
     if locked.status == status.value:
         return get_account(session, account_id=account_id)
@@ -163,6 +166,19 @@ def set_account_status(
         {"from": locked.status, "to": status.value, "reason": reason},
     )
     return get_account(session, account_id=account_id)
+
+
+def _require_holds_credits(account: AccountOut, status: AccountStatus) -> None:
+    """Only allocation and program-pool accounts stop by hand, as only they are adjusted:
+    a suspended system account (a source, a sink, adjustments, overage) would refuse
+    every later funding, settlement or adjustment through it. Making one active again
+    is allowed, so that a suspension made before this check can be undone."""
+    if status is AccountStatus.ACTIVE or account.kind in GUARDED_KINDS:
+        return
+    raise InvalidInput(
+        f"account {account.id} is a {account.kind.value} account; only allocation and "
+        f"program-pool accounts can be {status.value}"
+    )
 
 
 def _require_project_active(session: Session, account: AccountOut) -> None:

@@ -11,6 +11,7 @@ from rich.table import Table
 
 from credits import formatting as fmt
 from credits.cli_support import (
+    ROW_ID,
     cli_transaction,
     fail,
     reports_errors,
@@ -28,7 +29,7 @@ def ledger() -> None:
 
 
 @ledger.command()
-@click.option("--account", "account_id", type=int, help="Account id.")
+@click.option("--account", "account_id", type=ROW_ID, help="Account id.")
 @click.option("--code", help="Account code, e.g. system:usage_sink:gpu.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @reports_errors
@@ -88,7 +89,7 @@ def verify(as_json: bool) -> None:
 
 
 @ledger.command()
-@click.option("--account", "account_id", type=int, required=True, help="Account id.")
+@click.option("--account", "account_id", type=ROW_ID, required=True, help="Account id.")
 @click.option("--amount", required=True, help="Credits to add; negative removes (e.g. -2.5).")
 @click.option("--reason", required=True, help="Why; kept in the journal and the audit log.")
 @click.option("--as", "as_email", required=True, help="Email of the ops user making the change.")
@@ -116,7 +117,7 @@ def adjust(account_id: int, amount: str, reason: str, as_email: str, key: str | 
 
 
 @ledger.command()
-@click.option("--project", "project_id", type=int, help="Only this project's accounts.")
+@click.option("--project", "project_id", type=ROW_ID, help="Only this project's accounts.")
 @click.option("--currency", type=click.Choice([c.value for c in Currency]))
 @click.option("--kind", type=click.Choice([k.value for k in AccountKind]))
 @reports_errors
@@ -155,7 +156,7 @@ def accounts(project_id: int | None, currency: str | None, kind: str | None) -> 
 
 
 @ledger.command("set-status")
-@click.option("--account", "account_id", type=int, required=True, help="Account id.")
+@click.option("--account", "account_id", type=ROW_ID, required=True, help="Account id.")
 @click.option(
     "--status",
     type=click.Choice([AccountStatus.ACTIVE.value, AccountStatus.SUSPENDED.value]),

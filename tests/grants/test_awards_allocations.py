@@ -197,7 +197,7 @@ def test_a_tranche_policy_holds_back_the_rest(any_session: Session) -> None:
     before = full_state(any_session)
     assert (
         release_tranche(
-            any_session, tranche_id=tranche.id, actor=w.fay, progress_report="x", key="r1"
+            any_session, tranche_id=tranche.id, actor=w.fay, progress_report="Half done.", key="r1"
         ).status
         is TrancheStatus.RELEASED
     )
