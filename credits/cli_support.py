@@ -8,6 +8,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from functools import wraps
+from itertools import islice
 from pathlib import Path
 from typing import Any, NoReturn, ParamSpec, TypeVar
 
@@ -103,6 +104,18 @@ def all_pages(fetch: Callable[[int | None], tuple[list[T], int | None]]) -> Iter
         yield from items
         if cursor is None:
             return
+
+
+LIMIT_OPTION = click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    help="At most this many, oldest first (every one when not given).",
+)
+
+
+def at_most(items: Iterator[T], limit: int | None) -> list[T]:
+    """The first ``limit`` of ``items`` (all when None), reading no page past them."""
+    return list(items if limit is None else islice(items, limit))
 
 
 def _context_object() -> dict[str, Any]:

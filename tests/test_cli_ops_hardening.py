@@ -162,6 +162,28 @@ def test_jobs_list_lists_every_job_past_one_page(
     assert table.exit_code == 0 and "j54" in table.output
 
 
+def test_limit_caps_the_listing_to_its_oldest_rows_across_pages(
+    labelling: LabellingWorld,
+    jobs: JobsWorld,
+    invoke: Invoke,
+    session: Session,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(listing, "MAX_PAGE", 2)
+    monkeypatch.setattr("credits.jobs.cli.MAX_PAGE", 2, raising=False)
+    orders = [labelling.draft(session, items=1).id for _ in range(5)]
+    session.flush()
+    made = [jobs.submit(name=f"j{n}", gpus=1, max_runtime_seconds=60).id for n in range(5)]
+
+    listed_orders = invoke("labelling", "orders", "--limit", "3", "--json")
+    listed_jobs = invoke("jobs", "list", "--limit", "3", "--json")
+    refused = invoke("jobs", "list", "--limit", "0")
+
+    assert [o["id"] for o in json.loads(listed_orders.output)["items"]] == orders[:3]
+    assert [j["id"] for j in json.loads(listed_jobs.output)["items"]] == made[:3]
+    assert refused.exit_code != 0 and "--limit" in refused.output
+
+
 # Bad ids, far times and refused filters: one line, never a traceback.
 
 

@@ -12,8 +12,10 @@ from sqlalchemy.orm import Session
 
 from credits import formatting as fmt
 from credits.cli_support import (
+    LIMIT_OPTION,
     ROW_ID,
     all_pages,
+    at_most,
     cli_session_factory,
     cli_settings,
     cli_transaction,
@@ -66,17 +68,25 @@ def jobs() -> None:
 @click.option("--project", type=ROW_ID, help="Only this project's jobs.")
 @click.option("--state", type=click.Choice([s.value for s in JobState]), help="Only this state.")
 @click.option("--flavour", help="Only this GPU flavour.")
+@LIMIT_OPTION
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @reports_errors
 def list_jobs(
-    *, project: int | None, state: str | None, flavour: str | None, as_json: bool
+    *,
+    project: int | None,
+    state: str | None,
+    flavour: str | None,
+    limit: int | None,
+    as_json: bool,
 ) -> None:
-    """Every job by id, oldest first (as ``programs list`` and ``allocations list``)."""
+    """Every job by id, oldest first (as ``programs list`` and ``allocations list``),
+    or the first ``--limit`` of them."""
     query = JobQuery(
         project=project, state=JobState(state) if state else None, flavour=flavour, limit=MAX_PAGE
     )
     with cli_transaction(snapshot=True) as session:
-        page = JobPage(items=list(all_pages(partial(_jobs_page, session, query))), next_cursor=None)
+        found = at_most(all_pages(partial(_jobs_page, session, query)), limit)
+        page = JobPage(items=found, next_cursor=None)
     if as_json:
         click.echo(page.model_dump_json(indent=2))
         return

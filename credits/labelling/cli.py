@@ -20,7 +20,15 @@ from rich.table import Table
 from sqlalchemy.orm import Session
 
 from credits import formatting as fmt
-from credits.cli_support import ROW_ID, all_pages, cli_transaction, fail, reports_errors
+from credits.cli_support import (
+    LIMIT_OPTION,
+    ROW_ID,
+    all_pages,
+    at_most,
+    cli_transaction,
+    fail,
+    reports_errors,
+)
 from credits.identity.access import CLI_READER
 from credits.identity.people import people_in_labels
 from credits.identity.service import actor_for_email
@@ -267,12 +275,19 @@ def set_price(
 @click.option("--project", type=ROW_ID, help="Only this project's orders.")
 @click.option("--status", type=click.Choice([s.value for s in OrderStatus]))
 @click.option("--vendor", help="Only this vendor's orders (id or name).")
+@LIMIT_OPTION
 @JSON_OPTION
 @reports_errors
 def list_orders(
-    *, project: int | None, status: str | None, vendor: str | None, as_json: bool
+    *,
+    project: int | None,
+    status: str | None,
+    vendor: str | None,
+    limit: int | None,
+    as_json: bool,
 ) -> None:
-    """Every order by id, oldest first (as ``programs list`` and ``allocations list``)."""
+    """Every order by id, oldest first (as ``programs list`` and ``allocations list``),
+    or the first ``--limit`` of them."""
     with cli_transaction(snapshot=True) as session:
         query = listing.OrderQuery(
             project_id=project,
@@ -280,7 +295,7 @@ def list_orders(
             vendor_id=None if vendor is None else vendors.find_vendor_id(session, vendor),
             limit=listing.MAX_PAGE,
         )
-        found = list(all_pages(partial(_orders_page, session, query)))
+        found = at_most(all_pages(partial(_orders_page, session, query)), limit)
         page = listing.OrderPage(items=found, next_cursor=None)
     if as_json:
         _echo_json(page)
