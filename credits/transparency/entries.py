@@ -23,8 +23,8 @@ from typing import Any
 from credits.transparency.tiles import MAX_ENTRY_SIZE
 
 UNPUBLISHED = frozenset({"idempotency_key", "request_hash"})
-# Inside a JSON string every quote is escaped, so an unescaped quote before one of
-# these names always starts an object member: the text is searched, not parsed
+# Inside a JSON string every quote is escaped, so one of these markers right after
+# "{" or "," always starts an object member: the text is searched, not parsed
 # (parsing and writing a ledger entry again would cost the integrator more than
 # all else it does per entry).
 _MARKERS = tuple(f'"{name}":' for name in sorted(UNPUBLISHED))
@@ -41,8 +41,11 @@ def published_entry(canonical: str) -> bytes:
     text = canonical
     for marker in _MARKERS:
         while (at := text.find(marker)) >= 0:
-            if (cut := _member_span(text, at, len(marker))) is None:
-                # A value that is not a string (never written today): parse it all.
+            # A member's name follows "{" or ","; after anything else (a backslash) the
+            # quote is escaped inside a name such as "x\"idempotency_key", and a value
+            # that is not a string (never written today) cannot be cut out as text:
+            # both are parsed, the slow way.
+            if text[at - 1] not in "{," or (cut := _member_span(text, at, len(marker))) is None:
                 return _ENCODE(_without(_DECODE(canonical))).encode()
             text = text[: cut[0]] + text[cut[1] :]
     return text.encode()

@@ -422,6 +422,8 @@ def _without_keys(value: Any) -> Any:
         {"type": "x", "data": {"reason": 'said "idempotency_key":"k", then \\'}},
         {"data": {"idempotency_key": "k", "request_hash": "h", "id": 1}},
         {"data": {"a": 1, "idempotency_key": 'e\\"x\u2028\u00e9', "request_hash": "h"}},
+        {"data": {'x"idempotency_key': "v", "y": 1}},
+        {"data": {"labels": {'x"request_hash': "v"}}},
         {"data": {"idempotency_key": "only"}, "z": [{"request_hash": "h", "b": 2}]},
         {"data": {"idempotency_key": "\\", "zz": '\\"', "request_hash": '"'}},
         {"data": {"a": "ends in \\", "idempotency_key": '\\\\"', "b": [1, "request_hash"]}},
