@@ -217,6 +217,24 @@ for path in ({str(key)!r}, {str(kubeconfig)!r}, "/etc/hostname"):
     assert output.splitlines() == ["PermissionError", "PermissionError", repr(hostname)]
 
 
+def test_a_var_folder_under_a_system_folder_is_covered_with_everything_in_it(
+    tmp_path: Path, etc: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    var = etc / "credits" / "var"  # as /opt/credits/var is, run from /opt/credits
+    (var / "maildir").mkdir(parents=True)
+    (var / "transparency.key").write_text("signing key")
+    settings = load_settings(var_dir=var, transparency_key_file=var / "transparency.key")
+    monkeypatch.setattr(sandbox, "SYSTEM_PATHS", (*sandbox.SYSTEM_PATHS, str(etc)))
+    hidden = _platform_paths(settings)
+    assert str(var / "maildir") in hidden  # nested in var/, which covers it already
+
+    output = _run_in_sandbox(
+        tmp_path, hidden, ["python3", "-c", f"import os; print(os.listdir({str(var)!r}))"]
+    )
+
+    assert output.splitlines() == ["[]"]
+
+
 def _run_in_sandbox(tmp_path: Path, hidden: tuple[str, ...], argv: list[str]) -> str:
     """Runs ``argv`` in this process's sandbox command line (so a patched SYSTEM_PATHS
     counts), as the platform's own user; its output."""

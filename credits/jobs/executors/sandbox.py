@@ -203,13 +203,22 @@ def _hidden(paths: Sequence[str]) -> list[str]:
     a writable tmpfs there would be host memory the job could fill."""
     mounts: list[str] = []
     for path in paths:
-        if not any(path == root or path.startswith(root + "/") for root in SYSTEM_PATHS):
+        if not _under(path, SYSTEM_PATHS):
             continue  # not mounted in the sandbox at all
+        if _under(path, [other for other in paths if other != path and Path(other).is_dir()]):
+            # Already covered by an empty folder above it (var/maildir under var/),
+            # where no mount point could be made once that folder is read-only.
+            continue
         if Path(path).is_dir():
             mounts += ["--tmpfs", path, "--remount-ro", path]
         elif Path(path).exists():
             mounts += ["--ro-bind", "/dev/null", path]
     return mounts
+
+
+def _under(path: str, folders: Sequence[str]) -> bool:
+    """Whether ``path`` is one of ``folders`` or lies below one."""
+    return any(path == folder or path.startswith(folder.rstrip("/") + "/") for folder in folders)
 
 
 def drops_to(policy: SandboxPolicy) -> dict[str, Any]:
