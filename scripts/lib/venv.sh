@@ -45,15 +45,17 @@ ensure_venv() {
 CREDITS_UV_VERSION=0.13.9
 
 # Installs the project (editable, with its extras) into .venv. uv does it in seconds
-# where pip takes a minute or two (CI builds .venv afresh in every clone); pip stays
-# the fallback when uv cannot be installed.
+# where pip takes a minute or two (CI builds .venv afresh in every clone). uv reads
+# none of pip's settings (a mirror, a wheelhouse, no index), so whenever uv cannot be
+# installed or fails, pip installs the packages as it always did.
 install_into_venv() {
     local spec="$1"
     [ -x .venv/bin/uv ] || .venv/bin/python -m pip install --quiet --disable-pip-version-check \
-        "uv==$CREDITS_UV_VERSION" || echo "note: uv could not be installed; pip installs the packages"
-    if [ -x .venv/bin/uv ]; then
-        .venv/bin/uv pip install --python .venv/bin/python -e "$spec"
-    else
-        .venv/bin/python -m pip install --quiet --disable-pip-version-check -e "$spec"
+        --retries 0 --timeout 15 "uv==$CREDITS_UV_VERSION" ||
+        echo "note: uv could not be installed; pip installs the packages"
+    if [ -x .venv/bin/uv ] && .venv/bin/uv pip install --python .venv/bin/python -e "$spec"; then
+        return 0
     fi
+    [ -x .venv/bin/uv ] && echo "note: uv could not install the packages; pip installs them"
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check -e "$spec"
 }
