@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import cast
 
-from sqlalchemy import Select, Table, event, select, update
+from sqlalchemy import Select, Table, event, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, SessionTransaction
 
@@ -171,6 +171,10 @@ CANCELLED_NOTE = "cancelled: the recipient's account is deactivated"
 # so a live sender records its result first, while the row of a sender that died
 # mid-send is claimed again once the lease lapses (and may then arrive twice).
 CLAIM_LEASE = timedelta(minutes=15)
+# A claimed row's last_error until its result is recorded: a row still carrying it
+# once its lease lapsed belongs to a sender that stopped mid-send.
+SENDING_NOTE = "being sent (claimed by a sender)"
+LAPSED_NOTE = "the sender stopped during the last attempt; the message may have gone out"
 
 
 def send_pending(
@@ -226,11 +230,15 @@ def _claim_next(session: Session, now: datetime) -> _Claim | None:
     Cancels the rows of deactivated recipients it meets on the way."""
     while (found := session.execute(_due_query(now)).first()) is not None:
         row, active = found
+        if row.attempts >= MAX_ATTEMPTS:
+            _give_up_lapsed(session, row)
+            continue
         if active is False:  # None: no user (an address only), or the user was deleted
             _cancel(session, row)
             continue
         row.attempts += 1
         row.next_attempt_at = now + CLAIM_LEASE
+        row.last_error = SENDING_NOTE
         session.flush()
         return _Claim(
             id=row.id,
@@ -250,7 +258,11 @@ def _due_query(now: datetime) -> Select[OutboxMessage, bool]:
         .outerjoin(User, User.id == OutboxMessage.recipient_user_id)
         .where(
             OutboxMessage.sent_at.is_(None),
-            OutboxMessage.attempts < MAX_ATTEMPTS,
+            or_(
+                OutboxMessage.attempts < MAX_ATTEMPTS,
+                # The last attempt's lease lapsed with no result: given up below.
+                OutboxMessage.last_error == SENDING_NOTE,
+            ),
             OutboxMessage.next_attempt_at <= now,
         )
         .order_by(OutboxMessage.id)
@@ -261,6 +273,14 @@ def _due_query(now: datetime) -> Select[OutboxMessage, bool]:
         .with_for_update(skip_locked=True, of=OutboxMessage)
         .execution_options(populate_existing=True)
     )
+
+
+def _give_up_lapsed(session: Session, row: OutboxMessage) -> None:
+    """The last attempt's sender stopped before recording its result: the row is given
+    up, saying so, rather than left unsent with nothing for ops to read."""
+    row.last_error = LAPSED_NOTE
+    session.flush()
+    log.error("outbox %s gave up: %s", row.id, LAPSED_NOTE)
 
 
 def _cancel(session: Session, row: OutboxMessage) -> None:

@@ -26,6 +26,7 @@ from credits.notifications.schemas import SendReport
 from credits.notifications.service import (
     CANCELLED_NOTE,
     CLAIM_LEASE,
+    LAPSED_NOTE,
     enqueue_notification,
     send_pending,
 )
@@ -174,6 +175,28 @@ def test_a_claim_whose_sender_died_is_sent_once_after_its_lease_lapses(
     assert len(mailer.sent) == 1
     [row] = outbox(any_session)
     assert row.sent_at is not None and row.attempts == 2
+
+
+def test_a_last_attempt_whose_sender_died_is_given_up_saying_so_after_its_lease(
+    any_session: Session,
+) -> None:
+    row_id = _enqueue(any_session, "last")
+    [row] = outbox(any_session)
+    row.attempts = MAX_ATTEMPTS - 1
+    any_session.flush()
+    factory = joined_factory(any_session)
+    start = utcnow()
+    with pytest.raises(_Crash):
+        _send(factory, _CrashingMailer(), now=start)
+    mailer = FakeMailer()
+
+    after_lease = _send(factory, mailer, now=start + CLAIM_LEASE)
+    again = _send(factory, mailer, now=start + 2 * CLAIM_LEASE)
+
+    assert (after_lease.sent, again.sent, mailer.sent) == ([], [], [])
+    [row] = outbox(any_session)
+    assert (row.id, row.sent_at, row.attempts) == (row_id, None, MAX_ATTEMPTS)
+    assert row.last_error == LAPSED_NOTE
 
 
 class _GatedMailer:
