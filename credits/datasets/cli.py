@@ -23,6 +23,7 @@ from rich.console import Console
 from rich.table import Table
 
 from credits.cli_support import (
+    ROW_ID,
     cli_session_factory,
     cli_settings,
     cli_transaction,
@@ -67,14 +68,14 @@ def datasets() -> None:
 
 
 @datasets.command("list")
-@click.option("--project", type=int, help="Only this project's datasets.")
+@click.option("--project", type=ROW_ID, help="Only this project's datasets.")
 @click.option(
     "--state", "states", multiple=True, type=click.Choice([s.value for s in VersionState])
 )
 @click.option("--search", help="Words to find in title, description, keywords, creators.")
 @click.option("--license", "license_id", help="Only this SPDX licence.")
 @click.option("--keyword", help="Only versions with this keyword.")
-@click.option("--program", type=int, help="Only versions funded by this program.")
+@click.option("--program", type=ROW_ID, help="Only versions funded by this program.")
 @click.option("--limit", type=click.IntRange(1, queries.MAX_PAGE), default=50, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @reports_errors
@@ -195,7 +196,7 @@ def _text(version: VersionOut, doi: tuple[str, str] | None) -> str:
 
 
 @datasets.command("create")
-@click.option("--project", type=int, required=True)
+@click.option("--project", type=ROW_ID, required=True)
 @click.option("--title", required=True)
 @click.option("--as", "as_email", required=True, help="Email of a project member or ops user.")
 @reports_errors
@@ -218,7 +219,7 @@ def create_dataset(*, project: int, title: str, as_email: str) -> None:
 
 
 @datasets.command("new-version")
-@click.argument("dataset_id", type=int)
+@click.argument("dataset_id", type=ROW_ID)
 @click.option("--as", "as_email", required=True)
 @reports_errors
 def new_version(*, dataset_id: int, as_email: str) -> None:
@@ -323,8 +324,10 @@ def upload(
 
 @datasets.command("provenance")
 @click.argument("version_ref")
-@click.option("--job", "jobs", type=int, multiple=True, help="A finished GPU job of the project.")
-@click.option("--allocation", "allocations", type=int, multiple=True)
+@click.option(
+    "--job", "jobs", type=ROW_ID, multiple=True, help="A finished GPU job of the project."
+)
+@click.option("--allocation", "allocations", type=ROW_ID, multiple=True)
 @click.option("--as", "as_email", required=True)
 @reports_errors
 def record(

@@ -14,7 +14,7 @@ from datetime import datetime
 import click
 
 from credits import formatting as fmt
-from credits.cli_support import cli_transaction, reports_errors
+from credits.cli_support import ROW_ID, cli_transaction, reports_errors
 from credits.db import utcnow
 from credits.identity import oidc, service
 from credits.identity import tokens as token_service
@@ -270,7 +270,7 @@ def list_tokens(email: str | None) -> None:
 
 
 @tokens.command("revoke")
-@click.argument("token_id", type=int)
+@click.argument("token_id", type=ROW_ID)
 @reports_errors
 def revoke_token(token_id: int) -> None:
     """Revoke the token TOKEN_ID at once."""
