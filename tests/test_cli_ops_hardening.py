@@ -224,6 +224,17 @@ def test_an_out_of_range_id_number_or_time_is_refused_not_raised(
     _refused_not_raised(invoke(*args))
 
 
+def test_a_rate_from_a_year_the_api_refuses_is_refused_by_name(
+    jobs: JobsWorld, invoke: Invoke
+) -> None:
+    result = invoke(
+        "pool", "rates", "set", "--flavour", FLAVOUR, "--credits-per-gpu-hour", "1",
+        "--effective-from", FAR, "--as", "ops@example.org",
+    )  # fmt: skip
+
+    _one_line_error(result, "the year must lie between 1970 and 9000")
+
+
 def test_a_filter_the_query_model_refuses_is_one_line(jobs: JobsWorld, invoke: Invoke) -> None:
     _one_line_error(invoke("jobs", "list", "--flavour", "x" * 64), "flavour")
 

@@ -22,6 +22,7 @@ from credits.money import parse_credits
 from credits.pool import service
 from credits.pool.models import DEFAULT_CHECKPOINT_GRACE_CAP_S
 from credits.pool.schemas import FlavourList, RateList
+from credits.schema_types import EARLIEST_YEAR, LATEST_YEAR
 
 
 @click.group()
@@ -145,6 +146,9 @@ def _parse_time(text: str | None) -> datetime:
         fail(f"{text!r} is not an ISO 8601 time, e.g. 2030-01-01T00:00:00Z")
     if moment.utcoffset() is None:
         fail(f"{text!r} has no timezone; add Z or an offset such as +02:00")
+    # The API's bounds (ApiTime): a year far out overflows when moved to UTC.
+    if not EARLIEST_YEAR <= moment.year <= LATEST_YEAR:
+        fail(f"{text!r}: the year must lie between {EARLIEST_YEAR} and {LATEST_YEAR}")
     return moment
 
 
