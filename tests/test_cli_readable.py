@@ -27,6 +27,7 @@ from credits.cli_support import exact_duration
 from credits.db import utcnow
 from credits.demo import DOMAIN, seed_demo
 from credits.grants.models import Allocation, Program, Project
+from credits.identity.tokens import TOKEN_DISPLAY_LENGTH, TOKEN_PREFIX
 from credits.jobs.executors.base import NodeCapacity
 from credits.jobs.executors.simulated import SimulatedExecutor
 from credits.jobs.models import Job
@@ -37,6 +38,11 @@ Invoke = Callable[..., Result]
 ISO_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d")
 # An account code (system:usage_sink:gpu) is an identifier ops type back, not a state.
 UNDERSCORED = re.compile(r"(?<![\w:])[a-z]+_[a-z_]+(?![\w:])")
+# A token's shown prefix (crd_ and eight random base64url characters) is an
+# identifier too: crd_g-L55Xxs is not a state, whatever its random part is.
+SHOWN_TOKEN = re.compile(
+    rf"{re.escape(TOKEN_PREFIX)}[\w-]{{{TOKEN_DISPLAY_LENGTH - len(TOKEN_PREFIX)}}}"
+)
 OPS = f"demo-ops@{DOMAIN}"
 RESEARCHER = f"demo-researcher@{DOMAIN}"
 
@@ -132,6 +138,7 @@ def _problems(command: tuple[str, ...], output: str) -> list[str]:
         ("an underscored value", UNDERSCORED),
         ("a user label", USER_LABEL),
     ]
+    output = SHOWN_TOKEN.sub("crd-token", output)
     return [
         f"{' '.join(command)}: {name} {m.group()!r} in "
         f"{output[max(0, m.start() - 60) : m.end() + 20]!r}"
